@@ -1,0 +1,227 @@
+package gitlabapi
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// maxUserBody bounds what the bridge reads of an upstream user body; GitLab's are a few KiB.
+const maxUserBody = 1 << 20
+
+// Config is how the bridge reaches the upstream GitLab, as an OAuth client of its own.
+type Config struct {
+	// URL is GitLab's base URL, e.g. https://gitlab.example.com (a path prefix such as
+	// https://example.com/gitlab is kept).
+	URL          string
+	ClientID     string
+	ClientSecret string
+	// Scopes asked of GitLab; read_user is what /api/v4/user needs.
+	Scopes []string
+	// RedirectURL is the bridge's callback, registered at GitLab for the bridge's application.
+	RedirectURL string
+	// HTTPClient makes the server-to-server calls; nil means NewHTTPClient().
+	HTTPClient *http.Client
+}
+
+// Client signs people in at the upstream GitLab and reads who they are.
+type Client struct {
+	base   *url.URL
+	oauth  oauth2.Config
+	http   *http.Client
+	userEP string
+}
+
+// NewHTTPClient returns the client used for upstream calls: one pooled transport, proxies from
+// the environment (HTTPS_PROXY, NO_PROXY), and timeouts short enough that a GitLab that does not
+// answer fails the login with a clear error instead of hanging the browser.
+func NewHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 5 * time.Second
+	t.ResponseHeaderTimeout = 15 * time.Second
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 128
+	t.IdleConnTimeout = 90 * time.Second
+	return &http.Client{Transport: t, Timeout: 20 * time.Second}
+}
+
+// ParseBaseURL checks a GitLab base URL: absolute http(s), no query or fragment.
+func ParseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%q must start with https:// (or http:// for a test GitLab)", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%q has no host", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("%q must be GitLab's base URL only, without user, query or fragment", raw)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// NewClient checks cfg and returns a client for it.
+func NewClient(cfg Config) (*Client, error) {
+	base, err := ParseBaseURL(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ClientID == "" {
+		return nil, errors.New("the bridge's client id at GitLab is empty")
+	}
+	if cfg.ClientSecret == "" {
+		return nil, errors.New("the bridge's client secret at GitLab is empty")
+	}
+	if _, err := url.ParseRequestURI(cfg.RedirectURL); err != nil || cfg.RedirectURL == "" {
+		return nil, fmt.Errorf("the bridge's callback URL %q is not an absolute URL", cfg.RedirectURL)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = NewHTTPClient()
+	}
+	root := base.String()
+	return &Client{
+		base: base,
+		http: hc,
+		oauth: oauth2.Config{
+			ClientID:     cfg.ClientID,
+			ClientSecret: cfg.ClientSecret,
+			Scopes:       cfg.Scopes,
+			RedirectURL:  cfg.RedirectURL,
+			Endpoint: oauth2.Endpoint{
+				AuthURL:  root + "/oauth/authorize",
+				TokenURL: root + "/oauth/token",
+				// GitLab takes both; Basic keeps the secret out of request bodies that proxies log.
+				AuthStyle: oauth2.AuthStyleInHeader,
+			},
+		},
+		userEP: root + "/api/v4/user",
+	}, nil
+}
+
+// BaseURL returns GitLab's base URL.
+func (c *Client) BaseURL() string { return c.base.String() }
+
+// ClientID returns the bridge's client id at GitLab.
+func (c *Client) ClientID() string { return c.oauth.ClientID }
+
+// AuthCodeURL is where the browser goes to sign in at GitLab: the bridge's own client_id, state
+// and a PKCE S256 challenge of verifier.
+func (c *Client) AuthCodeURL(state, verifier string) string {
+	return c.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
+}
+
+func (c *Client) withHTTP(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, c.http)
+}
+
+// Exchange trades an upstream code for GitLab's token.
+func (c *Client) Exchange(ctx context.Context, code, verifier string) (*oauth2.Token, error) {
+	tok, err := c.oauth.Exchange(c.withHTTP(ctx), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return nil, c.classify(CallToken, c.oauth.Endpoint.TokenURL, err)
+	}
+	return tok, nil
+}
+
+// TokenSource returns a source that yields tok while it is valid and refreshes it at GitLab
+// when it has expired.
+func (c *Client) TokenSource(ctx context.Context, tok *oauth2.Token) oauth2.TokenSource {
+	return c.oauth.TokenSource(c.withHTTP(ctx), tok)
+}
+
+// User reads /api/v4/user with a token from ts. It returns the decoded user, the body exactly as
+// GitLab sent it, and the token used (which differs from the one ts started with if it was
+// refreshed, and must then be saved).
+func (c *Client) User(ctx context.Context, ts oauth2.TokenSource) (*User, []byte, *oauth2.Token, error) {
+	tok, err := ts.Token()
+	if err != nil {
+		return nil, nil, nil, c.classify(CallRefresh, c.oauth.Endpoint.TokenURL, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.userEP, nil)
+	if err != nil {
+		return nil, nil, nil, &UpstreamError{Call: CallUser, URL: c.userEP, Kind: KindUnreachable, Err: err}
+	}
+	req.Header.Set("Accept", "application/json")
+	tok.SetAuthHeader(req)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, nil, nil, c.classify(CallUser, c.userEP, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUserBody+1))
+	if err != nil {
+		return nil, nil, nil, c.classify(CallUser, c.userEP, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, nil, &UpstreamError{Call: CallUser, URL: c.userEP, Kind: KindRejected,
+			Status: resp.StatusCode, Message: ParseMessage(body)}
+	}
+	if len(body) > maxUserBody {
+		return nil, nil, nil, &UpstreamError{Call: CallUser, URL: c.userEP, Kind: KindBadResponse,
+			Status: resp.StatusCode, Message: "the user body is larger than 1 MiB"}
+	}
+	u, err := DecodeUser(body)
+	if err != nil {
+		return nil, nil, nil, &UpstreamError{Call: CallUser, URL: c.userEP, Kind: KindBadResponse,
+			Status: resp.StatusCode, Message: err.Error()}
+	}
+	return u, body, tok, nil
+}
+
+// classify turns a transport or x/oauth2 error into an UpstreamError that says what happened.
+func (c *Client) classify(call Call, endpoint string, err error) *UpstreamError {
+	ue := &UpstreamError{Call: call, URL: endpoint, Err: err}
+	var re *oauth2.RetrieveError
+	var ne net.Error
+	var ce *tls.CertificateVerificationError
+	var ue509 x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var re2 tls.RecordHeaderError
+	switch {
+	case errors.As(err, &re):
+		ue.Kind = KindRejected
+		if re.Response != nil {
+			ue.Status = re.Response.StatusCode
+		}
+		ue.Code = re.ErrorCode
+		ue.Message = re.ErrorDescription
+		if ue.Code == "" && ue.Message == "" {
+			ue.Message = ParseMessage(re.Body)
+		}
+		if ue.Status == http.StatusOK {
+			// x/oauth2 reports a 200 whose body has no access_token this way.
+			ue.Kind = KindBadResponse
+		}
+		ue.Err = nil // its text repeats the body, which may echo what was sent
+	case errors.As(err, &ce), errors.As(err, &ue509), errors.As(err, &he), errors.As(err, &re2):
+		ue.Kind = KindTLS
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		ue.Kind = KindTimeout
+	case errors.Is(err, context.Canceled):
+		ue.Kind = KindCanceled
+	default:
+		if strings.Contains(err.Error(), "server response missing access_token") {
+			ue.Kind = KindBadResponse
+		} else {
+			ue.Kind = KindUnreachable
+		}
+	}
+	return ue
+}

@@ -1,0 +1,164 @@
+package oauth
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/oauth2"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// Bounds on authorize parameters; real ones are far smaller (Mattermost's state is ~200 bytes).
+const (
+	maxClientID  = 256
+	maxState     = 4096
+	maxScope     = 1024
+	maxChallenge = 128
+)
+
+// AuthorizeRequest is a parsed GET /oauth/authorize.
+type AuthorizeRequest struct {
+	ClientID            string
+	RedirectURI         string
+	ResponseType        string
+	State               string
+	Scope               string
+	CodeChallenge       string
+	CodeChallengeMethod string
+}
+
+// ParseAuthorizeRequest reads the authorize parameters. A parameter given twice is refused
+// (RFC 6749 §3.1), since two parsers could disagree about which one counts.
+func ParseAuthorizeRequest(q url.Values) (*AuthorizeRequest, string) {
+	for _, k := range []string{"client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge", "code_challenge_method"} {
+		if len(q[k]) > 1 {
+			return nil, fmt.Sprintf("the parameter %s is given %d times; give it once", k, len(q[k]))
+		}
+	}
+	r := &AuthorizeRequest{
+		ClientID:            q.Get("client_id"),
+		RedirectURI:         q.Get("redirect_uri"),
+		ResponseType:        q.Get("response_type"),
+		State:               q.Get("state"),
+		Scope:               q.Get("scope"),
+		CodeChallenge:       q.Get("code_challenge"),
+		CodeChallengeMethod: q.Get("code_challenge_method"),
+	}
+	return r, ""
+}
+
+// authorize checks a client's request in GitLab's order, parks it, and sends the browser to
+// sign in at the upstream GitLab. Until client and redirect_uri are proven, every failure is a
+// page: nothing redirects to an unchecked URI.
+func (s *Server) authorize(c echo.Context) error {
+	ctx := c.Request().Context()
+	req, dup := ParseAuthorizeRequest(c.QueryParams())
+	if dup != "" {
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid sign-in request", Message: dup,
+			Fix: "Start the sign-in again from the application; if it keeps happening, the application builds its authorize URL wrongly."}
+	}
+	if req.ClientID == "" {
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in request without client_id",
+			Message: "The request does not say which application is asking (client_id is missing).",
+			Fix:     "Administrators: set the application ID in Mattermost (System Console > Authentication > GitLab > Application ID, or MM_GITLABSETTINGS_ID)."}
+	}
+	if len(req.ClientID) > maxClientID {
+		return &PageError{Status: http.StatusBadRequest, Title: "Unknown application",
+			Message: "The client_id is longer than any application ID.",
+			Fix:     "Administrators: copy the application ID from `ssobridge apps list` into Mattermost's GitLab settings."}
+	}
+	app, err := s.store.GetApp(ctx, req.ClientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return &PageError{Status: http.StatusBadRequest, Title: "Unknown application",
+			Message: fmt.Sprintf("No application with client_id %q is registered at this bridge.", req.ClientID),
+			Fix:     "Administrators: run `ssobridge apps list` and copy the application's ID into Mattermost's GitLab settings (Application ID, MM_GITLABSETTINGS_ID), or register one with `ssobridge apps create`."}
+	}
+	if err != nil {
+		return storeFailure("get application", err)
+	}
+	if req.RedirectURI == "" {
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in request without redirect_uri",
+			Message: fmt.Sprintf("The request from %s does not say where to return (redirect_uri is missing).", app.Name),
+			Fix:     "Start the sign-in again from the application."}
+	}
+	if !matchAny(app.RedirectURIs, req.RedirectURI) {
+		return &PageError{Status: http.StatusBadRequest, Title: "Redirect URI not registered",
+			Message: fmt.Sprintf("The redirect_uri %q is not registered for the application %s: %s.",
+				truncate(req.RedirectURI, 300), app.Name, explainRedirectURI(app.RedirectURIs, req.RedirectURI)),
+			Fix: "Administrators: the redirect URI is Mattermost's Site URL followed by /signup/gitlab/complete. Check Mattermost's Site URL (scheme, host and port), or add the URI to the application with `ssobridge apps update`."}
+	}
+	// From here on the redirect URI is the client's own: errors go back to it.
+	fail := func(code, format string, args ...any) error {
+		return &RedirectError{RedirectURI: req.RedirectURI, State: req.State, Code: code, Description: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case req.ResponseType == "":
+		return fail(ErrInvalidRequest, "response_type is missing; use response_type=code")
+	case req.ResponseType != "code":
+		return fail(ErrUnsupportedResponseType, "response_type %q is not supported; use response_type=code", truncate(req.ResponseType, 40))
+	case len(req.State) > maxState:
+		return fail(ErrInvalidRequest, "state is longer than %d bytes", maxState)
+	case len(req.Scope) > maxScope:
+		return fail(ErrInvalidScope, "scope is longer than %d bytes", maxScope)
+	}
+	granted, missing := grantScope(req.Scope, app.Scopes)
+	if len(missing) > 0 {
+		return fail(ErrInvalidScope, "the application %s is not allowed the scope %s (it has %s); leave Mattermost's GitLab Scope empty or set it to read_user",
+			app.Name, strings.Join(missing, " "), strings.Join(app.Scopes, " "))
+	}
+	if msg := checkChallenge(req, app); msg != "" {
+		return fail(ErrInvalidRequest, "%s", msg)
+	}
+
+	upstreamState := randomToken()
+	verifier := oauth2.GenerateVerifier()
+	pending := &store.Authorization{
+		ClientID:            app.ID,
+		RedirectURI:         req.RedirectURI,
+		State:               req.State,
+		Scope:               strings.Join(granted, " "),
+		CodeChallenge:       req.CodeChallenge,
+		CodeChallengeMethod: req.CodeChallengeMethod,
+		UpstreamVerifier:    verifier,
+		CreatedAt:           time.Now().UTC(),
+	}
+	if err := s.store.PutAuthorization(ctx, store.TokenKey(upstreamState), pending, s.cfg.AuthorizationTTL); err != nil {
+		return storeFailure("save authorization", err)
+	}
+	s.log.Info("sign-in started", "client_id", app.ID, "app", app.Name)
+	return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
+}
+
+// checkChallenge validates PKCE parameters (RFC 7636 §4.2): S256 only, and a public client
+// must use it, since it has no secret to prove itself with.
+func checkChallenge(req *AuthorizeRequest, app *store.Application) string {
+	if req.CodeChallenge == "" {
+		switch {
+		case req.CodeChallengeMethod != "":
+			return "code_challenge_method is given without code_challenge"
+		case !app.Confidential:
+			return fmt.Sprintf("the application %s is public (not confidential) and must use PKCE: send code_challenge with code_challenge_method=S256", app.Name)
+		}
+		return ""
+	}
+	if req.CodeChallengeMethod != "S256" {
+		return fmt.Sprintf("code_challenge_method %q is not supported; use S256", truncate(req.CodeChallengeMethod, 20))
+	}
+	if n := len(req.CodeChallenge); n < 43 || n > maxChallenge || strings.Trim(req.CodeChallenge, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") != "" {
+		return "code_challenge must be 43 to 128 characters of A-Z, a-z, 0-9 and -._~ (RFC 7636)"
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,156 @@
+package oauth
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-oauth2/oauth2/v4"
+	oerrors "github.com/go-oauth2/oauth2/v4/errors"
+	"github.com/labstack/echo/v4"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// callback is where GitLab sends the browser back. It takes the parked request by the bridge's
+// own state (once: a replayed or forged state finds nothing), trades GitLab's code for a token,
+// reads who signed in, and issues the bridge's own code to the client with the client's state
+// exactly as it came.
+func (s *Server) callback(c echo.Context) error {
+	ctx := c.Request().Context()
+	q := c.QueryParams()
+	for _, k := range []string{"state", "code", "error"} {
+		if len(q[k]) > 1 {
+			return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab",
+				Message: fmt.Sprintf("The parameter %s is given %d times.", k, len(q[k])),
+				Fix:     "Start the sign-in again from Mattermost."}
+		}
+	}
+	state := q.Get("state")
+	if state == "" || len(state) > maxState {
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab",
+			Message: "The request has no valid state, so the bridge cannot tell which sign-in it belongs to.",
+			Fix:     "Start the sign-in again from Mattermost. Do not bookmark or reload this page."}
+	}
+	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(state))
+	if errors.Is(err, store.ErrNotFound) {
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired or already used",
+			Message: fmt.Sprintf("This sign-in is unknown to the bridge: it took longer than %s, it was already completed, or the link was altered.", s.cfg.AuthorizationTTL),
+			Fix:     "Go back to Mattermost and sign in again."}
+	}
+	if err != nil {
+		return storeFailure("take authorization", err)
+	}
+
+	if upErr := q.Get("error"); upErr != "" {
+		if upErr == ErrAccessDenied {
+			// The person pressed Deny at GitLab: the client learns it as GitLab would tell it.
+			return &RedirectError{RedirectURI: pending.RedirectURI, State: pending.State, Code: ErrAccessDenied,
+				Description: "The resource owner denied the request at GitLab."}
+		}
+		desc := truncate(q.Get("error_description"), 300)
+		return &PageError{Status: http.StatusBadGateway, Title: "GitLab refused the sign-in",
+			Message: fmt.Sprintf("GitLab answered the bridge's authorization request with %q: %s", truncate(upErr, 60), desc),
+			Fix:     upstreamAuthorizeFix(upErr)}
+	}
+	code := q.Get("code")
+	if code == "" {
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab",
+			Message: "GitLab sent the browser back without a code or an error.",
+			Fix:     "Go back to Mattermost and sign in again."}
+	}
+
+	tok, err := s.upstream.Exchange(ctx, code, pending.UpstreamVerifier)
+	if err != nil {
+		return upstreamPage(err)
+	}
+	user, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, tok))
+	if err != nil {
+		return upstreamPage(err)
+	}
+	if user.State != "" && user.State != gitlabapi.StateActive {
+		return &PageError{Status: http.StatusForbidden, Title: "GitLab account not active",
+			Message: fmt.Sprintf("Your GitLab account %s is %s, so it cannot sign in.", user.Username, user.State),
+			Fix:     "Ask a GitLab administrator to activate your account."}
+	}
+	if p := user.Problem(); p != "" {
+		return &PageError{Status: http.StatusBadGateway, Title: "GitLab returned an incomplete user",
+			Message: p + ".", Fix: "Administrators: give the bridge's application at GitLab the read_user scope (and keep SSOBRIDGE_GITLAB_SCOPES at read_user)."}
+	}
+
+	now := time.Now().UTC()
+	session := &store.Session{
+		ID:            store.NewID(16),
+		GitLabUserID:  user.ID,
+		Username:      user.Username,
+		ClientID:      pending.ClientID,
+		Token:         store.UpstreamToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, Expiry: tok.Expiry},
+		User:          body,
+		UserFetchedAt: now,
+		CreatedAt:     now,
+	}
+	// The session must outlive every token that may point to it.
+	if err := s.store.PutSession(ctx, session, s.cfg.CodeTTL+s.cfg.AccessTokenTTL); err != nil {
+		return storeFailure("save session", err)
+	}
+	ti, err := s.manager.GenerateAuthToken(ctx, oauth2.Code, &oauth2.TokenGenerateRequest{
+		ClientID:            pending.ClientID,
+		UserID:              session.ID,
+		RedirectURI:         pending.RedirectURI,
+		Scope:               pending.Scope,
+		CodeChallenge:       pending.CodeChallenge,
+		CodeChallengeMethod: oauth2.CodeChallengeMethod(pending.CodeChallengeMethod),
+	})
+	if err != nil {
+		if isClientError(err) {
+			// The application was deleted, or its redirect URI removed, while the person was at GitLab.
+			return &PageError{Status: http.StatusBadRequest, Title: "Application changed during sign-in",
+				Message: "The application, or its redirect URI, was removed while you were signing in at GitLab.",
+				Fix:     "Go back to Mattermost and sign in again; administrators: check the application with `ssobridge apps show`."}
+		}
+		return storeFailure("issue code", err)
+	}
+	s.log.Info("sign-in completed at GitLab", "client_id", pending.ClientID, "gitlab_user_id", user.ID, "username", user.Username)
+	return c.Redirect(http.StatusFound, redirectWith(pending.RedirectURI, url.Values{
+		"code": {ti.GetCode()}, "state": {pending.State},
+	}))
+}
+
+// upstreamPage explains a failed upstream call to the person and the administrator.
+func upstreamPage(err error) error {
+	var ue *gitlabapi.UpstreamError
+	if !errors.As(err, &ue) {
+		return err
+	}
+	status := http.StatusBadGateway
+	title := "GitLab could not complete the sign-in"
+	if ue.Kind == gitlabapi.KindTimeout {
+		status = http.StatusGatewayTimeout
+		title = "GitLab did not answer in time"
+	}
+	if ue.Call == gitlabapi.CallUser && ue.Status == http.StatusForbidden {
+		status = http.StatusForbidden
+		title = "GitLab refused your account"
+	}
+	return &PageError{Status: status, Title: title, Message: ue.Error(), Fix: ue.Fix(), Cause: err}
+}
+
+func upstreamAuthorizeFix(code string) string {
+	switch code {
+	case "invalid_scope":
+		return "Administrators: give the bridge's application at GitLab the read_user scope, or change SSOBRIDGE_GITLAB_SCOPES."
+	case "invalid_client", "unauthorized_client":
+		return "Administrators: check SSOBRIDGE_GITLAB_CLIENT_ID against the bridge's application at GitLab."
+	case "invalid_request":
+		return "Administrators: the bridge's callback URL must be registered at GitLab exactly as " + CallbackPath + " under SSOBRIDGE_PUBLIC_URL."
+	}
+	return "Go back to Mattermost and sign in again; administrators: check GitLab's log for this request."
+}
+
+// isClientError reports go-oauth2's errors for a client or redirect URI that no longer checks out.
+func isClientError(err error) bool {
+	return errors.Is(err, oerrors.ErrInvalidClient) || errors.Is(err, oerrors.ErrInvalidRedirectURI)
+}

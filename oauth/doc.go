@@ -1,0 +1,13 @@
+// Package oauth is the OAuth 2.0 provider Mattermost talks to: an Echo service that answers at
+// GitLab's endpoints (/oauth/authorize, /oauth/token, /api/v4/user), signs people in at the
+// upstream GitLab through /oauth/callback, and issues codes and tokens of its own, so that a
+// client never holds a GitLab token.
+//
+// It is built on go-oauth2/oauth2/v4's manage.Manager, with every default that library gets
+// wrong replaced: redirect URIs are matched exactly (MatchRedirectURI), clients and redirect
+// URIs are checked before anything can redirect, client credentials are URL-decoded and compared
+// in constant time, codes are redeemed atomically, and errors carry the status GitLab gives them.
+//
+// It must never redirect to a URI that is not registered, log a code, token or secret, or answer
+// a client's mistake with a 500.
+package oauth

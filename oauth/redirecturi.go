@@ -1,0 +1,189 @@
+package oauth
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// maxRedirectURI bounds the length of a redirect URI, registered or requested.
+const maxRedirectURI = 2048
+
+// ValidateRedirectURI checks a redirect URI an administrator registers: absolute http or https,
+// a host, no fragment, no user information, not longer than 2048 bytes.
+func ValidateRedirectURI(raw string) error {
+	if raw == "" {
+		return fmt.Errorf("a redirect URI is empty")
+	}
+	if len(raw) > maxRedirectURI {
+		return fmt.Errorf("redirect URI is longer than %d bytes", maxRedirectURI)
+	}
+	if strings.TrimSpace(raw) != raw || strings.ContainsAny(raw, " \t\r\n") {
+		return fmt.Errorf("redirect URI %q contains white space", raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("redirect URI %q is not a URI: %v", raw, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("redirect URI %q must start with https:// (or http://)", raw)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("redirect URI %q has no host", raw)
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return fmt.Errorf("redirect URI %q must not have a fragment (#...)", raw)
+	case u.User != nil:
+		return fmt.Errorf("redirect URI %q must not contain user information (user@)", raw)
+	case u.Opaque != "":
+		return fmt.Errorf("redirect URI %q is not a hierarchical URI", raw)
+	}
+	if _, err := url.ParseQuery(u.RawQuery); err != nil {
+		return fmt.Errorf("redirect URI %q has a malformed query: %v", raw, err)
+	}
+	return nil
+}
+
+// MatchRedirectURI reports whether requested is registered. The rules are Doorkeeper's (GitLab's)
+// made strict: scheme and host compare without regard to case, a default port equals no port,
+// and the port of a loopback IP literal (127.0.0.1, ::1) is ignored (RFC 8252 §7.3); the path
+// compares exactly as sent, trailing slash and percent-encoding included; a registered query must
+// be matched as a set of parameters and a request may not add one. Nothing is looser than that:
+// no prefix, suffix, sub-domain or wildcard matching.
+func MatchRedirectURI(registered, requested string) bool {
+	return redirectURIDifference(registered, requested) == ""
+}
+
+// matchAny returns whether requested matches one of registered.
+func matchAny(registered []string, requested string) bool {
+	return slices.ContainsFunc(registered, func(r string) bool { return MatchRedirectURI(r, requested) })
+}
+
+// explainRedirectURI says why requested matches none of registered, naming the part that differs
+// from the closest registered URI, so that an administrator can see the fix.
+func explainRedirectURI(registered []string, requested string) string {
+	best, bestScore := "", -1
+	for _, r := range registered {
+		d := redirectURIDifference(r, requested)
+		score := 0
+		switch {
+		case strings.HasPrefix(d, "path"), strings.HasPrefix(d, "query"):
+			score = 3
+		case strings.HasPrefix(d, "port"), strings.HasPrefix(d, "scheme"):
+			score = 2
+		case strings.HasPrefix(d, "host"):
+			score = 1
+		}
+		if score > bestScore {
+			best, bestScore = d, score
+		}
+	}
+	return best
+}
+
+// redirectURIDifference returns "" when requested matches registered, or which part differs.
+func redirectURIDifference(registered, requested string) string {
+	if len(requested) > maxRedirectURI {
+		return "it is longer than 2048 bytes"
+	}
+	if strings.ContainsAny(requested, "#\\ \t\r\n") {
+		return "it contains a fragment, a backslash or white space"
+	}
+	req, err := url.Parse(requested)
+	if err != nil || req.Opaque != "" || req.Host == "" {
+		return "it is not an absolute http(s) URI"
+	}
+	reg, err := url.Parse(registered)
+	if err != nil {
+		return "the registered URI is not a URI"
+	}
+	if req.User != nil {
+		return "it contains user information (user@host)"
+	}
+	if !strings.EqualFold(req.Scheme, reg.Scheme) {
+		return fmt.Sprintf("scheme: it uses %q where the registered URI uses %q", req.Scheme, reg.Scheme)
+	}
+	if !strings.EqualFold(req.Hostname(), reg.Hostname()) {
+		return fmt.Sprintf("host: it names host %q where the registered URI names %q", req.Hostname(), reg.Hostname())
+	}
+	if !isLoopbackIP(reg.Hostname()) && effectivePort(req) != effectivePort(reg) {
+		return fmt.Sprintf("port: it uses port %s where the registered URI uses %s", effectivePort(req), effectivePort(reg))
+	}
+	if p, rp := pathOf(req), pathOf(reg); p != rp {
+		return fmt.Sprintf("path: it has path %q where the registered URI has %q", p, rp)
+	}
+	if !queryMatches(req.RawQuery, reg.RawQuery) {
+		return fmt.Sprintf("query: it has query %q where the registered URI has %q", req.RawQuery, reg.RawQuery)
+	}
+	return ""
+}
+
+// pathOf returns the path as sent, percent-encoding untouched; "" and "/" are one path, as
+// for Ruby's URI (and so GitLab).
+func pathOf(u *url.URL) string {
+	p := u.EscapedPath()
+	if p == "" {
+		return "/"
+	}
+	return p
+}
+
+func effectivePort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return strings.TrimLeft(p, "0")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return "443"
+	case "http":
+		return "80"
+	}
+	return ""
+}
+
+func isLoopbackIP(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// queryMatches compares two raw queries as sets of parameters.
+func queryMatches(requested, registered string) bool {
+	if requested == registered {
+		return true
+	}
+	rq, err1 := url.ParseQuery(requested)
+	gq, err2 := url.ParseQuery(registered)
+	if err1 != nil || err2 != nil || len(rq) != len(gq) {
+		return false
+	}
+	for k, vs := range gq {
+		got := slices.Clone(rq[k])
+		want := slices.Clone(vs)
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			return false
+		}
+	}
+	return true
+}
+
+// redirectWith adds params to a registered redirect URI, keeping its own query.
+func redirectWith(redirectURI string, params url.Values) string {
+	u, err := url.Parse(redirectURI)
+	if err != nil {
+		// Only registered, validated URIs reach here.
+		return redirectURI
+	}
+	q := u.Query()
+	for k, vs := range params {
+		// An empty value is left out: RFC 6749 returns state only when the client sent one.
+		if len(vs) == 0 || vs[0] == "" {
+			continue
+		}
+		q[k] = vs
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}

@@ -1,0 +1,269 @@
+package oauth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-oauth2/oauth2/v4"
+	oerrors "github.com/go-oauth2/oauth2/v4/errors"
+	"github.com/go-oauth2/oauth2/v4/manage"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// Defaults, as GitLab has them.
+const (
+	DefaultCodeTTL          = 10 * time.Minute
+	DefaultAuthorizationTTL = 10 * time.Minute
+	DefaultAccessTokenTTL   = 2 * time.Hour
+	// maxFormBody bounds a token request; real ones are a few hundred bytes.
+	maxFormBody = 64 << 10
+)
+
+// Config is what a Server needs.
+type Config struct {
+	// PublicURL is the bridge's address as browsers and clients reach it, e.g.
+	// https://sso.example.com; the callback registered at GitLab is PublicURL + "/oauth/callback".
+	PublicURL string
+	Store     store.Store
+	Upstream  *gitlabapi.Client
+	Logger    *slog.Logger
+	// Zero values take the defaults above.
+	CodeTTL          time.Duration
+	AuthorizationTTL time.Duration
+	AccessTokenTTL   time.Duration
+}
+
+// Server is the bridge's provider.
+type Server struct {
+	cfg      Config
+	public   *url.URL
+	store    store.Store
+	upstream *gitlabapi.Client
+	manager  *manage.Manager
+	log      *slog.Logger
+	echo     *echo.Echo
+}
+
+// CallbackPath is the bridge's redirect URI at GitLab, under PublicURL.
+const CallbackPath = "/oauth/callback"
+
+// ParsePublicURL checks the bridge's public URL: absolute http(s), no query, fragment or user.
+func ParsePublicURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%q must start with https:// (or http:// for a test set-up)", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%q has no host", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("%q must not have a query, fragment or user: Mattermost appends its own query to the authorize endpoint", raw)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	public, err := ParsePublicURL(cfg.PublicURL)
+	if err != nil {
+		return nil, fmt.Errorf("public URL: %w", err)
+	}
+	if cfg.Store == nil || cfg.Upstream == nil {
+		return nil, errors.New("oauth.New needs a store and an upstream client")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CodeTTL <= 0 {
+		cfg.CodeTTL = DefaultCodeTTL
+	}
+	if cfg.AuthorizationTTL <= 0 {
+		cfg.AuthorizationTTL = DefaultAuthorizationTTL
+	}
+	if cfg.AccessTokenTTL <= 0 {
+		cfg.AccessTokenTTL = DefaultAccessTokenTTL
+	}
+	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstream: cfg.Upstream, log: cfg.Logger}
+	s.manager = newManager(cfg)
+	s.echo = s.routes()
+	return s, nil
+}
+
+// newManager configures go-oauth2's manager with the bridge's stores, exact redirect URI
+// matching, random codes and tokens, and no refresh tokens (the bridge does not offer that grant).
+func newManager(cfg Config) *manage.Manager {
+	m := manage.NewManager()
+	m.MapClientStorage(clientStore{cfg.Store})
+	m.MapTokenStorage(redeemingStore{cfg.Store})
+	m.MapAuthorizeGenerate(randomCodes{})
+	m.MapAccessGenerate(randomAccess{})
+	m.SetValidateURIHandler(validateURI)
+	m.SetAuthorizeCodeExp(cfg.CodeTTL)
+	m.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: cfg.AccessTokenTTL})
+	return m
+}
+
+// Handler returns the bridge's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// CallbackURL is the redirect URI the bridge's application at GitLab must have.
+func (s *Server) CallbackURL() string { return CallbackURLFor(s.public.String()) }
+
+// CallbackURLFor returns the callback under a public URL.
+func CallbackURLFor(publicURL string) string {
+	return strings.TrimRight(publicURL, "/") + CallbackPath
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true}))
+	e.Use(s.logRequests, securityHeaders)
+	e.GET("/oauth/authorize", s.authorize)
+	e.GET(CallbackPath, s.callback)
+	e.POST("/oauth/token", s.token)
+	e.GET("/api/v4/user", s.user)
+	e.GET("/", s.home)
+	return e
+}
+
+// logRequests logs one line per request. It logs the path and never the query, which carries
+// codes, states and (at /api/v4/user) possibly an access token.
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		s.log.Debug("request", "method", c.Request().Method, "path", c.Request().URL.Path,
+			"status", c.Response().Status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+		return nil
+	}
+}
+
+// securityHeaders keeps bridge pages out of frames and caches, and its URLs out of Referer
+// headers sent to other sites.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Content-Type-Options", "nosniff")
+		return next(c)
+	}
+}
+
+// clientStore gives go-oauth2 the registered applications.
+type clientStore struct{ st store.Store }
+
+type appKey struct{}
+
+// withApp lets the manager reuse an application the handler already loaded in this request,
+// saving a store round trip.
+func withApp(ctx context.Context, app *store.Application) context.Context {
+	return context.WithValue(ctx, appKey{}, app)
+}
+
+func (cs clientStore) GetByID(ctx context.Context, id string) (oauth2.ClientInfo, error) {
+	if app, ok := ctx.Value(appKey{}).(*store.Application); ok && app.ID == id {
+		return clientInfo{app}, nil
+	}
+	app, err := cs.st.GetApp(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, oerrors.ErrInvalidClient
+	}
+	if err != nil {
+		return nil, err
+	}
+	return clientInfo{app}, nil
+}
+
+// clientInfo is an application as go-oauth2 sees it. GetSecret is always empty: the secret is
+// not stored, and go-oauth2 checks it through VerifyPassword, in constant time.
+type clientInfo struct{ app *store.Application }
+
+func (c clientInfo) GetID() string     { return c.app.ID }
+func (c clientInfo) GetSecret() string { return "" }
+
+// GetDomain returns the registered redirect URIs, one per line, for validateURI.
+func (c clientInfo) GetDomain() string { return strings.Join(c.app.RedirectURIs, "\n") }
+func (c clientInfo) IsPublic() bool    { return !c.app.Confidential }
+func (c clientInfo) GetUserID() string { return "" }
+func (c clientInfo) VerifyPassword(secret string) bool {
+	if !c.app.Confidential && secret == "" {
+		return true
+	}
+	return store.VerifySecret(c.app.SecretHash, secret)
+}
+
+var _ oauth2.ClientPasswordVerifier = clientInfo{}
+
+// validateURI replaces go-oauth2's DefaultValidateURI, which accepts any host that ends with the
+// registered one and any path.
+func validateURI(registered, requested string) error {
+	if matchAny(strings.Split(registered, "\n"), requested) {
+		return nil
+	}
+	return oerrors.ErrInvalidRedirectURI
+}
+
+// redeemingStore is the store as the manager sees it. It records the code record that GetByCode
+// consumed, so that when the manager refuses a code the handler can say why.
+type redeemingStore struct{ store.Store }
+
+type redemptionKey struct{}
+
+type redemption struct{ info oauth2.TokenInfo }
+
+func (r redeemingStore) GetByCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
+	ti, err := r.Store.GetByCode(ctx, code)
+	if rd, ok := ctx.Value(redemptionKey{}).(*redemption); ok {
+		rd.info = ti
+	}
+	return ti, err
+}
+
+// randomCodes and randomAccess make codes and access tokens of 256 random bits; go-oauth2's
+// own generators derive them from UUIDs through MD5.
+type randomCodes struct{}
+
+func (randomCodes) Token(context.Context, *oauth2.GenerateBasic) (string, error) {
+	return randomToken(), nil
+}
+
+type randomAccess struct{}
+
+func (randomAccess) Token(_ context.Context, _ *oauth2.GenerateBasic, withRefresh bool) (string, string, error) {
+	refresh := ""
+	if withRefresh {
+		refresh = randomToken()
+	}
+	return randomToken(), refresh, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b)
+}
