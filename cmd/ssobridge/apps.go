@@ -1,0 +1,389 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ssobridge/ssobridge/mattermost"
+	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+const appsUsage = `Usage: ssobridge apps COMMAND [flags]
+
+Registers the applications (OAuth clients, such as Mattermost) that may sign people in through
+the bridge. The commands work on the Redis store the bridge uses (SSOBRIDGE_REDIS_URL).
+
+Commands:
+  create         register an application; prints its secret (once) and the Mattermost settings
+  list           list applications
+  show ID        show one application
+  update ID      change name, redirect URIs, scopes, trusted or confidential
+  rotate-secret ID
+                 give an application a new secret; the old one stops working at once
+  delete ID      remove an application; its tokens stop working
+
+Run "ssobridge apps COMMAND --help" for a command's flags.
+`
+
+// listFlag collects a repeatable flag; each value may also hold several items separated by
+// commas or new lines, as GitLab's form takes redirect URIs one per line.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' || r == ' ' }) {
+		*l = append(*l, f)
+	}
+	return nil
+}
+
+// boolFlag remembers whether it was given, so update changes only what is named.
+type boolFlag struct {
+	set, value bool
+}
+
+func (b *boolFlag) String() string   { return fmt.Sprint(b.value) }
+func (b *boolFlag) IsBoolFlag() bool { return true }
+func (b *boolFlag) Set(v string) error {
+	switch strings.ToLower(v) {
+	case "true", "1", "yes":
+		b.value = true
+	case "false", "0", "no":
+		b.value = false
+	default:
+		return fmt.Errorf("%q is not true or false", v)
+	}
+	b.set = true
+	return nil
+}
+
+func runApps(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, appsUsage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	cmd, rest := args[0], args[1:]
+	st := newSettings("apps "+cmd, "", stderr)
+	redisURL := addRedisSetting(st)
+	publicURL := st.add("public-url", "", "the bridge's public URL, used in the Mattermost settings printed")
+	asJSON := st.fs.Bool("json", false, "print JSON")
+	var spec appFlags
+	needsID := true
+	switch cmd {
+	case "create":
+		needsID = false
+		spec.register(st.fs, true)
+	case "update":
+		spec.register(st.fs, false)
+	case "list":
+		needsID = false
+	case "show", "delete", "rotate-secret":
+	default:
+		fmt.Fprint(stderr, appsUsage)
+		return fmt.Errorf("unknown apps command %q", cmd)
+	}
+	id := ""
+	if needsID {
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			return fmt.Errorf("ssobridge apps %s needs the application ID first: ssobridge apps %s ID [flags]", cmd, cmd)
+		}
+		id, rest = rest[0], rest[1:]
+	}
+	if err := st.parse(rest); err != nil {
+		return err
+	}
+	if redisURL.value == "" {
+		return redisURL.errorf("is required: applications live in the bridge's Redis (the in-memory store exists only inside a running bridge; `ssobridge dev` registers its own application)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := openStore(ctx, redisURL, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	a := &appsCmd{store: s, out: stdout, json: *asJSON, publicURL: publicURL.value}
+	switch cmd {
+	case "create":
+		return a.create(ctx, spec)
+	case "list":
+		return a.list(ctx)
+	case "show":
+		return a.show(ctx, id)
+	case "update":
+		return a.update(ctx, id, spec)
+	case "rotate-secret":
+		return a.rotate(ctx, id)
+	default:
+		return a.delete(ctx, id)
+	}
+}
+
+type appFlags struct {
+	name          string
+	redirectURIs  listFlag
+	mattermostURL string
+	scopes        listFlag
+	trusted       boolFlag
+	confidential  boolFlag
+}
+
+func (f *appFlags) register(fs *flag.FlagSet, create bool) {
+	fs.StringVar(&f.name, "name", "", "the application's name, shown to people at sign-in")
+	fs.Var(&f.redirectURIs, "redirect-uri", "a redirect URI; repeat the flag or separate with commas")
+	fs.StringVar(&f.mattermostURL, "mattermost-url", "", "Mattermost's Site URL: registers SITE_URL/signup/gitlab/complete and SITE_URL/login/gitlab/complete")
+	fs.Var(&f.scopes, "scopes", "scopes the application may ask for (default read_user)")
+	fs.Var(&f.trusted, "trusted", "trusted applications skip the consent page (GitLab's guide sets it for Mattermost)")
+	fs.Var(&f.confidential, "confidential", "confidential applications authenticate with a secret (default true)")
+	if create {
+		f.confidential.value = true
+	}
+}
+
+func (f *appFlags) uris() []string {
+	uris := append([]string(nil), f.redirectURIs...)
+	if f.mattermostURL != "" {
+		uris = append(uris, mattermost.RedirectURIs(strings.TrimRight(f.mattermostURL, "/"))...)
+	}
+	return uris
+}
+
+type appsCmd struct {
+	store     store.Store
+	out       io.Writer
+	json      bool
+	publicURL string
+}
+
+// appView is an application as the commands print it; the secret appears only when just made.
+type appView struct {
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	RedirectURIs []string  `json:"redirect_uris"`
+	Scopes       []string  `json:"scopes"`
+	Trusted      bool      `json:"trusted"`
+	Confidential bool      `json:"confidential"`
+	Secret       string    `json:"secret,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+func view(app *store.Application, secret string) appView {
+	return appView{ID: app.ID, Name: app.Name, RedirectURIs: app.RedirectURIs, Scopes: app.Scopes,
+		Trusted: app.Trusted, Confidential: app.Confidential, Secret: secret, CreatedAt: app.CreatedAt, UpdatedAt: app.UpdatedAt}
+}
+
+func (a *appsCmd) create(ctx context.Context, f appFlags) error {
+	scopes := []string(f.scopes)
+	if len(scopes) == 0 {
+		scopes = []string{"read_user"}
+	}
+	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: f.name, RedirectURIs: f.uris(), Scopes: scopes,
+		Trusted: f.trusted.value, Confidential: f.confidential.value})
+	if err != nil {
+		return err
+	}
+	if err := a.store.CreateApp(ctx, app); err != nil {
+		return fmt.Errorf("saving the application: %w", err)
+	}
+	return a.printWithSecret(app, secret, "created")
+}
+
+func (a *appsCmd) printWithSecret(app *store.Application, secret, verb string) error {
+	if a.json {
+		return a.printJSON(struct {
+			appView
+			Mattermost *mattermostView `json:"mattermost,omitempty"`
+		}{view(app, secret), newMattermostView(a.bridgeURL(), app.ID, secret)})
+	}
+	fmt.Fprintf(a.out, "Application %q %s.\n\n", app.Name, verb)
+	a.printApp(app)
+	if secret != "" {
+		fmt.Fprintf(a.out, "Secret:        %s\n               (shown this once: the bridge keeps only its hash)\n", secret)
+	}
+	fmt.Fprintln(a.out)
+	printMattermostSettings(a.out, a.bridgeURL(), app.ID, secret)
+	return nil
+}
+
+func (a *appsCmd) bridgeURL() string {
+	if a.publicURL != "" {
+		return strings.TrimRight(a.publicURL, "/")
+	}
+	return "https://BRIDGE-PUBLIC-URL"
+}
+
+func (a *appsCmd) printApp(app *store.Application) {
+	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nCreated:       %s\n",
+		app.ID, app.Name, strings.Join(app.RedirectURIs, "\n               "), strings.Join(app.Scopes, " "),
+		app.Trusted, app.Confidential, app.CreatedAt.Format(time.RFC3339))
+}
+
+func (a *appsCmd) printJSON(v any) error {
+	enc := json.NewEncoder(a.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (a *appsCmd) list(ctx context.Context) error {
+	apps, err := a.store.ListApps(ctx)
+	if err != nil {
+		return fmt.Errorf("listing applications: %w", err)
+	}
+	if a.json {
+		views := make([]appView, 0, len(apps))
+		for _, app := range apps {
+			views = append(views, view(app, ""))
+		}
+		return a.printJSON(views)
+	}
+	if len(apps) == 0 {
+		fmt.Fprintln(a.out, "No applications. Register Mattermost with: ssobridge apps create --name Mattermost --mattermost-url https://mattermost.example.com --trusted")
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tTRUSTED\tCONFIDENTIAL\tREDIRECT URIS")
+	for _, app := range apps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%t\t%s\n", app.ID, app.Name, strings.Join(app.Scopes, " "),
+			app.Trusted, app.Confidential, strings.Join(app.RedirectURIs, " "))
+	}
+	return tw.Flush()
+}
+
+func (a *appsCmd) get(ctx context.Context, id string) (*store.Application, error) {
+	app, err := a.store.GetApp(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no application with ID %q; `ssobridge apps list` shows them", id)
+	}
+	return app, err
+}
+
+func (a *appsCmd) show(ctx context.Context, id string) error {
+	app, err := a.get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(view(app, ""))
+	}
+	a.printApp(app)
+	return nil
+}
+
+func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
+	app, err := a.get(ctx, id)
+	if err != nil {
+		return err
+	}
+	spec := oauth.AppSpec{Name: app.Name, RedirectURIs: app.RedirectURIs, Scopes: app.Scopes, Trusted: app.Trusted, Confidential: app.Confidential}
+	if f.name != "" {
+		spec.Name = f.name
+	}
+	if uris := f.uris(); len(uris) > 0 {
+		spec.RedirectURIs = uris
+	}
+	if len(f.scopes) > 0 {
+		spec.Scopes = f.scopes
+	}
+	if f.trusted.set {
+		spec.Trusted = f.trusted.value
+	}
+	if f.confidential.set {
+		spec.Confidential = f.confidential.value
+	}
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	secret := ""
+	if spec.Confidential && !app.Confidential {
+		secret = oauth.RotateSecret(app)
+	}
+	if !spec.Confidential {
+		app.SecretHash = ""
+	}
+	app.Name, app.RedirectURIs, app.Scopes, app.Trusted, app.Confidential = strings.TrimSpace(spec.Name), spec.RedirectURIs, spec.Scopes, spec.Trusted, spec.Confidential
+	app.UpdatedAt = time.Now().UTC()
+	if err := a.store.UpdateApp(ctx, app); err != nil {
+		return fmt.Errorf("saving the application: %w", err)
+	}
+	if secret != "" {
+		return a.printWithSecret(app, secret, "updated; it is now confidential and has a secret")
+	}
+	if a.json {
+		return a.printJSON(view(app, ""))
+	}
+	fmt.Fprintf(a.out, "Application %q updated.\n\n", app.Name)
+	a.printApp(app)
+	return nil
+}
+
+func (a *appsCmd) rotate(ctx context.Context, id string) error {
+	app, err := a.get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !app.Confidential {
+		return fmt.Errorf("application %q is public (not confidential) and has no secret", app.Name)
+	}
+	secret := oauth.RotateSecret(app)
+	if err := a.store.UpdateApp(ctx, app); err != nil {
+		return fmt.Errorf("saving the application: %w", err)
+	}
+	return a.printWithSecret(app, secret, "has a new secret; the old one no longer works. Update Mattermost's GitLab Secret")
+}
+
+func (a *appsCmd) delete(ctx context.Context, id string) error {
+	app, err := a.get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := a.store.DeleteApp(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("deleting the application: %w", err)
+	}
+	if a.json {
+		return a.printJSON(map[string]string{"deleted": id})
+	}
+	fmt.Fprintf(a.out, "Application %q (%s) deleted.\n", app.Name, id)
+	return nil
+}
+
+// mattermostView is the Mattermost configuration for an application, in the three forms
+// administrators use.
+type mattermostView struct {
+	ConfigJSON json.RawMessage `json:"config_json"`
+	Env        []string        `json:"env"`
+	GitLabRB   string          `json:"gitlab_rb"`
+}
+
+func newMattermostView(bridgeURL, id, secret string) *mattermostView {
+	if secret == "" {
+		return nil
+	}
+	s := mattermost.SettingsForBridge(bridgeURL, id, secret)
+	cj, _ := s.ConfigJSON()
+	return &mattermostView{ConfigJSON: cj, Env: s.EnvVars(), GitLabRB: s.GitLabRB()}
+}
+
+func printMattermostSettings(w io.Writer, bridgeURL, id, secret string) {
+	v := newMattermostView(bridgeURL, id, secret)
+	if v == nil {
+		fmt.Fprintln(w, "Mattermost needs a confidential application (with a secret); this one is public.")
+		return
+	}
+	fmt.Fprintf(w, "Mattermost settings: use one of the three forms below. Leave Scope empty: \"openid\" there\nswitches Mattermost to its OpenID provider.\n\n")
+	fmt.Fprintf(w, "# 1. GitLab's Linux package (/etc/gitlab/gitlab.rb), then: sudo gitlab-ctl reconfigure\n%s\n", v.GitLabRB)
+	fmt.Fprintf(w, "# 2. Mattermost's config.json\n%s\n\n", v.ConfigJSON)
+	fmt.Fprintf(w, "# 3. Environment of the Mattermost server\n%s\n", strings.Join(v.Env, "\n"))
+}

@@ -1,0 +1,55 @@
+// Command ssobridge is an OAuth 2.0 sign-in bridge between GitLab and Mattermost: Mattermost's
+// GitLab SSO settings point at it, and it signs people in at the real GitLab.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `ssobridge: GitLab sign-in for Mattermost, through a bridge that stands in GitLab's place.
+
+Usage:
+  ssobridge serve [flags]     run the bridge (see ssobridge serve --help)
+  ssobridge dev [--json]      run the bridge with a built-in GitLab emulator and an in-memory
+                              store, and print everything needed to try a full sign-in
+  ssobridge apps COMMAND      register and manage applications (Mattermost) in the bridge's store
+  ssobridge help              this text
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = runServe(args[1:], stdout, stderr)
+	case "dev":
+		err = runDev(args[1:], stdout, stderr)
+	case "apps":
+		err = runApps(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "ssobridge: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	fmt.Fprintln(stderr, "ssobridge:", err)
+	return 1
+}

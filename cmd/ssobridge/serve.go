@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+	"github.com/ssobridge/ssobridge/oauth/store/redisstore"
+)
+
+// serveConfig is the bridge's configuration, checked.
+type serveConfig struct {
+	listen    string
+	publicURL string
+	upstream  gitlabapi.Config
+	redisURL  *setting
+	accessTTL time.Duration
+	logLevel  slog.Level
+	logFormat string
+}
+
+func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
+	st := newSettings("serve", "Runs the bridge: Mattermost's GitLab endpoints point at it, and it signs people in at GitLab.", out)
+	public := st.add("public-url", "", "the bridge's URL as browsers and Mattermost reach it, e.g. https://sso.example.com")
+	listen := st.add("listen", ":8080", "address to listen on, host:port")
+	gitlabURL := st.add("gitlab-url", "", "the upstream GitLab's base URL, e.g. https://gitlab.example.com")
+	clientID := st.add("gitlab-client-id", "", "the bridge's application ID at GitLab (its redirect URI there is PUBLIC_URL/oauth/callback)")
+	clientSecret := st.add("gitlab-client-secret", "", "the bridge's application secret at GitLab")
+	scopes := st.add("gitlab-scopes", "read_user", "scopes the bridge asks of GitLab, space-separated")
+	redisURL := addRedisSetting(st)
+	accessTTL := st.add("access-token-ttl", "2h", "lifetime of the access tokens the bridge issues")
+	logLevel := st.add("log-level", "info", "debug, info, warn or error")
+	logFormat := st.add("log-format", "json", "json or text")
+	return st, func() (*serveConfig, error) {
+		for _, s := range []*setting{public, gitlabURL, clientID, clientSecret} {
+			if err := s.required(); err != nil {
+				return nil, err
+			}
+		}
+		cfg := &serveConfig{listen: listen.value, redisURL: redisURL, logFormat: logFormat.value}
+		pu, err := oauth.ParsePublicURL(public.value)
+		if err != nil {
+			return nil, public.errorf("%v", err)
+		}
+		cfg.publicURL = pu.String()
+		if _, err := gitlabapi.ParseBaseURL(gitlabURL.value); err != nil {
+			return nil, gitlabURL.errorf("%v", err)
+		}
+		if _, port, err := net.SplitHostPort(listen.value); err != nil || port == "" {
+			return nil, listen.errorf("%q is not host:port (for example :8080 or 127.0.0.1:8080)", listen.value)
+		}
+		sc := strings.Fields(scopes.value)
+		if len(sc) == 0 {
+			return nil, scopes.errorf("is empty; the bridge needs read_user to read who signed in")
+		}
+		cfg.upstream = gitlabapi.Config{URL: gitlabURL.value, ClientID: clientID.value, ClientSecret: clientSecret.value,
+			Scopes: sc, RedirectURL: oauth.CallbackURLFor(cfg.publicURL)}
+		if cfg.accessTTL, err = accessTTL.duration(); err != nil {
+			return nil, err
+		}
+		if err := cfg.logLevel.UnmarshalText([]byte(logLevel.value)); err != nil {
+			return nil, logLevel.errorf("%q is not one of debug, info, warn, error", logLevel.value)
+		}
+		if logFormat.value != "json" && logFormat.value != "text" {
+			return nil, logFormat.errorf("%q is not json or text", logFormat.value)
+		}
+		if redisURL.value != "" {
+			if _, err := redisstore.ParseURL(redisURL.value); err != nil {
+				return nil, redisURL.errorf("%v", err)
+			}
+		}
+		return cfg, nil
+	}
+}
+
+func addRedisSetting(st *settings) *setting {
+	return st.add("redis-url", "", "Redis holding the bridge's state: redis://[user:password@]host:6379/0, rediss:// for TLS, ?master_name=NAME for Sentinel, ?addr=host2:6379&addr=... for Cluster; empty: in memory, single instance, forgotten on restart")
+}
+
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// openStore connects to Redis, or returns the in-memory store when no URL is set.
+func openStore(ctx context.Context, redisURL *setting, log *slog.Logger) (store.Store, error) {
+	if redisURL.value == "" {
+		log.Warn("no Redis configured: using the in-memory store; it serves a single instance and forgets applications, sign-ins and tokens on restart",
+			"setting", redisURL.env())
+		return memstore.New(), nil
+	}
+	opts, err := redisstore.ParseURL(redisURL.value)
+	if err != nil {
+		return nil, redisURL.errorf("%v", err)
+	}
+	st := redisstore.New(redis.NewUniversalClient(opts), "")
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := st.Ping(pctx); err != nil {
+		st.Close()
+		return nil, redisURL.errorf("Redis at %s does not answer: %v", strings.Join(opts.Addrs, ","), err)
+	}
+	return st, nil
+}
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	st, load := serveSettings(stderr)
+	if err := st.parse(args); err != nil {
+		return err
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.logFormat, cfg.logLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s, err := openStore(ctx, cfg.redisURL, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	up, err := gitlabapi.NewClient(cfg.upstream)
+	if err != nil {
+		return fmt.Errorf("configuration: upstream GitLab: %w", err)
+	}
+	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstream: up, Logger: log, AccessTokenTTL: cfg.accessTTL})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s (SSOBRIDGE_LISTEN): %w", cfg.listen, err)
+	}
+	log.Info("bridge listening", "addr", ln.Addr().String(), "public_url", cfg.publicURL,
+		"gitlab_url", up.BaseURL(), "callback_url", srv.CallbackURL())
+	return serveUntilDone(ctx, ln, srv.Handler(), log)
+}
+
+// serveUntilDone serves until ctx ends, then lets requests in flight finish.
+func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	hs := newHTTPServer(h)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down; finishing requests in flight")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// newHTTPServer bounds how long a slow or idle client can hold a connection.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// setting is one configuration value: a flag, and an SSOBRIDGE_* variable used when the flag is
+// not given.
+type setting struct {
+	name  string // flag name; the variable is SSOBRIDGE_ + upper-cased name with - as _
+	def   string
+	usage string
+	value string
+}
+
+func (s *setting) env() string {
+	return "SSOBRIDGE_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
+}
+
+// settings is an ordered set of settings bound to a flag set.
+type settings struct {
+	fs   *flag.FlagSet
+	list []*setting
+	by   map[string]*setting
+}
+
+func newSettings(name, summary string, out io.Writer) *settings {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	st := &settings{fs: fs, by: map[string]*setting{}}
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: ssobridge %s [flags]\n\n%s\n\nFlags (each may also be set by the environment variable shown):\n", name, summary)
+		for _, s := range st.list {
+			def := ""
+			if s.def != "" {
+				def = fmt.Sprintf(" (default %q)", s.def)
+			}
+			fmt.Fprintf(out, "  --%s, %s%s\n      %s\n", s.name, s.env(), def, s.usage)
+		}
+		var others []string
+		fs.VisitAll(func(f *flag.Flag) {
+			if _, ok := st.by[f.Name]; !ok {
+				others = append(others, fmt.Sprintf("  --%s\n      %s\n", f.Name, f.Usage))
+			}
+		})
+		sort.Strings(others)
+		fmt.Fprint(out, strings.Join(others, ""))
+	}
+	return st
+}
+
+func (st *settings) add(name, def, usage string) *setting {
+	s := &setting{name: name, def: def, usage: usage}
+	st.fs.StringVar(&s.value, name, def, usage)
+	st.list = append(st.list, s)
+	st.by[name] = s
+	return s
+}
+
+// parse reads flags, then fills every setting not given as a flag from its variable.
+func (st *settings) parse(args []string) error {
+	if err := st.fs.Parse(args); err != nil {
+		return err
+	}
+	if st.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; settings are given as --flags", st.fs.Arg(0))
+	}
+	given := map[string]bool{}
+	st.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, s := range st.list {
+		if given[s.name] {
+			continue
+		}
+		if v, ok := os.LookupEnv(s.env()); ok {
+			s.value = v
+		}
+	}
+	return nil
+}
+
+// configError names a setting and what is wrong with it.
+type configError struct {
+	s   *setting
+	msg string
+}
+
+func (e *configError) Error() string {
+	return fmt.Sprintf("configuration: %s (--%s): %s", e.s.env(), e.s.name, e.msg)
+}
+
+func (s *setting) errorf(format string, args ...any) error {
+	return &configError{s: s, msg: fmt.Sprintf(format, args...)}
+}
+
+func (s *setting) required() error {
+	if strings.TrimSpace(s.value) == "" {
+		return s.errorf("is required; %s", s.usage)
+	}
+	return nil
+}
+
+func (s *setting) duration() (time.Duration, error) {
+	d, err := time.ParseDuration(s.value)
+	if err != nil || d <= 0 {
+		return 0, s.errorf("%q is not a positive duration such as 2h or 90m", s.value)
+	}
+	return d, nil
+}
+
+// errUsage is returned after the usage has been printed for a bad command line.
+var errUsage = errors.New("usage")

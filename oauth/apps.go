@@ -1,0 +1,86 @@
+package oauth
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// AppSpec is what an administrator registers: GitLab's application form.
+type AppSpec struct {
+	Name         string
+	RedirectURIs []string
+	Scopes       []string
+	Trusted      bool
+	Confidential bool
+}
+
+// Validate checks a spec, with messages that name the field at fault.
+func (spec AppSpec) Validate() error {
+	if strings.TrimSpace(spec.Name) == "" {
+		return fmt.Errorf("name: an application needs a name (people see it at sign-in)")
+	}
+	if len(spec.Name) > 255 {
+		return fmt.Errorf("name: longer than 255 characters")
+	}
+	if len(spec.RedirectURIs) == 0 {
+		return fmt.Errorf("redirect URIs: an application needs at least one (for Mattermost: SITE_URL/signup/gitlab/complete and SITE_URL/login/gitlab/complete)")
+	}
+	for _, u := range spec.RedirectURIs {
+		if err := ValidateRedirectURI(u); err != nil {
+			return fmt.Errorf("redirect URIs: %w", err)
+		}
+	}
+	if err := ValidateScopes(spec.Scopes); err != nil {
+		return fmt.Errorf("scopes: %w", err)
+	}
+	return nil
+}
+
+// NewApplication returns a new application for spec and its secret ("" for a public one). The
+// secret is returned this once; the application holds only its hash.
+func NewApplication(spec AppSpec) (*store.Application, string, error) {
+	spec.RedirectURIs = dedupe(spec.RedirectURIs)
+	spec.Scopes = dedupe(spec.Scopes)
+	if err := spec.Validate(); err != nil {
+		return nil, "", err
+	}
+	now := time.Now().UTC()
+	app := &store.Application{
+		ID:           store.NewClientID(),
+		Name:         strings.TrimSpace(spec.Name),
+		RedirectURIs: spec.RedirectURIs,
+		Scopes:       spec.Scopes,
+		Trusted:      spec.Trusted,
+		Confidential: spec.Confidential,
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
+	secret := ""
+	if app.Confidential {
+		secret = RotateSecret(app)
+	}
+	return app, secret, nil
+}
+
+// RotateSecret gives app a new secret and returns it; the old one stops working as soon as the
+// application is saved.
+func RotateSecret(app *store.Application) string {
+	secret := store.NewSecret()
+	app.SecretHash = store.HashSecret(secret)
+	app.UpdatedAt = time.Now().UTC()
+	return secret
+}
+
+func dedupe(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if s = strings.TrimSpace(s); s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}

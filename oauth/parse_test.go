@@ -1,0 +1,148 @@
+package oauth
+
+import (
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func mustParse(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("parse %q: %v", raw, err)
+	}
+	return u
+}
+
+func tokenRequest(body, authorization string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if authorization != "" {
+		r.Header.Set("Authorization", authorization)
+	}
+	return r
+}
+
+func basic(id, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
+}
+
+func TestParseTokenRequest(t *testing.T) {
+	t.Run("Basic credentials are URL-decoded (RFC 6749 §2.3.1)", func(t *testing.T) {
+		tr, err := ParseTokenRequest(tokenRequest("grant_type=authorization_code", basic("my%20app", "s%3Acret%2B")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.ClientID != "my app" || tr.ClientSecret != "s:cret+" || !tr.BasicAuth {
+			t.Errorf("got id %q secret %q basic %v", tr.ClientID, tr.ClientSecret, tr.BasicAuth)
+		}
+	})
+	t.Run("form credentials are read from the body", func(t *testing.T) {
+		tr, err := ParseTokenRequest(tokenRequest("client_id=a&client_secret=b&code=c&redirect_uri=https%3A%2F%2Fx", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.ClientID != "a" || tr.ClientSecret != "b" || tr.Code != "c" || tr.RedirectURI != "https://x" || tr.BasicAuth {
+			t.Errorf("got %+v", tr)
+		}
+	})
+	refused := []struct {
+		name, code string
+		req        *http.Request
+	}{
+		{"credentials both in Basic and in the body are refused", ErrInvalidRequest, tokenRequest("client_secret=b", basic("a", "b"))},
+		{"a body client_id that differs from Basic is refused", ErrInvalidRequest, tokenRequest("client_id=z", basic("a", "b"))},
+		{"Basic that is not base64 is refused", ErrInvalidClient, tokenRequest("", "Basic !!!")},
+		{"Basic without a colon is refused", ErrInvalidClient, tokenRequest("", "Basic "+base64.StdEncoding.EncodeToString([]byte("abc")))},
+		{"Basic with a bad percent-escape is refused", ErrInvalidClient, tokenRequest("", basic("a", "%zz"))},
+		{"a Bearer header is refused", ErrInvalidClient, tokenRequest("", "Bearer x")},
+		{"a parameter given twice is refused", ErrInvalidRequest, tokenRequest("code=a&code=b", "")},
+		{"a body that is not a form is refused", ErrInvalidRequest, func() *http.Request {
+			r := tokenRequest(`{"code":"a"}`, "")
+			r.Header.Set("Content-Type", "application/json")
+			return r
+		}()},
+		{"an oversized body is refused", ErrInvalidRequest, tokenRequest("code="+strings.Repeat("a", maxFormBody), "")},
+		{"a secret in the URL query is refused", ErrInvalidRequest, func() *http.Request {
+			r := tokenRequest("", "")
+			r.URL.RawQuery = "client_secret=b"
+			return r
+		}()},
+		{"a code in the URL query is refused", ErrInvalidRequest, func() *http.Request {
+			r := tokenRequest("", "")
+			r.URL.RawQuery = "code=c"
+			return r
+		}()},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseTokenRequest(tt.req)
+			if err == nil || err.Code != tt.code {
+				t.Fatalf("got %v, want %s", err, tt.code)
+			}
+			if err.Description == "" {
+				t.Error("no description")
+			}
+		})
+	}
+}
+
+func FuzzParseTokenRequest(f *testing.F) {
+	f.Add("grant_type=authorization_code&code=x&redirect_uri=https%3A%2F%2Fa", basic("id", "secret"), "")
+	f.Add("a=%zz", "Basic ????", "client_secret=1")
+	f.Add("", "basic Og==", "")
+	f.Fuzz(func(t *testing.T, body, authorization, query string) {
+		r := tokenRequest(body, authorization)
+		r.URL.RawQuery = query
+		tr, err := ParseTokenRequest(r)
+		if err != nil {
+			if err.Status != http.StatusBadRequest && err.Status != http.StatusUnauthorized {
+				t.Fatalf("status %d for a client's mistake", err.Status)
+			}
+			if err.Description == "" {
+				t.Fatal("an error without a description")
+			}
+			return
+		}
+		if tr.BasicAuth && tr.ClientID == "" && tr.ClientSecret == "" && authorization == "" {
+			t.Fatal("Basic credentials without an Authorization header")
+		}
+	})
+}
+
+func FuzzParseAuthorizeRequest(f *testing.F) {
+	f.Add("response_type=code&client_id=a&redirect_uri=https%3A%2F%2Fx&state=s")
+	f.Add("client_id=a&client_id=b")
+	f.Add("%zz=1;x")
+	f.Fuzz(func(t *testing.T, query string) {
+		q, _ := url.ParseQuery(query)
+		r, problem := ParseAuthorizeRequest(q)
+		if problem == "" && r == nil {
+			t.Fatal("no request and no problem")
+		}
+		if problem != "" && r != nil {
+			t.Fatal("a request and a problem")
+		}
+	})
+}
+
+func FuzzBearerToken(f *testing.F) {
+	f.Add("Bearer abc", "")
+	f.Add("", "access_token=abc")
+	f.Add("bearer  x y", "access_token=%zz")
+	f.Fuzz(func(t *testing.T, header, query string) {
+		r := httptest.NewRequest(http.MethodGet, "/api/v4/user", nil)
+		r.URL.RawQuery = query
+		if header != "" {
+			r.Header.Set("Authorization", header)
+		}
+		tok := bearerToken(r)
+		if header != "" && tok != "" && !strings.Contains(header, tok) {
+			t.Fatalf("token %q is not from the header %q", tok, header)
+		}
+	})
+}

@@ -1,0 +1,124 @@
+package oauth
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMatchRedirectURI(t *testing.T) {
+	const mm = "https://mm.example.com/signup/gitlab/complete"
+	tests := []struct {
+		name       string
+		registered string
+		requested  string
+		want       bool
+	}{
+		{"the registered URI itself matches", mm, mm, true},
+		{"scheme and host compare without case", mm, "HTTPS://MM.Example.COM/signup/gitlab/complete", true},
+		{"an explicit default port equals no port", mm, "https://mm.example.com:443/signup/gitlab/complete", true},
+		{"an explicit default http port equals no port", "http://mm.example.com/cb", "http://mm.example.com:80/cb", true},
+		{"an empty path equals /", "https://mm.example.com", "https://mm.example.com/", true},
+		{"a loopback IPv4 literal matches on any port", "http://127.0.0.1/cb", "http://127.0.0.1:51234/cb", true},
+		{"a loopback IPv6 literal matches on any port", "http://[::1]:8080/cb", "http://[::1]:9999/cb", true},
+		{"a registered query matches in any order", "https://a.example/cb?x=1&y=2", "https://a.example/cb?y=2&x=1", true},
+
+		{"an extra path segment is refused", mm, mm + "/evil", false},
+		{"a shorter path is refused", mm, "https://mm.example.com/signup/gitlab", false},
+		{"a trailing slash is refused", mm, mm + "/", false},
+		{"path case differs and is refused", mm, "https://mm.example.com/Signup/gitlab/complete", false},
+		{"an encoded slash in the path is refused", mm, "https://mm.example.com/signup%2Fgitlab/complete", false},
+		{"an encoded letter in the path is refused", mm, "https://mm.example.com/signup/gitl%61b/complete", false},
+		{"dot segments are refused", mm, "https://mm.example.com/signup/gitlab/../gitlab/complete", false},
+		{"another port is refused", mm, "https://mm.example.com:8443/signup/gitlab/complete", false},
+		{"http instead of https is refused", mm, "http://mm.example.com/signup/gitlab/complete", false},
+		{"a suffix host is refused", mm, "https://evil-mm.example.com/signup/gitlab/complete", false},
+		{"a sub-domain is refused", mm, "https://x.mm.example.com/signup/gitlab/complete", false},
+		{"a host with the registered host as prefix is refused", mm, "https://mm.example.com.evil.com/signup/gitlab/complete", false},
+		{"a trailing dot on the host is refused", mm, "https://mm.example.com./signup/gitlab/complete", false},
+		{"user information before the host is refused", mm, "https://mm.example.com@evil.com/signup/gitlab/complete", false},
+		{"user information equal to nothing is refused", mm, "https://user@mm.example.com/signup/gitlab/complete", false},
+		{"a fragment is refused", mm, mm + "#x", false},
+		{"a query the registration lacks is refused", mm, mm + "?next=https://evil.com", false},
+		{"a backslash is refused", mm, "https://mm.example.com\\@evil.com/signup/gitlab/complete", false},
+		{"javascript: is refused", mm, "javascript:alert(1)//mm.example.com/signup/gitlab/complete", false},
+		{"data: is refused", mm, "data:text/html,<script>alert(1)</script>", false},
+		{"a relative URI is refused", mm, "/signup/gitlab/complete", false},
+		{"a scheme-relative URI is refused", mm, "//mm.example.com/signup/gitlab/complete", false},
+		{"an empty URI is refused", mm, "", false},
+		{"a registered query must be present", "https://a.example/cb?x=1", "https://a.example/cb", false},
+		{"a registered query must have the same values", "https://a.example/cb?x=1", "https://a.example/cb?x=2", false},
+		{"a registered query must not gain parameters", "https://a.example/cb?x=1", "https://a.example/cb?x=1&y=2", false},
+		{"a loopback name is not an IP literal: its port counts", "http://localhost:8080/cb", "http://localhost:9090/cb", false},
+		{"a non-loopback IP keeps its port", "http://10.0.0.1:8080/cb", "http://10.0.0.1:9090/cb", false},
+		{"an overlong URI is refused", mm, mm + "?" + strings.Repeat("a", 3000), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := MatchRedirectURI(tt.registered, tt.requested); got != tt.want {
+				t.Errorf("MatchRedirectURI(%q, %q) = %v, want %v (difference: %q)", tt.registered, tt.requested, got, tt.want,
+					redirectURIDifference(tt.registered, tt.requested))
+			}
+		})
+	}
+}
+
+func TestExplainRedirectURINamesThePartThatDiffers(t *testing.T) {
+	reg := []string{"https://mm.example.com/signup/gitlab/complete", "https://mm.example.com/login/gitlab/complete"}
+	tests := []struct{ requested, want string }{
+		{"http://mm.example.com/signup/gitlab/complete", "scheme"},
+		{"https://mm.example.com:8065/signup/gitlab/complete", "port"},
+		{"https://chat.example.com/signup/gitlab/complete", "host"},
+		{"https://mm.example.com/mattermost/signup/gitlab/complete", "path"},
+	}
+	for _, tt := range tests {
+		got := explainRedirectURI(reg, tt.requested)
+		if !strings.HasPrefix(got, tt.want+":") {
+			t.Errorf("explainRedirectURI(%q) = %q, want it to name the %s", tt.requested, got, tt.want)
+		}
+	}
+}
+
+func TestValidateRedirectURIRefusesWhatCouldNeverMatchSafely(t *testing.T) {
+	bad := []string{"", "ftp://a.example/cb", "javascript:alert(1)", "https://a.example/cb#frag", "https://u:p@a.example/cb",
+		"/relative", "https:///nohost", " https://a.example/cb", "https://a.example/c b"}
+	for _, u := range bad {
+		if err := ValidateRedirectURI(u); err == nil {
+			t.Errorf("ValidateRedirectURI(%q) accepted it", u)
+		}
+	}
+	for _, u := range []string{"https://mm.example.com/signup/gitlab/complete", "http://127.0.0.1:8065/signup/gitlab/complete", "https://a.example/cb?x=1"} {
+		if err := ValidateRedirectURI(u); err != nil {
+			t.Errorf("ValidateRedirectURI(%q) = %v", u, err)
+		}
+	}
+}
+
+func TestRedirectWithKeepsTheRegisteredQueryAndOmitsEmptyState(t *testing.T) {
+	got := redirectWith("https://a.example/cb?x=1", map[string][]string{"code": {"c"}, "state": {""}})
+	if got != "https://a.example/cb?code=c&x=1" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func FuzzMatchRedirectURI(f *testing.F) {
+	f.Add("https://mm.example.com/signup/gitlab/complete", "https://mm.example.com/signup/gitlab/complete")
+	f.Add("http://127.0.0.1/cb", "http://127.0.0.1:1/cb")
+	f.Add("https://a.example/cb?x=1", "https://a.example/cb?x=1&x=1")
+	f.Add("https://a.example/", "https://a.example@b.example/")
+	f.Fuzz(func(t *testing.T, registered, requested string) {
+		if ValidateRedirectURI(registered) != nil {
+			return
+		}
+		if !MatchRedirectURI(registered, requested) {
+			return
+		}
+		// Whatever matched must send the browser to the registered host and nowhere else.
+		reg, req := mustParse(t, registered), mustParse(t, requested)
+		if !strings.EqualFold(reg.Hostname(), req.Hostname()) || req.User != nil || req.Fragment != "" {
+			t.Fatalf("%q matched %q but leads elsewhere", requested, registered)
+		}
+		if !strings.EqualFold(reg.Scheme, req.Scheme) || pathOf(reg) != pathOf(req) {
+			t.Fatalf("%q matched %q with another scheme or path", requested, registered)
+		}
+	})
+}
