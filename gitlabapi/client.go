@@ -88,7 +88,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.ClientSecret == "" {
 		return nil, errors.New("the bridge's client secret at GitLab is empty")
 	}
-	if _, err := url.ParseRequestURI(cfg.RedirectURL); err != nil || cfg.RedirectURL == "" {
+	if cb, err := url.Parse(cfg.RedirectURL); err != nil || cb.Scheme == "" || cb.Host == "" {
 		return nil, fmt.Errorf("the bridge's callback URL %q is not an absolute URL", cfg.RedirectURL)
 	}
 	hc := cfg.HTTPClient
