@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/mattermost"
+	"github.com/ssobridge/ssobridge/mattermost/mattermosttest"
+	"github.com/ssobridge/ssobridge/oauth"
+)
+
+// devInfo is what the dev mode prints: everything a person or a script needs to sign in.
+type devInfo struct {
+	BridgeURL         string            `json:"bridge_url"`
+	GitLabURL         string            `json:"gitlab_url"`
+	MattermostSiteURL string            `json:"mattermost_site_url"`
+	WalkthroughURL    string            `json:"walkthrough_url"`
+	Endpoints         map[string]string `json:"endpoints"`
+	App               appView           `json:"app"`
+	RedirectURI       string            `json:"redirect_uri"`
+	Users             []devUser         `json:"users"`
+	Mattermost        *mattermostView   `json:"mattermost"`
+	Store             string            `json:"store"`
+}
+
+type devUser struct {
+	ID       int64  `json:"id"`
+	Username string `json:"username"`
+	Email    string `json:"email"`
+	State    string `json:"state"`
+	SignedIn bool   `json:"signed_in"`
+}
+
+func runDev(args []string, stdout, stderr io.Writer) error {
+	st := newSettings("dev", "Runs the bridge with a built-in GitLab emulator and a stand-in for Mattermost's login page, all on loopback, and prints what is needed to sign in. Nothing to install: no GitLab, no Redis.", stderr)
+	listen := st.add("dev-listen", "127.0.0.1:8080", "the bridge's address")
+	gitlabListen := st.add("dev-gitlab-listen", "127.0.0.1:0", "the GitLab emulator's address (port 0: any free port)")
+	mmListen := st.add("dev-mattermost-listen", "127.0.0.1:0", "the Mattermost stand-in's address (port 0: any free port)")
+	redisURL := addRedisSetting(st)
+	logLevel := st.add("log-level", "info", "debug, info, warn or error")
+	asJSON := st.fs.Bool("json", false, "print the set-up as one JSON object on one line")
+	if err := st.parse(args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel.value)); err != nil {
+		return logLevel.errorf("%q is not one of debug, info, warn, error", logLevel.value)
+	}
+	log := newLogger(stderr, "text", level)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	bridgeLn, err := net.Listen("tcp", listen.value)
+	if err != nil {
+		return listen.errorf("cannot listen: %v (another bridge running? pick another port with --dev-listen 127.0.0.1:0)", err)
+	}
+	defer bridgeLn.Close()
+	mmLn, err := net.Listen("tcp", mmListen.value)
+	if err != nil {
+		return mmListen.errorf("cannot listen: %v", err)
+	}
+	defer mmLn.Close()
+	bridgeURL := "http://" + bridgeLn.Addr().String()
+	siteURL := "http://" + mmLn.Addr().String()
+
+	// The upstream GitLab: two people, one of them blocked, and the bridge's own application.
+	gl := gitlabtest.New()
+	if err := gl.Start(gitlabListen.value); err != nil {
+		return gitlabListen.errorf("cannot start the GitLab emulator: %v", err)
+	}
+	defer gl.Close()
+	ada := gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	blocked := gl.AddUser(gitlabtest.User{ID: 43, Username: "mallory", Name: "Mallory Blocked", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
+	gl.SignIn(ada.Username)
+	upstreamApp := gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(bridgeURL)},
+		Scopes: []string{"read_user", "openid"}, Confidential: true, Trusted: true})
+
+	s, err := openStore(ctx, redisURL, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gl.URL(), ClientID: upstreamApp.UID, ClientSecret: upstreamApp.Secret,
+		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(bridgeURL)})
+	if err != nil {
+		return err
+	}
+	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstream: up, Logger: log})
+	if err != nil {
+		return err
+	}
+	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: "Mattermost", RedirectURIs: mattermost.RedirectURIs(siteURL),
+		Scopes: []string{"read_user"}, Trusted: true, Confidential: true})
+	if err != nil {
+		return err
+	}
+	if err := s.CreateApp(ctx, app); err != nil {
+		return fmt.Errorf("registering the Mattermost application: %w", err)
+	}
+	settings := mattermost.SettingsForBridge(bridgeURL, app.ID, secret)
+	site := mattermosttest.New(settings)
+
+	info := devInfo{
+		BridgeURL: bridgeURL, GitLabURL: gl.URL(), MattermostSiteURL: siteURL, WalkthroughURL: siteURL + "/",
+		Endpoints: map[string]string{"authorize": settings.AuthEndpoint, "token": settings.TokenEndpoint,
+			"user": settings.UserAPIEndpoint, "callback": srv.CallbackURL()},
+		App:         view(app, secret),
+		RedirectURI: mattermost.RedirectURIs(siteURL)[0],
+		Users: []devUser{
+			{ID: ada.ID, Username: ada.Username, Email: ada.Email, State: gitlabapi.StateActive, SignedIn: true},
+			{ID: blocked.ID, Username: blocked.Username, Email: blocked.Email, State: blocked.State},
+		},
+		Mattermost: newMattermostView(bridgeURL, app.ID, secret),
+		Store:      "memory",
+	}
+	if redisURL.value != "" {
+		info.Store = "redis"
+	}
+	if *asJSON {
+		if err := json.NewEncoder(stdout).Encode(info); err != nil {
+			return err
+		}
+	} else {
+		printDevInfo(stdout, info, secret)
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- site.Serve(mmLn) }()
+	go func() { errc <- serveUntilDone(ctx, bridgeLn, srv.Handler(), log) }()
+	select {
+	case err := <-errc:
+		stop()
+		site.Close()
+		return err
+	case <-ctx.Done():
+		site.Close()
+		return <-errc
+	}
+}
+
+func printDevInfo(w io.Writer, info devInfo, secret string) {
+	fmt.Fprintf(w, `ssobridge dev: the bridge, a GitLab emulator and a Mattermost stand-in, on loopback.
+
+  Walk through a sign-in:  %s
+      (press "Sign in with GitLab"; the emulator signs you in as ada)
+
+  Bridge:                  %s   (store: %s)
+    authorize              %s
+    token                  %s
+    user                   %s
+    callback at GitLab     %s
+  GitLab emulator:         %s
+  Mattermost stand-in:     %s
+
+  Application "%s"
+    Application ID         %s
+    Secret                 %s
+    Redirect URIs          %s
+
+`, info.WalkthroughURL, info.BridgeURL, info.Store, info.Endpoints["authorize"], info.Endpoints["token"],
+		info.Endpoints["user"], info.Endpoints["callback"], info.GitLabURL, info.MattermostSiteURL,
+		info.App.Name, info.App.ID, secret, strings.Join(info.App.RedirectURIs, "\n                           "))
+	printMattermostSettings(w, info.BridgeURL, info.App.ID, secret)
+	fmt.Fprintln(w, "\nPress Ctrl-C to stop. Nothing is kept.")
+}
