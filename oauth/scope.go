@@ -7,12 +7,10 @@ import (
 )
 
 // Scopes the bridge can grant. It serves /api/v4/user and nothing else of GitLab's API, so it
-// does not hand out api, read_api or repository scopes it could not honour.
+// does not hand out api, read_api or repository scopes, nor OpenID Connect's, that it could not
+// honour.
 var knownScopes = map[string]string{
 	"read_user": "read your user profile: name, username, email and avatar",
-	"openid":    "sign you in with OpenID Connect",
-	"profile":   "read your name, username and avatar",
-	"email":     "read your email address",
 }
 
 // ParseScope splits a space-separated scope into its distinct scopes, in order.

@@ -131,7 +131,7 @@ func (s *Server) token(c echo.Context) error {
 	case tr.RedirectURI == "":
 		return tokenError(ErrInvalidRequest, "redirect_uri is missing; send the redirect_uri of the authorization request")
 	case tr.Code == "":
-		return tokenError(ErrInvalidRequest, "code is missing")
+		return tokenError(ErrInvalidRequest, "code is missing; send the code the authorization returned to redirect_uri")
 	}
 	app, terr := s.authenticateClient(c, tr)
 	if terr != nil {

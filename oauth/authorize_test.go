@@ -1,0 +1,127 @@
+package oauth_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestAuthorizeRefusesWithAPageAndNeverRedirects(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name   string
+		modify func(url.Values)
+		says   string
+	}{
+		{"a missing client_id", func(q url.Values) { q.Del("client_id") }, "client_id is missing"},
+		{"an unknown client_id", func(q url.Values) { q.Set("client_id", "nope") }, "No application with client_id &#34;nope&#34;"},
+		{"a missing redirect_uri", func(q url.Values) { q.Del("redirect_uri") }, "redirect_uri is missing"},
+		{"a redirect_uri with another scheme", func(q url.Values) { q.Set("redirect_uri", "http://mm.example.com/signup/gitlab/complete") }, "scheme"},
+		{"a redirect_uri on another host", func(q url.Values) { q.Set("redirect_uri", "https://evil.example.com/signup/gitlab/complete") }, "host"},
+		{"a redirect_uri with an extra path", func(q url.Values) { q.Set("redirect_uri", mmRedirect+"/x") }, "path"},
+		{"a parameter given twice", func(q url.Values) { q.Add("redirect_uri", "https://evil.example.com/") }, "given 2 times"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" gets a 400 page that says so", func(t *testing.T) {
+			q := f.authorizeQuery("st")
+			tt.modify(q)
+			resp := f.authorize(q)
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400", resp.StatusCode)
+			}
+			if resp.Header.Get("Location") != "" {
+				t.Fatalf("redirected to %s", resp.Header.Get("Location"))
+			}
+			if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+				t.Errorf("content type %q", resp.Header.Get("Content-Type"))
+			}
+			if !strings.Contains(body, tt.says) {
+				t.Errorf("the page does not say %q:\n%s", tt.says, body)
+			}
+			if resp.Header.Get("X-Frame-Options") != "DENY" {
+				t.Error("the page may be framed")
+			}
+		})
+	}
+}
+
+func TestAuthorizeSendsErrorsAfterTheRedirectURIIsTrustedBackToTheClient(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name   string
+		modify func(url.Values)
+		code   string
+	}{
+		{"a missing response_type is invalid_request", func(q url.Values) { q.Del("response_type") }, "invalid_request"},
+		{"response_type token is unsupported", func(q url.Values) { q.Set("response_type", "token") }, "unsupported_response_type"},
+		{"a scope the app lacks is invalid_scope", func(q url.Values) { q.Set("scope", "read_user api") }, "invalid_scope"},
+		{"Mattermost's openid scope on a read_user app is invalid_scope", func(q url.Values) { q.Set("scope", "openid") }, "invalid_scope"},
+		{"PKCE plain is refused", func(q url.Values) {
+			q.Set("code_challenge", strings.Repeat("a", 43))
+			q.Set("code_challenge_method", "plain")
+		}, "invalid_request"},
+		{"a short code_challenge is refused", func(q url.Values) { q.Set("code_challenge", "abc"); q.Set("code_challenge_method", "S256") }, "invalid_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := f.authorizeQuery("state+with/odd=chars")
+			tt.modify(q)
+			loc := location(t, f.authorize(q))
+			if got := loc.Scheme + "://" + loc.Host + loc.Path; got != mmRedirect {
+				t.Fatalf("redirected to %s", got)
+			}
+			if loc.Query().Get("error") != tt.code {
+				t.Errorf("error %q, want %q", loc.Query().Get("error"), tt.code)
+			}
+			if loc.Query().Get("error_description") == "" {
+				t.Error("no error_description")
+			}
+			if loc.Query().Get("state") != "state+with/odd=chars" {
+				t.Errorf("state %q", loc.Query().Get("state"))
+			}
+		})
+	}
+}
+
+func TestAuthorizeSendsTheBrowserToGitLabWithTheBridgesOwnClientStateAndPKCE(t *testing.T) {
+	f := newFixture(t)
+	loc := location(t, f.authorize(f.authorizeQuery("mattermost-state")))
+	if !strings.HasPrefix(loc.String(), f.gl.URL()+"/oauth/authorize?") {
+		t.Fatalf("redirected to %s", loc)
+	}
+	q := loc.Query()
+	if q.Get("client_id") != f.upstream.UID {
+		t.Errorf("client_id %q is not the bridge's", q.Get("client_id"))
+	}
+	if q.Get("state") == "" || q.Get("state") == "mattermost-state" {
+		t.Errorf("state %q: the bridge must use its own", q.Get("state"))
+	}
+	if q.Get("code_challenge_method") != "S256" || len(q.Get("code_challenge")) != 43 {
+		t.Errorf("PKCE %q %q", q.Get("code_challenge_method"), q.Get("code_challenge"))
+	}
+	if q.Get("scope") != "read_user" {
+		t.Errorf("scope %q", q.Get("scope"))
+	}
+}
+
+func TestAuthorizeWithoutScopeGrantsTheAppsScopes(t *testing.T) {
+	f := newFixture(t)
+	_, body := f.postToken(f.tokenForm(f.code()))
+	if body["scope"] != "read_user" {
+		t.Errorf("scope %v, want the app's read_user", body["scope"])
+	}
+}
+
+func TestAuthorizeRequiresPKCEOfPublicApps(t *testing.T) {
+	f := newFixture(t)
+	pub, _ := f.register(publicSpec())
+	q := f.authorizeQuery("st")
+	q.Set("client_id", pub.ID)
+	q.Set("redirect_uri", "http://127.0.0.1:5555/cb")
+	loc := location(t, f.authorize(q))
+	if loc.Query().Get("error") != "invalid_request" || !strings.Contains(loc.Query().Get("error_description"), "PKCE") {
+		t.Errorf("got %v", loc.Query())
+	}
+}

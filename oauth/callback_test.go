@@ -1,0 +1,120 @@
+package oauth_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/oauth"
+)
+
+func publicSpec() oauth.AppSpec {
+	return oauth.AppSpec{Name: "CLI", RedirectURIs: []string{"http://127.0.0.1/cb"}, Scopes: []string{"read_user"}, Trusted: true}
+}
+
+func TestCallbackReturnsTheClientsStateByteForByte(t *testing.T) {
+	f := newFixture(t)
+	// Mattermost's state is padded standard base64, with + / and =.
+	for _, state := range []string{"eyJhY3Rpb24iOiJsb2dpbiIsInRva2VuIjoiYSsvYj0ifQ==", "a b&c=d%25e", "ünïcödé", strings.Repeat("x", 4000)} {
+		got := f.toClient(f.authorizeQuery(state))
+		if got.Query().Get("state") != state {
+			t.Errorf("state %q came back as %q", state, got.Query().Get("state"))
+		}
+		if got.Query().Get("code") == "" {
+			t.Errorf("no code for state %q", state)
+		}
+	}
+}
+
+func TestCallbackStateIsSingleUse(t *testing.T) {
+	f := newFixture(t)
+	cb := f.toCallback(f.authorizeQuery("st"))
+	location(t, f.get(cb.String()))
+	resp := f.get(cb.String())
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(readBody(t, resp), "already used") {
+		t.Fatalf("a replayed callback got %d", resp.StatusCode)
+	}
+}
+
+func TestCallbackRefusesAForgedState(t *testing.T) {
+	f := newFixture(t)
+	cb := f.toCallback(f.authorizeQuery("st"))
+	q := cb.Query()
+	q.Set("state", q.Get("state")+"x")
+	cb.RawQuery = q.Encode()
+	resp := f.get(cb.String())
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+		t.Fatalf("a forged state got %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestCallbackPassesDenyAtGitLabBackAsAccessDenied(t *testing.T) {
+	f := newFixture(t)
+	f.gl.DenyNext()
+	got := f.toClient(f.authorizeQuery("keep-me"))
+	if got.Query().Get("error") != "access_denied" || got.Query().Get("state") != "keep-me" || got.Query().Get("code") != "" {
+		t.Errorf("got %v", got.Query())
+	}
+	if !strings.HasPrefix(got.String(), mmRedirect+"?") {
+		t.Errorf("sent to %s", got)
+	}
+}
+
+func TestCallbackRefusesAnInactiveUserWithAPageThatSaysSo(t *testing.T) {
+	t.Run("GitLab refusing the blocked account is shown", func(t *testing.T) {
+		f := newFixture(t)
+		// The person is signed in at GitLab, then blocked before GitLab sends them back.
+		cb := f.toCallback(f.authorizeQuery("st"))
+		f.gl.SetUserState("ada", "blocked")
+		resp := f.get(cb.String())
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "blocked") {
+			t.Fatalf("got %d: %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("a user GitLab returns with a state other than active is refused", func(t *testing.T) {
+		f := newFixture(t, gitlabtest.WithExposeInactiveUsers())
+		cb := f.toCallback(f.authorizeQuery("st"))
+		f.gl.SetUserState("ada", "deactivated")
+		resp := f.get(cb.String())
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "is deactivated") || resp.Header.Get("Location") != "" {
+			t.Fatalf("got %d: %s", resp.StatusCode, body)
+		}
+	})
+}
+
+func TestCallbackExplainsUpstreamFailures(t *testing.T) {
+	t.Run("GitLab refusing the bridge's own secret names the settings to check", func(t *testing.T) {
+		f := newFixture(t)
+		cb := f.toCallback(f.authorizeQuery("st"))
+		up := f.upstream
+		up.Secret = "gloas-rotated"
+		f.gl.AddApplication(up)
+		resp := f.get(cb.String())
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "SSOBRIDGE_GITLAB_CLIENT_SECRET") {
+			t.Fatalf("got %d: %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("an upstream error other than access_denied is shown, not sent to the client", func(t *testing.T) {
+		f := newFixture(t)
+		upstream := location(t, f.authorize(f.authorizeQuery("st")))
+		cb := f.bridge.URL + "/oauth/callback?" + url.Values{"state": {upstream.Query().Get("state")},
+			"error": {"invalid_scope"}, "error_description": {"The requested scope is invalid."}}.Encode()
+		resp := f.get(cb)
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "read_user scope") {
+			t.Fatalf("got %d: %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("a callback without state is refused", func(t *testing.T) {
+		f := newFixture(t)
+		resp := f.get(f.bridge.URL + "/oauth/callback?code=x")
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("got %d", resp.StatusCode)
+		}
+	})
+}

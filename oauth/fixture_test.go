@@ -1,0 +1,184 @@
+package oauth_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+)
+
+const mmRedirect = "https://mm.example.com/signup/gitlab/complete"
+
+// fixture is a bridge on the in-memory store in front of a GitLab emulator, with Mattermost
+// registered, and an HTTP client that does not follow redirects, so tests see every hop.
+type fixture struct {
+	t        *testing.T
+	gl       *gitlabtest.Server
+	store    store.Store
+	bridge   *httptest.Server
+	app      *store.Application
+	secret   string
+	http     *http.Client
+	upstream gitlabtest.Application
+}
+
+func newFixture(t *testing.T, opts ...gitlabtest.Option) *fixture {
+	t.Helper()
+	f := &fixture{t: t, gl: gitlabtest.NewTestServer(t, opts...), store: memstore.New()}
+	t.Cleanup(func() { f.store.Close() })
+	f.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	f.gl.AddUser(gitlabtest.User{ID: 43, Username: "mallory", Name: "Mallory", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
+	f.gl.SignIn("ada")
+
+	// The bridge's address must be known before its callback is registered upstream.
+	f.bridge = httptest.NewUnstartedServer(nil)
+	public := "http://" + f.bridge.Listener.Addr().String()
+	f.upstream = f.gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+		Scopes: []string{"read_user"}, Confidential: true}) // untrusted: GitLab shows a consent step, which DenyNext answers
+	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: f.gl.URL(), ClientID: f.upstream.UID, ClientSecret: f.upstream.Secret,
+		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: f.store, Upstream: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.bridge.Config.Handler = srv.Handler()
+	f.bridge.Start()
+	t.Cleanup(f.bridge.Close)
+
+	f.app, f.secret = f.register(oauth.AppSpec{Name: "Mattermost", RedirectURIs: []string{mmRedirect, "https://mm.example.com/login/gitlab/complete"},
+		Scopes: []string{"read_user"}, Trusted: true, Confidential: true})
+	f.http = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return f
+}
+
+func (f *fixture) register(spec oauth.AppSpec) (*store.Application, string) {
+	f.t.Helper()
+	app, secret, err := oauth.NewApplication(spec)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.store.CreateApp(f.t.Context(), app); err != nil {
+		f.t.Fatal(err)
+	}
+	return app, secret
+}
+
+// authorizeQuery is Mattermost's authorize request.
+func (f *fixture) authorizeQuery(state string) url.Values {
+	return url.Values{"response_type": {"code"}, "client_id": {f.app.ID}, "redirect_uri": {mmRedirect}, "state": {state}}
+}
+
+func (f *fixture) get(rawURL string, header ...string) *http.Response {
+	f.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := f.http.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func (f *fixture) authorize(q url.Values) *http.Response {
+	return f.get(f.bridge.URL + "/oauth/authorize?" + q.Encode())
+}
+
+func location(t *testing.T, resp *http.Response) *url.URL {
+	t.Helper()
+	if resp.StatusCode != http.StatusFound {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d, want 302; body: %.500s", resp.StatusCode, body)
+	}
+	u, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// toCallback runs the authorize request and the upstream sign-in, and returns the URL GitLab
+// sends the browser back to, at the bridge.
+func (f *fixture) toCallback(q url.Values) *url.URL {
+	f.t.Helper()
+	upstream := location(f.t, f.authorize(q))
+	return location(f.t, f.get(upstream.String()))
+}
+
+// toClient runs a whole sign-in and returns where the bridge sends the browser: the client's
+// redirect URI with code and state, or an error.
+func (f *fixture) toClient(q url.Values) *url.URL {
+	f.t.Helper()
+	return location(f.t, f.get(f.toCallback(q).String()))
+}
+
+func (f *fixture) code() string {
+	f.t.Helper()
+	got := f.toClient(f.authorizeQuery("st")).Query()
+	if got.Get("code") == "" {
+		f.t.Fatalf("no code: %v", got)
+	}
+	return got.Get("code")
+}
+
+// tokenForm is Mattermost's token request.
+func (f *fixture) tokenForm(code string) url.Values {
+	return url.Values{"client_id": {f.app.ID}, "client_secret": {f.secret}, "code": {code},
+		"grant_type": {"authorization_code"}, "redirect_uri": {mmRedirect}}
+}
+
+func (f *fixture) postToken(form url.Values, header ...string) (*http.Response, map[string]any) {
+	f.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, f.bridge.URL+"/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := f.http.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &body); err != nil {
+		f.t.Fatalf("token response is not JSON: %v: %s", err, raw)
+	}
+	return resp, body
+}
+
+func (f *fixture) accessToken() string {
+	f.t.Helper()
+	resp, body := f.postToken(f.tokenForm(f.code()))
+	if resp.StatusCode != http.StatusOK {
+		f.t.Fatalf("token: %d %v", resp.StatusCode, body)
+	}
+	return body["access_token"].(string)
+}
+
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

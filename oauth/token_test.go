@@ -1,0 +1,243 @@
+package oauth_test
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store/storetest"
+)
+
+func TestTokenAnswersInGitLabsShape(t *testing.T) {
+	f := newFixture(t)
+	resp, body := f.postToken(f.tokenForm(f.code()))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %v", resp.StatusCode, body)
+	}
+	if tok, _ := body["access_token"].(string); len(tok) < 40 {
+		t.Errorf("access_token %v", body["access_token"])
+	}
+	if body["token_type"] != "Bearer" || body["expires_in"] != float64(7200) || body["scope"] != "read_user" {
+		t.Errorf("body %v", body)
+	}
+	if ca, ok := body["created_at"].(float64); !ok || ca < 1e9 {
+		t.Errorf("created_at %v", body["created_at"])
+	}
+	if _, ok := body["refresh_token"]; ok {
+		t.Error("a refresh_token for a grant the bridge does not offer")
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Pragma") != "no-cache" {
+		t.Errorf("headers %v", resp.Header)
+	}
+}
+
+func TestTokenAcceptsURLEncodedBasicCredentials(t *testing.T) {
+	f := newFixture(t)
+	form := f.tokenForm(f.code())
+	form.Del("client_id")
+	form.Del("client_secret")
+	basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(f.app.ID) + ":" + url.QueryEscape(f.secret)))
+	resp, body := f.postToken(form, "Authorization", "Basic "+basic)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %v", resp.StatusCode, body)
+	}
+}
+
+func TestTokenErrors(t *testing.T) {
+	f := newFixture(t)
+	other, otherSecret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
+	tests := []struct {
+		name   string
+		form   func() url.Values
+		status int
+		code   string
+	}{
+		{"a wrong secret is invalid_client", func() url.Values { v := f.tokenForm(f.code()); v.Set("client_secret", "gloas-wrong"); return v }, 401, "invalid_client"},
+		{"an unknown client is invalid_client", func() url.Values { v := f.tokenForm("c"); v.Set("client_id", "unknown"); return v }, 401, "invalid_client"},
+		{"no client at all is invalid_client", func() url.Values { v := f.tokenForm("c"); v.Del("client_id"); v.Del("client_secret"); return v }, 401, "invalid_client"},
+		{"a missing grant_type is invalid_request", func() url.Values { v := f.tokenForm("c"); v.Del("grant_type"); return v }, 400, "invalid_request"},
+		{"the password grant is unsupported", func() url.Values { v := f.tokenForm("c"); v.Set("grant_type", "password"); return v }, 400, "unsupported_grant_type"},
+		{"the client_credentials grant is unsupported", func() url.Values { v := f.tokenForm("c"); v.Set("grant_type", "client_credentials"); return v }, 400, "unsupported_grant_type"},
+		{"a missing redirect_uri is invalid_request", func() url.Values { v := f.tokenForm(f.code()); v.Del("redirect_uri"); return v }, 400, "invalid_request"},
+		{"a missing code is invalid_request", func() url.Values { v := f.tokenForm(""); v.Del("code"); return v }, 400, "invalid_request"},
+		{"an unknown code is invalid_grant", func() url.Values { return f.tokenForm("not-a-code") }, 400, "invalid_grant"},
+		{"another redirect_uri than the authorization's is invalid_grant", func() url.Values {
+			v := f.tokenForm(f.code())
+			v.Set("redirect_uri", "https://mm.example.com/login/gitlab/complete")
+			return v
+		}, 400, "invalid_grant"},
+		{"a code redeemed by another client is invalid_grant", func() url.Values {
+			v := f.tokenForm(f.code())
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", otherSecret)
+			v.Set("redirect_uri", "https://other.example.com/cb")
+			return v
+		}, 400, "invalid_grant"},
+		{"a verifier without a challenge is invalid_grant", func() url.Values {
+			v := f.tokenForm(f.code())
+			v.Set("code_verifier", strings.Repeat("v", 43))
+			return v
+		}, 400, "invalid_grant"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := f.postToken(tt.form())
+			if resp.StatusCode != tt.status || body["error"] != tt.code {
+				t.Fatalf("got %d %v, want %d %s", resp.StatusCode, body, tt.status, tt.code)
+			}
+			if d, _ := body["error_description"].(string); len(d) < 20 {
+				t.Errorf("error_description %q does not say what to fix", d)
+			}
+			if resp.Header.Get("Cache-Control") != "no-store" {
+				t.Error("error without Cache-Control: no-store")
+			}
+			if tt.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
+				t.Errorf("401 without WWW-Authenticate: %v", resp.Header)
+			}
+		})
+	}
+}
+
+func (f *fixture) appSpecFor(name, redirect string) oauth.AppSpec {
+	return oauth.AppSpec{Name: name, RedirectURIs: []string{redirect}, Scopes: []string{"read_user"}, Trusted: true, Confidential: true}
+}
+
+func TestTokenUnknownClientAndWrongSecretGetTheSameAnswer(t *testing.T) {
+	f := newFixture(t)
+	wrong := f.tokenForm("c")
+	wrong.Set("client_secret", "gloas-wrong")
+	unknown := f.tokenForm("c")
+	unknown.Set("client_id", strings.Repeat("0", 64))
+	_, a := f.postToken(wrong)
+	_, b := f.postToken(unknown)
+	if a["error"] != b["error"] || a["error_description"] != b["error_description"] {
+		t.Errorf("answers differ: %v and %v", a, b)
+	}
+}
+
+func TestTokenCodeIsSingleUse(t *testing.T) {
+	f := newFixture(t)
+	code := f.code()
+	if resp, body := f.postToken(f.tokenForm(code)); resp.StatusCode != 200 {
+		t.Fatalf("first redemption: %d %v", resp.StatusCode, body)
+	}
+	resp, body := f.postToken(f.tokenForm(code))
+	if resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+		t.Fatalf("second redemption: %d %v", resp.StatusCode, body)
+	}
+}
+
+func TestTokenCodeRedeemedByAnotherClientIsBurned(t *testing.T) {
+	f := newFixture(t)
+	other, otherSecret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
+	code := f.code()
+	v := f.tokenForm(code)
+	v.Set("client_id", other.ID)
+	v.Set("client_secret", otherSecret)
+	v.Set("redirect_uri", "https://other.example.com/cb")
+	if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+		t.Fatalf("another client's redemption: %d %v", resp.StatusCode, body)
+	}
+	if resp, body := f.postToken(f.tokenForm(code)); resp.StatusCode != 400 {
+		t.Fatalf("the code still works for its client after another presented it: %d %v", resp.StatusCode, body)
+	}
+}
+
+func TestTokenConcurrentRedemptionsOfOneCodeHaveOneWinner(t *testing.T) {
+	f := newFixture(t)
+	code := f.code()
+	const n = 16
+	var wg sync.WaitGroup
+	statuses := make(chan int, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := f.postToken(f.tokenForm(code))
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	wins := 0
+	for s := range statuses {
+		if s == http.StatusOK {
+			wins++
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d of %d concurrent redemptions won, want exactly 1", wins, n)
+	}
+}
+
+func TestTokenPublicAppSignsInWithPKCE(t *testing.T) {
+	f := newFixture(t)
+	pub, _ := f.register(publicSpec())
+	verifier := strings.Repeat("verifier-", 6)
+	sum := sha256.Sum256([]byte(verifier))
+	q := url.Values{"response_type": {"code"}, "client_id": {pub.ID}, "redirect_uri": {"http://127.0.0.1:7777/cb"}, "state": {"s"},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+	form := func(code, verifier string) url.Values {
+		v := url.Values{"client_id": {pub.ID}, "code": {code}, "grant_type": {"authorization_code"}, "redirect_uri": {"http://127.0.0.1:7777/cb"}}
+		if verifier != "" {
+			v.Set("code_verifier", verifier)
+		}
+		return v
+	}
+	if resp, body := f.postToken(form(f.toClient(q).Query().Get("code"), "")); resp.StatusCode != 400 || body["error"] != "invalid_request" {
+		t.Errorf("no verifier: %d %v", resp.StatusCode, body)
+	}
+	if resp, body := f.postToken(form(f.toClient(q).Query().Get("code"), strings.Repeat("wrong-", 8))); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+		t.Errorf("wrong verifier: %d %v", resp.StatusCode, body)
+	}
+	if resp, body := f.postToken(form(f.toClient(q).Query().Get("code"), verifier)); resp.StatusCode != 200 {
+		t.Errorf("right verifier: %d %v", resp.StatusCode, body)
+	}
+}
+
+func TestTokenRefusesCredentialsInTheURL(t *testing.T) {
+	f := newFixture(t)
+	req, _ := http.NewRequest(http.MethodPost, f.bridge.URL+"/oauth/token?client_secret="+f.secret, strings.NewReader(f.tokenForm("c").Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := f.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("got %d", resp.StatusCode)
+	}
+}
+
+func TestTokenEndpointTakesOnlyPOST(t *testing.T) {
+	f := newFixture(t)
+	resp := f.get(f.bridge.URL + "/oauth/token")
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(body, `"error":"invalid_request"`) {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestStoreHoldsNoCodeTokenOrSecretInClear(t *testing.T) {
+	f := newFixture(t)
+	code := f.code()
+	resp, body := f.postToken(f.tokenForm(code))
+	if resp.StatusCode != 200 {
+		t.Fatal(body)
+	}
+	unused := f.code()
+	dump, err := f.store.(storetest.RawDumper).DumpRaw(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{"access token": body["access_token"].(string), "unredeemed code": unused, "client secret": f.secret} {
+		if strings.Contains(string(dump), v) {
+			t.Errorf("the store holds the %s in clear", name)
+		}
+	}
+}

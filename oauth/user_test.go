@@ -1,0 +1,108 @@
+package oauth_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+)
+
+func (f *fixture) getUser(header ...string) (*http.Response, string) {
+	f.t.Helper()
+	resp := f.get(f.bridge.URL+"/api/v4/user", header...)
+	return resp, readBody(f.t, resp)
+}
+
+func TestUserReturnsGitLabsOwnUserWithItsOwnID(t *testing.T) {
+	f := newFixture(t)
+	tok := f.accessToken()
+	resp, body := f.getUser("Authorization", "Bearer "+tok)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var u map[string]any
+	if err := json.Unmarshal([]byte(body), &u); err != nil {
+		t.Fatal(err)
+	}
+	if u["id"] != float64(42) || u["username"] != "ada" || u["email"] != "ada@example.com" || u["name"] != "Ada Lovelace" {
+		t.Errorf("user %v", u)
+	}
+	// Fields the bridge does not read pass through.
+	for _, k := range []string{"web_url", "avatar_url", "two_factor_enabled", "created_at"} {
+		if _, ok := u[k]; !ok {
+			t.Errorf("field %s was lost", k)
+		}
+	}
+	if strings.Contains(body, f.upstream.Secret) {
+		t.Error("the upstream secret leaked")
+	}
+}
+
+func TestUserAcceptsTheAccessTokenQueryParameter(t *testing.T) {
+	f := newFixture(t)
+	resp := f.get(f.bridge.URL + "/api/v4/user?access_token=" + f.accessToken())
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, readBody(t, resp))
+	}
+}
+
+func TestUserRefusesMissingAndBadTokensLikeGitLab(t *testing.T) {
+	f := newFixture(t)
+	tok := f.accessToken()
+	for name, header := range map[string][]string{
+		"no token":                           nil,
+		"an unknown token":                   {"Authorization", "Bearer nope"},
+		"a Basic header":                     {"Authorization", "Basic " + tok},
+		"a token with one character changed": {"Authorization", "Bearer " + tok[:len(tok)-1] + string(tok[len(tok)-1]^1)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, body := f.getUser(header...)
+			if resp.StatusCode != 401 || body != `{"message":"401 Unauthorized"}`+"\n" {
+				t.Fatalf("got %d %q", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+func TestUserWhoseGitLabTokenWasRevokedIsUnauthorized(t *testing.T) {
+	f := newFixture(t)
+	tok := f.accessToken()
+	f.gl.RevokeTokens("ada")
+	if resp, body := f.getUser("Authorization", "Bearer "+tok); resp.StatusCode != 401 {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestUserBlockedAtGitLabAfterSignInIsForbiddenWithGitLabsMessage(t *testing.T) {
+	f := newFixture(t)
+	tok := f.accessToken()
+	f.gl.SetUserState("ada", "blocked")
+	resp, body := f.getUser("Authorization", "Bearer "+tok)
+	if resp.StatusCode != 403 || !strings.Contains(body, "blocked") {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestUserRefreshesAnExpiredGitLabTokenAndKeepsTheNewOne(t *testing.T) {
+	// GitLab's tokens live 2 s here, under x/oauth2's 10 s early-expiry margin: every use refreshes.
+	f := newFixture(t, gitlabtest.WithAccessTokenTTL(2*time.Second))
+	tok := f.accessToken()
+	for i := range 3 {
+		// GitLab rotates refresh tokens: had the bridge not kept the new one, the next refresh fails.
+		if resp, body := f.getUser("Authorization", "Bearer "+tok); resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	refreshes := 0
+	for _, r := range f.gl.Requests() {
+		if r.Path == "/oauth/token" && r.Form.Get("grant_type") == "refresh_token" {
+			refreshes++
+		}
+	}
+	if refreshes < 3 {
+		t.Errorf("%d refreshes at GitLab, want one per request", refreshes)
+	}
+}
