@@ -146,7 +146,7 @@ func (s *Site) complete(w http.ResponseWriter, r *http.Request) {
 		pretty.Write(raw)
 	}
 	render(w, http.StatusOK, pageData{Title: "Signed in", User: user, RawUser: pretty.String(),
-		Token: tok,
+		Token:   tok,
 		Message: "Mattermost would sign in, or create, this account. Its key is AuthService gitlab with AuthData the GitLab user id."})
 }
 

@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ssobridge/ssobridge/mattermost"
+)
+
+// buildBinary builds cmd/ssobridge once per test binary.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ssobridge")
+	if runtime.GOOS == "windows" {
+		bin += ".exe"
+	}
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/ssobridge")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+	return bin
+}
+
+// devInfo is the part of `ssobridge dev --json` a script needs.
+type devInfo struct {
+	BridgeURL         string `json:"bridge_url"`
+	MattermostSiteURL string `json:"mattermost_site_url"`
+	WalkthroughURL    string `json:"walkthrough_url"`
+	RedirectURI       string `json:"redirect_uri"`
+	App               struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	} `json:"app"`
+	Mattermost struct {
+		ConfigJSON json.RawMessage `json:"config_json"`
+		Env        []string        `json:"env"`
+	} `json:"mattermost"`
+}
+
+func TestDevCommandPrintsASetUpThatMattermostSignsInWith(t *testing.T) {
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "dev", "--json", "--dev-listen", "127.0.0.1:0")
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("reading the JSON line: %v", err)
+	}
+	var info devInfo
+	if err := json.Unmarshal(line, &info); err != nil {
+		t.Fatalf("dev --json printed %q: %v", line, err)
+	}
+
+	// Mattermost configured from the printed config.json, as an administrator would paste it.
+	settings, err := mattermost.ParseConfigJSON(info.Mattermost.ConfigJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if settings.Id != info.App.ID || settings.Secret != info.App.Secret {
+		t.Fatalf("printed settings %+v do not name the printed app", settings)
+	}
+	mm := &mattermost.Client{Settings: settings, SiteURL: info.MattermostSiteURL}
+	if mm.RedirectURI() != info.RedirectURI {
+		t.Errorf("redirect URI %s, printed %s", mm.RedirectURI(), info.RedirectURI)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := mm.Login(ctx)
+	if err != nil {
+		t.Fatalf("login through `ssobridge dev`: %v", err)
+	}
+	want := mattermost.User{AuthService: "gitlab", AuthData: "42", ID: 42, Username: "ada", Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace"}
+	if *res.User != want {
+		t.Errorf("user %+v, want %+v", *res.User, want)
+	}
+
+	// A person following the walkthrough: the home page's button, every redirect, back to the
+	// stand-in, which completes the sign-in and shows the account.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 20 * time.Second}
+	home := get(t, browser, info.WalkthroughURL)
+	if !strings.Contains(home, `href="/oauth/gitlab/login"`) {
+		t.Fatalf("the walkthrough page has no sign-in button:\n%s", home)
+	}
+	done2 := get(t, browser, strings.TrimRight(info.WalkthroughURL, "/")+"/oauth/gitlab/login")
+	for _, want := range []string{"Signed in", `<td id="auth-data">42</td>`, `<td id="username">ada</td>`, `<td id="email">ada@example.com</td>`} {
+		if !strings.Contains(done2, want) {
+			t.Errorf("the walkthrough's last page lacks %s:\n%s", want, done2)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("dev did not stop cleanly on SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("dev did not stop within 15 s of SIGTERM")
+	}
+}
+
+func get(t *testing.T, c *http.Client, url string) string {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d\n%s", url, resp.StatusCode, b)
+	}
+	return string(b)
+}

@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/mattermost"
+	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store/redisstore"
+	"github.com/ssobridge/ssobridge/oauth/store/storetest"
+)
+
+// stack is a bridge on real Redis in front of the GitLab emulator, with Mattermost registered.
+type stack struct {
+	gl     *gitlabtest.Server
+	bridge *httptest.Server
+	mm     *mattermost.Client
+	rdb    redis.UniversalClient
+}
+
+const siteURL = "https://mattermost.example.com"
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	opts, err := redisstore.ParseURL(storetest.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewUniversalClient(opts)
+	st := redisstore.New(rdb, "e2e:"+t.Name()+":")
+	t.Cleanup(func() { st.Close() })
+
+	gl := gitlabtest.NewTestServer(t)
+	bridge := httptest.NewUnstartedServer(nil)
+	public := "http://" + bridge.Listener.Addr().String()
+	upApp := gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+		Scopes: []string{"read_user"}, Confidential: true, Trusted: true})
+	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gl.URL(), ClientID: upApp.UID, ClientSecret: upApp.Secret,
+		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: st, Upstream: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bridge.Config.Handler = srv.Handler()
+	bridge.Start()
+	t.Cleanup(bridge.Close)
+
+	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: "Mattermost", RedirectURIs: mattermost.RedirectURIs(siteURL),
+		Scopes: []string{"read_user"}, Trusted: true, Confidential: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateApp(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	mm := &mattermost.Client{Settings: mattermost.SettingsForBridge(public, app.ID, secret), SiteURL: siteURL}
+	if err := mm.Settings.Validate(); err != nil {
+		t.Fatalf("the settings the bridge prints do not satisfy Mattermost: %v", err)
+	}
+	return &stack{gl: gl, bridge: bridge, mm: mm, rdb: rdb}
+}
+
+func TestMattermostSignsInThroughTheBridgeOnRedis(t *testing.T) {
+	tests := []struct {
+		name string
+		user gitlabtest.User
+		want mattermost.User
+	}{
+		{"a plain account",
+			gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"},
+			mattermost.User{AuthService: "gitlab", AuthData: "42", ID: 42, Username: "ada", Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace"}},
+		{"an id beyond 32 bits, a username Mattermost cleans and three names",
+			gitlabtest.User{ID: 5000000001, Username: "Grace+Hopper", Name: "Grace Brewster Hopper", Email: "Grace.Hopper@Example.com"},
+			mattermost.User{AuthService: "gitlab", AuthData: "5000000001", ID: 5000000001, Username: "grace-hopper", Email: "grace.hopper@example.com", FirstName: "Grace", LastName: "Brewster Hopper"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStack(t)
+			s.gl.AddUser(tt.user)
+			s.gl.SignIn(tt.user.Username)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			res, err := s.mm.Login(ctx)
+			if err != nil {
+				t.Fatalf("login: %v", err)
+			}
+			if *res.User != tt.want {
+				t.Errorf("Mattermost would create\n %+v\nwant\n %+v", *res.User, tt.want)
+			}
+			if res.Token.TokenType != "Bearer" || res.Token.ExpiresInSeconds != 7200 {
+				t.Errorf("token %+v", res.Token)
+			}
+			// The bridge's state lives in Redis: the login left an application, a session and a token there.
+			keys, err := s.rdb.Keys(ctx, "e2e:"+t.Name()+":*").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) < 3 {
+				t.Errorf("Redis holds %v after a login", keys)
+			}
+		})
+	}
+}
+
+func TestMattermostSignInOfABlockedAccountFails(t *testing.T) {
+	s := newStack(t)
+	s.gl.AddUser(gitlabtest.User{ID: 7, Username: "mallory", Name: "Mallory", Email: "m@example.com"})
+	s.gl.SignIn("mallory")
+	// Blocked after signing in at GitLab, before the browser comes back to the bridge: GitLab
+	// then refuses the user request, and the bridge must not hand Mattermost a code.
+	s.mm.Browser = nil
+	s.gl.SetUserState("mallory", gitlabapi.StateBlocked)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := s.mm.Login(ctx)
+	if err == nil {
+		t.Fatalf("a blocked account signed in: %+v", res.User)
+	}
+	if res != nil && res.RedirectedTo != "" {
+		t.Errorf("the bridge sent the browser back to Mattermost: %s", res.RedirectedTo)
+	}
+}

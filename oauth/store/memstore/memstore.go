@@ -1,0 +1,488 @@
+// Package memstore is the in-memory store.Store, for dev mode and for a bridge that runs as a
+// single instance: everything is lost on restart, and two instances do not share anything.
+//
+// It must behave like redisstore in every way the bridge can observe (the storetest suite runs
+// against both), and it must never hold a raw code, access token, refresh token or client secret:
+// tokens are kept under their store.TokenKey in records with the raw values removed. Records are
+// kept encoded, so that nothing a caller does to a value it passed in or got back reaches the
+// store, and so that it stores exactly what redisstore stores.
+package memstore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-oauth2/oauth2/v4"
+	"github.com/go-oauth2/oauth2/v4/models"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// sweepInterval bounds how long an expired record can stay in memory. Reads check expiry
+// themselves, so sweeping only matters for memory, not for correctness.
+const sweepInterval = time.Minute
+
+// entry is one encoded record and when it stops existing; a zero expires never does.
+type entry struct {
+	value   []byte
+	expires time.Time
+}
+
+func (e entry) live(now time.Time) bool {
+	return e.expires.IsZero() || now.Before(e.expires)
+}
+
+// Store is an in-memory store.Store. The zero value is not usable; call New.
+type Store struct {
+	mu       sync.Mutex
+	apps     map[string][]byte
+	authz    map[string]entry
+	sessions map[string]entry
+	codes    map[string]entry
+	access   map[string]entry
+	refresh  map[string]entry
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// New returns an empty store and starts the goroutine that drops expired records; Close stops it.
+func New() *Store {
+	s := &Store{
+		apps:     make(map[string][]byte),
+		authz:    make(map[string]entry),
+		sessions: make(map[string]entry),
+		codes:    make(map[string]entry),
+		access:   make(map[string]entry),
+		refresh:  make(map[string]entry),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go s.sweepEvery(sweepInterval)
+	return s
+}
+
+func (s *Store) sweepEvery(interval time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.sweep(now)
+		}
+	}
+}
+
+func (s *Store) sweep(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range []map[string]entry{s.authz, s.sessions, s.codes, s.access, s.refresh} {
+		for k, e := range m {
+			if !e.live(now) {
+				delete(m, k)
+			}
+		}
+	}
+}
+
+// Close stops the sweeper. The store keeps answering afterwards, so that a request still in
+// flight during shutdown does not fail for no reason.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}
+
+// Ping always succeeds: memory does not go away.
+func (s *Store) Ping(context.Context) error { return nil }
+
+// ---- applications ----
+
+func (s *Store) CreateApp(_ context.Context, app *store.Application) error {
+	b, err := json.Marshal(app)
+	if err != nil {
+		return fmt.Errorf("memstore: create app: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.apps[app.ID]; ok {
+		return store.ErrExists
+	}
+	s.apps[app.ID] = b
+	return nil
+}
+
+func (s *Store) GetApp(_ context.Context, id string) (*store.Application, error) {
+	s.mu.Lock()
+	b, ok := s.apps[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return decode[store.Application]("get app", b)
+}
+
+func (s *Store) ListApps(context.Context) ([]*store.Application, error) {
+	s.mu.Lock()
+	raw := make([][]byte, 0, len(s.apps))
+	for _, b := range s.apps {
+		raw = append(raw, b)
+	}
+	s.mu.Unlock()
+
+	apps := make([]*store.Application, 0, len(raw))
+	for _, b := range raw {
+		a, err := decode[store.Application]("list apps", b)
+		if err != nil {
+			return nil, err
+		}
+		apps = append(apps, a)
+	}
+	slices.SortFunc(apps, func(a, b *store.Application) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
+	})
+	return apps, nil
+}
+
+func (s *Store) UpdateApp(_ context.Context, app *store.Application) error {
+	b, err := json.Marshal(app)
+	if err != nil {
+		return fmt.Errorf("memstore: update app: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.apps[app.ID]; !ok {
+		return store.ErrNotFound
+	}
+	s.apps[app.ID] = b
+	return nil
+}
+
+func (s *Store) DeleteApp(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.apps[id]; !ok {
+		return store.ErrNotFound
+	}
+	delete(s.apps, id)
+	return nil
+}
+
+// ---- authorizations ----
+
+func (s *Store) PutAuthorization(_ context.Context, key string, a *store.Authorization, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("memstore: put authorization: ttl %v is not positive", ttl)
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("memstore: put authorization: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.authz[key] = entry{value: b, expires: time.Now().Add(ttl)}
+	return nil
+}
+
+func (s *Store) TakeAuthorization(_ context.Context, key string) (*store.Authorization, error) {
+	b, ok := s.take(s.authz, key)
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return decode[store.Authorization]("take authorization", b)
+}
+
+// ---- sessions ----
+
+func (s *Store) PutSession(_ context.Context, sess *store.Session, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("memstore: put session: ttl %v is not positive", ttl)
+	}
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return fmt.Errorf("memstore: put session: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sessions[sess.ID] = entry{value: b, expires: time.Now().Add(ttl)}
+	return nil
+}
+
+func (s *Store) GetSession(_ context.Context, id string) (*store.Session, error) {
+	b, ok := s.get(s.sessions, id)
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return decode[store.Session]("get session", b)
+}
+
+func (s *Store) UpdateSession(_ context.Context, sess *store.Session) error {
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return fmt.Errorf("memstore: update session: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.sessions[sess.ID]
+	if !ok || !e.live(time.Now()) {
+		return store.ErrNotFound
+	}
+	e.value = b
+	s.sessions[sess.ID] = e
+	return nil
+}
+
+// ---- tokens (oauth2.TokenStore) ----
+
+// tokenRecord is what a code or token is stored as. Token has its Code, Access and Refresh
+// emptied; the keys let a record find the other half of its access/refresh pair.
+type tokenRecord struct {
+	Token      models.Token `json:"token"`
+	AccessKey  string       `json:"access_key,omitempty"`
+	RefreshKey string       `json:"refresh_key,omitempty"`
+}
+
+// Create stores a code, or an access token with its optional refresh token. A value whose
+// lifetime has already run out is not stored, as if it had expired at once.
+func (s *Store) Create(_ context.Context, info oauth2.TokenInfo) error {
+	now := time.Now()
+	rec := tokenRecord{Token: scrubbed(info)}
+
+	if code := info.GetCode(); code != "" {
+		expires := info.GetCodeCreateAt().Add(info.GetCodeExpiresIn())
+		if !now.Before(expires) {
+			return nil
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("memstore: create code: %w", err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.codes[store.TokenKey(code)] = entry{value: b, expires: expires}
+		return nil
+	}
+
+	access, refresh := info.GetAccess(), info.GetRefresh()
+	if access == "" {
+		return errors.New("memstore: create token: the token has neither a code nor an access token")
+	}
+	rec.AccessKey = store.TokenKey(access)
+	accessExpires := info.GetAccessCreateAt().Add(info.GetAccessExpiresIn())
+	var refreshExpires time.Time // zero: the refresh token has no expiry of its own
+	if refresh != "" {
+		rec.RefreshKey = store.TokenKey(refresh)
+		if exp := info.GetRefreshExpiresIn(); exp != 0 {
+			refreshExpires = info.GetRefreshCreateAt().Add(exp)
+		}
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("memstore: create token: %w", err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(accessExpires) {
+		s.access[rec.AccessKey] = entry{value: b, expires: accessExpires}
+	}
+	if refresh != "" && (refreshExpires.IsZero() || now.Before(refreshExpires)) {
+		s.refresh[rec.RefreshKey] = entry{value: b, expires: refreshExpires}
+	}
+	return nil
+}
+
+// GetByCode consumes the code: a second call with the same code finds nothing.
+func (s *Store) GetByCode(_ context.Context, code string) (oauth2.TokenInfo, error) {
+	if code == "" {
+		return nil, nil
+	}
+	b, ok := s.take(s.codes, store.TokenKey(code))
+	if !ok {
+		return nil, nil
+	}
+	t, err := decodeToken("get by code", b)
+	if err != nil {
+		return nil, err
+	}
+	t.Code = code
+	return t, nil
+}
+
+func (s *Store) GetByAccess(_ context.Context, access string) (oauth2.TokenInfo, error) {
+	if access == "" {
+		return nil, nil
+	}
+	b, ok := s.get(s.access, store.TokenKey(access))
+	if !ok {
+		return nil, nil
+	}
+	t, err := decodeToken("get by access", b)
+	if err != nil {
+		return nil, err
+	}
+	t.Access = access
+	return t, nil
+}
+
+func (s *Store) GetByRefresh(_ context.Context, refresh string) (oauth2.TokenInfo, error) {
+	if refresh == "" {
+		return nil, nil
+	}
+	b, ok := s.get(s.refresh, store.TokenKey(refresh))
+	if !ok {
+		return nil, nil
+	}
+	t, err := decodeToken("get by refresh", b)
+	if err != nil {
+		return nil, err
+	}
+	t.Refresh = refresh
+	return t, nil
+}
+
+func (s *Store) RemoveByCode(_ context.Context, code string) error {
+	if code == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.codes, store.TokenKey(code))
+	return nil
+}
+
+func (s *Store) RemoveByAccess(_ context.Context, access string) error {
+	if access == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.access, store.TokenKey(access))
+	return nil
+}
+
+// RemoveByRefresh also removes the access token issued with the refresh token. go-oauth2's
+// refresh grant asks to remove the old access token by its value, which a record without raw
+// values cannot give back; removing it here is what revokes it (RFC 7009 asks the same of a
+// revoked refresh token).
+func (s *Store) RemoveByRefresh(_ context.Context, refresh string) error {
+	if refresh == "" {
+		return nil
+	}
+	key := store.TokenKey(refresh)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.refresh[key]
+	if !ok {
+		return nil
+	}
+	delete(s.refresh, key)
+	var rec tokenRecord
+	if err := json.Unmarshal(e.value, &rec); err != nil {
+		return fmt.Errorf("memstore: remove by refresh: %w", err)
+	}
+	if rec.AccessKey != "" {
+		delete(s.access, rec.AccessKey)
+	}
+	return nil
+}
+
+// DumpRaw returns every key and record the store holds, for tests that check what is kept.
+func (s *Store) DumpRaw(context.Context) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var buf bytes.Buffer
+	for id, b := range s.apps {
+		buf.WriteString(id)
+		buf.WriteByte('\n')
+		buf.Write(b)
+		buf.WriteByte('\n')
+	}
+	for _, m := range []map[string]entry{s.authz, s.sessions, s.codes, s.access, s.refresh} {
+		for k, e := range m {
+			buf.WriteString(k)
+			buf.WriteByte('\n')
+			buf.Write(e.value)
+			buf.WriteByte('\n')
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// ---- plumbing ----
+
+func (s *Store) get(m map[string]entry, key string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := m[key]
+	if !ok || !e.live(time.Now()) {
+		return nil, false
+	}
+	return e.value, true
+}
+
+// take removes and returns a live record under the lock, which is what makes a take atomic.
+func (s *Store) take(m map[string]entry, key string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := m[key]
+	if !ok {
+		return nil, false
+	}
+	delete(m, key)
+	if !e.live(time.Now()) {
+		return nil, false
+	}
+	return e.value, true
+}
+
+// scrubbed copies the token without its code, access and refresh values.
+func scrubbed(info oauth2.TokenInfo) models.Token {
+	t := models.Token{
+		ClientID:            info.GetClientID(),
+		UserID:              info.GetUserID(),
+		RedirectURI:         info.GetRedirectURI(),
+		Scope:               info.GetScope(),
+		CodeChallenge:       info.GetCodeChallenge(),
+		CodeChallengeMethod: string(info.GetCodeChallengeMethod()),
+		CodeCreateAt:        info.GetCodeCreateAt(),
+		CodeExpiresIn:       info.GetCodeExpiresIn(),
+		AccessCreateAt:      info.GetAccessCreateAt(),
+		AccessExpiresIn:     info.GetAccessExpiresIn(),
+		RefreshCreateAt:     info.GetRefreshCreateAt(),
+		RefreshExpiresIn:    info.GetRefreshExpiresIn(),
+	}
+	if ext, ok := info.(oauth2.ExtendableTokenInfo); ok {
+		t.Extension = ext.GetExtension()
+	}
+	return t
+}
+
+func decodeToken(op string, b []byte) (*models.Token, error) {
+	rec, err := decode[tokenRecord](op, b)
+	if err != nil {
+		return nil, err
+	}
+	return &rec.Token, nil
+}
+
+func decode[T any](op string, b []byte) (*T, error) {
+	v := new(T)
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, fmt.Errorf("memstore: %s: %w", op, err)
+	}
+	return v, nil
+}

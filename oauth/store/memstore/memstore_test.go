@@ -1,0 +1,99 @@
+package memstore
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/go-oauth2/oauth2/v4/models"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(*testing.T) store.Store { return New() })
+}
+
+func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
+	s := New()
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.PutSession(ctx, &store.Session{ID: "short"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSession(ctx, &store.Session{ID: "long"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutAuthorization(ctx, "a", &store.Authorization{}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	tok := models.NewToken()
+	tok.Access, tok.AccessCreateAt, tok.AccessExpiresIn = "access", time.Now(), time.Minute
+	tok.Refresh, tok.RefreshCreateAt = "refresh", time.Now() // no expiry of its own
+	if err := s.Create(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+
+	s.sweep(time.Now().Add(2 * time.Minute))
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions["short"]; ok {
+		t.Error("expired session kept")
+	}
+	if _, ok := s.sessions["long"]; !ok {
+		t.Error("live session swept")
+	}
+	if len(s.authz) != 0 || len(s.access) != 0 {
+		t.Errorf("expired records kept: %d authorizations, %d access tokens", len(s.authz), len(s.access))
+	}
+	if len(s.refresh) != 1 {
+		t.Error("refresh token without expiry swept")
+	}
+}
+
+func TestCloseStopsTheSweeperAndCanBeRepeated(t *testing.T) {
+	s := New()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	default:
+		t.Fatal("sweeper still running after Close")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	// Requests still in flight at shutdown keep working.
+	if err := s.PutSession(context.Background(), &store.Session{ID: "x"}, time.Minute); err != nil {
+		t.Fatalf("put after Close: %v", err)
+	}
+}
+
+func BenchmarkCodeIssueAndRedeem(b *testing.B) {
+	s := New()
+	defer s.Close()
+	ctx := b.Context()
+	tok := models.NewToken()
+	tok.ClientID, tok.UserID, tok.Scope = store.NewClientID(), store.NewID(16), "read_user"
+	tok.RedirectURI = "https://chat.example.com/signup/gitlab/complete"
+	tok.CodeCreateAt, tok.CodeExpiresIn = time.Now(), time.Hour
+	codes := make([]string, 1024)
+	for i := range codes {
+		codes[i] = store.NewID(32)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		tok.Code = codes[i%len(codes)]
+		i++
+		if err := s.Create(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
+		if ti, err := s.GetByCode(ctx, tok.Code); err != nil || ti == nil {
+			b.Fatalf("redeem: %v, %v", ti, err)
+		}
+	}
+}

@@ -1,0 +1,509 @@
+// Package redisstore is the store.Store on Redis (one server, Sentinel or Cluster), which lets
+// several bridge instances share their state and keeps it across restarts.
+//
+// It must never write a raw code, access token, refresh token or client secret to Redis: tokens
+// are stored under their store.TokenKey, in records with the raw values removed. It must never
+// turn a Redis failure into "not found" either: a bridge that cannot reach Redis has to fail the
+// request, not tell a user their session or code does not exist.
+//
+// Keys, all under the prefix given to New:
+//
+//	app:<id>        application JSON (no expiry)
+//	apps            SET of application ids
+//	authz:<key>     authorization JSON, with the TTL given to PutAuthorization
+//	session:<id>    session JSON, with the TTL given to PutSession
+//	code:<key>      code record, expiring with the code
+//	access:<key>    access token record, expiring with the token
+//	refresh:<key>   refresh token record, expiring with the token, or never
+//
+// No command or transaction spans two keys, so that every operation works on Redis Cluster
+// without hash tags; where two keys change together they are sent in one pipeline.
+package redisstore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-oauth2/oauth2/v4"
+	"github.com/go-oauth2/oauth2/v4/models"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// DefaultPrefix is the key prefix New uses when given none.
+const DefaultPrefix = "ssobridge:"
+
+// Store is a store.Store on Redis.
+type Store struct {
+	c      redis.UniversalClient
+	prefix string
+}
+
+// New returns a store that keeps its keys under prefix (DefaultPrefix if empty) on client, and
+// owns the client: Close closes it.
+func New(client redis.UniversalClient, prefix string) *Store {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return &Store{c: client, prefix: prefix}
+}
+
+func (s *Store) appKey(id string) string     { return s.prefix + "app:" + id }
+func (s *Store) appsKey() string             { return s.prefix + "apps" }
+func (s *Store) authzKey(key string) string  { return s.prefix + "authz:" + key }
+func (s *Store) sessionKey(id string) string { return s.prefix + "session:" + id }
+func (s *Store) codeKey(tk string) string    { return s.prefix + "code:" + tk }
+func (s *Store) accessKey(tk string) string  { return s.prefix + "access:" + tk }
+func (s *Store) refreshKey(tk string) string { return s.prefix + "refresh:" + tk }
+
+func wrap(op string, err error) error { return fmt.Errorf("redisstore: %s: %w", op, err) }
+
+// isNil reports Redis's "no such key" reply, the only error that means a record is absent.
+func isNil(err error) bool { return errors.Is(err, redis.Nil) }
+
+func (s *Store) check(op string, err error) error {
+	if err != nil {
+		return wrap(op, err)
+	}
+	return nil
+}
+
+// Ping sends PING to Redis.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.check("ping", s.c.Ping(ctx).Err())
+}
+
+// Close closes the Redis client given to New.
+func (s *Store) Close() error {
+	return s.check("close", s.c.Close())
+}
+
+// ---- applications ----
+
+// CreateApp sends SET NX and SADD in one pipeline. The SADD runs even when the SET finds the ID
+// taken, which is harmless: the ID is then already in the set (or belongs there).
+func (s *Store) CreateApp(ctx context.Context, app *store.Application) error {
+	b, err := json.Marshal(app)
+	if err != nil {
+		return wrap("create app", err)
+	}
+	var set *redis.BoolCmd
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.SetNX(ctx, s.appKey(app.ID), b, 0)
+		p.SAdd(ctx, s.appsKey(), app.ID)
+		return nil
+	})
+	if err != nil {
+		return wrap("create app", err)
+	}
+	if !set.Val() {
+		return store.ErrExists
+	}
+	return nil
+}
+
+func (s *Store) GetApp(ctx context.Context, id string) (*store.Application, error) {
+	b, err := s.c.Get(ctx, s.appKey(id)).Bytes()
+	if isNil(err) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, wrap("get app", err)
+	}
+	return decode[store.Application]("get app", b)
+}
+
+// ListApps reads the id set, then every record in one pipeline (not MGET, which Cluster refuses
+// across slots). An id whose record is gone, left by a delete that raced a create, is skipped.
+func (s *Store) ListApps(ctx context.Context) ([]*store.Application, error) {
+	ids, err := s.c.SMembers(ctx, s.appsKey()).Result()
+	if err != nil {
+		return nil, wrap("list apps", err)
+	}
+	apps := make([]*store.Application, 0, len(ids))
+	if len(ids) == 0 {
+		return apps, nil
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.Get(ctx, s.appKey(id))
+		}
+		return nil
+	})
+	if err != nil && !isNil(err) {
+		return nil, wrap("list apps", err)
+	}
+	for _, cmd := range cmds {
+		b, err := cmd.Bytes()
+		if isNil(err) {
+			continue
+		}
+		if err != nil {
+			return nil, wrap("list apps", err)
+		}
+		app, err := decode[store.Application]("list apps", b)
+		if err != nil {
+			return nil, err
+		}
+		apps = append(apps, app)
+	}
+	slices.SortFunc(apps, func(a, b *store.Application) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
+	})
+	return apps, nil
+}
+
+func (s *Store) UpdateApp(ctx context.Context, app *store.Application) error {
+	b, err := json.Marshal(app)
+	if err != nil {
+		return wrap("update app", err)
+	}
+	err = s.c.SetArgs(ctx, s.appKey(app.ID), b, redis.SetArgs{Mode: "XX"}).Err()
+	if isNil(err) {
+		return store.ErrNotFound
+	}
+	return s.check("update app", err)
+}
+
+func (s *Store) DeleteApp(ctx context.Context, id string) error {
+	var del *redis.IntCmd
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		del = p.Del(ctx, s.appKey(id))
+		p.SRem(ctx, s.appsKey(), id)
+		return nil
+	})
+	if err != nil {
+		return wrap("delete app", err)
+	}
+	if del.Val() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// ---- authorizations ----
+
+func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Authorization, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("redisstore: put authorization: ttl %v is not positive", ttl)
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return wrap("put authorization", err)
+	}
+	return s.check("put authorization", s.c.Set(ctx, s.authzKey(key), b, roundTTL(ttl)).Err())
+}
+
+// TakeAuthorization uses GETDEL, so that of two callers only one gets the record.
+func (s *Store) TakeAuthorization(ctx context.Context, key string) (*store.Authorization, error) {
+	b, err := s.c.GetDel(ctx, s.authzKey(key)).Bytes()
+	if isNil(err) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, wrap("take authorization", err)
+	}
+	return decode[store.Authorization]("take authorization", b)
+}
+
+// ---- sessions ----
+
+func (s *Store) PutSession(ctx context.Context, sess *store.Session, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("redisstore: put session: ttl %v is not positive", ttl)
+	}
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return wrap("put session", err)
+	}
+	return s.check("put session", s.c.Set(ctx, s.sessionKey(sess.ID), b, roundTTL(ttl)).Err())
+}
+
+func (s *Store) GetSession(ctx context.Context, id string) (*store.Session, error) {
+	b, err := s.c.Get(ctx, s.sessionKey(id)).Bytes()
+	if isNil(err) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, wrap("get session", err)
+	}
+	return decode[store.Session]("get session", b)
+}
+
+// UpdateSession uses SET XX KEEPTTL: one round trip that neither revives an expired session nor
+// extends a live one.
+func (s *Store) UpdateSession(ctx context.Context, sess *store.Session) error {
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return wrap("update session", err)
+	}
+	err = s.c.SetArgs(ctx, s.sessionKey(sess.ID), b, redis.SetArgs{Mode: "XX", KeepTTL: true}).Err()
+	if isNil(err) {
+		return store.ErrNotFound
+	}
+	return s.check("update session", err)
+}
+
+// ---- tokens (oauth2.TokenStore) ----
+
+// tokenRecord is what a code or token is stored as. Token has its Code, Access and Refresh
+// emptied; the keys let a record find the other half of its access/refresh pair.
+type tokenRecord struct {
+	Token      models.Token `json:"token"`
+	AccessKey  string       `json:"access_key,omitempty"`
+	RefreshKey string       `json:"refresh_key,omitempty"`
+}
+
+// Create stores a code, or an access token with its optional refresh token (both in one
+// pipeline). A value whose lifetime has already run out is not stored, as if it had expired at
+// once; a refresh token whose RefreshExpiresIn is zero never expires on its own.
+func (s *Store) Create(ctx context.Context, info oauth2.TokenInfo) error {
+	rec := tokenRecord{Token: scrubbed(info)}
+
+	if code := info.GetCode(); code != "" {
+		ttl := time.Until(info.GetCodeCreateAt().Add(info.GetCodeExpiresIn()))
+		if ttl <= 0 {
+			return nil
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return wrap("create code", err)
+		}
+		return s.check("create code", s.c.Set(ctx, s.codeKey(store.TokenKey(code)), b, roundTTL(ttl)).Err())
+	}
+
+	access, refresh := info.GetAccess(), info.GetRefresh()
+	if access == "" {
+		return errors.New("redisstore: create token: the token has neither a code nor an access token")
+	}
+	rec.AccessKey = store.TokenKey(access)
+	accessTTL := time.Until(info.GetAccessCreateAt().Add(info.GetAccessExpiresIn()))
+	var refreshTTL time.Duration // zero: no expiry of its own
+	if refresh != "" {
+		rec.RefreshKey = store.TokenKey(refresh)
+		if exp := info.GetRefreshExpiresIn(); exp != 0 {
+			refreshTTL = time.Until(info.GetRefreshCreateAt().Add(exp))
+		}
+	}
+	storeAccess := accessTTL > 0
+	storeRefresh := refresh != "" && (info.GetRefreshExpiresIn() == 0 || refreshTTL > 0)
+	if !storeAccess && !storeRefresh {
+		return nil
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return wrap("create token", err)
+	}
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if storeAccess {
+			p.Set(ctx, s.accessKey(rec.AccessKey), b, roundTTL(accessTTL))
+		}
+		if storeRefresh {
+			p.Set(ctx, s.refreshKey(rec.RefreshKey), b, roundTTL(refreshTTL))
+		}
+		return nil
+	})
+	return s.check("create token", err)
+}
+
+// GetByCode consumes the code with GETDEL: a second call with the same code finds nothing.
+func (s *Store) GetByCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
+	if code == "" {
+		return nil, nil
+	}
+	t, err := s.getToken("get by code", s.c.GetDel(ctx, s.codeKey(store.TokenKey(code))))
+	if t == nil || err != nil {
+		return nil, err
+	}
+	t.Code = code
+	return t, nil
+}
+
+func (s *Store) GetByAccess(ctx context.Context, access string) (oauth2.TokenInfo, error) {
+	if access == "" {
+		return nil, nil
+	}
+	t, err := s.getToken("get by access", s.c.Get(ctx, s.accessKey(store.TokenKey(access))))
+	if t == nil || err != nil {
+		return nil, err
+	}
+	t.Access = access
+	return t, nil
+}
+
+func (s *Store) GetByRefresh(ctx context.Context, refresh string) (oauth2.TokenInfo, error) {
+	if refresh == "" {
+		return nil, nil
+	}
+	t, err := s.getToken("get by refresh", s.c.Get(ctx, s.refreshKey(store.TokenKey(refresh))))
+	if t == nil || err != nil {
+		return nil, err
+	}
+	t.Refresh = refresh
+	return t, nil
+}
+
+// getToken returns (nil, nil) for a missing record, as go-oauth2 expects of a TokenStore.
+func (s *Store) getToken(op string, cmd *redis.StringCmd) (*models.Token, error) {
+	b, err := cmd.Bytes()
+	if isNil(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	rec, err := decode[tokenRecord](op, b)
+	if err != nil {
+		return nil, err
+	}
+	return &rec.Token, nil
+}
+
+func (s *Store) RemoveByCode(ctx context.Context, code string) error {
+	if code == "" {
+		return nil
+	}
+	return s.check("remove by code", s.c.Del(ctx, s.codeKey(store.TokenKey(code))).Err())
+}
+
+func (s *Store) RemoveByAccess(ctx context.Context, access string) error {
+	if access == "" {
+		return nil
+	}
+	return s.check("remove by access", s.c.Del(ctx, s.accessKey(store.TokenKey(access))).Err())
+}
+
+// RemoveByRefresh also removes the access token issued with the refresh token. go-oauth2's
+// refresh grant asks to remove the old access token by its value, which a record without raw
+// values cannot give back; removing it here is what revokes it (RFC 7009 asks the same of a
+// revoked refresh token). Two round trips, as the access key is only known from the record.
+func (s *Store) RemoveByRefresh(ctx context.Context, refresh string) error {
+	if refresh == "" {
+		return nil
+	}
+	b, err := s.c.GetDel(ctx, s.refreshKey(store.TokenKey(refresh))).Bytes()
+	if isNil(err) {
+		return nil
+	}
+	if err != nil {
+		return wrap("remove by refresh", err)
+	}
+	rec, err := decode[tokenRecord]("remove by refresh", b)
+	if err != nil {
+		return err
+	}
+	if rec.AccessKey == "" {
+		return nil
+	}
+	return s.check("remove by refresh", s.c.Del(ctx, s.accessKey(rec.AccessKey)).Err())
+}
+
+// ---- inspection ----
+
+// DumpRaw returns every key under the store's prefix with its value (set members for the apps
+// set), for tests that check what is written to Redis. It walks the keyspace with SCAN, on every
+// primary of a Cluster, and is not meant for production use.
+func (s *Store) DumpRaw(ctx context.Context) ([]byte, error) {
+	var buf bytes.Buffer
+	dump := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, escapeGlob(s.prefix)+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			key := iter.Val()
+			buf.WriteString(key)
+			buf.WriteByte('\n')
+			if key == s.appsKey() {
+				members, err := c.SMembers(ctx, key).Result()
+				if err != nil {
+					return err
+				}
+				buf.WriteString(strings.Join(members, "\n"))
+			} else {
+				v, err := c.Get(ctx, key).Bytes()
+				if err != nil && !isNil(err) {
+					return err
+				}
+				buf.Write(v)
+			}
+			buf.WriteByte('\n')
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := s.c.(*redis.ClusterClient); ok {
+		var mu sync.Mutex // ForEachMaster calls concurrently, and buf is shared
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return dump(ctx, c)
+		})
+	} else {
+		err = dump(ctx, s.c)
+	}
+	if err != nil {
+		return nil, wrap("dump", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// ---- plumbing ----
+
+// roundTTL rounds up to Redis's millisecond resolution, so that a positive TTL stays positive.
+func roundTTL(ttl time.Duration) time.Duration {
+	if r := ttl % time.Millisecond; r != 0 {
+		ttl += time.Millisecond - r
+	}
+	return ttl
+}
+
+// scrubbed copies the token without its code, access and refresh values.
+func scrubbed(info oauth2.TokenInfo) models.Token {
+	t := models.Token{
+		ClientID:            info.GetClientID(),
+		UserID:              info.GetUserID(),
+		RedirectURI:         info.GetRedirectURI(),
+		Scope:               info.GetScope(),
+		CodeChallenge:       info.GetCodeChallenge(),
+		CodeChallengeMethod: string(info.GetCodeChallengeMethod()),
+		CodeCreateAt:        info.GetCodeCreateAt(),
+		CodeExpiresIn:       info.GetCodeExpiresIn(),
+		AccessCreateAt:      info.GetAccessCreateAt(),
+		AccessExpiresIn:     info.GetAccessExpiresIn(),
+		RefreshCreateAt:     info.GetRefreshCreateAt(),
+		RefreshExpiresIn:    info.GetRefreshExpiresIn(),
+	}
+	if ext, ok := info.(oauth2.ExtendableTokenInfo); ok {
+		t.Extension = ext.GetExtension()
+	}
+	return t
+}
+
+func decode[T any](op string, b []byte) (*T, error) {
+	v := new(T)
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, wrap(op, err)
+	}
+	return v, nil
+}

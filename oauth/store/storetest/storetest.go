@@ -1,0 +1,930 @@
+// Package storetest is the conformance suite every store.Store backend must pass, and the
+// Redis server the Redis tests run against.
+//
+// The suite is the definition of the store's behaviour that the bridge relies on: a backend that
+// passes it can replace another without the bridge noticing. It must only ever use the
+// store.Store interface (plus the optional RawDumper), never a backend's internals, so that it
+// checks what callers can observe. It is for tests only: nothing outside _test.go files may
+// import it.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-oauth2/oauth2/v4"
+	"github.com/go-oauth2/oauth2/v4/models"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// RawDumper is implemented by a backend that can show everything it has stored, byte for byte.
+// The suite uses it to check that no raw code, token or secret is ever written; a backend that
+// does not implement it skips that check.
+type RawDumper interface {
+	DumpRaw(ctx context.Context) ([]byte, error)
+}
+
+// shortTTL is the lifetime of records the expiry tests wait out; the suite waits about this
+// long once.
+const shortTTL = 1200 * time.Millisecond
+
+// expiryMargin is how long past a record's expiry a test waits before expecting it gone.
+const expiryMargin = 150 * time.Millisecond
+
+// Run runs the conformance suite. newStore must return a new, empty store for each call: the
+// subtests run in parallel, each on a store of its own, and Run closes every store it gets.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	open := func(t *testing.T) store.Store {
+		t.Helper()
+		s := newStore(t)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		test func(t *testing.T, s store.Store)
+	}{
+		{"a created app reads back unchanged", testAppRoundTrip},
+		{"creating an app whose ID is taken fails with ErrExists and keeps the first", testAppCreateTaken},
+		{"an unknown app is ErrNotFound", testAppUnknown},
+		{"an empty store lists no apps", testAppListEmpty},
+		{"apps are listed by name, then ID", testAppListOrder},
+		{"updating an app replaces it", testAppUpdate},
+		{"updating a missing app is ErrNotFound and creates nothing", testAppUpdateMissing},
+		{"a deleted app is gone from get and list", testAppDelete},
+		{"deleting a missing app is ErrNotFound", testAppDeleteMissing},
+		{"apps are copies: changing one passed in or read back does not change the store", testAppCopies},
+
+		{"an authorization is taken once, then never again", testAuthzTakeOnce},
+		{"taking an unknown authorization is ErrNotFound", testAuthzUnknown},
+		{"two concurrent takes of one authorization: exactly one wins", testAuthzConcurrentTake},
+		{"a record with a TTL that is not positive is refused", testNonPositiveTTL},
+
+		{"a session round trip keeps every field, raw user JSON and times included", testSessionRoundTrip},
+		{"an unknown session is ErrNotFound", testSessionUnknown},
+		{"UpdateSession on a missing session is ErrNotFound and creates nothing", testSessionUpdateMissing},
+		{"sessions are copies: changing one passed in or read back does not change the store", testSessionCopies},
+
+		{"a code is returned once, then never again", testCodeOnce},
+		{"concurrent redemptions of one code: exactly one wins", testCodeConcurrentRedeem},
+		{"a removed code is not returned", testCodeRemove},
+		{"a code or token that has expired before it is created is not stored", testCreateExpired},
+		{"an access token and its refresh token are each found, carrying only the value asked for", testTokenPair},
+		{"an access token without a refresh token is found by access only", testTokenAccessOnly},
+		{"removing an access token leaves its refresh token", testRemoveAccess},
+		{"removing a refresh token also revokes the access token issued with it", testRemoveRefresh},
+		{"unknown or empty values find nothing, and removing them is not an error", testTokenUnknown},
+		{"tokens are copies: changing one read back does not change the store", testTokenCopies},
+		{"no raw token value appears in stored records", testNoRawValues},
+		{"go-oauth2's manager issues, redeems and refreshes through the store", testManagerFlow},
+
+		{"ping answers", testPing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.test(t, open(t))
+		})
+	}
+
+	t.Run("expiry", func(t *testing.T) {
+		t.Parallel()
+		runExpiry(t, open(t), []expiryCase{
+			{"expired authorization is not returned", startAuthzExpiry},
+			{"expired session is not returned", startSessionExpiry},
+			{"UpdateSession replaces the session and keeps its expiry", startSessionUpdateKeepsExpiry},
+			{"expired code is not returned", startCodeExpiry},
+			{"an access token expires on its own; a refresh token without expiry stays", startTokenExpiry},
+		})
+	})
+}
+
+// expiryCase is a rule about expiry. start writes records that live shortTTL and returns the
+// check to run once they have expired. The cases share one wait, so that the suite's running
+// time does not grow with their number, however few tests may run in parallel.
+type expiryCase struct {
+	name  string
+	start func(t *testing.T, s store.Store) (check func(t *testing.T))
+}
+
+func runExpiry(t *testing.T, s store.Store, cases []expiryCase) {
+	checks := make([]func(*testing.T), len(cases))
+	var expired time.Time
+	for i, c := range cases {
+		checks[i] = c.start(t, s)
+		// Measured after the writes, so that a slow write cannot make the wait too short.
+		expired = time.Now().Add(shortTTL + expiryMargin)
+	}
+	time.Sleep(time.Until(expired))
+	for i, c := range cases {
+		t.Run(c.name, checks[i])
+	}
+}
+
+// ---- fixtures ----
+
+func newApp(id, name string) *store.Application {
+	now := time.Now()
+	return &store.Application{
+		ID:           id,
+		Name:         name,
+		RedirectURIs: []string{"https://chat.example.com/signup/gitlab/complete"},
+		Scopes:       []string{"read_user", "openid"},
+		Trusted:      true,
+		Confidential: true,
+		SecretHash:   store.HashSecret(store.NewSecret()),
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
+}
+
+func newAuthz() *store.Authorization {
+	return &store.Authorization{
+		ClientID:            store.NewClientID(),
+		RedirectURI:         "https://chat.example.com/signup/gitlab/complete",
+		State:               "client state with spaces & symbols/=?",
+		Scope:               "read_user",
+		CodeChallenge:       "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+		CodeChallengeMethod: "S256",
+		UpstreamVerifier:    store.NewID(32),
+		CreatedAt:           time.Now(),
+	}
+}
+
+func newSession() *store.Session {
+	now := time.Now()
+	return &store.Session{
+		ID:           store.NewID(16),
+		GitLabUserID: 42,
+		Username:     "jdoe",
+		ClientID:     store.NewClientID(),
+		Token: store.UpstreamToken{
+			AccessToken:  "glpat-" + store.NewID(10),
+			RefreshToken: store.NewID(32),
+			TokenType:    "Bearer",
+			Expiry:       now.Add(2 * time.Hour),
+		},
+		User:          json.RawMessage(`{"id":42,"username":"jdoe","name":"J. Doe","email":"jdoe@example.com","identities":[]}`),
+		UserFetchedAt: now,
+		CreatedAt:     now,
+	}
+}
+
+// codeToken is what go-oauth2 stores for an authorization code.
+func codeToken(code string, ttl time.Duration) *models.Token {
+	t := models.NewToken()
+	t.ClientID = store.NewClientID()
+	t.UserID = store.NewID(16)
+	t.RedirectURI = "https://chat.example.com/signup/gitlab/complete"
+	t.Scope = "read_user"
+	t.Code = code
+	t.CodeChallenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+	t.CodeChallengeMethod = "S256"
+	t.CodeCreateAt = time.Now()
+	t.CodeExpiresIn = ttl
+	t.Extension.Set("nonce", "n-0S6_WzA2Mj")
+	return t
+}
+
+// pairToken is what go-oauth2 stores for an access token and, if refresh is not empty, its
+// refresh token; a zero refreshTTL is a refresh token without expiry of its own.
+func pairToken(access, refresh string, accessTTL, refreshTTL time.Duration) *models.Token {
+	now := time.Now()
+	t := models.NewToken()
+	t.ClientID = store.NewClientID()
+	t.UserID = store.NewID(16)
+	t.Scope = "read_user"
+	t.Access = access
+	t.AccessCreateAt = now
+	t.AccessExpiresIn = accessTTL
+	if refresh != "" {
+		t.Refresh = refresh
+		t.RefreshCreateAt = now
+		t.RefreshExpiresIn = refreshTTL
+	}
+	return t
+}
+
+func rawValue(kind string) string { return kind + "-" + store.NewID(24) }
+
+// ---- assertions ----
+
+// sameJSON compares two records by their JSON, which is the form both backends keep; it ignores
+// what JSON cannot carry (monotonic clock readings), and nothing else.
+func sameJSON(t *testing.T, what string, got, want any) {
+	t.Helper()
+	g, err := json.Marshal(got)
+	if err != nil {
+		t.Fatalf("%s: encoding the stored record: %v", what, err)
+	}
+	w, err := json.Marshal(want)
+	if err != nil {
+		t.Fatalf("%s: encoding the expected record: %v", what, err)
+	}
+	if !bytes.Equal(g, w) {
+		t.Errorf("%s differs from what was stored:\n got: %s\nwant: %s", what, g, w)
+	}
+}
+
+// sameToken checks every field except the code, access and refresh values, which the caller
+// checks according to which one it asked for.
+func sameToken(t *testing.T, got oauth2.TokenInfo, want *models.Token) {
+	t.Helper()
+	g, ok := got.(*models.Token)
+	if !ok {
+		t.Fatalf("token info is a %T, want *models.Token", got)
+	}
+	check := func(field string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("token %s = %v, want %v", field, got, want)
+		}
+	}
+	check("ClientID", g.ClientID, want.ClientID)
+	check("UserID", g.UserID, want.UserID)
+	check("RedirectURI", g.RedirectURI, want.RedirectURI)
+	check("Scope", g.Scope, want.Scope)
+	check("CodeChallenge", g.CodeChallenge, want.CodeChallenge)
+	check("CodeChallengeMethod", g.CodeChallengeMethod, want.CodeChallengeMethod)
+	check("CodeExpiresIn", g.CodeExpiresIn, want.CodeExpiresIn)
+	check("AccessExpiresIn", g.AccessExpiresIn, want.AccessExpiresIn)
+	check("RefreshExpiresIn", g.RefreshExpiresIn, want.RefreshExpiresIn)
+	for _, tm := range []struct {
+		field     string
+		got, want time.Time
+	}{
+		{"CodeCreateAt", g.CodeCreateAt, want.CodeCreateAt},
+		{"AccessCreateAt", g.AccessCreateAt, want.AccessCreateAt},
+		{"RefreshCreateAt", g.RefreshCreateAt, want.RefreshCreateAt},
+	} {
+		if !tm.got.Equal(tm.want) {
+			t.Errorf("token %s = %v, want %v", tm.field, tm.got, tm.want)
+		}
+	}
+	if len(want.Extension) > 0 || len(g.Extension) > 0 {
+		check("Extension", g.Extension, want.Extension)
+	}
+}
+
+func wantValues(t *testing.T, got oauth2.TokenInfo, code, access, refresh string) {
+	t.Helper()
+	if got.GetCode() != code || got.GetAccess() != access || got.GetRefresh() != refresh {
+		t.Errorf("token carries code %q, access %q, refresh %q; want %q, %q, %q",
+			got.GetCode(), got.GetAccess(), got.GetRefresh(), code, access, refresh)
+	}
+}
+
+func mustNotFound(t *testing.T, what string, err error) {
+	t.Helper()
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("%s: error = %v, want store.ErrNotFound", what, err)
+	}
+}
+
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func getToken(t *testing.T, what string, get func(context.Context, string) (oauth2.TokenInfo, error), value string) oauth2.TokenInfo {
+	t.Helper()
+	ti, err := get(t.Context(), value)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if ti == nil || reflect.ValueOf(ti).IsNil() {
+		return nil
+	}
+	return ti
+}
+
+// ---- applications ----
+
+func testAppRoundTrip(t *testing.T, s store.Store) {
+	app := newApp(store.NewClientID(), "Mattermost")
+	must(t, "create", s.CreateApp(t.Context(), app))
+	got, err := s.GetApp(t.Context(), app.ID)
+	must(t, "get", err)
+	sameJSON(t, "app", got, app)
+}
+
+func testAppCreateTaken(t *testing.T, s store.Store) {
+	first := newApp(store.NewClientID(), "First")
+	must(t, "create", s.CreateApp(t.Context(), first))
+	second := newApp(first.ID, "Second")
+	if err := s.CreateApp(t.Context(), second); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second create with the same ID: error = %v, want store.ErrExists", err)
+	}
+	got, err := s.GetApp(t.Context(), first.ID)
+	must(t, "get", err)
+	sameJSON(t, "app after the refused create", got, first)
+	apps, err := s.ListApps(t.Context())
+	must(t, "list", err)
+	if len(apps) != 1 {
+		t.Errorf("list has %d apps after the refused create, want 1", len(apps))
+	}
+}
+
+func testAppUnknown(t *testing.T, s store.Store) {
+	_, err := s.GetApp(t.Context(), store.NewClientID())
+	mustNotFound(t, "get unknown app", err)
+}
+
+func testAppListEmpty(t *testing.T, s store.Store) {
+	apps, err := s.ListApps(t.Context())
+	must(t, "list", err)
+	if len(apps) != 0 {
+		t.Errorf("empty store lists %d apps", len(apps))
+	}
+}
+
+func testAppListOrder(t *testing.T, s store.Store) {
+	in := []*store.Application{
+		newApp("c", "Mattermost"),
+		newApp("b", "GitLab Pages"),
+		newApp("a", "Mattermost"),
+		newApp("d", "Grafana"),
+	}
+	for _, a := range in {
+		must(t, "create", s.CreateApp(t.Context(), a))
+	}
+	apps, err := s.ListApps(t.Context())
+	must(t, "list", err)
+	var got []string
+	for _, a := range apps {
+		got = append(got, a.Name+"/"+a.ID)
+	}
+	want := []string{"GitLab Pages/b", "Grafana/d", "Mattermost/a", "Mattermost/c"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("list order = %q, want %q", got, want)
+	}
+}
+
+func testAppUpdate(t *testing.T, s store.Store) {
+	app := newApp(store.NewClientID(), "Mattermost")
+	must(t, "create", s.CreateApp(t.Context(), app))
+	app.Name = "Mattermost (prod)"
+	app.RedirectURIs = append(app.RedirectURIs, "https://chat2.example.com/signup/gitlab/complete")
+	app.Trusted = false
+	app.SecretHash = store.HashSecret(store.NewSecret())
+	app.UpdatedAt = app.UpdatedAt.Add(time.Minute)
+	must(t, "update", s.UpdateApp(t.Context(), app))
+	got, err := s.GetApp(t.Context(), app.ID)
+	must(t, "get", err)
+	sameJSON(t, "updated app", got, app)
+}
+
+func testAppUpdateMissing(t *testing.T, s store.Store) {
+	app := newApp(store.NewClientID(), "Ghost")
+	mustNotFound(t, "update missing app", s.UpdateApp(t.Context(), app))
+	_, err := s.GetApp(t.Context(), app.ID)
+	mustNotFound(t, "get after update of missing app", err)
+	apps, err := s.ListApps(t.Context())
+	must(t, "list", err)
+	if len(apps) != 0 {
+		t.Errorf("list has %d apps after updating a missing one, want 0", len(apps))
+	}
+}
+
+func testAppDelete(t *testing.T, s store.Store) {
+	keep := newApp(store.NewClientID(), "Keep")
+	gone := newApp(store.NewClientID(), "Gone")
+	must(t, "create", s.CreateApp(t.Context(), keep))
+	must(t, "create", s.CreateApp(t.Context(), gone))
+	must(t, "delete", s.DeleteApp(t.Context(), gone.ID))
+	_, err := s.GetApp(t.Context(), gone.ID)
+	mustNotFound(t, "get deleted app", err)
+	apps, err := s.ListApps(t.Context())
+	must(t, "list", err)
+	if len(apps) != 1 || apps[0].ID != keep.ID {
+		t.Errorf("list after delete = %d apps, want only %q", len(apps), keep.Name)
+	}
+	// The ID is free again.
+	must(t, "create again", s.CreateApp(t.Context(), gone))
+}
+
+func testAppDeleteMissing(t *testing.T, s store.Store) {
+	mustNotFound(t, "delete missing app", s.DeleteApp(t.Context(), store.NewClientID()))
+}
+
+func testAppCopies(t *testing.T, s store.Store) {
+	app := newApp(store.NewClientID(), "Mattermost")
+	want := *app
+	want.RedirectURIs = append([]string(nil), app.RedirectURIs...)
+	want.Scopes = append([]string(nil), app.Scopes...)
+	must(t, "create", s.CreateApp(t.Context(), app))
+	app.Name = "changed after create"
+	app.RedirectURIs[0] = "https://evil.example.com/"
+
+	got, err := s.GetApp(t.Context(), want.ID)
+	must(t, "get", err)
+	got.Name = "changed after get"
+	got.RedirectURIs[0] = "https://evil.example.com/"
+	got.Scopes[0] = "api"
+
+	listed, err := s.ListApps(t.Context())
+	must(t, "list", err)
+	listed[0].RedirectURIs[0] = "https://evil.example.com/"
+
+	again, err := s.GetApp(t.Context(), want.ID)
+	must(t, "get again", err)
+	sameJSON(t, "app", again, &want)
+}
+
+// ---- authorizations ----
+
+func testAuthzTakeOnce(t *testing.T, s store.Store) {
+	key, a := store.NewID(32), newAuthz()
+	must(t, "put", s.PutAuthorization(t.Context(), key, a, time.Minute))
+	got, err := s.TakeAuthorization(t.Context(), key)
+	must(t, "first take", err)
+	sameJSON(t, "authorization", got, a)
+	_, err = s.TakeAuthorization(t.Context(), key)
+	mustNotFound(t, "second take", err)
+}
+
+func testAuthzUnknown(t *testing.T, s store.Store) {
+	_, err := s.TakeAuthorization(t.Context(), store.NewID(32))
+	mustNotFound(t, "take unknown", err)
+}
+
+func testAuthzConcurrentTake(t *testing.T, s store.Store) {
+	key := store.NewID(32)
+	must(t, "put", s.PutAuthorization(t.Context(), key, newAuthz(), time.Minute))
+	wins := race(t, func() (bool, error) {
+		a, err := s.TakeAuthorization(t.Context(), key)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return a != nil, err
+	})
+	if wins != 1 {
+		t.Errorf("%d concurrent takes won, want exactly 1", wins)
+	}
+}
+
+// race runs try from many goroutines released at once and counts those that report a win.
+func race(t *testing.T, try func() (bool, error)) int {
+	t.Helper()
+	const n = 32
+	var (
+		wins  atomic.Int32
+		start = make(chan struct{})
+		wg    sync.WaitGroup
+		errs  = make(chan error, n)
+	)
+	for range n {
+		wg.Go(func() {
+			<-start
+			won, err := try()
+			if err != nil {
+				errs <- err
+			}
+			if won {
+				wins.Add(1)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent call failed: %v", err)
+	}
+	return int(wins.Load())
+}
+
+func startAuthzExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	key := store.NewID(32)
+	must(t, "put authorization", s.PutAuthorization(t.Context(), key, newAuthz(), shortTTL))
+	// A longer-lived authorization shows that the first did not vanish for another reason.
+	other := store.NewID(32)
+	must(t, "put authorization", s.PutAuthorization(t.Context(), other, newAuthz(), time.Minute))
+	return func(t *testing.T) {
+		_, err := s.TakeAuthorization(t.Context(), key)
+		mustNotFound(t, "take expired", err)
+		_, err = s.TakeAuthorization(t.Context(), other)
+		must(t, "take unexpired", err)
+	}
+}
+
+func testNonPositiveTTL(t *testing.T, s store.Store) {
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		key := store.NewID(32)
+		if err := s.PutAuthorization(t.Context(), key, newAuthz(), ttl); err == nil {
+			t.Errorf("PutAuthorization with ttl %v succeeded, want an error", ttl)
+		}
+		_, err := s.TakeAuthorization(t.Context(), key)
+		mustNotFound(t, fmt.Sprintf("take after put with ttl %v", ttl), err)
+
+		sess := newSession()
+		if err := s.PutSession(t.Context(), sess, ttl); err == nil {
+			t.Errorf("PutSession with ttl %v succeeded, want an error", ttl)
+		}
+		_, err = s.GetSession(t.Context(), sess.ID)
+		mustNotFound(t, fmt.Sprintf("get after put with ttl %v", ttl), err)
+	}
+}
+
+// ---- sessions ----
+
+func testSessionRoundTrip(t *testing.T, s store.Store) {
+	sess := newSession()
+	must(t, "put", s.PutSession(t.Context(), sess, time.Hour))
+	got, err := s.GetSession(t.Context(), sess.ID)
+	must(t, "get", err)
+	sameJSON(t, "session", got, sess)
+	if !bytes.Equal(got.User, sess.User) {
+		t.Errorf("user JSON = %s, want %s", got.User, sess.User)
+	}
+	for _, tm := range []struct {
+		field     string
+		got, want time.Time
+	}{
+		{"CreatedAt", got.CreatedAt, sess.CreatedAt},
+		{"UserFetchedAt", got.UserFetchedAt, sess.UserFetchedAt},
+		{"Token.Expiry", got.Token.Expiry, sess.Token.Expiry},
+	} {
+		if !tm.got.Equal(tm.want) {
+			t.Errorf("%s = %v, want %v", tm.field, tm.got, tm.want)
+		}
+	}
+
+	// A token without expiry and a session without user JSON come back as they went in.
+	bare := newSession()
+	bare.Token = store.UpstreamToken{AccessToken: "glpat-" + store.NewID(10)}
+	bare.User = nil
+	must(t, "put bare", s.PutSession(t.Context(), bare, time.Hour))
+	got, err = s.GetSession(t.Context(), bare.ID)
+	must(t, "get bare", err)
+	if !got.Token.Expiry.IsZero() {
+		t.Errorf("token expiry = %v, want zero", got.Token.Expiry)
+	}
+	if len(got.User) != 0 && string(got.User) != "null" {
+		t.Errorf("user JSON = %s, want none", got.User)
+	}
+}
+
+func testSessionUnknown(t *testing.T, s store.Store) {
+	_, err := s.GetSession(t.Context(), store.NewID(16))
+	mustNotFound(t, "get unknown session", err)
+}
+
+func startSessionExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	sess := newSession()
+	must(t, "put session", s.PutSession(t.Context(), sess, shortTTL))
+	_, err := s.GetSession(t.Context(), sess.ID)
+	must(t, "get session before expiry", err)
+	return func(t *testing.T) {
+		_, err := s.GetSession(t.Context(), sess.ID)
+		mustNotFound(t, "get after expiry", err)
+		mustNotFound(t, "update after expiry", s.UpdateSession(t.Context(), sess))
+	}
+}
+
+// startSessionUpdateKeepsExpiry updates the session halfway through its life, so that an update
+// that set a fresh TTL would keep it past the check.
+func startSessionUpdateKeepsExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	sess := newSession()
+	must(t, "put session", s.PutSession(t.Context(), sess, shortTTL))
+	ctx := context.WithoutCancel(t.Context())
+	updated := make(chan error, 1)
+	go func() {
+		time.Sleep(shortTTL / 2)
+		sess.Token.AccessToken = "glpat-" + store.NewID(10)
+		sess.Token.Expiry = sess.Token.Expiry.Add(time.Hour)
+		sess.User = json.RawMessage(`{"id":42,"username":"jdoe2"}`)
+		sess.UserFetchedAt = time.Now()
+		if err := s.UpdateSession(ctx, sess); err != nil {
+			updated <- fmt.Errorf("update: %w", err)
+			return
+		}
+		got, err := s.GetSession(ctx, sess.ID)
+		if err != nil {
+			updated <- fmt.Errorf("get after update: %w", err)
+			return
+		}
+		if string(got.User) != string(sess.User) || got.Token.AccessToken != sess.Token.AccessToken {
+			updated <- errors.New("get after update returned the session as it was before")
+			return
+		}
+		updated <- nil
+	}()
+	return func(t *testing.T) {
+		must(t, "halfway", <-updated)
+		_, err := s.GetSession(t.Context(), sess.ID)
+		mustNotFound(t, "get after the original expiry (the update must not extend it)", err)
+	}
+}
+
+func testSessionUpdateMissing(t *testing.T, s store.Store) {
+	sess := newSession()
+	mustNotFound(t, "update missing session", s.UpdateSession(t.Context(), sess))
+	_, err := s.GetSession(t.Context(), sess.ID)
+	mustNotFound(t, "get after update of missing session", err)
+}
+
+func testSessionCopies(t *testing.T, s store.Store) {
+	sess := newSession()
+	wantUser := bytes.Clone(sess.User)
+	must(t, "put", s.PutSession(t.Context(), sess, time.Hour))
+	sess.User[2] = 'X'
+	sess.Username = "changed after put"
+
+	got, err := s.GetSession(t.Context(), sess.ID)
+	must(t, "get", err)
+	got.User[2] = 'Y'
+	got.Token.AccessToken = "changed after get"
+
+	again, err := s.GetSession(t.Context(), sess.ID)
+	must(t, "get again", err)
+	if !bytes.Equal(again.User, wantUser) || again.Username != "jdoe" || again.Token.AccessToken == "changed after get" {
+		t.Errorf("stored session changed through a copy: user %s, username %q", again.User, again.Username)
+	}
+}
+
+// ---- tokens ----
+
+func testCodeOnce(t *testing.T, s store.Store) {
+	code := rawValue("code")
+	want := codeToken(code, time.Minute)
+	must(t, "create", s.Create(t.Context(), want))
+	got := getToken(t, "first redemption", s.GetByCode, code)
+	if got == nil {
+		t.Fatal("first redemption found nothing")
+	}
+	wantValues(t, got, code, "", "")
+	sameToken(t, got, want)
+	if again := getToken(t, "second redemption", s.GetByCode, code); again != nil {
+		t.Error("second redemption returned the code again")
+	}
+}
+
+func testCodeConcurrentRedeem(t *testing.T, s store.Store) {
+	code := rawValue("code")
+	must(t, "create", s.Create(t.Context(), codeToken(code, time.Minute)))
+	wins := race(t, func() (bool, error) {
+		ti, err := s.GetByCode(t.Context(), code)
+		return ti != nil && !reflect.ValueOf(ti).IsNil(), err
+	})
+	if wins != 1 {
+		t.Errorf("%d concurrent redemptions won, want exactly 1", wins)
+	}
+}
+
+func startCodeExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	code := rawValue("code")
+	must(t, "create code", s.Create(t.Context(), codeToken(code, shortTTL)))
+	return func(t *testing.T) {
+		if got := getToken(t, "redeem", s.GetByCode, code); got != nil {
+			t.Error("expired code was returned")
+		}
+	}
+}
+
+func testCodeRemove(t *testing.T, s store.Store) {
+	code := rawValue("code")
+	must(t, "create", s.Create(t.Context(), codeToken(code, time.Minute)))
+	must(t, "remove", s.RemoveByCode(t.Context(), code))
+	if got := getToken(t, "redeem", s.GetByCode, code); got != nil {
+		t.Error("removed code was returned")
+	}
+}
+
+func testCreateExpired(t *testing.T, s store.Store) {
+	code := rawValue("code")
+	old := codeToken(code, time.Minute)
+	old.CodeCreateAt = time.Now().Add(-2 * time.Minute)
+	must(t, "create expired code", s.Create(t.Context(), old))
+	if got := getToken(t, "redeem", s.GetByCode, code); got != nil {
+		t.Error("a code created already expired was stored")
+	}
+
+	access, refresh := rawValue("access"), rawValue("refresh")
+	pair := pairToken(access, refresh, time.Minute, time.Minute)
+	pair.AccessCreateAt = time.Now().Add(-2 * time.Minute)
+	pair.RefreshCreateAt = pair.AccessCreateAt
+	must(t, "create expired pair", s.Create(t.Context(), pair))
+	if got := getToken(t, "get by access", s.GetByAccess, access); got != nil {
+		t.Error("an access token created already expired was stored")
+	}
+	if got := getToken(t, "get by refresh", s.GetByRefresh, refresh); got != nil {
+		t.Error("a refresh token created already expired was stored")
+	}
+
+	// An expired access token does not stop a live refresh token from being stored.
+	access, refresh = rawValue("access"), rawValue("refresh")
+	pair = pairToken(access, refresh, time.Minute, time.Hour)
+	pair.AccessCreateAt = time.Now().Add(-2 * time.Minute)
+	must(t, "create pair with expired access", s.Create(t.Context(), pair))
+	if got := getToken(t, "get by access", s.GetByAccess, access); got != nil {
+		t.Error("an access token created already expired was stored")
+	}
+	if got := getToken(t, "get by refresh", s.GetByRefresh, refresh); got == nil {
+		t.Error("a live refresh token was not stored because its access token had expired")
+	}
+}
+
+func testTokenPair(t *testing.T, s store.Store) {
+	access, refresh := rawValue("access"), rawValue("refresh")
+	want := pairToken(access, refresh, time.Hour, 24*time.Hour)
+	want.Extension = url.Values{"id_token_nonce": {"abc"}}
+	must(t, "create", s.Create(t.Context(), want))
+
+	byAccess := getToken(t, "get by access", s.GetByAccess, access)
+	if byAccess == nil {
+		t.Fatal("access token not found")
+	}
+	wantValues(t, byAccess, "", access, "")
+	sameToken(t, byAccess, want)
+
+	byRefresh := getToken(t, "get by refresh", s.GetByRefresh, refresh)
+	if byRefresh == nil {
+		t.Fatal("refresh token not found")
+	}
+	wantValues(t, byRefresh, "", "", refresh)
+	sameToken(t, byRefresh, want)
+
+	// Finding does not consume: only codes are taken.
+	if getToken(t, "get by access again", s.GetByAccess, access) == nil {
+		t.Error("access token gone after being read once")
+	}
+	if getToken(t, "get by refresh again", s.GetByRefresh, refresh) == nil {
+		t.Error("refresh token gone after being read once")
+	}
+	// A token is not found under the other kind's lookup.
+	if getToken(t, "get access by refresh", s.GetByRefresh, access) != nil {
+		t.Error("access token found as a refresh token")
+	}
+	if getToken(t, "get refresh by access", s.GetByAccess, refresh) != nil {
+		t.Error("refresh token found as an access token")
+	}
+	if getToken(t, "get access by code", s.GetByCode, access) != nil {
+		t.Error("access token found as a code")
+	}
+}
+
+func testTokenAccessOnly(t *testing.T, s store.Store) {
+	access := rawValue("access")
+	want := pairToken(access, "", time.Hour, 0)
+	must(t, "create", s.Create(t.Context(), want))
+	got := getToken(t, "get by access", s.GetByAccess, access)
+	if got == nil {
+		t.Fatal("access token not found")
+	}
+	wantValues(t, got, "", access, "")
+	sameToken(t, got, want)
+	if getToken(t, "get by refresh", s.GetByRefresh, access) != nil {
+		t.Error("access token found as a refresh token")
+	}
+}
+
+func startTokenExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	access, refresh := rawValue("access"), rawValue("refresh")
+	must(t, "create token", s.Create(t.Context(), pairToken(access, refresh, shortTTL, 0)))
+	if getToken(t, "get by access before expiry", s.GetByAccess, access) == nil {
+		t.Fatal("access token not found before its expiry")
+	}
+	access2, refresh2 := rawValue("access"), rawValue("refresh")
+	must(t, "create token", s.Create(t.Context(), pairToken(access2, refresh2, time.Hour, shortTTL)))
+	return func(t *testing.T) {
+		if getToken(t, "get by access after expiry", s.GetByAccess, access) != nil {
+			t.Error("expired access token was returned")
+		}
+		if getToken(t, "get by refresh", s.GetByRefresh, refresh) == nil {
+			t.Error("refresh token without expiry of its own expired with its access token")
+		}
+		if getToken(t, "get by refresh after expiry", s.GetByRefresh, refresh2) != nil {
+			t.Error("expired refresh token was returned")
+		}
+		if getToken(t, "get by access", s.GetByAccess, access2) == nil {
+			t.Error("access token expired with its refresh token")
+		}
+	}
+}
+
+func testRemoveAccess(t *testing.T, s store.Store) {
+	access, refresh := rawValue("access"), rawValue("refresh")
+	must(t, "create", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
+	must(t, "remove by access", s.RemoveByAccess(t.Context(), access))
+	if getToken(t, "get by access", s.GetByAccess, access) != nil {
+		t.Error("removed access token was returned")
+	}
+	if getToken(t, "get by refresh", s.GetByRefresh, refresh) == nil {
+		t.Error("refresh token gone with its access token")
+	}
+}
+
+func testRemoveRefresh(t *testing.T, s store.Store) {
+	access, refresh := rawValue("access"), rawValue("refresh")
+	must(t, "create", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
+	other := rawValue("access")
+	must(t, "create unrelated", s.Create(t.Context(), pairToken(other, "", time.Hour, 0)))
+
+	must(t, "remove by refresh", s.RemoveByRefresh(t.Context(), refresh))
+	if getToken(t, "get by refresh", s.GetByRefresh, refresh) != nil {
+		t.Error("removed refresh token was returned")
+	}
+	if getToken(t, "get by access", s.GetByAccess, access) != nil {
+		t.Error("the access token issued with a removed refresh token was still returned")
+	}
+	if getToken(t, "get unrelated", s.GetByAccess, other) == nil {
+		t.Error("an unrelated access token was removed")
+	}
+	must(t, "remove by refresh again", s.RemoveByRefresh(t.Context(), refresh))
+}
+
+func testTokenUnknown(t *testing.T, s store.Store) {
+	for _, v := range []string{"", rawValue("unknown")} {
+		for name, get := range map[string]func(context.Context, string) (oauth2.TokenInfo, error){
+			"GetByCode": s.GetByCode, "GetByAccess": s.GetByAccess, "GetByRefresh": s.GetByRefresh,
+		} {
+			if got := getToken(t, name, get, v); got != nil {
+				t.Errorf("%s(%q) found %v", name, v, got)
+			}
+		}
+		for name, remove := range map[string]func(context.Context, string) error{
+			"RemoveByCode": s.RemoveByCode, "RemoveByAccess": s.RemoveByAccess, "RemoveByRefresh": s.RemoveByRefresh,
+		} {
+			if err := remove(t.Context(), v); err != nil {
+				t.Errorf("%s(%q): %v", name, v, err)
+			}
+		}
+	}
+}
+
+func testTokenCopies(t *testing.T, s store.Store) {
+	access := rawValue("access")
+	tok := pairToken(access, "", time.Hour, 0)
+	tok.Extension.Set("k", "v")
+	must(t, "create", s.Create(t.Context(), tok))
+	tok.Extension.Set("k", "changed after create")
+	tok.Scope = "api"
+
+	got := getToken(t, "get", s.GetByAccess, access)
+	got.(*models.Token).Extension.Set("k", "changed after get")
+	got.SetScope("api")
+
+	again := getToken(t, "get again", s.GetByAccess, access)
+	if v := again.(*models.Token).Extension.Get("k"); v != "v" || again.GetScope() != "read_user" {
+		t.Errorf("stored token changed through a copy: extension k=%q, scope %q", v, again.GetScope())
+	}
+}
+
+func testNoRawValues(t *testing.T, s store.Store) {
+	d, ok := s.(RawDumper)
+	if !ok {
+		t.Skipf("%T does not implement storetest.RawDumper", s)
+	}
+	secret := store.NewSecret()
+	app := newApp(store.NewClientID(), "Mattermost")
+	app.SecretHash = store.HashSecret(secret)
+	must(t, "create app", s.CreateApp(t.Context(), app))
+
+	code, access, refresh := rawValue("code"), rawValue("access"), rawValue("refresh")
+	must(t, "create code", s.Create(t.Context(), codeToken(code, time.Minute)))
+	must(t, "create pair", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
+	// A refreshed pair is created from the info GetByRefresh returned, which carries the refresh
+	// value: it must not leak into the new record either.
+	ti := getToken(t, "get by refresh", s.GetByRefresh, refresh)
+	access2, refresh2 := rawValue("access"), rawValue("refresh")
+	ti.SetAccess(access2)
+	ti.SetRefresh(refresh2)
+	must(t, "create refreshed pair", s.Create(t.Context(), ti))
+
+	dump, err := d.DumpRaw(t.Context())
+	must(t, "dump", err)
+	for what, raw := range map[string]string{
+		"client secret": secret, "code": code,
+		"access token": access, "refresh token": refresh,
+		"refreshed access token": access2, "refreshed refresh token": refresh2,
+	} {
+		if bytes.Contains(dump, []byte(raw)) {
+			t.Errorf("the raw %s appears in the stored records", what)
+		}
+	}
+	// The dump must show what was stored, or the check above proves nothing.
+	for what, key := range map[string]string{
+		"app ID": app.ID, "code key": store.TokenKey(code),
+		"access key": store.TokenKey(access), "refresh key": store.TokenKey(refresh2),
+	} {
+		if !bytes.Contains(dump, []byte(key)) {
+			t.Errorf("the %s does not appear in the dump: DumpRaw does not show everything", what)
+		}
+	}
+}
+
+func testPing(t *testing.T, s store.Store) {
+	must(t, "ping", s.Ping(t.Context()))
+}
