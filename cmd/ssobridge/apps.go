@@ -384,6 +384,6 @@ func printMattermostSettings(w io.Writer, bridgeURL, id, secret string) {
 	}
 	fmt.Fprintf(w, "Mattermost settings: use one of the three forms below. Leave Scope empty: \"openid\" there\nswitches Mattermost to its OpenID provider.\n\n")
 	fmt.Fprintf(w, "# 1. GitLab's Linux package (/etc/gitlab/gitlab.rb), then: sudo gitlab-ctl reconfigure\n%s\n", v.GitLabRB)
-	fmt.Fprintf(w, "# 2. Mattermost's config.json\n%s\n\n", v.ConfigJSON)
+	fmt.Fprintf(w, "# 2. Mattermost's config.json\n%s\n\n", strings.TrimSpace(string(v.ConfigJSON)))
 	fmt.Fprintf(w, "# 3. Environment of the Mattermost server\n%s\n", strings.Join(v.Env, "\n"))
 }

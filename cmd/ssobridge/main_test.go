@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ssobridge/ssobridge/mattermost"
+	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/store/storetest"
+)
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// clearEnv keeps the machine's SSOBRIDGE_* variables out of a test.
+func clearEnv(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SSOBRIDGE_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+}
+
+func TestServeHelpNamesEverySettingWithItsVariable(t *testing.T) {
+	clearEnv(t)
+	code, _, stderr := runCmd(t, "serve", "--help")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, s := range []string{"public-url", "listen", "gitlab-url", "gitlab-client-id", "gitlab-client-secret", "gitlab-scopes", "redis-url", "access-token-ttl", "log-level", "log-format"} {
+		env := "SSOBRIDGE_" + strings.ToUpper(strings.ReplaceAll(s, "-", "_"))
+		if !strings.Contains(stderr, "--"+s+", "+env) {
+			t.Errorf("help lacks --%s, %s:\n%s", s, env, stderr)
+		}
+	}
+	if !strings.Contains(stderr, `(default "read_user")`) {
+		t.Error("help does not show the default upstream scope")
+	}
+}
+
+func TestServeRefusesBadConfigurationNamingTheSetting(t *testing.T) {
+	good := map[string]string{
+		"SSOBRIDGE_PUBLIC_URL":           "https://sso.example.com",
+		"SSOBRIDGE_GITLAB_URL":           "https://gitlab.example.com",
+		"SSOBRIDGE_GITLAB_CLIENT_ID":     "id",
+		"SSOBRIDGE_GITLAB_CLIENT_SECRET": "secret",
+		"SSOBRIDGE_LISTEN":               "127.0.0.1:0",
+	}
+	tests := []struct {
+		name, env, value, says string
+	}{
+		{"a missing public URL", "SSOBRIDGE_PUBLIC_URL", "", "SSOBRIDGE_PUBLIC_URL (--public-url): is required"},
+		{"a public URL with a query", "SSOBRIDGE_PUBLIC_URL", "https://sso.example.com/?x=1", "SSOBRIDGE_PUBLIC_URL (--public-url)"},
+		{"a GitLab URL without scheme", "SSOBRIDGE_GITLAB_URL", "gitlab.example.com", "SSOBRIDGE_GITLAB_URL (--gitlab-url)"},
+		{"a missing client secret", "SSOBRIDGE_GITLAB_CLIENT_SECRET", "", "SSOBRIDGE_GITLAB_CLIENT_SECRET (--gitlab-client-secret): is required"},
+		{"a listen address without port", "SSOBRIDGE_LISTEN", "localhost", "SSOBRIDGE_LISTEN (--listen)"},
+		{"empty upstream scopes", "SSOBRIDGE_GITLAB_SCOPES", " ", "SSOBRIDGE_GITLAB_SCOPES (--gitlab-scopes): is empty"},
+		{"a Redis URL with another scheme", "SSOBRIDGE_REDIS_URL", "http://localhost:6379", "SSOBRIDGE_REDIS_URL (--redis-url)"},
+		{"a Redis that does not answer", "SSOBRIDGE_REDIS_URL", "redis://127.0.0.1:1/0", "does not answer"},
+		{"a bad token lifetime", "SSOBRIDGE_ACCESS_TOKEN_TTL", "forever", "SSOBRIDGE_ACCESS_TOKEN_TTL (--access-token-ttl)"},
+		{"an unknown log level", "SSOBRIDGE_LOG_LEVEL", "loud", "SSOBRIDGE_LOG_LEVEL (--log-level)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range good {
+				t.Setenv(k, v)
+			}
+			t.Setenv(tt.env, tt.value)
+			code, _, stderr := runCmd(t, "serve")
+			if code != 1 || !strings.Contains(stderr, tt.says) {
+				t.Fatalf("exit %d, stderr %q; want it to say %q", code, stderr, tt.says)
+			}
+		})
+	}
+	t.Run("a flag overrides its variable", func(t *testing.T) {
+		clearEnv(t)
+		for k, v := range good {
+			t.Setenv(k, v)
+		}
+		t.Setenv("SSOBRIDGE_LISTEN", "bad")
+		_, _, stderr := runCmd(t, "serve", "--listen", "127.0.0.1:1", "--log-level", "loud")
+		if strings.Contains(stderr, "SSOBRIDGE_LISTEN") || !strings.Contains(stderr, "SSOBRIDGE_LOG_LEVEL") {
+			t.Fatalf("stderr %q", stderr)
+		}
+	})
+}
+
+func TestAppsCommandsWorkOnTheBridgesRedis(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SSOBRIDGE_REDIS_URL", storetest.RedisURL(t))
+	t.Setenv("SSOBRIDGE_PUBLIC_URL", "https://sso.example.com")
+
+	code, out, stderr := runCmd(t, "apps", "create", "--name", "Mattermost", "--mattermost-url", "https://mm.example.com/", "--trusted")
+	if code != 0 {
+		t.Fatalf("create: exit %d: %s", code, stderr)
+	}
+	id := regexp.MustCompile(`Application ID: ([0-9a-f]{64})`).FindStringSubmatch(out)
+	secret := regexp.MustCompile(`Secret: +(gloas-[0-9a-f]{64})`).FindStringSubmatch(out)
+	if id == nil || secret == nil {
+		t.Fatalf("create printed no ID or secret:\n%s", out)
+	}
+	for _, want := range []string{
+		"https://mm.example.com/signup/gitlab/complete", "https://mm.example.com/login/gitlab/complete",
+		"mattermost['gitlab_auth_endpoint'] = \"https://sso.example.com/oauth/authorize\"",
+		"MM_GITLABSETTINGS_TOKENENDPOINT=https://sso.example.com/oauth/token",
+		`"UserAPIEndpoint": "https://sso.example.com/api/v4/user"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("create output lacks %s:\n%s", want, out)
+		}
+	}
+
+	// The secret is stored as a hash only.
+	code, out, _ = runCmd(t, "apps", "show", id[1], "--json")
+	var shown map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil {
+		t.Fatalf("show: %d %s", code, out)
+	}
+	if _, ok := shown["secret"]; ok || strings.Contains(out, secret[1]) {
+		t.Errorf("show reveals the secret: %s", out)
+	}
+	if shown["trusted"] != true || shown["confidential"] != true {
+		t.Errorf("show: %v", shown)
+	}
+
+	code, out, _ = runCmd(t, "apps", "list")
+	if code != 0 || !strings.Contains(out, id[1]) || !strings.Contains(out, "Mattermost") {
+		t.Errorf("list: %d %s", code, out)
+	}
+
+	code, out, stderr = runCmd(t, "apps", "update", id[1], "--redirect-uri", "https://chat.example.com/signup/gitlab/complete", "--name", "Chat")
+	if code != 0 || !strings.Contains(out, "https://chat.example.com/signup/gitlab/complete") || strings.Contains(out, "mm.example.com") {
+		t.Errorf("update: %d %s %s", code, out, stderr)
+	}
+
+	code, out, stderr = runCmd(t, "apps", "rotate-secret", id[1], "--json")
+	var rotated struct {
+		Secret     string `json:"secret"`
+		Mattermost struct {
+			ConfigJSON json.RawMessage `json:"config_json"`
+		} `json:"mattermost"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rotated) != nil || rotated.Secret == "" || rotated.Secret == secret[1] {
+		t.Fatalf("rotate-secret: %d %s %s", code, out, stderr)
+	}
+	settings, err := mattermost.ParseConfigJSON(rotated.Mattermost.ConfigJSON)
+	if err != nil || settings.Secret != rotated.Secret {
+		t.Errorf("rotate-secret's Mattermost settings: %+v %v", settings, err)
+	}
+	// The old secret no longer verifies, the new one does: checked on the stored record.
+	st, err := openStore(t.Context(), &setting{name: "redis-url", value: os.Getenv("SSOBRIDGE_REDIS_URL")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	app, err := st.GetApp(t.Context(), id[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store.VerifySecret(app.SecretHash, secret[1]) || !store.VerifySecret(app.SecretHash, rotated.Secret) {
+		t.Error("after rotate-secret the old secret still verifies, or the new one does not")
+	}
+
+	code, _, _ = runCmd(t, "apps", "delete", id[1])
+	if code != 0 {
+		t.Fatalf("delete: %d", code)
+	}
+	code, _, stderr = runCmd(t, "apps", "show", id[1])
+	if code != 1 || !strings.Contains(stderr, "no application with ID") {
+		t.Errorf("show after delete: %d %s", code, stderr)
+	}
+}
+
+func TestAppsCreateRefusesBadInputWithTheReason(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SSOBRIDGE_REDIS_URL", storetest.RedisURL(t))
+	tests := []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--name", "X"}, "redirect URIs"},
+		{[]string{"--name", "X", "--redirect-uri", "https://a.example/cb#frag"}, "fragment"},
+		{[]string{"--name", "X", "--redirect-uri", "https://a.example/cb", "--scopes", "api"}, `scope "api"`},
+		{[]string{"--redirect-uri", "https://a.example/cb"}, "name"},
+	}
+	for _, tt := range tests {
+		code, _, stderr := runCmd(t, append([]string{"apps", "create"}, tt.args...)...)
+		if code != 1 || !strings.Contains(stderr, tt.says) {
+			t.Errorf("apps create %v: exit %d %q, want it to say %q", tt.args, code, stderr, tt.says)
+		}
+	}
+}
+
+func TestAppsWithoutRedisSaysWhy(t *testing.T) {
+	clearEnv(t)
+	code, _, stderr := runCmd(t, "apps", "list")
+	if code != 1 || !strings.Contains(stderr, "SSOBRIDGE_REDIS_URL (--redis-url): is required") {
+		t.Errorf("exit %d %q", code, stderr)
+	}
+}
