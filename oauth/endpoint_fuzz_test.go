@@ -1,0 +1,116 @@
+package oauth_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/ssobridge/ssobridge/oauth"
+)
+
+// FuzzAuthorizeEndpoint: whatever the query, the bridge answers with a page (4xx), a redirect
+// to the upstream GitLab, or a redirect to a URI registered for the client; never a 5xx.
+func FuzzAuthorizeEndpoint(f *testing.F) {
+	fx := newFixture(f)
+	f.Add(fx.authorizeQuery("s").Encode())
+	f.Add("response_type=code&client_id=" + fx.app.ID + "&redirect_uri=https%3A%2F%2Fmm.example.com%2Fsignup%2Fgitlab%2Fcomplete%2F..&state=x")
+	f.Add("client_id=" + fx.app.ID + "&redirect_uri=https://mm.example.com@evil.com/&response_type=token")
+	f.Add("client_id=%zz&&&=")
+	f.Fuzz(func(t *testing.T, query string) {
+		req, err := http.NewRequest(http.MethodGet, fx.bridge.URL+"/oauth/authorize", nil)
+		if err != nil {
+			t.Skip()
+		}
+		req.URL.RawQuery = query
+		resp, err := fx.http.Do(req)
+		if err != nil {
+			t.Skip() // a URL net/http refuses to send (control characters), as browsers do
+		}
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode >= 500:
+			t.Fatalf("status %d for query %q", resp.StatusCode, query)
+		case resp.StatusCode == http.StatusFound:
+			loc := resp.Header.Get("Location")
+			if strings.HasPrefix(loc, fx.gl.URL()+"/oauth/authorize?") {
+				return
+			}
+			if !fx.registered(loc) {
+				t.Fatalf("redirected to %q, which is neither GitLab nor registered", loc)
+			}
+		case resp.StatusCode != http.StatusBadRequest:
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
+}
+
+// registered reports whether loc, less the parameters the bridge adds, is a registered URI.
+func (f *fixture) registered(loc string) bool {
+	u, err := url.Parse(loc)
+	if err != nil {
+		return false
+	}
+	q := u.Query()
+	for _, k := range []string{"error", "error_description", "state", "code"} {
+		q.Del(k)
+	}
+	u.RawQuery = q.Encode()
+	for _, r := range f.app.RedirectURIs {
+		if oauth.MatchRedirectURI(r, u.String()) {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzCallbackEndpoint: no query at the callback yields a 5xx or a redirect to anywhere.
+func FuzzCallbackEndpoint(f *testing.F) {
+	fx := newFixture(f)
+	f.Add("state=x&code=y")
+	f.Add("state=&error=access_denied")
+	f.Add("state=a&state=b")
+	f.Fuzz(func(t *testing.T, query string) {
+		req, err := http.NewRequest(http.MethodGet, fx.bridge.URL+"/oauth/callback", nil)
+		if err != nil {
+			t.Skip()
+		}
+		req.URL.RawQuery = query
+		resp, err := fx.http.Do(req)
+		if err != nil {
+			t.Skip() // a URL net/http refuses to send (control characters), as browsers do
+		}
+		resp.Body.Close()
+		// Without a state the bridge issued, nothing can succeed or redirect.
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("status %d for query %q", resp.StatusCode, query)
+		}
+	})
+}
+
+// FuzzTokenEndpoint: any body and Authorization header get a JSON OAuth error with a
+// description, 400 or 401, never a 5xx or a token.
+func FuzzTokenEndpoint(f *testing.F) {
+	fx := newFixture(f)
+	f.Add(fx.tokenForm("nope").Encode(), "")
+	f.Add("grant_type=authorization_code&code=x&redirect_uri=x", "Basic "+strings.Repeat("A", 8))
+	f.Add("grant_type=refresh_token&refresh_token=x", "Basic Og==")
+	f.Fuzz(func(t *testing.T, body, authorization string) {
+		req, _ := http.NewRequest(http.MethodPost, fx.bridge.URL+"/oauth/token", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if authorization != "" {
+			req.Header["Authorization"] = []string{authorization}
+		}
+		resp, err := fx.http.Do(req)
+		if err != nil {
+			t.Skip() // a header value net/http refuses to send
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 400 && resp.StatusCode != 401 {
+			t.Fatalf("status %d for body %q", resp.StatusCode, body)
+		}
+		if resp.Header.Get("Cache-Control") != "no-store" {
+			t.Fatal("no Cache-Control: no-store")
+		}
+	})
+}
