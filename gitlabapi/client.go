@@ -56,20 +56,21 @@ func NewHTTPClient() *http.Client {
 	return &http.Client{Transport: t, Timeout: 20 * time.Second}
 }
 
-// ParseBaseURL checks a GitLab base URL: absolute http(s), no query or fragment.
+// ParseBaseURL checks the base URL of a GitLab API: absolute http(s), no user, query or fragment,
+// no trailing slash. The bridge's own public URL is one too, since it serves GitLab's endpoints.
 func ParseBaseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
 		return nil, fmt.Errorf("%q is not a URL: %v", raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("%q must start with https:// (or http:// for a test GitLab)", raw)
+		return nil, fmt.Errorf("%q must start with https:// (or http:// for a test set-up)", raw)
 	}
 	if u.Host == "" {
 		return nil, fmt.Errorf("%q has no host", raw)
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("%q must be GitLab's base URL only, without user, query or fragment", raw)
+		return nil, fmt.Errorf("%q must be a base URL only, without user, query or fragment", raw)
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""

@@ -18,16 +18,7 @@ func FuzzAuthorizeEndpoint(f *testing.F) {
 	f.Add("client_id=" + fx.app.ID + "&redirect_uri=https://mm.example.com@evil.com/&response_type=token")
 	f.Add("client_id=%zz&&&=")
 	f.Fuzz(func(t *testing.T, query string) {
-		req, err := http.NewRequest(http.MethodGet, fx.bridge.URL+"/oauth/authorize", nil)
-		if err != nil {
-			t.Skip()
-		}
-		req.URL.RawQuery = query
-		resp, err := fx.http.Do(req)
-		if err != nil {
-			t.Skip() // a URL net/http refuses to send (control characters), as browsers do
-		}
-		resp.Body.Close()
+		resp := fx.fuzzGet(t, "/oauth/authorize", query)
 		switch {
 		case resp.StatusCode >= 500:
 			t.Fatalf("status %d for query %q", resp.StatusCode, query)
@@ -71,16 +62,7 @@ func FuzzCallbackEndpoint(f *testing.F) {
 	f.Add("state=&error=access_denied")
 	f.Add("state=a&state=b")
 	f.Fuzz(func(t *testing.T, query string) {
-		req, err := http.NewRequest(http.MethodGet, fx.bridge.URL+"/oauth/callback", nil)
-		if err != nil {
-			t.Skip()
-		}
-		req.URL.RawQuery = query
-		resp, err := fx.http.Do(req)
-		if err != nil {
-			t.Skip() // a URL net/http refuses to send (control characters), as browsers do
-		}
-		resp.Body.Close()
+		resp := fx.fuzzGet(t, "/oauth/callback", query)
 		// Without a state the bridge issued, nothing can succeed or redirect.
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Fatalf("status %d for query %q", resp.StatusCode, query)
@@ -113,4 +95,20 @@ func FuzzTokenEndpoint(f *testing.F) {
 			t.Fatal("no Cache-Control: no-store")
 		}
 	})
+}
+
+// fuzzGet sends a GET with a raw query, as a browser would; a query net/http refuses to send
+// (control characters), as browsers do, skips the input.
+func (f *fixture) fuzzGet(t *testing.T, path, query string) *http.Response {
+	req, err := http.NewRequest(http.MethodGet, f.bridge.URL+path, nil)
+	if err != nil {
+		t.Skip()
+	}
+	req.URL.RawQuery = query
+	resp, err := f.http.Do(req)
+	if err != nil {
+		t.Skip()
+	}
+	resp.Body.Close()
+	return resp
 }

@@ -59,24 +59,10 @@ type Server struct {
 // CallbackPath is the bridge's redirect URI at GitLab, under PublicURL.
 const CallbackPath = "/oauth/callback"
 
-// ParsePublicURL checks the bridge's public URL: absolute http(s), no query, fragment or user.
+// ParsePublicURL checks the bridge's public URL. Mattermost appends its own query to the
+// authorize endpoint, so the URL must have none, nor a fragment or user.
 func ParsePublicURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
-	if err != nil {
-		return nil, fmt.Errorf("%q is not a URL: %v", raw, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("%q must start with https:// (or http:// for a test set-up)", raw)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("%q has no host", raw)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("%q must not have a query, fragment or user: Mattermost appends its own query to the authorize endpoint", raw)
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
+	return gitlabapi.ParseBaseURL(raw)
 }
 
 // New returns a Server for cfg.

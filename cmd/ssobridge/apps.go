@@ -167,22 +167,17 @@ type appsCmd struct {
 	publicURL string
 }
 
-// appView is an application as the commands print it; the secret appears only when just made.
+// appView is an application as the commands print it: never its secret's hash, and the secret
+// itself only when just made.
 type appView struct {
-	ID           string    `json:"id"`
-	Name         string    `json:"name"`
-	RedirectURIs []string  `json:"redirect_uris"`
-	Scopes       []string  `json:"scopes"`
-	Trusted      bool      `json:"trusted"`
-	Confidential bool      `json:"confidential"`
-	Secret       string    `json:"secret,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	*store.Application
+	// SecretHash hides the embedded field of the same name from JSON.
+	SecretHash string `json:"secret_hash,omitempty"`
+	Secret     string `json:"secret,omitempty"`
 }
 
 func view(app *store.Application, secret string) appView {
-	return appView{ID: app.ID, Name: app.Name, RedirectURIs: app.RedirectURIs, Scopes: app.Scopes,
-		Trusted: app.Trusted, Confidential: app.Confidential, Secret: secret, CreatedAt: app.CreatedAt, UpdatedAt: app.UpdatedAt}
+	return appView{Application: app, Secret: secret}
 }
 
 func (a *appsCmd) create(ctx context.Context, f appFlags) error {

@@ -126,7 +126,7 @@ func TestAppsCommandsWorkOnTheBridgesRedis(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil {
 		t.Fatalf("show: %d %s", code, out)
 	}
-	if _, ok := shown["secret"]; ok || strings.Contains(out, secret[1]) {
+	if _, ok := shown["secret"]; ok || strings.Contains(out, secret[1]) || strings.Contains(out, "sha256:") {
 		t.Errorf("show reveals the secret: %s", out)
 	}
 	if shown["trusted"] != true || shown["confidential"] != true {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
 )
 
 // userAPIScopes are the scopes that open GET /api/v4/user, in the order GitLab names them when
@@ -138,9 +140,9 @@ func (u *userRecord) apiJSON(base string, now time.Time) any {
 // apiRefusal is why GitLab's API refuses a user, Gitlab::Auth::UserAccessDeniedReason.
 func apiRefusal(state, base string) string {
 	switch state {
-	case StateBlockedPendingApproval:
+	case gitlabapi.StateBlockedPendingApproval:
 		return "Your account is pending approval from your administrator and hence blocked."
-	case StateDeactivated:
+	case gitlabapi.StateDeactivated:
 		return "Your account has been deactivated by your administrator. Please log back in from a web browser to reactivate your account at " + base
 	default:
 		return "Your account has been blocked."
@@ -185,7 +187,7 @@ func (s *Server) handleAPIUser(w http.ResponseWriter, r *http.Request) {
 			oauthError{"insufficient_scope", "The request requires higher privileges than provided by the access token."},
 			strings.Join(userAPIScopes, " "),
 		}
-	case u.State != StateActive && !s.exposeInactive:
+	case u.State != gitlabapi.StateActive && !s.exposeInactive:
 		status = http.StatusForbidden
 		body = map[string]string{"message": "403 Forbidden - " + apiRefusal(u.State, base)}
 	default:
@@ -223,7 +225,7 @@ func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 		const desc = `Access to this resource requires scope "openid".`
 		w.Header().Set("WWW-Authenticate", `Bearer realm="Doorkeeper", error="insufficient_scope", error_description="`+strings.ReplaceAll(desc, `"`, `\"`)+`"`)
 		writeJSON(w, http.StatusForbidden, oauthError{Error: "insufficient_scope", Description: desc})
-	case u.State != StateActive && !s.exposeInactive:
+	case u.State != gitlabapi.StateActive && !s.exposeInactive:
 		// GitLab looks the owner up among active users only and has no answer of its own for
 		// the others; the emulator refuses as its API does.
 		writeJSON(w, http.StatusForbidden, map[string]string{"message": "403 Forbidden - " + apiRefusal(u.State, base)})

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
 )
 
 func TestAPIUserAuthentication(t *testing.T) {
@@ -93,11 +95,11 @@ func TestAPIUserAuthentication(t *testing.T) {
 
 func TestBlockedUserGets403FromAPIUser(t *testing.T) {
 	tests := []struct{ state, message string }{
-		{StateBlocked, "403 Forbidden - Your account has been blocked."},
-		{StateLDAPBlocked, "403 Forbidden - Your account has been blocked."},
-		{StateBanned, "403 Forbidden - Your account has been blocked."},
-		{StateBlockedPendingApproval, "403 Forbidden - Your account is pending approval from your administrator and hence blocked."},
-		{StateDeactivated, "403 Forbidden - Your account has been deactivated by your administrator. Please log back in from a web browser to reactivate your account at " + testBase},
+		{gitlabapi.StateBlocked, "403 Forbidden - Your account has been blocked."},
+		{gitlabapi.StateLDAPBlocked, "403 Forbidden - Your account has been blocked."},
+		{gitlabapi.StateBanned, "403 Forbidden - Your account has been blocked."},
+		{gitlabapi.StateBlockedPendingApproval, "403 Forbidden - Your account is pending approval from your administrator and hence blocked."},
+		{gitlabapi.StateDeactivated, "403 Forbidden - Your account has been deactivated by your administrator. Please log back in from a web browser to reactivate your account at " + testBase},
 	}
 	for _, tt := range tests {
 		t.Run(tt.state, func(t *testing.T) {
@@ -212,7 +214,7 @@ func TestSignInTimesFollowDevise(t *testing.T) {
 
 func TestAddUserAssignsIDsAndReplaces(t *testing.T) {
 	s := New()
-	if u := s.AddUser(User{Username: "a"}); u.ID != 1 || u.State != StateActive {
+	if u := s.AddUser(User{Username: "a"}); u.ID != 1 || u.State != gitlabapi.StateActive {
 		t.Errorf("first user: %+v", u)
 	}
 	s.AddUser(User{ID: 10, Username: "b"})

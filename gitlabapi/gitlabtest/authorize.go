@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
 )
 
 // knownScopes are the scopes GitLab 17/18 offers to OAuth applications. An application
@@ -73,7 +75,7 @@ func (s *Server) authorize(q url.Values, base string) authorizeOutcome {
 	if user == nil {
 		return authorizeOutcome{status: http.StatusFound, location: base + "/users/sign_in"}
 	}
-	if user.State != StateActive {
+	if user.State != gitlabapi.StateActive {
 		return authorizeOutcome{status: http.StatusForbidden, title: "Sign in refused", message: signInRefusal(user.State)}
 	}
 
@@ -210,9 +212,9 @@ func requestedScopes(raw string, appScopes []string) ([]string, bool) {
 
 func signInRefusal(state string) string {
 	switch state {
-	case StateBlockedPendingApproval:
+	case gitlabapi.StateBlockedPendingApproval:
 		return "Your account is pending approval from your GitLab administrator and hence blocked. Please contact your GitLab administrator if you think this is an error."
-	case StateDeactivated:
+	case gitlabapi.StateDeactivated:
 		// GitLab would reactivate the account at sign-in; the emulator keeps states as the test
 		// set them.
 		return "Your account has been deactivated. Please contact your GitLab administrator if you think this is an error."

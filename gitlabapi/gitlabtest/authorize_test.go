@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
 )
 
 func TestAuthorize(t *testing.T) {
@@ -224,11 +226,11 @@ func TestDenyNextWaitsForAnAppThatAsksForConsent(t *testing.T) {
 
 func TestInactiveUserCannotSignIn(t *testing.T) {
 	tests := []struct{ state, says string }{
-		{StateBlocked, "Your account has been blocked."},
-		{StateLDAPBlocked, "Your account has been blocked."},
-		{StateBanned, "Your account has been blocked."},
-		{StateBlockedPendingApproval, "pending approval"},
-		{StateDeactivated, "deactivated"},
+		{gitlabapi.StateBlocked, "Your account has been blocked."},
+		{gitlabapi.StateLDAPBlocked, "Your account has been blocked."},
+		{gitlabapi.StateBanned, "Your account has been blocked."},
+		{gitlabapi.StateBlockedPendingApproval, "pending approval"},
+		{gitlabapi.StateDeactivated, "deactivated"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.state, func(t *testing.T) {

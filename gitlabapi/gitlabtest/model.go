@@ -9,20 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// User states, as GitLab names them.
-const (
-	StateActive                 = "active"
-	StateBlocked                = "blocked"
-	StateLDAPBlocked            = "ldap_blocked"
-	StateBlockedPendingApproval = "blocked_pending_approval"
-	StateBanned                 = "banned"
-	StateDeactivated            = "deactivated"
+	"github.com/ssobridge/ssobridge/gitlabapi"
 )
 
 var knownStates = []string{
-	StateActive, StateBlocked, StateLDAPBlocked, StateBlockedPendingApproval, StateBanned, StateDeactivated,
+	gitlabapi.StateActive, gitlabapi.StateBlocked, gitlabapi.StateLDAPBlocked, gitlabapi.StateBlockedPendingApproval, gitlabapi.StateBanned, gitlabapi.StateDeactivated,
 }
 
 // defaultCreatedAt stands in for a zero User.CreatedAt, so that answers are the same on every run.
@@ -37,7 +29,7 @@ type User struct {
 	// Email is the primary email. It is left empty when empty, so that a client's handling of
 	// a user without one can be tested, although GitLab always has one.
 	Email string
-	// State is one of the State constants; empty means active.
+	// State is one of gitlabapi's State constants; empty means active.
 	State       string
 	PublicEmail string
 	// AvatarURL is empty for GitLab's default, a Gravatar URL derived from Email.
@@ -124,7 +116,7 @@ func (s *Server) AddUser(u User) User {
 		panic("gitlabtest: AddUser needs a Username")
 	}
 	if u.State == "" {
-		u.State = StateActive
+		u.State = gitlabapi.StateActive
 	}
 	if !slices.Contains(knownStates, u.State) {
 		panic(fmt.Sprintf("gitlabtest: unknown user state %q", u.State))
@@ -232,7 +224,7 @@ func (s *Server) SignIn(username string) {
 // an unknown username or state.
 func (s *Server) SetUserState(username, state string) {
 	if state == "" {
-		state = StateActive
+		state = gitlabapi.StateActive
 	}
 	if !slices.Contains(knownStates, state) {
 		panic(fmt.Sprintf("gitlabtest: unknown user state %q", state))

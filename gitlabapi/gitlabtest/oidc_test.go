@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
 )
 
 // jwksKeyfunc resolves an id_token's kid against the server's /oauth/discovery/keys, as a
@@ -178,7 +180,7 @@ func TestUserInfo(t *testing.T) {
 	if w.Code != http.StatusUnauthorized || decode(t, w.Body.Bytes())["error"] != "invalid_token" || w.Header().Get("WWW-Authenticate") == "" {
 		t.Errorf("bad token: status %d, body %s", w.Code, w.Body)
 	}
-	f.SetUserState("alice", StateBlocked)
+	f.SetUserState("alice", gitlabapi.StateBlocked)
 	if w := serve(f.Server, http.MethodGet, "/oauth/userinfo", nil, bearer(openid)); w.Code != http.StatusForbidden {
 		t.Errorf("blocked user: status %d", w.Code)
 	}
