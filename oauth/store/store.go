@@ -14,11 +14,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
@@ -116,6 +118,14 @@ type Store interface {
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// SortApps puts apps in ListApps's order (by Name, then ID); the backends share it so that they
+// cannot disagree on it.
+func SortApps(apps []*Application) {
+	slices.SortFunc(apps, func(a, b *Application) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
+	})
 }
 
 // TokenKey is the key a code or token is stored under: the hex SHA-256 of its value.

@@ -10,17 +10,13 @@ package memstore
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
-	"github.com/go-oauth2/oauth2/v4/models"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
@@ -151,9 +147,7 @@ func (s *Store) ListApps(context.Context) ([]*store.Application, error) {
 		}
 		apps = append(apps, a)
 	}
-	slices.SortFunc(apps, func(a, b *store.Application) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
-	})
+	store.SortApps(apps)
 	return apps, nil
 }
 
@@ -247,23 +241,17 @@ func (s *Store) UpdateSession(_ context.Context, sess *store.Session) error {
 
 // ---- tokens (oauth2.TokenStore) ----
 
-// tokenRecord is what a code or token is stored as. Token has its Code, Access and Refresh
-// emptied; the keys let a record find the other half of its access/refresh pair.
-type tokenRecord struct {
-	Token      models.Token `json:"token"`
-	AccessKey  string       `json:"access_key,omitempty"`
-	RefreshKey string       `json:"refresh_key,omitempty"`
-}
-
 // Create stores a code, or an access token with its optional refresh token. A value whose
 // lifetime has already run out is not stored, as if it had expired at once.
 func (s *Store) Create(_ context.Context, info oauth2.TokenInfo) error {
 	now := time.Now()
-	rec := tokenRecord{Token: scrubbed(info)}
+	rec, ttl, err := store.NewTokenRecord(info, now)
+	if err != nil {
+		return fmt.Errorf("memstore: create token: %w", err)
+	}
 
 	if code := info.GetCode(); code != "" {
-		expires := info.GetCodeCreateAt().Add(info.GetCodeExpiresIn())
-		if !now.Before(expires) {
+		if ttl.Code <= 0 {
 			return nil
 		}
 		b, err := json.Marshal(rec)
@@ -272,86 +260,61 @@ func (s *Store) Create(_ context.Context, info oauth2.TokenInfo) error {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.codes[store.TokenKey(code)] = entry{value: b, expires: expires}
+		s.codes[store.TokenKey(code)] = entry{value: b, expires: expiresAt(now, ttl.Code)}
 		return nil
 	}
 
-	access, refresh := info.GetAccess(), info.GetRefresh()
-	if access == "" {
-		return errors.New("memstore: create token: the token has neither a code nor an access token")
-	}
-	rec.AccessKey = store.TokenKey(access)
-	accessExpires := info.GetAccessCreateAt().Add(info.GetAccessExpiresIn())
-	var refreshExpires time.Time // zero: the refresh token has no expiry of its own
-	if refresh != "" {
-		rec.RefreshKey = store.TokenKey(refresh)
-		if exp := info.GetRefreshExpiresIn(); exp != 0 {
-			refreshExpires = info.GetRefreshCreateAt().Add(exp)
-		}
-	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("memstore: create token: %w", err)
 	}
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now.Before(accessExpires) {
-		s.access[rec.AccessKey] = entry{value: b, expires: accessExpires}
+	if ttl.Access > 0 {
+		s.access[rec.AccessKey] = entry{value: b, expires: expiresAt(now, ttl.Access)}
 	}
-	if refresh != "" && (refreshExpires.IsZero() || now.Before(refreshExpires)) {
-		s.refresh[rec.RefreshKey] = entry{value: b, expires: refreshExpires}
+	if ttl.Refresh > 0 {
+		s.refresh[rec.RefreshKey] = entry{value: b, expires: expiresAt(now, ttl.Refresh)}
 	}
 	return nil
 }
 
 // GetByCode consumes the code: a second call with the same code finds nothing.
 func (s *Store) GetByCode(_ context.Context, code string) (oauth2.TokenInfo, error) {
-	if code == "" {
-		return nil, nil
-	}
-	b, ok := s.take(s.codes, store.TokenKey(code))
-	if !ok {
-		return nil, nil
-	}
-	t, err := decodeToken("get by code", b)
-	if err != nil {
+	rec, err := s.getToken("get by code", s.take, s.codes, code)
+	if rec == nil || err != nil {
 		return nil, err
 	}
-	t.Code = code
-	return t, nil
+	return rec.Info(code, "", ""), nil
 }
 
 func (s *Store) GetByAccess(_ context.Context, access string) (oauth2.TokenInfo, error) {
-	if access == "" {
-		return nil, nil
-	}
-	b, ok := s.get(s.access, store.TokenKey(access))
-	if !ok {
-		return nil, nil
-	}
-	t, err := decodeToken("get by access", b)
-	if err != nil {
+	rec, err := s.getToken("get by access", s.get, s.access, access)
+	if rec == nil || err != nil {
 		return nil, err
 	}
-	t.Access = access
-	return t, nil
+	return rec.Info("", access, ""), nil
 }
 
 func (s *Store) GetByRefresh(_ context.Context, refresh string) (oauth2.TokenInfo, error) {
-	if refresh == "" {
+	rec, err := s.getToken("get by refresh", s.get, s.refresh, refresh)
+	if rec == nil || err != nil {
+		return nil, err
+	}
+	return rec.Info("", "", refresh), nil
+}
+
+// getToken reads value's record from m with read (get, or take for a code that is used up); it
+// returns (nil, nil) for a value it does not know, as go-oauth2 expects of a TokenStore.
+func (s *Store) getToken(op string, read func(map[string]entry, string) ([]byte, bool), m map[string]entry, value string) (*store.TokenRecord, error) {
+	if value == "" {
 		return nil, nil
 	}
-	b, ok := s.get(s.refresh, store.TokenKey(refresh))
+	b, ok := read(m, store.TokenKey(value))
 	if !ok {
 		return nil, nil
 	}
-	t, err := decodeToken("get by refresh", b)
-	if err != nil {
-		return nil, err
-	}
-	t.Refresh = refresh
-	return t, nil
+	return decode[store.TokenRecord](op, b)
 }
 
 func (s *Store) RemoveByCode(_ context.Context, code string) error {
@@ -390,7 +353,7 @@ func (s *Store) RemoveByRefresh(_ context.Context, refresh string) error {
 		return nil
 	}
 	delete(s.refresh, key)
-	var rec tokenRecord
+	var rec store.TokenRecord
 	if err := json.Unmarshal(e.value, &rec); err != nil {
 		return fmt.Errorf("memstore: remove by refresh: %w", err)
 	}
@@ -449,34 +412,13 @@ func (s *Store) take(m map[string]entry, key string) ([]byte, bool) {
 	return e.value, true
 }
 
-// scrubbed copies the token without its code, access and refresh values.
-func scrubbed(info oauth2.TokenInfo) models.Token {
-	t := models.Token{
-		ClientID:            info.GetClientID(),
-		UserID:              info.GetUserID(),
-		RedirectURI:         info.GetRedirectURI(),
-		Scope:               info.GetScope(),
-		CodeChallenge:       info.GetCodeChallenge(),
-		CodeChallengeMethod: string(info.GetCodeChallengeMethod()),
-		CodeCreateAt:        info.GetCodeCreateAt(),
-		CodeExpiresIn:       info.GetCodeExpiresIn(),
-		AccessCreateAt:      info.GetAccessCreateAt(),
-		AccessExpiresIn:     info.GetAccessExpiresIn(),
-		RefreshCreateAt:     info.GetRefreshCreateAt(),
-		RefreshExpiresIn:    info.GetRefreshExpiresIn(),
+// expiresAt is the entry expiry for a TTL from store.NewTokenRecord: entries keep deadlines, and
+// a refresh token that never expires keeps the zero one.
+func expiresAt(now time.Time, ttl time.Duration) time.Time {
+	if ttl == store.NoExpiry {
+		return time.Time{}
 	}
-	if ext, ok := info.(oauth2.ExtendableTokenInfo); ok {
-		t.Extension = ext.GetExtension()
-	}
-	return t
-}
-
-func decodeToken(op string, b []byte) (*models.Token, error) {
-	rec, err := decode[tokenRecord](op, b)
-	if err != nil {
-		return nil, err
-	}
-	return &rec.Token, nil
+	return now.Add(ttl)
 }
 
 func decode[T any](op string, b []byte) (*T, error) {

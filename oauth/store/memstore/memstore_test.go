@@ -73,27 +73,5 @@ func TestCloseStopsTheSweeperAndCanBeRepeated(t *testing.T) {
 }
 
 func BenchmarkCodeIssueAndRedeem(b *testing.B) {
-	s := New()
-	defer s.Close()
-	ctx := b.Context()
-	tok := models.NewToken()
-	tok.ClientID, tok.UserID, tok.Scope = store.NewClientID(), store.NewID(16), "read_user"
-	tok.RedirectURI = "https://chat.example.com/signup/gitlab/complete"
-	tok.CodeCreateAt, tok.CodeExpiresIn = time.Now(), time.Hour
-	codes := make([]string, 1024)
-	for i := range codes {
-		codes[i] = store.NewID(32)
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		tok.Code = codes[i%len(codes)]
-		i++
-		if err := s.Create(ctx, tok); err != nil {
-			b.Fatal(err)
-		}
-		if ti, err := s.GetByCode(ctx, tok.Code); err != nil || ti == nil {
-			b.Fatalf("redeem: %v, %v", ti, err)
-		}
-	}
+	storetest.BenchmarkCodeIssueAndRedeem(b, New())
 }

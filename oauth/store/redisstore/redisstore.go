@@ -22,18 +22,15 @@ package redisstore
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
-	"github.com/go-oauth2/oauth2/v4/models"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -114,14 +111,7 @@ func (s *Store) CreateApp(ctx context.Context, app *store.Application) error {
 }
 
 func (s *Store) GetApp(ctx context.Context, id string) (*store.Application, error) {
-	b, err := s.c.Get(ctx, s.appKey(id)).Bytes()
-	if isNil(err) {
-		return nil, store.ErrNotFound
-	}
-	if err != nil {
-		return nil, wrap("get app", err)
-	}
-	return decode[store.Application]("get app", b)
+	return record[store.Application]("get app", s.c.Get(ctx, s.appKey(id)))
 }
 
 // ListApps reads the id set, then every record in one pipeline (not MGET, which Cluster refuses
@@ -146,22 +136,16 @@ func (s *Store) ListApps(ctx context.Context) ([]*store.Application, error) {
 		return nil, wrap("list apps", err)
 	}
 	for _, cmd := range cmds {
-		b, err := cmd.Bytes()
-		if isNil(err) {
+		app, err := record[store.Application]("list apps", cmd)
+		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
-		if err != nil {
-			return nil, wrap("list apps", err)
-		}
-		app, err := decode[store.Application]("list apps", b)
 		if err != nil {
 			return nil, err
 		}
 		apps = append(apps, app)
 	}
-	slices.SortFunc(apps, func(a, b *store.Application) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
-	})
+	store.SortApps(apps)
 	return apps, nil
 }
 
@@ -208,14 +192,7 @@ func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Autho
 
 // TakeAuthorization uses GETDEL, so that of two callers only one gets the record.
 func (s *Store) TakeAuthorization(ctx context.Context, key string) (*store.Authorization, error) {
-	b, err := s.c.GetDel(ctx, s.authzKey(key)).Bytes()
-	if isNil(err) {
-		return nil, store.ErrNotFound
-	}
-	if err != nil {
-		return nil, wrap("take authorization", err)
-	}
-	return decode[store.Authorization]("take authorization", b)
+	return record[store.Authorization]("take authorization", s.c.GetDel(ctx, s.authzKey(key)))
 }
 
 // ---- sessions ----
@@ -232,14 +209,7 @@ func (s *Store) PutSession(ctx context.Context, sess *store.Session, ttl time.Du
 }
 
 func (s *Store) GetSession(ctx context.Context, id string) (*store.Session, error) {
-	b, err := s.c.Get(ctx, s.sessionKey(id)).Bytes()
-	if isNil(err) {
-		return nil, store.ErrNotFound
-	}
-	if err != nil {
-		return nil, wrap("get session", err)
-	}
-	return decode[store.Session]("get session", b)
+	return record[store.Session]("get session", s.c.Get(ctx, s.sessionKey(id)))
 }
 
 // UpdateSession uses SET XX KEEPTTL: one round trip that neither revives an expired session nor
@@ -258,48 +228,27 @@ func (s *Store) UpdateSession(ctx context.Context, sess *store.Session) error {
 
 // ---- tokens (oauth2.TokenStore) ----
 
-// tokenRecord is what a code or token is stored as. Token has its Code, Access and Refresh
-// emptied; the keys let a record find the other half of its access/refresh pair.
-type tokenRecord struct {
-	Token      models.Token `json:"token"`
-	AccessKey  string       `json:"access_key,omitempty"`
-	RefreshKey string       `json:"refresh_key,omitempty"`
-}
-
 // Create stores a code, or an access token with its optional refresh token (both in one
 // pipeline). A value whose lifetime has already run out is not stored, as if it had expired at
 // once; a refresh token whose RefreshExpiresIn is zero never expires on its own.
 func (s *Store) Create(ctx context.Context, info oauth2.TokenInfo) error {
-	rec := tokenRecord{Token: scrubbed(info)}
+	rec, ttl, err := store.NewTokenRecord(info, time.Now())
+	if err != nil {
+		return wrap("create token", err)
+	}
 
 	if code := info.GetCode(); code != "" {
-		ttl := time.Until(info.GetCodeCreateAt().Add(info.GetCodeExpiresIn()))
-		if ttl <= 0 {
+		if ttl.Code <= 0 {
 			return nil
 		}
 		b, err := json.Marshal(rec)
 		if err != nil {
 			return wrap("create code", err)
 		}
-		return s.check("create code", s.c.Set(ctx, s.codeKey(store.TokenKey(code)), b, roundTTL(ttl)).Err())
+		return s.check("create code", s.c.Set(ctx, s.codeKey(store.TokenKey(code)), b, redisTTL(ttl.Code)).Err())
 	}
 
-	access, refresh := info.GetAccess(), info.GetRefresh()
-	if access == "" {
-		return errors.New("redisstore: create token: the token has neither a code nor an access token")
-	}
-	rec.AccessKey = store.TokenKey(access)
-	accessTTL := time.Until(info.GetAccessCreateAt().Add(info.GetAccessExpiresIn()))
-	var refreshTTL time.Duration // zero: no expiry of its own
-	if refresh != "" {
-		rec.RefreshKey = store.TokenKey(refresh)
-		if exp := info.GetRefreshExpiresIn(); exp != 0 {
-			refreshTTL = time.Until(info.GetRefreshCreateAt().Add(exp))
-		}
-	}
-	storeAccess := accessTTL > 0
-	storeRefresh := refresh != "" && (info.GetRefreshExpiresIn() == 0 || refreshTTL > 0)
-	if !storeAccess && !storeRefresh {
+	if ttl.Access <= 0 && ttl.Refresh <= 0 {
 		return nil
 	}
 	b, err := json.Marshal(rec)
@@ -307,11 +256,11 @@ func (s *Store) Create(ctx context.Context, info oauth2.TokenInfo) error {
 		return wrap("create token", err)
 	}
 	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if storeAccess {
-			p.Set(ctx, s.accessKey(rec.AccessKey), b, roundTTL(accessTTL))
+		if ttl.Access > 0 {
+			p.Set(ctx, s.accessKey(rec.AccessKey), b, redisTTL(ttl.Access))
 		}
-		if storeRefresh {
-			p.Set(ctx, s.refreshKey(rec.RefreshKey), b, roundTTL(refreshTTL))
+		if ttl.Refresh > 0 {
+			p.Set(ctx, s.refreshKey(rec.RefreshKey), b, redisTTL(ttl.Refresh))
 		}
 		return nil
 	})
@@ -323,52 +272,42 @@ func (s *Store) GetByCode(ctx context.Context, code string) (oauth2.TokenInfo, e
 	if code == "" {
 		return nil, nil
 	}
-	t, err := s.getToken("get by code", s.c.GetDel(ctx, s.codeKey(store.TokenKey(code))))
-	if t == nil || err != nil {
+	rec, err := s.getToken("get by code", s.c.GetDel(ctx, s.codeKey(store.TokenKey(code))))
+	if rec == nil || err != nil {
 		return nil, err
 	}
-	t.Code = code
-	return t, nil
+	return rec.Info(code, "", ""), nil
 }
 
 func (s *Store) GetByAccess(ctx context.Context, access string) (oauth2.TokenInfo, error) {
 	if access == "" {
 		return nil, nil
 	}
-	t, err := s.getToken("get by access", s.c.Get(ctx, s.accessKey(store.TokenKey(access))))
-	if t == nil || err != nil {
+	rec, err := s.getToken("get by access", s.c.Get(ctx, s.accessKey(store.TokenKey(access))))
+	if rec == nil || err != nil {
 		return nil, err
 	}
-	t.Access = access
-	return t, nil
+	return rec.Info("", access, ""), nil
 }
 
 func (s *Store) GetByRefresh(ctx context.Context, refresh string) (oauth2.TokenInfo, error) {
 	if refresh == "" {
 		return nil, nil
 	}
-	t, err := s.getToken("get by refresh", s.c.Get(ctx, s.refreshKey(store.TokenKey(refresh))))
-	if t == nil || err != nil {
+	rec, err := s.getToken("get by refresh", s.c.Get(ctx, s.refreshKey(store.TokenKey(refresh))))
+	if rec == nil || err != nil {
 		return nil, err
 	}
-	t.Refresh = refresh
-	return t, nil
+	return rec.Info("", "", refresh), nil
 }
 
 // getToken returns (nil, nil) for a missing record, as go-oauth2 expects of a TokenStore.
-func (s *Store) getToken(op string, cmd *redis.StringCmd) (*models.Token, error) {
-	b, err := cmd.Bytes()
-	if isNil(err) {
+func (s *Store) getToken(op string, cmd *redis.StringCmd) (*store.TokenRecord, error) {
+	rec, err := record[store.TokenRecord](op, cmd)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, wrap(op, err)
-	}
-	rec, err := decode[tokenRecord](op, b)
-	if err != nil {
-		return nil, err
-	}
-	return &rec.Token, nil
+	return rec, err
 }
 
 func (s *Store) RemoveByCode(ctx context.Context, code string) error {
@@ -393,14 +332,10 @@ func (s *Store) RemoveByRefresh(ctx context.Context, refresh string) error {
 	if refresh == "" {
 		return nil
 	}
-	b, err := s.c.GetDel(ctx, s.refreshKey(store.TokenKey(refresh))).Bytes()
-	if isNil(err) {
+	rec, err := record[store.TokenRecord]("remove by refresh", s.c.GetDel(ctx, s.refreshKey(store.TokenKey(refresh))))
+	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
-	if err != nil {
-		return wrap("remove by refresh", err)
-	}
-	rec, err := decode[tokenRecord]("remove by refresh", b)
 	if err != nil {
 		return err
 	}
@@ -470,6 +405,15 @@ func escapeGlob(s string) string {
 
 // ---- plumbing ----
 
+// redisTTL is the expiration to give SET for a positive TTL from store.NewTokenRecord: Redis
+// takes zero for a key that never expires.
+func redisTTL(ttl time.Duration) time.Duration {
+	if ttl == store.NoExpiry {
+		return 0
+	}
+	return roundTTL(ttl)
+}
+
 // roundTTL rounds up to Redis's millisecond resolution, so that a positive TTL stays positive.
 func roundTTL(ttl time.Duration) time.Duration {
 	if r := ttl % time.Millisecond; r != 0 {
@@ -478,26 +422,17 @@ func roundTTL(ttl time.Duration) time.Duration {
 	return ttl
 }
 
-// scrubbed copies the token without its code, access and refresh values.
-func scrubbed(info oauth2.TokenInfo) models.Token {
-	t := models.Token{
-		ClientID:            info.GetClientID(),
-		UserID:              info.GetUserID(),
-		RedirectURI:         info.GetRedirectURI(),
-		Scope:               info.GetScope(),
-		CodeChallenge:       info.GetCodeChallenge(),
-		CodeChallengeMethod: string(info.GetCodeChallengeMethod()),
-		CodeCreateAt:        info.GetCodeCreateAt(),
-		CodeExpiresIn:       info.GetCodeExpiresIn(),
-		AccessCreateAt:      info.GetAccessCreateAt(),
-		AccessExpiresIn:     info.GetAccessExpiresIn(),
-		RefreshCreateAt:     info.GetRefreshCreateAt(),
-		RefreshExpiresIn:    info.GetRefreshExpiresIn(),
+// record decodes the value a GET or GETDEL replied with; ErrNotFound only for a key that does not
+// exist, so that no other failure can pass for a missing record.
+func record[T any](op string, cmd *redis.StringCmd) (*T, error) {
+	b, err := cmd.Bytes()
+	if isNil(err) {
+		return nil, store.ErrNotFound
 	}
-	if ext, ok := info.(oauth2.ExtendableTokenInfo); ok {
-		t.Extension = ext.GetExtension()
+	if err != nil {
+		return nil, wrap(op, err)
 	}
-	return t
+	return decode[T](op, b)
 }
 
 func decode[T any](op string, b []byte) (*T, error) {
