@@ -46,7 +46,11 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: st, Upstream: up})
+	sealer, err := oauth.NewSealer([]byte("e2e-key-e2e-key-e2e-key-e2e-key-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: st, Upstream: up, Sealer: sealer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -225,4 +226,50 @@ func (c *Client) classify(call Call, endpoint string, err error) *UpstreamError 
 		}
 	}
 	return ue
+}
+
+// HasScope reports whether the bridge asks GitLab for scope.
+func (c *Client) HasScope(scope string) bool {
+	for _, s := range c.oauth.Scopes {
+		if s == scope {
+			return true
+		}
+	}
+	return false
+}
+
+// Groups reads the person's groups (full paths) from GitLab's OpenID Connect userinfo, which
+// GitLab fills when the bridge has the openid scope there.
+func (c *Client) Groups(ctx context.Context, ts oauth2.TokenSource) ([]string, error) {
+	ep := c.base.String() + "/oauth/userinfo"
+	tok, err := ts.Token()
+	if err != nil {
+		return nil, c.classify(CallRefresh, c.oauth.Endpoint.TokenURL, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep, nil)
+	if err != nil {
+		return nil, &UpstreamError{Call: CallUserInfo, URL: ep, Kind: KindUnreachable, Err: err}
+	}
+	req.Header.Set("Accept", "application/json")
+	tok.SetAuthHeader(req)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.classify(CallUserInfo, ep, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUserBody))
+	if err != nil {
+		return nil, c.classify(CallUserInfo, ep, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &UpstreamError{Call: CallUserInfo, URL: ep, Kind: KindRejected, Status: resp.StatusCode, Message: ParseMessage(body)}
+	}
+	var claims struct {
+		Groups []string `json:"groups"`
+	}
+	if err := json.Unmarshal(body, &claims); err != nil {
+		return nil, &UpstreamError{Call: CallUserInfo, URL: ep, Kind: KindBadResponse, Status: resp.StatusCode,
+			Message: "the userinfo body is not JSON with a groups list"}
+	}
+	return claims.Groups, nil
 }

@@ -11,9 +11,10 @@ type Call string
 
 // The upstream calls the bridge makes.
 const (
-	CallToken   Call = "token exchange"
-	CallRefresh Call = "token refresh"
-	CallUser    Call = "user request"
+	CallToken    Call = "token exchange"
+	CallRefresh  Call = "token refresh"
+	CallUser     Call = "user request"
+	CallUserInfo Call = "userinfo request"
 )
 
 // Kind says how an upstream call failed.

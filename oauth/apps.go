@@ -1,6 +1,8 @@
 package oauth
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,6 +18,9 @@ type AppSpec struct {
 	Scopes       []string
 	Trusted      bool
 	Confidential bool
+	// RequirePKCE and AllowPlainPKCE: see store.Application.
+	RequirePKCE    bool
+	AllowPlainPKCE bool
 }
 
 // Validate checks a spec, with messages that name the field at fault.
@@ -50,14 +55,16 @@ func NewApplication(spec AppSpec) (*store.Application, string, error) {
 	}
 	now := time.Now().UTC()
 	app := &store.Application{
-		ID:           store.NewClientID(),
-		Name:         strings.TrimSpace(spec.Name),
-		RedirectURIs: spec.RedirectURIs,
-		Scopes:       spec.Scopes,
-		Trusted:      spec.Trusted,
-		Confidential: spec.Confidential,
-		CreatedAt:    now,
-		UpdatedAt:    now,
+		ID:             store.NewClientID(),
+		Name:           strings.TrimSpace(spec.Name),
+		RedirectURIs:   spec.RedirectURIs,
+		Scopes:         spec.Scopes,
+		Trusted:        spec.Trusted,
+		Confidential:   spec.Confidential,
+		RequirePKCE:    spec.RequirePKCE,
+		AllowPlainPKCE: spec.AllowPlainPKCE,
+		CreatedAt:      now,
+		UpdatedAt:      now,
 	}
 	secret := ""
 	if app.Confidential {
@@ -83,4 +90,26 @@ func dedupe(in []string) []string {
 		}
 	}
 	return out
+}
+
+// RevokeGrants revokes what an application holds (GitLab's "revoke" of an authorized
+// application): every sign-in, and so every code and token, of one person (userID, a GitLab user
+// id) or of everybody (userID 0), and their consents, so that the next sign-in asks again. It
+// returns how many sign-ins it revoked.
+func RevokeGrants(ctx context.Context, st store.Store, clientID string, userID int64) (int, error) {
+	sessions, err := st.ListSessions(ctx, clientID)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, sess := range sessions {
+		if userID != 0 && sess.GitLabUserID != userID {
+			continue
+		}
+		if err := st.DeleteSession(ctx, sess.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return n, err
+		}
+		n++
+	}
+	return n, st.DeleteConsents(ctx, clientID, userID)
 }

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,12 +32,13 @@ type AuthorizeRequest struct {
 	Scope               string
 	CodeChallenge       string
 	CodeChallengeMethod string
+	Nonce               string
 }
 
 // ParseAuthorizeRequest reads the authorize parameters. A parameter given twice is refused
 // (RFC 6749 §3.1), since two parsers could disagree about which one counts.
 func ParseAuthorizeRequest(q url.Values) (*AuthorizeRequest, string) {
-	for _, k := range []string{"client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge", "code_challenge_method"} {
+	for _, k := range []string{"client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge", "code_challenge_method", "nonce"} {
 		if len(q[k]) > 1 {
 			return nil, fmt.Sprintf("the parameter %s is given %d times; give it once", k, len(q[k]))
 		}
@@ -49,6 +51,7 @@ func ParseAuthorizeRequest(q url.Values) (*AuthorizeRequest, string) {
 		Scope:               q.Get("scope"),
 		CodeChallenge:       q.Get("code_challenge"),
 		CodeChallengeMethod: q.Get("code_challenge_method"),
+		Nonce:               q.Get("nonce"),
 	}
 	return r, ""
 }
@@ -106,6 +109,8 @@ func (s *Server) authorize(c echo.Context) error {
 		return fail(ErrInvalidRequest, "state is longer than %d bytes", maxState)
 	case len(req.Scope) > maxScope:
 		return fail(ErrInvalidScope, "scope is longer than %d bytes", maxScope)
+	case len(req.Nonce) > maxState:
+		return fail(ErrInvalidRequest, "nonce is longer than %d bytes", maxState)
 	}
 	granted, missing := grantScope(req.Scope, app.Scopes)
 	if len(missing) > 0 {
@@ -125,6 +130,7 @@ func (s *Server) authorize(c echo.Context) error {
 		Scope:               strings.Join(granted, " "),
 		CodeChallenge:       req.CodeChallenge,
 		CodeChallengeMethod: req.CodeChallengeMethod,
+		Nonce:               req.Nonce,
 		UpstreamVerifier:    verifier,
 		CreatedAt:           time.Now().UTC(),
 	}
@@ -135,8 +141,9 @@ func (s *Server) authorize(c echo.Context) error {
 	return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
 }
 
-// checkChallenge validates PKCE parameters (RFC 7636 §4.2): S256 only, and a public client
-// must use it, since it has no secret to prove itself with.
+// checkChallenge validates PKCE parameters (RFC 7636 §4.2). S256 is the method; plain only for
+// an application configured to allow it. A public client must use PKCE, since it has no secret
+// to prove itself with, and so must an application configured to require it.
 func checkChallenge(req *AuthorizeRequest, app *store.Application) string {
 	if req.CodeChallenge == "" {
 		switch {
@@ -144,10 +151,20 @@ func checkChallenge(req *AuthorizeRequest, app *store.Application) string {
 			return "code_challenge_method is given without code_challenge"
 		case !app.Confidential:
 			return fmt.Sprintf("the application %s is public (not confidential) and must use PKCE: send code_challenge with code_challenge_method=S256", app.Name)
+		case app.RequirePKCE:
+			return fmt.Sprintf("the application %s requires PKCE: send code_challenge with code_challenge_method=S256", app.Name)
 		}
 		return ""
 	}
-	if req.CodeChallengeMethod != "S256" {
+	switch req.CodeChallengeMethod {
+	case "S256":
+	case "plain", "":
+		// RFC 7636 makes plain the default method; refusing it unless allowed stops a downgrade.
+		if !app.AllowPlainPKCE {
+			return fmt.Sprintf("code_challenge_method %q is not allowed for %s; use S256", cmp.Or(req.CodeChallengeMethod, "plain (the default)"), app.Name)
+		}
+		req.CodeChallengeMethod = "plain"
+	default:
 		return fmt.Sprintf("code_challenge_method %q is not supported; use S256", truncate(req.CodeChallengeMethod, 20))
 	}
 	if n := len(req.CodeChallenge); n < 43 || n > maxChallenge || strings.Trim(req.CodeChallenge, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") != "" {

@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4"
 	oerrors "github.com/go-oauth2/oauth2/v4/errors"
 	"github.com/labstack/echo/v4"
 
@@ -87,36 +85,39 @@ func (s *Server) callback(c echo.Context) error {
 		GitLabUserID:  user.ID,
 		Username:      user.Username,
 		ClientID:      pending.ClientID,
-		Token:         store.UpstreamToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, Expiry: tok.Expiry},
+		Scope:         pending.Scope,
+		Nonce:         pending.Nonce,
+		AuthTime:      now,
 		User:          body,
 		UserFetchedAt: now,
 		CreatedAt:     now,
 	}
-	// The session must outlive every token that may point to it.
-	if err := s.store.PutSession(ctx, session, s.cfg.CodeTTL+s.cfg.AccessTokenTTL); err != nil {
+	if s.upstream.HasScope("openid") {
+		// Groups are only for the groups claim: a sign-in goes on without them.
+		groups, err := s.upstream.Groups(ctx, s.upstream.TokenSource(ctx, tok))
+		if err != nil {
+			s.log.Warn("reading the person's groups at GitLab failed; the groups claim will be empty", "cause", err.Error())
+		}
+		session.Groups = groups
+	}
+	s.sealToken(session, tok)
+	// The session is the family of every token of this sign-in, and lives as long as they may.
+	if err := s.store.PutSession(ctx, session, s.cfg.RefreshTokenTTL); err != nil {
 		return storeFailure("save session", err)
 	}
-	ti, err := s.manager.GenerateAuthToken(ctx, oauth2.Code, &oauth2.TokenGenerateRequest{
-		ClientID:            pending.ClientID,
-		UserID:              session.ID,
-		RedirectURI:         pending.RedirectURI,
-		Scope:               pending.Scope,
-		CodeChallenge:       pending.CodeChallenge,
-		CodeChallengeMethod: oauth2.CodeChallengeMethod(pending.CodeChallengeMethod),
-	})
+	app, err := s.store.GetApp(ctx, pending.ClientID)
 	if err != nil {
-		if isClientError(err) {
-			// The application was deleted, or its redirect URI removed, while the person was at GitLab.
-			return &PageError{Status: http.StatusBadRequest, Title: "Application changed during sign-in",
-				Message: "The application, or its redirect URI, was removed while you were signing in at GitLab.",
-				Fix:     "Go back to Mattermost and sign in again; administrators: check the application with `ssobridge apps show`."}
-		}
-		return storeFailure("issue code", err)
+		return s.appGone(err)
 	}
 	s.log.Info("sign-in completed at GitLab", "client_id", pending.ClientID, "gitlab_user_id", user.ID, "username", user.Username)
-	return c.Redirect(http.StatusFound, redirectWith(pending.RedirectURI, url.Values{
-		"code": {ti.GetCode()}, "state": {pending.State},
-	}))
+	ask, err := s.needsConsent(c, app, session)
+	if err != nil {
+		return err
+	}
+	if ask {
+		return s.askConsent(c, app, pending, session)
+	}
+	return s.issueCode(c, app, pending, session)
 }
 
 // upstreamPage explains a failed upstream call to the person and the administrator.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
@@ -30,6 +31,10 @@ type fixture struct {
 	secret   string
 	http     *http.Client
 	upstream gitlabtest.Application
+	// upstreamTokens are the tokens GitLab gave the bridge, as seen on the wire.
+	upstreamTokens *tokenRecorder
+	srv            *oauth.Server
+	sealer         *oauth.Sealer
 }
 
 func newFixture(t testing.TB, opts ...gitlabtest.Option) *fixture {
@@ -45,15 +50,21 @@ func newFixture(t testing.TB, opts ...gitlabtest.Option) *fixture {
 	public := "http://" + f.bridge.Listener.Addr().String()
 	f.upstream = f.gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
 		Scopes: []string{"read_user"}, Confidential: true}) // untrusted: GitLab shows a consent step, which DenyNext answers
+	f.upstreamTokens = &tokenRecorder{next: http.DefaultTransport}
 	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: f.gl.URL(), ClientID: f.upstream.UID, ClientSecret: f.upstream.Secret,
-		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public)})
+		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public), HTTPClient: &http.Client{Transport: f.upstreamTokens}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: f.store, Upstream: up})
+	f.sealer, err = oauth.NewSealer(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: f.store, Upstream: up, Sealer: f.sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = srv
 	f.bridge.Config.Handler = srv.Handler()
 	f.bridge.Start()
 	t.Cleanup(f.bridge.Close)
@@ -188,4 +199,50 @@ func readBody(t testing.TB, resp *http.Response) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func decodeJSON(t testing.TB, body string) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, body)
+	}
+	return v
+}
+
+// tokenRecorder notes the tokens in GitLab's token responses as they pass to the bridge.
+type tokenRecorder struct {
+	next   http.RoundTripper
+	mu     sync.Mutex
+	tokens []string
+}
+
+func (r *tokenRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err != nil || req.URL.Path != "/oauth/token" {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	var tok struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	if json.Unmarshal(body, &tok) == nil {
+		r.mu.Lock()
+		for _, v := range []string{tok.AccessToken, tok.RefreshToken} {
+			if v != "" {
+				r.tokens = append(r.tokens, v)
+			}
+		}
+		r.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (r *tokenRecorder) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.tokens...)
 }

@@ -6,11 +6,14 @@ import (
 	"strings"
 )
 
-// Scopes the bridge can grant. It serves /api/v4/user and nothing else of GitLab's API, so it
-// does not hand out api, read_api or repository scopes, nor OpenID Connect's, that it could not
-// honour.
+// Scopes the bridge can grant, with the words the consent page uses for them. It serves
+// /api/v4/user and OpenID Connect, and nothing else of GitLab's API, so it does not hand out
+// api, read_api or repository scopes that it could not honour.
 var knownScopes = map[string]string{
-	"read_user": "read your user profile: name, username, email and avatar",
+	"read_user": "Read your GitLab profile: your name, username, email address and avatar.",
+	"openid":    "Sign you in with your GitLab account (OpenID Connect).",
+	"profile":   "Read your name, username, avatar and profile page address.",
+	"email":     "Read your email address.",
 }
 
 // ParseScope splits a space-separated scope into its distinct scopes, in order.

@@ -27,6 +27,8 @@ const (
 	DefaultCodeTTL          = 10 * time.Minute
 	DefaultAuthorizationTTL = 10 * time.Minute
 	DefaultAccessTokenTTL   = 2 * time.Hour
+	// DefaultRefreshTokenTTL bounds an unused sign-in; each refresh starts it again.
+	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
 	// maxFormBody bounds a token request; real ones are a few hundred bytes.
 	maxFormBody = 64 << 10
 )
@@ -38,11 +40,14 @@ type Config struct {
 	PublicURL string
 	Store     store.Store
 	Upstream  *gitlabapi.Client
-	Logger    *slog.Logger
+	// Sealer encrypts the upstream tokens the bridge keeps in Store.
+	Sealer *Sealer
+	Logger *slog.Logger
 	// Zero values take the defaults above.
 	CodeTTL          time.Duration
 	AuthorizationTTL time.Duration
 	AccessTokenTTL   time.Duration
+	RefreshTokenTTL  time.Duration
 }
 
 // Server is the bridge's provider.
@@ -54,6 +59,7 @@ type Server struct {
 	manager  *manage.Manager
 	log      *slog.Logger
 	echo     *echo.Echo
+	keys     keyCache
 }
 
 // CallbackPath is the bridge's redirect URI at GitLab, under PublicURL.
@@ -71,8 +77,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("public URL: %w", err)
 	}
-	if cfg.Store == nil || cfg.Upstream == nil {
-		return nil, errors.New("oauth.New needs a store and an upstream client")
+	if cfg.Store == nil || cfg.Upstream == nil || cfg.Sealer == nil {
+		return nil, errors.New("oauth.New needs a store, an upstream client and a sealer")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -86,6 +92,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AccessTokenTTL <= 0 {
 		cfg.AccessTokenTTL = DefaultAccessTokenTTL
 	}
+	if cfg.RefreshTokenTTL <= 0 {
+		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
 	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstream: cfg.Upstream, log: cfg.Logger}
 	s.manager = newManager(cfg)
 	s.echo = s.routes()
@@ -93,7 +102,8 @@ func New(cfg Config) (*Server, error) {
 }
 
 // newManager configures go-oauth2's manager with the bridge's stores, exact redirect URI
-// matching, random codes and tokens, and no refresh tokens (the bridge does not offer that grant).
+// matching and random codes and tokens. The manager serves the authorization_code grant only;
+// the bridge does the refresh grant itself (see refresh).
 func newManager(cfg Config) *manage.Manager {
 	m := manage.NewManager()
 	m.MapClientStorage(clientStore{cfg.Store})
@@ -102,7 +112,7 @@ func newManager(cfg Config) *manage.Manager {
 	m.MapAccessGenerate(randomAccess{})
 	m.SetValidateURIHandler(validateURI)
 	m.SetAuthorizeCodeExp(cfg.CodeTTL)
-	m.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: cfg.AccessTokenTTL})
+	m.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: cfg.AccessTokenTTL, RefreshTokenExp: cfg.RefreshTokenTTL, IsGenerateRefresh: true})
 	return m
 }
 
@@ -128,6 +138,14 @@ func (s *Server) routes() *echo.Echo {
 	e.GET(CallbackPath, s.callback)
 	e.POST("/oauth/token", s.token)
 	e.GET("/api/v4/user", s.user)
+	e.POST(consentPath, s.consent)
+	e.POST("/oauth/revoke", s.revoke)
+	e.POST("/oauth/introspect", s.introspect)
+	e.GET("/oauth/token/info", s.tokenInfo)
+	e.GET("/.well-known/openid-configuration", s.discovery)
+	e.GET("/oauth/discovery/keys", s.jwks)
+	e.GET("/oauth/userinfo", s.userinfo)
+	e.POST("/oauth/userinfo", s.userinfo)
 	e.GET("/", s.home)
 	return e
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-oauth2/oauth2/v4"
 	oerrors "github.com/go-oauth2/oauth2/v4/errors"
+	"github.com/go-oauth2/oauth2/v4/models"
 	"github.com/labstack/echo/v4"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -24,14 +25,19 @@ type TokenRequest struct {
 	Code         string
 	RedirectURI  string
 	CodeVerifier string
-	ClientID     string
-	ClientSecret string
+	RefreshToken string
+	Scope        string
+	// Token and TokenTypeHint are the parameters of revocation and introspection.
+	Token         string
+	TokenTypeHint string
+	ClientID      string
+	ClientSecret  string
 	// BasicAuth is true when the credentials came in an HTTP Basic header.
 	BasicAuth bool
 }
 
 // credentialParams must never travel in a URL, where proxies and access logs keep them.
-var credentialParams = []string{"client_secret", "code", "code_verifier", "refresh_token", "password"}
+var credentialParams = []string{"client_secret", "code", "code_verifier", "refresh_token", "password", "token"}
 
 // ParseTokenRequest reads a token request's body and client credentials. Basic credentials are
 // form-urlencoded before base64 (RFC 6749 §2.3.1), as golang.org/x/oauth2 sends them.
@@ -63,12 +69,16 @@ func ParseTokenRequest(r *http.Request) (*TokenRequest, *Error) {
 		}
 	}
 	tr := &TokenRequest{
-		GrantType:    form.Get("grant_type"),
-		Code:         form.Get("code"),
-		RedirectURI:  form.Get("redirect_uri"),
-		CodeVerifier: form.Get("code_verifier"),
-		ClientID:     form.Get("client_id"),
-		ClientSecret: form.Get("client_secret"),
+		GrantType:     form.Get("grant_type"),
+		Code:          form.Get("code"),
+		RedirectURI:   form.Get("redirect_uri"),
+		CodeVerifier:  form.Get("code_verifier"),
+		RefreshToken:  form.Get("refresh_token"),
+		Scope:         form.Get("scope"),
+		Token:         form.Get("token"),
+		TokenTypeHint: form.Get("token_type_hint"),
+		ClientID:      form.Get("client_id"),
+		ClientSecret:  form.Get("client_secret"),
 	}
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		id, secret, e := parseBasic(auth)
@@ -111,11 +121,13 @@ func parseBasic(header string) (id, secret string, e *Error) {
 // tokenResponse is GitLab's token answer. expires_in fits Mattermost's int32 and token_type
 // lower-cases to "bearer", as Mattermost checks.
 type tokenResponse struct {
-	AccessToken string `json:"access_token"`
-	TokenType   string `json:"token_type"`
-	ExpiresIn   int32  `json:"expires_in"`
-	Scope       string `json:"scope"`
-	CreatedAt   int64  `json:"created_at"`
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int32  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope"`
+	CreatedAt    int64  `json:"created_at"`
+	IDToken      string `json:"id_token,omitempty"`
 }
 
 func (s *Server) token(c echo.Context) error {
@@ -123,11 +135,22 @@ func (s *Server) token(c echo.Context) error {
 	if perr != nil {
 		return perr
 	}
+	switch tr.GrantType {
+	case "":
+		return tokenError(ErrInvalidRequest, "grant_type is missing; use grant_type=authorization_code or refresh_token")
+	case string(oauth2.AuthorizationCode):
+		return s.redeemCode(c, tr)
+	case string(oauth2.Refreshing):
+		return s.refresh(c, tr)
+	}
+	return tokenError(ErrUnsupportedGrantType, "grant_type %q is not supported; use authorization_code or refresh_token", truncate(tr.GrantType, 40))
+}
+
+// redeemCode is the authorization_code grant. go-oauth2's manager redeems the code (through the
+// store's atomic GetByCode) and issues the pair; a code presented again revokes every token
+// issued from it (RFC 6749 §4.1.2).
+func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	switch {
-	case tr.GrantType == "":
-		return tokenError(ErrInvalidRequest, "grant_type is missing; use grant_type=authorization_code")
-	case tr.GrantType != string(oauth2.AuthorizationCode):
-		return tokenError(ErrUnsupportedGrantType, "grant_type %q is not supported; use authorization_code", truncate(tr.GrantType, 40))
 	case tr.RedirectURI == "":
 		return tokenError(ErrInvalidRequest, "redirect_uri is missing; send the redirect_uri of the authorization request")
 	case tr.Code == "":
@@ -137,11 +160,13 @@ func (s *Server) token(c echo.Context) error {
 	if terr != nil {
 		return terr
 	}
-
+	if !app.Confidential && tr.CodeVerifier == "" {
+		return tokenError(ErrInvalidRequest, "the application %s is public and must prove itself with PKCE: send code_verifier", app.Name)
+	}
+	ctx := c.Request().Context()
 	rd := &redemption{}
-	ctx := withApp(c.Request().Context(), app)
-	ctx = withRedemptionRecord(ctx, rd)
-	ti, err := s.manager.GenerateAccessToken(ctx, oauth2.AuthorizationCode, &oauth2.TokenGenerateRequest{
+	mctx := withRedemptionRecord(withApp(ctx, app), rd)
+	ti, err := s.manager.GenerateAccessToken(mctx, oauth2.AuthorizationCode, &oauth2.TokenGenerateRequest{
 		ClientID:     app.ID,
 		ClientSecret: tr.ClientSecret,
 		RedirectURI:  tr.RedirectURI,
@@ -150,17 +175,168 @@ func (s *Server) token(c echo.Context) error {
 		Request:      c.Request(),
 	})
 	if err != nil {
+		if rd.info == nil && errors.Is(err, oerrors.ErrInvalidAuthorizeCode) {
+			return s.replayedCode(c, tr.Code)
+		}
+		if rd.info != nil {
+			// The code is spent; its session will never have tokens.
+			if err := s.store.DeleteSession(ctx, rd.info.GetUserID()); err != nil && !errors.Is(err, store.ErrNotFound) {
+				s.log.Warn("deleting the session of a refused code failed", "cause", err.Error())
+			}
+		}
 		return explainRedemption(err, rd, tr)
 	}
-	s.log.Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType)
+	if err := s.store.MarkUsed(ctx, store.TokenKey(tr.Code), ti.GetUserID(), 2*s.cfg.CodeTTL); err != nil {
+		return storeFailure("mark code used", err)
+	}
+	sess, err := s.store.GetSession(ctx, ti.GetUserID())
+	if err != nil {
+		return storeFailure("get session", err)
+	}
+	s.log.Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)
+	return s.writeToken(c, ti, sess, true)
+}
+
+// replayedCode answers a code that is not (or no longer) stored: if it was redeemed before, the
+// tokens issued for it are revoked, as a replay means the code leaked.
+func (s *Server) replayedCode(c echo.Context, code string) error {
+	ctx := c.Request().Context()
+	sid, err := s.store.UsedBy(ctx, store.TokenKey(code))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return tokenError(ErrInvalidGrant, "the code is unknown or expired: codes expire after %s; sign in again", s.cfg.CodeTTL)
+	case err != nil:
+		return storeFailure("look up used code", err)
+	}
+	if err := s.store.DeleteSession(ctx, sid); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeFailure("revoke replayed code's tokens", err)
+	}
+	s.log.Warn("code presented twice; the tokens issued from it are revoked", "session", sid)
+	return tokenError(ErrInvalidGrant, "the code was already used: codes are single use, and the tokens issued from it are now revoked; sign in again")
+}
+
+// refresh is the refresh_token grant, which go-oauth2 gets wrong (no client check, scope
+// widening, get-then-delete): the refresh token must be the client's, the scope may only narrow,
+// it is taken atomically and rotated, and one presented twice revokes its whole family
+// (RFC 6819 §5.2.2.3, OAuth 2.0 Security BCP §4.14).
+func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
+	if tr.RefreshToken == "" {
+		return tokenError(ErrInvalidRequest, "refresh_token is missing")
+	}
+	app, terr := s.authenticateClient(c, tr)
+	if terr != nil {
+		return terr
+	}
+	ctx := c.Request().Context()
+	// A look before the take, so that a client's mistake (another client, a wider scope) is
+	// refused without burning the token.
+	seen, err := s.store.GetByRefresh(ctx, tr.RefreshToken)
+	if err != nil {
+		return storeFailure("get refresh token", err)
+	}
+	if seen != nil {
+		if seen.GetClientID() != app.ID {
+			return tokenError(ErrInvalidGrant, "the refresh token was issued to another client")
+		}
+		if _, wider := grantScope(tr.Scope, ParseScope(seen.GetScope())); len(wider) > 0 {
+			return tokenError(ErrInvalidScope, "the refresh token does not cover the scope %s; a refresh may only keep or narrow the scope (%s)",
+				strings.Join(wider, " "), seen.GetScope())
+		}
+	}
+	ti, err := s.store.TakeRefresh(ctx, tr.RefreshToken)
+	if err != nil {
+		return storeFailure("take refresh token", err)
+	}
+	if ti == nil {
+		return s.reusedRefresh(c, tr.RefreshToken)
+	}
+	if ti.GetClientID() != app.ID {
+		// Only a race with another client's request gets here; the token is spent either way.
+		return tokenError(ErrInvalidGrant, "the refresh token was issued to another client")
+	}
+	if err := s.store.MarkUsed(ctx, store.TokenKey(tr.RefreshToken), ti.GetUserID(), s.cfg.RefreshTokenTTL); err != nil {
+		return storeFailure("mark refresh token used", err)
+	}
+	sess, err := s.store.GetSession(ctx, ti.GetUserID())
+	if errors.Is(err, store.ErrNotFound) {
+		return tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked or has expired; sign in again")
+	}
+	if err != nil {
+		return storeFailure("get session", err)
+	}
+	// The person must still be welcome at GitLab: a refresh must not outlive a block there.
+	if _, err := s.upstreamUser(ctx, sess); err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) {
+			_ = s.store.DeleteSession(ctx, sess.ID)
+			return tokenError(ErrInvalidGrant, "GitLab no longer accepts this person (%s); sign in again", gitlabapiMessage(ae))
+		}
+		return err
+	}
+	scope := ti.GetScope()
+	if tr.Scope != "" {
+		scope = strings.Join(ParseScope(tr.Scope), " ")
+	}
+	now := time.Now()
+	next := models.NewToken()
+	next.SetClientID(app.ID)
+	next.SetUserID(sess.ID)
+	next.SetScope(scope)
+	next.SetAccess(randomToken())
+	next.SetAccessCreateAt(now)
+	next.SetAccessExpiresIn(s.cfg.AccessTokenTTL)
+	next.SetRefresh(randomToken())
+	next.SetRefreshCreateAt(now)
+	next.SetRefreshExpiresIn(s.cfg.RefreshTokenTTL)
+	if err := s.store.Create(ctx, next); err != nil {
+		return storeFailure("save tokens", err)
+	}
+	// The family lives as long as its newest refresh token.
+	if err := s.store.PutSession(ctx, sess, s.cfg.RefreshTokenTTL); err != nil {
+		return storeFailure("extend session", err)
+	}
+	s.log.Info("token refreshed", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
+	return s.writeToken(c, next, sess, false)
+}
+
+// reusedRefresh answers a refresh token that is not stored: if it was used before, someone holds
+// a copy, and the whole family is revoked.
+func (s *Server) reusedRefresh(c echo.Context, refresh string) error {
+	ctx := c.Request().Context()
+	sid, err := s.store.UsedBy(ctx, store.TokenKey(refresh))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return tokenError(ErrInvalidGrant, "the refresh token is unknown, expired or revoked; sign in again")
+	case err != nil:
+		return storeFailure("look up used refresh token", err)
+	}
+	if err := s.store.DeleteSession(ctx, sid); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeFailure("revoke token family", err)
+	}
+	s.log.Warn("refresh token presented twice; its family is revoked", "session", sid)
+	return tokenError(ErrInvalidGrant, "the refresh token was already used: refresh tokens are single use, so every token of this sign-in is now revoked; sign in again")
+}
+
+// writeToken answers a token request in GitLab's shape, with an ID token when the scope has
+// openid (and the nonce of the authorization only on the code grant, as OpenID Connect says).
+func (s *Server) writeToken(c echo.Context, ti oauth2.TokenInfo, sess *store.Session, withNonce bool) error {
+	resp := tokenResponse{
+		AccessToken:  ti.GetAccess(),
+		TokenType:    "Bearer",
+		ExpiresIn:    int32(ti.GetAccessExpiresIn() / time.Second),
+		RefreshToken: ti.GetRefresh(),
+		Scope:        ti.GetScope(),
+		CreatedAt:    ti.GetAccessCreateAt().Unix(),
+	}
+	if hasScope(ti.GetScope(), "openid") {
+		tok, err := s.idToken(c.Request().Context(), sess, ti.GetClientID(), ti.GetScope(), withNonce)
+		if err != nil {
+			return err
+		}
+		resp.IDToken = tok
+	}
 	noStore(c.Response().Header())
-	return c.JSON(http.StatusOK, tokenResponse{
-		AccessToken: ti.GetAccess(),
-		TokenType:   "Bearer",
-		ExpiresIn:   int32(ti.GetAccessExpiresIn() / time.Second),
-		Scope:       ti.GetScope(),
-		CreatedAt:   ti.GetAccessCreateAt().Unix(),
-	})
+	return c.JSON(http.StatusOK, resp)
 }
 
 // invalidClient is one answer for an unknown client and a wrong secret, so that the answer does
@@ -194,9 +370,6 @@ func (s *Server) authenticateClient(c echo.Context, tr *TokenRequest) (*store.Ap
 	if tr.ClientSecret != "" {
 		return nil, invalidClient()
 	}
-	if tr.CodeVerifier == "" {
-		return nil, tokenError(ErrInvalidRequest, "the application %s is public and must prove itself with PKCE: send code_verifier", app.Name)
-	}
 	return app, nil
 }
 
@@ -207,8 +380,6 @@ func explainRedemption(err error, rd *redemption, tr *TokenRequest) error {
 	case errors.Is(err, oerrors.ErrInvalidAuthorizeCode):
 		ti := rd.info
 		switch {
-		case ti == nil:
-			return tokenError(ErrInvalidGrant, "the code is unknown, expired or already used: codes are single use and expire after 10 minutes; sign in again")
 		case time.Now().After(ti.GetCodeCreateAt().Add(ti.GetCodeExpiresIn())):
 			return tokenError(ErrInvalidGrant, "the code has expired (codes expire after 10 minutes); sign in again")
 		case ti.GetClientID() != tr.ClientID:

@@ -28,8 +28,11 @@ func TestTokenAnswersInGitLabsShape(t *testing.T) {
 	if ca, ok := body["created_at"].(float64); !ok || ca < 1e9 {
 		t.Errorf("created_at %v", body["created_at"])
 	}
-	if _, ok := body["refresh_token"]; ok {
-		t.Error("a refresh_token for a grant the bridge does not offer")
+	if rt, _ := body["refresh_token"].(string); len(rt) < 40 || rt == body["access_token"] {
+		t.Errorf("refresh_token %v", body["refresh_token"])
+	}
+	if _, ok := body["id_token"]; ok {
+		t.Error("an id_token without the openid scope")
 	}
 	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Pragma") != "no-cache" {
 		t.Errorf("headers %v", resp.Header)
@@ -61,6 +64,7 @@ func TestTokenErrors(t *testing.T) {
 		{"an unknown client is invalid_client", func() url.Values { v := f.tokenForm("c"); v.Set("client_id", "unknown"); return v }, 401, "invalid_client"},
 		{"no client at all is invalid_client", func() url.Values { v := f.tokenForm("c"); v.Del("client_id"); v.Del("client_secret"); return v }, 401, "invalid_client"},
 		{"a missing grant_type is invalid_request", func() url.Values { v := f.tokenForm("c"); v.Del("grant_type"); return v }, 400, "invalid_request"},
+		{"a refresh without refresh_token is invalid_request", func() url.Values { v := f.tokenForm("c"); v.Set("grant_type", "refresh_token"); return v }, 400, "invalid_request"},
 		{"the password grant is unsupported", func() url.Values { v := f.tokenForm("c"); v.Set("grant_type", "password"); return v }, 400, "unsupported_grant_type"},
 		{"the client_credentials grant is unsupported", func() url.Values { v := f.tokenForm("c"); v.Set("grant_type", "client_credentials"); return v }, 400, "unsupported_grant_type"},
 		{"a missing redirect_uri is invalid_request", func() url.Values { v := f.tokenForm(f.code()); v.Del("redirect_uri"); return v }, 400, "invalid_request"},

@@ -1,7 +1,10 @@
 package oauth
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -30,41 +33,16 @@ func bearerToken(r *http.Request) string {
 // from GitLab with the token the bridge holds for them (refreshed at GitLab when expired).
 func (s *Server) user(c echo.Context) error {
 	ctx := c.Request().Context()
-	access := bearerToken(c.Request())
-	if access == "" {
-		return &APIError{Status: http.StatusUnauthorized, Cause: errors.New("no access token")}
-	}
-	ti, err := s.manager.LoadAccessToken(ctx, access)
-	if err != nil || ti == nil {
-		return &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token unknown or expired")}
+	ti, sess, err := s.bearerSession(c)
+	if err != nil {
+		return err
 	}
 	if !hasScope(ti.GetScope(), "read_user", "api") {
 		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include read_user"}
 	}
-	sess, err := s.store.GetSession(ctx, ti.GetUserID())
-	if errors.Is(err, store.ErrNotFound) {
-		return &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's session has expired")}
-	}
+	body, err := s.upstreamUser(ctx, sess)
 	if err != nil {
-		return storeFailure("get session", err)
-	}
-	old := &oauth2.Token{AccessToken: sess.Token.AccessToken, RefreshToken: sess.Token.RefreshToken,
-		TokenType: sess.Token.TokenType, Expiry: sess.Token.Expiry}
-	u, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, old))
-	if err != nil {
-		return upstreamAPIError(err)
-	}
-	if u.ID != sess.GitLabUserID {
-		return &APIError{Status: http.StatusBadGateway, Detail: "GitLab returned another user than the one who signed in",
-			Cause: errors.New("upstream user id changed")}
-	}
-	if tok.AccessToken != old.AccessToken {
-		sess.Token = store.UpstreamToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, Expiry: tok.Expiry}
-		sess.User, sess.UserFetchedAt = body, time.Now().UTC()
-		if err := s.store.UpdateSession(ctx, sess); err != nil && !errors.Is(err, store.ErrNotFound) {
-			// The refreshed token is lost; the next request refreshes again, so serve this one.
-			s.log.Warn("saving refreshed GitLab token failed", "cause", err.Error())
-		}
+		return err
 	}
 	noStore(c.Response().Header())
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
@@ -87,4 +65,56 @@ func upstreamAPIError(err error) error {
 		return &APIError{Status: http.StatusGatewayTimeout, Detail: "GitLab did not answer in time", Cause: err}
 	}
 	return &APIError{Status: http.StatusBadGateway, Detail: "the bridge could not read the user from GitLab", Cause: err}
+}
+
+// upstreamUser reads the person's /api/v4/user at GitLab with the token the bridge holds for
+// them, refreshing it at GitLab when it has expired and keeping the new one. Failures come back
+// as the APIError the client should see.
+func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte, error) {
+	old, err := s.openToken(sess)
+	if err != nil {
+		return nil, &APIError{Status: http.StatusUnauthorized, Cause: err}
+	}
+	u, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, old))
+	if err != nil {
+		return nil, upstreamAPIError(err)
+	}
+	if u.ID != sess.GitLabUserID {
+		return nil, &APIError{Status: http.StatusBadGateway, Detail: "GitLab returned another user than the one who signed in",
+			Cause: errors.New("upstream user id changed")}
+	}
+	if tok.AccessToken != old.AccessToken {
+		s.sealToken(sess, tok)
+		sess.User, sess.UserFetchedAt = body, time.Now().UTC()
+		if err := s.store.UpdateSession(ctx, sess); err != nil && !errors.Is(err, store.ErrNotFound) {
+			// The refreshed token is lost; the next request refreshes again, so serve this one.
+			s.log.Warn("saving refreshed GitLab token failed", "cause", err.Error())
+		}
+	}
+	return body, nil
+}
+
+// sealToken stores tok in sess, encrypted and bound to the session's id.
+func (s *Server) sealToken(sess *store.Session, tok *oauth2.Token) {
+	plain, _ := json.Marshal(store.UpstreamToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken,
+		TokenType: tok.TokenType, Expiry: tok.Expiry})
+	sess.SealedToken = s.cfg.Sealer.Seal(plain, sess.ID)
+}
+
+// openToken returns the upstream token sealed in sess.
+func (s *Server) openToken(sess *store.Session) (*oauth2.Token, error) {
+	plain, err := s.cfg.Sealer.Open(sess.SealedToken, sess.ID)
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", sess.ID, err)
+	}
+	var t store.UpstreamToken
+	if err := json.Unmarshal(plain, &t); err != nil {
+		return nil, fmt.Errorf("session %s: sealed token is not JSON: %w", sess.ID, err)
+	}
+	return &oauth2.Token{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: t.TokenType, Expiry: t.Expiry}, nil
+}
+
+// gitlabapiMessage is the message an APIError sends.
+func gitlabapiMessage(ae *APIError) string {
+	return gitlabapi.StatusMessage(ae.Status, ae.Detail).Message
 }

@@ -29,6 +29,9 @@ Commands:
   update ID      change name, redirect URIs, scopes, trusted or confidential
   rotate-secret ID
                  give an application a new secret; the old one stops working at once
+  revoke-grants ID [--user GITLAB_USER_ID]
+                 revoke every sign-in, token and consent of the application (of one person
+                 with --user): GitLab's "revoke" of an authorized application
   delete ID      remove an application; its tokens stop working
 
 Run "ssobridge apps COMMAND --help" for a command's flags.
@@ -80,6 +83,7 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 	publicURL := st.add("public-url", "", "the bridge's public URL, used in the Mattermost settings printed")
 	asJSON := st.fs.Bool("json", false, "print JSON")
 	var spec appFlags
+	userID := st.fs.Int64("user", 0, "revoke-grants: only this person's (a GitLab user id)")
 	needsID := true
 	switch cmd {
 	case "create":
@@ -89,7 +93,7 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 		spec.register(st.fs, false)
 	case "list":
 		needsID = false
-	case "show", "delete", "rotate-secret":
+	case "show", "delete", "rotate-secret", "revoke-grants":
 	default:
 		fmt.Fprint(stderr, appsUsage)
 		return fmt.Errorf("unknown apps command %q", cmd)
@@ -126,6 +130,8 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 		return a.update(ctx, id, spec)
 	case "rotate-secret":
 		return a.rotate(ctx, id)
+	case "revoke-grants":
+		return a.revokeGrants(ctx, id, *userID)
 	default:
 		return a.delete(ctx, id)
 	}
@@ -138,6 +144,8 @@ type appFlags struct {
 	scopes        listFlag
 	trusted       boolFlag
 	confidential  boolFlag
+	requirePKCE   boolFlag
+	allowPlain    boolFlag
 }
 
 func (f *appFlags) register(fs *flag.FlagSet, create bool) {
@@ -147,6 +155,8 @@ func (f *appFlags) register(fs *flag.FlagSet, create bool) {
 	fs.Var(&f.scopes, "scopes", "scopes the application may ask for (default read_user)")
 	fs.Var(&f.trusted, "trusted", "trusted applications skip the consent page (GitLab's guide sets it for Mattermost)")
 	fs.Var(&f.confidential, "confidential", "confidential applications authenticate with a secret (default true)")
+	fs.Var(&f.requirePKCE, "require-pkce", "require PKCE of this application although it is confidential (public ones always must)")
+	fs.Var(&f.allowPlain, "allow-plain-pkce", "accept PKCE's plain method besides S256, for old clients")
 	if create {
 		f.confidential.value = true
 	}
@@ -186,7 +196,7 @@ func (a *appsCmd) create(ctx context.Context, f appFlags) error {
 		scopes = []string{"read_user"}
 	}
 	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: f.name, RedirectURIs: f.uris(), Scopes: scopes,
-		Trusted: f.trusted.value, Confidential: f.confidential.value})
+		Trusted: f.trusted.value, Confidential: f.confidential.value, RequirePKCE: f.requirePKCE.value, AllowPlainPKCE: f.allowPlain.value})
 	if err != nil {
 		return err
 	}
@@ -221,9 +231,9 @@ func (a *appsCmd) bridgeURL() string {
 }
 
 func (a *appsCmd) printApp(app *store.Application) {
-	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nCreated:       %s\n",
+	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nPKCE:          %s\nCreated:       %s\n",
 		app.ID, app.Name, strings.Join(app.RedirectURIs, "\n               "), strings.Join(app.Scopes, " "),
-		app.Trusted, app.Confidential, app.CreatedAt.Format(time.RFC3339))
+		app.Trusted, app.Confidential, pkceMode(app), app.CreatedAt.Format(time.RFC3339))
 }
 
 func (a *appsCmd) printJSON(v any) error {
@@ -282,7 +292,8 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	if err != nil {
 		return err
 	}
-	spec := oauth.AppSpec{Name: app.Name, RedirectURIs: app.RedirectURIs, Scopes: app.Scopes, Trusted: app.Trusted, Confidential: app.Confidential}
+	spec := oauth.AppSpec{Name: app.Name, RedirectURIs: app.RedirectURIs, Scopes: app.Scopes, Trusted: app.Trusted,
+		Confidential: app.Confidential, RequirePKCE: app.RequirePKCE, AllowPlainPKCE: app.AllowPlainPKCE}
 	if f.name != "" {
 		spec.Name = f.name
 	}
@@ -298,6 +309,12 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	if f.confidential.set {
 		spec.Confidential = f.confidential.value
 	}
+	if f.requirePKCE.set {
+		spec.RequirePKCE = f.requirePKCE.value
+	}
+	if f.allowPlain.set {
+		spec.AllowPlainPKCE = f.allowPlain.value
+	}
 	if err := spec.Validate(); err != nil {
 		return err
 	}
@@ -309,6 +326,7 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 		app.SecretHash = ""
 	}
 	app.Name, app.RedirectURIs, app.Scopes, app.Trusted, app.Confidential = strings.TrimSpace(spec.Name), spec.RedirectURIs, spec.Scopes, spec.Trusted, spec.Confidential
+	app.RequirePKCE, app.AllowPlainPKCE = spec.RequirePKCE, spec.AllowPlainPKCE
 	app.UpdatedAt = time.Now().UTC()
 	if err := a.store.UpdateApp(ctx, app); err != nil {
 		return fmt.Errorf("saving the application: %w", err)
@@ -337,6 +355,26 @@ func (a *appsCmd) rotate(ctx context.Context, id string) error {
 		return fmt.Errorf("saving the application: %w", err)
 	}
 	return a.printWithSecret(app, secret, "has a new secret; the old one no longer works. Update Mattermost's GitLab Secret")
+}
+
+func (a *appsCmd) revokeGrants(ctx context.Context, id string, userID int64) error {
+	app, err := a.get(ctx, id)
+	if err != nil {
+		return err
+	}
+	n, err := oauth.RevokeGrants(ctx, a.store, app.ID, userID)
+	if err != nil {
+		return fmt.Errorf("revoking grants (%d revoked before the failure): %w", n, err)
+	}
+	if a.json {
+		return a.printJSON(map[string]any{"revoked_sign_ins": n, "application": app.ID, "user": userID})
+	}
+	who := "everybody"
+	if userID != 0 {
+		who = fmt.Sprintf("GitLab user %d", userID)
+	}
+	fmt.Fprintf(a.out, "Revoked %d sign-in(s) of %s at %q, with their codes, tokens and consents.\n", n, who, app.Name)
+	return nil
 }
 
 func (a *appsCmd) delete(ctx context.Context, id string) error {
@@ -381,4 +419,15 @@ func printMattermostSettings(w io.Writer, bridgeURL, id, secret string) {
 	fmt.Fprintf(w, "# 1. GitLab's Linux package (/etc/gitlab/gitlab.rb), then: sudo gitlab-ctl reconfigure\n%s\n", v.GitLabRB)
 	fmt.Fprintf(w, "# 2. Mattermost's config.json\n%s\n\n", strings.TrimSpace(string(v.ConfigJSON)))
 	fmt.Fprintf(w, "# 3. Environment of the Mattermost server\n%s\n", strings.Join(v.Env, "\n"))
+}
+
+func pkceMode(app *store.Application) string {
+	mode := "optional"
+	if app.RequirePKCE || !app.Confidential {
+		mode = "required"
+	}
+	if app.AllowPlainPKCE {
+		return mode + ", S256 or plain"
+	}
+	return mode + ", S256"
 }

@@ -47,6 +47,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	gitlabListen := st.add("dev-gitlab-listen", "127.0.0.1:0", "the GitLab emulator's address (port 0: any free port)")
 	mmListen := st.add("dev-mattermost-listen", "127.0.0.1:0", "the Mattermost stand-in's address (port 0: any free port)")
 	redisURL := addRedisSetting(st)
+	keys := addKeySettings(st)
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	asJSON := st.fs.Bool("json", false, "print the set-up as one JSON object on one line")
 	if err := st.parse(args); err != nil {
@@ -95,7 +96,11 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstream: up, Logger: log})
+	sealer, err := keys.sealer(redisURL.value == "", log)
+	if err != nil {
+		return err
+	}
+	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstream: up, Sealer: sealer, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -25,13 +25,15 @@ import (
 
 // serveConfig is the bridge's configuration, checked.
 type serveConfig struct {
-	listen    string
-	publicURL string
-	upstream  gitlabapi.Config
-	redisURL  *setting
-	accessTTL time.Duration
-	logLevel  slog.Level
-	logFormat string
+	listen     string
+	publicURL  string
+	upstream   gitlabapi.Config
+	redisURL   *setting
+	keys       *keySettings
+	accessTTL  time.Duration
+	refreshTTL time.Duration
+	logLevel   slog.Level
+	logFormat  string
 }
 
 func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
@@ -43,7 +45,9 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	clientSecret := st.add("gitlab-client-secret", "", "the bridge's application secret at GitLab")
 	scopes := st.add("gitlab-scopes", "read_user", "scopes the bridge asks of GitLab, space-separated")
 	redisURL := addRedisSetting(st)
+	keys := addKeySettings(st)
 	accessTTL := st.add("access-token-ttl", "2h", "lifetime of the access tokens the bridge issues")
+	refreshTTL := st.add("refresh-token-ttl", "720h", "how long a sign-in lasts unused: the lifetime of a refresh token, renewed by each refresh")
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	logFormat := st.add("log-format", "json", "json or text")
 	return st, func() (*serveConfig, error) {
@@ -52,7 +56,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 				return nil, err
 			}
 		}
-		cfg := &serveConfig{listen: listen.value, redisURL: redisURL, logFormat: logFormat.value}
+		cfg := &serveConfig{listen: listen.value, redisURL: redisURL, keys: keys, logFormat: logFormat.value}
 		pu, err := oauth.ParsePublicURL(public.value)
 		if err != nil {
 			return nil, public.errorf("%v", err)
@@ -73,6 +77,9 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		if cfg.accessTTL, err = accessTTL.duration(); err != nil {
 			return nil, err
 		}
+		if cfg.refreshTTL, err = refreshTTL.duration(); err != nil {
+			return nil, err
+		}
 		if err := cfg.logLevel.UnmarshalText([]byte(logLevel.value)); err != nil {
 			return nil, logLevel.errorf("%q is not one of debug, info, warn, error", logLevel.value)
 		}
@@ -90,6 +97,46 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 
 func addRedisSetting(st *settings) *setting {
 	return st.add("redis-url", "", "Redis holding the bridge's state: redis://[user:password@]host:6379/0, rediss:// for TLS, ?master_name=NAME for Sentinel, ?addr=host2:6379&addr=... for Cluster; empty: in memory, single instance, forgotten on restart")
+}
+
+// keySettings are the keys that seal upstream tokens and signing keys in the store.
+type keySettings struct {
+	current, previous *setting
+}
+
+func addKeySettings(st *settings) *keySettings {
+	return &keySettings{
+		current:  st.add("encryption-key", "", "32 random bytes (64 hex digits or base64; `ssobridge genkey` makes one) that encrypt the GitLab tokens and signing keys the bridge keeps in Redis; required with Redis, the same on every instance"),
+		previous: st.add("encryption-keys-previous", "", "earlier encryption keys, comma-separated, still read after a key change (what they sealed is re-sealed with the current key as it is used)"),
+	}
+}
+
+// sealer returns the configured Sealer. Without Redis a missing key is made up, since nothing
+// outlives the process anyway.
+func (k *keySettings) sealer(inMemory bool, log *slog.Logger) (*oauth.Sealer, error) {
+	if k.current.value == "" {
+		if !inMemory {
+			return nil, k.current.errorf("is required with Redis: without it a copy of Redis would hold usable GitLab tokens. Make one with `ssobridge genkey` and give every instance the same")
+		}
+		log.Info("no encryption key configured: using a random one, as the in-memory store forgets everything on restart anyway")
+		k.current.value = oauth.NewKey()
+	}
+	cur, err := oauth.ParseKey(k.current.value)
+	if err != nil {
+		return nil, k.current.errorf("%v", err)
+	}
+	keys := [][]byte{cur}
+	for _, p := range strings.Split(k.previous.value, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		prev, err := oauth.ParseKey(p)
+		if err != nil {
+			return nil, k.previous.errorf("%v", err)
+		}
+		keys = append(keys, prev)
+	}
+	return oauth.NewSealer(keys...)
 }
 
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
@@ -138,11 +185,16 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer s.Close()
+	sealer, err := cfg.keys.sealer(cfg.redisURL.value == "", log)
+	if err != nil {
+		return err
+	}
 	up, err := gitlabapi.NewClient(cfg.upstream)
 	if err != nil {
 		return fmt.Errorf("configuration: upstream GitLab: %w", err)
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstream: up, Logger: log, AccessTokenTTL: cfg.accessTTL})
+	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
+		AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL})
 	if err != nil {
 		return err
 	}

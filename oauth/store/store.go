@@ -45,6 +45,10 @@ type Application struct {
 	Trusted bool `json:"trusted"`
 	// Confidential applications authenticate with their secret at the token endpoint.
 	Confidential bool `json:"confidential"`
+	// RequirePKCE makes PKCE mandatory for a confidential application too (it always is for a
+	// public one); AllowPlainPKCE accepts the "plain" method besides S256, for old clients.
+	RequirePKCE    bool `json:"require_pkce,omitempty"`
+	AllowPlainPKCE bool `json:"allow_plain_pkce,omitempty"`
 	// SecretHash is HashSecret of the client secret; the secret itself is never stored.
 	SecretHash string    `json:"secret_hash"`
 	CreatedAt  time.Time `json:"created_at"`
@@ -61,9 +65,16 @@ type Authorization struct {
 	Scope               string `json:"scope"`
 	CodeChallenge       string `json:"code_challenge,omitempty"`
 	CodeChallengeMethod string `json:"code_challenge_method,omitempty"`
+	// Nonce is the OpenID Connect nonce, returned in the ID token.
+	Nonce string `json:"nonce,omitempty"`
 	// UpstreamVerifier is the PKCE code verifier of the bridge's own request to GitLab.
 	UpstreamVerifier string    `json:"upstream_verifier"`
 	CreatedAt        time.Time `json:"created_at"`
+	// SessionID and ConsentCookie are set while the request waits on the consent page: the
+	// session of the person who signed in at GitLab, and TokenKey of the value of the cookie the
+	// consent form must come back with (which ties the form to the browser that was shown it).
+	SessionID     string `json:"session_id,omitempty"`
+	ConsentCookie string `json:"consent_cookie,omitempty"`
 }
 
 // UpstreamToken is the token the upstream GitLab gave the bridge for one person.
@@ -74,16 +85,26 @@ type UpstreamToken struct {
 	Expiry       time.Time `json:"expiry,omitzero"`
 }
 
-// Session is one completed upstream sign-in. Tokens the bridge issues point to it by ID (their
-// UserID in go-oauth2's terms), so a client never holds anything that works at GitLab.
+// Session is one completed upstream sign-in, and the family of every code and token the bridge
+// issues from it: they point to it by ID (their UserID in go-oauth2's terms), and a token whose
+// session is gone is dead. Deleting the session revokes the whole family at once (code replay,
+// refresh token reuse, revocation, an administrator's revoke-grants). A client never holds
+// anything that works at GitLab.
 type Session struct {
 	ID string `json:"id"`
 	// GitLabUserID is the person's id at the upstream GitLab, handed to clients unchanged.
 	GitLabUserID int64  `json:"gitlab_user_id"`
 	Username     string `json:"username"`
 	ClientID     string `json:"client_id"`
-	// Token is the upstream token; it changes when the bridge refreshes it.
-	Token UpstreamToken `json:"token"`
+	// SealedToken is the upstream token (an UpstreamToken as JSON), encrypted by the bridge so
+	// that a copy of the store reveals no usable GitLab credential; it changes on refresh.
+	SealedToken []byte `json:"sealed_token"`
+	// Scope is what the client was granted; Nonce and AuthTime go into ID tokens.
+	Scope    string    `json:"scope,omitempty"`
+	Nonce    string    `json:"nonce,omitempty"`
+	AuthTime time.Time `json:"auth_time,omitzero"`
+	// Groups are the person's GitLab groups (full paths), when the bridge asks GitLab for them.
+	Groups []string `json:"groups,omitempty"`
 	// User is the upstream /api/v4/user body as last fetched, and UserFetchedAt when.
 	User          json.RawMessage `json:"user"`
 	UserFetchedAt time.Time       `json:"user_fetched_at"`
@@ -108,10 +129,40 @@ type Store interface {
 	PutAuthorization(ctx context.Context, key string, a *Authorization, ttl time.Duration) error
 	TakeAuthorization(ctx context.Context, key string) (*Authorization, error)
 
+	// PutSession saves a session for ttl, replacing one with the same ID and its expiry.
 	PutSession(ctx context.Context, s *Session, ttl time.Duration) error
 	GetSession(ctx context.Context, id string) (*Session, error)
 	// UpdateSession replaces a session and keeps its expiry; ErrNotFound if it has expired.
 	UpdateSession(ctx context.Context, s *Session) error
+	// DeleteSession removes a session, which kills every token of its family; ErrNotFound if
+	// absent.
+	DeleteSession(ctx context.Context, id string) error
+	// ListSessions returns the live sessions of a client (for revoking its grants).
+	ListSessions(ctx context.Context, clientID string) ([]*Session, error)
+
+	// MarkUsed remembers for ttl that the code or refresh token stored under key (its TokenKey)
+	// was used, and by which session; UsedBy returns that session, or ErrNotFound. A code or
+	// refresh token presented again is then recognised as replayed, and its family revoked.
+	MarkUsed(ctx context.Context, key, sessionID string, ttl time.Duration) error
+	UsedBy(ctx context.Context, key string) (string, error)
+
+	// TakeRefresh consumes a refresh token, like GetByCode consumes a code, and deletes the
+	// access token issued with it: of two concurrent callers exactly one gets it. (nil, nil)
+	// when it is unknown, expired or already taken.
+	TakeRefresh(ctx context.Context, refresh string) (oauth2.TokenInfo, error)
+
+	// Consents a person gave an application: the scopes allowed, by GitLab user id.
+	// GetConsent returns ErrNotFound when there is none. DeleteConsents removes one person's
+	// (userID > 0) or everybody's (userID == 0) consents for the application.
+	PutConsent(ctx context.Context, clientID string, userID int64, scopes []string) error
+	GetConsent(ctx context.Context, clientID string, userID int64) ([]string, error)
+	DeleteConsents(ctx context.Context, clientID string, userID int64) error
+
+	// The bridge's OpenID Connect signing keys, sealed by the bridge: one value shared by every
+	// instance. SwapKeySet replaces old with new only if the stored value is still old (nil: none
+	// stored), and reports whether it did, so that two instances never overwrite each other's keys.
+	GetKeySet(ctx context.Context) ([]byte, error) // ErrNotFound when none
+	SwapKeySet(ctx context.Context, old, new []byte) (bool, error)
 
 	oauth2.TokenStore
 

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -46,6 +47,11 @@ type Store struct {
 	codes    map[string]entry
 	access   map[string]entry
 	refresh  map[string]entry
+	used     map[string]entry
+	// consents holds each application's consents by GitLab user id.
+	consents map[string]map[int64][]byte
+	// keySet is nil while none is stored; SwapKeySet never stores an empty one.
+	keySet []byte
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -61,6 +67,8 @@ func New() *Store {
 		codes:    make(map[string]entry),
 		access:   make(map[string]entry),
 		refresh:  make(map[string]entry),
+		used:     make(map[string]entry),
+		consents: make(map[string]map[int64][]byte),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -82,10 +90,15 @@ func (s *Store) sweepEvery(interval time.Duration) {
 	}
 }
 
+// expiring lists the maps whose records have a TTL; the caller holds s.mu.
+func (s *Store) expiring() []map[string]entry {
+	return []map[string]entry{s.authz, s.sessions, s.codes, s.access, s.refresh, s.used}
+}
+
 func (s *Store) sweep(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range []map[string]entry{s.authz, s.sessions, s.codes, s.access, s.refresh} {
+	for _, m := range s.expiring() {
 		for k, e := range m {
 			if !e.live(now) {
 				delete(m, k)
@@ -239,6 +252,59 @@ func (s *Store) UpdateSession(_ context.Context, sess *store.Session) error {
 	return nil
 }
 
+func (s *Store) DeleteSession(_ context.Context, id string) error {
+	if _, ok := s.take(s.sessions, id); !ok {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// ListSessions decodes every live session to find the client's, rather than keep an index by
+// client: it serves rare administrative calls, and a scan cannot disagree with the records.
+func (s *Store) ListSessions(_ context.Context, clientID string) ([]*store.Session, error) {
+	now := time.Now()
+	s.mu.Lock()
+	raw := make([][]byte, 0, len(s.sessions))
+	for _, e := range s.sessions {
+		if e.live(now) {
+			raw = append(raw, e.value)
+		}
+	}
+	s.mu.Unlock()
+
+	sessions := make([]*store.Session, 0)
+	for _, b := range raw {
+		sess, err := decode[store.Session]("list sessions", b)
+		if err != nil {
+			return nil, err
+		}
+		if sess.ClientID == clientID {
+			sessions = append(sessions, sess)
+		}
+	}
+	return sessions, nil
+}
+
+// ---- used codes and refresh tokens ----
+
+func (s *Store) MarkUsed(_ context.Context, key, sessionID string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("memstore: mark used: ttl %v is not positive", ttl)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used[key] = entry{value: []byte(sessionID), expires: time.Now().Add(ttl)}
+	return nil
+}
+
+func (s *Store) UsedBy(_ context.Context, key string) (string, error) {
+	b, ok := s.get(s.used, key)
+	if !ok {
+		return "", store.ErrNotFound
+	}
+	return string(b), nil
+}
+
 // ---- tokens (oauth2.TokenStore) ----
 
 // Create stores a code, or an access token with its optional refresh token. A value whose
@@ -363,6 +429,124 @@ func (s *Store) RemoveByRefresh(_ context.Context, refresh string) error {
 	return nil
 }
 
+// TakeRefresh removes the refresh token and its access token under one hold of the lock, which
+// is what makes it atomic.
+func (s *Store) TakeRefresh(_ context.Context, refresh string) (oauth2.TokenInfo, error) {
+	if refresh == "" {
+		return nil, nil
+	}
+	key := store.TokenKey(refresh)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.refresh[key]
+	if !ok {
+		return nil, nil
+	}
+	delete(s.refresh, key)
+	if !e.live(time.Now()) {
+		return nil, nil
+	}
+	rec, err := decode[store.TokenRecord]("take refresh", e.value)
+	if err != nil {
+		return nil, err
+	}
+	if rec.AccessKey != "" {
+		delete(s.access, rec.AccessKey)
+	}
+	return rec.Info("", "", refresh), nil
+}
+
+// ---- consents ----
+
+func (s *Store) PutConsent(_ context.Context, clientID string, userID int64, scopes []string) error {
+	b, err := encodeConsent(userID, scopes)
+	if err != nil {
+		return fmt.Errorf("memstore: put consent: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byUser := s.consents[clientID]
+	if byUser == nil {
+		byUser = make(map[int64][]byte)
+		s.consents[clientID] = byUser
+	}
+	byUser[userID] = b
+	return nil
+}
+
+func (s *Store) GetConsent(_ context.Context, clientID string, userID int64) ([]string, error) {
+	s.mu.Lock()
+	b, ok := s.consents[clientID][userID]
+	s.mu.Unlock()
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	scopes, err := decode[[]string]("get consent", b)
+	if err != nil {
+		return nil, err
+	}
+	return *scopes, nil
+}
+
+func (s *Store) DeleteConsents(_ context.Context, clientID string, userID int64) error {
+	if userID < 0 {
+		return fmt.Errorf("memstore: delete consents: user id %d is negative", userID)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if userID == 0 {
+		delete(s.consents, clientID)
+		return nil
+	}
+	byUser := s.consents[clientID]
+	delete(byUser, userID)
+	if len(byUser) == 0 {
+		delete(s.consents, clientID)
+	}
+	return nil
+}
+
+// encodeConsent is the stored form of a consent, the JSON array redisstore stores too. User id 0
+// is refused because DeleteConsents takes it to mean everybody.
+func encodeConsent(userID int64, scopes []string) ([]byte, error) {
+	if userID <= 0 {
+		return nil, fmt.Errorf("user id %d is not positive", userID)
+	}
+	if scopes == nil {
+		scopes = []string{} // "[]", so that it reads back as no scope rather than null
+	}
+	return json.Marshal(scopes)
+}
+
+// ---- OpenID Connect keys ----
+
+func (s *Store) GetKeySet(context.Context) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.keySet == nil {
+		return nil, store.ErrNotFound
+	}
+	return bytes.Clone(s.keySet), nil
+}
+
+// SwapKeySet treats an empty old like nil: no stored key set is ever empty.
+func (s *Store) SwapKeySet(_ context.Context, old, next []byte) (bool, error) {
+	if len(next) == 0 {
+		return false, errors.New("memstore: swap key set: the new key set is empty")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(old) == 0 {
+		if s.keySet != nil {
+			return false, nil
+		}
+	} else if !bytes.Equal(s.keySet, old) {
+		return false, nil
+	}
+	s.keySet = bytes.Clone(next)
+	return true, nil
+}
+
 // DumpRaw returns every key and record the store holds, for tests that check what is kept.
 func (s *Store) DumpRaw(context.Context) ([]byte, error) {
 	s.mu.Lock()
@@ -374,13 +558,25 @@ func (s *Store) DumpRaw(context.Context) ([]byte, error) {
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
-	for _, m := range []map[string]entry{s.authz, s.sessions, s.codes, s.access, s.refresh} {
+	for _, m := range s.expiring() {
 		for k, e := range m {
 			buf.WriteString(k)
 			buf.WriteByte('\n')
 			buf.Write(e.value)
 			buf.WriteByte('\n')
 		}
+	}
+	for clientID, byUser := range s.consents {
+		for userID, b := range byUser {
+			fmt.Fprintf(&buf, "consent:%s:%d\n", clientID, userID)
+			buf.Write(b)
+			buf.WriteByte('\n')
+		}
+	}
+	if s.keySet != nil {
+		buf.WriteString("oidc:keyset\n")
+		buf.Write(s.keySet)
+		buf.WriteByte('\n')
 	}
 	return buf.Bytes(), nil
 }

@@ -34,6 +34,9 @@ func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
 	if err := s.Create(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.MarkUsed(ctx, "used", "short", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 
 	s.sweep(time.Now().Add(2 * time.Minute))
 
@@ -45,8 +48,8 @@ func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
 	if _, ok := s.sessions["long"]; !ok {
 		t.Error("live session swept")
 	}
-	if len(s.authz) != 0 || len(s.access) != 0 {
-		t.Errorf("expired records kept: %d authorizations, %d access tokens", len(s.authz), len(s.access))
+	if len(s.authz) != 0 || len(s.access) != 0 || len(s.used) != 0 {
+		t.Errorf("expired records kept: %d authorizations, %d access tokens, %d used marks", len(s.authz), len(s.access), len(s.used))
 	}
 	if len(s.refresh) != 1 {
 		t.Error("refresh token without expiry swept")

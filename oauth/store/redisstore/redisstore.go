@@ -12,12 +12,19 @@
 //	apps            SET of application ids
 //	authz:<key>     authorization JSON, with the TTL given to PutAuthorization
 //	session:<id>    session JSON, with the TTL given to PutSession
+//	sessions:<cid>  SET of the ids of client cid's sessions (no expiry; ids whose session has
+//	                expired are removed by ListSessions)
 //	code:<key>      code record, expiring with the code
 //	access:<key>    access token record, expiring with the token
 //	refresh:<key>   refresh token record, expiring with the token, or never
+//	used:<key>      id of the session that used the code or refresh token, with the TTL given
+//	                to MarkUsed
+//	consents:<cid>  HASH of client cid's consents: GitLab user id (decimal) -> JSON array of
+//	                scopes (no expiry)
+//	oidc:keyset     the sealed OpenID Connect key set (no expiry)
 //
-// No command or transaction spans two keys, so that every operation works on Redis Cluster
-// without hash tags; where two keys change together they are sent in one pipeline.
+// No command, transaction or script spans two keys, so that every operation works on Redis
+// Cluster without hash tags; where two keys change together they are sent in one pipeline.
 package redisstore
 
 import (
@@ -26,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +71,16 @@ func (s *Store) sessionKey(id string) string { return s.prefix + "session:" + id
 func (s *Store) codeKey(tk string) string    { return s.prefix + "code:" + tk }
 func (s *Store) accessKey(tk string) string  { return s.prefix + "access:" + tk }
 func (s *Store) refreshKey(tk string) string { return s.prefix + "refresh:" + tk }
+func (s *Store) usedKey(tk string) string    { return s.prefix + "used:" + tk }
+func (s *Store) keySetKey() string           { return s.prefix + "oidc:keyset" }
+
+func (s *Store) clientSessionsKey(clientID string) string {
+	return s.prefix + "sessions:" + clientID
+}
+
+func (s *Store) consentsKey(clientID string) string {
+	return s.prefix + "consents:" + clientID
+}
 
 func wrap(op string, err error) error { return fmt.Errorf("redisstore: %s: %w", op, err) }
 
@@ -197,6 +215,9 @@ func (s *Store) TakeAuthorization(ctx context.Context, key string) (*store.Autho
 
 // ---- sessions ----
 
+// PutSession sends SET (which replaces the value and the TTL) and SADD to the client's index in
+// one pipeline, SET first: an id must not be in the index before its record exists, or a
+// concurrent ListSessions could take it for an expired one and remove it.
 func (s *Store) PutSession(ctx context.Context, sess *store.Session, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("redisstore: put session: ttl %v is not positive", ttl)
@@ -205,25 +226,125 @@ func (s *Store) PutSession(ctx context.Context, sess *store.Session, ttl time.Du
 	if err != nil {
 		return wrap("put session", err)
 	}
-	return s.check("put session", s.c.Set(ctx, s.sessionKey(sess.ID), b, roundTTL(ttl)).Err())
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.sessionKey(sess.ID), b, roundTTL(ttl))
+		p.SAdd(ctx, s.clientSessionsKey(sess.ClientID), sess.ID)
+		return nil
+	})
+	return s.check("put session", err)
 }
 
 func (s *Store) GetSession(ctx context.Context, id string) (*store.Session, error) {
 	return record[store.Session]("get session", s.c.Get(ctx, s.sessionKey(id)))
 }
 
-// UpdateSession uses SET XX KEEPTTL: one round trip that neither revives an expired session nor
-// extends a live one.
+// UpdateSession uses SET XX KEEPTTL, which neither revives an expired session nor extends a live
+// one. The SADD in the same pipeline keeps the session in its client's index should its ClientID
+// change; when the SET finds no session, the id it adds is removed by the next ListSessions.
 func (s *Store) UpdateSession(ctx context.Context, sess *store.Session) error {
 	b, err := json.Marshal(sess)
 	if err != nil {
 		return wrap("update session", err)
 	}
-	err = s.c.SetArgs(ctx, s.sessionKey(sess.ID), b, redis.SetArgs{Mode: "XX", KeepTTL: true}).Err()
-	if isNil(err) {
+	var (
+		set  *redis.StatusCmd
+		sadd *redis.IntCmd
+	)
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.SetArgs(ctx, s.sessionKey(sess.ID), b, redis.SetArgs{Mode: "XX", KeepTTL: true})
+		sadd = p.SAdd(ctx, s.clientSessionsKey(sess.ClientID), sess.ID)
+		return nil
+	})
+	if err != nil && !isNil(err) {
+		return wrap("update session", err)
+	}
+	// The pipeline reports only its first error, which may be the SET's "not set" hiding a
+	// failed SADD.
+	if err := sadd.Err(); err != nil {
+		return wrap("update session", err)
+	}
+	if isNil(set.Err()) {
 		return store.ErrNotFound
 	}
-	return s.check("update session", err)
+	return s.check("update session", set.Err())
+}
+
+// DeleteSession takes the record with GETDEL, as the index to remove the id from is the one of
+// the session's client, which only the record tells: two round trips when the session exists.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	sess, err := record[store.Session]("delete session", s.c.GetDel(ctx, s.sessionKey(id)))
+	if err != nil {
+		return err
+	}
+	if err := s.c.SRem(ctx, s.clientSessionsKey(sess.ClientID), id).Err(); err != nil {
+		return wrap("delete session: the session is deleted, but not its id from the client's index", err)
+	}
+	return nil
+}
+
+// ListSessions reads the client's index, then every record in one pipeline (not MGET, which
+// Cluster refuses across slots). Ids whose session has expired or been deleted, or now belongs
+// to another client, are skipped and removed from the index, which nothing else shrinks.
+func (s *Store) ListSessions(ctx context.Context, clientID string) ([]*store.Session, error) {
+	key := s.clientSessionsKey(clientID)
+	ids, err := s.c.SMembers(ctx, key).Result()
+	if err != nil {
+		return nil, wrap("list sessions", err)
+	}
+	sessions := make([]*store.Session, 0, len(ids))
+	if len(ids) == 0 {
+		return sessions, nil
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.Get(ctx, s.sessionKey(id))
+		}
+		return nil
+	})
+	if err != nil && !isNil(err) {
+		return nil, wrap("list sessions", err)
+	}
+	var stale []any
+	for i, cmd := range cmds {
+		sess, err := record[store.Session]("list sessions", cmd)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			stale = append(stale, ids[i])
+		case err != nil:
+			return nil, err
+		case sess.ClientID != clientID:
+			stale = append(stale, ids[i])
+		default:
+			sessions = append(sessions, sess)
+		}
+	}
+	if len(stale) > 0 {
+		if err := s.c.SRem(ctx, key, stale...).Err(); err != nil {
+			return nil, wrap("list sessions: removing stale ids", err)
+		}
+	}
+	return sessions, nil
+}
+
+// ---- used codes and refresh tokens ----
+
+func (s *Store) MarkUsed(ctx context.Context, key, sessionID string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("redisstore: mark used: ttl %v is not positive", ttl)
+	}
+	return s.check("mark used", s.c.Set(ctx, s.usedKey(key), sessionID, roundTTL(ttl)).Err())
+}
+
+func (s *Store) UsedBy(ctx context.Context, key string) (string, error) {
+	id, err := s.c.Get(ctx, s.usedKey(key)).Result()
+	if isNil(err) {
+		return "", store.ErrNotFound
+	}
+	if err != nil {
+		return "", wrap("used by", err)
+	}
+	return id, nil
 }
 
 // ---- tokens (oauth2.TokenStore) ----
@@ -345,11 +466,121 @@ func (s *Store) RemoveByRefresh(ctx context.Context, refresh string) error {
 	return s.check("remove by refresh", s.c.Del(ctx, s.accessKey(rec.AccessKey)).Err())
 }
 
+// TakeRefresh consumes the refresh token with GETDEL, then deletes its access token: two round
+// trips, as the access key is only known from the record. If the second fails, the refresh token
+// is gone all the same and the error is returned: the caller must not issue a new pair while the
+// old access token may still work.
+func (s *Store) TakeRefresh(ctx context.Context, refresh string) (oauth2.TokenInfo, error) {
+	if refresh == "" {
+		return nil, nil
+	}
+	rec, err := s.getToken("take refresh", s.c.GetDel(ctx, s.refreshKey(store.TokenKey(refresh))))
+	if rec == nil || err != nil {
+		return nil, err
+	}
+	if rec.AccessKey != "" {
+		if err := s.c.Del(ctx, s.accessKey(rec.AccessKey)).Err(); err != nil {
+			return nil, wrap("take refresh: the refresh token is consumed, but its access token is not deleted", err)
+		}
+	}
+	return rec.Info("", "", refresh), nil
+}
+
+// ---- consents ----
+
+// consentField is a user's field in the consents hash. User id 0 is refused because
+// DeleteConsents takes it to mean everybody.
+func consentField(userID int64) (string, error) {
+	if userID <= 0 {
+		return "", fmt.Errorf("user id %d is not positive", userID)
+	}
+	return strconv.FormatInt(userID, 10), nil
+}
+
+func (s *Store) PutConsent(ctx context.Context, clientID string, userID int64, scopes []string) error {
+	field, err := consentField(userID)
+	if err != nil {
+		return wrap("put consent", err)
+	}
+	if scopes == nil {
+		scopes = []string{} // "[]", so that it reads back as no scope rather than null
+	}
+	b, err := json.Marshal(scopes)
+	if err != nil {
+		return wrap("put consent", err)
+	}
+	return s.check("put consent", s.c.HSet(ctx, s.consentsKey(clientID), field, b).Err())
+}
+
+func (s *Store) GetConsent(ctx context.Context, clientID string, userID int64) ([]string, error) {
+	if userID <= 0 {
+		return nil, store.ErrNotFound // PutConsent never stores one
+	}
+	scopes, err := record[[]string]("get consent", s.c.HGet(ctx, s.consentsKey(clientID), strconv.FormatInt(userID, 10)))
+	if err != nil {
+		return nil, err
+	}
+	return *scopes, nil
+}
+
+func (s *Store) DeleteConsents(ctx context.Context, clientID string, userID int64) error {
+	switch {
+	case userID < 0:
+		return fmt.Errorf("redisstore: delete consents: user id %d is negative", userID)
+	case userID == 0:
+		return s.check("delete consents", s.c.Del(ctx, s.consentsKey(clientID)).Err())
+	default:
+		return s.check("delete consents", s.c.HDel(ctx, s.consentsKey(clientID), strconv.FormatInt(userID, 10)).Err())
+	}
+}
+
+// ---- OpenID Connect keys ----
+
+func (s *Store) GetKeySet(ctx context.Context) ([]byte, error) {
+	b, err := s.c.Get(ctx, s.keySetKey()).Bytes()
+	if isNil(err) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, wrap("get key set", err)
+	}
+	return b, nil
+}
+
+// swapKeySet is the compare-and-set Redis lacks: KEYS[1] is set to ARGV[2] only if its value is
+// ARGV[1], or if it does not exist and ARGV[1] is empty. A script rather than WATCH/MULTI, which
+// would need a connection of its own and a retry loop.
+var swapKeySet = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then
+	if cur then return 0 end
+elseif cur ~= ARGV[1] then
+	return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+`)
+
+// SwapKeySet treats an empty old like nil: no stored key set is ever empty.
+func (s *Store) SwapKeySet(ctx context.Context, old, next []byte) (bool, error) {
+	if len(next) == 0 {
+		return false, errors.New("redisstore: swap key set: the new key set is empty")
+	}
+	if old == nil {
+		old = []byte{}
+	}
+	n, err := swapKeySet.Run(ctx, s.c, []string{s.keySetKey()}, old, next).Int64()
+	if err != nil {
+		return false, wrap("swap key set", err)
+	}
+	return n == 1, nil
+}
+
 // ---- inspection ----
 
-// DumpRaw returns every key under the store's prefix with its value (set members for the apps
-// set), for tests that check what is written to Redis. It walks the keyspace with SCAN, on every
-// primary of a Cluster, and is not meant for production use.
+// DumpRaw returns every key under the store's prefix with its value (the members of a set, the
+// fields and values of a hash), for tests that check what is written to Redis. It walks the
+// keyspace with SCAN, on every primary of a Cluster, and is not meant for production use.
 func (s *Store) DumpRaw(ctx context.Context) ([]byte, error) {
 	var buf bytes.Buffer
 	dump := func(ctx context.Context, c redis.UniversalClient) error {
@@ -358,13 +589,26 @@ func (s *Store) DumpRaw(ctx context.Context) ([]byte, error) {
 			key := iter.Val()
 			buf.WriteString(key)
 			buf.WriteByte('\n')
-			if key == s.appsKey() {
+			typ, err := c.Type(ctx, key).Result()
+			if err != nil {
+				return err
+			}
+			switch typ {
+			case "set":
 				members, err := c.SMembers(ctx, key).Result()
 				if err != nil {
 					return err
 				}
 				buf.WriteString(strings.Join(members, "\n"))
-			} else {
+			case "hash":
+				fields, err := c.HGetAll(ctx, key).Result()
+				if err != nil {
+					return err
+				}
+				for f, v := range fields {
+					buf.WriteString(f + "\n" + v + "\n")
+				}
+			default: // "string", or "none" for a key that expired since SCAN saw it
 				v, err := c.Get(ctx, key).Bytes()
 				if err != nil && !isNil(err) {
 					return err

@@ -93,6 +93,86 @@ func TestListAppsSkipsIdsWithoutRecord(t *testing.T) {
 	}
 }
 
+// The key layout in the package comment is what operators see in Redis, and what
+// DeleteConsents(client, 0) being a single DEL rests on.
+func TestKeyLayout(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	sess := &store.Session{ID: "s1", ClientID: "c1"}
+	if err := s.PutSession(ctx, sess, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkUsed(ctx, "k1", "s1", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutConsent(ctx, "c1", 42, []string{"openid", "read_user"}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.SwapKeySet(ctx, nil, []byte("keys")); !ok || err != nil {
+		t.Fatalf("swap key set: %v, %v", ok, err)
+	}
+
+	if got := c.SMembers(ctx, "ssobridge:sessions:c1").Val(); len(got) != 1 || got[0] != "s1" {
+		t.Errorf("sessions:c1 = %q, want [s1]", got)
+	}
+	if got := c.Get(ctx, "ssobridge:used:k1").Val(); got != "s1" {
+		t.Errorf("used:k1 = %q, want s1", got)
+	}
+	if ttl := c.PTTL(ctx, "ssobridge:used:k1").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("used:k1 expires in %v, want at most an hour", ttl)
+	}
+	if got := c.HGetAll(ctx, "ssobridge:consents:c1").Val(); len(got) != 1 || got["42"] != `["openid","read_user"]` {
+		t.Errorf("consents:c1 = %q, want 42 -> [\"openid\",\"read_user\"]", got)
+	}
+	if got := c.Get(ctx, "ssobridge:oidc:keyset").Val(); got != "keys" {
+		t.Errorf("oidc:keyset = %q, want keys", got)
+	}
+
+	if err := s.DeleteSession(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteConsents(ctx, "c1", 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"ssobridge:sessions:c1", "ssobridge:consents:c1"} {
+		if n := c.Exists(ctx, key).Val(); n != 0 {
+			t.Errorf("%s is left after its last member was deleted", key)
+		}
+	}
+}
+
+// The index of a client's sessions is cleaned as it is read: ids whose session has expired, or
+// now belongs to another client, are removed from it.
+func TestListSessionsRemovesStaleIds(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	for _, sess := range []*store.Session{{ID: "live", ClientID: "c1"}, {ID: "moved", ClientID: "c2"}} {
+		if err := s.PutSession(ctx, sess, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.SAdd(ctx, "ssobridge:sessions:c1", "expired", "moved").Err(); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListSessions(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].ID != "live" {
+		t.Errorf("ListSessions = %d sessions, want only %q", len(list), "live")
+	}
+	if got := c.SMembers(ctx, "ssobridge:sessions:c1").Val(); len(got) != 1 || got[0] != "live" {
+		t.Errorf("index after ListSessions = %q, want [live]", got)
+	}
+	if got := c.SMembers(ctx, "ssobridge:sessions:c2").Val(); len(got) != 1 || got[0] != "moved" {
+		t.Errorf("the other client's index = %q, want [moved]", got)
+	}
+}
+
 // Every operation on a store whose Redis has gone away must fail with an error that is not
 // ErrNotFound (and, for tokens, not the (nil, nil) of "unknown"), so that an outage is never
 // mistaken for a missing session, app or code.
@@ -137,6 +217,18 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 		"RemoveByAccess":    func() error { return s.RemoveByAccess(ctx, "access") },
 		"RemoveByRefresh":   func() error { return s.RemoveByRefresh(ctx, "refresh") },
 		"DumpRaw":           func() error { _, err := s.DumpRaw(ctx); return err },
+		"DeleteSession":     func() error { return s.DeleteSession(ctx, "s1") },
+		"ListSessions":      func() error { _, err := s.ListSessions(ctx, ""); return err },
+		"MarkUsed":          func() error { return s.MarkUsed(ctx, "k", "s1", time.Minute) },
+		"UsedBy":            func() error { _, err := s.UsedBy(ctx, "k"); return err },
+		"TakeRefresh":       func() error { _, err := s.TakeRefresh(ctx, "refresh"); return err },
+		"PutConsent":        func() error { return s.PutConsent(ctx, "a1", 1, []string{"openid"}) },
+		"GetConsent":        func() error { _, err := s.GetConsent(ctx, "a1", 1); return err },
+		"DeleteConsents 1":  func() error { return s.DeleteConsents(ctx, "a1", 1) },
+		"DeleteConsents 0":  func() error { return s.DeleteConsents(ctx, "a1", 0) },
+		"GetKeySet":         func() error { _, err := s.GetKeySet(ctx); return err },
+		"SwapKeySet nil":    func() error { _, err := s.SwapKeySet(ctx, nil, []byte("k")); return err },
+		"SwapKeySet":        func() error { _, err := s.SwapKeySet(ctx, []byte("j"), []byte("k")); return err },
 	}
 	for name, op := range ops {
 		err := op()

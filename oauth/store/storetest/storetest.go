@@ -11,6 +11,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,7 +74,26 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"a session round trip keeps every field, raw user JSON and times included", testSessionRoundTrip},
 		{"an unknown session is ErrNotFound", testSessionUnknown},
 		{"UpdateSession on a missing session is ErrNotFound and creates nothing", testSessionUpdateMissing},
-		{"sessions are copies: changing one passed in or read back does not change the store", testSessionCopies},
+		{"sessions are copies: changing one passed in, read back or listed does not change the store", testSessionCopies},
+		{"PutSession replaces a session with the same ID", testSessionPutReplaces},
+		{"a deleted session is gone from get and list, and deleting it again is ErrNotFound", testSessionDelete},
+		{"deleting an unknown session is ErrNotFound", testSessionDeleteUnknown},
+		{"concurrent deletes of one session: exactly one succeeds", testSessionConcurrentDelete},
+		{"ListSessions returns the sessions of the client asked for, and only those", testSessionList},
+		{"a session is listed under the client it now has, whichever write changed it", testSessionListFollowsClient},
+
+		{"a used code or refresh token is remembered with the session that used it", testUsed},
+
+		{"consents read back by application and person", testConsentRoundTrip},
+		{"PutConsent replaces the scopes a person consented to", testConsentReplace},
+		{"DeleteConsents removes one person's consent, or with user id 0 everybody's, of one application", testConsentDelete},
+		{"a consent for a user id that is not positive is refused", testConsentUserID},
+		{"consents are copies: changing one passed in or read back does not change the store", testConsentCopies},
+
+		{"without a key set, GetKeySet is ErrNotFound", testKeySetNone},
+		{"SwapKeySet replaces the key set only if it is still the old one", testKeySetSwap},
+		{"concurrent swaps from the same old key set: exactly one wins", testKeySetConcurrentSwap},
+		{"key sets are copies: changing one passed in or read back does not change the store", testKeySetCopies},
 
 		{"a code is returned once, then never again", testCodeOnce},
 		{"concurrent redemptions of one code: exactly one wins", testCodeConcurrentRedeem},
@@ -83,6 +103,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"an access token without a refresh token is found by access only", testTokenAccessOnly},
 		{"removing an access token leaves its refresh token", testRemoveAccess},
 		{"removing a refresh token also revokes the access token issued with it", testRemoveRefresh},
+		{"TakeRefresh consumes a refresh token and deletes the access token issued with it", testTakeRefresh},
+		{"TakeRefresh of an unknown or empty value is (nil, nil)", testTakeRefreshUnknown},
+		{"concurrent takes of one refresh token: exactly one wins", testTakeRefreshConcurrent},
 		{"unknown or empty values find nothing, and removing them is not an error", testTokenUnknown},
 		{"tokens are copies: changing one read back does not change the store", testTokenCopies},
 		{"no raw token value appears in stored records", testNoRawValues},
@@ -102,6 +125,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			{"expired authorization is not returned", startAuthzExpiry},
 			{"expired session is not returned", startSessionExpiry},
 			{"UpdateSession replaces the session and keeps its expiry", startSessionUpdateKeepsExpiry},
+			{"PutSession on an existing session replaces its expiry", startSessionPutReplacesExpiry},
+			{"ListSessions skips expired sessions", startSessionListExpiry},
+			{"a used mark expires", startUsedExpiry},
+			{"an expired refresh token cannot be taken", startTakeRefreshExpiry},
 			{"expired code is not returned", startCodeExpiry},
 			{"an access token expires on its own; a refresh token without expiry stays", startTokenExpiry},
 		})
@@ -135,15 +162,17 @@ func runExpiry(t *testing.T, s store.Store, cases []expiryCase) {
 func newApp(id, name string) *store.Application {
 	now := time.Now()
 	return &store.Application{
-		ID:           id,
-		Name:         name,
-		RedirectURIs: []string{"https://chat.example.com/signup/gitlab/complete"},
-		Scopes:       []string{"read_user", "openid"},
-		Trusted:      true,
-		Confidential: true,
-		SecretHash:   store.HashSecret(store.NewSecret()),
-		CreatedAt:    now,
-		UpdatedAt:    now,
+		ID:             id,
+		Name:           name,
+		RedirectURIs:   []string{"https://chat.example.com/signup/gitlab/complete"},
+		Scopes:         []string{"read_user", "openid"},
+		Trusted:        true,
+		Confidential:   true,
+		RequirePKCE:    true,
+		AllowPlainPKCE: true,
+		SecretHash:     store.HashSecret(store.NewSecret()),
+		CreatedAt:      now,
+		UpdatedAt:      now,
 	}
 }
 
@@ -155,28 +184,37 @@ func newAuthz() *store.Authorization {
 		Scope:               "read_user",
 		CodeChallenge:       "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
 		CodeChallengeMethod: "S256",
+		Nonce:               "n-0S6_WzA2Mj",
 		UpstreamVerifier:    store.NewID(32),
 		CreatedAt:           time.Now(),
+		SessionID:           store.NewID(16),
+		ConsentCookie:       store.TokenKey(store.NewID(32)),
 	}
 }
 
 func newSession() *store.Session {
 	now := time.Now()
 	return &store.Session{
-		ID:           store.NewID(16),
-		GitLabUserID: 42,
-		Username:     "jdoe",
-		ClientID:     store.NewClientID(),
-		Token: store.UpstreamToken{
-			AccessToken:  "glpat-" + store.NewID(10),
-			RefreshToken: store.NewID(32),
-			TokenType:    "Bearer",
-			Expiry:       now.Add(2 * time.Hour),
-		},
+		ID:            store.NewID(16),
+		GitLabUserID:  42,
+		Username:      "jdoe",
+		ClientID:      store.NewClientID(),
+		SealedToken:   sealed(),
+		Scope:         "openid read_user",
+		Nonce:         "n-0S6_WzA2Mj",
+		AuthTime:      now.Add(-time.Minute),
+		Groups:        []string{"infra", "infra/on-call"},
 		User:          json.RawMessage(`{"id":42,"username":"jdoe","name":"J. Doe","email":"jdoe@example.com","identities":[]}`),
 		UserFetchedAt: now,
 		CreatedAt:     now,
 	}
+}
+
+// sealed stands for a sealed upstream token: random bytes, most of them not valid UTF-8.
+func sealed() []byte {
+	b := make([]byte, 96)
+	_, _ = rand.Read(b)
+	return b
 }
 
 // codeToken is what go-oauth2 stores for an authorization code.
@@ -377,6 +415,7 @@ func testAppUpdate(t *testing.T, s store.Store) {
 	app.Name = "Mattermost (prod)"
 	app.RedirectURIs = append(app.RedirectURIs, "https://chat2.example.com/signup/gitlab/complete")
 	app.Trusted = false
+	app.AllowPlainPKCE = false
 	app.SecretHash = store.HashSecret(store.NewSecret())
 	app.UpdatedAt = app.UpdatedAt.Add(time.Minute)
 	must(t, "update", s.UpdateApp(t.Context(), app))
@@ -534,6 +573,12 @@ func testNonPositiveTTL(t *testing.T, s store.Store) {
 		}
 		_, err = s.GetSession(t.Context(), sess.ID)
 		mustNotFound(t, fmt.Sprintf("get after put with ttl %v", ttl), err)
+
+		if err := s.MarkUsed(t.Context(), key, sess.ID, ttl); err == nil {
+			t.Errorf("MarkUsed with ttl %v succeeded, want an error", ttl)
+		}
+		_, err = s.UsedBy(t.Context(), key)
+		mustNotFound(t, fmt.Sprintf("used by after mark with ttl %v", ttl), err)
 	}
 }
 
@@ -548,28 +593,31 @@ func testSessionRoundTrip(t *testing.T, s store.Store) {
 	if !bytes.Equal(got.User, sess.User) {
 		t.Errorf("user JSON = %s, want %s", got.User, sess.User)
 	}
+	if !bytes.Equal(got.SealedToken, sess.SealedToken) {
+		t.Errorf("sealed token = %x, want %x", got.SealedToken, sess.SealedToken)
+	}
 	for _, tm := range []struct {
 		field     string
 		got, want time.Time
 	}{
 		{"CreatedAt", got.CreatedAt, sess.CreatedAt},
 		{"UserFetchedAt", got.UserFetchedAt, sess.UserFetchedAt},
-		{"Token.Expiry", got.Token.Expiry, sess.Token.Expiry},
+		{"AuthTime", got.AuthTime, sess.AuthTime},
 	} {
 		if !tm.got.Equal(tm.want) {
 			t.Errorf("%s = %v, want %v", tm.field, tm.got, tm.want)
 		}
 	}
 
-	// A token without expiry and a session without user JSON come back as they went in.
+	// A session without user JSON, groups, scope, nonce or auth time comes back as it went in.
 	bare := newSession()
-	bare.Token = store.UpstreamToken{AccessToken: "glpat-" + store.NewID(10)}
-	bare.User = nil
+	bare.User, bare.Groups, bare.Scope, bare.Nonce, bare.AuthTime = nil, nil, "", "", time.Time{}
 	must(t, "put bare", s.PutSession(t.Context(), bare, time.Hour))
 	got, err = s.GetSession(t.Context(), bare.ID)
 	must(t, "get bare", err)
-	if !got.Token.Expiry.IsZero() {
-		t.Errorf("token expiry = %v, want zero", got.Token.Expiry)
+	sameJSON(t, "bare session", got, bare)
+	if !got.AuthTime.IsZero() || len(got.Groups) != 0 {
+		t.Errorf("auth time %v, groups %q; want zero and none", got.AuthTime, got.Groups)
 	}
 	if len(got.User) != 0 && string(got.User) != "null" {
 		t.Errorf("user JSON = %s, want none", got.User)
@@ -602,8 +650,7 @@ func startSessionUpdateKeepsExpiry(t *testing.T, s store.Store) func(*testing.T)
 	updated := make(chan error, 1)
 	go func() {
 		time.Sleep(shortTTL / 2)
-		sess.Token.AccessToken = "glpat-" + store.NewID(10)
-		sess.Token.Expiry = sess.Token.Expiry.Add(time.Hour)
+		sess.SealedToken = sealed()
 		sess.User = json.RawMessage(`{"id":42,"username":"jdoe2"}`)
 		sess.UserFetchedAt = time.Now()
 		if err := s.UpdateSession(ctx, sess); err != nil {
@@ -615,7 +662,7 @@ func startSessionUpdateKeepsExpiry(t *testing.T, s store.Store) func(*testing.T)
 			updated <- fmt.Errorf("get after update: %w", err)
 			return
 		}
-		if string(got.User) != string(sess.User) || got.Token.AccessToken != sess.Token.AccessToken {
+		if string(got.User) != string(sess.User) || !bytes.Equal(got.SealedToken, sess.SealedToken) {
 			updated <- errors.New("get after update returned the session as it was before")
 			return
 		}
@@ -637,20 +684,201 @@ func testSessionUpdateMissing(t *testing.T, s store.Store) {
 
 func testSessionCopies(t *testing.T, s store.Store) {
 	sess := newSession()
-	wantUser := bytes.Clone(sess.User)
+	want, err := json.Marshal(sess)
+	must(t, "encode", err)
 	must(t, "put", s.PutSession(t.Context(), sess, time.Hour))
 	sess.User[2] = 'X'
+	sess.SealedToken[0] ^= 0xff
+	sess.Groups[0] = "changed after put"
 	sess.Username = "changed after put"
 
 	got, err := s.GetSession(t.Context(), sess.ID)
 	must(t, "get", err)
 	got.User[2] = 'Y'
-	got.Token.AccessToken = "changed after get"
+	got.SealedToken[1] ^= 0xff
+	got.Groups[0] = "changed after get"
+
+	listed, err := s.ListSessions(t.Context(), sess.ClientID)
+	must(t, "list", err)
+	if len(listed) != 1 {
+		t.Fatalf("list has %d sessions, want 1", len(listed))
+	}
+	listed[0].User[2] = 'Z'
+	listed[0].SealedToken[2] ^= 0xff
+	listed[0].Groups[0] = "changed after list"
 
 	again, err := s.GetSession(t.Context(), sess.ID)
 	must(t, "get again", err)
-	if !bytes.Equal(again.User, wantUser) || again.Username != "jdoe" || again.Token.AccessToken == "changed after get" {
-		t.Errorf("stored session changed through a copy: user %s, username %q", again.User, again.Username)
+	if g, _ := json.Marshal(again); !bytes.Equal(g, want) {
+		t.Errorf("stored session changed through a copy:\n got: %s\nwant: %s", g, want)
+	}
+}
+
+func testSessionPutReplaces(t *testing.T, s store.Store) {
+	sess := newSession()
+	must(t, "put", s.PutSession(t.Context(), sess, time.Hour))
+	replacement := newSession()
+	replacement.ID, replacement.ClientID = sess.ID, sess.ClientID
+	replacement.Username, replacement.Groups = "jdoe2", nil
+	must(t, "put again", s.PutSession(t.Context(), replacement, time.Hour))
+	got, err := s.GetSession(t.Context(), sess.ID)
+	must(t, "get", err)
+	sameJSON(t, "replaced session", got, replacement)
+	listed, err := s.ListSessions(t.Context(), sess.ClientID)
+	must(t, "list", err)
+	if len(listed) != 1 {
+		t.Errorf("list has %d sessions after a replacement, want 1", len(listed))
+	}
+}
+
+// startSessionPutReplacesExpiry puts one session short then long, and another long then short:
+// only the second must have expired.
+func startSessionPutReplacesExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	extended, shortened := newSession(), newSession()
+	must(t, "put", s.PutSession(t.Context(), extended, shortTTL))
+	must(t, "put", s.PutSession(t.Context(), shortened, time.Hour))
+	must(t, "put again", s.PutSession(t.Context(), extended, time.Hour))
+	must(t, "put again", s.PutSession(t.Context(), shortened, shortTTL))
+	return func(t *testing.T) {
+		_, err := s.GetSession(t.Context(), extended.ID)
+		must(t, "get the session put again with a longer TTL", err)
+		_, err = s.GetSession(t.Context(), shortened.ID)
+		mustNotFound(t, "get the session put again with a shorter TTL", err)
+	}
+}
+
+func testSessionDelete(t *testing.T, s store.Store) {
+	keep, gone := newSession(), newSession()
+	gone.ClientID = keep.ClientID
+	must(t, "put", s.PutSession(t.Context(), keep, time.Hour))
+	must(t, "put", s.PutSession(t.Context(), gone, time.Hour))
+	must(t, "delete", s.DeleteSession(t.Context(), gone.ID))
+	_, err := s.GetSession(t.Context(), gone.ID)
+	mustNotFound(t, "get deleted session", err)
+	mustNotFound(t, "update deleted session", s.UpdateSession(t.Context(), gone))
+	mustNotFound(t, "delete again", s.DeleteSession(t.Context(), gone.ID))
+	wantSessions(t, s, keep.ClientID, keep)
+	_, err = s.GetSession(t.Context(), keep.ID)
+	must(t, "get the other session", err)
+}
+
+func testSessionDeleteUnknown(t *testing.T, s store.Store) {
+	mustNotFound(t, "delete unknown session", s.DeleteSession(t.Context(), store.NewID(16)))
+}
+
+func testSessionConcurrentDelete(t *testing.T, s store.Store) {
+	sess := newSession()
+	must(t, "put", s.PutSession(t.Context(), sess, time.Hour))
+	wins := race(t, func() (bool, error) {
+		err := s.DeleteSession(t.Context(), sess.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if wins != 1 {
+		t.Errorf("%d concurrent deletes succeeded, want exactly 1", wins)
+	}
+}
+
+func testSessionList(t *testing.T, s store.Store) {
+	clientA, clientB := store.NewClientID(), store.NewClientID()
+	a1, a2, b1 := newSession(), newSession(), newSession()
+	a1.ClientID, a2.ClientID, b1.ClientID = clientA, clientA, clientB
+	for _, sess := range []*store.Session{a1, a2, b1} {
+		must(t, "put", s.PutSession(t.Context(), sess, time.Hour))
+	}
+	wantSessions(t, s, clientA, a1, a2)
+	wantSessions(t, s, clientB, b1)
+	wantSessions(t, s, store.NewClientID())
+}
+
+// testSessionListFollowsClient moves a session from client to client, with PutSession, then with
+// UpdateSession: it must never be left out of the list of the client it belongs to, where
+// revoking that client's grants would miss it.
+func testSessionListFollowsClient(t *testing.T, s store.Store) {
+	sess := newSession()
+	first := sess.ClientID
+	must(t, "put", s.PutSession(t.Context(), sess, time.Hour))
+	sess.ClientID = store.NewClientID()
+	second := sess.ClientID
+	must(t, "put again", s.PutSession(t.Context(), sess, time.Hour))
+	wantSessions(t, s, first)
+	wantSessions(t, s, second, sess)
+
+	sess.ClientID = store.NewClientID()
+	must(t, "update", s.UpdateSession(t.Context(), sess))
+	wantSessions(t, s, second)
+	wantSessions(t, s, sess.ClientID, sess)
+}
+
+// startSessionListExpiry lists the sessions before expiry as well, so that the check cannot pass
+// because the expiring session was never listed.
+func startSessionListExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	short, long := newSession(), newSession()
+	long.ClientID = short.ClientID
+	must(t, "put", s.PutSession(t.Context(), short, shortTTL))
+	must(t, "put", s.PutSession(t.Context(), long, time.Hour))
+	wantSessions(t, s, short.ClientID, short, long)
+	return func(t *testing.T) {
+		wantSessions(t, s, short.ClientID, long)
+		// Twice, as the first list may be the one that cleans up after the expired session.
+		wantSessions(t, s, short.ClientID, long)
+	}
+}
+
+// wantSessions checks that ListSessions returns exactly want, in any order (none is promised),
+// each with every field.
+func wantSessions(t *testing.T, s store.Store, clientID string, want ...*store.Session) {
+	t.Helper()
+	got, err := s.ListSessions(t.Context(), clientID)
+	must(t, "list sessions", err)
+	byID := make(map[string]*store.Session, len(got))
+	for _, sess := range got {
+		byID[sess.ID] = sess
+	}
+	if len(got) != len(want) || len(byID) != len(want) {
+		t.Errorf("ListSessions(%q) returned %d sessions (%d distinct), want %d", clientID, len(got), len(byID), len(want))
+	}
+	for _, w := range want {
+		g, ok := byID[w.ID]
+		if !ok {
+			t.Errorf("ListSessions(%q) left out session %q", clientID, w.ID)
+			continue
+		}
+		sameJSON(t, "listed session", g, w)
+	}
+}
+
+// ---- used codes and refresh tokens ----
+
+func testUsed(t *testing.T, s store.Store) {
+	code, refresh := store.TokenKey(rawValue("code")), store.TokenKey(rawValue("refresh"))
+	sessCode, sessRefresh := store.NewID(16), store.NewID(16)
+	_, err := s.UsedBy(t.Context(), code)
+	mustNotFound(t, "used by, before the code is marked", err)
+	must(t, "mark code", s.MarkUsed(t.Context(), code, sessCode, time.Minute))
+	must(t, "mark refresh token", s.MarkUsed(t.Context(), refresh, sessRefresh, time.Minute))
+	for key, want := range map[string]string{code: sessCode, refresh: sessRefresh} {
+		got, err := s.UsedBy(t.Context(), key)
+		must(t, "used by", err)
+		if got != want {
+			t.Errorf("UsedBy = %q, want %q", got, want)
+		}
+	}
+	_, err = s.UsedBy(t.Context(), store.TokenKey(rawValue("code")))
+	mustNotFound(t, "used by, for a key never marked", err)
+}
+
+func startUsedExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	short, long := store.TokenKey(rawValue("code")), store.TokenKey(rawValue("code"))
+	must(t, "mark", s.MarkUsed(t.Context(), short, store.NewID(16), shortTTL))
+	must(t, "mark", s.MarkUsed(t.Context(), long, store.NewID(16), time.Hour))
+	return func(t *testing.T) {
+		_, err := s.UsedBy(t.Context(), short)
+		mustNotFound(t, "used by, after the mark expired", err)
+		_, err = s.UsedBy(t.Context(), long)
+		must(t, "used by, for a mark that has not expired", err)
 	}
 }
 
@@ -845,6 +1073,86 @@ func testRemoveRefresh(t *testing.T, s store.Store) {
 	must(t, "remove by refresh again", s.RemoveByRefresh(t.Context(), refresh))
 }
 
+func testTakeRefresh(t *testing.T, s store.Store) {
+	access, refresh := rawValue("access"), rawValue("refresh")
+	want := pairToken(access, refresh, time.Hour, 24*time.Hour)
+	want.Extension = url.Values{"id_token_nonce": {"abc"}}
+	must(t, "create", s.Create(t.Context(), want))
+	other, otherRefresh := rawValue("access"), rawValue("refresh")
+	must(t, "create unrelated", s.Create(t.Context(), pairToken(other, otherRefresh, time.Hour, time.Hour)))
+
+	got := getToken(t, "take", s.TakeRefresh, refresh)
+	if got == nil {
+		t.Fatal("TakeRefresh found nothing")
+	}
+	wantValues(t, got, "", "", refresh)
+	sameToken(t, got, want)
+
+	if again := getToken(t, "take again", s.TakeRefresh, refresh); again != nil {
+		t.Error("a refresh token was taken twice")
+	}
+	if getToken(t, "get by refresh", s.GetByRefresh, refresh) != nil {
+		t.Error("a taken refresh token is still found")
+	}
+	if getToken(t, "get by access", s.GetByAccess, access) != nil {
+		t.Error("the access token issued with a taken refresh token is still found")
+	}
+	if getToken(t, "get unrelated access", s.GetByAccess, other) == nil ||
+		getToken(t, "get unrelated refresh", s.GetByRefresh, otherRefresh) == nil {
+		t.Error("taking a refresh token removed an unrelated token")
+	}
+
+	// A refresh token whose access token is already gone is taken all the same.
+	access, refresh = rawValue("access"), rawValue("refresh")
+	must(t, "create", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
+	must(t, "remove by access", s.RemoveByAccess(t.Context(), access))
+	if getToken(t, "take without access token", s.TakeRefresh, refresh) == nil {
+		t.Error("a refresh token whose access token was removed could not be taken")
+	}
+}
+
+func testTakeRefreshUnknown(t *testing.T, s store.Store) {
+	access, code := rawValue("access"), rawValue("code")
+	must(t, "create access token", s.Create(t.Context(), pairToken(access, "", time.Hour, 0)))
+	must(t, "create code", s.Create(t.Context(), codeToken(code, time.Minute)))
+	for _, v := range []string{"", rawValue("refresh"), access, code} {
+		if got := getToken(t, "take", s.TakeRefresh, v); got != nil {
+			t.Errorf("TakeRefresh(%q) found %v", v, got)
+		}
+	}
+	if getToken(t, "get by access", s.GetByAccess, access) == nil {
+		t.Error("TakeRefresh of an access token's value removed the access token")
+	}
+	if getToken(t, "redeem", s.GetByCode, code) == nil {
+		t.Error("TakeRefresh of a code's value removed the code")
+	}
+}
+
+func testTakeRefreshConcurrent(t *testing.T, s store.Store) {
+	access, refresh := rawValue("access"), rawValue("refresh")
+	must(t, "create", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
+	wins := race(t, func() (bool, error) {
+		ti, err := s.TakeRefresh(t.Context(), refresh)
+		return ti != nil && !reflect.ValueOf(ti).IsNil(), err
+	})
+	if wins != 1 {
+		t.Errorf("%d concurrent takes won, want exactly 1", wins)
+	}
+	if getToken(t, "get by access", s.GetByAccess, access) != nil {
+		t.Error("the access token survived the take of its refresh token")
+	}
+}
+
+func startTakeRefreshExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	refresh := rawValue("refresh")
+	must(t, "create", s.Create(t.Context(), pairToken(rawValue("access"), refresh, time.Hour, shortTTL)))
+	return func(t *testing.T) {
+		if got := getToken(t, "take", s.TakeRefresh, refresh); got != nil {
+			t.Error("an expired refresh token was taken")
+		}
+	}
+}
+
 func testTokenUnknown(t *testing.T, s store.Store) {
 	for _, v := range []string{"", rawValue("unknown")} {
 		for name, get := range map[string]func(context.Context, string) (oauth2.TokenInfo, error){
@@ -902,6 +1210,14 @@ func testNoRawValues(t *testing.T, s store.Store) {
 	ti.SetAccess(access2)
 	ti.SetRefresh(refresh2)
 	must(t, "create refreshed pair", s.Create(t.Context(), ti))
+	// The other records, so that the dump is seen to hold them too.
+	sess := newSession()
+	must(t, "put session", s.PutSession(t.Context(), sess, time.Hour))
+	used := store.TokenKey(code)
+	must(t, "mark used", s.MarkUsed(t.Context(), used, sess.ID, time.Hour))
+	must(t, "put consent", s.PutConsent(t.Context(), app.ID, 42, []string{"openid"}))
+	keySet := []byte("sealed key set " + store.NewID(16))
+	must(t, "swap key set", swapped(s.SwapKeySet(t.Context(), nil, keySet)))
 
 	dump, err := d.DumpRaw(t.Context())
 	must(t, "dump", err)
@@ -918,11 +1234,222 @@ func testNoRawValues(t *testing.T, s store.Store) {
 	for what, key := range map[string]string{
 		"app ID": app.ID, "code key": store.TokenKey(code),
 		"access key": store.TokenKey(access), "refresh key": store.TokenKey(refresh2),
+		"session ID": sess.ID, "used key": used, "key set": string(keySet),
+		"consent": `["openid"]`,
 	} {
 		if !bytes.Contains(dump, []byte(key)) {
 			t.Errorf("the %s does not appear in the dump: DumpRaw does not show everything", what)
 		}
 	}
+}
+
+// ---- consents ----
+
+func testConsentRoundTrip(t *testing.T, s store.Store) {
+	appA, appB := store.NewClientID(), store.NewClientID()
+	consents := []struct {
+		client string
+		user   int64
+		scopes []string
+	}{
+		{appA, 1, []string{"openid", "read_user"}},
+		{appA, 2, []string{"read_user"}},
+		{appB, 1, []string{"openid", "profile", "email"}},
+		{appB, 1 << 40, []string{}},
+	}
+	for _, c := range consents {
+		must(t, "put", s.PutConsent(t.Context(), c.client, c.user, c.scopes))
+	}
+	for _, c := range consents {
+		got, err := s.GetConsent(t.Context(), c.client, c.user)
+		must(t, "get", err)
+		if len(got) != len(c.scopes) || (len(got) > 0 && !reflect.DeepEqual(got, c.scopes)) {
+			t.Errorf("consent of user %d = %q, want %q", c.user, got, c.scopes)
+		}
+	}
+	for _, c := range []struct {
+		client string
+		user   int64
+	}{{appA, 3}, {appB, 2}, {store.NewClientID(), 1}} {
+		_, err := s.GetConsent(t.Context(), c.client, c.user)
+		mustNotFound(t, fmt.Sprintf("get consent of user %d never given", c.user), err)
+	}
+
+	// No scope at all is still a consent, not the absence of one.
+	must(t, "put without scopes", s.PutConsent(t.Context(), appA, 4, nil))
+	got, err := s.GetConsent(t.Context(), appA, 4)
+	must(t, "get consent without scopes", err)
+	if len(got) != 0 {
+		t.Errorf("consent without scopes = %q", got)
+	}
+}
+
+func testConsentReplace(t *testing.T, s store.Store) {
+	app := store.NewClientID()
+	must(t, "put", s.PutConsent(t.Context(), app, 7, []string{"openid", "read_user"}))
+	must(t, "put again", s.PutConsent(t.Context(), app, 7, []string{"read_api"}))
+	got, err := s.GetConsent(t.Context(), app, 7)
+	must(t, "get", err)
+	if !reflect.DeepEqual(got, []string{"read_api"}) {
+		t.Errorf("consent = %q, want %q", got, []string{"read_api"})
+	}
+}
+
+func testConsentDelete(t *testing.T, s store.Store) {
+	app, other := store.NewClientID(), store.NewClientID()
+	for _, user := range []int64{1, 2, 3} {
+		must(t, "put", s.PutConsent(t.Context(), app, user, []string{"openid"}))
+	}
+	must(t, "put other app", s.PutConsent(t.Context(), other, 1, []string{"openid"}))
+
+	must(t, "delete one person's", s.DeleteConsents(t.Context(), app, 2))
+	_, err := s.GetConsent(t.Context(), app, 2)
+	mustNotFound(t, "get deleted consent", err)
+	for _, user := range []int64{1, 3} {
+		_, err := s.GetConsent(t.Context(), app, user)
+		must(t, "get another person's consent", err)
+	}
+	must(t, "delete a consent that is gone", s.DeleteConsents(t.Context(), app, 2))
+
+	must(t, "delete everybody's", s.DeleteConsents(t.Context(), app, 0))
+	for _, user := range []int64{1, 3} {
+		_, err := s.GetConsent(t.Context(), app, user)
+		mustNotFound(t, "get consent after deleting everybody's", err)
+	}
+	_, err = s.GetConsent(t.Context(), other, 1)
+	must(t, "get the other application's consent", err)
+	must(t, "delete everybody's again", s.DeleteConsents(t.Context(), app, 0))
+
+	// Consents given after a deletion are kept.
+	must(t, "put after delete", s.PutConsent(t.Context(), app, 1, []string{"openid"}))
+	_, err = s.GetConsent(t.Context(), app, 1)
+	must(t, "get consent given after the delete", err)
+}
+
+// testConsentUserID: user id 0 means everybody to DeleteConsents, so no consent may be stored
+// under it, and a negative id is a mistake rather than a person.
+func testConsentUserID(t *testing.T, s store.Store) {
+	app := store.NewClientID()
+	must(t, "put", s.PutConsent(t.Context(), app, 1, []string{"openid"}))
+	for _, user := range []int64{0, -1} {
+		if err := s.PutConsent(t.Context(), app, user, []string{"openid"}); err == nil {
+			t.Errorf("PutConsent for user %d succeeded, want an error", user)
+		}
+		_, err := s.GetConsent(t.Context(), app, user)
+		mustNotFound(t, fmt.Sprintf("get consent of user %d", user), err)
+	}
+	if err := s.DeleteConsents(t.Context(), app, -1); err == nil {
+		t.Error("DeleteConsents for user -1 succeeded, want an error")
+	}
+	_, err := s.GetConsent(t.Context(), app, 1)
+	must(t, "get after the refused delete", err)
+}
+
+func testConsentCopies(t *testing.T, s store.Store) {
+	app := store.NewClientID()
+	scopes := []string{"openid", "read_user"}
+	must(t, "put", s.PutConsent(t.Context(), app, 1, scopes))
+	scopes[0] = "changed after put"
+	got, err := s.GetConsent(t.Context(), app, 1)
+	must(t, "get", err)
+	got[1] = "changed after get"
+	again, err := s.GetConsent(t.Context(), app, 1)
+	must(t, "get again", err)
+	if !reflect.DeepEqual(again, []string{"openid", "read_user"}) {
+		t.Errorf("stored consent changed through a copy: %q", again)
+	}
+}
+
+// ---- OpenID Connect keys ----
+
+func testKeySetNone(t *testing.T, s store.Store) {
+	_, err := s.GetKeySet(t.Context())
+	mustNotFound(t, "get key set", err)
+}
+
+func wantKeySet(t *testing.T, s store.Store, want []byte) {
+	t.Helper()
+	got, err := s.GetKeySet(t.Context())
+	must(t, "get key set", err)
+	if !bytes.Equal(got, want) {
+		t.Errorf("key set = %x, want %x", got, want)
+	}
+}
+
+func swap(t *testing.T, s store.Store, old, next []byte, want bool) {
+	t.Helper()
+	swapped, err := s.SwapKeySet(t.Context(), old, next)
+	must(t, "swap key set", err)
+	if swapped != want {
+		t.Errorf("SwapKeySet(%.8x…, %.8x…) = %v, want %v", old, next, swapped, want)
+	}
+}
+
+func testKeySetSwap(t *testing.T, s store.Store) {
+	first, second, third := sealed(), sealed(), sealed()
+	swap(t, s, nil, first, true)
+	wantKeySet(t, s, first)
+	swap(t, s, nil, second, false) // there is one already
+	swap(t, s, second, third, false)
+	swap(t, s, first[:len(first)-1], third, false) // a prefix of the stored value is not it
+	wantKeySet(t, s, first)
+	swap(t, s, first, second, true)
+	wantKeySet(t, s, second)
+	swap(t, s, first, third, false) // first is no longer stored
+	wantKeySet(t, s, second)
+
+	for _, empty := range [][]byte{nil, {}} {
+		if _, err := s.SwapKeySet(t.Context(), second, empty); err == nil {
+			t.Errorf("SwapKeySet to %#v succeeded, want an error", empty)
+		}
+	}
+	wantKeySet(t, s, second)
+}
+
+// testKeySetConcurrentSwap races the first swap (from nothing), then a rotation (from the stored
+// value): each time one instance must win and its key set be the one stored.
+func testKeySetConcurrentSwap(t *testing.T, s store.Store) {
+	var old []byte
+	for range 2 {
+		var (
+			mu     sync.Mutex
+			winner []byte
+		)
+		wins := race(t, func() (bool, error) {
+			next := sealed()
+			swapped, err := s.SwapKeySet(t.Context(), old, next)
+			if swapped {
+				mu.Lock()
+				winner = next
+				mu.Unlock()
+			}
+			return swapped, err
+		})
+		if wins != 1 {
+			t.Fatalf("%d concurrent swaps from %.8x… won, want exactly 1", wins, old)
+		}
+		wantKeySet(t, s, winner)
+		old = winner
+	}
+}
+
+func testKeySetCopies(t *testing.T, s store.Store) {
+	keys := sealed()
+	want := bytes.Clone(keys)
+	swap(t, s, nil, keys, true)
+	keys[0] ^= 0xff
+	got, err := s.GetKeySet(t.Context())
+	must(t, "get", err)
+	got[1] ^= 0xff
+	wantKeySet(t, s, want)
+}
+
+// swapped turns a swap that did not happen into an error, for setting up a test.
+func swapped(ok bool, err error) error {
+	if err == nil && !ok {
+		err = errors.New("the key set was not swapped")
+	}
+	return err
 }
 
 func testPing(t *testing.T, s store.Store) {

@@ -1,0 +1,201 @@
+package oauth
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+
+	"github.com/go-oauth2/oauth2/v4"
+	"github.com/labstack/echo/v4"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// consentCookie ties a consent form to the browser it was shown to: the form carries the key of
+// the parked request, the cookie a second secret whose hash the request holds. A page on another
+// site can make a browser post the form, but cannot know both.
+const consentCookie = "ssobridge_consent"
+
+const consentPath = "/oauth/consent"
+
+// needsConsent reports whether the person must be asked: an application that is not trusted,
+// unless the person already allowed this confidential application these scopes.
+func (s *Server) needsConsent(c echo.Context, app *store.Application, sess *store.Session) (bool, error) {
+	if app.Trusted {
+		return false, nil
+	}
+	if !app.Confidential {
+		// A public client's identity is not proven, so an earlier consent cannot be reused.
+		return true, nil
+	}
+	allowed, err := s.store.GetConsent(c.Request().Context(), app.ID, sess.GitLabUserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, storeFailure("get consent", err)
+	}
+	for _, sc := range ParseScope(sess.Scope) {
+		if !slices.Contains(allowed, sc) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// askConsent parks the request and shows the consent page.
+func (s *Server) askConsent(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session) error {
+	key, cookie := randomToken(), randomToken()
+	pending.SessionID = sess.ID
+	pending.ConsentCookie = store.TokenKey(cookie)
+	if err := s.store.PutAuthorization(c.Request().Context(), store.TokenKey(key), pending, s.cfg.AuthorizationTTL); err != nil {
+		return storeFailure("save authorization", err)
+	}
+	c.SetCookie(&http.Cookie{Name: consentCookie, Value: cookie, Path: consentPath, HttpOnly: true,
+		Secure: s.public.Scheme == "https", SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.AuthorizationTTL.Seconds())})
+	var scopes []string
+	for _, sc := range ParseScope(sess.Scope) {
+		scopes = append(scopes, knownScopes[sc])
+	}
+	var buf bytes.Buffer
+	if err := consentTemplate.Execute(&buf, consentData{App: app.Name, User: sess.Username, Scopes: scopes,
+		Action: consentPath, Key: key, Redirect: originOf(pending.RedirectURI)}); err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	noStore(h)
+	// The form's answer redirects to the client, which form-action must allow.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self' "+originOf(pending.RedirectURI))
+	return c.HTMLBlob(http.StatusOK, buf.Bytes())
+}
+
+// consent takes the person's answer.
+func (s *Server) consent(c echo.Context) error {
+	ctx := c.Request().Context()
+	req := c.Request()
+	req.Body = http.MaxBytesReader(c.Response(), req.Body, maxFormBody)
+	if err := req.ParseForm(); err != nil {
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid consent answer", Message: "The form could not be read.",
+			Fix: "Go back to the application and sign in again."}
+	}
+	key, decision := req.PostForm.Get("consent"), req.PostForm.Get("decision")
+	if key == "" || (decision != "allow" && decision != "deny") {
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid consent answer",
+			Message: "The answer does not say which request it is for, or whether you allow it.", Fix: "Go back to the application and sign in again."}
+	}
+	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(key))
+	if errors.Is(err, store.ErrNotFound) {
+		return &PageError{Status: http.StatusBadRequest, Title: "Consent expired or already answered",
+			Message: fmt.Sprintf("This request was answered already, or waited longer than %s.", s.cfg.AuthorizationTTL),
+			Fix:     "Go back to the application and sign in again."}
+	}
+	if err != nil {
+		return storeFailure("take authorization", err)
+	}
+	c.SetCookie(&http.Cookie{Name: consentCookie, Value: "", Path: consentPath, MaxAge: -1, HttpOnly: true})
+	cookie, cerr := req.Cookie(consentCookie)
+	if cerr != nil || subtle.ConstantTimeCompare([]byte(store.TokenKey(cookie.Value)), []byte(pending.ConsentCookie)) != 1 {
+		// The request is spent: whoever made this browser post it gains nothing by retrying.
+		_ = s.store.DeleteSession(ctx, pending.SessionID)
+		return &PageError{Status: http.StatusForbidden, Title: "Consent not accepted",
+			Message: "This answer did not come from the page the bridge showed in this browser (cookies off, or a page on another site submitted it).",
+			Fix:     "Go back to the application and sign in again, and answer on the bridge's own page."}
+	}
+	sess, err := s.store.GetSession(ctx, pending.SessionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired", Message: "The sign-in this answer belongs to has ended.",
+			Fix: "Go back to the application and sign in again."}
+	}
+	if err != nil {
+		return storeFailure("get session", err)
+	}
+	if decision == "deny" {
+		_ = s.store.DeleteSession(ctx, sess.ID)
+		s.log.Info("consent denied", "client_id", pending.ClientID, "gitlab_user_id", sess.GitLabUserID)
+		return &RedirectError{RedirectURI: pending.RedirectURI, State: pending.State, Code: ErrAccessDenied,
+			Description: "The resource owner denied the request."}
+	}
+	app, err := s.store.GetApp(ctx, pending.ClientID)
+	if err != nil {
+		return s.appGone(err)
+	}
+	if app.Confidential {
+		if err := s.store.PutConsent(ctx, app.ID, sess.GitLabUserID, ParseScope(sess.Scope)); err != nil {
+			return storeFailure("save consent", err)
+		}
+	}
+	s.log.Info("consent given", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
+	return s.issueCode(c, app, pending, sess)
+}
+
+// issueCode gives the client its code for a completed sign-in.
+func (s *Server) issueCode(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session) error {
+	ti, err := s.manager.GenerateAuthToken(withApp(c.Request().Context(), app), oauth2.Code, &oauth2.TokenGenerateRequest{
+		ClientID:            pending.ClientID,
+		UserID:              sess.ID,
+		RedirectURI:         pending.RedirectURI,
+		Scope:               pending.Scope,
+		CodeChallenge:       pending.CodeChallenge,
+		CodeChallengeMethod: oauth2.CodeChallengeMethod(pending.CodeChallengeMethod),
+	})
+	if err != nil {
+		if isClientError(err) {
+			return s.appGone(store.ErrNotFound)
+		}
+		return storeFailure("issue code", err)
+	}
+	return c.Redirect(http.StatusFound, redirectWith(pending.RedirectURI, url.Values{
+		"code": {ti.GetCode()}, "state": {pending.State},
+	}))
+}
+
+// appGone is the page for an application deleted, or its redirect URI removed, while the person
+// was signing in.
+func (s *Server) appGone(err error) error {
+	if !errors.Is(err, store.ErrNotFound) {
+		return storeFailure("get application", err)
+	}
+	return &PageError{Status: http.StatusBadRequest, Title: "Application changed during sign-in",
+		Message: "The application, or its redirect URI, was removed while you were signing in.",
+		Fix:     "Go back to the application and sign in again; administrators: check it with `ssobridge apps show`."}
+}
+
+func originOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+type consentData struct {
+	App, User, Action, Key, Redirect string
+	Scopes                           []string
+}
+
+var consentTemplate = template.Must(template.New("consent").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Allow {{.App}}? · GitLab sign-in bridge</title>
+<style>
+body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1f1e24}
+h1{font-size:1.4rem} ul{padding-left:1.2rem} .who{color:#737278}
+button{font:inherit;padding:.5rem 1.2rem;border-radius:4px;border:1px solid #89888d;background:#fff;margin-right:.5rem;cursor:pointer}
+button.allow{background:#1f75cb;border-color:#1f75cb;color:#fff}
+</style></head><body>
+<p class="who">Signed in to GitLab as <strong>{{.User}}</strong></p>
+<h1 id="title">Allow <strong>{{.App}}</strong> to use your GitLab account?</h1>
+<p>{{.App}} asks to:</p>
+<ul id="scopes">{{range .Scopes}}<li>{{.}}</li>{{end}}</ul>
+<p>You will then go back to <code>{{.Redirect}}</code>.</p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="consent" value="{{.Key}}">
+<button class="allow" id="allow" type="submit" name="decision" value="allow">Allow</button>
+<button id="deny" type="submit" name="decision" value="deny">Deny</button>
+</form>
+</body></html>
+`))

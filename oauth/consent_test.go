@@ -1,0 +1,127 @@
+package oauth_test
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// untrusted registers an application that is not trusted and returns its authorize query.
+func (f *fixture) untrusted(confidential bool) (url.Values, *store.Application, string) {
+	f.t.Helper()
+	app, secret := f.register(oauth.AppSpec{Name: "Wiki", RedirectURIs: []string{"https://wiki.example.com/cb"},
+		Scopes: []string{"read_user"}, Confidential: confidential})
+	q := url.Values{"response_type": {"code"}, "client_id": {app.ID}, "redirect_uri": {"https://wiki.example.com/cb"}, "state": {"keep"}}
+	if !confidential {
+		q.Set("code_challenge", strings.Repeat("c", 43))
+		q.Set("code_challenge_method", "S256")
+	}
+	return q, app, secret
+}
+
+var consentKey = regexp.MustCompile(`name="consent" value="([^"]+)"`)
+
+// consentPage runs the sign-in up to the consent page and returns its body and cookie.
+func (f *fixture) consentPage(q url.Values) (body string, cookie *http.Cookie) {
+	f.t.Helper()
+	resp := f.get(f.toCallback(q).String())
+	body = readBody(f.t, resp)
+	if resp.StatusCode != http.StatusOK || !consentKey.MatchString(body) {
+		f.t.Fatalf("no consent page: %d %s", resp.StatusCode, body)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == "ssobridge_consent" {
+			cookie = c
+		}
+	}
+	return body, cookie
+}
+
+func (f *fixture) answer(body string, cookie *http.Cookie, decision string) *http.Response {
+	f.t.Helper()
+	form := url.Values{"consent": {consentKey.FindStringSubmatch(body)[1]}, "decision": {decision}}
+	req, _ := http.NewRequest(http.MethodPost, f.bridge.URL+"/oauth/consent", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if cookie != nil {
+		req.AddCookie(cookie)
+	}
+	resp, err := f.http.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func TestConsentPageShowsTheAppAndScopesAndCannotBeFramed(t *testing.T) {
+	f := newFixture(t)
+	q, _, _ := f.untrusted(true)
+	resp := f.get(f.toCallback(q).String())
+	body := readBody(t, resp)
+	for _, want := range []string{"Allow <strong>Wiki</strong>", "Read your GitLab profile", `id="allow"`, `id="deny"`, "ada"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the consent page lacks %q", want)
+		}
+	}
+	if resp.Header.Get("X-Frame-Options") != "DENY" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Errorf("the consent page can be framed: %v", resp.Header)
+	}
+}
+
+func TestConsentAllowIssuesACodeAndDenyReturnsAccessDenied(t *testing.T) {
+	f := newFixture(t)
+	q, _, _ := f.untrusted(true)
+	body, cookie := f.consentPage(q)
+	loc := location(t, f.answer(body, cookie, "allow"))
+	if loc.Host != "wiki.example.com" || loc.Query().Get("code") == "" || loc.Query().Get("state") != "keep" {
+		t.Errorf("allow: %s", loc)
+	}
+	f2 := newFixture(t)
+	q2, _, _ := f2.untrusted(true)
+	body, cookie = f2.consentPage(q2)
+	loc = location(t, f2.answer(body, cookie, "deny"))
+	if loc.Query().Get("error") != "access_denied" || loc.Query().Get("state") != "keep" || loc.Query().Get("code") != "" {
+		t.Errorf("deny: %s", loc)
+	}
+}
+
+func TestConsentAnswerWithoutTheBrowsersCookieIsRefused(t *testing.T) {
+	f := newFixture(t)
+	q, _, _ := f.untrusted(true)
+	body, _ := f.consentPage(q)
+	resp := f.answer(body, &http.Cookie{Name: "ssobridge_consent", Value: "forged"}, "allow")
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Location") != "" {
+		t.Fatalf("a cross-site answer got %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// The request is spent: answering again with the right cookie finds nothing.
+	if resp := f.answer(body, nil, "allow"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("second answer: %d", resp.StatusCode)
+	}
+}
+
+func TestConsentIsRememberedForAConfidentialAppUntilRevoked(t *testing.T) {
+	f := newFixture(t)
+	q, app, _ := f.untrusted(true)
+	body, cookie := f.consentPage(q)
+	f.answer(body, cookie, "allow")
+	if got := f.toClient(q); got.Query().Get("code") == "" {
+		t.Fatalf("asked again after allowing: %s", got)
+	}
+	if _, err := oauth.RevokeGrants(t.Context(), f.store, app.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.consentPage(q) // asks again
+}
+
+func TestConsentIsAskedEveryTimeOfAPublicApp(t *testing.T) {
+	f := newFixture(t)
+	q, _, _ := f.untrusted(false)
+	body, cookie := f.consentPage(q)
+	f.answer(body, cookie, "allow")
+	f.consentPage(q)
+}

@@ -1,0 +1,206 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/labstack/echo/v4"
+
+	"github.com/ssobridge/ssobridge/oauth/oidc"
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// keySetContext binds the sealed key set to its purpose.
+const keySetContext = "oidc-keyset"
+
+// keyReload is how often an instance rereads the shared key set, so that a rotation made by
+// `ssobridge keys rotate` (or another instance) reaches every instance within a minute.
+const keyReload = time.Minute
+
+// keyCache holds the signing keys every instance shares through the store.
+type keyCache struct {
+	mu     sync.Mutex
+	set    *oidc.KeySet
+	raw    []byte
+	loaded time.Time
+}
+
+// keySet returns the current key set, loading it from the store when stale, and creating it
+// when no instance has yet.
+func (s *Server) keySet(ctx context.Context) (*oidc.KeySet, error) {
+	s.keys.mu.Lock()
+	defer s.keys.mu.Unlock()
+	if s.keys.set != nil && time.Since(s.keys.loaded) < keyReload {
+		return s.keys.set, nil
+	}
+	ks, raw, err := LoadKeySet(ctx, s.store, s.cfg.Sealer)
+	if errors.Is(err, store.ErrNotFound) {
+		ks, raw, err = s.createKeySet(ctx)
+	}
+	if err != nil {
+		if s.keys.set != nil {
+			// Keep signing with the keys we have; the store will answer again.
+			s.log.Warn("reloading the OpenID Connect keys failed", "cause", err.Error())
+			return s.keys.set, nil
+		}
+		return nil, err
+	}
+	s.keys.set, s.keys.raw, s.keys.loaded = ks, raw, time.Now()
+	return ks, nil
+}
+
+func (s *Server) createKeySet(ctx context.Context) (*oidc.KeySet, []byte, error) {
+	ks, err := oidc.NewKeySet()
+	if err != nil {
+		return nil, nil, err
+	}
+	plain, err := ks.MarshalBinary()
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed := s.cfg.Sealer.Seal(plain, keySetContext)
+	ok, err := s.store.SwapKeySet(ctx, nil, sealed)
+	if err != nil {
+		return nil, nil, storeFailure("save signing keys", err)
+	}
+	if !ok {
+		// Another instance made its set first: use that one.
+		return LoadKeySet(ctx, s.store, s.cfg.Sealer)
+	}
+	s.log.Info("created the OpenID Connect signing key", "kid", ks.Keys()[0].KID)
+	return ks, sealed, nil
+}
+
+// LoadKeySet reads the shared key set; it returns store.ErrNotFound when there is none yet.
+func LoadKeySet(ctx context.Context, st store.Store, sealer *Sealer) (*oidc.KeySet, []byte, error) {
+	sealed, err := st.GetKeySet(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	plain, err := sealer.Open(sealed, keySetContext)
+	if err != nil {
+		return nil, nil, fmt.Errorf("OpenID Connect signing keys: %w", err)
+	}
+	ks := &oidc.KeySet{}
+	if err := ks.UnmarshalBinary(plain); err != nil {
+		return nil, nil, fmt.Errorf("OpenID Connect signing keys: %w", err)
+	}
+	return ks, sealed, nil
+}
+
+// RotateKeys makes a new signing key, keeps the previous ones published for grace so that ID
+// tokens they signed still verify, drops older ones, and saves the set for every instance.
+func RotateKeys(ctx context.Context, st store.Store, sealer *Sealer, grace time.Duration) (*oidc.KeySet, error) {
+	for range 5 {
+		ks, old, err := LoadKeySet(ctx, st, sealer)
+		if errors.Is(err, store.ErrNotFound) {
+			ks, old, err = &oidc.KeySet{}, nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		if err := ks.Rotate(now); err != nil {
+			return nil, err
+		}
+		ks.Prune(now, grace)
+		plain, err := ks.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		ok, err := st.SwapKeySet(ctx, old, sealer.Seal(plain, keySetContext))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return ks, nil
+		}
+	}
+	return nil, errors.New("the key set kept changing while rotating it; try again")
+}
+
+// ReloadKeys makes the next use of the signing keys reread them from the store, as happens within
+// a minute anyway; after `ssobridge keys rotate` it makes this instance follow at once.
+func (s *Server) ReloadKeys() {
+	s.keys.mu.Lock()
+	defer s.keys.mu.Unlock()
+	s.keys.loaded = time.Time{}
+}
+
+// issuer is the bridge's OpenID Connect issuer: its public URL.
+func (s *Server) issuer() string { return s.public.String() }
+
+// idToken signs the ID token of a session for a client.
+func (s *Server) idToken(ctx context.Context, sess *store.Session, clientID, scope string, withNonce bool) (string, error) {
+	ks, err := s.keySet(ctx)
+	if err != nil {
+		return "", err
+	}
+	claims := oidc.IDTokenFor(s.issuer(), clientID, ParseScope(scope), userInfo(sess), time.Now())
+	if withNonce {
+		claims.Nonce = sess.Nonce
+	}
+	if !sess.AuthTime.IsZero() {
+		claims.AuthTime = jwt.NewNumericDate(sess.AuthTime)
+	}
+	return ks.SignIDToken(claims)
+}
+
+// userInfo reads the claims' source from the session's GitLab user.
+func userInfo(sess *store.Session) oidc.UserInfo {
+	var u struct {
+		ID          int64  `json:"id"`
+		Username    string `json:"username"`
+		Name        string `json:"name"`
+		Email       string `json:"email"`
+		AvatarURL   string `json:"avatar_url"`
+		WebURL      string `json:"web_url"`
+		WebsiteURL  string `json:"website_url"`
+		ConfirmedAt string `json:"confirmed_at"`
+	}
+	_ = json.Unmarshal(sess.User, &u) // checked when the session was made
+	return oidc.UserInfo{ID: sess.GitLabUserID, Username: u.Username, Name: u.Name, Email: u.Email,
+		EmailVerified: u.ConfirmedAt != "", AvatarURL: u.AvatarURL, WebURL: u.WebURL, WebsiteURL: u.WebsiteURL, Groups: sess.Groups}
+}
+
+func (s *Server) discovery(c echo.Context) error {
+	return c.JSONBlob(http.StatusOK, oidc.Discovery(s.issuer()))
+}
+
+func (s *Server) jwks(c echo.Context) error {
+	ks, err := s.keySet(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "public, max-age=300")
+	return c.JSONBlob(http.StatusOK, ks.JWKS())
+}
+
+// userinfo is OpenID Connect's userinfo endpoint: the claims the token's scopes release, read
+// live from GitLab.
+func (s *Server) userinfo(c echo.Context) error {
+	ctx := c.Request().Context()
+	ti, sess, err := s.bearerSession(c)
+	if err != nil {
+		return err
+	}
+	if !hasScope(ti.GetScope(), "openid") {
+		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include openid"}
+	}
+	body, err := s.upstreamUser(ctx, sess)
+	if err != nil {
+		return err
+	}
+	sess.User = body
+	noStore(c.Response().Header())
+	return c.JSON(http.StatusOK, oidc.ClaimsFor(ParseScope(ti.GetScope()), userInfo(sess)))
+}
+
+// subject is the OpenID Connect subject of a session: GitLab's user id, as GitLab gives it.
+func subject(sess *store.Session) string { return oidc.Subject(sess.GitLabUserID) }

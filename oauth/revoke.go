@@ -1,0 +1,196 @@
+package oauth
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-oauth2/oauth2/v4"
+	"github.com/labstack/echo/v4"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// bearerSession finds the access token of an API request and the session it belongs to; a
+// token that is missing, unknown, expired or whose sign-in was revoked is a 401.
+func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session, error) {
+	ctx := c.Request().Context()
+	access := bearerToken(c.Request())
+	if access == "" {
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("no access token")}
+	}
+	ti, err := s.manager.LoadAccessToken(ctx, access)
+	if err != nil || ti == nil {
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token unknown or expired")}
+	}
+	sess, err := s.store.GetSession(ctx, ti.GetUserID())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's sign-in was revoked or has expired")}
+	}
+	if err != nil {
+		return nil, nil, storeFailure("get session", err)
+	}
+	return ti, sess, nil
+}
+
+// lookupToken finds an access or refresh token (in the order token_type_hint suggests), alive
+// and with its session; nil when there is none.
+func (s *Server) lookupToken(c echo.Context, token, hint string) (ti oauth2.TokenInfo, isRefresh bool, sess *store.Session, err error) {
+	ctx := c.Request().Context()
+	lookups := []bool{false, true}
+	if hint == "refresh_token" {
+		lookups = []bool{true, false}
+	}
+	for _, refresh := range lookups {
+		if refresh {
+			ti, err = s.store.GetByRefresh(ctx, token)
+		} else {
+			ti, err = s.store.GetByAccess(ctx, token)
+		}
+		if err != nil {
+			return nil, false, nil, storeFailure("get token", err)
+		}
+		if ti != nil {
+			isRefresh = refresh
+			break
+		}
+	}
+	if ti == nil || expired(ti, isRefresh) {
+		return nil, false, nil, nil
+	}
+	sess, err = s.store.GetSession(ctx, ti.GetUserID())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil, nil
+	}
+	if err != nil {
+		return nil, false, nil, storeFailure("get session", err)
+	}
+	return ti, isRefresh, sess, nil
+}
+
+func expired(ti oauth2.TokenInfo, refresh bool) bool {
+	now := time.Now()
+	if refresh {
+		return ti.GetRefreshExpiresIn() > 0 && now.After(ti.GetRefreshCreateAt().Add(ti.GetRefreshExpiresIn()))
+	}
+	return ti.GetAccessExpiresIn() > 0 && now.After(ti.GetAccessCreateAt().Add(ti.GetAccessExpiresIn()))
+}
+
+// revoke is RFC 7009 token revocation. An unknown token is answered 200 like a revoked one, so
+// the answer tells nothing. Revoking a refresh token revokes the whole grant it belongs to, as
+// RFC 7009 §2.1 asks; revoking an access token revokes that token.
+func (s *Server) revoke(c echo.Context) error {
+	tr, perr := ParseTokenRequest(c.Request())
+	if perr != nil {
+		return perr
+	}
+	if tr.Token == "" {
+		return tokenError(ErrInvalidRequest, "token is missing; send the access or refresh token to revoke")
+	}
+	app, err := s.authenticateClient(c, tr)
+	if err != nil {
+		return err
+	}
+	ti, isRefresh, sess, err := s.lookupToken(c, tr.Token, tr.TokenTypeHint)
+	if err != nil {
+		return err
+	}
+	if ti != nil {
+		if ti.GetClientID() != app.ID {
+			// Doorkeeper's answer; the token stays valid for the client it belongs to.
+			return &Error{Code: ErrUnauthorizedClient, Status: http.StatusForbidden,
+				Description: "the token was issued to another client; a client may revoke only its own tokens"}
+		}
+		ctx := c.Request().Context()
+		if isRefresh {
+			err = s.store.DeleteSession(ctx, sess.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				err = nil
+			}
+			if err == nil {
+				err = s.store.RemoveByRefresh(ctx, tr.Token)
+			}
+		} else {
+			err = s.store.RemoveByAccess(ctx, tr.Token)
+		}
+		if err != nil {
+			return storeFailure("revoke token", err)
+		}
+		s.log.Info("token revoked", "client_id", app.ID, "refresh", isRefresh, "gitlab_user_id", sess.GitLabUserID)
+	}
+	noStore(c.Response().Header())
+	return c.JSON(http.StatusOK, struct{}{})
+}
+
+// introspectResponse is RFC 7662's answer.
+type introspectResponse struct {
+	Active    bool   `json:"active"`
+	Scope     string `json:"scope,omitempty"`
+	ClientID  string `json:"client_id,omitempty"`
+	Username  string `json:"username,omitempty"`
+	TokenType string `json:"token_type,omitempty"`
+	Exp       int64  `json:"exp,omitempty"`
+	Iat       int64  `json:"iat,omitempty"`
+	Sub       string `json:"sub,omitempty"`
+	Aud       string `json:"aud,omitempty"`
+	Iss       string `json:"iss,omitempty"`
+}
+
+// introspect is RFC 7662 token introspection. A client learns only about its own tokens: any
+// other token is inactive to it, so that introspection cannot probe other clients' tokens.
+func (s *Server) introspect(c echo.Context) error {
+	tr, perr := ParseTokenRequest(c.Request())
+	if perr != nil {
+		return perr
+	}
+	if tr.Token == "" {
+		return tokenError(ErrInvalidRequest, "token is missing; send the token to introspect")
+	}
+	app, err := s.authenticateClient(c, tr)
+	if err != nil {
+		return err
+	}
+	ti, isRefresh, sess, err := s.lookupToken(c, tr.Token, tr.TokenTypeHint)
+	if err != nil {
+		return err
+	}
+	noStore(c.Response().Header())
+	if ti == nil || ti.GetClientID() != app.ID {
+		return c.JSON(http.StatusOK, introspectResponse{Active: false})
+	}
+	resp := introspectResponse{Active: true, Scope: ti.GetScope(), ClientID: ti.GetClientID(), Username: sess.Username,
+		Sub: subject(sess), Aud: ti.GetClientID(), Iss: s.issuer()}
+	if isRefresh {
+		resp.TokenType = "refresh_token"
+		resp.Iat = ti.GetRefreshCreateAt().Unix()
+		if ti.GetRefreshExpiresIn() > 0 {
+			resp.Exp = ti.GetRefreshCreateAt().Add(ti.GetRefreshExpiresIn()).Unix()
+		}
+	} else {
+		resp.TokenType = "Bearer"
+		resp.Iat = ti.GetAccessCreateAt().Unix()
+		resp.Exp = ti.GetAccessCreateAt().Add(ti.GetAccessExpiresIn()).Unix()
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// tokenInfo is GitLab's (Doorkeeper's) GET /oauth/token/info for the bearer token.
+func (s *Server) tokenInfo(c echo.Context) error {
+	ti, sess, err := s.bearerSession(c)
+	if err != nil {
+		noStore(c.Response().Header())
+		return c.JSON(http.StatusUnauthorized, map[string]string{"error": "invalid_token",
+			"error_description": "The access token is invalid, expired or revoked."})
+	}
+	left := time.Until(ti.GetAccessCreateAt().Add(ti.GetAccessExpiresIn()))
+	noStore(c.Response().Header())
+	return c.JSON(http.StatusOK, map[string]any{
+		"resource_owner_id":  sess.GitLabUserID,
+		"scope":              strings.Fields(ti.GetScope()),
+		"expires_in":         int64(left / time.Second),
+		"expires_in_seconds": int64(left / time.Second),
+		"application":        map[string]string{"uid": ti.GetClientID()},
+		"created_at":         ti.GetAccessCreateAt().Unix(),
+	})
+}

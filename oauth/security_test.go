@@ -1,0 +1,234 @@
+package oauth_test
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestSecurityRegressions holds, in one place, every attack the bridge must refuse. Each case is
+// named for the attack, drives the bridge end to end, and fails if the defence is lost.
+func TestSecurityRegressions(t *testing.T) {
+	openRedirects := map[string]string{
+		"extra path":             mmRedirect + "/../../evil",
+		"extra path segment":     mmRedirect + "/x",
+		"different port":         "https://mm.example.com:8443/signup/gitlab/complete",
+		"userinfo @":             "https://mm.example.com@evil.example/signup/gitlab/complete",
+		"userinfo before host":   "https://evil.example@mm.example.com/signup/gitlab/complete",
+		"host case":              "https://MM.EXAMPLE.COM.evil.example/signup/gitlab/complete",
+		"path case":              "https://mm.example.com/SIGNUP/gitlab/complete",
+		"trailing slash":         mmRedirect + "/",
+		"encoded slash":          "https://mm.example.com/signup%2Fgitlab%2Fcomplete",
+		"encoded dot segments":   "https://mm.example.com/signup/gitlab/%2e%2e/complete",
+		"javascript: scheme":     "javascript:alert(document.domain)//mm.example.com/signup/gitlab/complete",
+		"data: scheme":           "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+		"http downgrade":         "http://mm.example.com/signup/gitlab/complete",
+		"suffix domain":          "https://evilmm.example.com/signup/gitlab/complete",
+		"sub-domain":             "https://a.mm.example.com/signup/gitlab/complete",
+		"added query":            mmRedirect + "?next=https://evil.example",
+		"fragment":               mmRedirect + "#@evil.example",
+		"backslash host confuse": "https://mm.example.com\\@evil.example/signup/gitlab/complete",
+		"protocol-relative":      "//evil.example/signup/gitlab/complete",
+	}
+	for name, uri := range openRedirects {
+		t.Run("open redirect through redirect_uri: "+name, func(t *testing.T) {
+			f := newFixture(t)
+			q := f.authorizeQuery("s")
+			q.Set("redirect_uri", uri)
+			resp := f.authorize(q)
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+				t.Fatalf("%q: got %d, Location %q", uri, resp.StatusCode, resp.Header.Get("Location"))
+			}
+		})
+	}
+
+	attacks := []struct {
+		name   string
+		attack func(t *testing.T, f *fixture)
+	}{
+		{"an unknown client_id gets no redirect at all", func(t *testing.T, f *fixture) {
+			q := f.authorizeQuery("s")
+			q.Set("client_id", "attacker")
+			q.Set("redirect_uri", "https://evil.example/")
+			if resp := f.authorize(q); resp.StatusCode != 400 || resp.Header.Get("Location") != "" {
+				t.Fatalf("got %d %s", resp.StatusCode, resp.Header.Get("Location"))
+			}
+		}},
+		{"code replay fails and revokes the first tokens", func(t *testing.T, f *fixture) {
+			code := f.code()
+			_, first := f.postToken(f.tokenForm(code))
+			if resp, _ := f.postToken(f.tokenForm(code)); resp.StatusCode != 400 {
+				t.Fatal("replay accepted")
+			}
+			if f.userStatus(first["access_token"].(string)) != 401 {
+				t.Fatal("tokens of a replayed code survive")
+			}
+		}},
+		{"a code redeemed by another client fails", func(t *testing.T, f *fixture) {
+			other, secret := f.register(f.appSpecFor("Evil", "https://evil.example/cb"))
+			v := f.tokenForm(f.code())
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", secret)
+			v.Set("redirect_uri", "https://evil.example/cb")
+			if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+		}},
+		{"a code redeemed with another redirect_uri fails", func(t *testing.T, f *fixture) {
+			v := f.tokenForm(f.code())
+			v.Set("redirect_uri", "https://mm.example.com/login/gitlab/complete")
+			if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+		}},
+		{"a refresh token used by another client fails", func(t *testing.T, f *fixture) {
+			other, secret := f.register(f.appSpecFor("Evil", "https://evil.example/cb"))
+			v := f.refreshForm(f.tokens()["refresh_token"].(string))
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", secret)
+			if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+		}},
+		{"a stolen refresh token used after its owner refreshed revokes the family", func(t *testing.T, f *fixture) {
+			stolen := f.tokens()["refresh_token"].(string)
+			_, legit := f.postToken(f.refreshForm(stolen))
+			f.postToken(f.refreshForm(stolen))
+			if f.userStatus(legit["access_token"].(string)) != 401 {
+				t.Fatal("the family survived a refresh token reuse")
+			}
+		}},
+		{"a refresh cannot widen the scope", func(t *testing.T, f *fixture) {
+			v := f.refreshForm(f.tokens()["refresh_token"].(string))
+			v.Set("scope", "read_user api")
+			if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_scope" {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+		}},
+		{"PKCE downgrade: a code with an S256 challenge redeemed without a verifier fails", func(t *testing.T, f *fixture) {
+			verifier := strings.Repeat("v", 50)
+			sum := sha256.Sum256([]byte(verifier))
+			q := f.authorizeQuery("s")
+			q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
+			q.Set("code_challenge_method", "S256")
+			code := f.toClient(q).Query().Get("code")
+			if resp, body := f.postToken(f.tokenForm(code)); resp.StatusCode != 400 || body["error"] != "invalid_request" {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+		}},
+		{"PKCE downgrade: the plain method is refused unless the app allows it", func(t *testing.T, f *fixture) {
+			q := f.authorizeQuery("s")
+			q.Set("code_challenge", strings.Repeat("p", 43))
+			q.Set("code_challenge_method", "plain")
+			if loc := location(t, f.authorize(q)); loc.Query().Get("error") != "invalid_request" {
+				t.Fatalf("got %s", loc)
+			}
+			q.Del("code_challenge_method") // plain is RFC 7636's default
+			if loc := location(t, f.authorize(q)); loc.Query().Get("error") != "invalid_request" {
+				t.Fatalf("got %s", loc)
+			}
+		}},
+		{"state tampering at the callback finds no sign-in", func(t *testing.T, f *fixture) {
+			cb := f.toCallback(f.authorizeQuery("s"))
+			q := cb.Query()
+			q.Set("state", strings.ToUpper(q.Get("state")))
+			cb.RawQuery = q.Encode()
+			if resp := f.get(cb.String()); resp.StatusCode != 400 || resp.Header.Get("Location") != "" {
+				t.Fatalf("got %d", resp.StatusCode)
+			}
+		}},
+		{"a callback replayed after success finds no sign-in", func(t *testing.T, f *fixture) {
+			cb := f.toCallback(f.authorizeQuery("s"))
+			f.get(cb.String())
+			if resp := f.get(cb.String()); resp.StatusCode != 400 {
+				t.Fatalf("got %d", resp.StatusCode)
+			}
+		}},
+		{"an oversized token request is refused", func(t *testing.T, f *fixture) {
+			v := f.tokenForm("c")
+			v.Set("pad", strings.Repeat("a", 70<<10))
+			if resp, body := f.postToken(v); resp.StatusCode != 400 || !strings.Contains(body["error_description"].(string), "larger") {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+		}},
+		{"an oversized state is refused", func(t *testing.T, f *fixture) {
+			if loc := location(t, f.authorize(f.authorizeQuery(strings.Repeat("s", 5000)))); loc.Query().Get("error") != "invalid_request" {
+				t.Fatalf("got %s", loc)
+			}
+		}},
+		{"client credentials in the token URL's query are refused", func(t *testing.T, f *fixture) {
+			req, _ := http.NewRequest(http.MethodPost, f.bridge.URL+"/oauth/token?"+url.Values{"client_secret": {f.secret}}.Encode(),
+				strings.NewReader(f.tokenForm(f.code()).Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := f.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 400 {
+				t.Fatalf("got %d", resp.StatusCode)
+			}
+		}},
+		{"a code in the token URL's query is refused", func(t *testing.T, f *fixture) {
+			form := f.tokenForm("")
+			form.Del("code")
+			req, _ := http.NewRequest(http.MethodPost, f.bridge.URL+"/oauth/token?code="+f.code(), strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := f.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 400 {
+				t.Fatalf("got %d", resp.StatusCode)
+			}
+		}},
+		{"client authentication does not tell unknown clients from wrong secrets", func(t *testing.T, f *fixture) {
+			a := f.tokenForm("c")
+			a.Set("client_secret", "gloas-wrong")
+			b := f.tokenForm("c")
+			b.Set("client_id", strings.Repeat("f", 64))
+			_, ra := f.postToken(a)
+			_, rb := f.postToken(b)
+			if ra["error_description"] != rb["error_description"] {
+				t.Fatalf("%v vs %v", ra, rb)
+			}
+		}},
+		{"credentials both in Basic and in the body are refused", func(t *testing.T, f *fixture) {
+			resp, _ := f.postToken(f.tokenForm(f.code()), "Authorization", basicHeader(f.app.ID, f.secret))
+			if resp.StatusCode != 400 {
+				t.Fatalf("got %d", resp.StatusCode)
+			}
+		}},
+		{"the implicit grant is not offered", func(t *testing.T, f *fixture) {
+			q := f.authorizeQuery("s")
+			q.Set("response_type", "token")
+			if loc := location(t, f.authorize(q)); loc.Query().Get("error") != "unsupported_response_type" || loc.Fragment != "" {
+				t.Fatalf("got %s", loc)
+			}
+		}},
+		{"the password grant is not offered", func(t *testing.T, f *fixture) {
+			v := url.Values{"grant_type": {"password"}, "username": {"ada"}, "password": {"x"}, "client_id": {f.app.ID}, "client_secret": {f.secret}}
+			if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "unsupported_grant_type" {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+		}},
+		{"a consent answer posted from another site is refused", func(t *testing.T, f *fixture) {
+			q, _, _ := f.untrusted(true)
+			body, _ := f.consentPage(q)
+			if resp := f.answer(body, nil, "allow"); resp.StatusCode != 403 || resp.Header.Get("Location") != "" {
+				t.Fatalf("got %d %s", resp.StatusCode, resp.Header.Get("Location"))
+			}
+		}},
+	}
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) { a.attack(t, newFixture(t)) })
+	}
+}
+
+func basicHeader(id, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
+}
