@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/ssobridge/ssobridge/oauth"
 )
 
 func TestAuthorizeRefusesWithAPageAndNeverRedirects(t *testing.T) {
@@ -124,4 +126,33 @@ func TestAuthorizeRequiresPKCEOfPublicApps(t *testing.T) {
 	if loc.Query().Get("error") != "invalid_request" || !strings.Contains(loc.Query().Get("error_description"), "PKCE") {
 		t.Errorf("got %v", loc.Query())
 	}
+}
+
+func TestPKCESettingsOfAnApp(t *testing.T) {
+	f := newFixture(t)
+	challenge := strings.Repeat("p", 43)
+	t.Run("an app that requires PKCE refuses a request without it", func(t *testing.T) {
+		app, _ := f.register(oauth.AppSpec{Name: "Strict", RedirectURIs: []string{"https://s.example.com/cb"}, Scopes: []string{"read_user"},
+			Trusted: true, Confidential: true, RequirePKCE: true})
+		q := url.Values{"response_type": {"code"}, "client_id": {app.ID}, "redirect_uri": {"https://s.example.com/cb"}, "state": {"s"}}
+		if loc := location(t, f.authorize(q)); loc.Query().Get("error") != "invalid_request" || !strings.Contains(loc.Query().Get("error_description"), "requires PKCE") {
+			t.Fatalf("got %s", loc)
+		}
+	})
+	t.Run("an app that allows plain accepts it and checks the verifier", func(t *testing.T) {
+		app, secret := f.register(oauth.AppSpec{Name: "Old", RedirectURIs: []string{"https://o.example.com/cb"}, Scopes: []string{"read_user"},
+			Trusted: true, Confidential: true, AllowPlainPKCE: true})
+		q := url.Values{"response_type": {"code"}, "client_id": {app.ID}, "redirect_uri": {"https://o.example.com/cb"}, "state": {"s"},
+			"code_challenge": {challenge}, "code_challenge_method": {"plain"}}
+		form := func(verifier string) url.Values {
+			return url.Values{"grant_type": {"authorization_code"}, "client_id": {app.ID}, "client_secret": {secret},
+				"redirect_uri": {"https://o.example.com/cb"}, "code": {f.toClient(q).Query().Get("code")}, "code_verifier": {verifier}}
+		}
+		if resp, body := f.postToken(form(challenge)); resp.StatusCode != 200 {
+			t.Errorf("the right plain verifier: %d %v", resp.StatusCode, body)
+		}
+		if resp, body := f.postToken(form(strings.Repeat("q", 43))); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+			t.Errorf("a wrong plain verifier: %d %v", resp.StatusCode, body)
+		}
+	})
 }

@@ -39,9 +39,15 @@ type fixture struct {
 
 func newFixture(t testing.TB, opts ...gitlabtest.Option) *fixture {
 	t.Helper()
+	return newFixtureAsking(t, []string{"read_user"}, opts...)
+}
+
+// newFixtureAsking is newFixture with the bridge asking GitLab for upstreamScopes.
+func newFixtureAsking(t testing.TB, upstreamScopes []string, opts ...gitlabtest.Option) *fixture {
+	t.Helper()
 	f := &fixture{t: t, gl: gitlabtest.NewTestServer(t, opts...), store: memstore.New()}
 	t.Cleanup(func() { f.store.Close() })
-	f.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	f.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Groups: []string{"eng", "eng/platform"}})
 	f.gl.AddUser(gitlabtest.User{ID: 43, Username: "mallory", Name: "Mallory", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
 	f.gl.SignIn("ada")
 
@@ -49,10 +55,10 @@ func newFixture(t testing.TB, opts ...gitlabtest.Option) *fixture {
 	f.bridge = httptest.NewUnstartedServer(nil)
 	public := "http://" + f.bridge.Listener.Addr().String()
 	f.upstream = f.gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
-		Scopes: []string{"read_user"}, Confidential: true}) // untrusted: GitLab shows a consent step, which DenyNext answers
+		Scopes: upstreamScopes, Confidential: true}) // untrusted: GitLab shows a consent step, which DenyNext answers
 	f.upstreamTokens = &tokenRecorder{next: http.DefaultTransport}
 	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: f.gl.URL(), ClientID: f.upstream.UID, ClientSecret: f.upstream.Secret,
-		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public), HTTPClient: &http.Client{Transport: f.upstreamTokens}})
+		Scopes: upstreamScopes, RedirectURL: oauth.CallbackURLFor(public), HTTPClient: &http.Client{Transport: f.upstreamTokens}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -134,3 +134,38 @@ func TestDiscoveryNamesTheBridgesEndpoints(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupsClaimComesFromGitLabWhenTheBridgeAsksForOpenID(t *testing.T) {
+	for name, tt := range map[string]struct {
+		upstream []string
+		want     string
+	}{
+		"with openid upstream":    {[]string{"read_user", "openid"}, "eng eng/platform"},
+		"without openid upstream": {[]string{"read_user"}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixtureAsking(t, tt.upstream)
+			ctx := context.Background()
+			cfg := f.oidcClient(oauth2.AuthStyleInHeader)
+			tok, err := cfg.Exchange(ctx, f.signInWith(cfg.AuthCodeURL("s")).Get("code"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			provider, err := oidc.NewProvider(ctx, f.bridge.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idt, err := provider.Verifier(&oidc.Config{ClientID: cfg.ClientID}).Verify(ctx, tok.Extra("id_token").(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var claims struct {
+				Groups []string `json:"groups"`
+			}
+			_ = idt.Claims(&claims)
+			if got := strings.Join(claims.Groups, " "); got != tt.want {
+				t.Errorf("groups %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

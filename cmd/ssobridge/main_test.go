@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ssobridge/ssobridge/mattermost"
+	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/storetest"
 )
@@ -206,5 +209,88 @@ func TestAppsWithoutRedisSaysWhy(t *testing.T) {
 	code, _, stderr := runCmd(t, "apps", "list")
 	if code != 1 || !strings.Contains(stderr, "SSOBRIDGE_REDIS_URL (--redis-url): is required") {
 		t.Errorf("exit %d %q", code, stderr)
+	}
+}
+
+func TestGenkeyPrintsAKeyTheBridgeAccepts(t *testing.T) {
+	code, out, _ := runCmd(t, "genkey")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if _, err := oauth.ParseKey(strings.TrimSpace(out)); err != nil {
+		t.Fatalf("genkey printed %q: %v", out, err)
+	}
+	_, again, _ := runCmd(t, "genkey")
+	if again == out {
+		t.Fatal("two keys are the same")
+	}
+}
+
+func TestServeWithRedisRequiresAnEncryptionKey(t *testing.T) {
+	clearEnv(t)
+	for k, v := range map[string]string{"SSOBRIDGE_PUBLIC_URL": "https://sso.example.com", "SSOBRIDGE_GITLAB_URL": "https://gitlab.example.com",
+		"SSOBRIDGE_GITLAB_CLIENT_ID": "id", "SSOBRIDGE_GITLAB_CLIENT_SECRET": "s", "SSOBRIDGE_LISTEN": "127.0.0.1:0",
+		"SSOBRIDGE_REDIS_URL": storetest.RedisURL(t)} {
+		t.Setenv(k, v)
+	}
+	code, _, stderr := runCmd(t, "serve")
+	if code != 1 || !strings.Contains(stderr, "SSOBRIDGE_ENCRYPTION_KEY (--encryption-key): is required with Redis") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	t.Setenv("SSOBRIDGE_ENCRYPTION_KEY", "too-short")
+	code, _, stderr = runCmd(t, "serve")
+	if code != 1 || !strings.Contains(stderr, "SSOBRIDGE_ENCRYPTION_KEY (--encryption-key): a key must be 32 random bytes") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}
+
+func TestKeysRotateKeepsThePreviousKeyPublished(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SSOBRIDGE_REDIS_URL", storetest.RedisURL(t))
+	_, key, _ := runCmd(t, "genkey")
+	t.Setenv("SSOBRIDGE_ENCRYPTION_KEY", strings.TrimSpace(key))
+	if code, out, stderr := runCmd(t, "keys", "rotate"); code != 0 || strings.Count(out, "signs") != 1 {
+		t.Fatalf("first rotate: %d %s %s", code, out, stderr)
+	}
+	code, out, stderr := runCmd(t, "keys", "rotate")
+	if code != 0 || strings.Count(out, "signs") != 1 || strings.Count(out, "retired") != 1 {
+		t.Fatalf("second rotate: %d %s %s", code, out, stderr)
+	}
+	// With another encryption key the stored keys cannot be read, and the command says so.
+	_, other, _ := runCmd(t, "genkey")
+	t.Setenv("SSOBRIDGE_ENCRYPTION_KEY", strings.TrimSpace(other))
+	if code, _, stderr := runCmd(t, "keys", "rotate"); code != 1 || !strings.Contains(stderr, "SSOBRIDGE_ENCRYPTION_KEY") {
+		t.Fatalf("rotate with a wrong key: %d %s", code, stderr)
+	}
+}
+
+func TestAppsRevokeGrantsRunsOnTheStore(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SSOBRIDGE_REDIS_URL", storetest.RedisURL(t))
+	code, out, _ := runCmd(t, "apps", "create", "--name", "Mattermost", "--mattermost-url", "https://mm.example.com", "--json")
+	var app struct{ ID string }
+	if code != 0 || json.Unmarshal([]byte(out), &app) != nil {
+		t.Fatalf("create: %d %s", code, out)
+	}
+	st, err := openStore(t.Context(), &setting{name: "redis-url", value: os.Getenv("SSOBRIDGE_REDIS_URL")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i, uid := range []int64{42, 42, 43} {
+		if err := st.PutSession(t.Context(), &store.Session{ID: fmt.Sprint("s", i), ClientID: app.ID, GitLabUserID: uid}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, stderr := runCmd(t, "apps", "revoke-grants", app.ID, "--user", "42")
+	if code != 0 || !strings.Contains(out, "Revoked 2 sign-in(s) of GitLab user 42") {
+		t.Fatalf("revoke-grants --user: %d %s %s", code, out, stderr)
+	}
+	left, _ := st.ListSessions(t.Context(), app.ID)
+	if len(left) != 1 || left[0].GitLabUserID != 43 {
+		t.Fatalf("left %v", left)
+	}
+	if code, out, _ := runCmd(t, "apps", "revoke-grants", app.ID); code != 0 || !strings.Contains(out, "Revoked 1 sign-in(s) of everybody") {
+		t.Fatalf("revoke-grants: %d %s", code, out)
 	}
 }
