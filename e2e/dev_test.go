@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -40,17 +41,25 @@ type devInfo struct {
 	MattermostSiteURL string `json:"mattermost_site_url"`
 	WalkthroughURL    string `json:"walkthrough_url"`
 	RedirectURI       string `json:"redirect_uri"`
+	Issuer            string `json:"issuer"`
 	App               struct {
 		ID     string `json:"id"`
 		Secret string `json:"secret"`
 	} `json:"app"`
+	OIDCApp struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	} `json:"oidc_app"`
 	Mattermost struct {
 		ConfigJSON json.RawMessage `json:"config_json"`
 		Env        []string        `json:"env"`
 	} `json:"mattermost"`
 }
 
-func TestDevCommandPrintsASetUpThatMattermostSignsInWith(t *testing.T) {
+// startDev runs `ssobridge dev --json` and returns what it printed, and a function that stops it
+// with SIGTERM and reports how it ended.
+func startDev(t *testing.T) (devInfo, func() error) {
+	t.Helper()
 	bin := buildBinary(t)
 	cmd := exec.Command(bin, "dev", "--json", "--dev-listen", "127.0.0.1:0")
 	cmd.Stderr = os.Stderr
@@ -64,7 +73,6 @@ func TestDevCommandPrintsASetUpThatMattermostSignsInWith(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-
 	line, err := bufio.NewReader(stdout).ReadBytes('\n')
 	if err != nil {
 		t.Fatalf("reading the JSON line: %v", err)
@@ -73,6 +81,22 @@ func TestDevCommandPrintsASetUpThatMattermostSignsInWith(t *testing.T) {
 	if err := json.Unmarshal(line, &info); err != nil {
 		t.Fatalf("dev --json printed %q: %v", line, err)
 	}
+	stop := func() error {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			return err
+		}
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			return fmt.Errorf("dev did not stop within 15 s of SIGTERM")
+		}
+	}
+	return info, stop
+}
+
+func TestDevCommandPrintsASetUpThatMattermostSignsInWith(t *testing.T) {
+	info, stop := startDev(t)
 
 	// Mattermost configured from the printed config.json, as an administrator would paste it.
 	settings, err := mattermost.ParseConfigJSON(info.Mattermost.ConfigJSON)
@@ -112,16 +136,8 @@ func TestDevCommandPrintsASetUpThatMattermostSignsInWith(t *testing.T) {
 		}
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("dev did not stop cleanly on SIGTERM: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Error("dev did not stop within 15 s of SIGTERM")
+	if err := stop(); err != nil {
+		t.Errorf("dev did not stop cleanly on SIGTERM: %v", err)
 	}
 }
 

@@ -28,9 +28,13 @@ type devInfo struct {
 	Endpoints         map[string]string `json:"endpoints"`
 	App               appView           `json:"app"`
 	RedirectURI       string            `json:"redirect_uri"`
-	Users             []devUser         `json:"users"`
-	Mattermost        *mattermostView   `json:"mattermost"`
-	Store             string            `json:"store"`
+	// OIDCApp is a second, untrusted client for OpenID Connect relying parties and probes: it
+	// goes through the consent page, and its loopback redirect URIs match on any port.
+	OIDCApp    appView         `json:"oidc_app"`
+	Issuer     string          `json:"issuer"`
+	Users      []devUser       `json:"users"`
+	Mattermost *mattermostView `json:"mattermost"`
+	Store      string          `json:"store"`
 }
 
 type devUser struct {
@@ -50,6 +54,8 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	keys := addKeySettings(st)
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	asJSON := st.fs.Bool("json", false, "print the set-up as one JSON object on one line")
+	var devRedirects listFlag
+	st.fs.Var(&devRedirects, "dev-redirect-uri", "another redirect URI for the OpenID Connect client (repeatable)")
 	if err := st.parse(args); err != nil {
 		return err
 	}
@@ -112,6 +118,15 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err := s.CreateApp(ctx, app); err != nil {
 		return fmt.Errorf("registering the Mattermost application: %w", err)
 	}
+	oidcURIs := append([]string{"http://127.0.0.1/callback", "http://[::1]/callback"}, devRedirects...)
+	oidcApp, oidcSecret, err := oauth.NewApplication(oauth.AppSpec{Name: "OpenID Connect client", RedirectURIs: oidcURIs,
+		Scopes: []string{"openid", "profile", "email", "read_user"}, Confidential: true})
+	if err != nil {
+		return fmt.Errorf("--dev-redirect-uri: %w", err)
+	}
+	if err := s.CreateApp(ctx, oidcApp); err != nil {
+		return fmt.Errorf("registering the OpenID Connect client: %w", err)
+	}
 	settings := mattermost.SettingsForBridge(bridgeURL, app.ID, secret)
 	site := mattermosttest.New(settings)
 
@@ -121,6 +136,8 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 			"user": settings.UserAPIEndpoint, "callback": srv.CallbackURL()},
 		App:         view(app, secret),
 		RedirectURI: mattermost.RedirectURIs(siteURL)[0],
+		OIDCApp:     view(oidcApp, oidcSecret),
+		Issuer:      bridgeURL,
 		Users: []devUser{
 			{ID: ada.ID, Username: ada.Username, Email: ada.Email, State: gitlabapi.StateActive, SignedIn: true},
 			{ID: blocked.ID, Username: blocked.Username, Email: blocked.Email, State: blocked.State},
@@ -167,14 +184,20 @@ func printDevInfo(w io.Writer, info devInfo, secret string) {
   GitLab emulator:         %s
   Mattermost stand-in:     %s
 
-  Application "%s"
+  Application "%s" (trusted)
     Application ID         %s
     Secret                 %s
     Redirect URIs          %s
 
+  Application "%s" (untrusted: asks consent; OpenID Connect issuer %s)
+    Application ID         %s
+    Secret                 %s
+    Redirect URIs          %s   (any port on loopback)
+
 `, info.WalkthroughURL, info.BridgeURL, info.Store, info.Endpoints["authorize"], info.Endpoints["token"],
 		info.Endpoints["user"], info.Endpoints["callback"], info.GitLabURL, info.MattermostSiteURL,
-		info.App.Name, info.App.ID, secret, strings.Join(info.App.RedirectURIs, "\n                           "))
+		info.App.Name, info.App.ID, secret, strings.Join(info.App.RedirectURIs, "\n                           "),
+		info.OIDCApp.Name, info.Issuer, info.OIDCApp.ID, info.OIDCApp.Secret, strings.Join(info.OIDCApp.RedirectURIs, "\n                           "))
 	printMattermostSettings(w, info.BridgeURL, info.App.ID, secret)
 	fmt.Fprintln(w, "\nPress Ctrl-C to stop. Nothing is kept.")
 }
