@@ -77,25 +77,42 @@ func expired(ti oauth2.TokenInfo, refresh bool) bool {
 	return ti.GetAccessExpiresIn() > 0 && now.After(ti.GetAccessCreateAt().Add(ti.GetAccessExpiresIn()))
 }
 
+// tokenQuestion is a client asking about a token (revocation, introspection): the request, the
+// authenticated client, and the token with its session if it is alive.
+type tokenQuestion struct {
+	tr      *TokenRequest
+	app     *store.Application
+	ti      oauth2.TokenInfo
+	refresh bool
+	sess    *store.Session
+}
+
+func (s *Server) tokenQuestion(c echo.Context, purpose string) (*tokenQuestion, error) {
+	tr, perr := ParseTokenRequest(c.Request())
+	if perr != nil {
+		return nil, perr
+	}
+	if tr.Token == "" {
+		return nil, tokenError(ErrInvalidRequest, "token is missing; send the access or refresh token to %s", purpose)
+	}
+	app, err := s.authenticateClient(c, tr)
+	if err != nil {
+		return nil, err
+	}
+	q := &tokenQuestion{tr: tr, app: app}
+	q.ti, q.refresh, q.sess, err = s.lookupToken(c, tr.Token, tr.TokenTypeHint)
+	return q, err
+}
+
 // revoke is RFC 7009 token revocation. An unknown token is answered 200 like a revoked one, so
 // the answer tells nothing. Revoking a refresh token revokes the whole grant it belongs to, as
 // RFC 7009 §2.1 asks; revoking an access token revokes that token.
 func (s *Server) revoke(c echo.Context) error {
-	tr, perr := ParseTokenRequest(c.Request())
-	if perr != nil {
-		return perr
-	}
-	if tr.Token == "" {
-		return tokenError(ErrInvalidRequest, "token is missing; send the access or refresh token to revoke")
-	}
-	app, err := s.authenticateClient(c, tr)
+	q, err := s.tokenQuestion(c, "revoke")
 	if err != nil {
 		return err
 	}
-	ti, isRefresh, sess, err := s.lookupToken(c, tr.Token, tr.TokenTypeHint)
-	if err != nil {
-		return err
-	}
+	app, tr, ti, isRefresh, sess := q.app, q.tr, q.ti, q.refresh, q.sess
 	if ti != nil {
 		if ti.GetClientID() != app.ID {
 			// Doorkeeper's answer; the token stays valid for the client it belongs to.
@@ -140,21 +157,11 @@ type introspectResponse struct {
 // introspect is RFC 7662 token introspection. A client learns only about its own tokens: any
 // other token is inactive to it, so that introspection cannot probe other clients' tokens.
 func (s *Server) introspect(c echo.Context) error {
-	tr, perr := ParseTokenRequest(c.Request())
-	if perr != nil {
-		return perr
-	}
-	if tr.Token == "" {
-		return tokenError(ErrInvalidRequest, "token is missing; send the token to introspect")
-	}
-	app, err := s.authenticateClient(c, tr)
+	q, err := s.tokenQuestion(c, "introspect")
 	if err != nil {
 		return err
 	}
-	ti, isRefresh, sess, err := s.lookupToken(c, tr.Token, tr.TokenTypeHint)
-	if err != nil {
-		return err
-	}
+	app, ti, isRefresh, sess := q.app, q.ti, q.refresh, q.sess
 	noStore(c.Response().Header())
 	if ti == nil || ti.GetClientID() != app.ID {
 		return c.JSON(http.StatusOK, introspectResponse{Active: false})
