@@ -107,7 +107,7 @@ type keySettings struct {
 func addKeySettings(st *settings) *keySettings {
 	return &keySettings{
 		current:  st.add("encryption-key", "", "32 random bytes (64 hex digits or base64; `ssobridge genkey` makes one) that encrypt the GitLab tokens and signing keys the bridge keeps in Redis; required with Redis, the same on every instance"),
-		previous: st.add("encryption-keys-previous", "", "earlier encryption keys, comma-separated, still read after a key change (what they sealed is re-sealed with the current key as it is used)"),
+		previous: st.add("encryption-keys-previous", "", "earlier encryption keys, comma-separated, still read after a key change; keep one until every sign-in older than the change has ended (SSOBRIDGE_REFRESH_TOKEN_TTL) and `ssobridge keys rotate` has re-sealed the signing keys"),
 	}
 }
 
