@@ -12,8 +12,10 @@
 //	apps            SET of application ids
 //	authz:<key>     authorization JSON, with the TTL given to PutAuthorization
 //	session:<id>    session JSON, with the TTL given to PutSession
-//	sessions:<cid>  SET of the ids of client cid's sessions (no expiry; ids whose session has
-//	                expired are removed by ListSessions)
+//	sessions:<cid>  ZSET of the ids of client cid's sessions, scored by when the session expires
+//	                (unix milliseconds); no expiry of its own, but every PutSession and
+//	                ListSessions removes the ids that expired more than indexSlack ago, so that
+//	                it holds little more than the client's live sessions
 //	code:<key>      code record, expiring with the code
 //	access:<key>    access token record, expiring with the token
 //	refresh:<key>   refresh token record, expiring with the token, or never
@@ -49,10 +51,18 @@ var _ store.Store = (*Store)(nil)
 // DefaultPrefix is the key prefix New uses when given none.
 const DefaultPrefix = "ssobridge:"
 
+// indexSlack is how long after its expiry, by the bridge's clock, an id stays in its client's
+// index. The score is the expiry by the clock of the instance that wrote it, the record expires
+// by the clock of the Redis node that holds it, and a live session missing from the index would
+// survive a revocation of its client's grants: the slack absorbs the skew between those clocks
+// and the time the write spent in flight. Reading a few expired ids costs only a GET each.
+const indexSlack = time.Minute
+
 // Store is a store.Store on Redis.
 type Store struct {
 	c      redis.UniversalClient
 	prefix string
+	slack  time.Duration // indexSlack, which tests lower so as not to wait for it
 }
 
 // New returns a store that keeps its keys under prefix (DefaultPrefix if empty) on client, and
@@ -61,7 +71,7 @@ func New(client redis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return &Store{c: client, prefix: prefix}
+	return &Store{c: client, prefix: prefix, slack: indexSlack}
 }
 
 func (s *Store) appKey(id string) string     { return s.prefix + "app:" + id }
@@ -215,7 +225,7 @@ func (s *Store) TakeAuthorization(ctx context.Context, key string) (*store.Autho
 
 // ---- sessions ----
 
-// PutSession sends SET (which replaces the value and the TTL) and SADD to the client's index in
+// PutSession sends SET (which replaces the value and the TTL) and the index's ZADD and pruning in
 // one pipeline, SET first: an id must not be in the index before its record exists, or a
 // concurrent ListSessions could take it for an expired one and remove it.
 func (s *Store) PutSession(ctx context.Context, sess *store.Session, ttl time.Duration) error {
@@ -226,12 +236,28 @@ func (s *Store) PutSession(ctx context.Context, sess *store.Session, ttl time.Du
 	if err != nil {
 		return wrap("put session", err)
 	}
+	ttl = roundTTL(ttl)
+	now := time.Now()
 	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.sessionKey(sess.ID), b, roundTTL(ttl))
-		p.SAdd(ctx, s.clientSessionsKey(sess.ClientID), sess.ID)
+		p.Set(ctx, s.sessionKey(sess.ID), b, ttl)
+		s.index(ctx, p, sess.ClientID, sess.ID, now.Add(ttl), now)
 		return nil
 	})
 	return s.check("put session", err)
+}
+
+// index queues the ZADD of a session's id to its client's index, and the removal of the ids that
+// expired more than the slack ago. The pruning rides on every addition because nothing else is
+// sure to touch the index of a client that signs people in all day and is never listed.
+func (s *Store) index(ctx context.Context, p redis.Pipeliner, clientID, id string, expiry, now time.Time) {
+	key := s.clientSessionsKey(clientID)
+	p.ZAdd(ctx, key, redis.Z{Score: float64(expiry.UnixMilli()), Member: id})
+	p.ZRemRangeByScore(ctx, key, "-inf", "("+s.indexFloor(now))
+}
+
+// indexFloor is the lowest score ListSessions reads, and what the pruning removes below.
+func (s *Store) indexFloor(now time.Time) string {
+	return strconv.FormatInt(now.Add(-s.slack).UnixMilli(), 10)
 }
 
 func (s *Store) GetSession(ctx context.Context, id string) (*store.Session, error) {
@@ -239,8 +265,13 @@ func (s *Store) GetSession(ctx context.Context, id string) (*store.Session, erro
 }
 
 // UpdateSession uses SET XX KEEPTTL, which neither revives an expired session nor extends a live
-// one. The SADD in the same pipeline keeps the session in its client's index should its ClientID
-// change; when the SET finds no session, the id it adds is removed by the next ListSessions.
+// one, and so leaves the session's score in its client's index right. Should the ClientID change,
+// the new client's index needs the id with the expiry the record keeps: the SET returns the
+// previous record (GET) and PTTL, in the same pipeline, the time left, and only then does a second
+// round trip add the id. Reading the expiry back from Redis rather than storing it in the record
+// costs no more round trips (the record would have to be read first just the same), keeps the
+// record a plain store.Session, and scores the id by the TTL Redis actually enforces. The old
+// client's index keeps the id until its ListSessions sees it belongs elsewhere, or it expires.
 func (s *Store) UpdateSession(ctx context.Context, sess *store.Session) error {
 	b, err := json.Marshal(sess)
 	if err != nil {
@@ -248,25 +279,39 @@ func (s *Store) UpdateSession(ctx context.Context, sess *store.Session) error {
 	}
 	var (
 		set  *redis.StatusCmd
-		sadd *redis.IntCmd
+		pttl *redis.DurationCmd
 	)
 	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		set = p.SetArgs(ctx, s.sessionKey(sess.ID), b, redis.SetArgs{Mode: "XX", KeepTTL: true})
-		sadd = p.SAdd(ctx, s.clientSessionsKey(sess.ClientID), sess.ID)
+		set = p.SetArgs(ctx, s.sessionKey(sess.ID), b, redis.SetArgs{Mode: "XX", KeepTTL: true, Get: true})
+		pttl = p.PTTL(ctx, s.sessionKey(sess.ID))
 		return nil
 	})
-	if err != nil && !isNil(err) {
-		return wrap("update session", err)
-	}
-	// The pipeline reports only its first error, which may be the SET's "not set" hiding a
-	// failed SADD.
-	if err := sadd.Err(); err != nil {
-		return wrap("update session", err)
-	}
-	if isNil(set.Err()) {
+	// Taken after the replies, so that the score errs late, which only keeps the id a little
+	// longer, rather than early, which could hide a live session from ListSessions.
+	now := time.Now()
+	switch {
+	case isNil(set.Err()): // the SET wrote nothing, whatever became of the PTTL
 		return store.ErrNotFound
+	case err != nil:
+		return wrap("update session", err)
 	}
-	return s.check("update session", set.Err())
+	// A previous record that does not decode tells no client: index the id anyway, which at worst
+	// leaves ListSessions an id to skip.
+	if old, err := decode[store.Session]("update session", []byte(set.Val())); err == nil && old.ClientID == sess.ClientID {
+		return nil
+	}
+	left := pttl.Val()
+	if left <= 0 { // deleted or expired since the SET: there is nothing to list
+		return nil
+	}
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		s.index(ctx, p, sess.ClientID, sess.ID, now.Add(left), now)
+		return nil
+	})
+	if err != nil {
+		return wrap("update session: the session is updated, but not added to its new client's index", err)
+	}
+	return nil
 }
 
 // DeleteSession takes the record with GETDEL, as the index to remove the id from is the one of
@@ -276,18 +321,21 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.c.SRem(ctx, s.clientSessionsKey(sess.ClientID), id).Err(); err != nil {
+	if err := s.c.ZRem(ctx, s.clientSessionsKey(sess.ClientID), id).Err(); err != nil {
 		return wrap("delete session: the session is deleted, but not its id from the client's index", err)
 	}
 	return nil
 }
 
-// ListSessions reads the client's index, then every record in one pipeline (not MGET, which
-// Cluster refuses across slots). Ids whose session has expired or been deleted, or now belongs
-// to another client, are skipped and removed from the index, which nothing else shrinks.
+// ListSessions reads the ids the client's index does not yet count as long expired, then every
+// record in one pipeline (not MGET, which Cluster refuses across slots), which also prunes the
+// index as PutSession does, for a client that no longer signs anyone in. Ids whose session has
+// expired or been deleted, or now belongs to another client, are skipped and removed from the
+// index; their score says nothing of that.
 func (s *Store) ListSessions(ctx context.Context, clientID string) ([]*store.Session, error) {
 	key := s.clientSessionsKey(clientID)
-	ids, err := s.c.SMembers(ctx, key).Result()
+	floor := s.indexFloor(time.Now())
+	ids, err := s.c.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: floor, Max: "+inf"}).Result()
 	if err != nil {
 		return nil, wrap("list sessions", err)
 	}
@@ -296,13 +344,20 @@ func (s *Store) ListSessions(ctx context.Context, clientID string) ([]*store.Ses
 		return sessions, nil
 	}
 	cmds := make([]*redis.StringCmd, len(ids))
+	var prune *redis.IntCmd
 	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
 			cmds[i] = p.Get(ctx, s.sessionKey(id))
 		}
+		prune = p.ZRemRangeByScore(ctx, key, "-inf", "("+floor)
 		return nil
 	})
 	if err != nil && !isNil(err) {
+		return nil, wrap("list sessions", err)
+	}
+	// The pipeline reports only its first error, which may be a GET's "no such key" hiding a
+	// failed ZREMRANGEBYSCORE.
+	if err := prune.Err(); err != nil {
 		return nil, wrap("list sessions", err)
 	}
 	var stale []any
@@ -320,7 +375,7 @@ func (s *Store) ListSessions(ctx context.Context, clientID string) ([]*store.Ses
 		}
 	}
 	if len(stale) > 0 {
-		if err := s.c.SRem(ctx, key, stale...).Err(); err != nil {
+		if err := s.c.ZRem(ctx, key, stale...).Err(); err != nil {
 			return nil, wrap("list sessions: removing stale ids", err)
 		}
 	}
@@ -579,7 +634,7 @@ func (s *Store) SwapKeySet(ctx context.Context, old, next []byte) (bool, error) 
 // ---- inspection ----
 
 // DumpRaw returns every key under the store's prefix with its value (the members of a set, the
-// fields and values of a hash), for tests that check what is written to Redis. It walks the
+// members and scores of a sorted set, the fields and values of a hash), for tests that check what is written to Redis. It walks the
 // keyspace with SCAN, on every primary of a Cluster, and is not meant for production use.
 func (s *Store) DumpRaw(ctx context.Context) ([]byte, error) {
 	var buf bytes.Buffer
@@ -600,6 +655,14 @@ func (s *Store) DumpRaw(ctx context.Context) ([]byte, error) {
 					return err
 				}
 				buf.WriteString(strings.Join(members, "\n"))
+			case "zset":
+				members, err := c.ZRangeWithScores(ctx, key, 0, -1).Result()
+				if err != nil {
+					return err
+				}
+				for _, z := range members {
+					fmt.Fprintf(&buf, "%v %s\n", z.Member, strconv.FormatFloat(z.Score, 'f', -1, 64))
+				}
 			case "hash":
 				fields, err := c.HGetAll(ctx, key).Result()
 				if err != nil {

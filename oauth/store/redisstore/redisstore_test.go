@@ -101,9 +101,11 @@ func TestKeyLayout(t *testing.T) {
 	defer s.Close()
 	ctx := t.Context()
 	sess := &store.Session{ID: "s1", ClientID: "c1"}
+	before := time.Now()
 	if err := s.PutSession(ctx, sess, time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	after := time.Now()
 	if err := s.MarkUsed(ctx, "k1", "s1", time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +116,10 @@ func TestKeyLayout(t *testing.T) {
 		t.Fatalf("swap key set: %v, %v", ok, err)
 	}
 
-	if got := c.SMembers(ctx, "ssobridge:sessions:c1").Val(); len(got) != 1 || got[0] != "s1" {
-		t.Errorf("sessions:c1 = %q, want [s1]", got)
+	if got := c.ZRangeWithScores(ctx, "ssobridge:sessions:c1", 0, -1).Val(); len(got) != 1 || got[0].Member != "s1" {
+		t.Errorf("sessions:c1 = %v, want s1 alone", got)
+	} else if lo, hi := before.Add(time.Hour).UnixMilli(), after.Add(time.Hour).UnixMilli(); got[0].Score < float64(lo) || got[0].Score > float64(hi) {
+		t.Errorf("sessions:c1 scores s1 %.0f, want its expiry in unix ms, between %d and %d", got[0].Score, lo, hi)
 	}
 	if got := c.Get(ctx, "ssobridge:used:k1").Val(); got != "s1" {
 		t.Errorf("used:k1 = %q, want s1", got)
@@ -144,7 +148,8 @@ func TestKeyLayout(t *testing.T) {
 }
 
 // The index of a client's sessions is cleaned as it is read: ids whose session has expired, or
-// now belongs to another client, are removed from it.
+// now belongs to another client, are removed from it, whatever their score, and so are ids that
+// expired longer than the slack ago.
 func TestListSessionsRemovesStaleIds(t *testing.T) {
 	c := newClient(t, storetest.RedisURL(t))
 	s := New(c, "")
@@ -155,7 +160,12 @@ func TestListSessionsRemovesStaleIds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := c.SAdd(ctx, "ssobridge:sessions:c1", "expired", "moved").Err(); err != nil {
+	later := float64(time.Now().Add(time.Hour).UnixMilli())
+	long := float64(time.Now().Add(-2 * indexSlack).UnixMilli())
+	if err := c.ZAdd(ctx, "ssobridge:sessions:c1",
+		redis.Z{Score: later, Member: "gone"}, redis.Z{Score: later, Member: "moved"},
+		redis.Z{Score: long, Member: "long-expired"},
+	).Err(); err != nil {
 		t.Fatal(err)
 	}
 	list, err := s.ListSessions(ctx, "c1")
@@ -165,12 +175,86 @@ func TestListSessionsRemovesStaleIds(t *testing.T) {
 	if len(list) != 1 || list[0].ID != "live" {
 		t.Errorf("ListSessions = %d sessions, want only %q", len(list), "live")
 	}
-	if got := c.SMembers(ctx, "ssobridge:sessions:c1").Val(); len(got) != 1 || got[0] != "live" {
+	if got := c.ZRange(ctx, "ssobridge:sessions:c1", 0, -1).Val(); len(got) != 1 || got[0] != "live" {
 		t.Errorf("index after ListSessions = %q, want [live]", got)
 	}
-	if got := c.SMembers(ctx, "ssobridge:sessions:c2").Val(); len(got) != 1 || got[0] != "moved" {
+	if got := c.ZRange(ctx, "ssobridge:sessions:c2", 0, -1).Val(); len(got) != 1 || got[0] != "moved" {
 		t.Errorf("the other client's index = %q, want [moved]", got)
 	}
+}
+
+// A client that signs people in all day and is never listed must not accumulate the ids of its
+// past sessions: each PutSession drops those that have expired.
+func TestSessionIndexHoldsOnlyLiveSessions(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	s.slack = 0
+	ctx := t.Context()
+	const n, ttl = 50, 100 * time.Millisecond
+	for range n {
+		if err := s.PutSession(ctx, &store.Session{ID: store.NewID(16), ClientID: "c1"}, ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.ZCard(ctx, "ssobridge:sessions:c1").Val(); got != n {
+		t.Fatalf("index holds %d ids while %d sessions live", got, n)
+	}
+	time.Sleep(ttl + 50*time.Millisecond)
+	last := &store.Session{ID: "last", ClientID: "c1"}
+	if err := s.PutSession(ctx, last, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ZRange(ctx, "ssobridge:sessions:c1", 0, -1).Val(); len(got) != 1 || got[0] != "last" {
+		t.Errorf("index after %d sessions expired and one more was put = %d ids, want [last]", n, len(got))
+	}
+}
+
+// An update keeps the session's expiry, and so its score; one that moves it to another client
+// gives it the same score there.
+func TestUpdateSessionKeepsIndexScore(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	sess := &store.Session{ID: "s1", ClientID: "c1"}
+	if err := s.PutSession(ctx, sess, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	put := c.ZScore(ctx, "ssobridge:sessions:c1", "s1").Val()
+	time.Sleep(20 * time.Millisecond) // so that a score taken anew would differ
+	sess.Username = "changed"
+	if err := s.UpdateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ZScore(ctx, "ssobridge:sessions:c1", "s1").Val(); got != put {
+		t.Errorf("score after an update = %.0f, want %.0f as put", got, put)
+	}
+	sess.ClientID = "c2"
+	if err := s.UpdateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := c.ZScore(ctx, "ssobridge:sessions:c2", "s1").Result()
+	if err != nil {
+		t.Fatalf("the moved session is not in its new client's index: %v", err)
+	}
+	// PTTL and the clock are read a round trip apart, and the record's expiry was set a little
+	// after the score of the put was taken.
+	if d := time.Duration(moved-put) * time.Millisecond; d < -time.Second || d > time.Second {
+		t.Errorf("score in the new client's index is %v off the expiry the session was put with", d)
+	}
+	wantListed := func(clientID string, n int) {
+		t.Helper()
+		list, err := s.ListSessions(ctx, clientID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != n {
+			t.Errorf("ListSessions(%s) = %d sessions, want %d", clientID, len(list), n)
+		}
+	}
+	wantListed("c1", 0)
+	wantListed("c2", 1)
 }
 
 // Every operation on a store whose Redis has gone away must fail with an error that is not

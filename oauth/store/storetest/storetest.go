@@ -127,6 +127,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			{"UpdateSession replaces the session and keeps its expiry", startSessionUpdateKeepsExpiry},
 			{"PutSession on an existing session replaces its expiry", startSessionPutReplacesExpiry},
 			{"ListSessions skips expired sessions", startSessionListExpiry},
+			{"a session UpdateSession moved to another client leaves its list when it expires", startSessionMovedListExpiry},
 			{"a used mark expires", startUsedExpiry},
 			{"an expired refresh token cannot be taken", startTakeRefreshExpiry},
 			{"expired code is not returned", startCodeExpiry},
@@ -824,6 +825,23 @@ func startSessionListExpiry(t *testing.T, s store.Store) func(*testing.T) {
 		wantSessions(t, s, short.ClientID, long)
 		// Twice, as the first list may be the one that cleans up after the expired session.
 		wantSessions(t, s, short.ClientID, long)
+	}
+}
+
+// startSessionMovedListExpiry moves a short session with UpdateSession, which keeps its expiry:
+// the new client lists it until then, and neither client after.
+func startSessionMovedListExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	short, long := newSession(), newSession()
+	first := short.ClientID
+	must(t, "put", s.PutSession(t.Context(), short, shortTTL))
+	must(t, "put", s.PutSession(t.Context(), long, time.Hour))
+	short.ClientID = long.ClientID
+	must(t, "update", s.UpdateSession(t.Context(), short))
+	wantSessions(t, s, first)
+	wantSessions(t, s, long.ClientID, short, long)
+	return func(t *testing.T) {
+		wantSessions(t, s, long.ClientID, long)
+		wantSessions(t, s, first)
 	}
 }
 
