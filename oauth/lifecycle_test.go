@@ -184,7 +184,7 @@ func TestRevocation(t *testing.T) {
 		other, otherSecret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
 		tok := f.tokens()
 		resp, _ := f.postClientForm("/oauth/revoke", url.Values{"token": {tok["access_token"].(string)}, "client_id": {other.ID}, "client_secret": {otherSecret}})
-		if resp.StatusCode != 403 || f.userStatus(tok["access_token"].(string)) != 200 {
+		if resp.StatusCode != 400 || f.userStatus(tok["access_token"].(string)) != 200 {
 			t.Fatalf("another client's revocation: %d", resp.StatusCode)
 		}
 	})

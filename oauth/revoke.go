@@ -115,9 +115,9 @@ func (s *Server) revoke(c echo.Context) error {
 	app, tr, ti, isRefresh, sess := q.app, q.tr, q.ti, q.refresh, q.sess
 	if ti != nil {
 		if ti.GetClientID() != app.ID {
-			// Doorkeeper's answer; the token stays valid for the client it belongs to.
-			return &Error{Code: ErrUnauthorizedClient, Status: http.StatusForbidden,
-				Description: "the token was issued to another client; a client may revoke only its own tokens"}
+			// RFC 7009 §2.2.1 answers with a §5.2 error, so 400 as for every such code (Doorkeeper
+			// says 403); the token stays valid for the client it belongs to.
+			return tokenError(ErrUnauthorizedClient, "the token was issued to another client; a client may revoke only its own tokens")
 		}
 		ctx := c.Request().Context()
 		if isRefresh {
