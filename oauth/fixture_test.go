@@ -3,12 +3,14 @@ package oauth_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
@@ -221,9 +223,14 @@ type tokenRecorder struct {
 	next   http.RoundTripper
 	mu     sync.Mutex
 	tokens []string
+	// down makes GitLab unreachable, as a network failure would.
+	down atomic.Bool
 }
 
 func (r *tokenRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if r.down.Load() {
+		return nil, errors.New("dial tcp: connection refused")
+	}
 	resp, err := r.next.RoundTrip(req)
 	if err != nil || req.URL.Path != "/oauth/token" {
 		return resp, err

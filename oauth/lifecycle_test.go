@@ -121,6 +121,20 @@ func TestRefreshOfAPersonBlockedAtGitLabIsRefused(t *testing.T) {
 	}
 }
 
+func TestRefreshWhileGitLabIsDownKeepsTheRefreshToken(t *testing.T) {
+	f := newFixture(t)
+	refresh := f.tokens()["refresh_token"].(string)
+	f.upstreamTokens.down.Store(true)
+	resp, body := f.postToken(f.refreshForm(refresh))
+	if resp.StatusCode != 503 || body["error"] != "temporarily_unavailable" {
+		t.Fatalf("GitLab down: %d %v", resp.StatusCode, body)
+	}
+	f.upstreamTokens.down.Store(false)
+	if resp, body := f.postToken(f.refreshForm(refresh)); resp.StatusCode != 200 {
+		t.Fatalf("after GitLab is back: %d %v", resp.StatusCode, body)
+	}
+}
+
 func TestCodePresentedTwiceRevokesTheTokensIssuedFromIt(t *testing.T) {
 	f := newFixture(t)
 	code := f.code()

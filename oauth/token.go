@@ -228,36 +228,19 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 		return terr
 	}
 	ctx := c.Request().Context()
-	// A look before the take, so that a client's mistake (another client, a wider scope) is
-	// refused without burning the token.
+	// Everything that can refuse the request is checked before the token is taken, so that a
+	// client's mistake (another client, a wider scope) or GitLab being down does not burn it.
 	seen, err := s.store.GetByRefresh(ctx, tr.RefreshToken)
 	if err != nil {
 		return storeFailure("get refresh token", err)
 	}
-	if seen != nil {
-		if seen.GetClientID() != app.ID {
-			return tokenError(ErrInvalidGrant, "the refresh token was issued to another client")
-		}
-		if _, wider := grantScope(tr.Scope, ParseScope(seen.GetScope())); len(wider) > 0 {
-			return tokenError(ErrInvalidScope, "the refresh token does not cover the scope %s; a refresh may only keep or narrow the scope (%s)",
-				strings.Join(wider, " "), seen.GetScope())
-		}
-	}
-	ti, err := s.store.TakeRefresh(ctx, tr.RefreshToken)
-	if err != nil {
-		return storeFailure("take refresh token", err)
-	}
-	if ti == nil {
+	if seen == nil {
 		return s.reusedRefresh(c, tr.RefreshToken)
 	}
-	if ti.GetClientID() != app.ID {
-		// Only a race with another client's request gets here; the token is spent either way.
-		return tokenError(ErrInvalidGrant, "the refresh token was issued to another client")
+	if e := checkRefresh(seen, app, tr); e != nil {
+		return e
 	}
-	if err := s.store.MarkUsed(ctx, store.TokenKey(tr.RefreshToken), ti.GetUserID(), s.cfg.RefreshTokenTTL); err != nil {
-		return storeFailure("mark refresh token used", err)
-	}
-	sess, err := s.store.GetSession(ctx, ti.GetUserID())
+	sess, err := s.store.GetSession(ctx, seen.GetUserID())
 	if errors.Is(err, store.ErrNotFound) {
 		return tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked or has expired; sign in again")
 	}
@@ -267,11 +250,33 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	// The person must still be welcome at GitLab: a refresh must not outlive a block there.
 	if _, err := s.upstreamUser(ctx, sess); err != nil {
 		var ae *APIError
-		if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) {
+		if !errors.As(err, &ae) {
+			return err
+		}
+		if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
 			_ = s.store.DeleteSession(ctx, sess.ID)
 			return tokenError(ErrInvalidGrant, "GitLab no longer accepts this person (%s); sign in again", gitlabapiMessage(ae))
 		}
-		return err
+		e := tokenError(ErrTemporarilyUnavailable, "the bridge could not ask GitLab whether this person may still sign in (%s); try again shortly, the refresh token stays valid", gitlabapiMessage(ae))
+		e.Cause = err
+		return e
+	}
+	ti, err := s.store.TakeRefresh(ctx, tr.RefreshToken)
+	if err != nil {
+		return storeFailure("take refresh token", err)
+	}
+	if ti == nil {
+		// Another request took it while this one checked: a reuse.
+		return s.reusedRefresh(c, tr.RefreshToken)
+	}
+	if ti.GetUserID() != sess.ID {
+		return tokenError(ErrInvalidGrant, "the refresh token changed while it was checked; sign in again")
+	}
+	if e := checkRefresh(ti, app, tr); e != nil {
+		return e
+	}
+	if err := s.store.MarkUsed(ctx, store.TokenKey(tr.RefreshToken), sess.ID, s.cfg.RefreshTokenTTL); err != nil {
+		return storeFailure("mark refresh token used", err)
 	}
 	scope := ti.GetScope()
 	if tr.Scope != "" {
@@ -297,6 +302,18 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	}
 	s.log.Info("token refreshed", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
 	return s.writeToken(c, next, sess, false)
+}
+
+// checkRefresh refuses a refresh token of another client, or a scope wider than it was granted.
+func checkRefresh(ti oauth2.TokenInfo, app *store.Application, tr *TokenRequest) *Error {
+	if ti.GetClientID() != app.ID {
+		return tokenError(ErrInvalidGrant, "the refresh token was issued to another client")
+	}
+	if _, wider := grantScope(tr.Scope, ParseScope(ti.GetScope())); len(wider) > 0 {
+		return tokenError(ErrInvalidScope, "the refresh token does not cover the scope %s; a refresh may only keep or narrow the scope (%s)",
+			strings.Join(wider, " "), ti.GetScope())
+	}
+	return nil
 }
 
 // reusedRefresh answers a refresh token that is not stored: if it was used before, someone holds
