@@ -273,3 +273,22 @@ func (c *Client) Groups(ctx context.Context, ts oauth2.TokenSource) ([]string, e
 	}
 	return claims.Groups, nil
 }
+
+// Ping checks that GitLab answers, at its public OpenID Connect discovery document.
+func (c *Client) Ping(ctx context.Context) error {
+	ep := c.base.String() + "/.well-known/openid-configuration"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.classify(CallPing, ep, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxUserBody))
+	if resp.StatusCode != http.StatusOK {
+		return &UpstreamError{Call: CallPing, URL: ep, Kind: KindRejected, Status: resp.StatusCode}
+	}
+	return nil
+}

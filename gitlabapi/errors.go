@@ -15,6 +15,7 @@ const (
 	CallRefresh  Call = "token refresh"
 	CallUser     Call = "user request"
 	CallUserInfo Call = "userinfo request"
+	CallPing     Call = "readiness check"
 )
 
 // Kind says how an upstream call failed.

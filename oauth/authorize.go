@@ -137,7 +137,8 @@ func (s *Server) authorize(c echo.Context) error {
 	if err := s.store.PutAuthorization(ctx, store.TokenKey(upstreamState), pending, s.cfg.AuthorizationTTL); err != nil {
 		return storeFailure("save authorization", err)
 	}
-	s.log.Info("sign-in started", "client_id", app.ID, "app", app.Name)
+	s.metrics.loginsStarted.WithLabelValues(app.ID).Inc()
+	s.logger(ctx).Info("sign-in started", "client_id", app.ID, "app", app.Name)
 	return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
 }
 

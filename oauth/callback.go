@@ -96,7 +96,7 @@ func (s *Server) callback(c echo.Context) error {
 		// Groups are only for the groups claim: a sign-in goes on without them.
 		groups, err := s.upstream.Groups(ctx, s.upstream.TokenSource(ctx, tok))
 		if err != nil {
-			s.log.Warn("reading the person's groups at GitLab failed; the groups claim will be empty", "cause", err.Error())
+			s.logger(ctx).Warn("reading the person's groups at GitLab failed; the groups claim will be empty", "cause", err.Error())
 		}
 		session.Groups = groups
 	}
@@ -109,7 +109,7 @@ func (s *Server) callback(c echo.Context) error {
 	if err != nil {
 		return s.appGone(err)
 	}
-	s.log.Info("sign-in completed at GitLab", "client_id", pending.ClientID, "gitlab_user_id", user.ID, "username", user.Username)
+	s.logger(ctx).Info("sign-in completed at GitLab", "client_id", pending.ClientID, "gitlab_user_id", user.ID, "username", user.Username)
 	ask, err := s.needsConsent(c, app, session)
 	if err != nil {
 		return err

@@ -116,7 +116,7 @@ func (s *Server) consent(c echo.Context) error {
 	}
 	if decision == "deny" {
 		_ = s.store.DeleteSession(ctx, sess.ID)
-		s.log.Info("consent denied", "client_id", pending.ClientID, "gitlab_user_id", sess.GitLabUserID)
+		s.logger(ctx).Info("consent denied", "client_id", pending.ClientID, "gitlab_user_id", sess.GitLabUserID)
 		return &RedirectError{RedirectURI: pending.RedirectURI, State: pending.State, Code: ErrAccessDenied,
 			Description: "The resource owner denied the request."}
 	}
@@ -129,7 +129,7 @@ func (s *Server) consent(c echo.Context) error {
 			return storeFailure("save consent", err)
 		}
 	}
-	s.log.Info("consent given", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
+	s.logger(ctx).Info("consent given", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
 	return s.issueCode(c, app, pending, sess)
 }
 

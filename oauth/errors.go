@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -139,6 +140,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.logFailure(c, ae.Status, "api", gitlabapi.StatusMessage(ae.Status, ae.Detail).Message, ae.Cause)
 		writeAPIError(c, ae)
 	case errors.As(err, &se):
+		s.metrics.storeErrors.Inc()
 		s.logFailure(c, http.StatusServiceUnavailable, "store_unavailable", se.kind, se.err)
 		s.renderByEndpoint(c, http.StatusServiceUnavailable, ErrTemporarilyUnavailable,
 			"The bridge's store is not answering; try again shortly. Administrators: check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log.")
@@ -202,9 +204,29 @@ func (s *Server) logFailure(c echo.Context, status int, code, description string
 	if cause != nil {
 		attrs = append(attrs, "cause", cause.Error())
 	}
+	switch c.Path() {
+	case "/oauth/authorize", CallbackPath, consentPath, "/oauth/token":
+		s.metrics.loginsFailed.WithLabelValues(c.Path(), reasonLabel(code)).Inc()
+	}
+	log := s.logger(c.Request().Context())
 	if status >= 500 {
-		s.log.Error("request failed", attrs...)
+		log.Error("request failed", attrs...)
 		return
 	}
-	s.log.Info("request refused", attrs...)
+	log.Info("request refused", attrs...)
+}
+
+// reasonLabel turns an error code or a page title into a metric label: "Unknown application"
+// becomes "unknown_application".
+func reasonLabel(code string) string {
+	b := make([]byte, 0, len(code))
+	for _, r := range strings.ToLower(code) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b = append(b, byte(r))
+		case len(b) > 0 && b[len(b)-1] != '_':
+			b = append(b, '_')
+		}
+	}
+	return strings.TrimSuffix(string(b), "_")
 }

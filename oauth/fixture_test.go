@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -37,6 +38,26 @@ type fixture struct {
 	upstreamTokens *tokenRecorder
 	srv            *oauth.Server
 	sealer         *oauth.Sealer
+	// logs holds the bridge's JSON log lines.
+	logs *lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a server's handlers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newFixture(t testing.TB, opts ...gitlabtest.Option) *fixture {
@@ -68,7 +89,9 @@ func newFixtureAsking(t testing.TB, upstreamScopes []string, opts ...gitlabtest.
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: f.store, Upstream: up, Sealer: f.sealer})
+	f.logs = &lockedBuffer{}
+	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: f.store, Upstream: up, Sealer: f.sealer,
+		Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}

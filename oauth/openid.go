@@ -46,7 +46,7 @@ func (s *Server) keySet(ctx context.Context) (*oidc.KeySet, error) {
 	if err != nil {
 		if s.keys.set != nil {
 			// Keep signing with the keys we have; the store will answer again.
-			s.log.Warn("reloading the OpenID Connect keys failed", "cause", err.Error())
+			s.logger(ctx).Warn("reloading the OpenID Connect keys failed", "cause", err.Error())
 			return s.keys.set, nil
 		}
 		return nil, err
@@ -73,7 +73,7 @@ func (s *Server) createKeySet(ctx context.Context) (*oidc.KeySet, []byte, error)
 		// Another instance made its set first: use that one.
 		return LoadKeySet(ctx, s.store, s.cfg.Sealer)
 	}
-	s.log.Info("created the OpenID Connect signing key", "kid", ks.Keys()[0].KID)
+	s.logger(ctx).Info("created the OpenID Connect signing key", "kid", ks.Keys()[0].KID)
 	return ks, sealed, nil
 }
 

@@ -39,7 +39,7 @@ func (s *Server) renderPage(c echo.Context, pe *PageError) {
 		Title: pe.Title, Message: pe.Message, Fix: pe.Fix,
 	})
 	if err != nil {
-		s.log.Error("rendering error page", "cause", err.Error())
+		s.logger(c.Request().Context()).Error("rendering error page", "cause", err.Error())
 		_ = c.String(http.StatusInternalServerError, pe.Title+": "+pe.Message)
 		return
 	}

@@ -134,7 +134,7 @@ func (s *Server) revoke(c echo.Context) error {
 		if err != nil {
 			return storeFailure("revoke token", err)
 		}
-		s.log.Info("token revoked", "client_id", app.ID, "refresh", isRefresh, "gitlab_user_id", sess.GitLabUserID)
+		s.logger(ctx).Info("token revoked", "client_id", app.ID, "refresh", isRefresh, "gitlab_user_id", sess.GitLabUserID)
 	}
 	noStore(c.Response().Header())
 	return c.JSON(http.StatusOK, struct{}{})

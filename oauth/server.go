@@ -43,6 +43,8 @@ type Config struct {
 	// Sealer encrypts the upstream tokens the bridge keeps in Store.
 	Sealer *Sealer
 	Logger *slog.Logger
+	// Metrics receives the bridge's measurements; nil makes a set of its own.
+	Metrics *Metrics
 	// Zero values take the defaults above.
 	CodeTTL          time.Duration
 	AuthorizationTTL time.Duration
@@ -60,6 +62,8 @@ type Server struct {
 	log      *slog.Logger
 	echo     *echo.Echo
 	keys     keyCache
+	metrics  *Metrics
+	ready    readiness
 }
 
 // CallbackPath is the bridge's redirect URI at GitLab, under PublicURL.
@@ -95,7 +99,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RefreshTokenTTL <= 0 {
 		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
 	}
-	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstream: cfg.Upstream, log: cfg.Logger}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstream: cfg.Upstream, log: cfg.Logger, metrics: cfg.Metrics}
 	s.manager = newManager(cfg)
 	s.echo = s.routes()
 	return s, nil
@@ -133,7 +140,7 @@ func (s *Server) routes() *echo.Echo {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true}))
-	e.Use(s.logRequests, securityHeaders)
+	e.Use(s.observe, securityHeaders)
 	e.GET("/oauth/authorize", s.authorize)
 	e.GET(CallbackPath, s.callback)
 	e.POST("/oauth/token", s.token)
@@ -147,22 +154,9 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/oauth/userinfo", s.userinfo)
 	e.POST("/oauth/userinfo", s.userinfo)
 	e.GET("/", s.home)
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
 	return e
-}
-
-// logRequests logs one line per request. It logs the path and never the query, which carries
-// codes, states and (at /api/v4/user) possibly an access token.
-func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := time.Now()
-		err := next(c)
-		if err != nil {
-			c.Error(err)
-		}
-		s.log.Debug("request", "method", c.Request().Method, "path", c.Request().URL.Path,
-			"status", c.Response().Status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
-		return nil
-	}
 }
 
 // securityHeaders keeps bridge pages out of frames and caches, and its URLs out of Referer

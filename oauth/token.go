@@ -181,7 +181,7 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 		if rd.info != nil {
 			// The code is spent; its session will never have tokens.
 			if err := s.store.DeleteSession(ctx, rd.info.GetUserID()); err != nil && !errors.Is(err, store.ErrNotFound) {
-				s.log.Warn("deleting the session of a refused code failed", "cause", err.Error())
+				s.logger(ctx).Warn("deleting the session of a refused code failed", "cause", err.Error())
 			}
 		}
 		return explainRedemption(err, rd, tr)
@@ -193,7 +193,8 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	if err != nil {
 		return storeFailure("get session", err)
 	}
-	s.log.Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)
+	s.metrics.loginsCompleted.WithLabelValues(app.ID).Inc()
+	s.logger(ctx).Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)
 	return s.writeToken(c, ti, sess, true)
 }
 
@@ -211,7 +212,7 @@ func (s *Server) replayedCode(c echo.Context, code string) error {
 	if err := s.store.DeleteSession(ctx, sid); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return storeFailure("revoke replayed code's tokens", err)
 	}
-	s.log.Warn("code presented twice; the tokens issued from it are revoked", "session", sid)
+	s.logger(ctx).Warn("code presented twice; the tokens issued from it are revoked", "session", sid)
 	return tokenError(ErrInvalidGrant, "the code was already used: codes are single use, and the tokens issued from it are now revoked; sign in again")
 }
 
@@ -300,7 +301,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if err := s.store.PutSession(ctx, sess, s.cfg.RefreshTokenTTL); err != nil {
 		return storeFailure("extend session", err)
 	}
-	s.log.Info("token refreshed", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
+	s.logger(ctx).Info("token refreshed", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
 	return s.writeToken(c, next, sess, false)
 }
 
@@ -330,7 +331,7 @@ func (s *Server) reusedRefresh(c echo.Context, refresh string) error {
 	if err := s.store.DeleteSession(ctx, sid); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return storeFailure("revoke token family", err)
 	}
-	s.log.Warn("refresh token presented twice; its family is revoked", "session", sid)
+	s.logger(ctx).Warn("refresh token presented twice; its family is revoked", "session", sid)
 	return tokenError(ErrInvalidGrant, "the refresh token was already used: refresh tokens are single use, so every token of this sign-in is now revoked; sign in again")
 }
 

@@ -88,7 +88,7 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 		sess.User, sess.UserFetchedAt = body, time.Now().UTC()
 		if err := s.store.UpdateSession(ctx, sess); err != nil && !errors.Is(err, store.ErrNotFound) {
 			// The refreshed token is lost; the next request refreshes again, so serve this one.
-			s.log.Warn("saving refreshed GitLab token failed", "cause", err.Error())
+			s.logger(ctx).Warn("saving refreshed GitLab token failed", "cause", err.Error())
 		}
 	}
 	return body, nil

@@ -25,21 +25,25 @@ import (
 
 // serveConfig is the bridge's configuration, checked.
 type serveConfig struct {
-	listen     string
-	publicURL  string
-	upstream   gitlabapi.Config
-	redisURL   *setting
-	keys       *keySettings
-	accessTTL  time.Duration
-	refreshTTL time.Duration
-	logLevel   slog.Level
-	logFormat  string
+	listen      string
+	adminListen string
+	adminToken  string
+	publicURL   string
+	upstream    gitlabapi.Config
+	redisURL    *setting
+	keys        *keySettings
+	accessTTL   time.Duration
+	refreshTTL  time.Duration
+	logLevel    slog.Level
+	logFormat   string
 }
 
 func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	st := newSettings("serve", "Runs the bridge: Mattermost's GitLab endpoints point at it, and it signs people in at GitLab.", out)
 	public := st.add("public-url", "", "the bridge's URL as browsers and Mattermost reach it, e.g. https://sso.example.com")
 	listen := st.add("listen", ":8080", "address to listen on, host:port")
+	adminListen := st.add("admin-listen", "127.0.0.1:9090", "address of the operators' listener (/metrics, /healthz, /readyz); keep it private; empty: none")
+	adminToken := st.add("admin-token", "", "if set, the operators' listener asks for Authorization: Bearer TOKEN (the health probes excepted)")
 	gitlabURL := st.add("gitlab-url", "", "the upstream GitLab's base URL, e.g. https://gitlab.example.com")
 	clientID := st.add("gitlab-client-id", "", "the bridge's application ID at GitLab (its redirect URI there is PUBLIC_URL/oauth/callback)")
 	clientSecret := st.add("gitlab-client-secret", "", "the bridge's application secret at GitLab")
@@ -56,7 +60,13 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 				return nil, err
 			}
 		}
-		cfg := &serveConfig{listen: listen.value, redisURL: redisURL, keys: keys, logFormat: logFormat.value}
+		cfg := &serveConfig{listen: listen.value, adminListen: adminListen.value, adminToken: adminToken.value,
+			redisURL: redisURL, keys: keys, logFormat: logFormat.value}
+		if adminListen.value != "" {
+			if _, port, err := net.SplitHostPort(adminListen.value); err != nil || port == "" {
+				return nil, adminListen.errorf("%q is not host:port (for example 127.0.0.1:9090), or empty for none", adminListen.value)
+			}
+		}
 		pu, err := oauth.ParsePublicURL(public.value)
 		if err != nil {
 			return nil, public.errorf("%v", err)
@@ -189,12 +199,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	metrics := oauth.NewMetrics()
+	cfg.upstream.HTTPClient = gitlabapi.NewHTTPClient()
+	cfg.upstream.HTTPClient.Transport = metrics.Transport(cfg.upstream.HTTPClient.Transport)
 	up, err := gitlabapi.NewClient(cfg.upstream)
 	if err != nil {
 		return fmt.Errorf("configuration: upstream GitLab: %w", err)
 	}
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
-		AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL})
+		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL})
 	if err != nil {
 		return err
 	}
@@ -202,9 +215,27 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s (SSOBRIDGE_LISTEN): %w", cfg.listen, err)
 	}
+	errc := make(chan error, 2)
+	if cfg.adminListen != "" {
+		aln, err := net.Listen("tcp", cfg.adminListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on %s (SSOBRIDGE_ADMIN_LISTEN): %w", cfg.adminListen, err)
+		}
+		log.Info("operators' listener", "addr", aln.Addr().String(), "token_required", cfg.adminToken != "")
+		go func() { errc <- serveUntilDone(ctx, aln, srv.AdminHandler(cfg.adminToken), log) }()
+	}
 	log.Info("bridge listening", "addr", ln.Addr().String(), "public_url", cfg.publicURL,
 		"gitlab_url", up.BaseURL(), "callback_url", srv.CallbackURL())
-	return serveUntilDone(ctx, ln, srv.Handler(), log)
+	go func() { errc <- serveUntilDone(ctx, ln, srv.Handler(), log) }()
+	err = <-errc
+	stop()
+	if cfg.adminListen != "" {
+		if err2 := <-errc; err == nil {
+			err = err2
+		}
+	}
+	return err
 }
 
 // serveUntilDone serves until ctx ends, then lets requests in flight finish.

@@ -1,0 +1,209 @@
+package oauth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the bridge's Prometheus metrics, on a registry of their own so that two bridges in
+// one process (tests) do not collide.
+type Metrics struct {
+	reg             *prometheus.Registry
+	requests        *prometheus.HistogramVec
+	upstream        *prometheus.HistogramVec
+	loginsStarted   *prometheus.CounterVec
+	loginsCompleted *prometheus.CounterVec
+	loginsFailed    *prometheus.CounterVec
+	storeErrors     prometheus.Counter
+}
+
+// NewMetrics returns the bridge's metrics, with the Go runtime's and the process's.
+func NewMetrics() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ssobridge_http_request_duration_seconds",
+		Help: "Time to answer a request, by endpoint and status code.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)},
+		[]string{"endpoint", "code"})
+	m.upstream = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ssobridge_upstream_request_duration_seconds",
+		Help: "Time GitLab took to answer the bridge, by call and outcome (the status code, or the kind of failure).", Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)},
+		[]string{"call", "outcome"})
+	m.loginsStarted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_logins_started_total",
+		Help: "Sign-ins sent on to GitLab, by client."}, []string{"client_id"})
+	m.loginsCompleted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_logins_completed_total",
+		Help: "Sign-ins whose code the client redeemed, by client."}, []string{"client_id"})
+	m.loginsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_logins_failed_total",
+		Help: "Sign-ins that failed, by endpoint and reason."}, []string{"endpoint", "reason"})
+	m.storeErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_store_errors_total",
+		Help: "Requests that failed because the store (Redis) did not answer."})
+	m.reg.MustRegister(m.requests, m.upstream, m.loginsStarted, m.loginsCompleted, m.loginsFailed, m.storeErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in Prometheus's format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Transport measures the bridge's calls to GitLab; wrap the upstream client's transport with it.
+func (m *Metrics) Transport(next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		start := time.Now()
+		resp, err := next.RoundTrip(req)
+		outcome := "error"
+		if err == nil {
+			outcome = http.StatusText(resp.StatusCode)
+			outcome = strings.ToLower(strings.ReplaceAll(outcome, " ", "_"))
+		} else if strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), "deadline") {
+			outcome = "timeout"
+		}
+		m.upstream.WithLabelValues(upstreamCall(req.URL.Path), outcome).Observe(time.Since(start).Seconds())
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// upstreamCall names a GitLab call by its path, ignoring a path prefix before it.
+func upstreamCall(path string) string {
+	for _, p := range []string{"/oauth/token", "/api/v4/user", "/oauth/userinfo", "/.well-known/openid-configuration"} {
+		if strings.HasSuffix(path, p) {
+			return p
+		}
+	}
+	return "other"
+}
+
+// requestIDPattern bounds what the bridge accepts as a caller's X-Request-Id, so that a log
+// line cannot be forged or bloated through it.
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+type loggerKey struct{}
+
+// logger returns the request's logger (with its request id), or the server's.
+func (s *Server) logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return s.log
+}
+
+// observe gives every request an id (the caller's X-Request-Id when sane), a logger that puts
+// it on every line, and one access log line, and measures it. It logs the path and never the
+// query, which carries codes, states and sometimes an access token.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		req := c.Request()
+		id := req.Header.Get(echo.HeaderXRequestID)
+		if !requestIDPattern.MatchString(id) {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		l := s.log.With("request_id", id)
+		c.SetRequest(req.WithContext(context.WithValue(req.Context(), loggerKey{}, l)))
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		status := c.Response().Status
+		endpoint := c.Path()
+		if endpoint == "" {
+			endpoint = "unknown"
+		}
+		s.metrics.requests.WithLabelValues(endpoint, statusCode(status)).Observe(time.Since(start).Seconds())
+		l.Info("request", "method", req.Method, "path", req.URL.Path, "status", status,
+			"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", c.RealIP())
+		return nil
+	}
+}
+
+func statusCode(code int) string {
+	const digits = "0123456789"
+	if code < 100 || code > 999 {
+		return "other"
+	}
+	return string([]byte{digits[code/100], digits[code/10%10], digits[code%10]})
+}
+
+// healthz says the process is up.
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readiness caches the last readiness check briefly, so that probes cannot load Redis or GitLab.
+type readiness struct {
+	mu     sync.Mutex
+	at     time.Time
+	status int
+	body   map[string]any
+}
+
+const readinessCache = 5 * time.Second
+
+// readyz says whether the bridge can serve: its store answers and GitLab answers.
+func (s *Server) readyz(c echo.Context) error {
+	s.ready.mu.Lock()
+	defer s.ready.mu.Unlock()
+	if time.Since(s.ready.at) > readinessCache {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+		defer cancel()
+		checks := map[string]string{"store": "ok", "gitlab": "ok"}
+		status := http.StatusOK
+		if err := s.store.Ping(ctx); err != nil {
+			checks["store"] = "the store (Redis) does not answer: " + err.Error()
+			status = http.StatusServiceUnavailable
+		}
+		if err := s.upstream.Ping(ctx); err != nil {
+			checks["gitlab"] = err.Error()
+			status = http.StatusServiceUnavailable
+		}
+		word := "ready"
+		if status != http.StatusOK {
+			word = "unready"
+		}
+		s.ready.at, s.ready.status, s.ready.body = time.Now(), status, map[string]any{"status": word, "checks": checks}
+	}
+	noStore(c.Response().Header())
+	return c.JSON(s.ready.status, s.ready.body)
+}
+
+// AdminHandler serves what is for operators only: metrics (and traces), with the health probes.
+// With a token, everything but the probes needs "Authorization: Bearer TOKEN". Serve it on a
+// separate, private listener.
+func (s *Server) AdminHandler(token string) http.Handler {
+	mux := http.NewServeMux()
+	protect := func(h http.Handler) http.Handler {
+		if token == "" {
+			return h
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="ssobridge admin"`)
+				http.Error(w, "admin token required (Authorization: Bearer SSOBRIDGE_ADMIN_TOKEN)", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	mux.Handle("GET /metrics", protect(s.metrics.Handler()))
+	mux.Handle("GET /healthz", s.echo)
+	mux.Handle("GET /readyz", s.echo)
+	return mux
+}

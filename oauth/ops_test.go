@@ -1,0 +1,101 @@
+package oauth_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestHealthAndReadiness(t *testing.T) {
+	f := newFixture(t)
+	if resp := f.get(f.bridge.URL + "/healthz"); resp.StatusCode != 200 {
+		t.Errorf("healthz %d", resp.StatusCode)
+	}
+	resp := f.get(f.bridge.URL + "/readyz")
+	if body := readBody(t, resp); resp.StatusCode != 200 || !strings.Contains(body, `"status":"ready"`) {
+		t.Errorf("readyz with everything up: %d %s", resp.StatusCode, body)
+	}
+	down := newFixture(t)
+	down.upstreamTokens.down.Store(true)
+	resp = down.get(down.bridge.URL + "/readyz")
+	if body := readBody(t, resp); resp.StatusCode != 503 || !strings.Contains(body, "gitlab") || !strings.Contains(body, "unreachable") {
+		t.Errorf("readyz with GitLab down: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestEveryResponseHasARequestID(t *testing.T) {
+	f := newFixture(t)
+	if id := f.get(f.bridge.URL + "/healthz").Header.Get("X-Request-Id"); !regexp.MustCompile(`^[0-9a-f]{16}$`).MatchString(id) {
+		t.Errorf("made-up id %q", id)
+	}
+	if id := f.get(f.bridge.URL+"/healthz", "X-Request-Id", "lb-1234.abc").Header.Get("X-Request-Id"); id != "lb-1234.abc" {
+		t.Errorf("a caller's sane id is not kept: %q", id)
+	}
+	if id := f.get(f.bridge.URL+"/healthz", "X-Request-Id", "evil\" injected=1 "+strings.Repeat("x", 100)).Header.Get("X-Request-Id"); strings.Contains(id, "evil") {
+		t.Errorf("a caller's odd id was kept: %q", id)
+	}
+}
+
+func TestEveryLogLineOfARequestCarriesItsRequestID(t *testing.T) {
+	f := newFixture(t)
+	f.tokens()
+	q := f.authorizeQuery("s")
+	q.Set("client_id", "unknown") // a refusal logs too
+	f.authorize(q)
+	n := 0
+	sc := bufio.NewScanner(strings.NewReader(f.logs.String()))
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("not a JSON log line: %s", sc.Text())
+		}
+		if line["msg"] == "created the OpenID Connect signing key" {
+			continue
+		}
+		if id, _ := line["request_id"].(string); id == "" {
+			t.Errorf("a line without request_id: %s", sc.Text())
+		}
+		n++
+	}
+	if n < 5 {
+		t.Fatalf("only %d log lines", n)
+	}
+}
+
+func TestMetricsCountSignInsAndAreOnlyOnTheAdminHandler(t *testing.T) {
+	f := newFixture(t)
+	f.tokens()
+	q := f.authorizeQuery("s")
+	q.Set("client_id", "unknown")
+	f.authorize(q)
+	if resp := f.get(f.bridge.URL + "/metrics"); resp.StatusCode != 404 {
+		t.Errorf("metrics on the public port: %d", resp.StatusCode)
+	}
+	admin := httptest.NewServer(f.srv.AdminHandler("s3cret"))
+	defer admin.Close()
+	if resp := f.get(admin.URL + "/metrics"); resp.StatusCode != 401 {
+		t.Errorf("metrics without the admin token: %d", resp.StatusCode)
+	}
+	if resp := f.get(admin.URL + "/healthz"); resp.StatusCode != 200 {
+		t.Errorf("healthz on the admin port needs no token: %d", resp.StatusCode)
+	}
+	resp := f.get(admin.URL+"/metrics", "Authorization", "Bearer s3cret")
+	body := readBody(t, resp)
+	for _, want := range []string{
+		`ssobridge_logins_started_total{client_id="` + f.app.ID + `"} 1`,
+		`ssobridge_logins_completed_total{client_id="` + f.app.ID + `"} 1`,
+		`ssobridge_logins_failed_total{endpoint="/oauth/authorize",reason="unknown_application"} 1`,
+		`ssobridge_http_request_duration_seconds_count{code="200",endpoint="/oauth/token"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("metrics: %d", resp.StatusCode)
+	}
+}
