@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,13 +62,14 @@ func ParseAuthorizeRequest(q url.Values) (*AuthorizeRequest, string) {
 // page: nothing redirects to an unchecked URI.
 func (s *Server) authorize(c echo.Context) error {
 	ctx := c.Request().Context()
+	s.beginStep(c, newTrace(), "authorize", store.PartClient, store.PartBridge, "302 to /oauth/authorize (response_type, client_id, redirect_uri, state)")
 	req, dup := ParseAuthorizeRequest(c.QueryParams())
 	if dup != "" {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid sign-in request", Message: dup,
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid sign-in request", Message: dup, Failure: "duplicate_parameter",
 			Fix: "Start the sign-in again from the application; if it keeps happening, the application builds its authorize URL wrongly."}
 	}
 	if req.ClientID == "" {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in request without client_id",
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in request without client_id", Failure: "client_id_missing",
 			Message: "The request does not say which application is asking (client_id is missing).",
 			Fix:     "Administrators: set the application ID in Mattermost (System Console > Authentication > GitLab > Application ID, or MM_GITLABSETTINGS_ID)."}
 	}
@@ -78,20 +80,21 @@ func (s *Server) authorize(c echo.Context) error {
 	}
 	app, err := s.store.GetApp(ctx, req.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Unknown application",
+		return &PageError{Status: http.StatusBadRequest, Title: "Unknown application", Failure: "unknown_client",
 			Message: fmt.Sprintf("No application with client_id %q is registered at this bridge.", req.ClientID),
 			Fix:     "Administrators: run `ssobridge apps list` and copy the application's ID into Mattermost's GitLab settings (Application ID, MM_GITLABSETTINGS_ID), or register one with `ssobridge apps create`."}
 	}
 	if err != nil {
 		return storeFailure("get application", err)
 	}
+	traceMeta(c, store.TraceMeta{ClientID: app.ID, App: app.Name})
 	if req.RedirectURI == "" {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in request without redirect_uri",
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in request without redirect_uri", Failure: "redirect_uri_missing",
 			Message: fmt.Sprintf("The request from %s does not say where to return (redirect_uri is missing).", app.Name),
 			Fix:     "Start the sign-in again from the application."}
 	}
 	if !matchAny(app.RedirectURIs, req.RedirectURI) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Redirect URI not registered",
+		return &PageError{Status: http.StatusBadRequest, Title: "Redirect URI not registered", Failure: "redirect_uri_not_registered",
 			Message: fmt.Sprintf("The redirect_uri %q is not registered for the application %s: %s.",
 				truncate(req.RedirectURI, 300), app.Name, explainRedirectURI(app.RedirectURIs, req.RedirectURI)),
 			Fix: "Administrators: the redirect URI is Mattermost's Site URL followed by /signup/gitlab/complete. Check Mattermost's Site URL (scheme, host and port), or add the URI to the application with `ssobridge apps update`."}
@@ -113,9 +116,18 @@ func (s *Server) authorize(c echo.Context) error {
 		return fail(ErrInvalidRequest, "nonce is longer than %d bytes", maxState)
 	}
 	granted, missing := grantScope(req.Scope, app.Scopes)
+	if len(missing) > 0 && slices.Contains(missing, "openid") && strings.HasSuffix(req.RedirectURI, "/gitlab/complete") {
+		e := fail(ErrInvalidScope, "the application %s is not allowed the scope openid; clear Mattermost's GitLab Scope setting", app.Name).(*RedirectError)
+		e.Failure = "mattermost_scope_openid"
+		e.Fix = "Clear Mattermost's GitLab Scope (System Console > Authentication > GitLab, MM_GITLABSETTINGS_SCOPE, gitlab.rb gitlab_scope): with openid in it Mattermost also switches to its OpenID provider."
+		return e
+	}
 	if len(missing) > 0 {
-		return fail(ErrInvalidScope, "the application %s is not allowed the scope %s (it has %s); leave Mattermost's GitLab Scope empty or set it to read_user",
-			app.Name, strings.Join(missing, " "), strings.Join(app.Scopes, " "))
+		e := fail(ErrInvalidScope, "the application %s is not allowed the scope %s (it has %s); leave Mattermost's GitLab Scope empty or set it to read_user",
+			app.Name, strings.Join(missing, " "), strings.Join(app.Scopes, " ")).(*RedirectError)
+		e.Failure = "scope_not_allowed"
+		e.Fix = fmt.Sprintf("Ask only for %s, or give the application the scope with `ssobridge apps update %s --scopes ...`.", strings.Join(app.Scopes, " "), app.ID)
+		return e
 	}
 	if msg := checkChallenge(req, app); msg != "" {
 		return fail(ErrInvalidRequest, "%s", msg)
@@ -133,12 +145,16 @@ func (s *Server) authorize(c echo.Context) error {
 		Nonce:               req.Nonce,
 		UpstreamVerifier:    verifier,
 		CreatedAt:           time.Now().UTC(),
+		TraceID:             currentTrace(c),
 	}
 	if err := s.store.PutAuthorization(ctx, store.TokenKey(upstreamState), pending, s.cfg.AuthorizationTTL); err != nil {
 		return storeFailure("save authorization", err)
 	}
 	s.metrics.loginsStarted.WithLabelValues(app.ID).Inc()
-	s.logger(ctx).Info("sign-in started", "client_id", app.ID, "app", app.Name)
+	s.logger(ctx).Info("sign-in started", "client_id", app.ID, "app", app.Name, "trace_id", currentTrace(c))
+	s.stepOK(c, http.StatusFound, map[string]string{"redirect_uri": req.RedirectURI, "scope": pending.Scope, "state_sha256": hashPrefix(req.State)})
+	s.subStep(c, "upstream_authorize", store.PartBridge, store.PartGitLab, "302 to GitLab's /oauth/authorize (the bridge's client_id, state, PKCE S256)",
+		time.Now(), http.StatusFound, nil, map[string]string{"gitlab": s.upstream.BaseURL()})
 	return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
 }
 

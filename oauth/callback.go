@@ -19,6 +19,7 @@ import (
 // exactly as it came.
 func (s *Server) callback(c echo.Context) error {
 	ctx := c.Request().Context()
+	s.beginStep(c, newTrace(), "callback", store.PartGitLab, store.PartBridge, "302 to /oauth/callback?code&state")
 	q := c.QueryParams()
 	for _, k := range []string{"state", "code", "error"} {
 		if len(q[k]) > 1 {
@@ -35,22 +36,25 @@ func (s *Server) callback(c echo.Context) error {
 	}
 	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(state))
 	if errors.Is(err, store.ErrNotFound) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired or already used",
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired or already used", Failure: "state_unknown",
 			Message: fmt.Sprintf("This sign-in is unknown to the bridge: it took longer than %s, it was already completed, or the link was altered.", s.cfg.AuthorizationTTL),
 			Fix:     "Go back to Mattermost and sign in again."}
 	}
 	if err != nil {
 		return storeFailure("take authorization", err)
 	}
+	s.useTrace(c, pending.TraceID)
+	traceMeta(c, store.TraceMeta{ClientID: pending.ClientID})
 
 	if upErr := q.Get("error"); upErr != "" {
 		if upErr == ErrAccessDenied {
 			// The person pressed Deny at GitLab: the client learns it as GitLab would tell it.
 			return &RedirectError{RedirectURI: pending.RedirectURI, State: pending.State, Code: ErrAccessDenied,
-				Description: "The resource owner denied the request at GitLab."}
+				Description: "The resource owner denied the request at GitLab.", Failure: "denied_at_gitlab",
+				Fix: "The person pressed Deny at GitLab; nothing to change unless that was not meant."}
 		}
 		desc := truncate(q.Get("error_description"), 300)
-		return &PageError{Status: http.StatusBadGateway, Title: "GitLab refused the sign-in",
+		return &PageError{Status: http.StatusBadGateway, Title: "GitLab refused the sign-in", Failure: "upstream_authorize_" + reasonLabel(upErr),
 			Message: fmt.Sprintf("GitLab answered the bridge's authorization request with %q: %s", truncate(upErr, 60), desc),
 			Fix:     upstreamAuthorizeFix(upErr)}
 	}
@@ -61,21 +65,28 @@ func (s *Server) callback(c echo.Context) error {
 			Fix:     "Go back to Mattermost and sign in again."}
 	}
 
+	s.stepOK(c, http.StatusOK, nil)
+	start := time.Now()
 	tok, err := s.upstream.Exchange(ctx, code, pending.UpstreamVerifier)
+	s.upstreamStep(c, "upstream_token", "POST /oauth/token (code, PKCE verifier)", start, err)
 	if err != nil {
 		return upstreamPage(err)
 	}
+	start = time.Now()
 	user, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, tok))
+	s.upstreamStep(c, "upstream_user", "GET /api/v4/user", start, err)
 	if err != nil {
 		return upstreamPage(err)
 	}
+	traceMeta(c, store.TraceMeta{GitLabUserID: user.ID, Username: user.Username})
+	s.beginStep(c, currentTrace(c), "redirect_to_client", store.PartBridge, store.PartClient, "302 to redirect_uri?code&state")
 	if user.State != "" && user.State != gitlabapi.StateActive {
-		return &PageError{Status: http.StatusForbidden, Title: "GitLab account not active",
+		return &PageError{Status: http.StatusForbidden, Title: "GitLab account not active", Failure: "user_not_active",
 			Message: fmt.Sprintf("Your GitLab account %s is %s, so it cannot sign in.", user.Username, user.State),
 			Fix:     "Ask a GitLab administrator to activate your account."}
 	}
 	if p := user.Problem(); p != "" {
-		return &PageError{Status: http.StatusBadGateway, Title: "GitLab returned an incomplete user",
+		return &PageError{Status: http.StatusBadGateway, Title: "GitLab returned an incomplete user", Failure: "user_incomplete",
 			Message: p + ".", Fix: "Administrators: give the bridge's application at GitLab the read_user scope (and keep SSOBRIDGE_GITLAB_SCOPES at read_user)."}
 	}
 
@@ -91,6 +102,7 @@ func (s *Server) callback(c echo.Context) error {
 		User:          body,
 		UserFetchedAt: now,
 		CreatedAt:     now,
+		TraceID:       currentTrace(c),
 	}
 	if s.upstream.HasScope("openid") {
 		// Groups are only for the groups claim: a sign-in goes on without them.

@@ -67,6 +67,8 @@ func (s *Server) askConsent(c echo.Context, app *store.Application, pending *sto
 		Action: consentPath, Key: key, Redirect: originOf(pending.RedirectURI)}); err != nil {
 		return err
 	}
+	s.beginStep(c, currentTrace(c), "consent", store.PartBridge, store.PartUser, "consent page: allow "+app.Name+"?")
+	s.stepOK(c, http.StatusOK, map[string]string{"scope": sess.Scope})
 	h := c.Response().Header()
 	noStore(h)
 	// The form's answer redirects to the client, which form-action must allow.
@@ -77,6 +79,7 @@ func (s *Server) askConsent(c echo.Context, app *store.Application, pending *sto
 // consent takes the person's answer.
 func (s *Server) consent(c echo.Context) error {
 	ctx := c.Request().Context()
+	s.beginStep(c, newTrace(), "consent_answer", store.PartUser, store.PartBridge, "POST /oauth/consent")
 	req := c.Request()
 	req.Body = http.MaxBytesReader(c.Response(), req.Body, maxFormBody)
 	if err := req.ParseForm(); err != nil {
@@ -97,12 +100,14 @@ func (s *Server) consent(c echo.Context) error {
 	if err != nil {
 		return storeFailure("take authorization", err)
 	}
+	s.useTrace(c, pending.TraceID)
+	traceMeta(c, store.TraceMeta{ClientID: pending.ClientID})
 	c.SetCookie(&http.Cookie{Name: consentCookie, Value: "", Path: consentPath, MaxAge: -1, HttpOnly: true})
 	cookie, cerr := req.Cookie(consentCookie)
 	if cerr != nil || subtle.ConstantTimeCompare([]byte(store.TokenKey(cookie.Value)), []byte(pending.ConsentCookie)) != 1 {
 		// The request is spent: whoever made this browser post it gains nothing by retrying.
 		_ = s.store.DeleteSession(ctx, pending.SessionID)
-		return &PageError{Status: http.StatusForbidden, Title: "Consent not accepted",
+		return &PageError{Status: http.StatusForbidden, Title: "Consent not accepted", Failure: "consent_not_from_this_browser",
 			Message: "This answer did not come from the page the bridge showed in this browser (cookies off, or a page on another site submitted it).",
 			Fix:     "Go back to the application and sign in again, and answer on the bridge's own page."}
 	}
@@ -118,7 +123,8 @@ func (s *Server) consent(c echo.Context) error {
 		_ = s.store.DeleteSession(ctx, sess.ID)
 		s.logger(ctx).Info("consent denied", "client_id", pending.ClientID, "gitlab_user_id", sess.GitLabUserID)
 		return &RedirectError{RedirectURI: pending.RedirectURI, State: pending.State, Code: ErrAccessDenied,
-			Description: "The resource owner denied the request."}
+			Description: "The resource owner denied the request.", Failure: "consent_denied",
+			Fix: "The person pressed Deny on the consent page; nothing to change unless that was not meant."}
 	}
 	app, err := s.store.GetApp(ctx, pending.ClientID)
 	if err != nil {
@@ -130,6 +136,7 @@ func (s *Server) consent(c echo.Context) error {
 		}
 	}
 	s.logger(ctx).Info("consent given", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
+	s.stepOK(c, http.StatusFound, map[string]string{"decision": decision})
 	return s.issueCode(c, app, pending, sess)
 }
 
@@ -143,12 +150,14 @@ func (s *Server) issueCode(c echo.Context, app *store.Application, pending *stor
 		CodeChallenge:       pending.CodeChallenge,
 		CodeChallengeMethod: oauth2.CodeChallengeMethod(pending.CodeChallengeMethod),
 	})
+	s.beginStep(c, currentTrace(c), "redirect_to_client", store.PartBridge, store.PartClient, "302 to redirect_uri?code&state")
 	if err != nil {
 		if isClientError(err) {
 			return s.appGone(store.ErrNotFound)
 		}
 		return storeFailure("issue code", err)
 	}
+	s.stepOK(c, http.StatusFound, map[string]string{"redirect_uri": pending.RedirectURI, "code_sha256": hashPrefix(ti.GetCode())})
 	return c.Redirect(http.StatusFound, redirectWith(pending.RedirectURI, url.Values{
 		"code": {ti.GetCode()}, "state": {pending.State},
 	}))
@@ -160,7 +169,7 @@ func (s *Server) appGone(err error) error {
 	if !errors.Is(err, store.ErrNotFound) {
 		return storeFailure("get application", err)
 	}
-	return &PageError{Status: http.StatusBadRequest, Title: "Application changed during sign-in",
+	return &PageError{Status: http.StatusBadRequest, Title: "Application changed during sign-in", Failure: "client_removed_during_sign_in",
 		Message: "The application, or its redirect URI, was removed while you were signing in.",
 		Fix:     "Go back to the application and sign in again; administrators: check it with `ssobridge apps show`."}
 }

@@ -32,6 +32,10 @@ type Error struct {
 	Code        string
 	Description string
 	Status      int
+	// Failure names the failure in the sign-in's trace, and Fix says there what to change;
+	// both are for administrators and never sent to the client.
+	Failure string
+	Fix     string
 	// Cause is logged, never sent.
 	Cause error
 }
@@ -61,6 +65,8 @@ type PageError struct {
 	Title   string
 	Message string
 	Fix     string
+	// Failure names the failure in the sign-in's trace.
+	Failure string
 	Cause   error
 }
 
@@ -74,6 +80,9 @@ type RedirectError struct {
 	State       string
 	Code        string
 	Description string
+	// Failure and Fix are for the sign-in's trace.
+	Failure string
+	Fix     string
 }
 
 func (e *RedirectError) Error() string { return e.Code + ": " + e.Description }
@@ -83,6 +92,9 @@ type APIError struct {
 	Status int
 	// Detail follows the status text in the message, as GitLab writes "403 Forbidden - ...".
 	Detail string
+	// Failure and Fix are for the sign-in's trace.
+	Failure string
+	Fix     string
 	// Cause is logged, never sent.
 	Cause error
 }
@@ -116,6 +128,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	req := c.Request()
+	defer func() {
+		failure, reason, fix := describeFailure(err)
+		s.stepFailed(c, c.Response().Status, failure, reason, fix)
+	}()
 	var (
 		oe *Error
 		pe *PageError

@@ -23,6 +23,9 @@ import (
 
 const mmRedirect = "https://mm.example.com/signup/gitlab/complete"
 
+// fixtureConfig, when set, changes the configuration of the next fixtures' bridges.
+var fixtureConfig func(*oauth.Config)
+
 // fixture is a bridge on the in-memory store in front of a GitLab emulator, with Mattermost
 // registered, and an HTTP client that does not follow redirects, so tests see every hop.
 type fixture struct {
@@ -90,8 +93,12 @@ func newFixtureAsking(t testing.TB, upstreamScopes []string, opts ...gitlabtest.
 		t.Fatal(err)
 	}
 	f.logs = &lockedBuffer{}
-	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: f.store, Upstream: up, Sealer: f.sealer,
-		Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	cfg := oauth.Config{PublicURL: public, Store: f.store, Upstream: up, Sealer: f.sealer,
+		Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if fixtureConfig != nil {
+		fixtureConfig(&cfg)
+	}
+	srv, err := oauth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,7 +117,8 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Response().Header().Set(echo.HeaderXRequestID, id)
 		l := s.log.With("request_id", id)
-		c.SetRequest(req.WithContext(context.WithValue(req.Context(), loggerKey{}, l)))
+		ctx := context.WithValue(context.WithValue(req.Context(), loggerKey{}, l), requestIDKey{}, id)
+		c.SetRequest(req.WithContext(ctx))
 		if err := next(c); err != nil {
 			c.Error(err)
 		}
@@ -183,7 +184,8 @@ func (s *Server) readyz(c echo.Context) error {
 	return c.JSON(s.ready.status, s.ready.body)
 }
 
-// AdminHandler serves what is for operators only: metrics (and traces), with the health probes.
+// AdminHandler serves what is for operators only: metrics and sign-in traces, with the health
+// probes.
 // With a token, everything but the probes needs "Authorization: Bearer TOKEN". Serve it on a
 // separate, private listener.
 func (s *Server) AdminHandler(token string) http.Handler {
@@ -203,6 +205,8 @@ func (s *Server) AdminHandler(token string) http.Handler {
 		})
 	}
 	mux.Handle("GET /metrics", protect(s.metrics.Handler()))
+	mux.Handle("GET /debug/traces", protect(http.HandlerFunc(s.traceList)))
+	mux.Handle("GET /debug/traces/{id}", protect(http.HandlerFunc(s.traceShow)))
 	mux.Handle("GET /healthz", s.echo)
 	mux.Handle("GET /readyz", s.echo)
 	return mux

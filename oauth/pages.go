@@ -21,6 +21,7 @@ code{background:#f2f2f2;padding:0 .25rem;border-radius:3px;word-break:break-all}
 <h1>{{.Title}}</h1>
 <p>{{.Message}}</p>
 {{if .Fix}}<div class="fix"><strong>What to do:</strong> {{.Fix}}</div>{{end}}
+{{if .TraceID}}<p class="status" id="trace">Trace <code>{{.TraceID}}</code>: give it to your administrator, who can replay this sign-in step by step.</p>{{end}}
 </body></html>
 `))
 
@@ -30,13 +31,14 @@ type pageData struct {
 	Title      string
 	Message    string
 	Fix        string
+	TraceID    string
 }
 
 func (s *Server) renderPage(c echo.Context, pe *PageError) {
 	var buf bytes.Buffer
 	err := pageTemplate.Execute(&buf, pageData{
 		Status: pe.Status, StatusText: http.StatusText(pe.Status),
-		Title: pe.Title, Message: pe.Message, Fix: pe.Fix,
+		Title: pe.Title, Message: pe.Message, Fix: pe.Fix, TraceID: currentTrace(c),
 	})
 	if err != nil {
 		s.logger(c.Request().Context()).Error("rendering error page", "cause", err.Error())

@@ -50,6 +50,11 @@ type Config struct {
 	AuthorizationTTL time.Duration
 	AccessTokenTTL   time.Duration
 	RefreshTokenTTL  time.Duration
+	// Traces: how long they are kept, how many at most, and after how long a sign-in whose
+	// client never came back is called stalled.
+	TraceRetention time.Duration
+	MaxTraces      int
+	StallAfter     time.Duration
 }
 
 // Server is the bridge's provider.
@@ -98,6 +103,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RefreshTokenTTL <= 0 {
 		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
+	if cfg.TraceRetention <= 0 {
+		cfg.TraceRetention = DefaultTraceRetention
+	}
+	if cfg.MaxTraces <= 0 {
+		cfg.MaxTraces = DefaultMaxTraces
+	}
+	if cfg.StallAfter <= 0 {
+		cfg.StallAfter = DefaultStallAfter
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -131,6 +132,7 @@ type tokenResponse struct {
 }
 
 func (s *Server) token(c echo.Context) error {
+	s.beginStep(c, "", "token", store.PartClient, store.PartBridge, "POST /oauth/token")
 	tr, perr := ParseTokenRequest(c.Request())
 	if perr != nil {
 		return perr
@@ -156,6 +158,10 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	case tr.Code == "":
 		return tokenError(ErrInvalidRequest, "code is missing; send the code the authorization returned to redirect_uri")
 	}
+	if peek, err := s.store.PeekCode(c.Request().Context(), tr.Code); err == nil && peek != nil {
+		s.traceOfSession(c, peek.GetUserID())
+	}
+	s.beginStep(c, currentTrace(c), "token", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=authorization_code, code, client credentials)")
 	app, terr := s.authenticateClient(c, tr)
 	if terr != nil {
 		return terr
@@ -179,6 +185,7 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 			return s.replayedCode(c, tr.Code)
 		}
 		if rd.info != nil {
+			s.traceOfSession(c, rd.info.GetUserID())
 			// The code is spent; its session will never have tokens.
 			if err := s.store.DeleteSession(ctx, rd.info.GetUserID()); err != nil && !errors.Is(err, store.ErrNotFound) {
 				s.logger(ctx).Warn("deleting the session of a refused code failed", "cause", err.Error())
@@ -193,6 +200,8 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	if err != nil {
 		return storeFailure("get session", err)
 	}
+	s.useTrace(c, sess.TraceID)
+	s.stepOK(c, http.StatusOK, map[string]string{"scope": ti.GetScope(), "access_token_sha256": hashPrefix(ti.GetAccess())})
 	s.metrics.loginsCompleted.WithLabelValues(app.ID).Inc()
 	s.logger(ctx).Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)
 	return s.writeToken(c, ti, sess, true)
@@ -209,11 +218,15 @@ func (s *Server) replayedCode(c echo.Context, code string) error {
 	case err != nil:
 		return storeFailure("look up used code", err)
 	}
+	s.traceOfSession(c, sid)
 	if err := s.store.DeleteSession(ctx, sid); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return storeFailure("revoke replayed code's tokens", err)
 	}
 	s.logger(ctx).Warn("code presented twice; the tokens issued from it are revoked", "session", sid)
-	return tokenError(ErrInvalidGrant, "the code was already used: codes are single use, and the tokens issued from it are now revoked; sign in again")
+	e := tokenError(ErrInvalidGrant, "the code was already used: codes are single use, and the tokens issued from it are now revoked; sign in again")
+	e.Failure = "code_replayed"
+	e.Fix = "A code was presented twice: either the client retried its token request, or someone else holds a copy of the code (check for proxies or logs that record URLs). The person must sign in again."
+	return e
 }
 
 // refresh is the refresh_token grant, which go-oauth2 gets wrong (no client check, scope
@@ -229,6 +242,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 		return terr
 	}
 	ctx := c.Request().Context()
+	s.beginStep(c, "", "refresh", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=refresh_token)")
 	// Everything that can refuse the request is checked before the token is taken, so that a
 	// client's mistake (another client, a wider scope) or GitLab being down does not burn it.
 	seen, err := s.store.GetByRefresh(ctx, tr.RefreshToken)
@@ -238,6 +252,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if seen == nil {
 		return s.reusedRefresh(c, tr.RefreshToken)
 	}
+	s.traceOfSession(c, seen.GetUserID())
 	if e := checkRefresh(seen, app, tr); e != nil {
 		return e
 	}
@@ -301,6 +316,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if err := s.store.PutSession(ctx, sess, s.cfg.RefreshTokenTTL); err != nil {
 		return storeFailure("extend session", err)
 	}
+	s.stepOK(c, http.StatusOK, map[string]string{"scope": scope})
 	s.logger(ctx).Info("token refreshed", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
 	return s.writeToken(c, next, sess, false)
 }
@@ -328,6 +344,7 @@ func (s *Server) reusedRefresh(c echo.Context, refresh string) error {
 	case err != nil:
 		return storeFailure("look up used refresh token", err)
 	}
+	s.traceOfSession(c, sid)
 	if err := s.store.DeleteSession(ctx, sid); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return storeFailure("revoke token family", err)
 	}
@@ -363,6 +380,12 @@ func invalidClient() *Error {
 	return tokenError(ErrInvalidClient, "client authentication failed: the client_id is unknown or the secret is wrong; check Mattermost's GitLab Application ID and Secret against `ssobridge apps show`")
 }
 
+// named gives an error its failure name and fix for the sign-in's trace.
+func named(e *Error, failure, fix string) *Error {
+	e.Failure, e.Fix = failure, fix
+	return e
+}
+
 func (s *Server) authenticateClient(c echo.Context, tr *TokenRequest) (*store.Application, error) {
 	if tr.ClientID == "" {
 		return nil, tokenError(ErrInvalidClient, "no client authentication: send client_id and client_secret in the body, or HTTP Basic credentials")
@@ -374,14 +397,14 @@ func (s *Server) authenticateClient(c echo.Context, tr *TokenRequest) (*store.Ap
 	if errors.Is(err, store.ErrNotFound) {
 		// Spend the time a hash comparison would, so that timing does not tell either.
 		store.VerifySecret(store.HashSecret("unknown client"), tr.ClientSecret)
-		return nil, invalidClient()
+		return nil, named(invalidClient(), "unknown_client", fmt.Sprintf("No application has the client_id %q: copy the ID from `ssobridge apps list` into the client (Mattermost: GitLab Application ID).", truncate(tr.ClientID, 80)))
 	}
 	if err != nil {
 		return nil, storeFailure("get application", err)
 	}
 	if app.Confidential {
 		if !store.VerifySecret(app.SecretHash, tr.ClientSecret) {
-			return nil, invalidClient()
+			return nil, named(invalidClient(), "wrong_client_secret", fmt.Sprintf("The secret sent for %s is not its secret: copy it again into the client (Mattermost: GitLab Application Secret), or make a new one with `ssobridge apps rotate-secret %s`.", app.Name, app.ID))
 		}
 		return app, nil
 	}
@@ -399,19 +422,22 @@ func explainRedemption(err error, rd *redemption, tr *TokenRequest) error {
 		ti := rd.info
 		switch {
 		case time.Now().After(ti.GetCodeCreateAt().Add(ti.GetCodeExpiresIn())):
-			return tokenError(ErrInvalidGrant, "the code has expired (codes expire after 10 minutes); sign in again")
+			return named(tokenError(ErrInvalidGrant, "the code has expired (codes expire after 10 minutes); sign in again"), "code_expired",
+				"The client redeemed the code too late: check that Mattermost reaches the bridge's token endpoint quickly and that the clocks agree.")
 		case ti.GetClientID() != tr.ClientID:
-			return tokenError(ErrInvalidGrant, "the code was issued to another client; it is now revoked")
+			return named(tokenError(ErrInvalidGrant, "the code was issued to another client; it is now revoked"), "code_other_client",
+				"Another client presented this sign-in's code: two applications share redirect URIs, or the code leaked.")
 		default:
-			return tokenError(ErrInvalidGrant, "redirect_uri does not match the one of the authorization request; send the same redirect_uri (Mattermost's Site URL + /signup/gitlab/complete)")
+			return named(tokenError(ErrInvalidGrant, "redirect_uri does not match the one of the authorization request; send the same redirect_uri (Mattermost's Site URL + /signup/gitlab/complete)"),
+				"redirect_uri_mismatch", "The client's token request names another redirect_uri than its authorize request: Mattermost's Site URL changed during the sign-in, or two Mattermost servers share the application.")
 		}
 	case errors.Is(err, oerrors.ErrMissingCodeVerifier):
 		if rd.info != nil && rd.info.GetCodeChallenge() == "" {
-			return tokenError(ErrInvalidGrant, "code_verifier was sent but the authorization request had no code_challenge")
+			return named(tokenError(ErrInvalidGrant, "code_verifier was sent but the authorization request had no code_challenge"), "pkce_unexpected_verifier", "")
 		}
-		return tokenError(ErrInvalidRequest, "code_verifier is missing; the authorization request had a code_challenge")
+		return named(tokenError(ErrInvalidRequest, "code_verifier is missing; the authorization request had a code_challenge"), "pkce_verifier_missing", "")
 	case errors.Is(err, oerrors.ErrInvalidCodeChallenge):
-		return tokenError(ErrInvalidGrant, "code_verifier does not match the code_challenge of the authorization request")
+		return named(tokenError(ErrInvalidGrant, "code_verifier does not match the code_challenge of the authorization request"), "pkce_verifier_wrong", "")
 	case errors.Is(err, oerrors.ErrInvalidRedirectURI):
 		return tokenError(ErrInvalidGrant, "redirect_uri is not registered for this application")
 	case errors.Is(err, oerrors.ErrInvalidClient):

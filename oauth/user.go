@@ -33,17 +33,27 @@ func bearerToken(r *http.Request) string {
 // from GitLab with the token the bridge holds for them (refreshed at GitLab when expired).
 func (s *Server) user(c echo.Context) error {
 	ctx := c.Request().Context()
+	s.beginStep(c, "", "user", store.PartClient, store.PartBridge, "GET /api/v4/user (Authorization: Bearer)")
 	ti, sess, err := s.bearerSession(c)
 	if err != nil {
 		return err
 	}
+	s.useTrace(c, sess.TraceID)
 	if !hasScope(ti.GetScope(), "read_user", "api") {
 		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include read_user"}
 	}
+	start := time.Now()
 	body, err := s.upstreamUser(ctx, sess)
+	status := http.StatusOK
+	var ae *APIError
+	if errors.As(err, &ae) {
+		status = ae.Status
+	}
+	s.subStep(c, "upstream_user", store.PartBridge, store.PartGitLab, "GET /api/v4/user (the GitLab token the bridge holds)", start, status, err, nil)
 	if err != nil {
 		return err
 	}
+	s.stepOK(c, http.StatusOK, nil)
 	noStore(c.Response().Header())
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
 }
@@ -57,14 +67,14 @@ func upstreamAPIError(err error) error {
 	}
 	switch {
 	case ue.Kind == gitlabapi.KindRejected && (ue.Status == http.StatusUnauthorized || ue.Call == gitlabapi.CallRefresh && ue.Code == "invalid_grant"):
-		return &APIError{Status: http.StatusUnauthorized, Cause: err}
+		return &APIError{Status: http.StatusUnauthorized, Cause: err, Failure: "upstream_token_rejected", Fix: ue.Fix()}
 	case ue.Kind == gitlabapi.KindRejected && ue.Status == http.StatusForbidden:
 		detail := strings.TrimPrefix(ue.Message, "403 Forbidden - ")
-		return &APIError{Status: http.StatusForbidden, Detail: detail, Cause: err}
+		return &APIError{Status: http.StatusForbidden, Detail: detail, Cause: err, Failure: "upstream_user_refused", Fix: ue.Fix()}
 	case ue.Kind == gitlabapi.KindTimeout:
-		return &APIError{Status: http.StatusGatewayTimeout, Detail: "GitLab did not answer in time", Cause: err}
+		return &APIError{Status: http.StatusGatewayTimeout, Detail: "GitLab did not answer in time", Cause: err, Failure: "upstream_timeout", Fix: ue.Fix()}
 	}
-	return &APIError{Status: http.StatusBadGateway, Detail: "the bridge could not read the user from GitLab", Cause: err}
+	return &APIError{Status: http.StatusBadGateway, Detail: "the bridge could not read the user from GitLab", Cause: err, Failure: upstreamFailure(ue), Fix: ue.Fix()}
 }
 
 // upstreamUser reads the person's /api/v4/user at GitLab with the token the bridge holds for

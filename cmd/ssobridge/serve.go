@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +35,9 @@ type serveConfig struct {
 	keys        *keySettings
 	accessTTL   time.Duration
 	refreshTTL  time.Duration
+	traceTTL    time.Duration
+	maxTraces   int
+	stall       time.Duration
 	logLevel    slog.Level
 	logFormat   string
 }
@@ -52,6 +56,9 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	keys := addKeySettings(st)
 	accessTTL := st.add("access-token-ttl", "2h", "lifetime of the access tokens the bridge issues")
 	refreshTTL := st.add("refresh-token-ttl", "720h", "how long a sign-in lasts unused: the lifetime of a refresh token, renewed by each refresh")
+	traceTTL := st.add("trace-retention", "24h", "how long sign-in traces are kept (/debug/traces on the operators' listener)")
+	maxTraces := st.add("trace-max", "10000", "how many sign-in traces are kept at most, the newest")
+	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never redeemed its code (or never read the user) is called stalled")
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	logFormat := st.add("log-format", "json", "json or text")
 	return st, func() (*serveConfig, error) {
@@ -89,6 +96,15 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		}
 		if cfg.refreshTTL, err = refreshTTL.duration(); err != nil {
 			return nil, err
+		}
+		if cfg.traceTTL, err = traceTTL.duration(); err != nil {
+			return nil, err
+		}
+		if cfg.stall, err = stall.duration(); err != nil {
+			return nil, err
+		}
+		if cfg.maxTraces, err = strconv.Atoi(maxTraces.value); err != nil || cfg.maxTraces < 1 {
+			return nil, maxTraces.errorf("%q is not a positive number", maxTraces.value)
 		}
 		if err := cfg.logLevel.UnmarshalText([]byte(logLevel.value)); err != nil {
 			return nil, logLevel.errorf("%q is not one of debug, info, warn, error", logLevel.value)
@@ -207,7 +223,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("configuration: upstream GitLab: %w", err)
 	}
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
-		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL})
+		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL,
+		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall})
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,8 @@ type Authorization struct {
 	// consent form must come back with (which ties the form to the browser that was shown it).
 	SessionID     string `json:"session_id,omitempty"`
 	ConsentCookie string `json:"consent_cookie,omitempty"`
+	// TraceID is the sign-in's trace (see Trace).
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // UpstreamToken is the token the upstream GitLab gave the bridge for one person.
@@ -105,6 +107,8 @@ type Session struct {
 	AuthTime time.Time `json:"auth_time,omitzero"`
 	// Groups are the person's GitLab groups (full paths), when the bridge asks GitLab for them.
 	Groups []string `json:"groups,omitempty"`
+	// TraceID is the trace of the sign-in that made the session.
+	TraceID string `json:"trace_id,omitempty"`
 	// User is the upstream /api/v4/user body as last fetched, and UserFetchedAt when.
 	User          json.RawMessage `json:"user"`
 	UserFetchedAt time.Time       `json:"user_fetched_at"`
@@ -165,6 +169,12 @@ type Store interface {
 	SwapKeySet(ctx context.Context, old, new []byte) (bool, error)
 
 	oauth2.TokenStore
+
+	// PeekCode returns a code's record without consuming it, (nil, nil) when unknown: a token
+	// request that fails before redemption (a wrong secret) uses it to find the sign-in's trace.
+	PeekCode(ctx context.Context, code string) (oauth2.TokenInfo, error)
+
+	TraceStore
 
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error

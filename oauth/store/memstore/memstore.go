@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +54,7 @@ type Store struct {
 	consents map[string]map[int64][]byte
 	// keySet is nil while none is stored; SwapKeySet never stores an empty one.
 	keySet []byte
+	traces map[string]*trace
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -69,6 +72,7 @@ func New() *Store {
 		refresh:  make(map[string]entry),
 		used:     make(map[string]entry),
 		consents: make(map[string]map[int64][]byte),
+		traces:   make(map[string]*trace),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -103,6 +107,11 @@ func (s *Store) sweep(now time.Time) {
 			if !e.live(now) {
 				delete(m, k)
 			}
+		}
+	}
+	for id, tr := range s.traces {
+		if !tr.live(now) {
+			delete(s.traces, id)
 		}
 	}
 }
@@ -345,6 +354,15 @@ func (s *Store) Create(_ context.Context, info oauth2.TokenInfo) error {
 	return nil
 }
 
+// PeekCode reads a code's record and leaves it in place.
+func (s *Store) PeekCode(_ context.Context, code string) (oauth2.TokenInfo, error) {
+	rec, err := s.getToken("peek code", s.get, s.codes, code)
+	if rec == nil || err != nil {
+		return nil, err
+	}
+	return rec.Info(code, "", ""), nil
+}
+
 // GetByCode consumes the code: a second call with the same code finds nothing.
 func (s *Store) GetByCode(_ context.Context, code string) (oauth2.TokenInfo, error) {
 	rec, err := s.getToken("get by code", s.take, s.codes, code)
@@ -578,7 +596,204 @@ func (s *Store) DumpRaw(context.Context) ([]byte, error) {
 		buf.Write(s.keySet)
 		buf.WriteByte('\n')
 	}
+	for id, tr := range s.traces {
+		meta, err := json.Marshal(tr.meta)
+		if err != nil {
+			return nil, fmt.Errorf("memstore: dump: %w", err)
+		}
+		fmt.Fprintf(&buf, "trace:%s\n%s %s\n", id, tr.startedAt.Format(time.RFC3339Nano), meta)
+		for _, step := range tr.steps {
+			buf.Write(step)
+			buf.WriteByte('\n')
+		}
+	}
 	return buf.Bytes(), nil
+}
+
+// ---- traces ----
+
+// maxTraceSteps bounds a trace, which a client that loops on the bridge (or an attacker replaying
+// one sign-in's requests) would otherwise grow without end. The steps past it are dropped, not the
+// first ones: how a sign-in began is what explains it.
+const maxTraceSteps = 100
+
+// defaultTraceLimit is how many traces ListTraces returns when not told.
+const defaultTraceLimit = 100
+
+// trace is a stored trace. Its steps are kept encoded, as redisstore keeps them, so that a caller
+// holding a step's Detail map cannot change the store through it.
+type trace struct {
+	startedAt time.Time
+	meta      store.TraceMeta
+	steps     [][]byte
+	expires   time.Time
+}
+
+func (tr *trace) live(now time.Time) bool { return now.Before(tr.expires) }
+
+// traceOrder orders traces oldest first as redisstore's index does: by StartedAt to the
+// millisecond (its score), then by id (Redis's order among equal scores), so that both backends
+// list, and evict, the same traces.
+func traceOrder(aID string, a *trace, bID string, b *trace) int {
+	if c := a.startedAt.UnixMilli() - b.startedAt.UnixMilli(); c != 0 {
+		if c < 0 {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(aID, bID)
+}
+
+// AddTraceStep keeps each trace for retention after its latest step. A trace evicted by the cap
+// while its sign-in goes on starts over with the next step, as a new trace.
+func (s *Store) AddTraceStep(_ context.Context, id string, meta store.TraceMeta, step store.TraceStep, retention time.Duration, maxTraces int) error {
+	if err := checkTraceArgs(id, retention, maxTraces); err != nil {
+		return fmt.Errorf("memstore: add trace step: %w", err)
+	}
+	b, err := json.Marshal(step)
+	if err != nil {
+		return fmt.Errorf("memstore: add trace step: %w", err)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tr, ok := s.traces[id]
+	if !ok || !tr.live(now) {
+		started := step.At
+		if started.IsZero() {
+			started = now
+		}
+		tr = &trace{startedAt: started}
+		s.traces[id] = tr
+	}
+	mergeMeta(&tr.meta, meta)
+	if len(tr.steps) < maxTraceSteps {
+		tr.steps = append(tr.steps, b)
+	}
+	tr.expires = now.Add(retention)
+	s.capTraces(now, maxTraces)
+	return nil
+}
+
+// capTraces deletes the oldest traces beyond maxTraces; the caller holds s.mu. Only a new trace
+// can take the store over the cap, by one: the oldest is then found in one pass, and a sort is
+// left for a cap that was lowered.
+func (s *Store) capTraces(now time.Time, maxTraces int) {
+	if len(s.traces) <= maxTraces {
+		return
+	}
+	for id, tr := range s.traces {
+		if !tr.live(now) {
+			delete(s.traces, id)
+		}
+	}
+	switch excess := len(s.traces) - maxTraces; {
+	case excess <= 0:
+	case excess == 1:
+		var oldest string
+		for id, tr := range s.traces {
+			if oldest == "" || traceOrder(id, tr, oldest, s.traces[oldest]) < 0 {
+				oldest = id
+			}
+		}
+		delete(s.traces, oldest)
+	default:
+		ids := make([]string, 0, len(s.traces))
+		for id := range s.traces {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, func(a, b string) int { return traceOrder(a, s.traces[a], b, s.traces[b]) })
+		for _, id := range ids[:excess] {
+			delete(s.traces, id)
+		}
+	}
+}
+
+func (s *Store) GetTrace(_ context.Context, id string) (*store.Trace, error) {
+	s.mu.Lock()
+	tr, ok := s.traces[id]
+	if !ok || !tr.live(time.Now()) {
+		s.mu.Unlock()
+		return nil, store.ErrNotFound
+	}
+	started, meta, steps := tr.startedAt, tr.meta, slices.Clone(tr.steps)
+	s.mu.Unlock()
+	return decodeTrace(id, started, meta, steps)
+}
+
+// ListTraces compares StartedAt with since to the millisecond, as redisstore's index does.
+func (s *Store) ListTraces(_ context.Context, since time.Time, limit int) ([]*store.Trace, error) {
+	if limit <= 0 {
+		limit = defaultTraceLimit
+	}
+	type listed struct {
+		id string
+		tr trace
+	}
+	now := time.Now()
+	s.mu.Lock()
+	found := make([]listed, 0)
+	for id, tr := range s.traces {
+		if tr.live(now) && (since.IsZero() || tr.startedAt.UnixMilli() >= since.UnixMilli()) {
+			// The slice header is copied, and the steps it holds are never changed in place.
+			found = append(found, listed{id, *tr})
+		}
+	}
+	s.mu.Unlock()
+
+	slices.SortFunc(found, func(a, b listed) int { return traceOrder(b.id, &b.tr, a.id, &a.tr) })
+	found = found[:min(len(found), limit)]
+	traces := make([]*store.Trace, 0, len(found))
+	for _, f := range found {
+		tr, err := decodeTrace(f.id, f.tr.startedAt, f.tr.meta, f.tr.steps)
+		if err != nil {
+			return nil, err
+		}
+		traces = append(traces, tr)
+	}
+	return traces, nil
+}
+
+func decodeTrace(id string, started time.Time, meta store.TraceMeta, raw [][]byte) (*store.Trace, error) {
+	tr := &store.Trace{ID: id, StartedAt: started, TraceMeta: meta, Steps: make([]store.TraceStep, len(raw))}
+	for i, b := range raw {
+		if err := json.Unmarshal(b, &tr.Steps[i]); err != nil {
+			return nil, fmt.Errorf("memstore: trace %s: %w", id, err)
+		}
+	}
+	return tr, nil
+}
+
+// mergeMeta sets the fields of meta that are not empty; a step that does not know the user must
+// not erase what an earlier one learnt.
+func mergeMeta(dst *store.TraceMeta, meta store.TraceMeta) {
+	if meta.ClientID != "" {
+		dst.ClientID = meta.ClientID
+	}
+	if meta.App != "" {
+		dst.App = meta.App
+	}
+	if meta.GitLabUserID != 0 {
+		dst.GitLabUserID = meta.GitLabUserID
+	}
+	if meta.Username != "" {
+		dst.Username = meta.Username
+	}
+}
+
+func checkTraceArgs(id string, retention time.Duration, maxTraces int) error {
+	switch {
+	case id == "":
+		return errors.New("the trace id is empty")
+	case strings.Contains(id, ":"):
+		// redisstore refuses it, as "<id>:steps" would name another trace's steps.
+		return fmt.Errorf("the trace id %q has a colon", id)
+	case retention <= 0:
+		return fmt.Errorf("retention %v is not positive", retention)
+	case maxTraces <= 0:
+		return fmt.Errorf("max traces %d is not positive", maxTraces)
+	}
+	return nil
 }
 
 // ---- plumbing ----

@@ -37,6 +37,11 @@ func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
 	if err := s.MarkUsed(ctx, "used", "short", time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	for id, retention := range map[string]time.Duration{"short": time.Minute, "long": time.Hour} {
+		if err := s.AddTraceStep(ctx, id, store.TraceMeta{}, store.TraceStep{Step: "authorize"}, retention, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	s.sweep(time.Now().Add(2 * time.Minute))
 
@@ -53,6 +58,12 @@ func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
 	}
 	if len(s.refresh) != 1 {
 		t.Error("refresh token without expiry swept")
+	}
+	if _, ok := s.traces["short"]; ok {
+		t.Error("expired trace kept")
+	}
+	if _, ok := s.traces["long"]; !ok {
+		t.Error("live trace swept")
 	}
 }
 

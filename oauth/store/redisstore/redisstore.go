@@ -24,6 +24,15 @@
 //	consents:<cid>  HASH of client cid's consents: GitLab user id (decimal) -> JSON array of
 //	                scopes (no expiry)
 //	oidc:keyset     the sealed OpenID Connect key set (no expiry)
+//	trace:<id>      HASH of a sign-in's trace: started_at (RFC 3339) and what is known of the
+//	                sign-in (client_id, app, gitlab_user_id, username), expiring the retention
+//	                given to AddTraceStep after its latest step
+//	trace:<id>:steps
+//	                LIST of the trace's steps as JSON, in order, at most maxTraceSteps, expiring
+//	                with the hash
+//	traces          ZSET of trace ids scored by started_at (unix milliseconds); no expiry of its
+//	                own, but every AddTraceStep removes the ids beyond the newest maxTraces and
+//	                those started longer than the retention ago
 //
 // No command, transaction or script spans two keys, so that every operation works on Redis
 // Cluster without hash tags; where two keys change together they are sent in one pipeline.
@@ -83,6 +92,12 @@ func (s *Store) accessKey(tk string) string  { return s.prefix + "access:" + tk 
 func (s *Store) refreshKey(tk string) string { return s.prefix + "refresh:" + tk }
 func (s *Store) usedKey(tk string) string    { return s.prefix + "used:" + tk }
 func (s *Store) keySetKey() string           { return s.prefix + "oidc:keyset" }
+func (s *Store) traceKey(id string) string   { return s.prefix + "trace:" + id }
+func (s *Store) tracesKey() string           { return s.prefix + "traces" }
+
+func (s *Store) traceStepsKey(id string) string {
+	return s.prefix + "trace:" + id + ":steps"
+}
 
 func (s *Store) clientSessionsKey(clientID string) string {
 	return s.prefix + "sessions:" + clientID
@@ -443,6 +458,18 @@ func (s *Store) Create(ctx context.Context, info oauth2.TokenInfo) error {
 	return s.check("create token", err)
 }
 
+// PeekCode reads a code's record with GET, which leaves it to be redeemed.
+func (s *Store) PeekCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
+	if code == "" {
+		return nil, nil
+	}
+	rec, err := s.getToken("peek code", s.c.Get(ctx, s.codeKey(store.TokenKey(code))))
+	if rec == nil || err != nil {
+		return nil, err
+	}
+	return rec.Info(code, "", ""), nil
+}
+
 // GetByCode consumes the code with GETDEL: a second call with the same code finds nothing.
 func (s *Store) GetByCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
 	if code == "" {
@@ -631,11 +658,226 @@ func (s *Store) SwapKeySet(ctx context.Context, old, next []byte) (bool, error) 
 	return n == 1, nil
 }
 
+// ---- traces ----
+
+// maxTraceSteps bounds a trace, which a client that loops on the bridge (or an attacker replaying
+// one sign-in's requests) would otherwise grow without end. The steps past it are dropped, not the
+// first ones: how a sign-in began is what explains it.
+const maxTraceSteps = 100
+
+// defaultTraceLimit is how many traces ListTraces returns when not told.
+const defaultTraceLimit = 100
+
+// Fields of a trace's hash.
+const (
+	fieldStartedAt    = "started_at"
+	fieldClientID     = "client_id"
+	fieldApp          = "app"
+	fieldGitLabUserID = "gitlab_user_id"
+	fieldUsername     = "username"
+)
+
+// AddTraceStep sends everything in one pipeline: a step is recorded on every request of a
+// sign-in, and must cost one round trip. The pipeline is not a transaction (its keys are in
+// different Cluster slots), so two first steps racing may each set part of the start: HSETNX and
+// ZADD NX each keep whichever ran first, and the two differ by no more than the race.
+//
+// The hash is written before the index, so that on one server a ListTraces that sees the id finds
+// the hash. The pruning by age runs before ZADD NX: an id whose trace expired and is now started
+// again (a session outlives its trace, and its refreshes reuse the trace id) must be indexed with
+// its new start, not removed with its old score. A trace that goes on past the retention from its
+// start, or after the cap dropped it from the index, is indexed again under its latest step's time
+// (memstore starts the latter over); the bridge's sign-ins last minutes, its retention hours.
+func (s *Store) AddTraceStep(ctx context.Context, id string, meta store.TraceMeta, step store.TraceStep, retention time.Duration, maxTraces int) error {
+	if err := checkTraceArgs(id, retention, maxTraces); err != nil {
+		return wrap("add trace step", err)
+	}
+	b, err := json.Marshal(step)
+	if err != nil {
+		return wrap("add trace step", err)
+	}
+	now := time.Now()
+	started := step.At
+	if started.IsZero() {
+		started = now
+	}
+	retention = roundTTL(retention)
+	key, steps, index := s.traceKey(id), s.traceStepsKey(id), s.tracesKey()
+	fields := metaFields(meta)
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, key, fieldStartedAt, started.Format(time.RFC3339Nano))
+		if len(fields) > 0 {
+			p.HSet(ctx, key, fields...)
+		}
+		p.RPush(ctx, steps, b)
+		p.LTrim(ctx, steps, 0, maxTraceSteps-1)
+		p.PExpire(ctx, key, retention)
+		p.PExpire(ctx, steps, retention)
+		p.ZRemRangeByScore(ctx, index, "-inf", "("+strconv.FormatInt(now.Add(-retention).UnixMilli(), 10))
+		p.ZAddNX(ctx, index, redis.Z{Score: float64(started.UnixMilli()), Member: id})
+		p.ZRemRangeByRank(ctx, index, 0, -int64(maxTraces)-1)
+		return nil
+	})
+	return s.check("add trace step", err)
+}
+
+// metaFields are the HSET arguments for the fields of meta that are set; a step that does not
+// know the user must not erase what an earlier one learnt.
+func metaFields(meta store.TraceMeta) []any {
+	var f []any
+	if meta.ClientID != "" {
+		f = append(f, fieldClientID, meta.ClientID)
+	}
+	if meta.App != "" {
+		f = append(f, fieldApp, meta.App)
+	}
+	if meta.GitLabUserID != 0 {
+		f = append(f, fieldGitLabUserID, strconv.FormatInt(meta.GitLabUserID, 10))
+	}
+	if meta.Username != "" {
+		f = append(f, fieldUsername, meta.Username)
+	}
+	return f
+}
+
+func (s *Store) GetTrace(ctx context.Context, id string) (*store.Trace, error) {
+	if checkTraceID(id) != nil {
+		return nil, store.ErrNotFound // AddTraceStep never stores one
+	}
+	var (
+		hash  *redis.MapStringStringCmd
+		steps *redis.StringSliceCmd
+	)
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		hash = p.HGetAll(ctx, s.traceKey(id))
+		steps = p.LRange(ctx, s.traceStepsKey(id), 0, -1)
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("get trace", err)
+	}
+	tr, err := decodeTrace(id, hash.Val(), steps.Val())
+	switch {
+	case err != nil:
+		return nil, wrap("get trace", err)
+	case tr == nil:
+		return nil, store.ErrNotFound
+	}
+	return tr, nil
+}
+
+// ListTraces reads the ids from the index, then every trace in one pipeline. Ids whose trace has
+// expired are skipped and removed from the index, which may make the list shorter than limit
+// though older traces exist; AddTraceStep's pruning keeps those ids few.
+func (s *Store) ListTraces(ctx context.Context, since time.Time, limit int) ([]*store.Trace, error) {
+	if limit <= 0 {
+		limit = defaultTraceLimit
+	}
+	floor := "-inf"
+	if !since.IsZero() {
+		floor = strconv.FormatInt(since.UnixMilli(), 10)
+	}
+	index := s.tracesKey()
+	ids, err := s.c.ZRevRangeByScore(ctx, index, &redis.ZRangeBy{Min: floor, Max: "+inf", Count: int64(limit)}).Result()
+	if err != nil {
+		return nil, wrap("list traces", err)
+	}
+	traces := make([]*store.Trace, 0, len(ids))
+	if len(ids) == 0 {
+		return traces, nil
+	}
+	hashes := make([]*redis.MapStringStringCmd, len(ids))
+	steps := make([]*redis.StringSliceCmd, len(ids))
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			hashes[i] = p.HGetAll(ctx, s.traceKey(id))
+			steps[i] = p.LRange(ctx, s.traceStepsKey(id), 0, -1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("list traces", err)
+	}
+	var stale []any
+	for i, id := range ids {
+		tr, err := decodeTrace(id, hashes[i].Val(), steps[i].Val())
+		switch {
+		case err != nil:
+			return nil, wrap("list traces", err)
+		case tr == nil:
+			stale = append(stale, id)
+		default:
+			traces = append(traces, tr)
+		}
+	}
+	if len(stale) > 0 {
+		if err := s.c.ZRem(ctx, index, stale...).Err(); err != nil {
+			return nil, wrap("list traces: removing expired ids", err)
+		}
+	}
+	return traces, nil
+}
+
+// decodeTrace returns (nil, nil) for a trace whose hash is gone: HGETALL answers an empty hash
+// for a key that does not exist.
+func decodeTrace(id string, hash map[string]string, steps []string) (*store.Trace, error) {
+	if len(hash) == 0 {
+		return nil, nil
+	}
+	tr := &store.Trace{ID: id, Steps: make([]store.TraceStep, len(steps))}
+	if v, ok := hash[fieldStartedAt]; ok {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, fmt.Errorf("trace %s: %w", id, err)
+		}
+		tr.StartedAt = t
+	}
+	tr.ClientID, tr.App, tr.Username = hash[fieldClientID], hash[fieldApp], hash[fieldUsername]
+	if v, ok := hash[fieldGitLabUserID]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("trace %s: %s: %w", id, fieldGitLabUserID, err)
+		}
+		tr.GitLabUserID = n
+	}
+	for i, b := range steps {
+		if err := json.Unmarshal([]byte(b), &tr.Steps[i]); err != nil {
+			return nil, fmt.Errorf("trace %s: step %d: %w", id, i, err)
+		}
+	}
+	return tr, nil
+}
+
+func checkTraceArgs(id string, retention time.Duration, maxTraces int) error {
+	if err := checkTraceID(id); err != nil {
+		return err
+	}
+	switch {
+	case retention <= 0:
+		return fmt.Errorf("retention %v is not positive", retention)
+	case maxTraces <= 0:
+		return fmt.Errorf("max traces %d is not positive", maxTraces)
+	}
+	return nil
+}
+
+// checkTraceID refuses an id with a colon, as "<id>:steps" would name another trace's steps.
+func checkTraceID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("the trace id is empty")
+	case strings.Contains(id, ":"):
+		return fmt.Errorf("the trace id %q has a colon", id)
+	}
+	return nil
+}
+
 // ---- inspection ----
 
 // DumpRaw returns every key under the store's prefix with its value (the members of a set, the
-// members and scores of a sorted set, the fields and values of a hash), for tests that check what is written to Redis. It walks the
-// keyspace with SCAN, on every primary of a Cluster, and is not meant for production use.
+// members and scores of a sorted set, the fields and values of a hash, the items of a list), for
+// tests that check what is written to Redis. It walks the keyspace with SCAN, on every primary of
+// a Cluster, and is not meant for production use.
 func (s *Store) DumpRaw(ctx context.Context) ([]byte, error) {
 	var buf bytes.Buffer
 	dump := func(ctx context.Context, c redis.UniversalClient) error {
@@ -663,6 +905,12 @@ func (s *Store) DumpRaw(ctx context.Context) ([]byte, error) {
 				for _, z := range members {
 					fmt.Fprintf(&buf, "%v %s\n", z.Member, strconv.FormatFloat(z.Score, 'f', -1, 64))
 				}
+			case "list":
+				items, err := c.LRange(ctx, key, 0, -1).Result()
+				if err != nil {
+					return err
+				}
+				buf.WriteString(strings.Join(items, "\n"))
 			case "hash":
 				fields, err := c.HGetAll(ctx, key).Result()
 				if err != nil {

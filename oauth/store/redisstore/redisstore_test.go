@@ -1,7 +1,10 @@
 package redisstore
 
 import (
+	"encoding/json"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +118,13 @@ func TestKeyLayout(t *testing.T) {
 	if ok, err := s.SwapKeySet(ctx, nil, []byte("keys")); !ok || err != nil {
 		t.Fatalf("swap key set: %v, %v", ok, err)
 	}
+	started := time.Now().Add(-time.Second)
+	steps := []store.TraceStep{{Step: "authorize", At: started}, {Step: "callback", At: time.Now()}}
+	for i, meta := range []store.TraceMeta{{ClientID: "c1", App: "Mattermost"}, {GitLabUserID: 42, Username: "jdoe"}} {
+		if err := s.AddTraceStep(ctx, "t1", meta, steps[i], 10*time.Minute, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if got := c.ZRangeWithScores(ctx, "ssobridge:sessions:c1", 0, -1).Val(); len(got) != 1 || got[0].Member != "s1" {
 		t.Errorf("sessions:c1 = %v, want s1 alone", got)
@@ -132,6 +142,39 @@ func TestKeyLayout(t *testing.T) {
 	}
 	if got := c.Get(ctx, "ssobridge:oidc:keyset").Val(); got != "keys" {
 		t.Errorf("oidc:keyset = %q, want keys", got)
+	}
+	wantHash := map[string]string{
+		"started_at": started.Format(time.RFC3339Nano), "client_id": "c1", "app": "Mattermost",
+		"gitlab_user_id": "42", "username": "jdoe",
+	}
+	if got := c.HGetAll(ctx, "ssobridge:trace:t1").Val(); len(got) != len(wantHash) {
+		t.Errorf("trace:t1 = %q, want %q", got, wantHash)
+	} else {
+		for f, v := range wantHash {
+			if got[f] != v {
+				t.Errorf("trace:t1 %s = %q, want %q", f, got[f], v)
+			}
+		}
+	}
+	if got := c.LRange(ctx, "ssobridge:trace:t1:steps", 0, -1).Val(); len(got) != len(steps) {
+		t.Errorf("trace:t1:steps has %d items, want %d", len(got), len(steps))
+	} else {
+		for i, item := range got {
+			var st store.TraceStep
+			if err := json.Unmarshal([]byte(item), &st); err != nil || st.Step != steps[i].Step {
+				t.Errorf("trace:t1:steps[%d] = %s, want the JSON of step %q", i, item, steps[i].Step)
+			}
+		}
+	}
+	for _, key := range []string{"ssobridge:trace:t1", "ssobridge:trace:t1:steps"} {
+		if ttl := c.PTTL(ctx, key).Val(); ttl <= 9*time.Minute || ttl > 10*time.Minute {
+			t.Errorf("%s expires in %v, want the retention, 10m", key, ttl)
+		}
+	}
+	if got := c.ZRangeWithScores(ctx, "ssobridge:traces", 0, -1).Val(); len(got) != 1 || got[0].Member != "t1" {
+		t.Errorf("traces = %v, want t1 alone", got)
+	} else if want := float64(started.UnixMilli()); got[0].Score != want {
+		t.Errorf("traces scores t1 %.0f, want its start in unix ms, %.0f", got[0].Score, want)
 	}
 
 	if err := s.DeleteSession(ctx, "s1"); err != nil {
@@ -207,6 +250,55 @@ func TestSessionIndexHoldsOnlyLiveSessions(t *testing.T) {
 	}
 	if got := c.ZRange(ctx, "ssobridge:sessions:c1", 0, -1).Val(); len(got) != 1 || got[0] != "last" {
 		t.Errorf("index after %d sessions expired and one more was put = %d ids, want [last]", n, len(got))
+	}
+}
+
+// The index of traces holds no more than the cap, and nothing that started longer than the
+// retention ago, however rarely it is listed.
+func TestTraceIndexIsBounded(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	old := store.TraceStep{Step: "authorize", At: time.Now().Add(-2 * time.Hour)}
+	if err := s.AddTraceStep(ctx, "old", store.TraceMeta{}, old, time.Hour, 5); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 8 {
+		id := "t" + strconv.Itoa(i)
+		ids = append(ids, id)
+		step := store.TraceStep{Step: "authorize", At: time.Now().Add(time.Duration(i) * time.Millisecond)}
+		if err := s.AddTraceStep(ctx, id, store.TraceMeta{}, step, time.Hour, 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := c.ZRange(ctx, "ssobridge:traces", 0, -1).Val(), ids[3:]; !slices.Equal(got, want) {
+		t.Errorf("traces index = %q, want the 5 newest %q", got, want)
+	}
+}
+
+// A ListTraces that meets an id whose trace has expired skips it, and removes it from the index.
+func TestListTracesRemovesExpiredIds(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.AddTraceStep(ctx, "live", store.TraceMeta{}, store.TraceStep{Step: "authorize"}, time.Hour, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ZAdd(ctx, "ssobridge:traces", redis.Z{Score: float64(time.Now().UnixMilli()), Member: "gone"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListTraces(ctx, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].ID != "live" {
+		t.Errorf("ListTraces = %d traces, want only %q", len(list), "live")
+	}
+	if got := c.ZRange(ctx, "ssobridge:traces", 0, -1).Val(); len(got) != 1 || got[0] != "live" {
+		t.Errorf("index after ListTraces = %q, want [live]", got)
 	}
 }
 
@@ -313,6 +405,12 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 		"GetKeySet":         func() error { _, err := s.GetKeySet(ctx); return err },
 		"SwapKeySet nil":    func() error { _, err := s.SwapKeySet(ctx, nil, []byte("k")); return err },
 		"SwapKeySet":        func() error { _, err := s.SwapKeySet(ctx, []byte("j"), []byte("k")); return err },
+		"PeekCode":          func() error { _, err := s.PeekCode(ctx, "code"); return err },
+		"AddTraceStep": func() error {
+			return s.AddTraceStep(ctx, "t1", store.TraceMeta{Username: "u"}, store.TraceStep{Step: "authorize"}, time.Hour, 10)
+		},
+		"GetTrace":   func() error { _, err := s.GetTrace(ctx, "t1"); return err },
+		"ListTraces": func() error { _, err := s.ListTraces(ctx, time.Time{}, 0); return err },
 	}
 	for name, op := range ops {
 		err := op()

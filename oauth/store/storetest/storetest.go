@@ -96,6 +96,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"key sets are copies: changing one passed in or read back does not change the store", testKeySetCopies},
 
 		{"a code is returned once, then never again", testCodeOnce},
+		{"PeekCode returns a code without consuming it, and (nil, nil) for an unknown one", testPeekCode},
 		{"concurrent redemptions of one code: exactly one wins", testCodeConcurrentRedeem},
 		{"a removed code is not returned", testCodeRemove},
 		{"a code or token that has expired before it is created is not stored", testCreateExpired},
@@ -110,6 +111,19 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"tokens are copies: changing one read back does not change the store", testTokenCopies},
 		{"no raw token value appears in stored records", testNoRawValues},
 		{"go-oauth2's manager issues, redeems and refreshes through the store", testManagerFlow},
+
+		{"a trace keeps its meta and every field of its steps", testTraceRoundTrip},
+		{"an unknown trace is ErrNotFound, and an empty store lists no traces", testTraceUnknown},
+		{"AddTraceStep sets the meta fields that are not empty and keeps the others", testTraceMetaMerge},
+		{"a trace starts at its first step's time, or when the step is added if it has none", testTraceStartedAt},
+		{"a trace's steps keep the order they were added in", testTraceStepOrder},
+		{"a trace keeps its first 100 steps and drops the later ones", testTraceStepBound},
+		{"traces are copies: changing a step passed in or a trace read back does not change the store", testTraceCopies},
+		{"the store keeps the newest maxTraces traces, by when they started", testTraceCap},
+		{"ListTraces returns the traces started at or after since, newest first", testTraceListSince},
+		{"ListTraces returns at most limit traces, 100 when limit is not positive", testTraceListLimit},
+		{"concurrent steps added to one trace are all kept", testTraceConcurrent},
+		{"AddTraceStep refuses an empty id or one with a colon, and a retention or cap that is not positive", testTraceBadArgs},
 
 		{"ping answers", testPing},
 	} {
@@ -132,6 +146,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			{"an expired refresh token cannot be taken", startTakeRefreshExpiry},
 			{"expired code is not returned", startCodeExpiry},
 			{"an access token expires on its own; a refresh token without expiry stays", startTokenExpiry},
+			{"an expired trace is neither found nor listed; each step renews the retention", startTraceExpiry},
 		})
 	})
 }
@@ -190,6 +205,7 @@ func newAuthz() *store.Authorization {
 		CreatedAt:           time.Now(),
 		SessionID:           store.NewID(16),
 		ConsentCookie:       store.TokenKey(store.NewID(32)),
+		TraceID:             store.NewID(8),
 	}
 }
 
@@ -205,6 +221,7 @@ func newSession() *store.Session {
 		Nonce:         "n-0S6_WzA2Mj",
 		AuthTime:      now.Add(-time.Minute),
 		Groups:        []string{"infra", "infra/on-call"},
+		TraceID:       store.NewID(8),
 		User:          json.RawMessage(`{"id":42,"username":"jdoe","name":"J. Doe","email":"jdoe@example.com","identities":[]}`),
 		UserFetchedAt: now,
 		CreatedAt:     now,
@@ -917,6 +934,34 @@ func testCodeOnce(t *testing.T, s store.Store) {
 	}
 }
 
+func testPeekCode(t *testing.T, s store.Store) {
+	code := rawValue("code")
+	want := codeToken(code, time.Minute)
+	must(t, "create", s.Create(t.Context(), want))
+	for i := range 2 {
+		got := getToken(t, "peek", s.PeekCode, code)
+		if got == nil {
+			t.Fatalf("peek %d found nothing", i+1)
+		}
+		wantValues(t, got, code, "", "")
+		sameToken(t, got, want)
+	}
+	if getToken(t, "redeem after peeking", s.GetByCode, code) == nil {
+		t.Fatal("a peeked code could not be redeemed")
+	}
+	if got := getToken(t, "peek after redemption", s.PeekCode, code); got != nil {
+		t.Error("PeekCode found a redeemed code")
+	}
+
+	access := rawValue("access")
+	must(t, "create access token", s.Create(t.Context(), pairToken(access, "", time.Hour, 0)))
+	for _, v := range []string{"", rawValue("code"), access} {
+		if got := getToken(t, "peek", s.PeekCode, v); got != nil {
+			t.Errorf("PeekCode(%q) found %v", v, got)
+		}
+	}
+}
+
 func testCodeConcurrentRedeem(t *testing.T, s store.Store) {
 	code := rawValue("code")
 	must(t, "create", s.Create(t.Context(), codeToken(code, time.Minute)))
@@ -1236,6 +1281,9 @@ func testNoRawValues(t *testing.T, s store.Store) {
 	must(t, "put consent", s.PutConsent(t.Context(), app.ID, 42, []string{"openid"}))
 	keySet := []byte("sealed key set " + store.NewID(16))
 	must(t, "swap key set", swapped(s.SwapKeySet(t.Context(), nil, keySet)))
+	traceID, label, username := store.NewID(8), "label "+store.NewID(8), "user-"+store.NewID(8)
+	must(t, "add trace step", s.AddTraceStep(t.Context(), traceID, store.TraceMeta{Username: username},
+		store.TraceStep{Step: "token", Label: label, At: time.Now()}, time.Hour, 10))
 
 	dump, err := d.DumpRaw(t.Context())
 	must(t, "dump", err)
@@ -1253,7 +1301,8 @@ func testNoRawValues(t *testing.T, s store.Store) {
 		"app ID": app.ID, "code key": store.TokenKey(code),
 		"access key": store.TokenKey(access), "refresh key": store.TokenKey(refresh2),
 		"session ID": sess.ID, "used key": used, "key set": string(keySet),
-		"consent": `["openid"]`,
+		"consent":  `["openid"]`,
+		"trace ID": traceID, "trace step": label, "trace meta": username,
 	} {
 		if !bytes.Contains(dump, []byte(key)) {
 			t.Errorf("the %s does not appear in the dump: DumpRaw does not show everything", what)

@@ -1,0 +1,395 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// traceCap is a cap high enough that no test but the cap's own reaches it.
+const traceCap = 1000
+
+func newTraceStep(step string, at time.Time) store.TraceStep {
+	return store.TraceStep{
+		Step:      step,
+		From:      store.PartBridge,
+		To:        store.PartGitLab,
+		Label:     "POST /oauth/token (" + step + ")",
+		At:        at,
+		Duration:  12.345,
+		OK:        false,
+		Status:    401,
+		Failure:   "upstream_rejected_bridge_client",
+		Reason:    "GitLab refused the bridge's client id and secret",
+		Fix:       "Check the bridge's GitLab application id and secret.",
+		Detail:    map[string]string{"code": "3f2a91c0", "scope": "read_user openid"},
+		RequestID: store.NewID(8),
+	}
+}
+
+func addStep(t *testing.T, s store.Store, id string, meta store.TraceMeta, step store.TraceStep) {
+	t.Helper()
+	must(t, "add trace step", s.AddTraceStep(t.Context(), id, meta, step, time.Hour, traceCap))
+}
+
+func getTrace(t *testing.T, s store.Store, id string) *store.Trace {
+	t.Helper()
+	tr, err := s.GetTrace(t.Context(), id)
+	must(t, "get trace", err)
+	return tr
+}
+
+// wantTraces checks the ids ListTraces returned, in order.
+func wantTraces(t *testing.T, got []*store.Trace, want ...string) {
+	t.Helper()
+	ids := make([]string, len(got))
+	for i, tr := range got {
+		ids[i] = tr.ID
+	}
+	if !slices.Equal(ids, want) {
+		t.Errorf("ListTraces returned %q, want %q", ids, want)
+	}
+}
+
+func listTraces(t *testing.T, s store.Store, since time.Time, limit int) []*store.Trace {
+	t.Helper()
+	got, err := s.ListTraces(t.Context(), since, limit)
+	must(t, "list traces", err)
+	return got
+}
+
+// startTimes are times of first steps, a second apart, oldest first, so that traces started
+// at them are ordered whatever the stores' time resolution.
+func startTimes(n int) []time.Time {
+	base := time.Now().Add(-time.Minute)
+	ts := make([]time.Time, n)
+	for i := range ts {
+		ts[i] = base.Add(time.Duration(i) * time.Second)
+	}
+	return ts
+}
+
+func testTraceRoundTrip(t *testing.T, s store.Store) {
+	id := store.NewID(8)
+	meta := store.TraceMeta{ClientID: store.NewClientID(), App: "Mattermost", GitLabUserID: 1 << 40, Username: "jdoe"}
+	first := newTraceStep("authorize", time.Now().Add(-time.Second))
+	first.From, first.To, first.OK, first.Status = store.PartUser, store.PartBridge, true, 302
+	first.Failure, first.Reason, first.Fix = "", "", ""
+	second := newTraceStep("upstream_token", time.Now())
+	for _, st := range []store.TraceStep{first, second} {
+		addStep(t, s, id, meta, st)
+	}
+	want := &store.Trace{ID: id, StartedAt: first.At, TraceMeta: meta, Steps: []store.TraceStep{first, second}}
+
+	got := getTrace(t, s, id)
+	sameJSON(t, "trace", got, want)
+	if !got.StartedAt.Equal(first.At) {
+		t.Errorf("StartedAt = %v, want %v", got.StartedAt, first.At)
+	}
+	for i, st := range got.Steps {
+		if !st.At.Equal(want.Steps[i].At) {
+			t.Errorf("step %d At = %v, want %v", i, st.At, want.Steps[i].At)
+		}
+	}
+	listed := listTraces(t, s, time.Time{}, 0)
+	wantTraces(t, listed, id)
+	if len(listed) == 1 {
+		sameJSON(t, "listed trace", listed[0], want)
+	}
+
+	// A step with nothing but its name, and a trace with no meta, come back as they went in.
+	bare := store.NewID(8)
+	step := store.TraceStep{Step: "token", At: time.Now()}
+	addStep(t, s, bare, store.TraceMeta{}, step)
+	sameJSON(t, "bare trace", getTrace(t, s, bare), &store.Trace{ID: bare, StartedAt: step.At, Steps: []store.TraceStep{step}})
+}
+
+func testTraceUnknown(t *testing.T, s store.Store) {
+	_, err := s.GetTrace(t.Context(), store.NewID(8))
+	mustNotFound(t, "get unknown trace", err)
+	wantTraces(t, listTraces(t, s, time.Time{}, 0))
+	// The list is seen to work, or the empty one above proves nothing.
+	addStep(t, s, store.NewID(8), store.TraceMeta{}, newTraceStep("authorize", time.Now()))
+	if got := listTraces(t, s, time.Time{}, 0); len(got) != 1 {
+		t.Errorf("ListTraces returned %d traces after one was added", len(got))
+	}
+}
+
+func testTraceMetaMerge(t *testing.T, s store.Store) {
+	id, client := store.NewID(8), store.NewClientID()
+	for i, c := range []struct {
+		meta, want store.TraceMeta
+	}{
+		{store.TraceMeta{ClientID: client, App: "Mattermost"}, store.TraceMeta{ClientID: client, App: "Mattermost"}},
+		{store.TraceMeta{GitLabUserID: 42, Username: "jdoe"}, store.TraceMeta{ClientID: client, App: "Mattermost", GitLabUserID: 42, Username: "jdoe"}},
+		{store.TraceMeta{App: "Mattermost (prod)"}, store.TraceMeta{ClientID: client, App: "Mattermost (prod)", GitLabUserID: 42, Username: "jdoe"}},
+		{store.TraceMeta{}, store.TraceMeta{ClientID: client, App: "Mattermost (prod)", GitLabUserID: 42, Username: "jdoe"}},
+		{store.TraceMeta{GitLabUserID: 7, Username: "jdoe2"}, store.TraceMeta{ClientID: client, App: "Mattermost (prod)", GitLabUserID: 7, Username: "jdoe2"}},
+	} {
+		addStep(t, s, id, c.meta, newTraceStep(fmt.Sprint("step ", i), time.Now()))
+		if got := getTrace(t, s, id).TraceMeta; got != c.want {
+			t.Errorf("after step %d with meta %+v: meta = %+v, want %+v", i, c.meta, got, c.want)
+		}
+	}
+}
+
+func testTraceStartedAt(t *testing.T, s store.Store) {
+	id := store.NewID(8)
+	first := time.Now().Add(-time.Minute)
+	addStep(t, s, id, store.TraceMeta{}, newTraceStep("authorize", first))
+	addStep(t, s, id, store.TraceMeta{}, newTraceStep("callback", first.Add(30*time.Second)))
+	addStep(t, s, id, store.TraceMeta{}, newTraceStep("late", time.Time{}))
+	if got := getTrace(t, s, id).StartedAt; !got.Equal(first) {
+		t.Errorf("StartedAt = %v, want the first step's %v", got, first)
+	}
+
+	id = store.NewID(8)
+	before := time.Now()
+	addStep(t, s, id, store.TraceMeta{}, newTraceStep("authorize", time.Time{}))
+	after := time.Now()
+	if got := getTrace(t, s, id).StartedAt; got.Before(before) || got.After(after) {
+		t.Errorf("StartedAt of a trace whose first step has no time = %v, want between %v and %v", got, before, after)
+	}
+}
+
+func testTraceStepOrder(t *testing.T, s store.Store) {
+	id := store.NewID(8)
+	// The times go backwards, so that only the order of addition can explain the order read.
+	at := time.Now()
+	var want []string
+	for i := range 20 {
+		step := fmt.Sprint("step ", i)
+		addStep(t, s, id, store.TraceMeta{}, newTraceStep(step, at.Add(-time.Duration(i)*time.Second)))
+		want = append(want, step)
+	}
+	if got := stepNames(getTrace(t, s, id)); !slices.Equal(got, want) {
+		t.Errorf("steps = %q, want %q", got, want)
+	}
+}
+
+func stepNames(tr *store.Trace) []string {
+	names := make([]string, len(tr.Steps))
+	for i, st := range tr.Steps {
+		names[i] = st.Step
+	}
+	return names
+}
+
+func testTraceStepBound(t *testing.T, s store.Store) {
+	id := store.NewID(8)
+	const bound = 100
+	var want []string
+	for i := range bound + 5 {
+		step := fmt.Sprint("step ", i)
+		addStep(t, s, id, store.TraceMeta{}, store.TraceStep{Step: step, At: time.Now()})
+		if i < bound {
+			want = append(want, step)
+		}
+	}
+	if got := stepNames(getTrace(t, s, id)); !slices.Equal(got, want) {
+		t.Errorf("a trace given %d steps kept %d: %q; want the first %d", bound+5, len(got), got, bound)
+	}
+	// A step past the bound still renews the trace and merges its meta.
+	addStep(t, s, id, store.TraceMeta{Username: "late"}, store.TraceStep{Step: "late", At: time.Now()})
+	if got := getTrace(t, s, id); got.Username != "late" || len(got.Steps) != bound {
+		t.Errorf("after a step past the bound: username %q, %d steps; want %q, %d", got.Username, len(got.Steps), "late", bound)
+	}
+}
+
+func testTraceCopies(t *testing.T, s store.Store) {
+	id := store.NewID(8)
+	step := newTraceStep("authorize", time.Now())
+	want := step
+	want.Detail = map[string]string{"code": "3f2a91c0", "scope": "read_user openid"}
+	addStep(t, s, id, store.TraceMeta{Username: "jdoe"}, step)
+	step.Detail["code"] = "changed after add"
+
+	got := getTrace(t, s, id)
+	got.Steps[0].Detail["scope"] = "changed after get"
+	got.Steps[0].Label = "changed after get"
+	got.Steps = append(got.Steps, store.TraceStep{Step: "appended after get"})
+	got.Username = "changed after get"
+
+	listed := listTraces(t, s, time.Time{}, 0)
+	if len(listed) != 1 {
+		t.Fatalf("ListTraces returned %d traces, want 1", len(listed))
+	}
+	listed[0].Steps[0].Detail["scope"] = "changed after list"
+
+	sameJSON(t, "trace", getTrace(t, s, id), &store.Trace{
+		ID: id, StartedAt: step.At, TraceMeta: store.TraceMeta{Username: "jdoe"}, Steps: []store.TraceStep{want},
+	})
+}
+
+// testTraceCap adds the traces out of the order they started in, so that the store must keep
+// the newest by start, not the latest added.
+func testTraceCap(t *testing.T, s store.Store) {
+	const maxTraces = 3
+	at := startTimes(5)
+	ids := make([]string, len(at))
+	for i := range ids {
+		ids[i] = store.NewID(8)
+	}
+	for _, i := range []int{2, 0, 4, 1, 3} {
+		must(t, "add trace step", s.AddTraceStep(t.Context(), ids[i], store.TraceMeta{}, newTraceStep("authorize", at[i]), time.Hour, maxTraces))
+	}
+	wantTraces(t, listTraces(t, s, time.Time{}, 0), ids[4], ids[3], ids[2])
+
+	// The traces kept go on taking steps, and the cap still holds when a newer one starts.
+	must(t, "add trace step", s.AddTraceStep(t.Context(), ids[2], store.TraceMeta{}, newTraceStep("callback", time.Now()), time.Hour, maxTraces))
+	newest := store.NewID(8)
+	must(t, "add trace step", s.AddTraceStep(t.Context(), newest, store.TraceMeta{}, newTraceStep("authorize", time.Now()), time.Hour, maxTraces))
+	wantTraces(t, listTraces(t, s, time.Time{}, 0), newest, ids[4], ids[3])
+}
+
+func testTraceListSince(t *testing.T, s store.Store) {
+	at := startTimes(3)
+	ids := make([]string, len(at))
+	for i := range ids {
+		ids[i] = store.NewID(8)
+		addStep(t, s, ids[i], store.TraceMeta{}, newTraceStep("authorize", at[i]))
+		// A later step does not move the trace: it is listed by when it started.
+		addStep(t, s, ids[i], store.TraceMeta{}, newTraceStep("callback", time.Now()))
+	}
+	wantTraces(t, listTraces(t, s, time.Time{}, 0), ids[2], ids[1], ids[0])
+	wantTraces(t, listTraces(t, s, at[0].Add(-time.Second), 0), ids[2], ids[1], ids[0])
+	wantTraces(t, listTraces(t, s, at[1], 0), ids[2], ids[1])
+	wantTraces(t, listTraces(t, s, at[1].Add(time.Millisecond), 0), ids[2])
+	wantTraces(t, listTraces(t, s, time.Now().Add(time.Minute), 0))
+}
+
+func testTraceListLimit(t *testing.T, s store.Store) {
+	at := startTimes(5)
+	ids := make([]string, len(at))
+	for i := range ids {
+		ids[i] = store.NewID(8)
+		addStep(t, s, ids[i], store.TraceMeta{}, newTraceStep("authorize", at[i]))
+	}
+	wantTraces(t, listTraces(t, s, time.Time{}, 2), ids[4], ids[3])
+	wantTraces(t, listTraces(t, s, at[1], 10), ids[4], ids[3], ids[2], ids[1])
+	for _, limit := range []int{0, -1} {
+		wantTraces(t, listTraces(t, s, time.Time{}, limit), ids[4], ids[3], ids[2], ids[1], ids[0])
+	}
+
+	const defaultLimit = 100
+	for range defaultLimit {
+		addStep(t, s, store.NewID(8), store.TraceMeta{}, newTraceStep("authorize", time.Now()))
+	}
+	for _, limit := range []int{0, -1} {
+		if got := listTraces(t, s, time.Time{}, limit); len(got) != defaultLimit {
+			t.Errorf("ListTraces with limit %d of %d traces returned %d, want %d", limit, defaultLimit+len(ids), len(got), defaultLimit)
+		}
+	}
+	if got := listTraces(t, s, time.Time{}, defaultLimit+len(ids)); len(got) != defaultLimit+len(ids) {
+		t.Errorf("ListTraces with limit %d returned %d traces, want all of them", defaultLimit+len(ids), len(got))
+	}
+}
+
+// testTraceConcurrent has each goroutine add its steps in order: the store must keep them all, and
+// each goroutine's in its order, whatever the interleaving.
+func testTraceConcurrent(t *testing.T, s store.Store) {
+	const goroutines, steps = 16, 5
+	id := store.NewID(8)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*steps)
+	for g := range goroutines {
+		wg.Go(func() {
+			<-start
+			for i := range steps {
+				meta := store.TraceMeta{Username: fmt.Sprint("user ", g)}
+				step := store.TraceStep{Step: fmt.Sprintf("%d/%d", g, i), At: time.Now()}
+				if err := s.AddTraceStep(t.Context(), id, meta, step, time.Hour, traceCap); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent AddTraceStep failed: %v", err)
+	}
+
+	tr := getTrace(t, s, id)
+	if len(tr.Steps) != goroutines*steps {
+		t.Errorf("trace has %d steps, want %d", len(tr.Steps), goroutines*steps)
+	}
+	next := make([]int, goroutines)
+	for _, st := range tr.Steps {
+		var g, i int
+		if _, err := fmt.Sscanf(st.Step, "%d/%d", &g, &i); err != nil || g < 0 || g >= goroutines {
+			t.Fatalf("unexpected step %q", st.Step)
+		}
+		if i != next[g] {
+			t.Errorf("goroutine %d's step %d came where its step %d was due", g, i, next[g])
+		}
+		next[g] = i + 1
+	}
+	if tr.Username == "" {
+		t.Error("the meta of concurrent steps was lost")
+	}
+	wantTraces(t, listTraces(t, s, time.Time{}, 0), id)
+}
+
+func testTraceBadArgs(t *testing.T, s store.Store) {
+	ok := store.NewID(8)
+	for _, c := range []struct {
+		name      string
+		id        string
+		retention time.Duration
+		maxTraces int
+	}{
+		{"empty id", "", time.Hour, traceCap},
+		{"id with a colon", ok + ":steps", time.Hour, traceCap},
+		{"zero retention", ok, 0, traceCap},
+		{"negative retention", ok, -time.Second, traceCap},
+		{"zero cap", ok, time.Hour, 0},
+		{"negative cap", ok, time.Hour, -1},
+	} {
+		if err := s.AddTraceStep(t.Context(), c.id, store.TraceMeta{}, newTraceStep("authorize", time.Now()), c.retention, c.maxTraces); err == nil {
+			t.Errorf("AddTraceStep with %s succeeded, want an error", c.name)
+		}
+		_, err := s.GetTrace(t.Context(), c.id)
+		mustNotFound(t, "get trace after AddTraceStep with "+c.name, err)
+	}
+	wantTraces(t, listTraces(t, s, time.Time{}, 0))
+}
+
+// startTraceExpiry renews one trace halfway through its retention, so that a store that kept a
+// trace for the retention from its first step would lose it before the check; the other shows
+// that it did not vanish for another reason.
+func startTraceExpiry(t *testing.T, s store.Store) func(*testing.T) {
+	renewed, expiring := store.NewID(8), store.NewID(8)
+	for _, id := range []string{renewed, expiring} {
+		must(t, "add trace step", s.AddTraceStep(t.Context(), id, store.TraceMeta{}, newTraceStep("authorize", time.Now()), shortTTL, traceCap))
+	}
+	if got := listTraces(t, s, time.Time{}, 0); len(got) != 2 {
+		t.Fatalf("ListTraces returned %d traces before expiry, want 2", len(got))
+	}
+	ctx := context.WithoutCancel(t.Context())
+	added := make(chan error, 1)
+	go func() {
+		time.Sleep(shortTTL / 2)
+		added <- s.AddTraceStep(ctx, renewed, store.TraceMeta{}, newTraceStep("callback", time.Now()), shortTTL, traceCap)
+	}()
+	return func(t *testing.T) {
+		must(t, "add a step halfway", <-added)
+		_, err := s.GetTrace(t.Context(), expiring)
+		mustNotFound(t, "get expired trace", err)
+		if got := getTrace(t, s, renewed); !reflect.DeepEqual(stepNames(got), []string{"authorize", "callback"}) {
+			t.Errorf("renewed trace has steps %q", stepNames(got))
+		}
+		// Twice, as the first list may be the one that cleans up after the expired trace.
+		for range 2 {
+			wantTraces(t, listTraces(t, s, time.Time{}, 0), renewed)
+		}
+	}
+}

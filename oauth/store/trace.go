@@ -1,0 +1,66 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Trace is the record of one sign-in, step by step, as the sequence diagram administrators know:
+// every arrow the bridge saw or made, when, how long it took, and, where it failed, the named
+// failure, why, and what to change. It never holds a code, token, state or secret: at most a short
+// prefix of a value's hash, to tell two values apart.
+type Trace struct {
+	ID        string    `json:"id"`
+	StartedAt time.Time `json:"started_at"`
+	TraceMeta
+	Steps []TraceStep `json:"steps"`
+}
+
+// TraceMeta is what the bridge learns about a sign-in as it goes; AddTraceStep sets the fields
+// that are not empty and keeps the others.
+type TraceMeta struct {
+	ClientID     string `json:"client_id,omitempty"`
+	App          string `json:"app,omitempty"`
+	GitLabUserID int64  `json:"gitlab_user_id,omitempty"`
+	Username     string `json:"username,omitempty"`
+}
+
+// Participants of the sequence diagram.
+const (
+	PartUser       = "User"
+	PartClient     = "Mattermost" // the client application; Mattermost in the diagram
+	PartBridge     = "Bridge"
+	PartGitLab     = "GitLab"
+	maxTraceDetail = 16
+)
+
+// TraceStep is one arrow of the diagram.
+type TraceStep struct {
+	// Step names the arrow: "authorize", "upstream_authorize", "callback", "upstream_token",
+	// "upstream_user", "consent", "redirect_to_client", "token", "user", ...
+	Step string `json:"step"`
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Label is the arrow's text, as in the diagram ("302 to /oauth/authorize?...").
+	Label    string    `json:"label"`
+	At       time.Time `json:"at"`
+	Duration float64   `json:"duration_ms"`
+	OK       bool      `json:"ok"`
+	Status   int       `json:"status,omitempty"`
+	// Failure is the failure's name ("redirect_uri_not_registered", "state_unknown", ...); Reason
+	// says precisely what was wrong and Fix what to change.
+	Failure   string            `json:"failure,omitempty"`
+	Reason    string            `json:"reason,omitempty"`
+	Fix       string            `json:"fix,omitempty"`
+	Detail    map[string]string `json:"detail,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
+}
+
+// TraceStore keeps traces. AddTraceStep creates the trace on its first step, appends the step,
+// merges meta, and keeps the trace for retention; the store keeps at most maxTraces traces, the
+// newest. ListTraces returns traces started at or after since, newest first, at most limit.
+type TraceStore interface {
+	AddTraceStep(ctx context.Context, id string, meta TraceMeta, step TraceStep, retention time.Duration, maxTraces int) error
+	GetTrace(ctx context.Context, id string) (*Trace, error) // ErrNotFound when absent or expired
+	ListTraces(ctx context.Context, since time.Time, limit int) ([]*Trace, error)
+}

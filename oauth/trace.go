@@ -1,0 +1,221 @@
+package oauth
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// Defaults for traces.
+const (
+	DefaultTraceRetention = 24 * time.Hour
+	DefaultMaxTraces      = 10000
+	// DefaultStallAfter is how long after the redirect to the client a sign-in waits for the
+	// client's token request before its trace calls it stalled.
+	DefaultStallAfter = 5 * time.Minute
+)
+
+// HeaderTraceID carries a sign-in's trace id on the bridge's answers, so that an administrator
+// can go from a failing browser or client straight to the trace.
+const HeaderTraceID = "X-Trace-Id"
+
+// traceRef is the step a request is making in a sign-in's trace.
+type traceRef struct {
+	id    string
+	meta  store.TraceMeta
+	step  store.TraceStep
+	start time.Time
+	// done is set once the step is recorded, so that it is not recorded twice.
+	done bool
+}
+
+const traceKey = "ssobridge.trace"
+
+// newTrace is the id of a new sign-in's trace.
+func newTrace() string { return store.NewID(8) }
+
+// beginStep says which arrow of the diagram this request is, in trace id. An empty id means the
+// trace is not known yet (a token request, until its code leads to one): such a step is
+// recorded only once useTrace has found its trace, so that probes leave no orphan traces.
+func (s *Server) beginStep(c echo.Context, id, step, from, to, label string) {
+	ref := &traceRef{id: id, start: time.Now(), step: store.TraceStep{Step: step, From: from, To: to, Label: label}}
+	if old, ok := c.Get(traceKey).(*traceRef); ok {
+		ref.meta = old.meta
+	}
+	c.Set(traceKey, ref)
+	if id != "" {
+		c.Response().Header().Set(HeaderTraceID, id)
+	}
+}
+
+// traceOfSession moves the current step to the trace of a session, when it still exists.
+func (s *Server) traceOfSession(c echo.Context, sessionID string) {
+	if sessionID == "" {
+		return
+	}
+	if sess, err := s.store.GetSession(c.Request().Context(), sessionID); err == nil {
+		s.useTrace(c, sess.TraceID)
+		traceMeta(c, store.TraceMeta{ClientID: sess.ClientID, GitLabUserID: sess.GitLabUserID, Username: sess.Username})
+	}
+}
+
+// traceMeta adds what the bridge has learnt about the sign-in to the current trace.
+func traceMeta(c echo.Context, meta store.TraceMeta) {
+	if ref, ok := c.Get(traceKey).(*traceRef); ok {
+		if meta.ClientID != "" {
+			ref.meta.ClientID = meta.ClientID
+		}
+		if meta.App != "" {
+			ref.meta.App = meta.App
+		}
+		if meta.GitLabUserID != 0 {
+			ref.meta.GitLabUserID = meta.GitLabUserID
+		}
+		if meta.Username != "" {
+			ref.meta.Username = meta.Username
+		}
+	}
+}
+
+// stepOK records the current step as done, with details.
+func (s *Server) stepOK(c echo.Context, status int, detail map[string]string) {
+	ref, ok := c.Get(traceKey).(*traceRef)
+	if !ok || ref.done {
+		return
+	}
+	ref.done = true
+	st := ref.step
+	st.OK, st.Status, st.Detail = true, status, detail
+	s.record(c.Request().Context(), ref, st)
+}
+
+// stepFailed records the current step as failed; handleError calls it for every error.
+func (s *Server) stepFailed(c echo.Context, status int, failure, reason, fix string) {
+	ref, ok := c.Get(traceKey).(*traceRef)
+	if !ok || ref.done {
+		return
+	}
+	ref.done = true
+	st := ref.step
+	st.Status, st.Failure, st.Reason, st.Fix = status, failure, reason, fix
+	s.record(c.Request().Context(), ref, st)
+}
+
+// subStep records an arrow the bridge made on its own within the current request: a call to
+// GitLab, or the redirect that ends a callback. start is when it began.
+// A failed sub-step is the failure of the request: the current step is then not recorded again.
+func (s *Server) subStep(c echo.Context, step, from, to, label string, start time.Time, status int, err error, detail map[string]string) {
+	ref, ok := c.Get(traceKey).(*traceRef)
+	if !ok {
+		return
+	}
+	st := store.TraceStep{Step: step, From: from, To: to, Label: label, At: start, Status: status, OK: err == nil, Detail: detail}
+	st.Duration = float64(time.Since(start).Microseconds()) / 1000
+	if err != nil {
+		st.Failure, st.Reason, st.Fix = describeFailure(err)
+		ref.done = true
+	}
+	s.record(c.Request().Context(), ref, st)
+}
+
+// upstreamStep records a call to GitLab made within the current request.
+func (s *Server) upstreamStep(c echo.Context, step, label string, start time.Time, err error) {
+	status := 200
+	var ue *gitlabapi.UpstreamError
+	if errors.As(err, &ue) {
+		status = ue.Status
+	}
+	s.subStep(c, step, store.PartBridge, store.PartGitLab, label, start, status, err, nil)
+}
+
+// useTrace moves the current step to the trace of a sign-in found on the way (the session of a
+// code or token).
+func (s *Server) useTrace(c echo.Context, id string) {
+	if ref, ok := c.Get(traceKey).(*traceRef); ok && id != "" {
+		ref.id = id
+		c.Response().Header().Set(HeaderTraceID, id)
+	}
+}
+
+// currentTrace returns the current trace id.
+func currentTrace(c echo.Context) string {
+	if ref, ok := c.Get(traceKey).(*traceRef); ok {
+		return ref.id
+	}
+	return ""
+}
+
+// hashPrefix tells two secret values apart in a trace without revealing either.
+func hashPrefix(v string) string {
+	if v == "" {
+		return ""
+	}
+	return store.TokenKey(v)[:8]
+}
+
+func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) {
+	if ref.id == "" {
+		return
+	}
+	if st.At.IsZero() {
+		st.At = ref.start
+		st.Duration = float64(time.Since(ref.start).Microseconds()) / 1000
+	}
+	st.RequestID = requestIDFrom(ctx)
+	// A sign-in must not fail because its trace could not be written.
+	if err := s.store.AddTraceStep(ctx, ref.id, ref.meta, st, s.cfg.TraceRetention, s.cfg.MaxTraces); err != nil {
+		s.logger(ctx).Warn("recording the sign-in's trace failed", "trace_id", ref.id, "cause", err.Error())
+	}
+}
+
+// describeFailure names a failure for a trace, with its reason and fix.
+func describeFailure(err error) (failure, reason, fix string) {
+	var (
+		oe *Error
+		pe *PageError
+		re *RedirectError
+		ae *APIError
+	)
+	var ue *gitlabapi.UpstreamError
+	switch {
+	case errors.As(err, &oe):
+		return cmp.Or(oe.Failure, reasonLabel(oe.Code)), oe.Description, oe.Fix
+	case errors.As(err, &pe):
+		return cmp.Or(pe.Failure, reasonLabel(pe.Title)), pe.Message, pe.Fix
+	case errors.As(err, &re):
+		return cmp.Or(re.Failure, reasonLabel(re.Code)), re.Description, re.Fix
+	case errors.As(err, &ae):
+		return cmp.Or(ae.Failure, reasonLabel(gitlabapi.StatusMessage(ae.Status, "").Message)), gitlabapi.StatusMessage(ae.Status, ae.Detail).Message, ae.Fix
+	case errors.As(err, &ue):
+		return upstreamFailure(ue), ue.Error(), ue.Fix()
+	}
+	return "internal", "the bridge failed unexpectedly", "See the bridge's log for this request."
+}
+
+// upstreamFailure names a failed call to GitLab for a trace.
+func upstreamFailure(ue *gitlabapi.UpstreamError) string {
+	switch {
+	case ue.Code == "invalid_client":
+		return "upstream_rejected_bridge_client"
+	case ue.Code != "":
+		return "upstream_" + reasonLabel(ue.Code)
+	case ue.Call == gitlabapi.CallUser && ue.Status == 403:
+		return "upstream_user_refused"
+	case ue.Status == 401:
+		return "upstream_token_rejected"
+	}
+	return "upstream_" + string(ue.Kind)
+}
+
+type requestIDKey struct{}
+
+func requestIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}

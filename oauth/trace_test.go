@@ -1,0 +1,245 @@
+package oauth_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/oauth"
+)
+
+// traceOf reads a trace from the operators' handler.
+func (f *fixture) traceOf(id string) map[string]any {
+	f.t.Helper()
+	if id == "" {
+		f.t.Fatal("no X-Trace-Id")
+	}
+	admin := httptest.NewServer(f.srv.AdminHandler(""))
+	defer admin.Close()
+	resp := f.get(admin.URL + "/debug/traces/" + id)
+	if resp.StatusCode != 200 {
+		f.t.Fatalf("trace %s: %d %s", id, resp.StatusCode, readBody(f.t, resp))
+	}
+	return decodeJSON(f.t, readBody(f.t, resp))
+}
+
+// failureOf returns the named failure of a trace's failed step, with its reason and fix.
+func failureOf(t *testing.T, tr map[string]any) (failure, reason, fix string) {
+	t.Helper()
+	for _, st := range tr["steps"].([]any) {
+		step := st.(map[string]any)
+		if step["ok"] != true {
+			return step["failure"].(string), step["reason"].(string), step["fix"].(string)
+		}
+	}
+	failure, _ = tr["failure"].(string)
+	fix, _ = tr["fix"].(string)
+	return failure, "", fix
+}
+
+func TestTraceNamesEachFailureAndItsFix(t *testing.T) {
+	tests := []struct {
+		name    string
+		upOpts  []gitlabtest.Option
+		provoke func(t *testing.T, f *fixture) string // returns the trace id the bridge gave
+		failure string
+		says    string
+	}{
+		{"unknown client_id", nil, func(t *testing.T, f *fixture) string {
+			q := f.authorizeQuery("s")
+			q.Set("client_id", "nope")
+			return f.authorize(q).Header.Get(oauth.HeaderTraceID)
+		}, "unknown_client", "apps list"},
+		{"redirect_uri with another scheme", nil, func(t *testing.T, f *fixture) string {
+			q := f.authorizeQuery("s")
+			q.Set("redirect_uri", "http://mm.example.com/signup/gitlab/complete")
+			return f.authorize(q).Header.Get(oauth.HeaderTraceID)
+		}, "redirect_uri_not_registered", "scheme"},
+		{"a scope the app lacks", nil, func(t *testing.T, f *fixture) string {
+			q := f.authorizeQuery("s")
+			q.Set("scope", "api")
+			return f.authorize(q).Header.Get(oauth.HeaderTraceID)
+		}, "scope_not_allowed", "apps update"},
+		{"Mattermost's Scope holding openid", nil, func(t *testing.T, f *fixture) string {
+			q := f.authorizeQuery("s")
+			q.Set("scope", "openid")
+			return f.authorize(q).Header.Get(oauth.HeaderTraceID)
+		}, "mattermost_scope_openid", "Scope"},
+		{"a state lost or replayed", nil, func(t *testing.T, f *fixture) string {
+			cb := f.toCallback(f.authorizeQuery("s"))
+			f.get(cb.String())
+			return f.get(cb.String()).Header.Get(oauth.HeaderTraceID)
+		}, "state_unknown", "sign in again"},
+		{"GitLab unreachable", nil, func(t *testing.T, f *fixture) string {
+			cb := f.toCallback(f.authorizeQuery("s"))
+			f.upstreamTokens.down.Store(true)
+			return f.get(cb.String()).Header.Get(oauth.HeaderTraceID)
+		}, "upstream_unreachable", "SSOBRIDGE_GITLAB_URL"},
+		{"GitLab rejecting the bridge's own client", nil, func(t *testing.T, f *fixture) string {
+			cb := f.toCallback(f.authorizeQuery("s"))
+			up := f.upstream
+			up.Secret = "gloas-rotated"
+			f.gl.AddApplication(up)
+			return f.get(cb.String()).Header.Get(oauth.HeaderTraceID)
+		}, "upstream_rejected_bridge_client", "SSOBRIDGE_GITLAB_CLIENT_SECRET"},
+		{"a person GitLab blocks", nil, func(t *testing.T, f *fixture) string {
+			cb := f.toCallback(f.authorizeQuery("s"))
+			f.gl.SetUserState("ada", gitlabapi.StateBlocked)
+			return f.get(cb.String()).Header.Get(oauth.HeaderTraceID)
+		}, "upstream_user_refused", "account"},
+		{"a person who is not active", []gitlabtest.Option{gitlabtest.WithExposeInactiveUsers()}, func(t *testing.T, f *fixture) string {
+			cb := f.toCallback(f.authorizeQuery("s"))
+			f.gl.SetUserState("ada", gitlabapi.StateDeactivated)
+			return f.get(cb.String()).Header.Get(oauth.HeaderTraceID)
+		}, "user_not_active", "activate"},
+		{"a user Mattermost would refuse (no email)", nil, func(t *testing.T, f *fixture) string {
+			f.gl.AddUser(gitlabtest.User{ID: 77, Username: "noemail", Name: "No Email"})
+			f.gl.SignIn("noemail")
+			return f.get(f.toCallback(f.authorizeQuery("s")).String()).Header.Get(oauth.HeaderTraceID)
+		}, "user_incomplete", "read_user"},
+		{"a wrong client secret", nil, func(t *testing.T, f *fixture) string {
+			v := f.tokenForm(f.code())
+			v.Set("client_secret", "gloas-wrong")
+			resp, _ := f.postToken(v)
+			return resp.Header.Get(oauth.HeaderTraceID)
+		}, "wrong_client_secret", "rotate-secret"},
+		{"a code replayed", nil, func(t *testing.T, f *fixture) string {
+			code := f.code()
+			f.postToken(f.tokenForm(code))
+			resp, _ := f.postToken(f.tokenForm(code))
+			return resp.Header.Get(oauth.HeaderTraceID)
+		}, "code_replayed", "twice"},
+		{"a code redeemed by another client", nil, func(t *testing.T, f *fixture) string {
+			other, secret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
+			v := f.tokenForm(f.code())
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", secret)
+			v.Set("redirect_uri", "https://other.example.com/cb")
+			resp, _ := f.postToken(v)
+			return resp.Header.Get(oauth.HeaderTraceID)
+		}, "code_other_client", "Another client"},
+		{"a token request with another redirect_uri", nil, func(t *testing.T, f *fixture) string {
+			v := f.tokenForm(f.code())
+			v.Set("redirect_uri", "https://mm.example.com/login/gitlab/complete")
+			resp, _ := f.postToken(v)
+			return resp.Header.Get(oauth.HeaderTraceID)
+		}, "redirect_uri_mismatch", "Site URL"},
+		{"GitLab no longer accepting the bridge's token for the person", nil, func(t *testing.T, f *fixture) string {
+			tok := f.accessToken()
+			f.gl.RevokeTokens("ada")
+			return f.get(f.bridge.URL+"/api/v4/user", "Authorization", "Bearer "+tok).Header.Get(oauth.HeaderTraceID)
+		}, "upstream_token_rejected", "sign in again"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, tt.upOpts...)
+			tr := f.traceOf(tt.provoke(t, f))
+			failure, reason, fix := failureOf(t, tr)
+			if failure != tt.failure {
+				t.Fatalf("failure %q, want %q; trace %v", failure, tt.failure, tr)
+			}
+			if tr["outcome"] != "failed" {
+				t.Errorf("outcome %v", tr["outcome"])
+			}
+			if !strings.Contains(reason+" "+fix, tt.says) {
+				t.Errorf("reason %q and fix %q do not say %q", reason, fix, tt.says)
+			}
+		})
+	}
+}
+
+func TestTraceOfASuccessfulMattermostSignInFollowsTheDiagram(t *testing.T) {
+	f := newFixture(t)
+	resp := f.authorize(f.authorizeQuery("s"))
+	id := resp.Header.Get(oauth.HeaderTraceID)
+	up := location(t, resp)
+	cb := location(t, f.get(up.String()))
+	back := location(t, f.get(cb.String()))
+	_, tok := f.postToken(f.tokenForm(back.Query().Get("code")))
+	f.userStatus(tok["access_token"].(string))
+	tr := f.traceOf(id)
+	var steps []string
+	for _, st := range tr["steps"].([]any) {
+		s := st.(map[string]any)
+		steps = append(steps, s["step"].(string)+":"+s["from"].(string)+">"+s["to"].(string))
+	}
+	want := "authorize:Mattermost>Bridge upstream_authorize:Bridge>GitLab callback:GitLab>Bridge upstream_token:Bridge>GitLab " +
+		"upstream_user:Bridge>GitLab redirect_to_client:Bridge>Mattermost token:Mattermost>Bridge upstream_user:Bridge>GitLab user:Mattermost>Bridge"
+	if got := strings.Join(steps, " "); got != want {
+		t.Errorf("steps\n %s\nwant\n %s", got, want)
+	}
+	if tr["outcome"] != "completed" || tr["username"] != "ada" || tr["app"] != "Mattermost" {
+		t.Errorf("trace %v", tr)
+	}
+	raw, _ := json.Marshal(tr)
+	for _, secret := range []string{back.Query().Get("code"), tok["access_token"].(string), f.secret, "state=s"} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("the trace holds a secret value")
+		}
+	}
+}
+
+func TestTraceOfASignInMattermostNeverFinishedIsStalled(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.StallAfter = 50 * time.Millisecond }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	resp := f.authorize(f.authorizeQuery("s"))
+	id := resp.Header.Get(oauth.HeaderTraceID)
+	f.get(location(t, f.get(location(t, resp).String())).String())
+	time.Sleep(100 * time.Millisecond)
+	tr := f.traceOf(id)
+	if tr["outcome"] != "stalled" || tr["failure"] != "client_never_redeemed_code" || !strings.Contains(tr["fix"].(string), "token") {
+		t.Fatalf("trace %v", tr)
+	}
+}
+
+func TestTraceEndpointsListFilterAndRender(t *testing.T) {
+	f := newFixture(t)
+	f.userStatus(f.tokens()["access_token"].(string)) // a whole Mattermost sign-in
+	q := f.authorizeQuery("s")
+	q.Set("client_id", "nope")
+	failedID := f.authorize(q).Header.Get(oauth.HeaderTraceID)
+	admin := httptest.NewServer(f.srv.AdminHandler("tok"))
+	defer admin.Close()
+	get := func(path string) (*http.Response, string) {
+		resp := f.get(admin.URL+path, "Authorization", "Bearer tok")
+		return resp, readBody(t, resp)
+	}
+	if resp := f.get(admin.URL + "/debug/traces"); resp.StatusCode != 401 {
+		t.Errorf("traces without the admin token: %d", resp.StatusCode)
+	}
+	_, body := get("/debug/traces?outcome=failed")
+	if !strings.Contains(body, failedID) || strings.Contains(body, `"outcome": "completed"`) {
+		t.Errorf("outcome filter: %s", body)
+	}
+	_, body = get("/debug/traces?app=Mattermost&outcome=completed")
+	if !strings.Contains(body, `"username": "ada"`) {
+		t.Errorf("app filter: %s", body)
+	}
+	_, body = get("/debug/traces/" + failedID + "?format=mermaid")
+	if !strings.HasPrefix(body, "sequenceDiagram") || !strings.Contains(body, "-x") {
+		t.Errorf("mermaid: %s", body)
+	}
+	resp, body := get("/debug/traces/" + failedID + "?format=html")
+	if !strings.Contains(body, "<svg") || !strings.Contains(body, "unknown_client") || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Errorf("html: %.300s", body)
+	}
+	if resp := f.get(f.bridge.URL + "/debug/traces"); resp.StatusCode != 404 {
+		t.Errorf("traces on the public port: %d", resp.StatusCode)
+	}
+}
+
+func TestErrorPagesShowTheTraceID(t *testing.T) {
+	f := newFixture(t)
+	q := f.authorizeQuery("s")
+	q.Set("client_id", "nope")
+	resp := f.authorize(q)
+	if id := resp.Header.Get(oauth.HeaderTraceID); id == "" || !strings.Contains(readBody(t, resp), id) {
+		t.Fatal("the error page does not show the trace id")
+	}
+}

@@ -1,0 +1,127 @@
+package traceview
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+func TestMermaidSuccessfulLoginMatchesGolden(t *testing.T) {
+	const want = `sequenceDiagram
+    participant User
+    participant Mattermost
+    participant Bridge
+    participant GitLab
+    Mattermost->>Bridge: GET /oauth/authorize?response_type=code&client_id&redirect_uri&state (1.8 ms)
+    Bridge->>GitLab: 302 to upstream /oauth/authorize (the bridge's client_id, state, PKCE) (0.3 ms)
+    GitLab->>Bridge: GET /oauth/callback?code&state (212 ms)
+    Bridge->>GitLab: POST /oauth/token (144 ms)
+    Bridge->>GitLab: GET /api/v4/user (61 ms)
+    User->>Bridge: POST /oauth/authorize (allow) (2.4 ms)
+    Bridge->>Mattermost: 302 to redirect_uri?code&state (0.2 ms)
+    Mattermost->>Bridge: POST /oauth/token (authorization_code) (13 ms)
+    Mattermost->>Bridge: GET /api/v4/user (Authorization: Bearer) (4.0 ms)
+`
+	if got := Mermaid(loginTrace()); got != want {
+		t.Errorf("Mermaid:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestMermaidFailedStepIsCrossedAndExplained(t *testing.T) {
+	const want = `sequenceDiagram
+    participant User
+    participant Mattermost
+    participant Bridge
+    participant GitLab
+    Mattermost-x Bridge: GET /oauth/authorize?response_type=code&client_id&redirect_uri&state (0.9 ms)
+    Note over Bridge: ✗ redirect_uri_not_registered — redirect_uri https://chat.example.com/login/gitlab/complete is not one of the URIs registered for mm-prod
+    Note over Bridge: Fix: Add https://chat.example.com/login/gitlab/complete to the app's redirect URIs, or correct Mattermost's Site URL
+`
+	if got := Mermaid(failedTrace()); got != want {
+		t.Errorf("Mermaid:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestMermaidTimelineIsInTimeOrder(t *testing.T) {
+	tr := loginTrace()
+	// The callback ends after the upstream calls it makes, so the recorder appends it after them.
+	tr.Steps[2], tr.Steps[3], tr.Steps[4] = tr.Steps[3], tr.Steps[4], tr.Steps[2]
+	if got, want := Mermaid(tr), Mermaid(loginTrace()); got != want {
+		t.Errorf("steps appended out of order are drawn out of order:\n%s", got)
+	}
+}
+
+func TestMermaidAliasesAnotherClient(t *testing.T) {
+	tr := loginTrace()
+	tr.App = "Grafana (ops)"
+	if !strings.Contains(Mermaid(tr), "\n    participant Mattermost as Grafana (ops)\n") {
+		t.Errorf("no alias for the client:\n%s", Mermaid(tr))
+	}
+	tr.App = "  mattermost "
+	if strings.Contains(Mermaid(tr), " as ") {
+		t.Errorf("Mattermost aliased to itself:\n%s", Mermaid(tr))
+	}
+}
+
+func TestMermaidHostileTextStaysOnItsLine(t *testing.T) {
+	hostile := []string{
+		"x\nGitLab->>User: injected",
+		"x\r\nNote over User: injected",
+		"x\u2028Bridge->>User: injected\u2029y",
+		"x; Bridge->>User: injected",
+		"x #59; Bridge->>User: injected",
+		"%%{init: {'theme':'dark'}}%%",
+		"a%#%b %%comment",
+		"-->>User: injected",
+		"<script>alert(1)</script><br>",
+		"<img src=x onerror=alert(1)>",
+		"end\nparticipant Evil",
+		strings.Repeat("é", 500),
+		"\xff\xfe invalid utf-8 \x00\x1b[31m",
+	}
+	for _, h := range hostile {
+		tr := failedTrace()
+		tr.App = h
+		tr.Steps = append(tr.Steps, store.TraceStep{Step: h, From: h, To: "GitLab\n" + h, Label: h, Failure: h, Reason: h, Fix: h, At: at(5)})
+		tr.Steps = append(tr.Steps, store.TraceStep{Step: "token", From: store.PartClient, To: store.PartBridge, Label: h, OK: true, At: at(6)})
+		out := Mermaid(tr)
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		// sequenceDiagram, 4 participants, 3 arrows, 2 failed with 2 notes each.
+		if len(lines) != 1+4+3+4 {
+			t.Errorf("%q: %d lines, want 12:\n%s", h, len(lines), out)
+		}
+		for _, l := range lines[1:] {
+			if !lineShape.MatchString(l) {
+				t.Errorf("%q: line out of shape: %q", h, l)
+			}
+		}
+		for _, bad := range []string{"<", ">>User", "%%", "#", ";", "\r", "\x00", "\u2028"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("%q: output holds %q:\n%s", h, bad, out)
+			}
+		}
+	}
+}
+
+func TestCleanTruncatesOnRunes(t *testing.T) {
+	got := clean(strings.Repeat("ü", 300), maxLabel)
+	if n := len([]rune(got)); n != maxLabel || !strings.HasSuffix(got, "…") {
+		t.Errorf("clean kept %d runes (%q), want %d ending in …", n, got, maxLabel)
+	}
+}
+
+func TestCleanKeepsWhatLabelsNeed(t *testing.T) {
+	for in, want := range map[string]string{
+		"POST /oauth/token?x=1&y=%2F":       "POST /oauth/token?x=1&y=%2F",
+		"  Équipe\t\tChat  ":                "Équipe Chat",
+		"a%%b":                              "a%b",
+		"Bridge-->>GitLab":                  "Bridge--GitLab",
+		"state #1; done":                    "state 1 done",
+		"it's (400) [invalid_grant] @alice": "it's (400) [invalid_grant] @alice",
+	} {
+		if got := clean(in, maxLabel); got != want {
+			t.Errorf("clean(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

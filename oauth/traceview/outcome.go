@@ -1,0 +1,149 @@
+package traceview
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// Outcomes of a sign-in, as Outcome derives them.
+const (
+	OutcomeFailed     = "failed"
+	OutcomeCompleted  = "completed"
+	OutcomeStalled    = "stalled"
+	OutcomeInProgress = "in_progress"
+)
+
+// The failures Outcome infers from silence. No step fails in them: the client simply never makes
+// the next request, so no handler of the bridge runs to name what went wrong.
+const (
+	// FailureClientNeverRedeemedCode: the bridge sent the browser back to the client with a code,
+	// and the client's server never presented it at /oauth/token.
+	FailureClientNeverRedeemedCode = "client_never_redeemed_code"
+	// FailureClientNeverFetchedUser: Mattermost redeemed its code and never asked /api/v4/user.
+	FailureClientNeverFetchedUser = "client_never_fetched_user"
+)
+
+// Step names Outcome reads.
+const (
+	stepRedirectToClient = "redirect_to_client"
+	stepToken            = "token"
+	stepUser             = "user"
+)
+
+// Outcome derives what became of the sign-in t by now: OutcomeFailed with the first failed step's
+// failure; OutcomeCompleted once the client has what it came for (Mattermost: the user; any other
+// client: a token, since it need not ask the bridge for the user); OutcomeStalled when the client
+// has let more than stall pass without its next request, with FailureClientNeverRedeemedCode or
+// FailureClientNeverFetchedUser; otherwise OutcomeInProgress.
+func Outcome(t *store.Trace, now time.Time, stall time.Duration) (outcome, failure string) {
+	o := derive(t, now, stall)
+	return o.outcome, o.failure
+}
+
+// FixFor is what to change for a failure Outcome infers; "" for any other failure, whose fix is
+// in the step that failed.
+func FixFor(failure string) string {
+	switch failure {
+	case FailureClientNeverRedeemedCode:
+		return "The client's server never called the bridge's token endpoint. In Mattermost, System Console > " +
+			"GitLab (config.json GitLabSettings.TokenEndpoint), set Token Endpoint to the bridge's /oauth/token URL, " +
+			"and check that the Mattermost server itself, not only the browser, reaches it: DNS, firewall, " +
+			"HTTP(S)_PROXY, and TLS (a self-signed certificate needs EnableInsecureOutgoingConnections). If the " +
+			"browser showed a Mattermost error instead, Mattermost's Site URL is not the address users open, so " +
+			"Mattermost refused the state before redeeming the code; Mattermost's log names the error."
+	case FailureClientNeverFetchedUser:
+		return "Mattermost redeemed the code but never asked for the user. Set User API Endpoint " +
+			"(config.json GitLabSettings.UserAPIEndpoint, UserApiEndpoint in older versions) to the bridge's " +
+			"/api/v4/user URL and check that the Mattermost server reaches it. If it does, Mattermost refused the " +
+			"token response: look for \"Bad response from token request\" in its log, and for a proxy between " +
+			"Mattermost and the bridge that changes responses."
+	}
+	return ""
+}
+
+// derived is an Outcome with what the page shows beside it: the step that failed, or for a stall
+// a reason written here, since no step holds one.
+type derived struct {
+	outcome, failure string
+	reason, fix      string
+	step             *store.TraceStep
+}
+
+func derive(t *store.Trace, now time.Time, stall time.Duration) derived {
+	steps := timeline(t)
+	for i := range steps {
+		if !steps[i].OK {
+			s := &steps[i]
+			return derived{outcome: OutcomeFailed, failure: s.Failure, reason: s.Reason, fix: s.Fix, step: s}
+		}
+	}
+	mattermost := isMattermost(t, steps)
+	redirect, token, user := -1, -1, -1
+	for i, s := range steps {
+		switch s.Step {
+		case stepRedirectToClient:
+			redirect = i
+		case stepToken:
+			token = i
+		case stepUser:
+			user = i
+		}
+	}
+	if user >= 0 || (token >= 0 && !mattermost) {
+		return derived{outcome: OutcomeCompleted}
+	}
+	stalled := func(i int) bool { return now.Sub(steps[i].At) > stall }
+	if token > redirect && mattermost && stalled(token) {
+		s := &steps[token]
+		return derived{
+			outcome: OutcomeStalled, failure: FailureClientNeverFetchedUser, step: s,
+			reason: fmt.Sprintf("Mattermost redeemed its code at %s and no request for the user reached /api/v4/user in the %s since.",
+				clock(s.At), since(now, s.At)),
+			fix: FixFor(FailureClientNeverFetchedUser),
+		}
+	}
+	if redirect > token && stalled(redirect) {
+		s := &steps[redirect]
+		return derived{
+			outcome: OutcomeStalled, failure: FailureClientNeverRedeemedCode, step: s,
+			reason: fmt.Sprintf("The bridge sent the browser back to %s with a code at %s and no request to redeem it reached /oauth/token in the %s since.",
+				clientName(t), clock(s.At), since(now, s.At)),
+			fix: FixFor(FailureClientNeverRedeemedCode),
+		}
+	}
+	return derived{outcome: OutcomeInProgress}
+}
+
+// isMattermost tells Mattermost from other clients by the one thing Mattermost cannot change: it
+// always sends its redirect_uri as Site URL + "/signup/gitlab/complete" (or the login and oauth
+// variants), all ending in "/gitlab/complete". The app's name is a hint only, and so is taken
+// only when it says Mattermost outright.
+func isMattermost(t *store.Trace, steps []store.TraceStep) bool {
+	if t != nil && isMattermostName(t.App) {
+		return true
+	}
+	for _, s := range steps {
+		if strings.Contains(s.Detail["redirect_uri"], "/gitlab/complete") {
+			return true
+		}
+	}
+	return false
+}
+
+func clientName(t *store.Trace) string {
+	if t == nil || strings.TrimSpace(t.App) == "" {
+		return "the client"
+	}
+	return t.App
+}
+
+func clock(at time.Time) string {
+	return at.UTC().Format("15:04:05 UTC")
+}
+
+func since(now, at time.Time) string {
+	return now.Sub(at).Round(time.Second).String()
+}
