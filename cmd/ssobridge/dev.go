@@ -30,7 +30,10 @@ type devInfo struct {
 	RedirectURI       string            `json:"redirect_uri"`
 	// OIDCApp is a second, untrusted client for OpenID Connect relying parties and probes: it
 	// goes through the consent page, and its loopback redirect URIs match on any port.
-	OIDCApp    appView         `json:"oidc_app"`
+	OIDCApp appView `json:"oidc_app"`
+	// AdminURL is the operators\' listener: /debug/traces, /metrics, /healthz, /readyz.
+	AdminURL   string          `json:"admin_url"`
+	TracesURL  string          `json:"traces_url"`
 	Issuer     string          `json:"issuer"`
 	Users      []devUser       `json:"users"`
 	Mattermost *mattermostView `json:"mattermost"`
@@ -50,6 +53,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	listen := st.add("dev-listen", "127.0.0.1:8080", "the bridge's address")
 	gitlabListen := st.add("dev-gitlab-listen", "127.0.0.1:0", "the GitLab emulator's address (port 0: any free port)")
 	mmListen := st.add("dev-mattermost-listen", "127.0.0.1:0", "the Mattermost stand-in's address (port 0: any free port)")
+	adminListen := st.add("dev-admin-listen", "127.0.0.1:0", "the operators' listener (traces, metrics) (port 0: any free port)")
 	redisURL := addRedisSetting(st)
 	keys := addKeySettings(st)
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
@@ -77,6 +81,11 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		return mmListen.errorf("cannot listen: %v", err)
 	}
 	defer mmLn.Close()
+	adminLn, err := net.Listen("tcp", adminListen.value)
+	if err != nil {
+		return adminListen.errorf("cannot listen: %v", err)
+	}
+	defer adminLn.Close()
 	bridgeURL := "http://" + bridgeLn.Addr().String()
 	siteURL := "http://" + mmLn.Addr().String()
 
@@ -137,6 +146,8 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		App:         view(app, secret),
 		RedirectURI: mattermost.RedirectURIs(siteURL)[0],
 		OIDCApp:     view(oidcApp, oidcSecret),
+		AdminURL:    "http://" + adminLn.Addr().String(),
+		TracesURL:   "http://" + adminLn.Addr().String() + "/debug/traces?format=html",
 		Issuer:      bridgeURL,
 		Users: []devUser{
 			{ID: ada.ID, Username: ada.Username, Email: ada.Email, State: gitlabapi.StateActive, SignedIn: true},
@@ -156,18 +167,26 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		printDevInfo(stdout, info, secret)
 	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- site.Serve(mmLn) }()
+	go func() { errc <- serveUntilDone(ctx, adminLn, srv.AdminHandler(""), log) }()
 	go func() { errc <- serveUntilDone(ctx, bridgeLn, srv.Handler(), log) }()
+	// Wait for a signal or a server's failure, then stop all three and wait for them.
+	var first error
+	pending := 3
 	select {
-	case err := <-errc:
-		stop()
-		site.Close()
-		return err
+	case first = <-errc:
+		pending--
 	case <-ctx.Done():
-		site.Close()
-		return <-errc
 	}
+	stop()
+	site.Close()
+	for ; pending > 0; pending-- {
+		if err := <-errc; first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func printDevInfo(w io.Writer, info devInfo, secret string) {
@@ -183,6 +202,7 @@ func printDevInfo(w io.Writer, info devInfo, secret string) {
     callback at GitLab     %s
   GitLab emulator:         %s
   Mattermost stand-in:     %s
+  Sign-in traces:          %s
 
   Application "%s" (trusted)
     Application ID         %s
@@ -195,7 +215,7 @@ func printDevInfo(w io.Writer, info devInfo, secret string) {
     Redirect URIs          %s   (any port on loopback)
 
 `, info.WalkthroughURL, info.BridgeURL, info.Store, info.Endpoints["authorize"], info.Endpoints["token"],
-		info.Endpoints["user"], info.Endpoints["callback"], info.GitLabURL, info.MattermostSiteURL,
+		info.Endpoints["user"], info.Endpoints["callback"], info.GitLabURL, info.MattermostSiteURL, info.TracesURL,
 		info.App.Name, info.App.ID, secret, strings.Join(info.App.RedirectURIs, "\n                           "),
 		info.OIDCApp.Name, info.Issuer, info.OIDCApp.ID, info.OIDCApp.Secret, strings.Join(info.OIDCApp.RedirectURIs, "\n                           "))
 	printMattermostSettings(w, info.BridgeURL, info.App.ID, secret)
