@@ -151,7 +151,7 @@ func (s *Server) authorize(c echo.Context) error {
 		return storeFailure("save authorization", err)
 	}
 	s.metrics.loginsStarted.WithLabelValues(app.ID).Inc()
-	s.logger(ctx).Info("sign-in started", "client_id", app.ID, "app", app.Name, "trace_id", currentTrace(c))
+	s.logger(ctx).Info("sign-in started", "client_id", app.ID, "app", app.Name)
 	s.stepOK(c, http.StatusFound, map[string]string{"redirect_uri": req.RedirectURI, "scope": pending.Scope, "state_sha256": hashPrefix(req.State)})
 	s.subStep(c, "upstream_authorize", store.PartBridge, store.PartGitLab, "302 to GitLab's /oauth/authorize (the bridge's client_id, state, PKCE S256)",
 		time.Now(), http.StatusFound, nil, map[string]string{"gitlab": s.upstream.BaseURL()})

@@ -94,10 +94,29 @@ var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 
 type loggerKey struct{}
 
-// logger returns the request's logger (with its request id), or the server's.
+// requestLog is a request's logger; it gains the trace id once the request's sign-in is known.
+type requestLog struct {
+	mu sync.Mutex
+	l  *slog.Logger
+}
+
+func (r *requestLog) with(args ...any) {
+	r.mu.Lock()
+	r.l = r.l.With(args...)
+	r.mu.Unlock()
+}
+
+func (r *requestLog) get() *slog.Logger {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.l
+}
+
+// logger returns the request's logger (with its request id, and trace id once known), or the
+// server's.
 func (s *Server) logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
+	if l, ok := ctx.Value(loggerKey{}).(*requestLog); ok {
+		return l.get()
 	}
 	return s.log
 }
@@ -116,7 +135,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			id = hex.EncodeToString(b)
 		}
 		c.Response().Header().Set(echo.HeaderXRequestID, id)
-		l := s.log.With("request_id", id)
+		l := &requestLog{l: s.log.With("request_id", id)}
 		ctx := context.WithValue(context.WithValue(req.Context(), loggerKey{}, l), requestIDKey{}, id)
 		c.SetRequest(req.WithContext(ctx))
 		if err := next(c); err != nil {
@@ -128,7 +147,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			endpoint = "unknown"
 		}
 		s.metrics.requests.WithLabelValues(endpoint, statusCode(status)).Observe(time.Since(start).Seconds())
-		l.Info("request", "method", req.Method, "path", req.URL.Path, "status", status,
+		l.get().Info("request", "method", req.Method, "path", req.URL.Path, "status", status,
 			"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", c.RealIP())
 		return nil
 	}

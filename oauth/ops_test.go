@@ -59,6 +59,12 @@ func TestEveryLogLineOfARequestCarriesItsRequestID(t *testing.T) {
 		if id, _ := line["request_id"].(string); id == "" {
 			t.Errorf("a line without request_id: %s", sc.Text())
 		}
+		// Every line of a sign-in's request, once the sign-in is known, names its trace.
+		if line["msg"] == "sign-in started" || line["msg"] == "token issued" || line["msg"] == "sign-in completed at GitLab" {
+			if id, _ := line["trace_id"].(string); id == "" {
+				t.Errorf("a sign-in line without trace_id: %s", sc.Text())
+			}
+		}
 		n++
 	}
 	if n < 5 {

@@ -51,6 +51,17 @@ func (s *Server) beginStep(c echo.Context, id, step, from, to, label string) {
 	c.Set(traceKey, ref)
 	if id != "" {
 		c.Response().Header().Set(HeaderTraceID, id)
+		logTrace(c, id)
+	}
+}
+
+// logTrace puts the trace id on the request's log lines from now on.
+func logTrace(c echo.Context, id string) {
+	if l, ok := c.Request().Context().Value(loggerKey{}).(*requestLog); ok {
+		if c.Get("ssobridge.logged_trace") != id {
+			l.with("trace_id", id)
+			c.Set("ssobridge.logged_trace", id)
+		}
 	}
 }
 
@@ -140,6 +151,7 @@ func (s *Server) useTrace(c echo.Context, id string) {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok && id != "" {
 		ref.id = id
 		c.Response().Header().Set(HeaderTraceID, id)
+		logTrace(c, id)
 	}
 }
 

@@ -94,7 +94,6 @@ func layout(t *store.Trace) svgData {
 		if st.Self {
 			st.LoopX, st.LoopY = x1+selfLoopW, st.Y+10
 			st.X2 = x1
-			st.TextY = st.Y - 7
 		}
 		st.CrossX = x2
 		label := oneLine(s.Label)
@@ -178,8 +177,8 @@ func oneLine(s string) string {
 // stepRow is one line of the table of steps.
 type stepRow struct {
 	store.TraceStep
-	Time, Offset, Duration string
-	Details                []detail
+	Time, Clock, Offset, Duration string
+	Details                       []detail
 }
 
 type detail struct{ Key, Value string }
@@ -218,6 +217,9 @@ func HTML(t *store.Trace, now time.Time, stall time.Duration) ([]byte, error) {
 	}
 	for _, s := range timeline(t) {
 		r := stepRow{TraceStep: s, Time: timestamp(s.At), Duration: durationText(s.Duration)}
+		if !s.At.IsZero() {
+			r.Clock = s.At.UTC().Format("15:04:05.000")
+		}
 		if !s.At.IsZero() && !t.StartedAt.IsZero() {
 			r.Offset = "+" + strconv.FormatFloat(s.At.Sub(t.StartedAt).Seconds(), 'f', 3, 64) + " s"
 		}
@@ -302,7 +304,7 @@ dl.meta dt{color:#737278} dl.meta dd{margin:0}
 .fix{background:#f0f4ff;border-left:4px solid #1f75cb;padding:.5rem .75rem}
 .diagram{overflow-x:auto;border:1px solid #dcdcde;border-radius:4px;background:#fff}
 table{border-collapse:collapse;width:100%;font-size:.85rem} th,td{border-bottom:1px solid #dcdcde;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#f6f6f6} tr.bad td{background:#fff1f0} td.num{text-align:right;white-space:nowrap}
+th{background:#f6f6f6} .nowrap{white-space:nowrap} tr.bad td{background:#fff1f0} td.num{text-align:right;white-space:nowrap}
 .ok{color:#1a7f37} .bad{color:#cf222e} .dim{color:#737278}
 pre{background:#f6f6f6;padding:.75rem;overflow-x:auto;border-radius:4px}
 ul.detail{list-style:none;margin:0;padding:0} td{word-break:break-word}
@@ -333,19 +335,19 @@ var pageTemplate = template.Must(template.New("page").Funcs(funcs).Parse(`<!doct
 <text x="{{.X}}" y="{{$.SVG.NameY}}" text-anchor="middle" font-family="system-ui,sans-serif" font-size="14" font-weight="600">{{.Name}}</text>
 <line class="lifeline" x1="{{.X}}" y1="{{$.SVG.LifeTop}}" x2="{{.X}}" y2="{{$.SVG.Height}}" stroke="#a4a3a8" stroke-dasharray="4 4"/></g>
 {{end}}{{range .Steps}}<g class="step{{if not .OK}} failed{{end}}"><title>{{.Full}}</title>
-<text x="{{.TextX}}" y="{{.TextY}}"{{if not .OK}} fill="#cf222e"{{end}}>{{.Label}}</text>
+<text x="{{.TextX}}" y="{{.TextY}}"{{if not .OK}} fill="#cf222e"{{end}} stroke="#fff" stroke-width="4" stroke-linejoin="round" paint-order="stroke">{{.Label}}</text>
 {{if .Self}}<path class="arrow" d="M{{.X1}},{{.Y}} H{{.LoopX}} V{{.LoopY}} H{{.X1}}" fill="none" stroke="{{if .OK}}#1f1e24{{else}}#cf222e{{end}}" stroke-width="1.5"{{if .OK}} marker-end="url(#head)"{{end}}/>
 {{else}}<line class="arrow" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}" stroke="{{if .OK}}#1f1e24{{else}}#cf222e{{end}}" stroke-width="1.5"{{if .OK}} marker-end="url(#head)"{{end}}/>
 {{end}}{{if not .OK}}<text x="{{.CrossX}}" y="{{.Y}}" dy="5" text-anchor="middle" fill="#cf222e" font-size="18" font-weight="700">✗</text>
 {{end}}{{if .Duration}}<text x="{{$.SVG.DurX}}" y="{{.DurY}}" text-anchor="end" fill="#737278">{{.Duration}}</text>{{end}}
-{{range .Notes}}<text x="{{.X}}" y="{{.Y}}" fill="#cf222e"><title>{{.Full}}</title>{{.Text}}</text>
+{{range .Notes}}<text x="{{.X}}" y="{{.Y}}" fill="#cf222e" stroke="#fff" stroke-width="4" stroke-linejoin="round" paint-order="stroke"><title>{{.Full}}</title>{{.Text}}</text>
 {{end}}</g>
 {{end}}</svg>{{end}}</div>
 <h2>Steps</h2>
 <table>
 <thead><tr><th>Time (UTC)</th><th>Step</th><th>From → To</th><th>Duration</th><th>Status</th><th>Failure</th><th>Reason</th><th>Fix</th><th>Request id</th><th>Details</th></tr></thead>
 <tbody>{{range .Rows}}
-<tr{{if not .OK}} class="bad"{{end}}><td class="mono">{{.Time}}{{with .Offset}}<br><span class="dim">{{.}}</span>{{end}}</td><td><code>{{.Step}}</code><br>{{.Label}}</td><td>{{.From}} → {{.To}}</td><td class="num">{{.Duration}}</td>
+<tr{{if not .OK}} class="bad"{{end}}><td class="mono nowrap" title="{{.Time}}">{{.Clock}}{{with .Offset}}<br><span class="dim">{{.}}</span>{{end}}</td><td><code>{{.Step}}</code><br>{{.Label}}</td><td class="nowrap">{{.From}} →<br>{{.To}}</td><td class="num">{{.Duration}}</td>
 <td>{{if .OK}}<span class="ok">ok</span>{{else}}<span class="bad">✗ failed</span>{{end}}{{with .Status}} {{.}}{{end}}</td><td>{{with .Failure}}<code>{{.}}</code>{{end}}</td><td>{{.Reason}}</td><td>{{.Fix}}</td><td class="mono">{{.RequestID}}</td>
 <td>{{with .Details}}<ul class="detail">{{range .}}<li><code>{{.Key}}</code>: {{.Value}}</li>{{end}}</ul>{{end}}</td></tr>{{else}}
 <tr><td colspan="10" class="dim">No steps recorded.</td></tr>{{end}}

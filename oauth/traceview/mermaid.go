@@ -195,8 +195,11 @@ func clean(s string, max int) string {
 	return truncate(b.String(), max)
 }
 
-// safePunct is what URLs, HTTP lines and error messages need, and nothing Mermaid interprets.
-const safePunct = ".,:/?&=_-+()[]@'!*~$|"
+// safePunct is what URLs, HTTP lines, error messages and menu paths ("System Console > GitLab")
+// need. Past the colon that starts a message, note or alias, Mermaid reads everything to the end
+// of the line as text, so '>' and arrows written out ("-->>") are only text; '<' is left out
+// because Mermaid labels take HTML.
+const safePunct = ".,:/?&=_-+()[]@'\"!*~$|>→—…·"
 
 func truncate(s string, max int) string {
 	if utf8.RuneCountInString(s) <= max {

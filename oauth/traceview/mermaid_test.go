@@ -96,7 +96,7 @@ func TestMermaidHostileTextStaysOnItsLine(t *testing.T) {
 				t.Errorf("%q: line out of shape: %q", h, l)
 			}
 		}
-		for _, bad := range []string{"<", ">>User", "%%", "#", ";", "\r", "\x00", "\u2028"} {
+		for _, bad := range []string{"<", "%%", "#", ";", "\r", "\x00", "\u2028"} {
 			if strings.Contains(out, bad) {
 				t.Errorf("%q: output holds %q:\n%s", h, bad, out)
 			}
@@ -116,7 +116,8 @@ func TestCleanKeepsWhatLabelsNeed(t *testing.T) {
 		"POST /oauth/token?x=1&y=%2F":       "POST /oauth/token?x=1&y=%2F",
 		"  Équipe\t\tChat  ":                "Équipe Chat",
 		"a%%b":                              "a%b",
-		"Bridge-->>GitLab":                  "Bridge--GitLab",
+		"Bridge-->>GitLab":                  "Bridge-->>GitLab",
+		"System Console > GitLab":           "System Console > GitLab",
 		"state #1; done":                    "state 1 done",
 		"it's (400) [invalid_grant] @alice": "it's (400) [invalid_grant] @alice",
 	} {
