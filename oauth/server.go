@@ -128,11 +128,13 @@ func New(cfg Config) (*Server, error) {
 func newManager(cfg Config) *manage.Manager {
 	m := manage.NewManager()
 	m.MapClientStorage(clientStore{cfg.Store})
-	m.MapTokenStorage(redeemingStore{cfg.Store})
+	m.MapTokenStorage(redeemingStore{Store: cfg.Store, codeTTL: cfg.CodeTTL})
 	m.MapAuthorizeGenerate(randomCodes{})
 	m.MapAccessGenerate(randomAccess{})
 	m.SetValidateURIHandler(validateURI)
-	m.SetAuthorizeCodeExp(cfg.CodeTTL)
+	// Codes are kept codeGrace past their lifetime, so that one redeemed late is recognised and
+	// named as expired rather than unknown; redeemingStore enforces the real lifetime.
+	m.SetAuthorizeCodeExp(cfg.CodeTTL + codeGrace)
 	m.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: cfg.AccessTokenTTL, RefreshTokenExp: cfg.RefreshTokenTTL, IsGenerateRefresh: true})
 	return m
 }
@@ -242,7 +244,13 @@ func validateURI(registered, requested string) error {
 
 // redeemingStore is the store as the manager sees it. It records the code record that GetByCode
 // consumed, so that when the manager refuses a code the handler can say why.
-type redeemingStore struct{ store.Store }
+type redeemingStore struct {
+	store.Store
+	codeTTL time.Duration
+}
+
+// codeGrace is how long an expired code's record is kept to explain a late redemption.
+const codeGrace = 10 * time.Minute
 
 type redemptionKey struct{}
 
@@ -252,6 +260,10 @@ func (r redeemingStore) GetByCode(ctx context.Context, code string) (oauth2.Toke
 	ti, err := r.Store.GetByCode(ctx, code)
 	if rd, ok := ctx.Value(redemptionKey{}).(*redemption); ok {
 		rd.info = ti
+	}
+	if ti != nil && time.Now().After(ti.GetCodeCreateAt().Add(r.codeTTL)) {
+		// Spent and expired: the manager refuses it as unknown, the handler names it expired.
+		return nil, nil
 	}
 	return ti, err
 }

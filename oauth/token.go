@@ -421,8 +421,8 @@ func explainRedemption(err error, rd *redemption, tr *TokenRequest) error {
 	case errors.Is(err, oerrors.ErrInvalidAuthorizeCode):
 		ti := rd.info
 		switch {
-		case time.Now().After(ti.GetCodeCreateAt().Add(ti.GetCodeExpiresIn())):
-			return named(tokenError(ErrInvalidGrant, "the code has expired (codes expire after 10 minutes); sign in again"), "code_expired",
+		case time.Now().After(ti.GetCodeCreateAt().Add(ti.GetCodeExpiresIn() - codeGrace)):
+			return named(tokenError(ErrInvalidGrant, "the code has expired (codes expire after %s); sign in again", ti.GetCodeExpiresIn()-codeGrace), "code_expired",
 				"The client redeemed the code too late: check that Mattermost reaches the bridge's token endpoint quickly and that the clocks agree.")
 		case ti.GetClientID() != tr.ClientID:
 			return named(tokenError(ErrInvalidGrant, "the code was issued to another client; it is now revoked"), "code_other_client",

@@ -243,3 +243,19 @@ func TestErrorPagesShowTheTraceID(t *testing.T) {
 		t.Fatal("the error page does not show the trace id")
 	}
 }
+
+func TestTraceNamesACodeRedeemedTooLate(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.CodeTTL = 50 * time.Millisecond }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	code := f.code()
+	time.Sleep(100 * time.Millisecond)
+	resp, body := f.postToken(f.tokenForm(code))
+	if resp.StatusCode != 400 || body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), "expired") {
+		t.Fatalf("a late code: %d %v", resp.StatusCode, body)
+	}
+	failure, _, fix := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
+	if failure != "code_expired" || !strings.Contains(fix, "token endpoint") {
+		t.Fatalf("failure %q fix %q", failure, fix)
+	}
+}
