@@ -35,6 +35,11 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+type devApp struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret"`
+}
+
 // devInfo is the part of `ssobridge dev --json` a script needs.
 type devInfo struct {
 	BridgeURL         string `json:"bridge_url"`
@@ -46,11 +51,10 @@ type devInfo struct {
 		ID     string `json:"id"`
 		Secret string `json:"secret"`
 	} `json:"app"`
-	OIDCApp struct {
-		ID     string `json:"id"`
-		Secret string `json:"secret"`
-	} `json:"oidc_app"`
-	Mattermost struct {
+	OIDCApp      devApp `json:"oidc_app"`
+	UntrustedApp devApp `json:"untrusted_app"`
+	PublicApp    devApp `json:"public_app"`
+	Mattermost   struct {
 		ConfigJSON json.RawMessage `json:"config_json"`
 		Env        []string        `json:"env"`
 	} `json:"mattermost"`

@@ -77,7 +77,7 @@ func TestOpenIDConnectRelyingPartySignsInToTheDevBridgeThroughConsent(t *testing
 	}
 	// A relying party listening on some loopback port: the registered loopback URI matches any.
 	const callback = "http://127.0.0.1:49152/callback"
-	cfg := &oauth2.Config{ClientID: info.OIDCApp.ID, ClientSecret: info.OIDCApp.Secret, RedirectURL: callback,
+	cfg := &oauth2.Config{ClientID: info.UntrustedApp.ID, ClientSecret: info.UntrustedApp.Secret, RedirectURL: callback,
 		Endpoint: provider.Endpoint(), Scopes: []string{oidc.ScopeOpenID, "profile", "email"}}
 
 	// Deny first: once allowed, this confidential client is not asked again.
@@ -103,4 +103,35 @@ func TestOpenIDConnectRelyingPartySignsInToTheDevBridgeThroughConsent(t *testing
 		t.Errorf("sub %s nonce %s", idt.Subject, idt.Nonce)
 	}
 
+}
+
+func TestTrustedAndPublicClientsSignInToTheDevBridgeWithoutConsent(t *testing.T) {
+	info, stop := startDev(t)
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	provider, err := oidc.NewProvider(ctx, info.Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callback = "http://[::1]:50000/callback"
+	for name, app := range map[string]devApp{"trusted": info.OIDCApp, "public": info.PublicApp} {
+		t.Run(name, func(t *testing.T) {
+			cfg := &oauth2.Config{ClientID: app.ID, ClientSecret: app.Secret, RedirectURL: callback,
+				Endpoint: provider.Endpoint(), Scopes: []string{oidc.ScopeOpenID, "email"}}
+			if app.Secret == "" {
+				cfg.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+			}
+			verifier := oauth2.GenerateVerifier()
+			back := signIn(t, cfg.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), callback, "fail: no consent expected")
+			tok, err := cfg.Exchange(ctx, back.Query().Get("code"), oauth2.VerifierOption(verifier))
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			idt, err := provider.Verifier(&oidc.Config{ClientID: app.ID}).Verify(ctx, tok.Extra("id_token").(string))
+			if err != nil || idt.Subject != "42" {
+				t.Fatalf("id token: %v", err)
+			}
+		})
+	}
 }

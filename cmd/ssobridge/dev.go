@@ -28,10 +28,14 @@ type devInfo struct {
 	Endpoints         map[string]string `json:"endpoints"`
 	App               appView           `json:"app"`
 	RedirectURI       string            `json:"redirect_uri"`
-	// OIDCApp is a second, untrusted client for OpenID Connect relying parties and probes: it
-	// goes through the consent page, and its loopback redirect URIs match on any port.
-	OIDCApp appView `json:"oidc_app"`
-	// AdminURL is the operators\' listener: /debug/traces, /metrics, /healthz, /readyz.
+	// OIDCApp, UntrustedApp and PublicApp are clients for OpenID Connect relying parties and
+	// probes, with loopback redirect URIs that match on any port: OIDCApp is trusted and
+	// confidential, UntrustedApp goes through the consent page, PublicApp has no secret and must
+	// use PKCE.
+	OIDCApp      appView `json:"oidc_app"`
+	UntrustedApp appView `json:"untrusted_app"`
+	PublicApp    appView `json:"public_app"`
+	// AdminURL is the operators' listener: /debug/traces, /metrics, /healthz, /readyz.
 	AdminURL   string          `json:"admin_url"`
 	TracesURL  string          `json:"traces_url"`
 	Issuer     string          `json:"issuer"`
@@ -59,7 +63,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	asJSON := st.fs.Bool("json", false, "print the set-up as one JSON object on one line")
 	var devRedirects listFlag
-	st.fs.Var(&devRedirects, "dev-redirect-uri", "another redirect URI for the OpenID Connect client (repeatable)")
+	st.fs.Var(&devRedirects, "dev-redirect-uri", "another redirect URI for the OpenID Connect clients (repeatable)")
 	if err := st.parse(args); err != nil {
 		return err
 	}
@@ -128,13 +132,28 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("registering the Mattermost application: %w", err)
 	}
 	oidcURIs := append([]string{"http://127.0.0.1/callback", "http://[::1]/callback"}, devRedirects...)
-	oidcApp, oidcSecret, err := oauth.NewApplication(oauth.AppSpec{Name: "OpenID Connect client", RedirectURIs: oidcURIs,
-		Scopes: []string{"openid", "profile", "email", "read_user"}, Confidential: true})
-	if err != nil {
-		return fmt.Errorf("--dev-redirect-uri: %w", err)
+	oidcScopes := []string{"openid", "profile", "email", "read_user"}
+	register := func(spec oauth.AppSpec) (appView, error) {
+		a, sec, err := oauth.NewApplication(spec)
+		if err != nil {
+			return appView{}, fmt.Errorf("--dev-redirect-uri: %w", err)
+		}
+		if err := s.CreateApp(ctx, a); err != nil {
+			return appView{}, fmt.Errorf("registering %s: %w", spec.Name, err)
+		}
+		return view(a, sec), nil
 	}
-	if err := s.CreateApp(ctx, oidcApp); err != nil {
-		return fmt.Errorf("registering the OpenID Connect client: %w", err)
+	oidcApp, err := register(oauth.AppSpec{Name: "OpenID Connect client", RedirectURIs: oidcURIs, Scopes: oidcScopes, Trusted: true, Confidential: true})
+	if err != nil {
+		return err
+	}
+	untrustedApp, err := register(oauth.AppSpec{Name: "Untrusted client", RedirectURIs: oidcURIs, Scopes: oidcScopes, Confidential: true})
+	if err != nil {
+		return err
+	}
+	publicApp, err := register(oauth.AppSpec{Name: "Public client", RedirectURIs: oidcURIs, Scopes: oidcScopes, Trusted: true})
+	if err != nil {
+		return err
 	}
 	settings := mattermost.SettingsForBridge(bridgeURL, app.ID, secret)
 	site := mattermosttest.New(settings)
@@ -143,12 +162,14 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		BridgeURL: bridgeURL, GitLabURL: gl.URL(), MattermostSiteURL: siteURL, WalkthroughURL: siteURL + "/",
 		Endpoints: map[string]string{"authorize": settings.AuthEndpoint, "token": settings.TokenEndpoint,
 			"user": settings.UserAPIEndpoint, "callback": srv.CallbackURL()},
-		App:         view(app, secret),
-		RedirectURI: mattermost.RedirectURIs(siteURL)[0],
-		OIDCApp:     view(oidcApp, oidcSecret),
-		AdminURL:    "http://" + adminLn.Addr().String(),
-		TracesURL:   "http://" + adminLn.Addr().String() + "/debug/traces?format=html",
-		Issuer:      bridgeURL,
+		App:          view(app, secret),
+		RedirectURI:  mattermost.RedirectURIs(siteURL)[0],
+		OIDCApp:      oidcApp,
+		UntrustedApp: untrustedApp,
+		PublicApp:    publicApp,
+		AdminURL:     "http://" + adminLn.Addr().String(),
+		TracesURL:    "http://" + adminLn.Addr().String() + "/debug/traces?format=html",
+		Issuer:       bridgeURL,
 		Users: []devUser{
 			{ID: ada.ID, Username: ada.Username, Email: ada.Email, State: gitlabapi.StateActive, SignedIn: true},
 			{ID: blocked.ID, Username: blocked.Username, Email: blocked.Email, State: blocked.State},
@@ -209,15 +230,17 @@ func printDevInfo(w io.Writer, info devInfo, secret string) {
     Secret                 %s
     Redirect URIs          %s
 
-  Application "%s" (untrusted: asks consent; OpenID Connect issuer %s)
-    Application ID         %s
-    Secret                 %s
-    Redirect URIs          %s   (any port on loopback)
+  OpenID Connect issuer %s; three more clients, redirect URIs %s (any port on loopback):
+    %-22s %s  secret %s  (trusted)
+    %-22s %s  secret %s  (asks consent)
+    %-22s %s  (public: no secret, PKCE S256 required)
 
 `, info.WalkthroughURL, info.BridgeURL, info.Store, info.Endpoints["authorize"], info.Endpoints["token"],
 		info.Endpoints["user"], info.Endpoints["callback"], info.GitLabURL, info.MattermostSiteURL, info.TracesURL,
 		info.App.Name, info.App.ID, secret, strings.Join(info.App.RedirectURIs, "\n                           "),
-		info.OIDCApp.Name, info.Issuer, info.OIDCApp.ID, info.OIDCApp.Secret, strings.Join(info.OIDCApp.RedirectURIs, "\n                           "))
+		info.Issuer, strings.Join(info.OIDCApp.RedirectURIs, " "),
+		info.OIDCApp.Name, info.OIDCApp.ID, info.OIDCApp.Secret, info.UntrustedApp.Name, info.UntrustedApp.ID, info.UntrustedApp.Secret,
+		info.PublicApp.Name, info.PublicApp.ID)
 	printMattermostSettings(w, info.BridgeURL, info.App.ID, secret)
 	fmt.Fprintln(w, "\nPress Ctrl-C to stop. Nothing is kept.")
 }
