@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -104,13 +105,13 @@ func (s *Server) traceList(w http.ResponseWriter, r *http.Request) {
 		}
 		kept = append(kept, t)
 		out = append(out, traceSummary{ID: t.ID, StartedAt: t.StartedAt, ClientID: t.ClientID, App: t.App, GitLabUserID: t.GitLabUserID,
-			Username: t.Username, Outcome: o, Failure: f, Steps: len(t.Steps), URL: "/debug/traces/" + t.ID})
+			Username: t.Username, Outcome: o, Failure: f, Steps: len(t.Steps), URL: "/debug/traces/" + url.PathEscape(t.ID)})
 		if len(out) == limit {
 			break
 		}
 	}
 	if wantsHTML(r) {
-		page, err := traceview.ListHTML(kept, now, s.cfg.StallAfter, func(id string) string { return "/debug/traces/" + id + "?format=html" })
+		page, err := traceview.ListHTML(kept, now, s.cfg.StallAfter, func(id string) string { return "/debug/traces/" + url.PathEscape(id) + "?format=html" })
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
