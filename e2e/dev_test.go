@@ -43,6 +43,8 @@ type devApp struct {
 // devInfo is the part of `ssobridge dev --json` a script needs.
 type devInfo struct {
 	BridgeURL         string `json:"bridge_url"`
+	GitLabURL         string `json:"gitlab_url"`
+	GitLabClientID    string `json:"gitlab_client_id"`
 	MattermostSiteURL string `json:"mattermost_site_url"`
 	WalkthroughURL    string `json:"walkthrough_url"`
 	RedirectURI       string `json:"redirect_uri"`
@@ -157,4 +159,41 @@ func get(t *testing.T, c *http.Client, url string) string {
 		t.Fatalf("GET %s: %d\n%s", url, resp.StatusCode, b)
 	}
 	return string(b)
+}
+
+func TestDoctorPassesEveryCheckAgainstTheDevBridge(t *testing.T) {
+	info, stop := startDev(t)
+	defer stop()
+	bin := buildBinary(t)
+	// Mattermost's config.json as an administrator would have it after pasting the printed settings.
+	var cfg map[string]any
+	if err := json.Unmarshal(info.Mattermost.ConfigJSON, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["ServiceSettings"] = map[string]any{"SiteURL": info.MattermostSiteURL}
+	cfgPath := filepath.Join(t.TempDir(), "config.json")
+	raw, _ := json.Marshal(cfg)
+	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The ID, secret and Site URL come from config.json, so the secret stays off the command line.
+	out, err := exec.Command(bin, "doctor", "--bridge-url", info.BridgeURL, "--mattermost-config", cfgPath,
+		"--gitlab-url", info.GitLabURL, "--gitlab-client-id", info.GitLabClientID, "--login", "--json").Output()
+	if err != nil {
+		t.Fatalf("doctor: %v\n%s", err, out)
+	}
+	var report struct {
+		Checks []struct{ Name, Status, Detail string } `json:"checks"`
+	}
+	if err := json.Unmarshal(out, &report); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, out)
+	}
+	if len(report.Checks) < 8 {
+		t.Fatalf("%d checks", len(report.Checks))
+	}
+	for _, c := range report.Checks {
+		if c.Status != "PASS" && c.Status != "pass" {
+			t.Errorf("%s: %s (%s)", c.Name, c.Status, c.Detail)
+		}
+	}
 }

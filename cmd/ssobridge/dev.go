@@ -21,8 +21,10 @@ import (
 
 // devInfo is what the dev mode prints: everything a person or a script needs to sign in.
 type devInfo struct {
-	BridgeURL         string            `json:"bridge_url"`
-	GitLabURL         string            `json:"gitlab_url"`
+	BridgeURL string `json:"bridge_url"`
+	GitLabURL string `json:"gitlab_url"`
+	// GitLabClientID is the bridge's own application at the GitLab emulator.
+	GitLabClientID    string            `json:"gitlab_client_id"`
 	MattermostSiteURL string            `json:"mattermost_site_url"`
 	WalkthroughURL    string            `json:"walkthrough_url"`
 	Endpoints         map[string]string `json:"endpoints"`
@@ -159,7 +161,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	site := mattermosttest.New(settings)
 
 	info := devInfo{
-		BridgeURL: bridgeURL, GitLabURL: gl.URL(), MattermostSiteURL: siteURL, WalkthroughURL: siteURL + "/",
+		BridgeURL: bridgeURL, GitLabURL: gl.URL(), GitLabClientID: upstreamApp.UID, MattermostSiteURL: siteURL, WalkthroughURL: siteURL + "/",
 		Endpoints: map[string]string{"authorize": settings.AuthEndpoint, "token": settings.TokenEndpoint,
 			"user": settings.UserAPIEndpoint, "callback": srv.CallbackURL()},
 		App:          view(app, secret),

@@ -17,6 +17,8 @@ Usage:
   ssobridge dev [--json]      run the bridge with a built-in GitLab emulator and an in-memory
                               store, and print everything needed to try a full sign-in
   ssobridge apps COMMAND      register and manage applications (Mattermost) in the bridge's store
+  ssobridge doctor [flags]    check a deployment (bridge, application, Mattermost, GitLab) and
+                              say what to fix; --login drives a whole sign-in
   ssobridge genkey            print a new encryption key (SSOBRIDGE_ENCRYPTION_KEY)
   ssobridge keys rotate       make a new OpenID Connect signing key for every instance
   ssobridge help              this text
@@ -43,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runGenkey(args[1:], stdout, stderr)
 	case "keys":
 		err = runKeys(args[1:], stdout, stderr)
+	case "doctor":
+		err = runDoctor(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

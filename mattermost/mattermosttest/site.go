@@ -39,6 +39,11 @@ func New(settings mattermost.Settings) *Site {
 	s := &Site{Settings: settings, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /{$}", s.home)
 	s.mux.HandleFunc("GET /oauth/gitlab/login", s.login)
+	// Mattermost's ping, which `ssobridge doctor` reads.
+	s.mux.HandleFunc("GET /api/v4/system/ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"OK"}`))
+	})
 	for _, p := range []string{mattermost.SignupCompletePath, mattermost.LoginCompletePath, mattermost.OAuthCompletePath} {
 		s.mux.HandleFunc("GET "+p, s.complete)
 	}

@@ -1,0 +1,566 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/mattermost"
+	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+)
+
+// doctorStack is what `ssobridge doctor` is run against: a bridge in front of a GitLab emulator,
+// with Mattermost registered at the bridge, and a fake Mattermost that answers its ping.
+type doctorStack struct {
+	gl        *gitlabtest.Server
+	gitlabURL string
+	upstream  gitlabtest.Application
+	bridgeURL string
+	siteURL   string
+	app       *store.Application
+	secret    string
+}
+
+type stackOptions struct {
+	// password makes GitLab ask for a sign-in at its form, as a real GitLab does, instead of
+	// signing the emulator's user in by itself.
+	password string
+	// untrusted registers Mattermost without the trusted flag, so the bridge asks for consent.
+	untrusted bool
+	// signupOnly registers only the redirect URI Mattermost sends, not the login one.
+	signupOnly bool
+}
+
+func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
+	t.Helper()
+	gl := gitlabtest.New()
+	gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	gl.SignIn("ada")
+	gitlab := httptest.NewServer(&gitlabSignInForm{next: gl.Handler(), user: "ada", password: opts.password})
+	t.Cleanup(gitlab.Close)
+
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v4/system/ping" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("X-Version-Id", "10.11.0")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"ActiveSearchBackend":"database","AndroidLatestVersion":"","status":"OK"}`)
+	}))
+	t.Cleanup(site.Close)
+
+	// The bridge's address must be known before its callback is registered at GitLab.
+	bridge := httptest.NewUnstartedServer(nil)
+	public := "http://" + bridge.Listener.Addr().String()
+	upstream := gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+		Scopes: []string{"read_user"}, Confidential: true, Trusted: true})
+	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gitlab.URL, ClientID: upstream.UID, ClientSecret: upstream.Secret,
+		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := oauth.NewSealer(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := memstore.New()
+	t.Cleanup(func() { st.Close() })
+	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: st, Upstream: up, Sealer: sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bridge.Config.Handler = srv.Handler()
+	bridge.Start()
+	t.Cleanup(bridge.Close)
+
+	redirects := mattermost.RedirectURIs(site.URL)
+	if opts.signupOnly {
+		redirects = redirects[:1]
+	}
+	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: "Mattermost", RedirectURIs: redirects,
+		Scopes: []string{"read_user"}, Trusted: !opts.untrusted, Confidential: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateApp(t.Context(), app); err != nil {
+		t.Fatal(err)
+	}
+	return &doctorStack{gl: gl, gitlabURL: gitlab.URL, upstream: upstream, bridgeURL: public, siteURL: site.URL, app: app, secret: secret}
+}
+
+// args are the flags of a doctor run that checks everything but the config file.
+func (s *doctorStack) args(more ...string) []string {
+	return append([]string{"--bridge-url", s.bridgeURL, "--app-id", s.app.ID, "--app-secret", s.secret,
+		"--mattermost-url", s.siteURL, "--gitlab-url", s.gitlabURL, "--gitlab-client-id", s.upstream.UID}, more...)
+}
+
+// configFile writes a Mattermost config.json with these GitLab settings and Site URL.
+func (s *doctorStack) configFile(t *testing.T, settings mattermost.Settings, siteURL string) string {
+	t.Helper()
+	doc := map[string]any{
+		"ServiceSettings": map[string]any{"SiteURL": siteURL, "ListenAddress": ":8065"},
+		"GitLabSettings":  settings,
+	}
+	b, err := json.MarshalIndent(doc, "", "    ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// gitlabSignInForm puts GitLab's sign-in in front of the emulator: without a session cookie,
+// authorize sends the browser to a sign-in form shaped like GitLab's (CSRF token included),
+// which returns it to where it was going once the password is right.
+type gitlabSignInForm struct {
+	next           http.Handler
+	user, password string
+}
+
+const gitlabSignInPage = `<!DOCTYPE html>
+<html class="gl-light" lang="en"><head><meta charset="utf-8"><title>Sign in · GitLab</title>
+<script>window.gon={};</script></head>
+<body class="login-page">
+%s
+<form class="gl-show-field-errors js-arkose-labs-form" aria-live="assertive" data-testid="sign-in-form" action="/users/sign_in" accept-charset="UTF-8" method="post"><input type="hidden" name="authenticity_token" value="%s" autocomplete="off" />
+<input class="form-control gl-form-input" autocomplete="username" data-testid="username-field" type="text" name="user[login]" id="user_login" />
+<input class="form-control gl-form-input" autocomplete="current-password" data-testid="password-field" type="password" name="user[password]" id="user_password" />
+<input name="user[remember_me]" type="hidden" value="0" autocomplete="off" /><input type="checkbox" value="1" name="user[remember_me]" id="user_remember_me" />
+<button class="btn btn-confirm" data-testid="sign-in-button" type="submit">Sign in</button>
+</form>
+</body></html>`
+
+func (g *gitlabSignInForm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.password == "" {
+		g.next.ServeHTTP(w, r)
+		return
+	}
+	session, _ := r.Cookie("_gitlab_session")
+	switch {
+	case r.URL.Path == "/users/sign_in" && r.Method == http.MethodGet:
+		token := rand.Text()
+		http.SetCookie(w, &http.Cookie{Name: "csrf", Value: token, Path: "/"})
+		flash := ""
+		if r.URL.Query().Has("failed") {
+			flash = `<div class="flash-alert" data-testid="alert-danger">Invalid login or password.</div>`
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, gitlabSignInPage, flash, token)
+	case r.URL.Path == "/users/sign_in" && r.Method == http.MethodPost:
+		csrf, err := r.Cookie("csrf")
+		if err != nil || r.PostFormValue("authenticity_token") != csrf.Value {
+			http.Error(w, "422: The change you requested was rejected.", http.StatusUnprocessableEntity)
+			return
+		}
+		if r.PostFormValue("user[login]") != g.user || r.PostFormValue("user[password]") != g.password {
+			http.Redirect(w, r, "/users/sign_in?failed=1", http.StatusFound)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: "_gitlab_session", Value: "signed-in", Path: "/"})
+		back := "/"
+		if c, err := r.Cookie("return_to"); err == nil {
+			back = c.Value
+		}
+		http.Redirect(w, r, back, http.StatusFound)
+	case r.URL.Path == "/oauth/authorize" && (session == nil || session.Value != "signed-in"):
+		http.SetCookie(w, &http.Cookie{Name: "return_to", Value: r.URL.RequestURI(), Path: "/"})
+		http.Redirect(w, r, "/users/sign_in", http.StatusFound)
+	default:
+		g.next.ServeHTTP(w, r)
+	}
+}
+
+// doctorRun runs the doctor with --json and returns its checks by name, in order, and its error.
+func doctorRun(t *testing.T, args ...string) (map[string]checkResult, []checkResult, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := runDoctor(append(args, "--json", "--timeout", "5s"), &out, &errb)
+	var report doctorReport
+	if jerr := json.Unmarshal(out.Bytes(), &report); jerr != nil {
+		t.Fatalf("the report is not JSON: %v\nstdout: %s\nstderr: %s\nerr: %v", jerr, out.String(), errb.String(), err)
+	}
+	byName := map[string]checkResult{}
+	for _, c := range report.Checks {
+		byName[c.Name] = c
+	}
+	return byName, report.Checks, err
+}
+
+func wantStatus(t *testing.T, checks map[string]checkResult, name, status string, says ...string) checkResult {
+	t.Helper()
+	c, ok := checks[name]
+	if !ok {
+		t.Fatalf("no check %q in %v", name, checks)
+	}
+	if c.Status != status {
+		t.Errorf("%s: %s, want %s\n  detail: %s\n  fix: %s", name, c.Status, status, c.Detail, c.Fix)
+	}
+	for _, s := range says {
+		if !strings.Contains(c.Detail+"\n"+c.Fix, s) {
+			t.Errorf("%s does not say %q\n  detail: %s\n  fix: %s", name, s, c.Detail, c.Fix)
+		}
+	}
+	return c
+}
+
+func TestDoctorHealthySetUpPassesEveryCheckIncludingTheLogin(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	config := s.configFile(t, mattermost.SettingsForBridge(s.bridgeURL, s.app.ID, s.secret), s.siteURL)
+	checks, list, err := doctorRun(t, s.args("--mattermost-config", config, "--login")...)
+	if err != nil {
+		t.Errorf("doctor failed: %v", err)
+	}
+	if len(list) != 8 {
+		t.Errorf("%d checks, want 8", len(list))
+	}
+	for _, c := range list {
+		if c.Status != statusPass {
+			t.Errorf("%s: %s: %s (fix: %s)", c.Name, c.Status, c.Detail, c.Fix)
+		}
+	}
+	wantStatus(t, checks, checkLogin, statusPass, "GitLab user 42", `"ada"`, `"ada@example.com"`, `"Ada"`, `"Lovelace"`)
+	wantStatus(t, checks, checkRedirects, statusPass, s.siteURL+"/signup/gitlab/complete is registered", "/login/gitlab/complete is registered too", "10 minutes")
+	wantStatus(t, checks, checkMattermost, statusPass, "version 10.11.0")
+	wantStatus(t, checks, checkGitLabApp, statusPass, "GitLab accepts the client ID "+s.upstream.UID)
+}
+
+func TestDoctorPrintsAnAlignedReportWithFixesUnderTheirCheck(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	var out, errb bytes.Buffer
+	err := runDoctor([]string{"--bridge-url", s.bridgeURL, "--app-id", s.app.ID, "--app-secret", "wrong", "--mattermost-url", s.siteURL}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "1 of 8 checks failed") {
+		t.Errorf("err = %v, want 1 of 8 checks failed", err)
+	}
+	text := out.String()
+	width := len(checkGitLabApp)
+	for _, want := range []string{
+		fmt.Sprintf("PASS  %-*s  %s answers as the bridge", width, checkBridge, s.bridgeURL),
+		fmt.Sprintf("FAIL  %-*s  the bridge refused the ID\n", width, checkCredentials),
+		fmt.Sprintf("\n%s  fix: Compare the ID with `ssobridge apps show", strings.Repeat(" ", 4+2+width)),
+		fmt.Sprintf("SKIP  %-*s  give --login", width, checkLogin),
+		"3 passed, 1 failed, 0 warnings, 4 skipped.",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the report lacks %q:\n%s", want, text)
+		}
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if len(line) > 100 && strings.Contains(strings.TrimSpace(line), " ") {
+			t.Errorf("line longer than 100 columns: %q", line)
+		}
+	}
+}
+
+func TestDoctorWrongSecretFailsTheCredentialsCheckWithTheFix(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	args := s.args("--login")
+	args[5] = "not-the-secret"
+	checks, _, err := doctorRun(t, args...)
+	if err == nil {
+		t.Error("a failed check must make the doctor fail")
+	}
+	wantStatus(t, checks, checkCredentials, statusFail, "invalid_client", "ssobridge apps show "+s.app.ID, "ssobridge apps rotate-secret "+s.app.ID)
+	// The ID is right, which the redirect check shows: the secret is at fault.
+	wantStatus(t, checks, checkRedirects, statusPass)
+	wantStatus(t, checks, checkLogin, statusSkip, checkCredentials)
+}
+
+func TestDoctorUnknownApplicationIDFailsBothBridgeChecksAndTheRedirectCheckSaysWhich(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	args := s.args()
+	args[3] = "no-such-app"
+	checks, _, _ := doctorRun(t, args...)
+	wantStatus(t, checks, checkCredentials, statusFail, "invalid_client")
+	wantStatus(t, checks, checkRedirects, statusFail, "the bridge has no application with the ID no-such-app", "ssobridge apps list")
+}
+
+func TestDoctorSiteURLWhoseRedirectURIIsNotRegisteredFailsAndQuotesTheDifference(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	otherSite := strings.Replace(s.siteURL, "127.0.0.1", "localhost", 1)
+	args := s.args()
+	args[7] = otherSite
+	checks, _, err := doctorRun(t, args...)
+	if err == nil {
+		t.Error("a failed check must make the doctor fail")
+	}
+	wantStatus(t, checks, checkRedirects, statusFail,
+		otherSite+"/signup/gitlab/complete",
+		`host: it names host "localhost" where the registered URI names "127.0.0.1"`,
+		"ssobridge apps update "+s.app.ID+" --mattermost-url "+otherSite)
+}
+
+func TestDoctorMissingLoginRedirectURIIsAWarning(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{signupOnly: true})
+	checks, _, err := doctorRun(t, s.args()...)
+	if err != nil {
+		t.Errorf("a warning must not fail the doctor: %v", err)
+	}
+	wantStatus(t, checks, checkRedirects, statusWarn, s.siteURL+"/login/gitlab/complete is not registered",
+		"ssobridge apps update "+s.app.ID+" --mattermost-url "+s.siteURL)
+}
+
+func TestDoctorUnreachableBridgeFailsTheFirstCheckAndSkipsTheRest(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	checks, list, err := doctorRun(t, "--bridge-url", closed, "--app-id", "id", "--app-secret", "secret")
+	if err == nil {
+		t.Error("a failed check must make the doctor fail")
+	}
+	wantStatus(t, checks, checkBridge, statusFail, "connection refused", "ssobridge serve")
+	for _, c := range list[1:] {
+		if c.Status != statusSkip {
+			t.Errorf("%s: %s, want SKIP (%s)", c.Name, c.Status, c.Detail)
+		}
+	}
+	wantStatus(t, checks, checkCredentials, statusSkip, checkBridge)
+	wantStatus(t, checks, checkRedirects, statusSkip, checkBridge)
+}
+
+func TestDoctorBridgeReachedUnderAnotherNameThanItsPublicURLFails(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	other := strings.Replace(s.bridgeURL, "127.0.0.1", "localhost", 1)
+	checks, _, _ := doctorRun(t, "--bridge-url", other, "--app-id", s.app.ID, "--app-secret", s.secret)
+	wantStatus(t, checks, checkBridge, statusFail, "calls itself "+s.bridgeURL, "SSOBRIDGE_PUBLIC_URL="+other, "--bridge-url "+s.bridgeURL)
+	// The bridge answers all the same, so the checks that need it still run.
+	wantStatus(t, checks, checkCredentials, statusPass)
+}
+
+func TestDoctorConfigWithOpenIDScopeFailsTheConfigCheck(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	settings := mattermost.SettingsForBridge(s.bridgeURL, s.app.ID, s.secret)
+	settings.Scope = "openid read_user"
+	config := s.configFile(t, settings, s.siteURL)
+	// ID, secret and Site URL come from the file.
+	checks, _, err := doctorRun(t, "--bridge-url", s.bridgeURL, "--mattermost-config", config)
+	if err == nil {
+		t.Error("a failed check must make the doctor fail")
+	}
+	wantStatus(t, checks, checkConfig, statusFail, "GitLabSettings.Scope", "OpenID Connect provider", "Leave Scope empty")
+	wantStatus(t, checks, checkCredentials, statusPass, "the application ID, the secret, the Site URL from "+config)
+	wantStatus(t, checks, checkRedirects, statusPass)
+	wantStatus(t, checks, checkMattermost, statusPass)
+}
+
+func TestDoctorConfigPointingAtAnotherHostOrIDFails(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	settings := mattermost.SettingsForBridge(s.gitlabURL, "another-id", s.secret)
+	settings.Enable = false
+	config := s.configFile(t, settings, s.siteURL)
+	checks, _, _ := doctorRun(t, s.args("--mattermost-config", config)...)
+	wantStatus(t, checks, checkConfig, statusFail,
+		"GitLabSettings.Enable",
+		"GitLabSettings.AuthEndpoint is "+s.gitlabURL+"/oauth/authorize, not the bridge's "+s.bridgeURL+"/oauth/authorize",
+		"that is GitLab itself",
+		"Set GitLabSettings.AuthEndpoint to "+s.bridgeURL+"/oauth/authorize, TokenEndpoint to "+s.bridgeURL+"/oauth/token, UserAPIEndpoint to "+s.bridgeURL+"/api/v4/user",
+		"GitLabSettings.Id is another-id, but --app-id is "+s.app.ID)
+}
+
+func TestDoctorUnknownBridgeClientIDAtGitLabFailsTheGitLabApplicationCheck(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	args := s.args()
+	args[11] = "no-such-client"
+	checks, _, err := doctorRun(t, args...)
+	if err == nil {
+		t.Error("a failed check must make the doctor fail")
+	}
+	wantStatus(t, checks, checkGitLab, statusPass)
+	wantStatus(t, checks, checkGitLabApp, statusFail, `it answers "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method."`, "SSOBRIDGE_GITLAB_CLIENT_ID")
+}
+
+func TestDoctorJSONOutputParsesAndTheExitCodeIsOneOnFailure(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	args := s.args("--json")
+	args[5] = "not-the-secret"
+	code, stdout, stderr := runCmd(t, append([]string{"doctor"}, args...)...)
+	if code != 1 {
+		t.Errorf("exit %d, want 1; stderr: %s", code, stderr)
+	}
+	var doc map[string][]map[string]string
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout)
+	}
+	if len(doc) != 1 || len(doc["checks"]) != 8 {
+		t.Fatalf("want {checks: [8 checks]}, got %s", stdout)
+	}
+	for _, c := range doc["checks"] {
+		for _, k := range []string{"name", "status", "detail", "fix"} {
+			if _, ok := c[k]; !ok {
+				t.Errorf("check %v has no %q", c, k)
+			}
+		}
+	}
+	if !strings.Contains(stderr, "1 of 8 checks failed") {
+		t.Errorf("stderr: %s", stderr)
+	}
+
+	code, _, stderr = runCmd(t, "doctor", "--bridge-url", s.bridgeURL, "--json")
+	if code != 0 {
+		t.Errorf("a set-up with nothing failed: exit %d, want 0; stderr: %s", code, stderr)
+	}
+}
+
+func TestDoctorFillsGitLabsSignInFormWithTheTestUser(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{password: "correct horse"})
+
+	checks, _, _ := doctorRun(t, s.args()...)
+	// Without a session GitLab shows its sign-in before it looks at the application.
+	wantStatus(t, checks, checkGitLabApp, statusSkip, "--test-user")
+
+	checks, _, err := doctorRun(t, s.args("--login", "--test-user", "ada", "--test-password", "correct horse")...)
+	if err != nil {
+		t.Errorf("doctor failed: %v", err)
+	}
+	wantStatus(t, checks, checkGitLabApp, statusPass, "GitLab accepts the client ID")
+	wantStatus(t, checks, checkLogin, statusPass, `"ada@example.com"`)
+}
+
+func TestDoctorLoginWithoutTestUserStopsAtGitLabsSignInAndSaysWhatToGive(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{password: "correct horse"})
+	checks, _, _ := doctorRun(t, s.args("--login")...)
+	wantStatus(t, checks, checkLogin, statusFail, "GitLab asks for a sign-in", "--test-user and --test-password")
+}
+
+func TestDoctorWrongTestPasswordFailsTheLoginQuotingGitLab(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{password: "correct horse"})
+	checks, _, _ := doctorRun(t, "--bridge-url", s.bridgeURL, "--app-id", s.app.ID, "--app-secret", s.secret,
+		"--mattermost-url", s.siteURL, "--login", "--test-user", "ada", "--test-password", "battery staple")
+	wantStatus(t, checks, checkLogin, statusFail, `GitLab refused the sign-in of ada: "Invalid login or password."`)
+
+	checks, _, _ = doctorRun(t, s.args("--test-user", "ada", "--test-password", "battery staple")...)
+	wantStatus(t, checks, checkGitLabApp, statusFail, "Invalid login or password.")
+}
+
+func TestDoctorUntrustedApplicationFailsTheLoginAtTheConsentPage(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{untrusted: true})
+	checks, _, _ := doctorRun(t, s.args("--login")...)
+	wantStatus(t, checks, checkLogin, statusFail, "consent page", "ssobridge apps update "+s.app.ID+" --trusted")
+}
+
+func TestDoctorBridgeWithAWrongGitLabSecretFailsTheLoginWithTheBridgesPageAndTrace(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	// The secret renewed at GitLab, and not in the bridge.
+	renewed := s.upstream
+	renewed.Secret = "gloas-renewed"
+	s.gl.AddApplication(renewed)
+	checks, _, _ := doctorRun(t, s.args("--login")...)
+	// Only a whole sign-in reaches the bridge's token request to GitLab.
+	wantStatus(t, checks, checkGitLabApp, statusPass)
+	c := wantStatus(t, checks, checkLogin, statusFail, "the bridge stopped the sign-in at "+s.bridgeURL+"/oauth/callback", "(trace ")
+	if c.Fix == "" {
+		t.Error("the bridge's own fix is not passed on")
+	}
+}
+
+func TestDoctorUntrustedCertificateFailsTheFirstCheck(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is the point
+	srv.StartTLS()
+	defer srv.Close()
+	checks, _, _ := doctorRun(t, "--bridge-url", srv.URL)
+	wantStatus(t, checks, checkBridge, statusFail, "not signed by an authority this machine trusts")
+}
+
+func TestDoctorCertificateExpiringWithinFourteenDaysIsAWarning(t *testing.T) {
+	cert, pool := shortLivedCert(t, 5*24*time.Hour)
+	srv := httptest.NewUnstartedServer(nil)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/openid-configuration" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintf(w, `{"issuer":%q}`, srv.URL)
+	})
+	srv.StartTLS()
+	defer srv.Close()
+
+	d, err := newDoctor(doctorConfig{bridgeURL: srv.URL, timeout: 5 * time.Second, roots: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := d.run(t.Context())
+	c := report.Checks[0]
+	if c.Status != statusWarn || !strings.Contains(c.Detail, "expires on") || !strings.Contains(c.Detail, "in 5 days") || !strings.Contains(c.Fix, "Renew") {
+		t.Errorf("%+v", c)
+	}
+}
+
+func TestDoctorRefusesBadFlags(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		says string
+	}{
+		{"without a bridge URL", nil, "--bridge-url is required"},
+		{"with a bridge URL without scheme", []string{"--bridge-url", "sso.example.com"}, "--bridge-url"},
+		{"with a test user but no password", []string{"--bridge-url", "https://sso.example.com", "--test-user", "ada"}, "go together"},
+		{"with --login but no Site URL", []string{"--bridge-url", "https://sso.example.com", "--login"}, "--login needs --mattermost-url"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			err := runDoctor(tt.args, &out, &errb)
+			if err == nil || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("err = %v, want it to say %q", err, tt.says)
+			}
+		})
+	}
+}
+
+func shortLivedCert(t *testing.T, life time.Duration) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(life),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
