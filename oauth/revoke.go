@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
+	oerrors "github.com/go-oauth2/oauth2/v4/errors"
 	"github.com/labstack/echo/v4"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -21,6 +22,14 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("no access token")}
 	}
 	ti, err := s.manager.LoadAccessToken(ctx, access)
+	if errors.Is(err, oerrors.ErrExpiredAccessToken) {
+		// Kept past its expiry for this: the sign-in's trace learns why the client was refused.
+		if old, _ := s.tokens.GetByAccess(ctx, access); old != nil {
+			s.traceOfSession(c, old.GetUserID())
+		}
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token expired"), Failure: "token_expired",
+			Fix: "The client used an access token after it expired (SSOBRIDGE_ACCESS_TOKEN_TTL): it must refresh it or sign the person in again. Mattermost reads the user right after the token exchange, so for Mattermost check that its clock and the bridge's agree."}
+	}
 	if err != nil || ti == nil {
 		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token unknown or expired")}
 	}
@@ -44,9 +53,9 @@ func (s *Server) lookupToken(c echo.Context, token, hint string) (ti oauth2.Toke
 	}
 	for _, refresh := range lookups {
 		if refresh {
-			ti, err = s.store.GetByRefresh(ctx, token)
+			ti, err = s.tokens.GetByRefresh(ctx, token)
 		} else {
-			ti, err = s.store.GetByAccess(ctx, token)
+			ti, err = s.tokens.GetByAccess(ctx, token)
 		}
 		if err != nil {
 			return nil, false, nil, storeFailure("get token", err)

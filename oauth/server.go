@@ -15,6 +15,7 @@ import (
 	"github.com/go-oauth2/oauth2/v4"
 	oerrors "github.com/go-oauth2/oauth2/v4/errors"
 	"github.com/go-oauth2/oauth2/v4/manage"
+	"github.com/go-oauth2/oauth2/v4/models"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
@@ -69,6 +70,8 @@ type Server struct {
 	keys     keyCache
 	metrics  *Metrics
 	ready    readiness
+	// tokens is the store as every token read and write goes through it (see redeemingStore).
+	tokens redeemingStore
 }
 
 // CallbackPath is the bridge's redirect URI at GitLab, under PublicURL.
@@ -117,7 +120,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Metrics = NewMetrics()
 	}
 	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstream: cfg.Upstream, log: cfg.Logger, metrics: cfg.Metrics}
-	s.manager = newManager(cfg)
+	s.tokens = redeemingStore{Store: cfg.Store, codeTTL: cfg.CodeTTL}
+	s.manager = newManager(cfg, s.tokens)
 	s.echo = s.routes()
 	return s, nil
 }
@@ -125,10 +129,10 @@ func New(cfg Config) (*Server, error) {
 // newManager configures go-oauth2's manager with the bridge's stores, exact redirect URI
 // matching and random codes and tokens. The manager serves the authorization_code grant only;
 // the bridge does the refresh grant itself (see refresh).
-func newManager(cfg Config) *manage.Manager {
+func newManager(cfg Config, tokens redeemingStore) *manage.Manager {
 	m := manage.NewManager()
 	m.MapClientStorage(clientStore{cfg.Store})
-	m.MapTokenStorage(redeemingStore{Store: cfg.Store, codeTTL: cfg.CodeTTL})
+	m.MapTokenStorage(tokens)
 	m.MapAuthorizeGenerate(randomCodes{})
 	m.MapAccessGenerate(randomAccess{})
 	m.SetValidateURIHandler(validateURI)
@@ -249,8 +253,39 @@ type redeemingStore struct {
 	codeTTL time.Duration
 }
 
-// codeGrace is how long an expired code's record is kept to explain a late redemption.
-const codeGrace = 10 * time.Minute
+// codeGrace and accessGrace are how long an expired code's or access token's record is kept,
+// so that a late use is recognised and named as expired rather than unknown.
+const (
+	codeGrace   = 10 * time.Minute
+	accessGrace = time.Hour
+)
+
+// Create stores an access token accessGrace longer than it lives; GetByAccess gives back its
+// real lifetime, so go-oauth2 and the bridge still refuse it at its expiry.
+func (r redeemingStore) Create(ctx context.Context, info oauth2.TokenInfo) error {
+	if t, ok := info.(*models.Token); ok && t.Access != "" && t.AccessExpiresIn > 0 {
+		kept := *t
+		kept.AccessExpiresIn += accessGrace
+		return r.Store.Create(ctx, &kept)
+	}
+	return r.Store.Create(ctx, info)
+}
+
+func (r redeemingStore) GetByAccess(ctx context.Context, access string) (oauth2.TokenInfo, error) {
+	ti, err := r.Store.GetByAccess(ctx, access)
+	if ti != nil && ti.GetAccessExpiresIn() > accessGrace {
+		ti.SetAccessExpiresIn(ti.GetAccessExpiresIn() - accessGrace)
+	}
+	return ti, err
+}
+
+func (r redeemingStore) GetByRefresh(ctx context.Context, refresh string) (oauth2.TokenInfo, error) {
+	ti, err := r.Store.GetByRefresh(ctx, refresh)
+	if ti != nil && ti.GetAccessExpiresIn() > accessGrace {
+		ti.SetAccessExpiresIn(ti.GetAccessExpiresIn() - accessGrace)
+	}
+	return ti, err
+}
 
 type redemptionKey struct{}
 

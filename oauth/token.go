@@ -245,7 +245,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	s.beginStep(c, "", "refresh", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=refresh_token)")
 	// Everything that can refuse the request is checked before the token is taken, so that a
 	// client's mistake (another client, a wider scope) or GitLab being down does not burn it.
-	seen, err := s.store.GetByRefresh(ctx, tr.RefreshToken)
+	seen, err := s.tokens.GetByRefresh(ctx, tr.RefreshToken)
 	if err != nil {
 		return storeFailure("get refresh token", err)
 	}
@@ -309,7 +309,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	next.SetRefresh(randomToken())
 	next.SetRefreshCreateAt(now)
 	next.SetRefreshExpiresIn(s.cfg.RefreshTokenTTL)
-	if err := s.store.Create(ctx, next); err != nil {
+	if err := s.tokens.Create(ctx, next); err != nil {
 		return storeFailure("save tokens", err)
 	}
 	// The family lives as long as its newest refresh token.

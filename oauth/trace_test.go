@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +258,29 @@ func TestTraceNamesACodeRedeemedTooLate(t *testing.T) {
 	failure, _, fix := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
 	if failure != "code_expired" || !strings.Contains(fix, "token endpoint") {
 		t.Fatalf("failure %q fix %q", failure, fix)
+	}
+}
+
+func TestTraceNamesAnExpiredAccessToken(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.AccessTokenTTL = time.Second }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	tok := f.tokens()
+	if tok["expires_in"] != float64(1) {
+		t.Fatalf("expires_in %v: the grace the bridge keeps records for must not show", tok["expires_in"])
+	}
+	time.Sleep(1100 * time.Millisecond)
+	resp := f.get(f.bridge.URL+"/api/v4/user", "Authorization", "Bearer "+tok["access_token"].(string))
+	if body := readBody(t, resp); resp.StatusCode != 401 || body != `{"message":"401 Unauthorized"}`+"\n" {
+		t.Fatalf("an expired token: %d %s", resp.StatusCode, body)
+	}
+	failure, _, fix := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
+	if failure != "token_expired" || !strings.Contains(fix, "SSOBRIDGE_ACCESS_TOKEN_TTL") {
+		t.Fatalf("failure %q fix %q", failure, fix)
+	}
+	// Introspection agrees that it is over.
+	resp2, body := f.postClientForm("/oauth/introspect", url.Values{"token": {tok["access_token"].(string)}, "client_id": {f.app.ID}, "client_secret": {f.secret}})
+	if resp2.StatusCode != 200 || !strings.Contains(body, `"active":false`) {
+		t.Errorf("introspection of an expired token: %s", body)
 	}
 }
