@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
@@ -21,6 +22,10 @@ type AppSpec struct {
 	// RequirePKCE and AllowPlainPKCE: see store.Application.
 	RequirePKCE    bool
 	AllowPlainPKCE bool
+	// AllowedUsers, AllowedGroups and DenyExternal say who may sign in: see store.Application.
+	AllowedUsers  []string
+	AllowedGroups []string
+	DenyExternal  bool
 }
 
 // Validate checks a spec, with messages that name the field at fault.
@@ -42,6 +47,57 @@ func (spec AppSpec) Validate() error {
 	if err := ValidateScopes(spec.Scopes); err != nil {
 		return fmt.Errorf("scopes: %w", err)
 	}
+	for _, u := range spec.AllowedUsers {
+		if err := validateUsername(u); err != nil {
+			return fmt.Errorf("allowed users: %w", err)
+		}
+	}
+	for _, g := range spec.AllowedGroups {
+		if err := validateGroupPath(g); err != nil {
+			return fmt.Errorf("allowed groups: %w", err)
+		}
+	}
+	return nil
+}
+
+// validateUsername catches what cannot be a GitLab username, so that a typo in a rule is refused
+// when it is written rather than found when nobody can sign in.
+func validateUsername(u string) error {
+	if err := validateName(u); err != nil {
+		return err
+	}
+	if strings.HasPrefix(u, "@") {
+		return fmt.Errorf("%q: write the username without @", u)
+	}
+	if strings.Contains(u, "/") {
+		return fmt.Errorf("%q is a path, not a username; a group goes in the allowed groups", u)
+	}
+	return nil
+}
+
+// validateGroupPath checks a group's full path as GitLab writes it ("eng/platform").
+func validateGroupPath(g string) error {
+	if err := validateName(g); err != nil {
+		return err
+	}
+	if strings.Contains(g, "://") {
+		return fmt.Errorf("%q is a URL; give the group's full path, as in eng/platform", g)
+	}
+	if slices.Contains(strings.Split(g, "/"), "") {
+		return fmt.Errorf("%q has an empty segment (a leading, trailing or doubled /); write it as in eng/platform", g)
+	}
+	return nil
+}
+
+func validateName(v string) error {
+	switch {
+	case v == "":
+		return fmt.Errorf("an empty name")
+	case len(v) > 255:
+		return fmt.Errorf("%.40q...: longer than 255 characters", v)
+	case strings.IndexFunc(v, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return fmt.Errorf("%q contains a space or a control character; GitLab names have none", v)
+	}
 	return nil
 }
 
@@ -50,6 +106,8 @@ func (spec AppSpec) Validate() error {
 func NewApplication(spec AppSpec) (*store.Application, string, error) {
 	spec.RedirectURIs = dedupe(spec.RedirectURIs)
 	spec.Scopes = dedupe(spec.Scopes)
+	spec.AllowedUsers = dedupe(spec.AllowedUsers)
+	spec.AllowedGroups = dedupe(spec.AllowedGroups)
 	if err := spec.Validate(); err != nil {
 		return nil, "", err
 	}
@@ -63,6 +121,9 @@ func NewApplication(spec AppSpec) (*store.Application, string, error) {
 		Confidential:   spec.Confidential,
 		RequirePKCE:    spec.RequirePKCE,
 		AllowPlainPKCE: spec.AllowPlainPKCE,
+		AllowedUsers:   spec.AllowedUsers,
+		AllowedGroups:  spec.AllowedGroups,
+		DenyExternal:   spec.DenyExternal,
 		CreatedAt:      now,
 		UpdatedAt:      now,
 	}

@@ -121,6 +121,9 @@ func (s *Server) callback(c echo.Context) error {
 	if err != nil {
 		return s.appGone(err)
 	}
+	if err := s.admit(ctx, app, session, body); err != nil {
+		return err
+	}
 	s.logger(ctx).Info("sign-in completed at GitLab", "client_id", pending.ClientID, "gitlab_user_id", user.ID, "username", user.Username)
 	ask, err := s.needsConsent(c, app, session)
 	if err != nil {

@@ -263,8 +263,16 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if err != nil {
 		return storeFailure("get session", err)
 	}
-	// The person must still be welcome at GitLab: a refresh must not outlive a block there.
-	if _, err := s.upstreamUser(ctx, sess); err != nil {
+	// The person must still be welcome at GitLab, and still admitted to the application: a
+	// refresh must not outlive a block there or a change of the application's rules.
+	body, err := s.upstreamUser(ctx, sess)
+	if err == nil {
+		if reason, fix := checkPolicy(app, PolicyUser{Username: sess.Username, External: isExternal(body), Groups: sess.Groups}); reason != "" {
+			_ = s.store.DeleteSession(ctx, sess.ID)
+			return named(tokenError(ErrInvalidGrant, "%s; sign in again", reason), "user_not_allowed", fix)
+		}
+	}
+	if err != nil {
 		var ae *APIError
 		if !errors.As(err, &ae) {
 			return err

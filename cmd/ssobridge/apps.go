@@ -26,7 +26,7 @@ Commands:
   create         register an application; prints its secret (once) and the Mattermost settings
   list           list applications
   show ID        show one application
-  update ID      change name, redirect URIs, scopes, trusted or confidential
+  update ID      change name, redirect URIs, scopes, trusted, confidential, or who may sign in
   rotate-secret ID
                  give an application a new secret; the old one stops working at once
   revoke-grants ID [--user GITLAB_USER_ID]
@@ -146,6 +146,12 @@ type appFlags struct {
 	confidential  boolFlag
 	requirePKCE   boolFlag
 	allowPlain    boolFlag
+	allowUsers    listFlag
+	allowGroups   listFlag
+	// allowEverybody empties both lists on update: an empty --allow-user cannot, because an
+	// empty list flag reads the same as one not given.
+	allowEverybody bool
+	denyExternal   boolFlag
 }
 
 func (f *appFlags) register(fs *flag.FlagSet, create bool) {
@@ -157,9 +163,21 @@ func (f *appFlags) register(fs *flag.FlagSet, create bool) {
 	fs.Var(&f.confidential, "confidential", "confidential applications authenticate with a secret (default true)")
 	fs.Var(&f.requirePKCE, "require-pkce", "require PKCE of this application although it is confidential (public ones always must)")
 	fs.Var(&f.allowPlain, "allow-plain-pkce", "accept PKCE's plain method besides S256, for old clients")
+	fs.Var(&f.allowUsers, "allow-user", "only these GitLab usernames (and members of --allow-group) may sign in; repeat or separate with commas"+onUpdateReplaces(create))
+	fs.Var(&f.allowGroups, "allow-group", "only members of these GitLab groups (full paths; subgroups included) and --allow-user may sign in; needs openid in SSOBRIDGE_GITLAB_SCOPES"+onUpdateReplaces(create))
+	fs.Var(&f.denyExternal, "deny-external", "refuse GitLab's external users")
 	if create {
 		f.confidential.value = true
+	} else {
+		fs.BoolVar(&f.allowEverybody, "allow-everybody", false, "empty the --allow-user and --allow-group lists, so that everybody may sign in (--deny-external still applies)")
 	}
+}
+
+func onUpdateReplaces(create bool) string {
+	if create {
+		return ""
+	}
+	return "; replaces the list"
 }
 
 func (f *appFlags) uris() []string {
@@ -196,7 +214,8 @@ func (a *appsCmd) create(ctx context.Context, f appFlags) error {
 		scopes = []string{"read_user"}
 	}
 	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: f.name, RedirectURIs: f.uris(), Scopes: scopes,
-		Trusted: f.trusted.value, Confidential: f.confidential.value, RequirePKCE: f.requirePKCE.value, AllowPlainPKCE: f.allowPlain.value})
+		Trusted: f.trusted.value, Confidential: f.confidential.value, RequirePKCE: f.requirePKCE.value, AllowPlainPKCE: f.allowPlain.value,
+		AllowedUsers: f.allowUsers, AllowedGroups: f.allowGroups, DenyExternal: f.denyExternal.value})
 	if err != nil {
 		return err
 	}
@@ -231,9 +250,9 @@ func (a *appsCmd) bridgeURL() string {
 }
 
 func (a *appsCmd) printApp(app *store.Application) {
-	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nPKCE:          %s\nCreated:       %s\n",
+	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nPKCE:          %s\nWho may sign in: %s\nCreated:       %s\n",
 		app.ID, app.Name, strings.Join(app.RedirectURIs, "\n               "), strings.Join(app.Scopes, " "),
-		app.Trusted, app.Confidential, pkceMode(app), app.CreatedAt.Format(time.RFC3339))
+		app.Trusted, app.Confidential, pkceMode(app), oauth.WhoMaySignIn(app), app.CreatedAt.Format(time.RFC3339))
 }
 
 func (a *appsCmd) printJSON(v any) error {
@@ -293,7 +312,8 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 		return err
 	}
 	spec := oauth.AppSpec{Name: app.Name, RedirectURIs: app.RedirectURIs, Scopes: app.Scopes, Trusted: app.Trusted,
-		Confidential: app.Confidential, RequirePKCE: app.RequirePKCE, AllowPlainPKCE: app.AllowPlainPKCE}
+		Confidential: app.Confidential, RequirePKCE: app.RequirePKCE, AllowPlainPKCE: app.AllowPlainPKCE,
+		AllowedUsers: app.AllowedUsers, AllowedGroups: app.AllowedGroups, DenyExternal: app.DenyExternal}
 	if f.name != "" {
 		spec.Name = f.name
 	}
@@ -315,6 +335,21 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	if f.allowPlain.set {
 		spec.AllowPlainPKCE = f.allowPlain.value
 	}
+	if f.allowEverybody {
+		if len(f.allowUsers) > 0 || len(f.allowGroups) > 0 {
+			return fmt.Errorf("--allow-everybody empties the lists that --allow-user and --allow-group set: give one or the other")
+		}
+		spec.AllowedUsers, spec.AllowedGroups = nil, nil
+	}
+	if len(f.allowUsers) > 0 {
+		spec.AllowedUsers = f.allowUsers
+	}
+	if len(f.allowGroups) > 0 {
+		spec.AllowedGroups = f.allowGroups
+	}
+	if f.denyExternal.set {
+		spec.DenyExternal = f.denyExternal.value
+	}
 	if err := spec.Validate(); err != nil {
 		return err
 	}
@@ -327,6 +362,7 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	}
 	app.Name, app.RedirectURIs, app.Scopes, app.Trusted, app.Confidential = strings.TrimSpace(spec.Name), spec.RedirectURIs, spec.Scopes, spec.Trusted, spec.Confidential
 	app.RequirePKCE, app.AllowPlainPKCE = spec.RequirePKCE, spec.AllowPlainPKCE
+	app.AllowedUsers, app.AllowedGroups, app.DenyExternal = spec.AllowedUsers, spec.AllowedGroups, spec.DenyExternal
 	app.UpdatedAt = time.Now().UTC()
 	if err := a.store.UpdateApp(ctx, app); err != nil {
 		return fmt.Errorf("saving the application: %w", err)

@@ -294,3 +294,62 @@ func TestAppsRevokeGrantsRunsOnTheStore(t *testing.T) {
 		t.Fatalf("revoke-grants: %d %s", code, out)
 	}
 }
+
+func TestAppsSignInRulesRoundTrip(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SSOBRIDGE_REDIS_URL", storetest.RedisURL(t))
+	type rules struct {
+		ID            string   `json:"id"`
+		AllowedUsers  []string `json:"allowed_users"`
+		AllowedGroups []string `json:"allowed_groups"`
+		DenyExternal  bool     `json:"deny_external"`
+	}
+	show := func(id string) (rules, string) {
+		t.Helper()
+		code, out, stderr := runCmd(t, "apps", "show", id, "--json")
+		var r rules
+		if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+			t.Fatalf("show: %d %s %s", code, out, stderr)
+		}
+		_, text, _ := runCmd(t, "apps", "show", id)
+		return r, text
+	}
+
+	code, out, stderr := runCmd(t, "apps", "create", "--name", "Mattermost", "--mattermost-url", "https://mm.example.com", "--json",
+		"--allow-user", "ada,grace", "--allow-user", "linus", "--allow-group", "eng/platform", "--deny-external")
+	var created rules
+	if code != 0 || json.Unmarshal([]byte(out), &created) != nil {
+		t.Fatalf("create: %d %s %s", code, out, stderr)
+	}
+	got, text := show(created.ID)
+	if strings.Join(got.AllowedUsers, " ") != "ada grace linus" || strings.Join(got.AllowedGroups, " ") != "eng/platform" || !got.DenyExternal {
+		t.Fatalf("after create: %+v", got)
+	}
+	if !strings.Contains(text, "Who may sign in: the GitLab users ada, grace, linus; members of the GitLab groups eng/platform and their subgroups, external users excepted") {
+		t.Errorf("show:\n%s", text)
+	}
+
+	// Giving a list replaces it; what is not named stays.
+	if code, _, stderr := runCmd(t, "apps", "update", created.ID, "--allow-group", "ops,eng", "--deny-external=false"); code != 0 {
+		t.Fatalf("update: %d %s", code, stderr)
+	}
+	got, _ = show(created.ID)
+	if strings.Join(got.AllowedUsers, " ") != "ada grace linus" || strings.Join(got.AllowedGroups, " ") != "ops eng" || got.DenyExternal {
+		t.Fatalf("after update: %+v", got)
+	}
+
+	if code, _, stderr := runCmd(t, "apps", "update", created.ID, "--allow-everybody", "--allow-user", "ada"); code != 1 || !strings.Contains(stderr, "one or the other") {
+		t.Errorf("--allow-everybody with --allow-user: %d %s", code, stderr)
+	}
+	if code, _, stderr := runCmd(t, "apps", "update", created.ID, "--allow-everybody"); code != 0 {
+		t.Fatalf("update --allow-everybody: %d %s", code, stderr)
+	}
+	got, text = show(created.ID)
+	if len(got.AllowedUsers) != 0 || len(got.AllowedGroups) != 0 || !strings.Contains(text, "Who may sign in: everybody\n") {
+		t.Fatalf("after --allow-everybody: %+v\n%s", got, text)
+	}
+
+	if code, _, stderr := runCmd(t, "apps", "update", created.ID, "--allow-group", "eng//platform"); code != 1 || !strings.Contains(stderr, "allowed groups") {
+		t.Errorf("a malformed group: %d %s", code, stderr)
+	}
+}

@@ -49,6 +49,13 @@ type Application struct {
 	// public one); AllowPlainPKCE accepts the "plain" method besides S256, for old clients.
 	RequirePKCE    bool `json:"require_pkce,omitempty"`
 	AllowPlainPKCE bool `json:"allow_plain_pkce,omitempty"`
+	// AllowedUsers (GitLab usernames, in any case) and AllowedGroups (GitLab group full paths,
+	// each admitting its subgroups too) say who may sign in: a person named in either. With both
+	// empty, everybody GitLab lets in may. DenyExternal refuses GitLab's external users whatever
+	// the lists say.
+	AllowedUsers  []string `json:"allowed_users,omitempty"`
+	AllowedGroups []string `json:"allowed_groups,omitempty"`
+	DenyExternal  bool     `json:"deny_external,omitempty"`
 	// SecretHash is HashSecret of the client secret; the secret itself is never stored.
 	SecretHash string    `json:"secret_hash"`
 	CreatedAt  time.Time `json:"created_at"`

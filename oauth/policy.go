@@ -1,0 +1,107 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// PolicyUser is the person who signed in at GitLab, as far as an application's sign-in rules
+// need to know them.
+type PolicyUser struct {
+	Username string
+	// External is GitLab's "external" flag on the account (contractors, customers: people GitLab
+	// itself keeps out of internal projects).
+	External bool
+	// Groups are the person's GitLab groups as full paths; nil means the bridge does not know
+	// them, which is not the same as belonging to none.
+	Groups []string
+}
+
+// checkPolicy says whether app admits user: "" if it does. Otherwise reason is a short
+// sentence for the person, and fix tells administrators what the rules are and how to change
+// them; the rules are named in full there because the trace is where an administrator looks.
+func checkPolicy(app *store.Application, user PolicyUser) (reason, fix string) {
+	if app.DenyExternal && user.External {
+		return fmt.Sprintf("%s is an external user at GitLab, and %s does not admit external users.", user.Username, app.Name),
+			fmt.Sprintf("Administrators: to admit external users, run `ssobridge apps update %s --deny-external=false`; or make %s an internal user at GitLab.", app.ID, user.Username)
+	}
+	if len(app.AllowedUsers) == 0 && len(app.AllowedGroups) == 0 {
+		return "", ""
+	}
+	if slices.ContainsFunc(app.AllowedUsers, func(u string) bool { return strings.EqualFold(u, user.Username) }) {
+		return "", ""
+	}
+	rules := fmt.Sprintf("%s admits %s.", app.Name, WhoMaySignIn(app))
+	if len(app.AllowedGroups) > 0 && user.Groups == nil {
+		return fmt.Sprintf("The bridge cannot tell whether %s may sign in to %s: it does not know %s's GitLab groups.", user.Username, app.Name, user.Username),
+			"Administrators: " + rules + " The bridge learns a person's groups only when it asks GitLab for openid: add openid to SSOBRIDGE_GITLAB_SCOPES (e.g. \"read_user openid\") and to the scopes of the bridge's application at GitLab. If openid is there already, the bridge's log says why reading the groups at GitLab failed."
+	}
+	for _, allowed := range app.AllowedGroups {
+		if slices.ContainsFunc(user.Groups, func(g string) bool { return inGroup(g, allowed) }) {
+			return "", ""
+		}
+	}
+	add := append(slices.Clone(app.AllowedUsers), user.Username)
+	return fmt.Sprintf("%s is not among the people allowed to sign in to %s.", user.Username, app.Name),
+		fmt.Sprintf("Administrators: %s To admit %s, run `ssobridge apps update %s --allow-user %s` (the flag replaces the list), or add %s to one of the groups at GitLab.",
+			rules, user.Username, app.ID, strings.Join(add, ","), user.Username)
+}
+
+// inGroup reports whether group is allowed or one of its subgroups. GitLab resolves paths
+// without regard to case, so the rule does too; "eng" does not cover "engineering".
+func inGroup(group, allowed string) bool {
+	group, allowed = strings.ToLower(group), strings.ToLower(allowed)
+	return group == allowed || strings.HasPrefix(group, allowed+"/")
+}
+
+// WhoMaySignIn describes an application's sign-in rules in a phrase: "everybody", or the users
+// and groups it admits.
+func WhoMaySignIn(app *store.Application) string {
+	var parts []string
+	if len(app.AllowedUsers) > 0 {
+		parts = append(parts, "the GitLab users "+strings.Join(app.AllowedUsers, ", "))
+	}
+	if len(app.AllowedGroups) > 0 {
+		parts = append(parts, "members of the GitLab groups "+strings.Join(app.AllowedGroups, ", ")+" and their subgroups")
+	}
+	who := "everybody"
+	if len(parts) > 0 {
+		who = strings.Join(parts, "; ")
+	}
+	if app.DenyExternal {
+		who += ", external users excepted"
+	}
+	return who
+}
+
+// isExternal reads GitLab's "external" flag from a /api/v4/user body, which gitlabapi.User
+// leaves out because nothing but the sign-in rules needs it. A body without it reads as
+// internal: GitLab always sends it, and an emulator or proxy that drops it has no external users.
+func isExternal(body []byte) bool {
+	var u struct {
+		External bool `json:"external"`
+	}
+	_ = json.Unmarshal(body, &u)
+	return u.External
+}
+
+// admit applies app's sign-in rules to the person of session, whose /api/v4/user body is body.
+// A refused person's session is deleted, since the sign-in it records must not lead anywhere.
+func (s *Server) admit(ctx context.Context, app *store.Application, session *store.Session, body []byte) error {
+	reason, fix := checkPolicy(app, PolicyUser{Username: session.Username, External: isExternal(body), Groups: session.Groups})
+	if reason == "" {
+		return nil
+	}
+	if err := s.store.DeleteSession(ctx, session.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeFailure("delete session", err)
+	}
+	return &PageError{Status: http.StatusForbidden, Title: "Not allowed to sign in to " + app.Name,
+		Message: reason, Fix: fix, Failure: "user_not_allowed"}
+}

@@ -1,0 +1,149 @@
+package oauth_test
+
+import (
+	"html"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/oauth"
+)
+
+var withOpenID = []string{"read_user", "openid"}
+
+func TestSignInRulesAdmitThePeopleTheyName(t *testing.T) {
+	tests := []struct {
+		name     string
+		upstream []string
+		spec     oauth.AppSpec
+	}{
+		{"an app without rules admits everybody", []string{"read_user"}, oauth.AppSpec{}},
+		{"a listed username is admitted, in any case", []string{"read_user"}, oauth.AppSpec{AllowedUsers: []string{"grace", "ADA"}}},
+		{"a listed username is admitted without the bridge knowing groups", []string{"read_user"}, oauth.AppSpec{AllowedUsers: []string{"ada"}, AllowedGroups: []string{"ops"}}},
+		{"a member of an allowed group is admitted", withOpenID, oauth.AppSpec{AllowedGroups: []string{"eng/platform"}}},
+		{"a member of a subgroup of an allowed group is admitted", withOpenID, oauth.AppSpec{AllowedGroups: []string{"ops", "eng"}}},
+		{"an internal user is admitted by an app that refuses external ones", []string{"read_user"}, oauth.AppSpec{DenyExternal: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixtureAsking(t, tt.upstream)
+			q := f.registerRuled(tt.spec)
+			got := f.toClient(q).Query()
+			if got.Get("code") == "" || got.Get("state") != "st" {
+				t.Fatalf("not admitted: %v", got)
+			}
+		})
+	}
+}
+
+func TestSignInRulesRefuseWithAPageThatSaysWhy(t *testing.T) {
+	tests := []struct {
+		name     string
+		upstream []string
+		external bool
+		spec     oauth.AppSpec
+		page     []string // what the page tells the person
+		fix      []string // what the trace tells administrators
+	}{
+		{"a person in no allowed group", withOpenID, false, oauth.AppSpec{AllowedUsers: []string{"grace"}, AllowedGroups: []string{"ops", "engineering"}},
+			[]string{"ada is not among the people allowed to sign in to Ruled"},
+			[]string{"grace", "ops, engineering", "--allow-user grace,ada"}},
+		{"groups required but unknown to the bridge", []string{"read_user"}, false, oauth.AppSpec{AllowedGroups: []string{"eng"}},
+			[]string{"ada", "Ruled", "groups"},
+			[]string{"SSOBRIDGE_GITLAB_SCOPES", "openid", "eng"}},
+		{"an external user at an app that refuses them", withOpenID, true, oauth.AppSpec{AllowedGroups: []string{"eng"}, DenyExternal: true},
+			[]string{"ada is an external user at GitLab, and Ruled does not admit external users"},
+			[]string{"--deny-external=false"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixtureAsking(t, tt.upstream)
+			if tt.external {
+				f.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Groups: []string{"eng", "eng/platform"}, External: true})
+			}
+			q := f.registerRuled(tt.spec)
+			resp := f.get(f.toCallback(q).String())
+			body := html.UnescapeString(readBody(t, resp))
+			if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Location") != "" {
+				t.Fatalf("status %d, Location %q; want 403 and no redirect", resp.StatusCode, resp.Header.Get("Location"))
+			}
+			for _, want := range append([]string{"Not allowed to sign in to Ruled"}, tt.page...) {
+				if !strings.Contains(body, want) {
+					t.Errorf("page lacks %q:\n%s", want, body)
+				}
+			}
+			failure, reason, fix := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
+			if failure != "user_not_allowed" {
+				t.Errorf("trace names %q, want user_not_allowed", failure)
+			}
+			for _, want := range tt.fix {
+				if !strings.Contains(fix, want) {
+					t.Errorf("fix %q lacks %q (reason %q)", fix, want, reason)
+				}
+			}
+			// The refused sign-in leaves nothing behind that a token could hang on.
+			if sessions, err := f.store.ListSessions(t.Context(), q.Get("client_id")); err != nil || len(sessions) != 0 {
+				t.Errorf("sessions after refusal: %v %v", sessions, err)
+			}
+		})
+	}
+}
+
+// registerRuled registers a trusted application named Ruled with spec's rules, and returns
+// Mattermost's authorize request for it.
+func (f *fixture) registerRuled(spec oauth.AppSpec) url.Values {
+	f.t.Helper()
+	spec.Name, spec.RedirectURIs, spec.Scopes, spec.Trusted, spec.Confidential = "Ruled", []string{mmRedirect}, []string{"read_user"}, true, true
+	app, _ := f.register(spec)
+	q := f.authorizeQuery("st")
+	q.Set("client_id", app.ID)
+	return q
+}
+
+func TestAppSpecRefusesMalformedRulesNamingTheField(t *testing.T) {
+	base := oauth.AppSpec{Name: "X", RedirectURIs: []string{mmRedirect}, Scopes: []string{"read_user"}}
+	tests := []struct {
+		name   string
+		users  []string
+		groups []string
+		says   string
+	}{
+		{"a username with a space", []string{"ada lovelace"}, nil, "allowed users"},
+		{"a username with @", []string{"@ada"}, nil, "without @"},
+		{"a group path as a username", []string{"eng/ada"}, nil, "allowed groups"},
+		{"a group with an empty segment", nil, []string{"eng//platform"}, "allowed groups"},
+		{"a group with a trailing slash", nil, []string{"eng/"}, "empty segment"},
+		{"a group given as a URL", nil, []string{"https://gitlab.example.com/eng"}, "full path"},
+		{"a group path over 255 characters", nil, []string{strings.Repeat("a", 256)}, "255"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := base
+			spec.AllowedUsers, spec.AllowedGroups = tt.users, tt.groups
+			err := spec.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("Validate: %v, want it to say %q", err, tt.says)
+			}
+		})
+	}
+	spec := base
+	spec.AllowedUsers, spec.AllowedGroups = []string{"ada", "grace.hopper", "bot_1"}, []string{"eng", "eng/platform", "my-org/sub.group"}
+	if err := spec.Validate(); err != nil {
+		t.Fatalf("sane rules refused: %v", err)
+	}
+}
+
+func TestRefreshOfAPersonNoLongerAllowedIsRefused(t *testing.T) {
+	f := newFixture(t)
+	refresh := f.tokens()["refresh_token"].(string)
+	f.app.AllowedUsers = []string{"grace"}
+	if err := f.store.UpdateApp(t.Context(), f.app); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.postToken(f.refreshForm(refresh))
+	if resp.StatusCode != 400 || body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), "ada") {
+		t.Fatalf("got %d %v", resp.StatusCode, body)
+	}
+}
