@@ -97,7 +97,7 @@ func (s *Server) authorize(c echo.Context) error {
 		return &PageError{Status: http.StatusBadRequest, Title: "Redirect URI not registered", Failure: "redirect_uri_not_registered",
 			Message: fmt.Sprintf("The redirect_uri %q is not registered for the application %s: %s.",
 				truncate(req.RedirectURI, 300), app.Name, explainRedirectURI(app.RedirectURIs, req.RedirectURI)),
-			Fix: "Administrators: the redirect URI is Mattermost's Site URL followed by /signup/gitlab/complete. Check Mattermost's Site URL (scheme, host and port), or add the URI to the application with `ssobridge apps update`."}
+			Fix: redirectFix(app)}
 	}
 	// From here on the redirect URI is the client's own: errors go back to it.
 	fail := func(code, format string, args ...any) error {
@@ -195,4 +195,15 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// redirectFix says how to fix an unregistered redirect URI, in Mattermost's terms for an
+// application registered for Mattermost.
+func redirectFix(app *store.Application) string {
+	for _, u := range app.RedirectURIs {
+		if strings.HasSuffix(u, "/gitlab/complete") {
+			return "Administrators: the redirect URI is Mattermost's Site URL followed by /signup/gitlab/complete. Check Mattermost's Site URL (scheme, host and port), or add the URI with `ssobridge apps update " + app.ID + " --mattermost-url SITE_URL`."
+		}
+	}
+	return "Administrators: register the client's redirect URI exactly as it sends it, with `ssobridge apps update " + app.ID + " --redirect-uri URI` (list every URI the application uses), or correct the client's configuration."
 }
