@@ -2,14 +2,23 @@ package gitlabapi
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"io"
+	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/net/http/httpproxy"
 	"golang.org/x/oauth2"
 )
 
@@ -150,5 +159,199 @@ func TestNewClientRefusesBadConfiguration(t *testing.T) {
 		if _, err := NewClient(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// discoveryOK answers GitLab's discovery document, which Ping reads.
+var discoveryOK = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/.well-known/openid-configuration" {
+		http.NotFound(w, r)
+		return
+	}
+	_, _ = w.Write([]byte(`{}`))
+})
+
+func TestAGitLabSignedByAPrivateCAIsTrustedOnlyWithThatCA(t *testing.T) {
+	srv := httptest.NewUnstartedServer(discoveryOK)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	srv.StartTLS()
+	defer srv.Close()
+	ctx := context.Background()
+
+	err := newTestClient(t, srv.URL, NewHTTPClient()).Ping(ctx)
+	if err == nil {
+		t.Fatal("a certificate of an unknown CA was accepted with the system's pool")
+	}
+	if ue := upstreamErr(t, err); ue.Kind != KindTLS {
+		t.Errorf("without the CA: got %s: %v", ue.Kind, ue)
+	}
+
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	if err := newTestClient(t, srv.URL, NewHTTPClient(WithRootCAs(pool))).Ping(ctx); err != nil {
+		t.Errorf("with the CA: %v", err)
+	}
+}
+
+// gitlabHost is the upstream's name in the proxy tests. It must not be localhost or a loopback
+// literal: proxy selection never proxies those.
+const gitlabHost = "gitlab.corp.example"
+
+// dialingAs stands in for DNS: a dial of name goes to addr, any other address is dialled as is.
+// Each address asked for is recorded in dialed, when given.
+func dialingAs(name, addr string, dialed *recorder) func(context.Context, string, string) (net.Conn, error) {
+	var d net.Dialer
+	return func(ctx context.Context, network, a string) (net.Conn, error) {
+		if dialed != nil {
+			dialed.add(a)
+		}
+		if a == name {
+			a = addr
+		}
+		return d.DialContext(ctx, network, a)
+	}
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (r *recorder) add(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.list = append(r.list, s)
+}
+
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.list
+	r.list = nil
+	return l
+}
+
+// forwardProxy is a plain-HTTP forward proxy: it takes absolute-form requests
+// (GET http://host/path HTTP/1.1), records their targets and forwards them through next.
+type forwardProxy struct {
+	*httptest.Server
+	seen recorder
+}
+
+func newForwardProxy(t *testing.T, next http.RoundTripper) *forwardProxy {
+	p := &forwardProxy{}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !r.URL.IsAbs() {
+			http.Error(w, "a forward proxy takes absolute-form requests only", http.StatusBadRequest)
+			return
+		}
+		p.seen.add(r.RequestURI)
+		out, err := http.NewRequestWithContext(r.Context(), r.Method, r.RequestURI, nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		out.Header = r.Header.Clone()
+		resp, err := next.RoundTrip(out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		maps.Copy(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+func TestUpstreamCallsGoThroughTheProxyUnlessNoProxyCoversGitLab(t *testing.T) {
+	upstream := httptest.NewServer(discoveryOK)
+	defer upstream.Close()
+	proxy := newForwardProxy(t, &http.Transport{DialContext: dialingAs(gitlabHost+":80", upstream.Listener.Addr().String(), nil)})
+	proxyAddr := proxy.Listener.Addr().String()
+
+	tests := []struct {
+		name, noProxy string
+		viaProxy      bool
+	}{
+		{"with HTTP_PROXY set, calls go through the proxy", "", true},
+		{"NO_PROXY naming GitLab's host makes calls direct", gitlabHost, false},
+		{"NO_PROXY naming GitLab's domain makes calls direct", ".corp.example", false},
+		{"NO_PROXY naming another host leaves calls on the proxy", "other.example", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := httpproxy.Config{HTTPProxy: proxy.URL, NoProxy: tt.noProxy}
+			fromEnv := env.ProxyFunc()
+			hc := NewHTTPClient(WithProxy(func(r *http.Request) (*url.URL, error) { return fromEnv(r.URL) }))
+			var dialed recorder
+			hc.Transport.(*http.Transport).DialContext = dialingAs(gitlabHost+":80", upstream.Listener.Addr().String(), &dialed)
+			proxy.seen.take()
+
+			if err := newTestClient(t, "http://"+gitlabHost, hc).Ping(context.Background()); err != nil {
+				t.Fatalf("ping: %v", err)
+			}
+			seen, addrs := proxy.seen.take(), dialed.take()
+			if tt.viaProxy {
+				want := "http://" + gitlabHost + "/.well-known/openid-configuration"
+				if len(seen) != 1 || seen[0] != want || len(addrs) != 1 || addrs[0] != proxyAddr {
+					t.Errorf("the proxy saw %q (want %q); the client dialled %q (want the proxy, %s)", seen, want, addrs, proxyAddr)
+				}
+			} else if len(seen) != 0 || len(addrs) != 1 || addrs[0] != gitlabHost+":80" {
+				t.Errorf("the proxy saw %q (want nothing); the client dialled %q (want %s:80)", seen, addrs, gitlabHost)
+			}
+		})
+	}
+}
+
+// TestNewHTTPClientTakesTheProxyFromTheProcessEnvironment runs itself in a child process with
+// HTTP_PROXY and NO_PROXY set, since http.ProxyFromEnvironment reads them once per process: the
+// child pings GitLab with NewHTTPClient's defaults.
+func TestNewHTTPClientTakesTheProxyFromTheProcessEnvironment(t *testing.T) {
+	if os.Getenv("GITLABAPI_TEST_PROXY_CHILD") != "" {
+		upstream := httptest.NewServer(discoveryOK)
+		defer upstream.Close()
+		hc := NewHTTPClient()
+		hc.Transport.(*http.Transport).DialContext = dialingAs(gitlabHost+":80", upstream.Listener.Addr().String(), nil)
+		if err := newTestClient(t, "http://"+gitlabHost, hc).Ping(context.Background()); err != nil {
+			t.Fatalf("ping: %v", err)
+		}
+		return
+	}
+	upstream := httptest.NewServer(discoveryOK)
+	defer upstream.Close()
+	proxy := newForwardProxy(t, &http.Transport{DialContext: dialingAs(gitlabHost+":80", upstream.Listener.Addr().String(), nil)})
+
+	for _, tt := range []struct {
+		name, noProxy string
+		viaProxy      bool
+	}{
+		{"HTTP_PROXY alone sends the call through the proxy", "", true},
+		{"NO_PROXY naming GitLab keeps the call direct", gitlabHost, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestNewHTTPClientTakesTheProxyFromTheProcessEnvironment$", "-test.count=1")
+			for _, kv := range os.Environ() {
+				switch k, _, _ := strings.Cut(kv, "="); strings.ToUpper(k) {
+				case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "REQUEST_METHOD":
+				default:
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(cmd.Env, "GITLABAPI_TEST_PROXY_CHILD=1", "HTTP_PROXY="+proxy.URL, "NO_PROXY="+tt.noProxy)
+			proxy.seen.take()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("child: %v\n%s", err, out)
+			}
+			seen := proxy.seen.take()
+			if tt.viaProxy && len(seen) != 1 {
+				t.Errorf("the proxy saw %q, want the ping", seen)
+			}
+			if !tt.viaProxy && len(seen) != 0 {
+				t.Errorf("the proxy saw %q, want nothing", seen)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -56,6 +57,11 @@ type Config struct {
 	TraceRetention time.Duration
 	MaxTraces      int
 	StallAfter     time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client (in the access
+	// log); from any other peer the header is ignored and the peer's address is the client's. Nil
+	// trusts none. Nothing else is taken from forwarded headers: the bridge's own URLs always come
+	// from PublicURL, never from X-Forwarded-Host, X-Forwarded-Proto or Host.
+	TrustedProxies []*net.IPNet
 }
 
 // Server is the bridge's provider.
@@ -159,8 +165,9 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = clientIP(s.cfg.TrustedProxies)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true}))
-	e.Use(s.observe, securityHeaders)
+	e.Use(s.observe, securityHeaders(s.public.Scheme == "https"))
 	e.GET("/oauth/authorize", s.authorize)
 	e.GET(CallbackPath, s.callback)
 	e.POST("/oauth/token", s.token)
@@ -179,16 +186,34 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
+// clientIP believes X-Forwarded-For only as far as it was written by the trusted proxies. Echo
+// with no extractor believes any client's header, and its trust options start out trusting every
+// loopback, link-local and private address, so that a client on the same network could name any
+// address it liked; only what the operator lists is trusted here.
+func clientIP(trusted []*net.IPNet) echo.IPExtractor {
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
 // securityHeaders keeps bridge pages out of frames and caches, and its URLs out of Referer
 // headers sent to other sites.
-func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		h := c.Response().Header()
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Content-Type-Options", "nosniff")
-		return next(c)
+// Behind https, browsers are also told to come back only over https (HSTS).
+func securityHeaders(https bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Response().Header()
+			if https {
+				h.Set("Strict-Transport-Security", "max-age=31536000")
+			}
+			h.Set("X-Frame-Options", "DENY")
+			h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'")
+			h.Set("Referrer-Policy", "no-referrer")
+			h.Set("X-Content-Type-Options", "nosniff")
+			return next(c)
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +42,14 @@ type serveConfig struct {
 	stall       time.Duration
 	logLevel    slog.Level
 	logFormat   string
+	// tls serves HTTPS on listen; nil: plain HTTP, TLS ending at a proxy in front.
+	tls *certReloader
+	// redirectListen is a plain-HTTP listener that sends everyone to publicHost over HTTPS.
+	redirectListen string
+	publicHost     string
+	trustedProxies []*net.IPNet
+	// gitlabCAs verify GitLab's certificate; nil: the system's.
+	gitlabCAs *x509.CertPool
 }
 
 func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
@@ -48,10 +58,15 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	listen := st.add("listen", ":8080", "address to listen on, host:port")
 	adminListen := st.add("admin-listen", "127.0.0.1:9090", "address of the operators' listener (/metrics, /healthz, /readyz); keep it private; empty: none")
 	adminToken := st.add("admin-token", "", "if set, the operators' listener asks for Authorization: Bearer TOKEN (the health probes excepted)")
+	tlsCert := st.add("tls-cert", "", "PEM file of the certificate (with its chain) to serve HTTPS with on --listen, together with --tls-key; read again on SIGHUP, without dropping connections; empty: plain HTTP, for TLS ending at a proxy in front")
+	tlsKey := st.add("tls-key", "", "PEM file of the certificate's private key (may be the certificate's file); read again with it on SIGHUP")
+	redirectListen := st.add("http-redirect-listen", "", "address of a plain-HTTP listener, e.g. :80, that answers every request with a redirect (308) to the same path on the public URL's host over HTTPS; needs --tls-cert; empty: none")
+	trustedProxies := st.add("trusted-proxies", "", "reverse proxies whose X-Forwarded-For names the client in the logs: IP addresses or CIDR ranges, comma-separated, e.g. 10.0.0.0/8,192.0.2.7; empty: none, the peer's address is the client's. The bridge's own URLs always come from --public-url, never from X-Forwarded-Host")
 	gitlabURL := st.add("gitlab-url", "", "the upstream GitLab's base URL, e.g. https://gitlab.example.com")
 	clientID := st.add("gitlab-client-id", "", "the bridge's application ID at GitLab (its redirect URI there is PUBLIC_URL/oauth/callback)")
 	clientSecret := st.add("gitlab-client-secret", "", "the bridge's application secret at GitLab")
 	scopes := st.add("gitlab-scopes", "read_user", "scopes the bridge asks of GitLab, space-separated")
+	gitlabCA := st.add("gitlab-ca-file", "", "PEM file of certificate authorities trusted, beside the system's, for the bridge's calls to GitLab (a GitLab whose certificate a private CA signed). Those calls also follow HTTPS_PROXY, HTTP_PROXY and NO_PROXY")
 	redisURL := addRedisSetting(st)
 	keys := addKeySettings(st)
 	accessTTL := st.add("access-token-ttl", "2h", "lifetime of the access tokens the bridge issues")
@@ -117,8 +132,77 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 				return nil, redisURL.errorf("%v", err)
 			}
 		}
+		if cfg.trustedProxies, err = parseTrustedProxies(trustedProxies); err != nil {
+			return nil, err
+		}
+		if strings.TrimSpace(gitlabCA.value) != "" {
+			if cfg.gitlabCAs, err = loadCAFile(gitlabCA); err != nil {
+				return nil, err
+			}
+		}
+		hasCert, hasKey := strings.TrimSpace(tlsCert.value) != "", strings.TrimSpace(tlsKey.value) != ""
+		switch {
+		case hasCert && !hasKey:
+			return nil, tlsKey.errorf("is missing: with %s set the bridge serves HTTPS and needs the certificate's private key too; set both, or neither for plain HTTP", tlsCert.env())
+		case hasKey && !hasCert:
+			return nil, tlsCert.errorf("is missing: with %s set the bridge serves HTTPS and needs the certificate too; set both, or neither for plain HTTP", tlsKey.env())
+		case hasCert && hasKey:
+			if cfg.tls, err = newCertReloader(tlsCert, tlsKey); err != nil {
+				return nil, err
+			}
+		}
+		if redirectListen.value != "" {
+			if _, port, err := net.SplitHostPort(redirectListen.value); err != nil || port == "" {
+				return nil, redirectListen.errorf("%q is not host:port (for example :80), or empty for none", redirectListen.value)
+			}
+			if cfg.tls == nil {
+				return nil, redirectListen.errorf("redirects to HTTPS, which the bridge serves only with %s and %s; set them, or leave this empty when a proxy in front ends TLS (and redirects)", tlsCert.env(), tlsKey.env())
+			}
+			if pu.Scheme != "https" {
+				return nil, redirectListen.errorf("redirects to the public URL's host over HTTPS, but %s is %s; make it https://", public.env(), cfg.publicURL)
+			}
+			cfg.redirectListen, cfg.publicHost = redirectListen.value, pu.Host
+		}
 		return cfg, nil
 	}
+}
+
+// parseTrustedProxies reads comma-separated IP addresses and CIDR ranges; an address is a range
+// of one.
+func parseTrustedProxies(s *setting) ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, f := range strings.Split(s.value, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if strings.Contains(f, "/") {
+			_, n, err := net.ParseCIDR(f)
+			if err != nil {
+				return nil, s.errorf("%q is not a CIDR range such as 10.0.0.0/8 or 2001:db8::/32", f)
+			}
+			nets = append(nets, n)
+			continue
+		}
+		ip := net.ParseIP(f)
+		if ip == nil {
+			return nil, s.errorf("%q is not an IP address or a CIDR range (such as 192.0.2.7 or 10.0.0.0/8)", f)
+		}
+		bits := 8 * net.IPv6len
+		if ip4 := ip.To4(); ip4 != nil {
+			ip, bits = ip4, 8*net.IPv4len
+		}
+		nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+	}
+	return nets, nil
+}
+
+// upstreamHTTPClient makes the bridge's calls to GitLab.
+func (cfg *serveConfig) upstreamHTTPClient() *http.Client {
+	var opts []gitlabapi.HTTPOption
+	if cfg.gitlabCAs != nil {
+		opts = append(opts, gitlabapi.WithRootCAs(cfg.gitlabCAs))
+	}
+	return gitlabapi.NewHTTPClient(opts...)
 }
 
 func addRedisSetting(st *settings) *setting {
@@ -206,6 +290,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	log := newLogger(stderr, cfg.logFormat, cfg.logLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return serveBridge(ctx, cfg, log)
+}
+
+// serveBridge runs the bridge until ctx ends or a listener fails.
+func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	s, err := openStore(ctx, cfg.redisURL, log)
 	if err != nil {
 		return err
@@ -216,7 +307,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	metrics := oauth.NewMetrics()
-	cfg.upstream.HTTPClient = gitlabapi.NewHTTPClient()
+	cfg.upstream.HTTPClient = cfg.upstreamHTTPClient()
 	cfg.upstream.HTTPClient.Transport = metrics.Transport(cfg.upstream.HTTPClient.Transport)
 	up, err := gitlabapi.NewClient(cfg.upstream)
 	if err != nil {
@@ -224,30 +315,66 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
 		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL,
-		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall})
+		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall, TrustedProxies: cfg.trustedProxies})
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return fmt.Errorf("listening on %s (SSOBRIDGE_LISTEN): %w", cfg.listen, err)
+
+	type server struct {
+		ln net.Listener
+		h  http.Handler
 	}
-	errc := make(chan error, 2)
-	if cfg.adminListen != "" {
-		aln, err := net.Listen("tcp", cfg.adminListen)
+	var servers []server
+	listen := func(addr, env string, h http.Handler) error {
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			ln.Close()
-			return fmt.Errorf("listening on %s (SSOBRIDGE_ADMIN_LISTEN): %w", cfg.adminListen, err)
+			for _, sv := range servers {
+				sv.ln.Close()
+			}
+			return fmt.Errorf("listening on %s (%s): %w", addr, env, err)
 		}
-		log.Info("operators' listener", "addr", aln.Addr().String(), "token_required", cfg.adminToken != "")
-		go func() { errc <- serveUntilDone(ctx, aln, srv.AdminHandler(cfg.adminToken), log) }()
+		servers = append(servers, server{ln, h})
+		return nil
 	}
-	log.Info("bridge listening", "addr", ln.Addr().String(), "public_url", cfg.publicURL,
-		"gitlab_url", up.BaseURL(), "callback_url", srv.CallbackURL())
-	go func() { errc <- serveUntilDone(ctx, ln, srv.Handler(), log) }()
+	if err := listen(cfg.listen, "SSOBRIDGE_LISTEN", srv.Handler()); err != nil {
+		return err
+	}
+	bridgeAddr := servers[0].ln.Addr().String()
+	if cfg.tls != nil {
+		servers[0].ln = tls.NewListener(servers[0].ln, cfg.tls.tlsConfig())
+		// Registered before anything is served, so that a SIGHUP sent once the bridge is up
+		// reloads the certificate rather than ending the process.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go cfg.tls.reloadOn(ctx, hup, log)
+		logCertificate(log, "serving HTTPS; SIGHUP reloads the certificate", cfg.tls.leaf())
+	}
+	if cfg.adminListen != "" {
+		if err := listen(cfg.adminListen, "SSOBRIDGE_ADMIN_LISTEN", srv.AdminHandler(cfg.adminToken)); err != nil {
+			return err
+		}
+		log.Info("operators' listener", "addr", servers[len(servers)-1].ln.Addr().String(), "token_required", cfg.adminToken != "")
+	}
+	if cfg.redirectListen != "" {
+		if err := listen(cfg.redirectListen, "SSOBRIDGE_HTTP_REDIRECT_LISTEN", redirectToHTTPS(cfg.publicHost)); err != nil {
+			return err
+		}
+		log.Info("redirecting plain HTTP to HTTPS", "addr", servers[len(servers)-1].ln.Addr().String(), "to", "https://"+cfg.publicHost)
+	}
+	proxies := make([]string, len(cfg.trustedProxies))
+	for i, n := range cfg.trustedProxies {
+		proxies[i] = n.String()
+	}
+	log.Info("bridge listening", "addr", bridgeAddr, "tls", cfg.tls != nil, "public_url", cfg.publicURL,
+		"gitlab_url", up.BaseURL(), "callback_url", srv.CallbackURL(), "trusted_proxies", proxies)
+	errc := make(chan error, len(servers))
+	for _, sv := range servers {
+		go func() { errc <- serveUntilDone(ctx, sv.ln, sv.h, log) }()
+	}
 	err = <-errc
 	stop()
-	if cfg.adminListen != "" {
+	for range len(servers) - 1 {
 		if err2 := <-errc; err == nil {
 			err = err2
 		}
@@ -258,6 +385,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 // serveUntilDone serves until ctx ends, then lets requests in flight finish.
 func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
 	hs := newHTTPServer(h)
+	// net/http's own messages, mostly failed TLS handshakes, as lines of the bridge's log rather
+	// than unstructured text on stderr.
+	hs.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
