@@ -284,3 +284,23 @@ func TestTraceNamesAnExpiredAccessToken(t *testing.T) {
 		t.Errorf("introspection of an expired token: %s", body)
 	}
 }
+
+func TestTraceOfASignInThatNeverCameBackFromGitLabIsStalled(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.StallAfter = 50 * time.Millisecond }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	// The bridge's application at GitLab lost its redirect URI: GitLab shows its error page.
+	up := f.upstream
+	up.RedirectURIs = []string{"https://elsewhere.example/callback"}
+	f.gl.AddApplication(up)
+	resp := f.authorize(f.authorizeQuery("s"))
+	id := resp.Header.Get(oauth.HeaderTraceID)
+	if page := f.get(location(t, resp).String()); page.StatusCode == http.StatusFound {
+		t.Fatal("GitLab sent the browser back although the redirect URI is not registered")
+	}
+	time.Sleep(100 * time.Millisecond)
+	tr := f.traceOf(id)
+	if tr["outcome"] != "stalled" || tr["failure"] != "never_back_from_gitlab" || !strings.Contains(tr["fix"].(string), "/oauth/callback") {
+		t.Fatalf("trace %v", tr)
+	}
+}

@@ -24,13 +24,18 @@ const (
 	FailureClientNeverRedeemedCode = "client_never_redeemed_code"
 	// FailureClientNeverFetchedUser: Mattermost redeemed its code and never asked /api/v4/user.
 	FailureClientNeverFetchedUser = "client_never_fetched_user"
+	// FailureNeverBackFromGitLab: the bridge sent the browser to GitLab, and it never came back
+	// to the bridge's callback.
+	FailureNeverBackFromGitLab = "never_back_from_gitlab"
 )
 
 // Step names Outcome reads.
 const (
-	stepRedirectToClient = "redirect_to_client"
-	stepToken            = "token"
-	stepUser             = "user"
+	stepUpstreamAuthorize = "upstream_authorize"
+	stepCallback          = "callback"
+	stepRedirectToClient  = "redirect_to_client"
+	stepToken             = "token"
+	stepUser              = "user"
 )
 
 // Outcome derives what became of the sign-in t by now: OutcomeFailed with the first failed step's
@@ -54,6 +59,11 @@ func FixFor(failure string) string {
 			"HTTP(S)_PROXY, and TLS (a self-signed certificate needs EnableInsecureOutgoingConnections). If the " +
 			"browser showed a Mattermost error instead, Mattermost's Site URL is not the address users open, so " +
 			"Mattermost refused the state before redeeming the code; Mattermost's log names the error."
+	case FailureNeverBackFromGitLab:
+		return "GitLab did not send the browser back to the bridge. If GitLab showed \"The redirect URI included is not valid\", " +
+			"register the bridge's callback (SSOBRIDGE_PUBLIC_URL + /oauth/callback) exactly in the bridge's application at GitLab; " +
+			"if it showed \"unknown client\", check SSOBRIDGE_GITLAB_CLIENT_ID. Otherwise the person did not finish signing in at " +
+			"GitLab: they gave up, could not sign in (a blocked account is refused there), or pressed nothing on GitLab's consent page."
 	case FailureClientNeverFetchedUser:
 		return "Mattermost redeemed the code but never asked for the user. Set User API Endpoint " +
 			"(config.json GitLabSettings.UserAPIEndpoint, UserApiEndpoint in older versions) to the bridge's " +
@@ -81,9 +91,13 @@ func derive(t *store.Trace, now time.Time, stall time.Duration) derived {
 		}
 	}
 	mattermost := isMattermost(t, steps)
-	redirect, token, user := -1, -1, -1
+	upstream, callback, redirect, token, user := -1, -1, -1, -1, -1
 	for i, s := range steps {
 		switch s.Step {
+		case stepUpstreamAuthorize:
+			upstream = i
+		case stepCallback:
+			callback = i
 		case stepRedirectToClient:
 			redirect = i
 		case stepToken:
@@ -96,6 +110,15 @@ func derive(t *store.Trace, now time.Time, stall time.Duration) derived {
 		return derived{outcome: OutcomeCompleted}
 	}
 	stalled := func(i int) bool { return now.Sub(steps[i].At) > stall }
+	if upstream >= 0 && callback < 0 && stalled(upstream) {
+		s := &steps[upstream]
+		return derived{
+			outcome: OutcomeStalled, failure: FailureNeverBackFromGitLab, step: s,
+			reason: fmt.Sprintf("The bridge sent the browser to GitLab at %s and it did not come back to the bridge's callback in the %s since.",
+				clock(s.At), since(now, s.At)),
+			fix: FixFor(FailureNeverBackFromGitLab),
+		}
+	}
 	if token > redirect && mattermost && stalled(token) {
 		s := &steps[token]
 		return derived{

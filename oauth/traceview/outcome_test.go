@@ -67,7 +67,8 @@ func TestOutcome(t *testing.T) {
 			upTo("token"), lastAt(upTo("token")).Add(stall + time.Second), OutcomeStalled, FailureClientNeverFetchedUser},
 		{"Mattermost is known by its redirect_uri whatever the app is called",
 			renamed, t0.Add(time.Hour), OutcomeStalled, FailureClientNeverFetchedUser},
-		{"a user still at GitLab is in progress, however long", upTo("upstream_authorize"), t0.Add(time.Hour), OutcomeInProgress, ""},
+		{"a browser sent to GitLab is in progress within the stall time", upTo("upstream_authorize"), t0.Add(time.Second), OutcomeInProgress, ""},
+		{"a browser that never came back from GitLab is stalled", upTo("upstream_authorize"), t0.Add(time.Hour), OutcomeStalled, FailureNeverBackFromGitLab},
 		{"a trace with no steps is in progress", &store.Trace{ID: "x"}, t0, OutcomeInProgress, ""},
 		{"no trace is in progress", nil, t0, OutcomeInProgress, ""},
 	}
