@@ -21,6 +21,9 @@ Usage:
                               say what to fix; --login drives a whole sign-in
   ssobridge genkey            print a new encryption key (SSOBRIDGE_ENCRYPTION_KEY)
   ssobridge keys rotate       make a new OpenID Connect signing key for every instance
+  ssobridge healthcheck       exit 0 if the bridge's /healthz answers 200 (container health checks)
+  ssobridge gitlab-emulator   run the GitLab emulator for the e2e test stack (a test double,
+                              never for production)
   ssobridge help              this text
 `
 
@@ -47,6 +50,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runKeys(args[1:], stdout, stderr)
 	case "doctor":
 		err = runDoctor(args[1:], stdout, stderr)
+	case "healthcheck":
+		err = runHealthcheck(args[1:], stdout, stderr)
+	case "gitlab-emulator":
+		err = runGitLabEmulator(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
