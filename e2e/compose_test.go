@@ -3,14 +3,11 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net"
-	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,22 +17,19 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
-	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v4"
 
 	"github.com/ssobridge/ssobridge/mattermost"
 	"github.com/ssobridge/ssobridge/oauth"
-	"github.com/ssobridge/ssobridge/oauth/store"
-	"github.com/ssobridge/ssobridge/oauth/store/redisstore"
 )
 
 // The compose file is checked by parsing it with the Compose Specification's own loader: no
-// Docker engine is needed, so nothing here is skipped. The stack itself is exercised by
-// TestComposeStackSignsIntoMattermost, which runs inside it (the e2e service).
+// Docker engine is needed, so nothing here is skipped. The stack itself is exercised by the stack
+// tests (stack_login_test.go): inside it (the e2e service), and locally, where startStack runs its
+// programs with the environments this file gives them.
 
 const (
 	composeFile = "../docker-compose.yml"
@@ -44,11 +38,12 @@ const (
 	dockerfile  = "../deploy/Dockerfile"
 )
 
-// e2eSettings are the variables the e2e service hands TestComposeStackSignsIntoMattermost; the
-// programs read none of them.
+// e2eSettings are the variables the e2e service hands the stack tests (startStack); the programs
+// read none of them.
 var e2eSettings = []string{
 	"SSOBRIDGE_E2E_BRIDGE_URL", "SSOBRIDGE_E2E_GITLAB_URL", "SSOBRIDGE_E2E_MATTERMOST_URL", "SSOBRIDGE_E2E_REDIS_URL",
 	"SSOBRIDGE_E2E_MATTERMOST_APP_ID", "SSOBRIDGE_E2E_MATTERMOST_APP_SECRET", "SSOBRIDGE_E2E_GITLAB_USER",
+	"SSOBRIDGE_E2E_BRIDGE_ADMIN_URL",
 }
 
 // e2eServices are those of the e2e profile; a real deployment runs the others.
@@ -306,7 +301,7 @@ func TestComposeServicesSetOnlySettingsTheProgramsRead(t *testing.T) {
 	}
 	for _, k := range e2eSettings {
 		if env(service(t, p, "e2e"))[k] == "" {
-			t.Errorf("e2e: %s is not set; TestComposeStackSignsIntoMattermost needs it", k)
+			t.Errorf("e2e: %s is not set; the stack tests need it (startStack)", k)
 		}
 	}
 }
@@ -669,94 +664,4 @@ func readEnvFile(path string) (map[string]string, error) {
 		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
 	return out, sc.Err()
-}
-
-// TestComposeStackSignsIntoMattermost signs in to the real Mattermost through the bridge and the
-// GitLab emulator, as a browser does. It runs in the e2e service of docker-compose.yml, which
-// sets SSOBRIDGE_E2E_*; elsewhere there is no stack to sign in to.
-func TestComposeStackSignsIntoMattermost(t *testing.T) {
-	if os.Getenv("SSOBRIDGE_E2E_MATTERMOST_URL") == "" {
-		t.Skip("needs the compose e2e stack: docker compose --env-file deploy/e2e.env --profile e2e up --exit-code-from e2e")
-	}
-	v := map[string]string{}
-	for _, k := range e2eSettings {
-		if v[k] = os.Getenv(k); v[k] == "" {
-			t.Fatalf("%s is not set; the e2e service of docker-compose.yml sets it", k)
-		}
-	}
-	siteURL, bridgeURL, gitlabURL := v["SSOBRIDGE_E2E_MATTERMOST_URL"], v["SSOBRIDGE_E2E_BRIDGE_URL"], v["SSOBRIDGE_E2E_GITLAB_URL"]
-
-	// Mattermost was started with this application's ID and secret; the bridge learns of it here.
-	opts, err := redisstore.ParseURL(v["SSOBRIDGE_E2E_REDIS_URL"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := redisstore.New(redis.NewUniversalClient(opts), "")
-	defer st.Close()
-	app, _, err := oauth.NewApplication(oauth.AppSpec{Name: "Mattermost (e2e)", RedirectURIs: mattermost.RedirectURIs(siteURL),
-		Scopes: []string{"read_user"}, Trusted: true, Confidential: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.ID, app.SecretHash = v["SSOBRIDGE_E2E_MATTERMOST_APP_ID"], store.HashSecret(v["SSOBRIDGE_E2E_MATTERMOST_APP_SECRET"])
-	if err := st.CreateApp(t.Context(), app); errors.Is(err, store.ErrExists) {
-		err = st.UpdateApp(t.Context(), app) // a stack started again on its old Redis volume
-		if err != nil {
-			t.Fatal(err)
-		}
-	} else if err != nil {
-		t.Fatal(err)
-	}
-
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hops []string
-	client := &http.Client{Jar: jar, Timeout: 60 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		hops = append(hops, req.URL.Scheme+"://"+req.URL.Host+req.URL.Path)
-		if len(via) > 20 {
-			return errors.New("more than 20 redirects")
-		}
-		return nil
-	}}
-	resp, err := client.Get(siteURL + "/oauth/gitlab/login")
-	if err != nil {
-		t.Fatalf("signing in: %v (redirects: %v)", err, hops)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || strings.HasPrefix(resp.Request.URL.Path, "/error") {
-		t.Fatalf("signing in ended at %s with %s (redirects: %v)", resp.Request.URL, resp.Status, hops)
-	}
-	for _, want := range []string{bridgeURL + mattermost.AuthorizePath, gitlabURL + "/oauth/authorize",
-		oauth.CallbackURLFor(bridgeURL), siteURL + mattermost.SignupCompletePath} {
-		if !slices.Contains(hops, want) {
-			t.Errorf("the sign-in did not pass %s (redirects: %v)", want, hops)
-		}
-	}
-
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, siteURL+"/api/v4/users/me", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Requested-With", "XMLHttpRequest")
-	var me struct {
-		Username    string `json:"username"`
-		AuthService string `json:"auth_service"`
-	}
-	resp, err = client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("Mattermost has no session after the sign-in: /api/v4/users/me answered %s: %s", resp.Status, body)
-	}
-	if err := json.Unmarshal(body, &me); err != nil {
-		t.Fatal(err)
-	}
-	if me.Username != v["SSOBRIDGE_E2E_GITLAB_USER"] || (me.AuthService != "" && me.AuthService != "gitlab") {
-		t.Errorf("Mattermost signed in %q (auth service %q); want %q through GitLab SSO", me.Username, me.AuthService, v["SSOBRIDGE_E2E_GITLAB_USER"])
-	}
 }

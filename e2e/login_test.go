@@ -16,8 +16,9 @@ import (
 	"github.com/ssobridge/ssobridge/oauth/store/storetest"
 )
 
-// stack is a bridge on real Redis in front of the GitLab emulator, with Mattermost registered.
-type stack struct {
+// inProcessStack is a bridge built from the library, on real Redis in front of the GitLab
+// emulator, with Mattermost registered.
+type inProcessStack struct {
 	gl     *gitlabtest.Server
 	bridge *httptest.Server
 	mm     *mattermost.Client
@@ -26,7 +27,7 @@ type stack struct {
 
 const siteURL = "https://mattermost.example.com"
 
-func newStack(t *testing.T) *stack {
+func newInProcessStack(t *testing.T) *inProcessStack {
 	t.Helper()
 	opts, err := redisstore.ParseURL(storetest.RedisURL(t))
 	if err != nil {
@@ -70,7 +71,7 @@ func newStack(t *testing.T) *stack {
 	if err := mm.Settings.Validate(); err != nil {
 		t.Fatalf("the settings the bridge prints do not satisfy Mattermost: %v", err)
 	}
-	return &stack{gl: gl, bridge: bridge, mm: mm, rdb: rdb}
+	return &inProcessStack{gl: gl, bridge: bridge, mm: mm, rdb: rdb}
 }
 
 func TestMattermostSignsInThroughTheBridgeOnRedis(t *testing.T) {
@@ -88,7 +89,7 @@ func TestMattermostSignsInThroughTheBridgeOnRedis(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newStack(t)
+			s := newInProcessStack(t)
 			s.gl.AddUser(tt.user)
 			s.gl.SignIn(tt.user.Username)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -116,7 +117,7 @@ func TestMattermostSignsInThroughTheBridgeOnRedis(t *testing.T) {
 }
 
 func TestMattermostSignInOfABlockedAccountFails(t *testing.T) {
-	s := newStack(t)
+	s := newInProcessStack(t)
 	s.gl.AddUser(gitlabtest.User{ID: 7, Username: "mallory", Name: "Mallory", Email: "m@example.com"})
 	s.gl.SignIn("mallory")
 	// Blocked after signing in at GitLab, before the browser comes back to the bridge: GitLab
