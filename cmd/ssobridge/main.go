@@ -21,6 +21,9 @@ Usage:
                               say what to fix; --login drives a whole sign-in
   ssobridge genkey            print a new encryption key (SSOBRIDGE_ENCRYPTION_KEY)
   ssobridge keys rotate       make a new OpenID Connect signing key for every instance
+  ssobridge export [--file F] back up applications (secrets only hashed), consents and the sealed
+                              signing keys as JSON; no sessions or tokens (see export --help)
+  ssobridge import [--file F] restore an export; refuses a bad file whole, safe to repeat
   ssobridge healthcheck       exit 0 if the bridge's /healthz answers 200 (container health checks)
   ssobridge gitlab-emulator   run the GitLab emulator for the e2e test stack (a test double,
                               never for production)
@@ -48,6 +51,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runGenkey(args[1:], stdout, stderr)
 	case "keys":
 		err = runKeys(args[1:], stdout, stderr)
+	case "export":
+		err = runExport(args[1:], stdout, stderr)
+	case "import":
+		err = runImport(args[1:], stdout, stderr)
 	case "doctor":
 		err = runDoctor(args[1:], stdout, stderr)
 	case "healthcheck":

@@ -164,9 +164,12 @@ type Store interface {
 
 	// Consents a person gave an application: the scopes allowed, by GitLab user id.
 	// GetConsent returns ErrNotFound when there is none. DeleteConsents removes one person's
-	// (userID > 0) or everybody's (userID == 0) consents for the application.
+	// (userID > 0) or everybody's (userID == 0) consents for the application. ListConsents
+	// returns every consent of the application by user id, an empty map when there is none: it
+	// is what a backup needs, since consents are the one grant that outlives a sign-in.
 	PutConsent(ctx context.Context, clientID string, userID int64, scopes []string) error
 	GetConsent(ctx context.Context, clientID string, userID int64) ([]string, error)
+	ListConsents(ctx context.Context, clientID string) (map[int64][]string, error)
 	DeleteConsents(ctx context.Context, clientID string, userID int64) error
 
 	// The bridge's OpenID Connect signing keys, sealed by the bridge: one value shared by every

@@ -506,6 +506,20 @@ func (s *Store) GetConsent(_ context.Context, clientID string, userID int64) ([]
 	return *scopes, nil
 }
 
+func (s *Store) ListConsents(_ context.Context, clientID string) (map[int64][]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[int64][]string, len(s.consents[clientID]))
+	for userID, b := range s.consents[clientID] {
+		scopes, err := decode[[]string]("list consents", b)
+		if err != nil {
+			return nil, err
+		}
+		out[userID] = *scopes
+	}
+	return out, nil
+}
+
 func (s *Store) DeleteConsents(_ context.Context, clientID string, userID int64) error {
 	if userID < 0 {
 		return fmt.Errorf("memstore: delete consents: user id %d is negative", userID)

@@ -605,6 +605,28 @@ func (s *Store) GetConsent(ctx context.Context, clientID string, userID int64) (
 	return *scopes, nil
 }
 
+func (s *Store) ListConsents(ctx context.Context, clientID string) (map[int64][]string, error) {
+	fields, err := s.c.HGetAll(ctx, s.consentsKey(clientID)).Result()
+	if err != nil {
+		return nil, wrap("list consents", err)
+	}
+	out := make(map[int64][]string, len(fields))
+	for field, b := range fields {
+		// A field that is not a positive id was not written by PutConsent: failing says so,
+		// where skipping it would drop it from a backup unnoticed.
+		userID, err := strconv.ParseInt(field, 10, 64)
+		if err != nil || userID <= 0 {
+			return nil, wrap("list consents", fmt.Errorf("field %q of %s is not a GitLab user id", field, s.consentsKey(clientID)))
+		}
+		scopes, err := decode[[]string]("list consents", []byte(b))
+		if err != nil {
+			return nil, err
+		}
+		out[userID] = *scopes
+	}
+	return out, nil
+}
+
 func (s *Store) DeleteConsents(ctx context.Context, clientID string, userID int64) error {
 	switch {
 	case userID < 0:

@@ -89,6 +89,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteConsents removes one person's consent, or with user id 0 everybody's, of one application", testConsentDelete},
 		{"a consent for a user id that is not positive is refused", testConsentUserID},
 		{"consents are copies: changing one passed in or read back does not change the store", testConsentCopies},
+		{"ListConsents returns every consent of one application, and an empty map when there is none", testConsentList},
+		{"ListConsents follows PutConsent and DeleteConsents", testConsentListFollowsChanges},
+		{"listed consents are copies: changing one does not change the store", testConsentListCopies},
 
 		{"without a key set, GetKeySet is ErrNotFound", testKeySetNone},
 		{"SwapKeySet replaces the key set only if it is still the old one", testKeySetSwap},
@@ -1425,6 +1428,64 @@ func testConsentCopies(t *testing.T, s store.Store) {
 	if !reflect.DeepEqual(again, []string{"openid", "read_user"}) {
 		t.Errorf("stored consent changed through a copy: %q", again)
 	}
+}
+
+func wantConsents(t *testing.T, s store.Store, clientID string, want map[int64][]string) {
+	t.Helper()
+	got, err := s.ListConsents(t.Context(), clientID)
+	must(t, "list consents", err)
+	if got == nil {
+		t.Fatal("ListConsents returned a nil map")
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ListConsents = %v, want %v", got, want)
+	}
+	for user, scopes := range want {
+		g, ok := got[user]
+		// Compared by length first: no scope at all may read back as nil or as empty.
+		if !ok || len(g) != len(scopes) || (len(g) > 0 && !reflect.DeepEqual(g, scopes)) {
+			t.Errorf("ListConsents[%d] = %q (present: %t), want %q", user, g, ok, scopes)
+		}
+	}
+}
+
+func testConsentList(t *testing.T, s store.Store) {
+	app, other := store.NewClientID(), store.NewClientID()
+	wantConsents(t, s, app, map[int64][]string{})
+	want := map[int64][]string{
+		1:       {"openid", "read_user"},
+		2:       {"read_user"},
+		1 << 40: {},
+	}
+	for user, scopes := range want {
+		must(t, "put", s.PutConsent(t.Context(), app, user, scopes))
+	}
+	must(t, "put other app", s.PutConsent(t.Context(), other, 3, []string{"openid"}))
+	wantConsents(t, s, app, want)
+	wantConsents(t, s, other, map[int64][]string{3: {"openid"}})
+	wantConsents(t, s, store.NewClientID(), map[int64][]string{})
+}
+
+func testConsentListFollowsChanges(t *testing.T, s store.Store) {
+	app := store.NewClientID()
+	for _, user := range []int64{1, 2, 3} {
+		must(t, "put", s.PutConsent(t.Context(), app, user, []string{"openid"}))
+	}
+	must(t, "replace", s.PutConsent(t.Context(), app, 1, []string{"read_api"}))
+	must(t, "delete one person's", s.DeleteConsents(t.Context(), app, 2))
+	wantConsents(t, s, app, map[int64][]string{1: {"read_api"}, 3: {"openid"}})
+	must(t, "delete everybody's", s.DeleteConsents(t.Context(), app, 0))
+	wantConsents(t, s, app, map[int64][]string{})
+}
+
+func testConsentListCopies(t *testing.T, s store.Store) {
+	app := store.NewClientID()
+	must(t, "put", s.PutConsent(t.Context(), app, 1, []string{"openid", "read_user"}))
+	got, err := s.ListConsents(t.Context(), app)
+	must(t, "list", err)
+	got[1][0] = "changed after list"
+	got[2] = []string{"added after list"}
+	wantConsents(t, s, app, map[int64][]string{1: {"openid", "read_user"}})
 }
 
 // ---- OpenID Connect keys ----
