@@ -78,6 +78,8 @@ type Server struct {
 	ready    readiness
 	// tokens is the store as every token read and write goes through it (see redeemingStore).
 	tokens redeemingStore
+	// refreshLocks serialise refreshes of one session's GitLab token (see upstreamUser).
+	refreshLocks stripedLocks
 }
 
 // CallbackPath is the bridge's redirect URI at GitLab, under PublicURL.

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -85,6 +87,19 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 	if err != nil {
 		return nil, &APIError{Status: http.StatusUnauthorized, Cause: err}
 	}
+	if !old.Valid() {
+		// GitLab accepts each refresh token once: requests of one session that must refresh take
+		// turns, and each rereads the session, so that it uses a refresh another one just made.
+		mu := s.refreshLocks.of(sess.ID)
+		mu.Lock()
+		defer mu.Unlock()
+		if fresh, err := s.store.GetSession(ctx, sess.ID); err == nil {
+			sess.SealedToken = fresh.SealedToken
+			if old, err = s.openToken(sess); err != nil {
+				return nil, &APIError{Status: http.StatusUnauthorized, Cause: err}
+			}
+		}
+	}
 	u, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, old))
 	if err != nil {
 		return nil, upstreamAPIError(err)
@@ -127,4 +142,14 @@ func (s *Server) openToken(sess *store.Session) (*oauth2.Token, error) {
 // gitlabapiMessage is the message an APIError sends.
 func gitlabapiMessage(ae *APIError) string {
 	return gitlabapi.StatusMessage(ae.Status, ae.Detail).Message
+}
+
+// stripedLocks is a fixed set of mutexes picked by a session id's hash: bounded memory, and two
+// sessions share a lock only by chance, which costs a little waiting and nothing else.
+type stripedLocks [64]sync.Mutex
+
+func (l *stripedLocks) of(id string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return &l[h.Sum32()%uint32(len(l))]
 }

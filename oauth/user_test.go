@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,5 +105,30 @@ func TestUserRefreshesAnExpiredGitLabTokenAndKeepsTheNewOne(t *testing.T) {
 	}
 	if refreshes < 3 {
 		t.Errorf("%d refreshes at GitLab, want one per request", refreshes)
+	}
+}
+
+func TestConcurrentRequestsOfOneSessionShareOneGitLabRefresh(t *testing.T) {
+	// GitLab's tokens live 2 s, under x/oauth2's 10 s margin: every request must refresh, and
+	// GitLab accepts each refresh token once.
+	f := newFixture(t, gitlabtest.WithAccessTokenTTL(2*time.Second))
+	tok := f.accessToken()
+	const n = 8
+	var wg sync.WaitGroup
+	statuses := make(chan int, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := f.getUser("Authorization", "Bearer "+tok)
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for st := range statuses {
+		if st != 200 {
+			t.Fatalf("a concurrent request got %d: two refreshes of one GitLab token raced", st)
+		}
 	}
 }
