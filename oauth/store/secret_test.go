@@ -25,7 +25,7 @@ func TestSecretsAreStoredAsHashesAndVerified(t *testing.T) {
 	if VerifySecret("", secret) || VerifySecret("md5:"+hash[7:], secret) {
 		t.Error("a secret verifies against a hash of another form")
 	}
-	if NewSecret() == secret || NewClientID() == NewClientID() {
+	if a, b := NewClientID(), NewClientID(); NewSecret() == secret || a == b {
 		t.Error("secrets or ids repeat")
 	}
 }

@@ -294,7 +294,8 @@ func failoverOptions(o *redis.FailoverOptions) *redis.UniversalOptions {
 		TLSConfig:               o.TLSConfig,
 		DisableIdentity:         o.DisableIdentity,
 		IdentitySuffix:          o.IdentitySuffix,
-		UnstableResp3:           o.UnstableResp3,
+		//lint:ignore SA1019 carried over as go-redis parsed it, so that every URL option reads the same here
+		UnstableResp3: o.UnstableResp3,
 	}
 }
 

@@ -14,9 +14,6 @@ import (
 const testPassword = "s3cr3t-P@ss/word?#"
 
 // secretURL is a URL whose password is testPassword, properly encoded.
-func secretURL(rest string) string {
-	return "redis://admin:" + url.PathEscape(strings.ReplaceAll(testPassword, "@", "%40")) + "@" + rest
-}
 
 func TestParseURL(t *testing.T) {
 	enc := url.UserPassword("admin", testPassword).String() // admin:s3cr3t-P%40ss%2Fword%3F%23
