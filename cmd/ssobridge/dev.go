@@ -95,25 +95,18 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	bridgeURL := "http://" + bridgeLn.Addr().String()
 	siteURL := "http://" + mmLn.Addr().String()
 
-	// The upstream GitLab: two people, one of them blocked, and the bridge's own application.
-	gl := gitlabtest.New()
-	if err := gl.Start(gitlabListen.value); err != nil {
+	gl, ada, blocked, upstreamApp, err := startDevGitLab(gitlabListen.value, bridgeURL)
+	if err != nil {
 		return gitlabListen.errorf("cannot start the GitLab emulator: %v", err)
 	}
 	defer gl.Close()
-	ada := gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
-	blocked := gl.AddUser(gitlabtest.User{ID: 43, Username: "mallory", Name: "Mallory Blocked", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
-	gl.SignIn(ada.Username)
-	upstreamApp := gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(bridgeURL)},
-		Scopes: []string{"read_user", "openid"}, Confidential: true, Trusted: true})
 
 	s, err := openStore(ctx, redisURL, log)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gl.URL(), ClientID: upstreamApp.UID, ClientSecret: upstreamApp.Secret,
-		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(bridgeURL)})
+	up, err := devUpstream(gl, upstreamApp, bridgeURL)
 	if err != nil {
 		return err
 	}
@@ -210,6 +203,28 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return first
+}
+
+// startDevGitLab starts the upstream GitLab of dev (and of bench, so that it measures the same
+// sign-in): two people, one of them blocked, ada signed in so that sign-ins need no form, and the
+// bridge's own application.
+func startDevGitLab(listen, bridgeURL string) (gl *gitlabtest.Server, ada, blocked gitlabtest.User, upstreamApp gitlabtest.Application, err error) {
+	gl = gitlabtest.New()
+	if err := gl.Start(listen); err != nil {
+		return nil, ada, blocked, upstreamApp, err
+	}
+	ada = gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	blocked = gl.AddUser(gitlabtest.User{ID: 43, Username: "mallory", Name: "Mallory Blocked", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
+	gl.SignIn(ada.Username)
+	upstreamApp = gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(bridgeURL)},
+		Scopes: []string{"read_user", "openid"}, Confidential: true, Trusted: true})
+	return gl, ada, blocked, upstreamApp, nil
+}
+
+// devUpstream is the bridge's client for the emulator started by startDevGitLab.
+func devUpstream(gl *gitlabtest.Server, upstreamApp gitlabtest.Application, bridgeURL string) (*gitlabapi.Client, error) {
+	return gitlabapi.NewClient(gitlabapi.Config{URL: gl.URL(), ClientID: upstreamApp.UID, ClientSecret: upstreamApp.Secret,
+		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(bridgeURL)})
 }
 
 func printDevInfo(w io.Writer, info devInfo, secret string) {

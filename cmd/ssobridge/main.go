@@ -19,6 +19,8 @@ Usage:
   ssobridge apps COMMAND      register and manage applications (Mattermost) in the bridge's store
   ssobridge doctor [flags]    check a deployment (bridge, application, Mattermost, GitLab) and
                               say what to fix; --login drives a whole sign-in
+  ssobridge bench [flags]     load a bridge with concurrent whole sign-ins; print throughput, latency
+                              per step, errors, Redis commands per sign-in, peak memory
   ssobridge genkey            print a new encryption key (SSOBRIDGE_ENCRYPTION_KEY)
   ssobridge keys rotate       make a new OpenID Connect signing key for every instance
   ssobridge export [--file F] back up applications (secrets only hashed), consents and the sealed
@@ -55,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runExport(args[1:], stdout, stderr)
 	case "import":
 		err = runImport(args[1:], stdout, stderr)
+	case "bench":
+		err = runBench(args[1:], stdout, stderr)
 	case "doctor":
 		err = runDoctor(args[1:], stdout, stderr)
 	case "healthcheck":
