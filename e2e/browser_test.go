@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"html"
 	"net/http"
@@ -44,41 +42,6 @@ func browserPath(t *testing.T) string {
 	}
 	t.Skip(browserHint)
 	return ""
-}
-
-// browserDevInfo adds to devInfo the operators' listener, which only the trace page needs.
-type browserDevInfo struct {
-	devInfo
-	AdminURL  string `json:"admin_url"`
-	TracesURL string `json:"traces_url"`
-}
-
-// startDevForBrowser runs `ssobridge dev --json` as startDev does, keeping the fields devInfo
-// leaves out; the process is killed when the test ends.
-func startDevForBrowser(t *testing.T) browserDevInfo {
-	t.Helper()
-	cmd := exec.Command(buildBinary(t), "dev", "--json", "--dev-listen", "127.0.0.1:0")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadBytes('\n')
-	if err != nil {
-		t.Fatalf("reading the JSON line: %v", err)
-	}
-	var info browserDevInfo
-	if err := json.Unmarshal(line, &info); err != nil {
-		t.Fatalf("dev --json printed %q: %v", line, err)
-	}
-	if info.TracesURL == "" || info.WalkthroughURL == "" || info.UntrustedApp.ID == "" {
-		t.Fatalf("dev --json lacks the walkthrough, the untrusted app or the traces URL: %s", line)
-	}
-	return info
 }
 
 // lockedBuffer collects the browser's output, written from the allocator's goroutines.
@@ -309,7 +272,7 @@ func (rp *relyingParty) next(t *testing.T) url.Values {
 	}
 }
 
-func authorizeURL(info browserDevInfo, redirectURI, state string) string {
+func authorizeURL(info devInfo, redirectURI, state string) string {
 	return info.BridgeURL + "/oauth/authorize?" + url.Values{
 		"response_type": {"code"},
 		"client_id":     {info.UntrustedApp.ID},
@@ -322,7 +285,8 @@ func authorizeURL(info browserDevInfo, redirectURI, state string) string {
 func TestBrowserSignsInThroughTheDevBridge(t *testing.T) {
 	execPath := browserPath(t)
 	start := time.Now()
-	info := startDevForBrowser(t)
+	info, stop := startDev(t)
+	defer stop()
 	b := startBrowser(t, execPath)
 	rp := newRelyingParty(t)
 	t.Cleanup(func() {

@@ -73,6 +73,8 @@ type devInfo struct {
 	MattermostSiteURL string `json:"mattermost_site_url"`
 	WalkthroughURL    string `json:"walkthrough_url"`
 	RedirectURI       string `json:"redirect_uri"`
+	AdminURL          string `json:"admin_url"`
+	TracesURL         string `json:"traces_url"`
 	Issuer            string `json:"issuer"`
 	App               struct {
 		ID     string `json:"id"`
