@@ -100,7 +100,7 @@ func (s *Server) authorize(c echo.Context) error {
 			Fix: redirectFix(app)}
 	}
 	// From here on the redirect URI is the client's own: errors go back to it.
-	fail := func(code, format string, args ...any) error {
+	fail := func(code, format string, args ...any) *RedirectError {
 		return &RedirectError{RedirectURI: req.RedirectURI, State: req.State, Code: code, Description: fmt.Sprintf(format, args...)}
 	}
 	switch {
@@ -117,14 +117,14 @@ func (s *Server) authorize(c echo.Context) error {
 	}
 	granted, missing := grantScope(req.Scope, app.Scopes)
 	if len(missing) > 0 && slices.Contains(missing, "openid") && strings.HasSuffix(req.RedirectURI, "/gitlab/complete") {
-		e := fail(ErrInvalidScope, "the application %s is not allowed the scope openid; clear Mattermost's GitLab Scope setting", app.Name).(*RedirectError)
+		e := fail(ErrInvalidScope, "the application %s is not allowed the scope openid; clear Mattermost's GitLab Scope setting", app.Name)
 		e.Failure = "mattermost_scope_openid"
 		e.Fix = "Clear Mattermost's GitLab Scope (System Console > Authentication > GitLab, MM_GITLABSETTINGS_SCOPE, gitlab.rb gitlab_scope): with openid in it Mattermost also switches to its OpenID provider."
 		return e
 	}
 	if len(missing) > 0 {
 		e := fail(ErrInvalidScope, "the application %s is not allowed the scope %s (it has %s); leave Mattermost's GitLab Scope empty or set it to read_user",
-			app.Name, strings.Join(missing, " "), strings.Join(app.Scopes, " ")).(*RedirectError)
+			app.Name, strings.Join(missing, " "), strings.Join(app.Scopes, " "))
 		e.Failure = "scope_not_allowed"
 		e.Fix = fmt.Sprintf("Ask only for %s, or give the application the scope with `ssobridge apps update %s --scopes ...`.", strings.Join(app.Scopes, " "), app.ID)
 		return e

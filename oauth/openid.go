@@ -80,8 +80,11 @@ func (s *Server) createKeySet(ctx context.Context) (*oidc.KeySet, []byte, error)
 // LoadKeySet reads the shared key set; it returns store.ErrNotFound when there is none yet.
 func LoadKeySet(ctx context.Context, st store.Store, sealer *Sealer) (*oidc.KeySet, []byte, error) {
 	sealed, err := st.GetKeySet(ctx)
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, err
+	}
+	if err != nil {
+		return nil, nil, storeFailure("get signing keys", err)
 	}
 	plain, err := sealer.Open(sealed, keySetContext)
 	if err != nil {
