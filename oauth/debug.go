@@ -88,6 +88,7 @@ func (s *Server) traceList(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	app, user, outcome := q.Get("app"), q.Get("user"), q.Get("outcome")
+	s.FlushTraces(r.Context())
 	traces, err := s.store.ListTraces(r.Context(), since, 1000)
 	if err != nil {
 		writeAdminJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the store does not answer: " + err.Error()})
@@ -126,6 +127,7 @@ func (s *Server) traceList(w http.ResponseWriter, r *http.Request) {
 // ?format=html (or a browser's Accept) for the page with the diagram drawn.
 func (s *Server) traceShow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	s.FlushTraces(r.Context())
 	t, err := s.store.GetTrace(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		writeAdminJSON(w, http.StatusNotFound, map[string]string{"error": "no trace " + strconv.Quote(truncate(id, 40)) +

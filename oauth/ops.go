@@ -28,6 +28,8 @@ type Metrics struct {
 	loginsCompleted *prometheus.CounterVec
 	loginsFailed    *prometheus.CounterVec
 	storeErrors     prometheus.Counter
+	traceDropped    prometheus.Counter
+	traceFailed     prometheus.Counter
 }
 
 // NewMetrics returns the bridge's metrics, with the Go runtime's and the process's.
@@ -47,7 +49,11 @@ func NewMetrics() *Metrics {
 		Help: "Sign-ins that failed, by endpoint and reason."}, []string{"endpoint", "reason"})
 	m.storeErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_store_errors_total",
 		Help: "Requests that failed because the store (Redis) did not answer."})
-	m.reg.MustRegister(m.requests, m.upstream, m.loginsStarted, m.loginsCompleted, m.loginsFailed, m.storeErrors,
+	m.traceDropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_trace_steps_dropped_total",
+		Help: "Trace steps dropped because too many were waiting for the store."})
+	m.traceFailed = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_trace_steps_failed_total",
+		Help: "Trace steps lost because the store refused or did not answer their batch."})
+	m.reg.MustRegister(m.requests, m.upstream, m.loginsStarted, m.loginsCompleted, m.loginsFailed, m.storeErrors, m.traceDropped, m.traceFailed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -141,6 +147,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if err := next(c); err != nil {
 			c.Error(err)
 		}
+		s.sendTrace(c)
 		status := c.Response().Status
 		endpoint := c.Path()
 		if endpoint == "" {

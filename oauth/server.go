@@ -78,6 +78,8 @@ type Server struct {
 	ready    readiness
 	// tokens is the store as every token read and write goes through it (see redeemingStore).
 	tokens redeemingStore
+	// traces writes sign-in traces in the background (see traceWriter).
+	traces *traceWriter
 	// refreshLocks serialise refreshes of one session's GitLab token (see upstreamUser).
 	refreshLocks stripedLocks
 }
@@ -129,6 +131,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstream: cfg.Upstream, log: cfg.Logger, metrics: cfg.Metrics}
 	s.tokens = redeemingStore{Store: cfg.Store, codeTTL: cfg.CodeTTL}
+	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, log: cfg.Logger,
+		dropped: cfg.Metrics.traceDropped, failed: cfg.Metrics.traceFailed}
 	s.manager = newManager(cfg, s.tokens)
 	s.echo = s.routes()
 	return s, nil

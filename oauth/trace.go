@@ -4,9 +4,12 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -33,6 +36,8 @@ type traceRef struct {
 	start time.Time
 	// done is set once the step is recorded, so that it is not recorded twice.
 	done bool
+	// batch holds the request's recorded steps until it is answered.
+	batch []store.TraceAppend
 }
 
 const traceKey = "ssobridge.trace"
@@ -46,7 +51,7 @@ func newTrace() string { return store.NewID(8) }
 func (s *Server) beginStep(c echo.Context, id, step, from, to, label string) {
 	ref := &traceRef{id: id, start: time.Now(), step: store.TraceStep{Step: step, From: from, To: to, Label: label}}
 	if old, ok := c.Get(traceKey).(*traceRef); ok {
-		ref.meta = old.meta
+		ref.meta, ref.batch = old.meta, old.batch
 	}
 	c.Set(traceKey, ref)
 	if id != "" {
@@ -79,18 +84,7 @@ func (s *Server) traceOfSession(c echo.Context, sessionID string) {
 // traceMeta adds what the bridge has learnt about the sign-in to the current trace.
 func traceMeta(c echo.Context, meta store.TraceMeta) {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok {
-		if meta.ClientID != "" {
-			ref.meta.ClientID = meta.ClientID
-		}
-		if meta.App != "" {
-			ref.meta.App = meta.App
-		}
-		if meta.GitLabUserID != 0 {
-			ref.meta.GitLabUserID = meta.GitLabUserID
-		}
-		if meta.Username != "" {
-			ref.meta.Username = meta.Username
-		}
+		ref.meta.Merge(meta)
 	}
 }
 
@@ -171,6 +165,8 @@ func hashPrefix(v string) string {
 	return store.TokenKey(v)[:8]
 }
 
+// record adds a step to the request's batch, which the observe middleware hands to the trace
+// writer once the request is answered (see traceWriter).
 func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) {
 	if ref.id == "" {
 		return
@@ -180,11 +176,107 @@ func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) 
 		st.Duration = float64(time.Since(ref.start).Microseconds()) / 1000
 	}
 	st.RequestID = requestIDFrom(ctx)
-	// A sign-in must not fail because its trace could not be written.
-	if err := s.store.AddTraceStep(ctx, ref.id, ref.meta, st, s.cfg.TraceRetention, s.cfg.MaxTraces); err != nil {
-		s.logger(ctx).Warn("recording the sign-in's trace failed", "trace_id", ref.id, "cause", err.Error())
+	ref.batch = append(ref.batch, store.TraceAppend{ID: ref.id, Meta: ref.meta, Step: st})
+}
+
+// sendTrace hands the request's trace steps to the writer.
+func (s *Server) sendTrace(c echo.Context) {
+	if ref, ok := c.Get(traceKey).(*traceRef); ok && len(ref.batch) > 0 {
+		s.traces.add(ref.batch)
+		ref.batch = nil
 	}
 }
+
+// maxPendingSteps bounds the steps waiting for the store. Past it (the store is down or far
+// behind), new steps are dropped and counted rather than held: a trace explains sign-ins, and
+// must never hold one up or exhaust the bridge's memory.
+const maxPendingSteps = 50000
+
+// traceWriter writes trace steps to the store in the background, in batches: a request hands its
+// steps over when it is answered and does not wait for the store, and one batch (one pipeline on
+// Redis) carries the steps of every request answered while the previous batch was being written.
+// At most one goroutine writes, started when steps arrive and ended when none are left, so the
+// writer needs no shutdown of its own; Flush writes what is pending and waits for it.
+type traceWriter struct {
+	store     store.TraceStore
+	retention time.Duration
+	maxTraces int
+	log       *slog.Logger
+	dropped   prometheus.Counter
+	failed    prometheus.Counter
+
+	mu      sync.Mutex
+	pending []store.TraceAppend
+	running bool
+	// write serialises batches, so that steps reach the store in the order they were recorded
+	// and Flush returns only after the batch in flight is written.
+	write sync.Mutex
+}
+
+func (w *traceWriter) add(steps []store.TraceAppend) {
+	w.mu.Lock()
+	if len(w.pending)+len(steps) > maxPendingSteps {
+		w.mu.Unlock()
+		w.dropped.Add(float64(len(steps)))
+		return
+	}
+	w.pending = append(w.pending, steps...)
+	start := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if start {
+		go w.drain()
+	}
+}
+
+// drain writes batches until none is pending.
+func (w *traceWriter) drain() {
+	for {
+		w.write.Lock()
+		w.mu.Lock()
+		batch := w.pending
+		w.pending = nil
+		if len(batch) == 0 {
+			w.running = false
+			w.mu.Unlock()
+			w.write.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		w.store1(context.Background(), batch)
+		w.write.Unlock()
+	}
+}
+
+// Flush writes every step handed over before it was called.
+func (w *traceWriter) Flush(ctx context.Context) {
+	w.write.Lock()
+	defer w.write.Unlock()
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	if len(batch) > 0 {
+		w.store1(ctx, batch)
+	}
+}
+
+// store1 writes one batch. A sign-in must not fail because its trace could not be written, and
+// a store that does not answer must not pile batches up: each has a deadline.
+func (w *traceWriter) store1(ctx context.Context, batch []store.TraceAppend) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), traceWriteTimeout)
+	defer cancel()
+	if err := w.store.AddTraceSteps(ctx, batch, w.retention, w.maxTraces); err != nil {
+		w.failed.Add(float64(len(batch)))
+		w.log.Warn("recording sign-in traces failed", "steps", len(batch), "cause", err.Error())
+	}
+}
+
+const traceWriteTimeout = 5 * time.Second
+
+// FlushTraces writes the trace steps not yet written; the bridge calls it before it reads traces
+// and when it shuts down.
+func (s *Server) FlushTraces(ctx context.Context) { s.traces.Flush(ctx) }
 
 // describeFailure names a failure for a trace, with its reason and fix.
 func describeFailure(err error) (failure, reason, fix string) {

@@ -319,6 +319,12 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	// Runs after every listener has finished its requests in flight, before the store closes.
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.FlushTraces(fctx)
+	}()
 
 	type server struct {
 		ln net.Listener

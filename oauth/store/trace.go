@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"time"
 )
@@ -23,6 +24,15 @@ type TraceMeta struct {
 	App          string `json:"app,omitempty"`
 	GitLabUserID int64  `json:"gitlab_user_id,omitempty"`
 	Username     string `json:"username,omitempty"`
+}
+
+// Merge sets the fields that other has; a step that does not know the user must not erase what
+// an earlier one learnt.
+func (m *TraceMeta) Merge(other TraceMeta) {
+	m.ClientID = cmp.Or(other.ClientID, m.ClientID)
+	m.App = cmp.Or(other.App, m.App)
+	m.GitLabUserID = cmp.Or(other.GitLabUserID, m.GitLabUserID)
+	m.Username = cmp.Or(other.Username, m.Username)
 }
 
 // Participants of the sequence diagram.
@@ -56,11 +66,25 @@ type TraceStep struct {
 	RequestID string            `json:"request_id,omitempty"`
 }
 
-// TraceStore keeps traces. AddTraceStep creates the trace on its first step, appends the step,
-// merges meta, and keeps the trace for retention; the store keeps at most maxTraces traces, the
-// newest. ListTraces returns traces started at or after since, newest first, at most limit.
+// TraceAppend is a step to append to trace ID, with what it adds to the trace's meta.
+type TraceAppend struct {
+	ID   string
+	Meta TraceMeta
+	Step TraceStep
+}
+
+// TraceStore keeps traces. AddTraceSteps applies its steps in order, each as follows: it creates
+// the trace on its first step, appends the step, merges meta, and keeps the trace for retention;
+// the store keeps at most maxTraces traces, the newest. A backend sends a whole batch to its
+// server at once, which is why the bridge writes traces in batches (see AddTraceStep for one
+// step). ListTraces returns traces started at or after since, newest first, at most limit.
 type TraceStore interface {
-	AddTraceStep(ctx context.Context, id string, meta TraceMeta, step TraceStep, retention time.Duration, maxTraces int) error
+	AddTraceSteps(ctx context.Context, steps []TraceAppend, retention time.Duration, maxTraces int) error
 	GetTrace(ctx context.Context, id string) (*Trace, error) // ErrNotFound when absent or expired
 	ListTraces(ctx context.Context, since time.Time, limit int) ([]*Trace, error)
+}
+
+// AddTraceStep adds one step to trace id, as a batch of one.
+func AddTraceStep(ctx context.Context, ts TraceStore, id string, meta TraceMeta, step TraceStep, retention time.Duration, maxTraces int) error {
+	return ts.AddTraceSteps(ctx, []TraceAppend{{ID: id, Meta: meta, Step: step}}, retention, maxTraces)
 }

@@ -658,34 +658,40 @@ func traceOrder(aID string, a *trace, bID string, b *trace) int {
 	return strings.Compare(aID, bID)
 }
 
-// AddTraceStep keeps each trace for retention after its latest step. A trace evicted by the cap
+// AddTraceSteps keeps each trace for retention after its latest step. A trace evicted by the cap
 // while its sign-in goes on starts over with the next step, as a new trace.
-func (s *Store) AddTraceStep(_ context.Context, id string, meta store.TraceMeta, step store.TraceStep, retention time.Duration, maxTraces int) error {
-	if err := checkTraceArgs(id, retention, maxTraces); err != nil {
-		return fmt.Errorf("memstore: add trace step: %w", err)
-	}
-	b, err := json.Marshal(step)
-	if err != nil {
-		return fmt.Errorf("memstore: add trace step: %w", err)
+func (s *Store) AddTraceSteps(_ context.Context, steps []store.TraceAppend, retention time.Duration, maxTraces int) error {
+	encoded := make([][]byte, len(steps))
+	for i, a := range steps {
+		if err := checkTraceArgs(a.ID, retention, maxTraces); err != nil {
+			return fmt.Errorf("memstore: add trace steps: %w", err)
+		}
+		b, err := json.Marshal(a.Step)
+		if err != nil {
+			return fmt.Errorf("memstore: add trace steps: %w", err)
+		}
+		encoded[i] = b
 	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tr, ok := s.traces[id]
-	if !ok || !tr.live(now) {
-		started := step.At
-		if started.IsZero() {
-			started = now
+	for i, a := range steps {
+		tr, ok := s.traces[a.ID]
+		if !ok || !tr.live(now) {
+			started := a.Step.At
+			if started.IsZero() {
+				started = now
+			}
+			tr = &trace{startedAt: started}
+			s.traces[a.ID] = tr
 		}
-		tr = &trace{startedAt: started}
-		s.traces[id] = tr
+		tr.meta.Merge(a.Meta)
+		if len(tr.steps) < maxTraceSteps {
+			tr.steps = append(tr.steps, encoded[i])
+		}
+		tr.expires = now.Add(retention)
+		s.capTraces(now, maxTraces)
 	}
-	mergeMeta(&tr.meta, meta)
-	if len(tr.steps) < maxTraceSteps {
-		tr.steps = append(tr.steps, b)
-	}
-	tr.expires = now.Add(retention)
-	s.capTraces(now, maxTraces)
 	return nil
 }
 
@@ -776,23 +782,6 @@ func decodeTrace(id string, started time.Time, meta store.TraceMeta, raw [][]byt
 		}
 	}
 	return tr, nil
-}
-
-// mergeMeta sets the fields of meta that are not empty; a step that does not know the user must
-// not erase what an earlier one learnt.
-func mergeMeta(dst *store.TraceMeta, meta store.TraceMeta) {
-	if meta.ClientID != "" {
-		dst.ClientID = meta.ClientID
-	}
-	if meta.App != "" {
-		dst.App = meta.App
-	}
-	if meta.GitLabUserID != 0 {
-		dst.GitLabUserID = meta.GitLabUserID
-	}
-	if meta.Username != "" {
-		dst.Username = meta.Username
-	}
 }
 
 func checkTraceArgs(id string, retention time.Duration, maxTraces int) error {

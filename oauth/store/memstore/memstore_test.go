@@ -38,7 +38,7 @@ func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	for id, retention := range map[string]time.Duration{"short": time.Minute, "long": time.Hour} {
-		if err := s.AddTraceStep(ctx, id, store.TraceMeta{}, store.TraceStep{Step: "authorize"}, retention, 10); err != nil {
+		if err := store.AddTraceStep(ctx, s, id, store.TraceMeta{}, store.TraceStep{Step: "authorize"}, retention, 10); err != nil {
 			t.Fatal(err)
 		}
 	}

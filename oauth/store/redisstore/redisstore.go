@@ -40,6 +40,7 @@ package redisstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -699,10 +700,11 @@ const (
 	fieldUsername     = "username"
 )
 
-// AddTraceStep sends everything in one pipeline: a step is recorded on every request of a
-// sign-in, and must cost one round trip. The pipeline is not a transaction (its keys are in
-// different Cluster slots), so two first steps racing may each set part of the start: HSETNX and
-// ZADD NX each keep whichever ran first, and the two differ by no more than the race.
+// AddTraceSteps sends a whole batch in one pipeline, with the steps of each trace together: one
+// HSET, one RPUSH of all its steps and one ZADD per trace, and the index pruned once per batch.
+// The pipeline is not a transaction (its keys are in different Cluster slots), so two first steps
+// racing may each set part of the start: HSETNX and ZADD NX each keep whichever ran first, and
+// the two differ by no more than the race.
 //
 // The hash is written before the index, so that on one server a ListTraces that sees the id finds
 // the hash. The pruning by age runs before ZADD NX: an id whose trace expired and is now started
@@ -710,37 +712,56 @@ const (
 // its new start, not removed with its old score. A trace that goes on past the retention from its
 // start, or after the cap dropped it from the index, is indexed again under its latest step's time
 // (memstore starts the latter over); the bridge's sign-ins last minutes, its retention hours.
-func (s *Store) AddTraceStep(ctx context.Context, id string, meta store.TraceMeta, step store.TraceStep, retention time.Duration, maxTraces int) error {
-	if err := checkTraceArgs(id, retention, maxTraces); err != nil {
-		return wrap("add trace step", err)
+func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, retention time.Duration, maxTraces int) error {
+	if len(steps) == 0 {
+		return nil
 	}
-	b, err := json.Marshal(step)
-	if err != nil {
-		return wrap("add trace step", err)
+	type group struct {
+		id      string
+		started time.Time
+		meta    store.TraceMeta
+		steps   []any
 	}
 	now := time.Now()
-	started := step.At
-	if started.IsZero() {
-		started = now
+	var groups []*group
+	byID := make(map[string]*group, len(steps))
+	for _, a := range steps {
+		if err := checkTraceArgs(a.ID, retention, maxTraces); err != nil {
+			return wrap("add trace steps", err)
+		}
+		b, err := json.Marshal(a.Step)
+		if err != nil {
+			return wrap("add trace steps", err)
+		}
+		g := byID[a.ID]
+		if g == nil {
+			g = &group{id: a.ID, started: cmp.Or(a.Step.At, now)}
+			byID[a.ID] = g
+			groups = append(groups, g)
+		}
+		g.meta.Merge(a.Meta)
+		g.steps = append(g.steps, b)
 	}
 	retention = roundTTL(retention)
-	key, steps, index := s.traceKey(id), s.traceStepsKey(id), s.tracesKey()
-	fields := metaFields(meta)
-	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSetNX(ctx, key, fieldStartedAt, started.Format(time.RFC3339Nano))
-		if len(fields) > 0 {
-			p.HSet(ctx, key, fields...)
-		}
-		p.RPush(ctx, steps, b)
-		p.LTrim(ctx, steps, 0, maxTraceSteps-1)
-		p.PExpire(ctx, key, retention)
-		p.PExpire(ctx, steps, retention)
+	index := s.tracesKey()
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZRemRangeByScore(ctx, index, "-inf", "("+strconv.FormatInt(now.Add(-retention).UnixMilli(), 10))
-		p.ZAddNX(ctx, index, redis.Z{Score: float64(started.UnixMilli()), Member: id})
+		for _, g := range groups {
+			key, list := s.traceKey(g.id), s.traceStepsKey(g.id)
+			p.HSetNX(ctx, key, fieldStartedAt, g.started.Format(time.RFC3339Nano))
+			if fields := metaFields(g.meta); len(fields) > 0 {
+				p.HSet(ctx, key, fields...)
+			}
+			p.RPush(ctx, list, g.steps...)
+			p.LTrim(ctx, list, 0, maxTraceSteps-1)
+			p.PExpire(ctx, key, retention)
+			p.PExpire(ctx, list, retention)
+			p.ZAddNX(ctx, index, redis.Z{Score: float64(g.started.UnixMilli()), Member: g.id})
+		}
 		p.ZRemRangeByRank(ctx, index, 0, -int64(maxTraces)-1)
 		return nil
 	})
-	return s.check("add trace step", err)
+	return s.check("add trace steps", err)
 }
 
 // metaFields are the HSET arguments for the fields of meta that are set; a step that does not
@@ -764,7 +785,7 @@ func metaFields(meta store.TraceMeta) []any {
 
 func (s *Store) GetTrace(ctx context.Context, id string) (*store.Trace, error) {
 	if checkTraceID(id) != nil {
-		return nil, store.ErrNotFound // AddTraceStep never stores one
+		return nil, store.ErrNotFound // AddTraceSteps never stores one
 	}
 	var (
 		hash  *redis.MapStringStringCmd

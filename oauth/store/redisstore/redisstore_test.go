@@ -121,7 +121,7 @@ func TestKeyLayout(t *testing.T) {
 	started := time.Now().Add(-time.Second)
 	steps := []store.TraceStep{{Step: "authorize", At: started}, {Step: "callback", At: time.Now()}}
 	for i, meta := range []store.TraceMeta{{ClientID: "c1", App: "Mattermost"}, {GitLabUserID: 42, Username: "jdoe"}} {
-		if err := s.AddTraceStep(ctx, "t1", meta, steps[i], 10*time.Minute, 100); err != nil {
+		if err := store.AddTraceStep(ctx, s, "t1", meta, steps[i], 10*time.Minute, 100); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -261,7 +261,7 @@ func TestTraceIndexIsBounded(t *testing.T) {
 	defer s.Close()
 	ctx := t.Context()
 	old := store.TraceStep{Step: "authorize", At: time.Now().Add(-2 * time.Hour)}
-	if err := s.AddTraceStep(ctx, "old", store.TraceMeta{}, old, time.Hour, 5); err != nil {
+	if err := store.AddTraceStep(ctx, s, "old", store.TraceMeta{}, old, time.Hour, 5); err != nil {
 		t.Fatal(err)
 	}
 	var ids []string
@@ -269,7 +269,7 @@ func TestTraceIndexIsBounded(t *testing.T) {
 		id := "t" + strconv.Itoa(i)
 		ids = append(ids, id)
 		step := store.TraceStep{Step: "authorize", At: time.Now().Add(time.Duration(i) * time.Millisecond)}
-		if err := s.AddTraceStep(ctx, id, store.TraceMeta{}, step, time.Hour, 5); err != nil {
+		if err := store.AddTraceStep(ctx, s, id, store.TraceMeta{}, step, time.Hour, 5); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -284,7 +284,7 @@ func TestListTracesRemovesExpiredIds(t *testing.T) {
 	s := New(c, "")
 	defer s.Close()
 	ctx := t.Context()
-	if err := s.AddTraceStep(ctx, "live", store.TraceMeta{}, store.TraceStep{Step: "authorize"}, time.Hour, 100); err != nil {
+	if err := store.AddTraceStep(ctx, s, "live", store.TraceMeta{}, store.TraceStep{Step: "authorize"}, time.Hour, 100); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.ZAdd(ctx, "ssobridge:traces", redis.Z{Score: float64(time.Now().UnixMilli()), Member: "gone"}).Err(); err != nil {
@@ -407,7 +407,7 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 		"SwapKeySet":        func() error { _, err := s.SwapKeySet(ctx, []byte("j"), []byte("k")); return err },
 		"PeekCode":          func() error { _, err := s.PeekCode(ctx, "code"); return err },
 		"AddTraceStep": func() error {
-			return s.AddTraceStep(ctx, "t1", store.TraceMeta{Username: "u"}, store.TraceStep{Step: "authorize"}, time.Hour, 10)
+			return store.AddTraceStep(ctx, s, "t1", store.TraceMeta{Username: "u"}, store.TraceStep{Step: "authorize"}, time.Hour, 10)
 		},
 		"GetTrace":   func() error { _, err := s.GetTrace(ctx, "t1"); return err },
 		"ListTraces": func() error { _, err := s.ListTraces(ctx, time.Time{}, 0); return err },

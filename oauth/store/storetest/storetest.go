@@ -116,6 +116,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"go-oauth2's manager issues, redeems and refreshes through the store", testManagerFlow},
 
 		{"a trace keeps its meta and every field of its steps", testTraceRoundTrip},
+		{"a batch of trace steps is as its steps added one by one", testTraceBatch},
 		{"an unknown trace is ErrNotFound, and an empty store lists no traces", testTraceUnknown},
 		{"AddTraceStep sets the meta fields that are not empty and keeps the others", testTraceMetaMerge},
 		{"a trace starts at its first step's time, or when the step is added if it has none", testTraceStartedAt},
@@ -1285,7 +1286,7 @@ func testNoRawValues(t *testing.T, s store.Store) {
 	keySet := []byte("sealed key set " + store.NewID(16))
 	must(t, "swap key set", swapped(s.SwapKeySet(t.Context(), nil, keySet)))
 	traceID, label, username := store.NewID(8), "label "+store.NewID(8), "user-"+store.NewID(8)
-	must(t, "add trace step", s.AddTraceStep(t.Context(), traceID, store.TraceMeta{Username: username},
+	must(t, "add trace step", store.AddTraceStep(t.Context(), s, traceID, store.TraceMeta{Username: username},
 		store.TraceStep{Step: "token", Label: label, At: time.Now()}, time.Hour, 10))
 
 	dump, err := d.DumpRaw(t.Context())

@@ -35,7 +35,7 @@ func newTraceStep(step string, at time.Time) store.TraceStep {
 
 func addStep(t *testing.T, s store.Store, id string, meta store.TraceMeta, step store.TraceStep) {
 	t.Helper()
-	must(t, "add trace step", s.AddTraceStep(t.Context(), id, meta, step, time.Hour, traceCap))
+	must(t, "add trace step", store.AddTraceStep(t.Context(), s, id, meta, step, time.Hour, traceCap))
 }
 
 func getTrace(t *testing.T, s store.Store, id string) *store.Trace {
@@ -108,6 +108,37 @@ func testTraceRoundTrip(t *testing.T, s store.Store) {
 	step := store.TraceStep{Step: "token", At: time.Now()}
 	addStep(t, s, bare, store.TraceMeta{}, step)
 	sameJSON(t, "bare trace", getTrace(t, s, bare), &store.Trace{ID: bare, StartedAt: step.At, Steps: []store.TraceStep{step}})
+}
+
+// testTraceBatch adds the steps of two sign-ins, interleaved, in one batch: each trace gets its
+// own steps in order, its start from its first step and the meta its steps carry, as if they had
+// been added one by one.
+func testTraceBatch(t *testing.T, s store.Store) {
+	a, b := store.NewID(8), store.NewID(8)
+	at := startTimes(4)
+	steps := []store.TraceAppend{
+		{ID: a, Meta: store.TraceMeta{ClientID: "client-a"}, Step: newTraceStep("authorize", at[0])},
+		{ID: b, Meta: store.TraceMeta{ClientID: "client-b"}, Step: newTraceStep("authorize", at[1])},
+		{ID: a, Meta: store.TraceMeta{Username: "ada"}, Step: newTraceStep("callback", at[2])},
+		{ID: b, Meta: store.TraceMeta{GitLabUserID: 7}, Step: newTraceStep("callback", at[3])},
+		{ID: a, Step: newTraceStep("token", at[3])},
+	}
+	must(t, "add trace steps", s.AddTraceSteps(t.Context(), steps, time.Hour, traceCap))
+	must(t, "add no trace steps", s.AddTraceSteps(t.Context(), nil, time.Hour, traceCap))
+	sameJSON(t, "trace a", getTrace(t, s, a), &store.Trace{ID: a, StartedAt: at[0],
+		TraceMeta: store.TraceMeta{ClientID: "client-a", Username: "ada"}, Steps: []store.TraceStep{steps[0].Step, steps[2].Step, steps[4].Step}})
+	sameJSON(t, "trace b", getTrace(t, s, b), &store.Trace{ID: b, StartedAt: at[1],
+		TraceMeta: store.TraceMeta{ClientID: "client-b", GitLabUserID: 7}, Steps: []store.TraceStep{steps[1].Step, steps[3].Step}})
+	wantTraces(t, listTraces(t, s, time.Time{}, 0), b, a)
+
+	// A batch with one bad step writes none of it.
+	bad := store.NewID(8)
+	err := s.AddTraceSteps(t.Context(), []store.TraceAppend{{ID: bad, Step: newTraceStep("authorize", time.Now())}, {ID: "", Step: newTraceStep("x", time.Now())}}, time.Hour, traceCap)
+	if err == nil {
+		t.Error("a batch with a step without trace id was accepted")
+	}
+	_, err = s.GetTrace(t.Context(), bad)
+	mustNotFound(t, "trace of a refused batch", err)
 }
 
 func testTraceUnknown(t *testing.T, s store.Store) {
@@ -237,14 +268,14 @@ func testTraceCap(t *testing.T, s store.Store) {
 		ids[i] = store.NewID(8)
 	}
 	for _, i := range []int{2, 0, 4, 1, 3} {
-		must(t, "add trace step", s.AddTraceStep(t.Context(), ids[i], store.TraceMeta{}, newTraceStep("authorize", at[i]), time.Hour, maxTraces))
+		must(t, "add trace step", store.AddTraceStep(t.Context(), s, ids[i], store.TraceMeta{}, newTraceStep("authorize", at[i]), time.Hour, maxTraces))
 	}
 	wantTraces(t, listTraces(t, s, time.Time{}, 0), ids[4], ids[3], ids[2])
 
 	// The traces kept go on taking steps, and the cap still holds when a newer one starts.
-	must(t, "add trace step", s.AddTraceStep(t.Context(), ids[2], store.TraceMeta{}, newTraceStep("callback", time.Now()), time.Hour, maxTraces))
+	must(t, "add trace step", store.AddTraceStep(t.Context(), s, ids[2], store.TraceMeta{}, newTraceStep("callback", time.Now()), time.Hour, maxTraces))
 	newest := store.NewID(8)
-	must(t, "add trace step", s.AddTraceStep(t.Context(), newest, store.TraceMeta{}, newTraceStep("authorize", time.Now()), time.Hour, maxTraces))
+	must(t, "add trace step", store.AddTraceStep(t.Context(), s, newest, store.TraceMeta{}, newTraceStep("authorize", time.Now()), time.Hour, maxTraces))
 	wantTraces(t, listTraces(t, s, time.Time{}, 0), newest, ids[4], ids[3])
 }
 
@@ -305,7 +336,7 @@ func testTraceConcurrent(t *testing.T, s store.Store) {
 			for i := range steps {
 				meta := store.TraceMeta{Username: fmt.Sprint("user ", g)}
 				step := store.TraceStep{Step: fmt.Sprintf("%d/%d", g, i), At: time.Now()}
-				if err := s.AddTraceStep(t.Context(), id, meta, step, time.Hour, traceCap); err != nil {
+				if err := store.AddTraceStep(t.Context(), s, id, meta, step, time.Hour, traceCap); err != nil {
 					errs <- err
 				}
 			}
@@ -354,7 +385,7 @@ func testTraceBadArgs(t *testing.T, s store.Store) {
 		{"zero cap", ok, time.Hour, 0},
 		{"negative cap", ok, time.Hour, -1},
 	} {
-		if err := s.AddTraceStep(t.Context(), c.id, store.TraceMeta{}, newTraceStep("authorize", time.Now()), c.retention, c.maxTraces); err == nil {
+		if err := store.AddTraceStep(t.Context(), s, c.id, store.TraceMeta{}, newTraceStep("authorize", time.Now()), c.retention, c.maxTraces); err == nil {
 			t.Errorf("AddTraceStep with %s succeeded, want an error", c.name)
 		}
 		_, err := s.GetTrace(t.Context(), c.id)
@@ -369,7 +400,7 @@ func testTraceBadArgs(t *testing.T, s store.Store) {
 func startTraceExpiry(t *testing.T, s store.Store) func(*testing.T) {
 	renewed, expiring := store.NewID(8), store.NewID(8)
 	for _, id := range []string{renewed, expiring} {
-		must(t, "add trace step", s.AddTraceStep(t.Context(), id, store.TraceMeta{}, newTraceStep("authorize", time.Now()), shortTTL, traceCap))
+		must(t, "add trace step", store.AddTraceStep(t.Context(), s, id, store.TraceMeta{}, newTraceStep("authorize", time.Now()), shortTTL, traceCap))
 	}
 	if got := listTraces(t, s, time.Time{}, 0); len(got) != 2 {
 		t.Fatalf("ListTraces returned %d traces before expiry, want 2", len(got))
@@ -378,7 +409,7 @@ func startTraceExpiry(t *testing.T, s store.Store) func(*testing.T) {
 	added := make(chan error, 1)
 	go func() {
 		time.Sleep(shortTTL / 2)
-		added <- s.AddTraceStep(ctx, renewed, store.TraceMeta{}, newTraceStep("callback", time.Now()), shortTTL, traceCap)
+		added <- store.AddTraceStep(ctx, s, renewed, store.TraceMeta{}, newTraceStep("callback", time.Now()), shortTTL, traceCap)
 	}()
 	return func(t *testing.T) {
 		must(t, "add a step halfway", <-added)
