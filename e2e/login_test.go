@@ -23,6 +23,8 @@ type inProcessStack struct {
 	bridge *httptest.Server
 	mm     *mattermost.Client
 	rdb    redis.UniversalClient
+	store  *redisstore.Store
+	srv    *oauth.Server
 }
 
 const siteURL = "https://mattermost.example.com"
@@ -34,7 +36,7 @@ func newInProcessStack(t *testing.T) *inProcessStack {
 		t.Fatal(err)
 	}
 	rdb := redis.NewUniversalClient(opts)
-	st := redisstore.New(rdb, "e2e:"+t.Name()+":")
+	st := redisstore.New(rdb, "e2e:"+t.Name()+":").CacheApps(time.Second)
 	t.Cleanup(func() { st.Close() })
 
 	gl := gitlabtest.NewTestServer(t)
@@ -71,7 +73,7 @@ func newInProcessStack(t *testing.T) *inProcessStack {
 	if err := mm.Settings.Validate(); err != nil {
 		t.Fatalf("the settings the bridge prints do not satisfy Mattermost: %v", err)
 	}
-	return &inProcessStack{gl: gl, bridge: bridge, mm: mm, rdb: rdb}
+	return &inProcessStack{gl: gl, bridge: bridge, mm: mm, rdb: rdb, store: st, srv: srv}
 }
 
 func TestMattermostSignsInThroughTheBridgeOnRedis(t *testing.T) {
@@ -132,5 +134,37 @@ func TestMattermostSignInOfABlockedAccountFails(t *testing.T) {
 	}
 	if res != nil && res.RedirectedTo != "" {
 		t.Errorf("the bridge sent the browser back to Mattermost: %s", res.RedirectedTo)
+	}
+}
+
+// A Mattermost sign-in costs at most eight round trips to Redis, trace included: authorize parks
+// the request (1); the callback takes it (1) and saves the session with the code (1); the token
+// request takes the code and marks it used (1), then stores the tokens and reads the session (1);
+// /api/v4/user reads the token (1) and its session (1). The application is read once and then
+// cached; the trace is written in the background, in batches.
+func TestMattermostSignInCostsAtMostEightRedisRoundTrips(t *testing.T) {
+	s := newInProcessStack(t)
+	s.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	s.gl.SignIn("ada")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The first sign-in loads the application into the cache and the scripts into Redis.
+	if _, err := s.mm.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.srv.FlushTraces(ctx)
+	const logins = 5
+	before := s.store.Exchanges()
+	for range logins {
+		if _, err := s.mm.Login(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.srv.FlushTraces(ctx)
+	after := s.store.Exchanges()
+	perLogin := float64(after.RoundTrips-before.RoundTrips) / logins
+	t.Logf("%.1f round trips and %.1f commands per sign-in, trace included", perLogin, float64(after.Commands-before.Commands)/logins)
+	if perLogin > 8 {
+		t.Errorf("a sign-in made %.1f round trips to Redis, want at most 8", perLogin)
 	}
 }

@@ -113,15 +113,11 @@ func (s *Server) callback(c echo.Context) error {
 		session.Groups = groups
 	}
 	s.sealToken(session, tok)
-	// The session is the family of every token of this sign-in, and lives as long as they may.
-	if err := s.store.PutSession(ctx, session, s.cfg.RefreshTokenTTL); err != nil {
-		return storeFailure("save session", err)
-	}
 	app, err := s.store.GetApp(ctx, pending.ClientID)
 	if err != nil {
 		return s.appGone(err)
 	}
-	if err := s.admit(ctx, app, session, body); err != nil {
+	if err := s.admit(app, session, body); err != nil {
 		return err
 	}
 	s.logger(ctx).Info("sign-in completed at GitLab", "client_id", pending.ClientID, "gitlab_user_id", user.ID, "username", user.Username)
@@ -129,10 +125,15 @@ func (s *Server) callback(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The session is the family of every token of this sign-in, and lives as long as they may.
+	// It is saved with the code when there is no consent to ask, in one exchange with the store.
 	if ask {
+		if err := s.store.PutSession(ctx, session, s.cfg.RefreshTokenTTL); err != nil {
+			return storeFailure("save session", err)
+		}
 		return s.askConsent(c, app, pending, session)
 	}
-	return s.issueCode(c, app, pending, session)
+	return s.issueCode(c, app, pending, session, true)
 }
 
 // upstreamPage explains a failed upstream call to the person and the administrator.

@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -137,12 +138,16 @@ func (s *Server) consent(c echo.Context) error {
 	}
 	s.logger(ctx).Info("consent given", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
 	s.stepOK(c, http.StatusFound, map[string]string{"decision": decision})
-	return s.issueCode(c, app, pending, sess)
+	return s.issueCode(c, app, pending, sess, false)
 }
 
 // issueCode gives the client its code for a completed sign-in.
-func (s *Server) issueCode(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session) error {
-	ti, err := s.manager.GenerateAuthToken(withApp(c.Request().Context(), app), oauth2.Code, &oauth2.TokenGenerateRequest{
+func (s *Server) issueCode(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session, newSession bool) error {
+	ctx := withApp(c.Request().Context(), app)
+	if newSession {
+		ctx = context.WithValue(ctx, newSessionKey{}, &newSessionWrite{session: sess, ttl: s.cfg.RefreshTokenTTL})
+	}
+	ti, err := s.manager.GenerateAuthToken(ctx, oauth2.Code, &oauth2.TokenGenerateRequest{
 		ClientID:            pending.ClientID,
 		UserID:              sess.ID,
 		RedirectURI:         pending.RedirectURI,

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
 // Metrics are the bridge's Prometheus metrics, on a registry of their own so that two bridges in
@@ -56,6 +58,17 @@ func NewMetrics() *Metrics {
 	m.reg.MustRegister(m.requests, m.upstream, m.loginsStarted, m.loginsCompleted, m.loginsFailed, m.storeErrors, m.traceDropped, m.traceFailed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// countExchanges exports a store's exchanges with its server. A second store on the same metrics
+// (two servers in one process) is not counted.
+func (m *Metrics) countExchanges(ec store.ExchangeCounter) {
+	_ = m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ssobridge_redis_round_trips_total",
+		Help: "Round trips to Redis: a command alone, or a pipeline or script, is one."},
+		func() float64 { return float64(ec.Exchanges().RoundTrips) }))
+	_ = m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ssobridge_redis_commands_total",
+		Help: "Commands sent to Redis, counting each command of a pipeline."},
+		func() float64 { return float64(ec.Exchanges().Commands) }))
 }
 
 // Handler serves the metrics in Prometheus's format.

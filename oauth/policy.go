@@ -1,9 +1,7 @@
 package oauth
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -94,13 +92,10 @@ func isExternal(body []byte) bool {
 
 // admit applies app's sign-in rules to the person of session, whose /api/v4/user body is body.
 // A refused person's session is deleted, since the sign-in it records must not lead anywhere.
-func (s *Server) admit(ctx context.Context, app *store.Application, session *store.Session, body []byte) error {
+func (s *Server) admit(app *store.Application, session *store.Session, body []byte) error {
 	reason, fix := checkPolicy(app, PolicyUser{Username: session.Username, External: isExternal(body), Groups: session.Groups})
 	if reason == "" {
 		return nil
-	}
-	if err := s.store.DeleteSession(ctx, session.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return storeFailure("delete session", err)
 	}
 	return &PageError{Status: http.StatusForbidden, Title: "Not allowed to sign in to " + app.Name,
 		Message: reason, Fix: fix, Failure: "user_not_allowed"}

@@ -31,6 +31,9 @@ const (
 	DefaultAccessTokenTTL   = 2 * time.Hour
 	// DefaultRefreshTokenTTL bounds an unused sign-in; each refresh starts it again.
 	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
+	// DefaultUserSnapshotMaxAge is how old the user GitLab returned at sign-in may be for
+	// /api/v4/user to answer with it rather than ask GitLab again.
+	DefaultUserSnapshotMaxAge = time.Minute
 	// maxFormBody bounds a token request; real ones are a few hundred bytes.
 	maxFormBody = 64 << 10
 )
@@ -52,6 +55,12 @@ type Config struct {
 	AuthorizationTTL time.Duration
 	AccessTokenTTL   time.Duration
 	RefreshTokenTTL  time.Duration
+	// UserSnapshotMaxAge: /api/v4/user answers with the user GitLab returned when the person
+	// signed in (or when the bridge last refreshed their GitLab token) while it is younger than
+	// this, instead of calling GitLab again: Mattermost reads the user right after its token
+	// request, seconds after the bridge read it. Zero takes DefaultUserSnapshotMaxAge; a negative
+	// value always asks GitLab.
+	UserSnapshotMaxAge time.Duration
 	// Traces: how long they are kept, how many at most, and after how long a sign-in whose
 	// client never came back is called stalled.
 	TraceRetention time.Duration
@@ -117,6 +126,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RefreshTokenTTL <= 0 {
 		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
 	}
+	if cfg.UserSnapshotMaxAge == 0 {
+		cfg.UserSnapshotMaxAge = DefaultUserSnapshotMaxAge
+	}
 	if cfg.TraceRetention <= 0 {
 		cfg.TraceRetention = DefaultTraceRetention
 	}
@@ -130,6 +142,9 @@ func New(cfg Config) (*Server, error) {
 		cfg.Metrics = NewMetrics()
 	}
 	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstream: cfg.Upstream, log: cfg.Logger, metrics: cfg.Metrics}
+	if ec, ok := cfg.Store.(store.ExchangeCounter); ok {
+		cfg.Metrics.countExchanges(ec)
+	}
 	s.tokens = redeemingStore{Store: cfg.Store, codeTTL: cfg.CodeTTL}
 	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, log: cfg.Logger,
 		dropped: cfg.Metrics.traceDropped, failed: cfg.Metrics.traceFailed}
@@ -277,8 +292,10 @@ func validateURI(registered, requested string) error {
 	return oerrors.ErrInvalidRedirectURI
 }
 
-// redeemingStore is the store as the manager sees it. It records the code record that GetByCode
-// consumed, so that when the manager refuses a code the handler can say why.
+// redeemingStore is the store as the manager sees it. During a redemption (see
+// withRedemptionRecord) it records the code record that GetByCode consumed, so that when the
+// manager refuses a code the handler can say why, and it reads the session of the tokens it
+// stores in the same exchange with the store as it writes them.
 type redeemingStore struct {
 	store.Store
 	codeTTL time.Duration
@@ -297,7 +314,15 @@ func (r redeemingStore) Create(ctx context.Context, info oauth2.TokenInfo) error
 	if t, ok := info.(*models.Token); ok && t.Access != "" && t.AccessExpiresIn > 0 {
 		kept := *t
 		kept.AccessExpiresIn += accessGrace
-		return r.Store.Create(ctx, &kept)
+		info = &kept
+	}
+	if ns, ok := ctx.Value(newSessionKey{}).(*newSessionWrite); ok && info.GetCode() != "" {
+		return r.Store.PutSessionCode(ctx, ns.session, ns.ttl, info)
+	}
+	if rd, ok := ctx.Value(redemptionKey{}).(*redemption); ok && info.GetAccess() != "" {
+		var err error
+		rd.session, err = r.Store.CreateForSession(ctx, info)
+		return err
 	}
 	return r.Store.Create(ctx, info)
 }
@@ -320,10 +345,27 @@ func (r redeemingStore) GetByRefresh(ctx context.Context, refresh string) (oauth
 
 type redemptionKey struct{}
 
-type redemption struct{ info oauth2.TokenInfo }
+// newSessionKey carries, to the manager's Create of a sign-in's code, the session that is to be
+// saved with it (see store.Store.PutSessionCode).
+type newSessionKey struct{}
 
+type newSessionWrite struct {
+	session *store.Session
+	ttl     time.Duration
+}
+
+// redemption is what a redemption learnt from the store: the code's record, and the session of
+// the tokens issued for it.
+type redemption struct {
+	info    oauth2.TokenInfo
+	session *store.Session
+}
+
+// GetByCode takes the code and marks it used in one step (see store.Store.TakeCode), so that a
+// replay is recognised from the moment the code is redeemed; the mark is kept as long as the code
+// could have been presented.
 func (r redeemingStore) GetByCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
-	ti, err := r.Store.GetByCode(ctx, code)
+	ti, err := r.Store.TakeCode(ctx, code, 2*r.codeTTL)
 	if rd, ok := ctx.Value(redemptionKey{}).(*redemption); ok {
 		rd.info = ti
 	}
@@ -333,6 +375,10 @@ func (r redeemingStore) GetByCode(ctx context.Context, code string) (oauth2.Toke
 	}
 	return ti, err
 }
+
+// RemoveByCode does nothing: the manager calls it after GetByCode, which has already consumed
+// the code.
+func (r redeemingStore) RemoveByCode(context.Context, string) error { return nil }
 
 // randomCodes and randomAccess make codes and access tokens of 256 random bits; go-oauth2's
 // own generators derive them from UUIDs through MD5.

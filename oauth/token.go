@@ -158,12 +158,13 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	case tr.Code == "":
 		return tokenError(ErrInvalidRequest, "code is missing; send the code the authorization returned to redirect_uri")
 	}
-	if peek, err := s.store.PeekCode(c.Request().Context(), tr.Code); err == nil && peek != nil {
-		s.traceOfSession(c, peek.GetUserID())
-	}
-	s.beginStep(c, currentTrace(c), "token", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=authorization_code, code, client credentials)")
+	s.beginStep(c, "", "token", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=authorization_code, code, client credentials)")
 	app, terr := s.authenticateClient(c, tr)
 	if terr != nil {
+		// The code is left to be redeemed; it leads to the trace the failure belongs in.
+		if peek, err := s.store.PeekCode(c.Request().Context(), tr.Code); err == nil && peek != nil {
+			s.traceOfSession(c, peek.GetUserID())
+		}
 		return terr
 	}
 	if !app.Confidential && tr.CodeVerifier == "" {
@@ -184,6 +185,12 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 		if rd.info == nil && errors.Is(err, oerrors.ErrInvalidAuthorizeCode) {
 			return s.replayedCode(c, tr.Code)
 		}
+		if errors.Is(err, store.ErrNotFound) {
+			// The session went (revoked) between the callback and this request: the tokens just
+			// stored belong to no one and are dead.
+			return named(tokenError(ErrInvalidGrant, "the sign-in this code belongs to was revoked; sign in again"), "session_revoked",
+				"An administrator revoked the application's grants, or the code was replayed, while this sign-in was under way.")
+		}
 		if rd.info != nil {
 			s.traceOfSession(c, rd.info.GetUserID())
 			// The code is spent; its session will never have tokens.
@@ -193,14 +200,9 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 		}
 		return explainRedemption(err, rd, tr)
 	}
-	if err := s.store.MarkUsed(ctx, store.TokenKey(tr.Code), ti.GetUserID(), 2*s.cfg.CodeTTL); err != nil {
-		return storeFailure("mark code used", err)
-	}
-	sess, err := s.store.GetSession(ctx, ti.GetUserID())
-	if err != nil {
-		return storeFailure("get session", err)
-	}
+	sess := rd.session
 	s.useTrace(c, sess.TraceID)
+	traceMeta(c, store.TraceMeta{ClientID: sess.ClientID, GitLabUserID: sess.GitLabUserID, Username: sess.Username})
 	s.stepOK(c, http.StatusOK, map[string]string{"scope": ti.GetScope(), "access_token_sha256": hashPrefix(ti.GetAccess())})
 	s.metrics.loginsCompleted.WithLabelValues(app.ID).Inc()
 	s.logger(ctx).Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)

@@ -136,6 +136,23 @@ func TestTokenCodeIsSingleUse(t *testing.T) {
 	}
 }
 
+func TestTokenCodeOfARevokedSignInIsRefused(t *testing.T) {
+	f := newFixture(t)
+	code := f.code()
+	peek, err := f.store.PeekCode(t.Context(), code)
+	if err != nil || peek == nil {
+		t.Fatalf("peek code: %v %v", peek, err)
+	}
+	// An administrator revokes the application's grants between the callback and the token request.
+	if err := f.store.DeleteSession(t.Context(), peek.GetUserID()); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.postToken(f.tokenForm(code))
+	if resp.StatusCode != 400 || body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), "revoked") {
+		t.Fatalf("redemption of a revoked sign-in's code: %d %v", resp.StatusCode, body)
+	}
+}
+
 func TestTokenCodeRedeemedByAnotherClientIsBurned(t *testing.T) {
 	f := newFixture(t)
 	other, otherSecret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))

@@ -31,8 +31,9 @@ func bearerToken(r *http.Request) string {
 	return r.URL.Query().Get("access_token")
 }
 
-// user answers /api/v4/user with GitLab's own body for the person the token belongs to, read
-// from GitLab with the token the bridge holds for them (refreshed at GitLab when expired).
+// user answers /api/v4/user with GitLab's own body for the person the token belongs to: the
+// snapshot taken at sign-in while it is younger than UserSnapshotMaxAge, else read from GitLab
+// with the token the bridge holds for them (refreshed at GitLab when expired).
 func (s *Server) user(c echo.Context) error {
 	ctx := c.Request().Context()
 	s.beginStep(c, "", "user", store.PartClient, store.PartBridge, "GET /api/v4/user (Authorization: Bearer)")
@@ -43,6 +44,11 @@ func (s *Server) user(c echo.Context) error {
 	s.useTrace(c, sess.TraceID)
 	if !hasScope(ti.GetScope(), "read_user", "api") {
 		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include read_user"}
+	}
+	if age := time.Since(sess.UserFetchedAt); len(sess.User) > 0 && age >= 0 && age < s.cfg.UserSnapshotMaxAge {
+		s.stepOK(c, http.StatusOK, map[string]string{"user": "snapshot from GitLab " + age.Round(time.Millisecond).String() + " ago"})
+		noStore(c.Response().Header())
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, sess.User)
 	}
 	start := time.Now()
 	body, err := s.upstreamUser(ctx, sess)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/oauth"
 )
 
 func (f *fixture) getUser(header ...string) (*http.Response, string) {
@@ -69,6 +70,8 @@ func TestUserRefusesMissingAndBadTokensLikeGitLab(t *testing.T) {
 }
 
 func TestUserWhoseGitLabTokenWasRevokedIsUnauthorized(t *testing.T) {
+	fixtureConfig = liveUser
+	defer func() { fixtureConfig = nil }()
 	f := newFixture(t)
 	tok := f.accessToken()
 	f.gl.RevokeTokens("ada")
@@ -78,6 +81,8 @@ func TestUserWhoseGitLabTokenWasRevokedIsUnauthorized(t *testing.T) {
 }
 
 func TestUserBlockedAtGitLabAfterSignInIsForbiddenWithGitLabsMessage(t *testing.T) {
+	fixtureConfig = liveUser
+	defer func() { fixtureConfig = nil }()
 	f := newFixture(t)
 	tok := f.accessToken()
 	f.gl.SetUserState("ada", "blocked")
@@ -89,6 +94,8 @@ func TestUserBlockedAtGitLabAfterSignInIsForbiddenWithGitLabsMessage(t *testing.
 
 func TestUserRefreshesAnExpiredGitLabTokenAndKeepsTheNewOne(t *testing.T) {
 	// GitLab's tokens live 2 s here, under x/oauth2's 10 s early-expiry margin: every use refreshes.
+	fixtureConfig = liveUser
+	defer func() { fixtureConfig = nil }()
 	f := newFixture(t, gitlabtest.WithAccessTokenTTL(2*time.Second))
 	tok := f.accessToken()
 	for i := range 3 {
@@ -130,5 +137,54 @@ func TestConcurrentRequestsOfOneSessionShareOneGitLabRefresh(t *testing.T) {
 		if st != 200 {
 			t.Fatalf("a concurrent request got %d: two refreshes of one GitLab token raced", st)
 		}
+	}
+}
+
+// liveUser makes /api/v4/user ask GitLab on every request.
+func liveUser(c *oauth.Config) { c.UserSnapshotMaxAge = -1 }
+
+// userCallsAtGitLab counts the bridge's reads of /api/v4/user at the emulated GitLab.
+func userCallsAtGitLab(f *fixture) int {
+	n := 0
+	for _, r := range f.gl.Requests() {
+		if r.Path == "/api/v4/user" {
+			n++
+		}
+	}
+	return n
+}
+
+func TestUserRightAfterSignInAnswersFromTheCallbacksSnapshot(t *testing.T) {
+	f := newFixture(t)
+	tok := f.accessToken()
+	before := userCallsAtGitLab(f)
+	if before != 1 {
+		t.Fatalf("the sign-in read the user at GitLab %d times, want once (the callback)", before)
+	}
+	// Blocked at GitLab after signing in: within the snapshot's age the bridge does not ask.
+	f.gl.SetUserState("ada", "blocked")
+	resp, body := f.getUser("Authorization", "Bearer "+tok)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"username":"ada"`) || !strings.Contains(body, `"state":"active"`) {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+	if n := userCallsAtGitLab(f) - before; n != 0 {
+		t.Errorf("/api/v4/user called GitLab %d times within the snapshot's age", n)
+	}
+}
+
+func TestUserSnapshotOlderThanItsMaxAgeIsReadLive(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.UserSnapshotMaxAge = 50 * time.Millisecond }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	tok := f.accessToken()
+	time.Sleep(100 * time.Millisecond)
+	before := userCallsAtGitLab(f)
+	f.gl.SetUserState("ada", "blocked")
+	resp, body := f.getUser("Authorization", "Bearer "+tok)
+	if resp.StatusCode != 403 || !strings.Contains(body, "blocked") {
+		t.Fatalf("an old snapshot was served: %d %s", resp.StatusCode, body)
+	}
+	if n := userCallsAtGitLab(f) - before; n != 1 {
+		t.Errorf("/api/v4/user called GitLab %d times, want 1", n)
 	}
 }

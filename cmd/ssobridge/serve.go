@@ -39,6 +39,8 @@ type serveConfig struct {
 	refreshTTL  time.Duration
 	traceTTL    time.Duration
 	maxTraces   int
+	userMaxAge  time.Duration
+	appCacheTTL time.Duration
 	stall       time.Duration
 	logLevel    slog.Level
 	logFormat   string
@@ -71,6 +73,8 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	keys := addKeySettings(st)
 	accessTTL := st.add("access-token-ttl", "2h", "lifetime of the access tokens the bridge issues")
 	refreshTTL := st.add("refresh-token-ttl", "720h", "how long a sign-in lasts unused: the lifetime of a refresh token, renewed by each refresh")
+	userMaxAge := st.add("user-snapshot-max-age", "1m", "how old the user GitLab returned at sign-in may be for /api/v4/user to answer with it instead of asking GitLab again (Mattermost reads the user right after its token request); 0: always ask GitLab")
+	appCacheTTL := st.add("app-cache-ttl", "1s", "how long each instance keeps an application it read from Redis before reading it again; a change made with `ssobridge apps` reaches running instances within it; 0: read Redis on every request")
 	traceTTL := st.add("trace-retention", "24h", "how long sign-in traces are kept (/debug/traces on the operators' listener)")
 	maxTraces := st.add("trace-max", "10000", "how many sign-in traces are kept at most, the newest")
 	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never redeemed its code (or never read the user) is called stalled")
@@ -113,6 +117,15 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 			return nil, err
 		}
 		if cfg.traceTTL, err = traceTTL.duration(); err != nil {
+			return nil, err
+		}
+		if cfg.userMaxAge, err = userMaxAge.durationOrZero(); err != nil {
+			return nil, err
+		}
+		if cfg.userMaxAge == 0 {
+			cfg.userMaxAge = -1 // oauth.Config's "always ask GitLab"
+		}
+		if cfg.appCacheTTL, err = appCacheTTL.durationOrZero(); err != nil {
 			return nil, err
 		}
 		if cfg.stall, err = stall.duration(); err != nil {
@@ -302,6 +315,9 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 		return err
 	}
 	defer s.Close()
+	if rs, ok := s.(*redisstore.Store); ok {
+		rs.CacheApps(cfg.appCacheTTL)
+	}
 	sealer, err := cfg.keys.sealer(cfg.redisURL.value == "", log)
 	if err != nil {
 		return err
@@ -314,7 +330,7 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 		return fmt.Errorf("configuration: upstream GitLab: %w", err)
 	}
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
-		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL,
+		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL, UserSnapshotMaxAge: cfg.userMaxAge,
 		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall, TrustedProxies: cfg.trustedProxies})
 	if err != nil {
 		return err

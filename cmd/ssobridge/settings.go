@@ -114,5 +114,13 @@ func (s *setting) duration() (time.Duration, error) {
 	return d, nil
 }
 
+func (s *setting) durationOrZero() (time.Duration, error) {
+	d, err := time.ParseDuration(s.value)
+	if err != nil || d < 0 {
+		return 0, s.errorf("%q is not a duration such as 30s or 1m, or 0", s.value)
+	}
+	return d, nil
+}
+
 // errUsage is returned after the usage has been printed for a bad command line.
 var errUsage = errors.New("usage")

@@ -157,6 +157,20 @@ type Store interface {
 	MarkUsed(ctx context.Context, key, sessionID string, ttl time.Duration) error
 	UsedBy(ctx context.Context, key string) (string, error)
 
+	// TakeCode consumes a code as GetByCode does and, in the same atomic step, marks it used by
+	// the session its record names for usedTTL (as MarkUsed): there is no moment when a code
+	// presented again is neither redeemable nor recognised as replayed.
+	TakeCode(ctx context.Context, code string, usedTTL time.Duration) (oauth2.TokenInfo, error)
+
+	// PutSessionCode saves a new session (as PutSession) and the first code of its family (as
+	// Create) together: a sign-in's callback writes both at once.
+	PutSessionCode(ctx context.Context, s *Session, ttl time.Duration, code oauth2.TokenInfo) error
+
+	// CreateForSession stores an access token and its refresh token (as Create) and returns the
+	// session they belong to, in one exchange with the backend. ErrNotFound means the session is
+	// gone: the tokens, stored or not, are then dead, as every token of a deleted session is.
+	CreateForSession(ctx context.Context, info oauth2.TokenInfo) (*Session, error)
+
 	// TakeRefresh consumes a refresh token, like GetByCode consumes a code, and deletes the
 	// access token issued with it: of two concurrent callers exactly one gets it. (nil, nil)
 	// when it is unknown, expired or already taken.
@@ -189,6 +203,18 @@ type Store interface {
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Exchanges counts what a store that talks to a server (redisstore) has sent it: round trips (a
+// command alone, or a pipeline or script, is one) and the commands they carried.
+type Exchanges struct {
+	RoundTrips int64 `json:"round_trips"`
+	Commands   int64 `json:"commands"`
+}
+
+// ExchangeCounter is a store that counts its exchanges with its server.
+type ExchangeCounter interface {
+	Exchanges() Exchanges
 }
 
 // SortApps puts apps in ListApps's order (by Name, then ID); the backends share it so that they

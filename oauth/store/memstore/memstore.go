@@ -224,17 +224,26 @@ func (s *Store) TakeAuthorization(_ context.Context, key string) (*store.Authori
 // ---- sessions ----
 
 func (s *Store) PutSession(_ context.Context, sess *store.Session, ttl time.Duration) error {
-	if ttl <= 0 {
-		return fmt.Errorf("memstore: put session: ttl %v is not positive", ttl)
-	}
-	b, err := json.Marshal(sess)
+	write, err := s.sessionWrite(sess, ttl)
 	if err != nil {
 		return fmt.Errorf("memstore: put session: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sessions[sess.ID] = entry{value: b, expires: time.Now().Add(ttl)}
+	write()
 	return nil
+}
+
+// sessionWrite returns PutSession's write, which the caller runs holding s.mu.
+func (s *Store) sessionWrite(sess *store.Session, ttl time.Duration) (func(), error) {
+	if ttl <= 0 {
+		return nil, fmt.Errorf("ttl %v is not positive", ttl)
+	}
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return nil, err
+	}
+	return func() { s.sessions[sess.ID] = entry{value: b, expires: time.Now().Add(ttl)} }, nil
 }
 
 func (s *Store) GetSession(_ context.Context, id string) (*store.Session, error) {
@@ -319,39 +328,80 @@ func (s *Store) UsedBy(_ context.Context, key string) (string, error) {
 // Create stores a code, or an access token with its optional refresh token. A value whose
 // lifetime has already run out is not stored, as if it had expired at once.
 func (s *Store) Create(_ context.Context, info oauth2.TokenInfo) error {
-	now := time.Now()
-	rec, ttl, err := store.NewTokenRecord(info, now)
-	if err != nil {
-		return fmt.Errorf("memstore: create token: %w", err)
-	}
-
-	if code := info.GetCode(); code != "" {
-		if ttl.Code <= 0 {
-			return nil
-		}
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return fmt.Errorf("memstore: create code: %w", err)
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.codes[store.TokenKey(code)] = entry{value: b, expires: expiresAt(now, ttl.Code)}
-		return nil
-	}
-
-	b, err := json.Marshal(rec)
+	write, err := s.tokenWrite(info)
 	if err != nil {
 		return fmt.Errorf("memstore: create token: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ttl.Access > 0 {
-		s.access[rec.AccessKey] = entry{value: b, expires: expiresAt(now, ttl.Access)}
-	}
-	if ttl.Refresh > 0 {
-		s.refresh[rec.RefreshKey] = entry{value: b, expires: expiresAt(now, ttl.Refresh)}
-	}
+	write()
 	return nil
+}
+
+// tokenWrite returns Create's write of info, which the caller runs holding s.mu.
+func (s *Store) tokenWrite(info oauth2.TokenInfo) (func(), error) {
+	now := time.Now()
+	rec, ttl, err := store.NewTokenRecord(info, now)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if code := info.GetCode(); code != "" {
+			if ttl.Code > 0 {
+				s.codes[store.TokenKey(code)] = entry{value: b, expires: expiresAt(now, ttl.Code)}
+			}
+			return
+		}
+		if ttl.Access > 0 {
+			s.access[rec.AccessKey] = entry{value: b, expires: expiresAt(now, ttl.Access)}
+		}
+		if ttl.Refresh > 0 {
+			s.refresh[rec.RefreshKey] = entry{value: b, expires: expiresAt(now, ttl.Refresh)}
+		}
+	}, nil
+}
+
+// PutSessionCode writes the session and the code under one lock.
+func (s *Store) PutSessionCode(_ context.Context, sess *store.Session, ttl time.Duration, code oauth2.TokenInfo) error {
+	if code.GetCode() == "" {
+		return errors.New("memstore: put session and code: the token has no code")
+	}
+	session, err := s.sessionWrite(sess, ttl)
+	if err != nil {
+		return fmt.Errorf("memstore: put session and code: %w", err)
+	}
+	write, err := s.tokenWrite(code)
+	if err != nil {
+		return fmt.Errorf("memstore: put session and code: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	session()
+	write()
+	return nil
+}
+
+// CreateForSession writes the tokens and reads their session under one lock.
+func (s *Store) CreateForSession(_ context.Context, info oauth2.TokenInfo) (*store.Session, error) {
+	if info.GetCode() != "" || info.GetAccess() == "" {
+		return nil, errors.New("memstore: create tokens for session: the token has no access token, or is a code")
+	}
+	write, err := s.tokenWrite(info)
+	if err != nil {
+		return nil, fmt.Errorf("memstore: create tokens for session: %w", err)
+	}
+	s.mu.Lock()
+	write()
+	e, ok := s.sessions[info.GetUserID()]
+	s.mu.Unlock()
+	if !ok || !e.live(time.Now()) {
+		return nil, store.ErrNotFound
+	}
+	return decode[store.Session]("create tokens for session", e.value)
 }
 
 // PeekCode reads a code's record and leaves it in place.
@@ -366,6 +416,33 @@ func (s *Store) PeekCode(_ context.Context, code string) (oauth2.TokenInfo, erro
 // GetByCode consumes the code: a second call with the same code finds nothing.
 func (s *Store) GetByCode(_ context.Context, code string) (oauth2.TokenInfo, error) {
 	rec, err := s.getToken("get by code", s.take, s.codes, code)
+	if rec == nil || err != nil {
+		return nil, err
+	}
+	return rec.Info(code, "", ""), nil
+}
+
+// TakeCode consumes the code and marks it used under one lock.
+func (s *Store) TakeCode(_ context.Context, code string, usedTTL time.Duration) (oauth2.TokenInfo, error) {
+	if usedTTL <= 0 {
+		return nil, fmt.Errorf("memstore: take code: used ttl %v is not positive", usedTTL)
+	}
+	if code == "" {
+		return nil, nil
+	}
+	key := store.TokenKey(code)
+	s.mu.Lock()
+	e, ok := s.codes[key]
+	delete(s.codes, key)
+	var rec *store.TokenRecord
+	var err error
+	if ok && e.live(time.Now()) {
+		rec, err = decode[store.TokenRecord]("take code", e.value)
+		if err == nil && rec.Token.UserID != "" {
+			s.used[key] = entry{value: []byte(rec.Token.UserID), expires: time.Now().Add(usedTTL)}
+		}
+	}
+	s.mu.Unlock()
 	if rec == nil || err != nil {
 		return nil, err
 	}

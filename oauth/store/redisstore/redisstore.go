@@ -16,11 +16,11 @@
 //	                (unix milliseconds); no expiry of its own, but every PutSession and
 //	                ListSessions removes the ids that expired more than indexSlack ago, so that
 //	                it holds little more than the client's live sessions
-//	code:<key>      code record, expiring with the code
+//	code:{<key>}    code record, expiring with the code
 //	access:<key>    access token record, expiring with the token
 //	refresh:<key>   refresh token record, expiring with the token, or never
-//	used:<key>      id of the session that used the code or refresh token, with the TTL given
-//	                to MarkUsed
+//	used:{<key>}    id of the session that used the code or refresh token, with the TTL given
+//	                to MarkUsed or TakeCode
 //	consents:<cid>  HASH of client cid's consents: GitLab user id (decimal) -> JSON array of
 //	                scopes (no expiry)
 //	oidc:keyset     the sealed OpenID Connect key set (no expiry)
@@ -34,8 +34,9 @@
 //	                own, but every AddTraceStep removes the ids beyond the newest maxTraces and
 //	                those started longer than the retention ago
 //
-// No command, transaction or script spans two keys, so that every operation works on Redis
-// Cluster without hash tags; where two keys change together they are sent in one pipeline.
+// One script spans two keys, a code and its used marker, which share the code's hash tag so as to
+// be in one Cluster slot; no other command, transaction or script spans two keys. Where several
+// keys change together they are sent in one pipeline, which costs one round trip.
 package redisstore
 
 import (
@@ -48,6 +49,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
@@ -73,25 +75,131 @@ type Store struct {
 	c      redis.UniversalClient
 	prefix string
 	slack  time.Duration // indexSlack, which tests lower so as not to wait for it
+	count  *exchangeCounter
+	apps   *appCache // nil: every GetApp reads Redis
 }
 
 // New returns a store that keeps its keys under prefix (DefaultPrefix if empty) on client, and
-// owns the client: Close closes it.
+// owns the client: Close closes it. It counts its exchanges with Redis (see Exchanges).
 func New(client redis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return &Store{c: client, prefix: prefix, slack: indexSlack}
+	s := &Store{c: client, prefix: prefix, slack: indexSlack, count: &exchangeCounter{}}
+	client.AddHook(s.count)
+	return s
+}
+
+// Exchanges returns how many round trips to Redis the store has made, and how many commands they
+// carried, since New.
+func (s *Store) Exchanges() store.Exchanges {
+	return store.Exchanges{RoundTrips: s.count.roundTrips.Load(), Commands: s.count.commands.Load()}
+}
+
+// exchangeCounter is a go-redis hook that counts round trips: a command sent alone is one, and
+// so is a pipeline, whatever it carries. A pipeline on Cluster that spans several nodes is
+// counted once, though it makes one round trip to each.
+type exchangeCounter struct {
+	roundTrips, commands atomic.Int64
+}
+
+func (h *exchangeCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *exchangeCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !connectionSetup(cmd) {
+			h.roundTrips.Add(1)
+			h.commands.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *exchangeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && !connectionSetup(cmds[0]) {
+			h.roundTrips.Add(1)
+			h.commands.Add(int64(len(cmds)))
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// connectionSetup reports the commands go-redis sends on a new connection (which pass through
+// the hooks too), and which the store never sends itself.
+func connectionSetup(cmd redis.Cmder) bool {
+	switch cmd.Name() {
+	case "hello", "auth", "client", "select", "readonly":
+		return true
+	}
+	return false
+}
+
+// CacheApps makes GetApp answer from memory for ttl after it last read an application from
+// Redis, and returns the store. Applications are read on every request and change rarely: the
+// cache saves a round trip on most requests. What this store writes (CreateApp, UpdateApp,
+// DeleteApp) drops its own cache entry at once; a change made by another process (the apps
+// command, another instance) is seen within ttl. A ttl that is not positive turns the cache off.
+func (s *Store) CacheApps(ttl time.Duration) *Store {
+	s.apps = nil
+	if ttl > 0 {
+		s.apps = &appCache{ttl: ttl, entries: make(map[string]appEntry)}
+	}
+	return s
+}
+
+// appCache holds applications read from Redis. It holds at most maxCachedApps, emptied whole when
+// full: client ids come from requests, and only the registered ones are cached.
+type appCache struct {
+	ttl     time.Duration
+	mu      sync.Mutex
+	entries map[string]appEntry
+}
+
+type appEntry struct {
+	json    []byte
+	expires time.Time
+}
+
+const maxCachedApps = 10000
+
+func (c *appCache) get(id string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[id]
+	if !ok || time.Now().After(e.expires) {
+		return nil, false
+	}
+	return e.json, true
+}
+
+func (c *appCache) put(id string, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= maxCachedApps {
+		clear(c.entries)
+	}
+	c.entries[id] = appEntry{json: b, expires: time.Now().Add(c.ttl)}
+}
+
+// forget drops an application from the cache; a nil cache has nothing to drop.
+func (c *appCache) forget(id string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, id)
 }
 
 func (s *Store) appKey(id string) string     { return s.prefix + "app:" + id }
 func (s *Store) appsKey() string             { return s.prefix + "apps" }
 func (s *Store) authzKey(key string) string  { return s.prefix + "authz:" + key }
 func (s *Store) sessionKey(id string) string { return s.prefix + "session:" + id }
-func (s *Store) codeKey(tk string) string    { return s.prefix + "code:" + tk }
+func (s *Store) codeKey(tk string) string    { return s.prefix + "code:{" + tk + "}" }
 func (s *Store) accessKey(tk string) string  { return s.prefix + "access:" + tk }
 func (s *Store) refreshKey(tk string) string { return s.prefix + "refresh:" + tk }
-func (s *Store) usedKey(tk string) string    { return s.prefix + "used:" + tk }
+func (s *Store) usedKey(tk string) string    { return s.prefix + "used:{" + tk + "}" }
 func (s *Store) keySetKey() string           { return s.prefix + "oidc:keyset" }
 func (s *Store) traceKey(id string) string   { return s.prefix + "trace:" + id }
 func (s *Store) tracesKey() string           { return s.prefix + "traces" }
@@ -135,6 +243,7 @@ func (s *Store) Close() error {
 // CreateApp sends SET NX and SADD in one pipeline. The SADD runs even when the SET finds the ID
 // taken, which is harmless: the ID is then already in the set (or belongs there).
 func (s *Store) CreateApp(ctx context.Context, app *store.Application) error {
+	defer s.apps.forget(app.ID)
 	b, err := json.Marshal(app)
 	if err != nil {
 		return wrap("create app", err)
@@ -154,8 +263,27 @@ func (s *Store) CreateApp(ctx context.Context, app *store.Application) error {
 	return nil
 }
 
+// GetApp answers from the application cache when CacheApps turned it on and it holds the
+// application; it caches the JSON, so that every caller gets an application of its own.
 func (s *Store) GetApp(ctx context.Context, id string) (*store.Application, error) {
-	return record[store.Application]("get app", s.c.Get(ctx, s.appKey(id)))
+	if s.apps == nil {
+		return record[store.Application]("get app", s.c.Get(ctx, s.appKey(id)))
+	}
+	if b, ok := s.apps.get(id); ok {
+		return decode[store.Application]("get app", b)
+	}
+	b, err := s.c.Get(ctx, s.appKey(id)).Bytes()
+	if isNil(err) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, wrap("get app", err)
+	}
+	app, err := decode[store.Application]("get app", b)
+	if err == nil {
+		s.apps.put(id, b)
+	}
+	return app, err
 }
 
 // ListApps reads the id set, then every record in one pipeline (not MGET, which Cluster refuses
@@ -194,6 +322,7 @@ func (s *Store) ListApps(ctx context.Context) ([]*store.Application, error) {
 }
 
 func (s *Store) UpdateApp(ctx context.Context, app *store.Application) error {
+	defer s.apps.forget(app.ID)
 	b, err := json.Marshal(app)
 	if err != nil {
 		return wrap("update app", err)
@@ -206,6 +335,7 @@ func (s *Store) UpdateApp(ctx context.Context, app *store.Application) error {
 }
 
 func (s *Store) DeleteApp(ctx context.Context, id string) error {
+	defer s.apps.forget(id)
 	var del *redis.IntCmd
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		del = p.Del(ctx, s.appKey(id))
@@ -245,21 +375,30 @@ func (s *Store) TakeAuthorization(ctx context.Context, key string) (*store.Autho
 // one pipeline, SET first: an id must not be in the index before its record exists, or a
 // concurrent ListSessions could take it for an expired one and remove it.
 func (s *Store) PutSession(ctx context.Context, sess *store.Session, ttl time.Duration) error {
-	if ttl <= 0 {
-		return fmt.Errorf("redisstore: put session: ttl %v is not positive", ttl)
-	}
-	b, err := json.Marshal(sess)
+	queue, err := s.sessionWrites(ctx, sess, ttl)
 	if err != nil {
 		return wrap("put session", err)
 	}
+	_, err = s.c.Pipelined(ctx, queue)
+	return s.check("put session", err)
+}
+
+// sessionWrites returns the function that queues PutSession's writes.
+func (s *Store) sessionWrites(ctx context.Context, sess *store.Session, ttl time.Duration) (func(redis.Pipeliner) error, error) {
+	if ttl <= 0 {
+		return nil, fmt.Errorf("ttl %v is not positive", ttl)
+	}
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return nil, err
+	}
 	ttl = roundTTL(ttl)
 	now := time.Now()
-	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	return func(p redis.Pipeliner) error {
 		p.Set(ctx, s.sessionKey(sess.ID), b, ttl)
 		s.index(ctx, p, sess.ClientID, sess.ID, now.Add(ttl), now)
 		return nil
-	})
-	return s.check("put session", err)
+	}, nil
 }
 
 // index queues the ZADD of a session's id to its client's index, and the removal of the ids that
@@ -424,30 +563,31 @@ func (s *Store) UsedBy(ctx context.Context, key string) (string, error) {
 // pipeline). A value whose lifetime has already run out is not stored, as if it had expired at
 // once; a refresh token whose RefreshExpiresIn is zero never expires on its own.
 func (s *Store) Create(ctx context.Context, info oauth2.TokenInfo) error {
-	rec, ttl, err := store.NewTokenRecord(info, time.Now())
+	queue, err := s.tokenWrites(ctx, info)
 	if err != nil {
 		return wrap("create token", err)
 	}
+	_, err = s.c.Pipelined(ctx, queue)
+	return s.check("create token", err)
+}
 
-	if code := info.GetCode(); code != "" {
-		if ttl.Code <= 0 {
-			return nil
-		}
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return wrap("create code", err)
-		}
-		return s.check("create code", s.c.Set(ctx, s.codeKey(store.TokenKey(code)), b, redisTTL(ttl.Code)).Err())
-	}
-
-	if ttl.Access <= 0 && ttl.Refresh <= 0 {
-		return nil
+// tokenWrites returns the function that queues the writes of Create for info.
+func (s *Store) tokenWrites(ctx context.Context, info oauth2.TokenInfo) (func(redis.Pipeliner) error, error) {
+	rec, ttl, err := store.NewTokenRecord(info, time.Now())
+	if err != nil {
+		return nil, err
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return wrap("create token", err)
+		return nil, err
 	}
-	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	return func(p redis.Pipeliner) error {
+		if code := info.GetCode(); code != "" {
+			if ttl.Code > 0 {
+				p.Set(ctx, s.codeKey(store.TokenKey(code)), b, redisTTL(ttl.Code))
+			}
+			return nil
+		}
 		if ttl.Access > 0 {
 			p.Set(ctx, s.accessKey(rec.AccessKey), b, redisTTL(ttl.Access))
 		}
@@ -455,8 +595,48 @@ func (s *Store) Create(ctx context.Context, info oauth2.TokenInfo) error {
 			p.Set(ctx, s.refreshKey(rec.RefreshKey), b, redisTTL(ttl.Refresh))
 		}
 		return nil
+	}, nil
+}
+
+// PutSessionCode sends the session's writes (see PutSession) and the code's in one pipeline.
+func (s *Store) PutSessionCode(ctx context.Context, sess *store.Session, ttl time.Duration, code oauth2.TokenInfo) error {
+	if code.GetCode() == "" {
+		return errors.New("redisstore: put session and code: the token has no code")
+	}
+	session, err := s.sessionWrites(ctx, sess, ttl)
+	if err != nil {
+		return wrap("put session and code", err)
+	}
+	codeWrites, err := s.tokenWrites(ctx, code)
+	if err != nil {
+		return wrap("put session and code", err)
+	}
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_ = session(p)
+		return codeWrites(p)
 	})
-	return s.check("create token", err)
+	return s.check("put session and code", err)
+}
+
+// CreateForSession sends Create's writes and the GET of their session in one pipeline.
+func (s *Store) CreateForSession(ctx context.Context, info oauth2.TokenInfo) (*store.Session, error) {
+	if info.GetCode() != "" || info.GetAccess() == "" {
+		return nil, errors.New("redisstore: create tokens for session: the token has no access token, or is a code")
+	}
+	queue, err := s.tokenWrites(ctx, info)
+	if err != nil {
+		return nil, wrap("create tokens for session", err)
+	}
+	var get *redis.StringCmd
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_ = queue(p)
+		get = p.Get(ctx, s.sessionKey(info.GetUserID()))
+		return nil
+	})
+	if err != nil && !isNil(err) {
+		return nil, wrap("create tokens for session", err)
+	}
+	return record[store.Session]("create tokens for session", get)
 }
 
 // PeekCode reads a code's record with GET, which leaves it to be redeemed.
@@ -479,6 +659,42 @@ func (s *Store) GetByCode(ctx context.Context, code string) (oauth2.TokenInfo, e
 	rec, err := s.getToken("get by code", s.c.GetDel(ctx, s.codeKey(store.TokenKey(code))))
 	if rec == nil || err != nil {
 		return nil, err
+	}
+	return rec.Info(code, "", ""), nil
+}
+
+// takeCode consumes a code and marks it used by the session its record names, as one atomic
+// step. KEYS[1] is the code, KEYS[2] its used marker (both in the code's hash tag, so in one
+// Cluster slot); ARGV[1] is the marker's TTL in milliseconds.
+var takeCode = redis.NewScript(`
+local v = redis.call('GETDEL', KEYS[1])
+if not v then return false end
+local ok, rec = pcall(cjson.decode, v)
+if ok and type(rec) == 'table' and type(rec.token) == 'table' and type(rec.token.UserID) == 'string' and rec.token.UserID ~= '' then
+	redis.call('SET', KEYS[2], rec.token.UserID, 'PX', ARGV[1])
+end
+return v
+`)
+
+// TakeCode consumes the code and marks it used in one script, one round trip.
+func (s *Store) TakeCode(ctx context.Context, code string, usedTTL time.Duration) (oauth2.TokenInfo, error) {
+	if usedTTL <= 0 {
+		return nil, fmt.Errorf("redisstore: take code: used ttl %v is not positive", usedTTL)
+	}
+	if code == "" {
+		return nil, nil
+	}
+	key := store.TokenKey(code)
+	v, err := takeCode.Run(ctx, s.c, []string{s.codeKey(key), s.usedKey(key)}, roundTTL(usedTTL).Milliseconds()).Text()
+	if isNil(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrap("take code", err)
+	}
+	var rec store.TokenRecord
+	if err := json.Unmarshal([]byte(v), &rec); err != nil {
+		return nil, wrap("take code", err)
 	}
 	return rec.Info(code, "", ""), nil
 }

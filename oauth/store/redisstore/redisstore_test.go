@@ -41,6 +41,96 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// With the application cache on, the store must still pass every rule: its own writes are seen
+// at once.
+func TestConformanceWithAppCache(t *testing.T) {
+	url := storetest.RedisURL(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return New(newClient(t, url), "test:"+store.NewID(8)+":").CacheApps(time.Minute)
+	})
+}
+
+func TestAppCacheSavesRoundTripsAndSeesOtherWritersAfterItsTTL(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := "test:" + store.NewID(8) + ":"
+	const ttl = 300 * time.Millisecond
+	cached := New(newClient(t, url), prefix).CacheApps(ttl)
+	other := New(newClient(t, url), prefix)
+	defer cached.Close()
+	defer other.Close()
+	ctx := t.Context()
+	app := &store.Application{ID: "app1", Name: "before"}
+	if err := other.CreateApp(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cached.GetApp(ctx, "app1"); err != nil || got.Name != "before" {
+		t.Fatalf("first read: %v %v", got, err)
+	}
+	before := cached.Exchanges().RoundTrips
+	for range 10 {
+		got, err := cached.GetApp(ctx, "app1")
+		if err != nil || got.Name != "before" {
+			t.Fatalf("cached read: %v %v", got, err)
+		}
+		got.Name = "changed by a caller" // must not reach the cache
+	}
+	if n := cached.Exchanges().RoundTrips - before; n != 0 {
+		t.Errorf("10 cached reads made %d round trips, want 0", n)
+	}
+	if got, _ := cached.GetApp(ctx, "app1"); got.Name != "before" {
+		t.Errorf("a caller's change reached the cache: %q", got.Name)
+	}
+
+	app.Name = "after"
+	if err := other.UpdateApp(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(ttl + 2*time.Second)
+	for {
+		got, err := cached.GetApp(ctx, "app1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Name == "after" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("another writer's change is not seen %v after its TTL", deadline.Sub(time.Now()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := other.DeleteApp(ctx, "app1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(ttl + 50*time.Millisecond)
+	if _, err := cached.GetApp(ctx, "app1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an application deleted by another writer is still found after the TTL: %v", err)
+	}
+}
+
+func TestExchangesCountRoundTripsAndCommands(t *testing.T) {
+	s := New(newClient(t, storetest.RedisURL(t)), "test:"+store.NewID(8)+":")
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.Ping(ctx); err != nil { // the connection's own handshake is not the store's
+		t.Fatal(err)
+	}
+	before := s.Exchanges()
+	if _, err := s.GetApp(ctx, "none"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if err := s.PutSession(ctx, &store.Session{ID: "s1", ClientID: "c1"}, time.Hour); err != nil { // one pipeline
+		t.Fatal(err)
+	}
+	after := s.Exchanges()
+	if rt := after.RoundTrips - before.RoundTrips; rt != 2 {
+		t.Errorf("a GET and a pipeline counted as %d round trips, want 2", rt)
+	}
+	if cmds := after.Commands - before.Commands; cmds < 3 {
+		t.Errorf("a GET and a pipeline of SET, ZADD and ZREMRANGEBYSCORE counted as %d commands", cmds)
+	}
+}
+
 func TestDefaultPrefix(t *testing.T) {
 	c := newClient(t, storetest.RedisURL(t))
 	s := New(c, "")
@@ -131,11 +221,31 @@ func TestKeyLayout(t *testing.T) {
 	} else if lo, hi := before.Add(time.Hour).UnixMilli(), after.Add(time.Hour).UnixMilli(); got[0].Score < float64(lo) || got[0].Score > float64(hi) {
 		t.Errorf("sessions:c1 scores s1 %.0f, want its expiry in unix ms, between %d and %d", got[0].Score, lo, hi)
 	}
-	if got := c.Get(ctx, "ssobridge:used:k1").Val(); got != "s1" {
-		t.Errorf("used:k1 = %q, want s1", got)
+	// A code and its used marker share a hash tag: TakeCode's script touches both, and on Redis
+	// Cluster a script's keys must be in one slot.
+	code := models.NewToken()
+	code.Code, code.UserID, code.CodeCreateAt, code.CodeExpiresIn = "the-code", "s1", time.Now(), time.Minute
+	if err := s.Create(ctx, code); err != nil {
+		t.Fatal(err)
 	}
-	if ttl := c.PTTL(ctx, "ssobridge:used:k1").Val(); ttl <= 0 || ttl > time.Hour {
-		t.Errorf("used:k1 expires in %v, want at most an hour", ttl)
+	codeKey, usedKey := "ssobridge:code:{"+store.TokenKey("the-code")+"}", "ssobridge:used:{"+store.TokenKey("the-code")+"}"
+	if n := c.Exists(ctx, codeKey).Val(); n != 1 {
+		t.Errorf("the code is not stored under %s", codeKey)
+	}
+	if ti, err := s.TakeCode(ctx, "the-code", time.Hour); err != nil || ti == nil {
+		t.Fatalf("take code: %v, %v", ti, err)
+	}
+	if got := c.Get(ctx, usedKey).Val(); got != "s1" {
+		t.Errorf("%s = %q, want s1", usedKey, got)
+	}
+	if hashTag(codeKey) == "" || hashTag(codeKey) != hashTag(usedKey) {
+		t.Errorf("%s and %s have different hash tags, so different Cluster slots", codeKey, usedKey)
+	}
+	if got := c.Get(ctx, "ssobridge:used:{k1}").Val(); got != "s1" {
+		t.Errorf("used:{k1} = %q, want s1", got)
+	}
+	if ttl := c.PTTL(ctx, "ssobridge:used:{k1}").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("used:{k1} expires in %v, want at most an hour", ttl)
 	}
 	if got := c.HGetAll(ctx, "ssobridge:consents:c1").Val(); len(got) != 1 || got["42"] != `["openid","read_user"]` {
 		t.Errorf("consents:c1 = %q, want 42 -> [\"openid\",\"read_user\"]", got)
@@ -441,4 +551,17 @@ func TestRoundTTL(t *testing.T) {
 
 func BenchmarkCodeIssueAndRedeem(b *testing.B) {
 	storetest.BenchmarkCodeIssueAndRedeem(b, New(newClient(b, storetest.RedisURL(b)), ""))
+}
+
+// hashTag is the part of key Redis Cluster hashes: between the first { and the next }.
+func hashTag(key string) string {
+	_, rest, ok := strings.Cut(key, "{")
+	if !ok {
+		return ""
+	}
+	tag, _, ok := strings.Cut(rest, "}")
+	if !ok {
+		return ""
+	}
+	return tag
 }

@@ -101,6 +101,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"a code is returned once, then never again", testCodeOnce},
 		{"PeekCode returns a code without consuming it, and (nil, nil) for an unknown one", testPeekCode},
 		{"concurrent redemptions of one code: exactly one wins", testCodeConcurrentRedeem},
+		{"TakeCode consumes a code and marks it used by its session in the same step", testTakeCode},
+		{"concurrent TakeCodes of one code: exactly one wins, and the code is marked used", testTakeCodeConcurrent},
+		{"PutSessionCode saves the session and its code together", testPutSessionCode},
+		{"CreateForSession stores the tokens and returns their session, ErrNotFound when it is gone", testCreateForSession},
 		{"a removed code is not returned", testCodeRemove},
 		{"a code or token that has expired before it is created is not stored", testCreateExpired},
 		{"an access token and its refresh token are each found, carrying only the value asked for", testTokenPair},
@@ -975,6 +979,113 @@ func testCodeConcurrentRedeem(t *testing.T, s store.Store) {
 	})
 	if wins != 1 {
 		t.Errorf("%d concurrent redemptions won, want exactly 1", wins)
+	}
+}
+
+func testTakeCode(t *testing.T, s store.Store) {
+	code := rawValue("code")
+	want := codeToken(code, time.Minute)
+	must(t, "create", s.Create(t.Context(), want))
+	_, err := s.UsedBy(t.Context(), store.TokenKey(code))
+	mustNotFound(t, "used mark of a code not yet redeemed", err)
+	got, err := s.TakeCode(t.Context(), code, time.Hour)
+	must(t, "take code", err)
+	if got == nil || reflect.ValueOf(got).IsNil() {
+		t.Fatal("TakeCode found nothing")
+	}
+	wantValues(t, got, code, "", "")
+	sameToken(t, got, want)
+	sid, err := s.UsedBy(t.Context(), store.TokenKey(code))
+	must(t, "used by", err)
+	if sid != want.UserID {
+		t.Errorf("the code is marked used by %q, want its session %q", sid, want.UserID)
+	}
+	again, err := s.TakeCode(t.Context(), code, time.Hour)
+	must(t, "take code again", err)
+	if again != nil && !reflect.ValueOf(again).IsNil() {
+		t.Error("a code was taken twice")
+	}
+	if got := getToken(t, "redeem a taken code", s.GetByCode, code); got != nil {
+		t.Error("GetByCode returned a code TakeCode had taken")
+	}
+	unknown, err := s.TakeCode(t.Context(), rawValue("code"), time.Hour)
+	must(t, "take unknown code", err)
+	if unknown != nil && !reflect.ValueOf(unknown).IsNil() {
+		t.Error("TakeCode of an unknown code found something")
+	}
+	_, err = s.UsedBy(t.Context(), store.TokenKey("never-issued"))
+	mustNotFound(t, "used mark of an unknown code", err)
+	if _, err := s.TakeCode(t.Context(), code, 0); err == nil {
+		t.Error("TakeCode accepted a used TTL that is not positive")
+	}
+}
+
+func testTakeCodeConcurrent(t *testing.T, s store.Store) {
+	code := rawValue("code")
+	want := codeToken(code, time.Minute)
+	must(t, "create", s.Create(t.Context(), want))
+	wins := race(t, func() (bool, error) {
+		ti, err := s.TakeCode(t.Context(), code, time.Hour)
+		return ti != nil && !reflect.ValueOf(ti).IsNil(), err
+	})
+	if wins != 1 {
+		t.Errorf("%d concurrent takes won, want exactly 1", wins)
+	}
+	if sid, err := s.UsedBy(t.Context(), store.TokenKey(code)); err != nil || sid != want.UserID {
+		t.Errorf("after the race the code is marked used by %q (%v), want %q", sid, err, want.UserID)
+	}
+}
+
+func testPutSessionCode(t *testing.T, s store.Store) {
+	sess := newSession()
+	code := rawValue("code")
+	want := codeToken(code, time.Minute)
+	want.UserID = sess.ID
+	must(t, "put session and code", s.PutSessionCode(t.Context(), sess, time.Hour, want))
+	got, err := s.GetSession(t.Context(), sess.ID)
+	must(t, "get session", err)
+	sameJSON(t, "session", got, sess)
+	listed, err := s.ListSessions(t.Context(), sess.ClientID)
+	must(t, "list sessions", err)
+	if len(listed) != 1 || listed[0].ID != sess.ID {
+		t.Errorf("ListSessions of the client = %v, want the session", listed)
+	}
+	ti := getToken(t, "redeem", s.GetByCode, code)
+	if ti == nil {
+		t.Fatal("the code saved with the session is not found")
+	}
+	sameToken(t, ti, want)
+	if err := s.PutSessionCode(t.Context(), newSession(), time.Hour, pairToken(rawValue("access"), "", time.Minute, 0)); err == nil {
+		t.Error("PutSessionCode accepted a token that is not a code")
+	}
+	if err := s.PutSessionCode(t.Context(), newSession(), 0, codeToken(rawValue("code"), time.Minute)); err == nil {
+		t.Error("PutSessionCode accepted a TTL that is not positive")
+	}
+}
+
+func testCreateForSession(t *testing.T, s store.Store) {
+	sess := newSession()
+	must(t, "put session", s.PutSession(t.Context(), sess, time.Hour))
+	access, refresh := rawValue("access"), rawValue("refresh")
+	pair := pairToken(access, refresh, time.Minute, time.Hour)
+	pair.UserID = sess.ID
+	got, err := s.CreateForSession(t.Context(), pair)
+	must(t, "create tokens for session", err)
+	sameJSON(t, "session", got, sess)
+	if ti := getToken(t, "get by access", s.GetByAccess, access); ti == nil {
+		t.Error("the access token was not stored")
+	} else {
+		sameToken(t, ti, pair)
+	}
+	if ti := getToken(t, "get by refresh", s.GetByRefresh, refresh); ti == nil {
+		t.Error("the refresh token was not stored")
+	}
+
+	orphan := pairToken(rawValue("access"), rawValue("refresh"), time.Minute, time.Hour)
+	_, err = s.CreateForSession(t.Context(), orphan)
+	mustNotFound(t, "tokens of a session that does not exist", err)
+	if _, err := s.CreateForSession(t.Context(), codeToken(rawValue("code"), time.Minute)); err == nil {
+		t.Error("CreateForSession accepted a code")
 	}
 }
 
