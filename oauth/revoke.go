@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -21,7 +22,8 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 	if access == "" {
 		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("no access token")}
 	}
-	ti, err := s.manager.LoadAccessToken(ctx, access)
+	pf := &sessionPrefetch{id: sessionOfToken(access)}
+	ti, err := s.manager.LoadAccessToken(context.WithValue(ctx, prefetchKey{}, pf), access)
 	if errors.Is(err, oerrors.ErrExpiredAccessToken) {
 		// Kept past its expiry for this: the sign-in's trace learns why the client was refused.
 		if old, _ := s.tokens.GetByAccess(ctx, access); old != nil {
@@ -33,7 +35,12 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 	if err != nil || ti == nil {
 		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token unknown or expired")}
 	}
-	sess, err := s.store.GetSession(ctx, ti.GetUserID())
+	sess, err := pf.session, error(nil)
+	if pf.id != ti.GetUserID() {
+		sess, err = s.store.GetSession(ctx, ti.GetUserID()) // a token whose id is not its session's
+	} else if sess == nil {
+		err = store.ErrNotFound
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's sign-in was revoked or has expired")}
 	}

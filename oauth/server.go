@@ -328,7 +328,13 @@ func (r redeemingStore) Create(ctx context.Context, info oauth2.TokenInfo) error
 }
 
 func (r redeemingStore) GetByAccess(ctx context.Context, access string) (oauth2.TokenInfo, error) {
-	ti, err := r.Store.GetByAccess(ctx, access)
+	var ti oauth2.TokenInfo
+	var err error
+	if pf, ok := ctx.Value(prefetchKey{}).(*sessionPrefetch); ok && pf.id != "" {
+		ti, pf.session, err = r.Store.GetByAccessWithSession(ctx, access, pf.id)
+	} else {
+		ti, err = r.Store.GetByAccess(ctx, access)
+	}
 	if ti != nil && ti.GetAccessExpiresIn() > accessGrace {
 		ti.SetAccessExpiresIn(ti.GetAccessExpiresIn() - accessGrace)
 	}
@@ -344,6 +350,15 @@ func (r redeemingStore) GetByRefresh(ctx context.Context, refresh string) (oauth
 }
 
 type redemptionKey struct{}
+
+// prefetchKey carries, to GetByAccess, the session an access token names (see accessTokenFor),
+// so that the token and its session are read in one exchange with the store.
+type prefetchKey struct{}
+
+type sessionPrefetch struct {
+	id      string
+	session *store.Session // set by GetByAccess: nil when absent
+}
 
 // newSessionKey carries, to the manager's Create of a sign-in's code, the session that is to be
 // saved with it (see store.Store.PutSessionCode).
@@ -390,13 +405,37 @@ func (randomCodes) Token(context.Context, *oauth2.GenerateBasic) (string, error)
 
 type randomAccess struct{}
 
-func (randomAccess) Token(_ context.Context, _ *oauth2.GenerateBasic, withRefresh bool) (string, string, error) {
+func (randomAccess) Token(_ context.Context, data *oauth2.GenerateBasic, withRefresh bool) (string, string, error) {
 	refresh := ""
 	if withRefresh {
 		refresh = randomToken()
 	}
-	return randomToken(), refresh, nil
+	return accessTokenFor(data.UserID), refresh, nil
 }
+
+// accessTokenFor makes an access token of session sessionID: 256 random bits, a dot, and the
+// session's id. The id is no secret (nothing opens with it alone); it lets a request read the
+// token and its session in one exchange with the store. The token is still looked up whole, by
+// its hash, and its record says which session it belongs to.
+func accessTokenFor(sessionID string) string {
+	return randomToken() + "." + sessionID
+}
+
+// sessionOfToken is the session id an access token names, "" when it names none.
+func sessionOfToken(access string) string {
+	i := strings.LastIndexByte(access, '.')
+	if i < 0 {
+		return ""
+	}
+	id := access[i+1:]
+	if !store.IsID(id, sessionIDBytes) {
+		return ""
+	}
+	return id
+}
+
+// sessionIDBytes is the size of a session's random id.
+const sessionIDBytes = 16
 
 func randomToken() string {
 	b := make([]byte, 32)

@@ -313,7 +313,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	next.SetClientID(app.ID)
 	next.SetUserID(sess.ID)
 	next.SetScope(scope)
-	next.SetAccess(randomToken())
+	next.SetAccess(accessTokenFor(sess.ID))
 	next.SetAccessCreateAt(now)
 	next.SetAccessExpiresIn(s.cfg.AccessTokenTTL)
 	next.SetRefresh(randomToken())

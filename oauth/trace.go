@@ -229,9 +229,17 @@ func (w *traceWriter) add(steps []store.TraceAppend) {
 	}
 }
 
-// drain writes batches until none is pending.
+// traceLinger is how long the writer waits, once steps arrive, before it writes them: the
+// requests that follow a callback (the client's token and user requests) come within it, so
+// that most sign-ins write their trace in two batches (before and after GitLab), and under load
+// one batch carries the steps of many sign-ins. Reading traces flushes first, so the wait is
+// never seen.
+const traceLinger = 25 * time.Millisecond
+
+// drain writes a batch every traceLinger until none is pending.
 func (w *traceWriter) drain() {
 	for {
+		time.Sleep(traceLinger)
 		w.write.Lock()
 		w.mu.Lock()
 		batch := w.pending

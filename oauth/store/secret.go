@@ -26,6 +26,19 @@ func NewID(n int) string {
 	return randomHex(n)
 }
 
+// IsID reports whether id has the form of NewID(n): 2n lower-case hex digits.
+func IsID(id string, n int) bool {
+	if len(id) != 2*n {
+		return false
+	}
+	for i := range len(id) {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails (it panics rather than return weak bytes)

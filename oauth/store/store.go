@@ -171,6 +171,12 @@ type Store interface {
 	// gone: the tokens, stored or not, are then dead, as every token of a deleted session is.
 	CreateForSession(ctx context.Context, info oauth2.TokenInfo) (*Session, error)
 
+	// GetByAccessWithSession is GetByAccess that also reads session sessionID in the same
+	// exchange with the backend: nil when there is no such session. The caller names the session
+	// it expects (the bridge's access tokens carry their session's id) and must check that the
+	// token's UserID is that session.
+	GetByAccessWithSession(ctx context.Context, access, sessionID string) (oauth2.TokenInfo, *Session, error)
+
 	// TakeRefresh consumes a refresh token, like GetByCode consumes a code, and deletes the
 	// access token issued with it: of two concurrent callers exactly one gets it. (nil, nil)
 	// when it is unknown, expired or already taken.

@@ -457,6 +457,22 @@ func (s *Store) GetByAccess(_ context.Context, access string) (oauth2.TokenInfo,
 	return rec.Info("", access, ""), nil
 }
 
+// GetByAccessWithSession reads the token, then the session.
+func (s *Store) GetByAccessWithSession(ctx context.Context, access, sessionID string) (oauth2.TokenInfo, *store.Session, error) {
+	ti, err := s.GetByAccess(ctx, access)
+	if ti == nil || err != nil {
+		return nil, nil, err
+	}
+	sess, err := s.GetSession(ctx, sessionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return ti, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return ti, sess, nil
+}
+
 func (s *Store) GetByRefresh(_ context.Context, refresh string) (oauth2.TokenInfo, error) {
 	rec, err := s.getToken("get by refresh", s.get, s.refresh, refresh)
 	if rec == nil || err != nil {

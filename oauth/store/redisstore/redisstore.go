@@ -710,6 +710,34 @@ func (s *Store) GetByAccess(ctx context.Context, access string) (oauth2.TokenInf
 	return rec.Info("", access, ""), nil
 }
 
+// GetByAccessWithSession sends both GETs in one pipeline.
+func (s *Store) GetByAccessWithSession(ctx context.Context, access, sessionID string) (oauth2.TokenInfo, *store.Session, error) {
+	if access == "" {
+		return nil, nil, nil
+	}
+	var tok, sess *redis.StringCmd
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		tok = p.Get(ctx, s.accessKey(store.TokenKey(access)))
+		sess = p.Get(ctx, s.sessionKey(sessionID))
+		return nil
+	})
+	if err != nil && !isNil(err) {
+		return nil, nil, wrap("get by access with session", err)
+	}
+	rec, err := s.getToken("get by access with session", tok)
+	if rec == nil || err != nil {
+		return nil, nil, err
+	}
+	session, err := record[store.Session]("get by access with session", sess)
+	if errors.Is(err, store.ErrNotFound) {
+		session, err = nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return rec.Info("", access, ""), session, nil
+}
+
 func (s *Store) GetByRefresh(ctx context.Context, refresh string) (oauth2.TokenInfo, error) {
 	if refresh == "" {
 		return nil, nil

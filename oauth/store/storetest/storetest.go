@@ -105,6 +105,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"concurrent TakeCodes of one code: exactly one wins, and the code is marked used", testTakeCodeConcurrent},
 		{"PutSessionCode saves the session and its code together", testPutSessionCode},
 		{"CreateForSession stores the tokens and returns their session, ErrNotFound when it is gone", testCreateForSession},
+		{"GetByAccessWithSession returns the token and the session named, each nil when absent", testGetByAccessWithSession},
 		{"a removed code is not returned", testCodeRemove},
 		{"a code or token that has expired before it is created is not stored", testCreateExpired},
 		{"an access token and its refresh token are each found, carrying only the value asked for", testTokenPair},
@@ -1086,6 +1087,35 @@ func testCreateForSession(t *testing.T, s store.Store) {
 	mustNotFound(t, "tokens of a session that does not exist", err)
 	if _, err := s.CreateForSession(t.Context(), codeToken(rawValue("code"), time.Minute)); err == nil {
 		t.Error("CreateForSession accepted a code")
+	}
+}
+
+func testGetByAccessWithSession(t *testing.T, s store.Store) {
+	sess := newSession()
+	must(t, "put session", s.PutSession(t.Context(), sess, time.Hour))
+	access := rawValue("access")
+	pair := pairToken(access, rawValue("refresh"), time.Minute, time.Hour)
+	pair.UserID = sess.ID
+	must(t, "create", s.Create(t.Context(), pair))
+
+	ti, got, err := s.GetByAccessWithSession(t.Context(), access, sess.ID)
+	must(t, "get by access with session", err)
+	if ti == nil || reflect.ValueOf(ti).IsNil() {
+		t.Fatal("the token was not found")
+	}
+	wantValues(t, ti, "", access, "")
+	sameToken(t, ti, pair)
+	sameJSON(t, "session", got, sess)
+
+	ti, got, err = s.GetByAccessWithSession(t.Context(), access, store.NewID(16))
+	must(t, "get by access with an unknown session", err)
+	if ti == nil || reflect.ValueOf(ti).IsNil() || got != nil {
+		t.Errorf("with a session that does not exist: token %v, session %v; want the token and no session", ti, got)
+	}
+	ti, got, err = s.GetByAccessWithSession(t.Context(), rawValue("access"), sess.ID)
+	must(t, "get unknown access with session", err)
+	if (ti != nil && !reflect.ValueOf(ti).IsNil()) || got != nil {
+		t.Errorf("an unknown token found token %v, session %v; want neither", ti, got)
 	}
 }
 
