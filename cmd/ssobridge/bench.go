@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,9 +66,13 @@ type benchMachine struct {
 }
 
 type benchMemory struct {
-	PeakHeapInUseBytes uint64 `json:"peak_heap_in_use_bytes"`
-	// PeakRSSBytes is VmHWM: the process's peak since it started, load generator included.
+	PeakHeapInUseBytes uint64 `json:"peak_heap_in_use_bytes,omitempty"`
+	// PeakRSSBytes is VmHWM for an in-process bridge: the process's peak since it started, load
+	// generator included; for a bridge elsewhere, the highest process_resident_memory_bytes its
+	// /metrics gave while measured.
 	PeakRSSBytes uint64 `json:"peak_rss_bytes,omitempty"`
+	// EndRSSBytes is a bridge elsewhere's resident memory when the measure ended.
+	EndRSSBytes uint64 `json:"end_rss_bytes,omitempty"`
 }
 
 type benchResult struct {
@@ -89,11 +94,15 @@ type benchResult struct {
 	Latency        latencyStats            `json:"latency"`
 	Steps          map[string]latencyStats `json:"steps"`
 	// RedisCommandsPerOp is nil when not measured; RedisNote says why.
-	RedisCommandsPerOp *float64     `json:"redis_commands_per_op"`
-	RedisNote          string       `json:"redis_note,omitempty"`
-	Memory             *benchMemory `json:"memory"`
-	MemoryNote         string       `json:"memory_note,omitempty"`
-	Notes              []string     `json:"notes,omitempty"`
+	RedisCommandsPerOp *float64 `json:"redis_commands_per_op"`
+	RedisNote          string   `json:"redis_note,omitempty"`
+	// RedisRoundTripsPerOp is the bridge's own count (its store's, or its /metrics'), trace
+	// writes included; nil when not measured.
+	RedisRoundTripsPerOp *float64     `json:"redis_round_trips_per_op"`
+	RoundTripsNote       string       `json:"round_trips_note,omitempty"`
+	Memory               *benchMemory `json:"memory"`
+	MemoryNote           string       `json:"memory_note,omitempty"`
+	Notes                []string     `json:"notes,omitempty"`
 }
 
 type benchConfig struct {
@@ -109,6 +118,8 @@ type benchConfig struct {
 	appID       string
 	appSecret   string
 	siteURL     string
+	adminURL    string
+	adminToken  string
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
@@ -127,6 +138,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.appID, "app-id", "", "with --bridge-url: the Mattermost application's ID")
 	fs.StringVar(&cfg.appSecret, "app-secret", "", "with --bridge-url: its secret")
 	fs.StringVar(&cfg.siteURL, "site-url", "", "with --bridge-url: Mattermost's SiteURL, whose redirect URIs the application has")
+	fs.StringVar(&cfg.adminURL, "admin-url", "", "with --bridge-url: the bridge's operators' listener, e.g. http://127.0.0.1:9090, whose /metrics gives its Redis round trips and its memory")
+	fs.StringVar(&cfg.adminToken, "admin-token", "", "with --admin-url: the operators' listener's token, if it has one")
 	if err := st.parse(args); err != nil {
 		return err
 	}
@@ -141,8 +154,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return errors.New("--duration must be positive")
 	case cfg.bridgeURL != "" && (cfg.appID == "" || cfg.appSecret == "" || cfg.siteURL == ""):
 		return errors.New("--bridge-url needs --app-id, --app-secret and --site-url")
-	case cfg.bridgeURL == "" && (cfg.appID != "" || cfg.appSecret != "" || cfg.siteURL != ""):
-		return errors.New("--app-id, --app-secret and --site-url go with --bridge-url")
+	case cfg.bridgeURL == "" && (cfg.appID != "" || cfg.appSecret != "" || cfg.siteURL != "" || cfg.adminURL != ""):
+		return errors.New("--app-id, --app-secret, --site-url and --admin-url go with --bridge-url")
 	}
 	if err := parseWarmup(*warmup, &cfg); err != nil {
 		return err
@@ -200,6 +213,10 @@ type benchTarget struct {
 	store     string
 	inProcess bool
 	rdb       redis.UniversalClient // for INFO commandstats; nil without Redis
+	// exchanges counts an in-process bridge's round trips to Redis; flush writes its pending
+	// trace steps, so that they are counted.
+	exchanges store.ExchangeCounter
+	flush     func(context.Context)
 	close     func()
 }
 
@@ -270,8 +287,8 @@ func startBenchTarget(ctx context.Context, cfg benchConfig, stderr io.Writer) (*
 	if cfg.redisURL != "" {
 		// Its own client rather than t.rdb, so that INFO is not queued behind the bridge's commands.
 		opts, _ := redisstore.ParseURL(cfg.redisURL)
-		s = redisstore.New(redis.NewUniversalClient(opts), benchKeyPrefix)
-		t.store = "redis"
+		rs := redisstore.New(redis.NewUniversalClient(opts), benchKeyPrefix).CacheApps(time.Second)
+		s, t.exchanges, t.store = rs, rs, "redis"
 	}
 	closers = append(closers, func() { s.Close() })
 	up, err := devUpstream(gl, upstreamApp, bridgeURL)
@@ -286,6 +303,7 @@ func startBenchTarget(ctx context.Context, cfg benchConfig, stderr io.Writer) (*
 	if err != nil {
 		return fail(err)
 	}
+	t.flush = srv.FlushTraces
 	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: "Mattermost", RedirectURIs: mattermost.RedirectURIs(siteURL),
 		Scopes: []string{"read_user"}, Trusted: true, Confidential: true})
 	if err != nil {
@@ -783,7 +801,31 @@ func bench(parent context.Context, cfg benchConfig, stderr io.Writer) (*benchRes
 		}
 	}
 
+	var admin *adminScraper
+	if cfg.adminURL != "" {
+		admin = &adminScraper{url: strings.TrimRight(cfg.adminURL, "/") + "/metrics", token: cfg.adminToken}
+	}
+	rtBefore, rtNote := roundTrips(ctx, t, admin)
+	var remoteMem *remoteMemSampler
+	if admin != nil {
+		remoteMem = startRemoteMemSampler(ctx, admin)
+	}
+
 	p := runPhase(ctx, cfg.concurrency, cfg.count, cfg.duration, true, op)
+
+	if t.flush != nil {
+		t.flush(ctx)
+	}
+	rtAfter, rtNote2 := roundTrips(ctx, t, admin)
+	switch {
+	case rtNote != "" || rtNote2 != "":
+		res.RoundTripsNote = cmp.Or(rtNote, rtNote2)
+	case p.completed == 0:
+		res.RoundTripsNote = "not measured: nothing completed"
+	default:
+		v := float64(rtAfter-rtBefore) / float64(p.completed)
+		res.RedisRoundTripsPerOp = &v
+	}
 
 	if redisOK {
 		after, err := redisCalls(ctx, t.rdb)
@@ -803,8 +845,16 @@ func bench(parent context.Context, cfg benchConfig, stderr io.Writer) (*benchRes
 	if mem != nil {
 		res.Memory = &benchMemory{PeakHeapInUseBytes: mem.finish(), PeakRSSBytes: vmHWM()}
 		res.MemoryNote = "the whole process: bridge, GitLab emulator and load generator"
+	} else if remoteMem != nil {
+		peak, end, err := remoteMem.finish(ctx)
+		if err != nil {
+			res.MemoryNote = "not measured: " + err.Error()
+		} else {
+			res.Memory = &benchMemory{PeakRSSBytes: peak, EndRSSBytes: end}
+			res.MemoryNote = "the bridge's process alone, from its /metrics"
+		}
 	} else {
-		res.MemoryNote = "not measured: the bridge runs elsewhere"
+		res.MemoryNote = "not measured: the bridge runs elsewhere (give --admin-url)"
 	}
 
 	delete(p.byKind, errNoMoreCodes.Error())
@@ -901,7 +951,14 @@ func printBench(w io.Writer, r *benchResult) {
 	} else {
 		fmt.Fprintf(w, "  Redis        %s\n", r.RedisNote)
 	}
-	if r.Memory != nil {
+	if r.RedisRoundTripsPerOp != nil {
+		fmt.Fprintf(w, "  Redis        %.1f round trips per %s, trace writes included (the bridge's count)\n", *r.RedisRoundTripsPerOp, per)
+	} else if r.RoundTripsNote != "" {
+		fmt.Fprintf(w, "  Redis        round trips %s\n", r.RoundTripsNote)
+	}
+	if r.Memory != nil && r.Memory.EndRSSBytes > 0 {
+		fmt.Fprintf(w, "  memory       bridge RSS peak %s, at the end %s\n               (%s)\n", mib(r.Memory.PeakRSSBytes), mib(r.Memory.EndRSSBytes), r.MemoryNote)
+	} else if r.Memory != nil {
 		rss := "not known on this system"
 		if r.Memory.PeakRSSBytes > 0 {
 			rss = mib(r.Memory.PeakRSSBytes)
@@ -916,3 +973,123 @@ func printBench(w io.Writer, r *benchResult) {
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// roundTrips is the bridge's count of round trips to Redis: its store's when in process, its
+// /metrics' when elsewhere; a note says why it is not measured.
+func roundTrips(ctx context.Context, t *benchTarget, admin *adminScraper) (int64, string) {
+	switch {
+	case t.exchanges != nil:
+		return t.exchanges.Exchanges().RoundTrips, ""
+	case t.inProcess:
+		return 0, "not measured: in-memory store"
+	case admin == nil:
+		return 0, "not measured: give --admin-url"
+	}
+	m, err := admin.scrape(ctx)
+	if err != nil {
+		return 0, "not measured: " + err.Error()
+	}
+	v, ok := m["ssobridge_redis_round_trips_total"]
+	if !ok {
+		return 0, "not measured: the bridge's /metrics has no ssobridge_redis_round_trips_total (is it on Redis?)"
+	}
+	return int64(v), ""
+}
+
+// adminScraper reads a bridge's /metrics.
+type adminScraper struct {
+	url, token string
+}
+
+// scrape returns the samples without labels of a Prometheus text exposition.
+func (a *adminScraper) scrape(ctx context.Context) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-url: %v", err)
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-url: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("--admin-url: %s answered %s", a.url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, fmt.Errorf("--admin-url: %v", err)
+	}
+	return parseMetrics(string(body)), nil
+}
+
+// parseMetrics reads the samples without labels ("name value") of a Prometheus text exposition.
+func parseMetrics(text string) map[string]float64 {
+	m := map[string]float64{}
+	for line := range strings.Lines(text) {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") || strings.Contains(f[0], "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+			m[f[0]] = v
+		}
+	}
+	return m
+}
+
+// remoteMemSampler follows a bridge's resident memory through its /metrics.
+type remoteMemSampler struct {
+	admin *adminScraper
+	peak  atomic.Uint64
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func startRemoteMemSampler(ctx context.Context, admin *adminScraper) *remoteMemSampler {
+	m := &remoteMemSampler{admin: admin, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			m.sample(ctx)
+			select {
+			case <-m.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return m
+}
+
+func (m *remoteMemSampler) sample(ctx context.Context) (uint64, error) {
+	metrics, err := m.admin.scrape(ctx)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := metrics["process_resident_memory_bytes"]
+	if !ok {
+		return 0, errors.New("the bridge's /metrics has no process_resident_memory_bytes")
+	}
+	rss := uint64(v)
+	for {
+		old := m.peak.Load()
+		if rss <= old || m.peak.CompareAndSwap(old, rss) {
+			return rss, nil
+		}
+	}
+}
+
+// finish stops sampling and returns the peak and the memory now.
+func (m *remoteMemSampler) finish(ctx context.Context) (peak, end uint64, err error) {
+	close(m.stop)
+	<-m.done
+	end, err = m.sample(ctx)
+	return m.peak.Load(), end, err
+}
