@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,6 +121,7 @@ type benchConfig struct {
 	siteURL     string
 	adminURL    string
 	adminToken  string
+	profile     io.Writer // the measured window's CPU profile; nil: none
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
@@ -133,6 +135,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	warmup := fs.String("warmup", "", "whole sign-ins before measuring: a duration (1s) or a count (100); 0 for none (default 1s, or 100 with --count)")
 	fs.DurationVar(&cfg.timeout, "timeout", 0, "stop everything after this long whatever happens (default: a few times the expected run, at least 2m)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured window to this file (go tool pprof reads it); it covers this whole process: an in-process bridge, the emulator and the load generator")
 	fs.StringVar(&cfg.redisURL, "redis-url", "", "Redis: the in-process bridge's store; with --bridge-url only read for INFO commandstats")
 	fs.StringVar(&cfg.bridgeURL, "bridge-url", "", "a running bridge to load instead of an in-process one (its upstream must sign in without a form, as `ssobridge dev`'s does)")
 	fs.StringVar(&cfg.appID, "app-id", "", "with --bridge-url: the Mattermost application's ID")
@@ -170,6 +173,14 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %v", err)
+		}
+		defer f.Close()
+		cfg.profile = f
+	}
 	res, err := bench(ctx, cfg, stderr)
 	if res != nil {
 		res.Command = "ssobridge bench " + strings.Join(args, " ")
@@ -811,7 +822,15 @@ func bench(parent context.Context, cfg benchConfig, stderr io.Writer) (*benchRes
 		remoteMem = startRemoteMemSampler(ctx, admin)
 	}
 
+	if cfg.profile != nil {
+		if err := pprof.StartCPUProfile(cfg.profile); err != nil {
+			return res, fmt.Errorf("--cpuprofile: %v", err)
+		}
+	}
 	p := runPhase(ctx, cfg.concurrency, cfg.count, cfg.duration, true, op)
+	if cfg.profile != nil {
+		pprof.StopCPUProfile()
+	}
 
 	if t.flush != nil {
 		t.flush(ctx)

@@ -89,3 +89,11 @@ func TestCloseStopsTheSweeperAndCanBeRepeated(t *testing.T) {
 func BenchmarkCodeIssueAndRedeem(b *testing.B) {
 	storetest.BenchmarkCodeIssueAndRedeem(b, New())
 }
+
+func BenchmarkTokenIssue(b *testing.B) {
+	storetest.BenchmarkTokenIssue(b, New())
+}
+
+func BenchmarkBearerLookup(b *testing.B) {
+	storetest.BenchmarkBearerLookup(b, New())
+}

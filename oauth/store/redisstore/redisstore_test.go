@@ -553,6 +553,14 @@ func BenchmarkCodeIssueAndRedeem(b *testing.B) {
 	storetest.BenchmarkCodeIssueAndRedeem(b, New(newClient(b, storetest.RedisURL(b)), ""))
 }
 
+func BenchmarkTokenIssue(b *testing.B) {
+	storetest.BenchmarkTokenIssue(b, New(newClient(b, storetest.RedisURL(b)), ""))
+}
+
+func BenchmarkBearerLookup(b *testing.B) {
+	storetest.BenchmarkBearerLookup(b, New(newClient(b, storetest.RedisURL(b)), ""))
+}
+
 // hashTag is the part of key Redis Cluster hashes: between the first { and the next }.
 func hashTag(key string) string {
 	_, rest, ok := strings.Cut(key, "{")
