@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"encoding/binary"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -114,21 +116,47 @@ var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 type loggerKey struct{}
 
 // requestLog is a request's logger; it gains the trace id once the request's sign-in is known.
+// It is made on first use: most requests log nothing but their access line, and none at all
+// when the level is above info.
 type requestLog struct {
-	mu sync.Mutex
-	l  *slog.Logger
+	mu    sync.Mutex
+	base  *slog.Logger
+	attrs []any
+	l     *slog.Logger
 }
 
 func (r *requestLog) with(args ...any) {
 	r.mu.Lock()
-	r.l = r.l.With(args...)
+	r.attrs = append(r.attrs, args...)
+	r.l = nil
 	r.mu.Unlock()
 }
 
 func (r *requestLog) get() *slog.Logger {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.l == nil {
+		r.l = r.base.With(r.attrs...)
+	}
 	return r.l
+}
+
+// requestIDs makes request ids: a random start, counted up, as 16 hex digits. An id must be
+// unique, not secret, and making one must not cost a system call.
+type requestIDs struct{ n atomic.Uint64 }
+
+func newRequestIDs() *requestIDs {
+	ids := &requestIDs{}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	ids.n.Store(binary.BigEndian.Uint64(b[:]))
+	return ids
+}
+
+func (ids *requestIDs) next() string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], ids.n.Add(1))
+	return hex.EncodeToString(b[:])
 }
 
 // logger returns the request's logger (with its request id, and trace id once known), or the
@@ -148,13 +176,11 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		start := time.Now()
 		req := c.Request()
 		id := req.Header.Get(echo.HeaderXRequestID)
-		if !requestIDPattern.MatchString(id) {
-			b := make([]byte, 8)
-			_, _ = rand.Read(b)
-			id = hex.EncodeToString(b)
+		if id == "" || !requestIDPattern.MatchString(id) {
+			id = s.requestIDs.next()
 		}
 		c.Response().Header().Set(echo.HeaderXRequestID, id)
-		l := &requestLog{l: s.log.With("request_id", id)}
+		l := &requestLog{base: s.log, attrs: []any{"request_id", id}}
 		ctx := context.WithValue(context.WithValue(req.Context(), loggerKey{}, l), requestIDKey{}, id)
 		c.SetRequest(req.WithContext(ctx))
 		if err := next(c); err != nil {
@@ -167,8 +193,10 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			endpoint = "unknown"
 		}
 		s.metrics.requests.WithLabelValues(endpoint, statusCode(status)).Observe(time.Since(start).Seconds())
-		l.get().Info("request", "method", req.Method, "path", req.URL.Path, "status", status,
-			"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", c.RealIP())
+		if s.log.Enabled(req.Context(), slog.LevelInfo) {
+			l.get().Info("request", "method", req.Method, "path", req.URL.Path, "status", status,
+				"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", c.RealIP())
+		}
 		return nil
 	}
 }

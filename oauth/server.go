@@ -88,7 +88,8 @@ type Server struct {
 	// tokens is the store as every token read and write goes through it (see redeemingStore).
 	tokens redeemingStore
 	// traces writes sign-in traces in the background (see traceWriter).
-	traces *traceWriter
+	traces     *traceWriter
+	requestIDs *requestIDs
 	// refreshLocks serialise refreshes of one session's GitLab token (see upstreamUser).
 	refreshLocks stripedLocks
 }
@@ -146,6 +147,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Metrics.countExchanges(ec)
 	}
 	s.tokens = redeemingStore{Store: cfg.Store, codeTTL: cfg.CodeTTL}
+	s.requestIDs = newRequestIDs()
 	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, log: cfg.Logger,
 		dropped: cfg.Metrics.traceDropped, failed: cfg.Metrics.traceFailed}
 	s.manager = newManager(cfg, s.tokens)

@@ -531,7 +531,7 @@ func (s *Store) RemoveByRefresh(_ context.Context, refresh string) error {
 	}
 	delete(s.refresh, key)
 	var rec store.TokenRecord
-	if err := json.Unmarshal(e.value, &rec); err != nil {
+	if err := store.Decode(e.value, &rec); err != nil {
 		return fmt.Errorf("memstore: remove by refresh: %w", err)
 	}
 	if rec.AccessKey != "" {
@@ -870,7 +870,7 @@ func (s *Store) ListTraces(_ context.Context, since time.Time, limit int) ([]*st
 func decodeTrace(id string, started time.Time, meta store.TraceMeta, raw [][]byte) (*store.Trace, error) {
 	tr := &store.Trace{ID: id, StartedAt: started, TraceMeta: meta, Steps: make([]store.TraceStep, len(raw))}
 	for i, b := range raw {
-		if err := json.Unmarshal(b, &tr.Steps[i]); err != nil {
+		if err := store.Decode(b, &tr.Steps[i]); err != nil {
 			return nil, fmt.Errorf("memstore: trace %s: %w", id, err)
 		}
 	}
@@ -930,7 +930,7 @@ func expiresAt(now time.Time, ttl time.Duration) time.Time {
 
 func decode[T any](op string, b []byte) (*T, error) {
 	v := new(T)
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := store.Decode(b, v); err != nil {
 		return nil, fmt.Errorf("memstore: %s: %w", op, err)
 	}
 	return v, nil

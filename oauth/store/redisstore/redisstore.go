@@ -693,7 +693,7 @@ func (s *Store) TakeCode(ctx context.Context, code string, usedTTL time.Duration
 		return nil, wrap("take code", err)
 	}
 	var rec store.TokenRecord
-	if err := json.Unmarshal([]byte(v), &rec); err != nil {
+	if err := store.Decode([]byte(v), &rec); err != nil {
 		return nil, wrap("take code", err)
 	}
 	return rec.Info(code, "", ""), nil
@@ -1128,7 +1128,7 @@ func decodeTrace(id string, hash map[string]string, steps []string) (*store.Trac
 		tr.GitLabUserID = n
 	}
 	for i, b := range steps {
-		if err := json.Unmarshal([]byte(b), &tr.Steps[i]); err != nil {
+		if err := store.Decode([]byte(b), &tr.Steps[i]); err != nil {
 			return nil, fmt.Errorf("trace %s: step %d: %w", id, i, err)
 		}
 	}
@@ -1279,7 +1279,7 @@ func record[T any](op string, cmd *redis.StringCmd) (*T, error) {
 
 func decode[T any](op string, b []byte) (*T, error) {
 	v := new(T)
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := store.Decode(b, v); err != nil {
 		return nil, wrap(op, err)
 	}
 	return v, nil

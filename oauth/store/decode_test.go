@@ -1,0 +1,90 @@
+package store_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/go-oauth2/oauth2/v4/models"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// records are one of each kind a backend stores, as encoding/json writes them.
+func records(t testing.TB) [][]byte {
+	tok := models.NewToken()
+	tok.ClientID, tok.UserID, tok.Scope, tok.RedirectURI = store.NewClientID(), store.NewID(16), "read_user openid", "https://mm.example.com/signup/gitlab/complete"
+	tok.CodeChallenge, tok.CodeChallengeMethod = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "S256"
+	tok.AccessCreateAt, tok.AccessExpiresIn, tok.RefreshCreateAt, tok.RefreshExpiresIn = time.Now(), time.Hour, time.Now(), 0
+	tok.Extension.Set("nonce", "n-0S6_WzA2Mj")
+	values := []any{
+		store.TokenRecord{Token: *tok, AccessKey: store.TokenKey("a"), RefreshKey: store.TokenKey("r")},
+		store.Session{ID: store.NewID(16), GitLabUserID: 1 << 40, Username: "jdoe", ClientID: "c", SealedToken: []byte{0, 1, 2, 0xff},
+			Scope: "read_user", Nonce: "é\u2028<>&", AuthTime: time.Now(), Groups: []string{"a", "a/b"}, TraceID: "t",
+			User: json.RawMessage(`{"id":1,"name":"J\u00e9 \"D\"","identities":[],"x":null}`), UserFetchedAt: time.Now(), CreatedAt: time.Now()},
+		store.Application{ID: "id", Name: "Mattermost <chat>", RedirectURIs: []string{"https://a/b?c=d&e"}, Scopes: []string{"read_user"},
+			Trusted: true, Confidential: true, AllowedGroups: []string{"g"}, SecretHash: store.HashSecret("s"), CreatedAt: time.Now()},
+		store.Authorization{ClientID: "c", RedirectURI: "https://a/b", State: "\x00\"\\state", Scope: "read_user", UpstreamVerifier: "v", CreatedAt: time.Now()},
+		store.TraceStep{Step: "token", From: "A", To: "B", Label: "POST", At: time.Now(), Duration: 1.25, OK: true, Status: 200, Detail: map[string]string{"k": "v"}},
+	}
+	out := make([][]byte, len(values))
+	for i, v := range values {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+// decodeBoth decodes b into every record type with encoding/json and with Decode, and reports
+// whether they disagree: on whether b is valid, or on the value (compared as re-encoded).
+func decodeBoth(t *testing.T, b []byte) {
+	for _, newValue := range []func() any{
+		func() any { return new(store.TokenRecord) }, func() any { return new(store.Session) },
+		func() any { return new(store.Application) }, func() any { return new(store.Authorization) },
+		func() any { return new(store.TraceStep) },
+	} {
+		std, fast := newValue(), newValue()
+		stdErr, fastErr := json.Unmarshal(b, std), store.Decode(b, fast)
+		if stdErr != nil || fastErr != nil {
+			continue // a record that is not valid JSON is an error either way; Decode must just not panic
+		}
+		want, _ := json.Marshal(std)
+		got, _ := json.Marshal(fast)
+		if !bytes.Equal(want, got) {
+			t.Fatalf("%T decoded from %q:\n encoding/json %s\n Decode        %s", std, b, want, got)
+		}
+	}
+}
+
+func TestDecodeReadsEveryRecordAsEncodingJSON(t *testing.T) {
+	for _, b := range records(t) {
+		decodeBoth(t, b)
+	}
+}
+
+func TestDecodeKeepsNoMemoryOfItsInput(t *testing.T) {
+	b := records(t)[1]
+	var s store.Session
+	if err := store.Decode(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(s)
+	for i := range b {
+		b[i] = ' '
+	}
+	if got, _ := json.Marshal(s); !bytes.Equal(got, want) {
+		t.Errorf("overwriting the input changed the decoded session:\n%s\n%s", got, want)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, b := range records(f) {
+		f.Add(b)
+	}
+	f.Add([]byte(`{"user":{"a":[1,2,{"b":"\ud800"}]},"sealed_token":"!!"}`))
+	f.Fuzz(decodeBoth)
+}
