@@ -91,9 +91,9 @@ func isExternal(body []byte) bool {
 }
 
 // admit applies app's sign-in rules to the person of session, whose /api/v4/user body is body.
-// A refused person's session is deleted, since the sign-in it records must not lead anywhere.
+// It runs before the session is saved: a refused sign-in leaves nothing behind.
 func (s *Server) admit(app *store.Application, session *store.Session, body []byte) error {
-	reason, fix := checkPolicy(app, PolicyUser{Username: session.Username, External: isExternal(body), Groups: session.Groups})
+	reason, fix := checkPolicy(app, PolicyUser{Username: session.Username, External: app.DenyExternal && isExternal(body), Groups: session.Groups})
 	if reason == "" {
 		return nil
 	}

@@ -269,7 +269,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	// refresh must not outlive a block there or a change of the application's rules.
 	body, err := s.upstreamUser(ctx, sess)
 	if err == nil {
-		if reason, fix := checkPolicy(app, PolicyUser{Username: sess.Username, External: isExternal(body), Groups: sess.Groups}); reason != "" {
+		if reason, fix := checkPolicy(app, PolicyUser{Username: sess.Username, External: app.DenyExternal && isExternal(body), Groups: sess.Groups}); reason != "" {
 			_ = s.store.DeleteSession(ctx, sess.ID)
 			return named(tokenError(ErrInvalidGrant, "%s; sign in again", reason), "user_not_allowed", fix)
 		}

@@ -1,9 +1,17 @@
 package oauth
 
 import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
 func TestUpstreamFailuresAreNamedForTheTrace(t *testing.T) {
@@ -21,6 +29,84 @@ func TestUpstreamFailuresAreNamedForTheTrace(t *testing.T) {
 		failure, reason, fix := describeFailure(ue)
 		if failure != want || reason == "" || fix == "" {
 			t.Errorf("%+v named %q (reason %q, fix %q), want %q", ue, failure, reason, fix, want)
+		}
+	}
+}
+
+// blockingTraces is a trace store whose writes wait until release is closed.
+type blockingTraces struct {
+	store.TraceStore
+	entered chan struct{} // receives when a write starts waiting, if not nil
+	release chan struct{}
+	mu      sync.Mutex
+	written []store.TraceAppend
+}
+
+func (b *blockingTraces) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, _ time.Duration, _ int) error {
+	if b.entered != nil {
+		select {
+		case b.entered <- struct{}{}:
+		default:
+		}
+	}
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	b.mu.Lock()
+	b.written = append(b.written, steps...)
+	b.mu.Unlock()
+	return nil
+}
+
+func newTestWriter(ts store.TraceStore) *traceWriter {
+	m := NewMetrics()
+	return &traceWriter{store: ts, retention: time.Hour, maxTraces: 10, log: slog.New(slog.DiscardHandler), dropped: m.traceDropped, failed: m.traceFailed}
+}
+
+func TestTraceWriterDropsAndCountsStepsBeyondItsBoundWhileTheStoreIsStuck(t *testing.T) {
+	ts := &blockingTraces{release: make(chan struct{}), entered: make(chan struct{}, 1)}
+	w := newTestWriter(ts)
+	step := func(n int) []store.TraceAppend {
+		steps := make([]store.TraceAppend, n)
+		for i := range steps {
+			steps[i] = store.TraceAppend{ID: "t", Step: store.TraceStep{Step: "authorize"}}
+		}
+		return steps
+	}
+	w.add(step(1))
+	<-ts.entered                 // that step is being written, and the store does not answer
+	w.add(step(maxPendingSteps)) // waits, and fills the bound
+	w.add(step(3))
+	if got := testutil.ToFloat64(w.dropped); got != 3 {
+		t.Errorf("%v steps counted as dropped, want 3", got)
+	}
+	close(ts.release)
+	w.Flush(t.Context())
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if len(ts.written) != 1+maxPendingSteps {
+		t.Errorf("%d steps written, want the %d within the bound", len(ts.written), 1+maxPendingSteps)
+	}
+}
+
+func TestTraceWriterFlushWritesEveryStepHandedOverInOrder(t *testing.T) {
+	ts := &blockingTraces{release: make(chan struct{})}
+	close(ts.release)
+	w := newTestWriter(ts)
+	for i := range 100 {
+		w.add([]store.TraceAppend{{ID: "t", Step: store.TraceStep{Step: strconv.Itoa(i)}}})
+	}
+	w.Flush(t.Context())
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if len(ts.written) != 100 {
+		t.Fatalf("%d steps written after Flush, want 100", len(ts.written))
+	}
+	for i, a := range ts.written {
+		if a.Step.Step != strconv.Itoa(i) {
+			t.Fatalf("step %d is %q: the steps were reordered", i, a.Step.Step)
 		}
 	}
 }
