@@ -788,9 +788,10 @@ func (s *Store) AddTraceSteps(_ context.Context, steps []store.TraceAppend, rete
 	return nil
 }
 
-// capTraces deletes the oldest traces beyond maxTraces; the caller holds s.mu. Only a new trace
-// can take the store over the cap, by one: the oldest is then found in one pass, and a sort is
-// left for a cap that was lowered.
+// capTraces deletes the oldest traces beyond maxTraces; the caller holds s.mu. Each call past the
+// cap costs a pass over every trace, so a large cap is cut by one hundredth more than needed:
+// the next hundredth of new traces then costs nothing. (Only a new trace takes the store over
+// the cap, by one.)
 func (s *Store) capTraces(now time.Time, maxTraces int) {
 	if len(s.traces) <= maxTraces {
 		return
@@ -800,8 +801,10 @@ func (s *Store) capTraces(now time.Time, maxTraces int) {
 			delete(s.traces, id)
 		}
 	}
-	switch excess := len(s.traces) - maxTraces; {
-	case excess <= 0:
+	if len(s.traces) <= maxTraces {
+		return
+	}
+	switch excess := len(s.traces) - (maxTraces - maxTraces/100); {
 	case excess == 1:
 		var oldest string
 		for id, tr := range s.traces {

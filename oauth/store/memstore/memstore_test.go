@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -96,4 +97,42 @@ func BenchmarkTokenIssue(b *testing.B) {
 
 func BenchmarkBearerLookup(b *testing.B) {
 	storetest.BenchmarkBearerLookup(b, New())
+}
+
+// Past a large cap, the store cuts a hundredth more than needed, the oldest, so that the pass
+// over every trace runs once per hundredth of the cap rather than for each new trace.
+func TestTraceCapCutsAHundredthAtOnce(t *testing.T) {
+	s := New()
+	defer s.Close()
+	const maxTraces = 1000
+	base := time.Now().Add(-time.Hour)
+	add := func(i int) {
+		step := store.TraceStep{Step: "authorize", At: base.Add(time.Duration(i) * time.Second)}
+		if err := store.AddTraceStep(t.Context(), s, fmt.Sprintf("t%05d", i), store.TraceMeta{}, step, 2*time.Hour, maxTraces); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range maxTraces + 1 {
+		add(i)
+	}
+	count := func() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.traces) }
+	if n := count(); n != maxTraces-maxTraces/100 {
+		t.Fatalf("%d traces after passing the cap, want %d", n, maxTraces-maxTraces/100)
+	}
+	s.mu.Lock()
+	for i := range maxTraces/100 + 1 {
+		if _, ok := s.traces[fmt.Sprintf("t%05d", i)]; ok {
+			t.Errorf("trace %d, among the oldest, was kept", i)
+		}
+	}
+	if _, ok := s.traces[fmt.Sprintf("t%05d", maxTraces)]; !ok {
+		t.Error("the newest trace was cut")
+	}
+	s.mu.Unlock()
+	for i := maxTraces + 1; i <= maxTraces+maxTraces/100; i++ {
+		add(i)
+	}
+	if n := count(); n != maxTraces {
+		t.Errorf("%d traces after a hundredth more were added, want the cap, %d", n, maxTraces)
+	}
 }
