@@ -100,11 +100,17 @@ type benchResult struct {
 	RedisNote          string   `json:"redis_note,omitempty"`
 	// RedisRoundTripsPerOp is the bridge's own count (its store's, or its /metrics'), trace
 	// writes included; nil when not measured.
-	RedisRoundTripsPerOp *float64     `json:"redis_round_trips_per_op"`
-	RoundTripsNote       string       `json:"round_trips_note,omitempty"`
-	Memory               *benchMemory `json:"memory"`
-	MemoryNote           string       `json:"memory_note,omitempty"`
-	Notes                []string     `json:"notes,omitempty"`
+	RedisRoundTripsPerOp *float64 `json:"redis_round_trips_per_op"`
+	RoundTripsNote       string   `json:"round_trips_note,omitempty"`
+	// BridgeCPUPerOpMs is the CPU time a bridge elsewhere spent per operation (its /metrics'
+	// process_cpu_seconds_total); nil when not measured.
+	BridgeCPUPerOpMs *float64 `json:"bridge_cpu_ms_per_op,omitempty"`
+	// RedisCPUPerOpMs is the CPU time the Redis server spent per operation (INFO cpu), whoever
+	// else it served; nil when not measured.
+	RedisCPUPerOpMs *float64     `json:"redis_cpu_ms_per_op,omitempty"`
+	Memory          *benchMemory `json:"memory"`
+	MemoryNote      string       `json:"memory_note,omitempty"`
+	Notes           []string     `json:"notes,omitempty"`
 }
 
 type benchConfig struct {
@@ -684,6 +690,26 @@ func redisCalls(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
 	return total, nil
 }
 
+// redisCPU is the CPU time, in seconds, the Redis server has used (INFO cpu, user and system).
+func redisCPU(ctx context.Context, rdb redis.UniversalClient) (float64, error) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	for line := range strings.Lines(info) {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (name == "used_cpu_sys" || name == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("INFO cpu: %s: %v", name, err)
+			}
+			total += f
+		}
+	}
+	return total, nil
+}
+
 func bench(parent context.Context, cfg benchConfig, stderr io.Writer) (*benchResult, error) {
 	ctx, cancel := context.WithTimeout(parent, cfg.timeout)
 	defer cancel()
@@ -801,6 +827,12 @@ func bench(parent context.Context, cfg benchConfig, stderr io.Writer) (*benchRes
 
 	var before int64
 	redisOK := false
+	redisCPUBefore := -1.0
+	if t.rdb != nil {
+		if v, err := redisCPU(ctx, t.rdb); err == nil {
+			redisCPUBefore = v
+		}
+	}
 	switch {
 	case t.rdb == nil && t.inProcess:
 		res.RedisNote = "not measured: in-memory store"
@@ -820,8 +852,14 @@ func bench(parent context.Context, cfg benchConfig, stderr io.Writer) (*benchRes
 	}
 	rtBefore, rtNote := roundTrips(ctx, t, admin)
 	var remoteMem *remoteMemSampler
+	cpuBefore := -1.0
 	if admin != nil {
 		remoteMem = startRemoteMemSampler(ctx, admin)
+		if m, err := admin.scrape(ctx); err == nil {
+			if v, ok := m["process_cpu_seconds_total"]; ok {
+				cpuBefore = v
+			}
+		}
 	}
 
 	if cfg.profile != nil {
@@ -837,6 +875,14 @@ func bench(parent context.Context, cfg benchConfig, stderr io.Writer) (*benchRes
 	if t.flush != nil {
 		t.flush(ctx)
 	}
+	if admin != nil && cpuBefore >= 0 && p.completed > 0 {
+		if m, err := admin.scrape(ctx); err == nil {
+			if v, ok := m["process_cpu_seconds_total"]; ok {
+				perOp := (v - cpuBefore) * 1000 / float64(p.completed)
+				res.BridgeCPUPerOpMs = &perOp
+			}
+		}
+	}
 	rtAfter, rtNote2 := roundTrips(ctx, t, admin)
 	switch {
 	case rtNote != "" || rtNote2 != "":
@@ -848,6 +894,12 @@ func bench(parent context.Context, cfg benchConfig, stderr io.Writer) (*benchRes
 		res.RedisRoundTripsPerOp = &v
 	}
 
+	if redisCPUBefore >= 0 && p.completed > 0 {
+		if v, err := redisCPU(ctx, t.rdb); err == nil {
+			perOp := (v - redisCPUBefore) * 1000 / float64(p.completed)
+			res.RedisCPUPerOpMs = &perOp
+		}
+	}
 	if redisOK {
 		after, err := redisCalls(ctx, t.rdb)
 		switch {
@@ -976,6 +1028,12 @@ func printBench(w io.Writer, r *benchResult) {
 		fmt.Fprintf(w, "  Redis        %.1f round trips per %s, trace writes included (the bridge's count)\n", *r.RedisRoundTripsPerOp, per)
 	} else if r.RoundTripsNote != "" {
 		fmt.Fprintf(w, "  Redis        round trips %s\n", r.RoundTripsNote)
+	}
+	if r.RedisCPUPerOpMs != nil {
+		fmt.Fprintf(w, "  Redis CPU    %.3f ms per %s (the server's INFO cpu)\n", *r.RedisCPUPerOpMs, per)
+	}
+	if r.BridgeCPUPerOpMs != nil {
+		fmt.Fprintf(w, "  bridge CPU   %.3f ms per %s (its process_cpu_seconds_total)\n", *r.BridgeCPUPerOpMs, per)
 	}
 	if r.Memory != nil && r.Memory.EndRSSBytes > 0 {
 		fmt.Fprintf(w, "  memory       bridge RSS peak %s, at the end %s\n               (%s)\n", mib(r.Memory.PeakRSSBytes), mib(r.Memory.EndRSSBytes), r.MemoryNote)
