@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,11 +31,20 @@ type inProcessStack struct {
 	rdb    redis.UniversalClient
 	store  *redisstore.Store
 	srv    *oauth.Server
+	// cfg is the bridge's configuration, from which another instance can be made.
+	cfg oauth.Config
 }
 
 const siteURL = "https://mattermost.example.com"
 
 func newInProcessStack(t *testing.T) *inProcessStack {
+	t.Helper()
+	return newInProcessStackWith(t, nil)
+}
+
+// newInProcessStackWith is newInProcessStack with the bridge's configuration changed by
+// configure, and the emulator's options.
+func newInProcessStackWith(t *testing.T, configure func(*oauth.Config), glOpts ...gitlabtest.Option) *inProcessStack {
 	t.Helper()
 	opts, err := redisstore.ParseURL(storetest.RedisURL(t))
 	if err != nil {
@@ -42,7 +54,7 @@ func newInProcessStack(t *testing.T) *inProcessStack {
 	st := redisstore.New(rdb, "e2e:"+t.Name()+":").CacheApps(time.Second)
 	t.Cleanup(func() { st.Close() })
 
-	gl := gitlabtest.NewTestServer(t)
+	gl := gitlabtest.NewTestServer(t, glOpts...)
 	bridge := httptest.NewUnstartedServer(nil)
 	public := "http://" + bridge.Listener.Addr().String()
 	upApp := gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
@@ -56,7 +68,11 @@ func newInProcessStack(t *testing.T) *inProcessStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: st, Upstream: up, Sealer: sealer})
+	cfg := oauth.Config{PublicURL: public, Store: st, Upstream: up, Sealer: sealer}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := oauth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +92,7 @@ func newInProcessStack(t *testing.T) *inProcessStack {
 	if err := mm.Settings.Validate(); err != nil {
 		t.Fatalf("the settings the bridge prints do not satisfy Mattermost: %v", err)
 	}
-	return &inProcessStack{gl: gl, bridge: bridge, mm: mm, rdb: rdb, store: st, srv: srv}
+	return &inProcessStack{gl: gl, bridge: bridge, mm: mm, rdb: rdb, store: st, srv: srv, cfg: cfg}
 }
 
 func TestMattermostSignsInThroughTheBridgeOnRedis(t *testing.T) {
@@ -183,3 +199,80 @@ func TestMattermostSignInCostsAtMostEightRedisRoundTrips(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// anotherInstance starts a second bridge on the same Redis, as a second replica behind a load
+// balancer would be, and returns its URL.
+func (s *inProcessStack) anotherInstance(t *testing.T) string {
+	t.Helper()
+	cfg := s.cfg
+	cfg.Metrics = nil
+	srv, err := oauth.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := httptest.NewServer(srv.Handler())
+	t.Cleanup(h.Close)
+	return h.URL
+}
+
+// GitLab accepts each refresh token once. Two instances that must both renew one person's
+// GitLab token at once must take turns, across instances, or one of them presents a refresh
+// token the other has just spent, and the person is refused.
+func TestInstancesOnOneRedisTakeTurnsToRenewAGitLabToken(t *testing.T) {
+	// GitLab's tokens live 2 s, under x/oauth2's 10 s early-expiry margin: every use renews, and
+	// the user is read from GitLab on every request.
+	s := newInProcessStackWith(t, func(c *oauth.Config) { c.UserSnapshotMaxAge = -1 }, gitlabtest.WithAccessTokenTTL(2*time.Second))
+	s.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	s.gl.SignIn("ada")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := s.mm.Login(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	instances := []string{s.bridge.URL, s.anotherInstance(t)}
+	const perInstance = 6
+	var wg sync.WaitGroup
+	failures := make(chan string, 2*perInstance)
+	for _, base := range instances {
+		for range perInstance {
+			wg.Go(func() {
+				if err := fetchUser(ctx, base, res.Token.AccessToken); err != nil {
+					failures <- base + ": " + err.Error()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(failures)
+	for f := range failures {
+		t.Error(f)
+	}
+	refreshes := 0
+	for _, r := range s.gl.Requests() {
+		if r.Path == "/oauth/token" && r.Form.Get("grant_type") == "refresh_token" {
+			refreshes++
+		}
+	}
+	if refreshes < 2 {
+		t.Errorf("GitLab saw %d refreshes; the test means both instances to renew", refreshes)
+	}
+}
+
+func fetchUser(ctx context.Context, base, token string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v4/user", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	return nil
+}

@@ -95,10 +95,22 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 	}
 	if !old.Valid() {
 		// GitLab accepts each refresh token once: requests of one session that must refresh take
-		// turns, and each rereads the session, so that it uses a refresh another one just made.
+		// turns, on this instance (the mutex) and across instances (the store's lock), and each
+		// rereads the session, so that it uses a refresh another one just made.
 		mu := s.refreshLocks.of(sess.ID)
 		mu.Lock()
 		defer mu.Unlock()
+		lctx, cancel := context.WithTimeout(ctx, refreshLockWait)
+		unlock, err := s.store.Lock(lctx, "refresh:"+sess.ID, refreshLockTTL)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				return nil, &APIError{Status: http.StatusServiceUnavailable, Detail: "another request is renewing this person's GitLab token; try again",
+					Cause: err, Failure: "upstream_refresh_busy", Fix: "GitLab took longer than " + refreshLockWait.String() + " to renew a token: check GitLab's health."}
+			}
+			return nil, storeFailure("lock the GitLab token's refresh", err)
+		}
+		defer unlock()
 		if fresh, err := s.store.GetSession(ctx, sess.ID); err == nil {
 			sess.SealedToken = fresh.SealedToken
 			if old, err = s.openToken(sess); err != nil {
@@ -149,6 +161,14 @@ func (s *Server) openToken(sess *store.Session) (*oauth2.Token, error) {
 func gitlabapiMessage(ae *APIError) string {
 	return gitlabapi.StatusMessage(ae.Status, ae.Detail).Message
 }
+
+// refreshLockWait bounds how long a request waits for another's refresh of the same GitLab
+// token; refreshLockTTL frees the lock of an instance that died while refreshing. The upstream
+// client gives up on GitLab after 20 s.
+const (
+	refreshLockWait = 25 * time.Second
+	refreshLockTTL  = 30 * time.Second
+)
 
 // stripedLocks is a fixed set of mutexes picked by a session id's hash: bounded memory, and two
 // sessions share a lock only by chance, which costs a little waiting and nothing else.

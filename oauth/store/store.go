@@ -192,6 +192,12 @@ type Store interface {
 	ListConsents(ctx context.Context, clientID string) (map[int64][]string, error)
 	DeleteConsents(ctx context.Context, clientID string, userID int64) error
 
+	// Lock takes the lock named key, waiting for it until ctx ends (then the error is ctx's),
+	// and holds it until unlock is called or ttl has passed, whichever comes first: a holder that
+	// dies does not keep it. Every bridge instance on the same store shares its locks. unlock
+	// releases the lock only if it still holds it.
+	Lock(ctx context.Context, key string, ttl time.Duration) (unlock func(), err error)
+
 	// The bridge's OpenID Connect signing keys, sealed by the bridge: one value shared by every
 	// instance. SwapKeySet replaces old with new only if the stored value is still old (nil: none
 	// stored), and reports whether it did, so that two instances never overwrite each other's keys.
@@ -221,6 +227,33 @@ type Exchanges struct {
 // ExchangeCounter is a store that counts its exchanges with its server.
 type ExchangeCounter interface {
 	Exchanges() Exchanges
+}
+
+// LockPoll is how long Lock waits between two attempts at a taken lock, at first; each wait is
+// longer, up to MaxLockPoll. Both backends poll, so that they behave alike.
+const (
+	LockPoll    = 2 * time.Millisecond
+	MaxLockPoll = 50 * time.Millisecond
+)
+
+// WaitLock calls try until it takes the lock or ctx ends, waiting between attempts as LockPoll
+// says; backends share it.
+func WaitLock(ctx context.Context, try func() (bool, error)) error {
+	wait := LockPoll
+	for {
+		ok, err := try()
+		if err != nil || ok {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, MaxLockPoll)
+	}
 }
 
 // SortApps puts apps in ListApps's order (by Name, then ID); the backends share it so that they

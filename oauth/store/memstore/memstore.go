@@ -55,6 +55,9 @@ type Store struct {
 	// keySet is nil while none is stored; SwapKeySet never stores an empty one.
 	keySet []byte
 	traces map[string]*trace
+	// locks holds each lock taken: its holder's token, and when it lapses.
+	locks   map[string]heldLock
+	lockSeq uint64
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -73,6 +76,7 @@ func New() *Store {
 		used:     make(map[string]entry),
 		consents: make(map[string]map[int64][]byte),
 		traces:   make(map[string]*trace),
+		locks:    make(map[string]heldLock),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -112,6 +116,11 @@ func (s *Store) sweep(now time.Time) {
 	for id, tr := range s.traces {
 		if !tr.live(now) {
 			delete(s.traces, id)
+		}
+	}
+	for k, h := range s.locks {
+		if !now.Before(h.expires) {
+			delete(s.locks, k)
 		}
 	}
 }
@@ -321,6 +330,43 @@ func (s *Store) UsedBy(_ context.Context, key string) (string, error) {
 		return "", store.ErrNotFound
 	}
 	return string(b), nil
+}
+
+// ---- locks ----
+
+type heldLock struct {
+	token   uint64
+	expires time.Time
+}
+
+// Lock polls as redisstore's does, so that the two behave alike; a lock lapses after ttl.
+func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (func(), error) {
+	if ttl <= 0 {
+		return nil, fmt.Errorf("memstore: lock: ttl %v is not positive", ttl)
+	}
+	var token uint64
+	err := store.WaitLock(ctx, func() (bool, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		now := time.Now()
+		if h, ok := s.locks[key]; ok && now.Before(h.expires) {
+			return false, nil
+		}
+		s.lockSeq++
+		token = s.lockSeq
+		s.locks[key] = heldLock{token: token, expires: now.Add(ttl)}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.locks[key].token == token {
+			delete(s.locks, key)
+		}
+	}, nil
 }
 
 // ---- tokens (oauth2.TokenStore) ----

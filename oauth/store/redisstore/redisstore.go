@@ -24,6 +24,7 @@
 //	consents:<cid>  HASH of client cid's consents: GitLab user id (decimal) -> JSON array of
 //	                scopes (no expiry)
 //	oidc:keyset     the sealed OpenID Connect key set (no expiry)
+//	lock:<name>     a lock (see Lock): its holder's random token, expiring with the lock's TTL
 //	trace:<id>      HASH of a sign-in's trace: started_at (RFC 3339) and what is known of the
 //	                sign-in (client_id, app, gitlab_user_id, username), expiring the retention
 //	                given to AddTraceStep after its latest step
@@ -923,6 +924,40 @@ func (s *Store) SwapKeySet(ctx context.Context, old, next []byte) (bool, error) 
 		return false, wrap("swap key set", err)
 	}
 	return n == 1, nil
+}
+
+// ---- locks ----
+
+// unlockScript deletes the lock KEYS[1] only if it still holds the holder's token ARGV[1].
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// Lock is SET NX PX with a random token, tried again as store.WaitLock says; unlock deletes the
+// key only if it still holds the token, so that a holder whose lock expired cannot release the
+// next holder's.
+func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (func(), error) {
+	if ttl <= 0 {
+		return nil, fmt.Errorf("redisstore: lock: ttl %v is not positive", ttl)
+	}
+	k, token := s.prefix+"lock:"+key, store.NewID(16)
+	err := store.WaitLock(ctx, func() (bool, error) {
+		ok, err := s.c.SetNX(ctx, k, token, roundTTL(ttl)).Result()
+		if err != nil && !errors.Is(err, ctx.Err()) {
+			return false, wrap("lock", err)
+		}
+		return ok, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		// Released even when the request's context has ended, or the lock would stay until ttl.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = unlockScript.Run(uctx, s.c, []string{k}, token).Err()
+	}, nil
 }
 
 // ---- traces ----

@@ -134,6 +134,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"concurrent steps added to one trace are all kept", testTraceConcurrent},
 		{"AddTraceStep refuses an empty id or one with a colon, and a retention or cap that is not positive", testTraceBadArgs},
 
+		{"a lock excludes every other taker until it is released", testLockExcludes},
+		{"a lock lapses after its TTL, and its first holder cannot release the next one's", testLockLapses},
+		{"concurrent holders of a lock never overlap", testLockConcurrent},
+
 		{"ping answers", testPing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1724,4 +1728,70 @@ func swapped(ok bool, err error) error {
 
 func testPing(t *testing.T, s store.Store) {
 	must(t, "ping", s.Ping(t.Context()))
+}
+
+func testLockExcludes(t *testing.T, s store.Store) {
+	key := "refresh:" + store.NewID(16)
+	unlock, err := s.Lock(t.Context(), key, time.Minute)
+	must(t, "lock", err)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := s.Lock(ctx, key, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a taken lock was taken again, or the wait ended otherwise: %v", err)
+	}
+	other, err := s.Lock(t.Context(), "refresh:"+store.NewID(16), time.Minute)
+	must(t, "lock another key", err)
+	other()
+	unlock()
+	again, err := s.Lock(t.Context(), key, time.Minute)
+	must(t, "lock after release", err)
+	again()
+	if _, err := s.Lock(t.Context(), key, 0); err == nil {
+		t.Error("Lock accepted a TTL that is not positive")
+	}
+}
+
+func testLockLapses(t *testing.T, s store.Store) {
+	key := "refresh:" + store.NewID(16)
+	first, err := s.Lock(t.Context(), key, shortTTL)
+	must(t, "lock", err)
+	ctx, cancel := context.WithTimeout(t.Context(), shortTTL+5*time.Second)
+	defer cancel()
+	second, err := s.Lock(ctx, key, time.Minute) // waits for the first to lapse
+	must(t, "lock after the first lapsed", err)
+	first() // too late: it must not release the second holder's lock
+	short, cancelShort := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancelShort()
+	if _, err := s.Lock(short, key, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the first holder's late unlock released the second's lock: %v", err)
+	}
+	second()
+}
+
+func testLockConcurrent(t *testing.T, s store.Store) {
+	key := "refresh:" + store.NewID(16)
+	var inside, overlaps, done atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 5 {
+				unlock, err := s.Lock(t.Context(), key, time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if inside.Add(1) != 1 {
+					overlaps.Add(1)
+				}
+				time.Sleep(time.Millisecond)
+				inside.Add(-1)
+				done.Add(1)
+				unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if overlaps.Load() != 0 || done.Load() != 40 {
+		t.Errorf("%d of %d holds overlapped another", overlaps.Load(), done.Load())
+	}
 }
