@@ -104,12 +104,7 @@ func TestUserRefreshesAnExpiredGitLabTokenAndKeepsTheNewOne(t *testing.T) {
 			t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
 		}
 	}
-	refreshes := 0
-	for _, r := range f.gl.Requests() {
-		if r.Path == "/oauth/token" && r.Form.Get("grant_type") == "refresh_token" {
-			refreshes++
-		}
-	}
+	refreshes := f.gl.Refreshes()
 	if refreshes < 3 {
 		t.Errorf("%d refreshes at GitLab, want one per request", refreshes)
 	}

@@ -368,6 +368,17 @@ func (s *Server) Requests() []Request {
 	return out
 }
 
+// Refreshes counts the refresh_token grants among Requests: how many times a token was renewed.
+func (s *Server) Refreshes() int {
+	n := 0
+	for _, r := range s.Requests() {
+		if r.Path == "/oauth/token" && r.Form.Get("grant_type") == "refresh_token" {
+			n++
+		}
+	}
+	return n
+}
+
 // ClearRequests forgets the requests recorded so far.
 func (s *Server) ClearRequests() {
 	s.mu.Lock()
