@@ -1,14 +1,17 @@
 package oauth_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/storetest"
 )
 
@@ -47,6 +50,38 @@ func TestRefreshRotatesThePair(t *testing.T) {
 	}
 	if f.userStatus(second["access_token"].(string)) != 200 {
 		t.Error("the new access token does not work")
+	}
+}
+
+// revokedDuringRenewal is a store on which an administrator's revocation lands while a refresh
+// is under way: just before the refresh renews the session.
+type revokedDuringRenewal struct{ store.Store }
+
+func (r revokedDuringRenewal) RenewSession(ctx context.Context, s *store.Session, ttl time.Duration) error {
+	if err := r.DeleteSession(ctx, s.ID); err != nil {
+		return err
+	}
+	return r.Store.RenewSession(ctx, s, ttl)
+}
+
+func TestRefreshDoesNotUndoARevocationThatLandsDuringIt(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.Store = revokedDuringRenewal{c.Store} }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	first := f.tokens()
+	resp, body := f.postToken(f.refreshForm(first["refresh_token"].(string)))
+	if resp.StatusCode != 400 || body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), "revoked") {
+		t.Fatalf("refresh during a revocation: %d %v", resp.StatusCode, body)
+	}
+	if f.userStatus(first["access_token"].(string)) != 401 {
+		t.Error("the revoked sign-in's access token still works")
+	}
+	sessions, err := f.store.ListSessions(t.Context(), f.app.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sessions) != 0 {
+		t.Errorf("the refresh brought the revoked sign-in back: %d sessions", len(sessions))
 	}
 }
 

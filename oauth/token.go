@@ -319,12 +319,16 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	next.SetRefresh(randomToken())
 	next.SetRefreshCreateAt(now)
 	next.SetRefreshExpiresIn(s.cfg.RefreshTokenTTL)
+	// The family lives as long as its newest refresh token; a family revoked while this request
+	// ran stays revoked, and the tokens are not issued.
+	if err := s.store.RenewSession(ctx, sess, s.cfg.RefreshTokenTTL); errors.Is(err, store.ErrNotFound) {
+		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked; sign in again"), "session_revoked",
+			"An administrator revoked the application's grants, or a token of this sign-in was reused, while the refresh was under way.")
+	} else if err != nil {
+		return storeFailure("extend session", err)
+	}
 	if err := s.tokens.Create(ctx, next); err != nil {
 		return storeFailure("save tokens", err)
-	}
-	// The family lives as long as its newest refresh token.
-	if err := s.store.PutSession(ctx, sess, s.cfg.RefreshTokenTTL); err != nil {
-		return storeFailure("extend session", err)
 	}
 	s.stepOK(c, http.StatusOK, map[string]string{"scope": scope})
 	s.logger(ctx).Info("token refreshed", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)

@@ -143,6 +143,10 @@ type Store interface {
 	// PutSession saves a session for ttl, replacing one with the same ID and its expiry.
 	PutSession(ctx context.Context, s *Session, ttl time.Duration) error
 	GetSession(ctx context.Context, id string) (*Session, error)
+	// RenewSession replaces a live session and gives it ttl from now; ErrNotFound when it is
+	// gone (expired or deleted), which it leaves gone: a revocation that lands during a refresh
+	// is never undone by the refresh.
+	RenewSession(ctx context.Context, s *Session, ttl time.Duration) error
 	// UpdateSession replaces a session and keeps its expiry; ErrNotFound if it has expired.
 	UpdateSession(ctx context.Context, s *Session) error
 	// DeleteSession removes a session, which kills every token of its family; ErrNotFound if

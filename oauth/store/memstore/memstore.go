@@ -255,6 +255,21 @@ func (s *Store) sessionWrite(sess *store.Session, ttl time.Duration) (func(), er
 	return func() { s.sessions[sess.ID] = entry{value: b, expires: time.Now().Add(ttl)} }, nil
 }
 
+// RenewSession writes the session only if a live one is there.
+func (s *Store) RenewSession(_ context.Context, sess *store.Session, ttl time.Duration) error {
+	write, err := s.sessionWrite(sess, ttl)
+	if err != nil {
+		return fmt.Errorf("memstore: renew session: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.sessions[sess.ID]; !ok || !e.live(time.Now()) {
+		return store.ErrNotFound
+	}
+	write()
+	return nil
+}
+
 func (s *Store) GetSession(_ context.Context, id string) (*store.Session, error) {
 	b, ok := s.get(s.sessions, id)
 	if !ok {

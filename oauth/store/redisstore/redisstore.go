@@ -402,6 +402,31 @@ func (s *Store) sessionWrites(ctx context.Context, sess *store.Session, ttl time
 	}, nil
 }
 
+// RenewSession is PutSession with SET XX, which writes nothing when the session is gone. The
+// index entry is queued in the same pipeline whatever the SET does: for a session that is gone,
+// it is an id ListSessions skips and prunes.
+func (s *Store) RenewSession(ctx context.Context, sess *store.Session, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("redisstore: renew session: ttl %v is not positive", ttl)
+	}
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return wrap("renew session", err)
+	}
+	ttl = roundTTL(ttl)
+	now := time.Now()
+	var set *redis.StatusCmd
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.SetArgs(ctx, s.sessionKey(sess.ID), b, redis.SetArgs{Mode: "XX", TTL: ttl})
+		s.index(ctx, p, sess.ClientID, sess.ID, now.Add(ttl), now)
+		return nil
+	})
+	if isNil(set.Err()) {
+		return store.ErrNotFound
+	}
+	return s.check("renew session", err)
+}
+
 // index queues the ZADD of a session's id to its client's index, and the removal of the ids that
 // expired more than the slack ago. The pruning rides on every addition because nothing else is
 // sure to touch the index of a client that signs people in all day and is never listed.

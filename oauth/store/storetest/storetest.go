@@ -104,6 +104,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TakeCode consumes a code and marks it used by its session in the same step", testTakeCode},
 		{"concurrent TakeCodes of one code: exactly one wins, and the code is marked used", testTakeCodeConcurrent},
 		{"PutSessionCode saves the session and its code together", testPutSessionCode},
+		{"RenewSession replaces a live session and never brings back one that is gone", testRenewSession},
 		{"CreateForSession stores the tokens and returns their session, ErrNotFound when it is gone", testCreateForSession},
 		{"GetByAccessWithSession returns the token and the session named, each nil when absent", testGetByAccessWithSession},
 		{"a removed code is not returned", testCodeRemove},
@@ -1793,5 +1794,34 @@ func testLockConcurrent(t *testing.T, s store.Store) {
 	wg.Wait()
 	if overlaps.Load() != 0 || done.Load() != 40 {
 		t.Errorf("%d of %d holds overlapped another", overlaps.Load(), done.Load())
+	}
+}
+
+func testRenewSession(t *testing.T, s store.Store) {
+	sess := newSession()
+	must(t, "put session", s.PutSession(t.Context(), sess, time.Minute))
+	sess.Scope = "read_user"
+	must(t, "renew session", s.RenewSession(t.Context(), sess, time.Hour))
+	got, err := s.GetSession(t.Context(), sess.ID)
+	must(t, "get renewed session", err)
+	sameJSON(t, "renewed session", got, sess)
+	listed, err := s.ListSessions(t.Context(), sess.ClientID)
+	must(t, "list sessions", err)
+	if len(listed) != 1 {
+		t.Errorf("the renewed session is listed %d times", len(listed))
+	}
+
+	must(t, "delete session", s.DeleteSession(t.Context(), sess.ID))
+	mustNotFound(t, "renew a deleted session", s.RenewSession(t.Context(), sess, time.Hour))
+	_, err = s.GetSession(t.Context(), sess.ID)
+	mustNotFound(t, "get a session renewed after its deletion", err)
+	listed, err = s.ListSessions(t.Context(), sess.ClientID)
+	must(t, "list sessions", err)
+	if len(listed) != 0 {
+		t.Errorf("a deleted session is listed after a renewal: %v", listed)
+	}
+	mustNotFound(t, "renew a session never stored", s.RenewSession(t.Context(), newSession(), time.Hour))
+	if err := s.RenewSession(t.Context(), sess, 0); err == nil {
+		t.Error("RenewSession accepted a TTL that is not positive")
 	}
 }
