@@ -753,13 +753,20 @@ func testSessionPutReplaces(t *testing.T, s store.Store) {
 	replacement.ID, replacement.ClientID = sess.ID, sess.ClientID
 	replacement.Username, replacement.Groups = "jdoe2", nil
 	must(t, "put again", s.PutSession(t.Context(), replacement, time.Hour))
-	got, err := s.GetSession(t.Context(), sess.ID)
-	must(t, "get", err)
-	sameJSON(t, "replaced session", got, replacement)
-	listed, err := s.ListSessions(t.Context(), sess.ClientID)
-	must(t, "list", err)
+	wantStoredOnce(t, s, "replaced session", replacement)
+}
+
+// wantStoredOnce checks that the session read back is want, and that its client's list holds it
+// alone.
+func wantStoredOnce(t *testing.T, s store.Store, what string, want *store.Session) {
+	t.Helper()
+	got, err := s.GetSession(t.Context(), want.ID)
+	must(t, "get "+what, err)
+	sameJSON(t, what, got, want)
+	listed, err := s.ListSessions(t.Context(), want.ClientID)
+	must(t, "list sessions", err)
 	if len(listed) != 1 {
-		t.Errorf("list has %d sessions after a replacement, want 1", len(listed))
+		t.Errorf("the client's list holds %d sessions after the %s, want 1", len(listed), what)
 	}
 }
 
@@ -1802,20 +1809,13 @@ func testRenewSession(t *testing.T, s store.Store) {
 	must(t, "put session", s.PutSession(t.Context(), sess, time.Minute))
 	sess.Scope = "read_user"
 	must(t, "renew session", s.RenewSession(t.Context(), sess, time.Hour))
-	got, err := s.GetSession(t.Context(), sess.ID)
-	must(t, "get renewed session", err)
-	sameJSON(t, "renewed session", got, sess)
-	listed, err := s.ListSessions(t.Context(), sess.ClientID)
-	must(t, "list sessions", err)
-	if len(listed) != 1 {
-		t.Errorf("the renewed session is listed %d times", len(listed))
-	}
+	wantStoredOnce(t, s, "renewed session", sess)
 
 	must(t, "delete session", s.DeleteSession(t.Context(), sess.ID))
 	mustNotFound(t, "renew a deleted session", s.RenewSession(t.Context(), sess, time.Hour))
-	_, err = s.GetSession(t.Context(), sess.ID)
+	_, err := s.GetSession(t.Context(), sess.ID)
 	mustNotFound(t, "get a session renewed after its deletion", err)
-	listed, err = s.ListSessions(t.Context(), sess.ClientID)
+	listed, err := s.ListSessions(t.Context(), sess.ClientID)
 	must(t, "list sessions", err)
 	if len(listed) != 0 {
 		t.Errorf("a deleted session is listed after a renewal: %v", listed)
