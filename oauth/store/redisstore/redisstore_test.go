@@ -41,6 +41,23 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// On Redis Cluster every rule holds too: a pipeline whose keys live on several nodes, the one
+// script (its two keys share a hash tag), the trace index and the session indexes.
+func TestConformanceOnCluster(t *testing.T) {
+	url := storetest.RedisClusterURL(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return New(newClient(t, url), "test:"+store.NewID(8)+":")
+	})
+}
+
+// Through Sentinel, which names the master the client then talks to.
+func TestConformanceThroughSentinel(t *testing.T) {
+	url := storetest.RedisSentinelURL(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return New(newClient(t, url), "test:"+store.NewID(8)+":")
+	})
+}
+
 // With the application cache on, the store must still pass every rule: its own writes are seen
 // at once.
 func TestConformanceWithAppCache(t *testing.T) {

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -45,7 +46,7 @@ func RedisURL(t testing.TB) string {
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		logPath := filepath.Join(dir, fmt.Sprintf("redis-%d.log", i))
-		stop, err := startRedis(bin, dir, port, logPath)
+		stop, err := startRedis(bin, dir, port, logPath, nil)
 		if err == nil {
 			t.Cleanup(stop)
 			return "redis://" + addr + "/0"
@@ -59,19 +60,20 @@ func RedisURL(t testing.TB) string {
 
 // startRedis starts redis-server and waits until it answers PING. It returns the function that
 // stops it, which may be called after the server has already gone.
-func startRedis(bin, dir string, port int, logPath string) (stop func(), err error) {
+func startRedis(bin, dir string, port int, logPath string, extra []string, lead ...string) (stop func(), err error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	defer logFile.Close() // the child has its own descriptor
-	cmd := exec.Command(bin,
+	args := []string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", dir,
-	)
+	}
+	cmd := exec.Command(bin, append(append(lead, args...), extra...)...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
@@ -106,6 +108,173 @@ func startRedis(bin, dir string, port int, logPath string) (stop func(), err err
 			return nil, fmt.Errorf("redis-server on port %d did not answer PING within 10s", port)
 		}
 	}
+}
+
+// RedisClusterURL starts a Redis Cluster of three masters of its own for the calling test, each
+// serving a third of the slots, and returns its URL as the bridge takes it:
+// redis://127.0.0.1:P1?addr=127.0.0.1:P2&addr=127.0.0.1:P3. Like RedisURL, it is skipped without
+// redis-server except under CI, and stopped when the test ends.
+func RedisClusterURL(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if ci := os.Getenv("CI"); ci != "" && ci != "false" {
+			t.Fatal(installHint)
+		}
+		t.Skip(installHint)
+	}
+	dir := t.TempDir()
+	slots := [][2]int{{0, 5460}, {5461, 10922}, {10923, 16383}}
+	addrs := make([]string, len(slots))
+	for i := range slots {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("finding a free port for redis-server: %v", err)
+		}
+		nodeDir := filepath.Join(dir, strconv.Itoa(i))
+		if err := os.Mkdir(nodeDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		logPath := filepath.Join(nodeDir, "redis.log")
+		stop, err := startRedis(bin, nodeDir, port, logPath, []string{"--cluster-enabled", "yes", "--cluster-node-timeout", "5000"})
+		if err != nil {
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("cluster node %d: %v\nredis-server output:\n%s", i, err, log)
+		}
+		t.Cleanup(stop)
+		addrs[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	for i, r := range slots {
+		if _, err := command(addrs[i], "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(r[0]), strconv.Itoa(r[1])); err != nil {
+			t.Fatalf("cluster node %d: assigning slots: %v", i, err)
+		}
+	}
+	for _, other := range addrs[1:] {
+		host, port, _ := net.SplitHostPort(other)
+		if _, err := command(addrs[0], "CLUSTER", "MEET", host, port); err != nil {
+			t.Fatalf("cluster: joining %s: %v", other, err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, addr := range addrs {
+		for {
+			info, err := command(addr, "CLUSTER", "INFO")
+			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:3") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the cluster did not come up within 30s: %s answers %q (%v)", addr, info, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return "redis://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2]
+}
+
+// RedisSentinelURL starts a redis-server and a Sentinel that watches it as master "ssobridge"
+// for the calling test, and returns the URL the bridge takes for them:
+// redis://127.0.0.1:SENTINEL/0?master_name=ssobridge. Like RedisURL, it is skipped without
+// redis-server except under CI, and stopped when the test ends.
+func RedisSentinelURL(t testing.TB) string {
+	t.Helper()
+	master := RedisURL(t) // skips or fails as RedisURL does
+	masterAddr := strings.TrimSuffix(strings.TrimPrefix(master, "redis://"), "/0")
+	host, masterPort, _ := net.SplitHostPort(masterAddr)
+	bin, _ := exec.LookPath("redis-server")
+	dir := t.TempDir()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("finding a free port for the sentinel: %v", err)
+	}
+	conf := filepath.Join(dir, "sentinel.conf")
+	config := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor ssobridge %s %s 1\nsentinel down-after-milliseconds ssobridge 5000\n", port, dir, host, masterPort)
+	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "sentinel.log")
+	// The sentinel rewrites its configuration file, so it gets one of its own, given first.
+	stop, err := startRedis(bin, dir, port, logPath, nil, conf, "--sentinel")
+	if err != nil {
+		log, _ := os.ReadFile(logPath)
+		t.Fatalf("sentinel: %v\nredis-server output:\n%s", err, log)
+	}
+	t.Cleanup(stop)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := command(addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "ssobridge")
+		if err == nil && got == host+"\n"+masterPort {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sentinel does not name the master within 10s: %q (%v)", got, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "redis://" + addr + "/0?master_name=ssobridge"
+}
+
+// command sends one command in RESP and returns its reply: a status, an integer, a bulk string,
+// or an array of bulk strings joined by newlines; an error reply is an error.
+func command(addr string, args ...string) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := conn.Write([]byte(b.String())); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	switch {
+	case strings.HasPrefix(line, "-"):
+		return "", fmt.Errorf("%s", line[1:])
+	case strings.HasPrefix(line, "$"):
+		return readBulk(r, line)
+	case strings.HasPrefix(line, "*"):
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return "", err
+		}
+		items := make([]string, 0, max(n, 0))
+		for range n {
+			head, err := r.ReadString('\n')
+			if err != nil {
+				return "", err
+			}
+			item, err := readBulk(r, strings.TrimRight(head, "\r\n"))
+			if err != nil {
+				return "", err
+			}
+			items = append(items, item)
+		}
+		return strings.Join(items, "\n"), nil
+	}
+	return line[1:], nil
+}
+
+// readBulk reads the body of a bulk string whose header line ($LEN) was head.
+func readBulk(r *bufio.Reader, head string) (string, error) {
+	n, err := strconv.Atoi(strings.TrimPrefix(head, "$"))
+	if err != nil || n < 0 {
+		return "", err
+	}
+	buf := make([]byte, n+2)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }
 
 // ping speaks just enough RESP to see the server is ready, so that starting a server does not
