@@ -27,13 +27,7 @@ const installHint = "redis-server is not on PATH: install it (apt-get install -y
 // anything but "false"), where a missing server is a broken CI image and fails the test.
 func RedisURL(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if ci := os.Getenv("CI"); ci != "" && ci != "false" {
-			t.Fatal(installHint)
-		}
-		t.Skip(installHint)
-	}
+	bin := redisServer(t)
 	dir := t.TempDir()
 	// The port is chosen by binding and releasing it, so another process can take it in between;
 	// a few attempts make that harmless.
@@ -56,6 +50,20 @@ func RedisURL(t testing.TB) string {
 	}
 	t.Fatalf("redis-server did not start after %d attempts: %s", attempts, failure)
 	return ""
+}
+
+// redisServer returns the path of redis-server, skipping the test without one, except under CI
+// (the CI environment variable set to anything but "false"), where it fails it.
+func redisServer(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if ci := os.Getenv("CI"); ci != "" && ci != "false" {
+			t.Fatal(installHint)
+		}
+		t.Skip(installHint)
+	}
+	return bin
 }
 
 // startRedis starts redis-server and waits until it answers PING. It returns the function that
@@ -116,13 +124,7 @@ func startRedis(bin, dir string, port int, logPath string, extra []string, lead 
 // redis-server except under CI, and stopped when the test ends.
 func RedisClusterURL(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if ci := os.Getenv("CI"); ci != "" && ci != "false" {
-			t.Fatal(installHint)
-		}
-		t.Skip(installHint)
-	}
+	bin := redisServer(t)
 	dir := t.TempDir()
 	slots := [][2]int{{0, 5460}, {5461, 10922}, {10923, 16383}}
 	addrs := make([]string, len(slots))
@@ -180,7 +182,7 @@ func RedisSentinelURL(t testing.TB) string {
 	master := RedisURL(t) // skips or fails as RedisURL does
 	masterAddr := strings.TrimSuffix(strings.TrimPrefix(master, "redis://"), "/0")
 	host, masterPort, _ := net.SplitHostPort(masterAddr)
-	bin, _ := exec.LookPath("redis-server")
+	bin := redisServer(t)
 	dir := t.TempDir()
 	port, err := freePort()
 	if err != nil {
