@@ -146,6 +146,7 @@ func (s *Server) authorize(c echo.Context) error {
 		UpstreamVerifier:    verifier,
 		CreatedAt:           time.Now().UTC(),
 		TraceID:             currentTrace(c),
+		Browser:             store.TokenKey(s.browserCookie(c)),
 	}
 	if err := s.store.PutAuthorization(ctx, store.TokenKey(upstreamState), pending, s.cfg.AuthorizationTTL); err != nil {
 		return storeFailure("save authorization", err)
@@ -156,6 +157,26 @@ func (s *Server) authorize(c echo.Context) error {
 	s.subStep(c, "upstream_authorize", store.PartBridge, store.PartGitLab, "302 to GitLab's /oauth/authorize (the bridge's client_id, state, PKCE S256)",
 		time.Now(), http.StatusFound, nil, map[string]string{"gitlab": s.upstream.BaseURL()})
 	return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
+}
+
+// browserCookie names the cookie that ties a sign-in to the browser that started it: the
+// callback must come back with it (see store.Authorization.Browser). One value serves every
+// sign-in of a browser, so that two started in two tabs both complete.
+const browserCookie = "ssobridge_browser"
+
+// browserCookie returns the browser's cookie value, giving it one (renewed for the
+// authorization's lifetime) when it has none or an odd one.
+func (s *Server) browserCookie(c echo.Context) string {
+	value := ""
+	if ck, err := c.Cookie(browserCookie); err == nil && len(ck.Value) == 43 {
+		value = ck.Value
+	} else {
+		value = randomToken()
+	}
+	// Its path covers /oauth/authorize too, where a second sign-in must find it and keep it.
+	c.SetCookie(&http.Cookie{Name: browserCookie, Value: value, Path: "/oauth", HttpOnly: true,
+		Secure: s.public.Scheme == "https", SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.AuthorizationTTL.Seconds())})
+	return value
 }
 
 // checkChallenge validates PKCE parameters (RFC 7636 §4.2). S256 is the method; plain only for

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -45,6 +46,12 @@ func (s *Server) callback(c echo.Context) error {
 	}
 	s.useTrace(c, pending.TraceID)
 	traceMeta(c, store.TraceMeta{ClientID: pending.ClientID})
+	if !fromSameBrowser(c, pending.Browser) {
+		// The parked request is spent: a link made by someone else works once at most, here.
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in started in another browser", Failure: "state_not_from_this_browser",
+			Message: "This return from GitLab belongs to a sign-in that was not started in this browser (the bridge's cookie is missing or different), so the bridge does not complete it: someone may have sent you a link to sign you in as them.",
+			Fix:     "Go back to the application and sign in again from this browser. If this happens every time, let the browser keep cookies from " + s.public.Host + " (the bridge sets one when a sign-in starts)."}
+	}
 
 	if upErr := q.Get("error"); upErr != "" {
 		if upErr == ErrAccessDenied {
@@ -134,6 +141,19 @@ func (s *Server) callback(c echo.Context) error {
 		return s.askConsent(c, app, pending, session)
 	}
 	return s.issueCode(c, app, pending, session, true)
+}
+
+// fromSameBrowser reports whether the request carries the cookie whose TokenKey is want (see
+// store.Authorization.Browser); a request parked without one passes.
+func fromSameBrowser(c echo.Context, want string) bool {
+	if want == "" {
+		return true
+	}
+	ck, err := c.Cookie(browserCookie)
+	if err != nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(store.TokenKey(ck.Value)), []byte(want)) == 1
 }
 
 // upstreamPage explains a failed upstream call to the person and the administrator.

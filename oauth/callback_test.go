@@ -118,3 +118,54 @@ func TestCallbackExplainsUpstreamFailures(t *testing.T) {
 		}
 	})
 }
+
+// inAnotherBrowser loads rawURL in a browser without the fixture's cookies.
+func (f *fixture) inAnotherBrowser(rawURL string) *http.Response {
+	f.t.Helper()
+	other := *f.http
+	other.Jar = nil
+	resp, err := other.Get(rawURL)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return resp
+}
+
+func TestCallbackCompletesTwoSignInsStartedInTwoTabsOfOneBrowser(t *testing.T) {
+	f := newFixture(t)
+	first := f.toCallback(f.authorizeQuery("tab-1"))
+	second := f.toCallback(f.authorizeQuery("tab-2"))
+	for _, tab := range []struct {
+		cb    string
+		state string
+	}{{second.String(), "tab-2"}, {first.String(), "tab-1"}} {
+		loc := location(t, f.get(tab.cb))
+		if loc.Query().Get("state") != tab.state || loc.Query().Get("code") == "" {
+			t.Errorf("the sign-in of %s ended at %s", tab.state, loc)
+		}
+	}
+}
+
+func TestAuthorizeGivesTheBrowserACookieForItsSignIns(t *testing.T) {
+	f := newFixture(t)
+	resp := f.authorize(f.authorizeQuery("s"))
+	var found *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "ssobridge_browser" {
+			found = c
+		}
+	}
+	if found == nil {
+		t.Fatalf("no browser cookie: %v", resp.Header.Values("Set-Cookie"))
+	}
+	if found.Path != "/oauth" || !found.HttpOnly || found.SameSite != http.SameSiteLaxMode || found.MaxAge <= 0 || len(found.Value) < 43 {
+		t.Errorf("cookie %+v: want HttpOnly, SameSite=Lax, path /oauth (authorize and callback), a lifetime and 256 random bits", found)
+	}
+	// The same browser keeps its value across sign-ins.
+	again := f.authorize(f.authorizeQuery("s2"))
+	for _, c := range again.Cookies() {
+		if c.Name == "ssobridge_browser" && c.Value != found.Value {
+			t.Error("a second sign-in in the same browser changed the cookie, which breaks the first")
+		}
+	}
+}

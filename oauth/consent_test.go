@@ -42,6 +42,8 @@ func (f *fixture) consentPage(q url.Values) (body string, cookie *http.Cookie) {
 	return body, cookie
 }
 
+// answer posts the consent form with exactly the cookie given (none when nil), not the
+// browser's: the tests decide which browser the answer comes from.
 func (f *fixture) answer(body string, cookie *http.Cookie, decision string) *http.Response {
 	f.t.Helper()
 	form := url.Values{"consent": {consentKey.FindStringSubmatch(body)[1]}, "decision": {decision}}
@@ -50,7 +52,9 @@ func (f *fixture) answer(body string, cookie *http.Cookie, decision string) *htt
 	if cookie != nil {
 		req.AddCookie(cookie)
 	}
-	resp, err := f.http.Do(req)
+	noJar := *f.http
+	noJar.Jar = nil
+	resp, err := noJar.Do(req)
 	if err != nil {
 		f.t.Fatal(err)
 	}

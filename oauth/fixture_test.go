@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -109,7 +110,9 @@ func newFixtureAsking(t testing.TB, upstreamScopes []string, opts ...gitlabtest.
 
 	f.app, f.secret = f.register(oauth.AppSpec{Name: "Mattermost", RedirectURIs: []string{mmRedirect, "https://mm.example.com/login/gitlab/complete"},
 		Scopes: []string{"read_user"}, Trusted: true, Confidential: true})
-	f.http = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// The browser: it keeps cookies, and the test follows each redirect itself.
+	jar, _ := cookiejar.New(nil)
+	f.http = &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return f
 }
 

@@ -216,6 +216,19 @@ func TestSecurityRegressions(t *testing.T) {
 				t.Fatalf("got %d %v", resp.StatusCode, body)
 			}
 		}},
+		{"a return from GitLab started in another browser (login CSRF) is refused, and spends the link", func(t *testing.T, f *fixture) {
+			// The attacker starts a sign-in, signs in at GitLab as themself, and sends the link
+			// back to the bridge to the victim instead of following it.
+			cb := f.toCallback(f.authorizeQuery("attacker"))
+			resp := f.inAnotherBrowser(cb.String())
+			body := readBody(t, resp)
+			if resp.StatusCode != 400 || resp.Header.Get("Location") != "" || !strings.Contains(body, "another browser") {
+				t.Fatalf("the victim's browser got %d %s", resp.StatusCode, resp.Header.Get("Location"))
+			}
+			if resp := f.get(cb.String()); resp.StatusCode != 400 || resp.Header.Get("Location") != "" {
+				t.Fatalf("the link still worked afterwards: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+			}
+		}},
 		{"a consent answer posted from another site is refused", func(t *testing.T, f *fixture) {
 			q, _, _ := f.untrusted(true)
 			body, _ := f.consentPage(q)

@@ -79,6 +79,10 @@ func TestTraceNamesEachFailureAndItsFix(t *testing.T) {
 			f.get(cb.String())
 			return f.get(cb.String()).Header.Get(oauth.HeaderTraceID)
 		}, "state_unknown", "sign in again"},
+		{"a return from GitLab in another browser than the one that started", nil, func(t *testing.T, f *fixture) string {
+			cb := f.toCallback(f.authorizeQuery("s"))
+			return f.inAnotherBrowser(cb.String()).Header.Get(oauth.HeaderTraceID)
+		}, "state_not_from_this_browser", "this browser"},
 		{"GitLab unreachable", nil, func(t *testing.T, f *fixture) string {
 			cb := f.toCallback(f.authorizeQuery("s"))
 			f.upstreamTokens.down.Store(true)

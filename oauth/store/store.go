@@ -84,6 +84,10 @@ type Authorization struct {
 	ConsentCookie string `json:"consent_cookie,omitempty"`
 	// TraceID is the sign-in's trace (see Trace).
 	TraceID string `json:"trace_id,omitempty"`
+	// Browser is TokenKey of the value of the cookie the browser that started the sign-in got:
+	// the return from GitLab must come with it, so that a link to the bridge's callback made by
+	// someone else (a login CSRF) leads nowhere. Empty for a request parked before it existed.
+	Browser string `json:"browser,omitempty"`
 }
 
 // UpstreamToken is the token the upstream GitLab gave the bridge for one person.
