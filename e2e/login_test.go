@@ -161,9 +161,15 @@ func TestMattermostSignInOfABlockedAccountFails(t *testing.T) {
 // request takes the code and marks it used (1), then stores the tokens and reads the session (1);
 // /api/v4/user reads the token and its session (1). The application is read once and then cached.
 // The trace is written in the background, in batches: here, a sign-in alone, whose person takes
-// a while at GitLab, writes two (before GitLab and after); under load sign-ins share them.
+// longer at GitLab than the batches' delay, writes two (before GitLab and after); under load
+// sign-ins share them. The delay is longer than the default, so that a slow test machine still
+// makes the callback, token and user requests within one.
 func TestMattermostSignInCostsAtMostEightRedisRoundTrips(t *testing.T) {
-	s := newInProcessStack(t)
+	const batchDelay = 500 * time.Millisecond
+	s := newInProcessStackWith(t, func(c *oauth.Config) { c.TraceBatchDelay = batchDelay })
+	// The application stays cached through the pauses at GitLab, as under steady use: a sign-in
+	// that finds it expired reads it once more (one round trip).
+	s.store.CacheApps(time.Minute)
 	s.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
 	s.gl.SignIn("ada")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -171,7 +177,7 @@ func TestMattermostSignInCostsAtMostEightRedisRoundTrips(t *testing.T) {
 	jar, _ := cookiejar.New(nil)
 	s.mm.Browser = &http.Client{Jar: jar, Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if r.URL.Host == strings.TrimPrefix(s.gl.URL(), "http://") {
-			time.Sleep(100 * time.Millisecond) // the person at GitLab's sign-in page
+			time.Sleep(batchDelay + 200*time.Millisecond) // the person at GitLab's sign-in page
 		}
 		return http.DefaultTransport.RoundTrip(r)
 	})}

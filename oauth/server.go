@@ -66,6 +66,9 @@ type Config struct {
 	TraceRetention time.Duration
 	MaxTraces      int
 	StallAfter     time.Duration
+	// TraceBatchDelay is how long trace steps are gathered before they are written (see
+	// DefaultTraceBatchDelay, which zero takes).
+	TraceBatchDelay time.Duration
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client (in the access
 	// log); from any other peer the header is ignored and the peer's address is the client's. Nil
 	// trusts none. Nothing else is taken from forwarded headers: the bridge's own URLs always come
@@ -127,6 +130,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RefreshTokenTTL <= 0 {
 		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
 	}
+	if cfg.TraceBatchDelay <= 0 {
+		cfg.TraceBatchDelay = DefaultTraceBatchDelay
+	}
 	if cfg.UserSnapshotMaxAge == 0 {
 		cfg.UserSnapshotMaxAge = DefaultUserSnapshotMaxAge
 	}
@@ -148,7 +154,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.tokens = redeemingStore{Store: cfg.Store, codeTTL: cfg.CodeTTL}
 	s.requestIDs = newRequestIDs()
-	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, log: cfg.Logger,
+	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, delay: cfg.TraceBatchDelay, log: cfg.Logger,
 		dropped: cfg.Metrics.traceDropped, failed: cfg.Metrics.traceFailed}
 	s.manager = newManager(cfg, s.tokens)
 	s.echo = s.routes()

@@ -201,6 +201,7 @@ type traceWriter struct {
 	store     store.TraceStore
 	retention time.Duration
 	maxTraces int
+	delay     time.Duration // see DefaultTraceBatchDelay
 	log       *slog.Logger
 	dropped   prometheus.Counter
 	failed    prometheus.Counter
@@ -229,17 +230,17 @@ func (w *traceWriter) add(steps []store.TraceAppend) {
 	}
 }
 
-// traceLinger is how long the writer waits, once steps arrive, before it writes them: the
-// requests that follow a callback (the client's token and user requests) come within it, so
-// that most sign-ins write their trace in two batches (before and after GitLab), and under load
-// one batch carries the steps of many sign-ins. Reading traces flushes first, so the wait is
+// DefaultTraceBatchDelay is how long the trace writer waits, once steps arrive, before it writes
+// them: the requests that follow a callback (the client's token and user requests) come within
+// it, so that most sign-ins write their trace in two batches (before and after GitLab), and under
+// load one batch carries the steps of many sign-ins. Reading traces flushes first, so the wait is
 // never seen.
-const traceLinger = 25 * time.Millisecond
+const DefaultTraceBatchDelay = 25 * time.Millisecond
 
-// drain writes a batch every traceLinger until none is pending.
+// drain writes a batch every w.delay until none is pending.
 func (w *traceWriter) drain() {
 	for {
-		time.Sleep(traceLinger)
+		time.Sleep(w.delay)
 		w.write.Lock()
 		w.mu.Lock()
 		batch := w.pending

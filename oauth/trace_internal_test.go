@@ -62,7 +62,7 @@ func (b *blockingTraces) AddTraceSteps(ctx context.Context, steps []store.TraceA
 
 func newTestWriter(ts store.TraceStore) *traceWriter {
 	m := NewMetrics()
-	return &traceWriter{store: ts, retention: time.Hour, maxTraces: 10, log: slog.New(slog.DiscardHandler), dropped: m.traceDropped, failed: m.traceFailed}
+	return &traceWriter{store: ts, retention: time.Hour, maxTraces: 10, delay: DefaultTraceBatchDelay, log: slog.New(slog.DiscardHandler), dropped: m.traceDropped, failed: m.traceFailed}
 }
 
 func TestTraceWriterDropsAndCountsStepsBeyondItsBoundWhileTheStoreIsStuck(t *testing.T) {
