@@ -18,7 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ssobridge/ssobridge/mattermost"
+	"github.com/ssobridge/ssobridge/oauth/store/redisstore"
+	"github.com/ssobridge/ssobridge/oauth/store/storetest"
 )
 
 // binDir holds the binary buildBinary builds; TestMain removes it.
@@ -74,6 +78,7 @@ type devInfo struct {
 	WalkthroughURL    string `json:"walkthrough_url"`
 	RedirectURI       string `json:"redirect_uri"`
 	AdminURL          string `json:"admin_url"`
+	Store             string `json:"store"`
 	TracesURL         string `json:"traces_url"`
 	Issuer            string `json:"issuer"`
 	App               struct {
@@ -91,10 +96,11 @@ type devInfo struct {
 
 // startDev runs `ssobridge dev --json` and returns what it printed, and a function that stops it
 // with SIGTERM and reports how it ended.
-func startDev(t *testing.T) (devInfo, func() error) {
+func startDev(t *testing.T, env ...string) (devInfo, func() error) {
 	t.Helper()
 	bin := buildBinary(t)
 	cmd := exec.Command(bin, "dev", "--json", "--dev-listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -222,5 +228,26 @@ func TestDoctorPassesEveryCheckAgainstTheDevBridge(t *testing.T) {
 		if c.Status != "PASS" && c.Status != "pass" {
 			t.Errorf("%s: %s (%s)", c.Name, c.Status, c.Detail)
 		}
+	}
+}
+
+// An environment set up for a real bridge names its Redis in SSOBRIDGE_REDIS_URL. dev must not
+// take it: it would register its test applications, a trusted public client among them, where
+// the real bridge would accept them.
+func TestDevLeavesTheRealBridgesRedisAlone(t *testing.T) {
+	url := storetest.RedisURL(t)
+	info, stop := startDev(t, "SSOBRIDGE_REDIS_URL="+url, "SSOBRIDGE_ENCRYPTION_KEY="+strings.Repeat("ab", 32))
+	defer stop()
+	if info.Store != "memory" {
+		t.Errorf("dev keeps its state in %q, want memory", info.Store)
+	}
+	opts, err := redisstore.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewUniversalClient(opts)
+	defer rdb.Close()
+	if n, err := rdb.DBSize(t.Context()).Result(); err != nil || n != 0 {
+		t.Errorf("dev wrote %d keys into the Redis of SSOBRIDGE_REDIS_URL (%v)", n, err)
 	}
 }

@@ -60,7 +60,10 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	gitlabListen := st.add("dev-gitlab-listen", "127.0.0.1:0", "the GitLab emulator's address (port 0: any free port)")
 	mmListen := st.add("dev-mattermost-listen", "127.0.0.1:0", "the Mattermost stand-in's address (port 0: any free port)")
 	adminListen := st.add("dev-admin-listen", "127.0.0.1:0", "the operators' listener (traces, metrics) (port 0: any free port)")
-	redisURL := addRedisSetting(st)
+	// A setting of its own, not SSOBRIDGE_REDIS_URL: an environment set up for a real bridge must
+	// not make dev register its test applications (a trusted public client among them) in the
+	// real bridge's Redis.
+	redisURL := st.add("dev-redis-url", "", "a Redis to keep dev's state in, for trying the Redis store; never a real bridge's, since dev registers test applications in it; empty: in memory")
 	keys := addKeySettings(st)
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	asJSON := st.fs.Bool("json", false, "print the set-up as one JSON object on one line")
