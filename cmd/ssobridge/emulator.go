@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"syscall"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
@@ -43,7 +44,7 @@ func emulatorSettings(out io.Writer) (*settings, func() (*emulatorConfig, error)
 	publicURL := st.add("emulator-public-url", "", "the emulator's URL as the bridge and browsers reach it (the bridge's SSOBRIDGE_GITLAB_URL), written into links, id_token iss and discovery; empty: taken from each request's Host")
 	clientID := st.add("emulator-client-id", "", "the bridge's application ID at the emulated GitLab (the bridge's SSOBRIDGE_GITLAB_CLIENT_ID)")
 	clientSecret := st.add("emulator-client-secret", "", "that application's secret (the bridge's SSOBRIDGE_GITLAB_CLIENT_SECRET)")
-	redirectURI := st.add("emulator-redirect-uri", "", "that application's redirect URIs, comma-separated: the bridge's SSOBRIDGE_PUBLIC_URL + /oauth/callback")
+	redirectURI := st.add("emulator-redirect-uri", "", "that application's redirect URIs, separated by commas or spaces: the bridge's SSOBRIDGE_PUBLIC_URL + /oauth/callback")
 	users := st.add("emulator-users", defaultEmulatorUsers, "the GitLab users, comma-separated, each ID:USERNAME:NAME:EMAIL[:STATE]; STATE is active (the default), blocked, ldap_blocked, blocked_pending_approval, banned or deactivated; an empty ID takes the next free one")
 	signIn := st.add("emulator-sign-in", "", "the username signed in automatically at every authorize request; empty: the first user")
 	return st, func() (*emulatorConfig, error) {
@@ -64,10 +65,8 @@ func emulatorSettings(out io.Writer) (*settings, func() (*emulatorConfig, error)
 			cfg.publicURL = u.String()
 		}
 		var uris []string
-		for _, raw := range strings.Split(redirectURI.value, ",") {
-			if raw = strings.TrimSpace(raw); raw == "" {
-				continue
-			}
+		// Commas, or white space as GitLab's form separates them: a URI holds neither.
+		for _, raw := range strings.FieldsFunc(redirectURI.value, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
 			// gitlabtest panics on a URI GitLab would refuse to save; say so here instead.
 			u, err := url.Parse(raw)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") {

@@ -44,6 +44,7 @@ func TestGitLabEmulatorRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"a missing client id", "SSOBRIDGE_EMULATOR_CLIENT_ID", "", "SSOBRIDGE_EMULATOR_CLIENT_ID (--emulator-client-id): is required"},
 		{"a missing client secret", "SSOBRIDGE_EMULATOR_CLIENT_SECRET", "", "SSOBRIDGE_EMULATOR_CLIENT_SECRET (--emulator-client-secret): is required"},
 		{"a relative redirect URI", "SSOBRIDGE_EMULATOR_REDIRECT_URI", "/oauth/callback", "SSOBRIDGE_EMULATOR_REDIRECT_URI (--emulator-redirect-uri)"},
+		{"two redirect URIs separated by a space, one of them relative", "SSOBRIDGE_EMULATOR_REDIRECT_URI", "http://bridge/cb cb", `SSOBRIDGE_EMULATOR_REDIRECT_URI (--emulator-redirect-uri): "cb" is not an absolute`},
 		{"a redirect URI with a fragment", "SSOBRIDGE_EMULATOR_REDIRECT_URI", "http://bridge/cb#x", "SSOBRIDGE_EMULATOR_REDIRECT_URI (--emulator-redirect-uri)"},
 		{"a listen address without port", "SSOBRIDGE_EMULATOR_LISTEN", "localhost", "SSOBRIDGE_EMULATOR_LISTEN (--emulator-listen)"},
 		{"a public URL with a query", "SSOBRIDGE_EMULATOR_PUBLIC_URL", "http://gitlab:8081/?x=1", "SSOBRIDGE_EMULATOR_PUBLIC_URL (--emulator-public-url)"},
