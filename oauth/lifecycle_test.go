@@ -123,6 +123,15 @@ func TestRefreshConcurrentUsesHaveOneWinner(t *testing.T) {
 	if wins > 1 {
 		t.Fatalf("%d concurrent refreshes with one token won", wins)
 	}
+	// Every use but one is a reuse, whenever it came: the family is revoked, the winner's new
+	// pair with it.
+	sessions, err := f.store.ListSessions(t.Context(), f.app.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sessions) != 0 {
+		t.Errorf("after %d concurrent uses of one refresh token its sign-in is still alive", n)
+	}
 }
 
 func TestRefreshRefusesAnotherClientAndAWiderScope(t *testing.T) {

@@ -287,7 +287,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 		e.Cause = err
 		return e
 	}
-	ti, err := s.store.TakeRefresh(ctx, tr.RefreshToken)
+	ti, err := s.store.TakeRefresh(ctx, tr.RefreshToken, s.cfg.RefreshTokenTTL)
 	if err != nil {
 		return storeFailure("take refresh token", err)
 	}
@@ -300,9 +300,6 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	}
 	if e := checkRefresh(ti, app, tr); e != nil {
 		return e
-	}
-	if err := s.store.MarkUsed(ctx, store.TokenKey(tr.RefreshToken), sess.ID, s.cfg.RefreshTokenTTL); err != nil {
-		return storeFailure("mark refresh token used", err)
 	}
 	scope := ti.GetScope()
 	if tr.Scope != "" {

@@ -185,10 +185,11 @@ type Store interface {
 	// token's UserID is that session.
 	GetByAccessWithSession(ctx context.Context, access, sessionID string) (oauth2.TokenInfo, *Session, error)
 
-	// TakeRefresh consumes a refresh token, like GetByCode consumes a code, and deletes the
-	// access token issued with it: of two concurrent callers exactly one gets it. (nil, nil)
-	// when it is unknown, expired or already taken.
-	TakeRefresh(ctx context.Context, refresh string) (oauth2.TokenInfo, error)
+	// TakeRefresh consumes a refresh token, like GetByCode consumes a code, marks it used by its
+	// session for usedTTL in the same atomic step (as TakeCode does for a code), and deletes the
+	// access token issued with it: of two concurrent callers exactly one gets it, and the other
+	// finds it marked. (nil, nil) when it is unknown, expired or already taken.
+	TakeRefresh(ctx context.Context, refresh string, usedTTL time.Duration) (oauth2.TokenInfo, error)
 
 	// Consents a person gave an application: the scopes allowed, by GitLab user id.
 	// GetConsent returns ErrNotFound when there is none. DeleteConsents removes one person's

@@ -603,7 +603,10 @@ func (s *Store) RemoveByRefresh(_ context.Context, refresh string) error {
 
 // TakeRefresh removes the refresh token and its access token under one hold of the lock, which
 // is what makes it atomic.
-func (s *Store) TakeRefresh(_ context.Context, refresh string) (oauth2.TokenInfo, error) {
+func (s *Store) TakeRefresh(_ context.Context, refresh string, usedTTL time.Duration) (oauth2.TokenInfo, error) {
+	if usedTTL <= 0 {
+		return nil, fmt.Errorf("memstore: take refresh: used ttl %v is not positive", usedTTL)
+	}
 	if refresh == "" {
 		return nil, nil
 	}
@@ -621,6 +624,9 @@ func (s *Store) TakeRefresh(_ context.Context, refresh string) (oauth2.TokenInfo
 	rec, err := decode[store.TokenRecord]("take refresh", e.value)
 	if err != nil {
 		return nil, err
+	}
+	if rec.Token.UserID != "" {
+		s.used[key] = entry{value: []byte(rec.Token.UserID), expires: time.Now().Add(usedTTL)}
 	}
 	if rec.AccessKey != "" {
 		delete(s.access, rec.AccessKey)

@@ -18,7 +18,7 @@
 //	                it holds little more than the client's live sessions
 //	code:{<key>}    code record, expiring with the code
 //	access:<key>    access token record, expiring with the token
-//	refresh:<key>   refresh token record, expiring with the token, or never
+//	refresh:{<key>} refresh token record, expiring with the token, or never
 //	used:{<key>}    id of the session that used the code or refresh token, with the TTL given
 //	                to MarkUsed or TakeCode
 //	consents:<cid>  HASH of client cid's consents: GitLab user id (decimal) -> JSON array of
@@ -35,8 +35,9 @@
 //	                own, but every AddTraceStep removes the ids beyond the newest maxTraces and
 //	                those started longer than the retention ago
 //
-// One script spans two keys, a code and its used marker, which share the code's hash tag so as to
-// be in one Cluster slot; no other command, transaction or script spans two keys. Where several
+// One script spans two keys, a code or refresh token and its used marker, which share the token's
+// hash tag so as to be in one Cluster slot; no other command, transaction or script spans two
+// keys. Where several
 // keys change together they are sent in one pipeline, which costs one round trip.
 package redisstore
 
@@ -199,7 +200,7 @@ func (s *Store) authzKey(key string) string  { return s.prefix + "authz:" + key 
 func (s *Store) sessionKey(id string) string { return s.prefix + "session:" + id }
 func (s *Store) codeKey(tk string) string    { return s.prefix + "code:{" + tk + "}" }
 func (s *Store) accessKey(tk string) string  { return s.prefix + "access:" + tk }
-func (s *Store) refreshKey(tk string) string { return s.prefix + "refresh:" + tk }
+func (s *Store) refreshKey(tk string) string { return s.prefix + "refresh:{" + tk + "}" }
 func (s *Store) usedKey(tk string) string    { return s.prefix + "used:{" + tk + "}" }
 func (s *Store) keySetKey() string           { return s.prefix + "oidc:keyset" }
 func (s *Store) traceKey(id string) string   { return s.prefix + "trace:" + id }
@@ -689,9 +690,9 @@ func (s *Store) GetByCode(ctx context.Context, code string) (oauth2.TokenInfo, e
 	return rec.Info(code, "", ""), nil
 }
 
-// takeCode consumes a code and marks it used by the session its record names, as one atomic
-// step. KEYS[1] is the code, KEYS[2] its used marker (both in the code's hash tag, so in one
-// Cluster slot); ARGV[1] is the marker's TTL in milliseconds.
+// takeCode consumes a code or a refresh token and marks it used by the session its record names,
+// as one atomic step. KEYS[1] is the token, KEYS[2] its used marker (both in the token's hash
+// tag, so in one Cluster slot); ARGV[1] is the marker's TTL in milliseconds.
 var takeCode = redis.NewScript(`
 local v = redis.call('GETDEL', KEYS[1])
 if not v then return false end
@@ -711,18 +712,28 @@ func (s *Store) TakeCode(ctx context.Context, code string, usedTTL time.Duration
 		return nil, nil
 	}
 	key := store.TokenKey(code)
-	v, err := takeCode.Run(ctx, s.c, []string{s.codeKey(key), s.usedKey(key)}, roundTTL(usedTTL).Milliseconds()).Text()
+	rec, err := s.takeAndMark("take code", ctx, s.codeKey(key), s.usedKey(key), usedTTL)
+	if rec == nil || err != nil {
+		return nil, err
+	}
+	return rec.Info(code, "", ""), nil
+}
+
+// takeAndMark runs the takeCode script on a token's key and its used marker; (nil, nil) when
+// the token is not there.
+func (s *Store) takeAndMark(op string, ctx context.Context, key, used string, usedTTL time.Duration) (*store.TokenRecord, error) {
+	v, err := takeCode.Run(ctx, s.c, []string{key, used}, roundTTL(usedTTL).Milliseconds()).Text()
 	if isNil(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, wrap("take code", err)
+		return nil, wrap(op, err)
 	}
 	var rec store.TokenRecord
 	if err := store.Decode([]byte(v), &rec); err != nil {
-		return nil, wrap("take code", err)
+		return nil, wrap(op, err)
 	}
-	return rec.Info(code, "", ""), nil
+	return &rec, nil
 }
 
 func (s *Store) GetByAccess(ctx context.Context, access string) (oauth2.TokenInfo, error) {
@@ -819,15 +830,20 @@ func (s *Store) RemoveByRefresh(ctx context.Context, refresh string) error {
 	return s.check("remove by refresh", s.c.Del(ctx, s.accessKey(rec.AccessKey)).Err())
 }
 
-// TakeRefresh consumes the refresh token with GETDEL, then deletes its access token: two round
-// trips, as the access key is only known from the record. If the second fails, the refresh token
-// is gone all the same and the error is returned: the caller must not issue a new pair while the
-// old access token may still work.
-func (s *Store) TakeRefresh(ctx context.Context, refresh string) (oauth2.TokenInfo, error) {
+// TakeRefresh consumes the refresh token and marks it used with the script TakeCode uses (the
+// token and its mark share a hash tag), then deletes its access token: two round trips, as the
+// access key is only known from the record. If the second fails, the refresh token is gone all
+// the same and the error is returned: the caller must not issue a new pair while the old access
+// token may still work.
+func (s *Store) TakeRefresh(ctx context.Context, refresh string, usedTTL time.Duration) (oauth2.TokenInfo, error) {
+	if usedTTL <= 0 {
+		return nil, fmt.Errorf("redisstore: take refresh: used ttl %v is not positive", usedTTL)
+	}
 	if refresh == "" {
 		return nil, nil
 	}
-	rec, err := s.getToken("take refresh", s.c.GetDel(ctx, s.refreshKey(store.TokenKey(refresh))))
+	key := store.TokenKey(refresh)
+	rec, err := s.takeAndMark("take refresh", ctx, s.refreshKey(key), s.usedKey(key), usedTTL)
 	if rec == nil || err != nil {
 		return nil, err
 	}

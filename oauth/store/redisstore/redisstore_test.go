@@ -524,7 +524,7 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 		"ListSessions":      func() error { _, err := s.ListSessions(ctx, ""); return err },
 		"MarkUsed":          func() error { return s.MarkUsed(ctx, "k", "s1", time.Minute) },
 		"UsedBy":            func() error { _, err := s.UsedBy(ctx, "k"); return err },
-		"TakeRefresh":       func() error { _, err := s.TakeRefresh(ctx, "refresh"); return err },
+		"TakeRefresh":       func() error { _, err := s.TakeRefresh(ctx, "refresh", time.Hour); return err },
 		"PutConsent":        func() error { return s.PutConsent(ctx, "a1", 1, []string{"openid"}) },
 		"GetConsent":        func() error { _, err := s.GetConsent(ctx, "a1", 1); return err },
 		"DeleteConsents 1":  func() error { return s.DeleteConsents(ctx, "a1", 1) },

@@ -1301,14 +1301,17 @@ func testTakeRefresh(t *testing.T, s store.Store) {
 	other, otherRefresh := rawValue("access"), rawValue("refresh")
 	must(t, "create unrelated", s.Create(t.Context(), pairToken(other, otherRefresh, time.Hour, time.Hour)))
 
-	got := getToken(t, "take", s.TakeRefresh, refresh)
+	got := getToken(t, "take", takeRefresh(s), refresh)
 	if got == nil {
 		t.Fatal("TakeRefresh found nothing")
 	}
 	wantValues(t, got, "", "", refresh)
 	sameToken(t, got, want)
+	if sid, err := s.UsedBy(t.Context(), store.TokenKey(refresh)); err != nil || sid != want.UserID {
+		t.Errorf("the taken refresh token is marked used by %q (%v), want its session %q", sid, err, want.UserID)
+	}
 
-	if again := getToken(t, "take again", s.TakeRefresh, refresh); again != nil {
+	if again := getToken(t, "take again", takeRefresh(s), refresh); again != nil {
 		t.Error("a refresh token was taken twice")
 	}
 	if getToken(t, "get by refresh", s.GetByRefresh, refresh) != nil {
@@ -1326,7 +1329,7 @@ func testTakeRefresh(t *testing.T, s store.Store) {
 	access, refresh = rawValue("access"), rawValue("refresh")
 	must(t, "create", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
 	must(t, "remove by access", s.RemoveByAccess(t.Context(), access))
-	if getToken(t, "take without access token", s.TakeRefresh, refresh) == nil {
+	if getToken(t, "take without access token", takeRefresh(s), refresh) == nil {
 		t.Error("a refresh token whose access token was removed could not be taken")
 	}
 }
@@ -1336,7 +1339,7 @@ func testTakeRefreshUnknown(t *testing.T, s store.Store) {
 	must(t, "create access token", s.Create(t.Context(), pairToken(access, "", time.Hour, 0)))
 	must(t, "create code", s.Create(t.Context(), codeToken(code, time.Minute)))
 	for _, v := range []string{"", rawValue("refresh"), access, code} {
-		if got := getToken(t, "take", s.TakeRefresh, v); got != nil {
+		if got := getToken(t, "take", takeRefresh(s), v); got != nil {
 			t.Errorf("TakeRefresh(%q) found %v", v, got)
 		}
 	}
@@ -1352,7 +1355,7 @@ func testTakeRefreshConcurrent(t *testing.T, s store.Store) {
 	access, refresh := rawValue("access"), rawValue("refresh")
 	must(t, "create", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
 	wins := race(t, func() (bool, error) {
-		ti, err := s.TakeRefresh(t.Context(), refresh)
+		ti, err := s.TakeRefresh(t.Context(), refresh, time.Hour)
 		return ti != nil && !reflect.ValueOf(ti).IsNil(), err
 	})
 	if wins != 1 {
@@ -1367,7 +1370,7 @@ func startTakeRefreshExpiry(t *testing.T, s store.Store) func(*testing.T) {
 	refresh := rawValue("refresh")
 	must(t, "create", s.Create(t.Context(), pairToken(rawValue("access"), refresh, time.Hour, shortTTL)))
 	return func(t *testing.T) {
-		if got := getToken(t, "take", s.TakeRefresh, refresh); got != nil {
+		if got := getToken(t, "take", takeRefresh(s), refresh); got != nil {
 			t.Error("an expired refresh token was taken")
 		}
 	}
@@ -1824,4 +1827,9 @@ func testRenewSession(t *testing.T, s store.Store) {
 	if err := s.RenewSession(t.Context(), sess, 0); err == nil {
 		t.Error("RenewSession accepted a TTL that is not positive")
 	}
+}
+
+// takeRefresh is s.TakeRefresh with an hour's used mark, in getToken's shape.
+func takeRefresh(s store.Store) func(context.Context, string) (oauth2.TokenInfo, error) {
+	return func(ctx context.Context, v string) (oauth2.TokenInfo, error) { return s.TakeRefresh(ctx, v, time.Hour) }
 }
