@@ -511,15 +511,21 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 
 // ListSessions reads the ids the client's index does not yet count as long expired, then every
 // record in one pipeline (not MGET, which Cluster refuses across slots), which also prunes the
-// index as PutSession does, for a client that no longer signs anyone in. Ids whose session has
-// expired or been deleted, or now belongs to another client, are skipped and removed from the
-// index; their score says nothing of that.
+// index as PutSession does, for a client that no longer signs anyone in. Ids whose session is
+// gone and whose expiry has passed, or that now belong to another client, are skipped and removed
+// from the index; an id whose session is missing before its expiry is skipped and kept, as its
+// record may be on its way.
 func (s *Store) ListSessions(ctx context.Context, clientID string) ([]*store.Session, error) {
 	key := s.clientSessionsKey(clientID)
-	floor := s.indexFloor(time.Now())
-	ids, err := s.c.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: floor, Max: "+inf"}).Result()
+	now := time.Now()
+	floor := s.indexFloor(now)
+	entries, err := s.c.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: floor, Max: "+inf"}).Result()
 	if err != nil {
 		return nil, wrap("list sessions", err)
+	}
+	ids := make([]string, len(entries))
+	for i, z := range entries {
+		ids[i], _ = z.Member.(string)
 	}
 	sessions := make([]*store.Session, 0, len(ids))
 	if len(ids) == 0 {
@@ -546,8 +552,12 @@ func (s *Store) ListSessions(ctx context.Context, clientID string) ([]*store.Ses
 	for i, cmd := range cmds {
 		sess, err := record[store.Session]("list sessions", cmd)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, store.ErrNotFound) && entries[i].Score < float64(now.UnixMilli()):
 			stale = append(stale, ids[i])
+		case errors.Is(err, store.ErrNotFound):
+			// Not due to expire yet: a session being written (on Cluster, PutSession's index
+			// entry can land before its record), or one whose deletion could not update the
+			// index. It is skipped, and kept until its time.
 		case err != nil:
 			return nil, err
 		case sess.ClientID != clientID:
