@@ -122,6 +122,18 @@ func checkURL(raw string) (*url.URL, url.Values, error) {
 			return nil, nil, invalid(fmt.Sprintf("option %s is not supported: the bridge reads records it has just written, which a replica may not have yet", name))
 		}
 	}
+	// go-redis takes a negative size or count as given (a negative pool_size makes it panic), and
+	// a negative timeout means none; the bridge needs neither.
+	for name, vs := range q {
+		if name == "addr" || name == "password" || name == "username" || name == "sentinel_password" || name == "sentinel_username" || name == "master_name" || name == "client_name" {
+			continue
+		}
+		for _, v := range vs {
+			if strings.HasPrefix(strings.TrimSpace(v), "-") {
+				return nil, nil, invalid(fmt.Sprintf("option %s is negative (%q): give 0 or more", name, v))
+			}
+		}
+	}
 	if q.Has("db") && !isDigits(q.Get("db")) {
 		return nil, nil, invalid("option db must be a whole number, 0 or more")
 	}

@@ -134,6 +134,8 @@ func TestParseURLErrors(t *testing.T) {
 		{"unknown option", "redis://h:1/0?dial_timout=3s", "unknown option dial_timout"},
 		{"bad duration", "redis://h:1/0?dial_timeout=soon", "option dial_timeout must be a duration"},
 		{"bad number", "redis://h:1/0?pool_size=many", "option pool_size must be a whole number"},
+		{"negative pool size (go-redis would panic)", "redis://h:1/0?pool_size=-1", `option pool_size is negative ("-1")`},
+		{"negative timeout", "redis://h:1/0?dial_timeout=-1s", `option dial_timeout is negative`},
 		{"bad boolean", "redis://h:1/0?pool_fifo=yes", "option pool_fifo must be true or false"},
 		{"bad db option", "redis://h:1?db=two", "option db must be a whole number"},
 		{"replica reads", "redis://h:1?addr=h:2&read_only=true", "option read_only is not supported"},
