@@ -175,12 +175,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 }
 
-// renderByEndpoint answers in the shape the endpoint's callers read: OAuth JSON at the token
-// endpoint, GitLab's message JSON under /api, a page anywhere a browser goes.
+// renderByEndpoint answers in the shape the endpoint's callers read: OAuth JSON at the token,
+// revocation and introspection endpoints, GitLab's message JSON under /api, a page anywhere a browser goes.
 func (s *Server) renderByEndpoint(c echo.Context, status int, code, description string) {
 	path := c.Request().URL.Path
 	switch {
-	case path == "/oauth/token":
+	case path == "/oauth/token", path == "/oauth/revoke", path == "/oauth/introspect":
 		writeTokenError(c, &Error{Code: code, Description: description, Status: status})
 	case len(path) >= 5 && path[:5] == "/api/":
 		writeAPIError(c, &APIError{Status: status, Detail: description})

@@ -341,3 +341,14 @@ func TestNoUsableGitLabTokenIsStoredInClear(t *testing.T) {
 		}
 	}
 }
+
+func TestRevocationAndIntrospectionAnswerErrorsAsOAuthJSON(t *testing.T) {
+	f := newFixture(t)
+	for _, path := range []string{"/oauth/revoke", "/oauth/introspect"} {
+		resp := f.get(f.bridge.URL + path) // they take POST only
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusMethodNotAllowed || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || !strings.Contains(body, `"error"`) {
+			t.Errorf("GET %s: %d %s %s", path, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	}
+}

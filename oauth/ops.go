@@ -125,11 +125,19 @@ type requestLog struct {
 	l     *slog.Logger
 }
 
-func (r *requestLog) with(args ...any) {
+// with sets key to value on the request's log lines from now on, replacing an earlier value of
+// the same key (a request that moves to another sign-in's trace logs only that trace's id).
+func (r *requestLog) with(key string, value any) {
 	r.mu.Lock()
-	r.attrs = append(r.attrs, args...)
+	defer r.mu.Unlock()
 	r.l = nil
-	r.mu.Unlock()
+	for i := 0; i+1 < len(r.attrs); i += 2 {
+		if r.attrs[i] == key {
+			r.attrs[i+1] = value
+			return
+		}
+	}
+	r.attrs = append(r.attrs, key, value)
 }
 
 func (r *requestLog) get() *slog.Logger {

@@ -59,6 +59,12 @@ func TestEveryLogLineOfARequestCarriesItsRequestID(t *testing.T) {
 		if id, _ := line["request_id"].(string); id == "" {
 			t.Errorf("a line without request_id: %s", sc.Text())
 		}
+		// encoding/json keeps the last of two equal keys; some log pipelines refuse the line.
+		for _, key := range []string{`"request_id":`, `"trace_id":`} {
+			if strings.Count(sc.Text(), key) > 1 {
+				t.Errorf("a line with %s twice: %s", key, sc.Text())
+			}
+		}
 		// Every line of a sign-in's request, once the sign-in is known, names its trace.
 		if line["msg"] == "sign-in started" || line["msg"] == "token issued" || line["msg"] == "sign-in completed at GitLab" {
 			if id, _ := line["trace_id"].(string); id == "" {

@@ -201,10 +201,16 @@ func (s *Server) introspect(c echo.Context) error {
 // tokenInfo is GitLab's (Doorkeeper's) GET /oauth/token/info for the bearer token.
 func (s *Server) tokenInfo(c echo.Context) error {
 	ti, sess, err := s.bearerSession(c)
-	if err != nil {
-		noStore(c.Response().Header())
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+		h := c.Response().Header()
+		noStore(h)
+		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		return c.JSON(http.StatusUnauthorized, map[string]string{"error": "invalid_token",
 			"error_description": "The access token is invalid, expired or revoked."})
+	}
+	if err != nil {
+		return err // the store did not answer: a 503, not a token to throw away
 	}
 	left := time.Until(ti.GetAccessCreateAt().Add(ti.GetAccessExpiresIn()))
 	noStore(c.Response().Header())

@@ -195,8 +195,13 @@ func (s *Server) routes() *echo.Echo {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = clientIP(s.cfg.TrustedProxies)
-	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true}))
-	e.Use(s.observe, securityHeaders(s.public.Scheme == "https"))
+	// Recover sits inside observe, so that a request that panics is still measured, logged, and
+	// recorded in its trace, as the 500 it is.
+	e.Use(s.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true,
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			s.logger(c.Request().Context()).Error("the request panicked", "cause", err.Error(), "stack", string(stack))
+			return fmt.Errorf("panic: %w", err)
+		}}), securityHeaders(s.public.Scheme == "https"))
 	e.GET("/oauth/authorize", s.authorize)
 	e.GET(CallbackPath, s.callback)
 	e.POST("/oauth/token", s.token)
