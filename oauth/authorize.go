@@ -63,7 +63,13 @@ func ParseAuthorizeRequest(q url.Values) (*AuthorizeRequest, string) {
 func (s *Server) authorize(c echo.Context) error {
 	ctx := c.Request().Context()
 	s.beginStep(c, newTrace(), "authorize", store.PartClient, store.PartBridge, "302 to /oauth/authorize (response_type, client_id, redirect_uri, state)")
-	req, dup := ParseAuthorizeRequest(c.QueryParams())
+	query, err := strictQuery(c)
+	if err != nil {
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid sign-in request", Failure: "malformed_query",
+			Message: "The sign-in request's query is not well formed (" + err.Error() + "), so its parameters cannot be read as sent.",
+			Fix:     "Start the sign-in again from the application; if it keeps happening, the application builds its authorize URL wrongly (every value must be percent-encoded)."}
+	}
+	req, dup := ParseAuthorizeRequest(query)
 	if dup != "" {
 		return &PageError{Status: http.StatusBadRequest, Title: "Invalid sign-in request", Message: dup, Failure: "duplicate_parameter",
 			Fix: "Start the sign-in again from the application; if it keeps happening, the application builds its authorize URL wrongly."}

@@ -156,3 +156,20 @@ func TestPKCESettingsOfAnApp(t *testing.T) {
 		}
 	})
 }
+
+// Echo drops a query pair with a bad escape: a state with one would have vanished on its way to
+// the client, which then refuses the sign-in with no word from the bridge.
+func TestAMalformedQueryIsRefusedNotDropped(t *testing.T) {
+	f := newFixture(t)
+	q := f.authorizeQuery("x").Encode()
+	for name, u := range map[string]string{
+		"authorize": f.bridge.URL + "/oauth/authorize?" + q + "&state=ab%zz",
+		"callback":  f.bridge.URL + oauth.CallbackPath + "?code=c&state=ab%zz",
+	} {
+		resp := f.get(u)
+		body := readBody(t, resp)
+		if resp.StatusCode != 400 || resp.Header.Get("Location") != "" || !strings.Contains(body, "%zz") || !strings.Contains(body, "is not a valid escape") {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	oerrors "github.com/go-oauth2/oauth2/v4/errors"
@@ -21,7 +22,12 @@ import (
 func (s *Server) callback(c echo.Context) error {
 	ctx := c.Request().Context()
 	s.beginStep(c, newTrace(), "callback", store.PartGitLab, store.PartBridge, "302 to /oauth/callback?code&state")
-	q := c.QueryParams()
+	q, err := strictQuery(c)
+	if err != nil {
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab", Failure: "malformed_query",
+			Message: "The address's query is not well formed (" + err.Error() + "), so its state and code cannot be read as sent.",
+			Fix:     "Start the sign-in again from Mattermost; if it keeps happening, a proxy between GitLab and the bridge rewrites the address."}
+	}
 	for _, k := range []string{"state", "code", "error"} {
 		if len(q[k]) > 1 {
 			return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab",
@@ -141,6 +147,20 @@ func (s *Server) callback(c echo.Context) error {
 		return s.askConsent(c, app, pending, session)
 	}
 	return s.issueCode(c, app, pending, session, true)
+}
+
+// strictQuery parses the request's query, refusing one with a malformed escape, which Echo's
+// QueryParams would silently drop (a state with %zz in it would vanish, not be refused).
+func strictQuery(c echo.Context) (url.Values, error) {
+	q, err := url.ParseQuery(c.Request().URL.RawQuery)
+	if err != nil {
+		var esc url.EscapeError
+		if errors.As(err, &esc) {
+			return nil, fmt.Errorf("%q is not a valid escape", string(esc))
+		}
+		return nil, errors.New("it cannot be parsed")
+	}
+	return q, nil
 }
 
 // fromSameBrowser reports whether the request carries the cookie whose TokenKey is want (see
