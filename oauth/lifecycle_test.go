@@ -327,9 +327,13 @@ func TestRevokeGrantsEndsEverySignInOfTheAppOrOfOnePerson(t *testing.T) {
 func TestNoUsableGitLabTokenIsStoredInClear(t *testing.T) {
 	f := newFixture(t)
 	f.tokens()
+	f.srv.FlushTraces(t.Context()) // the traces too
 	dump, err := f.store.(storetest.RawDumper).DumpRaw(t.Context())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(string(dump), "upstream_token") {
+		t.Fatal("the dump holds no trace: the traces were not looked at")
 	}
 	seen := f.upstreamTokens.list()
 	if len(seen) < 2 {

@@ -252,6 +252,7 @@ func TestStoreHoldsNoCodeTokenOrSecretInClear(t *testing.T) {
 		t.Fatal(body)
 	}
 	unused := f.code()
+	f.srv.FlushTraces(t.Context()) // the traces too
 	dump, err := f.store.(storetest.RawDumper).DumpRaw(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -186,7 +186,11 @@ func TestTraceOfASuccessfulMattermostSignInFollowsTheDiagram(t *testing.T) {
 		t.Errorf("trace %v", tr)
 	}
 	raw, _ := json.Marshal(tr)
-	for _, secret := range []string{back.Query().Get("code"), tok["access_token"].(string), f.secret, "state=s"} {
+	secrets := append([]string{back.Query().Get("code"), tok["access_token"].(string), f.secret}, f.upstreamTokens.list()...)
+	if len(secrets) < 5 {
+		t.Fatalf("only %d values to look for: GitLab's tokens were not recorded", len(secrets))
+	}
+	for _, secret := range secrets {
 		if strings.Contains(string(raw), secret) {
 			t.Errorf("the trace holds a secret value")
 		}

@@ -113,8 +113,11 @@ func TestUserRefreshesAnExpiredGitLabTokenAndKeepsTheNewOne(t *testing.T) {
 func TestConcurrentRequestsOfOneSessionShareOneGitLabRefresh(t *testing.T) {
 	// GitLab's tokens live 2 s, under x/oauth2's 10 s margin: every request must refresh, and
 	// GitLab accepts each refresh token once.
+	fixtureConfig = liveUser
+	defer func() { fixtureConfig = nil }()
 	f := newFixture(t, gitlabtest.WithAccessTokenTTL(2*time.Second))
 	tok := f.accessToken()
+	before := f.gl.Refreshes()
 	const n = 8
 	var wg sync.WaitGroup
 	statuses := make(chan int, n)
@@ -132,6 +135,10 @@ func TestConcurrentRequestsOfOneSessionShareOneGitLabRefresh(t *testing.T) {
 		if st != 200 {
 			t.Fatalf("a concurrent request got %d: two refreshes of one GitLab token raced", st)
 		}
+	}
+	// Each request renewed in turn, each with the refresh token the one before it got.
+	if got := f.gl.Refreshes() - before; got != n {
+		t.Errorf("GitLab saw %d refreshes for %d requests, want one each", got, n)
 	}
 }
 
