@@ -139,9 +139,11 @@ func (s *Server) callback(c echo.Context) error {
 		return err
 	}
 	// The session is the family of every token of this sign-in, and lives as long as they may.
-	// It is saved with the code when there is no consent to ask, in one exchange with the store.
+	// It is saved with the code, in one exchange with the store; while the person is asked for
+	// consent it waits as long as the consent page does, so that an abandoned page leaves no
+	// session (holding the sealed GitLab token) behind for long.
 	if ask {
-		if err := s.store.PutSession(ctx, session, s.cfg.RefreshTokenTTL); err != nil {
+		if err := s.store.PutSession(ctx, session, s.cfg.AuthorizationTTL); err != nil {
 			return storeFailure("save session", err)
 		}
 		return s.askConsent(c, app, pending, session)

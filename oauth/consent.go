@@ -3,7 +3,6 @@ package oauth
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"html/template"
@@ -16,11 +15,6 @@ import (
 
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
-
-// consentCookie ties a consent form to the browser it was shown to: the form carries the key of
-// the parked request, the cookie a second secret whose hash the request holds. A page on another
-// site can make a browser post the form, but cannot know both.
-const consentCookie = "ssobridge_consent"
 
 const consentPath = "/oauth/consent"
 
@@ -51,14 +45,15 @@ func (s *Server) needsConsent(c echo.Context, app *store.Application, sess *stor
 
 // askConsent parks the request and shows the consent page.
 func (s *Server) askConsent(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session) error {
-	key, cookie := randomToken(), randomToken()
+	// The form carries the key of the parked request; the answer must also come with the
+	// browser's cookie (see browserCookie), which a page on another site can make the browser
+	// post without (SameSite=Lax) and cannot know. One cookie serves every sign-in of a browser,
+	// so that consent pages open in two tabs can both be answered.
+	key := randomToken()
 	pending.SessionID = sess.ID
-	pending.ConsentCookie = store.TokenKey(cookie)
 	if err := s.store.PutAuthorization(c.Request().Context(), store.TokenKey(key), pending, s.cfg.AuthorizationTTL); err != nil {
 		return storeFailure("save authorization", err)
 	}
-	c.SetCookie(&http.Cookie{Name: consentCookie, Value: cookie, Path: consentPath, HttpOnly: true,
-		Secure: s.public.Scheme == "https", SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.AuthorizationTTL.Seconds())})
 	var scopes []string
 	for _, sc := range ParseScope(sess.Scope) {
 		scopes = append(scopes, knownScopes[sc])
@@ -103,9 +98,7 @@ func (s *Server) consent(c echo.Context) error {
 	}
 	s.useTrace(c, pending.TraceID)
 	traceMeta(c, store.TraceMeta{ClientID: pending.ClientID})
-	c.SetCookie(&http.Cookie{Name: consentCookie, Value: "", Path: consentPath, MaxAge: -1, HttpOnly: true})
-	cookie, cerr := req.Cookie(consentCookie)
-	if cerr != nil || subtle.ConstantTimeCompare([]byte(store.TokenKey(cookie.Value)), []byte(pending.ConsentCookie)) != 1 {
+	if pending.Browser == "" || !fromSameBrowser(c, pending.Browser) {
 		// The request is spent: whoever made this browser post it gains nothing by retrying.
 		_ = s.store.DeleteSession(ctx, pending.SessionID)
 		return &PageError{Status: http.StatusForbidden, Title: "Consent not accepted", Failure: "consent_not_from_this_browser",
@@ -138,7 +131,8 @@ func (s *Server) consent(c echo.Context) error {
 	}
 	s.logger(ctx).Info("consent given", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
 	s.stepOK(c, http.StatusFound, map[string]string{"decision": decision})
-	return s.issueCode(c, app, pending, sess, false)
+	// The session waited under the consent page's lifetime; it is saved for good with the code.
+	return s.issueCode(c, app, pending, sess, true)
 }
 
 // issueCode gives the client its code for a completed sign-in.

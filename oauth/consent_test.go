@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -26,7 +27,8 @@ func (f *fixture) untrusted(confidential bool) (url.Values, *store.Application, 
 
 var consentKey = regexp.MustCompile(`name="consent" value="([^"]+)"`)
 
-// consentPage runs the sign-in up to the consent page and returns its body and cookie.
+// consentPage runs the sign-in up to the consent page and returns its body and the browser's
+// cookie, which the answer must come with.
 func (f *fixture) consentPage(q url.Values) (body string, cookie *http.Cookie) {
 	f.t.Helper()
 	resp := f.get(f.toCallback(q).String())
@@ -34,10 +36,14 @@ func (f *fixture) consentPage(q url.Values) (body string, cookie *http.Cookie) {
 	if resp.StatusCode != http.StatusOK || !consentKey.MatchString(body) {
 		f.t.Fatalf("no consent page: %d %s", resp.StatusCode, body)
 	}
-	for _, c := range resp.Cookies() {
-		if c.Name == "ssobridge_consent" {
+	bridge, _ := url.Parse(f.bridge.URL + "/oauth/consent")
+	for _, c := range f.http.Jar.Cookies(bridge) {
+		if c.Name == "ssobridge_browser" {
 			cookie = c
 		}
+	}
+	if cookie == nil {
+		f.t.Fatal("the browser has no ssobridge_browser cookie for /oauth/consent")
 	}
 	return body, cookie
 }
@@ -98,7 +104,7 @@ func TestConsentAnswerWithoutTheBrowsersCookieIsRefused(t *testing.T) {
 	f := newFixture(t)
 	q, _, _ := f.untrusted(true)
 	body, _ := f.consentPage(q)
-	resp := f.answer(body, &http.Cookie{Name: "ssobridge_consent", Value: "forged"}, "allow")
+	resp := f.answer(body, &http.Cookie{Name: "ssobridge_browser", Value: "forged"}, "allow")
 	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Location") != "" {
 		t.Fatalf("a cross-site answer got %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
@@ -128,4 +134,36 @@ func TestConsentIsAskedEveryTimeOfAPublicApp(t *testing.T) {
 	body, cookie := f.consentPage(q)
 	f.answer(body, cookie, "allow")
 	f.consentPage(q)
+}
+
+func TestConsentPagesOpenInTwoTabsCanBothBeAnswered(t *testing.T) {
+	f := newFixture(t)
+	q, _, _ := f.untrusted(true)
+	first, cookie := f.consentPage(q)
+	q.Set("state", "tab-2")
+	second, _ := f.consentPage(q)
+	for _, tab := range []struct{ body, state string }{{second, "tab-2"}, {first, "keep"}} {
+		loc := location(t, f.answer(tab.body, cookie, "allow"))
+		if loc.Query().Get("code") == "" || loc.Query().Get("state") != tab.state {
+			t.Errorf("the answer of tab %s ended at %s", tab.state, loc)
+		}
+	}
+}
+
+// A consent page left unanswered must not leave a sign-in (holding the sealed GitLab token)
+// behind for the refresh token's lifetime: it waits as long as the page does.
+func TestAnAbandonedConsentPageLeavesNoSessionBehind(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.AuthorizationTTL = 300 * time.Millisecond }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	q, app, _ := f.untrusted(true)
+	f.consentPage(q)
+	sessions, err := f.store.ListSessions(t.Context(), app.ID)
+	if err != nil || len(sessions) != 1 {
+		t.Fatalf("while the page is open: %d sessions (%v), want 1", len(sessions), err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if sessions, err := f.store.ListSessions(t.Context(), app.ID); err != nil || len(sessions) != 0 {
+		t.Errorf("after the page expired: %d sessions (%v), want none", len(sessions), err)
+	}
 }

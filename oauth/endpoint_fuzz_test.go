@@ -123,7 +123,7 @@ func FuzzConsentEndpoint(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body, cookie string) {
 		req, _ := http.NewRequest(http.MethodPost, fx.bridge.URL+"/oauth/consent", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header["Cookie"] = []string{"ssobridge_consent=" + cookie}
+		req.Header["Cookie"] = []string{"ssobridge_browser=" + cookie}
 		resp, err := fx.http.Do(req)
 		if err != nil {
 			t.Skip() // a header net/http refuses to send

@@ -77,11 +77,9 @@ type Authorization struct {
 	// UpstreamVerifier is the PKCE code verifier of the bridge's own request to GitLab.
 	UpstreamVerifier string    `json:"upstream_verifier"`
 	CreatedAt        time.Time `json:"created_at"`
-	// SessionID and ConsentCookie are set while the request waits on the consent page: the
-	// session of the person who signed in at GitLab, and TokenKey of the value of the cookie the
-	// consent form must come back with (which ties the form to the browser that was shown it).
-	SessionID     string `json:"session_id,omitempty"`
-	ConsentCookie string `json:"consent_cookie,omitempty"`
+	// SessionID is set while the request waits on the consent page: the session of the person
+	// who signed in at GitLab.
+	SessionID string `json:"session_id,omitempty"`
 	// TraceID is the sign-in's trace (see Trace).
 	TraceID string `json:"trace_id,omitempty"`
 	// Browser is TokenKey of the value of the cookie the browser that started the sign-in got:

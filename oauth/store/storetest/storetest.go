@@ -218,7 +218,7 @@ func newAuthz() *store.Authorization {
 		UpstreamVerifier:    store.NewID(32),
 		CreatedAt:           time.Now(),
 		SessionID:           store.NewID(16),
-		ConsentCookie:       store.TokenKey(store.NewID(32)),
+		Browser:             store.TokenKey(store.NewID(32)),
 		TraceID:             store.NewID(8),
 	}
 }
