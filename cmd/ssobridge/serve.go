@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -105,8 +106,8 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 			return nil, listen.errorf("%q is not host:port (for example :8080 or 127.0.0.1:8080)", listen.value)
 		}
 		sc := strings.Fields(scopes.value)
-		if len(sc) == 0 {
-			return nil, scopes.errorf("is empty; the bridge needs read_user to read who signed in")
+		if !slices.ContainsFunc(sc, func(s string) bool { return s == "read_user" || s == "read_api" || s == "api" }) {
+			return nil, scopes.errorf("%q lacks read_user: the bridge reads who signed in from GitLab's /api/v4/user, which needs read_user (or read_api or api); add read_user", scopes.value)
 		}
 		cfg.upstream = gitlabapi.Config{URL: gitlabURL.value, ClientID: clientID.value, ClientSecret: clientSecret.value,
 			Scopes: sc, RedirectURL: oauth.CallbackURLFor(cfg.publicURL)}

@@ -198,7 +198,7 @@ func TestHTTPSReloadKeepsOpenConnectionsAndServesNewOnesTheNewCertificate(t *tes
 		}
 	})
 	t.Run("TLS 1.1 is refused", func(t *testing.T) {
-		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, MaxVersion: tls.VersionTLS11})
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
 		if err == nil {
 			conn.Close()
 			t.Error("a TLS 1.1 handshake succeeded")
