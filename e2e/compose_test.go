@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -562,7 +563,7 @@ func TestDeployExamplesSetOnlyTheBridgesSettings(t *testing.T) {
 	}
 
 	docs := map[string]map[string]any{} // kind: document
-	for _, name := range []string{"configmap.yaml", "secret.yaml", "deployment.yaml", "service.yaml", "pdb.yaml"} {
+	for _, name := range []string{"configmap.yaml", "secret.yaml", "deployment.yaml", "service.yaml", "pdb.yaml", "networkpolicy.yaml"} {
 		data, err := os.ReadFile(filepath.Join("../deploy/kubernetes", name))
 		if err != nil {
 			t.Fatal(err)
@@ -616,10 +617,23 @@ func TestDeployExamplesSetOnlyTheBridgesSettings(t *testing.T) {
 	if ports["http"] != listenPort || ports["admin"] != adminPort {
 		t.Errorf("deploy/kubernetes: container ports %v; want http %s and admin %s", ports, listenPort, adminPort)
 	}
-	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
+	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz?exclude=gitlab"} {
 		get := dig(t, container, probe, "httpGet").(map[string]any)
 		if fmt.Sprint(get["path"]) != path || (fmt.Sprint(get["port"]) != "admin" && fmt.Sprint(get["port"]) != adminPort) {
 			t.Errorf("deploy/kubernetes: %s asks %v; want %s on the admin port %s", probe, get, path, adminPort)
+		}
+	}
+	// The NetworkPolicy selects the Deployment's pods and admits the admin port only from a
+	// namespace it names, never with the bridge's port's "from anywhere".
+	if sel, pods := dig(t, docs["NetworkPolicy"], "spec", "podSelector", "matchLabels"), dig(t, docs["Deployment"], "spec", "selector", "matchLabels"); !reflect.DeepEqual(sel, pods) {
+		t.Errorf("deploy/kubernetes: the NetworkPolicy selects %v; the Deployment's pods are %v", sel, pods)
+	}
+	for _, rule := range dig(t, docs["NetworkPolicy"], "spec", "ingress").([]any) {
+		rule := rule.(map[string]any)
+		for _, p := range rule["ports"].([]any) {
+			if port := fmt.Sprint(p.(map[string]any)["port"]); (port == "admin" || port == adminPort) && rule["from"] == nil {
+				t.Errorf("deploy/kubernetes: the NetworkPolicy admits the admin port from anywhere: %v", rule)
+			}
 		}
 	}
 	for _, p := range dig(t, docs["Service"], "spec", "ports").([]any) {

@@ -82,7 +82,7 @@ func TestStackRefusesAnUnregisteredRedirectURIWithATrace(t *testing.T) {
 	}
 
 	if s.AdminURL == "" {
-		t.Skip("compose mode: the compose file keeps the operators' listener (/debug/traces) on the bridge container's loopback")
+		t.Skip("compose mode without SSOBRIDGE_E2E_BRIDGE_ADMIN_URL: the operators' listener (/debug/traces) is not reachable from the runner (deploy/e2e.env opens it as BRIDGE_ADMIN_LISTEN=:9090)")
 	}
 	resp, err = http.Get(s.AdminURL + "/debug/traces/" + url.PathEscape(id))
 	if err != nil {
@@ -109,7 +109,7 @@ func TestStackBridgeIsReady(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
 	if s.AdminURL == "" {
-		t.Skip("compose mode: the compose file keeps the operators' listener (/readyz) on the bridge container's loopback; the runner starts only once the bridge's health check found it ready")
+		t.Skip("compose mode without SSOBRIDGE_E2E_BRIDGE_ADMIN_URL: the operators' listener (/readyz) is not reachable from the runner; it started only once the bridge's health check found the bridge ready")
 	}
 	resp, err := http.Get(s.AdminURL + "/readyz")
 	if err != nil {

@@ -6,9 +6,11 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,41 +224,64 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readiness caches the last readiness check briefly, so that probes cannot load Redis or GitLab.
+// readiness caches the last readiness checks briefly, so that probes cannot load Redis or GitLab.
 type readiness struct {
 	mu     sync.Mutex
 	at     time.Time
-	status int
-	body   map[string]any
+	checks map[string]string
 }
 
 const readinessCache = 5 * time.Second
 
-// readyz says whether the bridge can serve: its store answers and GitLab answers.
+// readinessChecks are the names readyz checks, and accepts in ?exclude=.
+var readinessChecks = []string{"store", "gitlab"}
+
+// readyz says whether the bridge can serve: its store answers and GitLab answers. A check named
+// in ?exclude= (repeatable, as Kubernetes' own /readyz takes it) is still run and shown, but does
+// not make the answer 503: a Kubernetes readiness probe with ?exclude=gitlab keeps the replicas in
+// their Service while GitLab is down, so that people get the bridge's page saying GitLab does not
+// answer, with its trace id, instead of a proxy's "no endpoints".
 func (s *Server) readyz(c echo.Context) error {
+	noStore(c.Response().Header())
+	excluded := c.QueryParams()["exclude"]
+	for _, name := range excluded {
+		if !slices.Contains(readinessChecks, name) {
+			return c.JSON(http.StatusBadRequest, map[string]any{"status": "bad request",
+				"error": fmt.Sprintf("exclude=%q names no check; the checks are %s", name, strings.Join(readinessChecks, " and "))})
+		}
+	}
+	checks := s.readinessChecks(c.Request().Context())
+	status, word := http.StatusOK, "ready"
+	for name, result := range checks {
+		if result != "ok" && !slices.Contains(excluded, name) {
+			status, word = http.StatusServiceUnavailable, "unready"
+		}
+	}
+	body := map[string]any{"status": word, "checks": checks}
+	if len(excluded) > 0 {
+		body["excluded"] = excluded
+	}
+	return c.JSON(status, body)
+}
+
+// readinessChecks runs the checks, or returns those of less than readinessCache ago.
+func (s *Server) readinessChecks(ctx context.Context) map[string]string {
 	s.ready.mu.Lock()
 	defer s.ready.mu.Unlock()
-	if time.Since(s.ready.at) > readinessCache {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
-		defer cancel()
-		checks := map[string]string{"store": "ok", "gitlab": "ok"}
-		status := http.StatusOK
-		if err := s.store.Ping(ctx); err != nil {
-			checks["store"] = "the store (Redis) does not answer: " + err.Error()
-			status = http.StatusServiceUnavailable
-		}
-		if err := s.upstream.Ping(ctx); err != nil {
-			checks["gitlab"] = err.Error()
-			status = http.StatusServiceUnavailable
-		}
-		word := "ready"
-		if status != http.StatusOK {
-			word = "unready"
-		}
-		s.ready.at, s.ready.status, s.ready.body = time.Now(), status, map[string]any{"status": word, "checks": checks}
+	if time.Since(s.ready.at) <= readinessCache {
+		return s.ready.checks
 	}
-	noStore(c.Response().Header())
-	return c.JSON(s.ready.status, s.ready.body)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	checks := map[string]string{"store": "ok", "gitlab": "ok"}
+	if err := s.store.Ping(ctx); err != nil {
+		checks["store"] = "the store (Redis) does not answer: " + err.Error()
+	}
+	if err := s.upstream.Ping(ctx); err != nil {
+		checks["gitlab"] = err.Error()
+	}
+	s.ready.at, s.ready.checks = time.Now(), checks
+	return checks
 }
 
 // AdminHandler serves what is for operators only: metrics and sign-in traces, with the health

@@ -25,6 +25,18 @@ func TestHealthAndReadiness(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != 503 || !strings.Contains(body, "gitlab") || !strings.Contains(body, "unreachable") {
 		t.Errorf("readyz with GitLab down: %d %s", resp.StatusCode, body)
 	}
+	resp = down.get(down.bridge.URL + "/readyz?exclude=gitlab")
+	if body := readBody(t, resp); resp.StatusCode != 200 || !strings.Contains(body, `"status":"ready"`) || !strings.Contains(body, "unreachable") {
+		t.Errorf("readyz?exclude=gitlab with GitLab down: %d %s; want 200, the GitLab check still shown", resp.StatusCode, body)
+	}
+	resp = down.get(down.bridge.URL + "/readyz?exclude=store")
+	if body := readBody(t, resp); resp.StatusCode != 503 {
+		t.Errorf("readyz?exclude=store with GitLab down: %d %s; want 503", resp.StatusCode, body)
+	}
+	resp = f.get(f.bridge.URL + "/readyz?exclude=redis")
+	if body := readBody(t, resp); resp.StatusCode != 400 || !strings.Contains(body, "the checks are store and gitlab") {
+		t.Errorf("readyz?exclude=redis: %d %s; want 400 naming the checks", resp.StatusCode, body)
+	}
 }
 
 func TestEveryResponseHasARequestID(t *testing.T) {

@@ -79,3 +79,23 @@ func TestHealthcheckFindsTheBridgeFromItsListenSettings(t *testing.T) {
 		})
 	}
 }
+
+// A bridge that serves TLS itself, with the operators' listener off, answers its own listener
+// only over https: the check must ask it so, or the image's health check fails forever.
+func TestHealthcheckAsksHTTPSWhenTheBridgeServesTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	clearEnv(t)
+	t.Setenv("SSOBRIDGE_ADMIN_LISTEN", "")
+	t.Setenv("SSOBRIDGE_LISTEN", ":"+port)
+	t.Setenv("SSOBRIDGE_TLS_CERT", "/etc/ssobridge/tls.crt")
+	code, stdout, stderr := runCmd(t, "healthcheck")
+	if want := "https://127.0.0.1:" + port + "/healthz"; code != 0 || !strings.Contains(stdout, want) {
+		t.Errorf("exit %d, output %q; want exit 0 after asking %s", code, stdout+stderr, want)
+	}
+}

@@ -363,15 +363,18 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 		return err
 	}
 	bridgeAddr := servers[0].ln.Addr().String()
+	// Registered before anything is served, with or without TLS, so that a SIGHUP sent once the
+	// bridge is up (systemctl reload, a log rotation's postrotate, a Kubernetes sidecar) never
+	// ends the process with its requests in flight, as Go's default action for it would.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if cfg.tls != nil {
 		servers[0].ln = tls.NewListener(servers[0].ln, cfg.tls.tlsConfig())
-		// Registered before anything is served, so that a SIGHUP sent once the bridge is up
-		// reloads the certificate rather than ending the process.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
 		go cfg.tls.reloadOn(ctx, hup, log)
 		logCertificate(log, "serving HTTPS; SIGHUP reloads the certificate", cfg.tls.leaf())
+	} else {
+		go ignoreHangups(ctx, hup, log)
 	}
 	if cfg.adminListen != "" {
 		if err := listen(cfg.adminListen, "SSOBRIDGE_ADMIN_LISTEN", srv.AdminHandler(cfg.adminToken)); err != nil {

@@ -76,6 +76,19 @@ func (r *certReloader) reloadOn(ctx context.Context, sigs <-chan os.Signal, log 
 	}
 }
 
+// ignoreHangups answers each SIGHUP of a bridge without TLS with a log line, until ctx ends:
+// there is no certificate to reload, and every other setting is read only at start.
+func ignoreHangups(ctx context.Context, sigs <-chan os.Signal, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sigs:
+			log.Info("SIGHUP received: nothing to reload without SSOBRIDGE_TLS_CERT; other settings take effect on restart")
+		}
+	}
+}
+
 // logCertificate says which certificate is served, and warns when it has expired, since
 // clients will refuse it.
 func logCertificate(log *slog.Logger, msg string, c *x509.Certificate) {

@@ -315,6 +315,22 @@ func loadServeConfig(t *testing.T) (*serveConfig, error) {
 	return load()
 }
 
+// startServeBridge runs serveBridge until the test ends, and returns its log and its address.
+func startServeBridge(t *testing.T, cfg *serveConfig) (*syncBuffer, string) {
+	t.Helper()
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- serveBridge(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil))) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serveBridge: %v", err)
+		}
+	})
+	return logs, waitForLogLine(t, logs, "bridge listening")["addr"].(string)
+}
+
 func TestServeOverHTTPSReloadsOnSIGHUPRedirectsPlainHTTPAndTrustsOnlyItsProxies(t *testing.T) {
 	dir := t.TempDir()
 	certPath, keyPath := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
@@ -330,17 +346,7 @@ func TestServeOverHTTPSReloadsOnSIGHUPRedirectsPlainHTTPAndTrustsOnlyItsProxies(
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- serveBridge(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil))) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serveBridge: %v", err)
-		}
-	}()
-	addr := waitForLogLine(t, logs, "bridge listening")["addr"].(string)
+	logs, addr := startServeBridge(t, cfg)
 	redirectAddr := waitForLogLine(t, logs, "redirecting plain HTTP to HTTPS")["addr"].(string)
 
 	roots := x509.NewCertPool()
@@ -391,6 +397,28 @@ func TestServeOverHTTPSReloadsOnSIGHUPRedirectsPlainHTTPAndTrustsOnlyItsProxies(
 			t.Errorf("reload log line %v", l)
 		}
 	})
+}
+
+func TestServeOverPlainHTTPSurvivesSIGHUP(t *testing.T) {
+	setServeEnv(t, nil)
+	cfg, err := loadServeConfig(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, addr := startServeBridge(t, cfg)
+	// Without the bridge's handler, Go's default action for SIGHUP ends this test binary.
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitForLogLine(t, logs, "SIGHUP received: nothing to reload without SSOBRIDGE_TLS_CERT; other settings take effect on restart")
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("the bridge stopped answering after SIGHUP: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz after SIGHUP: %d", resp.StatusCode)
+	}
 }
 
 func TestRedirectToHTTPSKeepsPathAndQueryAndNeverTheRequestsHost(t *testing.T) {
