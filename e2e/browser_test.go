@@ -272,6 +272,15 @@ func (rp *relyingParty) next(t *testing.T) url.Values {
 	}
 }
 
+// signInAtGitLab fills the emulated GitLab's sign-in form (a fresh one: a refused sign-in shows
+// the form again, empty), sends it, then does the actions then.
+func signInAtGitLab(login, password string, then ...chromedp.Action[chromedp.Void]) []chromedp.Action[chromedp.Void] {
+	return append([]chromedp.Action[chromedp.Void]{
+		chromedp.SendKeys(chromedp.ID("user_login"), login),
+		chromedp.SendKeys(chromedp.ID("user_password"), password), chromedp.Click(chromedp.ID("sign_in")),
+	}, then...)
+}
+
 func authorizeURL(info devInfo, redirectURI, state string) string {
 	return info.BridgeURL + "/oauth/authorize?" + url.Values{
 		"response_type": {"code"},
@@ -285,8 +294,14 @@ func authorizeURL(info devInfo, redirectURI, state string) string {
 func TestBrowserSignsInThroughTheDevBridge(t *testing.T) {
 	execPath := browserPath(t)
 	start := time.Now()
-	info, stop := startDev(t)
+	// Nobody signed in at the emulated GitLab: the browser meets its sign-in form, as a person
+	// meets GitLab's.
+	info, stop := startDev(t, "SSOBRIDGE_DEV_GITLAB_SIGN_IN=form")
 	defer stop()
+	ada := info.Users[0]
+	if ada.SignedIn || ada.Password == "" {
+		t.Fatalf("dev with SSOBRIDGE_DEV_GITLAB_SIGN_IN=form printed %+v; want ada signed out, with a password", ada)
+	}
 	b := startBrowser(t, execPath)
 	rp := newRelyingParty(t)
 	t.Cleanup(func() {
@@ -295,11 +310,19 @@ func TestBrowserSignsInThroughTheDevBridge(t *testing.T) {
 
 	t.Run("walkthrough", func(t *testing.T) {
 		tab := b.tab(t)
-		b.do(t, tab, "", chromedp.Navigate(info.WalkthroughURL), chromedp.WaitVisible(chromedp.ID("gitlab")))
-		// The button is a link: the bridge, the emulated GitLab and the stand-in's completion are
-		// redirects the browser follows by itself, cookies and all.
-		b.do(t, tab, "walkthrough-signed-in.png", chromedp.Click(chromedp.ID("gitlab")), chromedp.WaitVisible(chromedp.ID("username")))
+		b.do(t, tab, "walkthrough.png", chromedp.Navigate(info.WalkthroughURL), chromedp.WaitVisible(chromedp.ID("gitlab")))
+		// The button is a link: the bridge and the emulated GitLab's authorize are redirects the
+		// browser follows by itself, to GitLab's sign-in form.
+		b.do(t, tab, "gitlab-sign-in.png", chromedp.Click(chromedp.ID("gitlab")), chromedp.WaitVisible(chromedp.ID("user_login")))
+		b.do(t, tab, "gitlab-sign-in-refused.png", signInAtGitLab(ada.Username, "not the password", chromedp.WaitVisible(chromedp.ID("flash")))...)
+		if got := text(t, tab, chromedp.ID("flash")); got != "Invalid login or password." {
+			t.Errorf("a wrong password at GitLab shows %q", got)
+		}
+		// Signed in, GitLab returns the browser to its authorize request, and from there the
+		// callback, the bridge's code and the stand-in's completion are redirects again.
+		b.do(t, tab, "walkthrough-signed-in.png", signInAtGitLab(ada.Email, ada.Password, chromedp.WaitVisible(chromedp.ID("username")))...)
 		wentThrough(t, tab, info.MattermostSiteURL+"/oauth/gitlab/login", info.BridgeURL+"/oauth/authorize",
+			info.GitLabURL+"/oauth/authorize", info.GitLabURL+"/users/sign_in", info.GitLabURL+"/users/sign_in",
 			info.GitLabURL+"/oauth/authorize", info.BridgeURL+"/oauth/callback", info.RedirectURI)
 		if got := text(t, tab, chromedp.ID("title")); got != "Signed in" {
 			t.Errorf("title %q, want Signed in", got)
@@ -315,7 +338,9 @@ func TestBrowserSignsInThroughTheDevBridge(t *testing.T) {
 	const denyState, allowState = "deny state/ä+=", "allow-7Qx_z.9~"
 	t.Run("consent deny", func(t *testing.T) {
 		tab := b.tab(t)
-		b.do(t, tab, "consent.png", chromedp.Navigate(authorizeURL(info, rp.URL+"/callback", denyState)), chromedp.WaitVisible(chromedp.ID("deny")))
+		// Each tab is a browser of its own, with no GitLab session yet.
+		b.do(t, tab, "", chromedp.Navigate(authorizeURL(info, rp.URL+"/callback", denyState)), chromedp.WaitVisible(chromedp.ID("user_login")))
+		b.do(t, tab, "consent.png", signInAtGitLab(ada.Username, ada.Password, chromedp.WaitVisible(chromedp.ID("deny")))...)
 		if title := evaluate[string](t, tab, `document.title`); !strings.Contains(title, "Untrusted client") {
 			t.Errorf("consent page titled %q, does not name the app", title)
 		}
@@ -330,7 +355,8 @@ func TestBrowserSignsInThroughTheDevBridge(t *testing.T) {
 
 	t.Run("consent allow", func(t *testing.T) {
 		tab := b.tab(t)
-		b.do(t, tab, "", chromedp.Navigate(authorizeURL(info, rp.URL+"/callback", allowState)), chromedp.WaitVisible(chromedp.ID("allow")))
+		b.do(t, tab, "", chromedp.Navigate(authorizeURL(info, rp.URL+"/callback", allowState)), chromedp.WaitVisible(chromedp.ID("user_login")))
+		b.do(t, tab, "", signInAtGitLab(ada.Username, ada.Password, chromedp.WaitVisible(chromedp.ID("allow")))...)
 		if title := evaluate[string](t, tab, `document.title`); !strings.Contains(title, "Untrusted client") {
 			t.Errorf("consent page titled %q, does not name the app", title)
 		}

@@ -88,7 +88,13 @@ type devInfo struct {
 	OIDCApp      devApp `json:"oidc_app"`
 	UntrustedApp devApp `json:"untrusted_app"`
 	PublicApp    devApp `json:"public_app"`
-	Mattermost   struct {
+	Users        []struct {
+		Username string `json:"username"`
+		Email    string `json:"email"`
+		SignedIn bool   `json:"signed_in"`
+		Password string `json:"password"`
+	} `json:"users"`
+	Mattermost struct {
 		ConfigJSON json.RawMessage `json:"config_json"`
 		Env        []string        `json:"env"`
 	} `json:"mattermost"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,6 +53,8 @@ type devUser struct {
 	Email    string `json:"email"`
 	State    string `json:"state"`
 	SignedIn bool   `json:"signed_in"`
+	// Password signs the user in at the emulator's sign-in form; blocked users have none.
+	Password string `json:"password,omitempty"`
 }
 
 func runDev(args []string, stdout, stderr io.Writer) error {
@@ -65,12 +68,16 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	// real bridge's Redis.
 	redisURL := st.add("dev-redis-url", "", "a Redis to keep dev's state in, for trying the Redis store; never a real bridge's, since dev registers test applications in it; empty: in memory")
 	keys := addKeySettings(st)
+	signInMode := st.add("dev-gitlab-sign-in", "auto", "auto: the GitLab emulator signs ada in by itself; form: nobody is signed in, and the browser meets the emulator's sign-in form (username or email, and the password dev prints)")
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	asJSON := st.fs.Bool("json", false, "print the set-up as one JSON object on one line")
 	var devRedirects listFlag
 	st.fs.Var(&devRedirects, "dev-redirect-uri", "another redirect URI for the OpenID Connect clients (repeatable)")
 	if err := st.parse(args); err != nil {
 		return err
+	}
+	if signInMode.value != "auto" && signInMode.value != "form" {
+		return signInMode.errorf("%q is neither auto nor form", signInMode.value)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel.value)); err != nil {
@@ -99,6 +106,9 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	siteURL := "http://" + mmLn.Addr().String()
 
 	gl, ada, blocked, upstreamApp, err := startDevGitLab(gitlabListen.value, bridgeURL)
+	if err == nil && signInMode.value == "form" {
+		gl.SignIn("")
+	}
 	if err != nil {
 		return gitlabListen.errorf("cannot start the GitLab emulator: %v", err)
 	}
@@ -169,7 +179,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		TracesURL:    "http://" + adminLn.Addr().String() + "/debug/traces?format=html",
 		Issuer:       bridgeURL,
 		Users: []devUser{
-			{ID: ada.ID, Username: ada.Username, Email: ada.Email, State: gitlabapi.StateActive, SignedIn: true},
+			{ID: ada.ID, Username: ada.Username, Email: ada.Email, State: gitlabapi.StateActive, SignedIn: signInMode.value == "auto", Password: ada.Password},
 			{ID: blocked.ID, Username: blocked.Username, Email: blocked.Email, State: blocked.State},
 		},
 		Mattermost: newMattermostView(bridgeURL, app.ID, secret),
@@ -209,14 +219,15 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 }
 
 // startDevGitLab starts the upstream GitLab of dev (and of bench, so that it measures the same
-// sign-in): two people, one of them blocked, ada signed in so that sign-ins need no form, and the
-// bridge's own application.
+// sign-in): two people, one of them blocked, ada signed in so that sign-ins need no form (she has
+// a password, made up for this run, for the form when dev signs her out), and the bridge's own
+// application.
 func startDevGitLab(listen, bridgeURL string) (gl *gitlabtest.Server, ada, blocked gitlabtest.User, upstreamApp gitlabtest.Application, err error) {
 	gl = gitlabtest.New()
 	if err := gl.Start(listen); err != nil {
 		return nil, ada, blocked, upstreamApp, err
 	}
-	ada = gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	ada = gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Password: rand.Text()[:12]})
 	blocked = gl.AddUser(gitlabtest.User{ID: 43, Username: "mallory", Name: "Mallory Blocked", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
 	gl.SignIn(ada.Username)
 	upstreamApp = gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(bridgeURL)},
@@ -230,11 +241,18 @@ func devUpstream(gl *gitlabtest.Server, upstreamApp gitlabtest.Application, brid
 		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(bridgeURL)})
 }
 
+func walkthroughHint(ada devUser) string {
+	if ada.SignedIn {
+		return fmt.Sprintf(`(press "Sign in with GitLab"; the emulator signs you in as %s)`, ada.Username)
+	}
+	return fmt.Sprintf(`(press "Sign in with GitLab", then sign in at the emulated GitLab as %s, password %s)`, ada.Username, ada.Password)
+}
+
 func printDevInfo(w io.Writer, info devInfo, secret string) {
 	fmt.Fprintf(w, `ssobridge dev: the bridge, a GitLab emulator and a Mattermost stand-in, on loopback.
 
   Walk through a sign-in:  %s
-      (press "Sign in with GitLab"; the emulator signs you in as ada)
+      %s
 
   Bridge:                  %s   (store: %s)
     authorize              %s
@@ -255,7 +273,7 @@ func printDevInfo(w io.Writer, info devInfo, secret string) {
     %-22s %s  secret %s  (asks consent)
     %-22s %s  (public: no secret, PKCE S256 required)
 
-`, info.WalkthroughURL, info.BridgeURL, info.Store, info.Endpoints["authorize"], info.Endpoints["token"],
+`, info.WalkthroughURL, walkthroughHint(info.Users[0]), info.BridgeURL, info.Store, info.Endpoints["authorize"], info.Endpoints["token"],
 		info.Endpoints["user"], info.Endpoints["callback"], info.GitLabURL, info.MattermostSiteURL, info.TracesURL,
 		info.App.Name, info.App.ID, secret, strings.Join(info.App.RedirectURIs, "\n                           "),
 		info.Issuer, strings.Join(info.OIDCApp.RedirectURIs, " "),

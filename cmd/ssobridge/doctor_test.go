@@ -55,9 +55,13 @@ type stackOptions struct {
 func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	t.Helper()
 	gl := gitlabtest.New()
-	gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
-	gl.SignIn("ada")
-	gitlab := httptest.NewServer(&gitlabSignInForm{next: gl.Handler(), user: "ada", password: opts.password})
+	gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Password: opts.password})
+	if opts.password != "" {
+		gl.SignIn("") // GitLab asks for a sign-in at its form
+	} else {
+		gl.SignIn("ada")
+	}
+	gitlab := httptest.NewServer(gl.Handler())
 	t.Cleanup(gitlab.Close)
 
 	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -132,67 +136,6 @@ func (s *doctorStack) configFile(t *testing.T, settings mattermost.Settings, sit
 		t.Fatal(err)
 	}
 	return path
-}
-
-// gitlabSignInForm puts GitLab's sign-in in front of the emulator: without a session cookie,
-// authorize sends the browser to a sign-in form shaped like GitLab's (CSRF token included),
-// which returns it to where it was going once the password is right.
-type gitlabSignInForm struct {
-	next           http.Handler
-	user, password string
-}
-
-const gitlabSignInPage = `<!DOCTYPE html>
-<html class="gl-light" lang="en"><head><meta charset="utf-8"><title>Sign in · GitLab</title>
-<script>window.gon={};</script></head>
-<body class="login-page">
-%s
-<form class="gl-show-field-errors js-arkose-labs-form" aria-live="assertive" data-testid="sign-in-form" action="/users/sign_in" accept-charset="UTF-8" method="post"><input type="hidden" name="authenticity_token" value="%s" autocomplete="off" />
-<input class="form-control gl-form-input" autocomplete="username" data-testid="username-field" type="text" name="user[login]" id="user_login" />
-<input class="form-control gl-form-input" autocomplete="current-password" data-testid="password-field" type="password" name="user[password]" id="user_password" />
-<input name="user[remember_me]" type="hidden" value="0" autocomplete="off" /><input type="checkbox" value="1" name="user[remember_me]" id="user_remember_me" />
-<button class="btn btn-confirm" data-testid="sign-in-button" type="submit">Sign in</button>
-</form>
-</body></html>`
-
-func (g *gitlabSignInForm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.password == "" {
-		g.next.ServeHTTP(w, r)
-		return
-	}
-	session, _ := r.Cookie("_gitlab_session")
-	switch {
-	case r.URL.Path == "/users/sign_in" && r.Method == http.MethodGet:
-		token := rand.Text()
-		http.SetCookie(w, &http.Cookie{Name: "csrf", Value: token, Path: "/"})
-		flash := ""
-		if r.URL.Query().Has("failed") {
-			flash = `<div class="flash-alert" data-testid="alert-danger">Invalid login or password.</div>`
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, gitlabSignInPage, flash, token)
-	case r.URL.Path == "/users/sign_in" && r.Method == http.MethodPost:
-		csrf, err := r.Cookie("csrf")
-		if err != nil || r.PostFormValue("authenticity_token") != csrf.Value {
-			http.Error(w, "422: The change you requested was rejected.", http.StatusUnprocessableEntity)
-			return
-		}
-		if r.PostFormValue("user[login]") != g.user || r.PostFormValue("user[password]") != g.password {
-			http.Redirect(w, r, "/users/sign_in?failed=1", http.StatusFound)
-			return
-		}
-		http.SetCookie(w, &http.Cookie{Name: "_gitlab_session", Value: "signed-in", Path: "/"})
-		back := "/"
-		if c, err := r.Cookie("return_to"); err == nil {
-			back = c.Value
-		}
-		http.Redirect(w, r, back, http.StatusFound)
-	case r.URL.Path == "/oauth/authorize" && (session == nil || session.Value != "signed-in"):
-		http.SetCookie(w, &http.Cookie{Name: "return_to", Value: r.URL.RequestURI(), Path: "/"})
-		http.Redirect(w, r, "/users/sign_in", http.StatusFound)
-	default:
-		g.next.ServeHTTP(w, r)
-	}
 }
 
 // doctorRun runs the doctor with --json and returns its checks by name, in order, and its error.

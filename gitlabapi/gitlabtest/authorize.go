@@ -1,6 +1,7 @@
 package gitlabtest
 
 import (
+	"cmp"
 	"html/template"
 	"net"
 	"net/http"
@@ -55,7 +56,12 @@ type authorizeOutcome struct {
 }
 
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
-	out := s.authorize(r.Form, s.base(r))
+	out := s.authorize(r.Form, s.base(r), s.sessionUser(r))
+	if out.location == s.base(r)+"/users/sign_in" {
+		// GitLab keeps where the browser was going in its session (user_return_to) and goes
+		// there once the person has signed in.
+		http.SetCookie(w, &http.Cookie{Name: returnToCookie, Value: r.URL.RequestURI(), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
 	if out.location != "" {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, out.location, out.status)
@@ -67,11 +73,11 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 // authorize follows GitLab's Oauth::AuthorizationsController#new: the user must be signed in
 // (a before_action, so it comes first), then Doorkeeper's PreAuthorization validations in their
 // order, then consent.
-func (s *Server) authorize(q url.Values, base string) authorizeOutcome {
+func (s *Server) authorize(q url.Values, base, sessionUser string) authorizeOutcome {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	user := s.userByName(s.signedIn)
+	user := s.userByName(cmp.Or(sessionUser, s.signedIn))
 	if user == nil {
 		return authorizeOutcome{status: http.StatusFound, location: base + "/users/sign_in"}
 	}
@@ -324,11 +330,6 @@ func appendQuery(raw string, params url.Values) string {
 	}
 	u.ForceQuery = false
 	return u.String()
-}
-
-func (s *Server) handleSignInPage(w http.ResponseWriter, r *http.Request) {
-	writeHTML(w, http.StatusOK, "Sign in",
-		"Nobody is signed in to this GitLab emulator. A test signs a user in with Server.SignIn.")
 }
 
 var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>

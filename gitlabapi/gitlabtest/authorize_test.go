@@ -3,7 +3,9 @@ package gitlabtest
 import (
 	"html/template"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -351,4 +353,107 @@ func TestAddApplicationFillsInWhatIsMissing(t *testing.T) {
 	if !withSecret.Confidential {
 		t.Errorf("an app with a secret is not confidential: %+v", withSecret)
 	}
+}
+
+// browserJar carries cookies between requests sent straight to the handler, as a browser does.
+type browserJar map[string]string
+
+func (j browserJar) do(s *Server, method, target string, form url.Values) *httptest.ResponseRecorder {
+	h := http.Header{}
+	for name, value := range j {
+		h.Add("Cookie", (&http.Cookie{Name: name, Value: value}).String())
+	}
+	w := serve(s, method, target, form, h)
+	for _, c := range w.Result().Cookies() {
+		if c.MaxAge < 0 {
+			delete(j, c.Name)
+		} else {
+			j[c.Name] = c.Value
+		}
+	}
+	return w
+}
+
+var authenticityToken = regexp.MustCompile(`name="authenticity_token" value="([^"]+)"`)
+
+func TestTheSignInFormSignsInOneBrowserAndReturnsItToAuthorize(t *testing.T) {
+	f := newFixture(t)
+	f.AddUser(User{ID: 42, Username: "alice", Name: "Alice Liddell", Email: "alice@example.com", Password: "correct horse"})
+	f.AddUser(User{Username: "nopass", Email: "nopass@example.com"})
+	f.SignIn("")
+	browser := browserJar{}
+	authorizeTarget := "/oauth/authorize?" + authorizeParams("mattermost", mmRedirect, "scope", "read_user", "state", "s t/ä").Encode()
+	w := browser.do(f.Server, http.MethodGet, authorizeTarget, nil)
+	if w.Code != http.StatusFound || w.Header().Get("Location") != testBase+"/users/sign_in" {
+		t.Fatalf("authorize with nobody signed in: %d to %q", w.Code, w.Header().Get("Location"))
+	}
+	form := func() url.Values {
+		t.Helper()
+		w := browser.do(f.Server, http.MethodGet, "/users/sign_in", nil)
+		m := authenticityToken.FindStringSubmatch(w.Body.String())
+		if w.Code != http.StatusOK || m == nil || !strings.Contains(w.Body.String(), `name="user[login]"`) || !strings.Contains(w.Body.String(), `name="user[password]"`) {
+			t.Fatalf("sign-in page: %d %s", w.Code, w.Body.String())
+		}
+		return url.Values{"authenticity_token": {m[1]}}
+	}
+
+	t.Run("a wrong password shows the form again and signs nobody in", func(t *testing.T) {
+		v := form()
+		v.Set("user[login]", "alice")
+		v.Set("user[password]", "battery staple")
+		w := browser.do(f.Server, http.MethodPost, "/users/sign_in", v)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Invalid login or password.") {
+			t.Errorf("got %d %s", w.Code, w.Body.String())
+		}
+	})
+	t.Run("a user without a password cannot sign in at the form", func(t *testing.T) {
+		v := form()
+		v.Set("user[login]", "nopass")
+		v.Set("user[password]", "")
+		if w := browser.do(f.Server, http.MethodPost, "/users/sign_in", v); !strings.Contains(w.Body.String(), "Invalid login or password.") {
+			t.Errorf("got %d %s", w.Code, w.Body.String())
+		}
+	})
+	t.Run("a form without this browser's token is refused with 422", func(t *testing.T) {
+		v := url.Values{"authenticity_token": {"forged"}, "user[login]": {"alice"}, "user[password]": {"correct horse"}}
+		if w := browser.do(f.Server, http.MethodPost, "/users/sign_in", v); w.Code != http.StatusUnprocessableEntity {
+			t.Errorf("got %d", w.Code)
+		}
+	})
+	t.Run("the right password, with the email in another case, returns the browser to authorize", func(t *testing.T) {
+		v := form()
+		v.Set("user[login]", "Alice@Example.com")
+		v.Set("user[password]", "correct horse")
+		w := browser.do(f.Server, http.MethodPost, "/users/sign_in", v)
+		if w.Code != http.StatusFound || w.Header().Get("Location") != testBase+authorizeTarget {
+			t.Fatalf("got %d to %q, want 302 to %s", w.Code, w.Header().Get("Location"), testBase+authorizeTarget)
+		}
+		w = browser.do(f.Server, http.MethodGet, authorizeTarget, nil)
+		loc, _ := url.Parse(w.Header().Get("Location"))
+		if w.Code != http.StatusFound || loc == nil || loc.Query().Get("code") == "" || loc.Query().Get("state") != "s t/ä" {
+			t.Errorf("authorize after signing in: %d to %q", w.Code, w.Header().Get("Location"))
+		}
+	})
+	t.Run("another browser is still asked to sign in", func(t *testing.T) {
+		w := browserJar{}.do(f.Server, http.MethodGet, authorizeTarget, nil)
+		if w.Code != http.StatusFound || w.Header().Get("Location") != testBase+"/users/sign_in" {
+			t.Errorf("got %d to %q", w.Code, w.Header().Get("Location"))
+		}
+	})
+	t.Run("a return address on another host is not followed", func(t *testing.T) {
+		other := browserJar{returnToCookie: "//evil.example/x"}
+		v := url.Values{"user[login]": {"alice"}, "user[password]": {"correct horse"}}
+		w := other.do(f.Server, http.MethodGet, "/users/sign_in", nil)
+		v.Set("authenticity_token", authenticityToken.FindStringSubmatch(w.Body.String())[1])
+		w = other.do(f.Server, http.MethodPost, "/users/sign_in", v)
+		if w.Header().Get("Location") != testBase+"/" {
+			t.Errorf("went to %q, want %s/", w.Header().Get("Location"), testBase)
+		}
+	})
+	t.Run("SignIn(\"\") signs the form's browsers out too", func(t *testing.T) {
+		f.SignIn("")
+		if w := browser.do(f.Server, http.MethodGet, authorizeTarget, nil); w.Header().Get("Location") != testBase+"/users/sign_in" {
+			t.Errorf("got %d to %q", w.Code, w.Header().Get("Location"))
+		}
+	})
 }

@@ -47,10 +47,13 @@
 //
 // # Where it differs from GitLab
 //
-//   - Nobody types a password. Authorize signs in the user chosen with Server.SignIn (by default
-//     the first user added); with nobody signed in it redirects to /users/sign_in, which is a
-//     page and nothing more. A user who is not active cannot be signed in: authorize shows a
-//     403 page saying the account is blocked. (GitLab would reactivate a deactivated user at
+//   - Authorize signs in the user chosen with Server.SignIn (by default the first user added),
+//     without a password; with nobody chosen (SignIn("")) it redirects to /users/sign_in, a form
+//     shaped like GitLab's (user[login], user[password], authenticity_token) where a user with a
+//     Password signs in by username or email, for that browser only (a session cookie), and
+//     is sent back to the authorize request. No second factor, lockout or captcha. A user who
+//     is not active cannot be signed in: authorize shows a 403 page saying the account is
+//     blocked. (GitLab would reactivate a deactivated user at
 //     sign-in; the emulator keeps states as the test set them.)
 //   - Consent is automatic. Trusted applications skip it, as in GitLab; for the others the
 //     emulated user presses Allow, unless Server.DenyNext asked for Deny.

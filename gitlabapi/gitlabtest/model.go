@@ -46,6 +46,9 @@ type User struct {
 	Groups []string
 	// CreatedAt is zero for a fixed date in 2020.
 	CreatedAt time.Time
+	// Password lets the user sign in at the sign-in form (/users/sign_in) with their username
+	// or email; empty, the form refuses them.
+	Password string
 }
 
 // Application is an OAuth application registered with the emulated GitLab.
@@ -204,15 +207,17 @@ func validRegisteredURI(raw string) error {
 	return nil
 }
 
-// SignIn makes username the user that authorize signs in, as if they had just signed in at
-// GitLab; "" signs everybody out, so that authorize sends the browser to the sign-in page. It
-// panics on an unknown username.
+// SignIn makes username the user that authorize signs in, for every browser that has not
+// signed in at the sign-in form, as if they had just signed in at GitLab; "" signs everybody
+// out, browsers of the form included, so that authorize sends the browser to the sign-in page.
+// It panics on an unknown username.
 func (s *Server) SignIn(username string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.signInChosen = true
 	s.signedIn = ""
 	if username == "" {
+		clear(s.sessions)
 		return
 	}
 	r := s.mustUser(username)

@@ -47,6 +47,8 @@ type Server struct {
 	access   map[string]*token
 	refresh  map[string]*token
 	signedIn string // username; "" when nobody is signed in
+	// sessions are the browsers signed in at the sign-in form: session cookie to username.
+	sessions map[string]string
 	// signInChosen records that SignIn was called, so AddUser stops picking the first user.
 	signInChosen bool
 	denyNext     bool
@@ -125,6 +127,7 @@ func New(opts ...Option) *Server {
 		codes:          make(map[string]*authCode),
 		access:         make(map[string]*token),
 		refresh:        make(map[string]*token),
+		sessions:       make(map[string]string),
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -232,6 +235,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleDiscovery)
 	mux.HandleFunc("GET /api/v4/user", s.handleAPIUser)
 	mux.HandleFunc("GET /users/sign_in", s.handleSignInPage)
+	mux.HandleFunc("POST /users/sign_in", s.handleSignIn)
 	// Rails answers an unknown route or a known route with the wrong method alike: 404.
 	mux.HandleFunc("/", s.handleNotFound)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -300,6 +304,7 @@ var secretParams = map[string]bool{
 	"client_secret": true, "code": true, "code_verifier": true, "access_token": true,
 	"refresh_token": true, "token": true, "bearer_token": true, "id_token_hint": true,
 	"password": true, "private_token": true, "client_assertion": true, "assertion": true,
+	"user[password]": true, "authenticity_token": true,
 }
 
 func (s *Server) record(r *http.Request) {
