@@ -173,6 +173,7 @@ func userInfo(sess *store.Session) oidc.UserInfo {
 }
 
 func (s *Server) discovery(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "public, max-age=300")
 	return c.JSONBlob(http.StatusOK, oidc.Discovery(s.issuer()))
 }
 
@@ -190,10 +191,15 @@ func (s *Server) jwks(c echo.Context) error {
 func (s *Server) userinfo(c echo.Context) error {
 	ctx := c.Request().Context()
 	ti, sess, err := s.bearerSession(c)
+	if unauthorized(err) {
+		return invalidToken(c)
+	}
 	if err != nil {
 		return err
 	}
 	if !hasScope(ti.GetScope(), "openid") {
+		// RFC 6750 §3.1: a token that lacks the scope is a 403 saying which.
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="ssobridge", error="insufficient_scope", scope="openid"`)
 		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include openid"}
 	}
 	body, err := s.upstreamUser(ctx, sess)

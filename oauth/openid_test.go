@@ -118,8 +118,23 @@ func TestIDTokensSignedBeforeAKeyRotationStillVerify(t *testing.T) {
 func TestUserinfoNeedsTheOpenIDScope(t *testing.T) {
 	f := newFixture(t)
 	resp := f.get(f.bridge.URL+"/oauth/userinfo", "Authorization", "Bearer "+f.accessToken())
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("got %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`) {
+		t.Fatalf("got %d, WWW-Authenticate %q; want 403 with insufficient_scope", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
+// RFC 6750 §3: a refused bearer token is a 401 that names the scheme, at every OAuth endpoint.
+func TestUserinfoAndTokenInfoRefuseABadTokenNamingBearer(t *testing.T) {
+	f := newFixture(t)
+	for _, path := range []string{"/oauth/userinfo", "/oauth/token/info"} {
+		for name, header := range map[string][]string{"no token": nil, "an unknown token": {"Authorization", "Bearer " + strings.Repeat("x", 43)}} {
+			resp := f.get(f.bridge.URL+path, header...)
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") ||
+				!strings.Contains(body, `"error":"invalid_token"`) {
+				t.Errorf("%s with %s: %d, WWW-Authenticate %q, %s", path, name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+			}
+		}
 	}
 }
 

@@ -32,8 +32,13 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token expired"), Failure: "token_expired",
 			Fix: "The client used an access token after it expired (SSOBRIDGE_ACCESS_TOKEN_TTL): it must refresh it or sign the person in again. Mattermost reads the user right after the token exchange, so for Mattermost check that its clock and the bridge's agree."}
 	}
-	if err != nil || ti == nil {
+	if errors.Is(err, oerrors.ErrInvalidAccessToken) || (err == nil && ti == nil) {
 		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token unknown or expired")}
+	}
+	if err != nil {
+		// The store did not answer: the token may be good, and a 401 would end the person's
+		// sign-in at Mattermost for a fault of the bridge's.
+		return nil, nil, storeFailure("get access token", err)
 	}
 	sess, err := pf.session, error(nil)
 	if pf.id != ti.GetUserID() {
@@ -46,6 +51,15 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 	}
 	if err != nil {
 		return nil, nil, storeFailure("get session", err)
+	}
+	// A deleted application's tokens end with it, whatever is left of its sign-ins (ssobridge
+	// apps delete revokes them too, but a store that lost the revocation half-way must not keep
+	// them working). Applications are cached (SSOBRIDGE_APP_CACHE_TTL), so this costs no round
+	// trip on most requests.
+	if _, err := s.store.GetApp(ctx, sess.ClientID); errors.Is(err, store.ErrNotFound) {
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's application was deleted")}
+	} else if err != nil {
+		return nil, nil, storeFailure("get application", err)
 	}
 	return ti, sess, nil
 }
@@ -198,16 +212,27 @@ func (s *Server) introspect(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
+// unauthorized reports whether err is bearerSession's refusal of the token (not a store failure).
+func unauthorized(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusUnauthorized
+}
+
+// invalidToken answers a refused bearer token as Doorkeeper does at its OAuth endpoints (token
+// info, userinfo), and as RFC 6750 §3 asks: 401 naming the scheme and invalid_token.
+func invalidToken(c echo.Context) error {
+	h := c.Response().Header()
+	noStore(h)
+	h.Set("WWW-Authenticate", `Bearer realm="ssobridge", error="invalid_token", error_description="The access token is invalid, expired or revoked"`)
+	return c.JSON(http.StatusUnauthorized, map[string]string{"error": "invalid_token",
+		"error_description": "The access token is invalid, expired or revoked."})
+}
+
 // tokenInfo is GitLab's (Doorkeeper's) GET /oauth/token/info for the bearer token.
 func (s *Server) tokenInfo(c echo.Context) error {
 	ti, sess, err := s.bearerSession(c)
-	var ae *APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
-		h := c.Response().Header()
-		noStore(h)
-		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		return c.JSON(http.StatusUnauthorized, map[string]string{"error": "invalid_token",
-			"error_description": "The access token is invalid, expired or revoked."})
+	if unauthorized(err) {
+		return invalidToken(c)
 	}
 	if err != nil {
 		return err // the store did not answer: a 503, not a token to throw away

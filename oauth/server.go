@@ -246,6 +246,10 @@ func securityHeaders(https bool) echo.MiddlewareFunc {
 			h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'")
 			h.Set("Referrer-Policy", "no-referrer")
 			h.Set("X-Content-Type-Options", "nosniff")
+			// Every answer is about one person's sign-in (a code or an error in a redirect's
+			// URL, a page, a user) unless its handler says otherwise, as the discovery document
+			// and the signing keys do: no cache may keep it.
+			h.Set("Cache-Control", "no-store")
 			return next(c)
 		}
 	}

@@ -1,15 +1,21 @@
 package oauth_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-oauth2/oauth2/v4"
+
 	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
 	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
 func (f *fixture) getUser(header ...string) (*http.Response, string) {
@@ -188,5 +194,60 @@ func TestUserSnapshotOlderThanItsMaxAgeIsReadLive(t *testing.T) {
 	}
 	if n := userCallsAtGitLab(f) - before; n != 1 {
 		t.Errorf("/api/v4/user called GitLab %d times, want 1", n)
+	}
+}
+
+// tokenLookupsFail is a store whose token lookups fail while failing is set, as when Redis stops
+// answering.
+type tokenLookupsFail struct {
+	store.Store
+	failing *atomic.Bool
+}
+
+func (s tokenLookupsFail) GetByAccessWithSession(ctx context.Context, access, id string) (oauth2.TokenInfo, *store.Session, error) {
+	if s.failing.Load() {
+		return nil, nil, errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	}
+	return s.Store.GetByAccessWithSession(ctx, access, id)
+}
+
+func (s tokenLookupsFail) GetByAccess(ctx context.Context, access string) (oauth2.TokenInfo, error) {
+	if s.failing.Load() {
+		return nil, errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	}
+	return s.Store.GetByAccess(ctx, access)
+}
+
+// A store that does not answer is the bridge's fault, not the token's: a 401 would end the
+// person's sign-in at Mattermost, and make clients throw good tokens away.
+func TestUserEndpointAnswers503NotUnauthorizedWhileTheStoreIsDown(t *testing.T) {
+	failing := &atomic.Bool{}
+	fixtureConfig = func(c *oauth.Config) { c.Store = tokenLookupsFail{c.Store, failing} }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	access := f.accessToken()
+	failing.Store(true)
+	for _, path := range []string{"/api/v4/user", "/oauth/token/info"} {
+		if got := f.get(f.bridge.URL+path, "Authorization", "Bearer "+access); got.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("%s with the store down: %d, want 503", path, got.StatusCode)
+		}
+	}
+	failing.Store(false)
+	if got := f.userStatus(access); got != http.StatusOK {
+		t.Errorf("the token once the store is back: %d, want 200", got)
+	}
+}
+
+// A deleted application's tokens end with it, even where its sign-ins are still in the store.
+func TestTokensOfADeletedApplicationAreRefused(t *testing.T) {
+	f := newFixture(t)
+	access := f.accessToken()
+	if err := f.store.DeleteApp(t.Context(), f.app.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/api/v4/user", "/oauth/token/info"} {
+		if got := f.get(f.bridge.URL+path, "Authorization", "Bearer "+access); got.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s after the application's deletion: %d, want 401", path, got.StatusCode)
+		}
 	}
 }

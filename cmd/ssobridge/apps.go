@@ -418,13 +418,19 @@ func (a *appsCmd) delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	// Deleted first, so that no new sign-in of it can start or redeem a code; then its sign-ins,
+	// tokens and consents go, as GitLab's deletion of an application revokes its tokens.
 	if err := a.store.DeleteApp(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("deleting the application: %w", err)
 	}
-	if a.json {
-		return a.printJSON(map[string]string{"deleted": id})
+	n, err := oauth.RevokeGrants(ctx, a.store, id, 0)
+	if err != nil {
+		return fmt.Errorf("the application is deleted and its tokens no longer work, but the store failed after removing %d of its sign-ins (the rest expire unused within SSOBRIDGE_REFRESH_TOKEN_TTL): %w", n, err)
 	}
-	fmt.Fprintf(a.out, "Application %q (%s) deleted.\n", app.Name, id)
+	if a.json {
+		return a.printJSON(map[string]any{"deleted": id, "revoked_sign_ins": n})
+	}
+	fmt.Fprintf(a.out, "Application %q (%s) deleted, with its %d sign-in(s), their tokens and consents.\n", app.Name, id, n)
 	return nil
 }
 

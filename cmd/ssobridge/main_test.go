@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -265,11 +266,14 @@ func TestKeysRotateKeepsThePreviousKeyPublished(t *testing.T) {
 	}
 }
 
-func TestAppsRevokeGrantsRunsOnTheStore(t *testing.T) {
+// appWithSignIns creates an application with `ssobridge apps create` on a fresh Redis, and a
+// sign-in of it (session "s0", "s1", ...) for each GitLab user id given.
+func appWithSignIns(t *testing.T, uids ...int64) (*store.Application, store.Store) {
+	t.Helper()
 	clearEnv(t)
 	t.Setenv("SSOBRIDGE_REDIS_URL", storetest.RedisURL(t))
 	code, out, _ := runCmd(t, "apps", "create", "--name", "Mattermost", "--mattermost-url", "https://mm.example.com", "--json")
-	var app struct{ ID string }
+	var app store.Application
 	if code != 0 || json.Unmarshal([]byte(out), &app) != nil {
 		t.Fatalf("create: %d %s", code, out)
 	}
@@ -277,12 +281,17 @@ func TestAppsRevokeGrantsRunsOnTheStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	for i, uid := range []int64{42, 42, 43} {
+	t.Cleanup(func() { st.Close() })
+	for i, uid := range uids {
 		if err := st.PutSession(t.Context(), &store.Session{ID: fmt.Sprint("s", i), ClientID: app.ID, GitLabUserID: uid}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return &app, st
+}
+
+func TestAppsRevokeGrantsRunsOnTheStore(t *testing.T) {
+	app, st := appWithSignIns(t, 42, 42, 43)
 	code, out, stderr := runCmd(t, "apps", "revoke-grants", app.ID, "--user", "42")
 	if code != 0 || !strings.Contains(out, "Revoked 2 sign-in(s) of GitLab user 42") {
 		t.Fatalf("revoke-grants --user: %d %s %s", code, out, stderr)
@@ -293,6 +302,18 @@ func TestAppsRevokeGrantsRunsOnTheStore(t *testing.T) {
 	}
 	if code, out, _ := runCmd(t, "apps", "revoke-grants", app.ID); code != 0 || !strings.Contains(out, "Revoked 1 sign-in(s) of everybody") {
 		t.Fatalf("revoke-grants: %d %s", code, out)
+	}
+}
+
+func TestAppsDeleteRevokesTheApplicationsSignIns(t *testing.T) {
+	app, st := appWithSignIns(t, 42, 43)
+	if code, out, stderr := runCmd(t, "apps", "delete", app.ID); code != 0 || !strings.Contains(out, "deleted, with its 2 sign-in(s)") {
+		t.Fatalf("delete: %d %s %s", code, out, stderr)
+	}
+	for i := range 2 {
+		if _, err := st.GetSession(t.Context(), fmt.Sprint("s", i)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("session s%d after the application's deletion: %v", i, err)
+		}
 	}
 }
 
