@@ -282,6 +282,9 @@ func openStore(ctx context.Context, redisURL *setting, log *slog.Logger) (store.
 	if err != nil {
 		return nil, redisURL.errorf("%v", err)
 	}
+	if log != nil {
+		redisstore.LogTo(log)
+	}
 	st := redisstore.New(redis.NewUniversalClient(opts), "")
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
