@@ -206,8 +206,13 @@ func (c *Client) User(ctx context.Context, ts oauth2.TokenSource) (*User, []byte
 	}
 	u, err := DecodeUser(body)
 	if err != nil {
-		return nil, nil, nil, &UpstreamError{Call: CallUser, URL: c.userEP, Kind: KindBadResponse,
-			Status: resp.StatusCode, Message: err.Error()}
+		ue := &UpstreamError{Call: CallUser, URL: c.userEP, Kind: KindBadResponse, Status: resp.StatusCode}
+		if _, ok := errors.AsType[*UserIDError](err); ok {
+			ue.Err = err // for callers that tell a user Mattermost would refuse from a broken answer
+		} else {
+			ue.Message = err.Error()
+		}
+		return nil, nil, nil, ue
 	}
 	return u, body, tok, nil
 }

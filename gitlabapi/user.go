@@ -26,6 +26,12 @@ type User struct {
 	Email    string `json:"email"`
 }
 
+// UserIDError is a user body, JSON as GitLab writes it, whose id Mattermost would refuse: none,
+// not an integer, or 0. It is the Err of the UpstreamError of the user call.
+type UserIDError struct{ Problem string }
+
+func (e *UserIDError) Error() string { return e.Problem }
+
 // DecodeUser reads a /api/v4/user body. It accepts only what Mattermost would accept for the
 // fields that identify a person: a JSON object whose id is a non-zero integer. It does not
 // require an email (that is the caller's policy) but reports one that is missing through
@@ -46,14 +52,14 @@ func DecodeUser(body []byte) (*User, error) {
 		return nil, fmt.Errorf("the user body is not valid GitLab user JSON: %v", err)
 	}
 	if len(raw.ID) == 0 || string(raw.ID) == "null" {
-		return nil, fmt.Errorf("the user body has no id")
+		return nil, &UserIDError{Problem: "the user body has no id"}
 	}
 	var id int64
 	if err := json.Unmarshal(raw.ID, &id); err != nil {
-		return nil, fmt.Errorf("the user id %.40s is not an integer (Mattermost needs a JSON number)", raw.ID)
+		return nil, &UserIDError{Problem: fmt.Sprintf("the user id %.40s is not an integer (Mattermost needs a JSON number)", raw.ID)}
 	}
 	if id == 0 {
-		return nil, fmt.Errorf("the user id is 0 (Mattermost refuses it)")
+		return nil, &UserIDError{Problem: "the user id is 0 (Mattermost refuses it)"}
 	}
 	return &User{ID: id, Username: raw.Username, Name: raw.Name, State: raw.State, Email: raw.Email}, nil
 }

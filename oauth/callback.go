@@ -87,20 +87,30 @@ func (s *Server) callback(c echo.Context) error {
 	}
 	start = time.Now()
 	user, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, tok))
-	s.upstreamStep(c, "upstream_user", "GET /api/v4/user", start, err)
-	if err != nil {
+	problem, fix := refusedByMattermost(nil, err)
+	upstreamErr := err
+	if problem != "" {
+		upstreamErr = nil // GitLab answered; what it answered is the bridge's step to refuse
+	}
+	s.upstreamStep(c, "upstream_user", "GET /api/v4/user", start, upstreamErr)
+	if upstreamErr != nil {
 		return upstreamPage(err)
 	}
-	traceMeta(c, store.TraceMeta{GitLabUserID: user.ID, Username: user.Username})
+	if user != nil {
+		traceMeta(c, store.TraceMeta{GitLabUserID: user.ID, Username: user.Username})
+	}
 	s.beginStep(c, currentTrace(c), "redirect_to_client", store.PartBridge, store.PartClient, "302 to redirect_uri?code&state")
-	if user.State != "" && user.State != gitlabapi.StateActive {
+	if problem == "" && user.State != "" && user.State != gitlabapi.StateActive {
 		return &PageError{Status: http.StatusForbidden, Title: "GitLab account not active", Failure: "user_not_active",
 			Message: fmt.Sprintf("Your GitLab account %s is %s, so it cannot sign in.", user.Username, user.State),
 			Fix:     "Ask a GitLab administrator to activate your account."}
 	}
-	if p := user.Problem(); p != "" {
+	if problem == "" {
+		problem, fix = refusedByMattermost(user, nil)
+	}
+	if problem != "" {
 		return &PageError{Status: http.StatusBadGateway, Title: "GitLab returned an incomplete user", Failure: "user_incomplete",
-			Message: p + ".", Fix: "Administrators: give the bridge's application at GitLab the read_user scope (and keep SSOBRIDGE_GITLAB_SCOPES at read_user)."}
+			Message: problem + ".", Fix: fix}
 	}
 
 	now := time.Now().UTC()

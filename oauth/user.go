@@ -52,12 +52,13 @@ func (s *Server) user(c echo.Context) error {
 	}
 	start := time.Now()
 	body, err := s.upstreamUser(ctx, sess)
-	status := http.StatusOK
-	var ae *APIError
-	if errors.As(err, &ae) {
-		status = ae.Status
+	if failure, _, _ := describeFailure(err); err != nil && (failure == "user_incomplete" || failure == "user_not_active") {
+		// GitLab answered; what it answered is the bridge's step to refuse.
+		s.upstreamStep(c, "upstream_user", "GET /api/v4/user (the GitLab token the bridge holds)", start, nil)
+		return err
 	}
-	s.subStep(c, "upstream_user", store.PartBridge, store.PartGitLab, "GET /api/v4/user (the GitLab token the bridge holds)", start, status, err, nil)
+	// GitLab's own status (0 when it did not answer), not the one the bridge answers with.
+	s.upstreamStep(c, "upstream_user", "GET /api/v4/user (the GitLab token the bridge holds)", start, err)
 	if err != nil {
 		return err
 	}
@@ -119,8 +120,19 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 		}
 	}
 	u, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, old))
+	if problem, fix := refusedByMattermost(nil, err); problem != "" {
+		return nil, &APIError{Status: http.StatusBadGateway, Detail: "GitLab returned a user Mattermost would refuse: " + problem, Cause: err, Failure: "user_incomplete", Fix: fix}
+	}
 	if err != nil {
 		return nil, upstreamAPIError(err)
+	}
+	// The checks of the sign-in, again: the person may have changed at GitLab since.
+	if u.State != "" && u.State != gitlabapi.StateActive {
+		return nil, &APIError{Status: http.StatusForbidden, Detail: "your GitLab account is " + u.State, Cause: errors.New("upstream user " + u.State),
+			Failure: "user_not_active", Fix: fmt.Sprintf("GitLab says the account %s is %s: a GitLab administrator must activate it before it can sign in.", u.Username, u.State)}
+	}
+	if problem, fix := refusedByMattermost(u, nil); problem != "" {
+		return nil, &APIError{Status: http.StatusBadGateway, Detail: "GitLab returned a user Mattermost would refuse: " + problem, Failure: "user_incomplete", Fix: fix}
 	}
 	if u.ID != sess.GitLabUserID {
 		return nil, &APIError{Status: http.StatusBadGateway, Detail: "GitLab returned another user than the one who signed in",
@@ -135,6 +147,22 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 		}
 	}
 	return body, nil
+}
+
+// refusedByMattermost says what, in the user GitLab returned (u) or in the error of the call
+// that read it (err), Mattermost would refuse, and what to change; "" when nothing. Mattermost
+// decodes the user's id as a non-zero int64 and requires an email; it accepts a missing username
+// (it falls back to login) but the bridge's rules and traces need one.
+func refusedByMattermost(u *gitlabapi.User, err error) (problem, fix string) {
+	if ie, ok := errors.AsType[*gitlabapi.UserIDError](err); ok {
+		return ie.Problem, "Administrators: the user id comes from GitLab itself; check that SSOBRIDGE_GITLAB_URL is GitLab and not a proxy or another service answering its /api/v4/user."
+	}
+	if u != nil {
+		if p := u.Problem(); p != "" {
+			return p, "Administrators: give the bridge's application at GitLab the read_user scope (and keep SSOBRIDGE_GITLAB_SCOPES at read_user)."
+		}
+	}
+	return "", ""
 }
 
 // sealToken stores tok in sess, encrypted and bound to the session's id.

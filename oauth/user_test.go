@@ -251,3 +251,79 @@ func TestTokensOfADeletedApplicationAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// withoutKey returns a rewrite of a JSON object that drops key; withKey one that sets it.
+func withKey(key string, value any) func([]byte) []byte {
+	return func(body []byte) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil {
+			return body
+		}
+		if value == nil {
+			delete(m, key)
+		} else {
+			m[key] = value
+		}
+		out, _ := json.Marshal(m)
+		return out
+	}
+}
+
+// What Mattermost would refuse in GitLab's user is refused, and named in the trace, whether
+// the user is read at the callback or later, live, for /api/v4/user.
+func TestAUserMattermostWouldRefuseIsNamedAtSignInAndWhenReadLive(t *testing.T) {
+	cases := []struct {
+		name    string
+		rewrite func([]byte) []byte
+		says    string
+	}{
+		{"id 0", withKey("id", 0), "the user id is 0"},
+		{"an id that is a string", withKey("id", "42"), "not an integer"},
+		{"no email", withKey("email", nil), "without an email address"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name+" at the callback", func(t *testing.T) {
+			f := newFixture(t)
+			cb := f.toCallback(f.authorizeQuery("s"))
+			f.upstreamTokens.userBody.Store(&tc.rewrite)
+			resp := f.get(cb.String())
+			if body := readBody(t, resp); resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, tc.says) {
+				t.Errorf("callback: %d, want 502 saying %q: %.400s", resp.StatusCode, tc.says, body)
+			}
+			failure, reason, _ := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
+			if failure != "user_incomplete" || !strings.Contains(reason, tc.says) {
+				t.Errorf("trace: %s %q; want user_incomplete saying %q", failure, reason, tc.says)
+			}
+		})
+		t.Run(tc.name+" read live", func(t *testing.T) {
+			fixtureConfig = func(c *oauth.Config) { c.UserSnapshotMaxAge = -1 }
+			defer func() { fixtureConfig = nil }()
+			f := newFixture(t)
+			access := f.accessToken()
+			f.upstreamTokens.userBody.Store(&tc.rewrite)
+			resp, body := f.getUser("Authorization", "Bearer "+access)
+			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, tc.says) {
+				t.Errorf("/api/v4/user: %d, want 502 saying %q: %s", resp.StatusCode, tc.says, body)
+			}
+			failure, reason, _ := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
+			if failure != "user_incomplete" || !strings.Contains(reason, tc.says) {
+				t.Errorf("trace: %s %q; want user_incomplete saying %q", failure, reason, tc.says)
+			}
+		})
+	}
+}
+
+func TestAPersonNoLongerActiveAtGitLabIsRefusedWhenReadLive(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.UserSnapshotMaxAge = -1 }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t, gitlabtest.WithExposeInactiveUsers())
+	access := f.accessToken()
+	f.gl.SetUserState("ada", "deactivated")
+	resp, body := f.getUser("Authorization", "Bearer "+access)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "deactivated") {
+		t.Errorf("/api/v4/user: %d %s; want 403 saying deactivated", resp.StatusCode, body)
+	}
+	if failure, _, _ := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID))); failure != "user_not_active" {
+		t.Errorf("trace failure %s, want user_not_active", failure)
+	}
+}
