@@ -71,6 +71,32 @@ func RedirectURIs(siteURL string) []string {
 	return []string{base + SignupCompletePath, base + LoginCompletePath}
 }
 
+// CheckSiteURL checks a Site URL (ServiceSettings.SiteURL) given to derive Mattermost's redirect
+// URIs, and says what to change: an absolute http or https URL with a host and at most a path, as
+// Mattermost itself requires, not one of its callback URLs.
+func CheckSiteURL(siteURL string) error {
+	u, err := url.Parse(siteURL)
+	switch {
+	case err != nil:
+		return fmt.Errorf("the Site URL %q is not a URL: %v", siteURL, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("the Site URL %q must start with https:// (or http://), as Mattermost's System Console > Web Server > Site URL does", siteURL)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("the Site URL %q has no host", siteURL)
+	case u.User != nil:
+		return fmt.Errorf("the Site URL %q must not contain user information (user@)", siteURL)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(siteURL, "?#"):
+		return fmt.Errorf("the Site URL %q must not have a query or a fragment: give Mattermost's Site URL alone, such as https://mattermost.example.com", siteURL)
+	}
+	for _, p := range []string{SignupCompletePath, LoginCompletePath, OAuthCompletePath} {
+		if strings.HasSuffix(strings.TrimRight(u.Path, "/"), p) {
+			return fmt.Errorf("%q is a callback URL of Mattermost, not its Site URL: give the Site URL alone (%s), and the callback URLs are derived from it", siteURL,
+				strings.TrimSuffix(strings.TrimRight(siteURL, "/"), p))
+		}
+	}
+	return nil
+}
+
 // SettingsError is a problem with one GitLab setting.
 type SettingsError struct {
 	// Setting is the config.json name, e.g. "GitLabSettings.AuthEndpoint".

@@ -228,3 +228,24 @@ mattermost['gitlab_user_api_endpoint'] = "https://sso.example.com/api/v4/user"
 		t.Fatalf("GitLabRB =\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestCheckSiteURLRefusesWhatIsNotASiteURL(t *testing.T) {
+	for _, tt := range []struct{ siteURL, says string }{
+		{"mattermost.example.com", "https://"},
+		{"https://", "no host"},
+		{"https://mm.example.com?x=1", "query"},
+		{"https://mm.example.com/#top", "fragment"},
+		{"https://u:p@mm.example.com", "user information"},
+		{"https://mm.example.com/signup/gitlab/complete", "give the Site URL alone (https://mm.example.com)"},
+		{"https://mm.example.com/chat/login/gitlab/complete/", "(https://mm.example.com/chat)"},
+	} {
+		if err := CheckSiteURL(tt.siteURL); err == nil || !strings.Contains(err.Error(), tt.says) {
+			t.Errorf("CheckSiteURL(%q) = %v; want an error saying %q", tt.siteURL, err, tt.says)
+		}
+	}
+	for _, ok := range []string{"https://mm.example.com", "https://mm.example.com/", "http://127.0.0.1:8065", "https://example.com/chat"} {
+		if err := CheckSiteURL(ok); err != nil {
+			t.Errorf("CheckSiteURL(%q) = %v", ok, err)
+		}
+	}
+}

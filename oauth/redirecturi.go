@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // maxRedirectURI bounds the length of a redirect URI, registered or requested.
@@ -38,11 +39,21 @@ func ValidateRedirectURI(raw string) error {
 		return fmt.Errorf("redirect URI %q must not contain user information (user@)", raw)
 	case u.Opaque != "":
 		return fmt.Errorf("redirect URI %q is not a hierarchical URI", raw)
+	case strings.Contains(u.Hostname(), "*"):
+		return fmt.Errorf("redirect URI %q has a wildcard in its host: the bridge matches redirect URIs exactly, so register each host's URI", raw)
+	case strings.ContainsFunc(u.Hostname(), badHostRune) && net.ParseIP(u.Hostname()) == nil:
+		return fmt.Errorf("redirect URI %q has a character that no host name has in %q", raw, u.Hostname())
 	}
 	if _, err := url.ParseQuery(u.RawQuery); err != nil {
 		return fmt.Errorf("redirect URI %q has a malformed query: %v", raw, err)
 	}
 	return nil
+}
+
+// badHostRune reports whether r cannot be part of a host name (letters of any script, digits,
+// '-', '.' and '_' can).
+func badHostRune(r rune) bool {
+	return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' && r != '.' && r != '_'
 }
 
 // MatchRedirectURI reports whether requested is registered. The rules are Doorkeeper's (GitLab's)

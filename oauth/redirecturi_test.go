@@ -80,13 +80,15 @@ func TestExplainRedirectURINamesThePartThatDiffers(t *testing.T) {
 
 func TestValidateRedirectURIRefusesWhatCouldNeverMatchSafely(t *testing.T) {
 	bad := []string{"", "ftp://a.example/cb", "javascript:alert(1)", "https://a.example/cb#frag", "https://u:p@a.example/cb",
-		"/relative", "https:///nohost", " https://a.example/cb", "https://a.example/c b"}
+		"/relative", "https:///nohost", " https://a.example/cb", "https://a.example/c b", "https://*.example/cb", "https://a*.example/cb",
+		"https://a!b.example/cb"}
 	for _, u := range bad {
 		if err := ValidateRedirectURI(u); err == nil {
 			t.Errorf("ValidateRedirectURI(%q) accepted it", u)
 		}
 	}
-	for _, u := range []string{"https://mm.example.com/signup/gitlab/complete", "http://127.0.0.1:8065/signup/gitlab/complete", "https://a.example/cb?x=1"} {
+	for _, u := range []string{"https://mm.example.com/signup/gitlab/complete", "http://127.0.0.1:8065/signup/gitlab/complete", "https://a.example/cb?x=1",
+		"http://[::1]:8065/cb", "https://chat_1.xn--bcher-kva.example/cb", "https://bücher.example/cb"} {
 		if err := ValidateRedirectURI(u); err != nil {
 			t.Errorf("ValidateRedirectURI(%q) = %v", u, err)
 		}

@@ -78,12 +78,18 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	cmd, rest := args[0], args[1:]
-	st := newSettings("apps "+cmd, "", stderr)
+	summary, known := appsSummaries[cmd]
+	if !known {
+		fmt.Fprint(stderr, appsUsage)
+		return fmt.Errorf("unknown apps command %q", cmd)
+	}
+	st := newSettings("apps "+cmd, summary, stderr)
 	redisURL := addRedisSetting(st)
+	appsFile := addAppsFileSetting(st)
 	publicURL := st.add("public-url", "", "the bridge's public URL, used in the Mattermost settings printed")
 	asJSON := st.fs.Bool("json", false, "print JSON")
 	var spec appFlags
-	userID := st.fs.Int64("user", 0, "revoke-grants: only this person's (a GitLab user id)")
+	var userID *int64
 	needsID := true
 	switch cmd {
 	case "create":
@@ -93,10 +99,8 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 		spec.register(st.fs, false)
 	case "list":
 		needsID = false
-	case "show", "delete", "rotate-secret", "revoke-grants":
-	default:
-		fmt.Fprint(stderr, appsUsage)
-		return fmt.Errorf("unknown apps command %q", cmd)
+	case "revoke-grants":
+		userID = st.fs.Int64("user", 0, "only this person's sign-ins and consents (a GitLab user id)")
 	}
 	id := ""
 	if needsID {
@@ -108,12 +112,36 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 	if err := st.parse(rest); err != nil {
 		return err
 	}
-	if redisURL.value == "" {
-		return redisURL.errorf("is required: applications live in the bridge's Redis (the in-memory store exists only inside a running bridge; `ssobridge dev` registers its own application)")
+	if err := checkStoreChoice(redisURL, appsFile); err != nil {
+		return err
+	}
+	if redisURL.value == "" && appsFile.value == "" {
+		return redisURL.errorf("is required: applications live in the bridge's Redis, or, for a bridge without Redis, in a file (--apps-file, SSOBRIDGE_APPS_FILE) that serve reads at start (`ssobridge dev` registers its own)")
+	}
+	if appsFile.value != "" && cmd == "revoke-grants" {
+		return appsFile.errorf("holds applications, not sign-ins: a bridge without Redis keeps its sign-ins in its own memory; restart it to end them all, or rotate the application's secret")
+	}
+	// Checked before anything is written, so that a mistake costs no secret and leaves no
+	// application with broken settings.
+	if publicURL.value != "" {
+		if _, err := oauth.ParsePublicURL(publicURL.value); err != nil {
+			return publicURL.errorf("%v", err)
+		}
+	}
+	if spec.mattermostURL != "" {
+		if err := mattermost.CheckSiteURL(spec.mattermostURL); err != nil {
+			return fmt.Errorf("--mattermost-url: %w", err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := openStore(ctx, redisURL, slog.New(slog.DiscardHandler))
+	var s store.Store
+	var err error
+	if appsFile.value != "" {
+		s, _, err = loadAppsFile(ctx, appsFile)
+	} else {
+		s, err = openStore(ctx, redisURL, slog.New(slog.DiscardHandler))
+	}
 	if err != nil {
 		return err
 	}
@@ -121,20 +149,39 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 	a := &appsCmd{store: s, out: stdout, json: *asJSON, publicURL: publicURL.value}
 	switch cmd {
 	case "create":
-		return a.create(ctx, spec)
+		err = a.create(ctx, spec)
 	case "list":
 		return a.list(ctx)
 	case "show":
 		return a.show(ctx, id)
 	case "update":
-		return a.update(ctx, id, spec)
+		err = a.update(ctx, id, spec)
 	case "rotate-secret":
-		return a.rotate(ctx, id)
+		err = a.rotate(ctx, id)
 	case "revoke-grants":
 		return a.revokeGrants(ctx, id, *userID)
 	default:
-		return a.delete(ctx, id)
+		err = a.delete(ctx, id)
 	}
+	if err != nil || appsFile.value == "" {
+		return err
+	}
+	if err := saveAppsFile(ctx, s, appsFile); err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, appsFileNote(appsFile.value))
+	return nil
+}
+
+// appsSummaries are the apps commands, and what each says of itself in its --help.
+var appsSummaries = map[string]string{
+	"create":        "Registers an application (an OAuth client such as Mattermost) and prints its ID, its secret (this once: only its hash is kept) and the Mattermost settings that point at the bridge.",
+	"list":          "Lists the registered applications.",
+	"show":          "Shows one application: its redirect URIs, scopes, flags and who may sign in; never its secret.",
+	"update":        "Changes what is named of an application: name, redirect URIs, scopes, trusted, confidential, PKCE, who may sign in. What is not named is kept.",
+	"rotate-secret": "Gives an application a new secret and prints it; the old one stops working at once (update Mattermost's GitLab Secret).",
+	"revoke-grants": "Revokes every sign-in, token and consent of an application, or of one person with --user: GitLab's \"revoke\" of an authorized application.",
+	"delete":        "Removes an application, with its sign-ins, tokens and consents.",
 }
 
 type appFlags struct {

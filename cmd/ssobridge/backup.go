@@ -108,11 +108,10 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(doc, "", "  ")
+	b, err := marshalExport(doc)
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
 	if *file == "" {
 		_, err = stdout.Write(b)
 		return err
@@ -123,6 +122,12 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "Exported %d application(s), %d consent(s) and %s to %s.\n",
 		len(doc.Applications), len(doc.Consents), keySetWord(doc.OIDCKeySetSealed != ""), *file)
 	return nil
+}
+
+// marshalExport is the document as the export writes it: indented, ending in a new line.
+func marshalExport(doc *exportDoc) ([]byte, error) {
+	b, err := json.MarshalIndent(doc, "", "  ")
+	return append(b, '\n'), err
 }
 
 func keySetWord(present bool) string {

@@ -35,6 +35,7 @@ type serveConfig struct {
 	publicURL   string
 	upstream    gitlabapi.Config
 	redisURL    *setting
+	appsFile    *setting
 	keys        *keySettings
 	accessTTL   time.Duration
 	refreshTTL  time.Duration
@@ -71,6 +72,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	scopes := st.add("gitlab-scopes", "read_user", "scopes the bridge asks of GitLab, space-separated")
 	gitlabCA := st.add("gitlab-ca-file", "", "PEM file of certificate authorities trusted, beside the system's, for the bridge's calls to GitLab (a GitLab whose certificate a private CA signed). Those calls also follow HTTPS_PROXY, HTTP_PROXY and NO_PROXY")
 	redisURL := addRedisSetting(st)
+	appsFile := addAppsFileSetting(st)
 	keys := addKeySettings(st)
 	accessTTL := st.add("access-token-ttl", "2h", "lifetime of the access tokens the bridge issues")
 	refreshTTL := st.add("refresh-token-ttl", "720h", "how long a sign-in lasts unused: the lifetime of a refresh token, renewed by each refresh")
@@ -88,7 +90,10 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 			}
 		}
 		cfg := &serveConfig{listen: listen.value, adminListen: adminListen.value, adminToken: adminToken.value,
-			redisURL: redisURL, keys: keys, logFormat: logFormat.value}
+			redisURL: redisURL, appsFile: appsFile, keys: keys, logFormat: logFormat.value}
+		if err := checkStoreChoice(redisURL, appsFile); err != nil {
+			return nil, err
+		}
 		if adminListen.value != "" {
 			if _, port, err := net.SplitHostPort(adminListen.value); err != nil || port == "" {
 				return nil, adminListen.errorf("%q is not host:port (for example 127.0.0.1:9090), or empty for none", adminListen.value)
@@ -314,9 +319,24 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	s, err := openStore(ctx, cfg.redisURL, log)
-	if err != nil {
-		return err
+	var s store.Store
+	var err error
+	switch {
+	case cfg.appsFile.value != "":
+		var n int
+		if s, n, err = loadAppsFile(ctx, cfg.appsFile); err != nil {
+			return err
+		}
+		log.Warn("no Redis configured: using the in-memory store, with the applications of the apps file; it serves a single instance and forgets sign-ins and tokens on restart",
+			"apps_file", cfg.appsFile.value, "applications", n)
+	default:
+		if s, err = openStore(ctx, cfg.redisURL, log); err != nil {
+			return err
+		}
+		if cfg.redisURL.value == "" {
+			log.Warn("the in-memory store has no application, so nobody can sign in: register them in a file (ssobridge apps create --apps-file FILE) and give it as SSOBRIDGE_APPS_FILE, or use Redis",
+				"setting", cfg.appsFile.env())
+		}
 	}
 	defer s.Close()
 	if rs, ok := s.(*redisstore.Store); ok {
