@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -143,8 +144,13 @@ func TestMattermostSignInOfABlockedAccountFails(t *testing.T) {
 	s.gl.SignIn("mallory")
 	// Blocked after signing in at GitLab, before the browser comes back to the bridge: GitLab
 	// then refuses the user request, and the bridge must not hand Mattermost a code.
-	s.mm.Browser = nil
-	s.gl.SetUserState("mallory", gitlabapi.StateBlocked)
+	jar, _ := cookiejar.New(nil)
+	s.mm.Browser = &http.Client{Jar: jar, Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Path == oauth.CallbackPath {
+			s.gl.SetUserState("mallory", gitlabapi.StateBlocked)
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	res, err := s.mm.Login(ctx)
@@ -153,6 +159,11 @@ func TestMattermostSignInOfABlockedAccountFails(t *testing.T) {
 	}
 	if res != nil && res.RedirectedTo != "" {
 		t.Errorf("the bridge sent the browser back to Mattermost: %s", res.RedirectedTo)
+	}
+	// The refusal is the bridge's, at its callback, not the emulator's at its sign-in.
+	be, ok := errors.AsType[*mattermost.BrowserError](err)
+	if !ok || be.URL != s.bridge.URL+oauth.CallbackPath || be.Status != http.StatusForbidden {
+		t.Errorf("the sign-in stopped with %v; want the bridge's callback answering 403", err)
 	}
 }
 
