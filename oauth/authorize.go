@@ -165,22 +165,36 @@ func (s *Server) authorize(c echo.Context) error {
 	return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
 }
 
-// browserCookie names the cookie that ties a sign-in to the browser that started it: the
+// BrowserCookie names the cookie that ties a sign-in to the browser that started it: the
 // callback must come back with it (see store.Authorization.Browser). One value serves every
-// sign-in of a browser, so that two started in two tabs both complete.
-const browserCookie = "ssobridge_browser"
+// sign-in of a browser, so that two started in two tabs both complete. Behind https it is
+// SecureBrowserCookie: the __Host- prefix makes browsers refuse it from any other origin, so that
+// a site on a sibling domain cannot plant a value it knows (and sign the person in as itself).
+const (
+	BrowserCookie       = "ssobridge_browser"
+	SecureBrowserCookie = "__Host-" + BrowserCookie
+)
+
+// browserCookieName is the browser cookie's name at this bridge.
+func (s *Server) browserCookieName() string {
+	if s.public.Scheme == "https" {
+		return SecureBrowserCookie
+	}
+	return BrowserCookie
+}
 
 // browserCookie returns the browser's cookie value, giving it one (renewed for the
 // authorization's lifetime) when it has none or an odd one.
 func (s *Server) browserCookie(c echo.Context) string {
 	value := ""
-	if ck, err := c.Cookie(browserCookie); err == nil && len(ck.Value) == 43 {
+	if ck, err := c.Cookie(s.browserCookieName()); err == nil && len(ck.Value) == 43 {
 		value = ck.Value
 	} else {
 		value = randomToken()
 	}
-	// Its path covers /oauth/authorize too, where a second sign-in must find it and keep it.
-	c.SetCookie(&http.Cookie{Name: browserCookie, Value: value, Path: "/oauth", HttpOnly: true,
+	// Path / (as __Host- requires) covers /oauth/authorize too, where a second sign-in must
+	// find it and keep it.
+	c.SetCookie(&http.Cookie{Name: s.browserCookieName(), Value: value, Path: "/", HttpOnly: true,
 		Secure: s.public.Scheme == "https", SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.AuthorizationTTL.Seconds())})
 	return value
 }

@@ -52,7 +52,7 @@ func (s *Server) callback(c echo.Context) error {
 	}
 	s.useTrace(c, pending.TraceID)
 	traceMeta(c, store.TraceMeta{ClientID: pending.ClientID})
-	if !fromSameBrowser(c, pending.Browser) {
+	if !s.fromSameBrowser(c, pending.Browser) {
 		// The parked request is spent: a link made by someone else works once at most, here.
 		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in started in another browser", Failure: "state_not_from_this_browser",
 			Message: "This return from GitLab belongs to a sign-in that was not started in this browser (the bridge's cookie is missing or different), so the bridge does not complete it: someone may have sent you a link to sign you in as them.",
@@ -177,11 +177,11 @@ func strictQuery(c echo.Context) (url.Values, error) {
 
 // fromSameBrowser reports whether the request carries the cookie whose TokenKey is want (see
 // store.Authorization.Browser); a request parked without one passes.
-func fromSameBrowser(c echo.Context, want string) bool {
+func (s *Server) fromSameBrowser(c echo.Context, want string) bool {
 	if want == "" {
 		return true
 	}
-	ck, err := c.Cookie(browserCookie)
+	ck, err := c.Cookie(s.browserCookieName())
 	if err != nil {
 		return false
 	}

@@ -158,8 +158,8 @@ func TestAuthorizeGivesTheBrowserACookieForItsSignIns(t *testing.T) {
 	if found == nil {
 		t.Fatalf("no browser cookie: %v", resp.Header.Values("Set-Cookie"))
 	}
-	if found.Path != "/oauth" || !found.HttpOnly || found.SameSite != http.SameSiteLaxMode || found.MaxAge <= 0 || len(found.Value) < 43 {
-		t.Errorf("cookie %+v: want HttpOnly, SameSite=Lax, path /oauth (authorize and callback), a lifetime and 256 random bits", found)
+	if found.Path != "/" || !found.HttpOnly || found.SameSite != http.SameSiteLaxMode || found.MaxAge <= 0 || len(found.Value) < 43 {
+		t.Errorf("cookie %+v: want HttpOnly, SameSite=Lax, path / (authorize and callback), a lifetime and 256 random bits", found)
 	}
 	// The same browser keeps its value across sign-ins.
 	again := f.authorize(f.authorizeQuery("s2"))

@@ -46,7 +46,7 @@ func (s *Server) needsConsent(c echo.Context, app *store.Application, sess *stor
 // askConsent parks the request and shows the consent page.
 func (s *Server) askConsent(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session) error {
 	// The form carries the key of the parked request; the answer must also come with the
-	// browser's cookie (see browserCookie), which a page on another site can make the browser
+	// browser's cookie (see BrowserCookie), which a page on another site can make the browser
 	// post without (SameSite=Lax) and cannot know. One cookie serves every sign-in of a browser,
 	// so that consent pages open in two tabs can both be answered.
 	key := randomToken()
@@ -98,7 +98,7 @@ func (s *Server) consent(c echo.Context) error {
 	}
 	s.useTrace(c, pending.TraceID)
 	traceMeta(c, store.TraceMeta{ClientID: pending.ClientID})
-	if pending.Browser == "" || !fromSameBrowser(c, pending.Browser) {
+	if pending.Browser == "" || !s.fromSameBrowser(c, pending.Browser) {
 		// The request is spent: whoever made this browser post it gains nothing by retrying.
 		_ = s.store.DeleteSession(ctx, pending.SessionID)
 		return &PageError{Status: http.StatusForbidden, Title: "Consent not accepted", Failure: "consent_not_from_this_browser",
