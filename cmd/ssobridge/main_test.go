@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -373,5 +375,15 @@ func TestAppsSignInRulesRoundTrip(t *testing.T) {
 
 	if code, _, stderr := runCmd(t, "apps", "update", created.ID, "--allow-group", "eng//platform"); code != 1 || !strings.Contains(stderr, "allowed groups") {
 		t.Errorf("a malformed group: %d %s", code, stderr)
+	}
+}
+
+func TestMisspeltVariablesAreFoundWithTheSettingMeant(t *testing.T) {
+	st, _ := serveSettings(io.Discard)
+	got := st.misspelt([]string{"SSOBRIDGE_REDISURL=redis://r:6379/0", "SSOBRIDGE_PUBLIC_ULR=https://x", "SSOBRIDGE_GITLAB_URL=https://g",
+		"SSOBRIDGE_E2E_BRIDGE_URL=http://b", "HOME=/root", "SSOBRIDGE_EMULATOR_USERS=1:a:A:a@x"})
+	want := [][2]string{{"SSOBRIDGE_REDISURL", "SSOBRIDGE_REDIS_URL"}, {"SSOBRIDGE_PUBLIC_ULR", "SSOBRIDGE_PUBLIC_URL"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("misspelt = %v, want %v (a setting's own name, another program's and other variables left alone)", got, want)
 	}
 }

@@ -310,6 +310,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.logFormat, cfg.logLevel)
+	for _, m := range st.misspelt(os.Environ()) {
+		log.Warn(fmt.Sprintf("%s is set, but ssobridge serve reads no such variable: did you mean %s? Until it is renamed, that setting keeps its default", m[0], m[1]),
+			"variable", m[0], "setting", m[1])
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return serveBridge(ctx, cfg, log)

@@ -124,3 +124,53 @@ func (s *setting) durationOrZero() (time.Duration, error) {
 
 // errUsage is returned after the usage has been printed for a bad command line.
 var errUsage = errors.New("usage")
+
+// misspelt returns, for each SSOBRIDGE_* variable of the environment that this command does not
+// read but that is within two edits of one it does (SSOBRIDGE_REDISURL, SSOBRIDGE_REDIS_ULR),
+// the pair: it is most likely a typo that leaves a setting at its default, such as a bridge
+// started in memory instead of on Redis. Variables far from every name are left alone: they
+// may be another command's.
+func (st *settings) misspelt(environ []string) [][2]string {
+	var out [][2]string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "SSOBRIDGE_") {
+			continue
+		}
+		best, bestDist := "", 3
+		for _, s := range st.list {
+			if s.env() == name {
+				best = ""
+				break
+			}
+			if d := editDistance(name, s.env()); d < bestDist {
+				best, bestDist = s.env(), d
+			}
+		}
+		if best != "" {
+			out = append(out, [2]string{name, best})
+		}
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
