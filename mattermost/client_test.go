@@ -272,6 +272,10 @@ func TestLoginBrowserFailures(t *testing.T) {
 		{"a wrong AuthEndpoint path", nil,
 			func(c *Client, p *fakeProvider) { c.Settings.AuthEndpoint = p.srv.URL + "/authorize" },
 			ErrStoppedAtPage, []string{"404 Not Found", "/oauth/authorize"}},
+		{"a person refused at GitLab is told so, not sent to check client_id", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte("<html><head><title>Sign in refused · GitLab</title></head></html>"))
+		}, nil, ErrStoppedAtPage, []string{"403 Forbidden", "The person was refused", "apps show"}},
 		{"a redirect loop", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, r.URL.String(), http.StatusFound)
 		}, nil, ErrTooManyRedirects, []string{"loop"}},

@@ -60,6 +60,9 @@ var (
 // service is what Mattermost calls the service in its messages (strings.Title("gitlab")).
 const service = "Gitlab"
 
+// bridgeCallbackPath is where GitLab sends the browser back to the bridge.
+const bridgeCallbackPath = "/oauth/callback"
+
 // BrowserError is a failure while the browser follows the provider's redirects, before it is
 // sent back to Mattermost.
 type BrowserError struct {
@@ -113,8 +116,14 @@ func (e *BrowserError) Fix() string {
 		return "Nothing answers authorize requests there: GitLabSettings.AuthEndpoint should be the bridge's URL followed by " + AuthorizePath + "."
 	case e.Status >= 500:
 		return "The provider failed: check the bridge's log and health, and the proxy in front of it."
-	case e.Status >= 400:
+	case e.Status >= 400 && strings.HasSuffix(e.URL, bridgeCallbackPath):
+		return "The bridge refused the sign-in on the person's return from GitLab (the page says why: an account that is not active, not allowed to sign in, or that GitLab returned incomplete); the trace id on that page shows every step in the bridge's /debug/traces."
+	case e.Status == http.StatusForbidden:
+		return "The person was refused (the page says why: an account blocked at GitLab, or not allowed to sign in to this application). Check the account at GitLab, and who may sign in with `ssobridge apps show`."
+	case e.Status >= 400 && strings.HasSuffix(e.URL, AuthorizePath):
 		return "The provider refused Mattermost's authorize request; an unknown client_id and an unregistered redirect_uri end here. Check GitLabSettings.Id against the application registered in the bridge, and that the Site URL followed by " + SignupCompletePath + " is one of its redirect URIs."
+	case e.Status >= 400:
+		return "A page on the way refused the sign-in (its title says why); if it is GitLab's, check the bridge's application at GitLab: its redirect URI must be the bridge's public URL followed by " + bridgeCallbackPath + "."
 	}
 	return "The page wants a person (a sign-in or consent form). Sign in at GitLab in this browser first, mark Mattermost's application as trusted in the bridge to skip consent, or give the client an OnPage handler that fills the form."
 }
