@@ -249,9 +249,13 @@ func (c *Client) classify(call Call, endpoint string, err error) *UpstreamError 
 	case errors.Is(err, context.Canceled):
 		ue.Kind = KindCanceled
 	default:
-		if strings.Contains(err.Error(), "server response missing access_token") {
+		switch {
+		case strings.Contains(err.Error(), "server response missing access_token"):
 			ue.Kind = KindBadResponse
-		} else {
+		case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+			// net/http's words for a tls.RecordHeaderError it met on an https request.
+			ue.Kind = KindTLS
+		default:
 			ue.Kind = KindUnreachable
 		}
 	}

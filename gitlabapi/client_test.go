@@ -69,8 +69,16 @@ func TestUpstreamFailuresAreClassified(t *testing.T) {
 		srv := httptest.NewTLSServer(http.NotFoundHandler())
 		defer srv.Close()
 		_, err := newTestClient(t, srv.URL, nil).Exchange(ctx, "code", "v")
-		if ue := upstreamErr(t, err); ue.Kind != KindTLS {
-			t.Errorf("got %s: %v", ue.Kind, ue)
+		if ue := upstreamErr(t, err); ue.Kind != KindTLS || !strings.Contains(ue.Fix(), "SSOBRIDGE_GITLAB_CA_FILE") {
+			t.Errorf("got %s: %v; fix %q", ue.Kind, ue, ue.Fix())
+		}
+	})
+	t.Run("https to a plain-http port is a TLS failure saying so", func(t *testing.T) {
+		srv := httptest.NewServer(http.NotFoundHandler())
+		defer srv.Close()
+		_, err := newTestClient(t, strings.Replace(srv.URL, "http://", "https://", 1), nil).Exchange(ctx, "code", "v")
+		if ue := upstreamErr(t, err); ue.Kind != KindTLS || !strings.Contains(ue.Fix(), "serves plain http") {
+			t.Errorf("got %s: %v; fix %q", ue.Kind, ue, ue.Fix())
 		}
 	})
 	t.Run("GitLab refusing the bridge's client is rejected with its code", func(t *testing.T) {

@@ -1,6 +1,8 @@
 package gitlabapi
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -78,7 +80,10 @@ func (e *UpstreamError) Fix() string {
 	case KindTimeout:
 		return "GitLab did not answer in time: check its health and the network between the bridge and GitLab."
 	case KindTLS:
-		return "The bridge does not trust GitLab's certificate: check SSOBRIDGE_GITLAB_URL's host name matches the certificate, and that its CA is trusted by the bridge's host."
+		if _, ok := errors.AsType[tls.RecordHeaderError](e.Err); ok || (e.Err != nil && strings.Contains(e.Err.Error(), "server gave HTTP response to HTTPS client")) {
+			return "GitLab's address does not speak TLS: SSOBRIDGE_GITLAB_URL says https:// where GitLab (or that port) serves plain http; fix the scheme or the port."
+		}
+		return "The bridge does not trust GitLab's certificate: check that SSOBRIDGE_GITLAB_URL's host name is one the certificate names, and that its CA is trusted, by the bridge's host or in SSOBRIDGE_GITLAB_CA_FILE (a PEM bundle, for a private CA)."
 	case KindCanceled:
 		return "The request was abandoned before GitLab answered (the browser went away); the user can sign in again."
 	case KindBadResponse:

@@ -103,7 +103,8 @@ func (s *Server) authorize(c echo.Context) error {
 		return &PageError{Status: http.StatusBadRequest, Title: "Redirect URI not registered", Failure: "redirect_uri_not_registered",
 			Message: fmt.Sprintf("The redirect_uri %q is not registered for the application %s: %s.",
 				truncate(req.RedirectURI, 300), app.Name, explainRedirectURI(app.RedirectURIs, req.RedirectURI)),
-			Fix: redirectFix(app)}
+			TraceDetail: "Registered: " + strings.Join(app.RedirectURIs, ", ") + ".",
+			Fix:         redirectFix(app)}
 	}
 	// From here on the redirect URI is the client's own: errors go back to it.
 	fail := func(code, format string, args ...any) *RedirectError {

@@ -173,3 +173,22 @@ func TestAMalformedQueryIsRefusedNotDropped(t *testing.T) {
 		}
 	}
 }
+
+// The trace tells the administrator which URIs are registered; the public page does not tell
+// whoever knows a client_id.
+func TestUnregisteredRedirectURIsTraceListsTheRegisteredOnesAndThePageDoesNot(t *testing.T) {
+	f := newFixture(t)
+	q := f.authorizeQuery("s")
+	q.Set("redirect_uri", "http://chat.example.com:8065/signup/gitlab/complete")
+	resp := f.authorize(q)
+	page := readBody(t, resp)
+	_, reason, _ := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
+	for _, want := range []string{"scheme:", "host:", "port:", "Registered: " + mmRedirect + ", https://mm.example.com/login/gitlab/complete."} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("trace reason %q lacks %q", reason, want)
+		}
+	}
+	if strings.Contains(page, "Registered:") || strings.Contains(page, "mm.example.com/login") {
+		t.Errorf("the public page lists the registered redirect URIs:\n%s", page)
+	}
+}

@@ -67,7 +67,10 @@ type PageError struct {
 	Fix     string
 	// Failure names the failure in the sign-in's trace.
 	Failure string
-	Cause   error
+	// TraceDetail follows Message in the trace only: what the administrator needs and the
+	// public page should not show (an application's registered redirect URIs).
+	TraceDetail string
+	Cause       error
 }
 
 func (e *PageError) Error() string { return e.Title + ": " + e.Message }

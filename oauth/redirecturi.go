@@ -71,63 +71,65 @@ func matchAny(registered []string, requested string) bool {
 	return slices.ContainsFunc(registered, func(r string) bool { return MatchRedirectURI(r, requested) })
 }
 
-// explainRedirectURI says why requested matches none of registered, naming the part that differs
-// from the closest registered URI, so that an administrator can see the fix.
+// explainRedirectURI says why requested matches none of registered: every part (scheme, host,
+// port, path, query) in which it differs from the closest registered URI, the one with the fewest
+// differing parts, so that an administrator sees the whole fix at once (an http Site URL on
+// another port differs in two).
 func explainRedirectURI(registered []string, requested string) string {
-	best, bestScore := "", -1
+	var best []string
 	for _, r := range registered {
-		d := redirectURIDifference(r, requested)
-		score := 0
-		switch {
-		case strings.HasPrefix(d, "path"), strings.HasPrefix(d, "query"):
-			score = 3
-		case strings.HasPrefix(d, "port"), strings.HasPrefix(d, "scheme"):
-			score = 2
-		case strings.HasPrefix(d, "host"):
-			score = 1
-		}
-		if score > bestScore {
-			best, bestScore = d, score
+		if d := redirectURIDifferences(r, requested); best == nil || len(d) < len(best) {
+			best = d
 		}
 	}
-	return best
+	return strings.Join(best, "; ")
 }
 
-// redirectURIDifference returns "" when requested matches registered, or which part differs.
+// redirectURIDifference returns "" when requested matches registered, or which parts differ.
 func redirectURIDifference(registered, requested string) string {
+	return strings.Join(redirectURIDifferences(registered, requested), "; ")
+}
+
+// redirectURIDifferences returns nothing when requested matches registered, or each part that
+// differs; a requested URI that could never match is one difference, saying why.
+func redirectURIDifferences(registered, requested string) []string {
 	if len(requested) > maxRedirectURI {
-		return "it is longer than 2048 bytes"
+		return []string{"it is longer than 2048 bytes"}
 	}
 	if strings.ContainsAny(requested, "#\\ \t\r\n") {
-		return "it contains a fragment, a backslash or white space"
+		return []string{"it contains a fragment, a backslash or white space"}
 	}
 	req, err := url.Parse(requested)
 	if err != nil || req.Opaque != "" || req.Host == "" {
-		return "it is not an absolute http(s) URI"
+		return []string{"it is not an absolute http(s) URI"}
 	}
 	reg, err := url.Parse(registered)
 	if err != nil {
-		return "the registered URI is not a URI"
+		return []string{"the registered URI is not a URI"}
 	}
 	if req.User != nil {
-		return "it contains user information (user@host)"
+		return []string{"it contains user information (user@host)"}
 	}
-	if !strings.EqualFold(req.Scheme, reg.Scheme) {
-		return fmt.Sprintf("scheme: it uses %q where the registered URI uses %q", req.Scheme, reg.Scheme)
+	var diff []string
+	schemeDiffers := !strings.EqualFold(req.Scheme, reg.Scheme)
+	if schemeDiffers {
+		diff = append(diff, fmt.Sprintf("scheme: it uses %q where the registered URI uses %q", req.Scheme, reg.Scheme))
 	}
 	if !strings.EqualFold(req.Hostname(), reg.Hostname()) {
-		return fmt.Sprintf("host: it names host %q where the registered URI names %q", req.Hostname(), reg.Hostname())
+		diff = append(diff, fmt.Sprintf("host: it names host %q where the registered URI names %q", req.Hostname(), reg.Hostname()))
 	}
-	if !isLoopbackIP(reg.Hostname()) && effectivePort(req) != effectivePort(reg) {
-		return fmt.Sprintf("port: it uses port %s where the registered URI uses %s", effectivePort(req), effectivePort(reg))
+	// Two schemes' default ports differ by themselves: that is said by the scheme already.
+	defaultPorts := schemeDiffers && req.Port() == "" && reg.Port() == ""
+	if !isLoopbackIP(reg.Hostname()) && !defaultPorts && effectivePort(req) != effectivePort(reg) {
+		diff = append(diff, fmt.Sprintf("port: it uses port %s where the registered URI uses %s", effectivePort(req), effectivePort(reg)))
 	}
 	if p, rp := pathOf(req), pathOf(reg); p != rp {
-		return fmt.Sprintf("path: it has path %q where the registered URI has %q", p, rp)
+		diff = append(diff, fmt.Sprintf("path: it has path %q where the registered URI has %q", p, rp))
 	}
 	if !queryMatches(req.RawQuery, reg.RawQuery) {
-		return fmt.Sprintf("query: it has query %q where the registered URI has %q", req.RawQuery, reg.RawQuery)
+		diff = append(diff, fmt.Sprintf("query: it has query %q where the registered URI has %q", req.RawQuery, reg.RawQuery))
 	}
-	return ""
+	return diff
 }
 
 // pathOf returns the path as sent, percent-encoding untouched; "" and "/" are one path, as

@@ -72,9 +72,19 @@ func TestExplainRedirectURINamesThePartThatDiffers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := explainRedirectURI(reg, tt.requested)
-		if !strings.HasPrefix(got, tt.want+":") {
-			t.Errorf("explainRedirectURI(%q) = %q, want it to name the %s", tt.requested, got, tt.want)
+		if !strings.HasPrefix(got, tt.want+":") || strings.Contains(got, ";") {
+			t.Errorf("explainRedirectURI(%q) = %q, want it to name the %s alone", tt.requested, got, tt.want)
 		}
+	}
+	// A Site URL wrong in several parts gets them all, from the closest registered URI.
+	got := explainRedirectURI(reg, "http://chat.example.com:8065/login/gitlab/complete")
+	for _, want := range []string{`scheme: it uses "http"`, `host: it names host "chat.example.com"`, "port: it uses port 8065 where the registered URI uses 443"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("explainRedirectURI = %q; want it to say %s", got, want)
+		}
+	}
+	if strings.Contains(got, "path") {
+		t.Errorf("explainRedirectURI = %q; the login URI is registered, so the path does not differ", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -26,10 +27,15 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 	ti, err := s.manager.LoadAccessToken(context.WithValue(ctx, prefetchKey{}, pf), access)
 	if errors.Is(err, oerrors.ErrExpiredAccessToken) {
 		// Kept past its expiry for this: the sign-in's trace learns why the client was refused.
+		detail := "the access token has expired"
 		if old, _ := s.tokens.GetByAccess(ctx, access); old != nil {
 			s.traceOfSession(c, old.GetUserID())
+			expiry := old.GetAccessCreateAt().Add(old.GetAccessExpiresIn())
+			detail = fmt.Sprintf("the access token expired at %s, %s ago (it lived %s)", expiry.UTC().Format(time.RFC3339),
+				time.Since(expiry).Round(time.Second), old.GetAccessExpiresIn())
 		}
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token expired"), Failure: "token_expired",
+		// Detail is for the trace and the log: GitLab's API answers a 401 with its bare message.
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Detail: detail, Cause: errors.New("access token expired"), Failure: "token_expired",
 			Fix: "The client used an access token after it expired (SSOBRIDGE_ACCESS_TOKEN_TTL): it must refresh it or sign the person in again. Mattermost reads the user right after the token exchange, so for Mattermost check that its clock and the bridge's agree."}
 	}
 	if errors.Is(err, oerrors.ErrInvalidAccessToken) || (err == nil && ti == nil) {

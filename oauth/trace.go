@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -300,7 +301,7 @@ func describeFailure(err error) (failure, reason, fix string) {
 	case errors.As(err, &oe):
 		return cmp.Or(oe.Failure, reasonLabel(oe.Code)), oe.Description, oe.Fix
 	case errors.As(err, &pe):
-		return cmp.Or(pe.Failure, reasonLabel(pe.Title)), pe.Message, pe.Fix
+		return cmp.Or(pe.Failure, reasonLabel(pe.Title)), strings.TrimSpace(pe.Message + " " + pe.TraceDetail), pe.Fix
 	case errors.As(err, &re):
 		return cmp.Or(re.Failure, reasonLabel(re.Code)), re.Description, re.Fix
 	case errors.As(err, &ae):

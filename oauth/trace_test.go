@@ -286,9 +286,9 @@ func TestTraceNamesAnExpiredAccessToken(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != 401 || body != `{"message":"401 Unauthorized"}`+"\n" {
 		t.Fatalf("an expired token: %d %s", resp.StatusCode, body)
 	}
-	failure, _, fix := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
-	if failure != "token_expired" || !strings.Contains(fix, "SSOBRIDGE_ACCESS_TOKEN_TTL") {
-		t.Fatalf("failure %q fix %q", failure, fix)
+	failure, reason, fix := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
+	if failure != "token_expired" || !strings.Contains(fix, "SSOBRIDGE_ACCESS_TOKEN_TTL") || !strings.Contains(reason, "(it lived 1s)") {
+		t.Fatalf("failure %q reason %q fix %q; want token_expired saying when and how long it lived", failure, reason, fix)
 	}
 	// Introspection agrees that it is over.
 	resp2, body := f.postClientForm("/oauth/introspect", url.Values{"token": {tok["access_token"].(string)}, "client_id": {f.app.ID}, "client_secret": {f.secret}})
