@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	oerrors "github.com/go-oauth2/oauth2/v4/errors"
@@ -164,11 +165,20 @@ func (s *Server) callback(c echo.Context) error {
 // strictQuery parses the request's query, refusing one with a malformed escape, which Echo's
 // QueryParams would silently drop (a state with %zz in it would vanish, not be refused).
 func strictQuery(c echo.Context) (url.Values, error) {
-	q, err := url.ParseQuery(c.Request().URL.RawQuery)
+	return parseQueryStrictly(c.Request().URL.RawQuery)
+}
+
+// parseQueryStrictly parses a raw query, and says what is wrong with one that does not parse:
+// url.Values from URL.Query() silently leaves out every pair it cannot parse.
+func parseQueryStrictly(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
 	if err != nil {
 		var esc url.EscapeError
 		if errors.As(err, &esc) {
 			return nil, fmt.Errorf("%q is not a valid escape", string(esc))
+		}
+		if strings.Contains(raw, ";") {
+			return nil, errors.New("';' does not separate parameters; use '&', and percent-encode a ';' in a value as %3B")
 		}
 		return nil, errors.New("it cannot be parsed")
 	}

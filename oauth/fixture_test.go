@@ -205,7 +205,17 @@ func (f *fixture) tokenForm(code string) url.Values {
 
 func (f *fixture) postToken(form url.Values, header ...string) (*http.Response, map[string]any) {
 	f.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, f.bridge.URL+"/oauth/token", strings.NewReader(form.Encode()))
+	return f.postForm("/oauth/token", form, header...)
+}
+
+// postForm posts form to path (which may carry a query, sent as written) and decodes the JSON
+// answer.
+func (f *fixture) postForm(path string, form url.Values, header ...string) (*http.Response, map[string]any) {
+	f.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, f.bridge.URL+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	for i := 0; i+1 < len(header); i += 2 {

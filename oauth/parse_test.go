@@ -77,6 +77,21 @@ func TestParseTokenRequest(t *testing.T) {
 			r.URL.RawQuery = "code=c"
 			return r
 		}()},
+		{"a secret after a ';' in the URL query, which URL.Query drops, is refused", ErrInvalidRequest, func() *http.Request {
+			r := tokenRequest("", "")
+			r.URL.RawQuery = "x=1;client_secret=b"
+			return r
+		}()},
+		{"a secret beside a malformed escape in the URL query, which URL.Query drops, is refused", ErrInvalidRequest, func() *http.Request {
+			r := tokenRequest("", "")
+			r.URL.RawQuery = "client_secret=b%zz"
+			return r
+		}()},
+		{"a credential name percent-encoded in the URL query is refused", ErrInvalidRequest, func() *http.Request {
+			r := tokenRequest("", "")
+			r.URL.RawQuery = "client%5Fsecret=b"
+			return r
+		}()},
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +110,8 @@ func FuzzParseTokenRequest(f *testing.F) {
 	f.Add("grant_type=authorization_code&code=x&redirect_uri=https%3A%2F%2Fa", basic("id", "secret"), "")
 	f.Add("a=%zz", "Basic ????", "client_secret=1")
 	f.Add("", "basic Og==", "")
+	f.Add("code=x", "", "x=1;client_secret=s")
+	f.Add("code=x", "", "client_secret=s%zz")
 	f.Fuzz(func(t *testing.T, body, authorization, query string) {
 		r := tokenRequest(body, authorization)
 		r.URL.RawQuery = query
@@ -110,6 +127,15 @@ func FuzzParseTokenRequest(f *testing.F) {
 		}
 		if tr.BasicAuth && tr.ClientID == "" && tr.ClientSecret == "" && authorization == "" {
 			t.Fatal("Basic credentials without an Authorization header")
+		}
+		q, qerr := url.ParseQuery(query)
+		if qerr != nil {
+			t.Fatalf("accepted with a query that does not parse: %q", query)
+		}
+		for _, k := range credentialParams {
+			if q.Has(k) {
+				t.Fatalf("accepted with %s in the query %q", k, query)
+			}
 		}
 	})
 }

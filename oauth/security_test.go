@@ -186,6 +186,24 @@ func TestSecurityRegressions(t *testing.T) {
 				t.Fatalf("got %d", resp.StatusCode)
 			}
 		}},
+		{"a credential hidden after a ';' in the URL's query of the token, revocation and introspection endpoints is refused", func(t *testing.T, f *fixture) {
+			// Go's query parser drops a pair it cannot parse: the check that keeps credentials
+			// out of URLs must not look through the same holes.
+			for path, form := range credentialEndpointForms(f) {
+				resp, body := f.postForm(path+"?x=1;client_secret="+url.QueryEscape(f.secret), form)
+				if resp.StatusCode != 400 || body["error"] != "invalid_request" || !strings.Contains(body["error_description"].(string), "query") {
+					t.Errorf("%s: got %d %v", path, resp.StatusCode, body)
+				}
+			}
+		}},
+		{"a credential beside a malformed escape in the URL's query of the token, revocation and introspection endpoints is refused", func(t *testing.T, f *fixture) {
+			for path, form := range credentialEndpointForms(f) {
+				resp, body := f.postForm(path+"?client_secret="+url.QueryEscape(f.secret)+"%zz", form)
+				if resp.StatusCode != 400 || body["error"] != "invalid_request" || !strings.Contains(body["error_description"].(string), "%zz") {
+					t.Errorf("%s: got %d %v", path, resp.StatusCode, body)
+				}
+			}
+		}},
 		{"client authentication does not tell unknown clients from wrong secrets", func(t *testing.T, f *fixture) {
 			a := f.tokenForm("c")
 			a.Set("client_secret", "gloas-wrong")
@@ -240,6 +258,15 @@ func TestSecurityRegressions(t *testing.T) {
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) { a.attack(t, newFixture(t)) })
 	}
+}
+
+// credentialEndpointForms are requests each of the endpoints that take client credentials would
+// grant, by path.
+func credentialEndpointForms(f *fixture) map[string]url.Values {
+	question := func() url.Values {
+		return url.Values{"client_id": {f.app.ID}, "client_secret": {f.secret}, "token": {f.accessToken()}}
+	}
+	return map[string]url.Values{"/oauth/token": f.tokenForm(f.code()), "/oauth/revoke": question(), "/oauth/introspect": question()}
 }
 
 func basicHeader(id, secret string) string {

@@ -43,8 +43,14 @@ var credentialParams = []string{"client_secret", "code", "code_verifier", "refre
 // ParseTokenRequest reads a token request's body and client credentials. Basic credentials are
 // form-urlencoded before base64 (RFC 6749 §2.3.1), as golang.org/x/oauth2 sends them.
 func ParseTokenRequest(r *http.Request) (*TokenRequest, *Error) {
+	// The query is parsed strictly: a pair that does not parse (after a ';', or with a bad escape)
+	// would slip past the check, and carry a credential into access logs all the same.
+	query, err := parseQueryStrictly(r.URL.RawQuery)
+	if err != nil {
+		return nil, tokenError(ErrInvalidRequest, "the URL's query is not well formed (%s); send every parameter in the form body, and no query", err)
+	}
 	for _, k := range credentialParams {
-		if r.URL.Query().Has(k) {
+		if query.Has(k) {
 			return nil, tokenError(ErrInvalidRequest, "%s was sent in the URL query; send it in the form body, where it is not logged", k)
 		}
 	}
