@@ -77,6 +77,46 @@ func TestSecurityRegressions(t *testing.T) {
 				t.Fatalf("got %d %v", resp.StatusCode, body)
 			}
 		}},
+		{"a code presented by another client with a redirect_uri not registered for it is burned", func(t *testing.T, f *fixture) {
+			// The thief sends the victim's redirect_uri, which the code was issued for: the
+			// request is refused, and the code must not survive it.
+			other, secret := f.register(f.appSpecFor("Evil", "https://evil.example/cb"))
+			code := f.code()
+			v := f.tokenForm(code)
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", secret)
+			if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+			if resp, body := f.postToken(f.tokenForm(code)); resp.StatusCode != 400 {
+				t.Fatalf("the code still works for its client after another presented it: %d %v", resp.StatusCode, body)
+			}
+		}},
+		{"a code presented by another client without redirect_uri is burned", func(t *testing.T, f *fixture) {
+			other, secret := f.register(f.appSpecFor("Evil", "https://evil.example/cb"))
+			code := f.code()
+			v := f.tokenForm(code)
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", secret)
+			v.Del("redirect_uri")
+			if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+			if resp, body := f.postToken(f.tokenForm(code)); resp.StatusCode != 400 {
+				t.Fatalf("the code still works for its client after another presented it: %d %v", resp.StatusCode, body)
+			}
+		}},
+		{"a code presented by another, public client without code_verifier is burned", func(t *testing.T, f *fixture) {
+			pub, _ := f.register(publicSpec())
+			code := f.code()
+			v := url.Values{"grant_type": {"authorization_code"}, "client_id": {pub.ID}, "code": {code}, "redirect_uri": {"http://127.0.0.1/cb"}}
+			if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+			if resp, body := f.postToken(f.tokenForm(code)); resp.StatusCode != 400 {
+				t.Fatalf("the code still works for its client after another presented it: %d %v", resp.StatusCode, body)
+			}
+		}},
 		{"a code redeemed with another redirect_uri fails", func(t *testing.T, f *fixture) {
 			v := f.tokenForm(f.code())
 			v.Set("redirect_uri", "https://mm.example.com/login/gitlab/complete")

@@ -310,9 +310,8 @@ func validateURI(registered, requested string) error {
 }
 
 // redeemingStore is the store as the manager sees it. During a redemption (see
-// withRedemptionRecord) it records the code record that GetByCode consumed, so that when the
-// manager refuses a code the handler can say why, and it reads the session of the tokens it
-// stores in the same exchange with the store as it writes them.
+// withRedemptionRecord) it hands the manager the code record the handler took, and it reads the
+// session of the tokens it stores in the same exchange with the store as it writes them.
 type redeemingStore struct {
 	store.Store
 	codeTTL time.Duration
@@ -386,23 +385,32 @@ type newSessionWrite struct {
 	ttl     time.Duration
 }
 
-// redemption is what a redemption learnt from the store: the code's record, and the session of
-// the tokens issued for it.
+// redemption is what a redemption learnt from the store: the code's record, taken by the
+// handler, and the session of the tokens issued for it.
 type redemption struct {
 	info    oauth2.TokenInfo
 	session *store.Session
 }
 
-// GetByCode takes the code and marks it used in one step (see store.Store.TakeCode), so that a
+// takeCode takes the code and marks it used in one step (see store.Store.TakeCode), so that a
 // replay is recognised from the moment the code is redeemed; the mark is kept as long as the code
 // could have been presented.
+func (r redeemingStore) takeCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
+	return r.Store.TakeCode(ctx, code, 2*r.codeTTL)
+}
+
+// GetByCode gives the manager the code record the handler took and checked (see redeemCode),
+// which the manager checks again. Called outside a redemption, it takes the code itself.
 func (r redeemingStore) GetByCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
-	ti, err := r.Store.TakeCode(ctx, code, 2*r.codeTTL)
-	if rd, ok := ctx.Value(redemptionKey{}).(*redemption); ok {
-		rd.info = ti
+	if rd, ok := ctx.Value(redemptionKey{}).(*redemption); ok && rd.info != nil {
+		if rd.info.GetCode() != code {
+			return nil, nil
+		}
+		return rd.info, nil
 	}
+	ti, err := r.takeCode(ctx, code)
 	if ti != nil && time.Now().After(ti.GetCodeCreateAt().Add(r.codeTTL)) {
-		// Spent and expired: the manager refuses it as unknown, the handler names it expired.
+		// Spent and expired: the manager refuses it as unknown.
 		return nil, nil
 	}
 	return ti, err

@@ -154,32 +154,58 @@ func (s *Server) token(c echo.Context) error {
 	return tokenError(ErrUnsupportedGrantType, "grant_type %q is not supported; use authorization_code or refresh_token", truncate(tr.GrantType, 40))
 }
 
-// redeemCode is the authorization_code grant. go-oauth2's manager redeems the code (through the
-// store's atomic GetByCode) and issues the pair; a code presented again revokes every token
-// issued from it (RFC 6749 §4.1.2).
+// redeemCode is the authorization_code grant. The bridge takes the code itself (through the
+// store's atomic TakeCode) and checks it in GitLab's order: the code, whose client it is, its
+// redirect_uri, PKCE; then go-oauth2's manager issues the pair from the record taken. A code
+// refused once taken is burned, and a code presented again revokes every token issued from it
+// (RFC 6749 §4.1.2).
 func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
-	switch {
-	case tr.RedirectURI == "":
-		return tokenError(ErrInvalidRequest, "redirect_uri is missing; send the redirect_uri of the authorization request")
-	case tr.Code == "":
+	if tr.Code == "" {
+		if tr.RedirectURI == "" {
+			return missingRedirectURI()
+		}
 		return tokenError(ErrInvalidRequest, "code is missing; send the code the authorization returned to redirect_uri")
 	}
 	s.beginStep(c, "", "token", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=authorization_code, code, client credentials)")
+	ctx := c.Request().Context()
 	app, terr := s.authenticateClient(c, tr)
 	if terr != nil {
 		// The code is left to be redeemed; it leads to the trace the failure belongs in.
-		if peek, err := s.store.PeekCode(c.Request().Context(), tr.Code); err == nil && peek != nil {
+		if peek, err := s.store.PeekCode(ctx, tr.Code); err == nil && peek != nil {
 			s.traceOfSession(c, peek.GetUserID())
+		}
+		if tr.RedirectURI == "" {
+			return missingRedirectURI() // GitLab checks that redirect_uri is present before the client
 		}
 		return terr
 	}
-	if !app.Confidential && tr.CodeVerifier == "" {
-		return tokenError(ErrInvalidRequest, "the application %s is public and must prove itself with PKCE: send code_verifier", app.Name)
+	if tr.RedirectURI == "" {
+		// GitLab refuses this before it looks the code up, which leaves a client's own code to be
+		// redeemed once it sends redirect_uri. A code of another client, though, is burned
+		// whatever else is wrong with the request: it is taken below, and refused as such.
+		peek, err := s.store.PeekCode(ctx, tr.Code)
+		if err != nil {
+			return storeFailure("peek code", err)
+		}
+		if peek == nil || peek.GetClientID() == app.ID {
+			if peek != nil {
+				s.traceOfSession(c, peek.GetUserID())
+			}
+			return missingRedirectURI()
+		}
 	}
-	ctx := c.Request().Context()
 	rd := &redemption{}
-	mctx := withRedemptionRecord(withApp(ctx, app), rd)
-	ti, err := s.manager.GenerateAccessToken(mctx, oauth2.AuthorizationCode, &oauth2.TokenGenerateRequest{
+	var err error
+	if rd.info, err = s.tokens.takeCode(ctx, tr.Code); err != nil {
+		return storeFailure("take code", err)
+	}
+	if rd.info == nil {
+		return s.replayedCode(c, tr.Code)
+	}
+	if e := checkCode(rd.info, app, tr); e != nil {
+		return s.burnCode(c, rd.info, e)
+	}
+	ti, err := s.manager.GenerateAccessToken(withRedemptionRecord(withApp(ctx, app), rd), oauth2.AuthorizationCode, &oauth2.TokenGenerateRequest{
 		ClientID:     app.ID,
 		ClientSecret: tr.ClientSecret,
 		RedirectURI:  tr.RedirectURI,
@@ -188,23 +214,7 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 		Request:      c.Request(),
 	})
 	if err != nil {
-		if rd.info == nil && errors.Is(err, oerrors.ErrInvalidAuthorizeCode) {
-			return s.replayedCode(c, tr.Code)
-		}
-		if errors.Is(err, store.ErrNotFound) {
-			// The session went (revoked) between the callback and this request: the tokens just
-			// stored belong to no one and are dead.
-			return named(tokenError(ErrInvalidGrant, "the sign-in this code belongs to was revoked; sign in again"), "session_revoked",
-				"An administrator revoked the application's grants, or the code was replayed, while this sign-in was under way.")
-		}
-		if rd.info != nil {
-			s.traceOfSession(c, rd.info.GetUserID())
-			// The code is spent; its session will never have tokens.
-			if err := s.store.DeleteSession(ctx, rd.info.GetUserID()); err != nil && !errors.Is(err, store.ErrNotFound) {
-				s.logger(ctx).Warn("deleting the session of a refused code failed", "cause", err.Error())
-			}
-		}
-		return explainRedemption(err, rd, tr)
+		return s.burnCode(c, rd.info, explainRedemption(err))
 	}
 	sess := rd.session
 	s.useTrace(c, sess.TraceID)
@@ -213,6 +223,51 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	s.metrics.loginsCompleted.WithLabelValues(app.ID).Inc()
 	s.logger(ctx).Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)
 	return s.writeToken(c, ti, sess, true)
+}
+
+// missingRedirectURI is the answer to a code redemption without redirect_uri, which GitLab gives
+// before any other.
+func missingRedirectURI() *Error {
+	return named(tokenError(ErrInvalidRequest, "redirect_uri is missing; send the redirect_uri of the authorization request"), "redirect_uri_missing",
+		"The client's token request has no redirect_uri: it must send the one of its authorize request (Mattermost always does; check that nothing between it and the bridge rewrites the request's body).")
+}
+
+// checkCode checks a code the request has taken, in GitLab's order after the code is found: not
+// expired, this client's, the authorization's redirect_uri, then PKCE. The verifier itself is
+// compared by the manager.
+func checkCode(ti oauth2.TokenInfo, app *store.Application, tr *TokenRequest) *Error {
+	switch {
+	case time.Now().After(ti.GetCodeCreateAt().Add(ti.GetCodeExpiresIn() - codeGrace)):
+		return named(tokenError(ErrInvalidGrant, "the code has expired (codes expire after %s); sign in again", ti.GetCodeExpiresIn()-codeGrace), "code_expired",
+			"The client redeemed the code too late: check that Mattermost reaches the bridge's token endpoint quickly and that the clocks agree.")
+	case ti.GetClientID() != app.ID:
+		return named(tokenError(ErrInvalidGrant, "the code was issued to another client; it is now revoked"), "code_other_client",
+			"Another client presented this sign-in's code: two applications share redirect URIs, or the code leaked.")
+	case tr.RedirectURI == "":
+		return missingRedirectURI()
+	case ti.GetRedirectURI() != "" && ti.GetRedirectURI() != tr.RedirectURI:
+		return named(tokenError(ErrInvalidGrant, "redirect_uri does not match the one of the authorization request; send the same redirect_uri (Mattermost's Site URL + /signup/gitlab/complete)"),
+			"redirect_uri_mismatch", "The client's token request names another redirect_uri than its authorize request: Mattermost's Site URL changed during the sign-in, or two Mattermost servers share the application.")
+	case tr.CodeVerifier == "" && (ti.GetCodeChallenge() != "" || !app.Confidential):
+		if ti.GetCodeChallenge() == "" {
+			return named(tokenError(ErrInvalidRequest, "the application %s is public and must prove itself with PKCE: send code_verifier", app.Name), "pkce_verifier_missing", "")
+		}
+		return named(tokenError(ErrInvalidRequest, "code_verifier is missing; the authorization request had a code_challenge"), "pkce_verifier_missing", "")
+	case tr.CodeVerifier != "" && ti.GetCodeChallenge() == "":
+		return named(tokenError(ErrInvalidGrant, "code_verifier was sent but the authorization request had no code_challenge"), "pkce_unexpected_verifier", "")
+	}
+	return nil
+}
+
+// burnCode answers a redemption refused after its code was taken. The code is spent, and its
+// session, which will never have tokens, is deleted; the failure goes to the code's sign-in trace.
+func (s *Server) burnCode(c echo.Context, ti oauth2.TokenInfo, refusal error) error {
+	ctx := c.Request().Context()
+	s.traceOfSession(c, ti.GetUserID())
+	if err := s.store.DeleteSession(ctx, ti.GetUserID()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.logger(ctx).Warn("deleting the session of a refused code failed", "cause", err.Error())
+	}
+	return refusal
 }
 
 // replayedCode answers a code that is not (or no longer) stored: if it was redeemed before, the
@@ -431,39 +486,33 @@ func (s *Server) authenticateClient(c echo.Context, tr *TokenRequest) (*store.Ap
 	return app, nil
 }
 
-// explainRedemption turns go-oauth2's errors into ones that say what the client got wrong. The
-// manager gives one error for every bad code; the record it consumed tells which case it was.
-func explainRedemption(err error, rd *redemption, tr *TokenRequest) error {
+// explainRedemption turns the errors of go-oauth2's manager, which issues the pair once
+// checkCode has passed, into ones that say what went wrong.
+func explainRedemption(err error) error {
 	switch {
-	case errors.Is(err, oerrors.ErrInvalidAuthorizeCode):
-		ti := rd.info
-		switch {
-		case time.Now().After(ti.GetCodeCreateAt().Add(ti.GetCodeExpiresIn() - codeGrace)):
-			return named(tokenError(ErrInvalidGrant, "the code has expired (codes expire after %s); sign in again", ti.GetCodeExpiresIn()-codeGrace), "code_expired",
-				"The client redeemed the code too late: check that Mattermost reaches the bridge's token endpoint quickly and that the clocks agree.")
-		case ti.GetClientID() != tr.ClientID:
-			return named(tokenError(ErrInvalidGrant, "the code was issued to another client; it is now revoked"), "code_other_client",
-				"Another client presented this sign-in's code: two applications share redirect URIs, or the code leaked.")
-		default:
-			return named(tokenError(ErrInvalidGrant, "redirect_uri does not match the one of the authorization request; send the same redirect_uri (Mattermost's Site URL + /signup/gitlab/complete)"),
-				"redirect_uri_mismatch", "The client's token request names another redirect_uri than its authorize request: Mattermost's Site URL changed during the sign-in, or two Mattermost servers share the application.")
-		}
-	case errors.Is(err, oerrors.ErrMissingCodeVerifier):
-		if rd.info != nil && rd.info.GetCodeChallenge() == "" {
-			return named(tokenError(ErrInvalidGrant, "code_verifier was sent but the authorization request had no code_challenge"), "pkce_unexpected_verifier", "")
-		}
-		return named(tokenError(ErrInvalidRequest, "code_verifier is missing; the authorization request had a code_challenge"), "pkce_verifier_missing", "")
+	case errors.Is(err, store.ErrNotFound):
+		// The session went (revoked) between the callback and this request: the tokens just
+		// stored belong to no one and are dead.
+		return named(tokenError(ErrInvalidGrant, "the sign-in this code belongs to was revoked; sign in again"), "session_revoked",
+			"An administrator revoked the application's grants, or the code was replayed, while this sign-in was under way.")
 	case errors.Is(err, oerrors.ErrInvalidCodeChallenge):
 		return named(tokenError(ErrInvalidGrant, "code_verifier does not match the code_challenge of the authorization request"), "pkce_verifier_wrong", "")
+	case errors.Is(err, oerrors.ErrMissingCodeVerifier):
+		return named(tokenError(ErrInvalidRequest, "code_verifier is missing; the authorization request had a code_challenge"), "pkce_verifier_missing", "")
 	case errors.Is(err, oerrors.ErrInvalidRedirectURI):
-		return tokenError(ErrInvalidGrant, "redirect_uri is not registered for this application")
+		// The application's redirect URIs changed while the person signed in.
+		return named(tokenError(ErrInvalidGrant, "redirect_uri is not registered for this application"), "redirect_uri_not_registered",
+			"The application's redirect URIs changed during the sign-in (`ssobridge apps update`): the person must sign in again.")
 	case errors.Is(err, oerrors.ErrInvalidClient):
 		return invalidClient()
+	case errors.Is(err, oerrors.ErrInvalidAuthorizeCode):
+		return tokenError(ErrInvalidGrant, "the code is unknown or expired; sign in again")
 	}
 	return storeFailure("redeem code", err)
 }
 
-// withRedemptionRecord asks redeemingStore to record the code record it consumes into rd.
+// withRedemptionRecord gives redeemingStore, for the manager, the code record the handler took
+// (rd.info), and asks it to record there the session of the tokens it stores.
 func withRedemptionRecord(ctx context.Context, rd *redemption) context.Context {
 	return context.WithValue(ctx, redemptionKey{}, rd)
 }

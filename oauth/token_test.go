@@ -82,6 +82,24 @@ func TestTokenErrors(t *testing.T) {
 			v.Set("redirect_uri", "https://other.example.com/cb")
 			return v
 		}, 400, "invalid_grant"},
+		{"a code redeemed by another client with the code's redirect_uri is invalid_grant", func() url.Values {
+			v := f.tokenForm(f.code())
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", otherSecret)
+			return v
+		}, 400, "invalid_grant"},
+		{"a code redeemed by another client without redirect_uri is invalid_grant", func() url.Values {
+			v := f.tokenForm(f.code())
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", otherSecret)
+			v.Del("redirect_uri")
+			return v
+		}, 400, "invalid_grant"},
+		{"an unknown code without redirect_uri is invalid_request, as GitLab checks redirect_uri first", func() url.Values {
+			v := f.tokenForm("not-a-code")
+			v.Del("redirect_uri")
+			return v
+		}, 400, "invalid_request"},
 		{"a verifier without a challenge is invalid_grant", func() url.Values {
 			v := f.tokenForm(f.code())
 			v.Set("code_verifier", strings.Repeat("v", 43))
@@ -166,6 +184,20 @@ func TestTokenCodeRedeemedByAnotherClientIsBurned(t *testing.T) {
 	}
 	if resp, body := f.postToken(f.tokenForm(code)); resp.StatusCode != 400 {
 		t.Fatalf("the code still works for its client after another presented it: %d %v", resp.StatusCode, body)
+	}
+}
+
+func TestTokenRequestWithoutRedirectURILeavesTheClientsCode(t *testing.T) {
+	// GitLab refuses it before it looks the code up: the client's own code stays redeemable.
+	f := newFixture(t)
+	code := f.code()
+	v := f.tokenForm(code)
+	v.Del("redirect_uri")
+	if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_request" {
+		t.Fatalf("without redirect_uri: %d %v", resp.StatusCode, body)
+	}
+	if resp, body := f.postToken(f.tokenForm(code)); resp.StatusCode != 200 {
+		t.Fatalf("the code was spent by a request refused before its lookup: %d %v", resp.StatusCode, body)
 	}
 }
 

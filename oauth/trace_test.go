@@ -131,6 +131,29 @@ func TestTraceNamesEachFailureAndItsFix(t *testing.T) {
 			resp, _ := f.postToken(v)
 			return resp.Header.Get(oauth.HeaderTraceID)
 		}, "code_other_client", "Another client"},
+		{"a code presented by another client with the code's own redirect_uri", nil, func(t *testing.T, f *fixture) string {
+			other, secret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
+			v := f.tokenForm(f.code())
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", secret)
+			resp, _ := f.postToken(v)
+			return resp.Header.Get(oauth.HeaderTraceID)
+		}, "code_other_client", "Another client"},
+		{"a code presented by another client without redirect_uri", nil, func(t *testing.T, f *fixture) string {
+			other, secret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
+			v := f.tokenForm(f.code())
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", secret)
+			v.Del("redirect_uri")
+			resp, _ := f.postToken(v)
+			return resp.Header.Get(oauth.HeaderTraceID)
+		}, "code_other_client", "Another client"},
+		{"a token request without redirect_uri", nil, func(t *testing.T, f *fixture) string {
+			v := f.tokenForm(f.code())
+			v.Del("redirect_uri")
+			resp, _ := f.postToken(v)
+			return resp.Header.Get(oauth.HeaderTraceID)
+		}, "redirect_uri_missing", "redirect_uri"},
 		{"a token request with another redirect_uri", nil, func(t *testing.T, f *fixture) string {
 			v := f.tokenForm(f.code())
 			v.Set("redirect_uri", "https://mm.example.com/login/gitlab/complete")
