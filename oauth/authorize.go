@@ -226,10 +226,18 @@ func checkChallenge(req *AuthorizeRequest, app *store.Application) string {
 	default:
 		return fmt.Sprintf("code_challenge_method %q is not supported; use S256", truncate(req.CodeChallengeMethod, 20))
 	}
-	if n := len(req.CodeChallenge); n < 43 || n > maxChallenge || strings.Trim(req.CodeChallenge, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") != "" {
+	if !pkceValue(req.CodeChallenge) {
 		return "code_challenge must be 43 to 128 characters of A-Z, a-z, 0-9 and -._~ (RFC 7636)"
 	}
 	return ""
+}
+
+// pkceValue reports whether v has the form RFC 7636 gives a code_verifier (§4.1), and so a
+// plain code_challenge, and which a S256 one has too: 43 to 128 characters of A-Z, a-z, 0-9 and
+// -._~.
+func pkceValue(v string) bool {
+	return len(v) >= 43 && len(v) <= maxChallenge &&
+		strings.Trim(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") == ""
 }
 
 func truncate(s string, n int) string {

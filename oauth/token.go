@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-oauth2/oauth2/v4"
 	oerrors "github.com/go-oauth2/oauth2/v4/errors"
@@ -255,8 +256,24 @@ func checkCode(ti oauth2.TokenInfo, app *store.Application, tr *TokenRequest) *E
 		return named(tokenError(ErrInvalidRequest, "code_verifier is missing; the authorization request had a code_challenge"), "pkce_verifier_missing", "")
 	case tr.CodeVerifier != "" && ti.GetCodeChallenge() == "":
 		return named(tokenError(ErrInvalidGrant, "code_verifier was sent but the authorization request had no code_challenge"), "pkce_unexpected_verifier", "")
+	case tr.CodeVerifier != "" && !pkceValue(tr.CodeVerifier):
+		// One whose hash is the challenge would pass the manager's comparison, but a verifier
+		// outside RFC 7636's form is too weak to prove anything. invalid_grant, as for a wrong
+		// verifier: RFC 7636 §4.6 fails the verifier check so, and Doorkeeper (GitLab) and
+		// fosite answer every failure of that check with it.
+		return named(tokenError(ErrInvalidGrant, "code_verifier must be 43 to 128 characters of A-Z, a-z, 0-9 and -._~ (RFC 7636 §4.1); this one has %d characters%s",
+			utf8.RuneCountInString(tr.CodeVerifier), outsideUnreserved(tr.CodeVerifier)), "pkce_verifier_malformed",
+			"The client makes its PKCE code_verifier wrongly: RFC 7636 §4.1 asks for 43 to 128 unreserved characters, such as 32 random bytes in base64url without padding.")
 	}
 	return nil
+}
+
+// outsideUnreserved says, for a description, that v holds a character code_verifier may not.
+func outsideUnreserved(v string) string {
+	if strings.Trim(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") != "" {
+		return ", some of them outside those"
+	}
+	return ""
 }
 
 // burnCode answers a redemption refused after its code was taken. The code is spent, and its

@@ -253,6 +253,47 @@ func TestTokenPublicAppSignsInWithPKCE(t *testing.T) {
 	}
 }
 
+func TestTokenChecksTheCodeVerifiersFormat(t *testing.T) {
+	// RFC 7636 §4.1: code_verifier = 43*128unreserved, unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~".
+	// Each verifier is the one the challenge was made from, so only its form can refuse it.
+	tests := []struct {
+		name     string
+		verifier string
+		ok       bool
+	}{
+		{"a verifier of 43 characters, the least, is accepted", strings.Repeat("a", 43), true},
+		{"a verifier of 128 characters, the most, is accepted", strings.Repeat("Z", 128), true},
+		{"a verifier of every unreserved character is accepted", "ABCXYZabcxyz0189-._~" + strings.Repeat("k", 23), true},
+		{"a verifier of 42 characters is refused", strings.Repeat("a", 42), false},
+		{"a verifier of 129 characters is refused", strings.Repeat("a", 129), false},
+		{"a verifier with a character outside the unreserved ones is refused", strings.Repeat("a", 42) + "+", false},
+		{"a verifier with a space is refused", strings.Repeat("a", 21) + " " + strings.Repeat("a", 21), false},
+		{"a verifier with a non-ASCII letter is refused", strings.Repeat("a", 42) + "é", false},
+	}
+	f := newFixture(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sum := sha256.Sum256([]byte(tt.verifier))
+			q := f.authorizeQuery("s")
+			q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
+			q.Set("code_challenge_method", "S256")
+			code := f.toClient(q).Query().Get("code")
+			v := f.tokenForm(code)
+			v.Set("code_verifier", tt.verifier)
+			resp, body := f.postToken(v)
+			if tt.ok {
+				if resp.StatusCode != 200 {
+					t.Fatalf("got %d %v", resp.StatusCode, body)
+				}
+				return
+			}
+			if resp.StatusCode != 400 || body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), "43 to 128") {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
 func TestTokenRefusesCredentialsInTheURL(t *testing.T) {
 	f := newFixture(t)
 	req, _ := http.NewRequest(http.MethodPost, f.bridge.URL+"/oauth/token?client_secret="+f.secret, strings.NewReader(f.tokenForm("c").Encode()))

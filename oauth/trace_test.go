@@ -1,6 +1,8 @@
 package oauth_test
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -148,6 +150,16 @@ func TestTraceNamesEachFailureAndItsFix(t *testing.T) {
 			resp, _ := f.postToken(v)
 			return resp.Header.Get(oauth.HeaderTraceID)
 		}, "code_other_client", "Another client"},
+		{"a code_verifier outside RFC 7636's form", nil, func(t *testing.T, f *fixture) string {
+			sum := sha256.Sum256([]byte("a"))
+			q := f.authorizeQuery("s")
+			q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
+			q.Set("code_challenge_method", "S256")
+			v := f.tokenForm(f.toClient(q).Query().Get("code"))
+			v.Set("code_verifier", "a")
+			resp, _ := f.postToken(v)
+			return resp.Header.Get(oauth.HeaderTraceID)
+		}, "pkce_verifier_malformed", "43 to 128"},
 		{"a token request without redirect_uri", nil, func(t *testing.T, f *fixture) string {
 			v := f.tokenForm(f.code())
 			v.Del("redirect_uri")
