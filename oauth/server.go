@@ -393,11 +393,13 @@ type redemption struct {
 }
 
 // takeCode takes the code and marks it used in one step (see store.Store.TakeCode), so that a
-// replay is recognised from the moment the code is redeemed; the mark is kept as long as the code
-// could have been presented.
+// replay is recognised from the moment the code is redeemed.
 func (r redeemingStore) takeCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
-	return r.Store.TakeCode(ctx, code, 2*r.codeTTL)
+	return r.Store.TakeCode(ctx, code, r.usedTTL())
 }
+
+// usedTTL is how long a used code's mark is kept: as long as the code could have been presented.
+func (r redeemingStore) usedTTL() time.Duration { return 2 * r.codeTTL }
 
 // GetByCode gives the manager the code record the handler took and checked (see redeemCode),
 // which the manager checks again. Called outside a redemption, it takes the code itself.

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -284,29 +285,77 @@ func (s *Server) burnCode(c echo.Context, ti oauth2.TokenInfo, refusal error) er
 	if err := s.store.DeleteSession(ctx, ti.GetUserID()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.logger(ctx).Warn("deleting the session of a refused code failed", "cause", err.Error())
 	}
+	// The take marked the code used as if tokens had been issued from it; the mark now says that
+	// none was, and why, for the code's next presentation to be answered truly. A store failure
+	// leaves the plain mark: tokens may have been stored.
+	var e *Error
+	if errors.As(refusal, &e) {
+		used := store.Used{SessionID: ti.GetUserID(), Refusal: cmp.Or(e.Failure, e.Code), TraceID: currentTrace(c)}
+		if err := s.store.MarkUsed(ctx, store.TokenKey(ti.GetCode()), used, s.tokens.usedTTL()); err != nil {
+			s.logger(ctx).Warn("recording why a code was refused failed", "cause", err.Error())
+		}
+	}
 	return refusal
 }
 
-// replayedCode answers a code that is not (or no longer) stored: if it was redeemed before, the
-// tokens issued for it are revoked, as a replay means the code leaked.
+// replayedCode answers a code that is not (or no longer) stored. One whose redemption was
+// refused issued nothing, and the answer says what spent it; one redeemed before has leaked, and
+// the tokens issued for it are revoked.
 func (s *Server) replayedCode(c echo.Context, code string) error {
 	ctx := c.Request().Context()
-	sid, err := s.store.UsedBy(ctx, store.TokenKey(code))
+	used, err := s.store.UsedBy(ctx, store.TokenKey(code))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return tokenError(ErrInvalidGrant, "the code is unknown or expired: codes expire after %s; sign in again", s.cfg.CodeTTL)
 	case err != nil:
 		return storeFailure("look up used code", err)
 	}
-	s.traceOfSession(c, sid)
-	if err := s.store.DeleteSession(ctx, sid); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if used.TraceID != "" {
+		s.useTrace(c, used.TraceID)
+	} else {
+		s.traceOfSession(c, used.SessionID)
+	}
+	if err := s.store.DeleteSession(ctx, used.SessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return storeFailure("revoke replayed code's tokens", err)
 	}
-	s.logger(ctx).Warn("code presented twice; the tokens issued from it are revoked", "session", sid)
+	if used.Refusal != "" {
+		s.logger(ctx).Info("code presented again after a refused redemption spent it", "session", used.SessionID, "refusal", used.Refusal)
+		return named(tokenError(ErrInvalidGrant, "the code was already spent by an earlier token request, which was refused because %s, so no token was issued from it; codes are single use: sign in again", refusalCause(used.Refusal)),
+			"code_burned", fmt.Sprintf("An earlier token request with this code was refused (%s), which spends the code without issuing any token; nothing was revoked. Fix what made that request fail (its step above says what), then the person signs in again.", used.Refusal))
+	}
+	s.logger(ctx).Warn("code presented twice; the tokens issued from it are revoked", "session", used.SessionID)
 	e := tokenError(ErrInvalidGrant, "the code was already used: codes are single use, and the tokens issued from it are now revoked; sign in again")
 	e.Failure = "code_replayed"
 	e.Fix = "A code was presented twice: either the client retried its token request, or someone else holds a copy of the code (check for proxies or logs that record URLs). The person must sign in again."
 	return e
+}
+
+// refusalCause says, to the client, why a redemption that spent a code was refused, from the
+// failure's name in the trace.
+func refusalCause(failure string) string {
+	switch failure {
+	case "redirect_uri_mismatch":
+		return "its redirect_uri was not the one of the authorization request"
+	case "redirect_uri_not_registered":
+		return "its redirect_uri was not registered for the application"
+	case "redirect_uri_missing":
+		return "it had no redirect_uri"
+	case "code_other_client":
+		return "another client presented the code"
+	case "code_expired":
+		return "the code had expired"
+	case "pkce_verifier_missing":
+		return "it had no code_verifier"
+	case "pkce_verifier_wrong":
+		return "its code_verifier did not match the code_challenge"
+	case "pkce_verifier_malformed":
+		return "its code_verifier was not 43 to 128 characters of A-Z, a-z, 0-9 and -._~"
+	case "pkce_unexpected_verifier":
+		return "it sent a code_verifier, and the authorization request had no code_challenge"
+	case "session_revoked":
+		return "the sign-in had been revoked"
+	}
+	return "of " + failure
 }
 
 // refresh is the refresh_token grant, which go-oauth2 gets wrong (no client check, scope
@@ -426,13 +475,14 @@ func checkRefresh(ti oauth2.TokenInfo, app *store.Application, tr *TokenRequest)
 // a copy, and the whole family is revoked.
 func (s *Server) reusedRefresh(c echo.Context, refresh string) error {
 	ctx := c.Request().Context()
-	sid, err := s.store.UsedBy(ctx, store.TokenKey(refresh))
+	used, err := s.store.UsedBy(ctx, store.TokenKey(refresh))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return tokenError(ErrInvalidGrant, "the refresh token is unknown, expired or revoked; sign in again")
 	case err != nil:
 		return storeFailure("look up used refresh token", err)
 	}
+	sid := used.SessionID
 	s.traceOfSession(c, sid)
 	if err := s.store.DeleteSession(ctx, sid); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return storeFailure("revoke token family", err)

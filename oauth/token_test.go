@@ -201,6 +201,59 @@ func TestTokenRequestWithoutRedirectURILeavesTheClientsCode(t *testing.T) {
 	}
 }
 
+func TestTokenCodeSpentByARefusedRequestIsNotCalledReplayed(t *testing.T) {
+	// A refused redemption burns the code, but issues nothing: the next attempt must say so,
+	// not that tokens were revoked.
+	f := newFixture(t)
+	other, otherSecret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
+	tests := []struct {
+		name  string
+		first func(code string) url.Values
+		says  string
+	}{
+		{"a code burned by a wrong redirect_uri says so, and that no token was issued", func(code string) url.Values {
+			v := f.tokenForm(code)
+			v.Set("redirect_uri", "https://mm.example.com/login/gitlab/complete")
+			return v
+		}, "redirect_uri"},
+		{"a code burned by another client says so, and that no token was issued", func(code string) url.Values {
+			v := f.tokenForm(code)
+			v.Set("client_id", other.ID)
+			v.Set("client_secret", otherSecret)
+			return v
+		}, "another client"},
+		{"a code burned by a verifier sent without a challenge says so, and that no token was issued", func(code string) url.Values {
+			v := f.tokenForm(code)
+			v.Set("code_verifier", strings.Repeat("v", 43))
+			return v
+		}, "code_verifier"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code := f.code()
+			if resp, body := f.postToken(tt.first(code)); resp.StatusCode != 400 {
+				t.Fatalf("first request: %d %v", resp.StatusCode, body)
+			}
+			resp, body := f.postToken(f.tokenForm(code))
+			d, _ := body["error_description"].(string)
+			if resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+				t.Fatalf("second request: %d %v", resp.StatusCode, body)
+			}
+			if strings.Contains(d, "revoked") || !strings.Contains(d, "no token") || !strings.Contains(d, tt.says) {
+				t.Errorf("the second answer %q does not say what spent the code (%s) and that no token was issued", d, tt.says)
+			}
+		})
+	}
+	t.Run("a code replayed after tokens were issued from it still says they are revoked", func(t *testing.T) {
+		code := f.code()
+		f.postToken(f.tokenForm(code))
+		_, body := f.postToken(f.tokenForm(code))
+		if d, _ := body["error_description"].(string); !strings.Contains(d, "revoked") {
+			t.Errorf("got %v", body)
+		}
+	})
+}
+
 func TestTokenConcurrentRedemptionsOfOneCodeHaveOneWinner(t *testing.T) {
 	f := newFixture(t)
 	code := f.code()

@@ -196,6 +196,27 @@ func TestTraceNamesEachFailureAndItsFix(t *testing.T) {
 	}
 }
 
+func TestTraceOfACodePresentedAgainAfterARefusalSaysNothingWasRevoked(t *testing.T) {
+	f := newFixture(t)
+	code := f.code()
+	v := f.tokenForm(code)
+	v.Set("redirect_uri", "https://mm.example.com/login/gitlab/complete")
+	first, _ := f.postToken(v)
+	again, _ := f.postToken(f.tokenForm(code))
+	if id := again.Header.Get(oauth.HeaderTraceID); id != first.Header.Get(oauth.HeaderTraceID) {
+		t.Fatalf("the second request went to trace %q, the sign-in's is %q", id, first.Header.Get(oauth.HeaderTraceID))
+	}
+	tr := f.traceOf(first.Header.Get(oauth.HeaderTraceID))
+	steps := tr["steps"].([]any)
+	last := steps[len(steps)-1].(map[string]any)
+	if last["failure"] != "code_burned" || !strings.Contains(last["fix"].(string), "redirect_uri_mismatch") || !strings.Contains(last["fix"].(string), "nothing was revoked") {
+		t.Errorf("last step %v", last)
+	}
+	if tr["failure"] != "redirect_uri_mismatch" {
+		t.Errorf("the sign-in's failure is %v, want the refusal that spent the code", tr["failure"])
+	}
+}
+
 func TestTraceOfASuccessfulMattermostSignInFollowsTheDiagram(t *testing.T) {
 	f := newFixture(t)
 	resp := f.authorize(f.authorizeQuery("s"))

@@ -20,7 +20,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
@@ -124,6 +126,43 @@ type Session struct {
 	CreatedAt     time.Time       `json:"created_at"`
 }
 
+// Used is what the mark of a used code or refresh token says (see Store.MarkUsed).
+type Used struct {
+	// SessionID is the session the code or refresh token belonged to.
+	SessionID string `json:"session_id"`
+	// Refusal, for a code taken by a redemption that was then refused, names the failure (as the
+	// sign-in's trace names it, such as "redirect_uri_mismatch"): no token was handed out from
+	// the code. Empty when tokens were issued from it, or may have been.
+	Refusal string `json:"refusal,omitempty"`
+	// TraceID is the sign-in's trace, which a refused code's deleted session no longer leads to.
+	TraceID string `json:"trace_id,omitempty"`
+}
+
+// EncodeUsed is the form a backend keeps a mark in: the session id alone when that is all the
+// mark says, as TakeCode and TakeRefresh write it in the same step as the take, else JSON.
+func EncodeUsed(u Used) (string, error) {
+	if u.SessionID == "" || strings.HasPrefix(u.SessionID, "{") {
+		return "", errors.New("a used mark needs the id of a session")
+	}
+	if u.Refusal == "" && u.TraceID == "" {
+		return u.SessionID, nil
+	}
+	b, err := json.Marshal(u)
+	return string(b), err
+}
+
+// DecodeUsed reads a mark in the form EncodeUsed writes.
+func DecodeUsed(v string) (Used, error) {
+	if !strings.HasPrefix(v, "{") {
+		return Used{SessionID: v}, nil
+	}
+	var u Used
+	if err := json.Unmarshal([]byte(v), &u); err != nil || u.SessionID == "" {
+		return Used{}, fmt.Errorf("a used mark does not decode: %.40q", v)
+	}
+	return u, nil
+}
+
 // Store is the bridge's state. Every method is safe for concurrent use, and every Take is atomic:
 // of two concurrent callers with the same key, exactly one gets the record.
 //
@@ -158,10 +197,12 @@ type Store interface {
 	ListSessions(ctx context.Context, clientID string) ([]*Session, error)
 
 	// MarkUsed remembers for ttl that the code or refresh token stored under key (its TokenKey)
-	// was used, and by which session; UsedBy returns that session, or ErrNotFound. A code or
-	// refresh token presented again is then recognised as replayed, and its family revoked.
-	MarkUsed(ctx context.Context, key, sessionID string, ttl time.Duration) error
-	UsedBy(ctx context.Context, key string) (string, error)
+	// was used, by which session, and, for a code whose redemption was refused, why (see Used),
+	// replacing an earlier mark; UsedBy returns the mark, or ErrNotFound. A code or refresh token
+	// presented again is then recognised as replayed, and its family revoked, or as a code spent
+	// without any token being issued from it.
+	MarkUsed(ctx context.Context, key string, used Used, ttl time.Duration) error
+	UsedBy(ctx context.Context, key string) (Used, error)
 
 	// TakeCode consumes a code as GetByCode does and, in the same atomic step, marks it used by
 	// the session its record names for usedTTL (as MarkUsed): there is no moment when a code

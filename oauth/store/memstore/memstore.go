@@ -329,22 +329,30 @@ func (s *Store) ListSessions(_ context.Context, clientID string) ([]*store.Sessi
 
 // ---- used codes and refresh tokens ----
 
-func (s *Store) MarkUsed(_ context.Context, key, sessionID string, ttl time.Duration) error {
+func (s *Store) MarkUsed(_ context.Context, key string, used store.Used, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("memstore: mark used: ttl %v is not positive", ttl)
 	}
+	v, err := store.EncodeUsed(used)
+	if err != nil {
+		return fmt.Errorf("memstore: mark used: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.used[key] = entry{value: []byte(sessionID), expires: time.Now().Add(ttl)}
+	s.used[key] = entry{value: []byte(v), expires: time.Now().Add(ttl)}
 	return nil
 }
 
-func (s *Store) UsedBy(_ context.Context, key string) (string, error) {
+func (s *Store) UsedBy(_ context.Context, key string) (store.Used, error) {
 	b, ok := s.get(s.used, key)
 	if !ok {
-		return "", store.ErrNotFound
+		return store.Used{}, store.ErrNotFound
 	}
-	return string(b), nil
+	u, err := store.DecodeUsed(string(b))
+	if err != nil {
+		return store.Used{}, fmt.Errorf("memstore: used by: %w", err)
+	}
+	return u, nil
 }
 
 // ---- locks ----

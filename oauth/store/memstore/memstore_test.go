@@ -35,7 +35,7 @@ func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
 	if err := s.Create(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkUsed(ctx, "used", "short", time.Minute); err != nil {
+	if err := s.MarkUsed(ctx, "used", store.Used{SessionID: "short"}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	for id, retention := range map[string]time.Duration{"short": time.Minute, "long": time.Hour} {

@@ -19,8 +19,9 @@
 //	code:{<key>}    code record, expiring with the code
 //	access:<key>    access token record, expiring with the token
 //	refresh:{<key>} refresh token record, expiring with the token, or never
-//	used:{<key>}    id of the session that used the code or refresh token, with the TTL given
-//	                to MarkUsed or TakeCode
+//	used:{<key>}    the mark of a used code or refresh token (store.EncodeUsed): the id of its
+//	                session, or JSON that also says why a code's redemption was refused, with
+//	                the TTL given to MarkUsed, TakeCode or TakeRefresh
 //	consents:<cid>  HASH of client cid's consents: GitLab user id (decimal) -> JSON array of
 //	                scopes (no expiry)
 //	oidc:keyset     the sealed OpenID Connect key set (no expiry)
@@ -576,22 +577,30 @@ func (s *Store) ListSessions(ctx context.Context, clientID string) ([]*store.Ses
 
 // ---- used codes and refresh tokens ----
 
-func (s *Store) MarkUsed(ctx context.Context, key, sessionID string, ttl time.Duration) error {
+func (s *Store) MarkUsed(ctx context.Context, key string, used store.Used, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("redisstore: mark used: ttl %v is not positive", ttl)
 	}
-	return s.check("mark used", s.c.Set(ctx, s.usedKey(key), sessionID, roundTTL(ttl)).Err())
+	v, err := store.EncodeUsed(used)
+	if err != nil {
+		return wrap("mark used", err)
+	}
+	return s.check("mark used", s.c.Set(ctx, s.usedKey(key), v, roundTTL(ttl)).Err())
 }
 
-func (s *Store) UsedBy(ctx context.Context, key string) (string, error) {
-	id, err := s.c.Get(ctx, s.usedKey(key)).Result()
+func (s *Store) UsedBy(ctx context.Context, key string) (store.Used, error) {
+	v, err := s.c.Get(ctx, s.usedKey(key)).Result()
 	if isNil(err) {
-		return "", store.ErrNotFound
+		return store.Used{}, store.ErrNotFound
 	}
 	if err != nil {
-		return "", wrap("used by", err)
+		return store.Used{}, wrap("used by", err)
 	}
-	return id, nil
+	u, err := store.DecodeUsed(v)
+	if err != nil {
+		return store.Used{}, wrap("used by", err)
+	}
+	return u, nil
 }
 
 // ---- tokens (oauth2.TokenStore) ----

@@ -216,7 +216,7 @@ func TestKeyLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := time.Now()
-	if err := s.MarkUsed(ctx, "k1", "s1", time.Hour); err != nil {
+	if err := s.MarkUsed(ctx, "k1", store.Used{SessionID: "s1"}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutConsent(ctx, "c1", 42, []string{"openid", "read_user"}); err != nil {
@@ -528,7 +528,7 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 		"DumpRaw":           func() error { _, err := s.DumpRaw(ctx); return err },
 		"DeleteSession":     func() error { return s.DeleteSession(ctx, "s1") },
 		"ListSessions":      func() error { _, err := s.ListSessions(ctx, ""); return err },
-		"MarkUsed":          func() error { return s.MarkUsed(ctx, "k", "s1", time.Minute) },
+		"MarkUsed":          func() error { return s.MarkUsed(ctx, "k", store.Used{SessionID: "s1"}, time.Minute) },
 		"UsedBy":            func() error { _, err := s.UsedBy(ctx, "k"); return err },
 		"TakeRefresh":       func() error { _, err := s.TakeRefresh(ctx, "refresh", time.Hour); return err },
 		"PutConsent":        func() error { return s.PutConsent(ctx, "a1", 1, []string{"openid"}) },

@@ -83,6 +83,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"a session is listed under the client it now has, whichever write changed it", testSessionListFollowsClient},
 
 		{"a used code or refresh token is remembered with the session that used it", testUsed},
+		{"a used code's mark is replaced by one that says why its redemption was refused", testUsedMarkReplaced},
 
 		{"consents read back by application and person", testConsentRoundTrip},
 		{"PutConsent replaces the scopes a person consented to", testConsentReplace},
@@ -606,7 +607,7 @@ func testNonPositiveTTL(t *testing.T, s store.Store) {
 		_, err = s.GetSession(t.Context(), sess.ID)
 		mustNotFound(t, fmt.Sprintf("get after put with ttl %v", ttl), err)
 
-		if err := s.MarkUsed(t.Context(), key, sess.ID, ttl); err == nil {
+		if err := s.MarkUsed(t.Context(), key, store.Used{SessionID: sess.ID}, ttl); err == nil {
 			t.Errorf("MarkUsed with ttl %v succeeded, want an error", ttl)
 		}
 		_, err = s.UsedBy(t.Context(), key)
@@ -909,27 +910,52 @@ func wantSessions(t *testing.T, s store.Store, clientID string, want ...*store.S
 // ---- used codes and refresh tokens ----
 
 func testUsed(t *testing.T, s store.Store) {
-	code, refresh := store.TokenKey(rawValue("code")), store.TokenKey(rawValue("refresh"))
-	sessCode, sessRefresh := store.NewID(16), store.NewID(16)
+	code, refresh, refused := store.TokenKey(rawValue("code")), store.TokenKey(rawValue("refresh")), store.TokenKey(rawValue("code"))
+	marks := map[string]store.Used{
+		code:    {SessionID: store.NewID(16)},
+		refresh: {SessionID: store.NewID(16)},
+		refused: {SessionID: store.NewID(16), Refusal: "redirect_uri_mismatch", TraceID: store.NewID(8)},
+	}
 	_, err := s.UsedBy(t.Context(), code)
 	mustNotFound(t, "used by, before the code is marked", err)
-	must(t, "mark code", s.MarkUsed(t.Context(), code, sessCode, time.Minute))
-	must(t, "mark refresh token", s.MarkUsed(t.Context(), refresh, sessRefresh, time.Minute))
-	for key, want := range map[string]string{code: sessCode, refresh: sessRefresh} {
+	for key, mark := range marks {
+		must(t, "mark", s.MarkUsed(t.Context(), key, mark, time.Minute))
+	}
+	for key, want := range marks {
 		got, err := s.UsedBy(t.Context(), key)
 		must(t, "used by", err)
 		if got != want {
-			t.Errorf("UsedBy = %q, want %q", got, want)
+			t.Errorf("UsedBy = %+v, want %+v", got, want)
 		}
 	}
 	_, err = s.UsedBy(t.Context(), store.TokenKey(rawValue("code")))
 	mustNotFound(t, "used by, for a key never marked", err)
+	if err := s.MarkUsed(t.Context(), store.TokenKey(rawValue("code")), store.Used{Refusal: "code_expired"}, time.Minute); err == nil {
+		t.Error("MarkUsed accepted a mark without a session")
+	}
+}
+
+func testUsedMarkReplaced(t *testing.T, s store.Store) {
+	// A code taken by a redemption that is then refused has its mark replaced by one saying why.
+	code := rawValue("code")
+	want := codeToken(code, time.Minute)
+	must(t, "create", s.Create(t.Context(), want))
+	if ti, err := s.TakeCode(t.Context(), code, time.Hour); err != nil || ti == nil || reflect.ValueOf(ti).IsNil() {
+		t.Fatalf("take code: %v %v", ti, err)
+	}
+	refused := store.Used{SessionID: want.UserID, Refusal: "code_other_client"}
+	must(t, "mark refused", s.MarkUsed(t.Context(), store.TokenKey(code), refused, time.Hour))
+	got, err := s.UsedBy(t.Context(), store.TokenKey(code))
+	must(t, "used by", err)
+	if got != refused {
+		t.Errorf("UsedBy = %+v, want %+v", got, refused)
+	}
 }
 
 func startUsedExpiry(t *testing.T, s store.Store) func(*testing.T) {
 	short, long := store.TokenKey(rawValue("code")), store.TokenKey(rawValue("code"))
-	must(t, "mark", s.MarkUsed(t.Context(), short, store.NewID(16), shortTTL))
-	must(t, "mark", s.MarkUsed(t.Context(), long, store.NewID(16), time.Hour))
+	must(t, "mark", s.MarkUsed(t.Context(), short, store.Used{SessionID: store.NewID(16)}, shortTTL))
+	must(t, "mark", s.MarkUsed(t.Context(), long, store.Used{SessionID: store.NewID(16)}, time.Hour))
 	return func(t *testing.T) {
 		_, err := s.UsedBy(t.Context(), short)
 		mustNotFound(t, "used by, after the mark expired", err)
@@ -1008,10 +1034,10 @@ func testTakeCode(t *testing.T, s store.Store) {
 	}
 	wantValues(t, got, code, "", "")
 	sameToken(t, got, want)
-	sid, err := s.UsedBy(t.Context(), store.TokenKey(code))
+	used, err := s.UsedBy(t.Context(), store.TokenKey(code))
 	must(t, "used by", err)
-	if sid != want.UserID {
-		t.Errorf("the code is marked used by %q, want its session %q", sid, want.UserID)
+	if used != (store.Used{SessionID: want.UserID}) {
+		t.Errorf("the code is marked %+v, want used by its session %q", used, want.UserID)
 	}
 	again, err := s.TakeCode(t.Context(), code, time.Hour)
 	must(t, "take code again", err)
@@ -1044,8 +1070,8 @@ func testTakeCodeConcurrent(t *testing.T, s store.Store) {
 	if wins != 1 {
 		t.Errorf("%d concurrent takes won, want exactly 1", wins)
 	}
-	if sid, err := s.UsedBy(t.Context(), store.TokenKey(code)); err != nil || sid != want.UserID {
-		t.Errorf("after the race the code is marked used by %q (%v), want %q", sid, err, want.UserID)
+	if used, err := s.UsedBy(t.Context(), store.TokenKey(code)); err != nil || used != (store.Used{SessionID: want.UserID}) {
+		t.Errorf("after the race the code is marked %+v (%v), want used by %q", used, err, want.UserID)
 	}
 }
 
@@ -1307,8 +1333,8 @@ func testTakeRefresh(t *testing.T, s store.Store) {
 	}
 	wantValues(t, got, "", "", refresh)
 	sameToken(t, got, want)
-	if sid, err := s.UsedBy(t.Context(), store.TokenKey(refresh)); err != nil || sid != want.UserID {
-		t.Errorf("the taken refresh token is marked used by %q (%v), want its session %q", sid, err, want.UserID)
+	if used, err := s.UsedBy(t.Context(), store.TokenKey(refresh)); err != nil || used != (store.Used{SessionID: want.UserID}) {
+		t.Errorf("the taken refresh token is marked %+v (%v), want used by its session %q", used, err, want.UserID)
 	}
 
 	if again := getToken(t, "take again", takeRefresh(s), refresh); again != nil {
@@ -1437,7 +1463,7 @@ func testNoRawValues(t *testing.T, s store.Store) {
 	sess := newSession()
 	must(t, "put session", s.PutSession(t.Context(), sess, time.Hour))
 	used := store.TokenKey(code)
-	must(t, "mark used", s.MarkUsed(t.Context(), used, sess.ID, time.Hour))
+	must(t, "mark used", s.MarkUsed(t.Context(), used, store.Used{SessionID: sess.ID, Refusal: "redirect_uri_mismatch", TraceID: store.NewID(8)}, time.Hour))
 	must(t, "put consent", s.PutConsent(t.Context(), app.ID, 42, []string{"openid"}))
 	keySet := []byte("sealed key set " + store.NewID(16))
 	must(t, "swap key set", swapped(s.SwapKeySet(t.Context(), nil, keySet)))
