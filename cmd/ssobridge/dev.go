@@ -69,6 +69,8 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	redisURL := st.add("dev-redis-url", "", "a Redis to keep dev's state in, for trying the Redis store; never a real bridge's, since dev registers test applications in it; empty: in memory")
 	keys := addKeySettings(st)
 	signInMode := st.add("dev-gitlab-sign-in", "auto", "auto: the GitLab emulator signs ada in by itself; form: nobody is signed in, and the browser meets the emulator's sign-in form (username or email, and the password dev prints)")
+	accessTTL := st.add("access-token-ttl", "2h", "lifetime of the access tokens the bridge issues (shorten it to see token_expired in a trace)")
+	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never came back is called stalled in its trace")
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	asJSON := st.fs.Bool("json", false, "print the set-up as one JSON object on one line")
 	var devRedirects listFlag
@@ -78,6 +80,14 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	}
 	if signInMode.value != "auto" && signInMode.value != "form" {
 		return signInMode.errorf("%q is neither auto nor form", signInMode.value)
+	}
+	accessTTLValue, err := accessTTL.duration()
+	if err != nil {
+		return err
+	}
+	stallValue, err := stall.duration()
+	if err != nil {
+		return err
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel.value)); err != nil {
@@ -127,7 +137,8 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstream: up, Sealer: sealer, Logger: log})
+	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
+		AccessTokenTTL: accessTTLValue, StallAfter: stallValue})
 	if err != nil {
 		return err
 	}

@@ -387,3 +387,13 @@ func TestMisspeltVariablesAreFoundWithTheSettingMeant(t *testing.T) {
 		t.Errorf("misspelt = %v, want %v (a setting's own name, another program's and other variables left alone)", got, want)
 	}
 }
+
+func TestDevRefusesBadLifetimesNamingTheSetting(t *testing.T) {
+	clearEnv(t)
+	for _, args := range [][]string{{"--access-token-ttl", "forever"}, {"--trace-stall-after", "-1m"}} {
+		code, _, stderr := runCmd(t, append([]string{"dev", "--dev-listen", "127.0.0.1:0"}, args...)...)
+		if code != 1 || !strings.Contains(stderr, "("+args[0]+"): ") || !strings.Contains(stderr, "is not a positive duration") {
+			t.Errorf("dev %v: exit %d, %s", args, code, stderr)
+		}
+	}
+}
