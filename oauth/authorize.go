@@ -140,7 +140,7 @@ func (s *Server) authorize(c echo.Context) error {
 		return fail(ErrInvalidRequest, "%s", msg)
 	}
 
-	upstreamState := randomToken()
+	upstreamState := s.newUpstreamState(currentTrace(c), time.Now())
 	verifier := oauth2.GenerateVerifier()
 	pending := &store.Authorization{
 		ClientID:            app.ID,

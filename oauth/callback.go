@@ -44,9 +44,7 @@ func (s *Server) callback(c echo.Context) error {
 	}
 	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(state))
 	if errors.Is(err, store.ErrNotFound) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired or already used", Failure: "state_unknown",
-			Message: fmt.Sprintf("This sign-in is unknown to the bridge: it took longer than %s, it was already completed, or the link was altered.", s.cfg.AuthorizationTTL),
-			Fix:     "Go back to Mattermost and sign in again."}
+		return s.lostState(c, state)
 	}
 	if err != nil {
 		return storeFailure("take authorization", err)
@@ -196,6 +194,29 @@ func (s *Server) fromSameBrowser(c echo.Context, want string) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(store.TokenKey(ck.Value)), []byte(want)) == 1
+}
+
+// lostState explains a return from GitLab whose parked request is gone. The state itself says
+// which sign-in it belongs to and when that started (see newUpstreamState): too late, it is that
+// sign-in's failure; in time, the request was taken already, by this very return made a first
+// time (a reload, the back button, a link sent again), and the sign-in's own trace keeps its
+// outcome while this one records the replay.
+func (s *Server) lostState(c echo.Context, state string) error {
+	traceID, started, ok := s.readUpstreamState(state)
+	if !ok {
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in unknown", Failure: "state_unknown",
+			Message: "This return from GitLab names no sign-in of this bridge: its state was altered, or made by a bridge with other keys (SSOBRIDGE_ENCRYPTION_KEY).",
+			Fix:     "Go back to Mattermost and sign in again. If it happens every time, every instance of the bridge needs the same SSOBRIDGE_ENCRYPTION_KEY."}
+	}
+	if age := time.Since(started); age >= s.cfg.AuthorizationTTL {
+		s.useTrace(c, traceID)
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired", Failure: "state_expired",
+			Message: fmt.Sprintf("This sign-in started %s ago, and the bridge waits %s for the return from GitLab.", age.Round(time.Second), s.cfg.AuthorizationTTL),
+			Fix:     "Go back to Mattermost and sign in again, without pausing at GitLab's sign-in."}
+	}
+	return &PageError{Status: http.StatusBadRequest, Title: "Sign-in already used", Failure: "state_replayed",
+		Message: fmt.Sprintf("This return from GitLab was already used by the sign-in %s (see its trace): a reload, the back button or a link sent again made it twice.", traceID),
+		Fix:     "Go back to Mattermost: the sign-in went on at its first use, and signing in again is safe."}
 }
 
 // upstreamPage explains a failed upstream call to the person and the administrator.

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
 	"github.com/ssobridge/ssobridge/oauth"
@@ -167,5 +168,26 @@ func TestAuthorizeGivesTheBrowserACookieForItsSignIns(t *testing.T) {
 		if c.Name == "ssobridge_browser" && c.Value != found.Value {
 			t.Error("a second sign-in in the same browser changed the cookie, which breaks the first")
 		}
+	}
+}
+
+// A return from GitLab after the parked request expired is the failure of the sign-in it
+// belongs to, named state_expired in that sign-in's own trace (which would otherwise read as
+// never back from GitLab).
+func TestAReturnAfterTheSignInExpiredIsNamedInItsOwnTrace(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.AuthorizationTTL = time.Second }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	resp := f.authorize(f.authorizeQuery("s"))
+	started := resp.Header.Get(oauth.HeaderTraceID)
+	cb := location(t, f.get(location(t, resp).String()))
+	time.Sleep(1100 * time.Millisecond)
+	back := f.get(cb.String())
+	if back.StatusCode != http.StatusBadRequest || back.Header.Get(oauth.HeaderTraceID) != started {
+		t.Fatalf("late return: %d in trace %q; want 400 in the sign-in's trace %s", back.StatusCode, back.Header.Get(oauth.HeaderTraceID), started)
+	}
+	tr := f.traceOf(started)
+	if failure, reason, _ := failureOf(t, tr); failure != "state_expired" || !strings.Contains(reason, "waits 1s") {
+		t.Errorf("trace failure %q %q; want state_expired saying how long the bridge waits", failure, reason)
 	}
 }

@@ -3,6 +3,7 @@ package oauth
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -26,6 +27,8 @@ type Sealer struct {
 type sealKey struct {
 	id   [4]byte
 	aead cipher.AEAD
+	// mac is an HMAC-SHA256 key derived from the key, for Tag.
+	mac []byte
 }
 
 // ParseKey reads a 256-bit key given as 64 hex digits or as base64 (standard or URL, padded or
@@ -71,7 +74,9 @@ func NewSealer(keys ...[]byte) (*Sealer, error) {
 		sum := sha256.Sum256(k)
 		var id [4]byte
 		copy(id[:], sum[:4])
-		s.keys = append(s.keys, sealKey{id: id, aead: aead})
+		derive := hmac.New(sha256.New, k)
+		derive.Write([]byte("ssobridge tag key"))
+		s.keys = append(s.keys, sealKey{id: id, aead: aead, mac: derive.Sum(nil)})
 	}
 	return s, nil
 }
@@ -113,4 +118,32 @@ func (s *Sealer) Open(sealed []byte, context string) ([]byte, error) {
 		return plain, nil
 	}
 	return nil, ErrUnsealable
+}
+
+// tagLen is how many bytes of HMAC-SHA256 a tag keeps: 128 bits, beyond any forger's reach.
+const tagLen = 16
+
+// Tag authenticates a public value the bridge writes and reads back (its state at GitLab): the
+// first key's HMAC, unpadded base64url. It hides nothing.
+func (s *Sealer) Tag(msg string) string {
+	return base64.RawURLEncoding.EncodeToString(s.keys[0].tag(msg))
+}
+
+// CheckTag reports whether tag is Tag(msg) under one of the Sealer's keys, in constant time.
+func (s *Sealer) CheckTag(msg, tag string) bool {
+	got, err := base64.RawURLEncoding.DecodeString(tag)
+	if err != nil || len(got) != tagLen {
+		return false
+	}
+	ok := false
+	for _, k := range s.keys {
+		ok = hmac.Equal(got, k.tag(msg)) || ok
+	}
+	return ok
+}
+
+func (k sealKey) tag(msg string) []byte {
+	m := hmac.New(sha256.New, k.mac)
+	m.Write([]byte(msg))
+	return m.Sum(nil)[:tagLen]
 }

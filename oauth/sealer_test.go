@@ -100,3 +100,25 @@ func FuzzSealerOpen(f *testing.F) {
 		}
 	})
 }
+
+func TestTagsAreCheckedWithEveryKeyAndRefuseAnyChange(t *testing.T) {
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	old, _ := NewSealer(oldKey)
+	rotated, _ := NewSealer(newKey, oldKey)
+	stranger, _ := NewSealer(bytes.Repeat([]byte{3}, 32))
+	tag := old.Tag("upstream state:abc")
+	if !rotated.CheckTag("upstream state:abc", tag) {
+		t.Error("a tag of the previous key is refused after a key change")
+	}
+	for name, ok := range map[string]bool{
+		"another message":  rotated.CheckTag("upstream state:abd", tag),
+		"another key":      stranger.CheckTag("upstream state:abc", tag),
+		"a truncated tag":  old.CheckTag("upstream state:abc", tag[:len(tag)-2]),
+		"not base64url":    old.CheckTag("upstream state:abc", "!!"+tag[2:]),
+		"the message only": old.CheckTag("upstream state:abc", ""),
+	} {
+		if ok {
+			t.Errorf("%s passes the check", name)
+		}
+	}
+}

@@ -76,11 +76,18 @@ func TestTraceNamesEachFailureAndItsFix(t *testing.T) {
 			q.Set("scope", "openid")
 			return f.authorize(q).Header.Get(oauth.HeaderTraceID)
 		}, "mattermost_scope_openid", "Scope"},
-		{"a state lost or replayed", nil, func(t *testing.T, f *fixture) string {
+		{"a state replayed", nil, func(t *testing.T, f *fixture) string {
 			cb := f.toCallback(f.authorizeQuery("s"))
 			f.get(cb.String())
 			return f.get(cb.String()).Header.Get(oauth.HeaderTraceID)
-		}, "state_unknown", "sign in again"},
+		}, "state_replayed", "already used"},
+		{"a state altered", nil, func(t *testing.T, f *fixture) string {
+			cb := f.toCallback(f.authorizeQuery("s"))
+			q := cb.Query()
+			q.Set("state", q.Get("state")+"x")
+			cb.RawQuery = q.Encode()
+			return f.get(cb.String()).Header.Get(oauth.HeaderTraceID)
+		}, "state_unknown", "altered"},
 		{"a return from GitLab in another browser than the one that started", nil, func(t *testing.T, f *fixture) string {
 			cb := f.toCallback(f.authorizeQuery("s"))
 			return f.inAnotherBrowser(cb.String()).Header.Get(oauth.HeaderTraceID)
