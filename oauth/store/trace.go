@@ -71,13 +71,33 @@ type TraceAppend struct {
 	ID   string
 	Meta TraceMeta
 	Step TraceStep
+	// Unattributed marks a step of a request that named no registered application (an unknown
+	// or missing client_id, a return from GitLab with an unknown state): anyone can send those,
+	// so their traces are kept apart, in a small share of the cap (see TraceCaps), where a flood
+	// of them evicts only their like and never the sign-ins of real applications. The trace's
+	// first step decides which share it is in; the bridge never mixes the two in one trace.
+	Unattributed bool
+}
+
+// TraceCaps splits the cap on traces, maxTraces, into the share of attributed traces and that
+// of unattributed ones (see TraceAppend.Unattributed): a tenth, at least one, for unattributed
+// traces, and the rest for the others. The two never add up to more than maxTraces: with a cap of
+// one, unattributed traces are not kept at all.
+func TraceCaps(maxTraces int) (attributed, unattributed int) {
+	if maxTraces < 2 {
+		return maxTraces, 0
+	}
+	unattributed = max(1, maxTraces/10)
+	return maxTraces - unattributed, unattributed
 }
 
 // TraceStore keeps traces. AddTraceSteps applies its steps in order, each as follows: it creates
-// the trace on its first step, appends the step, merges meta, and keeps the trace for retention;
-// the store keeps at most maxTraces traces, the newest. A backend sends a whole batch to its
-// server at once, which is why the bridge writes traces in batches (see AddTraceStep for one
-// step). ListTraces returns traces started at or after since, newest first, at most limit.
+// the trace on its first step, appends the step, merges meta, and keeps the trace for retention.
+// The store holds at most maxTraces traces, the newest of each share (see TraceCaps): a trace
+// beyond the cap is deleted whole, never left behind unlisted, so that nobody can grow the store
+// by starting sign-ins. A backend sends a whole batch to its server at once, which is why the
+// bridge writes traces in batches (see AddTraceStep for one step). ListTraces returns traces of
+// both shares started at or after since, newest first, at most limit.
 type TraceStore interface {
 	AddTraceSteps(ctx context.Context, steps []TraceAppend, retention time.Duration, maxTraces int) error
 	GetTrace(ctx context.Context, id string) (*Trace, error) // ErrNotFound when absent or expired

@@ -55,6 +55,9 @@ type Store struct {
 	// keySet is nil while none is stored; SwapKeySet never stores an empty one.
 	keySet []byte
 	traces map[string]*trace
+	// traceCount counts the traces of each share, attributed (0) and unattributed (1), dead ones
+	// included until they are dropped.
+	traceCount [2]int
 	// locks holds each lock taken: its holder's token, and when it lapses.
 	locks   map[string]heldLock
 	lockSeq uint64
@@ -115,7 +118,7 @@ func (s *Store) sweep(now time.Time) {
 	}
 	for id, tr := range s.traces {
 		if !tr.live(now) {
-			delete(s.traces, id)
+			s.dropTrace(id)
 		}
 	}
 	for k, h := range s.locks {
@@ -809,6 +812,8 @@ type trace struct {
 	meta      store.TraceMeta
 	steps     [][]byte
 	expires   time.Time
+	// share is 1 for an unattributed trace (see store.TraceAppend), 0 for the others.
+	share int
 }
 
 func (tr *trace) live(now time.Time) bool { return now.Before(tr.expires) }
@@ -827,7 +832,8 @@ func traceOrder(aID string, a *trace, bID string, b *trace) int {
 }
 
 // AddTraceSteps keeps each trace for retention after its latest step. A trace evicted by the cap
-// while its sign-in goes on starts over with the next step, as a new trace.
+// while its sign-in goes on starts over with the next step, as a new trace. With a cap that leaves
+// unattributed traces no share, they are not kept.
 func (s *Store) AddTraceSteps(_ context.Context, steps []store.TraceAppend, retention time.Duration, maxTraces int) error {
 	encoded := make([][]byte, len(steps))
 	for i, a := range steps {
@@ -840,62 +846,85 @@ func (s *Store) AddTraceSteps(_ context.Context, steps []store.TraceAppend, rete
 		}
 		encoded[i] = b
 	}
+	attributed, unattributed := store.TraceCaps(maxTraces)
+	caps := [2]int{attributed, unattributed}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, a := range steps {
 		tr, ok := s.traces[a.ID]
 		if !ok || !tr.live(now) {
+			share := 0
+			if a.Unattributed {
+				share = 1
+			}
+			if caps[share] == 0 {
+				continue
+			}
 			started := a.Step.At
 			if started.IsZero() {
 				started = now
 			}
-			tr = &trace{startedAt: started}
+			if ok {
+				s.dropTrace(a.ID)
+			}
+			tr = &trace{startedAt: started, share: share}
 			s.traces[a.ID] = tr
+			s.traceCount[share]++
 		}
 		tr.meta.Merge(a.Meta)
 		if len(tr.steps) < maxTraceSteps {
 			tr.steps = append(tr.steps, encoded[i])
 		}
 		tr.expires = now.Add(retention)
-		s.capTraces(now, maxTraces)
+		s.capTraces(now, tr.share, caps[tr.share])
 	}
 	return nil
 }
 
-// capTraces deletes the oldest traces beyond maxTraces; the caller holds s.mu. Each call past the
-// cap costs a pass over every trace, so a large cap is cut by one hundredth more than needed:
-// the next hundredth of new traces then costs nothing. (Only a new trace takes the store over
-// the cap, by one.)
-func (s *Store) capTraces(now time.Time, maxTraces int) {
-	if len(s.traces) <= maxTraces {
+// dropTrace deletes a trace; the caller holds s.mu.
+func (s *Store) dropTrace(id string) {
+	if tr, ok := s.traces[id]; ok {
+		s.traceCount[tr.share]--
+		delete(s.traces, id)
+	}
+}
+
+// capTraces deletes the oldest traces of a share beyond its cap; the caller holds s.mu. Each call
+// past the cap costs a pass over every trace, so a large cap is cut by one hundredth more than
+// needed: the next hundredth of new traces then costs nothing. (Only a new trace takes the store
+// over the cap, by one.) redisstore cuts its index the same way.
+func (s *Store) capTraces(now time.Time, share, limit int) {
+	if s.traceCount[share] <= limit {
 		return
 	}
 	for id, tr := range s.traces {
 		if !tr.live(now) {
-			delete(s.traces, id)
+			s.dropTrace(id)
 		}
 	}
-	if len(s.traces) <= maxTraces {
+	if s.traceCount[share] <= limit {
 		return
 	}
-	switch excess := len(s.traces) - (maxTraces - maxTraces/100); {
+	switch excess := s.traceCount[share] - (limit - limit/100); {
 	case excess == 1:
 		var oldest string
 		for id, tr := range s.traces {
-			if oldest == "" || traceOrder(id, tr, oldest, s.traces[oldest]) < 0 {
+			if tr.share == share && (oldest == "" || traceOrder(id, tr, oldest, s.traces[oldest]) < 0) {
 				oldest = id
 			}
 		}
-		delete(s.traces, oldest)
+		s.dropTrace(oldest)
 	default:
-		ids := make([]string, 0, len(s.traces))
-		for id := range s.traces {
-			ids = append(ids, id)
+		ids := make([]string, 0, s.traceCount[share])
+		for id, tr := range s.traces {
+			if tr.share == share {
+				ids = append(ids, id)
+			}
 		}
 		slices.SortFunc(ids, func(a, b string) int { return traceOrder(a, s.traces[a], b, s.traces[b]) })
 		for _, id := range ids[:excess] {
-			delete(s.traces, id)
+			s.dropTrace(id)
 		}
 	}
 }

@@ -105,6 +105,7 @@ func TestTraceCapCutsAHundredthAtOnce(t *testing.T) {
 	s := New()
 	defer s.Close()
 	const maxTraces = 1000
+	limit, _ := store.TraceCaps(maxTraces) // the attributed traces' share
 	base := time.Now().Add(-time.Hour)
 	add := func(i int) {
 		step := store.TraceStep{Step: "authorize", At: base.Add(time.Duration(i) * time.Second)}
@@ -112,27 +113,27 @@ func TestTraceCapCutsAHundredthAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := range maxTraces + 1 {
+	for i := range limit + 1 {
 		add(i)
 	}
 	count := func() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.traces) }
-	if n := count(); n != maxTraces-maxTraces/100 {
-		t.Fatalf("%d traces after passing the cap, want %d", n, maxTraces-maxTraces/100)
+	if n := count(); n != limit-limit/100 {
+		t.Fatalf("%d traces after passing the cap, want %d", n, limit-limit/100)
 	}
 	s.mu.Lock()
-	for i := range maxTraces/100 + 1 {
+	for i := range limit/100 + 1 {
 		if _, ok := s.traces[fmt.Sprintf("t%05d", i)]; ok {
 			t.Errorf("trace %d, among the oldest, was kept", i)
 		}
 	}
-	if _, ok := s.traces[fmt.Sprintf("t%05d", maxTraces)]; !ok {
+	if _, ok := s.traces[fmt.Sprintf("t%05d", limit)]; !ok {
 		t.Error("the newest trace was cut")
 	}
 	s.mu.Unlock()
-	for i := maxTraces + 1; i <= maxTraces+maxTraces/100; i++ {
+	for i := limit + 1; i <= limit+limit/100; i++ {
 		add(i)
 	}
-	if n := count(); n != maxTraces {
-		t.Errorf("%d traces after a hundredth more were added, want the cap, %d", n, maxTraces)
+	if n := count(); n != limit {
+		t.Errorf("%d traces after a hundredth more were added, want the cap, %d", n, limit)
 	}
 }

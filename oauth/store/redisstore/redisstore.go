@@ -33,13 +33,16 @@
 //	                LIST of the trace's steps as JSON, in order, at most maxTraceSteps, expiring
 //	                with the hash
 //	traces          ZSET of trace ids scored by started_at (unix milliseconds); no expiry of its
-//	                own, but every AddTraceStep removes the ids beyond the newest maxTraces and
-//	                those started longer than the retention ago
+//	                own, but every AddTraceSteps removes the ids started longer than the retention
+//	                ago, and the oldest beyond the attributed traces' share of the cap, whose
+//	                trace:<id> and trace:<id>:steps it deletes
+//	traces:unattributed
+//	                the same for unattributed traces (see store.TraceAppend), within their share
 //
 // One script spans two keys, a code or refresh token and its used marker, which share the token's
-// hash tag so as to be in one Cluster slot; no other command, transaction or script spans two
-// keys. Where several
-// keys change together they are sent in one pipeline, which costs one round trip.
+// hash tag so as to be in one Cluster slot; the script that trims a trace index touches that index
+// alone; no other command, transaction or script spans two keys. Where several keys change
+// together they are sent in one pipeline, which costs one round trip.
 package redisstore
 
 import (
@@ -49,6 +52,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -206,6 +210,9 @@ func (s *Store) usedKey(tk string) string    { return s.prefix + "used:{" + tk +
 func (s *Store) keySetKey() string           { return s.prefix + "oidc:keyset" }
 func (s *Store) traceKey(id string) string   { return s.prefix + "trace:" + id }
 func (s *Store) tracesKey() string           { return s.prefix + "traces" }
+
+// unattributedTracesKey is the index of unattributed traces (see store.TraceAppend).
+func (s *Store) unattributedTracesKey() string { return s.prefix + "traces:unattributed" }
 
 func (s *Store) traceStepsKey(id string) string {
 	return s.prefix + "trace:" + id + ":steps"
@@ -1040,17 +1047,27 @@ const (
 )
 
 // AddTraceSteps sends a whole batch in one pipeline, with the steps of each trace together: one
-// HSET, one RPUSH of all its steps and one ZADD per trace, and the index pruned once per batch.
-// The pipeline is not a transaction (its keys are in different Cluster slots), so two first steps
-// racing may each set part of the start: HSETNX and ZADD NX each keep whichever ran first, and
-// the two differ by no more than the race.
+// HSET, one RPUSH of all its steps and one ZADD per trace, and each index the batch touches
+// pruned once. The pipeline is not a transaction (its keys are in different Cluster slots), so two
+// first steps racing may each set part of the start: HSETNX and ZADD NX each keep whichever ran
+// first, and the two differ by no more than the race.
 //
 // The hash is written before the index, so that on one server a ListTraces that sees the id finds
 // the hash. The pruning by age runs before ZADD NX: an id whose trace expired and is now started
 // again (a session outlives its trace, and its refreshes reuse the trace id) must be indexed with
 // its new start, not removed with its old score. A trace that goes on past the retention from its
-// start, or after the cap dropped it from the index, is indexed again under its latest step's time
-// (memstore starts the latter over); the bridge's sign-ins last minutes, its retention hours.
+// start is indexed again under its latest step's time; the bridge's sign-ins last minutes, its
+// retention hours.
+//
+// The cap is kept by trimTraceIndex, a script on the index alone, which removes the oldest ids
+// beyond the share's cap and returns them; their hashes and lists are then deleted in a second
+// pipeline. One pipeline cannot do both: a script may touch only keys of its own Cluster slot,
+// and the traces' keys are spread over every slot, while a pipeline cannot use what an earlier
+// command in it returns. The second round trip is made only by a batch that takes an index past
+// its cap, and the script cuts one hundredth more than needed (as memstore does), so that under
+// a steady stream of sign-ins one batch in a hundred new traces pays it. A step written to a trace
+// in the moment between the two round trips is lost with it; otherwise a trace evicted while its
+// sign-in goes on starts over with its next step, as a new trace, as in memstore.
 func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, retention time.Duration, maxTraces int) error {
 	if len(steps) == 0 {
 		return nil
@@ -1060,7 +1077,10 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 		started time.Time
 		meta    store.TraceMeta
 		steps   []any
+		index   string
 	}
+	attributedCap, unattributedCap := store.TraceCaps(maxTraces)
+	caps := map[string]int{s.tracesKey(): attributedCap, s.unattributedTracesKey(): unattributedCap}
 	now := time.Now()
 	var groups []*group
 	byID := make(map[string]*group, len(steps))
@@ -1074,18 +1094,35 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 		}
 		g := byID[a.ID]
 		if g == nil {
-			g = &group{id: a.ID, started: cmp.Or(a.Step.At, now)}
+			g = &group{id: a.ID, started: cmp.Or(a.Step.At, now), index: s.tracesKey()}
+			if a.Unattributed {
+				g.index = s.unattributedTracesKey()
+			}
 			byID[a.ID] = g
 			groups = append(groups, g)
 		}
 		g.meta.Merge(a.Meta)
 		g.steps = append(g.steps, b)
 	}
-	retention = roundTTL(retention)
-	index := s.tracesKey()
-	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZRemRangeByScore(ctx, index, "-inf", "("+strconv.FormatInt(now.Add(-retention).UnixMilli(), 10))
+	var indexes []string // those the batch touches, in a fixed order
+	for _, index := range []string{s.tracesKey(), s.unattributedTracesKey()} {
 		for _, g := range groups {
+			if g.index == index && caps[index] > 0 {
+				indexes = append(indexes, index)
+				break
+			}
+		}
+	}
+	retention = roundTTL(retention)
+	trims := make([]*redis.Cmd, len(indexes))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, index := range indexes {
+			p.ZRemRangeByScore(ctx, index, "-inf", "("+strconv.FormatInt(now.Add(-retention).UnixMilli(), 10))
+		}
+		for _, g := range groups {
+			if caps[g.index] == 0 {
+				continue // unattributed traces, with a cap that leaves them no share
+			}
 			key, list := s.traceKey(g.id), s.traceStepsKey(g.id)
 			p.HSetNX(ctx, key, fieldStartedAt, g.started.Format(time.RFC3339Nano))
 			if fields := metaFields(g.meta); len(fields) > 0 {
@@ -1095,13 +1132,46 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 			p.LTrim(ctx, list, 0, maxTraceSteps-1)
 			p.PExpire(ctx, key, retention)
 			p.PExpire(ctx, list, retention)
-			p.ZAddNX(ctx, index, redis.Z{Score: float64(g.started.UnixMilli()), Member: g.id})
+			p.ZAddNX(ctx, g.index, redis.Z{Score: float64(g.started.UnixMilli()), Member: g.id})
 		}
-		p.ZRemRangeByRank(ctx, index, 0, -int64(maxTraces)-1)
+		for i, index := range indexes {
+			trims[i] = trimTraceIndex.Eval(ctx, p, []string{index}, caps[index], caps[index]/100)
+		}
 		return nil
 	})
+	// The ids a trim removed are gone from the index whatever else in the pipeline failed: their
+	// traces must go too, or nothing would ever list or delete them.
+	var evicted []string
+	for _, trim := range trims {
+		if ids, terr := trim.StringSlice(); terr == nil {
+			evicted = append(evicted, ids...)
+		}
+	}
+	if len(evicted) > 0 {
+		_, derr := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range evicted {
+				// One DEL per key: on Cluster the two keys are in different slots.
+				p.Unlink(ctx, s.traceKey(id))
+				p.Unlink(ctx, s.traceStepsKey(id))
+			}
+			return nil
+		})
+		err = cmp.Or(err, derr)
+	}
 	return s.check("add trace steps", err)
 }
+
+// trimTraceIndex removes from the trace index KEYS[1] its oldest ids beyond ARGV[1], and ARGV[2]
+// more once it is past it, and returns the ids it removed, so that their traces can be deleted.
+// It touches the index alone: the traces' keys are in other Cluster slots.
+var trimTraceIndex = redis.NewScript(`
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+if excess <= 0 then return {} end
+excess = excess + tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+return ids
+`)
 
 // metaFields are the HSET arguments for the fields of meta that are set; a step that does not
 // know the user must not erase what an earlier one learnt.
@@ -1148,9 +1218,9 @@ func (s *Store) GetTrace(ctx context.Context, id string) (*store.Trace, error) {
 	return tr, nil
 }
 
-// ListTraces reads the ids from the index, then every trace in one pipeline. Ids whose trace has
-// expired are skipped and removed from the index, which may make the list shorter than limit
-// though older traces exist; AddTraceStep's pruning keeps those ids few.
+// ListTraces reads the newest ids of both indexes in one pipeline, then every trace in another.
+// Ids whose trace has expired are skipped and removed from their index, which may make the list
+// shorter than limit though older traces exist; AddTraceSteps's pruning keeps those ids few.
 func (s *Store) ListTraces(ctx context.Context, since time.Time, limit int) ([]*store.Trace, error) {
 	if limit <= 0 {
 		limit = defaultTraceLimit
@@ -1159,42 +1229,71 @@ func (s *Store) ListTraces(ctx context.Context, since time.Time, limit int) ([]*
 	if !since.IsZero() {
 		floor = strconv.FormatInt(since.UnixMilli(), 10)
 	}
-	index := s.tracesKey()
-	ids, err := s.c.ZRevRangeByScore(ctx, index, &redis.ZRangeBy{Min: floor, Max: "+inf", Count: int64(limit)}).Result()
-	if err != nil {
-		return nil, wrap("list traces", err)
-	}
-	traces := make([]*store.Trace, 0, len(ids))
-	if len(ids) == 0 {
-		return traces, nil
-	}
-	hashes := make([]*redis.MapStringStringCmd, len(ids))
-	steps := make([]*redis.StringSliceCmd, len(ids))
-	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			hashes[i] = p.HGetAll(ctx, s.traceKey(id))
-			steps[i] = p.LRange(ctx, s.traceStepsKey(id), 0, -1)
+	indexes := []string{s.tracesKey(), s.unattributedTracesKey()}
+	ranges := make([]*redis.ZSliceCmd, len(indexes))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, index := range indexes {
+			ranges[i] = p.ZRevRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{Min: floor, Max: "+inf", Count: int64(limit)})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, wrap("list traces", err)
 	}
-	var stale []any
-	for i, id := range ids {
-		tr, err := decodeTrace(id, hashes[i].Val(), steps[i].Val())
+	type listed struct {
+		id    string
+		score float64
+		index string
+	}
+	var found []listed
+	seen := make(map[string]bool)
+	for i, r := range ranges {
+		for _, z := range r.Val() {
+			id, _ := z.Member.(string)
+			if !seen[id] {
+				seen[id] = true
+				found = append(found, listed{id, z.Score, indexes[i]})
+			}
+		}
+	}
+	// Newest first, and among equal scores as ZREVRANGE orders them: by id, descending.
+	slices.SortFunc(found, func(a, b listed) int {
+		return cmp.Or(cmp.Compare(b.score, a.score), strings.Compare(b.id, a.id))
+	})
+	found = found[:min(len(found), limit)]
+	traces := make([]*store.Trace, 0, len(found))
+	if len(found) == 0 {
+		return traces, nil
+	}
+	hashes := make([]*redis.MapStringStringCmd, len(found))
+	steps := make([]*redis.StringSliceCmd, len(found))
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, f := range found {
+			hashes[i] = p.HGetAll(ctx, s.traceKey(f.id))
+			steps[i] = p.LRange(ctx, s.traceStepsKey(f.id), 0, -1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("list traces", err)
+	}
+	stale := make(map[string][]any)
+	for i, f := range found {
+		tr, err := decodeTrace(f.id, hashes[i].Val(), steps[i].Val())
 		switch {
 		case err != nil:
 			return nil, wrap("list traces", err)
 		case tr == nil:
-			stale = append(stale, id)
+			stale[f.index] = append(stale[f.index], f.id)
 		default:
 			traces = append(traces, tr)
 		}
 	}
-	if len(stale) > 0 {
-		if err := s.c.ZRem(ctx, index, stale...).Err(); err != nil {
-			return nil, wrap("list traces: removing expired ids", err)
+	for _, index := range indexes {
+		if ids := stale[index]; len(ids) > 0 {
+			if err := s.c.ZRem(ctx, index, ids...).Err(); err != nil {
+				return nil, wrap("list traces: removing expired ids", err)
+			}
 		}
 	}
 	return traces, nil

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -393,8 +394,9 @@ func TestTraceIndexIsBounded(t *testing.T) {
 	s := New(c, "")
 	defer s.Close()
 	ctx := t.Context()
+	const maxTraces = 6 // 5 for attributed traces, 1 for unattributed ones
 	old := store.TraceStep{Step: "authorize", At: time.Now().Add(-2 * time.Hour)}
-	if err := store.AddTraceStep(ctx, s, "old", store.TraceMeta{}, old, time.Hour, 5); err != nil {
+	if err := store.AddTraceStep(ctx, s, "old", store.TraceMeta{}, old, time.Hour, maxTraces); err != nil {
 		t.Fatal(err)
 	}
 	var ids []string
@@ -402,12 +404,62 @@ func TestTraceIndexIsBounded(t *testing.T) {
 		id := "t" + strconv.Itoa(i)
 		ids = append(ids, id)
 		step := store.TraceStep{Step: "authorize", At: time.Now().Add(time.Duration(i) * time.Millisecond)}
-		if err := store.AddTraceStep(ctx, s, id, store.TraceMeta{}, step, time.Hour, 5); err != nil {
+		if err := store.AddTraceStep(ctx, s, id, store.TraceMeta{}, step, time.Hour, maxTraces); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if got, want := c.ZRange(ctx, "ssobridge:traces", 0, -1).Val(), ids[3:]; !slices.Equal(got, want) {
 		t.Errorf("traces index = %q, want the 5 newest %q", got, want)
+	}
+	// The traces cut from the index are deleted with it: the keys left are those of the 5, and of
+	// "old", pruned by age from the index and left to expire (it is not beyond the cap).
+	keys, err := c.Keys(ctx, "ssobridge:trace:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	var want []string
+	for _, id := range append([]string{"old"}, ids[3:]...) {
+		want = append(want, "ssobridge:trace:"+id, "ssobridge:trace:"+id+":steps")
+	}
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Errorf("trace keys = %q, want %q", keys, want)
+	}
+}
+
+// Past its cap, the index is cut by a hundredth more than needed, so that only one batch in a
+// hundred new traces pays the round trip that deletes the traces cut.
+func TestTraceCapCutsAHundredthAtOnce(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	const maxTraces = 1000
+	limit, _ := store.TraceCaps(maxTraces)
+	base := time.Now().Add(-time.Minute)
+	add := func(i int) int64 {
+		before := s.Exchanges().RoundTrips
+		step := store.TraceStep{Step: "authorize", At: base.Add(time.Duration(i) * time.Millisecond)}
+		if err := store.AddTraceStep(ctx, s, fmt.Sprintf("t%05d", i), store.TraceMeta{}, step, time.Hour, maxTraces); err != nil {
+			t.Fatal(err)
+		}
+		return s.Exchanges().RoundTrips - before
+	}
+	trips := 0
+	for i := range limit + 1 + limit/100 {
+		if add(i) > 1 {
+			trips++
+		}
+	}
+	if trips != 1 {
+		t.Errorf("%d batches made a second round trip, want 1", trips)
+	}
+	if n := c.ZCard(ctx, "ssobridge:traces").Val(); n != int64(limit) {
+		t.Errorf("%d traces indexed, want %d", n, limit)
+	}
+	if n := len(c.Keys(ctx, "ssobridge:trace:*").Val()); n != 2*limit {
+		t.Errorf("%d trace keys, want %d", n, 2*limit)
 	}
 }
 

@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -261,7 +263,10 @@ func testTraceCopies(t *testing.T, s store.Store) {
 // testTraceCap adds the traces out of the order they started in, so that the store must keep
 // the newest by start, not the latest added.
 func testTraceCap(t *testing.T, s store.Store) {
-	const maxTraces = 3
+	const maxTraces = 4 // 3 for attributed traces, 1 for unattributed ones
+	if attributed, _ := store.TraceCaps(maxTraces); attributed != 3 {
+		t.Fatalf("TraceCaps(%d) gives attributed traces %d, want 3", maxTraces, attributed)
+	}
 	at := startTimes(5)
 	ids := make([]string, len(at))
 	for i := range ids {
@@ -277,6 +282,111 @@ func testTraceCap(t *testing.T, s store.Store) {
 	newest := store.NewID(8)
 	must(t, "add trace step", store.AddTraceStep(t.Context(), s, newest, store.TraceMeta{}, newTraceStep("authorize", time.Now()), time.Hour, maxTraces))
 	wantTraces(t, listTraces(t, s, time.Time{}, 0), newest, ids[4], ids[3])
+}
+
+// testTraceCapDeletes adds more traces than the cap, one by one and then in one batch, as
+// unauthenticated requests can: the traces beyond the cap must be gone, not only unlisted, or
+// anyone could grow the store for the whole retention.
+func testTraceCapDeletes(t *testing.T, s store.Store) {
+	const maxTraces, added = 6, 12 // 5 for attributed traces, 1 for unattributed ones
+	add := func(batch bool) []string {
+		at := startTimes(added)
+		ids := make([]string, added)
+		var steps []store.TraceAppend
+		for i := range ids {
+			ids[i] = store.NewID(8)
+			if batch { // after every trace of the first round
+				at[i] = at[i].Add(30 * time.Second)
+			}
+			for _, step := range []store.TraceStep{newTraceStep("authorize", at[i]), newTraceStep("callback", at[i])} {
+				steps = append(steps, store.TraceAppend{ID: ids[i], Meta: store.TraceMeta{ClientID: fmt.Sprint("c", i)}, Step: step})
+			}
+		}
+		if batch {
+			must(t, "add a batch of traces", s.AddTraceSteps(t.Context(), steps, time.Hour, maxTraces))
+			return ids
+		}
+		for _, a := range steps {
+			must(t, "add trace step", s.AddTraceSteps(t.Context(), []store.TraceAppend{a}, time.Hour, maxTraces))
+		}
+		return ids
+	}
+	for _, batch := range []bool{false, true} {
+		ids := add(batch)
+		kept, evicted := ids[added-maxTraces+1:], ids[:added-maxTraces+1]
+		wantTraces(t, listTraces(t, s, time.Time{}, 0), reversed(kept)...)
+		for _, id := range evicted {
+			if tr, err := s.GetTrace(t.Context(), id); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("batch %v: trace %s, beyond the cap, is still stored (%d steps, error %v)", batch, id, stepCount(tr), err)
+			}
+		}
+		wantStoredTraces(t, s, ids, kept)
+	}
+}
+
+// testTraceUnattributedShare floods the store with unattributed traces, newer than every
+// attributed one: they evict only each other.
+func testTraceUnattributedShare(t *testing.T, s store.Store) {
+	const maxTraces = 20
+	attributedCap, unattributedCap := store.TraceCaps(maxTraces)
+	if attributedCap+unattributedCap != maxTraces || unattributedCap != 2 {
+		t.Fatalf("TraceCaps(%d) = %d, %d; want 18, 2", maxTraces, attributedCap, unattributedCap)
+	}
+	at := startTimes(35)
+	var signIns, probes []string
+	for i := range 5 {
+		id := store.NewID(8)
+		signIns = append(signIns, id)
+		must(t, "add trace step", store.AddTraceStep(t.Context(), s, id, store.TraceMeta{ClientID: "mattermost"}, newTraceStep("authorize", at[i]), time.Hour, maxTraces))
+	}
+	for i := 5; i < len(at); i++ {
+		id := store.NewID(8)
+		probes = append(probes, id)
+		a := store.TraceAppend{ID: id, Step: newTraceStep("authorize", at[i]), Unattributed: true}
+		must(t, "add unattributed trace step", s.AddTraceSteps(t.Context(), []store.TraceAppend{a}, time.Hour, maxTraces))
+	}
+	kept := append([]string{probes[len(probes)-1], probes[len(probes)-2]}, reversed(signIns)...)
+	wantTraces(t, listTraces(t, s, time.Time{}, 0), kept...)
+	wantStoredTraces(t, s, append(slices.Clone(signIns), probes...), kept)
+
+	// With a cap of one there is no share to give: unattributed traces are not kept at all.
+	lone, probe := store.NewID(8), store.NewID(8)
+	must(t, "add trace step", store.AddTraceStep(t.Context(), s, lone, store.TraceMeta{}, newTraceStep("authorize", time.Now()), time.Hour, 1))
+	must(t, "add unattributed trace step", s.AddTraceSteps(t.Context(), []store.TraceAppend{{ID: probe, Step: newTraceStep("authorize", time.Now()), Unattributed: true}}, time.Hour, 1))
+	_, err := s.GetTrace(t.Context(), probe)
+	mustNotFound(t, "an unattributed trace under a cap of one", err)
+	getTrace(t, s, lone)
+}
+
+// reversed is ids newest first, as ListTraces returns them.
+func reversed(ids []string) []string {
+	r := slices.Clone(ids)
+	slices.Reverse(r)
+	return r
+}
+
+func stepCount(tr *store.Trace) int {
+	if tr == nil {
+		return 0
+	}
+	return len(tr.Steps)
+}
+
+// wantStoredTraces checks, with the backend's raw dump, that of the traces ids it holds those of
+// kept and nothing of the others: not a key, not an index entry.
+func wantStoredTraces(t *testing.T, s store.Store, ids, kept []string) {
+	t.Helper()
+	d, ok := s.(RawDumper)
+	if !ok {
+		return
+	}
+	dump, err := d.DumpRaw(t.Context())
+	must(t, "dump", err)
+	for _, id := range ids {
+		if held := bytes.Contains(dump, []byte(id)); held != slices.Contains(kept, id) {
+			t.Errorf("the store holds trace %s: %v, want %v", id, held, !held)
+		}
+	}
 }
 
 func testTraceListSince(t *testing.T, s store.Store) {
