@@ -35,6 +35,8 @@ type traceRef struct {
 	meta  store.TraceMeta
 	step  store.TraceStep
 	start time.Time
+	// found is set once the request has moved to the trace of a sign-in it found (useTrace).
+	found bool
 	// done is set once the step is recorded, so that it is not recorded twice.
 	done bool
 	// batch holds the request's recorded steps until it is answered.
@@ -53,6 +55,7 @@ func (s *Server) beginStep(c echo.Context, id, step, from, to, label string) {
 	ref := &traceRef{id: id, start: time.Now(), step: store.TraceStep{Step: step, From: from, To: to, Label: label}}
 	if old, ok := c.Get(traceKey).(*traceRef); ok {
 		ref.meta, ref.batch = old.meta, old.batch
+		ref.found = old.found && old.id == id
 	}
 	c.Set(traceKey, ref)
 	if id != "" {
@@ -144,7 +147,7 @@ func (s *Server) upstreamStep(c echo.Context, step, label string, start time.Tim
 // code or token).
 func (s *Server) useTrace(c echo.Context, id string) {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok && id != "" {
-		ref.id = id
+		ref.id, ref.found = id, true
 		c.Response().Header().Set(HeaderTraceID, id)
 		logTrace(c, id)
 	}
@@ -168,6 +171,12 @@ func hashPrefix(v string) string {
 
 // record adds a step to the request's batch, which the observe middleware hands to the trace
 // writer once the request is answered (see traceWriter).
+//
+// A step of a trace this request started, before it learnt which application the sign-in is for
+// (an unknown or missing client_id, a return from GitLab or a consent answer whose sign-in is
+// unknown), is unattributed: anyone can send such requests, so the store keeps their traces in a
+// share of the cap of their own, where they cannot evict real sign-ins (store.TraceCaps). They
+// are still traced, each as the one step that refused it.
 func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) {
 	if ref.id == "" {
 		return
@@ -177,7 +186,8 @@ func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) 
 		st.Duration = float64(time.Since(ref.start).Microseconds()) / 1000
 	}
 	st.RequestID = requestIDFrom(ctx)
-	ref.batch = append(ref.batch, store.TraceAppend{ID: ref.id, Meta: ref.meta, Step: st})
+	ref.batch = append(ref.batch, store.TraceAppend{ID: ref.id, Meta: ref.meta, Step: st,
+		Unattributed: !ref.found && ref.meta.ClientID == ""})
 }
 
 // sendTrace hands the request's trace steps to the writer.

@@ -79,7 +79,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	userMaxAge := st.add("user-snapshot-max-age", "1m", "how old the user GitLab returned at sign-in may be for /api/v4/user to answer with it instead of asking GitLab again (Mattermost reads the user right after its token request); 0: always ask GitLab")
 	appCacheTTL := st.add("app-cache-ttl", "1s", "how long each instance keeps an application it read from Redis before reading it again; a change made with `ssobridge apps` reaches running instances within it; 0: read Redis on every request")
 	traceTTL := st.add("trace-retention", "24h", "how long sign-in traces are kept (/debug/traces on the operators' listener)")
-	maxTraces := st.add("trace-max", "10000", "how many sign-in traces are kept at most, the newest")
+	maxTraces := st.add("trace-max", "10000", "how many sign-in traces are kept at most, the newest (a tenth of them for requests that named no registered application)")
 	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never redeemed its code (or never read the user) is called stalled")
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	logFormat := st.add("log-format", "json", "json or text")
