@@ -142,7 +142,7 @@ func (s *Server) traceShow(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Query().Get("format") == "mermaid":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte(traceview.Mermaid(t)))
+		_, _ = w.Write([]byte(traceview.Mermaid(t, now, s.cfg.StallAfter)))
 	case wantsHTML(r):
 		page, err := traceview.HTML(t, now, s.cfg.StallAfter)
 		if err != nil {
@@ -151,17 +151,11 @@ func (s *Server) traceShow(w http.ResponseWriter, r *http.Request) {
 		}
 		writeAdminHTML(w, page)
 	default:
-		d := traceDetail{Trace: t, Mermaid: traceview.Mermaid(t)}
-		d.Outcome, d.Failure = traceview.Outcome(t, now, s.cfg.StallAfter)
-		for _, st := range t.Steps {
-			if !st.OK {
-				d.Reason, d.Fix = st.Reason, st.Fix
-				break
-			}
-		}
-		if d.Fix == "" && d.Failure != "" {
-			d.Fix = traceview.FixFor(d.Failure)
-		}
+		// The page's verdict: the failed step's reason and fix, or for a stall those traceview
+		// writes, since no step holds them.
+		v := traceview.Explain(t, now, s.cfg.StallAfter)
+		d := traceDetail{Trace: t, Outcome: v.Outcome, Failure: v.Failure, Reason: v.Reason, Fix: v.Fix,
+			Mermaid: traceview.Mermaid(t, now, s.cfg.StallAfter)}
 		writeAdminJSON(w, http.StatusOK, d)
 	}
 }

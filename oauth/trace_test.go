@@ -272,6 +272,38 @@ func TestTraceOfASignInMattermostNeverFinishedIsStalled(t *testing.T) {
 	if tr["outcome"] != "stalled" || tr["failure"] != "client_never_redeemed_code" || !strings.Contains(tr["fix"].(string), "token") {
 		t.Fatalf("trace %v", tr)
 	}
+	wantStallExplained(t, tr, "Mattermost--x Bridge: POST /oauth/token (never came)")
+}
+
+func TestTraceOfASignInWhoseUserMattermostNeverFetchedIsStalled(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.StallAfter = 50 * time.Millisecond }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	resp := f.authorize(f.authorizeQuery("s"))
+	id := resp.Header.Get(oauth.HeaderTraceID)
+	back := location(t, f.get(location(t, f.get(location(t, resp).String())).String()))
+	if resp, body := f.postToken(f.tokenForm(back.Query().Get("code"))); resp.StatusCode != 200 {
+		t.Fatalf("token: %d %v", resp.StatusCode, body)
+	}
+	time.Sleep(100 * time.Millisecond)
+	tr := f.traceOf(id)
+	if tr["outcome"] != "stalled" || tr["failure"] != "client_never_fetched_user" || !strings.Contains(tr["fix"].(string), "/api/v4/user") {
+		t.Fatalf("trace %v", tr)
+	}
+	wantStallExplained(t, tr, "Mattermost--x Bridge: GET /api/v4/user (never came)")
+}
+
+// wantStallExplained checks that a stalled trace's JSON says why, as the page does, and that its
+// diagram ends on the arrow that never came, failed, with the failure under it.
+func wantStallExplained(t *testing.T, tr map[string]any, arrow string) {
+	t.Helper()
+	if reason, _ := tr["reason"].(string); !strings.Contains(reason, "since") {
+		t.Errorf("a stalled trace's reason is %q; want why, as the page says", reason)
+	}
+	mermaid, _ := tr["mermaid"].(string)
+	if !strings.Contains(mermaid, "\n    "+arrow+"\n    Note over Bridge: ✗ "+tr["failure"].(string)+" — ") {
+		t.Errorf("the diagram does not end on the arrow that never came (%s):\n%s", arrow, mermaid)
+	}
 }
 
 func TestTraceEndpointsListFilterAndRender(t *testing.T) {
@@ -378,4 +410,5 @@ func TestTraceOfASignInThatNeverCameBackFromGitLabIsStalled(t *testing.T) {
 	if tr["outcome"] != "stalled" || tr["failure"] != "never_back_from_gitlab" || !strings.Contains(tr["fix"].(string), "/oauth/callback") {
 		t.Fatalf("trace %v", tr)
 	}
+	wantStallExplained(t, tr, "GitLab--x Bridge: 302 to /oauth/callback?code&state (never came)")
 }

@@ -37,7 +37,7 @@ func FuzzMermaid(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, app, label, reason, fix, from, to string, ok bool, dur float64) {
 		tr := fuzzTrace(app, label, reason, fix, from, to, ok, dur)
-		out := Mermaid(tr)
+		out := Mermaid(tr, at(9000), time.Minute)
 		if !utf8.ValidString(out) {
 			t.Fatalf("invalid UTF-8: %q", out)
 		}

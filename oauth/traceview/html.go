@@ -43,8 +43,10 @@ type svgStep struct {
 	Duration     string
 	DurY         int
 	OK           bool
-	CrossX       int
-	Notes        []svgNote
+	// Missing is the arrow a stalled sign-in waited for in vain: drawn dashed, and failed.
+	Missing bool
+	CrossX  int
+	Notes   []svgNote
 }
 
 type svgNote struct {
@@ -66,7 +68,7 @@ type svgData struct {
 	Steps                []svgStep
 }
 
-func layout(t *store.Trace) svgData {
+func layout(t *store.Trace, arrows []arrow) svgData {
 	d := svgData{
 		Width: svgW, BoxY: boxY, BoxW: boxW, BoxH: boxH,
 		NameY: boxY + boxH/2 + 5, LifeTop: boxY + boxH, DurX: durRight,
@@ -83,9 +85,10 @@ func layout(t *store.Trace) svgData {
 		d.Lifelines = append(d.Lifelines, svgLifeline{X: x, BoxX: x - boxW/2, Name: name, Full: full})
 	}
 	y := firstRow
-	for _, s := range timeline(t) {
+	for _, a := range arrows {
+		s := a.TraceStep
 		x1, x2 := colX0+column(s.From)*colGap, colX0+column(s.To)*colGap
-		st := svgStep{X1: x1, X2: x2, Y: y + rowH - 10, OK: s.OK, Full: s.Label}
+		st := svgStep{X1: x1, X2: x2, Y: y + rowH - 10, OK: s.OK, Missing: a.missing, Full: s.Label}
 		st.TextX = min(x1, x2) + 8
 		st.TextY = st.Y - 7
 		st.DurY = st.Y + 4
@@ -209,8 +212,8 @@ func HTML(t *store.Trace, now time.Time, stall time.Duration) ([]byte, error) {
 		Started: timestamp(t.StartedAt),
 		Outcome: o.outcome, Failure: o.failure, Reason: o.reason, Fix: o.fix,
 		FailedStep: o.step,
-		SVG:        layout(t),
-		Mermaid:    Mermaid(t),
+		SVG:        layout(t, arrows(t, now, stall)),
+		Mermaid:    Mermaid(t, now, stall),
 	}
 	if o.step != nil {
 		v.FailedAt = timestamp(o.step.At)
@@ -337,7 +340,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(funcs).Parse(`<!doct
 {{end}}{{range .Steps}}<g class="step{{if not .OK}} failed{{end}}"><title>{{.Full}}</title>
 <text x="{{.TextX}}" y="{{.TextY}}"{{if not .OK}} fill="#cf222e"{{end}} stroke="#fff" stroke-width="4" stroke-linejoin="round" paint-order="stroke">{{.Label}}</text>
 {{if .Self}}<path class="arrow" d="M{{.X1}},{{.Y}} H{{.LoopX}} V{{.LoopY}} H{{.X1}}" fill="none" stroke="{{if .OK}}#1f1e24{{else}}#cf222e{{end}}" stroke-width="1.5"{{if .OK}} marker-end="url(#head)"{{end}}/>
-{{else}}<line class="arrow" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}" stroke="{{if .OK}}#1f1e24{{else}}#cf222e{{end}}" stroke-width="1.5"{{if .OK}} marker-end="url(#head)"{{end}}/>
+{{else}}<line class="arrow{{if .Missing}} missing{{end}}" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}" stroke="{{if .OK}}#1f1e24{{else}}#cf222e{{end}}" stroke-width="1.5"{{if .Missing}} stroke-dasharray="6 4"{{end}}{{if .OK}} marker-end="url(#head)"{{end}}/>
 {{end}}{{if not .OK}}<text x="{{.CrossX}}" y="{{.Y}}" dy="5" text-anchor="middle" fill="#cf222e" font-size="18" font-weight="700">✗</text>
 {{end}}{{if .Duration}}<text x="{{$.SVG.DurX}}" y="{{.DurY}}" text-anchor="end" fill="#737278">{{.Duration}}</text>{{end}}
 {{range .Notes}}<text x="{{.X}}" y="{{.Y}}" fill="#cf222e" stroke="#fff" stroke-width="4" stroke-linejoin="round" paint-order="stroke"><title>{{.Full}}</title>{{.Text}}</text>

@@ -92,7 +92,7 @@ func TestHTMLDrawsOneArrowPerStep(t *testing.T) {
 		}
 	}
 	pre := all(doc, tag("pre"))
-	if len(pre) != 1 || text(pre[0]) != Mermaid(tr) {
+	if len(pre) != 1 || text(pre[0]) != Mermaid(tr, at(8000), 2*time.Minute) {
 		t.Errorf("the Mermaid source is not on the page as Mermaid gives it")
 	}
 }
@@ -135,6 +135,29 @@ func TestHTMLExplainsAStall(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("stall section does not show %q:\n%s", want, got)
 		}
+	}
+	// The diagram ends with the token request that never came: dashed, red, crossed, explained.
+	svg := all(doc, tag("svg"))[0]
+	arrows := all(svg, hasClass("arrow"))
+	if len(arrows) != len(tr.Steps)+1 {
+		t.Fatalf("%d arrows for %d steps and the one missing", len(arrows), len(tr.Steps))
+	}
+	last := arrows[len(arrows)-1]
+	if !hasClass("missing")(last) || attr(last, "stroke-dasharray") == "" || attr(last, "stroke") != "#cf222e" || attr(last, "marker-end") != "" {
+		t.Errorf("the missing arrow is not drawn dashed, red and headless: %v", last.Attr)
+	}
+	failed := all(svg, hasClass("failed"))
+	if len(failed) != 1 {
+		t.Fatalf("%d failed steps drawn, want the missing one", len(failed))
+	}
+	for _, want := range []string{"POST /oauth/token (never came)", "✗", FailureClientNeverRedeemedCode, "Fix:"} {
+		if !strings.Contains(text(failed[0]), want) {
+			t.Errorf("the missing arrow's drawing does not show %q: %q", want, text(failed[0]))
+		}
+	}
+	// The table lists what happened, not what did not.
+	if n := len(all(doc, tag("tr"))); n != 1+len(tr.Steps) {
+		t.Errorf("%d table rows, want a header and %d steps", n, len(tr.Steps))
 	}
 }
 

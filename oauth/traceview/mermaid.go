@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -26,8 +27,9 @@ var participants = [...]string{store.PartUser, store.PartClient, store.PartBridg
 // Mermaid returns t as a Mermaid sequenceDiagram: the four participants of PROTOCOL.md's diagram
 // (the client aliased to the app's name when it is not Mattermost), one arrow per step in the
 // order of the timeline, and under each failed arrow a note with the failure and its reason and a
-// note with the fix.
-func Mermaid(t *store.Trace) string {
+// note with the fix. A sign-in stalled by now (see Outcome) ends with the arrow that never came,
+// dotted and failed ("Mattermost--x Bridge: POST /oauth/token (never came)"), and its notes.
+func Mermaid(t *store.Trace, now time.Time, stall time.Duration) string {
 	var b strings.Builder
 	b.WriteString("sequenceDiagram\n")
 	for _, p := range participants {
@@ -39,13 +41,17 @@ func Mermaid(t *store.Trace) string {
 		}
 		b.WriteByte('\n')
 	}
-	for _, s := range timeline(t) {
+	for _, a := range arrows(t, now, stall) {
+		s := a.TraceStep
 		from, to := participant(s.From), participant(s.To)
 		b.WriteString("    ")
 		b.WriteString(from)
-		if s.OK {
+		switch {
+		case a.missing:
+			b.WriteString("--x ")
+		case s.OK:
 			b.WriteString("->>")
-		} else {
+		default:
 			b.WriteString("-x ")
 		}
 		b.WriteString(to)
@@ -131,6 +137,26 @@ func participant(name string) string {
 
 func column(name string) int {
 	return slices.Index(participants[:], participant(name))
+}
+
+// arrow is an arrow of the diagrams: a step of the trace, or the one a stalled sign-in is missing.
+type arrow struct {
+	store.TraceStep
+	missing bool
+}
+
+// arrows are the trace's steps in the order they happened and, when the sign-in has stalled by
+// now, the arrow that never came, last. The Mermaid source and the drawing share them.
+func arrows(t *store.Trace, now time.Time, stall time.Duration) []arrow {
+	steps := timeline(t)
+	out := make([]arrow, 0, len(steps)+1)
+	for _, s := range steps {
+		out = append(out, arrow{TraceStep: s})
+	}
+	if d := derive(t, now, stall); d.missing != nil {
+		out = append(out, arrow{TraceStep: *d.missing, missing: true})
+	}
+	return out
 }
 
 // timeline is the trace's steps in the order they happened. Steps are appended when they end,

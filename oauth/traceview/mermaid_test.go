@@ -3,6 +3,7 @@ package traceview
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
@@ -23,7 +24,7 @@ func TestMermaidSuccessfulLoginMatchesGolden(t *testing.T) {
     Mattermost->>Bridge: POST /oauth/token (authorization_code) (13 ms)
     Mattermost->>Bridge: GET /api/v4/user (Authorization: Bearer) (4.0 ms)
 `
-	if got := Mermaid(loginTrace()); got != want {
+	if got := Mermaid(loginTrace(), t0, time.Minute); got != want {
 		t.Errorf("Mermaid:\n%s\nwant:\n%s", got, want)
 	}
 }
@@ -38,8 +39,44 @@ func TestMermaidFailedStepIsCrossedAndExplained(t *testing.T) {
     Note over Bridge: ✗ redirect_uri_not_registered — redirect_uri https://chat.example.com/login/gitlab/complete is not one of the URIs registered for mm-prod
     Note over Bridge: Fix: Add https://chat.example.com/login/gitlab/complete to the app's redirect URIs, or correct Mattermost's Site URL
 `
-	if got := Mermaid(failedTrace()); got != want {
+	if got := Mermaid(failedTrace(), t0, time.Minute); got != want {
 		t.Errorf("Mermaid:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// A stalled sign-in has no failed step: the diagram must still end on a failed arrow, the one
+// that never came, with the reason and the fix.
+func TestMermaidDrawsTheArrowAStalledSignInMisses(t *testing.T) {
+	const stall = 2 * time.Minute
+	for _, tt := range []struct {
+		last, arrow, failure string
+	}{
+		{"upstream_authorize", "    GitLab--x Bridge: 302 to /oauth/callback?code&state (never came)\n", FailureNeverBackFromGitLab},
+		{"redirect_to_client", "    Mattermost--x Bridge: POST /oauth/token (never came)\n", FailureClientNeverRedeemedCode},
+		{"token", "    Mattermost--x Bridge: GET /api/v4/user (never came)\n", FailureClientNeverFetchedUser},
+	} {
+		tr := upTo(tt.last)
+		now := lastAt(tr).Add(10 * time.Minute)
+		out := Mermaid(tr, now, stall)
+		v := Explain(tr, now, stall)
+		want := tt.arrow +
+			"    Note over Bridge: ✗ " + tt.failure + " — " + clean(v.Reason, maxNote) + "\n" +
+			"    Note over Bridge: Fix: " + clean(FixFor(tt.failure), maxNote) + "\n"
+		if !strings.HasSuffix(out, want) {
+			t.Errorf("after %s, stalled:\n%s\nwant it to end with\n%s", tt.last, out, want)
+		}
+		if v.Reason == "" || !strings.Contains(v.Reason, "10m0s") {
+			t.Errorf("after %s: reason %q", tt.last, v.Reason)
+		}
+		for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n")[1:] {
+			if !lineShape.MatchString(l) {
+				t.Errorf("after %s: line out of shape: %q", tt.last, l)
+			}
+		}
+		// Within the stall, the sign-in is only waiting: nothing is drawn that did not happen.
+		if out := Mermaid(tr, lastAt(tr).Add(stall), stall); strings.Contains(out, "never came") || strings.Contains(out, "Note") {
+			t.Errorf("after %s, still in progress:\n%s", tt.last, out)
+		}
 	}
 }
 
@@ -47,7 +84,7 @@ func TestMermaidTimelineIsInTimeOrder(t *testing.T) {
 	tr := loginTrace()
 	// The callback ends after the upstream calls it makes, so the recorder appends it after them.
 	tr.Steps[2], tr.Steps[3], tr.Steps[4] = tr.Steps[3], tr.Steps[4], tr.Steps[2]
-	if got, want := Mermaid(tr), Mermaid(loginTrace()); got != want {
+	if got, want := Mermaid(tr, t0, time.Minute), Mermaid(loginTrace(), t0, time.Minute); got != want {
 		t.Errorf("steps appended out of order are drawn out of order:\n%s", got)
 	}
 }
@@ -55,12 +92,12 @@ func TestMermaidTimelineIsInTimeOrder(t *testing.T) {
 func TestMermaidAliasesAnotherClient(t *testing.T) {
 	tr := loginTrace()
 	tr.App = "Grafana (ops)"
-	if !strings.Contains(Mermaid(tr), "\n    participant Mattermost as Grafana (ops)\n") {
-		t.Errorf("no alias for the client:\n%s", Mermaid(tr))
+	if !strings.Contains(Mermaid(tr, t0, time.Minute), "\n    participant Mattermost as Grafana (ops)\n") {
+		t.Errorf("no alias for the client:\n%s", Mermaid(tr, t0, time.Minute))
 	}
 	tr.App = "  mattermost "
-	if strings.Contains(Mermaid(tr), " as ") {
-		t.Errorf("Mattermost aliased to itself:\n%s", Mermaid(tr))
+	if strings.Contains(Mermaid(tr, t0, time.Minute), " as ") {
+		t.Errorf("Mattermost aliased to itself:\n%s", Mermaid(tr, t0, time.Minute))
 	}
 }
 
@@ -85,7 +122,7 @@ func TestMermaidHostileTextStaysOnItsLine(t *testing.T) {
 		tr.App = h
 		tr.Steps = append(tr.Steps, store.TraceStep{Step: h, From: h, To: "GitLab\n" + h, Label: h, Failure: h, Reason: h, Fix: h, At: at(5)})
 		tr.Steps = append(tr.Steps, store.TraceStep{Step: "token", From: store.PartClient, To: store.PartBridge, Label: h, OK: true, At: at(6)})
-		out := Mermaid(tr)
+		out := Mermaid(tr, t0, time.Minute)
 		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 		// sequenceDiagram, 4 participants, 3 arrows, 2 failed with 2 notes each.
 		if len(lines) != 1+4+3+4 {

@@ -48,6 +48,22 @@ func Outcome(t *store.Trace, now time.Time, stall time.Duration) (outcome, failu
 	return o.outcome, o.failure
 }
 
+// Verdict is what became of a sign-in, with, when it failed or stalled, the failure's name, why
+// and what to change: the failed step's, or for a stall those Explain writes, since no step holds
+// them.
+type Verdict struct {
+	Outcome string
+	Failure string
+	Reason  string
+	Fix     string
+}
+
+// Explain is Outcome with the reason and the fix.
+func Explain(t *store.Trace, now time.Time, stall time.Duration) Verdict {
+	o := derive(t, now, stall)
+	return Verdict{Outcome: o.outcome, Failure: o.failure, Reason: o.reason, Fix: o.fix}
+}
+
 // FixFor is what to change for a failure Outcome infers; "" for any other failure, whose fix is
 // in the step that failed.
 func FixFor(failure string) string {
@@ -75,11 +91,23 @@ func FixFor(failure string) string {
 }
 
 // derived is an Outcome with what the page shows beside it: the step that failed, or for a stall
-// a reason written here, since no step holds one.
+// a reason written here, since no step holds one, and the arrow that never came.
 type derived struct {
 	outcome, failure string
 	reason, fix      string
 	step             *store.TraceStep
+	// missing is, for a stall, the arrow the bridge waited for in vain, drawn failed after the
+	// others; it holds the failure, its reason and fix, and no duration (it never happened).
+	missing *store.TraceStep
+}
+
+// stalled is the derived of a stall after step s: the arrow that never came goes from `from` to
+// the bridge, labelled with the request the bridge waited for.
+func stalled(failure string, s *store.TraceStep, step, from, request, reason string, stall time.Duration) derived {
+	d := derived{outcome: OutcomeStalled, failure: failure, step: s, reason: reason, fix: FixFor(failure)}
+	d.missing = &store.TraceStep{Step: step, From: from, To: store.PartBridge, Label: request + " (never came)",
+		At: s.At.Add(stall), Duration: -1, Failure: failure, Reason: reason, Fix: d.fix}
+	return d
 }
 
 func derive(t *store.Trace, now time.Time, stall time.Duration) derived {
@@ -109,33 +137,24 @@ func derive(t *store.Trace, now time.Time, stall time.Duration) derived {
 	if user >= 0 || (token >= 0 && !mattermost) {
 		return derived{outcome: OutcomeCompleted}
 	}
-	stalled := func(i int) bool { return now.Sub(steps[i].At) > stall }
-	if upstream >= 0 && callback < 0 && stalled(upstream) {
+	waited := func(i int) bool { return now.Sub(steps[i].At) > stall }
+	if upstream >= 0 && callback < 0 && waited(upstream) {
 		s := &steps[upstream]
-		return derived{
-			outcome: OutcomeStalled, failure: FailureNeverBackFromGitLab, step: s,
-			reason: fmt.Sprintf("The bridge sent the browser to GitLab at %s and it did not come back to the bridge's callback in the %s since.",
-				clock(s.At), since(now, s.At)),
-			fix: FixFor(FailureNeverBackFromGitLab),
-		}
+		return stalled(FailureNeverBackFromGitLab, s, stepCallback, store.PartGitLab, "302 to /oauth/callback?code&state",
+			fmt.Sprintf("The bridge sent the browser to GitLab at %s and it did not come back to the bridge's callback in the %s since.",
+				clock(s.At), since(now, s.At)), stall)
 	}
-	if token > redirect && mattermost && stalled(token) {
+	if token > redirect && mattermost && waited(token) {
 		s := &steps[token]
-		return derived{
-			outcome: OutcomeStalled, failure: FailureClientNeverFetchedUser, step: s,
-			reason: fmt.Sprintf("Mattermost redeemed its code at %s and no request for the user reached /api/v4/user in the %s since.",
-				clock(s.At), since(now, s.At)),
-			fix: FixFor(FailureClientNeverFetchedUser),
-		}
+		return stalled(FailureClientNeverFetchedUser, s, stepUser, store.PartClient, "GET /api/v4/user",
+			fmt.Sprintf("Mattermost redeemed its code at %s and no request for the user reached /api/v4/user in the %s since.",
+				clock(s.At), since(now, s.At)), stall)
 	}
-	if redirect > token && stalled(redirect) {
+	if redirect > token && waited(redirect) {
 		s := &steps[redirect]
-		return derived{
-			outcome: OutcomeStalled, failure: FailureClientNeverRedeemedCode, step: s,
-			reason: fmt.Sprintf("The bridge sent the browser back to %s with a code at %s and no request to redeem it reached /oauth/token in the %s since.",
-				clientName(t), clock(s.At), since(now, s.At)),
-			fix: FixFor(FailureClientNeverRedeemedCode),
-		}
+		return stalled(FailureClientNeverRedeemedCode, s, stepToken, store.PartClient, "POST /oauth/token",
+			fmt.Sprintf("The bridge sent the browser back to %s with a code at %s and no request to redeem it reached /oauth/token in the %s since.",
+				clientName(t), clock(s.At), since(now, s.At)), stall)
 	}
 	return derived{outcome: OutcomeInProgress}
 }

@@ -82,6 +82,24 @@ func TestOutcome(t *testing.T) {
 	}
 }
 
+func TestExplainGivesEveryStallAReasonAndAFix(t *testing.T) {
+	const stall = 2 * time.Minute
+	for _, last := range []string{"upstream_authorize", "redirect_to_client", "token"} {
+		tr := upTo(last)
+		v := Explain(tr, lastAt(tr).Add(time.Hour), stall)
+		if v.Outcome != OutcomeStalled || v.Reason == "" || v.Fix == "" || v.Fix != FixFor(v.Failure) {
+			t.Errorf("after %s: %+v; want a stall with its reason and fix", last, v)
+		}
+	}
+	failed := failedTrace()
+	if v := Explain(failed, t0, stall); v.Outcome != OutcomeFailed || v.Reason != failed.Steps[0].Reason || v.Fix != failed.Steps[0].Fix {
+		t.Errorf("a failed sign-in: %+v; want the failed step's reason and fix", v)
+	}
+	if v := Explain(loginTrace(), t0.Add(time.Hour), stall); v != (Verdict{Outcome: OutcomeCompleted}) {
+		t.Errorf("a completed sign-in: %+v", v)
+	}
+}
+
 func TestFixFor(t *testing.T) {
 	for failure, mustSay := range map[string]string{
 		FailureClientNeverRedeemedCode: "/oauth/token",

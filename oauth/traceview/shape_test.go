@@ -6,6 +6,6 @@ import "regexp"
 // with text Mermaid reads as plain text.
 var lineShape = regexp.MustCompile(`^    (` +
 	`participant (User|Mattermost|Bridge|GitLab)( as [^#;<\n]*)?` +
-	`|(User|Mattermost|Bridge|GitLab)(->>|-x )(User|Mattermost|Bridge|GitLab): [^#;<\n]+` +
+	`|(User|Mattermost|Bridge|GitLab)(->>|-x |--x )(User|Mattermost|Bridge|GitLab): [^#;<\n]+` +
 	`|Note over (User|Mattermost|Bridge|GitLab): [^#;<\n]+` +
 	`)$`)
