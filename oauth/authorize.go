@@ -80,7 +80,7 @@ func (s *Server) authorize(c echo.Context) error {
 			Fix:     "Administrators: set the application ID in Mattermost (System Console > Authentication > GitLab > Application ID, or MM_GITLABSETTINGS_ID)."}
 	}
 	if len(req.ClientID) > maxClientID {
-		return &PageError{Status: http.StatusBadRequest, Title: "Unknown application",
+		return &PageError{Status: http.StatusBadRequest, Title: "Unknown application", Failure: "unknown_client",
 			Message: "The client_id is longer than any application ID.",
 			Fix:     "Administrators: copy the application ID from `ssobridge apps list` into Mattermost's GitLab settings."}
 	}
@@ -107,37 +107,35 @@ func (s *Server) authorize(c echo.Context) error {
 			Fix:         redirectFix(app)}
 	}
 	// From here on the redirect URI is the client's own: errors go back to it.
-	fail := func(code, format string, args ...any) *RedirectError {
-		return &RedirectError{RedirectURI: req.RedirectURI, State: req.State, Code: code, Description: fmt.Sprintf(format, args...)}
+	fail := func(failure, code, format string, args ...any) *RedirectError {
+		return &RedirectError{RedirectURI: req.RedirectURI, State: req.State, Code: code, Description: fmt.Sprintf(format, args...), Failure: failure}
 	}
 	switch {
 	case req.ResponseType == "":
-		return fail(ErrInvalidRequest, "response_type is missing; use response_type=code")
+		return fail("response_type_unsupported", ErrInvalidRequest, "response_type is missing; use response_type=code")
 	case req.ResponseType != "code":
-		return fail(ErrUnsupportedResponseType, "response_type %q is not supported; use response_type=code", truncate(req.ResponseType, 40))
+		return fail("response_type_unsupported", ErrUnsupportedResponseType, "response_type %q is not supported; use response_type=code", truncate(req.ResponseType, 40))
 	case len(req.State) > maxState:
-		return fail(ErrInvalidRequest, "state is longer than %d bytes", maxState)
+		return fail("parameter_too_long", ErrInvalidRequest, "state is longer than %d bytes", maxState)
 	case len(req.Scope) > maxScope:
-		return fail(ErrInvalidScope, "scope is longer than %d bytes", maxScope)
+		return fail("parameter_too_long", ErrInvalidScope, "scope is longer than %d bytes", maxScope)
 	case len(req.Nonce) > maxState:
-		return fail(ErrInvalidRequest, "nonce is longer than %d bytes", maxState)
+		return fail("parameter_too_long", ErrInvalidRequest, "nonce is longer than %d bytes", maxState)
 	}
 	granted, missing := grantScope(req.Scope, app.Scopes)
 	if len(missing) > 0 && slices.Contains(missing, "openid") && strings.HasSuffix(req.RedirectURI, "/gitlab/complete") {
-		e := fail(ErrInvalidScope, "the application %s is not allowed the scope openid; clear Mattermost's GitLab Scope setting", app.Name)
-		e.Failure = "mattermost_scope_openid"
+		e := fail("mattermost_scope_openid", ErrInvalidScope, "the application %s is not allowed the scope openid; clear Mattermost's GitLab Scope setting", app.Name)
 		e.Fix = "Clear Mattermost's GitLab Scope (System Console > Authentication > GitLab, MM_GITLABSETTINGS_SCOPE, gitlab.rb gitlab_scope): with openid in it Mattermost also switches to its OpenID provider."
 		return e
 	}
 	if len(missing) > 0 {
-		e := fail(ErrInvalidScope, "the application %s is not allowed the scope %s (it has %s); leave Mattermost's GitLab Scope empty or set it to read_user",
+		e := fail("scope_not_allowed", ErrInvalidScope, "the application %s is not allowed the scope %s (it has %s); leave Mattermost's GitLab Scope empty or set it to read_user",
 			app.Name, strings.Join(missing, " "), strings.Join(app.Scopes, " "))
-		e.Failure = "scope_not_allowed"
 		e.Fix = fmt.Sprintf("Ask only for %s, or give the application the scope with `ssobridge apps update %s --scopes ...`.", strings.Join(app.Scopes, " "), app.ID)
 		return e
 	}
 	if msg := checkChallenge(req, app); msg != "" {
-		return fail(ErrInvalidRequest, "%s", msg)
+		return fail("pkce_challenge_invalid", ErrInvalidRequest, "%s", msg)
 	}
 
 	upstreamState := s.newUpstreamState(currentTrace(c), time.Now())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,14 +32,14 @@ func (s *Server) callback(c echo.Context) error {
 	}
 	for _, k := range []string{"state", "code", "error"} {
 		if len(q[k]) > 1 {
-			return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab",
+			return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab", Failure: "duplicate_parameter",
 				Message: fmt.Sprintf("The parameter %s is given %d times.", k, len(q[k])),
 				Fix:     "Start the sign-in again from Mattermost."}
 		}
 	}
 	state := q.Get("state")
 	if state == "" || len(state) > maxState {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab",
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab", Failure: "state_missing",
 			Message: "The request has no valid state, so the bridge cannot tell which sign-in it belongs to.",
 			Fix:     "Start the sign-in again from Mattermost. Do not bookmark or reload this page."}
 	}
@@ -66,13 +67,13 @@ func (s *Server) callback(c echo.Context) error {
 				Fix: "The person pressed Deny at GitLab; nothing to change unless that was not meant."}
 		}
 		desc := truncate(q.Get("error_description"), 300)
-		return &PageError{Status: http.StatusBadGateway, Title: "GitLab refused the sign-in", Failure: "upstream_authorize_" + reasonLabel(upErr),
+		return &PageError{Status: http.StatusBadGateway, Title: "GitLab refused the sign-in", Failure: upstreamAuthorizeFailure(upErr),
 			Message: fmt.Sprintf("GitLab answered the bridge's authorization request with %q: %s", truncate(upErr, 60), desc),
 			Fix:     upstreamAuthorizeFix(upErr)}
 	}
 	code := q.Get("code")
 	if code == "" {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab",
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab", Failure: "upstream_code_missing",
 			Message: "GitLab sent the browser back without a code or an error.",
 			Fix:     "Go back to Mattermost and sign in again."}
 	}
@@ -235,7 +236,17 @@ func upstreamPage(err error) error {
 		status = http.StatusForbidden
 		title = "GitLab refused your account"
 	}
-	return &PageError{Status: status, Title: title, Message: ue.Error(), Fix: ue.Fix(), Cause: err}
+	return &PageError{Status: status, Title: title, Message: ue.Error(), Fix: ue.Fix(), Cause: err, Failure: upstreamFailure(ue)}
+}
+
+// upstreamAuthorizeFailure names an error GitLab's authorize endpoint sent back: by its code
+// when RFC 6749 defines it, else upstream_authorize_error, as the code came through the browser
+// and could be anything.
+func upstreamAuthorizeFailure(code string) string {
+	if slices.Contains(upstreamAuthorizeCodes, code) {
+		return "upstream_authorize_" + code
+	}
+	return "upstream_authorize_error"
 }
 
 func upstreamAuthorizeFix(code string) string {

@@ -79,17 +79,17 @@ func (s *Server) consent(c echo.Context) error {
 	req := c.Request()
 	req.Body = http.MaxBytesReader(c.Response(), req.Body, maxFormBody)
 	if err := req.ParseForm(); err != nil {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid consent answer", Message: "The form could not be read.",
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid consent answer", Message: "The form could not be read.", Failure: "consent_answer_invalid",
 			Fix: "Go back to the application and sign in again."}
 	}
 	key, decision := req.PostForm.Get("consent"), req.PostForm.Get("decision")
 	if key == "" || (decision != "allow" && decision != "deny") {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid consent answer",
+		return &PageError{Status: http.StatusBadRequest, Title: "Invalid consent answer", Failure: "consent_answer_invalid",
 			Message: "The answer does not say which request it is for, or whether you allow it.", Fix: "Go back to the application and sign in again."}
 	}
 	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(key))
 	if errors.Is(err, store.ErrNotFound) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Consent expired or already answered",
+		return &PageError{Status: http.StatusBadRequest, Title: "Consent expired or already answered", Failure: "consent_unknown",
 			Message: fmt.Sprintf("This request was answered already, or waited longer than %s.", s.cfg.AuthorizationTTL),
 			Fix:     "Go back to the application and sign in again."}
 	}
@@ -107,7 +107,7 @@ func (s *Server) consent(c echo.Context) error {
 	}
 	sess, err := s.store.GetSession(ctx, pending.SessionID)
 	if errors.Is(err, store.ErrNotFound) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired", Message: "The sign-in this answer belongs to has ended.",
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired", Message: "The sign-in this answer belongs to has ended.", Failure: "session_revoked",
 			Fix: "Go back to the application and sign in again."}
 	}
 	if err != nil {

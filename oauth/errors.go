@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 
@@ -134,6 +134,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	defer func() {
 		failure, reason, fix := describeFailure(err)
 		s.stepFailed(c, c.Response().Status, failure, reason, fix)
+		s.countFailure(c, failure)
 	}()
 	var (
 		oe *Error
@@ -223,10 +224,6 @@ func (s *Server) logFailure(c echo.Context, status int, code, description string
 	if cause != nil {
 		attrs = append(attrs, "cause", cause.Error())
 	}
-	switch c.Path() {
-	case "/oauth/authorize", CallbackPath, consentPath, "/oauth/token":
-		s.metrics.loginsFailed.WithLabelValues(c.Path(), reasonLabel(code)).Inc()
-	}
 	log := s.logger(c.Request().Context())
 	if status >= 500 {
 		log.Error("request failed", attrs...)
@@ -235,17 +232,20 @@ func (s *Server) logFailure(c echo.Context, status int, code, description string
 	log.Info("request refused", attrs...)
 }
 
-// reasonLabel turns an error code or a page title into a metric label: "Unknown application"
-// becomes "unknown_application".
-func reasonLabel(code string) string {
-	b := make([]byte, 0, len(code))
-	for _, r := range strings.ToLower(code) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			b = append(b, byte(r))
-		case len(b) > 0 && b[len(b)-1] != '_':
-			b = append(b, '_')
-		}
+// signInEndpoints are the endpoints whose failures are failed sign-ins, counted in
+// ssobridge_logins_failed_total.
+var signInEndpoints = []string{"/oauth/authorize", CallbackPath, consentPath, "/oauth/token", "/api/v4/user"}
+
+// countFailure counts a failed request of a sign-in under the name its trace gives the failure:
+// that of the step that failed (a call to GitLab within a callback fails before its request does),
+// else failure, the name of the error the handler returned. The name is one of failureNames, so
+// the metric has the trace's vocabulary and a bounded number of series.
+func (s *Server) countFailure(c echo.Context, failure string) {
+	if !slices.Contains(signInEndpoints, c.Path()) {
+		return
 	}
-	return strings.TrimSuffix(string(b), "_")
+	if ref, ok := c.Get(traceKey).(*traceRef); ok && ref.failure != "" {
+		failure = ref.failure
+	}
+	s.metrics.loginsFailed.WithLabelValues(c.Path(), knownFailure(failure)).Inc()
 }

@@ -200,7 +200,7 @@ func (s *Server) userinfo(c echo.Context) error {
 	if !hasScope(ti.GetScope(), "openid") {
 		// RFC 6750 §3.1: a token that lacks the scope is a 403 saying which.
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="ssobridge", error="insufficient_scope", scope="openid"`)
-		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include openid"}
+		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include openid", Failure: "token_scope_insufficient"}
 	}
 	body, err := s.upstreamUser(ctx, sess)
 	if err != nil {

@@ -112,7 +112,7 @@ func TestMetricsCountSignInsAndAreOnlyOnTheAdminHandler(t *testing.T) {
 	for _, want := range []string{
 		`ssobridge_logins_started_total{client_id="` + f.app.ID + `"} 1`,
 		`ssobridge_logins_completed_total{client_id="` + f.app.ID + `"} 1`,
-		`ssobridge_logins_failed_total{endpoint="/oauth/authorize",reason="unknown_application"} 1`,
+		`ssobridge_logins_failed_total{endpoint="/oauth/authorize",reason="unknown_client"} 1`,
 		`ssobridge_http_request_duration_seconds_count{code="200",endpoint="/oauth/token"} 1`,
 	} {
 		if !strings.Contains(body, want) {

@@ -21,7 +21,7 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 	ctx := c.Request().Context()
 	access := bearerToken(c.Request())
 	if access == "" {
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("no access token")}
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("no access token"), Failure: "token_missing"}
 	}
 	pf := &sessionPrefetch{id: sessionOfToken(access)}
 	ti, err := s.manager.LoadAccessToken(context.WithValue(ctx, prefetchKey{}, pf), access)
@@ -39,7 +39,7 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 			Fix: "The client used an access token after it expired (SSOBRIDGE_ACCESS_TOKEN_TTL): it must refresh it or sign the person in again. Mattermost reads the user right after the token exchange, so for Mattermost check that its clock and the bridge's agree."}
 	}
 	if errors.Is(err, oerrors.ErrInvalidAccessToken) || (err == nil && ti == nil) {
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token unknown or expired")}
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token unknown or expired"), Failure: "token_unknown"}
 	}
 	if err != nil {
 		// The store did not answer: the token may be good, and a 401 would end the person's
@@ -53,7 +53,7 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 		err = store.ErrNotFound
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's sign-in was revoked or has expired")}
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's sign-in was revoked or has expired"), Failure: "session_revoked"}
 	}
 	if err != nil {
 		return nil, nil, storeFailure("get session", err)
@@ -63,7 +63,8 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 	// them working). Applications are cached (SSOBRIDGE_APP_CACHE_TTL), so this costs no round
 	// trip on most requests.
 	if _, err := s.store.GetApp(ctx, sess.ClientID); errors.Is(err, store.ErrNotFound) {
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's application was deleted")}
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's application was deleted"), Failure: "application_deleted",
+			Fix: "The application this token was issued to was deleted (`ssobridge apps delete`); its tokens ended with it."}
 	} else if err != nil {
 		return nil, nil, storeFailure("get application", err)
 	}
@@ -129,7 +130,7 @@ func (s *Server) tokenQuestion(c echo.Context, purpose string) (*tokenQuestion, 
 		return nil, perr
 	}
 	if tr.Token == "" {
-		return nil, tokenError(ErrInvalidRequest, "token is missing; send the access or refresh token to %s", purpose)
+		return nil, named(tokenError(ErrInvalidRequest, "token is missing; send the access or refresh token to %s", purpose), "token_missing", "")
 	}
 	app, err := s.authenticateClient(c, tr)
 	if err != nil {
@@ -153,7 +154,7 @@ func (s *Server) revoke(c echo.Context) error {
 		if ti.GetClientID() != app.ID {
 			// RFC 7009 §2.2.1 answers with a §5.2 error, so 400 as for every such code (Doorkeeper
 			// says 403); the token stays valid for the client it belongs to.
-			return tokenError(ErrUnauthorizedClient, "the token was issued to another client; a client may revoke only its own tokens")
+			return named(tokenError(ErrUnauthorizedClient, "the token was issued to another client; a client may revoke only its own tokens"), "token_other_client", "")
 		}
 		ctx := c.Request().Context()
 		if isRefresh {

@@ -49,32 +49,32 @@ func ParseTokenRequest(r *http.Request) (*TokenRequest, *Error) {
 	// would slip past the check, and carry a credential into access logs all the same.
 	query, err := parseQueryStrictly(r.URL.RawQuery)
 	if err != nil {
-		return nil, tokenError(ErrInvalidRequest, "the URL's query is not well formed (%s); send every parameter in the form body, and no query", err)
+		return nil, named(tokenError(ErrInvalidRequest, "the URL's query is not well formed (%s); send every parameter in the form body, and no query", err), "malformed_query", "")
 	}
 	for _, k := range credentialParams {
 		if query.Has(k) {
-			return nil, tokenError(ErrInvalidRequest, "%s was sent in the URL query; send it in the form body, where it is not logged", k)
+			return nil, named(tokenError(ErrInvalidRequest, "%s was sent in the URL query; send it in the form body, where it is not logged", k), "credentials_in_query", "")
 		}
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, tokenError(ErrInvalidRequest, "the body must be a form: Content-Type application/x-www-form-urlencoded")
+		return nil, named(tokenError(ErrInvalidRequest, "the body must be a form: Content-Type application/x-www-form-urlencoded"), "malformed_request", "")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxFormBody))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			return nil, tokenError(ErrInvalidRequest, "the body is larger than %d KiB", maxFormBody>>10)
+			return nil, named(tokenError(ErrInvalidRequest, "the body is larger than %d KiB", maxFormBody>>10), "malformed_request", "")
 		}
-		return nil, tokenError(ErrInvalidRequest, "the body could not be read")
+		return nil, named(tokenError(ErrInvalidRequest, "the body could not be read"), "malformed_request", "")
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return nil, tokenError(ErrInvalidRequest, "the body is not valid form encoding")
+		return nil, named(tokenError(ErrInvalidRequest, "the body is not valid form encoding"), "malformed_request", "")
 	}
 	for k, vs := range form {
 		if len(vs) > 1 {
-			return nil, tokenError(ErrInvalidRequest, "the parameter %s is given %d times; give it once", truncate(k, 40), len(vs))
+			return nil, named(tokenError(ErrInvalidRequest, "the parameter %s is given %d times; give it once", truncate(k, 40), len(vs)), "duplicate_parameter", "")
 		}
 	}
 	tr := &TokenRequest{
@@ -95,10 +95,10 @@ func ParseTokenRequest(r *http.Request) (*TokenRequest, *Error) {
 			return nil, e
 		}
 		if tr.ClientSecret != "" {
-			return nil, tokenError(ErrInvalidRequest, "client credentials were sent both in the Authorization header and in the body; use one way only")
+			return nil, named(tokenError(ErrInvalidRequest, "client credentials were sent both in the Authorization header and in the body; use one way only"), "client_auth_ambiguous", "")
 		}
 		if tr.ClientID != "" && tr.ClientID != id {
-			return nil, tokenError(ErrInvalidRequest, "client_id in the body differs from the one in the Authorization header")
+			return nil, named(tokenError(ErrInvalidRequest, "client_id in the body differs from the one in the Authorization header"), "client_auth_ambiguous", "")
 		}
 		tr.ClientID, tr.ClientSecret, tr.BasicAuth = id, secret, true
 	}
@@ -108,21 +108,21 @@ func ParseTokenRequest(r *http.Request) (*TokenRequest, *Error) {
 func parseBasic(header string) (id, secret string, e *Error) {
 	scheme, value, _ := strings.Cut(header, " ")
 	if !strings.EqualFold(scheme, "Basic") {
-		return "", "", tokenError(ErrInvalidClient, "the Authorization header uses %q; the token endpoint takes HTTP Basic client credentials or client_id and client_secret in the body", truncate(scheme, 20))
+		return "", "", named(tokenError(ErrInvalidClient, "the Authorization header uses %q; the token endpoint takes HTTP Basic client credentials or client_id and client_secret in the body", truncate(scheme, 20)), "client_auth_malformed", "")
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(value))
 	if err != nil {
-		return "", "", tokenError(ErrInvalidClient, "the Basic credentials are not valid base64")
+		return "", "", named(tokenError(ErrInvalidClient, "the Basic credentials are not valid base64"), "client_auth_malformed", "")
 	}
 	rawID, rawSecret, ok := strings.Cut(string(raw), ":")
 	if !ok {
-		return "", "", tokenError(ErrInvalidClient, "the Basic credentials have no colon between client_id and secret")
+		return "", "", named(tokenError(ErrInvalidClient, "the Basic credentials have no colon between client_id and secret"), "client_auth_malformed", "")
 	}
 	if id, err = url.QueryUnescape(rawID); err == nil {
 		secret, err = url.QueryUnescape(rawSecret)
 	}
 	if err != nil {
-		return "", "", tokenError(ErrInvalidClient, "the Basic credentials are not form-urlencoded as RFC 6749 §2.3.1 requires")
+		return "", "", named(tokenError(ErrInvalidClient, "the Basic credentials are not form-urlencoded as RFC 6749 §2.3.1 requires"), "client_auth_malformed", "")
 	}
 	return id, secret, nil
 }
@@ -147,13 +147,13 @@ func (s *Server) token(c echo.Context) error {
 	}
 	switch tr.GrantType {
 	case "":
-		return tokenError(ErrInvalidRequest, "grant_type is missing; use grant_type=authorization_code or refresh_token")
+		return named(tokenError(ErrInvalidRequest, "grant_type is missing; use grant_type=authorization_code or refresh_token"), "grant_type_unsupported", "")
 	case string(oauth2.AuthorizationCode):
 		return s.redeemCode(c, tr)
 	case string(oauth2.Refreshing):
 		return s.refresh(c, tr)
 	}
-	return tokenError(ErrUnsupportedGrantType, "grant_type %q is not supported; use authorization_code or refresh_token", truncate(tr.GrantType, 40))
+	return named(tokenError(ErrUnsupportedGrantType, "grant_type %q is not supported; use authorization_code or refresh_token", truncate(tr.GrantType, 40)), "grant_type_unsupported", "")
 }
 
 // redeemCode is the authorization_code grant. The bridge takes the code itself (through the
@@ -166,7 +166,7 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 		if tr.RedirectURI == "" {
 			return missingRedirectURI()
 		}
-		return tokenError(ErrInvalidRequest, "code is missing; send the code the authorization returned to redirect_uri")
+		return named(tokenError(ErrInvalidRequest, "code is missing; send the code the authorization returned to redirect_uri"), "code_missing", "")
 	}
 	s.beginStep(c, "", "token", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=authorization_code, code, client credentials)")
 	ctx := c.Request().Context()
@@ -306,7 +306,7 @@ func (s *Server) replayedCode(c echo.Context, code string) error {
 	used, err := s.store.UsedBy(ctx, store.TokenKey(code))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return tokenError(ErrInvalidGrant, "the code is unknown or expired: codes expire after %s; sign in again", s.cfg.CodeTTL)
+		return named(tokenError(ErrInvalidGrant, "the code is unknown or expired: codes expire after %s; sign in again", s.cfg.CodeTTL), "code_unknown", "")
 	case err != nil:
 		return storeFailure("look up used code", err)
 	}
@@ -364,7 +364,7 @@ func refusalCause(failure string) string {
 // (RFC 6819 §5.2.2.3, OAuth 2.0 Security BCP §4.14).
 func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if tr.RefreshToken == "" {
-		return tokenError(ErrInvalidRequest, "refresh_token is missing")
+		return named(tokenError(ErrInvalidRequest, "refresh_token is missing"), "refresh_token_missing", "")
 	}
 	app, terr := s.authenticateClient(c, tr)
 	if terr != nil {
@@ -387,7 +387,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	}
 	sess, err := s.store.GetSession(ctx, seen.GetUserID())
 	if errors.Is(err, store.ErrNotFound) {
-		return tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked or has expired; sign in again")
+		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked or has expired; sign in again"), "session_revoked", "")
 	}
 	if err != nil {
 		return storeFailure("get session", err)
@@ -408,9 +408,9 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 		}
 		if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
 			_ = s.store.DeleteSession(ctx, sess.ID)
-			return tokenError(ErrInvalidGrant, "GitLab no longer accepts this person (%s); sign in again", gitlabapiMessage(ae))
+			return named(tokenError(ErrInvalidGrant, "GitLab no longer accepts this person (%s); sign in again", gitlabapiMessage(ae)), ae.Failure, ae.Fix)
 		}
-		e := tokenError(ErrTemporarilyUnavailable, "the bridge could not ask GitLab whether this person may still sign in (%s); try again shortly, the refresh token stays valid", gitlabapiMessage(ae))
+		e := named(tokenError(ErrTemporarilyUnavailable, "the bridge could not ask GitLab whether this person may still sign in (%s); try again shortly, the refresh token stays valid", gitlabapiMessage(ae)), ae.Failure, ae.Fix)
 		e.Cause = err
 		return e
 	}
@@ -423,7 +423,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 		return s.reusedRefresh(c, tr.RefreshToken)
 	}
 	if ti.GetUserID() != sess.ID {
-		return tokenError(ErrInvalidGrant, "the refresh token changed while it was checked; sign in again")
+		return named(tokenError(ErrInvalidGrant, "the refresh token changed while it was checked; sign in again"), "refresh_token_replayed", "")
 	}
 	if e := checkRefresh(ti, app, tr); e != nil {
 		return e
@@ -462,11 +462,11 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 // checkRefresh refuses a refresh token of another client, or a scope wider than it was granted.
 func checkRefresh(ti oauth2.TokenInfo, app *store.Application, tr *TokenRequest) *Error {
 	if ti.GetClientID() != app.ID {
-		return tokenError(ErrInvalidGrant, "the refresh token was issued to another client")
+		return named(tokenError(ErrInvalidGrant, "the refresh token was issued to another client"), "refresh_token_other_client", "")
 	}
 	if _, wider := grantScope(tr.Scope, ParseScope(ti.GetScope())); len(wider) > 0 {
-		return tokenError(ErrInvalidScope, "the refresh token does not cover the scope %s; a refresh may only keep or narrow the scope (%s)",
-			strings.Join(wider, " "), ti.GetScope())
+		return named(tokenError(ErrInvalidScope, "the refresh token does not cover the scope %s; a refresh may only keep or narrow the scope (%s)",
+			strings.Join(wider, " "), ti.GetScope()), "scope_widened", "")
 	}
 	return nil
 }
@@ -478,7 +478,7 @@ func (s *Server) reusedRefresh(c echo.Context, refresh string) error {
 	used, err := s.store.UsedBy(ctx, store.TokenKey(refresh))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return tokenError(ErrInvalidGrant, "the refresh token is unknown, expired or revoked; sign in again")
+		return named(tokenError(ErrInvalidGrant, "the refresh token is unknown, expired or revoked; sign in again"), "refresh_token_unknown", "")
 	case err != nil:
 		return storeFailure("look up used refresh token", err)
 	}
@@ -488,7 +488,8 @@ func (s *Server) reusedRefresh(c echo.Context, refresh string) error {
 		return storeFailure("revoke token family", err)
 	}
 	s.logger(ctx).Warn("refresh token presented twice; its family is revoked", "session", sid)
-	return tokenError(ErrInvalidGrant, "the refresh token was already used: refresh tokens are single use, so every token of this sign-in is now revoked; sign in again")
+	return named(tokenError(ErrInvalidGrant, "the refresh token was already used: refresh tokens are single use, so every token of this sign-in is now revoked; sign in again"), "refresh_token_replayed",
+		"A refresh token was presented twice: the client retried, or someone else holds a copy of it. The person must sign in again.")
 }
 
 // writeToken answers a token request in GitLab's shape, with an ID token when the scope has
@@ -527,10 +528,10 @@ func named(e *Error, failure, fix string) *Error {
 
 func (s *Server) authenticateClient(c echo.Context, tr *TokenRequest) (*store.Application, error) {
 	if tr.ClientID == "" {
-		return nil, tokenError(ErrInvalidClient, "no client authentication: send client_id and client_secret in the body, or HTTP Basic credentials")
+		return nil, named(tokenError(ErrInvalidClient, "no client authentication: send client_id and client_secret in the body, or HTTP Basic credentials"), "client_auth_missing", "")
 	}
 	if len(tr.ClientID) > maxClientID {
-		return nil, invalidClient()
+		return nil, named(invalidClient(), "unknown_client", "The client_id is longer than any application ID: copy the ID from `ssobridge apps list` into the client.")
 	}
 	app, err := s.store.GetApp(c.Request().Context(), tr.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -548,7 +549,7 @@ func (s *Server) authenticateClient(c echo.Context, tr *TokenRequest) (*store.Ap
 		return app, nil
 	}
 	if tr.ClientSecret != "" {
-		return nil, invalidClient()
+		return nil, named(invalidClient(), "public_client_with_secret", fmt.Sprintf("%s is a public application, which has no secret: remove the secret from the client, or make the application confidential with `ssobridge apps update %s --confidential`.", app.Name, app.ID))
 	}
 	return app, nil
 }
@@ -571,9 +572,9 @@ func explainRedemption(err error) error {
 		return named(tokenError(ErrInvalidGrant, "redirect_uri is not registered for this application"), "redirect_uri_not_registered",
 			"The application's redirect URIs changed during the sign-in (`ssobridge apps update`): the person must sign in again.")
 	case errors.Is(err, oerrors.ErrInvalidClient):
-		return invalidClient()
+		return named(invalidClient(), "unknown_client", "")
 	case errors.Is(err, oerrors.ErrInvalidAuthorizeCode):
-		return tokenError(ErrInvalidGrant, "the code is unknown or expired; sign in again")
+		return named(tokenError(ErrInvalidGrant, "the code is unknown or expired; sign in again"), "code_unknown", "")
 	}
 	return storeFailure("redeem code", err)
 }

@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +40,8 @@ type traceRef struct {
 	start time.Time
 	// found is set once the request has moved to the trace of a sign-in it found (useTrace).
 	found bool
+	// failure is the name of the failure recorded, which the request is counted under.
+	failure string
 	// done is set once the step is recorded, so that it is not recorded twice.
 	done bool
 	// batch holds the request's recorded steps until it is answered.
@@ -110,7 +115,7 @@ func (s *Server) stepFailed(c echo.Context, status int, failure, reason, fix str
 	if !ok || ref.done {
 		return
 	}
-	ref.done = true
+	ref.done, ref.failure = true, failure
 	st := ref.step
 	st.Status, st.Failure, st.Reason, st.Fix = status, failure, reason, fix
 	s.record(c.Request().Context(), ref, st)
@@ -128,7 +133,7 @@ func (s *Server) subStep(c echo.Context, step, from, to, label string, start tim
 	st.Duration = float64(time.Since(start).Microseconds()) / 1000
 	if err != nil {
 		st.Failure, st.Reason, st.Fix = describeFailure(err)
-		ref.done = true
+		ref.done, ref.failure = true, st.Failure
 	}
 	s.record(c.Request().Context(), ref, st)
 }
@@ -298,37 +303,56 @@ const traceWriteTimeout = 5 * time.Second
 // and when it shuts down.
 func (s *Server) FlushTraces(ctx context.Context) { s.traces.Flush(ctx) }
 
-// describeFailure names a failure for a trace, with its reason and fix.
+// describeFailure names a failure for a trace, with its reason and fix. Every error the handlers
+// return names its failure ("unnamed" would be a bug); the names given here come from closed sets
+// too (a kind of upstream failure, an RFC 6749 code), never from a request's or GitLab's text, so
+// that the name is one of failureNames.
 func describeFailure(err error) (failure, reason, fix string) {
 	var (
 		oe *Error
 		pe *PageError
 		re *RedirectError
 		ae *APIError
+		se *storeError
+		he *echo.HTTPError
 	)
 	var ue *gitlabapi.UpstreamError
 	switch {
 	case errors.As(err, &oe):
-		return cmp.Or(oe.Failure, reasonLabel(oe.Code)), oe.Description, oe.Fix
+		return cmp.Or(oe.Failure, "unnamed"), oe.Description, oe.Fix
 	case errors.As(err, &pe):
-		return cmp.Or(pe.Failure, reasonLabel(pe.Title)), strings.TrimSpace(pe.Message + " " + pe.TraceDetail), pe.Fix
+		return cmp.Or(pe.Failure, "unnamed"), strings.TrimSpace(pe.Message + " " + pe.TraceDetail), pe.Fix
 	case errors.As(err, &re):
-		return cmp.Or(re.Failure, reasonLabel(re.Code)), re.Description, re.Fix
+		return cmp.Or(re.Failure, "unnamed"), re.Description, re.Fix
 	case errors.As(err, &ae):
-		return cmp.Or(ae.Failure, reasonLabel(gitlabapi.StatusMessage(ae.Status, "").Message)), gitlabapi.StatusMessage(ae.Status, ae.Detail).Message, ae.Fix
+		return cmp.Or(ae.Failure, "unnamed"), gitlabapi.StatusMessage(ae.Status, ae.Detail).Message, ae.Fix
 	case errors.As(err, &ue):
 		return upstreamFailure(ue), ue.Error(), ue.Fix()
+	case errors.As(err, &se):
+		return "store_unavailable", "The bridge's store did not answer (" + se.kind + ").", "Check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log for this request."
+	case errors.As(err, &he):
+		switch he.Code {
+		case http.StatusMethodNotAllowed:
+			return "method_not_allowed", fmt.Sprint(he.Message), ""
+		case http.StatusNotFound:
+			return "not_found", fmt.Sprint(he.Message), ""
+		}
+		return "bad_request", fmt.Sprint(he.Message), ""
 	}
 	return "internal", "the bridge failed unexpectedly", "See the bridge's log for this request."
 }
 
-// upstreamFailure names a failed call to GitLab for a trace.
+// upstreamFailure names a failed call to GitLab for a trace. GitLab's error codes name a failure
+// only when they are among those RFC 6749 defines, so that the name stays in failureNames
+// whatever GitLab, or a proxy in front of it, answers.
 func upstreamFailure(ue *gitlabapi.UpstreamError) string {
 	switch {
 	case ue.Code == "invalid_client":
 		return "upstream_rejected_bridge_client"
+	case slices.Contains(upstreamTokenCodes, ue.Code):
+		return "upstream_" + ue.Code
 	case ue.Code != "":
-		return "upstream_" + reasonLabel(ue.Code)
+		return "upstream_rejected"
 	case ue.Call == gitlabapi.CallUser && ue.Status == 403:
 		return "upstream_user_refused"
 	case ue.Status == 401:

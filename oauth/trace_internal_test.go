@@ -24,11 +24,21 @@ func TestUpstreamFailuresAreNamedForTheTrace(t *testing.T) {
 		"upstream_user_refused":           {Call: gitlabapi.CallUser, Kind: gitlabapi.KindRejected, Status: 403},
 		"upstream_token_rejected":         {Call: gitlabapi.CallUser, Kind: gitlabapi.KindRejected, Status: 401},
 		"upstream_bad_response":           {Call: gitlabapi.CallUser, Kind: gitlabapi.KindBadResponse, Status: 200},
+		// A code RFC 6749 does not define, from GitLab or a proxy in front of it, names nothing.
+		"upstream_rejected": {Call: gitlabapi.CallToken, Kind: gitlabapi.KindRejected, Status: 400, Code: `evil"} 1`},
 	}
 	for want, ue := range tests {
 		failure, reason, fix := describeFailure(ue)
 		if failure != want || reason == "" || fix == "" {
 			t.Errorf("%+v named %q (reason %q, fix %q), want %q", ue, failure, reason, fix, want)
+		}
+		if !failureNames[failure] {
+			t.Errorf("%q is not among the failure names", failure)
+		}
+	}
+	for code, want := range map[string]string{"invalid_scope": "upstream_authorize_invalid_scope", "<script>": "upstream_authorize_error", "": "upstream_authorize_error"} {
+		if got := upstreamAuthorizeFailure(code); got != want || !failureNames[got] {
+			t.Errorf("GitLab's authorize error %q named %q, want %q", code, got, want)
 		}
 	}
 }

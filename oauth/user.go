@@ -43,7 +43,8 @@ func (s *Server) user(c echo.Context) error {
 	}
 	s.useTrace(c, sess.TraceID)
 	if !hasScope(ti.GetScope(), "read_user", "api") {
-		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include read_user"}
+		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include read_user", Failure: "token_scope_insufficient",
+			Fix: "The client's token lacks read_user: give the application the scope (`ssobridge apps update ID --scopes read_user`) and have the person sign in again."}
 	}
 	if age := time.Since(sess.UserFetchedAt); len(sess.User) > 0 && age >= 0 && age < s.cfg.UserSnapshotMaxAge {
 		s.stepOK(c, http.StatusOK, map[string]string{"user": "snapshot from GitLab " + age.Round(time.Millisecond).String() + " ago"})
@@ -92,7 +93,8 @@ func upstreamAPIError(err error) error {
 func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte, error) {
 	old, err := s.openToken(sess)
 	if err != nil {
-		return nil, &APIError{Status: http.StatusUnauthorized, Cause: err}
+		return nil, &APIError{Status: http.StatusUnauthorized, Cause: err, Failure: "sealed_token_unreadable",
+			Fix: "The GitLab token the bridge keeps for this person cannot be opened: SSOBRIDGE_ENCRYPTION_KEY is not the key it was sealed with (put the old key in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS). The person must otherwise sign in again."}
 	}
 	if !old.Valid() {
 		// GitLab accepts each refresh token once: requests of one session that must refresh take
@@ -115,7 +117,8 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 		if fresh, err := s.store.GetSession(ctx, sess.ID); err == nil {
 			sess.SealedToken = fresh.SealedToken
 			if old, err = s.openToken(sess); err != nil {
-				return nil, &APIError{Status: http.StatusUnauthorized, Cause: err}
+				return nil, &APIError{Status: http.StatusUnauthorized, Cause: err, Failure: "sealed_token_unreadable",
+					Fix: "The GitLab token the bridge keeps for this person cannot be opened: SSOBRIDGE_ENCRYPTION_KEY is not the key it was sealed with (put the old key in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS). The person must otherwise sign in again."}
 			}
 		}
 	}
@@ -136,7 +139,8 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 	}
 	if u.ID != sess.GitLabUserID {
 		return nil, &APIError{Status: http.StatusBadGateway, Detail: "GitLab returned another user than the one who signed in",
-			Cause: errors.New("upstream user id changed")}
+			Cause: errors.New("upstream user id changed"), Failure: "upstream_user_mismatch",
+			Fix: "GitLab answered with another person than the one who signed in: check that SSOBRIDGE_GITLAB_URL is the GitLab the person signed in at, and that no proxy or cache in front of it shares answers between tokens."}
 	}
 	if tok.AccessToken != old.AccessToken {
 		s.sealToken(sess, tok)
