@@ -3,7 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +59,65 @@ func TestAFloodOfUnknownClientsKeepsRedisWithinTheTraceCap(t *testing.T) {
 	}
 	if len(traces) != 2 || traces[0].App != "" || traces[1].App != "Mattermost" {
 		t.Errorf("traces listed: apps %q, want the newest refusal's and the sign-in's", apps)
+	}
+}
+
+// A sign-in whose steps land on two instances stalls once, and is counted once: by the instance
+// that recorded the step after which nothing came, under the trace's name for it. Here the
+// browser's requests go to one instance, Mattermost's token request to the other, and Mattermost
+// never asks for the user.
+func TestAStallAcrossTwoInstancesIsCountedOnce(t *testing.T) {
+	const stall = 200 * time.Millisecond
+	s := newInProcessStackWith(t, func(c *oauth.Config) { c.StallAfter = stall })
+	cfg := s.cfg
+	cfg.Metrics = nil
+	other, err := oauth.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherURL := httptest.NewServer(other.Handler())
+	t.Cleanup(otherURL.Close)
+
+	s.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	s.gl.SignIn("ada")
+	s.mm.Settings.TokenEndpoint = otherURL.URL + "/oauth/token"
+	s.mm.Settings.UserAPIEndpoint = "http://127.0.0.1:1/api/v4/user" // Mattermost cannot reach it
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := s.mm.Login(ctx)
+	if err == nil || res.Token == nil {
+		t.Fatalf("the sign-in was meant to end after the token request: %v", err)
+	}
+
+	counted := func() map[string]string {
+		got := map[string]string{}
+		for name, srv := range map[string]*oauth.Server{"first": s.srv, "second": other} {
+			admin := httptest.NewServer(srv.AdminHandler(""))
+			resp, err := http.Get(admin.URL + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			admin.Close()
+			for _, line := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(line, "ssobridge_logins_failed_total{") {
+					got[name+" "+line] = ""
+				}
+			}
+		}
+		return got
+	}
+	want := `second ssobridge_logins_failed_total{endpoint="/api/v4/user",reason="client_never_fetched_user"} 1`
+	deadline := time.Now().Add(5 * time.Second)
+	for _, ok := counted()[want]; !ok && time.Now().Before(deadline); _, ok = counted()[want] {
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Past the first instance's own wait too (it sent the code, and waited for the token request).
+	time.Sleep(stall + time.Second)
+	if got := counted(); len(got) != 1 {
+		t.Errorf("failures counted %q, want only %s", slices.Collect(maps.Keys(got)), want)
+	} else if _, ok := got[want]; !ok {
+		t.Errorf("failures counted %q, want %s", slices.Collect(maps.Keys(got)), want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth"
@@ -195,6 +196,54 @@ func TestAFailedSignInIsCountedUnderItsTracesFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A stalled sign-in is counted once it has stalled, under its stall's name and the endpoint it
+// never reached; a sign-in that goes on is not.
+func TestAStalledSignInIsCounted(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.StallAfter = 50 * time.Millisecond }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	// Never back from GitLab: the browser is sent there and nothing follows.
+	f.authorize(f.authorizeQuery("a"))
+	// Never redeemed: the browser is sent back with a code.
+	f.toClient(f.authorizeQuery("b"))
+	// Never fetched: Mattermost redeems its code and asks nothing more.
+	f.postToken(f.tokenForm(f.code()))
+	// A whole sign-in, and one that failed: neither stalls.
+	f.userStatus(f.tokens()["access_token"].(string))
+	v := f.tokenForm(f.code())
+	v.Set("client_secret", "wrong")
+	f.postToken(v)
+
+	want := map[string]float64{
+		"/oauth/callback never_back_from_gitlab":  1,
+		"/oauth/token client_never_redeemed_code": 1,
+		"/api/v4/user client_never_fetched_user":  1,
+		"/oauth/token wrong_client_secret":        1,
+	}
+	var counts map[string]float64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if counts = f.failedCounts(); len(counts) >= len(want) {
+			break
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // long enough for a stall counted twice, or wrongly, to show
+	if counts = f.failedCounts(); !mapsEqual(counts, want) {
+		t.Errorf("failures counted %v, want %v", counts, want)
+	}
+}
+
+func mapsEqual(a, b map[string]float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 // The README lists every failure a trace can name, and so every reason of the metric.

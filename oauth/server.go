@@ -91,7 +91,9 @@ type Server struct {
 	// tokens is the store as every token read and write goes through it (see redeemingStore).
 	tokens redeemingStore
 	// traces writes sign-in traces in the background (see traceWriter).
-	traces     *traceWriter
+	traces *traceWriter
+	// stalls counts the sign-ins that stall (see stallWatch).
+	stalls     *stallWatch
 	requestIDs *requestIDs
 	// refreshLocks serialise refreshes of one session's GitLab token (see upstreamUser).
 	refreshLocks stripedLocks
@@ -156,6 +158,9 @@ func New(cfg Config) (*Server, error) {
 	s.requestIDs = newRequestIDs()
 	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, delay: cfg.TraceBatchDelay, log: cfg.Logger,
 		dropped: cfg.Metrics.traceDropped, failed: cfg.Metrics.traceFailed}
+	s.stalls = newStallWatch(cfg, s.traces.Flush, func(endpoint, failure string) {
+		cfg.Metrics.loginsFailed.WithLabelValues(endpoint, knownFailure(failure)).Inc()
+	})
 	s.manager = newManager(cfg, s.tokens)
 	s.echo = s.routes()
 	return s, nil

@@ -221,7 +221,7 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	sess := rd.session
 	s.useTrace(c, sess.TraceID)
 	traceMeta(c, store.TraceMeta{ClientID: sess.ClientID, GitLabUserID: sess.GitLabUserID, Username: sess.Username})
-	s.stepOK(c, http.StatusOK, map[string]string{"scope": ti.GetScope(), "access_token_sha256": hashPrefix(ti.GetAccess())})
+	s.stepOK(c, http.StatusOK, map[string]string{"scope": ti.GetScope(), "access_token_sha256": hashPrefix(ti.GetAccess()), "redirect_uri": tr.RedirectURI})
 	s.metrics.loginsCompleted.WithLabelValues(app.ID).Inc()
 	s.logger(ctx).Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)
 	return s.writeToken(c, ti, sess, true)

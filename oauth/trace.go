@@ -198,6 +198,7 @@ func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) 
 // sendTrace hands the request's trace steps to the writer.
 func (s *Server) sendTrace(c echo.Context) {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok && len(ref.batch) > 0 {
+		s.stalls.observe(ref.batch)
 		s.traces.add(ref.batch)
 		ref.batch = nil
 	}

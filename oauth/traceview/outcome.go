@@ -159,6 +159,29 @@ func derive(t *store.Trace, now time.Time, stall time.Duration) derived {
 	return derived{outcome: OutcomeInProgress}
 }
 
+// Awaits names the stall a sign-in comes to if nothing follows its step s: the bridge waits after
+// it sends the browser to GitLab (FailureNeverBackFromGitLab), after it sends it back to the
+// client with a code (FailureClientNeverRedeemedCode), and after Mattermost redeemed its code,
+// for its request of the user (FailureClientNeverFetchedUser, when the token step's redirect_uri
+// is Mattermost's). It is "" after any other step: the sign-in failed, completed, or waits for
+// the person (the consent page). Outcome has the last word; this tells which steps to wait on.
+func Awaits(s store.TraceStep) string {
+	if !s.OK {
+		return ""
+	}
+	switch s.Step {
+	case stepUpstreamAuthorize:
+		return FailureNeverBackFromGitLab
+	case stepRedirectToClient:
+		return FailureClientNeverRedeemedCode
+	case stepToken:
+		if isMattermostRedirect(s.Detail["redirect_uri"]) {
+			return FailureClientNeverFetchedUser
+		}
+	}
+	return ""
+}
+
 // isMattermost tells Mattermost from other clients by the one thing Mattermost cannot change: it
 // always sends its redirect_uri as Site URL + "/signup/gitlab/complete" (or the login and oauth
 // variants), all ending in "/gitlab/complete". The app's name is a hint only, and so is taken
@@ -168,12 +191,14 @@ func isMattermost(t *store.Trace, steps []store.TraceStep) bool {
 		return true
 	}
 	for _, s := range steps {
-		if strings.Contains(s.Detail["redirect_uri"], "/gitlab/complete") {
+		if isMattermostRedirect(s.Detail["redirect_uri"]) {
 			return true
 		}
 	}
 	return false
 }
+
+func isMattermostRedirect(uri string) bool { return strings.Contains(uri, "/gitlab/complete") }
 
 func clientName(t *store.Trace) string {
 	if t == nil || strings.TrimSpace(t.App) == "" {
