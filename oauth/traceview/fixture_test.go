@@ -35,7 +35,7 @@ func loginTrace() *store.Trace {
 			{Step: "redirect_to_client", From: store.PartBridge, To: store.PartClient, At: at(6902), Duration: 0.2, OK: true, Status: 302,
 				Label: "302 to redirect_uri?code&state", RequestID: "req-03", Detail: map[string]string{"redirect_uri": redirectURI}},
 			{Step: "token", From: store.PartClient, To: store.PartBridge, At: at(7010), Duration: 12.7, OK: true, Status: 200,
-				Label: "POST /oauth/token (authorization_code)", RequestID: "req-04"},
+				Label: "POST /oauth/token (authorization_code)", RequestID: "req-04", Detail: map[string]string{"redirect_uri": redirectURI}},
 			{Step: "user", From: store.PartClient, To: store.PartBridge, At: at(7031), Duration: 4, OK: true, Status: 200,
 				Label: "GET /api/v4/user (Authorization: Bearer)", RequestID: "req-05"},
 		},

@@ -100,6 +100,23 @@ func TestExplainGivesEveryStallAReasonAndAFix(t *testing.T) {
 	}
 }
 
+// Awaits names, step by step, the stall Outcome would find if nothing followed: they agree.
+func TestAwaitsAgreesWithOutcome(t *testing.T) {
+	const stall = 2 * time.Minute
+	for _, tr := range []*store.Trace{loginTrace(), asGrafana(loginTrace())} {
+		for i, s := range tr.Steps {
+			cut := &store.Trace{ID: tr.ID, StartedAt: tr.StartedAt, TraceMeta: tr.TraceMeta, Steps: tr.Steps[:i+1]}
+			outcome, failure := Outcome(cut, s.At.Add(stall+time.Second), stall)
+			if outcome != OutcomeStalled {
+				failure = ""
+			}
+			if got := Awaits(s); got != failure {
+				t.Errorf("%s, after %s: Awaits = %q, Outcome finds %q", tr.App, s.Step, got, failure)
+			}
+		}
+	}
+}
+
 func TestFixFor(t *testing.T) {
 	for failure, mustSay := range map[string]string{
 		FailureClientNeverRedeemedCode: "/oauth/token",
