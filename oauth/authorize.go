@@ -140,6 +140,12 @@ func (s *Server) authorize(c echo.Context) error {
 
 	upstreamState := s.newUpstreamState(currentTrace(c), time.Now())
 	verifier := oauth2.GenerateVerifier()
+	if c.Request().Header.Get(HeaderProbe) == ProbeDryRun {
+		// A check of the request, not a sign-in (ssobridge doctor): answered as one would be, but
+		// nothing is parked, counted or traced, so that it leaves no sign-in to stall.
+		dropTrace(c)
+		return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
+	}
 	pending := &store.Authorization{
 		ClientID:            app.ID,
 		RedirectURI:         req.RedirectURI,
@@ -163,6 +169,14 @@ func (s *Server) authorize(c echo.Context) error {
 		time.Now(), http.StatusFound, nil, map[string]string{"gitlab": s.upstream.BaseURL()})
 	return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
 }
+
+// HeaderProbe with the value ProbeDryRun makes an authorize request a dry run: checked as any,
+// and answered with the same redirect to GitLab when it passes, but nothing of a sign-in is kept,
+// so it can never be completed. `ssobridge doctor` probes a deployment's registration with it.
+const (
+	HeaderProbe = "X-Ssobridge-Probe"
+	ProbeDryRun = "dry-run"
+)
 
 // BrowserCookie names the cookie that ties a sign-in to the browser that started it: the
 // callback must come back with it (see store.Authorization.Browser). One value serves every

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ssobridge/ssobridge/oauth"
 )
@@ -191,4 +192,39 @@ func TestUnregisteredRedirectURIsTraceListsTheRegisteredOnesAndThePageDoesNot(t 
 	if strings.Contains(page, "Registered:") || strings.Contains(page, "mm.example.com/login") {
 		t.Errorf("the public page lists the registered redirect URIs:\n%s", page)
 	}
+}
+
+// A dry run is checked and answered as the request would be, and leaves nothing: no parked
+// sign-in (its return from GitLab is unknown), no trace, no count.
+func TestADryRunAuthorizeLeavesNoSignIn(t *testing.T) {
+	f := newFixture(t)
+	before := f.traceCount()
+	resp := f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), oauth.HeaderProbe, oauth.ProbeDryRun)
+	up := location(t, resp)
+	if !strings.HasPrefix(up.String(), f.gl.URL()+"/oauth/authorize?") || resp.Header.Get(oauth.HeaderTraceID) != "" {
+		t.Fatalf("dry run: to %s with trace %q; want GitLab's authorize, and no trace", up, resp.Header.Get(oauth.HeaderTraceID))
+	}
+	if cb := location(t, f.get(up.String())); f.get(cb.String()).StatusCode != http.StatusBadRequest {
+		t.Error("the dry run's return from GitLab found a sign-in")
+	}
+	q := f.authorizeQuery("s")
+	q.Set("redirect_uri", "https://evil.example/cb")
+	if resp := f.get(f.bridge.URL+"/oauth/authorize?"+q.Encode(), oauth.HeaderProbe, oauth.ProbeDryRun); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a dry run with an unregistered redirect_uri: %d, want the same 400 page", resp.StatusCode)
+	}
+	// The callback of the dry run and the refused probe are traced; the accepted probe is not.
+	if got := f.traceCount() - before; got != 2 {
+		t.Errorf("%d traces made; want 2 (the unknown return, the refused probe), none for the accepted dry run", got)
+	}
+}
+
+// traceCount is how many traces the store holds, once the pending ones are written.
+func (f *fixture) traceCount() int {
+	f.t.Helper()
+	f.srv.FlushTraces(f.t.Context())
+	all, err := f.store.ListTraces(f.t.Context(), time.Time{}, 1<<20)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return len(all)
 }

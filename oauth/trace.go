@@ -196,6 +196,14 @@ func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) 
 }
 
 // sendTrace hands the request's trace steps to the writer.
+// dropTrace forgets what the request recorded and will record: it was not part of a sign-in.
+func dropTrace(c echo.Context) {
+	if ref, ok := c.Get(traceKey).(*traceRef); ok {
+		ref.id, ref.batch, ref.done = "", nil, true
+		c.Response().Header().Del(HeaderTraceID)
+	}
+}
+
 func (s *Server) sendTrace(c echo.Context) {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok && len(ref.batch) > 0 {
 		s.stalls.observe(ref.batch)

@@ -43,8 +43,8 @@ Checks, in this order (one that needs an earlier check which failed is skipped, 
                             bridge must refuse the code (invalid_grant), not the client
   redirect URIs             authorize requests as Mattermost sends them: SITE/signup/gitlab/complete
                             must be registered for the application, SITE/login/gitlab/complete
-                            should be; each accepted probe leaves an unfinished sign-in at the
-                            bridge (among its traces too), which expires unused after 10 minutes
+                            should be; the probes are dry runs (X-Ssobridge-Probe: dry-run):
+                            the bridge keeps no sign-in, trace or count of them
   Mattermost reachable      GET SITE/api/v4/system/ping answers {"status":"OK"}
   Mattermost config         GitLabSettings of config.json: Mattermost's own rules, endpoints at
                             the bridge, Id and Site URL as given here
@@ -659,7 +659,9 @@ type authorizeProbe struct {
 
 func (d *doctor) probeAuthorize(ctx context.Context, redirectURI string) (*authorizeProbe, error) {
 	q := url.Values{"response_type": {"code"}, "client_id": {d.appID}, "redirect_uri": {redirectURI}, "state": {"doctor"}}
-	a, err := d.do(ctx, d.client, http.MethodGet, d.bridge+mattermost.AuthorizePath+"?"+q.Encode(), nil, "Accept", "text/html")
+	// A dry run: the bridge checks it as Mattermost's, and keeps no sign-in that would stall.
+	a, err := d.do(ctx, d.client, http.MethodGet, d.bridge+mattermost.AuthorizePath+"?"+q.Encode(), nil, "Accept", "text/html",
+		oauth.HeaderProbe, oauth.ProbeDryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -727,7 +729,6 @@ func (d *doctor) checkRedirects(ctx context.Context) checkResult {
 	default:
 		f.warn(fmt.Sprintf("the probe of %s: the bridge answered %d %s", login, lp.answer.status, lp.title), "")
 	}
-	f.note("each accepted probe leaves an unfinished sign-in at the bridge, which expires unused after 10 minutes")
 	return f.result()
 }
 
