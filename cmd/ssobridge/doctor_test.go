@@ -40,6 +40,9 @@ type doctorStack struct {
 	siteURL   string
 	app       *store.Application
 	secret    string
+	// srv and store are the bridge's, for what it kept of the doctor's requests.
+	srv   *oauth.Server
+	store store.Store
 }
 
 type stackOptions struct {
@@ -111,7 +114,8 @@ func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	if err := st.CreateApp(t.Context(), app); err != nil {
 		t.Fatal(err)
 	}
-	return &doctorStack{gl: gl, gitlabURL: gitlab.URL, upstream: upstream, bridgeURL: public, siteURL: site.URL, app: app, secret: secret}
+	return &doctorStack{gl: gl, gitlabURL: gitlab.URL, upstream: upstream, bridgeURL: public, siteURL: site.URL, app: app, secret: secret,
+		srv: srv, store: st}
 }
 
 // args are the flags of a doctor run that checks everything but the config file.
@@ -187,7 +191,12 @@ func TestDoctorHealthySetUpPassesEveryCheckIncludingTheLogin(t *testing.T) {
 		}
 	}
 	wantStatus(t, checks, checkLogin, statusPass, "GitLab user 42", `"ada"`, `"ada@example.com"`, `"Ada"`, `"Lovelace"`)
-	wantStatus(t, checks, checkRedirects, statusPass, s.siteURL+"/signup/gitlab/complete is registered", "/login/gitlab/complete is registered too", "10 minutes")
+	wantStatus(t, checks, checkRedirects, statusPass, s.siteURL+"/signup/gitlab/complete is registered", "/login/gitlab/complete is registered too")
+	// The redirect URI probes were dry runs: the bridge kept the --login sign-in alone.
+	s.srv.FlushTraces(t.Context())
+	if traces, err := s.store.ListTraces(t.Context(), time.Time{}, 100); err != nil || len(traces) != 1 {
+		t.Errorf("the bridge holds %d traces (%v) after the doctor's run; want the --login sign-in's alone", len(traces), err)
+	}
 	wantStatus(t, checks, checkMattermost, statusPass, "version 10.11.0")
 	wantStatus(t, checks, checkGitLabApp, statusPass, "GitLab accepts the client ID "+s.upstream.UID)
 }
