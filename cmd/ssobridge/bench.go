@@ -140,7 +140,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.count, "count", 0, "measure this many operations instead of a duration")
 	fs.StringVar(&cfg.mode, "mode", "login", "login (whole sign-ins), token (only code redemptions, codes made first) or user (only GET /api/v4/user, tokens obtained first)")
 	warmup := fs.String("warmup", "", "whole sign-ins before measuring: a duration (1s) or a count (100); 0 for none (default 1s, or 100 with --count)")
-	fs.DurationVar(&cfg.timeout, "timeout", 0, "stop everything after this long whatever happens (default: a few times the expected run, at least 2m)")
+	fs.DurationVar(&cfg.timeout, "timeout", 0, "stop everything after this long whatever happens (default: a few times the expected run, at least 2m; with --count, time for 100 operations a second)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured window to this file (go tool pprof reads it); it covers this whole process: an in-process bridge, the emulator and the load generator")
 	fs.StringVar(&cfg.redisURL, "redis-url", "", "Redis: the in-process bridge's store; with --bridge-url only read for INFO commandstats")
@@ -173,7 +173,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if cfg.timeout <= 0 {
 		expected := cfg.warmupDur + 3*cfg.duration
 		if cfg.count > 0 {
-			expected = cfg.warmupDur
+			// Enough for a slow machine or deployment: 100 operations a second.
+			expected = cfg.warmupDur + time.Duration(cfg.count+cfg.warmupCount)*10*time.Millisecond
 		}
 		cfg.timeout = max(2*time.Minute, 3*expected)
 	}
@@ -190,7 +191,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	res, err := bench(ctx, cfg, stderr)
 	if res != nil {
-		res.Command = "ssobridge bench " + strings.Join(args, " ")
+		res.Command = "ssobridge bench " + strings.Join(redactSecrets(args), " ")
 		if *asJSON {
 			if jerr := json.NewEncoder(stdout).Encode(res); jerr != nil {
 				return jerr
@@ -199,7 +200,29 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			printBench(stdout, res)
 		}
 	}
+	if err == nil && res != nil && res.Errors > 0 {
+		// For scripts: a run with failures is not a measurement to compare.
+		return fmt.Errorf("%d operations failed (errors by kind above)", res.Errors)
+	}
 	return err
+}
+
+// redactSecrets hides the values of the flags that carry a secret, for the printed command line.
+func redactSecrets(args []string) []string {
+	out := slices.Clone(args)
+	for i, a := range out {
+		for _, flagName := range []string{"app-secret", "admin-token"} {
+			for _, prefix := range []string{"-" + flagName, "--" + flagName} {
+				switch {
+				case a == prefix && i+1 < len(out):
+					out[i+1] = "REDACTED"
+				case strings.HasPrefix(a, prefix+"="):
+					out[i] = prefix + "=REDACTED"
+				}
+			}
+		}
+	}
+	return out
 }
 
 func parseWarmup(v string, cfg *benchConfig) error {
@@ -715,6 +738,8 @@ func bench(parent context.Context, cfg benchConfig, stderr io.Writer) (*benchRes
 	defer cancel()
 	var mem *memSampler
 	if cfg.bridgeURL == "" {
+		// The in-process bridge runs with the collector's target serve gives it.
+		tuneGC()
 		// Started first so that the peak includes the bridge's start.
 		mem = startMemSampler()
 	}

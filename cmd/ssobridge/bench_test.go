@@ -128,3 +128,24 @@ func TestBenchBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// A run with failures exits 1, so that a script comparing runs cannot take it for a measurement,
+// and the command line it prints never shows the application's secret.
+func TestBenchWithFailuresExitsOneAndHidesTheSecret(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"bench", "--bridge-url", "http://127.0.0.1:1", "--app-id", "x", "--app-secret", "s3cr3t-value",
+		"--site-url", "https://mm.example.com", "--count", "3", "--warmup", "0", "--timeout", "20s"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "3 operations failed") {
+		t.Errorf("exit %d, stderr %q; want 1 saying the 3 operations failed", code, errb.String())
+	}
+	if strings.Contains(out.String()+errb.String(), "s3cr3t-value") || !strings.Contains(out.String(), "--app-secret REDACTED") {
+		t.Errorf("the output shows the secret, or not where it was:\n%s", out.String())
+	}
+}
+
+func TestRedactSecretsHidesEveryFormOfTheSecretFlags(t *testing.T) {
+	got := strings.Join(redactSecrets([]string{"--app-secret", "a", "-admin-token=b", "--app-id", "c", "--admin-token", "d"}), " ")
+	if want := "--app-secret REDACTED -admin-token=REDACTED --app-id c --admin-token REDACTED"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"testing"
 	"time"
 )
@@ -57,5 +59,21 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("serveUntilDone: %v", err)
+	}
+}
+
+func TestTuneGCSetsTheBridgesTargetUnlessGOGCIsSet(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	t.Setenv("GOGC", "") // restores the variable when the test ends
+	os.Unsetenv("GOGC")
+	tuneGC()
+	if got := debug.SetGCPercent(100); got != bridgeGCPercent {
+		t.Errorf("without GOGC: %d, want %d", got, bridgeGCPercent)
+	}
+	t.Setenv("GOGC", "100")
+	tuneGC()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC=100: %d, want it left at 100", got)
 	}
 }
