@@ -113,7 +113,7 @@ func TestAppCacheSavesRoundTripsAndSeesOtherWritersAfterItsTTL(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("another writer's change is not seen %v after its TTL", deadline.Sub(time.Now()))
+			t.Fatalf("another writer's change is not seen %v after its TTL", time.Until(deadline))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
