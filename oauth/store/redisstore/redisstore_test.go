@@ -368,7 +368,8 @@ func TestSessionIndexHoldsOnlyLiveSessions(t *testing.T) {
 	defer s.Close()
 	s.slack = 0
 	ctx := t.Context()
-	const n, ttl = 50, 100 * time.Millisecond
+	// Long enough that all n are put, on a loaded machine, before the first expires.
+	const n, ttl = 50, 2 * time.Second
 	for range n {
 		if err := s.PutSession(ctx, &store.Session{ID: store.NewID(16), ClientID: "c1"}, ttl); err != nil {
 			t.Fatal(err)
@@ -377,7 +378,7 @@ func TestSessionIndexHoldsOnlyLiveSessions(t *testing.T) {
 	if got := c.ZCard(ctx, "ssobridge:sessions:c1").Val(); got != n {
 		t.Fatalf("index holds %d ids while %d sessions live", got, n)
 	}
-	time.Sleep(ttl + 50*time.Millisecond)
+	time.Sleep(ttl + 100*time.Millisecond)
 	last := &store.Session{ID: "last", ClientID: "c1"}
 	if err := s.PutSession(ctx, last, time.Hour); err != nil {
 		t.Fatal(err)
