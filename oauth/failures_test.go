@@ -164,12 +164,7 @@ func TestAFailedSignInIsCountedUnderItsTracesFailure(t *testing.T) {
 			return resp.Header.Get(oauth.HeaderTraceID)
 		}},
 		{"a code redeemed by another client", "/oauth/token", func(f *fixture) string {
-			other, secret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
-			v := f.tokenForm(f.code())
-			v.Set("client_id", other.ID)
-			v.Set("client_secret", secret)
-			v.Set("redirect_uri", "https://other.example.com/cb")
-			resp, _ := f.postToken(v)
+			resp, _ := f.postToken(f.asOtherClient(f.tokenForm(f.code())))
 			return resp.Header.Get(oauth.HeaderTraceID)
 		}},
 		{"a token request with another redirect_uri", "/oauth/token", func(f *fixture) string {

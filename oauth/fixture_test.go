@@ -2,6 +2,8 @@ package oauth_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -312,4 +314,25 @@ func (r *tokenRecorder) list() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.tokens...)
+}
+
+// asOtherClient is the token request form v sent by another registered client, with its own
+// credentials and redirect URI (https://other.example.com/cb).
+func (f *fixture) asOtherClient(v url.Values) url.Values {
+	f.t.Helper()
+	other, secret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
+	v.Set("client_id", other.ID)
+	v.Set("client_secret", secret)
+	v.Set("redirect_uri", "https://other.example.com/cb")
+	return v
+}
+
+// codeForVerifier runs a sign-in with the S256 challenge of verifier and returns its code.
+func (f *fixture) codeForVerifier(verifier string) string {
+	f.t.Helper()
+	sum := sha256.Sum256([]byte(verifier))
+	q := f.authorizeQuery("s")
+	q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
+	q.Set("code_challenge_method", "S256")
+	return f.toClient(q).Query().Get("code")
 }

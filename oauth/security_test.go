@@ -162,11 +162,7 @@ func TestSecurityRegressions(t *testing.T) {
 		{"PKCE: a code_verifier too short to be RFC 7636's, whose hash is the challenge, is refused", func(t *testing.T, f *fixture) {
 			// A client that makes the challenge from a guessable verifier ("a") defeats PKCE;
 			// RFC 7636 §4.1 asks for 43 to 128 characters, which the verifier must have.
-			sum := sha256.Sum256([]byte("a"))
-			q := f.authorizeQuery("s")
-			q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
-			q.Set("code_challenge_method", "S256")
-			v := f.tokenForm(f.toClient(q).Query().Get("code"))
+			v := f.tokenForm(f.codeForVerifier("a"))
 			v.Set("code_verifier", "a")
 			if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
 				t.Fatalf("got %d %v", resp.StatusCode, body)

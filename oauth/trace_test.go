@@ -1,8 +1,6 @@
 package oauth_test
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -132,37 +130,23 @@ func TestTraceNamesEachFailureAndItsFix(t *testing.T) {
 			return resp.Header.Get(oauth.HeaderTraceID)
 		}, "code_replayed", "twice"},
 		{"a code redeemed by another client", nil, func(t *testing.T, f *fixture) string {
-			other, secret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
-			v := f.tokenForm(f.code())
-			v.Set("client_id", other.ID)
-			v.Set("client_secret", secret)
-			v.Set("redirect_uri", "https://other.example.com/cb")
-			resp, _ := f.postToken(v)
+			resp, _ := f.postToken(f.asOtherClient(f.tokenForm(f.code())))
 			return resp.Header.Get(oauth.HeaderTraceID)
 		}, "code_other_client", "Another client"},
 		{"a code presented by another client with the code's own redirect_uri", nil, func(t *testing.T, f *fixture) string {
-			other, secret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
-			v := f.tokenForm(f.code())
-			v.Set("client_id", other.ID)
-			v.Set("client_secret", secret)
+			v := f.asOtherClient(f.tokenForm(f.code()))
+			v.Set("redirect_uri", mmRedirect)
 			resp, _ := f.postToken(v)
 			return resp.Header.Get(oauth.HeaderTraceID)
 		}, "code_other_client", "Another client"},
 		{"a code presented by another client without redirect_uri", nil, func(t *testing.T, f *fixture) string {
-			other, secret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
-			v := f.tokenForm(f.code())
-			v.Set("client_id", other.ID)
-			v.Set("client_secret", secret)
+			v := f.asOtherClient(f.tokenForm(f.code()))
 			v.Del("redirect_uri")
 			resp, _ := f.postToken(v)
 			return resp.Header.Get(oauth.HeaderTraceID)
 		}, "code_other_client", "Another client"},
 		{"a code_verifier outside RFC 7636's form", nil, func(t *testing.T, f *fixture) string {
-			sum := sha256.Sum256([]byte("a"))
-			q := f.authorizeQuery("s")
-			q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
-			q.Set("code_challenge_method", "S256")
-			v := f.tokenForm(f.toClient(q).Query().Get("code"))
+			v := f.tokenForm(f.codeForVerifier("a"))
 			v.Set("code_verifier", "a")
 			resp, _ := f.postToken(v)
 			return resp.Header.Get(oauth.HeaderTraceID)
