@@ -173,13 +173,8 @@ func TestTokenCodeOfARevokedSignInIsRefused(t *testing.T) {
 
 func TestTokenCodeRedeemedByAnotherClientIsBurned(t *testing.T) {
 	f := newFixture(t)
-	other, otherSecret := f.register(f.appSpecFor("Other", "https://other.example.com/cb"))
 	code := f.code()
-	v := f.tokenForm(code)
-	v.Set("client_id", other.ID)
-	v.Set("client_secret", otherSecret)
-	v.Set("redirect_uri", "https://other.example.com/cb")
-	if resp, body := f.postToken(v); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
+	if resp, body := f.postToken(f.asOtherClient(f.tokenForm(code))); resp.StatusCode != 400 || body["error"] != "invalid_grant" {
 		t.Fatalf("another client's redemption: %d %v", resp.StatusCode, body)
 	}
 	if resp, body := f.postToken(f.tokenForm(code)); resp.StatusCode != 400 {
