@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -146,14 +147,21 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	a := &appsCmd{store: s, out: stdout, json: *asJSON, publicURL: publicURL.value}
+	// With a file, what a command prints (a new secret among it) waits until the file is saved:
+	// a secret shown for an application the file never got would be a lie.
+	out := stdout
+	var pending bytes.Buffer
+	if appsFile.value != "" {
+		out = &pending
+	}
+	a := &appsCmd{store: s, out: out, json: *asJSON, publicURL: publicURL.value}
 	switch cmd {
 	case "create":
 		err = a.create(ctx, spec)
 	case "list":
-		return a.list(ctx)
+		err = a.list(ctx)
 	case "show":
-		return a.show(ctx, id)
+		err = a.show(ctx, id)
 	case "update":
 		err = a.update(ctx, id, spec)
 	case "rotate-secret":
@@ -166,11 +174,14 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 	if err != nil || appsFile.value == "" {
 		return err
 	}
-	if err := saveAppsFile(ctx, s, appsFile); err != nil {
-		return err
+	if cmd != "list" && cmd != "show" {
+		if err := saveAppsFile(ctx, s, appsFile); err != nil {
+			return fmt.Errorf("%w; nothing was changed", err)
+		}
+		fmt.Fprintln(stderr, appsFileNote(appsFile.value))
 	}
-	fmt.Fprintln(stderr, appsFileNote(appsFile.value))
-	return nil
+	_, err = pending.WriteTo(stdout)
+	return err
 }
 
 // appsSummaries are the apps commands, and what each says of itself in its --help.

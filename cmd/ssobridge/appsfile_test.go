@@ -101,3 +101,13 @@ func TestAppsFileRefusesWhatCannotWork(t *testing.T) {
 		})
 	}
 }
+
+// A secret is printed only for an application the file really holds.
+func TestAppsCreatePrintsNoSecretWhenTheAppsFileCannotBeSaved(t *testing.T) {
+	clearEnv(t)
+	file := filepath.Join(t.TempDir(), "missing-dir", "apps.json")
+	code, out, stderr := runCmd(t, "apps", "create", "--apps-file", file, "--name", "Mattermost", "--mattermost-url", "https://mm.example.com")
+	if code == 0 || out != "" || !strings.Contains(stderr, "SSOBRIDGE_APPS_FILE (--apps-file)") || !strings.Contains(stderr, "nothing was changed") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want a failure naming the file's setting and no output", code, out, stderr)
+	}
+}
