@@ -167,7 +167,7 @@ func RevokeGrants(ctx context.Context, st store.Store, clientID string, userID i
 		if userID != 0 && sess.GitLabUserID != userID {
 			continue
 		}
-		if err := st.DeleteSession(ctx, sess.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := st.RevokeSession(ctx, sess.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return n, err
 		}
 		n++

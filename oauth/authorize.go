@@ -138,14 +138,15 @@ func (s *Server) authorize(c echo.Context) error {
 		return fail("pkce_challenge_invalid", ErrInvalidRequest, "%s", msg)
 	}
 
-	upstreamState := s.newUpstreamState(currentTrace(c), time.Now())
 	verifier := oauth2.GenerateVerifier()
 	if c.Request().Header.Get(HeaderProbe) == ProbeDryRun {
 		// A check of the request, not a sign-in (ssobridge doctor): answered as one would be, but
-		// nothing is parked, counted or traced, so that it leaves no sign-in to stall.
+		// nothing is parked, counted or traced, so that it leaves no sign-in to stall. Its state
+		// names no trace, which tells its return from GitLab apart from a sign-in's.
 		dropTrace(c)
-		return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
+		return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(s.newUpstreamState("", time.Now()), verifier))
 	}
+	upstreamState := s.newUpstreamState(currentTrace(c), time.Now())
 	pending := &store.Authorization{
 		ClientID:            app.ID,
 		RedirectURI:         req.RedirectURI,

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	oerrors "github.com/go-oauth2/oauth2/v4/errors"
 	"github.com/labstack/echo/v4"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
@@ -43,11 +42,16 @@ func (s *Server) callback(c echo.Context) error {
 			Message: "The request has no valid state, so the bridge cannot tell which sign-in it belongs to.",
 			Fix:     "Start the sign-in again from Mattermost. Do not bookmark or reload this page."}
 	}
-	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(state))
+	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(state), store.NewAttempt())
+	if taken, ok := errors.AsType[*store.TakenError](err); ok {
+		return s.replayedState(taken)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return s.lostState(c, state)
 	}
 	if err != nil {
+		// Whether or not the take ran, it is this request's own: the state is not reported as
+		// used by someone else, and the page says the bridge could not serve.
 		return storeFailure("take authorization", err)
 	}
 	s.useTrace(c, pending.TraceID)
@@ -158,7 +162,7 @@ func (s *Server) callback(c echo.Context) error {
 		}
 		return s.askConsent(c, app, pending, session)
 	}
-	return s.issueCode(c, app, pending, session, true)
+	return s.issueCode(c, app, pending, session)
 }
 
 // strictQuery parses the request's query, refusing one with a malformed escape, which Echo's
@@ -197,11 +201,20 @@ func (s *Server) fromSameBrowser(c echo.Context, want string) bool {
 	return subtle.ConstantTimeCompare([]byte(store.TokenKey(ck.Value)), []byte(want)) == 1
 }
 
-// lostState explains a return from GitLab whose parked request is gone. The state itself says
-// which sign-in it belongs to and when that started (see newUpstreamState): too late, it is that
-// sign-in's failure; in time, the request was taken already, by this very return made a first
-// time (a reload, the back button, a link sent again), and the sign-in's own trace keeps its
-// outcome while this one records the replay.
+// replayedState explains a return from GitLab whose parked request another request took: this
+// very return made a first time (a reload, the back button, a link sent again). The sign-in's
+// own trace keeps its outcome, and this one, a trace of its own, records the replay and names it.
+func (s *Server) replayedState(taken *store.TakenError) error {
+	return &PageError{Status: http.StatusBadRequest, Title: "Sign-in already used", Failure: "state_replayed",
+		Message: fmt.Sprintf("This return from GitLab was already used at %s by the sign-in %s (see its trace): a reload, the back button or a link sent again made it twice.",
+			taken.At.UTC().Format("15:04:05 UTC"), taken.TraceID),
+		Fix: "Go back to Mattermost: the sign-in went on at its first use, and signing in again is safe."}
+}
+
+// lostState explains a return from GitLab whose parked request the store does not hold. The
+// state itself says which sign-in it belongs to and when that started (see newUpstreamState): too
+// late, it is that sign-in's failure; in time, the store lost it, as a request taken before is
+// kept, taken, until it expires.
 func (s *Server) lostState(c echo.Context, state string) error {
 	traceID, started, ok := s.readUpstreamState(state)
 	if !ok {
@@ -209,15 +222,21 @@ func (s *Server) lostState(c echo.Context, state string) error {
 			Message: "This return from GitLab names no sign-in of this bridge: its state was altered, or made by a bridge with other keys (SSOBRIDGE_ENCRYPTION_KEY).",
 			Fix:     "Go back to Mattermost and sign in again. If it happens every time, every instance of the bridge needs the same SSOBRIDGE_ENCRYPTION_KEY."}
 	}
+	if traceID == "" {
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in unknown", Failure: "state_unknown",
+			Message: "This return from GitLab belongs to a check of the bridge's configuration (a dry run of `ssobridge doctor`), which never starts a sign-in.",
+			Fix:     "Go back to Mattermost and sign in from there."}
+	}
+	s.useTrace(c, traceID)
 	if age := time.Since(started); age >= s.cfg.AuthorizationTTL {
-		s.useTrace(c, traceID)
 		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired", Failure: "state_expired",
 			Message: fmt.Sprintf("This sign-in started %s ago, and the bridge waits %s for the return from GitLab.", age.Round(time.Second), s.cfg.AuthorizationTTL),
 			Fix:     "Go back to Mattermost and sign in again, without pausing at GitLab's sign-in."}
 	}
-	return &PageError{Status: http.StatusBadRequest, Title: "Sign-in already used", Failure: "state_replayed",
-		Message: fmt.Sprintf("This return from GitLab was already used by the sign-in %s (see its trace): a reload, the back button or a link sent again made it twice.", traceID),
-		Fix:     "Go back to Mattermost: the sign-in went on at its first use, and signing in again is safe."}
+	return &PageError{Status: http.StatusServiceUnavailable, Title: "Sign-in lost by the bridge", Failure: "state_lost",
+		Message: fmt.Sprintf("This sign-in started %s ago and had %s left, but the bridge's store no longer holds it.",
+			time.Since(started).Round(time.Second), (s.cfg.AuthorizationTTL - time.Since(started)).Round(time.Second)),
+		Fix: "Go back to Mattermost and sign in again. Administrators: the store lost data it had acknowledged: Redis restarted without persistence, was emptied, or failed over to a replica that had not received the write (see deploy/REDIS.md)."}
 }
 
 // upstreamPage explains a failed upstream call to the person and the administrator.
@@ -259,9 +278,4 @@ func upstreamAuthorizeFix(code string) string {
 		return "Administrators: the bridge's callback URL must be registered at GitLab exactly as " + CallbackPath + " under SSOBRIDGE_PUBLIC_URL."
 	}
 	return "Go back to Mattermost and sign in again; administrators: check GitLab's log for this request."
-}
-
-// isClientError reports go-oauth2's errors for a client or redirect URI that no longer checks out.
-func isClientError(err error) bool {
-	return errors.Is(err, oerrors.ErrInvalidClient) || errors.Is(err, oerrors.ErrInvalidRedirectURI)
 }

@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"html/template"
@@ -10,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 
-	"github.com/go-oauth2/oauth2/v4"
 	"github.com/labstack/echo/v4"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -87,7 +85,13 @@ func (s *Server) consent(c echo.Context) error {
 		return &PageError{Status: http.StatusBadRequest, Title: "Invalid consent answer", Failure: "consent_answer_invalid",
 			Message: "The answer does not say which request it is for, or whether you allow it.", Fix: "Go back to the application and sign in again."}
 	}
-	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(key))
+	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(key), store.NewAttempt())
+	if taken, ok := errors.AsType[*store.TakenError](err); ok {
+		s.useTrace(c, taken.TraceID)
+		return &PageError{Status: http.StatusBadRequest, Title: "Consent already answered", Failure: "consent_replayed",
+			Message: fmt.Sprintf("This consent page was answered already, at %s: the form was sent twice (a double click, a reload, the back button).", taken.At.UTC().Format("15:04:05 UTC")),
+			Fix:     "Go back to the application: the sign-in went on with the first answer, and signing in again is safe."}
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return &PageError{Status: http.StatusBadRequest, Title: "Consent expired or already answered", Failure: "consent_unknown",
 			Message: fmt.Sprintf("This request was answered already, or waited longer than %s.", s.cfg.AuthorizationTTL),
@@ -100,7 +104,7 @@ func (s *Server) consent(c echo.Context) error {
 	traceMeta(c, store.TraceMeta{ClientID: pending.ClientID})
 	if pending.Browser == "" || !s.fromSameBrowser(c, pending.Browser) {
 		// The request is spent: whoever made this browser post it gains nothing by retrying.
-		_ = s.store.DeleteSession(ctx, pending.SessionID)
+		_ = s.store.RevokeSession(ctx, pending.SessionID)
 		return &PageError{Status: http.StatusForbidden, Title: "Consent not accepted", Failure: "consent_not_from_this_browser",
 			Message: "This answer did not come from the page the bridge showed in this browser (cookies off, or a page on another site submitted it).",
 			Fix:     "Go back to the application and sign in again, and answer on the bridge's own page."}
@@ -114,7 +118,7 @@ func (s *Server) consent(c echo.Context) error {
 		return storeFailure("get session", err)
 	}
 	if decision == "deny" {
-		_ = s.store.DeleteSession(ctx, sess.ID)
+		_ = s.store.RevokeSession(ctx, sess.ID)
 		s.logger(ctx).Info("consent denied", "client_id", pending.ClientID, "gitlab_user_id", sess.GitLabUserID)
 		return &RedirectError{RedirectURI: pending.RedirectURI, State: pending.State, Code: ErrAccessDenied,
 			Description: "The resource owner denied the request.", Failure: "consent_denied",
@@ -132,33 +136,33 @@ func (s *Server) consent(c echo.Context) error {
 	s.logger(ctx).Info("consent given", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
 	s.stepOK(c, http.StatusFound, map[string]string{"decision": decision})
 	// The session waited under the consent page's lifetime; it is saved for good with the code.
-	return s.issueCode(c, app, pending, sess, true)
+	return s.issueCode(c, app, pending, sess)
 }
 
-// issueCode gives the client its code for a completed sign-in.
-func (s *Server) issueCode(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session, newSession bool) error {
-	ctx := withApp(c.Request().Context(), app)
-	if newSession {
-		ctx = context.WithValue(ctx, newSessionKey{}, &newSessionWrite{session: sess, ttl: s.cfg.RefreshTokenTTL})
-	}
-	ti, err := s.manager.GenerateAuthToken(ctx, oauth2.Code, &oauth2.TokenGenerateRequest{
-		ClientID:            pending.ClientID,
-		UserID:              sess.ID,
-		RedirectURI:         pending.RedirectURI,
-		Scope:               pending.Scope,
-		CodeChallenge:       pending.CodeChallenge,
-		CodeChallengeMethod: oauth2.CodeChallengeMethod(pending.CodeChallengeMethod),
-	})
+// issueCode gives the client its code for a completed sign-in, saving the session with it.
+func (s *Server) issueCode(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session) error {
+	ctx := c.Request().Context()
+	value, code, err := s.mint.issueCode(ctx, app, pending, sess.ID)
 	s.beginStep(c, currentTrace(c), "redirect_to_client", store.PartBridge, store.PartClient, "302 to redirect_uri?code&state")
 	if err != nil {
 		if isClientError(err) {
 			return s.appGone(store.ErrNotFound)
 		}
+		return err
+	}
+	// The session is the family of every token of this sign-in, and lives as long as they may.
+	err = s.store.IssueCode(ctx, sess, s.cfg.RefreshTokenTTL, store.RefOf(value).Key, code)
+	if errors.Is(err, store.ErrRevoked) {
+		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in revoked", Failure: "session_revoked",
+			Message: "The sign-in was revoked while it was under way (an administrator revoked the application's grants).",
+			Fix:     "Go back to the application and sign in again."}
+	}
+	if err != nil {
 		return storeFailure("issue code", err)
 	}
-	s.stepOK(c, http.StatusFound, map[string]string{"redirect_uri": pending.RedirectURI, "code_sha256": hashPrefix(ti.GetCode())})
+	s.stepOK(c, http.StatusFound, map[string]string{"redirect_uri": pending.RedirectURI, "code_sha256": hashPrefix(value)})
 	return c.Redirect(http.StatusFound, redirectWith(pending.RedirectURI, url.Values{
-		"code": {ti.GetCode()}, "state": {pending.State},
+		"code": {value}, "state": {pending.State},
 	}))
 }
 

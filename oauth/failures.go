@@ -20,13 +20,13 @@ func init() {
 		"redirect_uri_missing", "redirect_uri_not_registered", "response_type_unsupported",
 		"parameter_too_long", "mattermost_scope_openid", "scope_not_allowed", "pkce_challenge_invalid",
 		// GET /oauth/callback, and the calls to GitLab it makes
-		"state_missing", "state_expired", "state_replayed", "state_unknown", "state_not_from_this_browser", "denied_at_gitlab",
+		"state_missing", "state_expired", "state_replayed", "state_unknown", "state_lost", "state_not_from_this_browser", "denied_at_gitlab",
 		"upstream_authorize_error", "upstream_code_missing", "upstream_rejected_bridge_client",
 		"upstream_user_refused", "upstream_token_rejected", "upstream_rejected", "upstream_refresh_busy",
 		"upstream_user_mismatch", "user_not_active", "user_incomplete", "user_not_allowed",
 		"client_removed_during_sign_in",
 		// the consent page
-		"consent_answer_invalid", "consent_unknown", "consent_not_from_this_browser", "consent_denied",
+		"consent_answer_invalid", "consent_unknown", "consent_replayed", "consent_not_from_this_browser", "consent_denied",
 		// POST /oauth/token
 		"credentials_in_query", "malformed_request", "client_auth_missing", "client_auth_malformed",
 		"client_auth_ambiguous", "wrong_client_secret", "public_client_with_secret",

@@ -54,14 +54,14 @@ func TestRefreshRotatesThePair(t *testing.T) {
 }
 
 // revokedDuringRenewal is a store on which an administrator's revocation lands while a refresh
-// is under way: just before the refresh renews the session.
+// is under way: just before the refresh stores the next pair.
 type revokedDuringRenewal struct{ store.Store }
 
-func (r revokedDuringRenewal) RenewSession(ctx context.Context, s *store.Session, ttl time.Duration) error {
-	if err := r.DeleteSession(ctx, s.ID); err != nil {
+func (r revokedDuringRenewal) FinishRefresh(ctx context.Context, ref store.Ref, attempt string, s *store.Session, next *store.TokenPair, ttl time.Duration) error {
+	if err := r.RevokeSession(ctx, s.ID); err != nil {
 		return err
 	}
-	return r.Store.RenewSession(ctx, s, ttl)
+	return r.Store.FinishRefresh(ctx, ref, attempt, s, next, ttl)
 }
 
 func TestRefreshDoesNotUndoARevocationThatLandsDuringIt(t *testing.T) {

@@ -197,7 +197,7 @@ func (s *Server) userinfo(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if !hasScope(ti.GetScope(), "openid") {
+	if !hasScope(ti.Scope, "openid") {
 		// RFC 6750 §3.1: a token that lacks the scope is a 403 saying which.
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="ssobridge", error="insufficient_scope", scope="openid"`)
 		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include openid", Failure: "token_scope_insufficient"}
@@ -208,7 +208,7 @@ func (s *Server) userinfo(c echo.Context) error {
 	}
 	sess.User = body
 	noStore(c.Response().Header())
-	return c.JSON(http.StatusOK, oidc.ClaimsFor(ParseScope(ti.GetScope()), userInfo(sess)))
+	return c.JSON(http.StatusOK, oidc.ClaimsFor(ParseScope(ti.Scope), userInfo(sess)))
 }
 
 // subject is the OpenID Connect subject of a session: GitLab's user id, as GitLab gives it.

@@ -1,62 +1,48 @@
 package oauth
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4"
-	oerrors "github.com/go-oauth2/oauth2/v4/errors"
 	"github.com/labstack/echo/v4"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
-// bearerSession finds the access token of an API request and the session it belongs to; a
-// token that is missing, unknown, expired or whose sign-in was revoked is a 401.
-func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session, error) {
+// bearerSession finds the access token of an API request and the session it belongs to, in one
+// read of the store; a token that is missing, unknown, expired or whose sign-in was revoked is a
+// 401.
+func (s *Server) bearerSession(c echo.Context) (*store.TokenPair, *store.Session, error) {
 	ctx := c.Request().Context()
 	access := bearerToken(c.Request())
 	if access == "" {
 		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("no access token"), Failure: "token_missing"}
 	}
-	pf := &sessionPrefetch{id: sessionOfToken(access)}
-	ti, err := s.manager.LoadAccessToken(context.WithValue(ctx, prefetchKey{}, pf), access)
-	if errors.Is(err, oerrors.ErrExpiredAccessToken) {
-		// Kept past its expiry for this: the sign-in's trace learns why the client was refused.
-		detail := "the access token has expired"
-		if old, _ := s.tokens.GetByAccess(ctx, access); old != nil {
-			s.traceOfSession(c, old.GetUserID())
-			expiry := old.GetAccessCreateAt().Add(old.GetAccessExpiresIn())
-			detail = fmt.Sprintf("the access token expired at %s, %s ago (it lived %s)", expiry.UTC().Format(time.RFC3339),
-				time.Since(expiry).Round(time.Second), old.GetAccessExpiresIn())
-		}
-		// Detail is for the trace and the log: GitLab's API answers a 401 with its bare message.
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Detail: detail, Cause: errors.New("access token expired"), Failure: "token_expired",
-			Fix: "The client used an access token after it expired (SSOBRIDGE_ACCESS_TOKEN_TTL): it must refresh it or sign the person in again. Mattermost reads the user right after the token exchange, so for Mattermost check that its clock and the bridge's agree."}
-	}
-	if errors.Is(err, oerrors.ErrInvalidAccessToken) || (err == nil && ti == nil) {
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token unknown or expired"), Failure: "token_unknown"}
+	found, err := s.store.GetAccess(ctx, store.RefOf(access))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token unknown"), Failure: "token_unknown"}
 	}
 	if err != nil {
 		// The store did not answer: the token may be good, and a 401 would end the person's
 		// sign-in at Mattermost for a fault of the bridge's.
 		return nil, nil, storeFailure("get access token", err)
 	}
-	sess, err := pf.session, error(nil)
-	if pf.id != ti.GetUserID() {
-		sess, err = s.store.GetSession(ctx, ti.GetUserID()) // a token whose id is not its session's
-	} else if sess == nil {
-		err = store.ErrNotFound
-	}
-	if errors.Is(err, store.ErrNotFound) {
+	s.useTrace(c, found.TraceID)
+	if found.Session == nil || found.Pair == nil {
 		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's sign-in was revoked or has expired"), Failure: "session_revoked"}
 	}
-	if err != nil {
-		return nil, nil, storeFailure("get session", err)
+	p, sess := found.Pair, found.Session
+	if now := time.Now(); now.After(p.AccessExpiresAt) {
+		// Kept past its expiry, with its sign-in, for this: the trace learns why the client was
+		// refused. Detail is for the trace and the log: GitLab's API answers a 401 with its bare
+		// message.
+		detail := fmt.Sprintf("the access token expired at %s, %s ago (it lived %s)", p.AccessExpiresAt.UTC().Format(time.RFC3339),
+			now.Sub(p.AccessExpiresAt).Round(time.Second), p.AccessExpiresAt.Sub(p.IssuedAt).Round(time.Second))
+		return nil, nil, &APIError{Status: http.StatusUnauthorized, Detail: detail, Cause: errors.New("access token expired"), Failure: "token_expired",
+			Fix: "The client used an access token after it expired (SSOBRIDGE_ACCESS_TOKEN_TTL): it must refresh it or sign the person in again. Mattermost reads the user right after the token exchange, so for Mattermost check that its clock and the bridge's agree."}
 	}
 	// A deleted application's tokens end with it, whatever is left of its sign-ins (ssobridge
 	// apps delete revokes them too, but a store that lost the revocation half-way must not keep
@@ -68,50 +54,45 @@ func (s *Server) bearerSession(c echo.Context) (oauth2.TokenInfo, *store.Session
 	} else if err != nil {
 		return nil, nil, storeFailure("get application", err)
 	}
-	return ti, sess, nil
+	return p, sess, nil
 }
 
 // lookupToken finds an access or refresh token (in the order token_type_hint suggests), alive
 // and with its session; nil when there is none.
-func (s *Server) lookupToken(c echo.Context, token, hint string) (ti oauth2.TokenInfo, isRefresh bool, sess *store.Session, err error) {
+func (s *Server) lookupToken(c echo.Context, token, hint string) (p *store.TokenPair, isRefresh bool, sess *store.Session, err error) {
 	ctx := c.Request().Context()
+	ref := store.RefOf(token)
 	lookups := []bool{false, true}
 	if hint == "refresh_token" {
 		lookups = []bool{true, false}
 	}
 	for _, refresh := range lookups {
+		var f *store.Found
 		if refresh {
-			ti, err = s.tokens.GetByRefresh(ctx, token)
+			f, err = s.store.GetRefresh(ctx, ref)
 		} else {
-			ti, err = s.tokens.GetByAccess(ctx, token)
+			f, err = s.store.GetAccess(ctx, ref)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			continue
 		}
 		if err != nil {
 			return nil, false, nil, storeFailure("get token", err)
 		}
-		if ti != nil {
-			isRefresh = refresh
-			break
+		if f.Pair == nil || f.Session == nil || expired(f.Pair, refresh) {
+			return nil, false, nil, nil
 		}
+		return f.Pair, refresh, f.Session, nil
 	}
-	if ti == nil || expired(ti, isRefresh) {
-		return nil, false, nil, nil
-	}
-	sess, err = s.store.GetSession(ctx, ti.GetUserID())
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, false, nil, nil
-	}
-	if err != nil {
-		return nil, false, nil, storeFailure("get session", err)
-	}
-	return ti, isRefresh, sess, nil
+	return nil, false, nil, nil
 }
 
-func expired(ti oauth2.TokenInfo, refresh bool) bool {
+func expired(p *store.TokenPair, refresh bool) bool {
 	now := time.Now()
 	if refresh {
-		return ti.GetRefreshExpiresIn() > 0 && now.After(ti.GetRefreshCreateAt().Add(ti.GetRefreshExpiresIn()))
+		return !p.RefreshExpiresAt.IsZero() && now.After(p.RefreshExpiresAt)
 	}
-	return ti.GetAccessExpiresIn() > 0 && now.After(ti.GetAccessCreateAt().Add(ti.GetAccessExpiresIn()))
+	return now.After(p.AccessExpiresAt)
 }
 
 // tokenQuestion is a client asking about a token (revocation, introspection): the request, the
@@ -119,7 +100,7 @@ func expired(ti oauth2.TokenInfo, refresh bool) bool {
 type tokenQuestion struct {
 	tr      *TokenRequest
 	app     *store.Application
-	ti      oauth2.TokenInfo
+	pair    *store.TokenPair
 	refresh bool
 	sess    *store.Session
 }
@@ -137,7 +118,7 @@ func (s *Server) tokenQuestion(c echo.Context, purpose string) (*tokenQuestion, 
 		return nil, err
 	}
 	q := &tokenQuestion{tr: tr, app: app}
-	q.ti, q.refresh, q.sess, err = s.lookupToken(c, tr.Token, tr.TokenTypeHint)
+	q.pair, q.refresh, q.sess, err = s.lookupToken(c, tr.Token, tr.TokenTypeHint)
 	return q, err
 }
 
@@ -149,24 +130,22 @@ func (s *Server) revoke(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	app, tr, ti, isRefresh, sess := q.app, q.tr, q.ti, q.refresh, q.sess
-	if ti != nil {
-		if ti.GetClientID() != app.ID {
+	app, tr, p, isRefresh, sess := q.app, q.tr, q.pair, q.refresh, q.sess
+	if p != nil {
+		if p.ClientID != app.ID {
 			// RFC 7009 §2.2.1 answers with a §5.2 error, so 400 as for every such code (Doorkeeper
 			// says 403); the token stays valid for the client it belongs to.
 			return named(tokenError(ErrUnauthorizedClient, "the token was issued to another client; a client may revoke only its own tokens"), "token_other_client", "")
 		}
 		ctx := c.Request().Context()
 		if isRefresh {
-			err = s.store.DeleteSession(ctx, sess.ID)
+			// RFC 7009 §2.1: revoking a refresh token revokes the grant, every token of it.
+			err = s.store.RevokeSession(ctx, sess.ID)
 			if errors.Is(err, store.ErrNotFound) {
 				err = nil
 			}
-			if err == nil {
-				err = s.store.RemoveByRefresh(ctx, tr.Token)
-			}
 		} else {
-			err = s.store.RemoveByAccess(ctx, tr.Token)
+			err = s.store.RevokeAccess(ctx, store.RefOf(tr.Token))
 		}
 		if err != nil {
 			return storeFailure("revoke token", err)
@@ -198,23 +177,21 @@ func (s *Server) introspect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	app, ti, isRefresh, sess := q.app, q.ti, q.refresh, q.sess
+	app, p, isRefresh, sess := q.app, q.pair, q.refresh, q.sess
 	noStore(c.Response().Header())
-	if ti == nil || ti.GetClientID() != app.ID {
+	if p == nil || p.ClientID != app.ID {
 		return c.JSON(http.StatusOK, introspectResponse{Active: false})
 	}
-	resp := introspectResponse{Active: true, Scope: ti.GetScope(), ClientID: ti.GetClientID(), Username: sess.Username,
-		Sub: subject(sess), Aud: ti.GetClientID(), Iss: s.issuer()}
+	resp := introspectResponse{Active: true, Scope: p.Scope, ClientID: p.ClientID, Username: sess.Username,
+		Sub: subject(sess), Aud: p.ClientID, Iss: s.issuer(), Iat: p.IssuedAt.Unix()}
 	if isRefresh {
 		resp.TokenType = "refresh_token"
-		resp.Iat = ti.GetRefreshCreateAt().Unix()
-		if ti.GetRefreshExpiresIn() > 0 {
-			resp.Exp = ti.GetRefreshCreateAt().Add(ti.GetRefreshExpiresIn()).Unix()
+		if !p.RefreshExpiresAt.IsZero() {
+			resp.Exp = p.RefreshExpiresAt.Unix()
 		}
 	} else {
 		resp.TokenType = "Bearer"
-		resp.Iat = ti.GetAccessCreateAt().Unix()
-		resp.Exp = ti.GetAccessCreateAt().Add(ti.GetAccessExpiresIn()).Unix()
+		resp.Exp = p.AccessExpiresAt.Unix()
 	}
 	return c.JSON(http.StatusOK, resp)
 }
@@ -237,21 +214,21 @@ func invalidToken(c echo.Context) error {
 
 // tokenInfo is GitLab's (Doorkeeper's) GET /oauth/token/info for the bearer token.
 func (s *Server) tokenInfo(c echo.Context) error {
-	ti, sess, err := s.bearerSession(c)
+	p, sess, err := s.bearerSession(c)
 	if unauthorized(err) {
 		return invalidToken(c)
 	}
 	if err != nil {
 		return err // the store did not answer: a 503, not a token to throw away
 	}
-	left := time.Until(ti.GetAccessCreateAt().Add(ti.GetAccessExpiresIn()))
+	left := time.Until(p.AccessExpiresAt)
 	noStore(c.Response().Header())
 	return c.JSON(http.StatusOK, map[string]any{
 		"resource_owner_id":  sess.GitLabUserID,
-		"scope":              strings.Fields(ti.GetScope()),
+		"scope":              strings.Fields(p.Scope),
 		"expires_in":         int64(left / time.Second),
 		"expires_in_seconds": int64(left / time.Second),
-		"application":        map[string]string{"uid": ti.GetClientID()},
-		"created_at":         ti.GetAccessCreateAt().Unix(),
+		"application":        map[string]string{"uid": p.ClientID},
+		"created_at":         p.IssuedAt.Unix(),
 	})
 }

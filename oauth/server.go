@@ -1,7 +1,6 @@
 package oauth
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -13,10 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4"
-	oerrors "github.com/go-oauth2/oauth2/v4/errors"
-	"github.com/go-oauth2/oauth2/v4/manage"
-	"github.com/go-oauth2/oauth2/v4/models"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
@@ -82,14 +77,13 @@ type Server struct {
 	public   *url.URL
 	store    store.Store
 	upstream *gitlabapi.Client
-	manager  *manage.Manager
-	log      *slog.Logger
-	echo     *echo.Echo
-	keys     keyCache
-	metrics  *Metrics
-	ready    readiness
-	// tokens is the store as every token read and write goes through it (see redeemingStore).
-	tokens redeemingStore
+	// mint issues codes and tokens (see gooauth2.go).
+	mint    mint
+	log     *slog.Logger
+	echo    *echo.Echo
+	keys    keyCache
+	metrics *Metrics
+	ready   readiness
 	// traces writes sign-in traces in the background (see traceWriter).
 	traces *traceWriter
 	// stalls counts the sign-ins that stall (see stallWatch).
@@ -154,33 +148,15 @@ func New(cfg Config) (*Server, error) {
 	if ec, ok := cfg.Store.(store.ExchangeCounter); ok {
 		cfg.Metrics.countExchanges(ec)
 	}
-	s.tokens = redeemingStore{Store: cfg.Store, codeTTL: cfg.CodeTTL}
 	s.requestIDs = newRequestIDs()
 	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, delay: cfg.TraceBatchDelay, log: cfg.Logger,
 		dropped: cfg.Metrics.traceDropped, failed: cfg.Metrics.traceFailed}
 	s.stalls = newStallWatch(cfg, s.traces.Flush, func(endpoint, failure string) {
 		cfg.Metrics.loginsFailed.WithLabelValues(endpoint, knownFailure(failure)).Inc()
 	})
-	s.manager = newManager(cfg, s.tokens)
+	s.mint = mint{codeTTL: cfg.CodeTTL, accessTTL: cfg.AccessTokenTTL, refreshTTL: cfg.RefreshTokenTTL}
 	s.echo = s.routes()
 	return s, nil
-}
-
-// newManager configures go-oauth2's manager with the bridge's stores, exact redirect URI
-// matching and random codes and tokens. The manager serves the authorization_code grant only;
-// the bridge does the refresh grant itself (see refresh).
-func newManager(cfg Config, tokens redeemingStore) *manage.Manager {
-	m := manage.NewManager()
-	m.MapClientStorage(clientStore{cfg.Store})
-	m.MapTokenStorage(tokens)
-	m.MapAuthorizeGenerate(randomCodes{})
-	m.MapAccessGenerate(randomAccess{})
-	m.SetValidateURIHandler(validateURI)
-	// Codes are kept codeGrace past their lifetime, so that one redeemed late is recognised and
-	// named as expired rather than unknown; redeemingStore enforces the real lifetime.
-	m.SetAuthorizeCodeExp(cfg.CodeTTL + codeGrace)
-	m.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: cfg.AccessTokenTTL, RefreshTokenExp: cfg.RefreshTokenTTL, IsGenerateRefresh: true})
-	return m
 }
 
 // Handler returns the bridge's HTTP handler.
@@ -259,215 +235,6 @@ func securityHeaders(https bool) echo.MiddlewareFunc {
 		}
 	}
 }
-
-// clientStore gives go-oauth2 the registered applications.
-type clientStore struct{ st store.Store }
-
-type appKey struct{}
-
-// withApp lets the manager reuse an application the handler already loaded in this request,
-// saving a store round trip.
-func withApp(ctx context.Context, app *store.Application) context.Context {
-	return context.WithValue(ctx, appKey{}, app)
-}
-
-func (cs clientStore) GetByID(ctx context.Context, id string) (oauth2.ClientInfo, error) {
-	if app, ok := ctx.Value(appKey{}).(*store.Application); ok && app.ID == id {
-		return clientInfo{app}, nil
-	}
-	app, err := cs.st.GetApp(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, oerrors.ErrInvalidClient
-	}
-	if err != nil {
-		return nil, err
-	}
-	return clientInfo{app}, nil
-}
-
-// clientInfo is an application as go-oauth2 sees it. GetSecret is always empty: the secret is
-// not stored, and go-oauth2 checks it through VerifyPassword, in constant time.
-type clientInfo struct{ app *store.Application }
-
-func (c clientInfo) GetID() string     { return c.app.ID }
-func (c clientInfo) GetSecret() string { return "" }
-
-// GetDomain returns the registered redirect URIs, one per line, for validateURI.
-func (c clientInfo) GetDomain() string { return strings.Join(c.app.RedirectURIs, "\n") }
-func (c clientInfo) IsPublic() bool    { return !c.app.Confidential }
-func (c clientInfo) GetUserID() string { return "" }
-func (c clientInfo) VerifyPassword(secret string) bool {
-	if !c.app.Confidential && secret == "" {
-		return true
-	}
-	return store.VerifySecret(c.app.SecretHash, secret)
-}
-
-var _ oauth2.ClientPasswordVerifier = clientInfo{}
-
-// validateURI replaces go-oauth2's DefaultValidateURI, which accepts any host that ends with the
-// registered one and any path.
-func validateURI(registered, requested string) error {
-	if matchAny(strings.Split(registered, "\n"), requested) {
-		return nil
-	}
-	return oerrors.ErrInvalidRedirectURI
-}
-
-// redeemingStore is the store as the manager sees it. During a redemption (see
-// withRedemptionRecord) it hands the manager the code record the handler took, and it reads the
-// session of the tokens it stores in the same exchange with the store as it writes them.
-type redeemingStore struct {
-	store.Store
-	codeTTL time.Duration
-}
-
-// codeGrace and accessGrace are how long an expired code's or access token's record is kept,
-// so that a late use is recognised and named as expired rather than unknown.
-const (
-	codeGrace   = 10 * time.Minute
-	accessGrace = time.Hour
-)
-
-// Create stores an access token accessGrace longer than it lives; GetByAccess gives back its
-// real lifetime, so go-oauth2 and the bridge still refuse it at its expiry.
-func (r redeemingStore) Create(ctx context.Context, info oauth2.TokenInfo) error {
-	if t, ok := info.(*models.Token); ok && t.Access != "" && t.AccessExpiresIn > 0 {
-		kept := *t
-		kept.AccessExpiresIn += accessGrace
-		info = &kept
-	}
-	if ns, ok := ctx.Value(newSessionKey{}).(*newSessionWrite); ok && info.GetCode() != "" {
-		return r.Store.PutSessionCode(ctx, ns.session, ns.ttl, info)
-	}
-	if rd, ok := ctx.Value(redemptionKey{}).(*redemption); ok && info.GetAccess() != "" {
-		var err error
-		rd.session, err = r.Store.CreateForSession(ctx, info)
-		return err
-	}
-	return r.Store.Create(ctx, info)
-}
-
-func (r redeemingStore) GetByAccess(ctx context.Context, access string) (oauth2.TokenInfo, error) {
-	var ti oauth2.TokenInfo
-	var err error
-	if pf, ok := ctx.Value(prefetchKey{}).(*sessionPrefetch); ok && pf.id != "" {
-		ti, pf.session, err = r.Store.GetByAccessWithSession(ctx, access, pf.id)
-	} else {
-		ti, err = r.Store.GetByAccess(ctx, access)
-	}
-	if ti != nil && ti.GetAccessExpiresIn() > accessGrace {
-		ti.SetAccessExpiresIn(ti.GetAccessExpiresIn() - accessGrace)
-	}
-	return ti, err
-}
-
-func (r redeemingStore) GetByRefresh(ctx context.Context, refresh string) (oauth2.TokenInfo, error) {
-	ti, err := r.Store.GetByRefresh(ctx, refresh)
-	if ti != nil && ti.GetAccessExpiresIn() > accessGrace {
-		ti.SetAccessExpiresIn(ti.GetAccessExpiresIn() - accessGrace)
-	}
-	return ti, err
-}
-
-type redemptionKey struct{}
-
-// prefetchKey carries, to GetByAccess, the session an access token names (see accessTokenFor),
-// so that the token and its session are read in one exchange with the store.
-type prefetchKey struct{}
-
-type sessionPrefetch struct {
-	id      string
-	session *store.Session // set by GetByAccess: nil when absent
-}
-
-// newSessionKey carries, to the manager's Create of a sign-in's code, the session that is to be
-// saved with it (see store.Store.PutSessionCode).
-type newSessionKey struct{}
-
-type newSessionWrite struct {
-	session *store.Session
-	ttl     time.Duration
-}
-
-// redemption is what a redemption learnt from the store: the code's record, taken by the
-// handler, and the session of the tokens issued for it.
-type redemption struct {
-	info    oauth2.TokenInfo
-	session *store.Session
-}
-
-// takeCode takes the code and marks it used in one step (see store.Store.TakeCode), so that a
-// replay is recognised from the moment the code is redeemed.
-func (r redeemingStore) takeCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
-	return r.Store.TakeCode(ctx, code, r.usedTTL())
-}
-
-// usedTTL is how long a used code's mark is kept: as long as the code could have been presented.
-func (r redeemingStore) usedTTL() time.Duration { return 2 * r.codeTTL }
-
-// GetByCode gives the manager the code record the handler took and checked (see redeemCode),
-// which the manager checks again. Called outside a redemption, it takes the code itself.
-func (r redeemingStore) GetByCode(ctx context.Context, code string) (oauth2.TokenInfo, error) {
-	if rd, ok := ctx.Value(redemptionKey{}).(*redemption); ok && rd.info != nil {
-		if rd.info.GetCode() != code {
-			return nil, nil
-		}
-		return rd.info, nil
-	}
-	ti, err := r.takeCode(ctx, code)
-	if ti != nil && time.Now().After(ti.GetCodeCreateAt().Add(r.codeTTL)) {
-		// Spent and expired: the manager refuses it as unknown.
-		return nil, nil
-	}
-	return ti, err
-}
-
-// RemoveByCode does nothing: the manager calls it after GetByCode, which has already consumed
-// the code.
-func (r redeemingStore) RemoveByCode(context.Context, string) error { return nil }
-
-// randomCodes and randomAccess make codes and access tokens of 256 random bits; go-oauth2's
-// own generators derive them from UUIDs through MD5.
-type randomCodes struct{}
-
-func (randomCodes) Token(context.Context, *oauth2.GenerateBasic) (string, error) {
-	return randomToken(), nil
-}
-
-type randomAccess struct{}
-
-func (randomAccess) Token(_ context.Context, data *oauth2.GenerateBasic, withRefresh bool) (string, string, error) {
-	refresh := ""
-	if withRefresh {
-		refresh = randomToken()
-	}
-	return accessTokenFor(data.UserID), refresh, nil
-}
-
-// accessTokenFor makes an access token of session sessionID: 256 random bits, a dot, and the
-// session's id. The id is no secret (nothing opens with it alone); it lets a request read the
-// token and its session in one exchange with the store. The token is still looked up whole, by
-// its hash, and its record says which session it belongs to.
-func accessTokenFor(sessionID string) string {
-	return randomToken() + "." + sessionID
-}
-
-// sessionOfToken is the session id an access token names, "" when it names none.
-func sessionOfToken(access string) string {
-	i := strings.LastIndexByte(access, '.')
-	if i < 0 {
-		return ""
-	}
-	id := access[i+1:]
-	if !store.IsID(id, sessionIDBytes) {
-		return ""
-	}
-	return id
-}
-
-// sessionIDBytes is the size of a session's random id.
-const sessionIDBytes = 16
 
 func randomToken() string {
 	b := make([]byte, 32)

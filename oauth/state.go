@@ -18,8 +18,9 @@ func (s *Server) newUpstreamState(traceID string, now time.Time) string {
 // stateTagContext keeps a state's tag from serving as any other tag of the same key.
 const stateTagContext = "upstream state:"
 
-// readUpstreamState returns the trace id and start of a state newUpstreamState made; ok is
-// false for any other (altered, forged, or from a bridge with other keys).
+// readUpstreamState returns the trace id and start of a state newUpstreamState made (the trace
+// id is empty for a dry run's); ok is false for any other (altered, forged, or from a bridge with
+// other keys).
 func (s *Server) readUpstreamState(state string) (traceID string, started time.Time, ok bool) {
 	i := strings.LastIndexByte(state, '.')
 	if i < 0 || !s.cfg.Sealer.CheckTag(stateTagContext+state[:i], state[i+1:]) {

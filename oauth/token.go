@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"cmp"
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,9 +13,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/go-oauth2/oauth2/v4"
-	oerrors "github.com/go-oauth2/oauth2/v4/errors"
-	"github.com/go-oauth2/oauth2/v4/models"
 	"github.com/labstack/echo/v4"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -148,19 +144,21 @@ func (s *Server) token(c echo.Context) error {
 	switch tr.GrantType {
 	case "":
 		return named(tokenError(ErrInvalidRequest, "grant_type is missing; use grant_type=authorization_code or refresh_token"), "grant_type_unsupported", "")
-	case string(oauth2.AuthorizationCode):
+	case "authorization_code":
 		return s.redeemCode(c, tr)
-	case string(oauth2.Refreshing):
+	case "refresh_token":
 		return s.refresh(c, tr)
 	}
 	return named(tokenError(ErrUnsupportedGrantType, "grant_type %q is not supported; use authorization_code or refresh_token", truncate(tr.GrantType, 40)), "grant_type_unsupported", "")
 }
 
 // redeemCode is the authorization_code grant. The bridge takes the code itself (through the
-// store's atomic TakeCode) and checks it in GitLab's order: the code, whose client it is, its
-// redirect_uri, PKCE; then go-oauth2's manager issues the pair from the record taken. A code
-// refused once taken is burned, and a code presented again revokes every token issued from it
-// (RFC 6749 §4.1.2).
+// store's TakeCode, exactly once, whatever the store's latency) and checks it in GitLab's order:
+// the code, whose client it is, its redirect_uri, PKCE; then go-oauth2's manager makes the pair
+// from the record taken (see gooauth2.go), and the store keeps it (FinishCode). A code refused
+// once taken is burned, and a code presented again revokes every token issued from it (RFC 6749
+// §4.1.2): of any number of presentations exactly one is answered with tokens, and if there was
+// more than one, the tokens it got are revoked too, whatever came first.
 func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	if tr.Code == "" {
 		if tr.RedirectURI == "" {
@@ -170,11 +168,12 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	}
 	s.beginStep(c, "", "token", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=authorization_code, code, client credentials)")
 	ctx := c.Request().Context()
+	ref := store.RefOf(tr.Code)
 	app, terr := s.authenticateClient(c, tr)
 	if terr != nil {
 		// The code is left to be redeemed; it leads to the trace the failure belongs in.
-		if peek, err := s.store.PeekCode(ctx, tr.Code); err == nil && peek != nil {
-			s.traceOfSession(c, peek.GetUserID())
+		if peek, err := s.store.PeekCode(ctx, ref); err == nil {
+			s.useTrace(c, peek.TraceID)
 		}
 		if tr.RedirectURI == "" {
 			return missingRedirectURI() // GitLab checks that redirect_uri is present before the client
@@ -185,46 +184,73 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 		// GitLab refuses this before it looks the code up, which leaves a client's own code to be
 		// redeemed once it sends redirect_uri. A code of another client, though, is burned
 		// whatever else is wrong with the request: it is taken below, and refused as such.
-		peek, err := s.store.PeekCode(ctx, tr.Code)
-		if err != nil {
+		peek, err := s.store.PeekCode(ctx, ref)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return storeFailure("peek code", err)
 		}
-		if peek == nil || peek.GetClientID() == app.ID {
-			if peek != nil {
-				s.traceOfSession(c, peek.GetUserID())
+		if err != nil || peek.Code == nil || peek.Code.ClientID == app.ID {
+			if err == nil {
+				s.useTrace(c, peek.TraceID)
 			}
 			return missingRedirectURI()
 		}
 	}
-	rd := &redemption{}
-	var err error
-	if rd.info, err = s.tokens.takeCode(ctx, tr.Code); err != nil {
+	attempt := store.NewAttempt()
+	taken, err := s.store.TakeCode(ctx, ref, attempt)
+	if used, ok := errors.AsType[*store.UsedError](err); ok {
+		return s.replayedCode(c, used)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return named(tokenError(ErrInvalidGrant, "the code is unknown or expired: codes expire after %s; sign in again", s.cfg.CodeTTL), "code_unknown", "")
+	}
+	if errors.Is(err, store.ErrRevoked) {
+		if peek, err := s.store.PeekCode(ctx, ref); err == nil {
+			s.useTrace(c, peek.TraceID)
+		}
+		return named(tokenError(ErrInvalidGrant, "the sign-in this code belongs to was revoked; sign in again"), "session_revoked",
+			"An administrator revoked the application's grants, or a token of this sign-in was reused, before the client redeemed its code.")
+	}
+	if err != nil {
+		// The take's outcome is unknown: whether it ran or not, it is this request's own, and a
+		// client that tries again is answered as what it then is.
 		return storeFailure("take code", err)
 	}
-	if rd.info == nil {
-		return s.replayedCode(c, tr.Code)
+	s.useTrace(c, taken.TraceID)
+	if taken.Session == nil {
+		// Revoked between the read and the take, in the same step: nothing to burn.
+		return named(tokenError(ErrInvalidGrant, "the sign-in this code belongs to was revoked; sign in again"), "session_revoked",
+			"An administrator revoked the application's grants, or a token of this sign-in was reused, before the client redeemed its code.")
 	}
-	if e := checkCode(rd.info, app, tr); e != nil {
-		return s.burnCode(c, rd.info, e)
+	if e := checkCode(taken.Code, app, tr); e != nil {
+		return s.burnCode(c, ref, attempt, e)
 	}
-	ti, err := s.manager.GenerateAccessToken(withRedemptionRecord(withApp(ctx, app), rd), oauth2.AuthorizationCode, &oauth2.TokenGenerateRequest{
-		ClientID:     app.ID,
-		ClientSecret: tr.ClientSecret,
-		RedirectURI:  tr.RedirectURI,
-		Code:         tr.Code,
-		CodeVerifier: tr.CodeVerifier,
-		Request:      c.Request(),
-	})
+	tok, err := s.mint.redeem(ctx, app, tr.Code, taken.Code, tr)
 	if err != nil {
-		return s.burnCode(c, rd.info, explainRedemption(err))
+		return s.burnCode(c, ref, attempt, explainRedemption(err))
 	}
-	sess := rd.session
-	s.useTrace(c, sess.TraceID)
+	sess, err := s.store.FinishCode(ctx, ref, attempt, tok.pair)
+	switch {
+	case errors.Is(err, store.ErrReplayed):
+		// Another request presented the code while this one redeemed it: this one is the one
+		// answered with tokens, and they are revoked already, as a code presented twice asks.
+		sess = taken.Session
+		s.logger(ctx).Warn("code presented again while it was being redeemed; the tokens issued from it are revoked", "client_id", app.ID)
+		s.stepOK(c, http.StatusOK, map[string]string{"scope": tok.pair.Scope, "access_token_sha256": hashPrefix(tok.access), "redirect_uri": tr.RedirectURI,
+			"revoked": "the code was presented again while it was being redeemed (see the step that refused it): these tokens were revoked as they were issued"})
+		return s.writeToken(c, tok, sess, true)
+	case errors.Is(err, store.ErrRevoked):
+		return named(tokenError(ErrInvalidGrant, "the sign-in this code belongs to was revoked; sign in again"), "session_revoked",
+			"An administrator revoked the application's grants while this sign-in's code was being redeemed.")
+	case err != nil:
+		// The tokens may or may not be stored: the client is not given them either way, and if it
+		// tries again, the code is found taken by this request.
+		return storeFailure("save tokens", err)
+	}
 	traceMeta(c, store.TraceMeta{ClientID: sess.ClientID, GitLabUserID: sess.GitLabUserID, Username: sess.Username})
-	s.stepOK(c, http.StatusOK, map[string]string{"scope": ti.GetScope(), "access_token_sha256": hashPrefix(ti.GetAccess()), "redirect_uri": tr.RedirectURI})
+	s.stepOK(c, http.StatusOK, map[string]string{"scope": tok.pair.Scope, "access_token_sha256": hashPrefix(tok.access), "redirect_uri": tr.RedirectURI})
 	s.metrics.loginsCompleted.WithLabelValues(app.ID).Inc()
 	s.logger(ctx).Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)
-	return s.writeToken(c, ti, sess, true)
+	return s.writeToken(c, tok, sess, true)
 }
 
 // missingRedirectURI is the answer to a code redemption without redirect_uri, which GitLab gives
@@ -237,25 +263,25 @@ func missingRedirectURI() *Error {
 // checkCode checks a code the request has taken, in GitLab's order after the code is found: not
 // expired, this client's, the authorization's redirect_uri, then PKCE. The verifier itself is
 // compared by the manager.
-func checkCode(ti oauth2.TokenInfo, app *store.Application, tr *TokenRequest) *Error {
+func checkCode(code *store.Code, app *store.Application, tr *TokenRequest) *Error {
 	switch {
-	case time.Now().After(ti.GetCodeCreateAt().Add(ti.GetCodeExpiresIn() - codeGrace)):
-		return named(tokenError(ErrInvalidGrant, "the code has expired (codes expire after %s); sign in again", ti.GetCodeExpiresIn()-codeGrace), "code_expired",
+	case time.Now().After(code.ExpiresAt):
+		return named(tokenError(ErrInvalidGrant, "the code has expired (codes expire after %s); sign in again", code.ExpiresAt.Sub(code.IssuedAt).Round(time.Second)), "code_expired",
 			"The client redeemed the code too late: check that Mattermost reaches the bridge's token endpoint quickly and that the clocks agree.")
-	case ti.GetClientID() != app.ID:
+	case code.ClientID != app.ID:
 		return named(tokenError(ErrInvalidGrant, "the code was issued to another client; it is now revoked"), "code_other_client",
 			"Another client presented this sign-in's code: two applications share redirect URIs, or the code leaked.")
 	case tr.RedirectURI == "":
 		return missingRedirectURI()
-	case ti.GetRedirectURI() != "" && ti.GetRedirectURI() != tr.RedirectURI:
+	case code.RedirectURI != "" && code.RedirectURI != tr.RedirectURI:
 		return named(tokenError(ErrInvalidGrant, "redirect_uri does not match the one of the authorization request; send the same redirect_uri (Mattermost's Site URL + /signup/gitlab/complete)"),
 			"redirect_uri_mismatch", "The client's token request names another redirect_uri than its authorize request: Mattermost's Site URL changed during the sign-in, or two Mattermost servers share the application.")
-	case tr.CodeVerifier == "" && (ti.GetCodeChallenge() != "" || !app.Confidential):
-		if ti.GetCodeChallenge() == "" {
+	case tr.CodeVerifier == "" && (code.CodeChallenge != "" || !app.Confidential):
+		if code.CodeChallenge == "" {
 			return named(tokenError(ErrInvalidRequest, "the application %s is public and must prove itself with PKCE: send code_verifier", app.Name), "pkce_verifier_missing", "")
 		}
 		return named(tokenError(ErrInvalidRequest, "code_verifier is missing; the authorization request had a code_challenge"), "pkce_verifier_missing", "")
-	case tr.CodeVerifier != "" && ti.GetCodeChallenge() == "":
+	case tr.CodeVerifier != "" && code.CodeChallenge == "":
 		return named(tokenError(ErrInvalidGrant, "code_verifier was sent but the authorization request had no code_challenge"), "pkce_unexpected_verifier", "")
 	case tr.CodeVerifier != "" && !pkceValue(tr.CodeVerifier):
 		// One whose hash is the challenge would pass the manager's comparison, but a verifier
@@ -277,56 +303,49 @@ func outsideUnreserved(v string) string {
 	return ""
 }
 
-// burnCode answers a redemption refused after its code was taken. The code is spent, and its
-// session, which will never have tokens, is deleted; the failure goes to the code's sign-in trace.
-func (s *Server) burnCode(c echo.Context, ti oauth2.TokenInfo, refusal error) error {
+// burnCode answers a redemption refused after its code was taken: the code is spent, and its
+// sign-in, which will never have tokens, is revoked (store.RefuseCode), with a mark that says why,
+// for the code's next presentation to be answered truly; the failure goes to the code's sign-in
+// trace.
+func (s *Server) burnCode(c echo.Context, ref store.Ref, attempt string, refusal error) error {
 	ctx := c.Request().Context()
-	s.traceOfSession(c, ti.GetUserID())
-	if err := s.store.DeleteSession(ctx, ti.GetUserID()); err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.logger(ctx).Warn("deleting the session of a refused code failed", "cause", err.Error())
-	}
-	// The take marked the code used as if tokens had been issued from it; the mark now says that
-	// none was, and why, for the code's next presentation to be answered truly. A store failure
-	// leaves the plain mark: tokens may have been stored.
+	failure := "store_unavailable"
 	var e *Error
 	if errors.As(refusal, &e) {
-		used := store.Used{SessionID: ti.GetUserID(), Refusal: cmp.Or(e.Failure, e.Code), TraceID: currentTrace(c)}
-		if err := s.store.MarkUsed(ctx, store.TokenKey(ti.GetCode()), used, s.tokens.usedTTL()); err != nil {
-			s.logger(ctx).Warn("recording why a code was refused failed", "cause", err.Error())
-		}
+		failure = cmp.Or(e.Failure, e.Code)
+	}
+	if err := s.store.RefuseCode(ctx, ref, attempt, failure, currentTrace(c)); err != nil {
+		s.logger(ctx).Warn("recording why a code was refused failed; its sign-in may not be revoked", "cause", err.Error())
 	}
 	return refusal
 }
 
-// replayedCode answers a code that is not (or no longer) stored. One whose redemption was
-// refused issued nothing, and the answer says what spent it; one redeemed before has leaked, and
-// the tokens issued for it are revoked.
-func (s *Server) replayedCode(c echo.Context, code string) error {
+// replayedCode answers a code another request took before: one whose redemption was refused
+// issued nothing, and the answer says what spent it; any other was presented twice, and every
+// token issued from it is revoked (the store has done so, or the request that took it does when
+// it finishes).
+func (s *Server) replayedCode(c echo.Context, used *store.UsedError) error {
 	ctx := c.Request().Context()
-	used, err := s.store.UsedBy(ctx, store.TokenKey(code))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return named(tokenError(ErrInvalidGrant, "the code is unknown or expired: codes expire after %s; sign in again", s.cfg.CodeTTL), "code_unknown", "")
-	case err != nil:
-		return storeFailure("look up used code", err)
+	m := used.Mark
+	if m.State == store.MarkRefused {
+		s.useTrace(c, cmp.Or(m.RefusalTrace, used.TraceID))
+		s.logger(ctx).Info("code presented again after a refused redemption spent it", "session", used.SessionID, "refusal", m.Refusal)
+		return named(tokenError(ErrInvalidGrant, "the code was already spent by an earlier token request, which was refused because %s, so no token was issued from it; codes are single use: sign in again", refusalCause(m.Refusal)),
+			"code_burned", fmt.Sprintf("An earlier token request with this code was refused (%s), which spends the code without issuing any token; nothing was revoked. Fix what made that request fail (its step in this trace says what), then the person signs in again.", m.Refusal))
 	}
-	if used.TraceID != "" {
-		s.useTrace(c, used.TraceID)
-	} else {
-		s.traceOfSession(c, used.SessionID)
-	}
-	if err := s.store.DeleteSession(ctx, used.SessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return storeFailure("revoke replayed code's tokens", err)
-	}
-	if used.Refusal != "" {
-		s.logger(ctx).Info("code presented again after a refused redemption spent it", "session", used.SessionID, "refusal", used.Refusal)
-		return named(tokenError(ErrInvalidGrant, "the code was already spent by an earlier token request, which was refused because %s, so no token was issued from it; codes are single use: sign in again", refusalCause(used.Refusal)),
-			"code_burned", fmt.Sprintf("An earlier token request with this code was refused (%s), which spends the code without issuing any token; nothing was revoked. Fix what made that request fail (its step above says what), then the person signs in again.", used.Refusal))
-	}
-	s.logger(ctx).Warn("code presented twice; the tokens issued from it are revoked", "session", used.SessionID)
+	s.useTrace(c, used.TraceID)
 	e := tokenError(ErrInvalidGrant, "the code was already used: codes are single use, and the tokens issued from it are now revoked; sign in again")
 	e.Failure = "code_replayed"
-	e.Fix = "A code was presented twice: either the client retried its token request, or someone else holds a copy of the code (check for proxies or logs that record URLs). The person must sign in again."
+	switch m.State {
+	case store.MarkTaken:
+		s.logger(ctx).Warn("code presented while an earlier request still redeems it, or after one that did not complete; no token issued from it will work", "session", used.SessionID)
+		e.Description = "the code was already presented, by a request that is still being answered or that did not complete: codes are single use, and no token issued from it will work; sign in again"
+		e.Fix = fmt.Sprintf("The code was presented again while an earlier request (at %s) was redeeming it, or after that request was cut short (the store did not answer it in time: see its step in this trace). Either the client sent its token request twice, or someone else holds a copy of the code (check for proxies or logs that record URLs). The person must sign in again.",
+			m.At.UTC().Format(time.RFC3339))
+	default:
+		s.logger(ctx).Warn("code presented twice; the tokens issued from it are revoked", "session", used.SessionID)
+		e.Fix = "A code was presented twice: either the client retried its token request, or someone else holds a copy of the code (check for proxies or logs that record URLs). The person must sign in again."
+	}
 	return e
 }
 
@@ -360,8 +379,8 @@ func refusalCause(failure string) string {
 
 // refresh is the refresh_token grant, which go-oauth2 gets wrong (no client check, scope
 // widening, get-then-delete): the refresh token must be the client's, the scope may only narrow,
-// it is taken atomically and rotated, and one presented twice revokes its whole family
-// (RFC 6819 §5.2.2.3, OAuth 2.0 Security BCP §4.14).
+// it is taken exactly once (TakeRefresh) and rotated, and one presented twice revokes its whole
+// family (RFC 6819 §5.2.2.3, OAuth 2.0 Security BCP §4.14).
 func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if tr.RefreshToken == "" {
 		return named(tokenError(ErrInvalidRequest, "refresh_token is missing"), "refresh_token_missing", "")
@@ -372,32 +391,33 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	}
 	ctx := c.Request().Context()
 	s.beginStep(c, "", "refresh", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=refresh_token)")
+	ref := store.RefOf(tr.RefreshToken)
+	attempt := store.NewAttempt()
 	// Everything that can refuse the request is checked before the token is taken, so that a
 	// client's mistake (another client, a wider scope) or GitLab being down does not burn it.
-	seen, err := s.tokens.GetByRefresh(ctx, tr.RefreshToken)
+	seen, err := s.store.GetRefresh(ctx, ref)
+	if errors.Is(err, store.ErrNotFound) {
+		// Unknown, or taken before: the take says which, and applies the rule for a replay.
+		return s.takeUnknownRefresh(c, ref, attempt)
+	}
 	if err != nil {
 		return storeFailure("get refresh token", err)
 	}
-	if seen == nil {
-		return s.reusedRefresh(c, tr.RefreshToken)
-	}
-	s.traceOfSession(c, seen.GetUserID())
-	if e := checkRefresh(seen, app, tr); e != nil {
-		return e
-	}
-	sess, err := s.store.GetSession(ctx, seen.GetUserID())
-	if errors.Is(err, store.ErrNotFound) {
+	s.useTrace(c, seen.TraceID)
+	if seen.Session == nil || seen.Pair == nil {
 		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked or has expired; sign in again"), "session_revoked", "")
 	}
-	if err != nil {
-		return storeFailure("get session", err)
+	sess := seen.Session
+	traceMeta(c, store.TraceMeta{ClientID: sess.ClientID, GitLabUserID: sess.GitLabUserID, Username: sess.Username})
+	if e := checkRefresh(seen.Pair, app, tr); e != nil {
+		return e
 	}
 	// The person must still be welcome at GitLab, and still admitted to the application: a
 	// refresh must not outlive a block there or a change of the application's rules.
 	body, err := s.upstreamUser(ctx, sess)
 	if err == nil {
 		if reason, fix := checkPolicy(app, PolicyUser{Username: sess.Username, External: app.DenyExternal && isExternal(body), Groups: sess.Groups}); reason != "" {
-			_ = s.store.DeleteSession(ctx, sess.ID)
+			_ = s.store.RevokeSession(ctx, sess.ID)
 			return named(tokenError(ErrInvalidGrant, "%s; sign in again", reason), "user_not_allowed", fix)
 		}
 	}
@@ -407,108 +427,115 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 			return err
 		}
 		if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
-			_ = s.store.DeleteSession(ctx, sess.ID)
+			_ = s.store.RevokeSession(ctx, sess.ID)
 			return named(tokenError(ErrInvalidGrant, "GitLab no longer accepts this person (%s); sign in again", gitlabapiMessage(ae)), ae.Failure, ae.Fix)
 		}
 		e := named(tokenError(ErrTemporarilyUnavailable, "the bridge could not ask GitLab whether this person may still sign in (%s); try again shortly, the refresh token stays valid", gitlabapiMessage(ae)), ae.Failure, ae.Fix)
 		e.Cause = err
 		return e
 	}
-	ti, err := s.store.TakeRefresh(ctx, tr.RefreshToken, s.cfg.RefreshTokenTTL)
+	taken, err := s.store.TakeRefresh(ctx, ref, attempt)
+	if used, ok := errors.AsType[*store.UsedError](err); ok {
+		return s.reusedRefresh(c, used) // another request took it while this one checked
+	}
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRevoked) {
+		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked or has expired; sign in again"), "session_revoked", "")
+	}
 	if err != nil {
 		return storeFailure("take refresh token", err)
 	}
-	if ti == nil {
-		// Another request took it while this one checked: a reuse.
-		return s.reusedRefresh(c, tr.RefreshToken)
+	if taken.Session == nil {
+		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked; sign in again"), "session_revoked", "")
 	}
-	if ti.GetUserID() != sess.ID {
-		return named(tokenError(ErrInvalidGrant, "the refresh token changed while it was checked; sign in again"), "refresh_token_replayed", "")
-	}
-	if e := checkRefresh(ti, app, tr); e != nil {
-		return e
-	}
-	scope := ti.GetScope()
+	scope := taken.Pair.Scope
 	if tr.Scope != "" {
 		scope = strings.Join(ParseScope(tr.Scope), " ")
 	}
-	now := time.Now()
-	next := models.NewToken()
-	next.SetClientID(app.ID)
-	next.SetUserID(sess.ID)
-	next.SetScope(scope)
-	next.SetAccess(accessTokenFor(sess.ID))
-	next.SetAccessCreateAt(now)
-	next.SetAccessExpiresIn(s.cfg.AccessTokenTTL)
-	next.SetRefresh(randomToken())
-	next.SetRefreshCreateAt(now)
-	next.SetRefreshExpiresIn(s.cfg.RefreshTokenTTL)
+	tok, err := s.mint.refreshPair(ctx, app, taken.Session.ID, scope)
+	if err != nil {
+		return err
+	}
 	// The family lives as long as its newest refresh token; a family revoked while this request
-	// ran stays revoked, and the tokens are not issued.
-	if err := s.store.RenewSession(ctx, sess, s.cfg.RefreshTokenTTL); errors.Is(err, store.ErrNotFound) {
+	// ran stays revoked, and the tokens are not kept.
+	err = s.store.FinishRefresh(ctx, ref, attempt, taken.Session, tok.pair, s.cfg.RefreshTokenTTL)
+	switch {
+	case errors.Is(err, store.ErrReplayed):
+		s.logger(ctx).Warn("refresh token presented again while it was being redeemed; its family is revoked", "client_id", app.ID)
+		s.stepOK(c, http.StatusOK, map[string]string{"scope": scope,
+			"revoked": "the refresh token was presented again while it was being redeemed (see the step that refused it): these tokens were revoked as they were issued"})
+		return s.writeToken(c, tok, taken.Session, false)
+	case errors.Is(err, store.ErrRevoked):
 		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked; sign in again"), "session_revoked",
 			"An administrator revoked the application's grants, or a token of this sign-in was reused, while the refresh was under way.")
-	} else if err != nil {
-		return storeFailure("extend session", err)
-	}
-	if err := s.tokens.Create(ctx, next); err != nil {
+	case err != nil:
 		return storeFailure("save tokens", err)
 	}
 	s.stepOK(c, http.StatusOK, map[string]string{"scope": scope})
-	s.logger(ctx).Info("token refreshed", "client_id", app.ID, "gitlab_user_id", sess.GitLabUserID)
-	return s.writeToken(c, next, sess, false)
+	s.logger(ctx).Info("token refreshed", "client_id", app.ID, "gitlab_user_id", taken.Session.GitLabUserID)
+	return s.writeToken(c, tok, taken.Session, false)
 }
 
-// checkRefresh refuses a refresh token of another client, or a scope wider than it was granted.
-func checkRefresh(ti oauth2.TokenInfo, app *store.Application, tr *TokenRequest) *Error {
-	if ti.GetClientID() != app.ID {
+// takeUnknownRefresh answers a refresh token the store does not hold as a live one: unknown, or
+// taken before, in which case the take applies the rule for a replay.
+func (s *Server) takeUnknownRefresh(c echo.Context, ref store.Ref, attempt string) error {
+	_, err := s.store.TakeRefresh(c.Request().Context(), ref, attempt)
+	if used, ok := errors.AsType[*store.UsedError](err); ok {
+		return s.reusedRefresh(c, used)
+	}
+	if errors.Is(err, store.ErrRevoked) {
+		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked or has expired; sign in again"), "session_revoked", "")
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeFailure("take refresh token", err)
+	}
+	// Not found, or (it appeared since it was read) taken: either way this request is refused.
+	return named(tokenError(ErrInvalidGrant, "the refresh token is unknown, expired or revoked; sign in again"), "refresh_token_unknown", "")
+}
+
+// checkRefresh refuses a refresh token of another client, an expired one, or a scope wider than
+// it was granted.
+func checkRefresh(p *store.TokenPair, app *store.Application, tr *TokenRequest) *Error {
+	if p.ClientID != app.ID {
 		return named(tokenError(ErrInvalidGrant, "the refresh token was issued to another client"), "refresh_token_other_client", "")
 	}
-	if _, wider := grantScope(tr.Scope, ParseScope(ti.GetScope())); len(wider) > 0 {
+	if !p.RefreshExpiresAt.IsZero() && time.Now().After(p.RefreshExpiresAt) {
+		return named(tokenError(ErrInvalidGrant, "the refresh token is unknown, expired or revoked; sign in again"), "refresh_token_unknown", "")
+	}
+	if _, wider := grantScope(tr.Scope, ParseScope(p.Scope)); len(wider) > 0 {
 		return named(tokenError(ErrInvalidScope, "the refresh token does not cover the scope %s; a refresh may only keep or narrow the scope (%s)",
-			strings.Join(wider, " "), ti.GetScope()), "scope_widened", "")
+			strings.Join(wider, " "), p.Scope), "scope_widened", "")
 	}
 	return nil
 }
 
-// reusedRefresh answers a refresh token that is not stored: if it was used before, someone holds
-// a copy, and the whole family is revoked.
-func (s *Server) reusedRefresh(c echo.Context, refresh string) error {
+// reusedRefresh answers a refresh token another request took before: someone holds a copy, and
+// the whole family is revoked (by the store, at once or when that request finishes).
+func (s *Server) reusedRefresh(c echo.Context, used *store.UsedError) error {
 	ctx := c.Request().Context()
-	used, err := s.store.UsedBy(ctx, store.TokenKey(refresh))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return named(tokenError(ErrInvalidGrant, "the refresh token is unknown, expired or revoked; sign in again"), "refresh_token_unknown", "")
-	case err != nil:
-		return storeFailure("look up used refresh token", err)
-	}
-	sid := used.SessionID
-	s.traceOfSession(c, sid)
-	if err := s.store.DeleteSession(ctx, sid); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return storeFailure("revoke token family", err)
-	}
-	s.logger(ctx).Warn("refresh token presented twice; its family is revoked", "session", sid)
+	s.useTrace(c, used.TraceID)
+	s.logger(ctx).Warn("refresh token presented twice; its family is revoked", "session", used.SessionID)
 	return named(tokenError(ErrInvalidGrant, "the refresh token was already used: refresh tokens are single use, so every token of this sign-in is now revoked; sign in again"), "refresh_token_replayed",
 		"A refresh token was presented twice: the client retried, or someone else holds a copy of it. The person must sign in again.")
 }
 
 // writeToken answers a token request in GitLab's shape, with an ID token when the scope has
 // openid (and the nonce of the authorization only on the code grant, as OpenID Connect says).
-func (s *Server) writeToken(c echo.Context, ti oauth2.TokenInfo, sess *store.Session, withNonce bool) error {
+func (s *Server) writeToken(c echo.Context, tok *issued, sess *store.Session, withNonce bool) error {
+	p := tok.pair
 	resp := tokenResponse{
-		AccessToken:  ti.GetAccess(),
+		AccessToken:  tok.access,
 		TokenType:    "Bearer",
-		ExpiresIn:    int32(ti.GetAccessExpiresIn() / time.Second),
-		RefreshToken: ti.GetRefresh(),
-		Scope:        ti.GetScope(),
-		CreatedAt:    ti.GetAccessCreateAt().Unix(),
+		ExpiresIn:    int32(p.AccessExpiresAt.Sub(p.IssuedAt) / time.Second),
+		RefreshToken: tok.refresh,
+		Scope:        p.Scope,
+		CreatedAt:    p.IssuedAt.Unix(),
 	}
-	if hasScope(ti.GetScope(), "openid") {
-		tok, err := s.idToken(c.Request().Context(), sess, ti.GetClientID(), ti.GetScope(), withNonce)
+	if hasScope(p.Scope, "openid") {
+		idt, err := s.idToken(c.Request().Context(), sess, p.ClientID, p.Scope, withNonce)
 		if err != nil {
 			return err
 		}
-		resp.IDToken = tok
+		resp.IDToken = idt
 	}
 	noStore(c.Response().Header())
 	return c.JSON(http.StatusOK, resp)
@@ -552,35 +579,4 @@ func (s *Server) authenticateClient(c echo.Context, tr *TokenRequest) (*store.Ap
 		return nil, named(invalidClient(), "public_client_with_secret", fmt.Sprintf("%s is a public application, which has no secret: remove the secret from the client, or make the application confidential with `ssobridge apps update %s --confidential`.", app.Name, app.ID))
 	}
 	return app, nil
-}
-
-// explainRedemption turns the errors of go-oauth2's manager, which issues the pair once
-// checkCode has passed, into ones that say what went wrong.
-func explainRedemption(err error) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		// The session went (revoked) between the callback and this request: the tokens just
-		// stored belong to no one and are dead.
-		return named(tokenError(ErrInvalidGrant, "the sign-in this code belongs to was revoked; sign in again"), "session_revoked",
-			"An administrator revoked the application's grants, or the code was replayed, while this sign-in was under way.")
-	case errors.Is(err, oerrors.ErrInvalidCodeChallenge):
-		return named(tokenError(ErrInvalidGrant, "code_verifier does not match the code_challenge of the authorization request"), "pkce_verifier_wrong", "")
-	case errors.Is(err, oerrors.ErrMissingCodeVerifier):
-		return named(tokenError(ErrInvalidRequest, "code_verifier is missing; the authorization request had a code_challenge"), "pkce_verifier_missing", "")
-	case errors.Is(err, oerrors.ErrInvalidRedirectURI):
-		// The application's redirect URIs changed while the person signed in.
-		return named(tokenError(ErrInvalidGrant, "redirect_uri is not registered for this application"), "redirect_uri_not_registered",
-			"The application's redirect URIs changed during the sign-in (`ssobridge apps update`): the person must sign in again.")
-	case errors.Is(err, oerrors.ErrInvalidClient):
-		return named(invalidClient(), "unknown_client", "")
-	case errors.Is(err, oerrors.ErrInvalidAuthorizeCode):
-		return named(tokenError(ErrInvalidGrant, "the code is unknown or expired; sign in again"), "code_unknown", "")
-	}
-	return storeFailure("redeem code", err)
-}
-
-// withRedemptionRecord gives redeemingStore, for the manager, the code record the handler took
-// (rd.info), and asks it to record there the session of the tokens it stores.
-func withRedemptionRecord(ctx context.Context, rd *redemption) context.Context {
-	return context.WithValue(ctx, redemptionKey{}, rd)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/storetest"
 )
 
@@ -157,12 +158,12 @@ func TestTokenCodeIsSingleUse(t *testing.T) {
 func TestTokenCodeOfARevokedSignInIsRefused(t *testing.T) {
 	f := newFixture(t)
 	code := f.code()
-	peek, err := f.store.PeekCode(t.Context(), code)
-	if err != nil || peek == nil {
+	peek, err := f.store.PeekCode(t.Context(), store.RefOf(code))
+	if err != nil || peek.Code == nil {
 		t.Fatalf("peek code: %v %v", peek, err)
 	}
 	// An administrator revokes the application's grants between the callback and the token request.
-	if err := f.store.DeleteSession(t.Context(), peek.GetUserID()); err != nil {
+	if err := f.store.RevokeSession(t.Context(), peek.Code.SessionID); err != nil {
 		t.Fatal(err)
 	}
 	resp, body := f.postToken(f.tokenForm(code))

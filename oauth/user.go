@@ -42,7 +42,7 @@ func (s *Server) user(c echo.Context) error {
 		return err
 	}
 	s.useTrace(c, sess.TraceID)
-	if !hasScope(ti.GetScope(), "read_user", "api") {
+	if !hasScope(ti.Scope, "read_user", "api") {
 		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include read_user", Failure: "token_scope_insufficient",
 			Fix: "The client's token lacks read_user: give the application the scope (`ssobridge apps update ID --scopes read_user`) and have the person sign in again."}
 	}

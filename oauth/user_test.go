@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4"
-
 	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -204,18 +202,11 @@ type tokenLookupsFail struct {
 	failing *atomic.Bool
 }
 
-func (s tokenLookupsFail) GetByAccessWithSession(ctx context.Context, access, id string) (oauth2.TokenInfo, *store.Session, error) {
-	if s.failing.Load() {
-		return nil, nil, errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
-	}
-	return s.Store.GetByAccessWithSession(ctx, access, id)
-}
-
-func (s tokenLookupsFail) GetByAccess(ctx context.Context, access string) (oauth2.TokenInfo, error) {
+func (s tokenLookupsFail) GetAccess(ctx context.Context, ref store.Ref) (*store.Found, error) {
 	if s.failing.Load() {
 		return nil, errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
 	}
-	return s.Store.GetByAccess(ctx, access)
+	return s.Store.GetAccess(ctx, ref)
 }
 
 // A store that does not answer is the bridge's fault, not the token's: a 401 would end the

@@ -298,6 +298,16 @@ func openStore(ctx context.Context, redisURL *setting, log *slog.Logger) (store.
 		st.Close()
 		return nil, redisURL.errorf("Redis at %s does not answer: %v", strings.Join(opts.Addrs, ","), err)
 	}
+	// Records of an earlier format are converted before anything reads them (see
+	// redisstore.Store.Upgrade); a store already converted costs one GET.
+	up, err := st.Upgrade(ctx)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("converting the records in Redis to format %d: %w", store.FormatVersion, err)
+	}
+	if up != (redisstore.Upgraded{}) && log != nil {
+		log.Info(fmt.Sprintf("converted the records in Redis to format %d", store.FormatVersion), "converted", up.String())
+	}
 	return st, nil
 }
 

@@ -6,20 +6,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4/models"
-
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
 // records are one of each kind a backend stores, as encoding/json writes them.
 func records(t testing.TB) [][]byte {
-	tok := models.NewToken()
-	tok.ClientID, tok.UserID, tok.Scope, tok.RedirectURI = store.NewClientID(), store.NewID(16), "read_user openid", "https://mm.example.com/signup/gitlab/complete"
-	tok.CodeChallenge, tok.CodeChallengeMethod = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "S256"
-	tok.AccessCreateAt, tok.AccessExpiresIn, tok.RefreshCreateAt, tok.RefreshExpiresIn = time.Now(), time.Hour, time.Now(), 0
-	tok.Extension.Set("nonce", "n-0S6_WzA2Mj")
+	now := time.Now()
 	values := []any{
-		store.TokenRecord{Token: *tok, AccessKey: store.TokenKey("a"), RefreshKey: store.TokenKey("r")},
+		store.Code{Version: store.FormatVersion, ClientID: store.NewClientID(), SessionID: store.NewID(16), Scope: "read_user openid",
+			RedirectURI: "https://mm.example.com/signup/gitlab/complete", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+			CodeChallengeMethod: "S256", IssuedAt: now, ExpiresAt: now.Add(time.Minute)},
+		store.TokenPair{Version: store.FormatVersion, ClientID: "c", SessionID: store.NewID(16), Scope: "read_user",
+			AccessKey: store.TokenKey("a"), RefreshKey: store.TokenKey("r"), IssuedAt: now, AccessExpiresAt: now.Add(time.Hour)},
 		store.Session{ID: store.NewID(16), GitLabUserID: 1 << 40, Username: "jdoe", ClientID: "c", SealedToken: []byte{0, 1, 2, 0xff},
 			Scope: "read_user", Nonce: "é\u2028<>&", AuthTime: time.Now(), Groups: []string{"a", "a/b"}, TraceID: "t",
 			User: json.RawMessage(`{"id":1,"name":"J\u00e9 \"D\"","identities":[],"x":null}`), UserFetchedAt: time.Now(), CreatedAt: time.Now()},
@@ -43,7 +41,7 @@ func records(t testing.TB) [][]byte {
 // whether they disagree: on whether b is valid, or on the value (compared as re-encoded).
 func decodeBoth(t *testing.T, b []byte) {
 	for _, newValue := range []func() any{
-		func() any { return new(store.TokenRecord) }, func() any { return new(store.Session) },
+		func() any { return new(store.Code) }, func() any { return new(store.TokenPair) }, func() any { return new(store.Session) },
 		func() any { return new(store.Application) }, func() any { return new(store.Authorization) },
 		func() any { return new(store.TraceStep) },
 	} {
@@ -67,7 +65,7 @@ func TestDecodeReadsEveryRecordAsEncodingJSON(t *testing.T) {
 }
 
 func TestDecodeKeepsNoMemoryOfItsInput(t *testing.T) {
-	b := records(t)[1]
+	b := records(t)[2]
 	var s store.Session
 	if err := store.Decode(b, &s); err != nil {
 		t.Fatal(err)

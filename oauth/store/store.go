@@ -1,16 +1,30 @@
 // Package store defines the bridge's persistent state and the interface its two backends
 // (memstore, in memory, and redisstore, on Redis) implement.
 //
-// The bridge keeps four kinds of record:
+// The bridge keeps these records, all of them its own types (nothing a library defines is
+// stored, so that a library upgrade is never a data migration), each with a format version:
 //   - Applications: the OAuth clients registered with the bridge (what GitLab calls Applications).
 //   - Authorizations: an authorize request from a client, parked while the browser is at the
-//     upstream GitLab; keyed by a hash of the bridge's own upstream state, taken exactly once.
-//   - Sessions: one per completed upstream sign-in: who the person is at GitLab and the GitLab
-//     token the bridge holds for them. Clients never see it.
-//   - Tokens: the bridge's own codes and access tokens, through go-oauth2's TokenStore interface.
+//     upstream GitLab (or on the consent page); keyed by a hash of the bridge's own upstream state
+//     (or of the consent form's key), taken exactly once.
+//   - Sign-ins: one per completed upstream sign-in (a Session: who the person is at GitLab and
+//     the GitLab token the bridge holds for them, which clients never see), together with every
+//     code and token issued from it (its family). Revoking the sign-in revokes the whole family.
+//   - Consents a person gave an application, and the bridge's OpenID Connect signing keys.
+//   - Traces of sign-ins, and locks.
 //
 // A store never holds a code, an access token, a refresh token or a client secret in clear: codes
 // and tokens are found under the SHA-256 of their value and the records carry no raw value.
+//
+// # Exactly once
+//
+// A state, a code, a refresh token and a consent form are each taken exactly once, whatever the
+// backend's latency and whatever its client library does about it. Every take names its attempt
+// (a random id the caller makes once per take): a take that the client library sends again after
+// a timeout, when the first one did run, finds the value taken by its own attempt and gets the
+// same answer; a take by any other attempt finds it taken by someone else. A take whose outcome
+// is unknown (the backend did not answer in time) returns an error, never ErrNotFound and never
+// a *UsedError: the caller answers that it could not serve, not that the value was replayed.
 package store
 
 import (
@@ -18,21 +32,34 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/go-oauth2/oauth2/v4"
 )
 
-// ErrNotFound is returned when a record does not exist, has expired, or was already taken.
+// FormatVersion is the version of the records this bridge writes. A record without a version is
+// version 1, written before versions were recorded.
+const FormatVersion = 2
+
+// ErrNotFound is returned when a record does not exist or has expired.
 var ErrNotFound = errors.New("not found")
 
 // ErrExists is returned when creating a record whose key is already in use.
 var ErrExists = errors.New("already exists")
+
+// ErrRevoked is returned when a write to a sign-in finds it revoked (its session is gone, its
+// family's tokens dead): the write is not made, and the sign-in stays revoked.
+var ErrRevoked = errors.New("the sign-in was revoked")
+
+// ErrReplayed is returned by a finish whose value (a code, a refresh token) was presented again
+// while it was being redeemed: no token is kept, and the sign-in is revoked (see SignIns).
+var ErrReplayed = errors.New("presented again while it was being redeemed: the sign-in is revoked")
+
+// ErrNotReplicated is returned when a write was made on the primary but not acknowledged by as
+// many replicas as the store was told to wait for (see redisstore.Store.WaitForReplicas): the
+// caller must not report it as done, since a failover could lose it.
+var ErrNotReplicated = errors.New("the write was not acknowledged by the replicas in time")
 
 // Application is an OAuth client registered with the bridge.
 type Application struct {
@@ -66,7 +93,10 @@ type Application struct {
 
 // Authorization is an authorize request from a client, held while the browser signs in upstream.
 type Authorization struct {
-	ClientID    string `json:"client_id"`
+	// Version is FormatVersion when written; 0 for a record written before versions.
+	Version  int    `json:"v,omitempty"`
+	ClientID string `json:"client_id"`
+	// RedirectURI is the client's, already checked against its registration.
 	RedirectURI string `json:"redirect_uri"`
 	// State is the client's state parameter, byte for byte, returned unchanged at the end.
 	State string `json:"state"`
@@ -98,79 +128,8 @@ type UpstreamToken struct {
 	Expiry       time.Time `json:"expiry,omitzero"`
 }
 
-// Session is one completed upstream sign-in, and the family of every code and token the bridge
-// issues from it: they point to it by ID (their UserID in go-oauth2's terms), and a token whose
-// session is gone is dead. Deleting the session revokes the whole family at once (code replay,
-// refresh token reuse, revocation, an administrator's revoke-grants). A client never holds
-// anything that works at GitLab.
-type Session struct {
-	ID string `json:"id"`
-	// GitLabUserID is the person's id at the upstream GitLab, handed to clients unchanged.
-	GitLabUserID int64  `json:"gitlab_user_id"`
-	Username     string `json:"username"`
-	ClientID     string `json:"client_id"`
-	// SealedToken is the upstream token (an UpstreamToken as JSON), encrypted by the bridge so
-	// that a copy of the store reveals no usable GitLab credential; it changes on refresh.
-	SealedToken []byte `json:"sealed_token"`
-	// Scope is what the client was granted; Nonce and AuthTime go into ID tokens.
-	Scope    string    `json:"scope,omitempty"`
-	Nonce    string    `json:"nonce,omitempty"`
-	AuthTime time.Time `json:"auth_time,omitzero"`
-	// Groups are the person's GitLab groups (full paths), when the bridge asks GitLab for them.
-	Groups []string `json:"groups,omitempty"`
-	// TraceID is the trace of the sign-in that made the session.
-	TraceID string `json:"trace_id,omitempty"`
-	// User is the upstream /api/v4/user body as last fetched, and UserFetchedAt when.
-	User          json.RawMessage `json:"user"`
-	UserFetchedAt time.Time       `json:"user_fetched_at"`
-	CreatedAt     time.Time       `json:"created_at"`
-}
-
-// Used is what the mark of a used code or refresh token says (see Store.MarkUsed).
-type Used struct {
-	// SessionID is the session the code or refresh token belonged to.
-	SessionID string `json:"session_id"`
-	// Refusal, for a code taken by a redemption that was then refused, names the failure (as the
-	// sign-in's trace names it, such as "redirect_uri_mismatch"): no token was handed out from
-	// the code. Empty when tokens were issued from it, or may have been.
-	Refusal string `json:"refusal,omitempty"`
-	// TraceID is the sign-in's trace, which a refused code's deleted session no longer leads to.
-	TraceID string `json:"trace_id,omitempty"`
-}
-
-// EncodeUsed is the form a backend keeps a mark in: the session id alone when that is all the
-// mark says, as TakeCode and TakeRefresh write it in the same step as the take, else JSON.
-func EncodeUsed(u Used) (string, error) {
-	if u.SessionID == "" || strings.HasPrefix(u.SessionID, "{") {
-		return "", errors.New("a used mark needs the id of a session")
-	}
-	if u.Refusal == "" && u.TraceID == "" {
-		return u.SessionID, nil
-	}
-	b, err := json.Marshal(u)
-	return string(b), err
-}
-
-// DecodeUsed reads a mark in the form EncodeUsed writes.
-func DecodeUsed(v string) (Used, error) {
-	if !strings.HasPrefix(v, "{") {
-		return Used{SessionID: v}, nil
-	}
-	var u Used
-	if err := json.Unmarshal([]byte(v), &u); err != nil || u.SessionID == "" {
-		return Used{}, fmt.Errorf("a used mark does not decode: %.40q", v)
-	}
-	return u, nil
-}
-
-// Store is the bridge's state. Every method is safe for concurrent use, and every Take is atomic:
-// of two concurrent callers with the same key, exactly one gets the record.
-//
-// The embedded oauth2.TokenStore holds the bridge's codes and tokens, keyed by TokenKey of their
-// value. Its GetByCode consumes the code (the record is gone once read), so that go-oauth2's
-// get-then-delete redemption cannot be won twice; it returns (nil, nil) for an unknown code, as
-// go-oauth2 expects, and the returned info carries the code, access or refresh value it was
-// asked for (the stored record does not).
+// Store is the bridge's state. Every method is safe for concurrent use; what each take promises
+// under concurrency and retries is said at the method, and the package comment says why.
 type Store interface {
 	CreateApp(ctx context.Context, app *Application) error // ErrExists if the ID is taken
 	GetApp(ctx context.Context, id string) (*Application, error)
@@ -178,57 +137,16 @@ type Store interface {
 	UpdateApp(ctx context.Context, app *Application) error // ErrNotFound if absent
 	DeleteApp(ctx context.Context, id string) error        // ErrNotFound if absent
 
+	// PutAuthorization parks a request under key for ttl.
 	PutAuthorization(ctx context.Context, key string, a *Authorization, ttl time.Duration) error
-	TakeAuthorization(ctx context.Context, key string) (*Authorization, error)
+	// TakeAuthorization takes the request parked under key, for attempt: of any number of
+	// concurrent takes by different attempts exactly one gets it; the same attempt taking it
+	// again (its take sent twice) gets it again. A request taken by another attempt is a
+	// *TakenError, which says by whom and when; an unknown or expired one is ErrNotFound. The
+	// record taken stays, as taken, until its TTL ends.
+	TakeAuthorization(ctx context.Context, key, attempt string) (*Authorization, error)
 
-	// PutSession saves a session for ttl, replacing one with the same ID and its expiry.
-	PutSession(ctx context.Context, s *Session, ttl time.Duration) error
-	GetSession(ctx context.Context, id string) (*Session, error)
-	// RenewSession replaces a live session and gives it ttl from now; ErrNotFound when it is
-	// gone (expired or deleted), which it leaves gone: a revocation that lands during a refresh
-	// is never undone by the refresh.
-	RenewSession(ctx context.Context, s *Session, ttl time.Duration) error
-	// UpdateSession replaces a session and keeps its expiry; ErrNotFound if it has expired.
-	UpdateSession(ctx context.Context, s *Session) error
-	// DeleteSession removes a session, which kills every token of its family; ErrNotFound if
-	// absent.
-	DeleteSession(ctx context.Context, id string) error
-	// ListSessions returns the live sessions of a client (for revoking its grants).
-	ListSessions(ctx context.Context, clientID string) ([]*Session, error)
-
-	// MarkUsed remembers for ttl that the code or refresh token stored under key (its TokenKey)
-	// was used, by which session, and, for a code whose redemption was refused, why (see Used),
-	// replacing an earlier mark; UsedBy returns the mark, or ErrNotFound. A code or refresh token
-	// presented again is then recognised as replayed, and its family revoked, or as a code spent
-	// without any token being issued from it.
-	MarkUsed(ctx context.Context, key string, used Used, ttl time.Duration) error
-	UsedBy(ctx context.Context, key string) (Used, error)
-
-	// TakeCode consumes a code as GetByCode does and, in the same atomic step, marks it used by
-	// the session its record names for usedTTL (as MarkUsed): there is no moment when a code
-	// presented again is neither redeemable nor recognised as replayed.
-	TakeCode(ctx context.Context, code string, usedTTL time.Duration) (oauth2.TokenInfo, error)
-
-	// PutSessionCode saves a new session (as PutSession) and the first code of its family (as
-	// Create) together: a sign-in's callback writes both at once.
-	PutSessionCode(ctx context.Context, s *Session, ttl time.Duration, code oauth2.TokenInfo) error
-
-	// CreateForSession stores an access token and its refresh token (as Create) and returns the
-	// session they belong to, in one exchange with the backend. ErrNotFound means the session is
-	// gone: the tokens, stored or not, are then dead, as every token of a deleted session is.
-	CreateForSession(ctx context.Context, info oauth2.TokenInfo) (*Session, error)
-
-	// GetByAccessWithSession is GetByAccess that also reads session sessionID in the same
-	// exchange with the backend: nil when there is no such session. The caller names the session
-	// it expects (the bridge's access tokens carry their session's id) and must check that the
-	// token's UserID is that session.
-	GetByAccessWithSession(ctx context.Context, access, sessionID string) (oauth2.TokenInfo, *Session, error)
-
-	// TakeRefresh consumes a refresh token, like GetByCode consumes a code, marks it used by its
-	// session for usedTTL in the same atomic step (as TakeCode does for a code), and deletes the
-	// access token issued with it: of two concurrent callers exactly one gets it, and the other
-	// finds it marked. (nil, nil) when it is unknown, expired or already taken.
-	TakeRefresh(ctx context.Context, refresh string, usedTTL time.Duration) (oauth2.TokenInfo, error)
+	SignIns
 
 	// Consents a person gave an application: the scopes allowed, by GitLab user id.
 	// GetConsent returns ErrNotFound when there is none. DeleteConsents removes one person's
@@ -243,7 +161,8 @@ type Store interface {
 	// Lock takes the lock named key, waiting for it until ctx ends (then the error is ctx's),
 	// and holds it until unlock is called or ttl has passed, whichever comes first: a holder that
 	// dies does not keep it. Every bridge instance on the same store shares its locks. unlock
-	// releases the lock only if it still holds it.
+	// releases the lock only if it still holds it. A take sent twice by the backend's client is
+	// still one take.
 	Lock(ctx context.Context, key string, ttl time.Duration) (unlock func(), err error)
 
 	// The bridge's OpenID Connect signing keys, sealed by the bridge: one value shared by every
@@ -252,18 +171,22 @@ type Store interface {
 	GetKeySet(ctx context.Context) ([]byte, error) // ErrNotFound when none
 	SwapKeySet(ctx context.Context, old, new []byte) (bool, error)
 
-	oauth2.TokenStore
-
-	// PeekCode returns a code's record without consuming it, (nil, nil) when unknown: a token
-	// request that fails before redemption (a wrong secret) uses it to find the sign-in's trace.
-	PeekCode(ctx context.Context, code string) (oauth2.TokenInfo, error)
-
 	TraceStore
 
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 	Close() error
 }
+
+// TakenError is what a take finds when another attempt took the value first.
+type TakenError struct {
+	// At is when the value was taken.
+	At time.Time
+	// TraceID is the trace of the sign-in the value belongs to, "" when the record said none.
+	TraceID string
+}
+
+func (e *TakenError) Error() string { return "already taken at " + e.At.UTC().Format(time.RFC3339) }
 
 // Exchanges counts what a store that talks to a server (redisstore) has sent it: round trips (a
 // command alone, or a pipeline or script, is one) and the commands they carried.
@@ -316,4 +239,34 @@ func SortApps(apps []*Application) {
 func TokenKey(value string) string {
 	sum := sha256.Sum256([]byte(value))
 	return hex.EncodeToString(sum[:])
+}
+
+// NewAttempt returns a fresh attempt id for one take (see the package comment).
+func NewAttempt() string { return NewID(12) }
+
+// SessionIDBytes is the size of a session's random id: NewID(SessionIDBytes).
+const SessionIDBytes = 16
+
+// Ref is how the store finds a code or token: its TokenKey and the sign-in it belongs to.
+type Ref struct {
+	Key string
+	// SessionID is the sign-in, or "" for a value issued before the bridge put it in its values
+	// (a code or refresh token of format version 1): the backend then looks it up by Key alone.
+	SessionID string
+}
+
+// RefOf is the Ref of a code or token value as the bridge issues them: random bits, a dot, and
+// the id of its sign-in (see SessionIDBytes). The id is no secret (nothing opens with it alone);
+// it lets the store find the sign-in the value belongs to in the same exchange as the value.
+func RefOf(value string) Ref {
+	r := Ref{Key: TokenKey(value)}
+	if i := strings.LastIndexByte(value, '.'); i >= 0 && IsID(value[i+1:], SessionIDBytes) {
+		r.SessionID = value[i+1:]
+	}
+	return r
+}
+
+// ValueFor makes a code or token value of sign-in sessionID from random, as RefOf reads it.
+func ValueFor(random, sessionID string) string {
+	return random + "." + sessionID
 }

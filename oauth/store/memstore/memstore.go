@@ -4,8 +4,11 @@
 // It must behave like redisstore in every way the bridge can observe (the storetest suite runs
 // against both), and it must never hold a raw code, access token, refresh token or client secret:
 // tokens are kept under their store.TokenKey in records with the raw values removed. Records are
-// kept encoded, so that nothing a caller does to a value it passed in or got back reaches the
-// store, and so that it stores exactly what redisstore stores.
+// kept encoded, in the forms package store defines, so that nothing a caller does to a value it
+// passed in or got back reaches the store, and so that it stores exactly what redisstore stores.
+// A sign-in is kept as redisstore keeps it, a family of fields that live and die together (see
+// family), and every take happens under the store's one lock, which is what makes it atomic; a
+// take is never sent twice, as nothing stands between the caller and the map.
 package memstore
 
 import (
@@ -18,8 +21,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/go-oauth2/oauth2/v4"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
@@ -42,14 +43,11 @@ func (e entry) live(now time.Time) bool {
 
 // Store is an in-memory store.Store. The zero value is not usable; call New.
 type Store struct {
-	mu       sync.Mutex
-	apps     map[string][]byte
-	authz    map[string]entry
-	sessions map[string]entry
-	codes    map[string]entry
-	access   map[string]entry
-	refresh  map[string]entry
-	used     map[string]entry
+	mu    sync.Mutex
+	apps  map[string][]byte
+	authz map[string]entry
+	// families holds the sign-ins by session id (see family).
+	families map[string]*family
 	// consents holds each application's consents by GitLab user id.
 	consents map[string]map[int64][]byte
 	// keySet is nil while none is stored; SwapKeySet never stores an empty one.
@@ -72,11 +70,7 @@ func New() *Store {
 	s := &Store{
 		apps:     make(map[string][]byte),
 		authz:    make(map[string]entry),
-		sessions: make(map[string]entry),
-		codes:    make(map[string]entry),
-		access:   make(map[string]entry),
-		refresh:  make(map[string]entry),
-		used:     make(map[string]entry),
+		families: make(map[string]*family),
 		consents: make(map[string]map[int64][]byte),
 		traces:   make(map[string]*trace),
 		locks:    make(map[string]heldLock),
@@ -101,19 +95,17 @@ func (s *Store) sweepEvery(interval time.Duration) {
 	}
 }
 
-// expiring lists the maps whose records have a TTL; the caller holds s.mu.
-func (s *Store) expiring() []map[string]entry {
-	return []map[string]entry{s.authz, s.sessions, s.codes, s.access, s.refresh, s.used}
-}
-
 func (s *Store) sweep(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range s.expiring() {
-		for k, e := range m {
-			if !e.live(now) {
-				delete(m, k)
-			}
+	for k, e := range s.authz {
+		if !e.live(now) {
+			delete(s.authz, k)
+		}
+	}
+	for id, f := range s.families {
+		if !f.live(now) {
+			delete(s.families, id)
 		}
 	}
 	for id, tr := range s.traces {
@@ -215,7 +207,7 @@ func (s *Store) PutAuthorization(_ context.Context, key string, a *store.Authori
 	if ttl <= 0 {
 		return fmt.Errorf("memstore: put authorization: ttl %v is not positive", ttl)
 	}
-	b, err := json.Marshal(a)
+	b, err := store.EncodeAuthorization(a)
 	if err != nil {
 		return fmt.Errorf("memstore: put authorization: %w", err)
 	}
@@ -225,82 +217,159 @@ func (s *Store) PutAuthorization(_ context.Context, key string, a *store.Authori
 	return nil
 }
 
-func (s *Store) TakeAuthorization(_ context.Context, key string) (*store.Authorization, error) {
-	b, ok := s.take(s.authz, key)
-	if !ok {
+// TakeAuthorization replaces the record with its mark, which keeps it until its TTL ends, as
+// redisstore does.
+func (s *Store) TakeAuthorization(_ context.Context, key, attempt string) (*store.Authorization, error) {
+	now := time.Now()
+	s.mu.Lock()
+	e, ok := s.authz[key]
+	if !ok || !e.live(now) {
+		s.mu.Unlock()
 		return nil, store.ErrNotFound
 	}
-	return decode[store.Authorization]("take authorization", b)
+	rec := e.value
+	if !store.IsMark(rec) {
+		e.value = store.EncodeMark(store.Mark{Kind: store.KindAuthorization, State: store.MarkTaken, Attempt: attempt, At: now}, rec)
+		s.authz[key] = e
+		s.mu.Unlock()
+		return decodeAuthorization(rec)
+	}
+	s.mu.Unlock()
+	m, held, err := store.DecodeMark(rec)
+	if err != nil {
+		return nil, fmt.Errorf("memstore: take authorization: %w", err)
+	}
+	if m.Attempt == attempt {
+		return decodeAuthorization(held)
+	}
+	taken := &store.TakenError{At: m.At}
+	if a, err := store.DecodeAuthorization(held); err == nil {
+		taken.TraceID = a.TraceID
+	}
+	return nil, taken
 }
 
-// ---- sessions ----
+func decodeAuthorization(b []byte) (*store.Authorization, error) {
+	a, err := store.DecodeAuthorization(b)
+	if err != nil {
+		return nil, fmt.Errorf("memstore: take authorization: %w", err)
+	}
+	return a, nil
+}
+
+// ---- sign-ins ----
+
+// family is one sign-in: its session (nil once revoked), the id of its trace, and its codes,
+// tokens and marks, each under a field named as redisstore names the fields of its hash: "c:" and
+// the code's TokenKey for a code, "a:" and "r:" for the pair of an access and a refresh token,
+// "u:" for the mark of a taken code or refresh token. The family expires as a whole.
+type family struct {
+	session  []byte
+	clientID string
+	traceID  string
+	fields   map[string][]byte
+	expires  time.Time
+}
+
+func (f *family) live(now time.Time) bool { return now.Before(f.expires) }
+
+// revoke deletes the session and every code and token, keeping the marks (and the trace id)
+// store.RevokedKept at most.
+func (f *family) revoke(now time.Time) {
+	f.session = nil
+	for k := range f.fields {
+		if !strings.HasPrefix(k, "u:") {
+			delete(f.fields, k)
+		}
+	}
+	if keep := now.Add(store.RevokedKept); f.expires.After(keep) {
+		f.expires = keep
+	}
+}
+
+// familyOf returns the live family of a session id; the caller holds s.mu.
+func (s *Store) familyOf(id string, now time.Time) *family {
+	f := s.families[id]
+	if f == nil || !f.live(now) {
+		return nil
+	}
+	return f
+}
+
+// putSession writes a session into its family, creating it; the caller holds s.mu.
+func (s *Store) putSession(sess *store.Session, b []byte, ttl time.Duration, now time.Time) (*family, error) {
+	f := s.familyOf(sess.ID, now)
+	switch {
+	case f == nil:
+		f = &family{fields: make(map[string][]byte)}
+		s.families[sess.ID] = f
+	case f.session == nil:
+		return nil, store.ErrRevoked
+	}
+	f.session, f.clientID, f.traceID, f.expires = b, sess.ClientID, sess.TraceID, now.Add(ttl)
+	return f, nil
+}
 
 func (s *Store) PutSession(_ context.Context, sess *store.Session, ttl time.Duration) error {
-	write, err := s.sessionWrite(sess, ttl)
+	if ttl <= 0 {
+		return fmt.Errorf("memstore: put session: ttl %v is not positive", ttl)
+	}
+	b, err := store.EncodeSession(sess)
 	if err != nil {
 		return fmt.Errorf("memstore: put session: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	write()
-	return nil
-}
-
-// sessionWrite returns PutSession's write, which the caller runs holding s.mu.
-func (s *Store) sessionWrite(sess *store.Session, ttl time.Duration) (func(), error) {
-	if ttl <= 0 {
-		return nil, fmt.Errorf("ttl %v is not positive", ttl)
-	}
-	b, err := json.Marshal(sess)
-	if err != nil {
-		return nil, err
-	}
-	return func() { s.sessions[sess.ID] = entry{value: b, expires: time.Now().Add(ttl)} }, nil
-}
-
-// RenewSession writes the session only if a live one is there.
-func (s *Store) RenewSession(_ context.Context, sess *store.Session, ttl time.Duration) error {
-	write, err := s.sessionWrite(sess, ttl)
-	if err != nil {
-		return fmt.Errorf("memstore: renew session: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.sessions[sess.ID]; !ok || !e.live(time.Now()) {
-		return store.ErrNotFound
-	}
-	write()
-	return nil
+	_, err = s.putSession(sess, b, ttl, time.Now())
+	return err
 }
 
 func (s *Store) GetSession(_ context.Context, id string) (*store.Session, error) {
-	b, ok := s.get(s.sessions, id)
-	if !ok {
+	s.mu.Lock()
+	f := s.familyOf(id, time.Now())
+	var b []byte
+	if f != nil {
+		b = f.session
+	}
+	s.mu.Unlock()
+	if b == nil {
 		return nil, store.ErrNotFound
 	}
-	return decode[store.Session]("get session", b)
+	return decodeSession(b)
+}
+
+func decodeSession(b []byte) (*store.Session, error) {
+	sess, err := store.DecodeSession(b)
+	if err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	return sess, nil
 }
 
 func (s *Store) UpdateSession(_ context.Context, sess *store.Session) error {
-	b, err := json.Marshal(sess)
+	b, err := store.EncodeSession(sess)
 	if err != nil {
 		return fmt.Errorf("memstore: update session: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.sessions[sess.ID]
-	if !ok || !e.live(time.Now()) {
+	f := s.familyOf(sess.ID, time.Now())
+	if f == nil || f.session == nil {
 		return store.ErrNotFound
 	}
-	e.value = b
-	s.sessions[sess.ID] = e
+	f.session, f.clientID = b, sess.ClientID
 	return nil
 }
 
-func (s *Store) DeleteSession(_ context.Context, id string) error {
-	if _, ok := s.take(s.sessions, id); !ok {
+func (s *Store) RevokeSession(_ context.Context, id string) error {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.familyOf(id, now)
+	if f == nil || f.session == nil {
 		return store.ErrNotFound
 	}
+	f.revoke(now)
 	return nil
 }
 
@@ -309,53 +378,310 @@ func (s *Store) DeleteSession(_ context.Context, id string) error {
 func (s *Store) ListSessions(_ context.Context, clientID string) ([]*store.Session, error) {
 	now := time.Now()
 	s.mu.Lock()
-	raw := make([][]byte, 0, len(s.sessions))
-	for _, e := range s.sessions {
-		if e.live(now) {
-			raw = append(raw, e.value)
+	var raw [][]byte
+	for _, f := range s.families {
+		if f.live(now) && f.session != nil && f.clientID == clientID {
+			raw = append(raw, f.session)
 		}
 	}
 	s.mu.Unlock()
-
-	sessions := make([]*store.Session, 0)
+	sessions := make([]*store.Session, 0, len(raw))
 	for _, b := range raw {
-		sess, err := decode[store.Session]("list sessions", b)
+		sess, err := decodeSession(b)
 		if err != nil {
 			return nil, err
 		}
-		if sess.ClientID == clientID {
-			sessions = append(sessions, sess)
-		}
+		sessions = append(sessions, sess)
 	}
 	return sessions, nil
 }
 
-// ---- used codes and refresh tokens ----
-
-func (s *Store) MarkUsed(_ context.Context, key string, used store.Used, ttl time.Duration) error {
+func (s *Store) IssueCode(_ context.Context, sess *store.Session, ttl time.Duration, key string, c *store.Code) error {
 	if ttl <= 0 {
-		return fmt.Errorf("memstore: mark used: ttl %v is not positive", ttl)
+		return fmt.Errorf("memstore: issue code: ttl %v is not positive", ttl)
 	}
-	v, err := store.EncodeUsed(used)
+	sb, err := store.EncodeSession(sess)
 	if err != nil {
-		return fmt.Errorf("memstore: mark used: %w", err)
+		return fmt.Errorf("memstore: issue code: %w", err)
+	}
+	cb, err := store.EncodeCode(c)
+	if err != nil {
+		return fmt.Errorf("memstore: issue code: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.used[key] = entry{value: []byte(v), expires: time.Now().Add(ttl)}
+	f, err := s.putSession(sess, sb, ttl, time.Now())
+	if err != nil {
+		return err
+	}
+	f.fields["c:"+key] = cb
 	return nil
 }
 
-func (s *Store) UsedBy(_ context.Context, key string) (store.Used, error) {
-	b, ok := s.get(s.used, key)
-	if !ok {
-		return store.Used{}, store.ErrNotFound
+// found reads a field of a family for a lookup; the caller holds s.mu. The field is nil when the
+// family has none of that name.
+func (s *Store) found(ref store.Ref, field string, now time.Time) (f *family, value []byte, err error) {
+	if ref.SessionID == "" {
+		return nil, nil, store.ErrNotFound // only a Redis store can hold values of format version 1
 	}
-	u, err := store.DecodeUsed(string(b))
+	f = s.familyOf(ref.SessionID, now)
+	if f == nil {
+		return nil, nil, store.ErrNotFound
+	}
+	return f, f.fields[field+ref.Key], nil
+}
+
+// lookup decodes what found read.
+func lookup(f *family, value []byte, code bool) (*store.Found, error) {
+	out := &store.Found{TraceID: f.traceID}
+	var err error
+	if f.session != nil {
+		if out.Session, err = decodeSession(f.session); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case value == nil:
+	case code:
+		out.Code, err = store.DecodeCode(value)
+	default:
+		out.Pair, err = store.DecodePair(value)
+	}
 	if err != nil {
-		return store.Used{}, fmt.Errorf("memstore: used by: %w", err)
+		return nil, fmt.Errorf("memstore: %w", err)
 	}
-	return u, nil
+	return out, nil
+}
+
+func (s *Store) PeekCode(_ context.Context, ref store.Ref) (*store.Found, error) {
+	s.mu.Lock()
+	f, v, err := s.found(ref, "c:", time.Now())
+	if err == nil && v == nil && f.fields["u:"+ref.Key] == nil {
+		err = store.ErrNotFound
+	}
+	var fc family
+	if err == nil {
+		fc = *f
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return lookup(&fc, v, true)
+}
+
+func (s *Store) GetAccess(_ context.Context, ref store.Ref) (*store.Found, error) {
+	return s.get(ref, "a:")
+}
+
+func (s *Store) GetRefresh(_ context.Context, ref store.Ref) (*store.Found, error) {
+	return s.get(ref, "r:")
+}
+
+// get reads a token pair by one of its halves: ErrNotFound when the field is not there.
+func (s *Store) get(ref store.Ref, field string) (*store.Found, error) {
+	s.mu.Lock()
+	f, v, err := s.found(ref, field, time.Now())
+	if err == nil && v == nil && f.session != nil {
+		err = store.ErrNotFound
+	}
+	var fc family
+	if err == nil {
+		fc = *f
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return lookup(&fc, v, false)
+}
+
+func (s *Store) RevokeAccess(_ context.Context, ref store.Ref) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, _, err := s.found(ref, "a:", time.Now()); err == nil {
+		delete(f.fields, "a:"+ref.Key)
+	}
+	return nil
+}
+
+func (s *Store) TakeCode(_ context.Context, ref store.Ref, attempt string) (*store.Taken, error) {
+	return s.take(ref, attempt, store.KindCode)
+}
+
+func (s *Store) TakeRefresh(_ context.Context, ref store.Ref, attempt string) (*store.Taken, error) {
+	return s.take(ref, attempt, store.KindRefresh)
+}
+
+// take is TakeCode and TakeRefresh: the value's field becomes its mark, holding the record
+// until the taker finishes; another attempt finds the mark, and applies the replay rule.
+func (s *Store) take(ref store.Ref, attempt, kind string) (*store.Taken, error) {
+	now := time.Now()
+	field := "c:"
+	if kind == store.KindRefresh {
+		field = "r:"
+	}
+	s.mu.Lock()
+	f, rec, err := s.found(ref, field, now)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	mark := "u:" + ref.Key
+	if rec != nil {
+		delete(f.fields, field+ref.Key)
+		if kind == store.KindRefresh {
+			if p, err := store.DecodePair(rec); err == nil {
+				delete(f.fields, "a:"+p.AccessKey)
+			}
+		}
+		f.fields[mark] = store.EncodeMark(store.Mark{Kind: kind, State: store.MarkTaken, Attempt: attempt, At: now}, rec)
+		fc := *f
+		s.mu.Unlock()
+		return taken(&fc, rec, kind)
+	}
+	mb := f.fields[mark]
+	if mb == nil {
+		revoked := f.session == nil
+		s.mu.Unlock()
+		if revoked {
+			return nil, store.ErrRevoked
+		}
+		return nil, store.ErrNotFound
+	}
+	m, held, err := store.DecodeMark(mb)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("memstore: take: %w", err)
+	}
+	if m.Attempt == attempt && m.State == store.MarkTaken {
+		fc := *f
+		s.mu.Unlock()
+		return taken(&fc, held, kind)
+	}
+	used := &store.UsedError{Mark: m, SessionID: ref.SessionID, TraceID: f.traceID}
+	switch m.State {
+	case store.MarkTaken:
+		if !m.Replayed {
+			m.Replayed = true
+			f.fields[mark] = store.EncodeMark(m, held)
+		}
+		used.Mark = m
+	case store.MarkIssued:
+		used.Revoked = f.session != nil
+		f.revoke(now)
+	}
+	s.mu.Unlock()
+	return nil, used
+}
+
+func taken(f *family, rec []byte, kind string) (*store.Taken, error) {
+	got, err := lookup(f, rec, kind == store.KindCode)
+	if err != nil {
+		return nil, err
+	}
+	return &store.Taken{Code: got.Code, Pair: got.Pair, Session: got.Session, TraceID: got.TraceID}, nil
+}
+
+func (s *Store) FinishCode(_ context.Context, ref store.Ref, attempt string, p *store.TokenPair) (*store.Session, error) {
+	return s.finish(ref, attempt, nil, p, 0)
+}
+
+func (s *Store) FinishRefresh(_ context.Context, ref store.Ref, attempt string, sess *store.Session, next *store.TokenPair, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("memstore: finish refresh: ttl %v is not positive", ttl)
+	}
+	_, err := s.finish(ref, attempt, sess, next, ttl)
+	return err
+}
+
+// finish stores the pair issued for the value attempt took, and with sess (non-nil: a refresh)
+// the renewed session and the family's new expiry.
+func (s *Store) finish(ref store.Ref, attempt string, sess *store.Session, p *store.TokenPair, ttl time.Duration) (*store.Session, error) {
+	pb, err := store.EncodePair(p)
+	if err != nil {
+		return nil, fmt.Errorf("memstore: finish: %w", err)
+	}
+	var sb []byte
+	if sess != nil {
+		if sb, err = store.EncodeSession(sess); err != nil {
+			return nil, fmt.Errorf("memstore: finish: %w", err)
+		}
+	}
+	now := time.Now()
+	s.mu.Lock()
+	f, mb, err := s.found(ref, "u:", now)
+	if err == nil && mb == nil {
+		err = store.ErrRevoked // no take to finish: the sign-in was revoked and forgotten
+	}
+	if err != nil {
+		s.mu.Unlock()
+		if errors.Is(err, store.ErrNotFound) {
+			err = store.ErrRevoked
+		}
+		return nil, err
+	}
+	m, _, err := store.DecodeMark(mb)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("memstore: finish: %w", err)
+	}
+	switch {
+	case m.Attempt == attempt && m.State == store.MarkRevoked: // this finish, made before
+		s.mu.Unlock()
+		return nil, store.ErrReplayed
+	case m.Attempt != attempt, m.State == store.MarkRefused, m.State == store.MarkRevoked:
+		s.mu.Unlock()
+		return nil, store.ErrRevoked
+	case m.State == store.MarkIssued: // this finish, made before
+	case f.session == nil:
+		s.mu.Unlock()
+		return nil, store.ErrRevoked
+	case m.Replayed:
+		m.State = store.MarkRevoked
+		f.fields["u:"+ref.Key] = store.EncodeMark(m, nil)
+		f.revoke(now)
+		s.mu.Unlock()
+		return nil, store.ErrReplayed
+	default:
+		f.fields["a:"+p.AccessKey] = pb
+		if p.RefreshKey != "" {
+			f.fields["r:"+p.RefreshKey] = pb
+		}
+		if sb != nil {
+			f.session, f.clientID, f.expires = sb, sess.ClientID, now.Add(ttl)
+		}
+		m.State = store.MarkIssued
+		f.fields["u:"+ref.Key] = store.EncodeMark(m, nil)
+	}
+	if f.session == nil {
+		s.mu.Unlock()
+		return nil, store.ErrRevoked
+	}
+	b := f.session
+	s.mu.Unlock()
+	return decodeSession(b)
+}
+
+func (s *Store) RefuseCode(_ context.Context, ref store.Ref, attempt, refusal, traceID string) error {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, mb, err := s.found(ref, "u:", now)
+	if err != nil || mb == nil {
+		return nil // nothing left to refuse: the sign-in is gone
+	}
+	m, _, err := store.DecodeMark(mb)
+	if err != nil {
+		return fmt.Errorf("memstore: refuse code: %w", err)
+	}
+	if m.Attempt != attempt || m.State != store.MarkTaken {
+		return nil
+	}
+	m.State, m.Refusal, m.RefusalTrace = store.MarkRefused, refusal, traceID
+	f.fields["u:"+ref.Key] = store.EncodeMark(m, nil)
+	f.revoke(now)
+	return nil
 }
 
 // ---- locks ----
@@ -395,260 +721,13 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (func()
 	}, nil
 }
 
-// ---- tokens (oauth2.TokenStore) ----
-
-// Create stores a code, or an access token with its optional refresh token. A value whose
-// lifetime has already run out is not stored, as if it had expired at once.
-func (s *Store) Create(_ context.Context, info oauth2.TokenInfo) error {
-	write, err := s.tokenWrite(info)
-	if err != nil {
-		return fmt.Errorf("memstore: create token: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	write()
-	return nil
-}
-
-// tokenWrite returns Create's write of info, which the caller runs holding s.mu.
-func (s *Store) tokenWrite(info oauth2.TokenInfo) (func(), error) {
-	now := time.Now()
-	rec, ttl, err := store.NewTokenRecord(info, now)
-	if err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return nil, err
-	}
-	return func() {
-		if code := info.GetCode(); code != "" {
-			if ttl.Code > 0 {
-				s.codes[store.TokenKey(code)] = entry{value: b, expires: expiresAt(now, ttl.Code)}
-			}
-			return
-		}
-		if ttl.Access > 0 {
-			s.access[rec.AccessKey] = entry{value: b, expires: expiresAt(now, ttl.Access)}
-		}
-		if ttl.Refresh > 0 {
-			s.refresh[rec.RefreshKey] = entry{value: b, expires: expiresAt(now, ttl.Refresh)}
-		}
-	}, nil
-}
-
-// PutSessionCode writes the session and the code under one lock.
-func (s *Store) PutSessionCode(_ context.Context, sess *store.Session, ttl time.Duration, code oauth2.TokenInfo) error {
-	if code.GetCode() == "" {
-		return errors.New("memstore: put session and code: the token has no code")
-	}
-	session, err := s.sessionWrite(sess, ttl)
-	if err != nil {
-		return fmt.Errorf("memstore: put session and code: %w", err)
-	}
-	write, err := s.tokenWrite(code)
-	if err != nil {
-		return fmt.Errorf("memstore: put session and code: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	session()
-	write()
-	return nil
-}
-
-// CreateForSession writes the tokens and reads their session under one lock.
-func (s *Store) CreateForSession(_ context.Context, info oauth2.TokenInfo) (*store.Session, error) {
-	if info.GetCode() != "" || info.GetAccess() == "" {
-		return nil, errors.New("memstore: create tokens for session: the token has no access token, or is a code")
-	}
-	write, err := s.tokenWrite(info)
-	if err != nil {
-		return nil, fmt.Errorf("memstore: create tokens for session: %w", err)
-	}
-	s.mu.Lock()
-	write()
-	e, ok := s.sessions[info.GetUserID()]
-	s.mu.Unlock()
-	if !ok || !e.live(time.Now()) {
-		return nil, store.ErrNotFound
-	}
-	return decode[store.Session]("create tokens for session", e.value)
-}
-
-// PeekCode reads a code's record and leaves it in place.
-func (s *Store) PeekCode(_ context.Context, code string) (oauth2.TokenInfo, error) {
-	rec, err := s.getToken("peek code", s.get, s.codes, code)
-	if rec == nil || err != nil {
-		return nil, err
-	}
-	return rec.Info(code, "", ""), nil
-}
-
-// GetByCode consumes the code: a second call with the same code finds nothing.
-func (s *Store) GetByCode(_ context.Context, code string) (oauth2.TokenInfo, error) {
-	rec, err := s.getToken("get by code", s.take, s.codes, code)
-	if rec == nil || err != nil {
-		return nil, err
-	}
-	return rec.Info(code, "", ""), nil
-}
-
-// TakeCode consumes the code and marks it used under one lock.
-func (s *Store) TakeCode(_ context.Context, code string, usedTTL time.Duration) (oauth2.TokenInfo, error) {
-	if usedTTL <= 0 {
-		return nil, fmt.Errorf("memstore: take code: used ttl %v is not positive", usedTTL)
-	}
-	if code == "" {
-		return nil, nil
-	}
-	key := store.TokenKey(code)
-	s.mu.Lock()
-	e, ok := s.codes[key]
-	delete(s.codes, key)
-	var rec *store.TokenRecord
-	var err error
-	if ok && e.live(time.Now()) {
-		rec, err = decode[store.TokenRecord]("take code", e.value)
-		if err == nil && rec.Token.UserID != "" {
-			s.used[key] = entry{value: []byte(rec.Token.UserID), expires: time.Now().Add(usedTTL)}
-		}
-	}
-	s.mu.Unlock()
-	if rec == nil || err != nil {
-		return nil, err
-	}
-	return rec.Info(code, "", ""), nil
-}
-
-func (s *Store) GetByAccess(_ context.Context, access string) (oauth2.TokenInfo, error) {
-	rec, err := s.getToken("get by access", s.get, s.access, access)
-	if rec == nil || err != nil {
-		return nil, err
-	}
-	return rec.Info("", access, ""), nil
-}
-
-// GetByAccessWithSession reads the token, then the session.
-func (s *Store) GetByAccessWithSession(ctx context.Context, access, sessionID string) (oauth2.TokenInfo, *store.Session, error) {
-	ti, err := s.GetByAccess(ctx, access)
-	if ti == nil || err != nil {
-		return nil, nil, err
-	}
-	sess, err := s.GetSession(ctx, sessionID)
-	if errors.Is(err, store.ErrNotFound) {
-		return ti, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return ti, sess, nil
-}
-
-func (s *Store) GetByRefresh(_ context.Context, refresh string) (oauth2.TokenInfo, error) {
-	rec, err := s.getToken("get by refresh", s.get, s.refresh, refresh)
-	if rec == nil || err != nil {
-		return nil, err
-	}
-	return rec.Info("", "", refresh), nil
-}
-
-// getToken reads value's record from m with read (get, or take for a code that is used up); it
-// returns (nil, nil) for a value it does not know, as go-oauth2 expects of a TokenStore.
-func (s *Store) getToken(op string, read func(map[string]entry, string) ([]byte, bool), m map[string]entry, value string) (*store.TokenRecord, error) {
-	if value == "" {
-		return nil, nil
-	}
-	b, ok := read(m, store.TokenKey(value))
-	if !ok {
-		return nil, nil
-	}
-	return decode[store.TokenRecord](op, b)
-}
-
-func (s *Store) RemoveByCode(_ context.Context, code string) error {
-	if code == "" {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.codes, store.TokenKey(code))
-	return nil
-}
-
-func (s *Store) RemoveByAccess(_ context.Context, access string) error {
-	if access == "" {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.access, store.TokenKey(access))
-	return nil
-}
-
-// RemoveByRefresh also removes the access token issued with the refresh token. go-oauth2's
-// refresh grant asks to remove the old access token by its value, which a record without raw
-// values cannot give back; removing it here is what revokes it (RFC 7009 asks the same of a
-// revoked refresh token).
-func (s *Store) RemoveByRefresh(_ context.Context, refresh string) error {
-	if refresh == "" {
-		return nil
-	}
-	key := store.TokenKey(refresh)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.refresh[key]
-	if !ok {
-		return nil
-	}
-	delete(s.refresh, key)
-	var rec store.TokenRecord
-	if err := store.Decode(e.value, &rec); err != nil {
-		return fmt.Errorf("memstore: remove by refresh: %w", err)
-	}
-	if rec.AccessKey != "" {
-		delete(s.access, rec.AccessKey)
-	}
-	return nil
-}
-
-// TakeRefresh removes the refresh token and its access token under one hold of the lock, which
-// is what makes it atomic.
-func (s *Store) TakeRefresh(_ context.Context, refresh string, usedTTL time.Duration) (oauth2.TokenInfo, error) {
-	if usedTTL <= 0 {
-		return nil, fmt.Errorf("memstore: take refresh: used ttl %v is not positive", usedTTL)
-	}
-	if refresh == "" {
-		return nil, nil
-	}
-	key := store.TokenKey(refresh)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.refresh[key]
-	if !ok {
-		return nil, nil
-	}
-	delete(s.refresh, key)
-	if !e.live(time.Now()) {
-		return nil, nil
-	}
-	rec, err := decode[store.TokenRecord]("take refresh", e.value)
-	if err != nil {
-		return nil, err
-	}
-	if rec.Token.UserID != "" {
-		s.used[key] = entry{value: []byte(rec.Token.UserID), expires: time.Now().Add(usedTTL)}
-	}
-	if rec.AccessKey != "" {
-		delete(s.access, rec.AccessKey)
-	}
-	return rec.Info("", "", refresh), nil
-}
-
 // ---- consents ----
 
 func (s *Store) PutConsent(_ context.Context, clientID string, userID int64, scopes []string) error {
-	b, err := encodeConsent(userID, scopes)
+	if userID <= 0 {
+		return fmt.Errorf("memstore: put consent: user id %d is not positive", userID)
+	}
+	b, err := store.EncodeConsent(scopes)
 	if err != nil {
 		return fmt.Errorf("memstore: put consent: %w", err)
 	}
@@ -670,11 +749,11 @@ func (s *Store) GetConsent(_ context.Context, clientID string, userID int64) ([]
 	if !ok {
 		return nil, store.ErrNotFound
 	}
-	scopes, err := decode[[]string]("get consent", b)
+	scopes, err := store.DecodeConsent(b)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("memstore: get consent: %w", err)
 	}
-	return *scopes, nil
+	return scopes, nil
 }
 
 func (s *Store) ListConsents(_ context.Context, clientID string) (map[int64][]string, error) {
@@ -682,11 +761,11 @@ func (s *Store) ListConsents(_ context.Context, clientID string) (map[int64][]st
 	defer s.mu.Unlock()
 	out := make(map[int64][]string, len(s.consents[clientID]))
 	for userID, b := range s.consents[clientID] {
-		scopes, err := decode[[]string]("list consents", b)
+		scopes, err := store.DecodeConsent(b)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("memstore: list consents: %w", err)
 		}
-		out[userID] = *scopes
+		out[userID] = scopes
 	}
 	return out, nil
 }
@@ -707,18 +786,6 @@ func (s *Store) DeleteConsents(_ context.Context, clientID string, userID int64)
 		delete(s.consents, clientID)
 	}
 	return nil
-}
-
-// encodeConsent is the stored form of a consent, the JSON array redisstore stores too. User id 0
-// is refused because DeleteConsents takes it to mean everybody.
-func encodeConsent(userID int64, scopes []string) ([]byte, error) {
-	if userID <= 0 {
-		return nil, fmt.Errorf("user id %d is not positive", userID)
-	}
-	if scopes == nil {
-		scopes = []string{} // "[]", so that it reads back as no scope rather than null
-	}
-	return json.Marshal(scopes)
 }
 
 // ---- OpenID Connect keys ----
@@ -761,11 +828,20 @@ func (s *Store) DumpRaw(context.Context) ([]byte, error) {
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
-	for _, m := range s.expiring() {
-		for k, e := range m {
-			buf.WriteString(k)
+	for k, e := range s.authz {
+		buf.WriteString("authz:" + k + "\n")
+		buf.Write(e.value)
+		buf.WriteByte('\n')
+	}
+	for id, f := range s.families {
+		fmt.Fprintf(&buf, "signin:%s\ntrace %s\n", id, f.traceID)
+		if f.session != nil {
+			buf.Write(f.session)
 			buf.WriteByte('\n')
-			buf.Write(e.value)
+		}
+		for k, v := range f.fields {
+			buf.WriteString(k + "\n")
+			buf.Write(v)
 			buf.WriteByte('\n')
 		}
 	}
@@ -1000,40 +1076,6 @@ func checkTraceArgs(id string, retention time.Duration, maxTraces int) error {
 }
 
 // ---- plumbing ----
-
-func (s *Store) get(m map[string]entry, key string) ([]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := m[key]
-	if !ok || !e.live(time.Now()) {
-		return nil, false
-	}
-	return e.value, true
-}
-
-// take removes and returns a live record under the lock, which is what makes a take atomic.
-func (s *Store) take(m map[string]entry, key string) ([]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := m[key]
-	if !ok {
-		return nil, false
-	}
-	delete(m, key)
-	if !e.live(time.Now()) {
-		return nil, false
-	}
-	return e.value, true
-}
-
-// expiresAt is the entry expiry for a TTL from store.NewTokenRecord: entries keep deadlines, and
-// a refresh token that never expires keeps the zero one.
-func expiresAt(now time.Time, ttl time.Duration) time.Time {
-	if ttl == store.NoExpiry {
-		return time.Time{}
-	}
-	return now.Add(ttl)
-}
 
 func decode[T any](op string, b []byte) (*T, error) {
 	v := new(T)

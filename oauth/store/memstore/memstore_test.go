@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4/models"
-
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/storetest"
 )
@@ -29,15 +27,6 @@ func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
 	if err := s.PutAuthorization(ctx, "a", &store.Authorization{}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	tok := models.NewToken()
-	tok.Access, tok.AccessCreateAt, tok.AccessExpiresIn = "access", time.Now(), time.Minute
-	tok.Refresh, tok.RefreshCreateAt = "refresh", time.Now() // no expiry of its own
-	if err := s.Create(ctx, tok); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.MarkUsed(ctx, "used", store.Used{SessionID: "short"}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
 	for id, retention := range map[string]time.Duration{"short": time.Minute, "long": time.Hour} {
 		if err := store.AddTraceStep(ctx, s, id, store.TraceMeta{}, store.TraceStep{Step: "authorize"}, retention, 10); err != nil {
 			t.Fatal(err)
@@ -48,17 +37,14 @@ func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.sessions["short"]; ok {
-		t.Error("expired session kept")
+	if _, ok := s.families["short"]; ok {
+		t.Error("expired sign-in kept")
 	}
-	if _, ok := s.sessions["long"]; !ok {
-		t.Error("live session swept")
+	if _, ok := s.families["long"]; !ok {
+		t.Error("live sign-in swept")
 	}
-	if len(s.authz) != 0 || len(s.access) != 0 || len(s.used) != 0 {
-		t.Errorf("expired records kept: %d authorizations, %d access tokens, %d used marks", len(s.authz), len(s.access), len(s.used))
-	}
-	if len(s.refresh) != 1 {
-		t.Error("refresh token without expiry swept")
+	if len(s.authz) != 0 {
+		t.Errorf("expired records kept: %d authorizations", len(s.authz))
 	}
 	if _, ok := s.traces["short"]; ok {
 		t.Error("expired trace kept")
@@ -89,10 +75,6 @@ func TestCloseStopsTheSweeperAndCanBeRepeated(t *testing.T) {
 
 func BenchmarkCodeIssueAndRedeem(b *testing.B) {
 	storetest.BenchmarkCodeIssueAndRedeem(b, New())
-}
-
-func BenchmarkTokenIssue(b *testing.B) {
-	storetest.BenchmarkTokenIssue(b, New())
 }
 
 func BenchmarkBearerLookup(b *testing.B) {

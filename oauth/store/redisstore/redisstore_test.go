@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4/models"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -42,8 +41,8 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// On Redis Cluster every rule holds too: a pipeline whose keys live on several nodes, the one
-// script (its two keys share a hash tag), the trace index and the session indexes.
+// On Redis Cluster every rule holds too: a pipeline whose keys live on several nodes, the scripts
+// (each on one key), the trace index and the session indexes.
 func TestConformanceOnCluster(t *testing.T) {
 	url := storetest.RedisClusterURL(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
@@ -133,6 +132,11 @@ func TestExchangesCountRoundTripsAndCommands(t *testing.T) {
 	if err := s.Ping(ctx); err != nil { // the connection's own handshake is not the store's
 		t.Fatal(err)
 	}
+	// A script's first run on a server costs a round trip more, which loads it (EVALSHA finds no
+	// script, EVAL sends it); the server keeps it from then on.
+	if err := s.PutSession(ctx, &store.Session{ID: "s0", ClientID: "c1"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	before := s.Exchanges()
 	if _, err := s.GetApp(ctx, "none"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal(err)
@@ -145,7 +149,7 @@ func TestExchangesCountRoundTripsAndCommands(t *testing.T) {
 		t.Errorf("a GET and a pipeline counted as %d round trips, want 2", rt)
 	}
 	if cmds := after.Commands - before.Commands; cmds < 3 {
-		t.Errorf("a GET and a pipeline of SET, ZADD and ZREMRANGEBYSCORE counted as %d commands", cmds)
+		t.Errorf("a GET and a pipeline of EVALSHA, ZADD and ZREMRANGEBYSCORE counted as %d commands", cmds)
 	}
 }
 
@@ -211,20 +215,23 @@ func TestKeyLayout(t *testing.T) {
 	s := New(c, "")
 	defer s.Close()
 	ctx := t.Context()
-	sess := &store.Session{ID: "s1", ClientID: "c1"}
+	sid := store.NewID(store.SessionIDBytes)
+	sess := &store.Session{ID: sid, ClientID: "c1", TraceID: "t1"}
+	code := store.ValueFor("the-code", sid)
+	ref := store.RefOf(code)
 	before := time.Now()
-	if err := s.PutSession(ctx, sess, time.Hour); err != nil {
+	if err := s.IssueCode(ctx, sess, time.Hour, ref.Key, &store.Code{ClientID: "c1", SessionID: sid, ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	after := time.Now()
-	if err := s.MarkUsed(ctx, "k1", store.Used{SessionID: "s1"}, time.Hour); err != nil {
-		t.Fatal(err)
-	}
 	if err := s.PutConsent(ctx, "c1", 42, []string{"openid", "read_user"}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := s.SwapKeySet(ctx, nil, []byte("keys")); !ok || err != nil {
 		t.Fatalf("swap key set: %v, %v", ok, err)
+	}
+	if err := s.PutAuthorization(ctx, "k1", &store.Authorization{ClientID: "c1"}, time.Minute); err != nil {
+		t.Fatal(err)
 	}
 	started := time.Now().Add(-time.Second)
 	steps := []store.TraceStep{{Step: "authorize", At: started}, {Step: "callback", At: time.Now()}}
@@ -234,39 +241,59 @@ func TestKeyLayout(t *testing.T) {
 		}
 	}
 
-	if got := c.ZRangeWithScores(ctx, "ssobridge:sessions:c1", 0, -1).Val(); len(got) != 1 || got[0].Member != "s1" {
-		t.Errorf("sessions:c1 = %v, want s1 alone", got)
+	if got := c.ZRangeWithScores(ctx, "ssobridge:sessions:c1", 0, -1).Val(); len(got) != 1 || got[0].Member != sid {
+		t.Errorf("sessions:c1 = %v, want %s alone", got, sid)
 	} else if lo, hi := before.Add(time.Hour).UnixMilli(), after.Add(time.Hour).UnixMilli(); got[0].Score < float64(lo) || got[0].Score > float64(hi) {
-		t.Errorf("sessions:c1 scores s1 %.0f, want its expiry in unix ms, between %d and %d", got[0].Score, lo, hi)
+		t.Errorf("sessions:c1 scores the sign-in %.0f, want its expiry in unix ms, between %d and %d", got[0].Score, lo, hi)
 	}
-	// A code and its used marker share a hash tag: TakeCode's script touches both, and on Redis
-	// Cluster a script's keys must be in one slot.
-	code := models.NewToken()
-	code.Code, code.UserID, code.CodeCreateAt, code.CodeExpiresIn = "the-code", "s1", time.Now(), time.Minute
-	if err := s.Create(ctx, code); err != nil {
+	// A sign-in is one hash: the session, its trace id, and its code, all on one Cluster slot.
+	fam := "ssobridge:signin:{" + sid + "}"
+	fields := c.HGetAll(ctx, fam).Val()
+	if _, ok := fields["s"]; !ok || fields["t"] != "t1" || fields["c:"+ref.Key] == "" || len(fields) != 3 {
+		t.Errorf("%s holds %q, want s, t = t1 and c:<the code's key>", fam, keysOf(fields))
+	}
+	if ttl := c.PTTL(ctx, fam).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Errorf("%s expires in %v, want the sign-in's hour", fam, ttl)
+	}
+	attempt := store.NewAttempt()
+	if _, err := s.TakeCode(ctx, ref, attempt); err != nil {
 		t.Fatal(err)
 	}
-	codeKey, usedKey := "ssobridge:code:{"+store.TokenKey("the-code")+"}", "ssobridge:used:{"+store.TokenKey("the-code")+"}"
-	if n := c.Exists(ctx, codeKey).Val(); n != 1 {
-		t.Errorf("the code is not stored under %s", codeKey)
+	access := store.ValueFor("the-access", sid)
+	refresh := store.ValueFor("the-refresh", sid)
+	pair := &store.TokenPair{ClientID: "c1", SessionID: sid, AccessKey: store.TokenKey(access), RefreshKey: store.TokenKey(refresh),
+		AccessExpiresAt: time.Now().Add(time.Hour)}
+	if _, err := s.FinishCode(ctx, ref, attempt, pair); err != nil {
+		t.Fatal(err)
 	}
-	if ti, err := s.TakeCode(ctx, "the-code", time.Hour); err != nil || ti == nil {
-		t.Fatalf("take code: %v, %v", ti, err)
+	fields = c.HGetAll(ctx, fam).Val()
+	if _, ok := fields["c:"+ref.Key]; ok {
+		t.Error("the code is still in the sign-in after it was redeemed")
 	}
-	if got := c.Get(ctx, usedKey).Val(); got != "s1" {
-		t.Errorf("%s = %q, want s1", usedKey, got)
+	mark, ok := fields["u:"+ref.Key]
+	if !ok || !strings.HasPrefix(mark, `{"kind":"code","v":2,"state":"issued","attempt":"`+attempt+`","at":`) {
+		t.Errorf("u:<the code's key> = %q, want the code's mark, issued by its attempt", mark)
 	}
-	if hashTag(codeKey) == "" || hashTag(codeKey) != hashTag(usedKey) {
-		t.Errorf("%s and %s have different hash tags, so different Cluster slots", codeKey, usedKey)
+	for _, f := range []string{"a:" + store.TokenKey(access), "r:" + store.TokenKey(refresh)} {
+		if fields[f] == "" {
+			t.Errorf("%s has no field %s", fam, f)
+		}
 	}
-	if got := c.Get(ctx, "ssobridge:used:{k1}").Val(); got != "s1" {
-		t.Errorf("used:{k1} = %q, want s1", got)
+	if got := c.Get(ctx, "ssobridge:authz:k1").Val(); !strings.HasPrefix(got, `{"v":2,"client_id":"c1"`) {
+		t.Errorf("authz:k1 = %q, want the authorization's JSON", got)
 	}
-	if ttl := c.PTTL(ctx, "ssobridge:used:{k1}").Val(); ttl <= 0 || ttl > time.Hour {
-		t.Errorf("used:{k1} expires in %v, want at most an hour", ttl)
+	if _, err := s.TakeAuthorization(ctx, "k1", "a1"); err != nil {
+		t.Fatal(err)
 	}
-	if got := c.HGetAll(ctx, "ssobridge:consents:c1").Val(); len(got) != 1 || got["42"] != `["openid","read_user"]` {
-		t.Errorf("consents:c1 = %q, want 42 -> [\"openid\",\"read_user\"]", got)
+	if got := c.Get(ctx, "ssobridge:authz:k1").Val(); !strings.HasPrefix(got, `{"kind":"authorization","v":2,"state":"taken","attempt":"a1"`) ||
+		!strings.Contains(got, "\n"+`{"v":2,"client_id":"c1"`) {
+		t.Errorf("authz:k1 once taken = %q, want its mark, then the record", got)
+	}
+	if ttl := c.PTTL(ctx, "ssobridge:authz:k1").Val(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("authz:k1 once taken expires in %v, want what was left of its minute", ttl)
+	}
+	if got := c.HGetAll(ctx, "ssobridge:consents:c1").Val(); len(got) != 1 || got["42"] != `{"v":2,"scopes":["openid","read_user"]}` {
+		t.Errorf("consents:c1 = %q, want 42 -> {\"v\":2,\"scopes\":[\"openid\",\"read_user\"]}", got)
 	}
 	if got := c.Get(ctx, "ssobridge:oidc:keyset").Val(); got != "keys" {
 		t.Errorf("oidc:keyset = %q, want keys", got)
@@ -305,8 +332,16 @@ func TestKeyLayout(t *testing.T) {
 		t.Errorf("traces scores t1 %.0f, want its start in unix ms, %.0f", got[0].Score, want)
 	}
 
-	if err := s.DeleteSession(ctx, "s1"); err != nil {
+	if err := s.RevokeSession(ctx, sid); err != nil {
 		t.Fatal(err)
+	}
+	// A revoked sign-in keeps its trace id and its marks, for a while.
+	fields = c.HGetAll(ctx, fam).Val()
+	if _, ok := fields["u:"+ref.Key]; !ok || fields["t"] != "t1" || len(fields) != 2 {
+		t.Errorf("%s once revoked holds %q, want t and the code's mark alone", fam, keysOf(fields))
+	}
+	if ttl := c.PTTL(ctx, fam).Val(); ttl <= 0 || ttl > store.RevokedKept {
+		t.Errorf("%s once revoked expires in %v, want at most %v", fam, ttl, store.RevokedKept)
 	}
 	if err := s.DeleteConsents(ctx, "c1", 0); err != nil {
 		t.Fatal(err)
@@ -316,6 +351,15 @@ func TestKeyLayout(t *testing.T) {
 			t.Errorf("%s is left after its last member was deleted", key)
 		}
 	}
+}
+
+func keysOf(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // The index of a client's sessions is cleaned as it is read: ids whose session is gone and whose
@@ -551,12 +595,10 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 	// SHUTDOWN closes the connection instead of replying, so its own error is expected.
 	_ = redis.NewClient(&redis.Options{Addr: c.(*redis.Client).Options().Addr}).Do(ctx, "SHUTDOWN", "NOSAVE").Err()
 
-	tok := models.NewToken()
-	tok.Code, tok.CodeCreateAt, tok.CodeExpiresIn = "code", time.Now(), time.Minute
-	pair := models.NewToken()
-	pair.Access, pair.AccessCreateAt, pair.AccessExpiresIn = "access", time.Now(), time.Minute
-	pair.Refresh, pair.RefreshCreateAt = "refresh", time.Now()
 	app := &store.Application{ID: "a1"}
+	ref := store.RefOf(store.ValueFor("v", "0123456789abcdef0123456789abcdef"))
+	legacy := store.RefOf("a value of format 1")
+	pair := &store.TokenPair{AccessKey: "k"}
 
 	ops := map[string]func() error{
 		"Ping":              func() error { return s.Ping(ctx) },
@@ -566,24 +608,24 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 		"UpdateApp":         func() error { return s.UpdateApp(ctx, app) },
 		"DeleteApp":         func() error { return s.DeleteApp(ctx, "a1") },
 		"PutAuthorization":  func() error { return s.PutAuthorization(ctx, "k", &store.Authorization{}, time.Minute) },
-		"TakeAuthorization": func() error { _, err := s.TakeAuthorization(ctx, "k"); return err },
+		"TakeAuthorization": func() error { _, err := s.TakeAuthorization(ctx, "k", "a"); return err },
 		"PutSession":        func() error { return s.PutSession(ctx, sess, time.Hour) },
 		"GetSession":        func() error { _, err := s.GetSession(ctx, "s1"); return err },
 		"UpdateSession":     func() error { return s.UpdateSession(ctx, sess) },
-		"Create code":       func() error { return s.Create(ctx, tok) },
-		"Create pair":       func() error { return s.Create(ctx, pair) },
-		"GetByCode":         func() error { _, err := s.GetByCode(ctx, "code"); return err },
-		"GetByAccess":       func() error { _, err := s.GetByAccess(ctx, "access"); return err },
-		"GetByRefresh":      func() error { _, err := s.GetByRefresh(ctx, "refresh"); return err },
-		"RemoveByCode":      func() error { return s.RemoveByCode(ctx, "code") },
-		"RemoveByAccess":    func() error { return s.RemoveByAccess(ctx, "access") },
-		"RemoveByRefresh":   func() error { return s.RemoveByRefresh(ctx, "refresh") },
-		"DumpRaw":           func() error { _, err := s.DumpRaw(ctx); return err },
-		"DeleteSession":     func() error { return s.DeleteSession(ctx, "s1") },
+		"RevokeSession":     func() error { return s.RevokeSession(ctx, "s1") },
 		"ListSessions":      func() error { _, err := s.ListSessions(ctx, ""); return err },
-		"MarkUsed":          func() error { return s.MarkUsed(ctx, "k", store.Used{SessionID: "s1"}, time.Minute) },
-		"UsedBy":            func() error { _, err := s.UsedBy(ctx, "k"); return err },
-		"TakeRefresh":       func() error { _, err := s.TakeRefresh(ctx, "refresh", time.Hour); return err },
+		"IssueCode":         func() error { return s.IssueCode(ctx, sess, time.Hour, "k", &store.Code{}) },
+		"PeekCode":          func() error { _, err := s.PeekCode(ctx, ref); return err },
+		"TakeCode":          func() error { _, err := s.TakeCode(ctx, ref, "a"); return err },
+		"TakeCode format 1": func() error { _, err := s.TakeCode(ctx, legacy, "a"); return err },
+		"FinishCode":        func() error { _, err := s.FinishCode(ctx, ref, "a", pair); return err },
+		"RefuseCode":        func() error { return s.RefuseCode(ctx, ref, "a", "code_expired", "") },
+		"GetAccess":         func() error { _, err := s.GetAccess(ctx, ref); return err },
+		"RevokeAccess":      func() error { return s.RevokeAccess(ctx, ref) },
+		"GetRefresh":        func() error { _, err := s.GetRefresh(ctx, ref); return err },
+		"TakeRefresh":       func() error { _, err := s.TakeRefresh(ctx, ref, "a"); return err },
+		"FinishRefresh":     func() error { return s.FinishRefresh(ctx, ref, "a", sess, pair, time.Hour) },
+		"DumpRaw":           func() error { _, err := s.DumpRaw(ctx); return err },
 		"PutConsent":        func() error { return s.PutConsent(ctx, "a1", 1, []string{"openid"}) },
 		"GetConsent":        func() error { _, err := s.GetConsent(ctx, "a1", 1); return err },
 		"DeleteConsents 1":  func() error { return s.DeleteConsents(ctx, "a1", 1) },
@@ -591,7 +633,7 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 		"GetKeySet":         func() error { _, err := s.GetKeySet(ctx); return err },
 		"SwapKeySet nil":    func() error { _, err := s.SwapKeySet(ctx, nil, []byte("k")); return err },
 		"SwapKeySet":        func() error { _, err := s.SwapKeySet(ctx, []byte("j"), []byte("k")); return err },
-		"PeekCode":          func() error { _, err := s.PeekCode(ctx, "code"); return err },
+		"Upgrade":           func() error { _, err := s.Upgrade(ctx); return err },
 		"AddTraceStep": func() error {
 			return store.AddTraceStep(ctx, s, "t1", store.TraceMeta{Username: "u"}, store.TraceStep{Step: "authorize"}, time.Hour, 10)
 		},
@@ -603,7 +645,7 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 		switch {
 		case err == nil:
 			t.Errorf("%s succeeded with Redis down", name)
-		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExists):
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExists), errors.Is(err, store.ErrRevoked):
 			t.Errorf("%s: Redis down reported as %v", name, err)
 		case !strings.HasPrefix(err.Error(), "redisstore: "):
 			t.Errorf("%s: error %q does not say where it comes from", name, err)
@@ -627,10 +669,6 @@ func TestRoundTTL(t *testing.T) {
 
 func BenchmarkCodeIssueAndRedeem(b *testing.B) {
 	storetest.BenchmarkCodeIssueAndRedeem(b, New(newClient(b, storetest.RedisURL(b)), ""))
-}
-
-func BenchmarkTokenIssue(b *testing.B) {
-	storetest.BenchmarkTokenIssue(b, New(newClient(b, storetest.RedisURL(b)), ""))
 }
 
 func BenchmarkBearerLookup(b *testing.B) {

@@ -15,15 +15,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/go-oauth2/oauth2/v4"
-	"github.com/go-oauth2/oauth2/v4/models"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
@@ -66,9 +62,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"deleting a missing app is ErrNotFound", testAppDeleteMissing},
 		{"apps are copies: changing one passed in or read back does not change the store", testAppCopies},
 
-		{"an authorization is taken once, then never again", testAuthzTakeOnce},
+		{"an authorization is taken once: again by its own attempt, never by another", testAuthzTakeOnce},
 		{"taking an unknown authorization is ErrNotFound", testAuthzUnknown},
-		{"two concurrent takes of one authorization: exactly one wins", testAuthzConcurrentTake},
+		{"concurrent takes of one authorization, round after round: exactly one wins", testAuthzConcurrentTake},
 		{"a record with a TTL that is not positive is refused", testNonPositiveTTL},
 
 		{"a session round trip keeps every field, raw user JSON and times included", testSessionRoundTrip},
@@ -76,14 +72,32 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateSession on a missing session is ErrNotFound and creates nothing", testSessionUpdateMissing},
 		{"sessions are copies: changing one passed in, read back or listed does not change the store", testSessionCopies},
 		{"PutSession replaces a session with the same ID", testSessionPutReplaces},
-		{"a deleted session is gone from get and list, and deleting it again is ErrNotFound", testSessionDelete},
-		{"deleting an unknown session is ErrNotFound", testSessionDeleteUnknown},
-		{"concurrent deletes of one session: exactly one succeeds", testSessionConcurrentDelete},
+		{"a revoked session is gone from get and list, stays revoked, and revoking it again is ErrNotFound", testSessionRevoke},
+		{"revoking an unknown session is ErrNotFound", testSessionRevokeUnknown},
+		{"concurrent revocations of one session: exactly one succeeds", testSessionConcurrentRevoke},
 		{"ListSessions returns the sessions of the client asked for, and only those", testSessionList},
 		{"a session is listed under the client it now has, whichever write changed it", testSessionListFollowsClient},
 
-		{"a used code or refresh token is remembered with the session that used it", testUsed},
-		{"a used code's mark is replaced by one that says why its redemption was refused", testUsedMarkReplaced},
+		{"IssueCode saves the session and its code together; PeekCode reads the code without taking it", testIssueCode},
+		{"a code is taken once: again by its own attempt, never by another", testTakeCodeOnce},
+		{"an unknown code, a code of an unknown sign-in, or one whose value names none, is ErrNotFound", testTakeCodeUnknown},
+		{"concurrent takes of one code, round after round: exactly one wins, the others find it used", testTakeCodeConcurrent},
+		{"FinishCode stores the pair, found by its access and its refresh token with the session", testFinishCode},
+		{"FinishCode sent twice by its attempt stores once and answers the same", testFinishCodeTwice},
+		{"a code presented again after tokens were issued from it revokes its sign-in", testCodeReplayAfterFinish},
+		{"a code presented again before its taker finished: the finish keeps no token and revokes the sign-in", testCodeReplayBeforeFinish},
+		{"concurrent redemptions of one code, round after round: one take, and no token left working", testCodeRedemptionRace},
+		{"RefuseCode revokes the sign-in, and the code presented again says why", testRefuseCode},
+		{"a code or refresh token whose sign-in was revoked is ErrRevoked to a take", testTakeRevoked},
+		{"a code whose sign-in is revoked after the take cannot be finished", testFinishRevoked},
+		{"an access token without a refresh token is found by access only", testAccessOnly},
+		{"RevokeAccess deletes the access token and leaves its refresh token", testRevokeAccess},
+		{"a revoked sign-in is found revoked by its tokens, with its trace id", testRevokedSignIn},
+		{"TakeRefresh takes the refresh token and its access token; FinishRefresh stores the next pair and renews the sign-in", testRefreshRotation},
+		{"concurrent takes of one refresh token, round after round: exactly one wins", testTakeRefreshConcurrent},
+		{"a refresh token presented after it was rotated revokes its sign-in", testRefreshReplay},
+		{"records are copies: changing one read back does not change the store", testSignInCopies},
+		{"no raw token value appears in stored records", testNoRawValues},
 
 		{"consents read back by application and person", testConsentRoundTrip},
 		{"PutConsent replaces the scopes a person consented to", testConsentReplace},
@@ -98,29 +112,6 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SwapKeySet replaces the key set only if it is still the old one", testKeySetSwap},
 		{"concurrent swaps from the same old key set: exactly one wins", testKeySetConcurrentSwap},
 		{"key sets are copies: changing one passed in or read back does not change the store", testKeySetCopies},
-
-		{"a code is returned once, then never again", testCodeOnce},
-		{"PeekCode returns a code without consuming it, and (nil, nil) for an unknown one", testPeekCode},
-		{"concurrent redemptions of one code: exactly one wins", testCodeConcurrentRedeem},
-		{"TakeCode consumes a code and marks it used by its session in the same step", testTakeCode},
-		{"concurrent TakeCodes of one code: exactly one wins, and the code is marked used", testTakeCodeConcurrent},
-		{"PutSessionCode saves the session and its code together", testPutSessionCode},
-		{"RenewSession replaces a live session and never brings back one that is gone", testRenewSession},
-		{"CreateForSession stores the tokens and returns their session, ErrNotFound when it is gone", testCreateForSession},
-		{"GetByAccessWithSession returns the token and the session named, each nil when absent", testGetByAccessWithSession},
-		{"a removed code is not returned", testCodeRemove},
-		{"a code or token that has expired before it is created is not stored", testCreateExpired},
-		{"an access token and its refresh token are each found, carrying only the value asked for", testTokenPair},
-		{"an access token without a refresh token is found by access only", testTokenAccessOnly},
-		{"removing an access token leaves its refresh token", testRemoveAccess},
-		{"removing a refresh token also revokes the access token issued with it", testRemoveRefresh},
-		{"TakeRefresh consumes a refresh token and deletes the access token issued with it", testTakeRefresh},
-		{"TakeRefresh of an unknown or empty value is (nil, nil)", testTakeRefreshUnknown},
-		{"concurrent takes of one refresh token: exactly one wins", testTakeRefreshConcurrent},
-		{"unknown or empty values find nothing, and removing them is not an error", testTokenUnknown},
-		{"tokens are copies: changing one read back does not change the store", testTokenCopies},
-		{"no raw token value appears in stored records", testNoRawValues},
-		{"go-oauth2's manager issues, redeems and refreshes through the store", testManagerFlow},
 
 		{"a trace keeps its meta and every field of its steps", testTraceRoundTrip},
 		{"a batch of trace steps is as its steps added one by one", testTraceBatch},
@@ -159,10 +150,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			{"PutSession on an existing session replaces its expiry", startSessionPutReplacesExpiry},
 			{"ListSessions skips expired sessions", startSessionListExpiry},
 			{"a session UpdateSession moved to another client leaves its list when it expires", startSessionMovedListExpiry},
-			{"a used mark expires", startUsedExpiry},
-			{"an expired refresh token cannot be taken", startTakeRefreshExpiry},
-			{"expired code is not returned", startCodeExpiry},
-			{"an access token expires on its own; a refresh token without expiry stays", startTokenExpiry},
+			{"a sign-in expires as a whole: its session, codes and tokens", startSignInExpiry},
+			{"FinishRefresh gives the sign-in its new expiry", startRefreshRenewsExpiry},
 			{"an expired trace is neither found nor listed; each step renews the retention", startTraceExpiry},
 		})
 	})
@@ -211,6 +200,7 @@ func newApp(id, name string) *store.Application {
 
 func newAuthz() *store.Authorization {
 	return &store.Authorization{
+		Version:             store.FormatVersion, // as a store gives it back
 		ClientID:            store.NewClientID(),
 		RedirectURI:         "https://chat.example.com/signup/gitlab/complete",
 		State:               "client state with spaces & symbols/=?",
@@ -229,6 +219,7 @@ func newAuthz() *store.Authorization {
 func newSession() *store.Session {
 	now := time.Now()
 	return &store.Session{
+		Version:       store.FormatVersion, // as a store gives it back
 		ID:            store.NewID(16),
 		GitLabUserID:  42,
 		Username:      "jdoe",
@@ -252,41 +243,6 @@ func sealed() []byte {
 	return b
 }
 
-// codeToken is what go-oauth2 stores for an authorization code.
-func codeToken(code string, ttl time.Duration) *models.Token {
-	t := models.NewToken()
-	t.ClientID = store.NewClientID()
-	t.UserID = store.NewID(16)
-	t.RedirectURI = "https://chat.example.com/signup/gitlab/complete"
-	t.Scope = "read_user"
-	t.Code = code
-	t.CodeChallenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-	t.CodeChallengeMethod = "S256"
-	t.CodeCreateAt = time.Now()
-	t.CodeExpiresIn = ttl
-	t.Extension.Set("nonce", "n-0S6_WzA2Mj")
-	return t
-}
-
-// pairToken is what go-oauth2 stores for an access token and, if refresh is not empty, its
-// refresh token; a zero refreshTTL is a refresh token without expiry of its own.
-func pairToken(access, refresh string, accessTTL, refreshTTL time.Duration) *models.Token {
-	now := time.Now()
-	t := models.NewToken()
-	t.ClientID = store.NewClientID()
-	t.UserID = store.NewID(16)
-	t.Scope = "read_user"
-	t.Access = access
-	t.AccessCreateAt = now
-	t.AccessExpiresIn = accessTTL
-	if refresh != "" {
-		t.Refresh = refresh
-		t.RefreshCreateAt = now
-		t.RefreshExpiresIn = refreshTTL
-	}
-	return t
-}
-
 func rawValue(kind string) string { return kind + "-" + store.NewID(24) }
 
 // ---- assertions ----
@@ -308,54 +264,6 @@ func sameJSON(t *testing.T, what string, got, want any) {
 	}
 }
 
-// sameToken checks every field except the code, access and refresh values, which the caller
-// checks according to which one it asked for.
-func sameToken(t *testing.T, got oauth2.TokenInfo, want *models.Token) {
-	t.Helper()
-	g, ok := got.(*models.Token)
-	if !ok {
-		t.Fatalf("token info is a %T, want *models.Token", got)
-	}
-	check := func(field string, got, want any) {
-		t.Helper()
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("token %s = %v, want %v", field, got, want)
-		}
-	}
-	check("ClientID", g.ClientID, want.ClientID)
-	check("UserID", g.UserID, want.UserID)
-	check("RedirectURI", g.RedirectURI, want.RedirectURI)
-	check("Scope", g.Scope, want.Scope)
-	check("CodeChallenge", g.CodeChallenge, want.CodeChallenge)
-	check("CodeChallengeMethod", g.CodeChallengeMethod, want.CodeChallengeMethod)
-	check("CodeExpiresIn", g.CodeExpiresIn, want.CodeExpiresIn)
-	check("AccessExpiresIn", g.AccessExpiresIn, want.AccessExpiresIn)
-	check("RefreshExpiresIn", g.RefreshExpiresIn, want.RefreshExpiresIn)
-	for _, tm := range []struct {
-		field     string
-		got, want time.Time
-	}{
-		{"CodeCreateAt", g.CodeCreateAt, want.CodeCreateAt},
-		{"AccessCreateAt", g.AccessCreateAt, want.AccessCreateAt},
-		{"RefreshCreateAt", g.RefreshCreateAt, want.RefreshCreateAt},
-	} {
-		if !tm.got.Equal(tm.want) {
-			t.Errorf("token %s = %v, want %v", tm.field, tm.got, tm.want)
-		}
-	}
-	if len(want.Extension) > 0 || len(g.Extension) > 0 {
-		check("Extension", g.Extension, want.Extension)
-	}
-}
-
-func wantValues(t *testing.T, got oauth2.TokenInfo, code, access, refresh string) {
-	t.Helper()
-	if got.GetCode() != code || got.GetAccess() != access || got.GetRefresh() != refresh {
-		t.Errorf("token carries code %q, access %q, refresh %q; want %q, %q, %q",
-			got.GetCode(), got.GetAccess(), got.GetRefresh(), code, access, refresh)
-	}
-}
-
 func mustNotFound(t *testing.T, what string, err error) {
 	t.Helper()
 	if !errors.Is(err, store.ErrNotFound) {
@@ -368,18 +276,6 @@ func must(t *testing.T, what string, err error) {
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-}
-
-func getToken(t *testing.T, what string, get func(context.Context, string) (oauth2.TokenInfo, error), value string) oauth2.TokenInfo {
-	t.Helper()
-	ti, err := get(t.Context(), value)
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	if ti == nil || reflect.ValueOf(ti).IsNil() {
-		return nil
-	}
-	return ti
 }
 
 // ---- applications ----
@@ -521,37 +417,54 @@ func testAppCopies(t *testing.T, s store.Store) {
 func testAuthzTakeOnce(t *testing.T, s store.Store) {
 	key, a := store.NewID(32), newAuthz()
 	must(t, "put", s.PutAuthorization(t.Context(), key, a, time.Minute))
-	got, err := s.TakeAuthorization(t.Context(), key)
+	first := store.NewAttempt()
+	got, err := s.TakeAuthorization(t.Context(), key, first)
 	must(t, "first take", err)
 	sameJSON(t, "authorization", got, a)
-	_, err = s.TakeAuthorization(t.Context(), key)
-	mustNotFound(t, "second take", err)
+	// The same attempt again is the take the client sent twice: it gets the record again.
+	again, err := s.TakeAuthorization(t.Context(), key, first)
+	must(t, "the same attempt again", err)
+	sameJSON(t, "authorization taken again by its attempt", again, a)
+	before := time.Now()
+	_, err = s.TakeAuthorization(t.Context(), key, store.NewAttempt())
+	var taken *store.TakenError
+	if !errors.As(err, &taken) {
+		t.Fatalf("another attempt: error = %v, want a *store.TakenError", err)
+	}
+	if taken.TraceID != a.TraceID {
+		t.Errorf("TakenError names trace %q, want the record's %q", taken.TraceID, a.TraceID)
+	}
+	if taken.At.After(before) || before.Sub(taken.At) > time.Minute {
+		t.Errorf("TakenError says it was taken at %v, want about %v", taken.At, before)
+	}
 }
 
 func testAuthzUnknown(t *testing.T, s store.Store) {
-	_, err := s.TakeAuthorization(t.Context(), store.NewID(32))
+	_, err := s.TakeAuthorization(t.Context(), store.NewID(32), store.NewAttempt())
 	mustNotFound(t, "take unknown", err)
 }
 
 func testAuthzConcurrentTake(t *testing.T, s store.Store) {
-	key := store.NewID(32)
-	must(t, "put", s.PutAuthorization(t.Context(), key, newAuthz(), time.Minute))
-	wins := race(t, func() (bool, error) {
-		a, err := s.TakeAuthorization(t.Context(), key)
-		if errors.Is(err, store.ErrNotFound) {
-			return false, nil
+	for range rounds {
+		key := store.NewID(32)
+		must(t, "put", s.PutAuthorization(t.Context(), key, newAuthz(), time.Minute))
+		wins := race(t, func() (bool, error) {
+			a, err := s.TakeAuthorization(t.Context(), key, store.NewAttempt())
+			if _, ok := errors.AsType[*store.TakenError](err); ok {
+				return false, nil
+			}
+			return a != nil, err
+		})
+		if wins != 1 {
+			t.Fatalf("%d concurrent takes won, want exactly 1", wins)
 		}
-		return a != nil, err
-	})
-	if wins != 1 {
-		t.Errorf("%d concurrent takes won, want exactly 1", wins)
 	}
 }
 
 // race runs try from many goroutines released at once and counts those that report a win.
 func race(t *testing.T, try func() (bool, error)) int {
 	t.Helper()
-	const n = 32
+	const n = 16
 	var (
 		wins  atomic.Int32
 		start = make(chan struct{})
@@ -586,9 +499,9 @@ func startAuthzExpiry(t *testing.T, s store.Store) func(*testing.T) {
 	other := store.NewID(32)
 	must(t, "put authorization", s.PutAuthorization(t.Context(), other, newAuthz(), time.Minute))
 	return func(t *testing.T) {
-		_, err := s.TakeAuthorization(t.Context(), key)
+		_, err := s.TakeAuthorization(t.Context(), key, store.NewAttempt())
 		mustNotFound(t, "take expired", err)
-		_, err = s.TakeAuthorization(t.Context(), other)
+		_, err = s.TakeAuthorization(t.Context(), other, store.NewAttempt())
 		must(t, "take unexpired", err)
 	}
 }
@@ -599,7 +512,7 @@ func testNonPositiveTTL(t *testing.T, s store.Store) {
 		if err := s.PutAuthorization(t.Context(), key, newAuthz(), ttl); err == nil {
 			t.Errorf("PutAuthorization with ttl %v succeeded, want an error", ttl)
 		}
-		_, err := s.TakeAuthorization(t.Context(), key)
+		_, err := s.TakeAuthorization(t.Context(), key, store.NewAttempt())
 		mustNotFound(t, fmt.Sprintf("take after put with ttl %v", ttl), err)
 
 		sess := newSession()
@@ -609,11 +522,11 @@ func testNonPositiveTTL(t *testing.T, s store.Store) {
 		_, err = s.GetSession(t.Context(), sess.ID)
 		mustNotFound(t, fmt.Sprintf("get after put with ttl %v", ttl), err)
 
-		if err := s.MarkUsed(t.Context(), key, store.Used{SessionID: sess.ID}, ttl); err == nil {
-			t.Errorf("MarkUsed with ttl %v succeeded, want an error", ttl)
+		if err := s.IssueCode(t.Context(), sess, ttl, store.NewID(32), newCode(sess)); err == nil {
+			t.Errorf("IssueCode with ttl %v succeeded, want an error", ttl)
 		}
-		_, err = s.UsedBy(t.Context(), key)
-		mustNotFound(t, fmt.Sprintf("used by after mark with ttl %v", ttl), err)
+		_, err = s.GetSession(t.Context(), sess.ID)
+		mustNotFound(t, fmt.Sprintf("get after issuing a code with ttl %v", ttl), err)
 	}
 }
 
@@ -789,37 +702,45 @@ func startSessionPutReplacesExpiry(t *testing.T, s store.Store) func(*testing.T)
 	}
 }
 
-func testSessionDelete(t *testing.T, s store.Store) {
+func testSessionRevoke(t *testing.T, s store.Store) {
 	keep, gone := newSession(), newSession()
 	gone.ClientID = keep.ClientID
 	must(t, "put", s.PutSession(t.Context(), keep, time.Hour))
 	must(t, "put", s.PutSession(t.Context(), gone, time.Hour))
-	must(t, "delete", s.DeleteSession(t.Context(), gone.ID))
+	must(t, "revoke", s.RevokeSession(t.Context(), gone.ID))
 	_, err := s.GetSession(t.Context(), gone.ID)
-	mustNotFound(t, "get deleted session", err)
-	mustNotFound(t, "update deleted session", s.UpdateSession(t.Context(), gone))
-	mustNotFound(t, "delete again", s.DeleteSession(t.Context(), gone.ID))
+	mustNotFound(t, "get revoked session", err)
+	mustNotFound(t, "update revoked session", s.UpdateSession(t.Context(), gone))
+	mustNotFound(t, "revoke again", s.RevokeSession(t.Context(), gone.ID))
+	if err := s.PutSession(t.Context(), gone, time.Hour); !errors.Is(err, store.ErrRevoked) {
+		t.Errorf("PutSession of a revoked sign-in: error = %v, want store.ErrRevoked (a revocation is never undone)", err)
+	}
+	if err := s.IssueCode(t.Context(), gone, time.Hour, store.NewID(32), newCode(gone)); !errors.Is(err, store.ErrRevoked) {
+		t.Errorf("IssueCode of a revoked sign-in: error = %v, want store.ErrRevoked", err)
+	}
+	_, err = s.GetSession(t.Context(), gone.ID)
+	mustNotFound(t, "get revoked session after the writes it refused", err)
 	wantSessions(t, s, keep.ClientID, keep)
 	_, err = s.GetSession(t.Context(), keep.ID)
 	must(t, "get the other session", err)
 }
 
-func testSessionDeleteUnknown(t *testing.T, s store.Store) {
-	mustNotFound(t, "delete unknown session", s.DeleteSession(t.Context(), store.NewID(16)))
+func testSessionRevokeUnknown(t *testing.T, s store.Store) {
+	mustNotFound(t, "revoke unknown session", s.RevokeSession(t.Context(), store.NewID(16)))
 }
 
-func testSessionConcurrentDelete(t *testing.T, s store.Store) {
+func testSessionConcurrentRevoke(t *testing.T, s store.Store) {
 	sess := newSession()
 	must(t, "put", s.PutSession(t.Context(), sess, time.Hour))
 	wins := race(t, func() (bool, error) {
-		err := s.DeleteSession(t.Context(), sess.ID)
+		err := s.RevokeSession(t.Context(), sess.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			return false, nil
 		}
 		return err == nil, err
 	})
 	if wins != 1 {
-		t.Errorf("%d concurrent deletes succeeded, want exactly 1", wins)
+		t.Errorf("%d concurrent revocations succeeded, want exactly 1", wins)
 	}
 }
 
@@ -906,595 +827,6 @@ func wantSessions(t *testing.T, s store.Store, clientID string, want ...*store.S
 			continue
 		}
 		sameJSON(t, "listed session", g, w)
-	}
-}
-
-// ---- used codes and refresh tokens ----
-
-func testUsed(t *testing.T, s store.Store) {
-	code, refresh, refused := store.TokenKey(rawValue("code")), store.TokenKey(rawValue("refresh")), store.TokenKey(rawValue("code"))
-	marks := map[string]store.Used{
-		code:    {SessionID: store.NewID(16)},
-		refresh: {SessionID: store.NewID(16)},
-		refused: {SessionID: store.NewID(16), Refusal: "redirect_uri_mismatch", TraceID: store.NewID(8)},
-	}
-	_, err := s.UsedBy(t.Context(), code)
-	mustNotFound(t, "used by, before the code is marked", err)
-	for key, mark := range marks {
-		must(t, "mark", s.MarkUsed(t.Context(), key, mark, time.Minute))
-	}
-	for key, want := range marks {
-		got, err := s.UsedBy(t.Context(), key)
-		must(t, "used by", err)
-		if got != want {
-			t.Errorf("UsedBy = %+v, want %+v", got, want)
-		}
-	}
-	_, err = s.UsedBy(t.Context(), store.TokenKey(rawValue("code")))
-	mustNotFound(t, "used by, for a key never marked", err)
-	if err := s.MarkUsed(t.Context(), store.TokenKey(rawValue("code")), store.Used{Refusal: "code_expired"}, time.Minute); err == nil {
-		t.Error("MarkUsed accepted a mark without a session")
-	}
-}
-
-func testUsedMarkReplaced(t *testing.T, s store.Store) {
-	// A code taken by a redemption that is then refused has its mark replaced by one saying why.
-	code := rawValue("code")
-	want := codeToken(code, time.Minute)
-	must(t, "create", s.Create(t.Context(), want))
-	if ti, err := s.TakeCode(t.Context(), code, time.Hour); err != nil || ti == nil || reflect.ValueOf(ti).IsNil() {
-		t.Fatalf("take code: %v %v", ti, err)
-	}
-	refused := store.Used{SessionID: want.UserID, Refusal: "code_other_client"}
-	must(t, "mark refused", s.MarkUsed(t.Context(), store.TokenKey(code), refused, time.Hour))
-	got, err := s.UsedBy(t.Context(), store.TokenKey(code))
-	must(t, "used by", err)
-	if got != refused {
-		t.Errorf("UsedBy = %+v, want %+v", got, refused)
-	}
-}
-
-func startUsedExpiry(t *testing.T, s store.Store) func(*testing.T) {
-	short, long := store.TokenKey(rawValue("code")), store.TokenKey(rawValue("code"))
-	must(t, "mark", s.MarkUsed(t.Context(), short, store.Used{SessionID: store.NewID(16)}, shortTTL))
-	must(t, "mark", s.MarkUsed(t.Context(), long, store.Used{SessionID: store.NewID(16)}, time.Hour))
-	return func(t *testing.T) {
-		_, err := s.UsedBy(t.Context(), short)
-		mustNotFound(t, "used by, after the mark expired", err)
-		_, err = s.UsedBy(t.Context(), long)
-		must(t, "used by, for a mark that has not expired", err)
-	}
-}
-
-// ---- tokens ----
-
-func testCodeOnce(t *testing.T, s store.Store) {
-	code := rawValue("code")
-	want := codeToken(code, time.Minute)
-	must(t, "create", s.Create(t.Context(), want))
-	got := getToken(t, "first redemption", s.GetByCode, code)
-	if got == nil {
-		t.Fatal("first redemption found nothing")
-	}
-	wantValues(t, got, code, "", "")
-	sameToken(t, got, want)
-	if again := getToken(t, "second redemption", s.GetByCode, code); again != nil {
-		t.Error("second redemption returned the code again")
-	}
-}
-
-func testPeekCode(t *testing.T, s store.Store) {
-	code := rawValue("code")
-	want := codeToken(code, time.Minute)
-	must(t, "create", s.Create(t.Context(), want))
-	for i := range 2 {
-		got := getToken(t, "peek", s.PeekCode, code)
-		if got == nil {
-			t.Fatalf("peek %d found nothing", i+1)
-		}
-		wantValues(t, got, code, "", "")
-		sameToken(t, got, want)
-	}
-	if getToken(t, "redeem after peeking", s.GetByCode, code) == nil {
-		t.Fatal("a peeked code could not be redeemed")
-	}
-	if got := getToken(t, "peek after redemption", s.PeekCode, code); got != nil {
-		t.Error("PeekCode found a redeemed code")
-	}
-
-	access := rawValue("access")
-	must(t, "create access token", s.Create(t.Context(), pairToken(access, "", time.Hour, 0)))
-	for _, v := range []string{"", rawValue("code"), access} {
-		if got := getToken(t, "peek", s.PeekCode, v); got != nil {
-			t.Errorf("PeekCode(%q) found %v", v, got)
-		}
-	}
-}
-
-func testCodeConcurrentRedeem(t *testing.T, s store.Store) {
-	code := rawValue("code")
-	must(t, "create", s.Create(t.Context(), codeToken(code, time.Minute)))
-	wins := race(t, func() (bool, error) {
-		ti, err := s.GetByCode(t.Context(), code)
-		return ti != nil && !reflect.ValueOf(ti).IsNil(), err
-	})
-	if wins != 1 {
-		t.Errorf("%d concurrent redemptions won, want exactly 1", wins)
-	}
-}
-
-func testTakeCode(t *testing.T, s store.Store) {
-	code := rawValue("code")
-	want := codeToken(code, time.Minute)
-	must(t, "create", s.Create(t.Context(), want))
-	_, err := s.UsedBy(t.Context(), store.TokenKey(code))
-	mustNotFound(t, "used mark of a code not yet redeemed", err)
-	got, err := s.TakeCode(t.Context(), code, time.Hour)
-	must(t, "take code", err)
-	if got == nil || reflect.ValueOf(got).IsNil() {
-		t.Fatal("TakeCode found nothing")
-	}
-	wantValues(t, got, code, "", "")
-	sameToken(t, got, want)
-	used, err := s.UsedBy(t.Context(), store.TokenKey(code))
-	must(t, "used by", err)
-	if used != (store.Used{SessionID: want.UserID}) {
-		t.Errorf("the code is marked %+v, want used by its session %q", used, want.UserID)
-	}
-	again, err := s.TakeCode(t.Context(), code, time.Hour)
-	must(t, "take code again", err)
-	if again != nil && !reflect.ValueOf(again).IsNil() {
-		t.Error("a code was taken twice")
-	}
-	if got := getToken(t, "redeem a taken code", s.GetByCode, code); got != nil {
-		t.Error("GetByCode returned a code TakeCode had taken")
-	}
-	unknown, err := s.TakeCode(t.Context(), rawValue("code"), time.Hour)
-	must(t, "take unknown code", err)
-	if unknown != nil && !reflect.ValueOf(unknown).IsNil() {
-		t.Error("TakeCode of an unknown code found something")
-	}
-	_, err = s.UsedBy(t.Context(), store.TokenKey("never-issued"))
-	mustNotFound(t, "used mark of an unknown code", err)
-	if _, err := s.TakeCode(t.Context(), code, 0); err == nil {
-		t.Error("TakeCode accepted a used TTL that is not positive")
-	}
-}
-
-func testTakeCodeConcurrent(t *testing.T, s store.Store) {
-	code := rawValue("code")
-	want := codeToken(code, time.Minute)
-	must(t, "create", s.Create(t.Context(), want))
-	wins := race(t, func() (bool, error) {
-		ti, err := s.TakeCode(t.Context(), code, time.Hour)
-		return ti != nil && !reflect.ValueOf(ti).IsNil(), err
-	})
-	if wins != 1 {
-		t.Errorf("%d concurrent takes won, want exactly 1", wins)
-	}
-	if used, err := s.UsedBy(t.Context(), store.TokenKey(code)); err != nil || used != (store.Used{SessionID: want.UserID}) {
-		t.Errorf("after the race the code is marked %+v (%v), want used by %q", used, err, want.UserID)
-	}
-}
-
-func testPutSessionCode(t *testing.T, s store.Store) {
-	sess := newSession()
-	code := rawValue("code")
-	want := codeToken(code, time.Minute)
-	want.UserID = sess.ID
-	must(t, "put session and code", s.PutSessionCode(t.Context(), sess, time.Hour, want))
-	got, err := s.GetSession(t.Context(), sess.ID)
-	must(t, "get session", err)
-	sameJSON(t, "session", got, sess)
-	listed, err := s.ListSessions(t.Context(), sess.ClientID)
-	must(t, "list sessions", err)
-	if len(listed) != 1 || listed[0].ID != sess.ID {
-		t.Errorf("ListSessions of the client = %v, want the session", listed)
-	}
-	ti := getToken(t, "redeem", s.GetByCode, code)
-	if ti == nil {
-		t.Fatal("the code saved with the session is not found")
-	}
-	sameToken(t, ti, want)
-	if err := s.PutSessionCode(t.Context(), newSession(), time.Hour, pairToken(rawValue("access"), "", time.Minute, 0)); err == nil {
-		t.Error("PutSessionCode accepted a token that is not a code")
-	}
-	if err := s.PutSessionCode(t.Context(), newSession(), 0, codeToken(rawValue("code"), time.Minute)); err == nil {
-		t.Error("PutSessionCode accepted a TTL that is not positive")
-	}
-}
-
-func testCreateForSession(t *testing.T, s store.Store) {
-	sess := newSession()
-	must(t, "put session", s.PutSession(t.Context(), sess, time.Hour))
-	access, refresh := rawValue("access"), rawValue("refresh")
-	pair := pairToken(access, refresh, time.Minute, time.Hour)
-	pair.UserID = sess.ID
-	got, err := s.CreateForSession(t.Context(), pair)
-	must(t, "create tokens for session", err)
-	sameJSON(t, "session", got, sess)
-	if ti := getToken(t, "get by access", s.GetByAccess, access); ti == nil {
-		t.Error("the access token was not stored")
-	} else {
-		sameToken(t, ti, pair)
-	}
-	if ti := getToken(t, "get by refresh", s.GetByRefresh, refresh); ti == nil {
-		t.Error("the refresh token was not stored")
-	}
-
-	orphan := pairToken(rawValue("access"), rawValue("refresh"), time.Minute, time.Hour)
-	_, err = s.CreateForSession(t.Context(), orphan)
-	mustNotFound(t, "tokens of a session that does not exist", err)
-	if _, err := s.CreateForSession(t.Context(), codeToken(rawValue("code"), time.Minute)); err == nil {
-		t.Error("CreateForSession accepted a code")
-	}
-}
-
-func testGetByAccessWithSession(t *testing.T, s store.Store) {
-	sess := newSession()
-	must(t, "put session", s.PutSession(t.Context(), sess, time.Hour))
-	access := rawValue("access")
-	pair := pairToken(access, rawValue("refresh"), time.Minute, time.Hour)
-	pair.UserID = sess.ID
-	must(t, "create", s.Create(t.Context(), pair))
-
-	ti, got, err := s.GetByAccessWithSession(t.Context(), access, sess.ID)
-	must(t, "get by access with session", err)
-	if ti == nil || reflect.ValueOf(ti).IsNil() {
-		t.Fatal("the token was not found")
-	}
-	wantValues(t, ti, "", access, "")
-	sameToken(t, ti, pair)
-	sameJSON(t, "session", got, sess)
-
-	ti, got, err = s.GetByAccessWithSession(t.Context(), access, store.NewID(16))
-	must(t, "get by access with an unknown session", err)
-	if ti == nil || reflect.ValueOf(ti).IsNil() || got != nil {
-		t.Errorf("with a session that does not exist: token %v, session %v; want the token and no session", ti, got)
-	}
-	ti, got, err = s.GetByAccessWithSession(t.Context(), rawValue("access"), sess.ID)
-	must(t, "get unknown access with session", err)
-	if (ti != nil && !reflect.ValueOf(ti).IsNil()) || got != nil {
-		t.Errorf("an unknown token found token %v, session %v; want neither", ti, got)
-	}
-}
-
-func startCodeExpiry(t *testing.T, s store.Store) func(*testing.T) {
-	code := rawValue("code")
-	must(t, "create code", s.Create(t.Context(), codeToken(code, shortTTL)))
-	return func(t *testing.T) {
-		if got := getToken(t, "redeem", s.GetByCode, code); got != nil {
-			t.Error("expired code was returned")
-		}
-	}
-}
-
-func testCodeRemove(t *testing.T, s store.Store) {
-	code := rawValue("code")
-	must(t, "create", s.Create(t.Context(), codeToken(code, time.Minute)))
-	must(t, "remove", s.RemoveByCode(t.Context(), code))
-	if got := getToken(t, "redeem", s.GetByCode, code); got != nil {
-		t.Error("removed code was returned")
-	}
-}
-
-func testCreateExpired(t *testing.T, s store.Store) {
-	code := rawValue("code")
-	old := codeToken(code, time.Minute)
-	old.CodeCreateAt = time.Now().Add(-2 * time.Minute)
-	must(t, "create expired code", s.Create(t.Context(), old))
-	if got := getToken(t, "redeem", s.GetByCode, code); got != nil {
-		t.Error("a code created already expired was stored")
-	}
-
-	access, refresh := rawValue("access"), rawValue("refresh")
-	pair := pairToken(access, refresh, time.Minute, time.Minute)
-	pair.AccessCreateAt = time.Now().Add(-2 * time.Minute)
-	pair.RefreshCreateAt = pair.AccessCreateAt
-	must(t, "create expired pair", s.Create(t.Context(), pair))
-	if got := getToken(t, "get by access", s.GetByAccess, access); got != nil {
-		t.Error("an access token created already expired was stored")
-	}
-	if got := getToken(t, "get by refresh", s.GetByRefresh, refresh); got != nil {
-		t.Error("a refresh token created already expired was stored")
-	}
-
-	// An expired access token does not stop a live refresh token from being stored.
-	access, refresh = rawValue("access"), rawValue("refresh")
-	pair = pairToken(access, refresh, time.Minute, time.Hour)
-	pair.AccessCreateAt = time.Now().Add(-2 * time.Minute)
-	must(t, "create pair with expired access", s.Create(t.Context(), pair))
-	if got := getToken(t, "get by access", s.GetByAccess, access); got != nil {
-		t.Error("an access token created already expired was stored")
-	}
-	if got := getToken(t, "get by refresh", s.GetByRefresh, refresh); got == nil {
-		t.Error("a live refresh token was not stored because its access token had expired")
-	}
-}
-
-func testTokenPair(t *testing.T, s store.Store) {
-	access, refresh := rawValue("access"), rawValue("refresh")
-	want := pairToken(access, refresh, time.Hour, 24*time.Hour)
-	want.Extension = url.Values{"id_token_nonce": {"abc"}}
-	must(t, "create", s.Create(t.Context(), want))
-
-	byAccess := getToken(t, "get by access", s.GetByAccess, access)
-	if byAccess == nil {
-		t.Fatal("access token not found")
-	}
-	wantValues(t, byAccess, "", access, "")
-	sameToken(t, byAccess, want)
-
-	byRefresh := getToken(t, "get by refresh", s.GetByRefresh, refresh)
-	if byRefresh == nil {
-		t.Fatal("refresh token not found")
-	}
-	wantValues(t, byRefresh, "", "", refresh)
-	sameToken(t, byRefresh, want)
-
-	// Finding does not consume: only codes are taken.
-	if getToken(t, "get by access again", s.GetByAccess, access) == nil {
-		t.Error("access token gone after being read once")
-	}
-	if getToken(t, "get by refresh again", s.GetByRefresh, refresh) == nil {
-		t.Error("refresh token gone after being read once")
-	}
-	// A token is not found under the other kind's lookup.
-	if getToken(t, "get access by refresh", s.GetByRefresh, access) != nil {
-		t.Error("access token found as a refresh token")
-	}
-	if getToken(t, "get refresh by access", s.GetByAccess, refresh) != nil {
-		t.Error("refresh token found as an access token")
-	}
-	if getToken(t, "get access by code", s.GetByCode, access) != nil {
-		t.Error("access token found as a code")
-	}
-}
-
-func testTokenAccessOnly(t *testing.T, s store.Store) {
-	access := rawValue("access")
-	want := pairToken(access, "", time.Hour, 0)
-	must(t, "create", s.Create(t.Context(), want))
-	got := getToken(t, "get by access", s.GetByAccess, access)
-	if got == nil {
-		t.Fatal("access token not found")
-	}
-	wantValues(t, got, "", access, "")
-	sameToken(t, got, want)
-	if getToken(t, "get by refresh", s.GetByRefresh, access) != nil {
-		t.Error("access token found as a refresh token")
-	}
-}
-
-func startTokenExpiry(t *testing.T, s store.Store) func(*testing.T) {
-	access, refresh := rawValue("access"), rawValue("refresh")
-	must(t, "create token", s.Create(t.Context(), pairToken(access, refresh, shortTTL, 0)))
-	if getToken(t, "get by access before expiry", s.GetByAccess, access) == nil {
-		t.Fatal("access token not found before its expiry")
-	}
-	access2, refresh2 := rawValue("access"), rawValue("refresh")
-	must(t, "create token", s.Create(t.Context(), pairToken(access2, refresh2, time.Hour, shortTTL)))
-	return func(t *testing.T) {
-		if getToken(t, "get by access after expiry", s.GetByAccess, access) != nil {
-			t.Error("expired access token was returned")
-		}
-		if getToken(t, "get by refresh", s.GetByRefresh, refresh) == nil {
-			t.Error("refresh token without expiry of its own expired with its access token")
-		}
-		if getToken(t, "get by refresh after expiry", s.GetByRefresh, refresh2) != nil {
-			t.Error("expired refresh token was returned")
-		}
-		if getToken(t, "get by access", s.GetByAccess, access2) == nil {
-			t.Error("access token expired with its refresh token")
-		}
-	}
-}
-
-func testRemoveAccess(t *testing.T, s store.Store) {
-	access, refresh := rawValue("access"), rawValue("refresh")
-	must(t, "create", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
-	must(t, "remove by access", s.RemoveByAccess(t.Context(), access))
-	if getToken(t, "get by access", s.GetByAccess, access) != nil {
-		t.Error("removed access token was returned")
-	}
-	if getToken(t, "get by refresh", s.GetByRefresh, refresh) == nil {
-		t.Error("refresh token gone with its access token")
-	}
-}
-
-func testRemoveRefresh(t *testing.T, s store.Store) {
-	access, refresh := rawValue("access"), rawValue("refresh")
-	must(t, "create", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
-	other := rawValue("access")
-	must(t, "create unrelated", s.Create(t.Context(), pairToken(other, "", time.Hour, 0)))
-
-	must(t, "remove by refresh", s.RemoveByRefresh(t.Context(), refresh))
-	if getToken(t, "get by refresh", s.GetByRefresh, refresh) != nil {
-		t.Error("removed refresh token was returned")
-	}
-	if getToken(t, "get by access", s.GetByAccess, access) != nil {
-		t.Error("the access token issued with a removed refresh token was still returned")
-	}
-	if getToken(t, "get unrelated", s.GetByAccess, other) == nil {
-		t.Error("an unrelated access token was removed")
-	}
-	must(t, "remove by refresh again", s.RemoveByRefresh(t.Context(), refresh))
-}
-
-func testTakeRefresh(t *testing.T, s store.Store) {
-	access, refresh := rawValue("access"), rawValue("refresh")
-	want := pairToken(access, refresh, time.Hour, 24*time.Hour)
-	want.Extension = url.Values{"id_token_nonce": {"abc"}}
-	must(t, "create", s.Create(t.Context(), want))
-	other, otherRefresh := rawValue("access"), rawValue("refresh")
-	must(t, "create unrelated", s.Create(t.Context(), pairToken(other, otherRefresh, time.Hour, time.Hour)))
-
-	got := getToken(t, "take", takeRefresh(s), refresh)
-	if got == nil {
-		t.Fatal("TakeRefresh found nothing")
-	}
-	wantValues(t, got, "", "", refresh)
-	sameToken(t, got, want)
-	if used, err := s.UsedBy(t.Context(), store.TokenKey(refresh)); err != nil || used != (store.Used{SessionID: want.UserID}) {
-		t.Errorf("the taken refresh token is marked %+v (%v), want used by its session %q", used, err, want.UserID)
-	}
-
-	if again := getToken(t, "take again", takeRefresh(s), refresh); again != nil {
-		t.Error("a refresh token was taken twice")
-	}
-	if getToken(t, "get by refresh", s.GetByRefresh, refresh) != nil {
-		t.Error("a taken refresh token is still found")
-	}
-	if getToken(t, "get by access", s.GetByAccess, access) != nil {
-		t.Error("the access token issued with a taken refresh token is still found")
-	}
-	if getToken(t, "get unrelated access", s.GetByAccess, other) == nil ||
-		getToken(t, "get unrelated refresh", s.GetByRefresh, otherRefresh) == nil {
-		t.Error("taking a refresh token removed an unrelated token")
-	}
-
-	// A refresh token whose access token is already gone is taken all the same.
-	access, refresh = rawValue("access"), rawValue("refresh")
-	must(t, "create", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
-	must(t, "remove by access", s.RemoveByAccess(t.Context(), access))
-	if getToken(t, "take without access token", takeRefresh(s), refresh) == nil {
-		t.Error("a refresh token whose access token was removed could not be taken")
-	}
-}
-
-func testTakeRefreshUnknown(t *testing.T, s store.Store) {
-	access, code := rawValue("access"), rawValue("code")
-	must(t, "create access token", s.Create(t.Context(), pairToken(access, "", time.Hour, 0)))
-	must(t, "create code", s.Create(t.Context(), codeToken(code, time.Minute)))
-	for _, v := range []string{"", rawValue("refresh"), access, code} {
-		if got := getToken(t, "take", takeRefresh(s), v); got != nil {
-			t.Errorf("TakeRefresh(%q) found %v", v, got)
-		}
-	}
-	if getToken(t, "get by access", s.GetByAccess, access) == nil {
-		t.Error("TakeRefresh of an access token's value removed the access token")
-	}
-	if getToken(t, "redeem", s.GetByCode, code) == nil {
-		t.Error("TakeRefresh of a code's value removed the code")
-	}
-}
-
-func testTakeRefreshConcurrent(t *testing.T, s store.Store) {
-	access, refresh := rawValue("access"), rawValue("refresh")
-	must(t, "create", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
-	wins := race(t, func() (bool, error) {
-		ti, err := s.TakeRefresh(t.Context(), refresh, time.Hour)
-		return ti != nil && !reflect.ValueOf(ti).IsNil(), err
-	})
-	if wins != 1 {
-		t.Errorf("%d concurrent takes won, want exactly 1", wins)
-	}
-	if getToken(t, "get by access", s.GetByAccess, access) != nil {
-		t.Error("the access token survived the take of its refresh token")
-	}
-}
-
-func startTakeRefreshExpiry(t *testing.T, s store.Store) func(*testing.T) {
-	refresh := rawValue("refresh")
-	must(t, "create", s.Create(t.Context(), pairToken(rawValue("access"), refresh, time.Hour, shortTTL)))
-	return func(t *testing.T) {
-		if got := getToken(t, "take", takeRefresh(s), refresh); got != nil {
-			t.Error("an expired refresh token was taken")
-		}
-	}
-}
-
-func testTokenUnknown(t *testing.T, s store.Store) {
-	for _, v := range []string{"", rawValue("unknown")} {
-		for name, get := range map[string]func(context.Context, string) (oauth2.TokenInfo, error){
-			"GetByCode": s.GetByCode, "GetByAccess": s.GetByAccess, "GetByRefresh": s.GetByRefresh,
-		} {
-			if got := getToken(t, name, get, v); got != nil {
-				t.Errorf("%s(%q) found %v", name, v, got)
-			}
-		}
-		for name, remove := range map[string]func(context.Context, string) error{
-			"RemoveByCode": s.RemoveByCode, "RemoveByAccess": s.RemoveByAccess, "RemoveByRefresh": s.RemoveByRefresh,
-		} {
-			if err := remove(t.Context(), v); err != nil {
-				t.Errorf("%s(%q): %v", name, v, err)
-			}
-		}
-	}
-}
-
-func testTokenCopies(t *testing.T, s store.Store) {
-	access := rawValue("access")
-	tok := pairToken(access, "", time.Hour, 0)
-	tok.Extension.Set("k", "v")
-	must(t, "create", s.Create(t.Context(), tok))
-	tok.Extension.Set("k", "changed after create")
-	tok.Scope = "api"
-
-	got := getToken(t, "get", s.GetByAccess, access)
-	got.(*models.Token).Extension.Set("k", "changed after get")
-	got.SetScope("api")
-
-	again := getToken(t, "get again", s.GetByAccess, access)
-	if v := again.(*models.Token).Extension.Get("k"); v != "v" || again.GetScope() != "read_user" {
-		t.Errorf("stored token changed through a copy: extension k=%q, scope %q", v, again.GetScope())
-	}
-}
-
-func testNoRawValues(t *testing.T, s store.Store) {
-	d, ok := s.(RawDumper)
-	if !ok {
-		t.Skipf("%T does not implement storetest.RawDumper", s)
-	}
-	secret := store.NewSecret()
-	app := newApp(store.NewClientID(), "Mattermost")
-	app.SecretHash = store.HashSecret(secret)
-	must(t, "create app", s.CreateApp(t.Context(), app))
-
-	code, access, refresh := rawValue("code"), rawValue("access"), rawValue("refresh")
-	must(t, "create code", s.Create(t.Context(), codeToken(code, time.Minute)))
-	must(t, "create pair", s.Create(t.Context(), pairToken(access, refresh, time.Hour, time.Hour)))
-	// A refreshed pair is created from the info GetByRefresh returned, which carries the refresh
-	// value: it must not leak into the new record either.
-	ti := getToken(t, "get by refresh", s.GetByRefresh, refresh)
-	access2, refresh2 := rawValue("access"), rawValue("refresh")
-	ti.SetAccess(access2)
-	ti.SetRefresh(refresh2)
-	must(t, "create refreshed pair", s.Create(t.Context(), ti))
-	// The other records, so that the dump is seen to hold them too.
-	sess := newSession()
-	must(t, "put session", s.PutSession(t.Context(), sess, time.Hour))
-	used := store.TokenKey(code)
-	must(t, "mark used", s.MarkUsed(t.Context(), used, store.Used{SessionID: sess.ID, Refusal: "redirect_uri_mismatch", TraceID: store.NewID(8)}, time.Hour))
-	must(t, "put consent", s.PutConsent(t.Context(), app.ID, 42, []string{"openid"}))
-	keySet := []byte("sealed key set " + store.NewID(16))
-	must(t, "swap key set", swapped(s.SwapKeySet(t.Context(), nil, keySet)))
-	traceID, label, username := store.NewID(8), "label "+store.NewID(8), "user-"+store.NewID(8)
-	must(t, "add trace step", store.AddTraceStep(t.Context(), s, traceID, store.TraceMeta{Username: username},
-		store.TraceStep{Step: "token", Label: label, At: time.Now()}, time.Hour, 10))
-
-	dump, err := d.DumpRaw(t.Context())
-	must(t, "dump", err)
-	for what, raw := range map[string]string{
-		"client secret": secret, "code": code,
-		"access token": access, "refresh token": refresh,
-		"refreshed access token": access2, "refreshed refresh token": refresh2,
-	} {
-		if bytes.Contains(dump, []byte(raw)) {
-			t.Errorf("the raw %s appears in the stored records", what)
-		}
-	}
-	// The dump must show what was stored, or the check above proves nothing.
-	for what, key := range map[string]string{
-		"app ID": app.ID, "code key": store.TokenKey(code),
-		"access key": store.TokenKey(access), "refresh key": store.TokenKey(refresh2),
-		"session ID": sess.ID, "used key": used, "key set": string(keySet),
-		"consent":  `["openid"]`,
-		"trace ID": traceID, "trace step": label, "trace meta": username,
-	} {
-		if !bytes.Contains(dump, []byte(key)) {
-			t.Errorf("the %s does not appear in the dump: DumpRaw does not show everything", what)
-		}
 	}
 }
 
@@ -1833,31 +1165,4 @@ func testLockConcurrent(t *testing.T, s store.Store) {
 	if overlaps.Load() != 0 || done.Load() != 40 {
 		t.Errorf("%d of %d holds overlapped another", overlaps.Load(), done.Load())
 	}
-}
-
-func testRenewSession(t *testing.T, s store.Store) {
-	sess := newSession()
-	must(t, "put session", s.PutSession(t.Context(), sess, time.Minute))
-	sess.Scope = "read_user"
-	must(t, "renew session", s.RenewSession(t.Context(), sess, time.Hour))
-	wantStoredOnce(t, s, "renewed session", sess)
-
-	must(t, "delete session", s.DeleteSession(t.Context(), sess.ID))
-	mustNotFound(t, "renew a deleted session", s.RenewSession(t.Context(), sess, time.Hour))
-	_, err := s.GetSession(t.Context(), sess.ID)
-	mustNotFound(t, "get a session renewed after its deletion", err)
-	listed, err := s.ListSessions(t.Context(), sess.ClientID)
-	must(t, "list sessions", err)
-	if len(listed) != 0 {
-		t.Errorf("a deleted session is listed after a renewal: %v", listed)
-	}
-	mustNotFound(t, "renew a session never stored", s.RenewSession(t.Context(), newSession(), time.Hour))
-	if err := s.RenewSession(t.Context(), sess, 0); err == nil {
-		t.Error("RenewSession accepted a TTL that is not positive")
-	}
-}
-
-// takeRefresh is s.TakeRefresh with an hour's used mark, in getToken's shape.
-func takeRefresh(s store.Store) func(context.Context, string) (oauth2.TokenInfo, error) {
-	return func(ctx context.Context, v string) (oauth2.TokenInfo, error) { return s.TakeRefresh(ctx, v, time.Hour) }
 }
