@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
 // RFC 6749 error codes the bridge uses.
@@ -137,12 +138,14 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.countFailure(c, failure)
 	}()
 	var (
-		oe *Error
-		pe *PageError
-		re *RedirectError
-		ae *APIError
-		se *storeError
-		he *echo.HTTPError
+		oe   *Error
+		pe   *PageError
+		re   *RedirectError
+		ae   *APIError
+		se   *storeError
+		shed *overloadError
+		te   *timeoutError
+		he   *echo.HTTPError
 	)
 	switch {
 	case errors.As(err, &oe):
@@ -161,9 +164,25 @@ func (s *Server) handleError(err error, c echo.Context) {
 		writeAPIError(c, ae)
 	case errors.As(err, &se):
 		s.metrics.storeErrors.Inc()
+		retryAfter(c, retryAfterStore)
+		if errors.Is(se.err, store.ErrNotReplicated) {
+			s.logFailure(c, http.StatusServiceUnavailable, "store_not_replicated", se.kind, se.err)
+			s.renderByEndpoint(c, http.StatusServiceUnavailable, ErrTemporarilyUnavailable,
+				"The bridge's store did not confirm the write on its replicas in time, so the bridge does not report it done; try again shortly. Administrators: check the Redis replicas (SSOBRIDGE_REDIS_WAIT_REPLICAS) and the bridge's log.")
+			break
+		}
 		s.logFailure(c, http.StatusServiceUnavailable, "store_unavailable", se.kind, se.err)
 		s.renderByEndpoint(c, http.StatusServiceUnavailable, ErrTemporarilyUnavailable,
 			"The bridge's store is not answering; try again shortly. Administrators: check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log.")
+	case errors.As(err, &shed):
+		retryAfter(c, retryAfterShed)
+		s.logFailure(c, http.StatusServiceUnavailable, "overloaded", shed.Error(), nil)
+		s.renderByEndpoint(c, http.StatusServiceUnavailable, ErrTemporarilyUnavailable,
+			"The bridge is answering as many requests as it may at once; try again in a second. Administrators: see ssobridge_requests_shed_total, and SSOBRIDGE_MAX_IN_FLIGHT.")
+	case errors.As(err, &te):
+		s.logFailure(c, http.StatusServiceUnavailable, "request_timeout", te.Error(), te.cause)
+		s.renderByEndpoint(c, http.StatusServiceUnavailable, ErrTemporarilyUnavailable,
+			"The bridge could not answer within "+te.after.String()+"; try again shortly. Administrators: the bridge's log says what it waited for (SSOBRIDGE_REQUEST_TIMEOUT).")
 	case errors.As(err, &he):
 		msg := fmt.Sprint(he.Message)
 		if he.Code == http.StatusMethodNotAllowed {

@@ -38,7 +38,7 @@ func init() {
 		"token_missing", "token_unknown", "token_expired", "token_scope_insufficient", "token_other_client", "application_deleted",
 		"sealed_token_unreadable",
 		// the bridge itself
-		"store_unavailable", "method_not_allowed", "not_found", "bad_request", "internal", "unnamed",
+		"store_unavailable", "store_not_replicated", "overloaded", "request_timeout", "method_not_allowed", "not_found", "bad_request", "internal", "unnamed",
 		// stalls, which traceview infers from silence
 		traceview.FailureNeverBackFromGitLab, traceview.FailureClientNeverRedeemedCode, traceview.FailureClientNeverFetchedUser,
 	} {

@@ -74,7 +74,13 @@ func newFixture(t testing.TB, opts ...gitlabtest.Option) *fixture {
 // newFixtureAsking is newFixture with the bridge asking GitLab for upstreamScopes.
 func newFixtureAsking(t testing.TB, upstreamScopes []string, opts ...gitlabtest.Option) *fixture {
 	t.Helper()
-	f := &fixture{t: t, gl: gitlabtest.NewTestServer(t, opts...), store: memstore.New()}
+	return newFixtureOn(t, memstore.New(), upstreamScopes, opts...)
+}
+
+// newFixtureOn is newFixture on the store st, which it closes when the test ends.
+func newFixtureOn(t testing.TB, st store.Store, upstreamScopes []string, opts ...gitlabtest.Option) *fixture {
+	t.Helper()
+	f := &fixture{t: t, gl: gitlabtest.NewTestServer(t, opts...), store: st}
 	t.Cleanup(func() { f.store.Close() })
 	f.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Groups: []string{"eng", "eng/platform"}})
 	f.gl.AddUser(gitlabtest.User{ID: 43, Username: "mallory", Name: "Mallory", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
@@ -273,11 +279,16 @@ type tokenRecorder struct {
 	// userBody, when set, rewrites GitLab's /api/v4/user answers, as a GitLab (or a proxy in
 	// front of it) that answers oddly would.
 	userBody atomic.Pointer[func([]byte) []byte]
+	// onUser, when set, is called as each call to GitLab's /api/v4/user goes out.
+	onUser atomic.Pointer[func()]
 }
 
 func (r *tokenRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	if r.down.Load() {
 		return nil, errors.New("dial tcp: connection refused")
+	}
+	if on := r.onUser.Load(); on != nil && req.URL.Path == "/api/v4/user" {
+		(*on)()
 	}
 	resp, err := r.next.RoundTrip(req)
 	if rewrite := r.userBody.Load(); err == nil && rewrite != nil && req.URL.Path == "/api/v4/user" {

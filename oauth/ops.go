@@ -34,6 +34,7 @@ type Metrics struct {
 	loginsCompleted *prometheus.CounterVec
 	loginsFailed    *prometheus.CounterVec
 	storeErrors     prometheus.Counter
+	shed            *prometheus.CounterVec
 	traceDropped    prometheus.Counter
 	traceFailed     prometheus.Counter
 }
@@ -55,11 +56,13 @@ func NewMetrics() *Metrics {
 		Help: "Sign-ins that failed, by endpoint and reason."}, []string{"endpoint", "reason"})
 	m.storeErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_store_errors_total",
 		Help: "Requests that failed because the store (Redis) did not answer."})
+	m.shed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_requests_shed_total",
+		Help: "Requests answered 503 at once because SSOBRIDGE_MAX_IN_FLIGHT requests were already in flight, by endpoint."}, []string{"endpoint"})
 	m.traceDropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_trace_steps_dropped_total",
 		Help: "Trace steps dropped because too many were waiting for the store."})
 	m.traceFailed = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_trace_steps_failed_total",
 		Help: "Trace steps lost because the store refused or did not answer their batch."})
-	m.reg.MustRegister(m.requests, m.upstream, m.loginsStarted, m.loginsCompleted, m.loginsFailed, m.storeErrors, m.traceDropped, m.traceFailed,
+	m.reg.MustRegister(m.requests, m.upstream, m.loginsStarted, m.loginsCompleted, m.loginsFailed, m.storeErrors, m.shed, m.traceDropped, m.traceFailed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -64,6 +64,11 @@ type Config struct {
 	// TraceBatchDelay is how long trace steps are gathered before they are written (see
 	// DefaultTraceBatchDelay, which zero takes).
 	TraceBatchDelay time.Duration
+	// RequestTimeout bounds each request, every call it makes to the store and to GitLab
+	// included; MaxInFlight bounds the requests answered at once. Zero takes
+	// DefaultRequestTimeout and DefaultMaxInFlight.
+	RequestTimeout time.Duration
+	MaxInFlight    int
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client (in the access
 	// log); from any other peer the header is ignored and the peer's address is the client's. Nil
 	// trusts none. Nothing else is taken from forwarded headers: the bridge's own URLs always come
@@ -89,6 +94,8 @@ type Server struct {
 	// stalls counts the sign-ins that stall (see stallWatch).
 	stalls     *stallWatch
 	requestIDs *requestIDs
+	// inFlight holds a token for each request being answered (see shed).
+	inFlight inFlight
 	// refreshLocks serialise refreshes of one session's GitLab token (see upstreamUser).
 	refreshLocks stripedLocks
 }
@@ -144,11 +151,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
 	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstream: cfg.Upstream, log: cfg.Logger, metrics: cfg.Metrics}
 	if ec, ok := cfg.Store.(store.ExchangeCounter); ok {
 		cfg.Metrics.countExchanges(ec)
 	}
 	s.requestIDs = newRequestIDs()
+	s.inFlight = make(inFlight, cfg.MaxInFlight)
 	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, delay: cfg.TraceBatchDelay, log: cfg.Logger,
 		dropped: cfg.Metrics.traceDropped, failed: cfg.Metrics.traceFailed}
 	s.stalls = newStallWatch(cfg, s.traces.Flush, func(endpoint, failure string) {
@@ -177,12 +191,12 @@ func (s *Server) routes() *echo.Echo {
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = clientIP(s.cfg.TrustedProxies)
 	// Recover sits inside observe, so that a request that panics is still measured, logged, and
-	// recorded in its trace, as the 500 it is.
-	e.Use(s.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true,
+	// recorded in its trace, as the 500 it is; so does shed, so that a request shed is too.
+	e.Use(s.observe, s.shed, middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 			s.logger(c.Request().Context()).Error("the request panicked", "cause", err.Error(), "stack", string(stack))
 			return fmt.Errorf("panic: %w", err)
-		}}), securityHeaders(s.public.Scheme == "https"))
+		}}), securityHeaders(s.public.Scheme == "https"), s.withDeadline())
 	e.GET("/oauth/authorize", s.authorize)
 	e.GET(CallbackPath, s.callback)
 	e.POST("/oauth/token", s.token)

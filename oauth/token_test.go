@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ssobridge/ssobridge/oauth"
@@ -248,33 +247,6 @@ func TestTokenCodeSpentByARefusedRequestIsNotCalledReplayed(t *testing.T) {
 			t.Errorf("got %v", body)
 		}
 	})
-}
-
-func TestTokenConcurrentRedemptionsOfOneCodeHaveOneWinner(t *testing.T) {
-	f := newFixture(t)
-	code := f.code()
-	const n = 16
-	var wg sync.WaitGroup
-	statuses := make(chan int, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, _ := f.postToken(f.tokenForm(code))
-			statuses <- resp.StatusCode
-		}()
-	}
-	wg.Wait()
-	close(statuses)
-	wins := 0
-	for s := range statuses {
-		if s == http.StatusOK {
-			wins++
-		}
-	}
-	if wins != 1 {
-		t.Fatalf("%d of %d concurrent redemptions won, want exactly 1", wins, n)
-	}
 }
 
 func TestTokenPublicAppSignsInWithPKCE(t *testing.T) {

@@ -118,6 +118,13 @@ func (s *Server) stepFailed(c echo.Context, status int, failure, reason, fix str
 	ref.done, ref.failure = true, failure
 	st := ref.step
 	st.Status, st.Failure, st.Reason, st.Fix = status, failure, reason, fix
+	if ref.id == "" && status >= 500 {
+		// The bridge failed before it learnt which sign-in the request belongs to (the store did
+		// not answer the lookup that would have told): the failure is the bridge's, and gets a
+		// trace of its own, so that the administrator sees it and the client gets its id.
+		ref.id = newTrace()
+		c.Response().Header().Set(HeaderTraceID, ref.id)
+	}
 	s.record(c.Request().Context(), ref, st)
 }
 
@@ -318,12 +325,14 @@ func (s *Server) FlushTraces(ctx context.Context) { s.traces.Flush(ctx) }
 // that the name is one of failureNames.
 func describeFailure(err error) (failure, reason, fix string) {
 	var (
-		oe *Error
-		pe *PageError
-		re *RedirectError
-		ae *APIError
-		se *storeError
-		he *echo.HTTPError
+		oe   *Error
+		pe   *PageError
+		re   *RedirectError
+		ae   *APIError
+		se   *storeError
+		shed *overloadError
+		te   *timeoutError
+		he   *echo.HTTPError
 	)
 	var ue *gitlabapi.UpstreamError
 	switch {
@@ -337,8 +346,16 @@ func describeFailure(err error) (failure, reason, fix string) {
 		return cmp.Or(ae.Failure, "unnamed"), gitlabapi.StatusMessage(ae.Status, ae.Detail).Message, ae.Fix
 	case errors.As(err, &ue):
 		return upstreamFailure(ue), ue.Error(), ue.Fix()
+	case errors.As(err, &se) && errors.Is(se.err, store.ErrNotReplicated):
+		return "store_not_replicated", "The bridge's store made the write (" + se.kind + ") but its replicas did not acknowledge it in time: " + se.err.Error() + ".",
+			"Check the Redis replicas' health and lag (INFO replication), or lower SSOBRIDGE_REDIS_WAIT_REPLICAS to the replicas there are; see deploy/REDIS.md."
 	case errors.As(err, &se):
-		return "store_unavailable", "The bridge's store did not answer (" + se.kind + ").", "Check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log for this request."
+		return "store_unavailable", "The bridge's store did not answer (" + se.kind + "): " + storeCause(se.err) + ".", "Check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log for this request."
+	case errors.As(err, &shed):
+		return "overloaded", "The bridge shed the request: " + shed.Error() + ".",
+			"The bridge answers at most SSOBRIDGE_MAX_IN_FLIGHT requests at once; many waiting at once usually means the store or GitLab is slow (see the other traces of this time), or the bridge needs more instances."
+	case errors.As(err, &te):
+		return "request_timeout", te.Error() + ".", "See the bridge's log for this request; SSOBRIDGE_REQUEST_TIMEOUT bounds every request."
 	case errors.As(err, &he):
 		switch he.Code {
 		case http.StatusMethodNotAllowed:
@@ -375,4 +392,16 @@ type requestIDKey struct{}
 func requestIDFrom(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey{}).(string)
 	return id
+}
+
+// storeCause says why a store call failed, without the store's own words (which may name
+// internals): the request's deadline, or the store's own failure.
+func storeCause(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "it did not answer within the request's deadline (SSOBRIDGE_REQUEST_TIMEOUT), so the outcome is unknown and nothing is reported done"
+	case errors.Is(err, context.Canceled):
+		return "the client went away first"
+	}
+	return err.Error()
 }

@@ -103,13 +103,19 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 		mu := s.refreshLocks.of(sess.ID)
 		mu.Lock()
 		defer mu.Unlock()
-		lctx, cancel := context.WithTimeout(ctx, refreshLockWait)
+		// The wait ends a little before the request's own deadline, so that a refresh that takes
+		// too long is told apart from a store that does not answer.
+		wait := refreshLockWait
+		if d, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(d)-time.Second)
+		}
+		lctx, cancel := context.WithTimeout(ctx, max(wait, 0))
 		unlock, err := s.store.Lock(lctx, "refresh:"+sess.ID, refreshLockTTL)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 				return nil, &APIError{Status: http.StatusServiceUnavailable, Detail: "another request is renewing this person's GitLab token; try again",
-					Cause: err, Failure: "upstream_refresh_busy", Fix: "GitLab took longer than " + refreshLockWait.String() + " to renew a token: check GitLab's health."}
+					Cause: err, Failure: "upstream_refresh_busy", Fix: "GitLab took longer than " + wait.Round(time.Second).String() + " to renew a token: check GitLab's health."}
 			}
 			return nil, storeFailure("lock the GitLab token's refresh", err)
 		}

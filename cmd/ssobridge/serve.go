@@ -45,8 +45,14 @@ type serveConfig struct {
 	userMaxAge  time.Duration
 	appCacheTTL time.Duration
 	stall       time.Duration
-	logLevel    slog.Level
-	logFormat   string
+	// requestTimeout and maxInFlight bound the work of each request and the requests at once.
+	requestTimeout time.Duration
+	maxInFlight    int
+	// waitReplicas and waitTimeout: see redisstore.Store.WaitForReplicas.
+	waitReplicas int
+	waitTimeout  time.Duration
+	logLevel     slog.Level
+	logFormat    string
 	// tls serves HTTPS on listen; nil: plain HTTP, TLS ending at a proxy in front.
 	tls *certReloader
 	// redirectListen is a plain-HTTP listener that sends everyone to publicHost over HTTPS.
@@ -82,6 +88,10 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	traceTTL := st.add("trace-retention", "24h", "how long sign-in traces are kept (/debug/traces on the operators' listener)")
 	maxTraces := st.add("trace-max", "10000", "how many sign-in traces are kept at most, the newest (a tenth of them for requests that named no registered application)")
 	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never redeemed its code (or never read the user) is called stalled")
+	requestTimeout := st.add("request-timeout", oauth.DefaultRequestTimeout.String(), "how long a request may take, every call it makes to Redis and GitLab included; past it the bridge answers 503 and says why. Keep it well under Mattermost's own 30 s, so that Mattermost hears the bridge's answer")
+	maxInFlight := st.add("max-in-flight", strconv.Itoa(oauth.DefaultMaxInFlight), "how many requests the bridge answers at once; more are answered 503 with Retry-After at once (ssobridge_requests_shed_total), so that a stalled Redis or GitLab cannot pile requests up in memory. The health probes are not counted")
+	waitReplicas := st.add("redis-wait-replicas", "0", "with Redis replicas (Sentinel), how many must acknowledge each write that completes or ends a sign-in before the bridge answers (Redis's WAIT): a failover then loses no sign-in the bridge reported done. 0: none; see deploy/REDIS.md")
+	waitTimeout := st.add("redis-wait-timeout", "500ms", "how long a write waits for SSOBRIDGE_REDIS_WAIT_REPLICAS replicas; past it the request fails with 503 (store_not_replicated). Keep it under Redis's read_timeout (5 s unless the URL says otherwise)")
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	logFormat := st.add("log-format", "json", "json or text")
 	return st, func() (*serveConfig, error) {
@@ -138,6 +148,24 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		if cfg.stall, err = stall.duration(); err != nil {
 			return nil, err
 		}
+		if cfg.requestTimeout, err = requestTimeout.duration(); err != nil {
+			return nil, err
+		}
+		if cfg.maxInFlight, err = strconv.Atoi(maxInFlight.value); err != nil || cfg.maxInFlight < 1 {
+			return nil, maxInFlight.errorf("%q is not a positive number", maxInFlight.value)
+		}
+		if cfg.waitReplicas, err = strconv.Atoi(waitReplicas.value); err != nil || cfg.waitReplicas < 0 {
+			return nil, waitReplicas.errorf("%q is not a number of replicas, 0 or more", waitReplicas.value)
+		}
+		if cfg.waitTimeout, err = waitTimeout.duration(); err != nil {
+			return nil, err
+		}
+		if cfg.waitReplicas > 0 && redisURL.value == "" {
+			return nil, waitReplicas.errorf("is %d, but there is no Redis (%s): the in-memory store has no replicas; set it to 0", cfg.waitReplicas, redisURL.env())
+		}
+		if cfg.waitTimeout >= cfg.requestTimeout {
+			return nil, waitTimeout.errorf("%s is not shorter than %s (%s): a request would run out of time before its write did", cfg.waitTimeout, requestTimeout.env(), cfg.requestTimeout)
+		}
 		if cfg.maxTraces, err = strconv.Atoi(maxTraces.value); err != nil || cfg.maxTraces < 1 {
 			return nil, maxTraces.errorf("%q is not a positive number", maxTraces.value)
 		}
@@ -148,8 +176,12 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 			return nil, logFormat.errorf("%q is not json or text", logFormat.value)
 		}
 		if redisURL.value != "" {
-			if _, err := redisstore.ParseURL(redisURL.value); err != nil {
+			opts, err := redisstore.ParseURL(redisURL.value)
+			if err != nil {
 				return nil, redisURL.errorf("%v", err)
+			}
+			if read := readTimeout(opts); cfg.waitReplicas > 0 && cfg.waitTimeout >= read {
+				return nil, waitTimeout.errorf("%s is not shorter than Redis's read timeout (%s, read_timeout in %s): the client would give up on WAIT first", cfg.waitTimeout, read, redisURL.env())
 			}
 		}
 		if cfg.trustedProxies, err = parseTrustedProxies(trustedProxies); err != nil {
@@ -185,6 +217,14 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		}
 		return cfg, nil
 	}
+}
+
+// readTimeout is how long go-redis waits for a reply with opts: its read_timeout, 5 s by default.
+func readTimeout(opts *redis.UniversalOptions) time.Duration {
+	if opts.ReadTimeout > 0 {
+		return opts.ReadTimeout
+	}
+	return 5 * time.Second
 }
 
 // parseTrustedProxies reads comma-separated IP addresses and CIDR ranges; an address is a range
@@ -368,7 +408,7 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 	}
 	defer s.Close()
 	if rs, ok := s.(*redisstore.Store); ok {
-		rs.CacheApps(cfg.appCacheTTL)
+		rs.CacheApps(cfg.appCacheTTL).WaitForReplicas(cfg.waitReplicas, cfg.waitTimeout)
 	}
 	sealer, err := cfg.keys.sealer(cfg.redisURL.value == "", log)
 	if err != nil {
@@ -383,7 +423,8 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 	}
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
 		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL, UserSnapshotMaxAge: cfg.userMaxAge,
-		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall, TrustedProxies: cfg.trustedProxies})
+		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall, TrustedProxies: cfg.trustedProxies,
+		RequestTimeout: cfg.requestTimeout, MaxInFlight: cfg.maxInFlight})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,11 @@ import (
 // (read_only, replica_only, route_by_latency, route_randomly) are refused: the bridge reads
 // records it has just written, which a replica may not have yet.
 //
+// Options mean what go-redis documents, max_retries included: 0 (or none) is its default of 3
+// retries, -1 none. Whatever the URL says, the client honours the deadline of each call's context
+// (go-redis's ContextTimeoutEnabled): a request's deadline bounds every store call it makes, and a
+// call cut short by it is never retried.
+//
 // Errors say what to fix and never contain the password, nor any part of the URL that could be
 // a mis-encoded password: they are meant to be logged and shown to whoever set the URL.
 func ParseURL(raw string) (*redis.UniversalOptions, error) {
@@ -123,13 +128,21 @@ func checkURL(raw string) (*url.URL, url.Values, error) {
 		}
 	}
 	// go-redis takes a negative size or count as given (a negative pool_size makes it panic), and
-	// a negative timeout means none; the bridge needs neither.
+	// a negative timeout means none; the bridge needs neither. max_retries=-1 is go-redis's "no
+	// retries" (0 is its default, 3): the bridge's takes are safe to send twice, but an
+	// administrator may want none.
 	for name, vs := range q {
 		if name == "addr" || name == "password" || name == "username" || name == "sentinel_password" || name == "sentinel_username" || name == "master_name" || name == "client_name" {
 			continue
 		}
 		for _, v := range vs {
+			if name == "max_retries" && strings.TrimSpace(v) == "-1" {
+				continue
+			}
 			if strings.HasPrefix(strings.TrimSpace(v), "-") {
+				if name == "max_retries" {
+					return nil, nil, invalid(fmt.Sprintf("option max_retries is negative (%q): give 0 (go-redis's default, 3 retries), a number of retries, or -1 for none", v))
+				}
 				return nil, nil, invalid(fmt.Sprintf("option %s is negative (%q): give 0 or more", name, v))
 			}
 		}
@@ -252,7 +265,7 @@ func simpleOptions(o *redis.Options) *redis.UniversalOptions {
 		DialerRetryTimeout:      o.DialerRetryTimeout,
 		ReadTimeout:             o.ReadTimeout,
 		WriteTimeout:            o.WriteTimeout,
-		ContextTimeoutEnabled:   o.ContextTimeoutEnabled,
+		ContextTimeoutEnabled:   true,
 		PipelineReadBufferSize:  o.PipelineReadBufferSize,
 		PipelineWriteBufferSize: o.PipelineWriteBufferSize,
 		PipelinePoolSize:        o.PipelinePoolSize,
@@ -289,7 +302,7 @@ func failoverOptions(o *redis.FailoverOptions) *redis.UniversalOptions {
 		DialerRetryTimeout:      o.DialerRetryTimeout,
 		ReadTimeout:             o.ReadTimeout,
 		WriteTimeout:            o.WriteTimeout,
-		ContextTimeoutEnabled:   o.ContextTimeoutEnabled,
+		ContextTimeoutEnabled:   true,
 		PipelineReadBufferSize:  o.PipelineReadBufferSize,
 		PipelineWriteBufferSize: o.PipelineWriteBufferSize,
 		PipelinePoolSize:        o.PipelinePoolSize,
@@ -328,7 +341,7 @@ func clusterOptions(o *redis.ClusterOptions) *redis.UniversalOptions {
 		DialerRetryTimeout:      o.DialerRetryTimeout,
 		ReadTimeout:             o.ReadTimeout,
 		WriteTimeout:            o.WriteTimeout,
-		ContextTimeoutEnabled:   o.ContextTimeoutEnabled,
+		ContextTimeoutEnabled:   true,
 		PipelineReadBufferSize:  o.PipelineReadBufferSize,
 		PipelineWriteBufferSize: o.PipelineWriteBufferSize,
 		PipelinePoolSize:        o.PipelinePoolSize,

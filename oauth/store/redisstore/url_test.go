@@ -55,6 +55,23 @@ func TestParseURL(t *testing.T) {
 			want(t, "Addrs", o.Addrs, []string{"[::1]:6379"})
 			want(t, "DB", o.DB, 2)
 		}},
+		{"max_retries=-1 is go-redis's none", "redis://h/0?max_retries=-1", func(t *testing.T, o *redis.UniversalOptions) {
+			want(t, "MaxRetries", o.MaxRetries, -1)
+			if n := redis.NewUniversalClient(o).(*redis.Client).Options().MaxRetries; n != 0 {
+				t.Errorf("go-redis makes max_retries=-1 %d retries, want none", n)
+			}
+		}},
+		{"max_retries=0 is go-redis's default of 3", "redis://h/0?max_retries=0", func(t *testing.T, o *redis.UniversalOptions) {
+			if n := redis.NewUniversalClient(o).(*redis.Client).Options().MaxRetries; n != 3 {
+				t.Errorf("go-redis makes max_retries=0 %d retries, want its default, 3", n)
+			}
+		}},
+		{"every client honours its calls' deadlines", "redis://h/0", func(t *testing.T, o *redis.UniversalOptions) {
+			want(t, "ContextTimeoutEnabled", o.ContextTimeoutEnabled, true)
+		}},
+		{"Sentinel and Cluster clients honour their calls' deadlines too", "redis://h:26379/0?master_name=m", func(t *testing.T, o *redis.UniversalOptions) {
+			want(t, "ContextTimeoutEnabled", o.ContextTimeoutEnabled, true)
+		}},
 		{"go-redis options", "redis://h/0?dial_timeout=3&read_timeout=6s&pool_size=20&client_name=ssobridge", func(t *testing.T, o *redis.UniversalOptions) {
 			want(t, "DialTimeout", o.DialTimeout, 3*time.Second)
 			want(t, "ReadTimeout", o.ReadTimeout, 6*time.Second)
@@ -136,6 +153,7 @@ func TestParseURLErrors(t *testing.T) {
 		{"bad number", "redis://h:1/0?pool_size=many", "option pool_size must be a whole number"},
 		{"negative pool size (go-redis would panic)", "redis://h:1/0?pool_size=-1", `option pool_size is negative ("-1")`},
 		{"negative timeout", "redis://h:1/0?dial_timeout=-1s", `option dial_timeout is negative`},
+		{"max_retries below -1", "redis://h:1/0?max_retries=-2", `option max_retries is negative ("-2"): give 0 (go-redis's default, 3 retries), a number of retries, or -1 for none`},
 		{"bad boolean", "redis://h:1/0?pool_fifo=yes", "option pool_fifo must be true or false"},
 		{"bad db option", "redis://h:1?db=two", "option db must be a whole number"},
 		{"replica reads", "redis://h:1?addr=h:2&read_only=true", "option read_only is not supported"},

@@ -2,14 +2,18 @@ package storetest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -27,30 +31,130 @@ const installHint = "redis-server is not on PATH: install it (apt-get install -y
 // anything but "false"), where a missing server is a broken CI image and fails the test.
 func RedisURL(t testing.TB) string {
 	t.Helper()
-	bin := redisServer(t)
-	dir := t.TempDir()
+	return StartRedis(t).URL()
+}
+
+// Redis is a redis-server a test started, which it may pause, kill and start again.
+type Redis struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	args []string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	stop func()
+	n    int // starts so far, for the log files' names
+}
+
+// RedisOption changes how StartRedis starts the server.
+type RedisOption func(*Redis)
+
+// WithAOF makes the server keep an append-only file, fsynced on every write (appendfsync
+// always), in its directory: a write it acknowledged survives a kill.
+func WithAOF() RedisOption {
+	return func(r *Redis) { r.args = append(r.args, "--appendonly", "yes", "--appendfsync", "always") }
+}
+
+// ReplicaOf makes the server a replica of master.
+func ReplicaOf(master *Redis) RedisOption {
+	return func(r *Redis) { r.args = append(r.args, "--replicaof", "127.0.0.1", strconv.Itoa(master.port)) }
+}
+
+// WithArgs gives the server more command-line configuration.
+func WithArgs(args ...string) RedisOption {
+	return func(r *Redis) { r.args = append(r.args, args...) }
+}
+
+// StartRedis starts a redis-server for the calling test (see RedisURL), skipped or failed as
+// RedisURL is without one.
+func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
+	t.Helper()
+	r := &Redis{t: t, bin: redisServer(t), dir: t.TempDir()}
+	for _, o := range opts {
+		o(r)
+	}
 	// The port is chosen by binding and releasing it, so another process can take it in between;
 	// a few attempts make that harmless.
 	const attempts = 3
 	var failure string
-	for i := range attempts {
+	for range attempts {
 		port, err := freePort()
 		if err != nil {
 			t.Fatalf("finding a free port for redis-server: %v", err)
 		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		logPath := filepath.Join(dir, fmt.Sprintf("redis-%d.log", i))
-		stop, err := startRedis(bin, dir, port, logPath, nil)
-		if err == nil {
-			t.Cleanup(stop)
-			return "redis://" + addr + "/0"
+		r.port = port
+		if failure = r.start(); failure == "" {
+			t.Cleanup(r.Kill)
+			return r
 		}
-		log, _ := os.ReadFile(logPath)
-		failure = fmt.Sprintf("%v\nredis-server output:\n%s", err, log)
 	}
 	t.Fatalf("redis-server did not start after %d attempts: %s", attempts, failure)
+	return nil
+}
+
+// start runs the server on its port and directory; "" when it answers PING, else what went wrong.
+func (r *Redis) start() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n++
+	logPath := filepath.Join(r.dir, fmt.Sprintf("redis-%d.log", r.n))
+	cmd, stop, err := startRedis(r.bin, r.dir, r.port, logPath, r.args)
+	if err != nil {
+		log, _ := os.ReadFile(logPath)
+		return fmt.Sprintf("%v\nredis-server output:\n%s", err, log)
+	}
+	r.cmd, r.stop = cmd, stop
 	return ""
 }
+
+// Addr is the server's HOST:PORT.
+func (r *Redis) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+
+// URL is the server's URL, database 0.
+func (r *Redis) URL() string { return "redis://" + r.Addr() + "/0" }
+
+// Pause stops the server's process (SIGSTOP): it keeps its connections and answers nothing,
+// as a server that stalls does, until Resume.
+func (r *Redis) Pause() { r.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server go on: what was sent to it meanwhile is answered then.
+func (r *Redis) Resume() { r.signal(syscall.SIGCONT) }
+
+func (r *Redis) signal(sig os.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		if err := r.cmd.Process.Signal(sig); err != nil {
+			r.t.Errorf("signalling redis-server: %v", err)
+		}
+	}
+}
+
+// Kill ends the server at once (SIGKILL, after a SIGCONT in case it was paused): it writes
+// nothing more.
+func (r *Redis) Kill() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		_ = r.cmd.Process.Signal(syscall.SIGCONT)
+		r.stop()
+		r.cmd = nil
+	}
+}
+
+// Restart starts a killed server again, on the same port and directory: with WithAOF it reads
+// back what it had acknowledged.
+func (r *Redis) Restart() {
+	r.t.Helper()
+	r.Kill()
+	if failure := r.start(); failure != "" {
+		r.t.Fatalf("redis-server did not start again: %s", failure)
+	}
+}
+
+// Command sends the server one command, outside any client under test, and returns its reply.
+func (r *Redis) Command(args ...string) (string, error) { return command(r.Addr(), args...) }
 
 // redisServer returns the path of redis-server, skipping the test without one, except under CI
 // (the CI environment variable set to anything but "false"), where it fails it.
@@ -66,12 +170,13 @@ func redisServer(t testing.TB) string {
 	return bin
 }
 
-// startRedis starts redis-server and waits until it answers PING. It returns the function that
-// stops it, which may be called after the server has already gone.
-func startRedis(bin, dir string, port int, logPath string, extra []string, lead ...string) (stop func(), err error) {
+// startRedis starts redis-server and waits until it answers PING. It returns its command and the
+// function that stops it, which may be called after the server has already gone. Arguments
+// given later win over earlier ones (extra over the defaults, as WithAOF's appendonly does).
+func startRedis(bin, dir string, port int, logPath string, extra []string, lead ...string) (cmd *exec.Cmd, stop func(), err error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer logFile.Close() // the child has its own descriptor
 	args := []string{
@@ -81,11 +186,11 @@ func startRedis(bin, dir string, port int, logPath string, extra []string, lead 
 		"--appendonly", "no",
 		"--dir", dir,
 	}
-	cmd := exec.Command(bin, append(append(lead, args...), extra...)...)
+	cmd = exec.Command(bin, append(append(lead, args...), extra...)...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting redis-server: %w", err)
+		return nil, nil, fmt.Errorf("starting redis-server: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -104,16 +209,16 @@ func startRedis(bin, dir string, port int, logPath string, extra []string, lead 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if ping(addr) == nil {
-			return stop, nil
+			return cmd, stop, nil
 		}
 		select {
 		case <-exited:
-			return nil, fmt.Errorf("redis-server on port %d exited before answering PING", port)
+			return nil, nil, fmt.Errorf("redis-server on port %d exited before answering PING", port)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, fmt.Errorf("redis-server on port %d did not answer PING within 10s", port)
+			return nil, nil, fmt.Errorf("redis-server on port %d did not answer PING within 10s", port)
 		}
 	}
 }
@@ -138,7 +243,7 @@ func RedisClusterURL(t testing.TB) string {
 			t.Fatal(err)
 		}
 		logPath := filepath.Join(nodeDir, "redis.log")
-		stop, err := startRedis(bin, nodeDir, port, logPath, []string{"--cluster-enabled", "yes", "--cluster-node-timeout", "5000"})
+		_, stop, err := startRedis(bin, nodeDir, port, logPath, []string{"--cluster-enabled", "yes", "--cluster-node-timeout", "5000"})
 		if err != nil {
 			log, _ := os.ReadFile(logPath)
 			t.Fatalf("cluster node %d: %v\nredis-server output:\n%s", i, err, log)
@@ -195,7 +300,7 @@ func RedisSentinelURL(t testing.TB) string {
 	}
 	logPath := filepath.Join(dir, "sentinel.log")
 	// The sentinel rewrites its configuration file, so it gets one of its own, given first.
-	stop, err := startRedis(bin, dir, port, logPath, nil, conf, "--sentinel")
+	_, stop, err := startRedis(bin, dir, port, logPath, nil, conf, "--sentinel")
 	if err != nil {
 		log, _ := os.ReadFile(logPath)
 		t.Fatalf("sentinel: %v\nredis-server output:\n%s", err, log)
@@ -216,8 +321,9 @@ func RedisSentinelURL(t testing.TB) string {
 	return "redis://" + addr + "/0?master_name=ssobridge"
 }
 
-// command sends one command in RESP and returns its reply: a status, an integer, a bulk string,
-// or an array of bulk strings joined by newlines; an error reply is an error.
+// command sends one command in RESP and returns its reply: a status, an integer or a bulk
+// string as it is, an array as its items (arrays within flattened) joined by newlines; an error
+// reply is an error.
 func command(addr string, args ...string) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -233,50 +339,50 @@ func command(addr string, args ...string) (string, error) {
 	if _, err := conn.Write([]byte(b.String())); err != nil {
 		return "", err
 	}
-	r := bufio.NewReader(conn)
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	switch {
-	case strings.HasPrefix(line, "-"):
-		return "", fmt.Errorf("%s", line[1:])
-	case strings.HasPrefix(line, "$"):
-		return readBulk(r, line)
-	case strings.HasPrefix(line, "*"):
-		n, err := strconv.Atoi(line[1:])
-		if err != nil {
-			return "", err
-		}
-		items := make([]string, 0, max(n, 0))
-		for range n {
-			head, err := r.ReadString('\n')
-			if err != nil {
-				return "", err
-			}
-			item, err := readBulk(r, strings.TrimRight(head, "\r\n"))
-			if err != nil {
-				return "", err
-			}
-			items = append(items, item)
-		}
-		return strings.Join(items, "\n"), nil
-	}
-	return line[1:], nil
+	items, err := readReply(bufio.NewReader(conn))
+	return strings.Join(items, "\n"), err
 }
 
-// readBulk reads the body of a bulk string whose header line ($LEN) was head.
-func readBulk(r *bufio.Reader, head string) (string, error) {
-	n, err := strconv.Atoi(strings.TrimPrefix(head, "$"))
-	if err != nil || n < 0 {
-		return "", err
+// readReply reads one RESP reply as its items: one for a status, integer or bulk string (none for
+// a nil), an array's flattened.
+func readReply(r *bufio.Reader) ([]string, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return nil, err
 	}
-	buf := make([]byte, n+2)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return "", err
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return nil, errors.New("an empty reply line")
 	}
-	return string(buf[:n]), nil
+	switch line[0] {
+	case '-':
+		return nil, errors.New(line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, err
+		}
+		return []string{string(buf[:n])}, nil
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return nil, err
+		}
+		var items []string
+		for range n {
+			sub, err := readReply(r)
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, sub...)
+		}
+		return items, nil
+	}
+	return []string{line[1:]}, nil
 }
 
 // ping speaks just enough RESP to see the server is ready, so that starting a server does not
@@ -308,4 +414,121 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Replicated is a primary with replicas, watched by one Sentinel, for the calling test.
+type Replicated struct {
+	Master   *Redis
+	Replicas []*Redis
+	sentinel string // HOST:PORT
+}
+
+// StartReplicated starts a primary, n replicas of it and a Sentinel that watches them as
+// "ssobridge" (quorum 1), and waits until the replicas are in sync and the Sentinel is linked to
+// them, so that Failover can promote one. opts apply to every server. It is skipped or failed as
+// RedisURL is without redis-server.
+func StartReplicated(t testing.TB, n int, opts ...RedisOption) *Replicated {
+	t.Helper()
+	r := &Replicated{Master: StartRedis(t, opts...)}
+	deadline := time.Now().Add(30 * time.Second)
+	for range n {
+		replica := StartRedis(t, append(slices.Clone(opts), ReplicaOf(r.Master))...)
+		for {
+			info, err := replica.Command("INFO", "replication")
+			if err == nil && strings.Contains(info, "master_link_status:up") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a replica did not sync with the primary within 30s: %q (%v)", info, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		r.Replicas = append(r.Replicas, replica)
+	}
+	bin := redisServer(t)
+	dir := t.TempDir()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("finding a free port for the sentinel: %v", err)
+	}
+	conf := filepath.Join(dir, "sentinel.conf")
+	config := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor ssobridge 127.0.0.1 %d 1\n"+
+		"sentinel down-after-milliseconds ssobridge 2000\nsentinel failover-timeout ssobridge 10000\n", port, dir, r.Master.port)
+	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "sentinel.log")
+	_, stop, err := startRedis(bin, dir, port, logPath, nil, conf, "--sentinel")
+	if err != nil {
+		log, _ := os.ReadFile(logPath)
+		t.Fatalf("sentinel: %v\nredis-server output:\n%s", err, log)
+	}
+	t.Cleanup(stop)
+	r.sentinel = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	// The sentinel learns of the replicas from the primary, then talks to them: it promotes only a
+	// replica it is linked to and that is linked to the primary.
+	for _, replica := range r.Replicas {
+		name := "name\n" + replica.Addr() + "\n"
+		for {
+			got, err := command(r.sentinel, "SENTINEL", "REPLICAS", "ssobridge")
+			if entry, ok := sentinelEntry(got, name); err == nil && ok && strings.Contains(entry, "flags\nslave\n") &&
+				strings.Contains(entry, "master-link-status\nok\n") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the sentinel was not linked to replica %s within 30s: %q (%v)", replica.Addr(), got, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return r
+}
+
+// sentinelEntry cuts, from a flattened SENTINEL REPLICAS reply, the entry that starts with name.
+func sentinelEntry(reply, name string) (string, bool) {
+	i := strings.Index(reply, name)
+	if i < 0 {
+		return "", false
+	}
+	entry := reply[i+len(name):]
+	if j := strings.Index(entry, "\nname\n"); j >= 0 {
+		entry = entry[:j+1]
+	}
+	return entry, true
+}
+
+// URL is the bridge's URL for the Sentinel.
+func (r *Replicated) URL() string { return "redis://" + r.sentinel + "/0?master_name=ssobridge" }
+
+// Failover makes the Sentinel promote a replica (SENTINEL FAILOVER) and waits until it names one
+// as the primary, and that one says it is.
+func (r *Replicated) Failover(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	// A replica whose last answer to the sentinel is not recent is no good to promote (NOGOODSLAVE):
+	// the sentinel asks again within seconds.
+	for {
+		_, err := command(r.sentinel, "SENTINEL", "FAILOVER", "ssobridge")
+		if err == nil {
+			break
+		}
+		if !strings.HasPrefix(err.Error(), "NOGOODSLAVE") || time.Now().After(deadline) {
+			t.Fatalf("SENTINEL FAILOVER: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for {
+		got, err := command(r.sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "ssobridge")
+		for _, replica := range r.Replicas {
+			if err == nil && got == strings.Replace(replica.Addr(), ":", "\n", 1) {
+				if role, rerr := replica.Command("ROLE"); rerr == nil && strings.HasPrefix(role, "master") {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failover did not complete within 30s: the sentinel names %q (%v)", got, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
