@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/oauth2"
 
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -62,80 +63,75 @@ func ParseAuthorizeRequest(q url.Values) (*AuthorizeRequest, string) {
 // page: nothing redirects to an unchecked URI.
 func (s *Server) authorize(c echo.Context) error {
 	ctx := c.Request().Context()
-	s.beginStep(c, newTrace(), "authorize", store.PartClient, store.PartBridge, "302 to /oauth/authorize (response_type, client_id, redirect_uri, state)")
+	s.beginStep(c, newTrace(), signin.StepAuthorize, store.PartClient, store.PartBridge, "302 to /oauth/authorize (response_type, client_id, redirect_uri, state)")
 	query, err := strictQuery(c)
 	if err != nil {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid sign-in request", Failure: "malformed_query",
-			Message: "The sign-in request's query is not well formed (" + err.Error() + "), so its parameters cannot be read as sent.",
-			Fix:     "Start the sign-in again from the application; if it keeps happening, the application builds its authorize URL wrongly (every value must be percent-encoded)."}
+		return fail(signin.MalformedQuery, "The sign-in request's query is not well formed (%s), so its parameters cannot be read as sent.", err).
+			page("Invalid sign-in request", 0).
+			withFix("Start the sign-in again from the application; if it keeps happening, the application builds its authorize URL wrongly (every value must be percent-encoded).")
 	}
 	req, dup := ParseAuthorizeRequest(query)
 	if dup != "" {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid sign-in request", Message: dup, Failure: "duplicate_parameter",
-			Fix: "Start the sign-in again from the application; if it keeps happening, the application builds its authorize URL wrongly."}
+		return fail(signin.DuplicateParameter, "%s", dup).page("Invalid sign-in request", 0).
+			withFix("Start the sign-in again from the application; if it keeps happening, the application builds its authorize URL wrongly.")
 	}
 	if req.ClientID == "" {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in request without client_id", Failure: "client_id_missing",
-			Message: "The request does not say which application is asking (client_id is missing).",
-			Fix:     "Administrators: set the application ID in Mattermost (System Console > Authentication > GitLab > Application ID, or MM_GITLABSETTINGS_ID)."}
+		return fail(signin.ClientIDMissing, "The request does not say which application is asking (client_id is missing).").
+			page("Sign-in request without client_id", 0).
+			withFix("Administrators: set the application ID in Mattermost (System Console > Authentication > GitLab > Application ID, or MM_GITLABSETTINGS_ID).")
 	}
 	if len(req.ClientID) > maxClientID {
-		return &PageError{Status: http.StatusBadRequest, Title: "Unknown application", Failure: "unknown_client",
-			Message: "The client_id is longer than any application ID.",
-			Fix:     "Administrators: copy the application ID from `ssobridge apps list` into Mattermost's GitLab settings."}
+		return fail(signin.UnknownClient, "The client_id is longer than any application ID.").page("Unknown application", 0).
+			withFix("Administrators: copy the application ID from `ssobridge apps list` into Mattermost's GitLab settings.")
 	}
 	app, err := s.store.GetApp(ctx, req.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Unknown application", Failure: "unknown_client",
-			Message: fmt.Sprintf("No application with client_id %q is registered at this bridge.", req.ClientID),
-			Fix:     "Administrators: run `ssobridge apps list` and copy the application's ID into Mattermost's GitLab settings (Application ID, MM_GITLABSETTINGS_ID), or register one with `ssobridge apps create`."}
+		return fail(signin.UnknownClient, "No application with client_id %q is registered at this bridge.", req.ClientID).page("Unknown application", 0).
+			withFix("Administrators: run `ssobridge apps list` and copy the application's ID into Mattermost's GitLab settings (Application ID, MM_GITLABSETTINGS_ID), or register one with `ssobridge apps create`.")
 	}
 	if err != nil {
 		return storeFailure("get application", err)
 	}
 	traceMeta(c, store.TraceMeta{ClientID: app.ID, App: app.Name})
 	if req.RedirectURI == "" {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in request without redirect_uri", Failure: "redirect_uri_missing",
-			Message: fmt.Sprintf("The request from %s does not say where to return (redirect_uri is missing).", app.Name),
-			Fix:     "Start the sign-in again from the application."}
+		return fail(signin.RedirectURIMissing, "The request from %s does not say where to return (redirect_uri is missing).", app.Name).
+			page("Sign-in request without redirect_uri", 0).withFix("Start the sign-in again from the application.")
 	}
 	if !matchAny(app.RedirectURIs, req.RedirectURI) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Redirect URI not registered", Failure: "redirect_uri_not_registered",
-			Message: fmt.Sprintf("The redirect_uri %q is not registered for the application %s: %s.",
-				truncate(req.RedirectURI, 300), app.Name, explainRedirectURI(app.RedirectURIs, req.RedirectURI)),
-			TraceDetail: "Registered: " + strings.Join(app.RedirectURIs, ", ") + ".",
-			Fix:         redirectFix(app)}
+		e := fail(signin.RedirectURINotRegistered, "The redirect_uri %q is not registered for the application %s: %s.",
+			truncate(req.RedirectURI, 300), app.Name, explainRedirectURI(app.RedirectURIs, req.RedirectURI)).
+			page("Redirect URI not registered", 0).withFix(redirectFix(app))
+		e.TraceDetail = "Registered: " + strings.Join(app.RedirectURIs, ", ") + "."
+		return e
 	}
 	// From here on the redirect URI is the client's own: errors go back to it.
-	fail := func(failure, code, format string, args ...any) *RedirectError {
-		return &RedirectError{RedirectURI: req.RedirectURI, State: req.State, Code: code, Description: fmt.Sprintf(format, args...), Failure: failure}
+	refuse := func(f *signin.Failure, format string, args ...any) *Error {
+		return fail(f, format, args...).toClient(req.RedirectURI, req.State)
 	}
 	switch {
 	case req.ResponseType == "":
-		return fail("response_type_unsupported", ErrInvalidRequest, "response_type is missing; use response_type=code")
+		return refuse(signin.ResponseTypeMissing, "response_type is missing; use response_type=code")
 	case req.ResponseType != "code":
-		return fail("response_type_unsupported", ErrUnsupportedResponseType, "response_type %q is not supported; use response_type=code", truncate(req.ResponseType, 40))
+		return refuse(signin.ResponseTypeUnsupported, "response_type %q is not supported; use response_type=code", truncate(req.ResponseType, 40))
 	case len(req.State) > maxState:
-		return fail("parameter_too_long", ErrInvalidRequest, "state is longer than %d bytes", maxState)
+		return refuse(signin.ParameterTooLong, "state is longer than %d bytes", maxState)
 	case len(req.Scope) > maxScope:
-		return fail("parameter_too_long", ErrInvalidScope, "scope is longer than %d bytes", maxScope)
+		return refuse(signin.ScopeTooLong, "scope is longer than %d bytes", maxScope)
 	case len(req.Nonce) > maxState:
-		return fail("parameter_too_long", ErrInvalidRequest, "nonce is longer than %d bytes", maxState)
+		return refuse(signin.ParameterTooLong, "nonce is longer than %d bytes", maxState)
 	}
 	granted, missing := grantScope(req.Scope, app.Scopes)
 	if len(missing) > 0 && slices.Contains(missing, "openid") && strings.HasSuffix(req.RedirectURI, "/gitlab/complete") {
-		e := fail("mattermost_scope_openid", ErrInvalidScope, "the application %s is not allowed the scope openid; clear Mattermost's GitLab Scope setting", app.Name)
-		e.Fix = "Clear Mattermost's GitLab Scope (System Console > Authentication > GitLab, MM_GITLABSETTINGS_SCOPE, gitlab.rb gitlab_scope): with openid in it Mattermost also switches to its OpenID provider."
-		return e
+		return refuse(signin.MattermostScopeOpenID, "the application %s is not allowed the scope openid; clear Mattermost's GitLab Scope setting", app.Name).
+			withFix("Clear Mattermost's GitLab Scope (System Console > Authentication > GitLab, MM_GITLABSETTINGS_SCOPE, gitlab.rb gitlab_scope): with openid in it Mattermost also switches to its OpenID provider.")
 	}
 	if len(missing) > 0 {
-		e := fail("scope_not_allowed", ErrInvalidScope, "the application %s is not allowed the scope %s (it has %s); leave Mattermost's GitLab Scope empty or set it to read_user",
-			app.Name, strings.Join(missing, " "), strings.Join(app.Scopes, " "))
-		e.Fix = fmt.Sprintf("Ask only for %s, or give the application the scope with `ssobridge apps update %s --scopes ...`.", strings.Join(app.Scopes, " "), app.ID)
-		return e
+		return refuse(signin.ScopeNotAllowed, "the application %s is not allowed the scope %s (it has %s); leave Mattermost's GitLab Scope empty or set it to read_user",
+			app.Name, strings.Join(missing, " "), strings.Join(app.Scopes, " ")).
+			withFix(fmt.Sprintf("Ask only for %s, or give the application the scope with `ssobridge apps update %s --scopes ...`.", strings.Join(app.Scopes, " "), app.ID))
 	}
 	if msg := checkChallenge(req, app); msg != "" {
-		return fail("pkce_challenge_invalid", ErrInvalidRequest, "%s", msg)
+		return refuse(signin.PKCEChallengeInvalid, "%s", msg)
 	}
 
 	verifier := oauth2.GenerateVerifier()
@@ -166,7 +162,7 @@ func (s *Server) authorize(c echo.Context) error {
 	s.metrics.loginsStarted.WithLabelValues(app.ID).Inc()
 	s.logger(ctx).Info("sign-in started", "client_id", app.ID, "app", app.Name)
 	s.stepOK(c, http.StatusFound, map[string]string{"redirect_uri": req.RedirectURI, "scope": pending.Scope, "state_sha256": hashPrefix(req.State)})
-	s.subStep(c, "upstream_authorize", store.PartBridge, store.PartGitLab, "302 to GitLab's /oauth/authorize (the bridge's client_id, state, PKCE S256)",
+	s.subStep(c, signin.StepUpstreamAuthorize, store.PartBridge, store.PartGitLab, "302 to GitLab's /oauth/authorize (the bridge's client_id, state, PKCE S256)",
 		time.Now(), http.StatusFound, nil, map[string]string{"gitlab": s.upstream.BaseURL()})
 	return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
 }

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -22,25 +22,34 @@ import (
 // exactly as it came.
 func (s *Server) callback(c echo.Context) error {
 	ctx := c.Request().Context()
-	s.beginStep(c, newTrace(), "callback", store.PartGitLab, store.PartBridge, "302 to /oauth/callback?code&state")
+	s.beginStep(c, newTrace(), signin.StepCallback, store.PartGitLab, store.PartBridge, "302 to /oauth/callback?code&state")
 	q, err := strictQuery(c)
 	if err != nil {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab", Failure: "malformed_query",
-			Message: "The address's query is not well formed (" + err.Error() + "), so its state and code cannot be read as sent.",
-			Fix:     "Start the sign-in again from Mattermost; if it keeps happening, a proxy between GitLab and the bridge rewrites the address."}
+		return &Error{
+			Failure:     signin.MalformedQuery,
+			Title:       "Invalid return from GitLab",
+			Description: "The address's query is not well formed (" + err.Error() + "), so its state and code cannot be read as sent.",
+			Fix:         "Start the sign-in again from Mattermost; if it keeps happening, a proxy between GitLab and the bridge rewrites the address.",
+		}
 	}
 	for _, k := range []string{"state", "code", "error"} {
 		if len(q[k]) > 1 {
-			return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab", Failure: "duplicate_parameter",
-				Message: fmt.Sprintf("The parameter %s is given %d times.", k, len(q[k])),
-				Fix:     "Start the sign-in again from Mattermost."}
+			return &Error{
+				Failure:     signin.DuplicateParameter,
+				Title:       "Invalid return from GitLab",
+				Description: fmt.Sprintf("The parameter %s is given %d times.", k, len(q[k])),
+				Fix:         "Start the sign-in again from Mattermost.",
+			}
 		}
 	}
 	state := q.Get("state")
 	if state == "" || len(state) > maxState {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab", Failure: "state_missing",
-			Message: "The request has no valid state, so the bridge cannot tell which sign-in it belongs to.",
-			Fix:     "Start the sign-in again from Mattermost. Do not bookmark or reload this page."}
+		return &Error{
+			Failure:     signin.StateMissing,
+			Title:       "Invalid return from GitLab",
+			Description: "The request has no valid state, so the bridge cannot tell which sign-in it belongs to.",
+			Fix:         "Start the sign-in again from Mattermost. Do not bookmark or reload this page.",
+		}
 	}
 	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(state), store.NewAttempt())
 	if taken, ok := errors.AsType[*store.TakenError](err); ok {
@@ -58,34 +67,47 @@ func (s *Server) callback(c echo.Context) error {
 	traceMeta(c, store.TraceMeta{ClientID: pending.ClientID})
 	if !s.fromSameBrowser(c, pending.Browser) {
 		// The parked request is spent: a link made by someone else works once at most, here.
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in started in another browser", Failure: "state_not_from_this_browser",
-			Message: "This return from GitLab belongs to a sign-in that was not started in this browser (the bridge's cookie is missing or different), so the bridge does not complete it: someone may have sent you a link to sign you in as them.",
-			Fix:     "Go back to the application and sign in again from this browser. If this happens every time, let the browser keep cookies from " + s.public.Host + " (the bridge sets one when a sign-in starts)."}
+		return &Error{
+			Failure:     signin.StateNotFromThisBrowser,
+			Title:       "Sign-in started in another browser",
+			Description: "This return from GitLab belongs to a sign-in that was not started in this browser (the bridge's cookie is missing or different), so the bridge does not complete it: someone may have sent you a link to sign you in as them.",
+			Fix:         "Go back to the application and sign in again from this browser. If this happens every time, let the browser keep cookies from " + s.public.Host + " (the bridge sets one when a sign-in starts).",
+		}
 	}
 
 	if upErr := q.Get("error"); upErr != "" {
-		if upErr == ErrAccessDenied {
+		if upErr == signin.AccessDenied {
 			// The person pressed Deny at GitLab: the client learns it as GitLab would tell it.
-			return &RedirectError{RedirectURI: pending.RedirectURI, State: pending.State, Code: ErrAccessDenied,
-				Description: "The resource owner denied the request at GitLab.", Failure: "denied_at_gitlab",
-				Fix: "The person pressed Deny at GitLab; nothing to change unless that was not meant."}
+			return &Error{
+				Failure:     signin.DeniedAtGitLab,
+				Description: "The resource owner denied the request at GitLab.",
+				Fix:         "The person pressed Deny at GitLab; nothing to change unless that was not meant.",
+				RedirectURI: pending.RedirectURI,
+				State:       pending.State,
+			}
 		}
 		desc := truncate(q.Get("error_description"), 300)
-		return &PageError{Status: http.StatusBadGateway, Title: "GitLab refused the sign-in", Failure: upstreamAuthorizeFailure(upErr),
-			Message: fmt.Sprintf("GitLab answered the bridge's authorization request with %q: %s", truncate(upErr, 60), desc),
-			Fix:     upstreamAuthorizeFix(upErr)}
+		// The code came through the browser and could be anything: it names a failure only when
+		// RFC 6749 defines it, and then the failure says what to change.
+		f := signin.UpstreamAuthorize(upErr)
+		return &Error{Failure: f, Title: "GitLab refused the sign-in",
+			Description: fmt.Sprintf("GitLab answered the bridge's authorization request with %q: %s", truncate(upErr, 60), desc),
+			Fix:         "Go back to Mattermost and sign in again. Administrators: " + f.Fix()}
 	}
 	code := q.Get("code")
 	if code == "" {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid return from GitLab", Failure: "upstream_code_missing",
-			Message: "GitLab sent the browser back without a code or an error.",
-			Fix:     "Go back to Mattermost and sign in again."}
+		return &Error{
+			Failure:     signin.UpstreamCodeMissing,
+			Title:       "Invalid return from GitLab",
+			Description: "GitLab sent the browser back without a code or an error.",
+			Fix:         "Go back to Mattermost and sign in again.",
+		}
 	}
 
 	s.stepOK(c, http.StatusOK, nil)
 	start := time.Now()
 	tok, err := s.upstream.Exchange(ctx, code, pending.UpstreamVerifier)
-	s.upstreamStep(c, "upstream_token", "POST /oauth/token (code, PKCE verifier)", start, err)
+	s.upstreamStep(c, signin.StepUpstreamToken, "POST /oauth/token (code, PKCE verifier)", start, err)
 	if err != nil {
 		return upstreamPage(err)
 	}
@@ -96,25 +118,27 @@ func (s *Server) callback(c echo.Context) error {
 	if problem != "" {
 		upstreamErr = nil // GitLab answered; what it answered is the bridge's step to refuse
 	}
-	s.upstreamStep(c, "upstream_user", "GET /api/v4/user", start, upstreamErr)
+	s.upstreamStep(c, signin.StepUpstreamUser, "GET /api/v4/user", start, upstreamErr)
 	if upstreamErr != nil {
 		return upstreamPage(err)
 	}
 	if user != nil {
 		traceMeta(c, store.TraceMeta{GitLabUserID: user.ID, Username: user.Username})
 	}
-	s.beginStep(c, currentTrace(c), "redirect_to_client", store.PartBridge, store.PartClient, "302 to redirect_uri?code&state")
+	s.beginStep(c, currentTrace(c), signin.StepRedirectToClient, store.PartBridge, store.PartClient, "302 to redirect_uri?code&state")
 	if problem == "" && user.State != "" && user.State != gitlabapi.StateActive {
-		return &PageError{Status: http.StatusForbidden, Title: "GitLab account not active", Failure: "user_not_active",
-			Message: fmt.Sprintf("Your GitLab account %s is %s, so it cannot sign in.", user.Username, user.State),
-			Fix:     "Ask a GitLab administrator to activate your account."}
+		return &Error{
+			Failure:     signin.UserNotActive,
+			Title:       "GitLab account not active",
+			Description: fmt.Sprintf("Your GitLab account %s is %s, so it cannot sign in.", user.Username, user.State),
+			Fix:         "Ask a GitLab administrator to activate your account.",
+		}
 	}
 	if problem == "" {
 		problem, fix = refusedByMattermost(user, nil)
 	}
 	if problem != "" {
-		return &PageError{Status: http.StatusBadGateway, Title: "GitLab returned an incomplete user", Failure: "user_incomplete",
-			Message: problem + ".", Fix: fix}
+		return &Error{Failure: signin.UserIncomplete, Title: "GitLab returned an incomplete user", Description: problem + ".", Fix: fix}
 	}
 
 	now := time.Now().UTC()
@@ -205,10 +229,8 @@ func (s *Server) fromSameBrowser(c echo.Context, want string) bool {
 // very return made a first time (a reload, the back button, a link sent again). The sign-in's
 // own trace keeps its outcome, and this one, a trace of its own, records the replay and names it.
 func (s *Server) replayedState(taken *store.TakenError) error {
-	return &PageError{Status: http.StatusBadRequest, Title: "Sign-in already used", Failure: "state_replayed",
-		Message: fmt.Sprintf("This return from GitLab was already used at %s by the sign-in %s (see its trace): a reload, the back button or a link sent again made it twice.",
-			taken.At.UTC().Format("15:04:05 UTC"), taken.TraceID),
-		Fix: "Go back to Mattermost: the sign-in went on at its first use, and signing in again is safe."}
+	return &Error{Failure: signin.StateReplayed, Title: "Sign-in already used", Description: fmt.Sprintf("This return from GitLab was already used at %s by the sign-in %s (see its trace): a reload, the back button or a link sent again made it twice.",
+		taken.At.UTC().Format("15:04:05 UTC"), taken.TraceID), Fix: "Go back to Mattermost: the sign-in went on at its first use, and signing in again is safe."}
 }
 
 // lostState explains a return from GitLab whose parked request the store does not hold. The
@@ -218,25 +240,32 @@ func (s *Server) replayedState(taken *store.TakenError) error {
 func (s *Server) lostState(c echo.Context, state string) error {
 	traceID, started, ok := s.readUpstreamState(state)
 	if !ok {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in unknown", Failure: "state_unknown",
-			Message: "This return from GitLab names no sign-in of this bridge: its state was altered, or made by a bridge with other keys (SSOBRIDGE_ENCRYPTION_KEY).",
-			Fix:     "Go back to Mattermost and sign in again. If it happens every time, every instance of the bridge needs the same SSOBRIDGE_ENCRYPTION_KEY."}
+		return &Error{
+			Failure:     signin.StateUnknown,
+			Title:       "Sign-in unknown",
+			Description: "This return from GitLab names no sign-in of this bridge: its state was altered, or made by a bridge with other keys (SSOBRIDGE_ENCRYPTION_KEY).",
+			Fix:         "Go back to Mattermost and sign in again. If it happens every time, every instance of the bridge needs the same SSOBRIDGE_ENCRYPTION_KEY.",
+		}
 	}
 	if traceID == "" {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in unknown", Failure: "state_unknown",
-			Message: "This return from GitLab belongs to a check of the bridge's configuration (a dry run of `ssobridge doctor`), which never starts a sign-in.",
-			Fix:     "Go back to Mattermost and sign in from there."}
+		return &Error{
+			Failure:     signin.StateUnknown,
+			Title:       "Sign-in unknown",
+			Description: "This return from GitLab belongs to a check of the bridge's configuration (a dry run of `ssobridge doctor`), which never starts a sign-in.",
+			Fix:         "Go back to Mattermost and sign in from there.",
+		}
 	}
 	s.useTrace(c, traceID)
 	if age := time.Since(started); age >= s.cfg.AuthorizationTTL {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired", Failure: "state_expired",
-			Message: fmt.Sprintf("This sign-in started %s ago, and the bridge waits %s for the return from GitLab.", age.Round(time.Second), s.cfg.AuthorizationTTL),
-			Fix:     "Go back to Mattermost and sign in again, without pausing at GitLab's sign-in."}
+		return &Error{
+			Failure:     signin.StateExpired,
+			Title:       "Sign-in expired",
+			Description: fmt.Sprintf("This sign-in started %s ago, and the bridge waits %s for the return from GitLab.", age.Round(time.Second), s.cfg.AuthorizationTTL),
+			Fix:         "Go back to Mattermost and sign in again, without pausing at GitLab's sign-in.",
+		}
 	}
-	return &PageError{Status: http.StatusServiceUnavailable, Title: "Sign-in lost by the bridge", Failure: "state_lost",
-		Message: fmt.Sprintf("This sign-in started %s ago and had %s left, but the bridge's store no longer holds it.",
-			time.Since(started).Round(time.Second), (s.cfg.AuthorizationTTL - time.Since(started)).Round(time.Second)),
-		Fix: "Go back to Mattermost and sign in again. Administrators: the store lost data it had acknowledged: Redis restarted without persistence, was emptied, or failed over to a replica that had not received the write (see deploy/REDIS.md)."}
+	return &Error{Failure: signin.StateLost, Title: "Sign-in lost by the bridge", Description: fmt.Sprintf("This sign-in started %s ago and had %s left, but the bridge's store no longer holds it.",
+		time.Since(started).Round(time.Second), (s.cfg.AuthorizationTTL - time.Since(started)).Round(time.Second)), Fix: "Go back to Mattermost and sign in again. Administrators: the store lost data it had acknowledged: Redis restarted without persistence, was emptied, or failed over to a replica that had not received the write (see deploy/REDIS.md)."}
 }
 
 // upstreamPage explains a failed upstream call to the person and the administrator.
@@ -255,27 +284,5 @@ func upstreamPage(err error) error {
 		status = http.StatusForbidden
 		title = "GitLab refused your account"
 	}
-	return &PageError{Status: status, Title: title, Message: ue.Error(), Fix: ue.Fix(), Cause: err, Failure: upstreamFailure(ue)}
-}
-
-// upstreamAuthorizeFailure names an error GitLab's authorize endpoint sent back: by its code
-// when RFC 6749 defines it, else upstream_authorize_error, as the code came through the browser
-// and could be anything.
-func upstreamAuthorizeFailure(code string) string {
-	if slices.Contains(upstreamAuthorizeCodes, code) {
-		return "upstream_authorize_" + code
-	}
-	return "upstream_authorize_error"
-}
-
-func upstreamAuthorizeFix(code string) string {
-	switch code {
-	case "invalid_scope":
-		return "Administrators: give the bridge's application at GitLab the read_user scope, or change SSOBRIDGE_GITLAB_SCOPES."
-	case "invalid_client", "unauthorized_client":
-		return "Administrators: check SSOBRIDGE_GITLAB_CLIENT_ID against the bridge's application at GitLab."
-	case "invalid_request":
-		return "Administrators: the bridge's callback URL must be registered at GitLab exactly as " + CallbackPath + " under SSOBRIDGE_PUBLIC_URL."
-	}
-	return "Go back to Mattermost and sign in again; administrators: check GitLab's log for this request."
+	return &Error{Failure: upstreamFailure(ue), Title: title, Status: status, Description: ue.Error(), Fix: ue.Fix(), Cause: err}
 }

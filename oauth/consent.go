@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -61,7 +62,7 @@ func (s *Server) askConsent(c echo.Context, app *store.Application, pending *sto
 		Action: consentPath, Key: key, Redirect: originOf(pending.RedirectURI)}); err != nil {
 		return err
 	}
-	s.beginStep(c, currentTrace(c), "consent", store.PartBridge, store.PartUser, "consent page: allow "+app.Name+"?")
+	s.beginStep(c, currentTrace(c), signin.StepConsent, store.PartBridge, store.PartUser, "consent page: allow "+app.Name+"?")
 	s.stepOK(c, http.StatusOK, map[string]string{"scope": sess.Scope})
 	h := c.Response().Header()
 	noStore(h)
@@ -73,29 +74,43 @@ func (s *Server) askConsent(c echo.Context, app *store.Application, pending *sto
 // consent takes the person's answer.
 func (s *Server) consent(c echo.Context) error {
 	ctx := c.Request().Context()
-	s.beginStep(c, newTrace(), "consent_answer", store.PartUser, store.PartBridge, "POST /oauth/consent")
+	s.beginStep(c, newTrace(), signin.StepConsentAnswer, store.PartUser, store.PartBridge, "POST /oauth/consent")
 	req := c.Request()
 	req.Body = http.MaxBytesReader(c.Response(), req.Body, maxFormBody)
 	if err := req.ParseForm(); err != nil {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid consent answer", Message: "The form could not be read.", Failure: "consent_answer_invalid",
-			Fix: "Go back to the application and sign in again."}
+		return &Error{
+			Failure:     signin.ConsentAnswerInvalid,
+			Title:       "Invalid consent answer",
+			Description: "The form could not be read.",
+			Fix:         "Go back to the application and sign in again.",
+		}
 	}
 	key, decision := req.PostForm.Get("consent"), req.PostForm.Get("decision")
 	if key == "" || (decision != "allow" && decision != "deny") {
-		return &PageError{Status: http.StatusBadRequest, Title: "Invalid consent answer", Failure: "consent_answer_invalid",
-			Message: "The answer does not say which request it is for, or whether you allow it.", Fix: "Go back to the application and sign in again."}
+		return &Error{
+			Failure:     signin.ConsentAnswerInvalid,
+			Title:       "Invalid consent answer",
+			Description: "The answer does not say which request it is for, or whether you allow it.",
+			Fix:         "Go back to the application and sign in again.",
+		}
 	}
 	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(key), store.NewAttempt())
 	if taken, ok := errors.AsType[*store.TakenError](err); ok {
 		s.useTrace(c, taken.TraceID)
-		return &PageError{Status: http.StatusBadRequest, Title: "Consent already answered", Failure: "consent_replayed",
-			Message: fmt.Sprintf("This consent page was answered already, at %s: the form was sent twice (a double click, a reload, the back button).", taken.At.UTC().Format("15:04:05 UTC")),
-			Fix:     "Go back to the application: the sign-in went on with the first answer, and signing in again is safe."}
+		return &Error{
+			Failure:     signin.ConsentReplayed,
+			Title:       "Consent already answered",
+			Description: fmt.Sprintf("This consent page was answered already, at %s: the form was sent twice (a double click, a reload, the back button).", taken.At.UTC().Format("15:04:05 UTC")),
+			Fix:         "Go back to the application: the sign-in went on with the first answer, and signing in again is safe.",
+		}
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Consent expired or already answered", Failure: "consent_unknown",
-			Message: fmt.Sprintf("This request was answered already, or waited longer than %s.", s.cfg.AuthorizationTTL),
-			Fix:     "Go back to the application and sign in again."}
+		return &Error{
+			Failure:     signin.ConsentUnknown,
+			Title:       "Consent expired or already answered",
+			Description: fmt.Sprintf("This request was answered already, or waited longer than %s.", s.cfg.AuthorizationTTL),
+			Fix:         "Go back to the application and sign in again.",
+		}
 	}
 	if err != nil {
 		return storeFailure("take authorization", err)
@@ -105,14 +120,22 @@ func (s *Server) consent(c echo.Context) error {
 	if pending.Browser == "" || !s.fromSameBrowser(c, pending.Browser) {
 		// The request is spent: whoever made this browser post it gains nothing by retrying.
 		_ = s.store.RevokeSession(ctx, pending.SessionID)
-		return &PageError{Status: http.StatusForbidden, Title: "Consent not accepted", Failure: "consent_not_from_this_browser",
-			Message: "This answer did not come from the page the bridge showed in this browser (cookies off, or a page on another site submitted it).",
-			Fix:     "Go back to the application and sign in again, and answer on the bridge's own page."}
+		return &Error{
+			Failure:     signin.ConsentNotFromThisBrowser,
+			Title:       "Consent not accepted",
+			Description: "This answer did not come from the page the bridge showed in this browser (cookies off, or a page on another site submitted it).",
+			Fix:         "Go back to the application and sign in again, and answer on the bridge's own page.",
+		}
 	}
 	sess, err := s.store.GetSession(ctx, pending.SessionID)
 	if errors.Is(err, store.ErrNotFound) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in expired", Message: "The sign-in this answer belongs to has ended.", Failure: "session_revoked",
-			Fix: "Go back to the application and sign in again."}
+		return &Error{
+			Failure:     signin.SessionRevoked,
+			Title:       "Sign-in expired",
+			Description: "The sign-in this answer belongs to has ended.",
+			Fix:         "Go back to the application and sign in again.",
+			Status:      http.StatusBadRequest,
+		}
 	}
 	if err != nil {
 		return storeFailure("get session", err)
@@ -120,9 +143,13 @@ func (s *Server) consent(c echo.Context) error {
 	if decision == "deny" {
 		_ = s.store.RevokeSession(ctx, sess.ID)
 		s.logger(ctx).Info("consent denied", "client_id", pending.ClientID, "gitlab_user_id", sess.GitLabUserID)
-		return &RedirectError{RedirectURI: pending.RedirectURI, State: pending.State, Code: ErrAccessDenied,
-			Description: "The resource owner denied the request.", Failure: "consent_denied",
-			Fix: "The person pressed Deny on the consent page; nothing to change unless that was not meant."}
+		return &Error{
+			Failure:     signin.ConsentDenied,
+			Description: "The resource owner denied the request.",
+			Fix:         "The person pressed Deny on the consent page; nothing to change unless that was not meant.",
+			RedirectURI: pending.RedirectURI,
+			State:       pending.State,
+		}
 	}
 	app, err := s.store.GetApp(ctx, pending.ClientID)
 	if err != nil {
@@ -143,7 +170,7 @@ func (s *Server) consent(c echo.Context) error {
 func (s *Server) issueCode(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session) error {
 	ctx := c.Request().Context()
 	value, code, err := s.mint.issueCode(ctx, app, pending, sess.ID)
-	s.beginStep(c, currentTrace(c), "redirect_to_client", store.PartBridge, store.PartClient, "302 to redirect_uri?code&state")
+	s.beginStep(c, currentTrace(c), signin.StepRedirectToClient, store.PartBridge, store.PartClient, "302 to redirect_uri?code&state")
 	if err != nil {
 		if isClientError(err) {
 			return s.appGone(store.ErrNotFound)
@@ -153,9 +180,13 @@ func (s *Server) issueCode(c echo.Context, app *store.Application, pending *stor
 	// The session is the family of every token of this sign-in, and lives as long as they may.
 	err = s.store.IssueCode(ctx, sess, s.cfg.RefreshTokenTTL, store.RefOf(value).Key, code)
 	if errors.Is(err, store.ErrRevoked) {
-		return &PageError{Status: http.StatusBadRequest, Title: "Sign-in revoked", Failure: "session_revoked",
-			Message: "The sign-in was revoked while it was under way (an administrator revoked the application's grants).",
-			Fix:     "Go back to the application and sign in again."}
+		return &Error{
+			Failure:     signin.SessionRevoked,
+			Title:       "Sign-in revoked",
+			Description: "The sign-in was revoked while it was under way (an administrator revoked the application's grants).",
+			Fix:         "Go back to the application and sign in again.",
+			Status:      http.StatusBadRequest,
+		}
 	}
 	if err != nil {
 		return storeFailure("issue code", err)
@@ -172,9 +203,12 @@ func (s *Server) appGone(err error) error {
 	if !errors.Is(err, store.ErrNotFound) {
 		return storeFailure("get application", err)
 	}
-	return &PageError{Status: http.StatusBadRequest, Title: "Application changed during sign-in", Failure: "client_removed_during_sign_in",
-		Message: "The application, or its redirect URI, was removed while you were signing in.",
-		Fix:     "Go back to the application and sign in again; administrators: check it with `ssobridge apps show`."}
+	return &Error{
+		Failure:     signin.ClientRemovedDuringSignIn,
+		Title:       "Application changed during sign-in",
+		Description: "The application, or its redirect URI, was removed while you were signing in.",
+		Fix:         "Go back to the application and sign in again; administrators: check it with `ssobridge apps show`.",
+	}
 }
 
 func originOf(rawURL string) string {

@@ -3,10 +3,13 @@
 // upstream GitLab through /oauth/callback, and issues codes and tokens of its own, so that a
 // client never holds a GitLab token.
 //
-// It is built on go-oauth2/oauth2/v4's manage.Manager, with every default that library gets
-// wrong replaced: redirect URIs are matched exactly (MatchRedirectURI), clients and redirect
-// URIs are checked before anything can redirect, client credentials are URL-decoded and compared
-// in constant time, codes are redeemed atomically, and errors carry the status GitLab gives them.
+// Codes and tokens are issued, and redemptions checked, by go-oauth2/oauth2/v4's manage.Manager,
+// from one file (gooauth2.go) and with every default that library gets wrong replaced: redirect
+// URIs are matched exactly (MatchRedirectURI), clients and redirect URIs are checked before
+// anything can redirect, client credentials are URL-decoded and compared in constant time. The
+// bridge keeps its records itself, in its own types (package store), where every code, refresh
+// token, state and consent form is taken exactly once. Every failure is one of the catalogue's
+// (package signin), answered by one function with the RFC 6749 code and status it defines.
 //
 // It must never redirect to a URI that is not registered, log a code, token or secret, or answer
 // a client's mistake with a 500.

@@ -1,235 +1,224 @@
 package oauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
-// RFC 6749 error codes the bridge uses.
-const (
-	ErrInvalidRequest          = "invalid_request"
-	ErrInvalidClient           = "invalid_client"
-	ErrInvalidGrant            = "invalid_grant"
-	ErrUnauthorizedClient      = "unauthorized_client"
-	ErrUnsupportedGrantType    = "unsupported_grant_type"
-	ErrUnsupportedResponseType = "unsupported_response_type"
-	ErrInvalidScope            = "invalid_scope"
-	ErrAccessDenied            = "access_denied"
-	ErrServerError             = "server_error"
-	ErrTemporarilyUnavailable  = "temporarily_unavailable"
-)
-
-// Error is an OAuth error answered as JSON at the token endpoint:
-// {"error": Code, "error_description": Description}.
+// Error is every failure the bridge answers: which failure of the catalogue (package signin) it
+// is, what was wrong in this request, and what to change. Handlers return it; handleError alone
+// turns it into an answer (see render) and records it in the sign-in's trace, and explain turns
+// any other error into one.
 type Error struct {
-	Code        string
+	Failure *signin.Failure
+	// Description says what was wrong, to whoever made the request: the error_description of an
+	// OAuth answer, the message of a page, the detail after the status of GitLab's message JSON.
 	Description string
-	Status      int
-	// Failure names the failure in the sign-in's trace, and Fix says there what to change;
-	// both are for administrators and never sent to the client.
-	Failure string
-	Fix     string
+	// Title is a page's heading; empty takes the status's text.
+	Title string
+	// Fix says what to change; empty takes the failure's. A page shows it as "What to do"; in an
+	// OAuth or /api answer it goes to the trace only.
+	Fix string
+	// TraceDetail follows Description in the trace only: what the administrator needs and the
+	// requester should not see (an application's registered redirect URIs, a store's error).
+	TraceDetail string
+	// RedirectURI and State, once the redirect URI is known to be the client's own, send the
+	// error back to the client as RFC 6749 §4.1.2.1 says.
+	RedirectURI, State string
+	// Status is the status of a page or an /api answer, when not the failure's.
+	Status int
+	// RetryAfter, in seconds, goes with a 503 the requester may try again after.
+	RetryAfter int
 	// Cause is logged, never sent.
 	Cause error
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Description }
+func (e *Error) Error() string {
+	msg := e.Failure.Name() + ": " + e.Description
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	}
+	return msg
+}
+
 func (e *Error) Unwrap() error { return e.Cause }
 
-// tokenError returns an Error with the status PROTOCOL.md gives its code: 401 for
-// invalid_client, 503 when the bridge cannot serve, 400 for everything a client got wrong.
-func tokenError(code, format string, args ...any) *Error {
-	status := http.StatusBadRequest
-	switch code {
-	case ErrInvalidClient:
-		status = http.StatusUnauthorized
-	case ErrTemporarilyUnavailable:
-		status = http.StatusServiceUnavailable
-	case ErrServerError:
-		status = http.StatusInternalServerError
+// fail makes the Error of failure f, with a description in fmt.Sprintf's form.
+func fail(f *signin.Failure, format string, args ...any) *Error {
+	return &Error{Failure: f, Description: fmt.Sprintf(format, args...)}
+}
+
+// withFix sets what to change, for the trace (and a page).
+func (e *Error) withFix(fix string) *Error {
+	e.Fix = fix
+	return e
+}
+
+// withCause sets the error behind the failure, for the log.
+func (e *Error) withCause(err error) *Error {
+	e.Cause = err
+	return e
+}
+
+// page makes the Error a page with a title and, unless 0, a status of its own.
+func (e *Error) page(title string, status int) *Error {
+	e.Title = title
+	if status != 0 {
+		e.Status = status
 	}
-	return &Error{Code: code, Description: fmt.Sprintf(format, args...), Status: status}
+	return e
 }
 
-// PageError is a failure shown to the person in the browser, on a page that says what went
-// wrong and what to do. It never redirects.
-type PageError struct {
-	Status  int
-	Title   string
-	Message string
-	Fix     string
-	// Failure names the failure in the sign-in's trace.
-	Failure string
-	// TraceDetail follows Message in the trace only: what the administrator needs and the
-	// public page should not show (an application's registered redirect URIs).
-	TraceDetail string
-	Cause       error
+// toClient sends the Error back to the client's redirect URI, with its state.
+func (e *Error) toClient(redirectURI, state string) *Error {
+	e.RedirectURI, e.State = redirectURI, state
+	return e
 }
 
-func (e *PageError) Error() string { return e.Title + ": " + e.Message }
-func (e *PageError) Unwrap() error { return e.Cause }
-
-// RedirectError sends an authorize error back to the client's redirect URI, which must already
-// have been checked against the client's registration.
-type RedirectError struct {
-	RedirectURI string
-	State       string
-	Code        string
-	Description string
-	// Failure and Fix are for the sign-in's trace.
-	Failure string
-	Fix     string
+// status is the HTTP status of a page or an /api answer of e.
+func (e *Error) status() int {
+	if e.Status != 0 {
+		return e.Status
+	}
+	return e.Failure.Status()
 }
 
-func (e *RedirectError) Error() string { return e.Code + ": " + e.Description }
-
-// APIError is an /api/v4 failure, answered in GitLab's shape {"message": "401 Unauthorized"}.
-type APIError struct {
-	Status int
-	// Detail follows the status text in the message, as GitLab writes "403 Forbidden - ...".
-	Detail string
-	// Failure and Fix are for the sign-in's trace.
-	Failure string
-	Fix     string
-	// Cause is logged, never sent.
-	Cause error
+// fix is what to change.
+func (e *Error) fix() string {
+	if e.Fix != "" {
+		return e.Fix
+	}
+	return e.Failure.Fix()
 }
 
-func (e *APIError) Error() string {
-	m := gitlabapi.StatusMessage(e.Status, e.Detail).Message
+// reason is what the trace says went wrong: the description, or, for an /api answer that has
+// none (GitLab's API answers a 401 with its bare status), the status and the cause.
+func (e *Error) reason() string {
+	if r := strings.TrimSpace(e.Description + " " + e.TraceDetail); r != "" {
+		return r
+	}
+	r := e.apiMessage()
 	if e.Cause != nil {
-		m += ": " + e.Cause.Error()
+		r += ": " + e.Cause.Error()
 	}
-	return m
-}
-func (e *APIError) Unwrap() error { return e.Cause }
-
-// storeFailure is what a client sees when the store (Redis) does not answer: the bridge
-// cannot serve, and says so, whatever the endpoint.
-func storeFailure(kind string, err error) error {
-	return &storeError{kind: kind, err: err}
+	return r
 }
 
-type storeError struct {
-	kind string
-	err  error
+// storeFailure is the answer when the store did not do what was asked (kind says what): the
+// bridge cannot serve, and says so, whatever the endpoint. A write the replicas did not
+// acknowledge is store_not_replicated; anything else, the outcome unknown, store_unavailable.
+func storeFailure(kind string, err error) *Error {
+	e := &Error{Failure: signin.StoreUnavailable, RetryAfter: retryAfterStore, Cause: err,
+		Description: "The bridge's store is not answering; try again shortly. Administrators: check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log.",
+		TraceDetail: "(" + kind + ": " + storeCause(err) + ")"}
+	if errors.Is(err, store.ErrNotReplicated) {
+		e.Failure = signin.StoreNotReplicated
+		e.Description = "The bridge's store did not confirm the write on its replicas in time, so the bridge does not report it done; try again shortly. Administrators: check the Redis replicas (SSOBRIDGE_REDIS_WAIT_REPLICAS) and the bridge's log."
+		e.TraceDetail = "(" + kind + ": " + err.Error() + ")"
+	}
+	return e
 }
 
-func (e *storeError) Error() string { return "store: " + e.kind + ": " + e.err.Error() }
-func (e *storeError) Unwrap() error { return e.err }
+// storeCause says why a store call failed: the request's deadline, or the store's own failure.
+func storeCause(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "it did not answer within the request's deadline (SSOBRIDGE_REQUEST_TIMEOUT), so the outcome is unknown and nothing is reported done"
+	case errors.Is(err, context.Canceled):
+		return "the client went away first"
+	}
+	return err.Error()
+}
 
-// handleError is Echo's HTTPErrorHandler: the one place where errors become responses.
+// explain is the Error of any error a handler returns: an Error as it is, a failed call to GitLab
+// as its failure, the router's refusals, and anything else as the bridge's own failure.
+func explain(err error, c echo.Context) *Error {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e
+	}
+	if ue, ok := errors.AsType[*gitlabapi.UpstreamError](err); ok {
+		return &Error{Failure: upstreamFailure(ue), Description: ue.Error(), Fix: ue.Fix(), Cause: err}
+	}
+	if he, ok := errors.AsType[*echo.HTTPError](err); ok {
+		req := c.Request()
+		switch he.Code {
+		case http.StatusMethodNotAllowed:
+			return &Error{Failure: signin.MethodNotAllowed, Status: he.Code, Description: req.Method + " is not allowed on " + req.URL.Path}
+		case http.StatusNotFound:
+			return &Error{Failure: signin.NotFound, Status: he.Code, Description: req.URL.Path + " is not an endpoint of this bridge"}
+		}
+		return &Error{Failure: signin.BadRequest, Status: he.Code, Description: fmt.Sprint(he.Message)}
+	}
+	return &Error{Failure: signin.Internal, Cause: err,
+		Description: "The bridge failed unexpectedly; administrators can find the cause in its log."}
+}
+
+// handleError is Echo's HTTPErrorHandler: the one place where errors become answers, and are
+// recorded in the sign-in's trace and counted.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	req := c.Request()
-	defer func() {
-		failure, reason, fix := describeFailure(err)
-		s.stepFailed(c, c.Response().Status, failure, reason, fix)
-		s.countFailure(c, failure)
-	}()
-	var (
-		oe   *Error
-		pe   *PageError
-		re   *RedirectError
-		ae   *APIError
-		se   *storeError
-		shed *overloadError
-		te   *timeoutError
-		he   *echo.HTTPError
-	)
-	switch {
-	case errors.As(err, &oe):
-		s.logFailure(c, oe.Status, oe.Code, oe.Description, oe.Cause)
-		writeTokenError(c, oe)
-	case errors.As(err, &pe):
-		s.logFailure(c, pe.Status, pe.Title, pe.Message, pe.Cause)
-		s.renderPage(c, pe)
-	case errors.As(err, &re):
-		s.logFailure(c, http.StatusFound, re.Code, re.Description, nil)
-		_ = c.Redirect(http.StatusFound, redirectWith(re.RedirectURI, url.Values{
-			"error": {re.Code}, "error_description": {re.Description}, "state": {re.State},
-		}))
-	case errors.As(err, &ae):
-		s.logFailure(c, ae.Status, "api", gitlabapi.StatusMessage(ae.Status, ae.Detail).Message, ae.Cause)
-		writeAPIError(c, ae)
-	case errors.As(err, &se):
-		s.metrics.storeErrors.Inc()
-		retryAfter(c, retryAfterStore)
-		if errors.Is(se.err, store.ErrNotReplicated) {
-			s.logFailure(c, http.StatusServiceUnavailable, "store_not_replicated", se.kind, se.err)
-			s.renderByEndpoint(c, http.StatusServiceUnavailable, ErrTemporarilyUnavailable,
-				"The bridge's store did not confirm the write on its replicas in time, so the bridge does not report it done; try again shortly. Administrators: check the Redis replicas (SSOBRIDGE_REDIS_WAIT_REPLICAS) and the bridge's log.")
-			break
-		}
-		s.logFailure(c, http.StatusServiceUnavailable, "store_unavailable", se.kind, se.err)
-		s.renderByEndpoint(c, http.StatusServiceUnavailable, ErrTemporarilyUnavailable,
-			"The bridge's store is not answering; try again shortly. Administrators: check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log.")
-	case errors.As(err, &shed):
-		retryAfter(c, retryAfterShed)
-		s.logFailure(c, http.StatusServiceUnavailable, "overloaded", shed.Error(), nil)
-		s.renderByEndpoint(c, http.StatusServiceUnavailable, ErrTemporarilyUnavailable,
-			"The bridge is answering as many requests as it may at once; try again in a second. Administrators: see ssobridge_requests_shed_total, and SSOBRIDGE_MAX_IN_FLIGHT.")
-	case errors.As(err, &te):
-		s.logFailure(c, http.StatusServiceUnavailable, "request_timeout", te.Error(), te.cause)
-		s.renderByEndpoint(c, http.StatusServiceUnavailable, ErrTemporarilyUnavailable,
-			"The bridge could not answer within "+te.after.String()+"; try again shortly. Administrators: the bridge's log says what it waited for (SSOBRIDGE_REQUEST_TIMEOUT).")
-	case errors.As(err, &he):
-		msg := fmt.Sprint(he.Message)
-		if he.Code == http.StatusMethodNotAllowed {
-			msg = req.Method + " is not allowed on " + req.URL.Path
-		} else if he.Code == http.StatusNotFound {
-			msg = req.URL.Path + " is not an endpoint of this bridge"
-		}
-		s.renderByEndpoint(c, he.Code, ErrInvalidRequest, msg)
-	default:
-		s.logFailure(c, http.StatusInternalServerError, "internal", "unexpected error", err)
-		s.renderByEndpoint(c, http.StatusInternalServerError, ErrServerError,
-			"The bridge failed unexpectedly; administrators can find the cause in its log.")
-	}
+	e := explain(err, c)
+	s.render(c, e)
+	s.stepFailed(c, c.Response().Status, e)
+	s.countFailure(c, e.Failure)
 }
 
-// renderByEndpoint answers in the shape the endpoint's callers read: OAuth JSON at the token,
-// revocation and introspection endpoints, GitLab's message JSON under /api, a page anywhere a browser goes.
-func (s *Server) renderByEndpoint(c echo.Context, status int, code, description string) {
-	path := c.Request().URL.Path
-	switch {
-	case path == "/oauth/token", path == "/oauth/revoke", path == "/oauth/introspect":
-		writeTokenError(c, &Error{Code: code, Description: description, Status: status})
-	case len(path) >= 5 && path[:5] == "/api/":
-		writeAPIError(c, &APIError{Status: status, Detail: description})
-	default:
-		s.renderPage(c, &PageError{Status: status, Title: http.StatusText(status), Message: description})
-	}
-}
+// tokenEndpoints answer with OAuth's JSON errors (RFC 6749 §5.2).
+var tokenEndpoints = []string{"/oauth/token", "/oauth/revoke", "/oauth/introspect"}
 
-func writeTokenError(c echo.Context, e *Error) {
+// render answers e in the shape its requester reads: a redirect to the client when it has a
+// redirect URI, OAuth JSON at the token, revocation and introspection endpoints, GitLab's
+// message JSON under /api, and a page anywhere a browser goes.
+func (s *Server) render(c echo.Context, e *Error) {
 	h := c.Response().Header()
 	noStore(h)
-	if e.Code == ErrInvalidClient {
-		// RFC 6749 §5.2: a 401 names the scheme the client may authenticate with.
-		h.Set("WWW-Authenticate", `Basic realm="ssobridge", error="invalid_client"`)
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
-	_ = c.JSON(e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
-}
-
-func writeAPIError(c echo.Context, e *APIError) {
-	noStore(c.Response().Header())
-	if e.Status == http.StatusUnauthorized {
-		// GitLab's API answers every authentication failure with the bare status message.
-		_ = c.JSON(e.Status, gitlabapi.StatusMessage(e.Status, ""))
-		return
+	path := c.Request().URL.Path
+	switch {
+	case e.RedirectURI != "":
+		s.logFailure(c, http.StatusFound, e)
+		_ = c.Redirect(http.StatusFound, redirectWith(e.RedirectURI, url.Values{
+			"error": {e.Failure.Code()}, "error_description": {e.Description}, "state": {e.State},
+		}))
+	case slices.Contains(tokenEndpoints, path):
+		status := signin.CodeStatus(e.Failure.Code())
+		if e.Status != 0 {
+			status = e.Status // the router's own refusals: 404, 405
+		}
+		s.logFailure(c, status, e)
+		if e.Failure.Code() == signin.InvalidClient {
+			// RFC 6749 §5.2: a 401 names the scheme the client may authenticate with.
+			h.Set("WWW-Authenticate", `Basic realm="ssobridge", error="invalid_client"`)
+		}
+		_ = c.JSON(status, map[string]string{"error": e.Failure.Code(), "error_description": e.Description})
+	case strings.HasPrefix(path, "/api/"):
+		status := e.status()
+		s.logFailure(c, status, e)
+		detail := e.Description
+		if status == http.StatusUnauthorized {
+			detail = "" // GitLab's API answers every authentication failure with the bare status message
+		}
+		_ = c.JSON(status, gitlabapi.StatusMessage(status, detail))
+	default:
+		s.logFailure(c, e.status(), e)
+		s.renderPage(c, e)
 	}
-	_ = c.JSON(e.Status, gitlabapi.StatusMessage(e.Status, e.Detail))
 }
 
 func noStore(h http.Header) {
@@ -237,11 +226,14 @@ func noStore(h http.Header) {
 	h.Set("Pragma", "no-cache")
 }
 
-func (s *Server) logFailure(c echo.Context, status int, code, description string, cause error) {
+func (s *Server) logFailure(c echo.Context, status int, e *Error) {
 	attrs := []any{"method", c.Request().Method, "path", c.Request().URL.Path, "status", status,
-		"error", code, "description", description}
-	if cause != nil {
-		attrs = append(attrs, "cause", cause.Error())
+		"failure", e.Failure.Name(), "description", e.Description}
+	if e.TraceDetail != "" {
+		attrs = append(attrs, "detail", e.TraceDetail)
+	}
+	if e.Cause != nil {
+		attrs = append(attrs, "cause", e.Cause.Error())
 	}
 	log := s.logger(c.Request().Context())
 	if status >= 500 {
@@ -255,16 +247,47 @@ func (s *Server) logFailure(c echo.Context, status int, code, description string
 // ssobridge_logins_failed_total.
 var signInEndpoints = []string{"/oauth/authorize", CallbackPath, consentPath, "/oauth/token", "/api/v4/user"}
 
-// countFailure counts a failed request of a sign-in under the name its trace gives the failure:
-// that of the step that failed (a call to GitLab within a callback fails before its request does),
-// else failure, the name of the error the handler returned. The name is one of failureNames, so
-// the metric has the trace's vocabulary and a bounded number of series.
-func (s *Server) countFailure(c echo.Context, failure string) {
+// countFailure counts a failed request of a sign-in under the failure its trace names: that of
+// the step that failed (a call to GitLab within a callback fails before its request does), else
+// f, the failure of the error the handler returned. The metric's label takes the catalogue's
+// names alone, so it means in Prometheus what it means in the trace, with a bounded number of
+// series.
+func (s *Server) countFailure(c echo.Context, f *signin.Failure) {
 	if !slices.Contains(signInEndpoints, c.Path()) {
 		return
 	}
-	if ref, ok := c.Get(traceKey).(*traceRef); ok && ref.failure != "" {
-		failure = ref.failure
+	if ref, ok := c.Get(traceKey).(*traceRef); ok && ref.failure != nil {
+		f = ref.failure
 	}
-	s.metrics.loginsFailed.WithLabelValues(c.Path(), knownFailure(failure)).Inc()
+	s.metrics.loginsFailed.WithLabelValues(c.Path(), f.Name()).Inc()
+}
+
+// upstreamFailure names a failed call to GitLab. GitLab's error codes name a failure only when
+// they are among those RFC 6749 defines, so that the failure is in the catalogue whatever GitLab,
+// or a proxy in front of it, answers.
+func upstreamFailure(ue *gitlabapi.UpstreamError) *signin.Failure {
+	switch {
+	case ue.Code != "":
+		if f := signin.UpstreamToken(ue.Code); f != nil {
+			return f
+		}
+		return signin.UpstreamRejected
+	case ue.Call == gitlabapi.CallUser && ue.Status == http.StatusForbidden:
+		return signin.UpstreamUserRefused
+	case ue.Status == http.StatusUnauthorized:
+		return signin.UpstreamTokenRejected
+	}
+	switch ue.Kind {
+	case gitlabapi.KindUnreachable:
+		return signin.UpstreamUnreachable
+	case gitlabapi.KindTimeout:
+		return signin.UpstreamTimeout
+	case gitlabapi.KindTLS:
+		return signin.UpstreamTLS
+	case gitlabapi.KindBadResponse:
+		return signin.UpstreamBadResponse
+	case gitlabapi.KindCanceled:
+		return signin.UpstreamCanceled
+	}
+	return signin.UpstreamRejected
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -239,17 +238,4 @@ func mapsEqual(a, b map[string]float64) bool {
 		}
 	}
 	return true
-}
-
-// The README lists every failure a trace can name, and so every reason of the metric.
-func TestREADMENamesEveryFailure(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range oauth.FailureNames() {
-		if !strings.Contains(string(readme), "`"+name+"`") {
-			t.Errorf("README.md does not name the failure %s", name)
-		}
-	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/go-oauth2/oauth2/v4/manage"
 	"github.com/go-oauth2/oauth2/v4/models"
 
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -147,17 +148,17 @@ func pairOf(ti oauth2.TokenInfo) *issued {
 func explainRedemption(err error) error {
 	switch {
 	case errors.Is(err, oerrors.ErrInvalidCodeChallenge):
-		return named(tokenError(ErrInvalidGrant, "code_verifier does not match the code_challenge of the authorization request"), "pkce_verifier_wrong", "")
+		return fail(signin.PKCEVerifierWrong, "code_verifier does not match the code_challenge of the authorization request")
 	case errors.Is(err, oerrors.ErrMissingCodeVerifier):
-		return named(tokenError(ErrInvalidRequest, "code_verifier is missing; the authorization request had a code_challenge"), "pkce_verifier_missing", "")
+		return fail(signin.PKCEVerifierMissing, "code_verifier is missing; the authorization request had a code_challenge")
 	case errors.Is(err, oerrors.ErrInvalidRedirectURI):
 		// The application's redirect URIs changed while the person signed in.
-		return named(tokenError(ErrInvalidGrant, "redirect_uri is not registered for this application"), "redirect_uri_not_registered",
-			"The application's redirect URIs changed during the sign-in (`ssobridge apps update`): the person must sign in again.")
+		return fail(signin.RedirectURINotRegistered, "redirect_uri is not registered for this application").
+			withFix("The application's redirect URIs changed during the sign-in (`ssobridge apps update`): the person must sign in again.")
 	case errors.Is(err, oerrors.ErrInvalidClient):
-		return named(invalidClient(), "unknown_client", "")
+		return invalidClient(signin.UnknownClient, "")
 	case errors.Is(err, oerrors.ErrInvalidAuthorizeCode):
-		return named(tokenError(ErrInvalidGrant, "the code is unknown or expired; sign in again"), "code_unknown", "")
+		return fail(signin.CodeUnknown, "the code is unknown or expired; sign in again")
 	}
 	return err
 }
@@ -217,7 +218,7 @@ func (o oneClient) GetByID(_ context.Context, id string) (oauth2.ClientInfo, err
 	return o.info(), nil
 }
 
-func (o oneClient) info() clientInfo { return clientInfo{o.app} }
+func (o oneClient) info() clientInfo { return clientInfo(o) }
 
 // clientInfo is an application as go-oauth2 sees it. GetSecret is always empty: the secret is
 // not stored, and go-oauth2 checks it through VerifyPassword, in constant time.

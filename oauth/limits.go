@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -44,29 +45,17 @@ func (s *Server) withDeadline() echo.MiddlewareFunc {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				return err
 			}
-			var (
-				se *storeError
-				ue *gitlabapi.UpstreamError
-				oe *Error
-				pe *PageError
-				ae *APIError
-			)
-			if errors.As(err, &se) || errors.As(err, &ue) || errors.As(err, &oe) || errors.As(err, &pe) || errors.As(err, &ae) {
+			if _, ok := errors.AsType[*Error](err); ok {
+				return err // the store, or a call to GitLab, that the deadline cut short: said so already
+			}
+			if _, ok := errors.AsType[*gitlabapi.UpstreamError](err); ok {
 				return err
 			}
-			return &timeoutError{after: s.cfg.RequestTimeout, cause: err}
+			return &Error{Failure: signin.RequestTimeout, Cause: err, RetryAfter: retryAfterStore,
+				Description: "The bridge could not answer within " + s.cfg.RequestTimeout.String() + "; try again shortly. Administrators: the bridge's log says what it waited for (SSOBRIDGE_REQUEST_TIMEOUT)."}
 		},
 	})
 }
-
-// timeoutError is a request that ran out of its deadline in the bridge itself.
-type timeoutError struct {
-	after time.Duration
-	cause error
-}
-
-func (e *timeoutError) Error() string { return "the request took longer than " + e.after.String() }
-func (e *timeoutError) Unwrap() error { return e.cause }
 
 // inFlight bounds the requests answered at once (Config.MaxInFlight). The health probes are not
 // counted: an overloaded bridge must still say it is alive.
@@ -88,21 +77,11 @@ func (s *Server) shed(next echo.HandlerFunc) echo.HandlerFunc {
 		default:
 		}
 		s.metrics.shed.WithLabelValues(endpointLabel(c)).Inc()
-		s.beginStep(c, newTrace(), "request", store.PartClient, store.PartBridge, c.Request().Method+" "+c.Request().URL.Path)
-		return &overloadError{max: cap(s.inFlight)}
+		s.beginStep(c, newTrace(), signin.StepRequest, store.PartClient, store.PartBridge, c.Request().Method+" "+c.Request().URL.Path)
+		return &Error{Failure: signin.Overloaded, RetryAfter: retryAfterShed,
+			Description: "The bridge is answering as many requests as it may at once; try again in a second. Administrators: see ssobridge_requests_shed_total, and SSOBRIDGE_MAX_IN_FLIGHT.",
+			TraceDetail: "(" + strconv.Itoa(cap(s.inFlight)) + " requests were already in flight)"}
 	}
-}
-
-// overloadError is a request shed because too many were in flight.
-type overloadError struct{ max int }
-
-func (e *overloadError) Error() string {
-	return strconv.Itoa(e.max) + " requests were already in flight"
-}
-
-// retryAfter sets Retry-After on a 503 the client may try again after.
-func retryAfter(c echo.Context, seconds int) {
-	c.Response().Header().Set("Retry-After", strconv.Itoa(seconds))
 }
 
 // endpointLabel is the endpoint a request is counted under.

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ssobridge/ssobridge/oauth/oidc"
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -200,7 +201,7 @@ func (s *Server) userinfo(c echo.Context) error {
 	if !hasScope(ti.Scope, "openid") {
 		// RFC 6750 §3.1: a token that lacks the scope is a 403 saying which.
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="ssobridge", error="insufficient_scope", scope="openid"`)
-		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include openid", Failure: "token_scope_insufficient"}
+		return &Error{Failure: signin.TokenScopeInsufficient, Description: "the token's scope does not include openid"}
 	}
 	body, err := s.upstreamUser(ctx, sess)
 	if err != nil {

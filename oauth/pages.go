@@ -34,19 +34,25 @@ type pageData struct {
 	TraceID    string
 }
 
-func (s *Server) renderPage(c echo.Context, pe *PageError) {
+// renderPage shows e to the person in the browser: a page that says what went wrong and what to
+// do, with the trace's id. It never redirects.
+func (s *Server) renderPage(c echo.Context, e *Error) {
+	status := e.status()
+	title := e.Title
+	if title == "" {
+		title = http.StatusText(status)
+	}
 	var buf bytes.Buffer
 	err := pageTemplate.Execute(&buf, pageData{
-		Status: pe.Status, StatusText: http.StatusText(pe.Status),
-		Title: pe.Title, Message: pe.Message, Fix: pe.Fix, TraceID: currentTrace(c),
+		Status: status, StatusText: http.StatusText(status),
+		Title: title, Message: e.Description, Fix: e.Fix, TraceID: currentTrace(c),
 	})
 	if err != nil {
 		s.logger(c.Request().Context()).Error("rendering error page", "cause", err.Error())
-		_ = c.String(http.StatusInternalServerError, pe.Title+": "+pe.Message)
+		_ = c.String(http.StatusInternalServerError, title+": "+e.Description)
 		return
 	}
-	noStore(c.Response().Header())
-	_ = c.HTMLBlob(pe.Status, buf.Bytes())
+	_ = c.HTMLBlob(status, buf.Bytes())
 }
 
 // home tells whoever opens the bridge's root what it is.

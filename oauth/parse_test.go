@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/ssobridge/ssobridge/oauth/signin"
 )
 
 func mustParse(t *testing.T, raw string) *url.URL {
@@ -54,40 +56,40 @@ func TestParseTokenRequest(t *testing.T) {
 		name, code string
 		req        *http.Request
 	}{
-		{"credentials both in Basic and in the body are refused", ErrInvalidRequest, tokenRequest("client_secret=b", basic("a", "b"))},
-		{"a body client_id that differs from Basic is refused", ErrInvalidRequest, tokenRequest("client_id=z", basic("a", "b"))},
-		{"Basic that is not base64 is refused", ErrInvalidClient, tokenRequest("", "Basic !!!")},
-		{"Basic without a colon is refused", ErrInvalidClient, tokenRequest("", "Basic "+base64.StdEncoding.EncodeToString([]byte("abc")))},
-		{"Basic with a bad percent-escape is refused", ErrInvalidClient, tokenRequest("", basic("a", "%zz"))},
-		{"a Bearer header is refused", ErrInvalidClient, tokenRequest("", "Bearer x")},
-		{"a parameter given twice is refused", ErrInvalidRequest, tokenRequest("code=a&code=b", "")},
-		{"a body that is not a form is refused", ErrInvalidRequest, func() *http.Request {
+		{"credentials both in Basic and in the body are refused", signin.InvalidRequest, tokenRequest("client_secret=b", basic("a", "b"))},
+		{"a body client_id that differs from Basic is refused", signin.InvalidRequest, tokenRequest("client_id=z", basic("a", "b"))},
+		{"Basic that is not base64 is refused", signin.InvalidClient, tokenRequest("", "Basic !!!")},
+		{"Basic without a colon is refused", signin.InvalidClient, tokenRequest("", "Basic "+base64.StdEncoding.EncodeToString([]byte("abc")))},
+		{"Basic with a bad percent-escape is refused", signin.InvalidClient, tokenRequest("", basic("a", "%zz"))},
+		{"a Bearer header is refused", signin.InvalidClient, tokenRequest("", "Bearer x")},
+		{"a parameter given twice is refused", signin.InvalidRequest, tokenRequest("code=a&code=b", "")},
+		{"a body that is not a form is refused", signin.InvalidRequest, func() *http.Request {
 			r := tokenRequest(`{"code":"a"}`, "")
 			r.Header.Set("Content-Type", "application/json")
 			return r
 		}()},
-		{"an oversized body is refused", ErrInvalidRequest, tokenRequest("code="+strings.Repeat("a", maxFormBody), "")},
-		{"a secret in the URL query is refused", ErrInvalidRequest, func() *http.Request {
+		{"an oversized body is refused", signin.InvalidRequest, tokenRequest("code="+strings.Repeat("a", maxFormBody), "")},
+		{"a secret in the URL query is refused", signin.InvalidRequest, func() *http.Request {
 			r := tokenRequest("", "")
 			r.URL.RawQuery = "client_secret=b"
 			return r
 		}()},
-		{"a code in the URL query is refused", ErrInvalidRequest, func() *http.Request {
+		{"a code in the URL query is refused", signin.InvalidRequest, func() *http.Request {
 			r := tokenRequest("", "")
 			r.URL.RawQuery = "code=c"
 			return r
 		}()},
-		{"a secret after a ';' in the URL query, which URL.Query drops, is refused", ErrInvalidRequest, func() *http.Request {
+		{"a secret after a ';' in the URL query, which URL.Query drops, is refused", signin.InvalidRequest, func() *http.Request {
 			r := tokenRequest("", "")
 			r.URL.RawQuery = "x=1;client_secret=b"
 			return r
 		}()},
-		{"a secret beside a malformed escape in the URL query, which URL.Query drops, is refused", ErrInvalidRequest, func() *http.Request {
+		{"a secret beside a malformed escape in the URL query, which URL.Query drops, is refused", signin.InvalidRequest, func() *http.Request {
 			r := tokenRequest("", "")
 			r.URL.RawQuery = "client_secret=b%zz"
 			return r
 		}()},
-		{"a credential name percent-encoded in the URL query is refused", ErrInvalidRequest, func() *http.Request {
+		{"a credential name percent-encoded in the URL query is refused", signin.InvalidRequest, func() *http.Request {
 			r := tokenRequest("", "")
 			r.URL.RawQuery = "client%5Fsecret=b"
 			return r
@@ -96,7 +98,7 @@ func TestParseTokenRequest(t *testing.T) {
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseTokenRequest(tt.req)
-			if err == nil || err.Code != tt.code {
+			if err == nil || err.Failure.Code() != tt.code {
 				t.Fatalf("got %v, want %s", err, tt.code)
 			}
 			if err.Description == "" {
@@ -117,8 +119,9 @@ func FuzzParseTokenRequest(f *testing.F) {
 		r.URL.RawQuery = query
 		tr, err := ParseTokenRequest(r)
 		if err != nil {
-			if err.Status != http.StatusBadRequest && err.Status != http.StatusUnauthorized {
-				t.Fatalf("status %d for a client's mistake", err.Status)
+			// As the token endpoint answers it: the status of its RFC 6749 code.
+			if st := signin.CodeStatus(err.Failure.Code()); st != http.StatusBadRequest && st != http.StatusUnauthorized {
+				t.Fatalf("status %d for a client's mistake", st)
 			}
 			if err.Description == "" {
 				t.Fatal("an error without a description")

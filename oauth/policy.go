@@ -3,10 +3,10 @@ package oauth
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -97,6 +97,5 @@ func (s *Server) admit(app *store.Application, session *store.Session, body []by
 	if reason == "" {
 		return nil
 	}
-	return &PageError{Status: http.StatusForbidden, Title: "Not allowed to sign in to " + app.Name,
-		Message: reason, Fix: fix, Failure: "user_not_allowed"}
+	return &Error{Failure: signin.UserNotAllowed, Title: "Not allowed to sign in to " + app.Name, Description: reason, Fix: fix}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -19,11 +20,11 @@ func (s *Server) bearerSession(c echo.Context) (*store.TokenPair, *store.Session
 	ctx := c.Request().Context()
 	access := bearerToken(c.Request())
 	if access == "" {
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("no access token"), Failure: "token_missing"}
+		return nil, nil, &Error{Failure: signin.TokenMissing, Cause: errors.New("no access token")}
 	}
 	found, err := s.store.GetAccess(ctx, store.RefOf(access))
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("access token unknown"), Failure: "token_unknown"}
+		return nil, nil, &Error{Failure: signin.TokenUnknown, Cause: errors.New("access token unknown")}
 	}
 	if err != nil {
 		// The store did not answer: the token may be good, and a 401 would end the person's
@@ -32,7 +33,7 @@ func (s *Server) bearerSession(c echo.Context) (*store.TokenPair, *store.Session
 	}
 	s.useTrace(c, found.TraceID)
 	if found.Session == nil || found.Pair == nil {
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's sign-in was revoked or has expired"), Failure: "session_revoked"}
+		return nil, nil, &Error{Failure: signin.SessionRevoked, Cause: errors.New("the token's sign-in was revoked or has expired")}
 	}
 	p, sess := found.Pair, found.Session
 	if now := time.Now(); now.After(p.AccessExpiresAt) {
@@ -41,16 +42,23 @@ func (s *Server) bearerSession(c echo.Context) (*store.TokenPair, *store.Session
 		// message.
 		detail := fmt.Sprintf("the access token expired at %s, %s ago (it lived %s)", p.AccessExpiresAt.UTC().Format(time.RFC3339),
 			now.Sub(p.AccessExpiresAt).Round(time.Second), p.AccessExpiresAt.Sub(p.IssuedAt).Round(time.Second))
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Detail: detail, Cause: errors.New("access token expired"), Failure: "token_expired",
-			Fix: "The client used an access token after it expired (SSOBRIDGE_ACCESS_TOKEN_TTL): it must refresh it or sign the person in again. Mattermost reads the user right after the token exchange, so for Mattermost check that its clock and the bridge's agree."}
+		return nil, nil, &Error{
+			Failure:     signin.TokenExpired,
+			Description: detail,
+			Fix:         "The client used an access token after it expired (SSOBRIDGE_ACCESS_TOKEN_TTL): it must refresh it or sign the person in again. Mattermost reads the user right after the token exchange, so for Mattermost check that its clock and the bridge's agree.",
+			Cause:       errors.New("access token expired"),
+		}
 	}
 	// A deleted application's tokens end with it, whatever is left of its sign-ins (ssobridge
 	// apps delete revokes them too, but a store that lost the revocation half-way must not keep
 	// them working). Applications are cached (SSOBRIDGE_APP_CACHE_TTL), so this costs no round
 	// trip on most requests.
 	if _, err := s.store.GetApp(ctx, sess.ClientID); errors.Is(err, store.ErrNotFound) {
-		return nil, nil, &APIError{Status: http.StatusUnauthorized, Cause: errors.New("the token's application was deleted"), Failure: "application_deleted",
-			Fix: "The application this token was issued to was deleted (`ssobridge apps delete`); its tokens ended with it."}
+		return nil, nil, &Error{
+			Failure: signin.ApplicationDeleted,
+			Fix:     "The application this token was issued to was deleted (`ssobridge apps delete`); its tokens ended with it.",
+			Cause:   errors.New("the token's application was deleted"),
+		}
 	} else if err != nil {
 		return nil, nil, storeFailure("get application", err)
 	}
@@ -111,7 +119,7 @@ func (s *Server) tokenQuestion(c echo.Context, purpose string) (*tokenQuestion, 
 		return nil, perr
 	}
 	if tr.Token == "" {
-		return nil, named(tokenError(ErrInvalidRequest, "token is missing; send the access or refresh token to %s", purpose), "token_missing", "")
+		return nil, fail(signin.TokenMissing, "token is missing; send the access or refresh token to %s", purpose)
 	}
 	app, err := s.authenticateClient(c, tr)
 	if err != nil {
@@ -135,7 +143,7 @@ func (s *Server) revoke(c echo.Context) error {
 		if p.ClientID != app.ID {
 			// RFC 7009 §2.2.1 answers with a §5.2 error, so 400 as for every such code (Doorkeeper
 			// says 403); the token stays valid for the client it belongs to.
-			return named(tokenError(ErrUnauthorizedClient, "the token was issued to another client; a client may revoke only its own tokens"), "token_other_client", "")
+			return fail(signin.TokenOtherClient, "the token was issued to another client; a client may revoke only its own tokens")
 		}
 		ctx := c.Request().Context()
 		if isRefresh {
@@ -198,8 +206,8 @@ func (s *Server) introspect(c echo.Context) error {
 
 // unauthorized reports whether err is bearerSession's refusal of the token (not a store failure).
 func unauthorized(err error) bool {
-	var ae *APIError
-	return errors.As(err, &ae) && ae.Status == http.StatusUnauthorized
+	e, ok := errors.AsType[*Error](err)
+	return ok && e.status() == http.StatusUnauthorized
 }
 
 // invalidToken answers a refused bearer token as Doorkeeper does at its OAuth endpoints (token

@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -165,8 +166,8 @@ func New(cfg Config) (*Server, error) {
 	s.inFlight = make(inFlight, cfg.MaxInFlight)
 	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, delay: cfg.TraceBatchDelay, log: cfg.Logger,
 		dropped: cfg.Metrics.traceDropped, failed: cfg.Metrics.traceFailed}
-	s.stalls = newStallWatch(cfg, s.traces.Flush, func(endpoint, failure string) {
-		cfg.Metrics.loginsFailed.WithLabelValues(endpoint, knownFailure(failure)).Inc()
+	s.stalls = newStallWatch(cfg, s.traces.Flush, func(endpoint string, failure *signin.Failure) {
+		cfg.Metrics.loginsFailed.WithLabelValues(endpoint, failure.Name()).Inc()
 	})
 	s.mint = mint{codeTTL: cfg.CodeTTL, accessTTL: cfg.AccessTokenTTL, refreshTTL: cfg.RefreshTokenTTL}
 	s.echo = s.routes()

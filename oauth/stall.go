@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/traceview"
 )
@@ -26,7 +27,7 @@ type stallWatch struct {
 	after, grace, tick time.Duration
 	traces             store.TraceStore
 	flush              func(context.Context) // writes this instance's pending steps
-	count              func(endpoint, failure string)
+	count              func(endpoint string, failure *signin.Failure)
 	log                *slog.Logger
 
 	mu      sync.Mutex
@@ -51,7 +52,7 @@ var stallEndpoint = map[string]string{
 	traceview.FailureClientNeverFetchedUser:  "/api/v4/user",
 }
 
-func newStallWatch(cfg Config, flush func(context.Context), count func(endpoint, failure string)) *stallWatch {
+func newStallWatch(cfg Config, flush func(context.Context), count func(endpoint string, failure *signin.Failure)) *stallWatch {
 	return &stallWatch{
 		after: cfg.StallAfter,
 		// A step is written within the trace writer's delay after its request; four of them
@@ -129,7 +130,9 @@ func (w *stallWatch) check(due map[string]string) {
 			continue
 		}
 		if v := traceview.Explain(tr, time.Now(), w.after); v.Outcome == traceview.OutcomeStalled && v.Failure == failure {
-			w.count(stallEndpoint[failure], failure)
+			if f, ok := signin.Lookup(failure); ok {
+				w.count(stallEndpoint[failure], f)
+			}
 		}
 	}
 }

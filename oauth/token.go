@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -45,32 +46,32 @@ func ParseTokenRequest(r *http.Request) (*TokenRequest, *Error) {
 	// would slip past the check, and carry a credential into access logs all the same.
 	query, err := parseQueryStrictly(r.URL.RawQuery)
 	if err != nil {
-		return nil, named(tokenError(ErrInvalidRequest, "the URL's query is not well formed (%s); send every parameter in the form body, and no query", err), "malformed_query", "")
+		return nil, fail(signin.MalformedQuery, "the URL's query is not well formed (%s); send every parameter in the form body, and no query", err)
 	}
 	for _, k := range credentialParams {
 		if query.Has(k) {
-			return nil, named(tokenError(ErrInvalidRequest, "%s was sent in the URL query; send it in the form body, where it is not logged", k), "credentials_in_query", "")
+			return nil, fail(signin.CredentialsInQuery, "%s was sent in the URL query; send it in the form body, where it is not logged", k)
 		}
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, named(tokenError(ErrInvalidRequest, "the body must be a form: Content-Type application/x-www-form-urlencoded"), "malformed_request", "")
+		return nil, fail(signin.MalformedRequest, "the body must be a form: Content-Type application/x-www-form-urlencoded")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxFormBody))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			return nil, named(tokenError(ErrInvalidRequest, "the body is larger than %d KiB", maxFormBody>>10), "malformed_request", "")
+			return nil, fail(signin.MalformedRequest, "the body is larger than %d KiB", maxFormBody>>10)
 		}
-		return nil, named(tokenError(ErrInvalidRequest, "the body could not be read"), "malformed_request", "")
+		return nil, fail(signin.MalformedRequest, "the body could not be read")
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return nil, named(tokenError(ErrInvalidRequest, "the body is not valid form encoding"), "malformed_request", "")
+		return nil, fail(signin.MalformedRequest, "the body is not valid form encoding")
 	}
 	for k, vs := range form {
 		if len(vs) > 1 {
-			return nil, named(tokenError(ErrInvalidRequest, "the parameter %s is given %d times; give it once", truncate(k, 40), len(vs)), "duplicate_parameter", "")
+			return nil, fail(signin.DuplicateParameter, "the parameter %s is given %d times; give it once", truncate(k, 40), len(vs))
 		}
 	}
 	tr := &TokenRequest{
@@ -91,10 +92,10 @@ func ParseTokenRequest(r *http.Request) (*TokenRequest, *Error) {
 			return nil, e
 		}
 		if tr.ClientSecret != "" {
-			return nil, named(tokenError(ErrInvalidRequest, "client credentials were sent both in the Authorization header and in the body; use one way only"), "client_auth_ambiguous", "")
+			return nil, fail(signin.ClientAuthAmbiguous, "client credentials were sent both in the Authorization header and in the body; use one way only")
 		}
 		if tr.ClientID != "" && tr.ClientID != id {
-			return nil, named(tokenError(ErrInvalidRequest, "client_id in the body differs from the one in the Authorization header"), "client_auth_ambiguous", "")
+			return nil, fail(signin.ClientAuthAmbiguous, "client_id in the body differs from the one in the Authorization header")
 		}
 		tr.ClientID, tr.ClientSecret, tr.BasicAuth = id, secret, true
 	}
@@ -104,21 +105,21 @@ func ParseTokenRequest(r *http.Request) (*TokenRequest, *Error) {
 func parseBasic(header string) (id, secret string, e *Error) {
 	scheme, value, _ := strings.Cut(header, " ")
 	if !strings.EqualFold(scheme, "Basic") {
-		return "", "", named(tokenError(ErrInvalidClient, "the Authorization header uses %q; the token endpoint takes HTTP Basic client credentials or client_id and client_secret in the body", truncate(scheme, 20)), "client_auth_malformed", "")
+		return "", "", fail(signin.ClientAuthMalformed, "the Authorization header uses %q; the token endpoint takes HTTP Basic client credentials or client_id and client_secret in the body", truncate(scheme, 20))
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(value))
 	if err != nil {
-		return "", "", named(tokenError(ErrInvalidClient, "the Basic credentials are not valid base64"), "client_auth_malformed", "")
+		return "", "", fail(signin.ClientAuthMalformed, "the Basic credentials are not valid base64")
 	}
 	rawID, rawSecret, ok := strings.Cut(string(raw), ":")
 	if !ok {
-		return "", "", named(tokenError(ErrInvalidClient, "the Basic credentials have no colon between client_id and secret"), "client_auth_malformed", "")
+		return "", "", fail(signin.ClientAuthMalformed, "the Basic credentials have no colon between client_id and secret")
 	}
 	if id, err = url.QueryUnescape(rawID); err == nil {
 		secret, err = url.QueryUnescape(rawSecret)
 	}
 	if err != nil {
-		return "", "", named(tokenError(ErrInvalidClient, "the Basic credentials are not form-urlencoded as RFC 6749 §2.3.1 requires"), "client_auth_malformed", "")
+		return "", "", fail(signin.ClientAuthMalformed, "the Basic credentials are not form-urlencoded as RFC 6749 §2.3.1 requires")
 	}
 	return id, secret, nil
 }
@@ -136,20 +137,20 @@ type tokenResponse struct {
 }
 
 func (s *Server) token(c echo.Context) error {
-	s.beginStep(c, "", "token", store.PartClient, store.PartBridge, "POST /oauth/token")
+	s.beginStep(c, "", signin.StepToken, store.PartClient, store.PartBridge, "POST /oauth/token")
 	tr, perr := ParseTokenRequest(c.Request())
 	if perr != nil {
 		return perr
 	}
 	switch tr.GrantType {
 	case "":
-		return named(tokenError(ErrInvalidRequest, "grant_type is missing; use grant_type=authorization_code or refresh_token"), "grant_type_unsupported", "")
+		return fail(signin.GrantTypeMissing, "grant_type is missing; use grant_type=authorization_code or refresh_token")
 	case "authorization_code":
 		return s.redeemCode(c, tr)
 	case "refresh_token":
 		return s.refresh(c, tr)
 	}
-	return named(tokenError(ErrUnsupportedGrantType, "grant_type %q is not supported; use authorization_code or refresh_token", truncate(tr.GrantType, 40)), "grant_type_unsupported", "")
+	return fail(signin.GrantTypeUnsupported, "grant_type %q is not supported; use authorization_code or refresh_token", truncate(tr.GrantType, 40))
 }
 
 // redeemCode is the authorization_code grant. The bridge takes the code itself (through the
@@ -164,9 +165,9 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 		if tr.RedirectURI == "" {
 			return missingRedirectURI()
 		}
-		return named(tokenError(ErrInvalidRequest, "code is missing; send the code the authorization returned to redirect_uri"), "code_missing", "")
+		return fail(signin.CodeMissing, "code is missing; send the code the authorization returned to redirect_uri")
 	}
-	s.beginStep(c, "", "token", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=authorization_code, code, client credentials)")
+	s.beginStep(c, "", signin.StepToken, store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=authorization_code, code, client credentials)")
 	ctx := c.Request().Context()
 	ref := store.RefOf(tr.Code)
 	app, terr := s.authenticateClient(c, tr)
@@ -201,14 +202,14 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 		return s.replayedCode(c, used)
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return named(tokenError(ErrInvalidGrant, "the code is unknown or expired: codes expire after %s; sign in again", s.cfg.CodeTTL), "code_unknown", "")
+		return fail(signin.CodeUnknown, "the code is unknown or expired: codes expire after %s; sign in again", s.cfg.CodeTTL)
 	}
 	if errors.Is(err, store.ErrRevoked) {
 		if peek, err := s.store.PeekCode(ctx, ref); err == nil {
 			s.useTrace(c, peek.TraceID)
 		}
-		return named(tokenError(ErrInvalidGrant, "the sign-in this code belongs to was revoked; sign in again"), "session_revoked",
-			"An administrator revoked the application's grants, or a token of this sign-in was reused, before the client redeemed its code.")
+		return fail(signin.SessionRevoked, "the sign-in this code belongs to was revoked; sign in again").
+			withFix("An administrator revoked the application's grants, or a token of this sign-in was reused, before the client redeemed its code.")
 	}
 	if err != nil {
 		// The take's outcome is unknown: whether it ran or not, it is this request's own, and a
@@ -218,8 +219,8 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	s.useTrace(c, taken.TraceID)
 	if taken.Session == nil {
 		// Revoked between the read and the take, in the same step: nothing to burn.
-		return named(tokenError(ErrInvalidGrant, "the sign-in this code belongs to was revoked; sign in again"), "session_revoked",
-			"An administrator revoked the application's grants, or a token of this sign-in was reused, before the client redeemed its code.")
+		return fail(signin.SessionRevoked, "the sign-in this code belongs to was revoked; sign in again").
+			withFix("An administrator revoked the application's grants, or a token of this sign-in was reused, before the client redeemed its code.")
 	}
 	if e := checkCode(taken.Code, app, tr); e != nil {
 		return s.burnCode(c, ref, attempt, e)
@@ -239,8 +240,8 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 			"revoked": "the code was presented again while it was being redeemed (see the step that refused it): these tokens were revoked as they were issued"})
 		return s.writeToken(c, tok, sess, true)
 	case errors.Is(err, store.ErrRevoked):
-		return named(tokenError(ErrInvalidGrant, "the sign-in this code belongs to was revoked; sign in again"), "session_revoked",
-			"An administrator revoked the application's grants while this sign-in's code was being redeemed.")
+		return fail(signin.SessionRevoked, "the sign-in this code belongs to was revoked; sign in again").
+			withFix("An administrator revoked the application's grants while this sign-in's code was being redeemed.")
 	case err != nil:
 		// The tokens may or may not be stored: the client is not given them either way, and if it
 		// tries again, the code is found taken by this request.
@@ -256,8 +257,8 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 // missingRedirectURI is the answer to a code redemption without redirect_uri, which GitLab gives
 // before any other.
 func missingRedirectURI() *Error {
-	return named(tokenError(ErrInvalidRequest, "redirect_uri is missing; send the redirect_uri of the authorization request"), "redirect_uri_missing",
-		"The client's token request has no redirect_uri: it must send the one of its authorize request (Mattermost always does; check that nothing between it and the bridge rewrites the request's body).")
+	return fail(signin.RedirectURIMissing, "redirect_uri is missing; send the redirect_uri of the authorization request").
+		withFix("The client's token request has no redirect_uri: it must send the one of its authorize request (Mattermost always does; check that nothing between it and the bridge rewrites the request's body).")
 }
 
 // checkCode checks a code the request has taken, in GitLab's order after the code is found: not
@@ -266,31 +267,30 @@ func missingRedirectURI() *Error {
 func checkCode(code *store.Code, app *store.Application, tr *TokenRequest) *Error {
 	switch {
 	case time.Now().After(code.ExpiresAt):
-		return named(tokenError(ErrInvalidGrant, "the code has expired (codes expire after %s); sign in again", code.ExpiresAt.Sub(code.IssuedAt).Round(time.Second)), "code_expired",
-			"The client redeemed the code too late: check that Mattermost reaches the bridge's token endpoint quickly and that the clocks agree.")
+		return fail(signin.CodeExpired, "the code has expired (codes expire after %s); sign in again", code.ExpiresAt.Sub(code.IssuedAt).Round(time.Second)).
+			withFix("The client redeemed the code too late: check that Mattermost reaches the bridge's token endpoint quickly and that the clocks agree.")
 	case code.ClientID != app.ID:
-		return named(tokenError(ErrInvalidGrant, "the code was issued to another client; it is now revoked"), "code_other_client",
-			"Another client presented this sign-in's code: two applications share redirect URIs, or the code leaked.")
+		return fail(signin.CodeOtherClient, "the code was issued to another client; it is now revoked").
+			withFix("Another client presented this sign-in's code: two applications share redirect URIs, or the code leaked.")
 	case tr.RedirectURI == "":
 		return missingRedirectURI()
 	case code.RedirectURI != "" && code.RedirectURI != tr.RedirectURI:
-		return named(tokenError(ErrInvalidGrant, "redirect_uri does not match the one of the authorization request; send the same redirect_uri (Mattermost's Site URL + /signup/gitlab/complete)"),
-			"redirect_uri_mismatch", "The client's token request names another redirect_uri than its authorize request: Mattermost's Site URL changed during the sign-in, or two Mattermost servers share the application.")
+		return fail(signin.RedirectURIMismatch, "redirect_uri does not match the one of the authorization request; send the same redirect_uri (Mattermost's Site URL + /signup/gitlab/complete)").
+			withFix("The client's token request names another redirect_uri than its authorize request: Mattermost's Site URL changed during the sign-in, or two Mattermost servers share the application.")
 	case tr.CodeVerifier == "" && (code.CodeChallenge != "" || !app.Confidential):
 		if code.CodeChallenge == "" {
-			return named(tokenError(ErrInvalidRequest, "the application %s is public and must prove itself with PKCE: send code_verifier", app.Name), "pkce_verifier_missing", "")
+			return fail(signin.PKCEVerifierMissing, "the application %s is public and must prove itself with PKCE: send code_verifier", app.Name)
 		}
-		return named(tokenError(ErrInvalidRequest, "code_verifier is missing; the authorization request had a code_challenge"), "pkce_verifier_missing", "")
+		return fail(signin.PKCEVerifierMissing, "code_verifier is missing; the authorization request had a code_challenge")
 	case tr.CodeVerifier != "" && code.CodeChallenge == "":
-		return named(tokenError(ErrInvalidGrant, "code_verifier was sent but the authorization request had no code_challenge"), "pkce_unexpected_verifier", "")
+		return fail(signin.PKCEUnexpectedVerifier, "code_verifier was sent but the authorization request had no code_challenge")
 	case tr.CodeVerifier != "" && !pkceValue(tr.CodeVerifier):
 		// One whose hash is the challenge would pass the manager's comparison, but a verifier
 		// outside RFC 7636's form is too weak to prove anything. invalid_grant, as for a wrong
 		// verifier: RFC 7636 §4.6 fails the verifier check so, and Doorkeeper (GitLab) and
 		// fosite answer every failure of that check with it.
-		return named(tokenError(ErrInvalidGrant, "code_verifier must be 43 to 128 characters of A-Z, a-z, 0-9 and -._~ (RFC 7636 §4.1); this one has %d characters%s",
-			utf8.RuneCountInString(tr.CodeVerifier), outsideUnreserved(tr.CodeVerifier)), "pkce_verifier_malformed",
-			"The client makes its PKCE code_verifier wrongly: RFC 7636 §4.1 asks for 43 to 128 unreserved characters, such as 32 random bytes in base64url without padding.")
+		return fail(signin.PKCEVerifierMalformed, "code_verifier must be 43 to 128 characters of A-Z, a-z, 0-9 and -._~ (RFC 7636 §4.1); this one has %d characters%s", utf8.RuneCountInString(tr.CodeVerifier), outsideUnreserved(tr.CodeVerifier)).
+			withFix("The client makes its PKCE code_verifier wrongly: RFC 7636 §4.1 asks for 43 to 128 unreserved characters, such as 32 random bytes in base64url without padding.")
 	}
 	return nil
 }
@@ -309,12 +309,11 @@ func outsideUnreserved(v string) string {
 // trace.
 func (s *Server) burnCode(c echo.Context, ref store.Ref, attempt string, refusal error) error {
 	ctx := c.Request().Context()
-	failure := "store_unavailable"
-	var e *Error
-	if errors.As(refusal, &e) {
-		failure = cmp.Or(e.Failure, e.Code)
+	failure := signin.StoreUnavailable
+	if e, ok := errors.AsType[*Error](refusal); ok {
+		failure = e.Failure
 	}
-	if err := s.store.RefuseCode(ctx, ref, attempt, failure, currentTrace(c)); err != nil {
+	if err := s.store.RefuseCode(ctx, ref, attempt, failure.Name(), currentTrace(c)); err != nil {
 		s.logger(ctx).Warn("recording why a code was refused failed; its sign-in may not be revoked", "cause", err.Error())
 	}
 	return refusal
@@ -330,12 +329,11 @@ func (s *Server) replayedCode(c echo.Context, used *store.UsedError) error {
 	if m.State == store.MarkRefused {
 		s.useTrace(c, cmp.Or(m.RefusalTrace, used.TraceID))
 		s.logger(ctx).Info("code presented again after a refused redemption spent it", "session", used.SessionID, "refusal", m.Refusal)
-		return named(tokenError(ErrInvalidGrant, "the code was already spent by an earlier token request, which was refused because %s, so no token was issued from it; codes are single use: sign in again", refusalCause(m.Refusal)),
-			"code_burned", fmt.Sprintf("An earlier token request with this code was refused (%s), which spends the code without issuing any token; nothing was revoked. Fix what made that request fail (its step in this trace says what), then the person signs in again.", m.Refusal))
+		return fail(signin.CodeBurned, "the code was already spent by an earlier token request, which was refused because %s, so no token was issued from it; codes are single use: sign in again", refusalCause(m.Refusal)).
+			withFix(fmt.Sprintf("An earlier token request with this code was refused (%s), which spends the code without issuing any token; nothing was revoked. Fix what made that request fail (its step in this trace says what), then the person signs in again.", m.Refusal))
 	}
 	s.useTrace(c, used.TraceID)
-	e := tokenError(ErrInvalidGrant, "the code was already used: codes are single use, and the tokens issued from it are now revoked; sign in again")
-	e.Failure = "code_replayed"
+	e := fail(signin.CodeReplayed, "the code was already used: codes are single use, and the tokens issued from it are now revoked; sign in again")
 	switch m.State {
 	case store.MarkTaken:
 		s.logger(ctx).Warn("code presented while an earlier request still redeems it, or after one that did not complete; no token issued from it will work", "session", used.SessionID)
@@ -383,14 +381,14 @@ func refusalCause(failure string) string {
 // family (RFC 6819 §5.2.2.3, OAuth 2.0 Security BCP §4.14).
 func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if tr.RefreshToken == "" {
-		return named(tokenError(ErrInvalidRequest, "refresh_token is missing"), "refresh_token_missing", "")
+		return fail(signin.RefreshTokenMissing, "refresh_token is missing")
 	}
 	app, terr := s.authenticateClient(c, tr)
 	if terr != nil {
 		return terr
 	}
 	ctx := c.Request().Context()
-	s.beginStep(c, "", "refresh", store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=refresh_token)")
+	s.beginStep(c, "", signin.StepRefresh, store.PartClient, store.PartBridge, "POST /oauth/token (grant_type=refresh_token)")
 	ref := store.RefOf(tr.RefreshToken)
 	attempt := store.NewAttempt()
 	// Everything that can refuse the request is checked before the token is taken, so that a
@@ -405,7 +403,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	}
 	s.useTrace(c, seen.TraceID)
 	if seen.Session == nil || seen.Pair == nil {
-		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked or has expired; sign in again"), "session_revoked", "")
+		return fail(signin.SessionRevoked, "the sign-in this refresh token belongs to was revoked or has expired; sign in again")
 	}
 	sess := seen.Session
 	traceMeta(c, store.TraceMeta{ClientID: sess.ClientID, GitLabUserID: sess.GitLabUserID, Username: sess.Username})
@@ -418,34 +416,35 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if err == nil {
 		if reason, fix := checkPolicy(app, PolicyUser{Username: sess.Username, External: app.DenyExternal && isExternal(body), Groups: sess.Groups}); reason != "" {
 			_ = s.store.RevokeSession(ctx, sess.ID)
-			return named(tokenError(ErrInvalidGrant, "%s; sign in again", reason), "user_not_allowed", fix)
+			return fail(signin.UserNotAllowed, "%s; sign in again", reason).withFix(fix)
 		}
 	}
 	if err != nil {
-		var ae *APIError
-		if !errors.As(err, &ae) {
+		ue, ok := errors.AsType[*Error](err)
+		if !ok {
 			return err
 		}
-		if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
+		if st := ue.status(); st == http.StatusUnauthorized || st == http.StatusForbidden {
 			_ = s.store.RevokeSession(ctx, sess.ID)
-			return named(tokenError(ErrInvalidGrant, "GitLab no longer accepts this person (%s); sign in again", gitlabapiMessage(ae)), ae.Failure, ae.Fix)
+			return fail(ue.Failure, "GitLab no longer accepts this person (%s); sign in again", ue.apiMessage()).withFix(ue.fix()).withCause(err)
 		}
-		e := named(tokenError(ErrTemporarilyUnavailable, "the bridge could not ask GitLab whether this person may still sign in (%s); try again shortly, the refresh token stays valid", gitlabapiMessage(ae)), ae.Failure, ae.Fix)
-		e.Cause = err
-		return e
+		// The failure's code (temporarily_unavailable, for GitLab's own trouble) tells the client
+		// to try again.
+		return fail(ue.Failure, "the bridge could not ask GitLab whether this person may still sign in (%s); try again shortly, the refresh token stays valid",
+			ue.apiMessage()).withFix(ue.fix()).withCause(err)
 	}
 	taken, err := s.store.TakeRefresh(ctx, ref, attempt)
 	if used, ok := errors.AsType[*store.UsedError](err); ok {
 		return s.reusedRefresh(c, used) // another request took it while this one checked
 	}
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRevoked) {
-		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked or has expired; sign in again"), "session_revoked", "")
+		return fail(signin.SessionRevoked, "the sign-in this refresh token belongs to was revoked or has expired; sign in again")
 	}
 	if err != nil {
 		return storeFailure("take refresh token", err)
 	}
 	if taken.Session == nil {
-		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked; sign in again"), "session_revoked", "")
+		return fail(signin.SessionRevoked, "the sign-in this refresh token belongs to was revoked; sign in again")
 	}
 	scope := taken.Pair.Scope
 	if tr.Scope != "" {
@@ -465,8 +464,8 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 			"revoked": "the refresh token was presented again while it was being redeemed (see the step that refused it): these tokens were revoked as they were issued"})
 		return s.writeToken(c, tok, taken.Session, false)
 	case errors.Is(err, store.ErrRevoked):
-		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked; sign in again"), "session_revoked",
-			"An administrator revoked the application's grants, or a token of this sign-in was reused, while the refresh was under way.")
+		return fail(signin.SessionRevoked, "the sign-in this refresh token belongs to was revoked; sign in again").
+			withFix("An administrator revoked the application's grants, or a token of this sign-in was reused, while the refresh was under way.")
 	case err != nil:
 		return storeFailure("save tokens", err)
 	}
@@ -483,27 +482,26 @@ func (s *Server) takeUnknownRefresh(c echo.Context, ref store.Ref, attempt strin
 		return s.reusedRefresh(c, used)
 	}
 	if errors.Is(err, store.ErrRevoked) {
-		return named(tokenError(ErrInvalidGrant, "the sign-in this refresh token belongs to was revoked or has expired; sign in again"), "session_revoked", "")
+		return fail(signin.SessionRevoked, "the sign-in this refresh token belongs to was revoked or has expired; sign in again")
 	}
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return storeFailure("take refresh token", err)
 	}
 	// Not found, or (it appeared since it was read) taken: either way this request is refused.
-	return named(tokenError(ErrInvalidGrant, "the refresh token is unknown, expired or revoked; sign in again"), "refresh_token_unknown", "")
+	return fail(signin.RefreshTokenUnknown, "the refresh token is unknown, expired or revoked; sign in again")
 }
 
 // checkRefresh refuses a refresh token of another client, an expired one, or a scope wider than
 // it was granted.
 func checkRefresh(p *store.TokenPair, app *store.Application, tr *TokenRequest) *Error {
 	if p.ClientID != app.ID {
-		return named(tokenError(ErrInvalidGrant, "the refresh token was issued to another client"), "refresh_token_other_client", "")
+		return fail(signin.RefreshTokenOtherClient, "the refresh token was issued to another client")
 	}
 	if !p.RefreshExpiresAt.IsZero() && time.Now().After(p.RefreshExpiresAt) {
-		return named(tokenError(ErrInvalidGrant, "the refresh token is unknown, expired or revoked; sign in again"), "refresh_token_unknown", "")
+		return fail(signin.RefreshTokenUnknown, "the refresh token is unknown, expired or revoked; sign in again")
 	}
 	if _, wider := grantScope(tr.Scope, ParseScope(p.Scope)); len(wider) > 0 {
-		return named(tokenError(ErrInvalidScope, "the refresh token does not cover the scope %s; a refresh may only keep or narrow the scope (%s)",
-			strings.Join(wider, " "), p.Scope), "scope_widened", "")
+		return fail(signin.ScopeWidened, "the refresh token does not cover the scope %s; a refresh may only keep or narrow the scope (%s)", strings.Join(wider, " "), p.Scope)
 	}
 	return nil
 }
@@ -514,8 +512,8 @@ func (s *Server) reusedRefresh(c echo.Context, used *store.UsedError) error {
 	ctx := c.Request().Context()
 	s.useTrace(c, used.TraceID)
 	s.logger(ctx).Warn("refresh token presented twice; its family is revoked", "session", used.SessionID)
-	return named(tokenError(ErrInvalidGrant, "the refresh token was already used: refresh tokens are single use, so every token of this sign-in is now revoked; sign in again"), "refresh_token_replayed",
-		"A refresh token was presented twice: the client retried, or someone else holds a copy of it. The person must sign in again.")
+	return fail(signin.RefreshTokenReplayed, "the refresh token was already used: refresh tokens are single use, so every token of this sign-in is now revoked; sign in again").
+		withFix("A refresh token was presented twice: the client retried, or someone else holds a copy of it. The person must sign in again.")
 }
 
 // writeToken answers a token request in GitLab's shape, with an ID token when the scope has
@@ -542,41 +540,36 @@ func (s *Server) writeToken(c echo.Context, tok *issued, sess *store.Session, wi
 }
 
 // invalidClient is one answer for an unknown client and a wrong secret, so that the answer does
-// not tell which client_ids exist.
-func invalidClient() *Error {
-	return tokenError(ErrInvalidClient, "client authentication failed: the client_id is unknown or the secret is wrong; check Mattermost's GitLab Application ID and Secret against `ssobridge apps show`")
-}
-
-// named gives an error its failure name and fix for the sign-in's trace.
-func named(e *Error, failure, fix string) *Error {
-	e.Failure, e.Fix = failure, fix
-	return e
+// not tell which client_ids exist: the failure, and the fix, are for the trace.
+func invalidClient(f *signin.Failure, fix string) *Error {
+	return fail(f, "client authentication failed: the client_id is unknown or the secret is wrong; check Mattermost's GitLab Application ID and Secret against `ssobridge apps show`").
+		withFix(fix)
 }
 
 func (s *Server) authenticateClient(c echo.Context, tr *TokenRequest) (*store.Application, error) {
 	if tr.ClientID == "" {
-		return nil, named(tokenError(ErrInvalidClient, "no client authentication: send client_id and client_secret in the body, or HTTP Basic credentials"), "client_auth_missing", "")
+		return nil, fail(signin.ClientAuthMissing, "no client authentication: send client_id and client_secret in the body, or HTTP Basic credentials")
 	}
 	if len(tr.ClientID) > maxClientID {
-		return nil, named(invalidClient(), "unknown_client", "The client_id is longer than any application ID: copy the ID from `ssobridge apps list` into the client.")
+		return nil, invalidClient(signin.UnknownClient, "The client_id is longer than any application ID: copy the ID from `ssobridge apps list` into the client.")
 	}
 	app, err := s.store.GetApp(c.Request().Context(), tr.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
 		// Spend the time a hash comparison would, so that timing does not tell either.
 		store.VerifySecret(store.HashSecret("unknown client"), tr.ClientSecret)
-		return nil, named(invalidClient(), "unknown_client", fmt.Sprintf("No application has the client_id %q: copy the ID from `ssobridge apps list` into the client (Mattermost: GitLab Application ID).", truncate(tr.ClientID, 80)))
+		return nil, invalidClient(signin.UnknownClient, fmt.Sprintf("No application has the client_id %q: copy the ID from `ssobridge apps list` into the client (Mattermost: GitLab Application ID).", truncate(tr.ClientID, 80)))
 	}
 	if err != nil {
 		return nil, storeFailure("get application", err)
 	}
 	if app.Confidential {
 		if !store.VerifySecret(app.SecretHash, tr.ClientSecret) {
-			return nil, named(invalidClient(), "wrong_client_secret", fmt.Sprintf("The secret sent for %s is not its secret: copy it again into the client (Mattermost: GitLab Application Secret), or make a new one with `ssobridge apps rotate-secret %s`.", app.Name, app.ID))
+			return nil, invalidClient(signin.WrongClientSecret, fmt.Sprintf("The secret sent for %s is not its secret: copy it again into the client (Mattermost: GitLab Application Secret), or make a new one with `ssobridge apps rotate-secret %s`.", app.Name, app.ID))
 		}
 		return app, nil
 	}
 	if tr.ClientSecret != "" {
-		return nil, named(invalidClient(), "public_client_with_secret", fmt.Sprintf("%s is a public application, which has no secret: remove the secret from the client, or make the application confidential with `ssobridge apps update %s --confidential`.", app.Name, app.ID))
+		return nil, invalidClient(signin.PublicClientWithSecret, fmt.Sprintf("%s is a public application, which has no secret: remove the secret from the client, or make the application confidential with `ssobridge apps update %s --confidential`.", app.Name, app.ID))
 	}
 	return app, nil
 }

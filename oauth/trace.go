@@ -1,14 +1,9 @@
 package oauth
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -40,8 +36,8 @@ type traceRef struct {
 	start time.Time
 	// found is set once the request has moved to the trace of a sign-in it found (useTrace).
 	found bool
-	// failure is the name of the failure recorded, which the request is counted under.
-	failure string
+	// failure is the failure recorded, which the request is counted under.
+	failure *signin.Failure
 	// done is set once the step is recorded, so that it is not recorded twice.
 	done bool
 	// batch holds the request's recorded steps until it is answered.
@@ -56,8 +52,8 @@ func newTrace() string { return store.NewID(8) }
 // beginStep says which arrow of the diagram this request is, in trace id. An empty id means the
 // trace is not known yet (a token request, until its code leads to one): such a step is
 // recorded only once useTrace has found its trace, so that probes leave no orphan traces.
-func (s *Server) beginStep(c echo.Context, id, step, from, to, label string) {
-	ref := &traceRef{id: id, start: time.Now(), step: store.TraceStep{Step: step, From: from, To: to, Label: label}}
+func (s *Server) beginStep(c echo.Context, id string, step signin.Step, from, to, label string) {
+	ref := &traceRef{id: id, start: time.Now(), step: store.TraceStep{Step: string(step), From: from, To: to, Label: label}}
 	if old, ok := c.Get(traceKey).(*traceRef); ok {
 		ref.meta, ref.batch = old.meta, old.batch
 		ref.found = old.found && old.id == id
@@ -76,17 +72,6 @@ func logTrace(c echo.Context, id string) {
 			l.with("trace_id", id)
 			c.Set("ssobridge.logged_trace", id)
 		}
-	}
-}
-
-// traceOfSession moves the current step to the trace of a session, when it still exists.
-func (s *Server) traceOfSession(c echo.Context, sessionID string) {
-	if sessionID == "" {
-		return
-	}
-	if sess, err := s.store.GetSession(c.Request().Context(), sessionID); err == nil {
-		s.useTrace(c, sess.TraceID)
-		traceMeta(c, store.TraceMeta{ClientID: sess.ClientID, GitLabUserID: sess.GitLabUserID, Username: sess.Username})
 	}
 }
 
@@ -109,15 +94,15 @@ func (s *Server) stepOK(c echo.Context, status int, detail map[string]string) {
 	s.record(c.Request().Context(), ref, st)
 }
 
-// stepFailed records the current step as failed; handleError calls it for every error.
-func (s *Server) stepFailed(c echo.Context, status int, failure, reason, fix string) {
+// stepFailed records the current step as failed, as e says; handleError calls it for every error.
+func (s *Server) stepFailed(c echo.Context, status int, e *Error) {
 	ref, ok := c.Get(traceKey).(*traceRef)
 	if !ok || ref.done {
 		return
 	}
-	ref.done, ref.failure = true, failure
+	ref.done, ref.failure = true, e.Failure
 	st := ref.step
-	st.Status, st.Failure, st.Reason, st.Fix = status, failure, reason, fix
+	st.Status, st.Failure, st.Reason, st.Fix = status, e.Failure.Name(), e.reason(), e.fix()
 	if ref.id == "" && status >= 500 {
 		// The bridge failed before it learnt which sign-in the request belongs to (the store did
 		// not answer the lookup that would have told): the failure is the bridge's, and gets a
@@ -131,22 +116,23 @@ func (s *Server) stepFailed(c echo.Context, status int, failure, reason, fix str
 // subStep records an arrow the bridge made on its own within the current request: a call to
 // GitLab, or the redirect that ends a callback. start is when it began.
 // A failed sub-step is the failure of the request: the current step is then not recorded again.
-func (s *Server) subStep(c echo.Context, step, from, to, label string, start time.Time, status int, err error, detail map[string]string) {
+func (s *Server) subStep(c echo.Context, step signin.Step, from, to, label string, start time.Time, status int, err error, detail map[string]string) {
 	ref, ok := c.Get(traceKey).(*traceRef)
 	if !ok {
 		return
 	}
-	st := store.TraceStep{Step: step, From: from, To: to, Label: label, At: start, Status: status, OK: err == nil, Detail: detail}
+	st := store.TraceStep{Step: string(step), From: from, To: to, Label: label, At: start, Status: status, OK: err == nil, Detail: detail}
 	st.Duration = float64(time.Since(start).Microseconds()) / 1000
 	if err != nil {
-		st.Failure, st.Reason, st.Fix = describeFailure(err)
-		ref.done, ref.failure = true, st.Failure
+		e := explain(err, c)
+		st.Failure, st.Reason, st.Fix = e.Failure.Name(), e.reason(), e.fix()
+		ref.done, ref.failure = true, e.Failure
 	}
 	s.record(c.Request().Context(), ref, st)
 }
 
 // upstreamStep records a call to GitLab made within the current request.
-func (s *Server) upstreamStep(c echo.Context, step, label string, start time.Time, err error) {
+func (s *Server) upstreamStep(c echo.Context, step signin.Step, label string, start time.Time, err error) {
 	status := 200
 	var ue *gitlabapi.UpstreamError
 	if errors.As(err, &ue) {
@@ -319,89 +305,9 @@ const traceWriteTimeout = 5 * time.Second
 // and when it shuts down.
 func (s *Server) FlushTraces(ctx context.Context) { s.traces.Flush(ctx) }
 
-// describeFailure names a failure for a trace, with its reason and fix. Every error the handlers
-// return names its failure ("unnamed" would be a bug); the names given here come from closed sets
-// too (a kind of upstream failure, an RFC 6749 code), never from a request's or GitLab's text, so
-// that the name is one of failureNames.
-func describeFailure(err error) (failure, reason, fix string) {
-	var (
-		oe   *Error
-		pe   *PageError
-		re   *RedirectError
-		ae   *APIError
-		se   *storeError
-		shed *overloadError
-		te   *timeoutError
-		he   *echo.HTTPError
-	)
-	var ue *gitlabapi.UpstreamError
-	switch {
-	case errors.As(err, &oe):
-		return cmp.Or(oe.Failure, "unnamed"), oe.Description, oe.Fix
-	case errors.As(err, &pe):
-		return cmp.Or(pe.Failure, "unnamed"), strings.TrimSpace(pe.Message + " " + pe.TraceDetail), pe.Fix
-	case errors.As(err, &re):
-		return cmp.Or(re.Failure, "unnamed"), re.Description, re.Fix
-	case errors.As(err, &ae):
-		return cmp.Or(ae.Failure, "unnamed"), gitlabapi.StatusMessage(ae.Status, ae.Detail).Message, ae.Fix
-	case errors.As(err, &ue):
-		return upstreamFailure(ue), ue.Error(), ue.Fix()
-	case errors.As(err, &se) && errors.Is(se.err, store.ErrNotReplicated):
-		return "store_not_replicated", "The bridge's store made the write (" + se.kind + ") but its replicas did not acknowledge it in time: " + se.err.Error() + ".",
-			"Check the Redis replicas' health and lag (INFO replication), or lower SSOBRIDGE_REDIS_WAIT_REPLICAS to the replicas there are; see deploy/REDIS.md."
-	case errors.As(err, &se):
-		return "store_unavailable", "The bridge's store did not answer (" + se.kind + "): " + storeCause(se.err) + ".", "Check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log for this request."
-	case errors.As(err, &shed):
-		return "overloaded", "The bridge shed the request: " + shed.Error() + ".",
-			"The bridge answers at most SSOBRIDGE_MAX_IN_FLIGHT requests at once; many waiting at once usually means the store or GitLab is slow (see the other traces of this time), or the bridge needs more instances."
-	case errors.As(err, &te):
-		return "request_timeout", te.Error() + ".", "See the bridge's log for this request; SSOBRIDGE_REQUEST_TIMEOUT bounds every request."
-	case errors.As(err, &he):
-		switch he.Code {
-		case http.StatusMethodNotAllowed:
-			return "method_not_allowed", fmt.Sprint(he.Message), ""
-		case http.StatusNotFound:
-			return "not_found", fmt.Sprint(he.Message), ""
-		}
-		return "bad_request", fmt.Sprint(he.Message), ""
-	}
-	return "internal", "the bridge failed unexpectedly", "See the bridge's log for this request."
-}
-
-// upstreamFailure names a failed call to GitLab for a trace. GitLab's error codes name a failure
-// only when they are among those RFC 6749 defines, so that the name stays in failureNames
-// whatever GitLab, or a proxy in front of it, answers.
-func upstreamFailure(ue *gitlabapi.UpstreamError) string {
-	switch {
-	case ue.Code == "invalid_client":
-		return "upstream_rejected_bridge_client"
-	case slices.Contains(upstreamTokenCodes, ue.Code):
-		return "upstream_" + ue.Code
-	case ue.Code != "":
-		return "upstream_rejected"
-	case ue.Call == gitlabapi.CallUser && ue.Status == 403:
-		return "upstream_user_refused"
-	case ue.Status == 401:
-		return "upstream_token_rejected"
-	}
-	return "upstream_" + string(ue.Kind)
-}
-
 type requestIDKey struct{}
 
 func requestIDFrom(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey{}).(string)
 	return id
-}
-
-// storeCause says why a store call failed, without the store's own words (which may name
-// internals): the request's deadline, or the store's own failure.
-func storeCause(err error) string {
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return "it did not answer within the request's deadline (SSOBRIDGE_REQUEST_TIMEOUT), so the outcome is unknown and nothing is reported done"
-	case errors.Is(err, context.Canceled):
-		return "the client went away first"
-	}
-	return err.Error()
 }

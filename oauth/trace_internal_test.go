@@ -28,17 +28,9 @@ func TestUpstreamFailuresAreNamedForTheTrace(t *testing.T) {
 		"upstream_rejected": {Call: gitlabapi.CallToken, Kind: gitlabapi.KindRejected, Status: 400, Code: `evil"} 1`},
 	}
 	for want, ue := range tests {
-		failure, reason, fix := describeFailure(ue)
-		if failure != want || reason == "" || fix == "" {
-			t.Errorf("%+v named %q (reason %q, fix %q), want %q", ue, failure, reason, fix, want)
-		}
-		if !failureNames[failure] {
-			t.Errorf("%q is not among the failure names", failure)
-		}
-	}
-	for code, want := range map[string]string{"invalid_scope": "upstream_authorize_invalid_scope", "<script>": "upstream_authorize_error", "": "upstream_authorize_error"} {
-		if got := upstreamAuthorizeFailure(code); got != want || !failureNames[got] {
-			t.Errorf("GitLab's authorize error %q named %q, want %q", code, got, want)
+		e := explain(ue, nil)
+		if e.Failure.Name() != want || e.reason() == "" || e.fix() == "" {
+			t.Errorf("%+v named %q (reason %q, fix %q), want %q", ue, e.Failure, e.reason(), e.fix(), want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -36,15 +37,18 @@ func bearerToken(r *http.Request) string {
 // with the token the bridge holds for them (refreshed at GitLab when expired).
 func (s *Server) user(c echo.Context) error {
 	ctx := c.Request().Context()
-	s.beginStep(c, "", "user", store.PartClient, store.PartBridge, "GET /api/v4/user (Authorization: Bearer)")
+	s.beginStep(c, "", signin.StepUser, store.PartClient, store.PartBridge, "GET /api/v4/user (Authorization: Bearer)")
 	ti, sess, err := s.bearerSession(c)
 	if err != nil {
 		return err
 	}
 	s.useTrace(c, sess.TraceID)
 	if !hasScope(ti.Scope, "read_user", "api") {
-		return &APIError{Status: http.StatusForbidden, Detail: "the token's scope does not include read_user", Failure: "token_scope_insufficient",
-			Fix: "The client's token lacks read_user: give the application the scope (`ssobridge apps update ID --scopes read_user`) and have the person sign in again."}
+		return &Error{
+			Failure:     signin.TokenScopeInsufficient,
+			Description: "the token's scope does not include read_user",
+			Fix:         "The client's token lacks read_user: give the application the scope (`ssobridge apps update ID --scopes read_user`) and have the person sign in again.",
+		}
 	}
 	if age := time.Since(sess.UserFetchedAt); len(sess.User) > 0 && age >= 0 && age < s.cfg.UserSnapshotMaxAge {
 		s.stepOK(c, http.StatusOK, map[string]string{"user": "snapshot from GitLab " + age.Round(time.Millisecond).String() + " ago"})
@@ -53,13 +57,13 @@ func (s *Server) user(c echo.Context) error {
 	}
 	start := time.Now()
 	body, err := s.upstreamUser(ctx, sess)
-	if failure, _, _ := describeFailure(err); err != nil && (failure == "user_incomplete" || failure == "user_not_active") {
+	if e, ok := errors.AsType[*Error](err); ok && (e.Failure == signin.UserIncomplete || e.Failure == signin.UserNotActive) {
 		// GitLab answered; what it answered is the bridge's step to refuse.
-		s.upstreamStep(c, "upstream_user", "GET /api/v4/user (the GitLab token the bridge holds)", start, nil)
+		s.upstreamStep(c, signin.StepUpstreamUser, "GET /api/v4/user (the GitLab token the bridge holds)", start, nil)
 		return err
 	}
 	// GitLab's own status (0 when it did not answer), not the one the bridge answers with.
-	s.upstreamStep(c, "upstream_user", "GET /api/v4/user (the GitLab token the bridge holds)", start, err)
+	s.upstreamStep(c, signin.StepUpstreamUser, "GET /api/v4/user (the GitLab token the bridge holds)", start, err)
 	if err != nil {
 		return err
 	}
@@ -77,24 +81,32 @@ func upstreamAPIError(err error) error {
 	}
 	switch {
 	case ue.Kind == gitlabapi.KindRejected && (ue.Status == http.StatusUnauthorized || ue.Call == gitlabapi.CallRefresh && ue.Code == "invalid_grant"):
-		return &APIError{Status: http.StatusUnauthorized, Cause: err, Failure: "upstream_token_rejected", Fix: ue.Fix()}
+		return &Error{Failure: signin.UpstreamTokenRejected, Fix: ue.Fix(), Cause: err}
 	case ue.Kind == gitlabapi.KindRejected && ue.Status == http.StatusForbidden:
 		detail := strings.TrimPrefix(ue.Message, "403 Forbidden - ")
-		return &APIError{Status: http.StatusForbidden, Detail: detail, Cause: err, Failure: "upstream_user_refused", Fix: ue.Fix()}
+		return &Error{Failure: signin.UpstreamUserRefused, Description: detail, Fix: ue.Fix(), Cause: err}
 	case ue.Kind == gitlabapi.KindTimeout:
-		return &APIError{Status: http.StatusGatewayTimeout, Detail: "GitLab did not answer in time", Cause: err, Failure: "upstream_timeout", Fix: ue.Fix()}
+		return &Error{Failure: signin.UpstreamTimeout, Description: "GitLab did not answer in time", Fix: ue.Fix(), Cause: err}
 	}
-	return &APIError{Status: http.StatusBadGateway, Detail: "the bridge could not read the user from GitLab", Cause: err, Failure: upstreamFailure(ue), Fix: ue.Fix()}
+	return &Error{
+		Failure:     upstreamFailure(ue),
+		Description: "the bridge could not read the user from GitLab",
+		Fix:         ue.Fix(),
+		Cause:       err,
+	}
 }
 
 // upstreamUser reads the person's /api/v4/user at GitLab with the token the bridge holds for
 // them, refreshing it at GitLab when it has expired and keeping the new one. Failures come back
-// as the APIError the client should see.
+// as the Error the client should see.
 func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte, error) {
 	old, err := s.openToken(sess)
 	if err != nil {
-		return nil, &APIError{Status: http.StatusUnauthorized, Cause: err, Failure: "sealed_token_unreadable",
-			Fix: "The GitLab token the bridge keeps for this person cannot be opened: SSOBRIDGE_ENCRYPTION_KEY is not the key it was sealed with (put the old key in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS). The person must otherwise sign in again."}
+		return nil, &Error{
+			Failure: signin.SealedTokenUnreadable,
+			Fix:     "The GitLab token the bridge keeps for this person cannot be opened: SSOBRIDGE_ENCRYPTION_KEY is not the key it was sealed with (put the old key in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS). The person must otherwise sign in again.",
+			Cause:   err,
+		}
 	}
 	if !old.Valid() {
 		// GitLab accepts each refresh token once: requests of one session that must refresh take
@@ -114,8 +126,12 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				return nil, &APIError{Status: http.StatusServiceUnavailable, Detail: "another request is renewing this person's GitLab token; try again",
-					Cause: err, Failure: "upstream_refresh_busy", Fix: "GitLab took longer than " + wait.Round(time.Second).String() + " to renew a token: check GitLab's health."}
+				return nil, &Error{
+					Failure:     signin.UpstreamRefreshBusy,
+					Description: "another request is renewing this person's GitLab token; try again",
+					Fix:         "GitLab took longer than " + wait.Round(time.Second).String() + " to renew a token: check GitLab's health.",
+					Cause:       err,
+				}
 			}
 			return nil, storeFailure("lock the GitLab token's refresh", err)
 		}
@@ -123,30 +139,49 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 		if fresh, err := s.store.GetSession(ctx, sess.ID); err == nil {
 			sess.SealedToken = fresh.SealedToken
 			if old, err = s.openToken(sess); err != nil {
-				return nil, &APIError{Status: http.StatusUnauthorized, Cause: err, Failure: "sealed_token_unreadable",
-					Fix: "The GitLab token the bridge keeps for this person cannot be opened: SSOBRIDGE_ENCRYPTION_KEY is not the key it was sealed with (put the old key in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS). The person must otherwise sign in again."}
+				return nil, &Error{
+					Failure: signin.SealedTokenUnreadable,
+					Fix:     "The GitLab token the bridge keeps for this person cannot be opened: SSOBRIDGE_ENCRYPTION_KEY is not the key it was sealed with (put the old key in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS). The person must otherwise sign in again.",
+					Cause:   err,
+				}
 			}
 		}
 	}
 	u, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, old))
 	if problem, fix := refusedByMattermost(nil, err); problem != "" {
-		return nil, &APIError{Status: http.StatusBadGateway, Detail: "GitLab returned a user Mattermost would refuse: " + problem, Cause: err, Failure: "user_incomplete", Fix: fix}
+		return nil, &Error{
+			Failure:     signin.UserIncomplete,
+			Description: "GitLab returned a user Mattermost would refuse: " + problem,
+			Fix:         fix,
+			Cause:       err,
+		}
 	}
 	if err != nil {
 		return nil, upstreamAPIError(err)
 	}
 	// The checks of the sign-in, again: the person may have changed at GitLab since.
 	if u.State != "" && u.State != gitlabapi.StateActive {
-		return nil, &APIError{Status: http.StatusForbidden, Detail: "your GitLab account is " + u.State, Cause: errors.New("upstream user " + u.State),
-			Failure: "user_not_active", Fix: fmt.Sprintf("GitLab says the account %s is %s: a GitLab administrator must activate it before it can sign in.", u.Username, u.State)}
+		return nil, &Error{
+			Failure:     signin.UserNotActive,
+			Description: "your GitLab account is " + u.State,
+			Fix:         fmt.Sprintf("GitLab says the account %s is %s: a GitLab administrator must activate it before it can sign in.", u.Username, u.State),
+			Cause:       errors.New("upstream user " + u.State),
+		}
 	}
 	if problem, fix := refusedByMattermost(u, nil); problem != "" {
-		return nil, &APIError{Status: http.StatusBadGateway, Detail: "GitLab returned a user Mattermost would refuse: " + problem, Failure: "user_incomplete", Fix: fix}
+		return nil, &Error{
+			Failure:     signin.UserIncomplete,
+			Description: "GitLab returned a user Mattermost would refuse: " + problem,
+			Fix:         fix,
+		}
 	}
 	if u.ID != sess.GitLabUserID {
-		return nil, &APIError{Status: http.StatusBadGateway, Detail: "GitLab returned another user than the one who signed in",
-			Cause: errors.New("upstream user id changed"), Failure: "upstream_user_mismatch",
-			Fix: "GitLab answered with another person than the one who signed in: check that SSOBRIDGE_GITLAB_URL is the GitLab the person signed in at, and that no proxy or cache in front of it shares answers between tokens."}
+		return nil, &Error{
+			Failure:     signin.UpstreamUserMismatch,
+			Description: "GitLab returned another user than the one who signed in",
+			Fix:         "GitLab answered with another person than the one who signed in: check that SSOBRIDGE_GITLAB_URL is the GitLab the person signed in at, and that no proxy or cache in front of it shares answers between tokens.",
+			Cause:       errors.New("upstream user id changed"),
+		}
 	}
 	if tok.AccessToken != old.AccessToken {
 		s.sealToken(sess, tok)
@@ -195,9 +230,9 @@ func (s *Server) openToken(sess *store.Session) (*oauth2.Token, error) {
 	return &oauth2.Token{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: t.TokenType, Expiry: t.Expiry}, nil
 }
 
-// gitlabapiMessage is the message an APIError sends.
-func gitlabapiMessage(ae *APIError) string {
-	return gitlabapi.StatusMessage(ae.Status, ae.Detail).Message
+// apiMessage is the message GitLab's API would answer e with: "403 Forbidden - detail".
+func (e *Error) apiMessage() string {
+	return gitlabapi.StatusMessage(e.status(), e.Description).Message
 }
 
 // refreshLockWait bounds how long a request waits for another's refresh of the same GitLab

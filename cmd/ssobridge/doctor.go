@@ -26,6 +26,7 @@ import (
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/mattermost"
 	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/signin"
 )
 
 const doctorUsage = `Usage: ssobridge doctor --bridge-url URL [flags]
@@ -631,9 +632,9 @@ func (d *doctor) checkCredentials(ctx context.Context) checkResult {
 	}
 	_ = json.Unmarshal(a.body, &oe)
 	switch {
-	case oe.Error == oauth.ErrInvalidGrant:
+	case oe.Error == signin.InvalidGrant:
 		return checkResult{Status: statusPass, Detail: fmt.Sprintf("the bridge accepted the ID %s and its secret%s: it refused only the made-up code (invalid_grant), as it should", d.appID, d.configNote())}
-	case oe.Error == oauth.ErrInvalidClient:
+	case oe.Error == signin.InvalidClient:
 		// The bridge gives one answer for an unknown ID and a wrong secret, on purpose.
 		return failCheck(fmt.Sprintf("the bridge refused the ID %s or its secret%s (invalid_client)", d.appID, d.configNote()),
 			fmt.Sprintf("Compare the ID with `ssobridge apps show %s` and `ssobridge apps list` (the %q check tells an unknown ID from a wrong secret). The bridge keeps only a hash of the secret: if it is lost, `ssobridge apps rotate-secret %s` makes a new one; put it in Mattermost's GitLab Secret (MM_GITLABSETTINGS_SECRET, mattermost['gitlab_secret']).",

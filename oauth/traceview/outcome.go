@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -16,26 +17,27 @@ const (
 	OutcomeInProgress = "in_progress"
 )
 
-// The failures Outcome infers from silence. No step fails in them: the client simply never makes
-// the next request, so no handler of the bridge runs to name what went wrong.
-const (
+// The failures Outcome infers from silence (package signin defines them, with what each means
+// and what to change). No step fails in them: the client simply never makes the next request, so
+// no handler of the bridge runs to name what went wrong.
+var (
 	// FailureClientNeverRedeemedCode: the bridge sent the browser back to the client with a code,
 	// and the client's server never presented it at /oauth/token.
-	FailureClientNeverRedeemedCode = "client_never_redeemed_code"
+	FailureClientNeverRedeemedCode = signin.ClientNeverRedeemedCode.Name()
 	// FailureClientNeverFetchedUser: Mattermost redeemed its code and never asked /api/v4/user.
-	FailureClientNeverFetchedUser = "client_never_fetched_user"
+	FailureClientNeverFetchedUser = signin.ClientNeverFetchedUser.Name()
 	// FailureNeverBackFromGitLab: the bridge sent the browser to GitLab, and it never came back
 	// to the bridge's callback.
-	FailureNeverBackFromGitLab = "never_back_from_gitlab"
+	FailureNeverBackFromGitLab = signin.NeverBackFromGitLab.Name()
 )
 
 // Step names Outcome reads.
 const (
-	stepUpstreamAuthorize = "upstream_authorize"
-	stepCallback          = "callback"
-	stepRedirectToClient  = "redirect_to_client"
-	stepToken             = "token"
-	stepUser              = "user"
+	stepUpstreamAuthorize = string(signin.StepUpstreamAuthorize)
+	stepCallback          = string(signin.StepCallback)
+	stepRedirectToClient  = string(signin.StepRedirectToClient)
+	stepToken             = string(signin.StepToken)
+	stepUser              = string(signin.StepUser)
 )
 
 // Outcome derives what became of the sign-in t by now: OutcomeFailed with the first failed step's
@@ -67,25 +69,8 @@ func Explain(t *store.Trace, now time.Time, stall time.Duration) Verdict {
 // FixFor is what to change for a failure Outcome infers; "" for any other failure, whose fix is
 // in the step that failed.
 func FixFor(failure string) string {
-	switch failure {
-	case FailureClientNeverRedeemedCode:
-		return "The client's server never called the bridge's token endpoint. In Mattermost, System Console > " +
-			"GitLab (config.json GitLabSettings.TokenEndpoint), set Token Endpoint to the bridge's /oauth/token URL, " +
-			"and check that the Mattermost server itself, not only the browser, reaches it: DNS, firewall, " +
-			"HTTP(S)_PROXY, and TLS (a self-signed certificate needs EnableInsecureOutgoingConnections). If the " +
-			"browser showed a Mattermost error instead, Mattermost's Site URL is not the address users open, so " +
-			"Mattermost refused the state before redeeming the code; Mattermost's log names the error."
-	case FailureNeverBackFromGitLab:
-		return "GitLab did not send the browser back to the bridge. If GitLab showed \"The redirect URI included is not valid\", " +
-			"register the bridge's callback (SSOBRIDGE_PUBLIC_URL + /oauth/callback) exactly in the bridge's application at GitLab; " +
-			"if it showed \"unknown client\", check SSOBRIDGE_GITLAB_CLIENT_ID. Otherwise the person did not finish signing in at " +
-			"GitLab: they gave up, could not sign in (a blocked account is refused there), or pressed nothing on GitLab's consent page."
-	case FailureClientNeverFetchedUser:
-		return "Mattermost redeemed the code but never asked for the user. Set User API Endpoint " +
-			"(config.json GitLabSettings.UserAPIEndpoint, UserApiEndpoint in older versions) to the bridge's " +
-			"/api/v4/user URL and check that the Mattermost server reaches it. If it does, Mattermost refused the " +
-			"token response: look for \"Bad response from token request\" in its log, and for a proxy between " +
-			"Mattermost and the bridge that changes responses."
+	if f, ok := signin.Lookup(failure); ok && f.Where() == signin.AtStall {
+		return f.Fix()
 	}
 	return ""
 }

@@ -674,16 +674,3 @@ func BenchmarkCodeIssueAndRedeem(b *testing.B) {
 func BenchmarkBearerLookup(b *testing.B) {
 	storetest.BenchmarkBearerLookup(b, New(newClient(b, storetest.RedisURL(b)), ""))
 }
-
-// hashTag is the part of key Redis Cluster hashes: between the first { and the next }.
-func hashTag(key string) string {
-	_, rest, ok := strings.Cut(key, "{")
-	if !ok {
-		return ""
-	}
-	tag, _, ok := strings.Cut(rest, "}")
-	if !ok {
-		return ""
-	}
-	return tag
-}

@@ -243,8 +243,6 @@ func sealed() []byte {
 	return b
 }
 
-func rawValue(kind string) string { return kind + "-" + store.NewID(24) }
-
 // ---- assertions ----
 
 // sameJSON compares two records by their JSON, which is the form both backends keep; it ignores
