@@ -332,23 +332,25 @@ func TestRedisStalledPastTheRequestDeadline(t *testing.T) {
 		}
 		return f.sendForm("/oauth/token", f.tokenForm(codes[i]))
 	})
-	shed := 0
+	shed, unavailable := 0, 0
 	for i, rep := range replies {
-		if rep.status != http.StatusServiceUnavailable || rep.header.Get("Retry-After") == "" {
+		switch {
+		case rep.status != http.StatusServiceUnavailable || rep.header.Get("Retry-After") == "":
 			t.Errorf("request %d during a stall past its deadline: %v, want 503 with Retry-After", i, rep)
-			continue
-		}
-		if strings.Contains(rep.body, "as many requests as it may at once") {
+		case strings.Contains(rep.body, "as many requests as it may at once"):
 			shed++
+		default:
+			unavailable++
 		}
 	}
-	// 32 in flight at once: the others were shed at once.
-	if shed != n+1-32 {
-		t.Errorf("%d of %d requests were shed, want %d", shed, n+1, n+1-32)
+	// 32 in flight at once, each answered when its second is up: the others were shed at once,
+	// or (sent late, on a loaded machine) took a freed place and met the stall in turn.
+	if shed == 0 || unavailable < 32 || shed+unavailable != n+1 {
+		t.Errorf("%d requests shed and %d answered that the store did not, of %d; want 32 or more of these, the rest shed", shed, unavailable, n+1)
 	}
 	fails := f.failures()
-	if fails["store_unavailable"] != 32 || fails["overloaded"] != shed {
-		t.Errorf("traces name %v; want 32 store_unavailable, %d overloaded", fails, shed)
+	if fails["store_unavailable"] != unavailable || fails["overloaded"] != shed {
+		t.Errorf("traces name %v; want %d store_unavailable, %d overloaded", fails, unavailable, shed)
 	}
 	noReplay(t, f)
 	// Nothing was revoked: each sign-in is still there (its code taken by a request that did not

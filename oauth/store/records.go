@@ -197,6 +197,14 @@ func DecodeMark(b []byte) (Mark, []byte, error) {
 	if err := checkVersion("mark", h.Version); err != nil {
 		return Mark{}, nil, err
 	}
+	switch {
+	case h.Version < 2: // marks came with format 2
+		return Mark{}, nil, fmt.Errorf("mark: format version %d", h.Version)
+	case h.Kind != KindCode && h.Kind != KindRefresh && h.Kind != KindAuthorization:
+		return Mark{}, nil, fmt.Errorf("mark: unknown kind %.20q", h.Kind)
+	case h.State != MarkTaken && h.State != MarkIssued && h.State != MarkRefused && h.State != MarkRevoked:
+		return Mark{}, nil, fmt.Errorf("mark: unknown state %.20q", h.State)
+	}
 	m := Mark{Version: h.Version, Kind: h.Kind, State: h.State, Attempt: h.Attempt, At: time.UnixMilli(h.At).UTC(),
 		Replayed: h.Replayed, Refusal: h.Refusal, RefusalTrace: h.RefusalTrace}
 	if len(rec) == 0 {

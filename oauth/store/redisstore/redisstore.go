@@ -696,7 +696,7 @@ func roundTTL(ttl time.Duration) time.Duration {
 	return ttl
 }
 
-// record decodes the value a GET or GETDEL replied with; ErrNotFound only for a key that does not
+// record decodes the value a GET replied with; ErrNotFound only for a key that does not
 // exist, so that no other failure can pass for a missing record.
 func record[T any](op string, cmd *redis.StringCmd) (*T, error) {
 	b, err := cmd.Bytes()
