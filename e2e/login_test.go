@@ -169,8 +169,8 @@ func TestMattermostSignInOfABlockedAccountFails(t *testing.T) {
 
 // A Mattermost sign-in costs at most eight round trips to Redis, trace included: authorize parks
 // the request (1); the callback takes it (1) and saves the session with the code (1); the token
-// request takes the code and marks it used (1), then stores the tokens and reads the session (1);
-// /api/v4/user reads the token and its session (1). The application is read once and then cached.
+// request takes the code, leaving its mark (1), then stores the tokens, marks them issued and reads
+// the session in one script (1); /api/v4/user reads the token and its session (1). The application is read once and then cached.
 // The trace is written in the background, in batches: here, a sign-in alone, whose person takes
 // longer at GitLab than the batches' delay, writes two (before GitLab and after); under load
 // sign-ins share them. The delay is longer than the default, so that a slow test machine still
