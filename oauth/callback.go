@@ -229,8 +229,8 @@ func (s *Server) fromSameBrowser(c echo.Context, want string) bool {
 // very return made a first time (a reload, the back button, a link sent again). The sign-in's
 // own trace keeps its outcome, and this one, a trace of its own, records the replay and names it.
 func (s *Server) replayedState(taken *store.TakenError) error {
-	return &Error{Failure: signin.StateReplayed, Title: "Sign-in already used", Description: fmt.Sprintf("This return from GitLab was already used at %s by the sign-in %s (see its trace): a reload, the back button or a link sent again made it twice.",
-		taken.At.UTC().Format("15:04:05 UTC"), taken.TraceID), Fix: "Go back to Mattermost: the sign-in went on at its first use, and signing in again is safe."}
+	return &Error{Failure: signin.StateReplayed, Title: "Sign-in already used", Description: fmt.Sprintf("This return from GitLab was already used at %s by the sign-in %s (see its trace): a reload (of an error page too), the back button or a link sent again made it twice.",
+		taken.At.UTC().Format("15:04:05 UTC"), taken.TraceID), Fix: "Go back to Mattermost. If the first use did not sign you in (its trace says why), sign in again: that is safe."}
 }
 
 // lostState explains a return from GitLab whose parked request the store does not hold. The
