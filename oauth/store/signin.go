@@ -145,6 +145,12 @@ type Found struct {
 // codes and refresh tokens presented again soon after are answered as what they are.
 const RevokedKept = time.Hour
 
+// RefreshMarksKept is how many marks of rotated refresh tokens a sign-in keeps, the newest: a
+// replay of one of them revokes the sign-in, while an older one, forgotten, is answered as an
+// unknown refresh token and revokes nothing. Without a bound, a client that refreshes every
+// minute for the 30 days a sign-in lives would leave 43,200 marks in it.
+const RefreshMarksKept = 20
+
 // SignIns keeps sign-ins: each a Session and the codes and tokens issued from it (its family),
 // which live and die together. A sign-in is revoked by deleting its session and every code and
 // token of its family at once; the marks of its taken values stay RevokedKept.

@@ -287,6 +287,31 @@ func (f *family) revoke(now time.Time) {
 	}
 }
 
+// pruneRefreshMarks keeps the keep newest marks of rotated refresh tokens (store.RefreshMarksKept)
+// and deletes the others.
+func (f *family) pruneRefreshMarks(keep int) {
+	type issued struct {
+		at    time.Time
+		field string
+	}
+	var marks []issued
+	for k, v := range f.fields {
+		if !strings.HasPrefix(k, "u:") {
+			continue
+		}
+		if m, _, err := store.DecodeMark(v); err == nil && m.Kind == store.KindRefresh && m.State == store.MarkIssued {
+			marks = append(marks, issued{m.At, k})
+		}
+	}
+	if len(marks) <= keep {
+		return
+	}
+	slices.SortFunc(marks, func(a, b issued) int { return a.at.Compare(b.at) })
+	for _, m := range marks[:len(marks)-keep] {
+		delete(f.fields, m.field)
+	}
+}
+
 // familyOf returns the live family of a session id; the caller holds s.mu.
 func (s *Store) familyOf(id string, now time.Time) *family {
 	f := s.families[id]
@@ -648,11 +673,12 @@ func (s *Store) finish(ref store.Ref, attempt string, sess *store.Session, p *st
 		if p.RefreshKey != "" {
 			f.fields["r:"+p.RefreshKey] = pb
 		}
-		if sb != nil {
-			f.session, f.clientID, f.expires = sb, sess.ClientID, now.Add(ttl)
-		}
 		m.State = store.MarkIssued
 		f.fields["u:"+ref.Key] = store.EncodeMark(m, nil)
+		if sb != nil {
+			f.session, f.clientID, f.expires = sb, sess.ClientID, now.Add(ttl)
+			f.pruneRefreshMarks(store.RefreshMarksKept)
+		}
 	}
 	if f.session == nil {
 		s.mu.Unlock()

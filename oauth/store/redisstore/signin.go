@@ -53,6 +53,21 @@ local function revoke(fam, keep)
 	local ttl = redis.call('PTTL', fam)
 	if ttl < 0 or ttl > keep then redis.call('PEXPIRE', fam, keep) end
 end
+local function prune_refresh_marks(fam, keep)
+	local issued = {}
+	for _, f in ipairs(redis.call('HKEYS', fam)) do
+		if string.sub(f, 1, 2) == 'u:' then
+			local m = redis.call('HGET', fam, f)
+			if m and string.sub(m, 1, 18) == '{"kind":"refresh",' then
+				local h = split(m)
+				if h.state == 'issued' then table.insert(issued, {h.at, f}) end
+			end
+		end
+	end
+	if #issued <= keep then return end
+	table.sort(issued, function(a, b) return a[1] < b[1] end)
+	for i = 1, #issued - keep do redis.call('HDEL', fam, issued[i][2]) end
+end
 `
 
 // putFamily writes a session (ARGV[1]) and its trace id (ARGV[2]) into the sign-in KEYS[1],
@@ -135,7 +150,8 @@ return {2, header(h), got[2], revoked}
 // took; with ARGV[6] not empty, the renewed session, and with ARGV[7] > 0 a new expiry. It returns
 // {1, session}, and the same again for the same finish sent twice; {0} when the sign-in was
 // revoked; {2} when the value was presented again since the take, which revokes the sign-in
-// (ARGV[8]: how long the marks are kept).
+// (ARGV[8]: how long the marks are kept). A refresh (ARGV[6] not empty) keeps the ARGV[9] newest
+// marks of rotated refresh tokens and deletes the others.
 var finish = redis.NewScript(luaMarks + `
 local fam = KEYS[1]
 local m = redis.call('HGET', fam, ARGV[1])
@@ -157,6 +173,7 @@ if h.state == 'taken' then
 	if tonumber(ARGV[7]) > 0 then redis.call('PEXPIRE', fam, ARGV[7]) end
 	h.state = 'issued'
 	redis.call('HSET', fam, ARGV[1], header(h))
+	if ARGV[6] ~= '' then prune_refresh_marks(fam, tonumber(ARGV[9])) end
 end
 local s = redis.call('HGET', fam, 's')
 if not s then return {0} end
@@ -573,7 +590,7 @@ func (s *Store) finish(op string, ctx context.Context, ref store.Ref, attempt st
 	}
 	fam := s.familyKey(ref.SessionID)
 	reply, err := s.exec(ctx, fam, finish, []string{fam},
-		[]any{prefixMark + ref.Key, attempt, prefixAccess + p.AccessKey, refresh, pb, sb, ttl.Milliseconds(), keptMillis}, extra)
+		[]any{prefixMark + ref.Key, attempt, prefixAccess + p.AccessKey, refresh, pb, sb, ttl.Milliseconds(), keptMillis, store.RefreshMarksKept}, extra)
 	if err != nil {
 		return nil, wrap(op, err)
 	}

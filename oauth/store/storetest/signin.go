@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -490,6 +491,35 @@ func testRefreshReplay(t *testing.T, s store.Store) {
 		t.Errorf("the replayed refresh token found %+v, revoked %v; want a refresh token's issued mark, and the sign-in revoked", used.Mark, used.Revoked)
 	}
 	wantRevoked(t, s, redeemed{r.issued, accessRef, refreshRef, nil})
+}
+
+func testRefreshMarksBounded(t *testing.T, s store.Store) {
+	r := redeem(t, s)
+	const forgotten = 3
+	refs := []store.Ref{r.refresh}
+	for range store.RefreshMarksKept + forgotten {
+		time.Sleep(2 * time.Millisecond) // marks are ordered by their time, in milliseconds
+		attempt := store.NewAttempt()
+		_, err := s.TakeRefresh(t.Context(), refs[len(refs)-1], attempt)
+		must(t, "take refresh", err)
+		access, _ := value(r.sess)
+		refresh, refreshRef := value(r.sess)
+		must(t, "finish refresh", s.FinishRefresh(t.Context(), refs[len(refs)-1], attempt, r.sess, newPair(r.sess, access, refresh), time.Hour))
+		refs = append(refs, refreshRef)
+	}
+	for i, ref := range refs[:forgotten] {
+		_, err := s.TakeRefresh(t.Context(), ref, store.NewAttempt())
+		mustNotFound(t, fmt.Sprintf("present refresh token %d of %d, whose mark was dropped", i+1, len(refs)), err)
+	}
+	_, err := s.GetSession(t.Context(), r.sess.ID)
+	must(t, "get the session after forgotten refresh tokens were presented", err)
+	used := wantUsed(t, "present the oldest refresh token whose mark is kept", func() error {
+		_, err := s.TakeRefresh(t.Context(), refs[forgotten], store.NewAttempt())
+		return err
+	}())
+	if !used.Revoked {
+		t.Error("a replay of a rotated refresh token whose mark is kept did not revoke the sign-in")
+	}
 }
 
 func testSignInCopies(t *testing.T, s store.Store) {

@@ -96,6 +96,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TakeRefresh takes the refresh token and its access token; FinishRefresh stores the next pair and renews the sign-in", testRefreshRotation},
 		{"concurrent takes of one refresh token, round after round: exactly one wins", testTakeRefreshConcurrent},
 		{"a refresh token presented after it was rotated revokes its sign-in", testRefreshReplay},
+		{"a sign-in keeps the marks of its newest rotated refresh tokens only, and an older one is unknown", testRefreshMarksBounded},
 		{"records are copies: changing one read back does not change the store", testSignInCopies},
 		{"no raw token value appears in stored records", testNoRawValues},
 
