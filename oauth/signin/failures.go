@@ -235,6 +235,9 @@ var (
 	StoreNotReplicated = define(AtBridge, "store_not_replicated", TemporarilyUnavailable, http.StatusServiceUnavailable,
 		"a write was made but not acknowledged by `SSOBRIDGE_REDIS_WAIT_REPLICAS` replicas in time",
 		"Check the Redis replicas' health and lag (INFO replication), and that SSOBRIDGE_REDIS_WAIT_REPLICAS is the number of replicas there are; see deploy/REDIS.md.")
+	StoreLostWrite = define(AtBridge, "store_lost_write", TemporarilyUnavailable, http.StatusServiceUnavailable,
+		"Redis no longer holds a write it acknowledged earlier in the same request (a code or refresh token taken): it failed over to a replica that had not received it, or restarted without persistence",
+		"Set SSOBRIDGE_REDIS_WAIT_REPLICAS to the number of replicas, and give every Redis node an append-only file; see deploy/REDIS.md.")
 	Overloaded = define(AtBridge, "overloaded", TemporarilyUnavailable, http.StatusServiceUnavailable,
 		"`SSOBRIDGE_MAX_IN_FLIGHT` requests were already in flight",
 		"Many requests waiting at once usually means the store or GitLab is slow (see the other traces of this time), or the bridge needs more instances.")

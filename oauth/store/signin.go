@@ -185,7 +185,8 @@ type SignIns interface {
 	// replay rule applied).
 	TakeCode(ctx context.Context, ref Ref, attempt string) (*Taken, error)
 	// FinishCode stores the tokens issued from a code attempt took, and returns the session.
-	// ErrRevoked when the sign-in was revoked meanwhile; ErrReplayed when another presentation of
+	// ErrRevoked when the sign-in was revoked meanwhile; ErrLost when it lives but its take is
+	// gone (the store lost data); ErrReplayed when another presentation of
 	// the code came since the take: the tokens are then not kept, and the sign-in is revoked. The
 	// same attempt finishing twice (its finish sent twice) gets the same answer.
 	FinishCode(ctx context.Context, ref Ref, attempt string, p *TokenPair) (*Session, error)

@@ -638,6 +638,9 @@ func (s *Store) finish(ref store.Ref, attempt string, sess *store.Session, p *st
 	f, mb, err := s.found(ref, "u:", now)
 	if err == nil && mb == nil {
 		err = store.ErrRevoked // no take to finish: the sign-in was revoked and forgotten
+		if f != nil && f.session != nil {
+			err = store.ErrLost // a live sign-in without the take
+		}
 	}
 	if err != nil {
 		s.mu.Unlock()

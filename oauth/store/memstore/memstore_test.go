@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -117,5 +118,28 @@ func TestTraceCapCutsAHundredthAtOnce(t *testing.T) {
 	}
 	if n := count(); n != limit {
 		t.Errorf("%d traces after a hundredth more were added, want the cap, %d", n, limit)
+	}
+}
+
+// A finish that finds its sign-in live without its take reports the loss (store.ErrLost), as
+// redisstore does after a failover lost the take; the memory store only loses one this way.
+func TestFinishWithoutItsTakeIsErrLost(t *testing.T) {
+	s := New()
+	defer s.Close()
+	ctx := t.Context()
+	sess := &store.Session{ID: store.NewID(16), ClientID: "c1", TraceID: "t1"}
+	ref := store.RefOf(store.ValueFor(store.NewID(32), sess.ID))
+	if err := s.IssueCode(ctx, sess, time.Hour, ref.Key, &store.Code{ClientID: "c1", SessionID: sess.ID}); err != nil {
+		t.Fatal(err)
+	}
+	attempt := store.NewAttempt()
+	if _, err := s.TakeCode(ctx, ref, attempt); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	delete(s.families[sess.ID].fields, "u:"+ref.Key)
+	s.mu.Unlock()
+	if _, err := s.FinishCode(ctx, ref, attempt, &store.TokenPair{ClientID: "c1", SessionID: sess.ID, AccessKey: store.NewID(32)}); !errors.Is(err, store.ErrLost) {
+		t.Fatalf("finish without its take: %v, want store.ErrLost", err)
 	}
 }

@@ -674,3 +674,44 @@ func BenchmarkCodeIssueAndRedeem(b *testing.B) {
 func BenchmarkBearerLookup(b *testing.B) {
 	storetest.BenchmarkBearerLookup(b, New(newClient(b, storetest.RedisURL(b)), ""))
 }
+
+// A failover to a replica that had not received a take leaves the sign-in as it was before it:
+// the take's finish then finds a live sign-in without its mark, and reports the loss rather than
+// a revocation, and the code, live again, can be redeemed.
+func TestFinishAfterTheStoreLostItsTakeIsErrLost(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "test:"+store.NewID(8)+":")
+	defer s.Close()
+	ctx := t.Context()
+	sess := &store.Session{ID: store.NewID(16), ClientID: "c1", TraceID: "t1"}
+	ref := store.RefOf(store.ValueFor(store.NewID(32), sess.ID))
+	if err := s.IssueCode(ctx, sess, time.Hour, ref.Key, &store.Code{ClientID: "c1", SessionID: sess.ID, ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	key := s.familyKey(sess.ID)
+	before, err := c.Dump(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempt := store.NewAttempt()
+	if _, err := s.TakeCode(ctx, ref, attempt); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RestoreReplace(ctx, key, time.Hour, before).Err(); err != nil { // the take, lost
+		t.Fatal(err)
+	}
+	pair := &store.TokenPair{ClientID: "c1", SessionID: sess.ID, AccessKey: store.NewID(32)}
+	if _, err := s.FinishCode(ctx, ref, attempt, pair); !errors.Is(err, store.ErrLost) {
+		t.Fatalf("finish after the take was lost: %v, want store.ErrLost", err)
+	}
+	if n, _ := c.HLen(ctx, key).Result(); n != 3 { // session, trace id, code: nothing written
+		t.Errorf("the sign-in has %d fields after the refused finish, want 3", n)
+	}
+	again := store.NewAttempt()
+	if _, err := s.TakeCode(ctx, ref, again); err != nil {
+		t.Fatalf("take the code again: %v", err)
+	}
+	if _, err := s.FinishCode(ctx, ref, again, pair); err != nil {
+		t.Fatalf("finish the second take: %v", err)
+	}
+}

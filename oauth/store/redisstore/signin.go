@@ -149,13 +149,16 @@ return {2, header(h), got[2], revoked}
 // token, if not empty) in the sign-in KEYS[1], for the value whose mark ARGV[1] attempt ARGV[2]
 // took; with ARGV[6] not empty, the renewed session, and with ARGV[7] > 0 a new expiry. It returns
 // {1, session}, and the same again for the same finish sent twice; {0} when the sign-in was
-// revoked; {2} when the value was presented again since the take, which revokes the sign-in
+// revoked; {3} when it lives without the mark (the store lost the take); {2} when the value was presented again since the take, which revokes the sign-in
 // (ARGV[8]: how long the marks are kept). A refresh (ARGV[6] not empty) keeps the ARGV[9] newest
 // marks of rotated refresh tokens and deletes the others.
 var finish = redis.NewScript(luaMarks + `
 local fam = KEYS[1]
 local m = redis.call('HGET', fam, ARGV[1])
-if not m then return {0} end
+if not m then
+	if redis.call('HEXISTS', fam, 's') == 1 then return {3} end
+	return {0}
+end
 local h = split(m)
 if h.attempt ~= ARGV[2] or h.state == 'refused' then return {0} end
 if h.state == 'revoked' then return {2} end
@@ -596,8 +599,11 @@ func (s *Store) finish(op string, ctx context.Context, ref store.Ref, attempt st
 	}
 	r, _ := reply.([]any)
 	if len(r) > 0 {
-		if n, _ := r[0].(int64); n == 2 {
+		switch n, _ := r[0].(int64); n {
+		case 2:
 			return nil, store.ErrReplayed
+		case 3:
+			return nil, store.ErrLost
 		}
 	}
 	if len(r) < 2 {
