@@ -100,8 +100,8 @@ func (s *Server) consent(c echo.Context) error {
 		return &Error{
 			Failure:     signin.ConsentReplayed,
 			Title:       "Consent already answered",
-			Description: fmt.Sprintf("This consent page was answered already, at %s: the form was sent twice (a double click, a reload, the back button).", taken.At.UTC().Format("15:04:05 UTC")),
-			Fix:         "Go back to the application: the sign-in went on with the first answer, and signing in again is safe.",
+			Description: fmt.Sprintf("This consent page was answered already, at %s: the form was sent twice (a double click, a reload of this page or of an error page, the back button).", taken.At.UTC().Format("15:04:05 UTC")),
+			Fix:         "Go back to the application. If the first answer did not sign you in (its trace says why), sign in again: that is safe.",
 		}
 	}
 	if errors.Is(err, store.ErrNotFound) {

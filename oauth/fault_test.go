@@ -464,6 +464,33 @@ func (f *fixture) load(workers int, stop <-chan struct{}, completed *atomicCount
 	return tokens, stopped
 }
 
+// background is a load that runs until its end is called.
+type background struct {
+	completed *atomicCount
+	stop      chan struct{}
+	done      chan struct{}
+	tokens    []string
+	stopped   []reply
+}
+
+// loadInBackground runs f.load with four workers until end.
+func (f *fixture) loadInBackground() *background {
+	b := &background{completed: newCount(), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		b.tokens, b.stopped = f.load(4, b.stop, b.completed)
+		close(b.done)
+	}()
+	return b
+}
+
+// end stops the load and returns the access tokens of the sign-ins it completed and the answers
+// that stopped the others.
+func (b *background) end() (tokens []string, stopped []reply) {
+	close(b.stop)
+	<-b.done
+	return b.tokens, b.stopped
+}
+
 // atomicCount counts, and lets a test wait until it reaches a number.
 type atomicCount struct {
 	mu sync.Mutex
@@ -509,27 +536,18 @@ func (a *atomicCount) get() int {
 func TestRedisKilledAndRestartedWithAOF(t *testing.T) {
 	r := storetest.StartRedis(t, storetest.WithAOF())
 	f := faultFixture(t, r.URL()+"?dial_timeout=200ms&read_timeout=500ms", func(c *oauth.Config) { c.RequestTimeout = time.Second })
-	stop := make(chan struct{})
-	completed := newCount()
-	done := make(chan struct{})
-	var tokens []string
-	var stopped []reply
-	go func() {
-		tokens, stopped = f.load(4, stop, completed)
-		close(done)
-	}()
-	if !completed.waitFor(40, 30*time.Second) {
-		t.Fatalf("only %d sign-ins completed before the kill", completed.get())
+	load := f.loadInBackground()
+	if !load.completed.waitFor(40, 30*time.Second) {
+		t.Fatalf("only %d sign-ins completed before the kill", load.completed.get())
 	}
 	r.Kill()
 	time.Sleep(2 * time.Second) // longer than a request may wait: sign-ins meet the dead server
 	r.Restart()
-	before := completed.get()
-	if !completed.waitFor(before+40, 30*time.Second) {
-		t.Errorf("only %d sign-ins completed once the server was back", completed.get()-before)
+	before := load.completed.get()
+	if !load.completed.waitFor(before+40, 30*time.Second) {
+		t.Errorf("only %d sign-ins completed once the server was back", load.completed.get()-before)
 	}
-	close(stop)
-	<-done
+	tokens, stopped := load.end()
 
 	for i, access := range tokens {
 		if got := f.userStatus(access); got != http.StatusOK {
@@ -666,27 +684,18 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 			f := newFixtureOn(t, rs, []string{"read_user"})
 			fixtureConfig = nil
 
-			stop := make(chan struct{})
-			completed := newCount()
-			done := make(chan struct{})
-			var tokens []string
-			var stopped []reply
-			go func() {
-				tokens, stopped = f.load(4, stop, completed)
-				close(done)
-			}()
-			if !completed.waitFor(40, 30*time.Second) {
-				t.Fatalf("only %d sign-ins completed before the failover", completed.get())
+			load := f.loadInBackground()
+			if !load.completed.waitFor(40, 30*time.Second) {
+				t.Fatalf("only %d sign-ins completed before the failover", load.completed.get())
 			}
 			rep.Failover(t)
 			// Waiting for the replica, writes fail until the old primary is the new one's replica:
 			// Sentinel turns it into one within its 10 s round of INFO.
-			before := completed.get()
-			if !completed.waitFor(before+10, 40*time.Second) {
-				t.Errorf("only %d sign-ins completed after the failover", completed.get()-before)
+			before := load.completed.get()
+			if !load.completed.waitFor(before+10, 40*time.Second) {
+				t.Errorf("only %d sign-ins completed after the failover", load.completed.get()-before)
 			}
-			close(stop)
-			<-done
+			tokens, stopped := load.end()
 
 			lost := 0
 			statuses := map[int]int{}

@@ -348,31 +348,32 @@ func (s *Server) replayedCode(c echo.Context, used *store.UsedError) error {
 }
 
 // refusalCause says, to the client, why a redemption that spent a code was refused, from the
-// failure's name in the trace.
-func refusalCause(failure string) string {
-	switch failure {
-	case "redirect_uri_mismatch":
+// name of its failure, which the code's mark keeps.
+func refusalCause(name string) string {
+	f, _ := signin.Lookup(name)
+	switch f {
+	case signin.RedirectURIMismatch:
 		return "its redirect_uri was not the one of the authorization request"
-	case "redirect_uri_not_registered":
+	case signin.RedirectURINotRegistered:
 		return "its redirect_uri was not registered for the application"
-	case "redirect_uri_missing":
+	case signin.RedirectURIMissing:
 		return "it had no redirect_uri"
-	case "code_other_client":
+	case signin.CodeOtherClient:
 		return "another client presented the code"
-	case "code_expired":
+	case signin.CodeExpired:
 		return "the code had expired"
-	case "pkce_verifier_missing":
+	case signin.PKCEVerifierMissing:
 		return "it had no code_verifier"
-	case "pkce_verifier_wrong":
+	case signin.PKCEVerifierWrong:
 		return "its code_verifier did not match the code_challenge"
-	case "pkce_verifier_malformed":
+	case signin.PKCEVerifierMalformed:
 		return "its code_verifier was not 43 to 128 characters of A-Z, a-z, 0-9 and -._~"
-	case "pkce_unexpected_verifier":
+	case signin.PKCEUnexpectedVerifier:
 		return "it sent a code_verifier, and the authorization request had no code_challenge"
-	case "session_revoked":
+	case signin.SessionRevoked:
 		return "the sign-in had been revoked"
 	}
-	return "of " + failure
+	return "of " + name
 }
 
 // refresh is the refresh_token grant, which go-oauth2 gets wrong (no client check, scope

@@ -140,7 +140,7 @@ var (
 	ConsentUnknown = define(AtConsent, "consent_unknown", InvalidRequest, http.StatusBadRequest,
 		"an answer to a consent page that expired, or that the bridge never showed", "Sign in again from the application.")
 	ConsentReplayed = define(AtConsent, "consent_replayed", InvalidRequest, http.StatusBadRequest,
-		"the form sent twice", "Go back to the application: the sign-in went on with the first answer.")
+		"the form sent twice (a double click, a reload of an error page too)", "Go back to the application. If the first answer did not sign the person in (its trace says why), signing in again is safe.")
 	ConsentNotFromThisBrowser = define(AtConsent, "consent_not_from_this_browser", InvalidRequest, http.StatusForbidden,
 		"an answer that did not come from the page the bridge showed in that browser",
 		"Sign in again, and answer on the bridge's own page.")

@@ -287,26 +287,7 @@ func RedisSentinelURL(t testing.TB) string {
 	master := RedisURL(t) // skips or fails as RedisURL does
 	masterAddr := strings.TrimSuffix(strings.TrimPrefix(master, "redis://"), "/0")
 	host, masterPort, _ := net.SplitHostPort(masterAddr)
-	bin := redisServer(t)
-	dir := t.TempDir()
-	port, err := freePort()
-	if err != nil {
-		t.Fatalf("finding a free port for the sentinel: %v", err)
-	}
-	conf := filepath.Join(dir, "sentinel.conf")
-	config := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor ssobridge %s %s 1\nsentinel down-after-milliseconds ssobridge 5000\n", port, dir, host, masterPort)
-	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "sentinel.log")
-	// The sentinel rewrites its configuration file, so it gets one of its own, given first.
-	_, stop, err := startRedis(bin, dir, port, logPath, nil, conf, "--sentinel")
-	if err != nil {
-		log, _ := os.ReadFile(logPath)
-		t.Fatalf("sentinel: %v\nredis-server output:\n%s", err, log)
-	}
-	t.Cleanup(stop)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := startSentinel(t, net.JoinHostPort(host, masterPort), "sentinel down-after-milliseconds ssobridge 5000\n")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		got, err := command(addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "ssobridge")
@@ -319,6 +300,34 @@ func RedisSentinelURL(t testing.TB) string {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return "redis://" + addr + "/0?master_name=ssobridge"
+}
+
+// startSentinel starts a Sentinel that watches the master at masterAddr (HOST:PORT) as
+// "ssobridge", quorum 1, with the configuration lines extra, for the calling test, and returns
+// its HOST:PORT.
+func startSentinel(t testing.TB, masterAddr, extra string) string {
+	t.Helper()
+	host, masterPort, _ := net.SplitHostPort(masterAddr)
+	bin := redisServer(t)
+	dir := t.TempDir()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("finding a free port for the sentinel: %v", err)
+	}
+	conf := filepath.Join(dir, "sentinel.conf")
+	config := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor ssobridge %s %s 1\n%s", port, dir, host, masterPort, extra)
+	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "sentinel.log")
+	// The sentinel rewrites its configuration file, so it gets one of its own, given first.
+	_, stop, err := startRedis(bin, dir, port, logPath, nil, conf, "--sentinel")
+	if err != nil {
+		log, _ := os.ReadFile(logPath)
+		t.Fatalf("sentinel: %v\nredis-server output:\n%s", err, log)
+	}
+	t.Cleanup(stop)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // command sends one command in RESP and returns its reply: a status, an integer or a bulk
@@ -445,26 +454,7 @@ func StartReplicated(t testing.TB, n int, opts ...RedisOption) *Replicated {
 		}
 		r.Replicas = append(r.Replicas, replica)
 	}
-	bin := redisServer(t)
-	dir := t.TempDir()
-	port, err := freePort()
-	if err != nil {
-		t.Fatalf("finding a free port for the sentinel: %v", err)
-	}
-	conf := filepath.Join(dir, "sentinel.conf")
-	config := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor ssobridge 127.0.0.1 %d 1\n"+
-		"sentinel down-after-milliseconds ssobridge 2000\nsentinel failover-timeout ssobridge 10000\n", port, dir, r.Master.port)
-	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "sentinel.log")
-	_, stop, err := startRedis(bin, dir, port, logPath, nil, conf, "--sentinel")
-	if err != nil {
-		log, _ := os.ReadFile(logPath)
-		t.Fatalf("sentinel: %v\nredis-server output:\n%s", err, log)
-	}
-	t.Cleanup(stop)
-	r.sentinel = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	r.sentinel = startSentinel(t, r.Master.Addr(), "sentinel down-after-milliseconds ssobridge 2000\nsentinel failover-timeout ssobridge 10000\n")
 	// The sentinel learns of the replicas from the primary, then talks to them: it promotes only a
 	// replica it is linked to and that is linked to the primary.
 	for _, replica := range r.Replicas {
