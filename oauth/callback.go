@@ -60,7 +60,11 @@ func (s *Server) callback(c echo.Context) error {
 	}
 	if err != nil {
 		// Whether or not the take ran, it is this request's own: the state is not reported as
-		// used by someone else, and the page says the bridge could not serve.
+		// used by someone else, and the page says the bridge could not serve. The state names
+		// its sign-in, whose trace gets the failure.
+		if traceID, _, ok := s.readUpstreamState(state); ok && traceID != "" {
+			s.useTrace(c, traceID)
+		}
 		return storeFailure("take authorization", err)
 	}
 	s.useTrace(c, pending.TraceID)

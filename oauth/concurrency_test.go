@@ -108,12 +108,13 @@ func TestConcurrentRedemptionsOfOneCodeHaveExactlyOneWinner(t *testing.T) {
 
 // Of concurrent refreshes with one refresh token, exactly one is answered with tokens, every time;
 // the token's reuse revokes its family, the winner's new pair with it. A loser is told the token
-// was used already, or, when it comes after a reuse revoked the family, that the sign-in was.
+// was used already (or presented, while the winner is still being answered), or, when it comes
+// after a reuse revoked the family, that the sign-in was.
 func TestConcurrentRefreshesWithOneTokenHaveExactlyOneWinner(t *testing.T) {
 	eachStore(t, func(t *testing.T, f *fixture) {
 		for range rounds / 4 { // a round costs a whole sign-in more
 			refresh := f.tokens()["refresh_token"].(string)
-			access := oneWinner(t, race(racers, func() reply { return f.sendForm("/oauth/token", f.refreshForm(refresh)) }), "already used", "was revoked")
+			access := oneWinner(t, race(racers, func() reply { return f.sendForm("/oauth/token", f.refreshForm(refresh)) }), "already used", "already presented", "was revoked")
 			if got := f.userStatus(access); got != http.StatusUnauthorized {
 				t.Fatalf("the winner's access token after %d uses of one refresh token: %d, want 401 (revoked)", racers, got)
 			}

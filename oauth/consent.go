@@ -85,6 +85,17 @@ func (s *Server) consent(c echo.Context) error {
 			Fix:         "Go back to the application and sign in again.",
 		}
 	}
+	for _, k := range []string{"consent", "decision"} {
+		if n := len(req.PostForm[k]); n > 1 {
+			// decision=allow&decision=deny must not be read as either.
+			return &Error{
+				Failure:     signin.DuplicateParameter,
+				Title:       "Invalid consent answer",
+				Description: fmt.Sprintf("The parameter %s is given %d times.", k, n),
+				Fix:         "Go back to the application and sign in again, and answer on the bridge's own page.",
+			}
+		}
+	}
 	key, decision := req.PostForm.Get("consent"), req.PostForm.Get("decision")
 	if key == "" || (decision != "allow" && decision != "deny") {
 		return &Error{
@@ -119,7 +130,7 @@ func (s *Server) consent(c echo.Context) error {
 	traceMeta(c, store.TraceMeta{ClientID: pending.ClientID})
 	if pending.Browser == "" || !s.fromSameBrowser(c, pending.Browser) {
 		// The request is spent: whoever made this browser post it gains nothing by retrying.
-		_ = s.store.RevokeSession(ctx, pending.SessionID)
+		s.revokeSession(ctx, pending.SessionID, "a consent answer from another page")
 		return &Error{
 			Failure:     signin.ConsentNotFromThisBrowser,
 			Title:       "Consent not accepted",
@@ -141,7 +152,7 @@ func (s *Server) consent(c echo.Context) error {
 		return storeFailure("get session", err)
 	}
 	if decision == "deny" {
-		_ = s.store.RevokeSession(ctx, sess.ID)
+		s.revokeSession(ctx, sess.ID, "consent denied")
 		s.logger(ctx).Info("consent denied", "client_id", pending.ClientID, "gitlab_user_id", sess.GitLabUserID)
 		return &Error{
 			Failure:     signin.ConsentDenied,

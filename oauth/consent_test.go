@@ -50,9 +50,9 @@ func (f *fixture) consentPage(q url.Values) (body string, cookie *http.Cookie) {
 
 // answer posts the consent form with exactly the cookie given (none when nil), not the
 // browser's: the tests decide which browser the answer comes from.
-func (f *fixture) answer(body string, cookie *http.Cookie, decision string) *http.Response {
+func (f *fixture) answer(body string, cookie *http.Cookie, decision ...string) *http.Response {
 	f.t.Helper()
-	form := url.Values{"consent": {consentKey.FindStringSubmatch(body)[1]}, "decision": {decision}}
+	form := url.Values{"consent": {consentKey.FindStringSubmatch(body)[1]}, "decision": decision}
 	req, _ := http.NewRequest(http.MethodPost, f.bridge.URL+"/oauth/consent", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if cookie != nil {
@@ -165,5 +165,19 @@ func TestAnAbandonedConsentPageLeavesNoSessionBehind(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	if sessions, err := f.store.ListSessions(t.Context(), app.ID); err != nil || len(sessions) != 0 {
 		t.Errorf("after the page expired: %d sessions (%v), want none", len(sessions), err)
+	}
+}
+
+// An answer that says both allow and deny is neither: it is refused, and the page stays
+// answerable.
+func TestConsentAnswerWithTwoDecisionsIsRefused(t *testing.T) {
+	f := newFixture(t)
+	q, _, _ := f.untrusted(true)
+	body, cookie := f.consentPage(q)
+	if resp := f.answer(body, cookie, "allow", "deny"); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("an answer with decision=allow and decision=deny: %d, want 400", resp.StatusCode)
+	}
+	if loc := location(t, f.answer(body, cookie, "deny")); loc.Query().Get("error") != "access_denied" {
+		t.Errorf("the page answered once properly after the refusal: %s, want access_denied", loc)
 	}
 }

@@ -121,16 +121,16 @@ func (e *Error) reason() string {
 // acknowledge is store_not_replicated; anything else, the outcome unknown, store_unavailable.
 func storeFailure(kind string, err error) *Error {
 	e := &Error{Failure: signin.StoreUnavailable, RetryAfter: retryAfterStore, Cause: err,
-		Description: "The bridge's store is not answering; try again shortly. Administrators: check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log.",
+		Description: "The bridge's store is not answering; wait a moment and sign in again. Administrators: check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log.",
 		TraceDetail: "(" + kind + ": " + storeCause(err) + ")"}
 	if errors.Is(err, store.ErrLost) {
 		e.Failure = signin.StoreLostWrite
-		e.Description = "The bridge's store lost what it had recorded earlier in this request (Redis failed over or restarted), so the bridge does not report it done; try again shortly. Administrators: see deploy/REDIS.md on SSOBRIDGE_REDIS_WAIT_REPLICAS and persistence."
+		e.Description = "The bridge's store lost what it had recorded earlier in this request (Redis failed over or restarted), so the bridge does not report it done; wait a moment and sign in again. Administrators: see deploy/REDIS.md on SSOBRIDGE_REDIS_WAIT_REPLICAS and persistence."
 		e.TraceDetail = "(" + kind + ": " + err.Error() + ")"
 	}
 	if errors.Is(err, store.ErrNotReplicated) {
 		e.Failure = signin.StoreNotReplicated
-		e.Description = "The bridge's store did not confirm the write on its replicas in time, so the bridge does not report it done; try again shortly. Administrators: check the Redis replicas (SSOBRIDGE_REDIS_WAIT_REPLICAS) and the bridge's log."
+		e.Description = "The bridge's store did not confirm the write on its replicas in time, so the bridge does not report it done; wait a moment and sign in again. Administrators: check the Redis replicas (SSOBRIDGE_REDIS_WAIT_REPLICAS) and the bridge's log."
 		e.TraceDetail = "(" + kind + ": " + err.Error() + ")"
 	}
 	return e

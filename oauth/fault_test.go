@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -661,6 +662,77 @@ func TestTokenRequestWhoseTakeTheStoreLostIsA503(t *testing.T) {
 	tok := check("a code redemption", f.tokenForm(f.code()))
 	check("a refresh", f.refreshForm(tok["refresh_token"].(string)))
 	noReplay(t, f)
+}
+
+// replyLostStore is a store on a real Redis whose next take, once armed, runs and then reports
+// that the store did not answer in time, as when Redis ran a command whose reply the request's
+// deadline cut off.
+type replyLostStore struct {
+	*redisstore.Store
+	armed atomic.Bool
+}
+
+func (l *replyLostStore) lost(err error) error {
+	if err == nil && l.armed.CompareAndSwap(true, false) {
+		return fmt.Errorf("redisstore: %w", context.DeadlineExceeded)
+	}
+	return err
+}
+
+func (l *replyLostStore) TakeRefresh(ctx context.Context, ref store.Ref, attempt string) (*store.Taken, error) {
+	t, err := l.Store.TakeRefresh(ctx, ref, attempt)
+	return t, l.lost(err)
+}
+
+func (l *replyLostStore) TakeAuthorization(ctx context.Context, key, attempt string) (*store.Authorization, error) {
+	a, err := l.Store.TakeAuthorization(ctx, key, attempt)
+	return a, l.lost(err)
+}
+
+// A take that ran but whose reply came too late is the request's own: a 503, recorded in the
+// sign-in's trace; presented again, the value is answered as presented by a request that did not
+// complete, and nothing is revoked.
+func TestATakeWhoseReplyWasLostIsA503AndThenNotARevocation(t *testing.T) {
+	opts, err := redisstore.ParseURL(storetest.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := &replyLostStore{Store: redisstore.New(redis.NewUniversalClient(opts), "")}
+	f := newFixtureOn(t, ls, []string{"read_user"})
+
+	t.Run("refresh", func(t *testing.T) {
+		tok := f.tokens()
+		ls.armed.Store(true)
+		resp, body := f.postToken(f.refreshForm(tok["refresh_token"].(string)))
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("a refresh whose take's reply was lost: %d %v, want 503 with Retry-After", resp.StatusCode, body)
+		}
+		resp, body = f.postToken(f.refreshForm(tok["refresh_token"].(string)))
+		if resp.StatusCode != http.StatusBadRequest || body["error"] != "invalid_grant" || !strings.Contains(fmt.Sprint(body["error_description"]), "did not complete") {
+			t.Fatalf("the refresh token presented again: %d %v, want invalid_grant saying a request did not complete", resp.StatusCode, body)
+		}
+		if strings.Contains(fmt.Sprint(body["error_description"]), "revoked") {
+			t.Errorf("the refresh token presented again claims a revocation: %v", body["error_description"])
+		}
+		if got := f.userStatus(tok["access_token"].(string)); got != http.StatusUnauthorized {
+			t.Errorf("the access token taken with the refresh token: %d, want 401", got)
+		}
+	})
+
+	t.Run("callback", func(t *testing.T) {
+		cb := f.toCallback(f.authorizeQuery("st"))
+		ls.armed.Store(true)
+		resp := f.get(cb.String())
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("a callback whose take's reply was lost: %d, want 503", resp.StatusCode)
+		}
+		id := resp.Header.Get("X-Trace-Id")
+		tr := f.traceOf(id)
+		steps, _ := tr["steps"].([]any)
+		if tr["failure"] != "store_unavailable" || len(steps) < 2 {
+			t.Errorf("the trace of the callback: failure %v with %d steps, want store_unavailable in the sign-in's own trace (authorize first)", tr["failure"], len(steps))
+		}
+	})
 }
 
 // A Sentinel failover under load, with a primary and one replica. With the bridge waiting for the

@@ -140,8 +140,14 @@ func (s *Server) ReloadKeys() {
 // issuer is the bridge's OpenID Connect issuer: its public URL.
 func (s *Server) issuer() string { return s.public.String() }
 
-// idToken signs the ID token of a session for a client.
-func (s *Server) idToken(ctx context.Context, sess *store.Session, clientID, scope string, withNonce bool) (string, error) {
+// idToken signs the ID token of a session for the token pair p, or returns "" when p's scope has
+// no openid; with withNonce (the code grant, as OpenID Connect says) it carries the
+// authorization's nonce.
+func (s *Server) idToken(ctx context.Context, sess *store.Session, p *store.TokenPair, withNonce bool) (string, error) {
+	if !hasScope(p.Scope, "openid") {
+		return "", nil
+	}
+	clientID, scope := p.ClientID, p.Scope
 	ks, err := s.keySet(ctx)
 	if err != nil {
 		return "", err

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -277,7 +278,9 @@ func (s *Server) readinessChecks(ctx context.Context) map[string]string {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	checks := map[string]string{"store": "ok", "gitlab": "ok"}
-	if err := s.store.Ping(ctx); err != nil {
+	if err := s.store.Ping(ctx); errors.Is(err, store.ErrNotReplicated) {
+		checks["store"] = "the store (Redis) cannot confirm writes on as many replicas as SSOBRIDGE_REDIS_WAIT_REPLICAS asks, so every sign-in would fail: " + err.Error()
+	} else if err != nil {
 		checks["store"] = "the store (Redis) does not answer: " + err.Error()
 	}
 	if err := s.upstream.Ping(ctx); err != nil {

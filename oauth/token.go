@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"cmp"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -229,16 +230,21 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	if err != nil {
 		return s.burnCode(c, ref, attempt, explainRedemption(err))
 	}
+	// The ID token is signed before the tokens are stored: once they are, the request must not
+	// fail, or the client's retry would find the code used and revoke them.
+	idt, err := s.idToken(ctx, taken.Session, tok.pair, true)
+	if err != nil {
+		return s.burnCode(c, ref, attempt, err)
+	}
 	sess, err := s.store.FinishCode(ctx, ref, attempt, tok.pair)
 	switch {
 	case errors.Is(err, store.ErrReplayed):
 		// Another request presented the code while this one redeemed it: this one is the one
 		// answered with tokens, and they are revoked already, as a code presented twice asks.
-		sess = taken.Session
 		s.logger(ctx).Warn("code presented again while it was being redeemed; the tokens issued from it are revoked", "client_id", app.ID)
 		s.stepOK(c, http.StatusOK, map[string]string{"scope": tok.pair.Scope, "access_token_sha256": hashPrefix(tok.access), "redirect_uri": tr.RedirectURI,
 			"revoked": "the code was presented again while it was being redeemed (see the step that refused it): these tokens were revoked as they were issued"})
-		return s.writeToken(c, tok, sess, true)
+		return s.writeToken(c, tok, idt)
 	case errors.Is(err, store.ErrRevoked):
 		return fail(signin.SessionRevoked, "the sign-in this code belongs to was revoked; sign in again").
 			withFix("An administrator revoked the application's grants while this sign-in's code was being redeemed.")
@@ -251,7 +257,7 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 	s.stepOK(c, http.StatusOK, map[string]string{"scope": tok.pair.Scope, "access_token_sha256": hashPrefix(tok.access), "redirect_uri": tr.RedirectURI})
 	s.metrics.loginsCompleted.WithLabelValues(app.ID).Inc()
 	s.logger(ctx).Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)
-	return s.writeToken(c, tok, sess, true)
+	return s.writeToken(c, tok, idt)
 }
 
 // missingRedirectURI is the answer to a code redemption without redirect_uri, which GitLab gives
@@ -309,7 +315,7 @@ func outsideUnreserved(v string) string {
 // trace.
 func (s *Server) burnCode(c echo.Context, ref store.Ref, attempt string, refusal error) error {
 	ctx := c.Request().Context()
-	failure := signin.StoreUnavailable
+	failure := signin.Internal
 	if e, ok := errors.AsType[*Error](refusal); ok {
 		failure = e.Failure
 	}
@@ -416,7 +422,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	body, err := s.upstreamUser(ctx, sess)
 	if err == nil {
 		if reason, fix := checkPolicy(app, PolicyUser{Username: sess.Username, External: app.DenyExternal && isExternal(body), Groups: sess.Groups}); reason != "" {
-			_ = s.store.RevokeSession(ctx, sess.ID)
+			s.revokeSession(ctx, sess.ID, "the person is no longer admitted")
 			return fail(signin.UserNotAllowed, "%s; sign in again", reason).withFix(fix)
 		}
 	}
@@ -425,20 +431,32 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 		if !ok {
 			return err
 		}
-		if st := ue.status(); st == http.StatusUnauthorized || st == http.StatusForbidden {
-			_ = s.store.RevokeSession(ctx, sess.ID)
+		switch {
+		case ue.Failure == signin.UpstreamTokenRejected || ue.Failure == signin.UpstreamUserRefused || ue.Failure == signin.UserNotActive:
+			// GitLab answered, and no longer accepts the person: the sign-in ends.
+			s.revokeSession(ctx, sess.ID, "GitLab no longer accepts the person")
 			return fail(ue.Failure, "GitLab no longer accepts this person (%s); sign in again", ue.apiMessage()).withFix(ue.fix()).withCause(err)
+		case ue.Failure.Where() == signin.AtGitLab:
+			// The failure's code (temporarily_unavailable, for GitLab's own trouble) tells the
+			// client to try again.
+			e := fail(ue.Failure, "the bridge could not ask GitLab whether this person may still sign in (%s); try again shortly, the refresh token stays valid",
+				ue.apiMessage()).withFix(ue.fix()).withCause(err)
+			e.RetryAfter = ue.RetryAfter
+			return e
 		}
-		// The failure's code (temporarily_unavailable, for GitLab's own trouble) tells the client
-		// to try again.
-		return fail(ue.Failure, "the bridge could not ask GitLab whether this person may still sign in (%s); try again shortly, the refresh token stays valid",
-			ue.apiMessage()).withFix(ue.fix()).withCause(err)
+		// The bridge's own trouble (its store, the GitLab token it keeps), as it is: nothing
+		// was taken, and the refresh token stays valid.
+		return ue
 	}
 	taken, err := s.store.TakeRefresh(ctx, ref, attempt)
 	if used, ok := errors.AsType[*store.UsedError](err); ok {
 		return s.reusedRefresh(c, used) // another request took it while this one checked
 	}
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRevoked) {
+	if errors.Is(err, store.ErrNotFound) {
+		// It was there a moment ago: its sign-in expired since, or the store lost it.
+		return fail(signin.RefreshTokenUnknown, "the refresh token is unknown, expired or revoked; sign in again")
+	}
+	if errors.Is(err, store.ErrRevoked) {
 		return fail(signin.SessionRevoked, "the sign-in this refresh token belongs to was revoked or has expired; sign in again")
 	}
 	if err != nil {
@@ -455,6 +473,10 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if err != nil {
 		return err
 	}
+	idt, err := s.idToken(ctx, taken.Session, tok.pair, false) // before the tokens are stored
+	if err != nil {
+		return err
+	}
 	// The family lives as long as its newest refresh token; a family revoked while this request
 	// ran stays revoked, and the tokens are not kept.
 	err = s.store.FinishRefresh(ctx, ref, attempt, taken.Session, tok.pair, s.cfg.RefreshTokenTTL)
@@ -463,7 +485,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 		s.logger(ctx).Warn("refresh token presented again while it was being redeemed; its family is revoked", "client_id", app.ID)
 		s.stepOK(c, http.StatusOK, map[string]string{"scope": scope,
 			"revoked": "the refresh token was presented again while it was being redeemed (see the step that refused it): these tokens were revoked as they were issued"})
-		return s.writeToken(c, tok, taken.Session, false)
+		return s.writeToken(c, tok, idt)
 	case errors.Is(err, store.ErrRevoked):
 		return fail(signin.SessionRevoked, "the sign-in this refresh token belongs to was revoked; sign in again").
 			withFix("An administrator revoked the application's grants, or a token of this sign-in was reused, while the refresh was under way.")
@@ -472,7 +494,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	}
 	s.stepOK(c, http.StatusOK, map[string]string{"scope": scope})
 	s.logger(ctx).Info("token refreshed", "client_id", app.ID, "gitlab_user_id", taken.Session.GitLabUserID)
-	return s.writeToken(c, tok, taken.Session, false)
+	return s.writeToken(c, tok, idt)
 }
 
 // takeUnknownRefresh answers a refresh token the store does not hold as a live one: unknown, or
@@ -507,19 +529,35 @@ func checkRefresh(p *store.TokenPair, app *store.Application, tr *TokenRequest) 
 	return nil
 }
 
-// reusedRefresh answers a refresh token another request took before: someone holds a copy, and
-// the whole family is revoked (by the store, at once or when that request finishes).
+// reusedRefresh answers a refresh token another request took before. One whose tokens were
+// issued was presented twice: the store has revoked its whole sign-in. One still taken belongs
+// to a request still being answered, which will revoke the sign-in when it finishes, or to one
+// cut short (the store did not answer it in time), which took the pair with it: either way no
+// token of that pair will work.
 func (s *Server) reusedRefresh(c echo.Context, used *store.UsedError) error {
 	ctx := c.Request().Context()
 	s.useTrace(c, used.TraceID)
+	if used.Mark.State == store.MarkTaken {
+		s.logger(ctx).Warn("refresh token presented while an earlier request still redeems it, or after one that did not complete", "session", used.SessionID)
+		return fail(signin.RefreshTokenReplayed, "the refresh token was already presented, by a request that is still being answered or that did not complete: refresh tokens are single use, and no token issued from it will work; sign in again").
+			withFix(fmt.Sprintf("The refresh token was presented again while an earlier request (at %s) was redeeming it, or after that request was cut short (the store did not answer it in time: see its step in this trace). Either the client sent its refresh twice, or someone else holds a copy of it. The person must sign in again.",
+				used.Mark.At.UTC().Format(time.RFC3339)))
+	}
 	s.logger(ctx).Warn("refresh token presented twice; its family is revoked", "session", used.SessionID)
 	return fail(signin.RefreshTokenReplayed, "the refresh token was already used: refresh tokens are single use, so every token of this sign-in is now revoked; sign in again").
 		withFix("A refresh token was presented twice: the client retried, or someone else holds a copy of it. The person must sign in again.")
 }
 
-// writeToken answers a token request in GitLab's shape, with an ID token when the scope has
-// openid (and the nonce of the authorization only on the code grant, as OpenID Connect says).
-func (s *Server) writeToken(c echo.Context, tok *issued, sess *store.Session, withNonce bool) error {
+// revokeSession revokes a sign-in the request ends, and says in the log when the store did not:
+// the sign-in then lives until it expires.
+func (s *Server) revokeSession(ctx context.Context, id, why string) {
+	if err := s.store.RevokeSession(ctx, id); err != nil {
+		s.logger(ctx).Warn("revoking the sign-in failed; it stays valid until it expires or an administrator revokes it (ssobridge apps revoke-grants)", "session", id, "why", why, "cause", err.Error())
+	}
+}
+
+// writeToken answers a token request in GitLab's shape, with the ID token idt if not empty.
+func (s *Server) writeToken(c echo.Context, tok *issued, idt string) error {
 	p := tok.pair
 	resp := tokenResponse{
 		AccessToken:  tok.access,
@@ -528,13 +566,7 @@ func (s *Server) writeToken(c echo.Context, tok *issued, sess *store.Session, wi
 		RefreshToken: tok.refresh,
 		Scope:        p.Scope,
 		CreatedAt:    p.IssuedAt.Unix(),
-	}
-	if hasScope(p.Scope, "openid") {
-		idt, err := s.idToken(c.Request().Context(), sess, p.ClientID, p.Scope, withNonce)
-		if err != nil {
-			return err
-		}
-		resp.IDToken = idt
+		IDToken:      idt,
 	}
 	noStore(c.Response().Header())
 	return c.JSON(http.StatusOK, resp)
@@ -543,7 +575,7 @@ func (s *Server) writeToken(c echo.Context, tok *issued, sess *store.Session, wi
 // invalidClient is one answer for an unknown client and a wrong secret, so that the answer does
 // not tell which client_ids exist: the failure, and the fix, are for the trace.
 func invalidClient(f *signin.Failure, fix string) *Error {
-	return fail(f, "client authentication failed: the client_id is unknown or the secret is wrong; check Mattermost's GitLab Application ID and Secret against `ssobridge apps show`").
+	return fail(f, "client authentication failed: the client_id is unknown or the secret is wrong; check Mattermost's GitLab Application ID against `ssobridge apps list`, and its Secret: the bridge keeps only a hash of it, so a lost secret is replaced with `ssobridge apps rotate-secret ID`").
 		withFix(fix)
 }
 

@@ -1,8 +1,10 @@
 package oauth_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -355,5 +357,39 @@ func TestStoreHoldsNoCodeTokenOrSecretInClear(t *testing.T) {
 		if strings.Contains(string(dump), v) {
 			t.Errorf("the store holds the %s in clear", name)
 		}
+	}
+}
+
+// A refresh whose GitLab token the bridge cannot open (its encryption key changed) is the bridge's
+// own trouble: the answer names it, and the sign-in is not revoked, so that putting the old key
+// back (SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS) restores it.
+func TestRefreshWithAnUnreadableGitLabTokenRevokesNothing(t *testing.T) {
+	f := newFixture(t)
+	tok := f.tokens()
+	found, err := f.store.GetAccess(t.Context(), store.RefOf(tok["access_token"].(string)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := found.Session
+	other, err := oauth.NewSealer(bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess.SealedToken = other.Seal([]byte(`{"access_token":"x"}`), sess.ID)
+	if err := f.store.UpdateSession(t.Context(), sess); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.postToken(f.refreshForm(tok["refresh_token"].(string)))
+	if resp.StatusCode == http.StatusOK || !strings.Contains(fmt.Sprint(body["error_description"]), "cannot open the GitLab token") {
+		t.Errorf("refresh with an unreadable GitLab token: %d %v, want a refusal saying the bridge cannot open it", resp.StatusCode, body)
+	}
+	if tr := f.traceOf(resp.Header.Get(oauth.HeaderTraceID)); tr["failure"] != "sealed_token_unreadable" {
+		t.Errorf("the trace names %v, want sealed_token_unreadable", tr["failure"])
+	}
+	if _, err := f.store.GetSession(t.Context(), sess.ID); err != nil {
+		t.Errorf("the sign-in after the refusal: %v, want it kept", err)
+	}
+	if _, err := f.store.GetRefresh(t.Context(), store.RefOf(tok["refresh_token"].(string))); err != nil {
+		t.Errorf("the refresh token after the refusal: %v, want it kept", err)
 	}
 }

@@ -57,13 +57,17 @@ func (s *Server) user(c echo.Context) error {
 	}
 	start := time.Now()
 	body, err := s.upstreamUser(ctx, sess)
-	if e, ok := errors.AsType[*Error](err); ok && (e.Failure == signin.UserIncomplete || e.Failure == signin.UserNotActive) {
+	e, _ := errors.AsType[*Error](err)
+	switch {
+	case e != nil && (e.Failure == signin.UserIncomplete || e.Failure == signin.UserNotActive):
 		// GitLab answered; what it answered is the bridge's step to refuse.
 		s.upstreamStep(c, signin.StepUpstreamUser, "GET /api/v4/user (the GitLab token the bridge holds)", start, nil)
-		return err
+	case err == nil || e != nil && e.Failure.Where() == signin.AtGitLab:
+		// GitLab's own status (0 when it did not answer), not the one the bridge answers with.
+		s.upstreamStep(c, signin.StepUpstreamUser, "GET /api/v4/user (the GitLab token the bridge holds)", start, err)
 	}
-	// GitLab's own status (0 when it did not answer), not the one the bridge answers with.
-	s.upstreamStep(c, signin.StepUpstreamUser, "GET /api/v4/user (the GitLab token the bridge holds)", start, err)
+	// Any other failure is the bridge's own (its store, the GitLab token it keeps), before it
+	// could ask GitLab: no call to GitLab is drawn.
 	if err != nil {
 		return err
 	}
@@ -96,17 +100,28 @@ func upstreamAPIError(err error) error {
 	}
 }
 
+// sealedTokenUnreadable is the failure of a GitLab token the bridge keeps that its keys cannot
+// open.
+func sealedTokenUnreadable(err error) *Error {
+	return &Error{
+		Failure:     signin.SealedTokenUnreadable,
+		Description: "the bridge cannot open the GitLab token it keeps for this person; sign in again",
+		Fix:         "The GitLab token the bridge keeps for this person cannot be opened: SSOBRIDGE_ENCRYPTION_KEY is not the key it was sealed with (put the old key in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS). The person must otherwise sign in again.",
+		Cause:       err,
+	}
+}
+
+// saveRefreshedTokenTimeout bounds the save of a GitLab token GitLab renewed, which outlives the
+// request that renewed it.
+const saveRefreshedTokenTimeout = 5 * time.Second
+
 // upstreamUser reads the person's /api/v4/user at GitLab with the token the bridge holds for
 // them, refreshing it at GitLab when it has expired and keeping the new one. Failures come back
 // as the Error the client should see.
 func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte, error) {
 	old, err := s.openToken(sess)
 	if err != nil {
-		return nil, &Error{
-			Failure: signin.SealedTokenUnreadable,
-			Fix:     "The GitLab token the bridge keeps for this person cannot be opened: SSOBRIDGE_ENCRYPTION_KEY is not the key it was sealed with (put the old key in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS). The person must otherwise sign in again.",
-			Cause:   err,
-		}
+		return nil, sealedTokenUnreadable(err)
 	}
 	if !old.Valid() {
 		// GitLab accepts each refresh token once: requests of one session that must refresh take
@@ -136,15 +151,18 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 			return nil, storeFailure("lock the GitLab token's refresh", err)
 		}
 		defer unlock()
-		if fresh, err := s.store.GetSession(ctx, sess.ID); err == nil {
-			sess.SealedToken = fresh.SealedToken
-			if old, err = s.openToken(sess); err != nil {
-				return nil, &Error{
-					Failure: signin.SealedTokenUnreadable,
-					Fix:     "The GitLab token the bridge keeps for this person cannot be opened: SSOBRIDGE_ENCRYPTION_KEY is not the key it was sealed with (put the old key in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS). The person must otherwise sign in again.",
-					Cause:   err,
-				}
-			}
+		// Another request may have refreshed the token while this one waited: GitLab would
+		// refuse the refresh token this one read.
+		fresh, err := s.store.GetSession(ctx, sess.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, &Error{Failure: signin.SessionRevoked, Description: "the sign-in was revoked or has expired; sign in again", Status: http.StatusUnauthorized}
+		}
+		if err != nil {
+			return nil, storeFailure("reread the session", err)
+		}
+		sess.SealedToken = fresh.SealedToken
+		if old, err = s.openToken(sess); err != nil {
+			return nil, sealedTokenUnreadable(err)
 		}
 	}
 	u, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, old))
@@ -186,9 +204,14 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 	if tok.AccessToken != old.AccessToken {
 		s.sealToken(sess, tok)
 		sess.User, sess.UserFetchedAt = body, time.Now().UTC()
-		if err := s.store.UpdateSession(ctx, sess); err != nil && !errors.Is(err, store.ErrNotFound) {
-			// The refreshed token is lost; the next request refreshes again, so serve this one.
-			s.logger(ctx).Warn("saving refreshed GitLab token failed", "cause", err.Error())
+		// GitLab spent the refresh token it had: the new one must be kept, or the person's
+		// next call to GitLab fails. It is saved even if this request is cut short, and
+		// saving it again is harmless.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveRefreshedTokenTimeout)
+		err := s.store.UpdateSession(sctx, sess)
+		cancel()
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.logger(ctx).Error("saving the GitLab token GitLab just renewed failed: the person's next request that needs GitLab will fail, and they must sign in again", "session", sess.ID, "cause", err.Error())
 		}
 	}
 	return body, nil

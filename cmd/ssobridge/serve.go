@@ -67,7 +67,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	st := newSettings("serve", "Runs the bridge: Mattermost's GitLab endpoints point at it, and it signs people in at GitLab.", out)
 	public := st.add("public-url", "", "the bridge's URL as browsers and Mattermost reach it, e.g. https://sso.example.com")
 	listen := st.add("listen", ":8080", "address to listen on, host:port")
-	adminListen := st.add("admin-listen", "127.0.0.1:9090", "address of the operators' listener (/metrics, /healthz, /readyz); keep it private; empty: none")
+	adminListen := st.add("admin-listen", "127.0.0.1:9090", "address of the operators' listener (/debug/traces, /metrics, /healthz, /readyz); keep it private; empty: none")
 	adminToken := st.add("admin-token", "", "if set, the operators' listener asks for Authorization: Bearer TOKEN (the health probes excepted)")
 	tlsCert := st.add("tls-cert", "", "PEM file of the certificate (with its chain) to serve HTTPS with on --listen, together with --tls-key; read again on SIGHUP, without dropping connections; empty: plain HTTP, for TLS ending at a proxy in front")
 	tlsKey := st.add("tls-key", "", "PEM file of the certificate's private key (may be the certificate's file); read again with it on SIGHUP")
@@ -90,7 +90,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never redeemed its code (or never read the user) is called stalled")
 	requestTimeout := st.add("request-timeout", oauth.DefaultRequestTimeout.String(), "how long a request may take, every call it makes to Redis and GitLab included; past it the bridge answers 503 and says why. Keep it well under Mattermost's own 30 s, so that Mattermost hears the bridge's answer")
 	maxInFlight := st.add("max-in-flight", strconv.Itoa(oauth.DefaultMaxInFlight), "how many requests the bridge answers at once; more are answered 503 with Retry-After at once (ssobridge_requests_shed_total), so that a stalled Redis or GitLab cannot pile requests up in memory. The health probes are not counted")
-	waitReplicas := st.add("redis-wait-replicas", "0", "with Redis replicas (Sentinel), how many must acknowledge each write that completes or ends a sign-in before the bridge answers (Redis's WAIT): a failover then loses no sign-in the bridge reported done. 0: none; see deploy/REDIS.md")
+	waitReplicas := st.add("redis-wait-replicas", "0", "with Redis replicas (Sentinel), how many must acknowledge each write that completes or ends a sign-in before the bridge answers (Redis's WAIT), so that a failover Sentinel manages does not lose a sign-in the bridge reported done; set it to the number of replicas. 0: none; see deploy/REDIS.md")
 	waitTimeout := st.add("redis-wait-timeout", "500ms", "how long a write waits for SSOBRIDGE_REDIS_WAIT_REPLICAS replicas; past it the request fails with 503 (store_not_replicated). Keep it under Redis's read_timeout (5 s unless the URL says otherwise)")
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	logFormat := st.add("log-format", "json", "json or text")
@@ -317,6 +317,10 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// mattermostHTTPTimeout is how long Mattermost's HTTP client waits for the bridge's token and
+// user answers.
+const mattermostHTTPTimeout = 30 * time.Second
+
 // openStore connects to Redis, or returns the in-memory store when no URL is set.
 func openStore(ctx context.Context, redisURL *setting, log *slog.Logger) (store.Store, error) {
 	if redisURL.value == "" {
@@ -407,8 +411,17 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 		}
 	}
 	defer s.Close()
+	if cfg.requestTimeout >= mattermostHTTPTimeout {
+		log.Warn("the request timeout is not under Mattermost's own 30 s: Mattermost may give up on a token or user request before the bridge answers it, and then never hears why",
+			"setting", "SSOBRIDGE_REQUEST_TIMEOUT", "request_timeout", cfg.requestTimeout.String())
+	}
 	if rs, ok := s.(*redisstore.Store); ok {
 		rs.CacheApps(cfg.appCacheTTL).WaitForReplicas(cfg.waitReplicas, cfg.waitTimeout)
+		if err := rs.Ping(ctx); errors.Is(err, store.ErrNotReplicated) {
+			// Not fatal: a replica may be starting, and /readyz says unready until it is online.
+			log.Warn("Redis has fewer replicas online than the writes wait for: every sign-in fails until they are, and /readyz says so",
+				"setting", cfg.redisURL.env(), "wait_replicas", cfg.waitReplicas, "cause", err.Error())
+		}
 	}
 	sealer, err := cfg.keys.sealer(cfg.redisURL.value == "", log)
 	if err != nil {

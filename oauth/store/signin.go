@@ -205,7 +205,10 @@ type SignIns interface {
 	// TakeRefresh takes a refresh token for attempt, as TakeCode takes a code, and deletes the
 	// access token issued with it.
 	TakeRefresh(ctx context.Context, ref Ref, attempt string) (*Taken, error)
-	// FinishRefresh stores the pair issued for the refresh token attempt took, and the session
-	// s, giving the sign-in ttl from now; ErrRevoked and ErrReplayed as FinishCode.
+	// FinishRefresh stores the pair issued for the refresh token attempt took, giving the
+	// sign-in of s ttl from now; ErrRevoked, ErrLost and ErrReplayed as FinishCode. The stored
+	// session is left as it is: an UpdateSession made since the take (a GitLab token renewed by
+	// another request) stands. The sign-in keeps the marks of its RefreshMarksKept newest
+	// rotated refresh tokens, this one's always among them.
 	FinishRefresh(ctx context.Context, ref Ref, attempt string, s *Session, next *TokenPair, ttl time.Duration) error
 }

@@ -10,7 +10,7 @@ var t0 = time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC)
 
 func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 
-// loginTrace is a complete Mattermost sign-in through the bridge, every arrow of PROTOCOL.md's
+// loginTrace is a complete Mattermost sign-in through the bridge, every arrow of README.md's sequence
 // diagram that the bridge sees or makes.
 func loginTrace() *store.Trace {
 	const redirectURI = "https://chat.example.com/signup/gitlab/complete"

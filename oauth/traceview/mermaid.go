@@ -21,10 +21,10 @@ const (
 	maxAlias = 40
 )
 
-// participants are the four lifelines, left to right as in PROTOCOL.md.
+// participants are the four lifelines, left to right as in README.md's sequence diagram.
 var participants = [...]string{store.PartUser, store.PartClient, store.PartBridge, store.PartGitLab}
 
-// Mermaid returns t as a Mermaid sequenceDiagram: the four participants of PROTOCOL.md's diagram
+// Mermaid returns t as a Mermaid sequenceDiagram: the four participants of README.md's sequence diagram
 // (the client aliased to the app's name when it is not Mattermost), one arrow per step in the
 // order of the timeline, and under each failed arrow a note with the failure and its reason and a
 // note with the fix. A sign-in stalled by now (see Outcome) ends with the arrow that never came,

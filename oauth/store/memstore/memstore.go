@@ -287,27 +287,27 @@ func (f *family) revoke(now time.Time) {
 	}
 }
 
-// pruneRefreshMarks keeps the keep newest marks of rotated refresh tokens (store.RefreshMarksKept)
-// and deletes the others.
-func (f *family) pruneRefreshMarks(keep int) {
+// pruneRefreshMarks keeps the keep newest marks of rotated refresh tokens (store.RefreshMarksKept),
+// the one in field own always among them, and deletes the others.
+func (f *family) pruneRefreshMarks(own string, keep int) {
 	type issued struct {
 		at    time.Time
 		field string
 	}
 	var marks []issued
 	for k, v := range f.fields {
-		if !strings.HasPrefix(k, "u:") {
+		if !strings.HasPrefix(k, "u:") || k == own {
 			continue
 		}
 		if m, _, err := store.DecodeMark(v); err == nil && m.Kind == store.KindRefresh && m.State == store.MarkIssued {
 			marks = append(marks, issued{m.At, k})
 		}
 	}
-	if len(marks) <= keep {
+	if len(marks) < keep {
 		return
 	}
 	slices.SortFunc(marks, func(a, b issued) int { return a.at.Compare(b.at) })
-	for _, m := range marks[:len(marks)-keep] {
+	for _, m := range marks[:len(marks)-keep+1] {
 		delete(f.fields, m.field)
 	}
 }
@@ -621,17 +621,11 @@ func (s *Store) FinishRefresh(_ context.Context, ref store.Ref, attempt string, 
 }
 
 // finish stores the pair issued for the value attempt took, and with sess (non-nil: a refresh)
-// the renewed session and the family's new expiry.
+// gives the family its new expiry, leaving its session as it is.
 func (s *Store) finish(ref store.Ref, attempt string, sess *store.Session, p *store.TokenPair, ttl time.Duration) (*store.Session, error) {
 	pb, err := store.EncodePair(p)
 	if err != nil {
 		return nil, fmt.Errorf("memstore: finish: %w", err)
-	}
-	var sb []byte
-	if sess != nil {
-		if sb, err = store.EncodeSession(sess); err != nil {
-			return nil, fmt.Errorf("memstore: finish: %w", err)
-		}
 	}
 	now := time.Now()
 	s.mu.Lock()
@@ -678,9 +672,9 @@ func (s *Store) finish(ref store.Ref, attempt string, sess *store.Session, p *st
 		}
 		m.State = store.MarkIssued
 		f.fields["u:"+ref.Key] = store.EncodeMark(m, nil)
-		if sb != nil {
-			f.session, f.clientID, f.expires = sb, sess.ClientID, now.Add(ttl)
-			f.pruneRefreshMarks(store.RefreshMarksKept)
+		if sess != nil {
+			f.expires = now.Add(ttl)
+			f.pruneRefreshMarks("u:"+ref.Key, store.RefreshMarksKept)
 		}
 	}
 	if f.session == nil {

@@ -252,9 +252,34 @@ func (s *Store) check(op string, err error) error {
 	return nil
 }
 
-// Ping sends PING to Redis.
+// Ping sends PING to Redis and, when the store waits for replicas (WaitForReplicas), checks that
+// each primary has as many replicas online: with fewer, every write that completes a sign-in
+// would fail, and Ping says so with store.ErrNotReplicated.
 func (s *Store) Ping(ctx context.Context) error {
-	return s.check("ping", s.c.Ping(ctx).Err())
+	if err := s.c.Ping(ctx).Err(); err != nil {
+		return s.check("ping", err)
+	}
+	if s.replicas == 0 {
+		return nil
+	}
+	replicasOnline := func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if online := strings.Count(info, ",state=online,"); online < s.replicas {
+			return fmt.Errorf("%w: the primary %s has %d replicas online, and writes wait for %d", store.ErrNotReplicated, c.Options().Addr, online, s.replicas)
+		}
+		return nil
+	}
+	var err error
+	switch c := s.c.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, replicasOnline)
+	case *redis.Client:
+		err = replicasOnline(ctx, c)
+	}
+	return s.check("ping", err)
 }
 
 // Close closes the Redis client given to New.

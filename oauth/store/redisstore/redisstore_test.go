@@ -715,3 +715,19 @@ func TestFinishAfterTheStoreLostItsTakeIsErrLost(t *testing.T) {
 		t.Fatalf("finish the second take: %v", err)
 	}
 }
+
+// A store that waits for replicas is not ready while its primary has fewer online: every sign-in
+// would fail with store_not_replicated.
+func TestPingSaysWhenThePrimaryHasFewerReplicasThanTheWritesWaitFor(t *testing.T) {
+	alone := New(newClient(t, storetest.RedisURL(t)), "").WaitForReplicas(1, 100*time.Millisecond)
+	defer alone.Close()
+	if err := alone.Ping(t.Context()); !errors.Is(err, store.ErrNotReplicated) {
+		t.Errorf("Ping of a primary without replicas, waiting for one: %v, want store.ErrNotReplicated", err)
+	}
+	rep := storetest.StartReplicated(t, 1)
+	replicated := New(newClient(t, rep.Master.URL()), "").WaitForReplicas(1, 100*time.Millisecond)
+	defer replicated.Close()
+	if err := replicated.Ping(t.Context()); err != nil {
+		t.Errorf("Ping of a primary with its replica online: %v", err)
+	}
+}

@@ -53,20 +53,20 @@ local function revoke(fam, keep)
 	local ttl = redis.call('PTTL', fam)
 	if ttl < 0 or ttl > keep then redis.call('PEXPIRE', fam, keep) end
 end
-local function prune_refresh_marks(fam, keep)
+local function prune_refresh_marks(fam, own, keep)
 	local issued = {}
 	for _, f in ipairs(redis.call('HKEYS', fam)) do
-		if string.sub(f, 1, 2) == 'u:' then
+		if string.sub(f, 1, 2) == 'u:' and f ~= own then
 			local m = redis.call('HGET', fam, f)
 			if m and string.sub(m, 1, 18) == '{"kind":"refresh",' then
-				local h = split(m)
-				if h.state == 'issued' then table.insert(issued, {h.at, f}) end
+				local ok, h = pcall(split, m)
+				if ok and type(h) == 'table' and h.state == 'issued' and type(h.at) == 'number' then table.insert(issued, {h.at, f}) end
 			end
 		end
 	end
-	if #issued <= keep then return end
+	if #issued < keep then return end
 	table.sort(issued, function(a, b) return a[1] < b[1] end)
-	for i = 1, #issued - keep do redis.call('HDEL', fam, issued[i][2]) end
+	for i = 1, #issued - keep + 1 do redis.call('HDEL', fam, issued[i][2]) end
 end
 `
 
@@ -147,11 +147,12 @@ return {2, header(h), got[2], revoked}
 
 // finish stores the pair ARGV[5] under ARGV[3] (its access token) and ARGV[4] (its refresh
 // token, if not empty) in the sign-in KEYS[1], for the value whose mark ARGV[1] attempt ARGV[2]
-// took; with ARGV[6] not empty, the renewed session, and with ARGV[7] > 0 a new expiry. It returns
-// {1, session}, and the same again for the same finish sent twice; {0} when the sign-in was
-// revoked; {3} when it lives without the mark (the store lost the take); {2} when the value was presented again since the take, which revokes the sign-in
-// (ARGV[8]: how long the marks are kept). A refresh (ARGV[6] not empty) keeps the ARGV[9] newest
-// marks of rotated refresh tokens and deletes the others.
+// took, and with ARGV[7] > 0 gives the sign-in a new expiry. It returns {1, session}, and the
+// same again for the same finish sent twice; {0} when the sign-in was revoked; {3} when it lives
+// without the mark (the store lost the take); {2} when the value was presented again since the
+// take, which revokes the sign-in (ARGV[8]: how long the marks are kept). A refresh (ARGV[6] not
+// empty) keeps the ARGV[9] newest marks of rotated refresh tokens, its own always among them,
+// and deletes the others.
 var finish = redis.NewScript(luaMarks + `
 local fam = KEYS[1]
 local m = redis.call('HGET', fam, ARGV[1])
@@ -172,11 +173,10 @@ if h.state == 'taken' then
 	end
 	redis.call('HSET', fam, ARGV[3], ARGV[5])
 	if ARGV[4] ~= '' then redis.call('HSET', fam, ARGV[4], ARGV[5]) end
-	if ARGV[6] ~= '' then redis.call('HSET', fam, 's', ARGV[6]) end
 	if tonumber(ARGV[7]) > 0 then redis.call('PEXPIRE', fam, ARGV[7]) end
 	h.state = 'issued'
 	redis.call('HSET', fam, ARGV[1], header(h))
-	if ARGV[6] ~= '' then prune_refresh_marks(fam, tonumber(ARGV[9])) end
+	if ARGV[6] ~= '' then prune_refresh_marks(fam, ARGV[1], tonumber(ARGV[9])) end
 end
 local s = redis.call('HGET', fam, 's')
 if not s then return {0} end
@@ -563,19 +563,17 @@ func (s *Store) FinishRefresh(ctx context.Context, ref store.Ref, attempt string
 	return err
 }
 
-// finish runs the finish script, with the renewed session's index entry for a refresh, in one
+// finish runs the finish script, with the index entry of a refreshed sign-in (sess), in one
 // round trip.
 func (s *Store) finish(op string, ctx context.Context, ref store.Ref, attempt string, p *store.TokenPair, sess *store.Session, ttl time.Duration) (*store.Session, error) {
 	pb, err := store.EncodePair(p)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
-	var sb []byte
+	refreshed := ""
 	var extra func(redis.Pipeliner)
 	if sess != nil {
-		if sb, err = store.EncodeSession(sess); err != nil {
-			return nil, wrap(op, err)
-		}
+		refreshed = "1"
 		ttl = roundTTL(ttl)
 		now := time.Now()
 		extra = func(pl redis.Pipeliner) { s.index(ctx, pl, sess.ClientID, sess.ID, now.Add(ttl), now) }
@@ -593,7 +591,7 @@ func (s *Store) finish(op string, ctx context.Context, ref store.Ref, attempt st
 	}
 	fam := s.familyKey(ref.SessionID)
 	reply, err := s.exec(ctx, fam, finish, []string{fam},
-		[]any{prefixMark + ref.Key, attempt, prefixAccess + p.AccessKey, refresh, pb, sb, ttl.Milliseconds(), keptMillis, store.RefreshMarksKept}, extra)
+		[]any{prefixMark + ref.Key, attempt, prefixAccess + p.AccessKey, refresh, pb, refreshed, ttl.Milliseconds(), keptMillis, store.RefreshMarksKept}, extra)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
@@ -640,9 +638,11 @@ func (s *Store) WaitForReplicas(n int, timeout time.Duration) *Store {
 
 // exec runs the script sc on keys, which all hash to key's slot, with the commands extra queues
 // (on any keys, nil for none), in one round trip, and, when the store waits for replicas, WAIT
-// on the connection that carried the script. It returns the script's reply; a reply of nil is
+// last, on the connection that carried them. It returns the script's reply; a reply of nil is
 // redis.Nil. On Cluster with replicas to wait for, the script and WAIT go to key's primary and
-// the extra commands in a second round trip.
+// the extra commands in a second round trip. The extra commands keep an index: once the script
+// has run, their failure is logged, not returned, since the script's writes stand and a caller
+// told otherwise would be told wrong.
 func (s *Store) exec(ctx context.Context, key string, sc *redis.Script, keys []string, args []any, extra func(redis.Pipeliner)) (any, error) {
 	cc, cluster := s.c.(*redis.ClusterClient)
 	split := cluster && s.replicas > 0 && extra != nil
@@ -655,11 +655,11 @@ func (s *Store) exec(ctx context.Context, key string, sc *redis.Script, keys []s
 			} else {
 				script = sc.Eval(ctx, p, keys, args...)
 			}
-			if s.replicas > 0 {
-				wait = waitCmd(ctx, p, s.replicas, s.replicaWait)
-			}
 			if extra != nil && !split {
 				extra(p)
+			}
+			if s.replicas > 0 {
+				wait = waitCmd(ctx, p, s.replicas, s.replicaWait)
 			}
 			return nil
 		}
@@ -687,13 +687,13 @@ func (s *Store) exec(ctx context.Context, key string, sc *redis.Script, keys []s
 		return nil, err
 	}
 	for _, c := range cmds {
-		if c != script && c.Err() != nil && !isNil(c.Err()) {
-			return nil, c.Err()
+		if c != script && c != wait && c.Err() != nil && !isNil(c.Err()) {
+			warn(ctx, "redisstore: updating a client's sign-in index failed; `ssobridge apps revoke-grants` may miss this sign-in until its next refresh", "key", key, "cause", c.Err().Error())
 		}
 	}
 	if split {
 		if _, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error { extra(p); return nil }); err != nil && !isNil(err) {
-			return nil, err
+			warn(ctx, "redisstore: updating a client's sign-in index failed; `ssobridge apps revoke-grants` may miss this sign-in until its next refresh", "key", key, "cause", err.Error())
 		}
 	}
 	if err := s.replicated(wait); err != nil {

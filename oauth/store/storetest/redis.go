@@ -234,21 +234,15 @@ func RedisClusterURL(t testing.TB) string {
 	slots := [][2]int{{0, 5460}, {5461, 10922}, {10923, 16383}}
 	addrs := make([]string, len(slots))
 	for i := range slots {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("finding a free port for redis-server: %v", err)
-		}
 		nodeDir := filepath.Join(dir, strconv.Itoa(i))
 		if err := os.Mkdir(nodeDir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		logPath := filepath.Join(nodeDir, "redis.log")
-		_, stop, err := startRedis(bin, nodeDir, port, logPath, []string{"--cluster-enabled", "yes", "--cluster-node-timeout", "5000"})
-		if err != nil {
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("cluster node %d: %v\nredis-server output:\n%s", i, err, log)
-		}
-		t.Cleanup(stop)
+		// A node also listens on its port + 10000, the cluster bus.
+		port := startOnFreePort(t, fmt.Sprintf("cluster node %d", i), 10000, func(port int, logPath string) (func(), error) {
+			_, stop, err := startRedis(bin, nodeDir, port, logPath, []string{"--cluster-enabled", "yes", "--cluster-node-timeout", "5000"})
+			return stop, err
+		}, nodeDir)
 		addrs[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
 	for i, r := range slots {
@@ -310,24 +304,57 @@ func startSentinel(t testing.TB, masterAddr, extra string) string {
 	host, masterPort, _ := net.SplitHostPort(masterAddr)
 	bin := redisServer(t)
 	dir := t.TempDir()
-	port, err := freePort()
-	if err != nil {
-		t.Fatalf("finding a free port for the sentinel: %v", err)
-	}
-	conf := filepath.Join(dir, "sentinel.conf")
-	config := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor ssobridge %s %s 1\n%s", port, dir, host, masterPort, extra)
-	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "sentinel.log")
-	// The sentinel rewrites its configuration file, so it gets one of its own, given first.
-	_, stop, err := startRedis(bin, dir, port, logPath, nil, conf, "--sentinel")
-	if err != nil {
-		log, _ := os.ReadFile(logPath)
-		t.Fatalf("sentinel: %v\nredis-server output:\n%s", err, log)
-	}
-	t.Cleanup(stop)
+	port := startOnFreePort(t, "sentinel", 0, func(port int, logPath string) (func(), error) {
+		conf := filepath.Join(dir, "sentinel.conf")
+		config := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor ssobridge %s %s 1\n%s", port, dir, host, masterPort, extra)
+		if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
+			return nil, err
+		}
+		// The sentinel rewrites its configuration file, so it gets one of its own, given first.
+		_, stop, err := startRedis(bin, dir, port, logPath, nil, conf, "--sentinel")
+		return stop, err
+	}, dir)
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// startOnFreePort starts a server (what, for messages) with start on a free port, and on that
+// port + also unless also is 0, logging to a file in dir; it returns the port, and stops the
+// server when the test ends. A port is chosen by binding and releasing it, so another process can
+// take it in between: a few attempts make that harmless.
+func startOnFreePort(t testing.TB, what string, also int, start func(port int, logPath string) (stop func(), err error), dir string) int {
+	t.Helper()
+	const attempts = 3
+	var failure string
+	for n := range attempts {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("finding a free port for the %s: %v", what, err)
+		}
+		if also != 0 && !portFree(port+also) {
+			failure = fmt.Sprintf("port %d is taken", port+also)
+			continue
+		}
+		logPath := filepath.Join(dir, fmt.Sprintf("redis-%d.log", n+1))
+		stop, err := start(port, logPath)
+		if err == nil {
+			t.Cleanup(stop)
+			return port
+		}
+		log, _ := os.ReadFile(logPath)
+		failure = fmt.Sprintf("%v\nredis-server output:\n%s", err, log)
+	}
+	t.Fatalf("the %s did not start after %d attempts: %s", what, attempts, failure)
+	return 0
+}
+
+// portFree reports whether a port of the loopback address can be bound now.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 // command sends one command in RESP and returns its reply: a status, an integer or a bulk

@@ -300,6 +300,10 @@ func testCodeReplayBeforeFinish(t *testing.T, s store.Store) {
 	if used.Mark.State != store.MarkTaken || used.Revoked {
 		t.Errorf("the replay found %+v, revoked %v; want taken, and nothing revoked before the finish", used.Mark, used.Revoked)
 	}
+	// The taker's take, sent again by its client library after the replay, still gets its code.
+	again, err := s.TakeCode(t.Context(), in.ref, attempt)
+	must(t, "the take sent again after the replay", err)
+	sameJSON(t, "code taken again by its attempt after the replay", again.Code, in.code)
 	access, accessRef := value(in.sess)
 	refresh, refreshRef := value(in.sess)
 	for range 2 { // and the same again when sent twice
@@ -457,18 +461,21 @@ func testRefreshRotation(t *testing.T, s store.Store) {
 	_, err = s.GetRefresh(t.Context(), r.refresh)
 	mustNotFound(t, "a taken refresh token", err)
 
+	// Another request renews the person's GitLab token between the take and the finish: the
+	// finish leaves the session it saved as it is.
+	renewed := *r.sess
+	renewed.SealedToken = []byte("the GitLab token renewed meanwhile")
+	must(t, "update session", s.UpdateSession(t.Context(), &renewed))
 	access, accessRef := value(r.sess)
 	refresh, refreshRef := value(r.sess)
 	next := newPair(r.sess, access, refresh)
-	renewed := *r.sess
-	renewed.Username = "renamed"
 	for range 2 { // sent twice: the same answer
-		must(t, "finish refresh", s.FinishRefresh(t.Context(), r.refresh, attempt, &renewed, next, time.Hour))
+		must(t, "finish refresh", s.FinishRefresh(t.Context(), r.refresh, attempt, r.sess, next, time.Hour))
 	}
 	f, err := s.GetAccess(t.Context(), accessRef)
 	must(t, "get the new access token", err)
 	sameJSON(t, "new pair", f.Pair, next)
-	sameJSON(t, "renewed session", f.Session, &renewed)
+	sameJSON(t, "session after the refresh, with the update made since the take", f.Session, &renewed)
 	_, err = s.GetRefresh(t.Context(), refreshRef)
 	must(t, "get the new refresh token", err)
 }

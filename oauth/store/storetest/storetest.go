@@ -93,7 +93,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"an access token without a refresh token is found by access only", testAccessOnly},
 		{"RevokeAccess deletes the access token and leaves its refresh token", testRevokeAccess},
 		{"a revoked sign-in is found revoked by its tokens, with its trace id", testRevokedSignIn},
-		{"TakeRefresh takes the refresh token and its access token; FinishRefresh stores the next pair and renews the sign-in", testRefreshRotation},
+		{"TakeRefresh takes the refresh token and its access token; FinishRefresh stores the next pair and keeps the session as it was updated", testRefreshRotation},
 		{"concurrent takes of one refresh token, round after round: exactly one wins", testTakeRefreshConcurrent},
 		{"a refresh token presented after it was rotated revokes its sign-in", testRefreshReplay},
 		{"a sign-in keeps the marks of its newest rotated refresh tokens only, and an older one is unknown", testRefreshMarksBounded},
