@@ -85,7 +85,6 @@ func (s *Server) callback(c echo.Context) error {
 			return &Error{
 				Failure:     signin.DeniedAtGitLab,
 				Description: "The resource owner denied the request at GitLab.",
-				Fix:         "The person pressed Deny at GitLab; nothing to change unless that was not meant.",
 				RedirectURI: pending.RedirectURI,
 				State:       pending.State,
 			}

@@ -157,7 +157,6 @@ func (s *Server) consent(c echo.Context) error {
 		return &Error{
 			Failure:     signin.ConsentDenied,
 			Description: "The resource owner denied the request.",
-			Fix:         "The person pressed Deny on the consent page; nothing to change unless that was not meant.",
 			RedirectURI: pending.RedirectURI,
 			State:       pending.State,
 		}

@@ -56,7 +56,6 @@ func (s *Server) bearerSession(c echo.Context) (*store.TokenPair, *store.Session
 	if _, err := s.store.GetApp(ctx, sess.ClientID); errors.Is(err, store.ErrNotFound) {
 		return nil, nil, &Error{
 			Failure: signin.ApplicationDeleted,
-			Fix:     "The application this token was issued to was deleted (`ssobridge apps delete`); its tokens ended with it.",
 			Cause:   errors.New("the token's application was deleted"),
 		}
 	} else if err != nil {

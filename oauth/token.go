@@ -276,8 +276,7 @@ func checkCode(code *store.Code, app *store.Application, tr *TokenRequest) *Erro
 		return fail(signin.CodeExpired, "the code has expired (codes expire after %s); sign in again", code.ExpiresAt.Sub(code.IssuedAt).Round(time.Second)).
 			withFix("The client redeemed the code too late: check that Mattermost reaches the bridge's token endpoint quickly and that the clocks agree.")
 	case code.ClientID != app.ID:
-		return fail(signin.CodeOtherClient, "the code was issued to another client; it is now revoked").
-			withFix("Another client presented this sign-in's code: two applications share redirect URIs, or the code leaked.")
+		return fail(signin.CodeOtherClient, "the code was issued to another client; it is now revoked")
 	case tr.RedirectURI == "":
 		return missingRedirectURI()
 	case code.RedirectURI != "" && code.RedirectURI != tr.RedirectURI:
