@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
 	"github.com/ssobridge/ssobridge/mattermost"
 	"github.com/ssobridge/ssobridge/oauth"
@@ -26,7 +27,7 @@ import (
 // inProcessStack is a bridge built from the library, on real Redis in front of the GitLab
 // emulator, with Mattermost registered.
 type inProcessStack struct {
-	gl     *gitlabtest.Server
+	gl     *emulator.Server
 	bridge *httptest.Server
 	mm     *mattermost.Client
 	rdb    redis.UniversalClient
@@ -45,7 +46,7 @@ func newInProcessStack(t *testing.T) *inProcessStack {
 
 // newInProcessStackWith is newInProcessStack with the bridge's configuration changed by
 // configure, and the emulator's options.
-func newInProcessStackWith(t *testing.T, configure func(*oauth.Config), glOpts ...gitlabtest.Option) *inProcessStack {
+func newInProcessStackWith(t *testing.T, configure func(*oauth.Config), glOpts ...emulator.Option) *inProcessStack {
 	t.Helper()
 	opts, err := redisstore.ParseURL(storetest.RedisURL(t))
 	if err != nil {
@@ -58,7 +59,7 @@ func newInProcessStackWith(t *testing.T, configure func(*oauth.Config), glOpts .
 	gl := gitlabtest.NewTestServer(t, glOpts...)
 	bridge := httptest.NewUnstartedServer(nil)
 	public := "http://" + bridge.Listener.Addr().String()
-	upApp := gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+	upApp := gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
 		Scopes: []string{"read_user"}, Confidential: true, Trusted: true})
 	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gl.URL(), ClientID: upApp.UID, ClientSecret: upApp.Secret,
 		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public)})
@@ -99,14 +100,14 @@ func newInProcessStackWith(t *testing.T, configure func(*oauth.Config), glOpts .
 func TestMattermostSignsInThroughTheBridgeOnRedis(t *testing.T) {
 	tests := []struct {
 		name string
-		user gitlabtest.User
+		user emulator.User
 		want mattermost.User
 	}{
 		{"a plain account",
-			gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"},
+			emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"},
 			mattermost.User{AuthService: "gitlab", AuthData: "42", ID: 42, Username: "ada", Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace"}},
 		{"an id beyond 32 bits, a username Mattermost cleans and three names",
-			gitlabtest.User{ID: 5000000001, Username: "Grace+Hopper", Name: "Grace Brewster Hopper", Email: "Grace.Hopper@Example.com"},
+			emulator.User{ID: 5000000001, Username: "Grace+Hopper", Name: "Grace Brewster Hopper", Email: "Grace.Hopper@Example.com"},
 			mattermost.User{AuthService: "gitlab", AuthData: "5000000001", ID: 5000000001, Username: "grace-hopper", Email: "grace.hopper@example.com", FirstName: "Grace", LastName: "Brewster Hopper"}},
 	}
 	for _, tt := range tests {
@@ -140,7 +141,7 @@ func TestMattermostSignsInThroughTheBridgeOnRedis(t *testing.T) {
 
 func TestMattermostSignInOfABlockedAccountFails(t *testing.T) {
 	s := newInProcessStack(t)
-	s.gl.AddUser(gitlabtest.User{ID: 7, Username: "mallory", Name: "Mallory", Email: "m@example.com"})
+	s.gl.AddUser(emulator.User{ID: 7, Username: "mallory", Name: "Mallory", Email: "m@example.com"})
 	s.gl.SignIn("mallory")
 	// Blocked after signing in at GitLab, before the browser comes back to the bridge: GitLab
 	// then refuses the user request, and the bridge must not hand Mattermost a code.
@@ -181,7 +182,7 @@ func TestMattermostSignInCostsAtMostEightRedisRoundTrips(t *testing.T) {
 	// The application stays cached through the pauses at GitLab, as under steady use: a sign-in
 	// that finds it expired reads it once more (one round trip).
 	s.store.CacheApps(time.Minute)
-	s.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	s.gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
 	s.gl.SignIn("ada")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -238,8 +239,8 @@ func (s *inProcessStack) anotherInstance(t *testing.T) string {
 func TestInstancesOnOneRedisTakeTurnsToRenewAGitLabToken(t *testing.T) {
 	// GitLab's tokens live 2 s, under x/oauth2's 10 s early-expiry margin: every use renews, and
 	// the user is read from GitLab on every request.
-	s := newInProcessStackWith(t, func(c *oauth.Config) { c.UserSnapshotMaxAge = -1 }, gitlabtest.WithAccessTokenTTL(2*time.Second))
-	s.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	s := newInProcessStackWith(t, func(c *oauth.Config) { c.UserSnapshotMaxAge = -1 }, emulator.WithAccessTokenTTL(2*time.Second))
+	s.gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
 	s.gl.SignIn("ada")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

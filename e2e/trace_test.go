@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/oauth"
 )
 
@@ -21,7 +21,7 @@ import (
 func TestAFloodOfUnknownClientsKeepsRedisWithinTheTraceCap(t *testing.T) {
 	const maxTraces, flood = 5, 12
 	s := newInProcessStackWith(t, func(c *oauth.Config) { c.MaxTraces = maxTraces })
-	s.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	s.gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
 	s.gl.SignIn("ada")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -78,7 +78,7 @@ func TestAStallAcrossTwoInstancesIsCountedOnce(t *testing.T) {
 	otherURL := httptest.NewServer(other.Handler())
 	t.Cleanup(otherURL.Close)
 
-	s.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	s.gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
 	s.gl.SignIn("ada")
 	s.mm.Settings.TokenEndpoint = otherURL.URL + "/oauth/token"
 	s.mm.Settings.UserAPIEndpoint = "http://127.0.0.1:1/api/v4/user" // Mattermost cannot reach it

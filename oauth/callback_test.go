@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/oauth"
 )
 
@@ -76,7 +76,7 @@ func TestCallbackRefusesAnInactiveUserWithAPageThatSaysSo(t *testing.T) {
 		}
 	})
 	t.Run("a user GitLab returns with a state other than active is refused", func(t *testing.T) {
-		f := newFixture(t, gitlabtest.WithExposeInactiveUsers())
+		f := newFixture(t, emulator.WithExposeInactiveUsers())
 		cb := f.toCallback(f.authorizeQuery("st"))
 		f.gl.SetUserState("ada", "deactivated")
 		resp := f.get(cb.String())

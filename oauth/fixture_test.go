@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -33,13 +34,13 @@ var fixtureConfig func(*oauth.Config)
 // registered, and an HTTP client that does not follow redirects, so tests see every hop.
 type fixture struct {
 	t        testing.TB
-	gl       *gitlabtest.Server
+	gl       *emulator.Server
 	store    store.Store
 	bridge   *httptest.Server
 	app      *store.Application
 	secret   string
 	http     *http.Client
-	upstream gitlabtest.Application
+	upstream emulator.Application
 	// upstreamTokens are the tokens GitLab gave the bridge, as seen on the wire.
 	upstreamTokens *tokenRecorder
 	srv            *oauth.Server
@@ -66,30 +67,30 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func newFixture(t testing.TB, opts ...gitlabtest.Option) *fixture {
+func newFixture(t testing.TB, opts ...emulator.Option) *fixture {
 	t.Helper()
 	return newFixtureAsking(t, []string{"read_user"}, opts...)
 }
 
 // newFixtureAsking is newFixture with the bridge asking GitLab for upstreamScopes.
-func newFixtureAsking(t testing.TB, upstreamScopes []string, opts ...gitlabtest.Option) *fixture {
+func newFixtureAsking(t testing.TB, upstreamScopes []string, opts ...emulator.Option) *fixture {
 	t.Helper()
 	return newFixtureOn(t, memstore.New(), upstreamScopes, opts...)
 }
 
 // newFixtureOn is newFixture on the store st, which it closes when the test ends.
-func newFixtureOn(t testing.TB, st store.Store, upstreamScopes []string, opts ...gitlabtest.Option) *fixture {
+func newFixtureOn(t testing.TB, st store.Store, upstreamScopes []string, opts ...emulator.Option) *fixture {
 	t.Helper()
 	f := &fixture{t: t, gl: gitlabtest.NewTestServer(t, opts...), store: st}
 	t.Cleanup(func() { f.store.Close() })
-	f.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Groups: []string{"eng", "eng/platform"}})
-	f.gl.AddUser(gitlabtest.User{ID: 43, Username: "mallory", Name: "Mallory", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
+	f.gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Groups: []string{"eng", "eng/platform"}})
+	f.gl.AddUser(emulator.User{ID: 43, Username: "mallory", Name: "Mallory", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
 	f.gl.SignIn("ada")
 
 	// The bridge's address must be known before its callback is registered upstream.
 	f.bridge = httptest.NewUnstartedServer(nil)
 	public := "http://" + f.bridge.Listener.Addr().String()
-	f.upstream = f.gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+	f.upstream = f.gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
 		Scopes: upstreamScopes, Confidential: true}) // untrusted: GitLab shows a consent step, which DenyNext answers
 	f.upstreamTokens = &tokenRecorder{next: http.DefaultTransport}
 	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: f.gl.URL(), ClientID: f.upstream.UID, ClientSecret: f.upstream.Secret,

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/oauth"
 )
 
@@ -61,7 +61,7 @@ func TestSignInRulesRefuseWithAPageThatSaysWhy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixtureAsking(t, tt.upstream)
 			if tt.external {
-				f.gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Groups: []string{"eng", "eng/platform"}, External: true})
+				f.gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Groups: []string{"eng", "eng/platform"}, External: true})
 			}
 			q := f.registerRuled(tt.spec)
 			resp := f.get(f.toCallback(q).String())

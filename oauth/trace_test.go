@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
-	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/oauth"
 )
 
@@ -49,7 +49,7 @@ func TestTraceNamesEachFailureAndItsFix(t *testing.T) {
 	defer func() { fixtureConfig = nil }()
 	tests := []struct {
 		name    string
-		upOpts  []gitlabtest.Option
+		upOpts  []emulator.Option
 		provoke func(t *testing.T, f *fixture) string // returns the trace id the bridge gave
 		failure string
 		says    string
@@ -107,13 +107,13 @@ func TestTraceNamesEachFailureAndItsFix(t *testing.T) {
 			f.gl.SetUserState("ada", gitlabapi.StateBlocked)
 			return f.get(cb.String()).Header.Get(oauth.HeaderTraceID)
 		}, "upstream_user_refused", "account"},
-		{"a person who is not active", []gitlabtest.Option{gitlabtest.WithExposeInactiveUsers()}, func(t *testing.T, f *fixture) string {
+		{"a person who is not active", []emulator.Option{emulator.WithExposeInactiveUsers()}, func(t *testing.T, f *fixture) string {
 			cb := f.toCallback(f.authorizeQuery("s"))
 			f.gl.SetUserState("ada", gitlabapi.StateDeactivated)
 			return f.get(cb.String()).Header.Get(oauth.HeaderTraceID)
 		}, "user_not_active", "activate"},
 		{"a user Mattermost would refuse (no email)", nil, func(t *testing.T, f *fixture) string {
-			f.gl.AddUser(gitlabtest.User{ID: 77, Username: "noemail", Name: "No Email"})
+			f.gl.AddUser(emulator.User{ID: 77, Username: "noemail", Name: "No Email"})
 			f.gl.SignIn("noemail")
 			return f.get(f.toCallback(f.authorizeQuery("s")).String()).Header.Get(oauth.HeaderTraceID)
 		}, "user_incomplete", "read_user"},

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
@@ -100,7 +100,7 @@ func TestUserRefreshesAnExpiredGitLabTokenAndKeepsTheNewOne(t *testing.T) {
 	// GitLab's tokens live 2 s here, under x/oauth2's 10 s early-expiry margin: every use refreshes.
 	fixtureConfig = liveUser
 	defer func() { fixtureConfig = nil }()
-	f := newFixture(t, gitlabtest.WithAccessTokenTTL(2*time.Second))
+	f := newFixture(t, emulator.WithAccessTokenTTL(2*time.Second))
 	tok := f.accessToken()
 	for i := range 3 {
 		// GitLab rotates refresh tokens: had the bridge not kept the new one, the next refresh fails.
@@ -119,7 +119,7 @@ func TestConcurrentRequestsOfOneSessionShareOneGitLabRefresh(t *testing.T) {
 	// GitLab accepts each refresh token once.
 	fixtureConfig = liveUser
 	defer func() { fixtureConfig = nil }()
-	f := newFixture(t, gitlabtest.WithAccessTokenTTL(2*time.Second))
+	f := newFixture(t, emulator.WithAccessTokenTTL(2*time.Second))
 	tok := f.accessToken()
 	before := f.gl.Refreshes()
 	const n = 8
@@ -307,7 +307,7 @@ func TestAUserMattermostWouldRefuseIsNamedAtSignInAndWhenReadLive(t *testing.T) 
 func TestAPersonNoLongerActiveAtGitLabIsRefusedWhenReadLive(t *testing.T) {
 	fixtureConfig = func(c *oauth.Config) { c.UserSnapshotMaxAge = -1 }
 	defer func() { fixtureConfig = nil }()
-	f := newFixture(t, gitlabtest.WithExposeInactiveUsers())
+	f := newFixture(t, emulator.WithExposeInactiveUsers())
 	access := f.accessToken()
 	f.gl.SetUserState("ada", "deactivated")
 	resp, body := f.getUser("Authorization", "Bearer "+access)

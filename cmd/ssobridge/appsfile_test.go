@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
 	"github.com/ssobridge/ssobridge/mattermost"
 	"github.com/ssobridge/ssobridge/oauth"
@@ -20,7 +21,7 @@ import (
 func TestServeWithoutRedisSignsInTheApplicationsOfItsAppsFile(t *testing.T) {
 	clearEnv(t)
 	gl := gitlabtest.NewTestServer(t)
-	gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
+	gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +29,7 @@ func TestServeWithoutRedisSignsInTheApplicationsOfItsAppsFile(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	public := "http://" + addr
-	up := gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+	up := gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
 		Scopes: []string{"read_user"}, Confidential: true, Trusted: true})
 
 	file := filepath.Join(t.TempDir(), "apps.json")

@@ -14,9 +14,9 @@ import (
 	"syscall"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
-	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/mattermost"
-	"github.com/ssobridge/ssobridge/mattermost/mattermosttest"
+	"github.com/ssobridge/ssobridge/mattermost/site"
 	"github.com/ssobridge/ssobridge/oauth"
 )
 
@@ -175,7 +175,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	settings := mattermost.SettingsForBridge(bridgeURL, app.ID, secret)
-	site := mattermosttest.New(settings)
+	mm := site.New(settings)
 
 	info := devInfo{
 		BridgeURL: bridgeURL, GitLabURL: gl.URL(), GitLabClientID: upstreamApp.UID, MattermostSiteURL: siteURL, WalkthroughURL: siteURL + "/",
@@ -208,7 +208,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	}
 
 	errc := make(chan error, 3)
-	go func() { errc <- site.Serve(mmLn) }()
+	go func() { errc <- mm.Serve(mmLn) }()
 	go func() { errc <- serveUntilDone(ctx, adminLn, srv.AdminHandler(""), log) }()
 	go func() { errc <- serveUntilDone(ctx, bridgeLn, srv.Handler(), log) }()
 	// Wait for a signal or a server's failure, then stop all three and wait for them.
@@ -220,7 +220,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 	stop()
-	site.Close()
+	mm.Close()
 	for ; pending > 0; pending-- {
 		if err := <-errc; first == nil {
 			first = err
@@ -233,21 +233,21 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 // sign-in): two people, one of them blocked, ada signed in so that sign-ins need no form (she has
 // a password, made up for this run, for the form when dev signs her out), and the bridge's own
 // application.
-func startDevGitLab(listen, bridgeURL string) (gl *gitlabtest.Server, ada, blocked gitlabtest.User, upstreamApp gitlabtest.Application, err error) {
-	gl = gitlabtest.New()
+func startDevGitLab(listen, bridgeURL string) (gl *emulator.Server, ada, blocked emulator.User, upstreamApp emulator.Application, err error) {
+	gl = emulator.New()
 	if err := gl.Start(listen); err != nil {
 		return nil, ada, blocked, upstreamApp, err
 	}
-	ada = gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Password: rand.Text()[:12]})
-	blocked = gl.AddUser(gitlabtest.User{ID: 43, Username: "mallory", Name: "Mallory Blocked", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
+	ada = gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Password: rand.Text()[:12]})
+	blocked = gl.AddUser(emulator.User{ID: 43, Username: "mallory", Name: "Mallory Blocked", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
 	gl.SignIn(ada.Username)
-	upstreamApp = gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(bridgeURL)},
+	upstreamApp = gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(bridgeURL)},
 		Scopes: []string{"read_user", "openid"}, Confidential: true, Trusted: true})
 	return gl, ada, blocked, upstreamApp, nil
 }
 
 // devUpstream is the bridge's client for the emulator started by startDevGitLab.
-func devUpstream(gl *gitlabtest.Server, upstreamApp gitlabtest.Application, bridgeURL string) (*gitlabapi.Client, error) {
+func devUpstream(gl *emulator.Server, upstreamApp emulator.Application, bridgeURL string) (*gitlabapi.Client, error) {
 	return gitlabapi.NewClient(gitlabapi.Config{URL: gl.URL(), ClientID: upstreamApp.UID, ClientSecret: upstreamApp.Secret,
 		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(bridgeURL)})
 }

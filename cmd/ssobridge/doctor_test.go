@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
-	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/mattermost"
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -33,9 +33,9 @@ import (
 // doctorStack is what `ssobridge doctor` is run against: a bridge in front of a GitLab emulator,
 // with Mattermost registered at the bridge, and a fake Mattermost that answers its ping.
 type doctorStack struct {
-	gl        *gitlabtest.Server
+	gl        *emulator.Server
 	gitlabURL string
-	upstream  gitlabtest.Application
+	upstream  emulator.Application
 	bridgeURL string
 	siteURL   string
 	app       *store.Application
@@ -57,8 +57,8 @@ type stackOptions struct {
 
 func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	t.Helper()
-	gl := gitlabtest.New()
-	gl.AddUser(gitlabtest.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Password: opts.password})
+	gl := emulator.New()
+	gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Password: opts.password})
 	if opts.password != "" {
 		gl.SignIn("") // GitLab asks for a sign-in at its form
 	} else {
@@ -81,7 +81,7 @@ func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	// The bridge's address must be known before its callback is registered at GitLab.
 	bridge := httptest.NewUnstartedServer(nil)
 	public := "http://" + bridge.Listener.Addr().String()
-	upstream := gl.AddApplication(gitlabtest.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+	upstream := gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
 		Scopes: []string{"read_user"}, Confidential: true, Trusted: true})
 	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gitlab.URL, ClientID: upstream.UID, ClientSecret: upstream.Secret,
 		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public)})

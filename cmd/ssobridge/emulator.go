@@ -17,10 +17,10 @@ import (
 	"unicode"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
-	"github.com/ssobridge/ssobridge/gitlabapi/gitlabtest"
+	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 )
 
-const emulatorSummary = `Runs the GitLab emulator (gitlabapi/gitlabtest) as a service, for the end-to-end test stack
+const emulatorSummary = `Runs the GitLab emulator (gitlabapi/emulator) as a service, for the end-to-end test stack
 (docker compose --profile e2e). It is a TEST DOUBLE, NEVER FOR PRODUCTION: it signs people in
 without a password, keeps everything in memory and has no rate limits. It registers the
 bridge's application (trusted, confidential, scopes read_user and openid) and the users given,
@@ -33,8 +33,8 @@ const defaultEmulatorUsers = "42:ada:Ada Lovelace:ada@example.com,43:mallory:Mal
 type emulatorConfig struct {
 	listen    string
 	publicURL string
-	app       gitlabtest.Application
-	users     []gitlabtest.User
+	app       emulator.Application
+	users     []emulator.User
 	signIn    string
 }
 
@@ -67,7 +67,7 @@ func emulatorSettings(out io.Writer) (*settings, func() (*emulatorConfig, error)
 		var uris []string
 		// Commas, or white space as GitLab's form separates them: a URI holds neither.
 		for _, raw := range strings.FieldsFunc(redirectURI.value, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
-			// gitlabtest panics on a URI GitLab would refuse to save; say so here instead.
+			// The emulator panics on a URI GitLab would refuse to save; say so here instead.
 			u, err := url.Parse(raw)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") {
 				return nil, redirectURI.errorf("%q is not an absolute http(s) URI without fragment", raw)
@@ -77,13 +77,13 @@ func emulatorSettings(out io.Writer) (*settings, func() (*emulatorConfig, error)
 		if len(uris) == 0 {
 			return nil, redirectURI.errorf("holds no URI")
 		}
-		cfg.app = gitlabtest.Application{Name: "ssobridge", UID: strings.TrimSpace(clientID.value), Secret: clientSecret.value,
+		cfg.app = emulator.Application{Name: "ssobridge", UID: strings.TrimSpace(clientID.value), Secret: clientSecret.value,
 			RedirectURIs: uris, Scopes: []string{"read_user", "openid"}, Confidential: true, Trusted: true}
 		var err error
 		if cfg.users, err = parseEmulatorUsers(users.value); err != nil {
 			return nil, users.errorf("%v", err)
 		}
-		if cfg.signIn != "" && !slices.ContainsFunc(cfg.users, func(u gitlabtest.User) bool { return u.Username == cfg.signIn }) {
+		if cfg.signIn != "" && !slices.ContainsFunc(cfg.users, func(u emulator.User) bool { return u.Username == cfg.signIn }) {
 			return nil, signIn.errorf("%q is not one of the users of %s", cfg.signIn, users.env())
 		}
 		return cfg, nil
@@ -93,10 +93,10 @@ func emulatorSettings(out io.Writer) (*settings, func() (*emulatorConfig, error)
 var userStates = []string{gitlabapi.StateActive, gitlabapi.StateBlocked, gitlabapi.StateLDAPBlocked,
 	gitlabapi.StateBlockedPendingApproval, gitlabapi.StateBanned, gitlabapi.StateDeactivated}
 
-// parseEmulatorUsers reads ID:USERNAME:NAME:EMAIL[:STATE],... and refuses what gitlabtest would
+// parseEmulatorUsers reads ID:USERNAME:NAME:EMAIL[:STATE],... and refuses what the emulator would
 // panic on (no username, an unknown state, an ID or a username given twice).
-func parseEmulatorUsers(spec string) ([]gitlabtest.User, error) {
-	var users []gitlabtest.User
+func parseEmulatorUsers(spec string) ([]emulator.User, error) {
+	var users []emulator.User
 	ids, names := map[int64]bool{}, map[string]bool{}
 	for _, entry := range strings.Split(spec, ",") {
 		if entry = strings.TrimSpace(entry); entry == "" {
@@ -106,7 +106,7 @@ func parseEmulatorUsers(spec string) ([]gitlabtest.User, error) {
 		if len(f) < 4 || len(f) > 5 {
 			return nil, fmt.Errorf("%q is not ID:USERNAME:NAME:EMAIL[:STATE]", entry)
 		}
-		u := gitlabtest.User{Username: strings.TrimSpace(f[1]), Name: strings.TrimSpace(f[2]), Email: strings.TrimSpace(f[3])}
+		u := emulator.User{Username: strings.TrimSpace(f[1]), Name: strings.TrimSpace(f[2]), Email: strings.TrimSpace(f[3])}
 		if id := strings.TrimSpace(f[0]); id != "" {
 			n, err := strconv.ParseInt(id, 10, 64)
 			if err != nil || n <= 0 {
@@ -139,12 +139,12 @@ func parseEmulatorUsers(spec string) ([]gitlabtest.User, error) {
 }
 
 // newEmulator returns the emulated GitLab holding cfg's application and users.
-func newEmulator(cfg *emulatorConfig) *gitlabtest.Server {
-	var opts []gitlabtest.Option
+func newEmulator(cfg *emulatorConfig) *emulator.Server {
+	var opts []emulator.Option
 	if cfg.publicURL != "" {
-		opts = append(opts, gitlabtest.WithIssuer(cfg.publicURL))
+		opts = append(opts, emulator.WithIssuer(cfg.publicURL))
 	}
-	gl := gitlabtest.New(opts...)
+	gl := emulator.New(opts...)
 	// Users with explicit IDs first, so that one given none cannot take an ID named later.
 	for _, u := range cfg.users {
 		if u.ID != 0 {

@@ -1,4 +1,4 @@
-package gitlabtest
+package emulator
 
 import (
 	"encoding/json"
@@ -21,7 +21,7 @@ func TestOAuth2ClientFlow(t *testing.T) {
 		{"AuthStyleInParams", oauth2.AuthStyleInParams},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			gl := NewTestServer(t)
+			gl := newTestServer(t)
 			gl.AddUser(User{Username: "alice", Name: "Alice Liddell", Email: "alice@example.com"})
 			app := gl.AddApplication(Application{
 				Name: "bridge",

@@ -1,4 +1,4 @@
-package gitlabtest
+package emulator
 
 import (
 	"encoding/json"
@@ -191,4 +191,16 @@ func basic(id, secret string) http.Header {
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
 	return http.Header{"Authorization": r.Header.Values("Authorization")}
+}
+
+// newTestServer starts s on a loopback port until the test ends. It is gitlabtest.NewTestServer,
+// which this package's own tests cannot import: gitlabtest imports this package.
+func newTestServer(t *testing.T, opts ...Option) *Server {
+	t.Helper()
+	s := New(opts...)
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }

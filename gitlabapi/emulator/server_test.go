@@ -1,4 +1,4 @@
-package gitlabtest
+package emulator
 
 import (
 	"encoding/json"
@@ -70,7 +70,7 @@ func TestHandlerAloneBuildsLinksFromTheHost(t *testing.T) {
 }
 
 func TestIssuerOverridesTheListeningAddress(t *testing.T) {
-	s := NewTestServer(t, WithIssuer("https://gitlab.example.com/"))
+	s := newTestServer(t, WithIssuer("https://gitlab.example.com/"))
 	if s.URL() != "https://gitlab.example.com" {
 		t.Fatalf("URL = %q", s.URL())
 	}

@@ -1,4 +1,4 @@
-package gitlabtest
+package emulator
 
 import (
 	"html/template"

@@ -1,4 +1,4 @@
-package mattermosttest
+package site
 
 import (
 	"io"

@@ -1,4 +1,4 @@
-package gitlabtest
+package emulator
 
 import (
 	"crypto/rand"

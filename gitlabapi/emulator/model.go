@@ -1,4 +1,4 @@
-package gitlabtest
+package emulator
 
 import (
 	"crypto/rand"
@@ -116,13 +116,13 @@ func (t *token) expired(now time.Time) bool {
 // otherwise. It panics on an empty username, an unknown state or an ID used by another user.
 func (s *Server) AddUser(u User) User {
 	if u.Username == "" {
-		panic("gitlabtest: AddUser needs a Username")
+		panic("emulator: AddUser needs a Username")
 	}
 	if u.State == "" {
 		u.State = gitlabapi.StateActive
 	}
 	if !slices.Contains(knownStates, u.State) {
-		panic(fmt.Sprintf("gitlabtest: unknown user state %q", u.State))
+		panic(fmt.Sprintf("emulator: unknown user state %q", u.State))
 	}
 	u.Groups = slices.Clone(u.Groups)
 	s.mu.Lock()
@@ -135,7 +135,7 @@ func (s *Server) AddUser(u User) User {
 	}
 	for _, r := range s.users {
 		if r.ID == u.ID && r.Username != u.Username {
-			panic(fmt.Sprintf("gitlabtest: user id %d already belongs to %q", u.ID, r.Username))
+			panic(fmt.Sprintf("emulator: user id %d already belongs to %q", u.ID, r.Username))
 		}
 	}
 	if r := s.userByName(u.Username); r != nil {
@@ -157,13 +157,13 @@ func (s *Server) AddApplication(a Application) Application {
 	for _, entry := range a.RedirectURIs {
 		for _, uri := range strings.Fields(entry) {
 			if err := validRegisteredURI(uri); err != nil {
-				panic(fmt.Sprintf("gitlabtest: redirect URI %q: %v", uri, err))
+				panic(fmt.Sprintf("emulator: redirect URI %q: %v", uri, err))
 			}
 			uris = append(uris, uri)
 		}
 	}
 	if len(uris) == 0 {
-		panic("gitlabtest: AddApplication needs a redirect URI")
+		panic("emulator: AddApplication needs a redirect URI")
 	}
 	a.RedirectURIs = uris
 	var scopes []string
@@ -232,7 +232,7 @@ func (s *Server) SetUserState(username, state string) {
 		state = gitlabapi.StateActive
 	}
 	if !slices.Contains(knownStates, state) {
-		panic(fmt.Sprintf("gitlabtest: unknown user state %q", state))
+		panic(fmt.Sprintf("emulator: unknown user state %q", state))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -275,7 +275,7 @@ func (s *Server) IssueToken(username, clientUID string, scopes ...string) (acces
 	u := s.mustUser(username)
 	app, ok := s.apps[clientUID]
 	if !ok {
-		panic(fmt.Sprintf("gitlabtest: unknown application %q", clientUID))
+		panic(fmt.Sprintf("emulator: unknown application %q", clientUID))
 	}
 	if len(scopes) == 0 {
 		scopes = app.Scopes
@@ -325,7 +325,7 @@ func (s *Server) userByID(id int64) *userRecord {
 func (s *Server) mustUser(username string) *userRecord {
 	r := s.userByName(username)
 	if r == nil {
-		panic(fmt.Sprintf("gitlabtest: unknown user %q", username))
+		panic(fmt.Sprintf("emulator: unknown user %q", username))
 	}
 	return r
 }

@@ -1,4 +1,4 @@
-package gitlabtest
+package emulator
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -29,8 +28,8 @@ const (
 	truncated        = "...[TRUNCATED]"
 )
 
-// Server is a GitLab emulator. Create it with New or NewTestServer; all methods are safe for
-// concurrent use.
+// Server is a GitLab emulator. Create it with New (tests use gitlabtest.NewTestServer); all
+// methods are safe for concurrent use.
 type Server struct {
 	now            func() time.Time
 	accessTokenTTL time.Duration
@@ -136,17 +135,6 @@ func New(opts ...Option) *Server {
 	return s
 }
 
-// NewTestServer returns a Server listening on a loopback port, closed when the test ends.
-func NewTestServer(t testing.TB, opts ...Option) *Server {
-	t.Helper()
-	s := New(opts...)
-	if err := s.Start("127.0.0.1:0"); err != nil {
-		t.Fatalf("gitlabtest: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
 // Handler returns the server's HTTP handler. When the server was not started and has no issuer,
 // links in its answers are built from the Host of each request.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -156,7 +144,7 @@ func (s *Server) Start(addr string) error {
 	s.srvMu.Lock()
 	defer s.srvMu.Unlock()
 	if s.httpSrv != nil || s.shutDown {
-		return errors.New("gitlabtest: server already started")
+		return errors.New("emulator: server already started")
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -1,10 +1,10 @@
-// Package mattermosttest is a stand-in for Mattermost's web side of a GitLab sign-in: the
+// Package site is a stand-in for Mattermost's web side of a GitLab sign-in: the
 // "GitLab" button (/oauth/gitlab/login) and the page the provider returns to
 // (/signup/gitlab/complete). It completes the sign-in with mattermost.Client, checks the state
 // against a cookie as Mattermost does, and shows the account Mattermost would create. The dev mode
 // serves it so that a person can walk through a whole sign-in in a browser; it is never a
 // replacement for Mattermost.
-package mattermosttest
+package site
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-// Package gitlabtest is an in-process emulator of GitLab's OAuth 2.0 provider and user API, for
+// Package emulator is an in-process emulator of GitLab's OAuth 2.0 provider and user API, for
 // tests, the end-to-end suite and the bridge's development mode. It is never for production:
 // it signs users in without a password, keeps everything in memory and has no rate limits.
 //
@@ -70,9 +70,13 @@
 //
 // # Use
 //
-//	gl := gitlabtest.NewTestServer(t)
-//	gl.AddUser(gitlabtest.User{Username: "alice", Name: "Alice Liddell", Email: "alice@example.com"})
-//	app := gl.AddApplication(gitlabtest.Application{
+//	gl := emulator.New()
+//	if err := gl.Start("127.0.0.1:0"); err != nil {
+//		return err
+//	}
+//	defer gl.Close()
+//	gl.AddUser(emulator.User{Username: "alice", Name: "Alice Liddell", Email: "alice@example.com"})
+//	app := gl.AddApplication(emulator.Application{
 //		Name:         "bridge",
 //		RedirectURIs: []string{"http://127.0.0.1:8065/oauth/callback"},
 //		Scopes:       []string{"read_user"},
@@ -81,5 +85,8 @@
 //	})
 //	// point the client at gl.URL() with app.UID and app.Secret
 //
+// A test gets a started server that closes when the test ends with gitlabtest.NewTestServer(t),
+// which keeps the testing package out of this one and so out of the ssobridge binary.
+//
 // Every request is recorded, with secrets redacted, for tests to assert on (Server.Requests).
-package gitlabtest
+package emulator
