@@ -1,20 +1,22 @@
 package gitlabapi
 
 import (
+	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // maxUserBody bounds what the bridge reads of an upstream user body; GitLab's are a few KiB.
@@ -31,8 +33,14 @@ type Config struct {
 	Scopes []string
 	// RedirectURL is the bridge's callback, registered at GitLab for the bridge's application.
 	RedirectURL string
-	// HTTPClient makes the server-to-server calls; nil means NewHTTPClient().
+	// HTTPClient makes the server-to-server calls; nil means upstream.NewHTTPClient().
 	HTTPClient *http.Client
+	// Name and DisplayName describe the provider (see upstream.Description); "gitlab" and
+	// "GitLab" when empty. Settings name where it is configured; upstream.GitLabSettings when
+	// zero.
+	Name        string
+	DisplayName string
+	Settings    upstream.Settings
 }
 
 // Client signs people in at the upstream GitLab and reads who they are.
@@ -41,46 +49,17 @@ type Client struct {
 	oauth  oauth2.Config
 	http   *http.Client
 	userEP string
+	desc   upstream.Description
 }
 
-// HTTPOption changes how NewHTTPClient reaches GitLab.
-type HTTPOption func(*http.Transport)
-
-// WithRootCAs makes the client trust pool's certificate authorities instead of the system's, for
-// a GitLab whose certificate a private CA signed. Pass a pool that also holds the system's
-// authorities (x509.SystemCertPool) when GitLab may be reached through a public one too.
-func WithRootCAs(pool *x509.CertPool) HTTPOption {
-	return func(t *http.Transport) {
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-}
-
-// WithProxy chooses the proxy for each upstream request in place of http.ProxyFromEnvironment,
-// which reads HTTP_PROXY, HTTPS_PROXY and NO_PROXY once per process and so cannot be tested with
-// different values in one process.
-func WithProxy(proxy func(*http.Request) (*url.URL, error)) HTTPOption {
-	return func(t *http.Transport) { t.Proxy = proxy }
-}
-
-// NewHTTPClient returns the client used for upstream calls: one pooled transport, proxies from
-// the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY, as http.ProxyFromEnvironment reads them),
-// and timeouts short enough that a GitLab that does not answer fails the login with a clear error
-// instead of hanging the browser.
-func NewHTTPClient(opts ...HTTPOption) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	// Set rather than inherited: http.DefaultTransport is a global that anything may have changed.
-	t.Proxy = http.ProxyFromEnvironment
-	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	t.TLSHandshakeTimeout = 5 * time.Second
-	t.ResponseHeaderTimeout = 15 * time.Second
-	t.MaxIdleConns = 256
-	t.MaxIdleConnsPerHost = 128
-	t.IdleConnTimeout = 90 * time.Second
-	for _, o := range opts {
-		o(t)
-	}
-	return &http.Client{Transport: t, Timeout: 20 * time.Second}
-}
+// The capabilities of a GitLab provider.
+var (
+	_ upstream.CallbackProvider = (*Client)(nil)
+	_ upstream.UserReader       = (*Client)(nil)
+	_ upstream.Refresher        = (*Client)(nil)
+	_ upstream.Pinger           = (*Client)(nil)
+	_ upstream.Prober           = (*Client)(nil)
+)
 
 // ParseBaseURL checks the base URL of a GitLab API: absolute http(s), no user, query or fragment,
 // no trailing slash. The bridge's own public URL is one too, since it serves GitLab's endpoints.
@@ -120,10 +99,16 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = NewHTTPClient()
+		hc = upstream.NewHTTPClient()
 	}
 	root := base.String()
+	settings := cfg.Settings
+	if settings == (upstream.Settings{}) {
+		settings = upstream.GitLabSettings
+	}
 	return &Client{
+		desc: upstream.Description{Name: cmp.Or(cfg.Name, "gitlab"), DisplayName: cmp.Or(cfg.DisplayName, "GitLab"), Type: "gitlab",
+			URL: root, UserCall: "GET /api/v4/user", GitLabIDs: true, Settings: settings},
 		base: base,
 		http: hc,
 		oauth: oauth2.Config{
@@ -142,6 +127,9 @@ func NewClient(cfg Config) (*Client, error) {
 	}, nil
 }
 
+// Describe says which GitLab this is.
+func (c *Client) Describe() upstream.Description { return c.desc }
+
 // BaseURL returns GitLab's base URL.
 func (c *Client) BaseURL() string { return c.base.String() }
 
@@ -149,9 +137,10 @@ func (c *Client) BaseURL() string { return c.base.String() }
 func (c *Client) ClientID() string { return c.oauth.ClientID }
 
 // AuthCodeURL is where the browser goes to sign in at GitLab: the bridge's own client_id, state
-// and a PKCE S256 challenge of verifier.
-func (c *Client) AuthCodeURL(state, verifier string) string {
-	return c.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
+// and a PKCE S256 challenge of the verifier (GitLab's own OpenID nonce is not used: the bridge
+// reads the person from the API, not from an ID token).
+func (c *Client) AuthCodeURL(state string, a upstream.Auth) string {
+	return c.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(a.Verifier))
 }
 
 func (c *Client) withHTTP(ctx context.Context) context.Context {
@@ -159,151 +148,148 @@ func (c *Client) withHTTP(ctx context.Context) context.Context {
 }
 
 // Exchange trades an upstream code for GitLab's token.
-func (c *Client) Exchange(ctx context.Context, code, verifier string) (*oauth2.Token, error) {
-	tok, err := c.oauth.Exchange(c.withHTTP(ctx), code, oauth2.VerifierOption(verifier))
+func (c *Client) Exchange(ctx context.Context, code string, a upstream.Auth) (*oauth2.Token, error) {
+	tok, err := c.oauth.Exchange(c.withHTTP(ctx), code, oauth2.VerifierOption(a.Verifier))
 	if err != nil {
-		return nil, c.classify(CallToken, c.oauth.Endpoint.TokenURL, err)
+		return nil, c.classify(upstream.CallToken, c.oauth.Endpoint.TokenURL, err)
 	}
 	return tok, nil
 }
 
-// TokenSource returns a source that yields tok while it is valid and refreshes it at GitLab
-// when it has expired.
-func (c *Client) TokenSource(ctx context.Context, tok *oauth2.Token) oauth2.TokenSource {
-	return c.oauth.TokenSource(c.withHTTP(ctx), tok)
+// Refresh renews tok at GitLab, which rotates its refresh token: the token returned must be kept.
+func (c *Client) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+	expired := *tok
+	expired.Expiry = time.Unix(1, 0) // x/oauth2 refreshes only a token it believes expired
+	fresh, err := c.oauth.TokenSource(c.withHTTP(ctx), &expired).Token()
+	if err != nil {
+		return nil, c.classify(upstream.CallRefresh, c.oauth.Endpoint.TokenURL, err)
+	}
+	return fresh, nil
 }
 
-// User reads /api/v4/user with a token from ts. It returns the decoded user, the body exactly as
-// GitLab sent it, and the token used (which differs from the one ts started with if it was
-// refreshed, and must then be saved).
-func (c *Client) User(ctx context.Context, ts oauth2.TokenSource) (*User, []byte, *oauth2.Token, error) {
-	tok, err := ts.Token()
+// Identify reads who signed in from /api/v4/user, and their groups from GitLab's OpenID
+// userinfo when the bridge asks GitLab for openid (groups are only for the sign-in rules and the
+// groups claim: a failure to read them leaves them unknown, and the sign-in goes on).
+func (c *Client) Identify(ctx context.Context, tok *oauth2.Token, _ upstream.Auth) (*upstream.Identity, error) {
+	id, err := c.ReadUser(ctx, tok)
 	if err != nil {
-		return nil, nil, nil, c.classify(CallRefresh, c.oauth.Endpoint.TokenURL, err)
+		return nil, err
 	}
+	if c.HasScope("openid") {
+		if groups, err := c.Groups(ctx, tok); err == nil {
+			id.Groups = groups
+		}
+	}
+	return id, nil
+}
+
+// ReadUser reads the person's /api/v4/user with tok. A user Mattermost would refuse (no id, an id
+// that is not a non-zero integer, no email, no username) is an *upstream.IdentityError.
+func (c *Client) ReadUser(ctx context.Context, tok *oauth2.Token) (*upstream.Identity, error) {
+	u, body, err := c.User(ctx, tok)
+	if ie, ok := errors.AsType[*UserIDError](err); ok {
+		return nil, &upstream.IdentityError{Reason: upstream.ReasonIncomplete, Detail: ie.Problem,
+			Fix: "Administrators: the user id comes from GitLab itself; check that " + c.desc.Settings.URL + " is GitLab and not a proxy or another service answering its /api/v4/user."}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p := u.Problem(); p != "" {
+		return nil, &upstream.IdentityError{Reason: upstream.ReasonIncomplete, Detail: p,
+			Fix: "Administrators: give the bridge's application at GitLab the read_user scope (and keep " + c.desc.Settings.Scopes + " at read_user)."}
+	}
+	var extra struct {
+		External  bool   `json:"external"`
+		AvatarURL string `json:"avatar_url"`
+		WebURL    string `json:"web_url"`
+	}
+	_ = json.Unmarshal(body, &extra)
+	return &upstream.Identity{Subject: strconv.FormatInt(u.ID, 10), GitLabID: u.ID, Username: u.Username, Name: u.Name,
+		Email: u.Email, EmailVerified: true, AvatarURL: extra.AvatarURL, WebURL: extra.WebURL, External: extra.External,
+		State: u.State, Body: body}, nil
+}
+
+// User reads /api/v4/user with tok. It returns the decoded user and the body exactly as GitLab
+// sent it.
+func (c *Client) User(ctx context.Context, tok *oauth2.Token) (*User, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.userEP, nil)
 	if err != nil {
-		return nil, nil, nil, &UpstreamError{Call: CallUser, URL: c.userEP, Kind: KindUnreachable, Err: err}
+		return nil, nil, c.fail(&upstream.Error{Call: upstream.CallUser, URL: c.userEP, Kind: upstream.KindUnreachable, Err: err})
 	}
 	req.Header.Set("Accept", "application/json")
 	tok.SetAuthHeader(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, nil, nil, c.classify(CallUser, c.userEP, err)
+		return nil, nil, c.classify(upstream.CallUser, c.userEP, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUserBody+1))
 	if err != nil {
-		return nil, nil, nil, c.classify(CallUser, c.userEP, err)
+		return nil, nil, c.classify(upstream.CallUser, c.userEP, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, nil, &UpstreamError{Call: CallUser, URL: c.userEP, Kind: KindRejected,
-			Status: resp.StatusCode, Message: ParseMessage(body)}
+		return nil, nil, c.fail(&upstream.Error{Call: upstream.CallUser, URL: c.userEP, Kind: upstream.KindRejected,
+			Status: resp.StatusCode, Message: ParseMessage(body)})
 	}
 	if len(body) > maxUserBody {
-		return nil, nil, nil, &UpstreamError{Call: CallUser, URL: c.userEP, Kind: KindBadResponse,
-			Status: resp.StatusCode, Message: "the user body is larger than 1 MiB"}
+		return nil, nil, c.fail(&upstream.Error{Call: upstream.CallUser, URL: c.userEP, Kind: upstream.KindBadResponse,
+			Status: resp.StatusCode, Message: "the user body is larger than 1 MiB"})
 	}
 	u, err := DecodeUser(body)
 	if err != nil {
-		ue := &UpstreamError{Call: CallUser, URL: c.userEP, Kind: KindBadResponse, Status: resp.StatusCode}
-		if _, ok := errors.AsType[*UserIDError](err); ok {
-			ue.Err = err // for callers that tell a user Mattermost would refuse from a broken answer
-		} else {
-			ue.Message = err.Error()
+		if ie, ok := errors.AsType[*UserIDError](err); ok {
+			return nil, nil, ie // a user Mattermost would refuse, not a broken answer
 		}
-		return nil, nil, nil, ue
+		return nil, nil, c.fail(&upstream.Error{Call: upstream.CallUser, URL: c.userEP, Kind: upstream.KindBadResponse,
+			Status: resp.StatusCode, Message: err.Error()})
 	}
-	return u, body, tok, nil
+	return u, body, nil
 }
 
-// classify turns a transport or x/oauth2 error into an UpstreamError that says what happened.
-func (c *Client) classify(call Call, endpoint string, err error) *UpstreamError {
-	ue := &UpstreamError{Call: call, URL: endpoint, Err: err}
-	var re *oauth2.RetrieveError
-	var ne net.Error
-	var ce *tls.CertificateVerificationError
-	var ue509 x509.UnknownAuthorityError
-	var he x509.HostnameError
-	var re2 tls.RecordHeaderError
-	switch {
-	case errors.As(err, &re):
-		ue.Kind = KindRejected
-		if re.Response != nil {
-			ue.Status = re.Response.StatusCode
-		}
-		ue.Code = re.ErrorCode
-		ue.Message = re.ErrorDescription
-		if ue.Code == "" && ue.Message == "" {
-			ue.Message = ParseMessage(re.Body)
-		}
-		if ue.Status == http.StatusOK {
-			// x/oauth2 reports a 200 whose body has no access_token this way.
-			ue.Kind = KindBadResponse
-		}
-		ue.Err = nil // its text repeats the body, which may echo what was sent
-	case errors.As(err, &ce), errors.As(err, &ue509), errors.As(err, &he), errors.As(err, &re2):
-		ue.Kind = KindTLS
-	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		ue.Kind = KindTimeout
-	case errors.Is(err, context.Canceled):
-		ue.Kind = KindCanceled
-	default:
-		switch {
-		case strings.Contains(err.Error(), "server response missing access_token"):
-			ue.Kind = KindBadResponse
-		case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
-			// net/http's words for a tls.RecordHeaderError it met on an https request.
-			ue.Kind = KindTLS
-		default:
-			ue.Kind = KindUnreachable
-		}
-	}
-	return ue
+// fail names this GitLab in e.
+func (c *Client) fail(e *upstream.Error) *upstream.Error {
+	e.Provider, e.Settings = c.desc.DisplayName, c.desc.Settings
+	return e
+}
+
+// classify turns a transport or x/oauth2 error into an upstream.Error that says what happened.
+func (c *Client) classify(call upstream.Call, endpoint string, err error) *upstream.Error {
+	return c.fail(upstream.Classify(call, endpoint, err, ParseMessage))
 }
 
 // HasScope reports whether the bridge asks GitLab for scope.
 func (c *Client) HasScope(scope string) bool {
-	for _, s := range c.oauth.Scopes {
-		if s == scope {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(c.oauth.Scopes, scope)
 }
 
 // Groups reads the person's groups (full paths) from GitLab's OpenID Connect userinfo, which
 // GitLab fills when the bridge has the openid scope there.
-func (c *Client) Groups(ctx context.Context, ts oauth2.TokenSource) ([]string, error) {
+func (c *Client) Groups(ctx context.Context, tok *oauth2.Token) ([]string, error) {
 	ep := c.base.String() + "/oauth/userinfo"
-	tok, err := ts.Token()
-	if err != nil {
-		return nil, c.classify(CallRefresh, c.oauth.Endpoint.TokenURL, err)
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep, nil)
 	if err != nil {
-		return nil, &UpstreamError{Call: CallUserInfo, URL: ep, Kind: KindUnreachable, Err: err}
+		return nil, c.fail(&upstream.Error{Call: upstream.CallUserInfo, URL: ep, Kind: upstream.KindUnreachable, Err: err})
 	}
 	req.Header.Set("Accept", "application/json")
 	tok.SetAuthHeader(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.classify(CallUserInfo, ep, err)
+		return nil, c.classify(upstream.CallUserInfo, ep, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUserBody))
 	if err != nil {
-		return nil, c.classify(CallUserInfo, ep, err)
+		return nil, c.classify(upstream.CallUserInfo, ep, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &UpstreamError{Call: CallUserInfo, URL: ep, Kind: KindRejected, Status: resp.StatusCode, Message: ParseMessage(body)}
+		return nil, c.fail(&upstream.Error{Call: upstream.CallUserInfo, URL: ep, Kind: upstream.KindRejected, Status: resp.StatusCode, Message: ParseMessage(body)})
 	}
 	var claims struct {
 		Groups []string `json:"groups"`
 	}
 	if err := json.Unmarshal(body, &claims); err != nil {
-		return nil, &UpstreamError{Call: CallUserInfo, URL: ep, Kind: KindBadResponse, Status: resp.StatusCode,
-			Message: "the userinfo body is not JSON with a groups list"}
+		return nil, c.fail(&upstream.Error{Call: upstream.CallUserInfo, URL: ep, Kind: upstream.KindBadResponse, Status: resp.StatusCode,
+			Message: "the userinfo body is not JSON with a groups list"})
 	}
 	return claims.Groups, nil
 }
@@ -317,12 +303,28 @@ func (c *Client) Ping(ctx context.Context) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return c.classify(CallPing, ep, err)
+		return c.classify(upstream.CallPing, ep, err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxUserBody))
 	if resp.StatusCode != http.StatusOK {
-		return &UpstreamError{Call: CallPing, URL: ep, Kind: KindRejected, Status: resp.StatusCode}
+		return c.fail(&upstream.Error{Call: upstream.CallPing, URL: ep, Kind: upstream.KindRejected, Status: resp.StatusCode})
 	}
 	return nil
+}
+
+// Probe checks that GitLab answers. GitLab checks the bridge's client and redirect URI only for a
+// signed-in person, so that part is the doctor's --login check, which signs in.
+func (c *Client) Probe(ctx context.Context) []upstream.Finding {
+	if err := c.Ping(ctx); err != nil {
+		return []upstream.Finding{{Check: "answers", Detail: err.Error(), Fix: errorFix(err)}}
+	}
+	return []upstream.Finding{{Check: "answers", OK: true, Detail: c.desc.DisplayName + " answers at " + c.base.String() + "/.well-known/openid-configuration"}}
+}
+
+func errorFix(err error) string {
+	if ue, ok := errors.AsType[*upstream.Error](err); ok {
+		return ue.Fix()
+	}
+	return ""
 }

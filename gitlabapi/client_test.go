@@ -20,6 +20,8 @@ import (
 
 	"golang.org/x/net/http/httpproxy"
 	"golang.org/x/oauth2"
+
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 func newTestClient(t *testing.T, base string, hc *http.Client) *Client {
@@ -32,18 +34,18 @@ func newTestClient(t *testing.T, base string, hc *http.Client) *Client {
 	return c
 }
 
-func upstreamErr(t *testing.T, err error) *UpstreamError {
+func upstreamErr(t *testing.T, err error) *upstream.Error {
 	t.Helper()
-	var ue *UpstreamError
+	var ue *upstream.Error
 	if !errors.As(err, &ue) {
-		t.Fatalf("got %T %v, want *UpstreamError", err, err)
+		t.Fatalf("got %T %v, want *upstream.Error", err, err)
 	}
 	return ue
 }
 
 func TestAuthCodeURLCarriesTheBridgesClientStateAndS256Challenge(t *testing.T) {
 	c := newTestClient(t, "https://gitlab.example.com/gitlab/", nil)
-	got := c.AuthCodeURL("st", "verifier-verifier-verifier-verifier-verifier")
+	got := c.AuthCodeURL("st", upstream.Auth{Verifier: "verifier-verifier-verifier-verifier-verifier"})
 	for _, want := range []string{"https://gitlab.example.com/gitlab/oauth/authorize?", "client_id=bridge", "state=st",
 		"code_challenge_method=S256", "code_challenge=" + oauth2.S256ChallengeFromVerifier("verifier-verifier-verifier-verifier-verifier"),
 		"scope=read_user", "redirect_uri=https%3A%2F%2Fsso.example.com%2Foauth%2Fcallback"} {
@@ -60,24 +62,24 @@ func TestUpstreamFailuresAreClassified(t *testing.T) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		addr := ln.Addr().String()
 		ln.Close()
-		_, err := newTestClient(t, "http://"+addr, nil).Exchange(ctx, "code", "v")
-		if ue := upstreamErr(t, err); ue.Kind != KindUnreachable || ue.Call != CallToken {
+		_, err := newTestClient(t, "http://"+addr, nil).Exchange(ctx, "code", upstream.Auth{Verifier: "v"})
+		if ue := upstreamErr(t, err); ue.Kind != upstream.KindUnreachable || ue.Call != upstream.CallToken {
 			t.Errorf("got %s/%s", ue.Kind, ue.Call)
 		}
 	})
 	t.Run("an untrusted certificate is a TLS failure", func(t *testing.T) {
 		srv := httptest.NewTLSServer(http.NotFoundHandler())
 		defer srv.Close()
-		_, err := newTestClient(t, srv.URL, nil).Exchange(ctx, "code", "v")
-		if ue := upstreamErr(t, err); ue.Kind != KindTLS || !strings.Contains(ue.Fix(), "SSOBRIDGE_GITLAB_CA_FILE") {
+		_, err := newTestClient(t, srv.URL, nil).Exchange(ctx, "code", upstream.Auth{Verifier: "v"})
+		if ue := upstreamErr(t, err); ue.Kind != upstream.KindTLS || !strings.Contains(ue.Fix(), "SSOBRIDGE_GITLAB_CA_FILE") {
 			t.Errorf("got %s: %v; fix %q", ue.Kind, ue, ue.Fix())
 		}
 	})
 	t.Run("https to a plain-http port is a TLS failure saying so", func(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		defer srv.Close()
-		_, err := newTestClient(t, strings.Replace(srv.URL, "http://", "https://", 1), nil).Exchange(ctx, "code", "v")
-		if ue := upstreamErr(t, err); ue.Kind != KindTLS || !strings.Contains(ue.Fix(), "serves plain http") {
+		_, err := newTestClient(t, strings.Replace(srv.URL, "http://", "https://", 1), nil).Exchange(ctx, "code", upstream.Auth{Verifier: "v"})
+		if ue := upstreamErr(t, err); ue.Kind != upstream.KindTLS || !strings.Contains(ue.Fix(), "serves plain http") {
 			t.Errorf("got %s: %v; fix %q", ue.Kind, ue, ue.Fix())
 		}
 	})
@@ -88,9 +90,9 @@ func TestUpstreamFailuresAreClassified(t *testing.T) {
 			_, _ = w.Write([]byte(`{"error":"invalid_client","error_description":"Client authentication failed due to unknown client."}`))
 		}))
 		defer srv.Close()
-		_, err := newTestClient(t, srv.URL, nil).Exchange(ctx, "code", "v")
+		_, err := newTestClient(t, srv.URL, nil).Exchange(ctx, "code", upstream.Auth{Verifier: "v"})
 		ue := upstreamErr(t, err)
-		if ue.Kind != KindRejected || ue.Status != 401 || ue.Code != "invalid_client" {
+		if ue.Kind != upstream.KindRejected || ue.Status != 401 || ue.Code != "invalid_client" {
 			t.Errorf("got %+v", ue)
 		}
 		if !strings.Contains(ue.Fix(), "SSOBRIDGE_GITLAB_CLIENT_SECRET") {
@@ -105,8 +107,8 @@ func TestUpstreamFailuresAreClassified(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
 		defer srv.Close()
 		defer close(release)
-		_, err := newTestClient(t, srv.URL, &http.Client{Timeout: 50 * time.Millisecond}).Exchange(ctx, "code", "v")
-		if ue := upstreamErr(t, err); ue.Kind != KindTimeout {
+		_, err := newTestClient(t, srv.URL, &http.Client{Timeout: 50 * time.Millisecond}).Exchange(ctx, "code", upstream.Auth{Verifier: "v"})
+		if ue := upstreamErr(t, err); ue.Kind != upstream.KindTimeout {
 			t.Errorf("got %s: %v", ue.Kind, ue)
 		}
 	})
@@ -117,9 +119,9 @@ func TestUpstreamFailuresAreClassified(t *testing.T) {
 		}))
 		defer srv.Close()
 		c := newTestClient(t, srv.URL, nil)
-		_, _, _, err := c.User(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"}))
+		_, _, err := c.User(ctx, &oauth2.Token{AccessToken: "t"})
 		ue := upstreamErr(t, err)
-		if ue.Status != 403 || !strings.Contains(ue.Message, "blocked") || ue.Call != CallUser {
+		if ue.Status != 403 || !strings.Contains(ue.Message, "blocked") || ue.Call != upstream.CallUser {
 			t.Errorf("got %+v", ue)
 		}
 	})
@@ -128,8 +130,8 @@ func TestUpstreamFailuresAreClassified(t *testing.T) {
 			_, _ = w.Write([]byte(`<html>sign in</html>`))
 		}))
 		defer srv.Close()
-		_, _, _, err := newTestClient(t, srv.URL, nil).User(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"}))
-		if ue := upstreamErr(t, err); ue.Kind != KindBadResponse {
+		_, _, err := newTestClient(t, srv.URL, nil).User(ctx, &oauth2.Token{AccessToken: "t"})
+		if ue := upstreamErr(t, err); ue.Kind != upstream.KindBadResponse {
 			t.Errorf("got %s", ue.Kind)
 		}
 	})
@@ -145,7 +147,7 @@ func TestUserSendsTheTokenAsBearerAndReturnsTheBodyUnchanged(t *testing.T) {
 		_, _ = w.Write([]byte(body))
 	}))
 	defer srv.Close()
-	u, raw, _, err := newTestClient(t, srv.URL, nil).User(context.Background(), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"}))
+	u, raw, err := newTestClient(t, srv.URL, nil).User(context.Background(), &oauth2.Token{AccessToken: "tok"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,17 +188,17 @@ func TestAGitLabSignedByAPrivateCAIsTrustedOnlyWithThatCA(t *testing.T) {
 	defer srv.Close()
 	ctx := context.Background()
 
-	err := newTestClient(t, srv.URL, NewHTTPClient()).Ping(ctx)
+	err := newTestClient(t, srv.URL, upstream.NewHTTPClient()).Ping(ctx)
 	if err == nil {
 		t.Fatal("a certificate of an unknown CA was accepted with the system's pool")
 	}
-	if ue := upstreamErr(t, err); ue.Kind != KindTLS {
+	if ue := upstreamErr(t, err); ue.Kind != upstream.KindTLS {
 		t.Errorf("without the CA: got %s: %v", ue.Kind, ue)
 	}
 
 	pool := x509.NewCertPool()
 	pool.AddCert(srv.Certificate())
-	if err := newTestClient(t, srv.URL, NewHTTPClient(WithRootCAs(pool))).Ping(ctx); err != nil {
+	if err := newTestClient(t, srv.URL, upstream.NewHTTPClient(upstream.WithRootCAs(pool))).Ping(ctx); err != nil {
 		t.Errorf("with the CA: %v", err)
 	}
 }
@@ -275,9 +277,9 @@ func newForwardProxy(t *testing.T, next http.RoundTripper) *forwardProxy {
 }
 
 func TestUpstreamCallsGoThroughTheProxyUnlessNoProxyCoversGitLab(t *testing.T) {
-	upstream := httptest.NewServer(discoveryOK)
-	defer upstream.Close()
-	proxy := newForwardProxy(t, &http.Transport{DialContext: dialingAs(gitlabHost+":80", upstream.Listener.Addr().String(), nil)})
+	gl := httptest.NewServer(discoveryOK)
+	defer gl.Close()
+	proxy := newForwardProxy(t, &http.Transport{DialContext: dialingAs(gitlabHost+":80", gl.Listener.Addr().String(), nil)})
 	proxyAddr := proxy.Listener.Addr().String()
 
 	tests := []struct {
@@ -293,9 +295,9 @@ func TestUpstreamCallsGoThroughTheProxyUnlessNoProxyCoversGitLab(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := httpproxy.Config{HTTPProxy: proxy.URL, NoProxy: tt.noProxy}
 			fromEnv := env.ProxyFunc()
-			hc := NewHTTPClient(WithProxy(func(r *http.Request) (*url.URL, error) { return fromEnv(r.URL) }))
+			hc := upstream.NewHTTPClient(upstream.WithProxy(func(r *http.Request) (*url.URL, error) { return fromEnv(r.URL) }))
 			var dialed recorder
-			hc.Transport.(*http.Transport).DialContext = dialingAs(gitlabHost+":80", upstream.Listener.Addr().String(), &dialed)
+			hc.Transport.(*http.Transport).DialContext = dialingAs(gitlabHost+":80", gl.Listener.Addr().String(), &dialed)
 			proxy.seen.take()
 
 			if err := newTestClient(t, "http://"+gitlabHost, hc).Ping(context.Background()); err != nil {
@@ -319,18 +321,18 @@ func TestUpstreamCallsGoThroughTheProxyUnlessNoProxyCoversGitLab(t *testing.T) {
 // child pings GitLab with NewHTTPClient's defaults.
 func TestNewHTTPClientTakesTheProxyFromTheProcessEnvironment(t *testing.T) {
 	if os.Getenv("GITLABAPI_TEST_PROXY_CHILD") != "" {
-		upstream := httptest.NewServer(discoveryOK)
-		defer upstream.Close()
-		hc := NewHTTPClient()
-		hc.Transport.(*http.Transport).DialContext = dialingAs(gitlabHost+":80", upstream.Listener.Addr().String(), nil)
+		gl := httptest.NewServer(discoveryOK)
+		defer gl.Close()
+		hc := upstream.NewHTTPClient()
+		hc.Transport.(*http.Transport).DialContext = dialingAs(gitlabHost+":80", gl.Listener.Addr().String(), nil)
 		if err := newTestClient(t, "http://"+gitlabHost, hc).Ping(context.Background()); err != nil {
 			t.Fatalf("ping: %v", err)
 		}
 		return
 	}
-	upstream := httptest.NewServer(discoveryOK)
-	defer upstream.Close()
-	proxy := newForwardProxy(t, &http.Transport{DialContext: dialingAs(gitlabHost+":80", upstream.Listener.Addr().String(), nil)})
+	gl := httptest.NewServer(discoveryOK)
+	defer gl.Close()
+	proxy := newForwardProxy(t, &http.Transport{DialContext: dialingAs(gitlabHost+":80", gl.Listener.Addr().String(), nil)})
 
 	for _, tt := range []struct {
 		name, noProxy string

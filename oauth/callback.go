@@ -14,6 +14,7 @@ import (
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // callback is where GitLab sends the browser back. It takes the parked request by the bridge's
@@ -273,17 +274,17 @@ func (s *Server) lostState(c echo.Context, state string) error {
 
 // upstreamPage explains a failed upstream call to the person and the administrator.
 func upstreamPage(err error) error {
-	var ue *gitlabapi.UpstreamError
+	var ue *upstream.Error
 	if !errors.As(err, &ue) {
 		return err
 	}
 	status := http.StatusBadGateway
 	title := "GitLab could not complete the sign-in"
-	if ue.Kind == gitlabapi.KindTimeout {
+	if ue.Kind == upstream.KindTimeout {
 		status = http.StatusGatewayTimeout
 		title = "GitLab did not answer in time"
 	}
-	if ue.Call == gitlabapi.CallUser && ue.Status == http.StatusForbidden {
+	if ue.Call == upstream.CallUser && ue.Status == http.StatusForbidden {
 		status = http.StatusForbidden
 		title = "GitLab refused your account"
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // Error is every failure the bridge answers: which failure of the catalogue (package signin) it
@@ -153,7 +154,7 @@ func explain(err error, c echo.Context) *Error {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e
 	}
-	if ue, ok := errors.AsType[*gitlabapi.UpstreamError](err); ok {
+	if ue, ok := errors.AsType[*upstream.Error](err); ok {
 		return &Error{Failure: upstreamFailure(ue), Description: ue.Error(), Fix: ue.Fix(), Cause: err}
 	}
 	if he, ok := errors.AsType[*echo.HTTPError](err); ok {
@@ -270,28 +271,28 @@ func (s *Server) countFailure(c echo.Context, f *signin.Failure) {
 // upstreamFailure names a failed call to GitLab. GitLab's error codes name a failure only when
 // they are among those RFC 6749 defines, so that the failure is in the catalogue whatever GitLab,
 // or a proxy in front of it, answers.
-func upstreamFailure(ue *gitlabapi.UpstreamError) *signin.Failure {
+func upstreamFailure(ue *upstream.Error) *signin.Failure {
 	switch {
 	case ue.Code != "":
 		if f := signin.UpstreamToken(ue.Code); f != nil {
 			return f
 		}
 		return signin.UpstreamRejected
-	case ue.Call == gitlabapi.CallUser && ue.Status == http.StatusForbidden:
+	case ue.Call == upstream.CallUser && ue.Status == http.StatusForbidden:
 		return signin.UpstreamUserRefused
 	case ue.Status == http.StatusUnauthorized:
 		return signin.UpstreamTokenRejected
 	}
 	switch ue.Kind {
-	case gitlabapi.KindUnreachable:
+	case upstream.KindUnreachable:
 		return signin.UpstreamUnreachable
-	case gitlabapi.KindTimeout:
+	case upstream.KindTimeout:
 		return signin.UpstreamTimeout
-	case gitlabapi.KindTLS:
+	case upstream.KindTLS:
 		return signin.UpstreamTLS
-	case gitlabapi.KindBadResponse:
+	case upstream.KindBadResponse:
 		return signin.UpstreamBadResponse
-	case gitlabapi.KindCanceled:
+	case upstream.KindCanceled:
 		return signin.UpstreamCanceled
 	}
 	return signin.UpstreamRejected

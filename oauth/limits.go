@@ -9,9 +9,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
-	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // Bounds on the work a request may cause.
@@ -48,7 +48,7 @@ func (s *Server) withDeadline() echo.MiddlewareFunc {
 			if _, ok := errors.AsType[*Error](err); ok {
 				return err // the store, or a call to GitLab, that the deadline cut short: said so already
 			}
-			if _, ok := errors.AsType[*gitlabapi.UpstreamError](err); ok {
+			if _, ok := errors.AsType[*upstream.Error](err); ok {
 				return err
 			}
 			return &Error{Failure: signin.RequestTimeout, Cause: err, RetryAfter: retryAfterStore,

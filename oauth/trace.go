@@ -10,9 +10,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // Defaults for traces.
@@ -134,7 +134,7 @@ func (s *Server) subStep(c echo.Context, step signin.Step, from, to, label strin
 // upstreamStep records a call to GitLab made within the current request.
 func (s *Server) upstreamStep(c echo.Context, step signin.Step, label string, start time.Time, err error) {
 	status := 200
-	var ue *gitlabapi.UpstreamError
+	var ue *upstream.Error
 	if errors.As(err, &ue) {
 		status = ue.Status
 	}

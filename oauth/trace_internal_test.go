@@ -10,22 +10,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 func TestUpstreamFailuresAreNamedForTheTrace(t *testing.T) {
-	tests := map[string]*gitlabapi.UpstreamError{
-		"upstream_unreachable":            {Call: gitlabapi.CallToken, Kind: gitlabapi.KindUnreachable},
-		"upstream_tls":                    {Call: gitlabapi.CallToken, Kind: gitlabapi.KindTLS},
-		"upstream_timeout":                {Call: gitlabapi.CallUser, Kind: gitlabapi.KindTimeout},
-		"upstream_rejected_bridge_client": {Call: gitlabapi.CallToken, Kind: gitlabapi.KindRejected, Status: 401, Code: "invalid_client"},
-		"upstream_invalid_grant":          {Call: gitlabapi.CallToken, Kind: gitlabapi.KindRejected, Status: 400, Code: "invalid_grant"},
-		"upstream_user_refused":           {Call: gitlabapi.CallUser, Kind: gitlabapi.KindRejected, Status: 403},
-		"upstream_token_rejected":         {Call: gitlabapi.CallUser, Kind: gitlabapi.KindRejected, Status: 401},
-		"upstream_bad_response":           {Call: gitlabapi.CallUser, Kind: gitlabapi.KindBadResponse, Status: 200},
+	tests := map[string]*upstream.Error{
+		"upstream_unreachable":            {Call: upstream.CallToken, Kind: upstream.KindUnreachable},
+		"upstream_tls":                    {Call: upstream.CallToken, Kind: upstream.KindTLS},
+		"upstream_timeout":                {Call: upstream.CallUser, Kind: upstream.KindTimeout},
+		"upstream_rejected_bridge_client": {Call: upstream.CallToken, Kind: upstream.KindRejected, Status: 401, Code: "invalid_client"},
+		"upstream_invalid_grant":          {Call: upstream.CallToken, Kind: upstream.KindRejected, Status: 400, Code: "invalid_grant"},
+		"upstream_user_refused":           {Call: upstream.CallUser, Kind: upstream.KindRejected, Status: 403},
+		"upstream_token_rejected":         {Call: upstream.CallUser, Kind: upstream.KindRejected, Status: 401},
+		"upstream_bad_response":           {Call: upstream.CallUser, Kind: upstream.KindBadResponse, Status: 200},
 		// A code RFC 6749 does not define, from GitLab or a proxy in front of it, names nothing.
-		"upstream_rejected": {Call: gitlabapi.CallToken, Kind: gitlabapi.KindRejected, Status: 400, Code: `evil"} 1`},
+		"upstream_rejected": {Call: upstream.CallToken, Kind: upstream.KindRejected, Status: 400, Code: `evil"} 1`},
 	}
 	for want, ue := range tests {
 		e := explain(ue, nil)

@@ -17,6 +17,7 @@ import (
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // bearerToken returns the access token of an API request: the Authorization header, else the
@@ -79,17 +80,17 @@ func (s *Server) user(c echo.Context) error {
 // upstreamAPIError maps a failed upstream call to what the client sees: GitLab's refusals of the
 // person are passed on, the bridge's own trouble with GitLab is a 502 or 504.
 func upstreamAPIError(err error) error {
-	var ue *gitlabapi.UpstreamError
+	var ue *upstream.Error
 	if !errors.As(err, &ue) {
 		return err
 	}
 	switch {
-	case ue.Kind == gitlabapi.KindRejected && (ue.Status == http.StatusUnauthorized || ue.Call == gitlabapi.CallRefresh && ue.Code == "invalid_grant"):
+	case ue.Kind == upstream.KindRejected && (ue.Status == http.StatusUnauthorized || ue.Call == upstream.CallRefresh && ue.Code == "invalid_grant"):
 		return &Error{Failure: signin.UpstreamTokenRejected, Fix: ue.Fix(), Cause: err}
-	case ue.Kind == gitlabapi.KindRejected && ue.Status == http.StatusForbidden:
+	case ue.Kind == upstream.KindRejected && ue.Status == http.StatusForbidden:
 		detail := strings.TrimPrefix(ue.Message, "403 Forbidden - ")
 		return &Error{Failure: signin.UpstreamUserRefused, Description: detail, Fix: ue.Fix(), Cause: err}
-	case ue.Kind == gitlabapi.KindTimeout:
+	case ue.Kind == upstream.KindTimeout:
 		return &Error{Failure: signin.UpstreamTimeout, Description: "GitLab did not answer in time", Fix: ue.Fix(), Cause: err}
 	}
 	return &Error{

@@ -26,6 +26,7 @@ import (
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
 	"github.com/ssobridge/ssobridge/oauth/store/redisstore"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // serveConfig is the bridge's configuration, checked.
@@ -258,11 +259,11 @@ func parseTrustedProxies(s *setting) ([]*net.IPNet, error) {
 
 // upstreamHTTPClient makes the bridge's calls to GitLab.
 func (cfg *serveConfig) upstreamHTTPClient() *http.Client {
-	var opts []gitlabapi.HTTPOption
+	var opts []upstream.HTTPOption
 	if cfg.gitlabCAs != nil {
-		opts = append(opts, gitlabapi.WithRootCAs(cfg.gitlabCAs))
+		opts = append(opts, upstream.WithRootCAs(cfg.gitlabCAs))
 	}
-	return gitlabapi.NewHTTPClient(opts...)
+	return upstream.NewHTTPClient(opts...)
 }
 
 func addRedisSetting(st *settings) *setting {

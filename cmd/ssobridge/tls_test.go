@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // writeCertPair writes a self-signed certificate for 127.0.0.1 with the given serial, and its
@@ -532,8 +533,8 @@ func TestGitLabCAFileIsTrustedForCallsToGitLab(t *testing.T) {
 	}
 	t.Run("without the CA file GitLab's certificate is refused", func(t *testing.T) {
 		err := ping(t, map[string]string{"SSOBRIDGE_GITLAB_URL": gitlab.URL})
-		var ue *gitlabapi.UpstreamError
-		if !errors.As(err, &ue) || ue.Kind != gitlabapi.KindTLS {
+		var ue *upstream.Error
+		if !errors.As(err, &ue) || ue.Kind != upstream.KindTLS {
 			t.Errorf("got %v, want a TLS failure", err)
 		}
 	})

@@ -15,10 +15,16 @@ type Session struct {
 	// Version is FormatVersion when written; 0 for a record written before versions.
 	Version int    `json:"v,omitempty"`
 	ID      string `json:"id"`
-	// GitLabUserID is the person's id at the upstream GitLab, handed to clients unchanged.
-	GitLabUserID int64  `json:"gitlab_user_id"`
-	Username     string `json:"username"`
-	ClientID     string `json:"client_id"`
+	// GitLabUserID is the id clients see as the person's GitLab user id: GitLab's own, handed on
+	// unchanged, for a GitLab provider; the id the bridge bound to the person (see Identities)
+	// for any other.
+	GitLabUserID int64 `json:"gitlab_user_id"`
+	// Provider is the name of the provider the person signed in at ("" for a session made
+	// before there were several: the GitLab of SSOBRIDGE_GITLAB_URL), and Subject their id there.
+	Provider string `json:"provider,omitempty"`
+	Subject  string `json:"subject,omitempty"`
+	Username string `json:"username"`
+	ClientID string `json:"client_id"`
 	// SealedToken is the upstream token (an UpstreamToken as JSON), encrypted by the bridge so
 	// that a copy of the store reveals no usable GitLab credential; it changes on refresh.
 	SealedToken []byte `json:"sealed_token"`
@@ -26,11 +32,14 @@ type Session struct {
 	Scope    string    `json:"scope,omitempty"`
 	Nonce    string    `json:"nonce,omitempty"`
 	AuthTime time.Time `json:"auth_time,omitzero"`
-	// Groups are the person's GitLab groups (full paths), when the bridge asks GitLab for them.
+	// Groups are the person's groups at the provider (GitLab: full paths), when the bridge learns
+	// them.
 	Groups []string `json:"groups,omitempty"`
 	// TraceID is the trace of the sign-in that made the session.
 	TraceID string `json:"trace_id,omitempty"`
-	// User is the upstream /api/v4/user body as last fetched, and UserFetchedAt when.
+	// User is the /api/v4/user body clients get, as last read from the provider (GitLab's own
+	// body, or the one the bridge writes in GitLab's shape for another provider), and
+	// UserFetchedAt when.
 	User          json.RawMessage `json:"user"`
 	UserFetchedAt time.Time       `json:"user_fetched_at"`
 	CreatedAt     time.Time       `json:"created_at"`

@@ -111,9 +111,13 @@ type Authorization struct {
 	CodeChallengeMethod string `json:"code_challenge_method,omitempty"`
 	// Nonce is the OpenID Connect nonce, returned in the ID token.
 	Nonce string `json:"nonce,omitempty"`
-	// UpstreamVerifier is the PKCE code verifier of the bridge's own request to GitLab.
-	UpstreamVerifier string    `json:"upstream_verifier"`
-	CreatedAt        time.Time `json:"created_at"`
+	// UpstreamVerifier is the PKCE code verifier of the bridge's own request to the provider.
+	UpstreamVerifier string `json:"upstream_verifier"`
+	// Upstream names the provider the person was sent to ("": the only one, or, while the person
+	// chooses, none yet); UpstreamNonce is the OpenID nonce the bridge sent it.
+	Upstream      string    `json:"upstream,omitempty"`
+	UpstreamNonce string    `json:"upstream_nonce,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
 	// SessionID is set while the request waits on the consent page: the session of the person
 	// who signed in at GitLab.
 	SessionID string `json:"session_id,omitempty"`
@@ -177,6 +181,7 @@ type Store interface {
 	SwapKeySet(ctx context.Context, old, new []byte) (bool, error)
 
 	TraceStore
+	Identities
 
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error

@@ -24,6 +24,9 @@ type TraceMeta struct {
 	App          string `json:"app,omitempty"`
 	GitLabUserID int64  `json:"gitlab_user_id,omitempty"`
 	Username     string `json:"username,omitempty"`
+	// Upstream is the display name of the provider the person signed in at, the sequence
+	// diagram's participant ("GitLab" when empty).
+	Upstream string `json:"upstream,omitempty"`
 }
 
 // Merge sets the fields that other has; a step that does not know the user must not erase what
@@ -33,6 +36,7 @@ func (m *TraceMeta) Merge(other TraceMeta) {
 	m.App = cmp.Or(other.App, m.App)
 	m.GitLabUserID = cmp.Or(other.GitLabUserID, m.GitLabUserID)
 	m.Username = cmp.Or(other.Username, m.Username)
+	m.Upstream = cmp.Or(other.Upstream, m.Upstream)
 }
 
 // Participants of the sequence diagram.

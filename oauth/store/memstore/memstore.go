@@ -59,6 +59,9 @@ type Store struct {
 	// locks holds each lock taken: its holder's token, and when it lapses.
 	locks   map[string]heldLock
 	lockSeq uint64
+	// identities are made on first use (see ids); onIdentities is called after each change.
+	identities   *identities
+	onIdentities func()
 
 	stop      chan struct{}
 	done      chan struct{}

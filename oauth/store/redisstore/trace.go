@@ -32,6 +32,7 @@ const (
 	fieldClientID     = "client_id"
 	fieldApp          = "app"
 	fieldGitLabUserID = "gitlab_user_id"
+	fieldUpstream     = "upstream"
 	fieldUsername     = "username"
 )
 
@@ -178,6 +179,9 @@ func metaFields(meta store.TraceMeta) []any {
 	if meta.Username != "" {
 		f = append(f, fieldUsername, meta.Username)
 	}
+	if meta.Upstream != "" {
+		f = append(f, fieldUpstream, meta.Upstream)
+	}
 	return f
 }
 
@@ -306,7 +310,7 @@ func decodeTrace(id string, hash map[string]string, steps []string) (*store.Trac
 		}
 		tr.StartedAt = t
 	}
-	tr.ClientID, tr.App, tr.Username = hash[fieldClientID], hash[fieldApp], hash[fieldUsername]
+	tr.ClientID, tr.App, tr.Username, tr.Upstream = hash[fieldClientID], hash[fieldApp], hash[fieldUsername], hash[fieldUpstream]
 	if v, ok := hash[fieldGitLabUserID]; ok {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

@@ -1,0 +1,145 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Identities are the ids the bridge gives the people of providers that have no GitLab ids (an
+// OpenID provider presented to Mattermost as GitLab). Mattermost keys an account on the integer
+// id of /api/v4/user (its AuthData), so an id must never change for a person and never name two
+// people: each (provider, subject) is bound to one id, allocated once from a counter that only
+// grows and kept both ways (subject to id, id to subject), never derived from a hash, never given
+// to anyone else, even after an unlink. An import can reserve an id for an email (a person who had
+// that id at GitLab), which the first sign-in with that email, verified by the provider, binds;
+// from then on the binding is by subject alone, and an email change at the provider changes only
+// the email Mattermost sees.
+//
+// Every call is safe to send again: a bind retried after a timeout finds the binding its first
+// run made and returns it, a retried import finds its own bindings and changes nothing.
+type Identities interface {
+	// BindIdentity returns the binding of the person subject of provider, making it when there is
+	// none: bound by an import's reservation for email when emailVerified and one exists, else
+	// with a new id, the counter's next that is at least first and was never bound or reserved.
+	BindIdentity(ctx context.Context, provider, subject, email string, emailVerified bool, first int64) (*Binding, error)
+	// ImportIdentities records entries for provider, all or none: an entry with a Subject binds
+	// it, one with an Email reserves the id for the first sign-in with that verified email. When
+	// any entry conflicts with what the store holds (its id bound or reserved for someone else,
+	// its subject or email bound to another id) nothing is written and the error is an
+	// *ImportError naming every conflict. Entries the store already holds as given are no-ops.
+	ImportIdentities(ctx context.Context, provider string, entries []IdentityImport) error
+	// ListIdentities returns provider's bindings and open reservations (every provider's when
+	// provider is ""), sorted by provider, then id.
+	ListIdentities(ctx context.Context, provider string) ([]*Binding, error)
+	// UnlinkIdentity removes the binding (or the reservation) that holds id, both ways: the
+	// person gets a new id at their next sign-in, unless an import reserves one again. The id
+	// itself is never allocated again. ErrNotFound when id is not bound or reserved.
+	UnlinkIdentity(ctx context.Context, id int64) error
+}
+
+// Binding is a person's id at the bridge.
+type Binding struct {
+	Provider string `json:"provider"`
+	// Subject is the person's id at the provider; "" for a reservation no sign-in has bound yet.
+	Subject string `json:"subject,omitempty"`
+	// Email is the email the binding was made with (the reservation's, for one not yet bound).
+	Email string `json:"email,omitempty"`
+	ID    int64  `json:"id"`
+	// How says how the binding was made.
+	How BindingKind `json:"how"`
+	// At is when it was made (or reserved).
+	At time.Time `json:"at"`
+	// Made is true on the binding BindIdentity returns when this call made it (the sign-in that
+	// first bound the person); false when it found it.
+	Made bool `json:"-"`
+}
+
+// BindingKind says how a binding was made.
+type BindingKind string
+
+const (
+	// BoundNew: the person's first sign-in, a new id from the counter.
+	BoundNew BindingKind = "new"
+	// BoundByEmail: the person's first sign-in, with the id an import reserved for their email.
+	BoundByEmail BindingKind = "email"
+	// BoundBySubject: an import bound the subject to the id.
+	BoundBySubject BindingKind = "subject"
+	// Reserved: an import reserved the id for an email no sign-in has brought yet.
+	Reserved BindingKind = "reserved"
+)
+
+// IdentityImport is one entry of an import: an id for a subject or for an email (one of them).
+type IdentityImport struct {
+	Subject string
+	Email   string
+	ID      int64
+	// Line is where the entry came from, for conflicts ("users.json: user 12", "map.csv:4").
+	Line string
+}
+
+// ImportError lists every conflict of an import, which wrote nothing.
+type ImportError struct {
+	Conflicts []string
+}
+
+func (e *ImportError) Error() string {
+	return fmt.Sprintf("%d entries conflict with the identities the store holds, and nothing was imported:\n  %s",
+		len(e.Conflicts), strings.Join(e.Conflicts, "\n  "))
+}
+
+// NormalizeEmail is the form emails are compared in: without surrounding space, in lower case.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+// ValidProviderName reports whether name may name a provider: 1 to 32 lower-case letters,
+// digits and dashes, starting with a letter.
+func ValidProviderName(name string) bool {
+	if name == "" || len(name) > 32 || name[0] < 'a' || name[0] > 'z' {
+		return false
+	}
+	return strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
+}
+
+// ErrIDSpaceExhausted is returned when the counter would pass the largest int64.
+var ErrIDSpaceExhausted = errors.New("no id is left to allocate")
+
+// CheckImport checks entries on their own (before the store sees them): every id positive, each
+// entry a subject or an email, no id, subject or email twice. It returns every problem found.
+func CheckImport(entries []IdentityImport) []string {
+	var problems []string
+	ids := map[int64]string{}
+	subs := map[string]string{}
+	emails := map[string]string{}
+	for _, e := range entries {
+		switch {
+		case e.ID <= 0:
+			problems = append(problems, fmt.Sprintf("%s: the id %d is not a positive integer", e.Line, e.ID))
+			continue
+		case (e.Subject == "") == (e.Email == ""):
+			problems = append(problems, fmt.Sprintf("%s: give a subject or an email, not both or neither", e.Line))
+			continue
+		case e.Email != "" && !strings.Contains(e.Email, "@"):
+			problems = append(problems, fmt.Sprintf("%s: %q is not an email address", e.Line, e.Email))
+			continue
+		}
+		if prev, ok := ids[e.ID]; ok {
+			problems = append(problems, fmt.Sprintf("%s: the id %d is also given at %s", e.Line, e.ID, prev))
+		}
+		ids[e.ID] = e.Line
+		if e.Subject != "" {
+			if prev, ok := subs[e.Subject]; ok {
+				problems = append(problems, fmt.Sprintf("%s: the subject %q is also given at %s", e.Line, e.Subject, prev))
+			}
+			subs[e.Subject] = e.Line
+		} else {
+			k := NormalizeEmail(e.Email)
+			if prev, ok := emails[k]; ok {
+				problems = append(problems, fmt.Sprintf("%s: the email %s is also given at %s", e.Line, e.Email, prev))
+			}
+			emails[k] = e.Line
+		}
+	}
+	return problems
+}
