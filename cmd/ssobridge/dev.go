@@ -18,6 +18,7 @@ import (
 	"github.com/ssobridge/ssobridge/mattermost"
 	"github.com/ssobridge/ssobridge/mattermost/site"
 	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // devInfo is what the dev mode prints: everything a person or a script needs to sign in.
@@ -137,7 +138,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
+	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstreams: []upstream.CallbackProvider{up}, Sealer: sealer, Logger: log,
 		AccessTokenTTL: accessTTLValue, StallAfter: stallValue})
 	if err != nil {
 		return err

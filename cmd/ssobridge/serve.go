@@ -435,7 +435,7 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("configuration: upstream GitLab: %w", err)
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
+	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstreams: []upstream.CallbackProvider{up}, Sealer: sealer, Logger: log,
 		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL, UserSnapshotMaxAge: cfg.userMaxAge,
 		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall, TrustedProxies: cfg.trustedProxies,
 		RequestTimeout: cfg.requestTimeout, MaxInFlight: cfg.maxInFlight})
