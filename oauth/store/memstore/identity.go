@@ -176,7 +176,9 @@ func (s *Store) ListIdentities(_ context.Context, provider string) ([]*store.Bin
 			out = append(out, &c)
 		}
 	}
-	slices.SortFunc(out, func(a, b *store.Binding) int { return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.ID, b.ID)) })
+	slices.SortFunc(out, func(a, b *store.Binding) int {
+		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.ID, b.ID))
+	})
 	return out, nil
 }
 
