@@ -333,7 +333,7 @@ func startBenchTarget(ctx context.Context, cfg benchConfig, stderr io.Writer) (*
 		s, t.exchanges, t.store = rs, rs, "redis"
 	}
 	closers = append(closers, func() { s.Close() })
-	up, err := devUpstream(gl, upstreamApp, bridgeURL)
+	up, err := devUpstream(gl, upstreamApp, bridgeURL, "gitlab")
 	if err != nil {
 		return fail(err)
 	}
