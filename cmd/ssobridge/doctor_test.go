@@ -28,6 +28,7 @@ import (
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // doctorStack is what `ssobridge doctor` is run against: a bridge in front of a GitLab emulator,
@@ -81,9 +82,9 @@ func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	// The bridge's address must be known before its callback is registered at GitLab.
 	bridge := httptest.NewUnstartedServer(nil)
 	public := "http://" + bridge.Listener.Addr().String()
-	upstream := gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+	upstreamApp := gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
 		Scopes: []string{"read_user"}, Confidential: true, Trusted: true})
-	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gitlab.URL, ClientID: upstream.UID, ClientSecret: upstream.Secret,
+	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gitlab.URL, ClientID: upstreamApp.UID, ClientSecret: upstreamApp.Secret,
 		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public)})
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +115,7 @@ func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	if err := st.CreateApp(t.Context(), app); err != nil {
 		t.Fatal(err)
 	}
-	return &doctorStack{gl: gl, gitlabURL: gitlab.URL, upstream: upstream, bridgeURL: public, siteURL: site.URL, app: app, secret: secret,
+	return &doctorStack{gl: gl, gitlabURL: gitlab.URL, upstream: upstreamApp, bridgeURL: public, siteURL: site.URL, app: app, secret: secret,
 		srv: srv, store: st}
 }
 
