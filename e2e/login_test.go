@@ -22,6 +22,7 @@ import (
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store/redisstore"
 	"github.com/ssobridge/ssobridge/oauth/store/storetest"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // inProcessStack is a bridge built from the library, on real Redis in front of the GitLab
@@ -70,7 +71,7 @@ func newInProcessStackWith(t *testing.T, configure func(*oauth.Config), glOpts .
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := oauth.Config{PublicURL: public, Store: st, Upstream: up, Sealer: sealer}
+	cfg := oauth.Config{PublicURL: public, Store: st, Upstreams: []upstream.CallbackProvider{up}, Sealer: sealer}
 	if configure != nil {
 		configure(&cfg)
 	}

@@ -139,8 +139,8 @@ func (c *Client) ClientID() string { return c.oauth.ClientID }
 // AuthCodeURL is where the browser goes to sign in at GitLab: the bridge's own client_id, state
 // and a PKCE S256 challenge of the verifier (GitLab's own OpenID nonce is not used: the bridge
 // reads the person from the API, not from an ID token).
-func (c *Client) AuthCodeURL(state string, a upstream.Auth) string {
-	return c.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(a.Verifier))
+func (c *Client) AuthCodeURL(_ context.Context, state string, a upstream.Auth) (string, error) {
+	return c.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(a.Verifier)), nil
 }
 
 func (c *Client) withHTTP(ctx context.Context) context.Context {

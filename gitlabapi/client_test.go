@@ -45,7 +45,7 @@ func upstreamErr(t *testing.T, err error) *upstream.Error {
 
 func TestAuthCodeURLCarriesTheBridgesClientStateAndS256Challenge(t *testing.T) {
 	c := newTestClient(t, "https://gitlab.example.com/gitlab/", nil)
-	got := c.AuthCodeURL("st", upstream.Auth{Verifier: "verifier-verifier-verifier-verifier-verifier"})
+	got, _ := c.AuthCodeURL(context.Background(), "st", upstream.Auth{Verifier: "verifier-verifier-verifier-verifier-verifier"})
 	for _, want := range []string{"https://gitlab.example.com/gitlab/oauth/authorize?", "client_id=bridge", "state=st",
 		"code_challenge_method=S256", "code_challenge=" + oauth2.S256ChallengeFromVerifier("verifier-verifier-verifier-verifier-verifier"),
 		"scope=read_user", "redirect_uri=https%3A%2F%2Fsso.example.com%2Foauth%2Fcallback"} {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // Bounds on authorize parameters; real ones are far smaller (Mattermost's state is ~200 bytes).
@@ -134,15 +135,23 @@ func (s *Server) authorize(c echo.Context) error {
 		return refuse(signin.PKCEChallengeInvalid, "%s", msg)
 	}
 
-	verifier := oauth2.GenerateVerifier()
+	prov, err := s.pickUpstream(app)
+	if err != nil {
+		return err
+	}
 	if c.Request().Header.Get(HeaderProbe) == ProbeDryRun {
 		// A check of the request, not a sign-in (ssobridge doctor): answered as one would be, but
 		// nothing is parked, counted or traced, so that it leaves no sign-in to stall. Its state
-		// names no trace, which tells its return from GitLab apart from a sign-in's.
+		// names no trace, which tells its return from the provider apart from a sign-in's. Where
+		// the person would choose, the first provider stands for all.
 		dropTrace(c)
-		return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(s.newUpstreamState("", time.Now()), verifier))
+		prov = cmp.Or(prov, s.upstreams[0])
+		target, err := prov.AuthCodeURL(ctx, s.newUpstreamState("", time.Now()), upstream.Auth{Verifier: oauth2.GenerateVerifier(), Nonce: randomToken()})
+		if err != nil {
+			return upstreamPage(err)
+		}
+		return c.Redirect(http.StatusFound, target)
 	}
-	upstreamState := s.newUpstreamState(currentTrace(c), time.Now())
 	pending := &store.Authorization{
 		ClientID:            app.ID,
 		RedirectURI:         req.RedirectURI,
@@ -151,20 +160,18 @@ func (s *Server) authorize(c echo.Context) error {
 		CodeChallenge:       req.CodeChallenge,
 		CodeChallengeMethod: req.CodeChallengeMethod,
 		Nonce:               req.Nonce,
-		UpstreamVerifier:    verifier,
 		CreatedAt:           time.Now().UTC(),
 		TraceID:             currentTrace(c),
 		Browser:             store.TokenKey(s.browserCookie(c)),
 	}
-	if err := s.store.PutAuthorization(ctx, store.TokenKey(upstreamState), pending, s.cfg.AuthorizationTTL); err != nil {
-		return storeFailure("save authorization", err)
-	}
 	s.metrics.loginsStarted.WithLabelValues(app.ID).Inc()
 	s.logger(ctx).Info("sign-in started", "client_id", app.ID, "app", app.Name)
+	if prov == nil {
+		s.stepOK(c, http.StatusOK, map[string]string{"redirect_uri": req.RedirectURI, "scope": pending.Scope, "state_sha256": hashPrefix(req.State)})
+		return s.askChooser(c, app, pending)
+	}
 	s.stepOK(c, http.StatusFound, map[string]string{"redirect_uri": req.RedirectURI, "scope": pending.Scope, "state_sha256": hashPrefix(req.State)})
-	s.subStep(c, signin.StepUpstreamAuthorize, store.PartBridge, store.PartGitLab, "302 to GitLab's /oauth/authorize (the bridge's client_id, state, PKCE S256)",
-		time.Now(), http.StatusFound, nil, map[string]string{"gitlab": s.upstream.BaseURL()})
-	return c.Redirect(http.StatusFound, s.upstream.AuthCodeURL(upstreamState, verifier))
+	return s.sendUpstream(c, prov, pending)
 }
 
 // HeaderProbe with the value ProbeDryRun makes an authorize request a dry run: checked as any,

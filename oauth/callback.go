@@ -70,6 +70,11 @@ func (s *Server) callback(c echo.Context) error {
 	}
 	s.useTrace(c, pending.TraceID)
 	traceMeta(c, store.TraceMeta{ClientID: pending.ClientID})
+	prov, ok := s.upstreamNamed(pending.Upstream)
+	if !ok {
+		return upstreamGone(pending.Upstream)
+	}
+	traceMeta(c, store.TraceMeta{Upstream: prov.Describe().DisplayName})
 	if !s.fromSameBrowser(c, pending.Browser) {
 		// The parked request is spent: a link made by someone else works once at most, here.
 		return &Error{
@@ -109,47 +114,53 @@ func (s *Server) callback(c echo.Context) error {
 	}
 
 	s.stepOK(c, http.StatusOK, nil)
+	d := prov.Describe()
+	auth := upstream.Auth{Verifier: pending.UpstreamVerifier, Nonce: pending.UpstreamNonce}
 	start := time.Now()
-	tok, err := s.upstream.Exchange(ctx, code, pending.UpstreamVerifier)
-	s.upstreamStep(c, signin.StepUpstreamToken, "POST /oauth/token (code, PKCE verifier)", start, err)
+	tok, err := prov.Exchange(ctx, code, auth)
+	s.upstreamStep(c, signin.StepUpstreamToken, "POST token endpoint (code, PKCE verifier)", start, err)
 	if err != nil {
 		return upstreamPage(err)
 	}
 	start = time.Now()
-	user, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, tok))
-	problem, fix := refusedByMattermost(nil, err)
+	id, err := prov.Identify(ctx, tok, auth)
+	ie, refused := errors.AsType[*upstream.IdentityError](err)
 	upstreamErr := err
-	if problem != "" {
-		upstreamErr = nil // GitLab answered; what it answered is the bridge's step to refuse
+	if refused {
+		upstreamErr = nil // the provider answered; what it answered is the bridge's step to refuse
 	}
-	s.upstreamStep(c, signin.StepUpstreamUser, "GET /api/v4/user", start, upstreamErr)
+	s.upstreamStep(c, signin.StepUpstreamUser, d.UserCall, start, upstreamErr)
 	if upstreamErr != nil {
 		return upstreamPage(err)
 	}
-	if user != nil {
-		traceMeta(c, store.TraceMeta{GitLabUserID: user.ID, Username: user.Username})
+	if id != nil {
+		traceMeta(c, store.TraceMeta{Username: id.Username})
 	}
 	s.beginStep(c, currentTrace(c), signin.StepRedirectToClient, store.PartBridge, store.PartClient, "302 to redirect_uri?code&state")
-	if problem == "" && user.State != "" && user.State != gitlabapi.StateActive {
+	if refused {
+		return identityFailure(d, ie)
+	}
+	if id.State != "" && id.State != gitlabapi.StateActive {
 		return &Error{
 			Failure:     signin.UserNotActive,
-			Title:       "GitLab account not active",
-			Description: fmt.Sprintf("Your GitLab account %s is %s, so it cannot sign in.", user.Username, user.State),
-			Fix:         "Ask a GitLab administrator to activate your account.",
+			Title:       d.DisplayName + " account not active",
+			Description: fmt.Sprintf("Your %s account %s is %s, so it cannot sign in.", d.DisplayName, id.Username, id.State),
+			Fix:         "Ask a " + d.DisplayName + " administrator to activate your account.",
 		}
 	}
-	if problem == "" {
-		problem, fix = refusedByMattermost(user, nil)
+	uid, body, err := s.identify(c, prov, id)
+	if err != nil {
+		return err
 	}
-	if problem != "" {
-		return &Error{Failure: signin.UserIncomplete, Title: "GitLab returned an incomplete user", Description: problem + ".", Fix: fix}
-	}
+	traceMeta(c, store.TraceMeta{GitLabUserID: uid})
 
 	now := time.Now().UTC()
 	session := &store.Session{
 		ID:            store.NewID(16),
-		GitLabUserID:  user.ID,
-		Username:      user.Username,
+		GitLabUserID:  uid,
+		Provider:      d.Name,
+		Subject:       id.Subject,
+		Username:      id.Username,
 		ClientID:      pending.ClientID,
 		Scope:         pending.Scope,
 		Nonce:         pending.Nonce,
@@ -158,14 +169,7 @@ func (s *Server) callback(c echo.Context) error {
 		UserFetchedAt: now,
 		CreatedAt:     now,
 		TraceID:       currentTrace(c),
-	}
-	if s.upstream.HasScope("openid") {
-		// Groups are only for the groups claim: a sign-in goes on without them.
-		groups, err := s.upstream.Groups(ctx, s.upstream.TokenSource(ctx, tok))
-		if err != nil {
-			s.logger(ctx).Warn("reading the person's groups at GitLab failed; the groups claim will be empty", "cause", err.Error())
-		}
-		session.Groups = groups
+		Groups:        id.Groups,
 	}
 	s.sealToken(session, tok)
 	app, err := s.store.GetApp(ctx, pending.ClientID)
@@ -175,7 +179,7 @@ func (s *Server) callback(c echo.Context) error {
 	if err := s.admit(app, session, body); err != nil {
 		return err
 	}
-	s.logger(ctx).Info("sign-in completed at GitLab", "client_id", pending.ClientID, "gitlab_user_id", user.ID, "username", user.Username)
+	s.logger(ctx).Info("sign-in completed at the provider", "provider", d.Name, "client_id", pending.ClientID, "gitlab_user_id", uid, "username", id.Username)
 	ask, err := s.needsConsent(c, app, session)
 	if err != nil {
 		return err

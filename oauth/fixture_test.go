@@ -23,6 +23,7 @@ import (
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 const mmRedirect = "https://mm.example.com/signup/gitlab/complete"
@@ -103,7 +104,7 @@ func newFixtureOn(t testing.TB, st store.Store, upstreamScopes []string, opts ..
 		t.Fatal(err)
 	}
 	f.logs = &lockedBuffer{}
-	cfg := oauth.Config{PublicURL: public, Store: f.store, Upstream: up, Sealer: f.sealer,
+	cfg := oauth.Config{PublicURL: public, Store: f.store, Upstreams: []upstream.CallbackProvider{up}, Sealer: f.sealer,
 		Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if fixtureConfig != nil {
 		fixtureConfig(&cfg)

@@ -237,8 +237,24 @@ type readiness struct {
 
 const readinessCache = 5 * time.Second
 
-// readinessChecks are the names readyz checks, and accepts in ?exclude=.
-var readinessChecks = []string{"store", "gitlab"}
+// readinessNames are the names readyz accepts in ?exclude=: its checks (the store, and each
+// provider by name), and "upstream" for every provider at once.
+func (s *Server) readinessNames() []string {
+	names := []string{"store", "upstream"}
+	for _, p := range s.upstreams {
+		names = append(names, p.Describe().Name)
+	}
+	return names
+}
+
+// excludedCheck reports whether the check called name is in excluded (?exclude=).
+func (s *Server) excludedCheck(excluded []string, name string) bool {
+	if slices.Contains(excluded, name) {
+		return true
+	}
+	_, isProvider := s.upstreamNamed(name)
+	return isProvider && name != "" && slices.Contains(excluded, "upstream")
+}
 
 // readyz says whether the bridge can serve: its store answers and GitLab answers. A check named
 // in ?exclude= (repeatable, as Kubernetes' own /readyz takes it) is still run and shown, but does
@@ -249,15 +265,15 @@ func (s *Server) readyz(c echo.Context) error {
 	noStore(c.Response().Header())
 	excluded := c.QueryParams()["exclude"]
 	for _, name := range excluded {
-		if !slices.Contains(readinessChecks, name) {
+		if names := s.readinessNames(); !slices.Contains(names, name) {
 			return c.JSON(http.StatusBadRequest, map[string]any{"status": "bad request",
-				"error": fmt.Sprintf("exclude=%q names no check; the checks are %s", name, strings.Join(readinessChecks, " and "))})
+				"error": fmt.Sprintf("exclude=%q names no check; the checks are %s", name, strings.Join(names, ", "))})
 		}
 	}
 	checks := s.readinessChecks(c.Request().Context())
 	status, word := http.StatusOK, "ready"
 	for name, result := range checks {
-		if result != "ok" && !slices.Contains(excluded, name) {
+		if result != "ok" && !s.excludedCheck(excluded, name) {
 			status, word = http.StatusServiceUnavailable, "unready"
 		}
 	}
@@ -277,15 +293,13 @@ func (s *Server) readinessChecks(ctx context.Context) map[string]string {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	checks := map[string]string{"store": "ok", "gitlab": "ok"}
+	checks := map[string]string{"store": "ok"}
 	if err := s.store.Ping(ctx); errors.Is(err, store.ErrNotReplicated) {
 		checks["store"] = "the store (Redis) cannot confirm writes on as many replicas as SSOBRIDGE_REDIS_WAIT_REPLICAS asks, so every sign-in would fail: " + err.Error()
 	} else if err != nil {
 		checks["store"] = "the store (Redis) does not answer: " + err.Error()
 	}
-	if err := s.upstream.Ping(ctx); err != nil {
-		checks["gitlab"] = err.Error()
-	}
+	s.pingUpstreams(ctx, checks)
 	s.ready.at, s.ready.checks = time.Now(), checks
 	return checks
 }

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -10,10 +11,14 @@ import (
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
-// PolicyUser is the person who signed in at GitLab, as far as an application's sign-in rules
+// PolicyUser is the person who signed in at a provider, as far as an application's sign-in rules
 // need to know them.
 type PolicyUser struct {
 	Username string
+	// Provider is the display name of the provider ("GitLab" when empty), and GroupsFix says how
+	// the bridge learns the person's groups there, for a refusal when it does not know them.
+	Provider  string
+	GroupsFix string
 	// External is GitLab's "external" flag on the account (contractors, customers: people GitLab
 	// itself keeps out of internal projects).
 	External bool
@@ -38,8 +43,12 @@ func checkPolicy(app *store.Application, user PolicyUser) (reason, fix string) {
 	}
 	rules := fmt.Sprintf("%s admits %s.", app.Name, WhoMaySignIn(app))
 	if len(app.AllowedGroups) > 0 && user.Groups == nil {
-		return fmt.Sprintf("The bridge cannot tell whether %s may sign in to %s: it does not know %s's GitLab groups.", user.Username, app.Name, user.Username),
-			"Administrators: " + rules + " The bridge learns a person's groups only when it asks GitLab for openid: add openid to SSOBRIDGE_GITLAB_SCOPES (e.g. \"read_user openid\") and to the scopes of the bridge's application at GitLab. If openid is there already, the bridge's log says why reading the groups at GitLab failed."
+		provider, fix := cmp.Or(user.Provider, "GitLab"), user.GroupsFix
+		if fix == "" {
+			fix = "The bridge learns a person's groups only when it asks GitLab for openid: add openid to SSOBRIDGE_GITLAB_SCOPES (e.g. \"read_user openid\") and to the scopes of the bridge's application at GitLab. If openid is there already, the bridge's log says why reading the groups at GitLab failed."
+		}
+		return fmt.Sprintf("The bridge cannot tell whether %s may sign in to %s: it does not know %s's %s groups.", user.Username, app.Name, user.Username, provider),
+			"Administrators: " + rules + " " + fix
 	}
 	for _, allowed := range app.AllowedGroups {
 		if slices.ContainsFunc(user.Groups, func(g string) bool { return inGroup(g, allowed) }) {
@@ -48,8 +57,8 @@ func checkPolicy(app *store.Application, user PolicyUser) (reason, fix string) {
 	}
 	add := append(slices.Clone(app.AllowedUsers), user.Username)
 	return fmt.Sprintf("%s is not among the people allowed to sign in to %s.", user.Username, app.Name),
-		fmt.Sprintf("Administrators: %s To admit %s, run `ssobridge apps update %s --allow-user %s` (the flag replaces the list), or add %s to one of the groups at GitLab.",
-			rules, user.Username, app.ID, strings.Join(add, ","), user.Username)
+		fmt.Sprintf("Administrators: %s To admit %s, run `ssobridge apps update %s --allow-user %s` (the flag replaces the list), or add %s to one of the groups at %s.",
+			rules, user.Username, app.ID, strings.Join(add, ","), user.Username, cmp.Or(user.Provider, "GitLab"))
 }
 
 // inGroup reports whether group is allowed or one of its subgroups. GitLab resolves paths
@@ -90,10 +99,23 @@ func isExternal(body []byte) bool {
 	return u.External
 }
 
+// policyUser is the person of session, whose /api/v4/user body is body, for the rules.
+func (s *Server) policyUser(app *store.Application, session *store.Session, body []byte) PolicyUser {
+	u := PolicyUser{Username: session.Username, External: app.DenyExternal && isExternal(body), Groups: session.Groups}
+	if p, ok := s.upstreamNamed(session.Provider); ok {
+		d := p.Describe()
+		u.Provider = d.DisplayName
+		if !d.GitLabIDs {
+			u.GroupsFix = fmt.Sprintf("%s sent no groups claim (%s): add a mapper that puts the person's groups in the ID token or userinfo, or set the claim's name in the provider's groups claim setting.", d.DisplayName, d.URL)
+		}
+	}
+	return u
+}
+
 // admit applies app's sign-in rules to the person of session, whose /api/v4/user body is body.
 // It runs before the session is saved: a refused sign-in leaves nothing behind.
 func (s *Server) admit(app *store.Application, session *store.Session, body []byte) error {
-	reason, fix := checkPolicy(app, PolicyUser{Username: session.Username, External: app.DenyExternal && isExternal(body), Groups: session.Groups})
+	reason, fix := checkPolicy(app, s.policyUser(app, session, body))
 	if reason == "" {
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // accessLogRemote serves one request from peer with the given X-Forwarded-For (none if empty)
@@ -39,7 +40,7 @@ func accessLogRemote(t *testing.T, trusted []string, peer, xff string) string {
 	logs := &lockedBuffer{}
 	st := memstore.New()
 	t.Cleanup(func() { st.Close() })
-	srv, err := oauth.New(oauth.Config{PublicURL: "https://sso.example.com", Store: st, Upstream: up, Sealer: sealer,
+	srv, err := oauth.New(oauth.Config{PublicURL: "https://sso.example.com", Store: st, Upstreams: []upstream.CallbackProvider{up}, Sealer: sealer,
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)), TrustedProxies: nets})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // Defaults, as GitLab has them.
@@ -40,7 +41,12 @@ type Config struct {
 	// https://sso.example.com; the callback registered at GitLab is PublicURL + "/oauth/callback".
 	PublicURL string
 	Store     store.Store
-	Upstream  *gitlabapi.Client
+	// Upstreams are the identity providers people sign in at, in the order the chooser shows
+	// them; with one, nobody chooses. Each has a unique name (upstream.Description.Name).
+	Upstreams []upstream.CallbackProvider
+	// FirstID is the first id the bridge gives a person of a provider without GitLab ids (see
+	// store.Identities); zero takes DefaultFirstID.
+	FirstID int64
 	// Sealer encrypts the upstream tokens the bridge keeps in Store.
 	Sealer *Sealer
 	Logger *slog.Logger
@@ -79,10 +85,12 @@ type Config struct {
 
 // Server is the bridge's provider.
 type Server struct {
-	cfg      Config
-	public   *url.URL
-	store    store.Store
-	upstream *gitlabapi.Client
+	cfg       Config
+	public    *url.URL
+	store     store.Store
+	upstreams []upstream.CallbackProvider
+	// mixed is true when providers with GitLab ids and without are configured together.
+	mixed bool
 	// mint issues codes and tokens (see gooauth2.go).
 	mint    mint
 	log     *slog.Logger
@@ -116,8 +124,24 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("public URL: %w", err)
 	}
-	if cfg.Store == nil || cfg.Upstream == nil || cfg.Sealer == nil {
-		return nil, errors.New("oauth.New needs a store, an upstream client and a sealer")
+	if cfg.Store == nil || len(cfg.Upstreams) == 0 || cfg.Sealer == nil {
+		return nil, errors.New("oauth.New needs a store, an upstream provider and a sealer")
+	}
+	names := map[string]bool{}
+	kinds := map[bool]bool{}
+	for _, p := range cfg.Upstreams {
+		d := p.Describe()
+		if !store.ValidProviderName(d.Name) {
+			return nil, fmt.Errorf("provider name %q: use 1 to 32 lower-case letters, digits and dashes, starting with a letter", d.Name)
+		}
+		if names[d.Name] {
+			return nil, fmt.Errorf("two providers are called %q", d.Name)
+		}
+		names[d.Name] = true
+		kinds[d.GitLabIDs] = true
+	}
+	if cfg.FirstID <= 0 {
+		cfg.FirstID = DefaultFirstID
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -158,7 +182,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
-	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstream: cfg.Upstream, log: cfg.Logger, metrics: cfg.Metrics}
+	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstreams: cfg.Upstreams, mixed: len(kinds) == 2, log: cfg.Logger, metrics: cfg.Metrics}
 	if ec, ok := cfg.Store.(store.ExchangeCounter); ok {
 		cfg.Metrics.countExchanges(ec)
 	}
@@ -177,7 +201,7 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the bridge's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// CallbackURL is the redirect URI the bridge's application at GitLab must have.
+// CallbackURL is the redirect URI the bridge's application at each provider must have.
 func (s *Server) CallbackURL() string { return CallbackURLFor(s.public.String()) }
 
 // CallbackURLFor returns the callback under a public URL.
@@ -203,6 +227,7 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/oauth/token", s.token)
 	e.GET("/api/v4/user", s.user)
 	e.POST(consentPath, s.consent)
+	e.POST(choosePath, s.choose)
 	e.POST("/oauth/revoke", s.revoke)
 	e.POST("/oauth/introspect", s.introspect)
 	e.GET("/oauth/token/info", s.tokenInfo)

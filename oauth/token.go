@@ -420,7 +420,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	// refresh must not outlive a block there or a change of the application's rules.
 	body, err := s.upstreamUser(ctx, sess)
 	if err == nil {
-		if reason, fix := checkPolicy(app, PolicyUser{Username: sess.Username, External: app.DenyExternal && isExternal(body), Groups: sess.Groups}); reason != "" {
+		if reason, fix := checkPolicy(app, s.policyUser(app, sess, body)); reason != "" {
 			s.revokeSession(ctx, sess.ID, "the person is no longer admitted")
 			return fail(signin.UserNotAllowed, "%s; sign in again", reason).withFix(fix)
 		}

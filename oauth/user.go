@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -60,7 +61,7 @@ func (s *Server) user(c echo.Context) error {
 	body, err := s.upstreamUser(ctx, sess)
 	e, _ := errors.AsType[*Error](err)
 	switch {
-	case e != nil && (e.Failure == signin.UserIncomplete || e.Failure == signin.UserNotActive):
+	case e != nil && slices.Contains(providerAnswered, e.Failure):
 		// GitLab answered; what it answered is the bridge's step to refuse.
 		s.upstreamStep(c, signin.StepUpstreamUser, "GET /api/v4/user (the GitLab token the bridge holds)", start, nil)
 	case err == nil || e != nil && e.Failure.Where() == signin.AtGitLab:
@@ -76,6 +77,10 @@ func (s *Server) user(c echo.Context) error {
 	noStore(c.Response().Header())
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
 }
+
+// providerAnswered are the failures of a person the provider described, and the bridge refuses.
+var providerAnswered = []*signin.Failure{signin.UserIncomplete, signin.UserNotActive, signin.EmailMissing,
+	signin.EmailUnverified, signin.ClaimMissing, signin.IDTokenInvalid}
 
 // upstreamAPIError maps a failed upstream call to what the client sees: GitLab's refusals of the
 // person are passed on, the bridge's own trouble with GitLab is a 502 or 504.
@@ -116,122 +121,143 @@ func sealedTokenUnreadable(err error) *Error {
 // request that renewed it.
 const saveRefreshedTokenTimeout = 5 * time.Second
 
-// upstreamUser reads the person's /api/v4/user at GitLab with the token the bridge holds for
-// them, refreshing it at GitLab when it has expired and keeping the new one. Failures come back
-// as the Error the client should see.
+// upstreamUser reads the person at their provider with the token the bridge holds for them,
+// renewing it there when it has expired and keeping the new one, and returns the /api/v4/user
+// body clients get. A provider that cannot be asked again (no way to read the person, or an
+// expired token and no refresh token) leaves the snapshot of the sign-in standing. Failures come
+// back as the Error the client should see.
 func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte, error) {
-	old, err := s.openToken(sess)
+	prov, ok := s.upstreamNamed(sess.Provider)
+	if !ok {
+		e := upstreamGone(sess.Provider)
+		e.Status = http.StatusUnauthorized
+		return nil, e
+	}
+	d := prov.Describe()
+	reader, canRead := prov.(upstream.UserReader)
+	if !canRead {
+		return sess.User, nil
+	}
+	tok, err := s.openToken(sess)
 	if err != nil {
 		return nil, sealedTokenUnreadable(err)
 	}
-	if !old.Valid() {
-		// GitLab accepts each refresh token once: requests of one session that must refresh take
-		// turns, on this instance (the mutex) and across instances (the store's lock), and each
-		// rereads the session, so that it uses a refresh another one just made.
-		mu := s.refreshLocks.of(sess.ID)
-		mu.Lock()
-		defer mu.Unlock()
-		// The wait ends a little before the request's own deadline, so that a refresh that takes
-		// too long is told apart from a store that does not answer.
-		wait := refreshLockWait
-		if d, ok := ctx.Deadline(); ok {
-			wait = min(wait, time.Until(d)-time.Second)
+	renewed := false
+	if !tok.Valid() {
+		refresher, canRefresh := prov.(upstream.Refresher)
+		if !canRefresh || tok.RefreshToken == "" {
+			return sess.User, nil
 		}
-		lctx, cancel := context.WithTimeout(ctx, max(wait, 0))
-		unlock, err := s.store.Lock(lctx, "refresh:"+sess.ID, refreshLockTTL)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				return nil, &Error{
-					Failure:     signin.UpstreamRefreshBusy,
-					Description: "another request is renewing this person's GitLab token; try again",
-					Fix:         "GitLab took longer than " + wait.Round(time.Second).String() + " to renew a token: check GitLab's health.",
-					Cause:       err,
-				}
-			}
-			return nil, storeFailure("lock the GitLab token's refresh", err)
+		if tok, err = s.refreshUpstream(ctx, sess, refresher); err != nil {
+			return nil, err
 		}
-		defer unlock()
-		// Another request may have refreshed the token while this one waited: GitLab would
-		// refuse the refresh token this one read.
-		fresh, err := s.store.GetSession(ctx, sess.ID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, &Error{Failure: signin.SessionRevoked, Description: "the sign-in was revoked or has expired; sign in again", Status: http.StatusUnauthorized}
-		}
-		if err != nil {
-			return nil, storeFailure("reread the session", err)
-		}
-		sess.SealedToken = fresh.SealedToken
-		if old, err = s.openToken(sess); err != nil {
-			return nil, sealedTokenUnreadable(err)
-		}
+		renewed = true
 	}
-	u, body, tok, err := s.upstream.User(ctx, s.upstream.TokenSource(ctx, old))
-	if problem, fix := refusedByMattermost(nil, err); problem != "" {
-		return nil, &Error{
-			Failure:     signin.UserIncomplete,
-			Description: "GitLab returned a user Mattermost would refuse: " + problem,
-			Fix:         fix,
-			Cause:       err,
-		}
+	id, err := reader.ReadUser(ctx, tok)
+	if errors.Is(err, upstream.ErrCannotRead) {
+		return sess.User, nil
+	}
+	if ie, ok := errors.AsType[*upstream.IdentityError](err); ok {
+		e := identityFailure(d, ie)
+		e.Description = d.DisplayName + " returned a user Mattermost would refuse: " + ie.Detail
+		e.Title = ""
+		return nil, e
 	}
 	if err != nil {
 		return nil, upstreamAPIError(err)
 	}
-	// The checks of the sign-in, again: the person may have changed at GitLab since.
-	if u.State != "" && u.State != gitlabapi.StateActive {
+	// The checks of the sign-in, again: the person may have changed at the provider since.
+	if id.State != "" && id.State != gitlabapi.StateActive {
 		return nil, &Error{
 			Failure:     signin.UserNotActive,
-			Description: "your GitLab account is " + u.State,
-			Fix:         fmt.Sprintf("GitLab says the account %s is %s: a GitLab administrator must activate it before it can sign in.", u.Username, u.State),
-			Cause:       errors.New("upstream user " + u.State),
+			Description: fmt.Sprintf("your %s account is %s", d.DisplayName, id.State),
+			Fix:         fmt.Sprintf("%s says the account %s is %s: an administrator there must activate it before it can sign in.", d.DisplayName, id.Username, id.State),
+			Cause:       errors.New("upstream user " + id.State),
 		}
 	}
-	if problem, fix := refusedByMattermost(u, nil); problem != "" {
-		return nil, &Error{
-			Failure:     signin.UserIncomplete,
-			Description: "GitLab returned a user Mattermost would refuse: " + problem,
-			Fix:         fix,
-		}
+	same := id.Subject == sess.Subject
+	if sess.Subject == "" || d.GitLabIDs {
+		same = id.GitLabID == sess.GitLabUserID // and sessions made before subjects were kept
 	}
-	if u.ID != sess.GitLabUserID {
+	if !same {
 		return nil, &Error{
 			Failure:     signin.UpstreamUserMismatch,
-			Description: "GitLab returned another user than the one who signed in",
-			Fix:         "GitLab answered with another person than the one who signed in: check that SSOBRIDGE_GITLAB_URL is the GitLab the person signed in at, and that no proxy or cache in front of it shares answers between tokens.",
-			Cause:       errors.New("upstream user id changed"),
+			Description: d.DisplayName + " returned another user than the one who signed in",
+			Fix:         fmt.Sprintf("%s answered with another person than the one who signed in: check that %s is the provider the person signed in at, and that no proxy or cache in front of it shares answers between tokens.", d.DisplayName, d.Settings.URL),
+			Cause:       errors.New("upstream user changed"),
 		}
 	}
-	if tok.AccessToken != old.AccessToken {
+	body := id.Body
+	if !d.GitLabIDs {
+		body = gitlabUserBody(sess.GitLabUserID, id)
+	}
+	if renewed {
 		s.sealToken(sess, tok)
 		sess.User, sess.UserFetchedAt = body, time.Now().UTC()
-		// GitLab spent the refresh token it had: the new one must be kept, or the person's
-		// next call to GitLab fails. It is saved even if this request is cut short, and
-		// saving it again is harmless.
+		// The provider may have spent the refresh token it had: the new one must be kept, or
+		// the person's next call there fails. It is saved even if this request is cut short,
+		// and saving it again is harmless.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveRefreshedTokenTimeout)
 		err := s.store.UpdateSession(sctx, sess)
 		cancel()
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.logger(ctx).Error("saving the GitLab token GitLab just renewed failed: the person's next request that needs GitLab will fail, and they must sign in again", "session", sess.ID, "cause", err.Error())
+			s.logger(ctx).Error("saving the token the provider just renewed failed: the person's next request that needs the provider will fail, and they must sign in again", "session", sess.ID, "provider", d.Name, "cause", err.Error())
 		}
 	}
 	return body, nil
 }
 
-// refusedByMattermost says what, in the user GitLab returned (u) or in the error of the call
-// that read it (err), Mattermost would refuse, and what to change; "" when nothing. Mattermost
-// decodes the user's id as a non-zero int64 and requires an email; it accepts a missing username
-// (it falls back to login) but the bridge's rules and traces need one.
-func refusedByMattermost(u *gitlabapi.User, err error) (problem, fix string) {
-	if ie, ok := errors.AsType[*gitlabapi.UserIDError](err); ok {
-		return ie.Problem, "Administrators: the user id comes from GitLab itself; check that SSOBRIDGE_GITLAB_URL is GitLab and not a proxy or another service answering its /api/v4/user."
+// refreshUpstream renews the expired token of sess at its provider. Providers accept each
+// refresh token once: requests of one session that must refresh take turns, on this instance
+// (the mutex) and across instances (the store's lock), and each rereads the session, so that it
+// uses a refresh another one just made.
+func (s *Server) refreshUpstream(ctx context.Context, sess *store.Session, refresher upstream.Refresher) (*oauth2.Token, error) {
+	mu := s.refreshLocks.of(sess.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	// The wait ends a little before the request's own deadline, so that a refresh that takes
+	// too long is told apart from a store that does not answer.
+	wait := refreshLockWait
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)-time.Second)
 	}
-	if u != nil {
-		if p := u.Problem(); p != "" {
-			return p, "Administrators: give the bridge's application at GitLab the read_user scope (and keep SSOBRIDGE_GITLAB_SCOPES at read_user)."
+	lctx, cancel := context.WithTimeout(ctx, max(wait, 0))
+	unlock, err := s.store.Lock(lctx, "refresh:"+sess.ID, refreshLockTTL)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, &Error{
+				Failure:     signin.UpstreamRefreshBusy,
+				Description: "another request is renewing this person's token at the provider; try again",
+				Fix:         "The provider took longer than " + wait.Round(time.Second).String() + " to renew a token: check its health.",
+				Cause:       err,
+			}
 		}
+		return nil, storeFailure("lock the GitLab token's refresh", err)
 	}
-	return "", ""
+	defer unlock()
+	// Another request may have refreshed the token while this one waited: the provider would
+	// refuse the refresh token this one read.
+	fresh, err := s.store.GetSession(ctx, sess.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &Error{Failure: signin.SessionRevoked, Description: "the sign-in was revoked or has expired; sign in again", Status: http.StatusUnauthorized}
+	}
+	if err != nil {
+		return nil, storeFailure("reread the session", err)
+	}
+	sess.SealedToken = fresh.SealedToken
+	tok, err := s.openToken(sess)
+	if err != nil {
+		return nil, sealedTokenUnreadable(err)
+	}
+	if tok.Valid() {
+		return tok, nil
+	}
+	tok, err = refresher.Refresh(ctx, tok)
+	if err != nil {
+		return nil, upstreamAPIError(err)
+	}
+	return tok, nil
 }
 
 // sealToken stores tok in sess, encrypted and bound to the session's id.

@@ -34,6 +34,7 @@ import (
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
 	"github.com/ssobridge/ssobridge/oauth/store/redisstore"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // The steps of a sign-in, told apart by the host and path of each request the client makes.
@@ -332,7 +333,7 @@ func startBenchTarget(ctx context.Context, cfg benchConfig, stderr io.Writer) (*
 		s, t.exchanges, t.store = rs, rs, "redis"
 	}
 	closers = append(closers, func() { s.Close() })
-	up, err := devUpstream(gl, upstreamApp, bridgeURL)
+	up, err := devUpstream(gl, upstreamApp, bridgeURL, "gitlab")
 	if err != nil {
 		return fail(err)
 	}
@@ -340,7 +341,7 @@ func startBenchTarget(ctx context.Context, cfg benchConfig, stderr io.Writer) (*
 	if err != nil {
 		return fail(err)
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstream: up, Sealer: sealer, Logger: log})
+	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstreams: []upstream.CallbackProvider{up}, Sealer: sealer, Logger: log})
 	if err != nil {
 		return fail(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/ssobridge/ssobridge/mattermost"
 	"github.com/ssobridge/ssobridge/mattermost/site"
 	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
+	"github.com/ssobridge/ssobridge/oauth/upstream/openid"
 )
 
 // devInfo is what the dev mode prints: everything a person or a script needs to sign in.
@@ -45,6 +47,9 @@ type devInfo struct {
 	Users      []devUser       `json:"users"`
 	Mattermost *mattermostView `json:"mattermost"`
 	Store      string          `json:"store"`
+	// Upstream is "gitlab" or "oidc" (see --upstream); UpstreamLabel says what the emulator is.
+	Upstream      string `json:"upstream"`
+	UpstreamLabel string `json:"-"`
 }
 
 type devUser struct {
@@ -68,6 +73,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	// real bridge's Redis.
 	redisURL := st.add("dev-redis-url", "", "a Redis to keep dev's state in, for trying the Redis store; never a real bridge's, since dev registers test applications in it; empty: in memory")
 	keys := addKeySettings(st)
+	upstreamKind := st.add("upstream", "gitlab", "gitlab: people sign in at the GitLab emulator as GitLab; oidc: the same emulator serves as a generic OpenID Connect provider (discovery, ID token, userinfo), and the bridge presents its people to Mattermost as GitLab users with ids it allocates")
 	signInMode := st.add("dev-gitlab-sign-in", "auto", "auto: the GitLab emulator signs ada in by itself; form: nobody is signed in, and the browser meets the emulator's sign-in form (username or email, and the password dev prints)")
 	accessTTL := st.add("access-token-ttl", "2h", "lifetime of the access tokens the bridge issues (shorten it to see token_expired in a trace)")
 	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never came back is called stalled in its trace")
@@ -77,6 +83,9 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	st.fs.Var(&devRedirects, "dev-redirect-uri", "another redirect URI for the OpenID Connect clients (repeatable)")
 	if err := st.parse(args); err != nil {
 		return err
+	}
+	if upstreamKind.value != "gitlab" && upstreamKind.value != "oidc" {
+		return upstreamKind.errorf("%q is neither gitlab nor oidc", upstreamKind.value)
 	}
 	if signInMode.value != "auto" && signInMode.value != "form" {
 		return signInMode.errorf("%q is neither auto nor form", signInMode.value)
@@ -129,7 +138,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	up, err := devUpstream(gl, upstreamApp, bridgeURL)
+	up, err := devUpstream(gl, upstreamApp, bridgeURL, upstreamKind.value)
 	if err != nil {
 		return err
 	}
@@ -137,7 +146,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
+	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstreams: []upstream.CallbackProvider{up}, Sealer: sealer, Logger: log,
 		AccessTokenTTL: accessTTLValue, StallAfter: stallValue})
 	if err != nil {
 		return err
@@ -195,6 +204,11 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		},
 		Mattermost: newMattermostView(bridgeURL, app.ID, secret),
 		Store:      "memory",
+		Upstream:   upstreamKind.value,
+	}
+	info.UpstreamLabel = "GitLab emulator"
+	if upstreamKind.value == "oidc" {
+		info.UpstreamLabel = "OpenID provider (emulator)"
 	}
 	if redisURL.value != "" {
 		info.Store = "redis"
@@ -242,12 +256,17 @@ func startDevGitLab(listen, bridgeURL string) (gl *emulator.Server, ada, blocked
 	blocked = gl.AddUser(emulator.User{ID: 43, Username: "mallory", Name: "Mallory Blocked", Email: "mallory@example.com", State: gitlabapi.StateBlocked})
 	gl.SignIn(ada.Username)
 	upstreamApp = gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(bridgeURL)},
-		Scopes: []string{"read_user", "openid"}, Confidential: true, Trusted: true})
+		Scopes: []string{"read_user", "openid", "profile", "email"}, Confidential: true, Trusted: true})
 	return gl, ada, blocked, upstreamApp, nil
 }
 
-// devUpstream is the bridge's client for the emulator started by startDevGitLab.
-func devUpstream(gl *emulator.Server, upstreamApp emulator.Application, bridgeURL string) (*gitlabapi.Client, error) {
+// devUpstream is the bridge's provider for the emulator started by startDevGitLab: GitLab, or
+// (kind "oidc") the emulator's OpenID Connect face, as any OpenID provider is configured.
+func devUpstream(gl *emulator.Server, upstreamApp emulator.Application, bridgeURL, kind string) (upstream.CallbackProvider, error) {
+	if kind == "oidc" {
+		return openid.New(openid.Config{Name: "oidc", DisplayName: "OpenID provider", Issuer: gl.URL(), ClientID: upstreamApp.UID,
+			ClientSecret: upstreamApp.Secret, RedirectURL: oauth.CallbackURLFor(bridgeURL)})
+	}
 	return gitlabapi.NewClient(gitlabapi.Config{URL: gl.URL(), ClientID: upstreamApp.UID, ClientSecret: upstreamApp.Secret,
 		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(bridgeURL)})
 }
@@ -270,7 +289,7 @@ func printDevInfo(w io.Writer, info devInfo, secret string) {
     token                  %s
     user                   %s
     callback at GitLab     %s
-  GitLab emulator:         %s
+  %-24s %s
   Mattermost stand-in:     %s
   Sign-in traces:          %s
 
@@ -285,7 +304,7 @@ func printDevInfo(w io.Writer, info devInfo, secret string) {
     %-22s %s  (public: no secret, PKCE S256 required)
 
 `, info.WalkthroughURL, walkthroughHint(info.Users[0]), info.BridgeURL, info.Store, info.Endpoints["authorize"], info.Endpoints["token"],
-		info.Endpoints["user"], info.Endpoints["callback"], info.GitLabURL, info.MattermostSiteURL, info.TracesURL,
+		info.Endpoints["user"], info.Endpoints["callback"], info.UpstreamLabel+":", info.GitLabURL, info.MattermostSiteURL, info.TracesURL,
 		info.App.Name, info.App.ID, secret, strings.Join(info.App.RedirectURIs, "\n                           "),
 		info.Issuer, strings.Join(info.OIDCApp.RedirectURIs, " "),
 		info.OIDCApp.Name, info.OIDCApp.ID, info.OIDCApp.Secret, info.UntrustedApp.Name, info.UntrustedApp.ID, info.UntrustedApp.Secret,

@@ -94,7 +94,7 @@ func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	}
 	st := memstore.New()
 	t.Cleanup(func() { st.Close() })
-	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: st, Upstream: up, Sealer: sealer})
+	srv, err := oauth.New(oauth.Config{PublicURL: public, Store: st, Upstreams: []upstream.CallbackProvider{up}, Sealer: sealer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -35,7 +34,10 @@ type serveConfig struct {
 	adminListen string
 	adminToken  string
 	publicURL   string
-	upstream    gitlabapi.Config
+	// upstreams are the providers people sign in at; firstID the first id the bridge gives a
+	// person of a provider without GitLab ids.
+	upstreams   []upstreamSpec
+	firstID     int64
 	redisURL    *setting
 	appsFile    *setting
 	keys        *keySettings
@@ -60,8 +62,6 @@ type serveConfig struct {
 	redirectListen string
 	publicHost     string
 	trustedProxies []*net.IPNet
-	// gitlabCAs verify GitLab's certificate; nil: the system's.
-	gitlabCAs *x509.CertPool
 }
 
 func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
@@ -79,6 +79,9 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	clientSecret := st.add("gitlab-client-secret", "", "the bridge's application secret at GitLab")
 	scopes := st.add("gitlab-scopes", "read_user", "scopes the bridge asks of GitLab, space-separated")
 	gitlabCA := st.add("gitlab-ca-file", "", "PEM file of certificate authorities trusted, beside the system's, for the bridge's calls to GitLab (a GitLab whose certificate a private CA signed). Those calls also follow HTTPS_PROXY, HTTP_PROXY and NO_PROXY")
+	oidcs := addOIDCSettings(st)
+	firstID := st.add("oidc-first-id", strconv.Itoa(oauth.DefaultFirstID), "the first id the bridge gives a person of an OpenID provider (Mattermost sees it as their GitLab user id): above every GitLab user id a Mattermost already holds; set it before anyone signs in, and never lower it")
+	providersFile := st.add("providers-file", "", "a YAML file of several providers (GitLab and OpenID providers together): people choose where they sign in. Replaces SSOBRIDGE_GITLAB_* and SSOBRIDGE_OIDC_*; see --help")
 	redisURL := addRedisSetting(st)
 	appsFile := addAppsFileSetting(st)
 	keys := addKeySettings(st)
@@ -96,9 +99,20 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	logFormat := st.add("log-format", "json", "json or text")
 	return st, func() (*serveConfig, error) {
-		for _, s := range []*setting{public, gitlabURL, clientID, clientSecret} {
-			if err := s.required(); err != nil {
-				return nil, err
+		if err := public.required(); err != nil {
+			return nil, err
+		}
+		gitlabSet := gitlabURL.value != "" || clientID.value != "" || clientSecret.value != ""
+		switch {
+		case providersFile.value != "" && (gitlabSet || oidcs.issuer.value != ""):
+			return nil, providersFile.errorf("replaces SSOBRIDGE_GITLAB_* and SSOBRIDGE_OIDC_*: list every provider in the file, and unset those")
+		case oidcs.issuer.value != "" && gitlabSet:
+			return nil, oidcs.issuer.errorf("and SSOBRIDGE_GITLAB_URL are both set: for GitLab and an OpenID provider together, list both in a providers file (%s); for the OpenID provider alone, unset SSOBRIDGE_GITLAB_*", providersFile.env())
+		case providersFile.value == "" && oidcs.issuer.value == "":
+			for _, s := range []*setting{gitlabURL, clientID, clientSecret} {
+				if err := s.required(); err != nil {
+					return nil, err
+				}
 			}
 		}
 		cfg := &serveConfig{listen: listen.value, adminListen: adminListen.value, adminToken: adminToken.value,
@@ -116,18 +130,45 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 			return nil, public.errorf("%v", err)
 		}
 		cfg.publicURL = pu.String()
-		if _, err := gitlabapi.ParseBaseURL(gitlabURL.value); err != nil {
-			return nil, gitlabURL.errorf("%v", err)
-		}
 		if _, port, err := net.SplitHostPort(listen.value); err != nil || port == "" {
 			return nil, listen.errorf("%q is not host:port (for example :8080 or 127.0.0.1:8080)", listen.value)
 		}
-		sc := strings.Fields(scopes.value)
-		if !slices.ContainsFunc(sc, func(s string) bool { return s == "read_user" || s == "read_api" || s == "api" }) {
-			return nil, scopes.errorf("%q lacks read_user: the bridge reads who signed in from GitLab's /api/v4/user, which needs read_user (or read_api or api); add read_user", scopes.value)
+		if cfg.firstID, err = strconv.ParseInt(firstID.value, 10, 64); err != nil || cfg.firstID <= 0 {
+			return nil, firstID.errorf("%q is not a positive integer", firstID.value)
 		}
-		cfg.upstream = gitlabapi.Config{URL: gitlabURL.value, ClientID: clientID.value, ClientSecret: clientSecret.value,
-			Scopes: sc, RedirectURL: oauth.CallbackURLFor(cfg.publicURL)}
+		switch {
+		case providersFile.value != "":
+			specs, fileFirst, err := readProvidersFile(providersFile.value, cfg.publicURL)
+			if err != nil {
+				return nil, providersFile.errorf("%v", err)
+			}
+			cfg.upstreams = specs
+			if fileFirst > 0 {
+				cfg.firstID = fileFirst
+			}
+		case oidcs.issuer.value != "":
+			spec, err := oidcs.spec(cfg.publicURL)
+			if err != nil {
+				return nil, err
+			}
+			cfg.upstreams = []upstreamSpec{spec}
+		default:
+			if _, err := gitlabapi.ParseBaseURL(gitlabURL.value); err != nil {
+				return nil, gitlabURL.errorf("%v", err)
+			}
+			sc := strings.Fields(scopes.value)
+			if !slices.ContainsFunc(sc, func(s string) bool { return s == "read_user" || s == "read_api" || s == "api" }) {
+				return nil, scopes.errorf("%q lacks read_user: the bridge reads who signed in from GitLab's /api/v4/user, which needs read_user (or read_api or api); add read_user", scopes.value)
+			}
+			spec := upstreamSpec{gitlab: &gitlabapi.Config{URL: gitlabURL.value, ClientID: clientID.value, ClientSecret: clientSecret.value,
+				Scopes: sc, RedirectURL: oauth.CallbackURLFor(cfg.publicURL)}}
+			if strings.TrimSpace(gitlabCA.value) != "" {
+				if spec.cas, err = loadCAFile(gitlabCA); err != nil {
+					return nil, err
+				}
+			}
+			cfg.upstreams = []upstreamSpec{spec}
+		}
 		if cfg.accessTTL, err = accessTTL.duration(); err != nil {
 			return nil, err
 		}
@@ -187,11 +228,6 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		}
 		if cfg.trustedProxies, err = parseTrustedProxies(trustedProxies); err != nil {
 			return nil, err
-		}
-		if strings.TrimSpace(gitlabCA.value) != "" {
-			if cfg.gitlabCAs, err = loadCAFile(gitlabCA); err != nil {
-				return nil, err
-			}
 		}
 		hasCert, hasKey := strings.TrimSpace(tlsCert.value) != "", strings.TrimSpace(tlsKey.value) != ""
 		switch {
@@ -255,15 +291,6 @@ func parseTrustedProxies(s *setting) ([]*net.IPNet, error) {
 		nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
 	}
 	return nets, nil
-}
-
-// upstreamHTTPClient makes the bridge's calls to GitLab.
-func (cfg *serveConfig) upstreamHTTPClient() *http.Client {
-	var opts []upstream.HTTPOption
-	if cfg.gitlabCAs != nil {
-		opts = append(opts, upstream.WithRootCAs(cfg.gitlabCAs))
-	}
-	return upstream.NewHTTPClient(opts...)
 }
 
 func addRedisSetting(st *settings) *setting {
@@ -429,13 +456,15 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 		return err
 	}
 	metrics := oauth.NewMetrics()
-	cfg.upstream.HTTPClient = cfg.upstreamHTTPClient()
-	cfg.upstream.HTTPClient.Transport = metrics.Transport(cfg.upstream.HTTPClient.Transport)
-	up, err := gitlabapi.NewClient(cfg.upstream)
-	if err != nil {
-		return fmt.Errorf("configuration: upstream GitLab: %w", err)
+	var ups []upstream.CallbackProvider
+	for _, spec := range cfg.upstreams {
+		up, err := spec.build(metrics.Transport)
+		if err != nil {
+			return fmt.Errorf("configuration: provider: %w", err)
+		}
+		ups = append(ups, up)
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstream: up, Sealer: sealer, Logger: log,
+	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstreams: ups, FirstID: cfg.firstID, Sealer: sealer, Logger: log,
 		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL, UserSnapshotMaxAge: cfg.userMaxAge,
 		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall, TrustedProxies: cfg.trustedProxies,
 		RequestTimeout: cfg.requestTimeout, MaxInFlight: cfg.maxInFlight})

@@ -159,17 +159,26 @@ func parseCertificates(b []byte) ([]*x509.Certificate, error) {
 // loadCAFile returns the system's certificate authorities with those of the PEM file added, for
 // a GitLab whose certificate a private CA signed.
 func loadCAFile(s *setting) (*x509.CertPool, error) {
-	b, err := os.ReadFile(s.value)
+	pool, err := loadCAPath(s.value)
 	if err != nil {
-		return nil, s.errorf("cannot read it: %v", err)
+		return nil, s.errorf("%v", err)
+	}
+	return pool, nil
+}
+
+// loadCAPath is loadCAFile for a file named in the providers file.
+func loadCAPath(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read it: %v", err)
 	}
 	certs, err := parseCertificates(b)
 	if err != nil {
-		return nil, s.errorf("%s: %v", s.value, err)
+		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil {
-		return nil, s.errorf("cannot read the system's certificate authorities to add %s to: %v", s.value, err)
+		return nil, fmt.Errorf("cannot read the system's certificate authorities to add %s to: %v", path, err)
 	}
 	for _, c := range certs {
 		pool.AddCert(c)

@@ -29,7 +29,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
@@ -524,12 +523,11 @@ func TestGitLabCAFileIsTrustedForCallsToGitLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.upstream.HTTPClient = cfg.upstreamHTTPClient()
-		up, err := gitlabapi.NewClient(cfg.upstream)
+		up, err := cfg.upstreams[0].build(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return up.Ping(context.Background())
+		return up.(upstream.Pinger).Ping(context.Background())
 	}
 	t.Run("without the CA file GitLab's certificate is refused", func(t *testing.T) {
 		err := ping(t, map[string]string{"SSOBRIDGE_GITLAB_URL": gitlab.URL})

@@ -88,6 +88,27 @@ var (
 	UserIncomplete = define(AtCallback, "user_incomplete", InvalidGrant, http.StatusBadGateway,
 		"GitLab returned a user Mattermost would refuse: no email, or an id that is 0 or not a number; also when read later for `/api/v4/user`",
 		"Give the bridge's application at GitLab the read_user scope, and check that SSOBRIDGE_GITLAB_URL is GitLab itself.")
+	EmailMissing = define(AtCallback, "email_missing", InvalidGrant, http.StatusForbidden,
+		"the OpenID provider gave no email for the person, and Mattermost needs one",
+		"Ask the provider for the email scope (SSOBRIDGE_OIDC_SCOPES) and give the person an email there.")
+	EmailUnverified = define(AtCallback, "email_unverified", InvalidGrant, http.StatusForbidden,
+		"the OpenID provider says the person's email is not verified (email_verified false)",
+		"Have the person verify their email at the provider. Allowing unverified emails (SSOBRIDGE_OIDC_ALLOW_UNVERIFIED_EMAIL) lets anyone who can set an email take over the account bound to it.")
+	ClaimMissing = define(AtCallback, "claim_missing", InvalidGrant, http.StatusBadGateway,
+		"a claim the bridge needs (sub, or the username claim with no email to fall back on) is absent",
+		"Check the claim settings (SSOBRIDGE_OIDC_USERNAME_CLAIM) against what the provider sends, or add a mapper at the provider.")
+	IDTokenInvalid = define(AtCallback, "id_token_invalid", InvalidGrant, http.StatusBadGateway,
+		"the OpenID provider's ID token is missing, not signed by its keys, expired, or for another client",
+		"Check SSOBRIDGE_OIDC_ISSUER (exactly the provider's issuer) and SSOBRIDGE_OIDC_CLIENT_ID, and the clocks of both hosts.")
+	NonceMismatch = define(AtCallback, "nonce_mismatch", InvalidGrant, http.StatusBadGateway,
+		"the ID token does not repeat the nonce of this sign-in: a replayed or substituted token",
+		"Sign in again; if it persists, the provider does not return the nonce it is sent.")
+	IdentityFailed = define(AtCallback, "identity_failed", TemporarilyUnavailable, http.StatusServiceUnavailable,
+		"the bridge could not find or give the person's id (its store failed, or the id space is exhausted)",
+		"Check the store (Redis) and the bridge's log.")
+	IDOutOfRange = define(AtCallback, "id_out_of_range", InvalidGrant, http.StatusForbidden,
+		"a GitLab user id at or above SSOBRIDGE_OIDC_FIRST_ID, where the bridge gives ids to people of other providers: two people could share it",
+		"Raise SSOBRIDGE_OIDC_FIRST_ID above every GitLab user id (before any id was allocated), or leave GitLab and OpenID providers apart.")
 	UserNotAllowed = define(AtCallback, "user_not_allowed", InvalidGrant, http.StatusForbidden,
 		"the application's rules of who may sign in; also at a refresh",
 		"Add the person or one of their groups to the application's rules (`ssobridge apps update`), if they are meant to sign in.")
@@ -132,6 +153,21 @@ var (
 	UpstreamRefreshBusy = define(AtGitLab, "upstream_refresh_busy", TemporarilyUnavailable, http.StatusServiceUnavailable,
 		"another request's renewal of the person's GitLab token took too long",
 		"GitLab is slow to renew tokens: check its health.")
+
+	UpstreamDiscoveryFailed = define(AtGitLab, "upstream_discovery_failed", TemporarilyUnavailable, http.StatusBadGateway,
+		"the OpenID provider's discovery document (issuer/.well-known/openid-configuration) could not be read or is not for its issuer",
+		"Check SSOBRIDGE_OIDC_ISSUER (exactly the provider's issuer, as its discovery document says) and that the bridge reaches it.")
+
+	// ---- the provider chooser ----
+
+	UpstreamUnknown = define(AtAuthorize, "upstream_unknown", InvalidRequest, http.StatusBadRequest,
+		"the chooser's answer names no configured provider", "Sign in again and choose one of the providers shown.")
+	ChooserReplayed = define(AtAuthorize, "chooser_replayed", InvalidRequest, http.StatusBadRequest,
+		"the chooser was answered twice (the back button, a double click)",
+		"Go back to the application and sign in again.")
+	ChooserUnknown = define(AtAuthorize, "chooser_unknown", InvalidRequest, http.StatusBadRequest,
+		"the chooser's answer came after the sign-in expired, or names no sign-in",
+		"Go back to the application and sign in again.")
 
 	// ---- the consent page ----
 

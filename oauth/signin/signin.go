@@ -22,14 +22,22 @@ type Step string
 const (
 	// Mattermost (or another client) sends the browser to the bridge's /oauth/authorize.
 	StepAuthorize Step = "authorize"
-	// The bridge sends the browser to GitLab's /oauth/authorize.
+	// With several providers, the bridge shows the person its chooser, and the person chooses.
+	StepChooser       Step = "chooser"
+	StepChooserAnswer Step = "chooser_answer"
+	// The bridge sends the browser to the provider's authorize endpoint (GitLab's
+	// /oauth/authorize).
 	StepUpstreamAuthorize Step = "upstream_authorize"
 	// GitLab sends the browser back to the bridge's /oauth/callback.
 	StepCallback Step = "callback"
 	// The bridge redeems GitLab's code at GitLab's /oauth/token.
 	StepUpstreamToken Step = "upstream_token"
-	// The bridge reads the person at GitLab's /api/v4/user.
+	// The bridge reads the person at GitLab's /api/v4/user (at an OpenID provider: verifies the
+	// ID token and reads userinfo).
 	StepUpstreamUser Step = "upstream_user"
+	// The bridge finds or gives the id a person of an OpenID provider has (new, or bound by an
+	// imported email, or already bound to their subject).
+	StepIdentity Step = "identity"
 	// The bridge shows the person its consent page, and the person answers it.
 	StepConsent       Step = "consent"
 	StepConsentAnswer Step = "consent_answer"

@@ -90,6 +90,10 @@ type Application struct {
 	AllowedUsers  []string `json:"allowed_users,omitempty"`
 	AllowedGroups []string `json:"allowed_groups,omitempty"`
 	DenyExternal  bool     `json:"deny_external,omitempty"`
+	// Upstream names the provider the application's sign-ins go to, when the bridge has several:
+	// nobody is asked to choose. UpstreamHint names the one the chooser puts first instead.
+	Upstream     string `json:"upstream,omitempty"`
+	UpstreamHint string `json:"upstream_hint,omitempty"`
 	// SecretHash is HashSecret of the client secret; the secret itself is never stored.
 	SecretHash string    `json:"secret_hash"`
 	CreatedAt  time.Time `json:"created_at"`

@@ -81,6 +81,10 @@ func layout(t *store.Trace, arrows []arrow) svgData {
 				name = truncate(a, aliasRunes)
 			}
 		}
+		if a := upstreamAlias(t); p == store.PartGitLab && a != "" {
+			full = t.Upstream
+			name = truncate(a, aliasRunes)
+		}
 		x := colX0 + i*colGap
 		d.Lifelines = append(d.Lifelines, svgLifeline{X: x, BoxX: x - boxW/2, Name: name, Full: full})
 	}

@@ -39,6 +39,10 @@ func Mermaid(t *store.Trace, now time.Time, stall time.Duration) string {
 			b.WriteString(" as ")
 			b.WriteString(alias)
 		}
+		if alias := upstreamAlias(t); p == store.PartGitLab && alias != "" {
+			b.WriteString(" as ")
+			b.WriteString(alias)
+		}
 		b.WriteByte('\n')
 	}
 	for _, a := range arrows(t, now, stall) {
@@ -113,6 +117,19 @@ func clientAlias(t *store.Trace) string {
 	}
 	alias := clean(t.App, maxAlias)
 	if strings.EqualFold(alias, store.PartClient) {
+		return ""
+	}
+	return alias
+}
+
+// upstreamAlias is the name the provider's lifeline shows: the display name of the provider the
+// person signed in at, when it is not GitLab.
+func upstreamAlias(t *store.Trace) string {
+	if t == nil || t.Upstream == "" {
+		return ""
+	}
+	alias := clean(t.Upstream, maxAlias)
+	if strings.EqualFold(alias, store.PartGitLab) {
 		return ""
 	}
 	return alias

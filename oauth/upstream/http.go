@@ -47,4 +47,3 @@ func NewHTTPClient(opts ...HTTPOption) *http.Client {
 	}
 	return &http.Client{Transport: t, Timeout: 20 * time.Second}
 }
-

@@ -58,8 +58,9 @@ type Auth struct {
 // it returns.
 type CallbackProvider interface {
 	Provider
-	// AuthCodeURL is where the browser goes to sign in, with the bridge's state.
-	AuthCodeURL(state string, a Auth) string
+	// AuthCodeURL is where the browser goes to sign in, with the bridge's state. It fails only
+	// when the provider must be asked first (an OpenID provider's discovery document).
+	AuthCodeURL(ctx context.Context, state string, a Auth) (string, error)
 	// Exchange trades the provider's code for its token.
 	Exchange(ctx context.Context, code string, a Auth) (*oauth2.Token, error)
 	// Identify says who signed in, from what Exchange returned (its ID token, a user call).
