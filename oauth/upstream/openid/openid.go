@@ -422,7 +422,7 @@ func (p *Provider) identity(claims map[string]any) (*upstream.Identity, error) {
 			Fix: "Administrators: the provider's answers lack the sub claim that every OpenID provider must send; check that " + p.desc.Settings.URL + " is an OpenID provider."}
 	}
 	email := strings.TrimSpace(stringClaim(claims, p.cfg.EmailClaim))
-	if email == "" || !strings.Contains(email, "@") {
+	if local, domain, ok := strings.Cut(email, "@"); !ok || local == "" || domain == "" {
 		return nil, &upstream.IdentityError{Reason: upstream.ReasonEmailMissing,
 			Detail: fmt.Sprintf("%s gave no email address for you (claim %s), and Mattermost needs one", p.desc.DisplayName, p.cfg.EmailClaim),
 			Fix: fmt.Sprintf("Administrators: give the person an email at %s, ask it for the email scope (%s), or name the claim that holds the email (SSOBRIDGE_OIDC_EMAIL_CLAIM, e.g. upn at Entra ID).",
@@ -435,7 +435,7 @@ func (p *Provider) identity(claims map[string]any) (*upstream.Identity, error) {
 			Fix: fmt.Sprintf("Verify the email address at %s, then sign in again. Administrators: only if nobody can set an email they do not own at %s, allow unverified emails (SSOBRIDGE_OIDC_ALLOW_UNVERIFIED_EMAIL=true): an email binds a person to an account Mattermost already has.",
 				p.desc.DisplayName, p.desc.DisplayName)}
 	}
-	username := stringClaim(claims, p.cfg.UsernameClaim)
+	username := strings.TrimSpace(stringClaim(claims, p.cfg.UsernameClaim))
 	if username == "" {
 		username, _, _ = strings.Cut(email, "@")
 	}
