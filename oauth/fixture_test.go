@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
 	"github.com/ssobridge/ssobridge/oauth/upstream"
+	"github.com/ssobridge/ssobridge/oauth/upstream/openid"
 )
 
 const mmRedirect = "https://mm.example.com/signup/gitlab/complete"
@@ -82,6 +84,13 @@ func newFixtureAsking(t testing.TB, upstreamScopes []string, opts ...emulator.Op
 // newFixtureOn is newFixture on the store st, which it closes when the test ends.
 func newFixtureOn(t testing.TB, st store.Store, upstreamScopes []string, opts ...emulator.Option) *fixture {
 	t.Helper()
+	return newFixtureFor(t, st, upstreamScopes, []string{"gitlab"}, opts...)
+}
+
+// newFixtureFor is newFixtureOn with the bridge's providers, by kind, all of them the emulator:
+// "gitlab" as GitLab, "oidc" as any OpenID provider (called corp, shown as Corp SSO).
+func newFixtureFor(t testing.TB, st store.Store, upstreamScopes, kinds []string, opts ...emulator.Option) *fixture {
+	t.Helper()
 	f := &fixture{t: t, gl: gitlabtest.NewTestServer(t, opts...), store: st}
 	t.Cleanup(func() { f.store.Close() })
 	f.gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Groups: []string{"eng", "eng/platform"}})
@@ -91,20 +100,37 @@ func newFixtureOn(t testing.TB, st store.Store, upstreamScopes []string, opts ..
 	// The bridge's address must be known before its callback is registered upstream.
 	f.bridge = httptest.NewUnstartedServer(nil)
 	public := "http://" + f.bridge.Listener.Addr().String()
-	f.upstream = f.gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
-		Scopes: upstreamScopes, Confidential: true}) // untrusted: GitLab shows a consent step, which DenyNext answers
-	f.upstreamTokens = &tokenRecorder{next: http.DefaultTransport}
-	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: f.gl.URL(), ClientID: f.upstream.UID, ClientSecret: f.upstream.Secret,
-		Scopes: upstreamScopes, RedirectURL: oauth.CallbackURLFor(public), HTTPClient: &http.Client{Transport: f.upstreamTokens}})
-	if err != nil {
-		t.Fatal(err)
+	appScopes := upstreamScopes
+	if slices.Contains(kinds, "oidc") {
+		appScopes = append(slices.Clone(upstreamScopes), "openid", "email", "profile")
 	}
+	f.upstream = f.gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+		Scopes: appScopes, Confidential: true}) // untrusted: GitLab shows a consent step, which DenyNext answers
+	f.upstreamTokens = &tokenRecorder{next: http.DefaultTransport}
+	var ups []upstream.CallbackProvider
+	for _, kind := range kinds {
+		var up upstream.CallbackProvider
+		var err error
+		switch kind {
+		case "gitlab":
+			up, err = gitlabapi.NewClient(gitlabapi.Config{URL: f.gl.URL(), ClientID: f.upstream.UID, ClientSecret: f.upstream.Secret,
+				Scopes: upstreamScopes, RedirectURL: oauth.CallbackURLFor(public), HTTPClient: &http.Client{Transport: f.upstreamTokens}})
+		case "oidc":
+			up, err = openid.New(openid.Config{Name: "corp", DisplayName: "Corp SSO", Issuer: f.gl.URL(), ClientID: f.upstream.UID,
+				ClientSecret: f.upstream.Secret, RedirectURL: oauth.CallbackURLFor(public), HTTPClient: &http.Client{Transport: f.upstreamTokens}})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ups = append(ups, up)
+	}
+	var err error
 	f.sealer, err = oauth.NewSealer(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.logs = &lockedBuffer{}
-	cfg := oauth.Config{PublicURL: public, Store: f.store, Upstreams: []upstream.CallbackProvider{up}, Sealer: f.sealer,
+	cfg := oauth.Config{PublicURL: public, Store: f.store, Upstreams: ups, Sealer: f.sealer,
 		Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if fixtureConfig != nil {
 		fixtureConfig(&cfg)

@@ -34,7 +34,7 @@ func TestHealthAndReadiness(t *testing.T) {
 		t.Errorf("readyz?exclude=store with GitLab down: %d %s; want 503", resp.StatusCode, body)
 	}
 	resp = f.get(f.bridge.URL + "/readyz?exclude=redis")
-	if body := readBody(t, resp); resp.StatusCode != 400 || !strings.Contains(body, "the checks are store and gitlab") {
+	if body := readBody(t, resp); resp.StatusCode != 400 || !strings.Contains(body, "the checks are store, upstream, gitlab") {
 		t.Errorf("readyz?exclude=redis: %d %s; want 400 naming the checks", resp.StatusCode, body)
 	}
 }

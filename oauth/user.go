@@ -142,16 +142,18 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 	if err != nil {
 		return nil, sealedTokenUnreadable(err)
 	}
-	renewed := false
 	if !tok.Valid() {
 		refresher, canRefresh := prov.(upstream.Refresher)
 		if !canRefresh || tok.RefreshToken == "" {
 			return sess.User, nil
 		}
-		if tok, err = s.refreshUpstream(ctx, sess, refresher); err != nil {
+		var release func()
+		if tok, release, err = s.refreshUpstream(ctx, sess, refresher); err != nil {
 			return nil, err
 		}
-		renewed = true
+		// The read too is made before another request may refresh: GitLab revokes the access
+		// token of a refresh token when it is used.
+		defer release()
 	}
 	id, err := reader.ReadUser(ctx, tok)
 	if errors.Is(err, upstream.ErrCannotRead) {
@@ -187,34 +189,26 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 			Cause:       errors.New("upstream user changed"),
 		}
 	}
-	body := id.Body
 	if !d.GitLabIDs {
-		body = gitlabUserBody(sess.GitLabUserID, id)
+		return gitlabUserBody(sess.GitLabUserID, id), nil
 	}
-	if renewed {
-		s.sealToken(sess, tok)
-		sess.User, sess.UserFetchedAt = body, time.Now().UTC()
-		// The provider may have spent the refresh token it had: the new one must be kept, or
-		// the person's next call there fails. It is saved even if this request is cut short,
-		// and saving it again is harmless.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveRefreshedTokenTimeout)
-		err := s.store.UpdateSession(sctx, sess)
-		cancel()
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.logger(ctx).Error("saving the token the provider just renewed failed: the person's next request that needs the provider will fail, and they must sign in again", "session", sess.ID, "provider", d.Name, "cause", err.Error())
-		}
-	}
-	return body, nil
+	return id.Body, nil
 }
 
-// refreshUpstream renews the expired token of sess at its provider. Providers accept each
-// refresh token once: requests of one session that must refresh take turns, on this instance
-// (the mutex) and across instances (the store's lock), and each rereads the session, so that it
-// uses a refresh another one just made.
-func (s *Server) refreshUpstream(ctx context.Context, sess *store.Session, refresher upstream.Refresher) (*oauth2.Token, error) {
+// refreshUpstream renews the expired token of sess at its provider, and holds the session's
+// refresh until release is called. Providers accept each refresh token once: requests of one
+// session that must refresh take turns, on this instance (the mutex) and across instances (the
+// store's lock), and each rereads the session, so that it uses a refresh another one just made.
+func (s *Server) refreshUpstream(ctx context.Context, sess *store.Session, refresher upstream.Refresher) (tok *oauth2.Token, release func(), err error) {
 	mu := s.refreshLocks.of(sess.ID)
 	mu.Lock()
-	defer mu.Unlock()
+	unlock := func() {}
+	release = func() { unlock(); mu.Unlock() }
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	// The wait ends a little before the request's own deadline, so that a refresh that takes
 	// too long is told apart from a store that does not answer.
 	wait := refreshLockWait
@@ -222,42 +216,53 @@ func (s *Server) refreshUpstream(ctx context.Context, sess *store.Session, refre
 		wait = min(wait, time.Until(d)-time.Second)
 	}
 	lctx, cancel := context.WithTimeout(ctx, max(wait, 0))
-	unlock, err := s.store.Lock(lctx, "refresh:"+sess.ID, refreshLockTTL)
+	held, err := s.store.Lock(lctx, "refresh:"+sess.ID, refreshLockTTL)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return nil, &Error{
+			return nil, nil, &Error{
 				Failure:     signin.UpstreamRefreshBusy,
 				Description: "another request is renewing this person's token at the provider; try again",
 				Fix:         "The provider took longer than " + wait.Round(time.Second).String() + " to renew a token: check its health.",
 				Cause:       err,
 			}
 		}
-		return nil, storeFailure("lock the GitLab token's refresh", err)
+		return nil, nil, storeFailure("lock the GitLab token's refresh", err)
 	}
-	defer unlock()
+	unlock = held
 	// Another request may have refreshed the token while this one waited: the provider would
 	// refuse the refresh token this one read.
 	fresh, err := s.store.GetSession(ctx, sess.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, &Error{Failure: signin.SessionRevoked, Description: "the sign-in was revoked or has expired; sign in again", Status: http.StatusUnauthorized}
+		return nil, nil, &Error{Failure: signin.SessionRevoked, Description: "the sign-in was revoked or has expired; sign in again", Status: http.StatusUnauthorized}
 	}
 	if err != nil {
-		return nil, storeFailure("reread the session", err)
+		return nil, nil, storeFailure("reread the session", err)
 	}
 	sess.SealedToken = fresh.SealedToken
-	tok, err := s.openToken(sess)
+	tok, err = s.openToken(sess)
 	if err != nil {
-		return nil, sealedTokenUnreadable(err)
+		return nil, nil, sealedTokenUnreadable(err)
 	}
 	if tok.Valid() {
-		return tok, nil
+		return tok, release, nil
 	}
 	tok, err = refresher.Refresh(ctx, tok)
 	if err != nil {
-		return nil, upstreamAPIError(err)
+		return nil, nil, upstreamAPIError(err)
 	}
-	return tok, nil
+	// The provider may have spent the refresh token it had: the new one must be kept, before the
+	// lock is let go, or the next request to refresh presents the spent one. It is saved even if
+	// this request is cut short, and saving it again is harmless.
+	s.sealToken(sess, tok)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveRefreshedTokenTimeout)
+	serr := s.store.UpdateSession(sctx, sess)
+	cancel()
+	if serr != nil && !errors.Is(serr, store.ErrNotFound) {
+		s.logger(ctx).Error("saving the token the provider just renewed failed: the person's next request that needs the provider will fail, and they must sign in again",
+			"session", sess.ID, "provider", sess.Provider, "cause", serr.Error())
+	}
+	return tok, release, nil
 }
 
 // sealToken stores tok in sess, encrypted and bound to the session's id.

@@ -84,9 +84,9 @@ func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	// The bridge's address must be known before its callback is registered at GitLab.
 	bridge := httptest.NewUnstartedServer(nil)
 	public := "http://" + bridge.Listener.Addr().String()
-	glApp := gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+	upstreamApp := gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
 		Scopes: []string{"read_user"}, Confidential: true, Trusted: true})
-	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gitlab.URL, ClientID: glApp.UID, ClientSecret: glApp.Secret,
+	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gitlab.URL, ClientID: upstreamApp.UID, ClientSecret: upstreamApp.Secret,
 		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public)})
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	if err := st.CreateApp(t.Context(), app); err != nil {
 		t.Fatal(err)
 	}
-	return &doctorStack{gl: gl, gitlabURL: gitlab.URL, upstream: glApp, bridgeURL: public, siteURL: site.URL, app: app, secret: secret,
+	return &doctorStack{gl: gl, gitlabURL: gitlab.URL, upstream: upstreamApp, bridgeURL: public, siteURL: site.URL, app: app, secret: secret,
 		srv: srv, store: st}
 }
 

@@ -239,6 +239,14 @@ func (s *Server) SetUserState(username, state string) {
 	s.mustUser(username).State = state
 }
 
+// SetUserEmail changes a user's email, as a person does in their profile: what the user API,
+// userinfo and later ID tokens say. It panics on an unknown username.
+func (s *Server) SetUserEmail(username, email string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mustUser(username).Email = email
+}
+
 // RevokeTokens revokes every access token, refresh token and unused code the user holds, as
 // GitLab does when the user revokes an application's access (here, every application's). It
 // panics on an unknown username.
