@@ -138,7 +138,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		}
 		switch {
 		case providersFile.value != "":
-			specs, fileFirst, err := readProvidersFile(providersFile.value, cfg.publicURL)
+			specs, fileFirst, err := readProvidersFile(providersFile.value, cfg.publicURL, false)
 			if err != nil {
 				return nil, providersFile.errorf("%v", err)
 			}
