@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -639,16 +640,20 @@ func (d *doctor) readiness(ctx context.Context, f *findings) {
 	}
 	switch a.status {
 	case http.StatusOK:
-		f.note("ready: its store and GitLab answer it")
+		f.note("ready: its store and its providers answer it")
 	case http.StatusServiceUnavailable:
 		var problems, fixes []string
 		if s := body.Checks["store"]; s != "" && s != "ok" {
 			problems = append(problems, "store: "+s)
 			fixes = append(fixes, "Check that Redis runs and that SSOBRIDGE_REDIS_URL points at it (address, password, TLS).")
 		}
-		if s := body.Checks["gitlab"]; s != "" && s != "ok" {
-			problems = append(problems, "GitLab: "+s)
-			fixes = append(fixes, "Check SSOBRIDGE_GITLAB_URL and that the bridge's host reaches GitLab (DNS, firewall, proxy, certificate).")
+		// Every other check is a provider's, by its name.
+		names := slices.Sorted(maps.Keys(body.Checks))
+		for _, name := range names {
+			if s := body.Checks[name]; name != "store" && s != "ok" {
+				problems = append(problems, "provider "+name+": "+s)
+				fixes = append(fixes, "Check the provider "+name+"'s URL (SSOBRIDGE_GITLAB_URL, SSOBRIDGE_OIDC_ISSUER or the providers file) and that the bridge's host reaches it (DNS, firewall, proxy, certificate).")
+			}
 		}
 		if len(problems) == 0 {
 			problems = append(problems, string(a.body))

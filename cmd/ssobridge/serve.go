@@ -80,6 +80,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	scopes := st.add("gitlab-scopes", "read_user", "scopes the bridge asks of GitLab, space-separated")
 	gitlabCA := st.add("gitlab-ca-file", "", "PEM file of certificate authorities trusted, beside the system's, for the bridge's calls to GitLab (a GitLab whose certificate a private CA signed). Those calls also follow HTTPS_PROXY, HTTP_PROXY and NO_PROXY")
 	oidcs := addOIDCSettings(st)
+	st.epilog = providersFileHelp
 	firstID := st.add("oidc-first-id", strconv.Itoa(oauth.DefaultFirstID), "the first id the bridge gives a person of an OpenID provider (Mattermost sees it as their GitLab user id): above every GitLab user id a Mattermost already holds; set it before anyone signs in, and never lower it")
 	providersFile := st.add("providers-file", "", "a YAML file of several providers (GitLab and OpenID providers together): people choose where they sign in. Replaces SSOBRIDGE_GITLAB_* and SSOBRIDGE_OIDC_*; see --help")
 	redisURL := addRedisSetting(st)

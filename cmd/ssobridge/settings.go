@@ -29,6 +29,8 @@ type settings struct {
 	fs   *flag.FlagSet
 	list []*setting
 	by   map[string]*setting
+	// epilog is printed after the flags in the help.
+	epilog string
 }
 
 func newSettings(name, summary string, out io.Writer) *settings {
@@ -52,6 +54,9 @@ func newSettings(name, summary string, out io.Writer) *settings {
 		})
 		sort.Strings(others)
 		fmt.Fprint(out, strings.Join(others, ""))
+		if st.epilog != "" {
+			fmt.Fprintf(out, "\n%s\n", st.epilog)
+		}
 	}
 	return st
 }

@@ -35,7 +35,7 @@ providers:
 `
 
 func TestProvidersFileGivesEveryProviderInOrder(t *testing.T) {
-	specs, first, err := readProvidersFile(writeProviders(t, twoProviders), "https://bridge.example.com")
+	specs, first, err := readProvidersFile(writeProviders(t, twoProviders), "https://bridge.example.com", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestProvidersFileNamesTheLineOfEveryFault(t *testing.T) {
   - name: gitlab
     type: saml
 `
-	_, _, err := readProvidersFile(writeProviders(t, body), "https://bridge.example.com")
+	_, _, err := readProvidersFile(writeProviders(t, body), "https://bridge.example.com", false)
 	if err == nil {
 		t.Fatal("a file with four faults was accepted")
 	}
@@ -88,7 +88,7 @@ func TestProvidersFileReadsTheSecretFromAFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := strings.Replace(twoProviders, "client_secret: kc-secret", "client_secret_file: "+secret, 1)
-	specs, _, err := readProvidersFile(writeProviders(t, body), "https://bridge.example.com")
+	specs, _, err := readProvidersFile(writeProviders(t, body), "https://bridge.example.com", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func FuzzProvidersFile(f *testing.F) {
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		specs, _, err := readProvidersFile(path, "https://bridge.example.com")
+		specs, _, err := readProvidersFile(path, "https://bridge.example.com", false)
 		if err != nil {
 			if !strings.Contains(err.Error(), path) {
 				t.Fatalf("the error does not name the file: %v", err)
