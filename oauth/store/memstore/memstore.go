@@ -647,7 +647,9 @@ func (s *Store) finish(ref store.Ref, attempt string, sess *store.Session, p *st
 	if err != nil {
 		s.mu.Unlock()
 		if errors.Is(err, store.ErrNotFound) {
-			err = store.ErrRevoked
+			// The take found the sign-in moments ago, and a revoked one keeps its marks far
+			// longer than any request lasts: it is gone because the store lost it.
+			err = store.ErrLost
 		}
 		return nil, err
 	}
