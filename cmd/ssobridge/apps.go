@@ -213,6 +213,8 @@ type appFlags struct {
 	// empty list flag reads the same as one not given.
 	allowEverybody bool
 	denyExternal   boolFlag
+	// upstream and upstreamHint name a provider; "none" clears them on update.
+	upstream, upstreamHint string
 }
 
 func (f *appFlags) register(fs *flag.FlagSet, create bool) {
@@ -227,11 +229,21 @@ func (f *appFlags) register(fs *flag.FlagSet, create bool) {
 	fs.Var(&f.allowUsers, "allow-user", "only these GitLab usernames (and members of --allow-group) may sign in; repeat or separate with commas"+onUpdateReplaces(create))
 	fs.Var(&f.allowGroups, "allow-group", "only members of these GitLab groups (full paths; subgroups included) and --allow-user may sign in; needs openid in SSOBRIDGE_GITLAB_SCOPES"+onUpdateReplaces(create))
 	fs.Var(&f.denyExternal, "deny-external", "refuse GitLab's external users")
+	fs.StringVar(&f.upstream, "upstream", "", "with several providers (SSOBRIDGE_PROVIDERS_FILE), the one this application's sign-ins go to, without the chooser; none: the person chooses")
+	fs.StringVar(&f.upstreamHint, "upstream-hint", "", "with several providers, the one the chooser offers first to this application's people; none: the file's order")
 	if create {
 		f.confidential.value = true
 	} else {
 		fs.BoolVar(&f.allowEverybody, "allow-everybody", false, "empty the --allow-user and --allow-group lists, so that everybody may sign in (--deny-external still applies)")
 	}
+}
+
+// noneIsEmpty reads a provider flag: "none" names no provider.
+func noneIsEmpty(v string) string {
+	if v == "none" {
+		return ""
+	}
+	return v
 }
 
 func onUpdateReplaces(create bool) string {
@@ -276,7 +288,8 @@ func (a *appsCmd) create(ctx context.Context, f appFlags) error {
 	}
 	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: f.name, RedirectURIs: f.uris(), Scopes: scopes,
 		Trusted: f.trusted.value, Confidential: f.confidential.value, RequirePKCE: f.requirePKCE.value, AllowPlainPKCE: f.allowPlain.value,
-		AllowedUsers: f.allowUsers, AllowedGroups: f.allowGroups, DenyExternal: f.denyExternal.value})
+		AllowedUsers: f.allowUsers, AllowedGroups: f.allowGroups, DenyExternal: f.denyExternal.value,
+		Upstream: noneIsEmpty(f.upstream), UpstreamHint: noneIsEmpty(f.upstreamHint)})
 	if err != nil {
 		return err
 	}
@@ -311,9 +324,16 @@ func (a *appsCmd) bridgeURL() string {
 }
 
 func (a *appsCmd) printApp(app *store.Application) {
-	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nPKCE:          %s\nWho may sign in: %s\nCreated:       %s\n",
+	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nPKCE:          %s\nWho may sign in: %s\n",
 		app.ID, app.Name, strings.Join(app.RedirectURIs, "\n               "), strings.Join(app.Scopes, " "),
-		app.Trusted, app.Confidential, pkceMode(app), oauth.WhoMaySignIn(app), app.CreatedAt.Format(time.RFC3339))
+		app.Trusted, app.Confidential, pkceMode(app), oauth.WhoMaySignIn(app))
+	switch {
+	case app.Upstream != "":
+		fmt.Fprintf(a.out, "Provider:      %s (no chooser)\n", app.Upstream)
+	case app.UpstreamHint != "":
+		fmt.Fprintf(a.out, "Provider:      the person chooses; %s first\n", app.UpstreamHint)
+	}
+	fmt.Fprintf(a.out, "Created:       %s\n", app.CreatedAt.Format(time.RFC3339))
 }
 
 func (a *appsCmd) printJSON(v any) error { return printJSON(a.out, v) }
@@ -377,7 +397,14 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	}
 	spec := oauth.AppSpec{Name: app.Name, RedirectURIs: app.RedirectURIs, Scopes: app.Scopes, Trusted: app.Trusted,
 		Confidential: app.Confidential, RequirePKCE: app.RequirePKCE, AllowPlainPKCE: app.AllowPlainPKCE,
-		AllowedUsers: app.AllowedUsers, AllowedGroups: app.AllowedGroups, DenyExternal: app.DenyExternal}
+		AllowedUsers: app.AllowedUsers, AllowedGroups: app.AllowedGroups, DenyExternal: app.DenyExternal,
+		Upstream: app.Upstream, UpstreamHint: app.UpstreamHint}
+	if f.upstream != "" {
+		spec.Upstream = noneIsEmpty(f.upstream)
+	}
+	if f.upstreamHint != "" {
+		spec.UpstreamHint = noneIsEmpty(f.upstreamHint)
+	}
 	if f.name != "" {
 		spec.Name = f.name
 	}
@@ -427,6 +454,7 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	app.Name, app.RedirectURIs, app.Scopes, app.Trusted, app.Confidential = strings.TrimSpace(spec.Name), spec.RedirectURIs, spec.Scopes, spec.Trusted, spec.Confidential
 	app.RequirePKCE, app.AllowPlainPKCE = spec.RequirePKCE, spec.AllowPlainPKCE
 	app.AllowedUsers, app.AllowedGroups, app.DenyExternal = spec.AllowedUsers, spec.AllowedGroups, spec.DenyExternal
+	app.Upstream, app.UpstreamHint = spec.Upstream, spec.UpstreamHint
 	app.UpdatedAt = time.Now().UTC()
 	if err := a.store.UpdateApp(ctx, app); err != nil {
 		return fmt.Errorf("saving the application: %w", err)

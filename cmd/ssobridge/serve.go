@@ -138,7 +138,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		}
 		switch {
 		case providersFile.value != "":
-			specs, fileFirst, err := readProvidersFile(providersFile.value, cfg.publicURL)
+			specs, fileFirst, err := readProvidersFile(providersFile.value, cfg.publicURL, false)
 			if err != nil {
 				return nil, providersFile.errorf("%v", err)
 			}
@@ -527,8 +527,13 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 	for i, n := range cfg.trustedProxies {
 		proxies[i] = n.String()
 	}
+	var providers []string
+	for _, up := range ups {
+		d := up.Describe()
+		providers = append(providers, d.Name+" ("+d.Type+") "+d.URL)
+	}
 	log.Info("bridge listening", "addr", bridgeAddr, "tls", cfg.tls != nil, "public_url", cfg.publicURL,
-		"gitlab_url", up.BaseURL(), "callback_url", srv.CallbackURL(), "trusted_proxies", proxies)
+		"providers", providers, "callback_url", srv.CallbackURL(), "trusted_proxies", proxies)
 	errc := make(chan error, len(servers))
 	for _, sv := range servers {
 		go func() { errc <- serveUntilDone(ctx, sv.ln, sv.h, log) }()
