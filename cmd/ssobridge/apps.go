@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -70,19 +69,29 @@ func (b *boolFlag) Set(v string) error {
 	return nil
 }
 
-func runApps(args []string, stdout, stderr io.Writer) error {
+// pickCommand reads the command of a group of commands (apps, identities) from args: with none,
+// or asked for help, it prints the group's usage and returns done (and errUsage for none); an
+// unknown command prints it too, and fails. It returns the command, its summary and its args.
+func pickCommand(group, usage string, summaries map[string]string, args []string, stdout, stderr io.Writer) (cmd, summary string, rest []string, done bool, err error) {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, appsUsage)
+		fmt.Fprint(stdout, usage)
 		if len(args) == 0 {
-			return errUsage
+			return "", "", nil, true, errUsage
 		}
-		return nil
+		return "", "", nil, true, nil
 	}
-	cmd, rest := args[0], args[1:]
-	summary, known := appsSummaries[cmd]
+	summary, known := summaries[args[0]]
 	if !known {
-		fmt.Fprint(stderr, appsUsage)
-		return fmt.Errorf("unknown apps command %q", cmd)
+		fmt.Fprint(stderr, usage)
+		return "", "", nil, true, fmt.Errorf("unknown %s command %q", group, args[0])
+	}
+	return args[0], summary, args[1:], false, nil
+}
+
+func runApps(args []string, stdout, stderr io.Writer) error {
+	cmd, summary, rest, done, err := pickCommand("apps", appsUsage, appsSummaries, args, stdout, stderr)
+	if done {
+		return err
 	}
 	st := newSettings("apps "+cmd, summary, stderr)
 	redisURL := addRedisSetting(st)
@@ -136,13 +145,7 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var s store.Store
-	var err error
-	if appsFile.value != "" {
-		s, _, err = loadAppsFile(ctx, appsFile)
-	} else {
-		s, err = openStore(ctx, redisURL, slog.New(slog.DiscardHandler))
-	}
+	s, err := openStoreOrFile(ctx, redisURL, appsFile)
 	if err != nil {
 		return err
 	}
@@ -333,8 +336,11 @@ func (a *appsCmd) printApp(app *store.Application) {
 	fmt.Fprintf(a.out, "Created:       %s\n", app.CreatedAt.Format(time.RFC3339))
 }
 
-func (a *appsCmd) printJSON(v any) error {
-	enc := json.NewEncoder(a.out)
+func (a *appsCmd) printJSON(v any) error { return printJSON(a.out, v) }
+
+// printJSON is how the commands print JSON: indented, a value a line.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }

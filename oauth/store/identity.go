@@ -66,7 +66,8 @@ type Binding struct {
 	// At is when it was made (or reserved).
 	At time.Time `json:"at"`
 	// Made is true on the binding BindIdentity returns when this call made it (the sign-in that
-	// first bound the person); false when it found it.
+	// first bound the person); false when it found it, which a call the backend's client sent
+	// twice may do for the binding its own first run made.
 	Made bool `json:"-"`
 }
 
