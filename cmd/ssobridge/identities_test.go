@@ -222,3 +222,36 @@ func TestIdentitiesHelpAndArguments(t *testing.T) {
 		}
 	}
 }
+
+// FuzzIdentityFile reads any file an administrator may give `identities import`: Mattermost's
+// users as JSON, JSON lines, or a CSV. It is taken with every entry sound, or refused whole with
+// every fault named after the file; never a panic.
+func FuzzIdentityFile(f *testing.F) {
+	f.Add(`[{"username":"ada","email":"ada@example.com","auth_service":"gitlab","auth_data":"42"},{"username":"bob","email":"","auth_service":""}]`)
+	f.Add(`{"type":"version","version":1}` + "\n" + `{"type":"user","user":{"username":"ada","email":"a@x","auth_service":"GitLab","auth_data":7}}`)
+	f.Add("email,id\nada@example.com,42\n\nbob@example.com, 43\n")
+	f.Add("subject,id\n\"a,b\",1\nc,\"x\"\n")
+	f.Add("\xef\xbb\xbfemail;id\n")
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, body string) {
+		path := filepath.Join(dir, "users")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		entries, _, err := readIdentityFile(path)
+		if err != nil {
+			if entries != nil || !strings.Contains(err.Error(), path) {
+				t.Fatalf("a refusal that keeps entries or does not name the file: %v", err)
+			}
+			return
+		}
+		if problems := store.CheckImport(entries); len(problems) > 0 || len(entries) == 0 {
+			t.Fatalf("accepted %d entries with problems %v", len(entries), problems)
+		}
+		for _, e := range entries {
+			if e.Line == "" {
+				t.Fatalf("an entry without its place: %+v", e)
+			}
+		}
+	})
+}
