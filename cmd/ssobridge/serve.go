@@ -26,6 +26,7 @@ import (
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
 	"github.com/ssobridge/ssobridge/oauth/store/redisstore"
 	"github.com/ssobridge/ssobridge/oauth/upstream"
+	"github.com/ssobridge/ssobridge/oauth/upstream/openid"
 )
 
 // serveConfig is the bridge's configuration, checked.
@@ -464,6 +465,19 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 			return fmt.Errorf("configuration: provider: %w", err)
 		}
 		ups = append(ups, up)
+		if o, ok := up.(*openid.Provider); ok {
+			// Read now, so that a wrong issuer is in the log at start; the bridge starts anyway and
+			// tries again at the next sign-in, since the provider may only be starting too.
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := o.Discover(dctx); err != nil {
+				fix := ""
+				if ue, ok := errors.AsType[*upstream.Error](err); ok {
+					fix = ue.Fix()
+				}
+				log.Warn("the OpenID provider's discovery document cannot be read: nobody can sign in there until it can", "provider", o.Describe().Name, "cause", err.Error(), "fix", fix)
+			}
+			cancel()
+		}
 	}
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstreams: ups, FirstID: cfg.firstID, Sealer: sealer, Logger: log,
 		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL, UserSnapshotMaxAge: cfg.userMaxAge,

@@ -181,6 +181,13 @@ func (p *Provider) classify(call upstream.Call, endpoint string, err error) *ups
 	return p.fail(upstream.Classify(call, endpoint, err, errorMessage))
 }
 
+// Discover reads the discovery document now, as the first sign-in would, so that a wrong issuer
+// is reported when the bridge starts rather than at someone's sign-in.
+func (p *Provider) Discover(ctx context.Context) error {
+	_, err := p.discover(ctx)
+	return err
+}
+
 // discoveryRetry is how long a failed discovery is answered from memory before it is tried
 // again, so that a flood of sign-ins while the provider is down does not become a flood there.
 const discoveryRetry = 2 * time.Second
