@@ -617,7 +617,7 @@ func TestDeployExamplesSetOnlyTheBridgesSettings(t *testing.T) {
 	if ports["http"] != listenPort || ports["admin"] != adminPort {
 		t.Errorf("deploy/kubernetes: container ports %v; want http %s and admin %s", ports, listenPort, adminPort)
 	}
-	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz?exclude=gitlab"} {
+	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz?exclude=upstream"} {
 		get := dig(t, container, probe, "httpGet").(map[string]any)
 		if fmt.Sprint(get["path"]) != path || (fmt.Sprint(get["port"]) != "admin" && fmt.Sprint(get["port"]) != adminPort) {
 			t.Errorf("deploy/kubernetes: %s asks %v; want %s on the admin port %s", probe, get, path, adminPort)

@@ -186,6 +186,35 @@ func TestDevCommandPrintsASetUpThatMattermostSignsInWith(t *testing.T) {
 	}
 }
 
+func TestDevWithTheUpstreamOIDCSignsInThroughAnOpenIDProviderWithAnAllocatedID(t *testing.T) {
+	info, stop := startDev(t, "SSOBRIDGE_UPSTREAM=oidc")
+	settings, err := mattermost.ParseConfigJSON(info.Mattermost.ConfigJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm := &mattermost.Client{Settings: settings, SiteURL: info.MattermostSiteURL}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	first, err := mm.Login(ctx)
+	if err != nil {
+		t.Fatalf("login through `ssobridge dev --upstream oidc`: %v", err)
+	}
+	want := mattermost.User{AuthService: "gitlab", AuthData: "1000000000", ID: 1000000000, Username: "ada", Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace"}
+	if *first.User != want {
+		t.Errorf("user %+v, want %+v: the first id the bridge gives, not GitLab's 42", *first.User, want)
+	}
+	again, err := mm.Login(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.User.AuthData != first.User.AuthData {
+		t.Errorf("second sign-in's id %s, want %s", again.User.AuthData, first.User.AuthData)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("dev did not stop cleanly on SIGTERM: %v", err)
+	}
+}
+
 func get(t *testing.T, c *http.Client, url string) string {
 	t.Helper()
 	resp, err := c.Get(url)

@@ -84,7 +84,7 @@ func ParseBaseURL(raw string) (*url.URL, error) {
 
 // NewClient checks cfg and returns a client for it.
 func NewClient(cfg Config) (*Client, error) {
-	base, err := ParseBaseURL(cfg.URL)
+	c, err := newClient(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +96,25 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if cb, err := url.Parse(cfg.RedirectURL); err != nil || cb.Scheme == "" || cb.Host == "" {
 		return nil, fmt.Errorf("the bridge's callback URL %q is not an absolute URL", cfg.RedirectURL)
+	}
+	return c, nil
+}
+
+// NewProbe returns the client of cfg as a Prober alone, for `ssobridge doctor`: its Probe asks
+// only whether GitLab answers, so cfg needs GitLab's URL and nothing else, never the secret.
+func NewProbe(cfg Config) (upstream.Prober, error) {
+	c, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return upstream.ProbeOnly(c), nil
+}
+
+// newClient checks cfg's URL and returns the client.
+func newClient(cfg Config) (*Client, error) {
+	base, err := ParseBaseURL(cfg.URL)
+	if err != nil {
+		return nil, err
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {

@@ -26,6 +26,9 @@ type AppSpec struct {
 	AllowedUsers  []string
 	AllowedGroups []string
 	DenyExternal  bool
+	// Upstream and UpstreamHint: see store.Application.
+	Upstream     string
+	UpstreamHint string
 }
 
 // Validate checks a spec, with messages that name the field at fault.
@@ -46,6 +49,11 @@ func (spec AppSpec) Validate() error {
 	}
 	if err := ValidateScopes(spec.Scopes); err != nil {
 		return fmt.Errorf("scopes: %w", err)
+	}
+	for _, p := range []string{spec.Upstream, spec.UpstreamHint} {
+		if p != "" && !store.ValidProviderName(p) {
+			return fmt.Errorf("provider %q: a provider's name is lower-case letters, digits and dashes (a name of the providers file, SSOBRIDGE_OIDC_NAME, or gitlab)", p)
+		}
 	}
 	for _, u := range spec.AllowedUsers {
 		if err := validateUsername(u); err != nil {
@@ -124,6 +132,8 @@ func NewApplication(spec AppSpec) (*store.Application, string, error) {
 		AllowedUsers:   spec.AllowedUsers,
 		AllowedGroups:  spec.AllowedGroups,
 		DenyExternal:   spec.DenyExternal,
+		Upstream:       spec.Upstream,
+		UpstreamHint:   spec.UpstreamHint,
 		CreatedAt:      now,
 		UpdatedAt:      now,
 	}

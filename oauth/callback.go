@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -90,7 +91,7 @@ func (s *Server) callback(c echo.Context) error {
 			// The person pressed Deny at GitLab: the client learns it as GitLab would tell it.
 			return &Error{
 				Failure:     signin.DeniedAtGitLab,
-				Description: "The resource owner denied the request at GitLab.",
+				Description: "The resource owner denied the request at " + prov.Describe().DisplayName + ".",
 				RedirectURI: pending.RedirectURI,
 				State:       pending.State,
 			}
@@ -99,16 +100,17 @@ func (s *Server) callback(c echo.Context) error {
 		// The code came through the browser and could be anything: it names a failure only when
 		// RFC 6749 defines it, and then the failure says what to change.
 		f := signin.UpstreamAuthorize(upErr)
-		return &Error{Failure: f, Title: "GitLab refused the sign-in",
-			Description: fmt.Sprintf("GitLab answered the bridge's authorization request with %q: %s", truncate(upErr, 60), desc),
+		name := prov.Describe().DisplayName
+		return &Error{Failure: f, Title: name + " refused the sign-in",
+			Description: fmt.Sprintf("%s answered the bridge's authorization request with %q: %s", name, truncate(upErr, 60), desc),
 			Fix:         "Go back to Mattermost and sign in again. Administrators: " + f.Fix()}
 	}
 	code := q.Get("code")
 	if code == "" {
 		return &Error{
 			Failure:     signin.UpstreamCodeMissing,
-			Title:       "Invalid return from GitLab",
-			Description: "GitLab sent the browser back without a code or an error.",
+			Title:       "Invalid return from " + prov.Describe().DisplayName,
+			Description: prov.Describe().DisplayName + " sent the browser back without a code or an error.",
 			Fix:         "Go back to Mattermost and sign in again.",
 		}
 	}
@@ -283,14 +285,15 @@ func upstreamPage(err error) error {
 		return err
 	}
 	status := http.StatusBadGateway
-	title := "GitLab could not complete the sign-in"
+	name := cmp.Or(ue.Provider, "GitLab")
+	title := name + " could not complete the sign-in"
 	if ue.Kind == upstream.KindTimeout {
 		status = http.StatusGatewayTimeout
-		title = "GitLab did not answer in time"
+		title = name + " did not answer in time"
 	}
 	if ue.Call == upstream.CallUser && ue.Status == http.StatusForbidden {
 		status = http.StatusForbidden
-		title = "GitLab refused your account"
+		title = name + " refused your account"
 	}
 	return &Error{Failure: upstreamFailure(ue), Title: title, Status: status, Description: ue.Error(), Fix: ue.Fix(), Cause: err}
 }

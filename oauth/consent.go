@@ -58,7 +58,11 @@ func (s *Server) askConsent(c echo.Context, app *store.Application, pending *sto
 		scopes = append(scopes, knownScopes[sc])
 	}
 	var buf bytes.Buffer
-	if err := consentTemplate.Execute(&buf, consentData{App: app.Name, User: sess.Username, Scopes: scopes,
+	provider := "GitLab"
+	if p, ok := s.upstreamNamed(sess.Provider); ok {
+		provider = p.Describe().DisplayName
+	}
+	if err := consentTemplate.Execute(&buf, consentData{App: app.Name, User: sess.Username, Scopes: scopes, Provider: provider,
 		Action: consentPath, Key: key, Redirect: originOf(pending.RedirectURI)}); err != nil {
 		return err
 	}
@@ -230,8 +234,8 @@ func originOf(rawURL string) string {
 }
 
 type consentData struct {
-	App, User, Action, Key, Redirect string
-	Scopes                           []string
+	App, User, Action, Key, Redirect, Provider string
+	Scopes                                     []string
 }
 
 var consentTemplate = template.Must(template.New("consent").Parse(`<!doctype html>
@@ -243,8 +247,8 @@ h1{font-size:1.4rem} ul{padding-left:1.2rem} .who{color:#737278}
 button{font:inherit;padding:.5rem 1.2rem;border-radius:4px;border:1px solid #89888d;background:#fff;margin-right:.5rem;cursor:pointer}
 button.allow{background:#1f75cb;border-color:#1f75cb;color:#fff}
 </style></head><body>
-<p class="who">Signed in to GitLab as <strong>{{.User}}</strong></p>
-<h1 id="title">Allow <strong>{{.App}}</strong> to use your GitLab account?</h1>
+<p class="who">Signed in to {{.Provider}} as <strong>{{.User}}</strong></p>
+<h1 id="title">Allow <strong>{{.App}}</strong> to use your {{.Provider}} account?</h1>
 <p>{{.App}} asks to:</p>
 <ul id="scopes">{{range .Scopes}}<li>{{.}}</li>{{end}}</ul>
 <p>You will then go back to <code>{{.Redirect}}</code>.</p>

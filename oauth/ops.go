@@ -256,11 +256,11 @@ func (s *Server) excludedCheck(excluded []string, name string) bool {
 	return isProvider && name != "" && slices.Contains(excluded, "upstream")
 }
 
-// readyz says whether the bridge can serve: its store answers and GitLab answers. A check named
-// in ?exclude= (repeatable, as Kubernetes' own /readyz takes it) is still run and shown, but does
-// not make the answer 503: a Kubernetes readiness probe with ?exclude=gitlab keeps the replicas in
-// their Service while GitLab is down, so that people get the bridge's page saying GitLab does not
-// answer, with its trace id, instead of a proxy's "no endpoints".
+// readyz says whether the bridge can serve: its store answers and every provider answers. A check
+// named in ?exclude= (repeatable, as Kubernetes' own /readyz takes it) is still run and shown, but
+// does not make the answer 503: a Kubernetes readiness probe with ?exclude=upstream keeps the
+// replicas in their Service while a provider is down, so that people get the bridge's page saying
+// it does not answer, with its trace id, instead of a proxy's "no endpoints".
 func (s *Server) readyz(c echo.Context) error {
 	noStore(c.Response().Header())
 	excluded := c.QueryParams()["exclude"]

@@ -29,6 +29,10 @@ func TestHealthAndReadiness(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != 200 || !strings.Contains(body, `"status":"ready"`) || !strings.Contains(body, "unreachable") {
 		t.Errorf("readyz?exclude=gitlab with GitLab down: %d %s; want 200, the GitLab check still shown", resp.StatusCode, body)
 	}
+	resp = down.get(down.bridge.URL + "/readyz?exclude=upstream")
+	if body := readBody(t, resp); resp.StatusCode != 200 || !strings.Contains(body, "unreachable") {
+		t.Errorf("readyz?exclude=upstream with GitLab down: %d %s; want 200, every provider's check shown but none counted", resp.StatusCode, body)
+	}
 	resp = down.get(down.bridge.URL + "/readyz?exclude=store")
 	if body := readBody(t, resp); resp.StatusCode != 503 {
 		t.Errorf("readyz?exclude=store with GitLab down: %d %s; want 503", resp.StatusCode, body)

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -70,19 +69,29 @@ func (b *boolFlag) Set(v string) error {
 	return nil
 }
 
-func runApps(args []string, stdout, stderr io.Writer) error {
+// pickCommand reads the command of a group of commands (apps, identities) from args: with none,
+// or asked for help, it prints the group's usage and returns done (and errUsage for none); an
+// unknown command prints it too, and fails. It returns the command, its summary and its args.
+func pickCommand(group, usage string, summaries map[string]string, args []string, stdout, stderr io.Writer) (cmd, summary string, rest []string, done bool, err error) {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, appsUsage)
+		fmt.Fprint(stdout, usage)
 		if len(args) == 0 {
-			return errUsage
+			return "", "", nil, true, errUsage
 		}
-		return nil
+		return "", "", nil, true, nil
 	}
-	cmd, rest := args[0], args[1:]
-	summary, known := appsSummaries[cmd]
+	summary, known := summaries[args[0]]
 	if !known {
-		fmt.Fprint(stderr, appsUsage)
-		return fmt.Errorf("unknown apps command %q", cmd)
+		fmt.Fprint(stderr, usage)
+		return "", "", nil, true, fmt.Errorf("unknown %s command %q", group, args[0])
+	}
+	return args[0], summary, args[1:], false, nil
+}
+
+func runApps(args []string, stdout, stderr io.Writer) error {
+	cmd, summary, rest, done, err := pickCommand("apps", appsUsage, appsSummaries, args, stdout, stderr)
+	if done {
+		return err
 	}
 	st := newSettings("apps "+cmd, summary, stderr)
 	redisURL := addRedisSetting(st)
@@ -136,13 +145,7 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var s store.Store
-	var err error
-	if appsFile.value != "" {
-		s, _, err = loadAppsFile(ctx, appsFile)
-	} else {
-		s, err = openStore(ctx, redisURL, slog.New(slog.DiscardHandler))
-	}
+	s, err := openStoreOrFile(ctx, redisURL, appsFile)
 	if err != nil {
 		return err
 	}
@@ -210,6 +213,8 @@ type appFlags struct {
 	// empty list flag reads the same as one not given.
 	allowEverybody bool
 	denyExternal   boolFlag
+	// upstream and upstreamHint name a provider; "none" clears them on update.
+	upstream, upstreamHint string
 }
 
 func (f *appFlags) register(fs *flag.FlagSet, create bool) {
@@ -224,11 +229,21 @@ func (f *appFlags) register(fs *flag.FlagSet, create bool) {
 	fs.Var(&f.allowUsers, "allow-user", "only these GitLab usernames (and members of --allow-group) may sign in; repeat or separate with commas"+onUpdateReplaces(create))
 	fs.Var(&f.allowGroups, "allow-group", "only members of these GitLab groups (full paths; subgroups included) and --allow-user may sign in; needs openid in SSOBRIDGE_GITLAB_SCOPES"+onUpdateReplaces(create))
 	fs.Var(&f.denyExternal, "deny-external", "refuse GitLab's external users")
+	fs.StringVar(&f.upstream, "upstream", "", "with several providers (SSOBRIDGE_PROVIDERS_FILE), the one this application's sign-ins go to, without the chooser; none: the person chooses")
+	fs.StringVar(&f.upstreamHint, "upstream-hint", "", "with several providers, the one the chooser offers first to this application's people; none: the file's order")
 	if create {
 		f.confidential.value = true
 	} else {
 		fs.BoolVar(&f.allowEverybody, "allow-everybody", false, "empty the --allow-user and --allow-group lists, so that everybody may sign in (--deny-external still applies)")
 	}
+}
+
+// noneIsEmpty reads a provider flag: "none" names no provider.
+func noneIsEmpty(v string) string {
+	if v == "none" {
+		return ""
+	}
+	return v
 }
 
 func onUpdateReplaces(create bool) string {
@@ -273,7 +288,8 @@ func (a *appsCmd) create(ctx context.Context, f appFlags) error {
 	}
 	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: f.name, RedirectURIs: f.uris(), Scopes: scopes,
 		Trusted: f.trusted.value, Confidential: f.confidential.value, RequirePKCE: f.requirePKCE.value, AllowPlainPKCE: f.allowPlain.value,
-		AllowedUsers: f.allowUsers, AllowedGroups: f.allowGroups, DenyExternal: f.denyExternal.value})
+		AllowedUsers: f.allowUsers, AllowedGroups: f.allowGroups, DenyExternal: f.denyExternal.value,
+		Upstream: noneIsEmpty(f.upstream), UpstreamHint: noneIsEmpty(f.upstreamHint)})
 	if err != nil {
 		return err
 	}
@@ -308,13 +324,23 @@ func (a *appsCmd) bridgeURL() string {
 }
 
 func (a *appsCmd) printApp(app *store.Application) {
-	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nPKCE:          %s\nWho may sign in: %s\nCreated:       %s\n",
+	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nPKCE:          %s\nWho may sign in: %s\n",
 		app.ID, app.Name, strings.Join(app.RedirectURIs, "\n               "), strings.Join(app.Scopes, " "),
-		app.Trusted, app.Confidential, pkceMode(app), oauth.WhoMaySignIn(app), app.CreatedAt.Format(time.RFC3339))
+		app.Trusted, app.Confidential, pkceMode(app), oauth.WhoMaySignIn(app))
+	switch {
+	case app.Upstream != "":
+		fmt.Fprintf(a.out, "Provider:      %s (no chooser)\n", app.Upstream)
+	case app.UpstreamHint != "":
+		fmt.Fprintf(a.out, "Provider:      the person chooses; %s first\n", app.UpstreamHint)
+	}
+	fmt.Fprintf(a.out, "Created:       %s\n", app.CreatedAt.Format(time.RFC3339))
 }
 
-func (a *appsCmd) printJSON(v any) error {
-	enc := json.NewEncoder(a.out)
+func (a *appsCmd) printJSON(v any) error { return printJSON(a.out, v) }
+
+// printJSON is how the commands print JSON: indented, a value a line.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
@@ -371,7 +397,14 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	}
 	spec := oauth.AppSpec{Name: app.Name, RedirectURIs: app.RedirectURIs, Scopes: app.Scopes, Trusted: app.Trusted,
 		Confidential: app.Confidential, RequirePKCE: app.RequirePKCE, AllowPlainPKCE: app.AllowPlainPKCE,
-		AllowedUsers: app.AllowedUsers, AllowedGroups: app.AllowedGroups, DenyExternal: app.DenyExternal}
+		AllowedUsers: app.AllowedUsers, AllowedGroups: app.AllowedGroups, DenyExternal: app.DenyExternal,
+		Upstream: app.Upstream, UpstreamHint: app.UpstreamHint}
+	if f.upstream != "" {
+		spec.Upstream = noneIsEmpty(f.upstream)
+	}
+	if f.upstreamHint != "" {
+		spec.UpstreamHint = noneIsEmpty(f.upstreamHint)
+	}
 	if f.name != "" {
 		spec.Name = f.name
 	}
@@ -421,6 +454,7 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	app.Name, app.RedirectURIs, app.Scopes, app.Trusted, app.Confidential = strings.TrimSpace(spec.Name), spec.RedirectURIs, spec.Scopes, spec.Trusted, spec.Confidential
 	app.RequirePKCE, app.AllowPlainPKCE = spec.RequirePKCE, spec.AllowPlainPKCE
 	app.AllowedUsers, app.AllowedGroups, app.DenyExternal = spec.AllowedUsers, spec.AllowedGroups, spec.DenyExternal
+	app.Upstream, app.UpstreamHint = spec.Upstream, spec.UpstreamHint
 	app.UpdatedAt = time.Now().UTC()
 	if err := a.store.UpdateApp(ctx, app); err != nil {
 		return fmt.Errorf("saving the application: %w", err)

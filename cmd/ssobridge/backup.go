@@ -23,14 +23,18 @@ import (
 
 const (
 	exportFormat  = "ssobridge-export"
-	exportVersion = 1
+	exportVersion = 2
+	// exportVersionNoIdentities is the version before identities were exported, still read.
+	exportVersionNoIdentities = 1
 )
 
 // exportNote travels in every export, so that whoever holds a backup file, perhaps years later,
 // learns from the file itself what it holds and what it deliberately leaves out.
 const exportNote = "Applications (client secrets only as their SHA-256 hashes), consents, and the OpenID Connect " +
 	"key set sealed with SSOBRIDGE_ENCRYPTION_KEY (useless without that key; restore it with the same key). " +
-	"No id mappings: the bridge hands out GitLab's own user ids unchanged, so there are none to keep. " +
+	"Identities: the ids the bridge gave people of OpenID providers (Mattermost knows them as GitLab user ids), " +
+	"the reservations for emails, the counter's last id and the ids it must never give again; GitLab's own ids " +
+	"are handed out unchanged and need none. " +
 	"Sessions, codes and tokens are not exported: they are short-lived credentials; people sign in again."
 
 const exportSummary = `Writes a backup of the bridge's lasting state, as one JSON document, to standard output or --file.
@@ -42,9 +46,11 @@ Exported:
                  the scopes
   signing keys   the OpenID Connect key set as stored: sealed with SSOBRIDGE_ENCRYPTION_KEY, so
                  the file holds no usable key without it. Restore into a bridge with the same key.
+  identities     the ids given to people of OpenID providers (see ssobridge identities), the
+                 reservations for emails, the counter's last id and the unlinked ids, which it
+                 never gives again. GitLab's own ids are handed out unchanged: nothing to keep.
 
 Not exported:
-  id mappings    there are none: the bridge hands out GitLab's own user ids unchanged
   sessions, codes, access and refresh tokens
                  short-lived, and credentials; after a restore people sign in again
 
@@ -56,6 +62,10 @@ Redis. The whole document is checked first (format, version, every application's
 URIs, scopes and secret hash, every consent) and nothing is written if any entry is wrong.
 
 Then:
+  identities     restored first, all or nothing: a binding or reservation that conflicts with one
+                 the store holds (its id, subject or email held by someone else) refuses the
+                 whole import, and every conflict is named. The counter ends at least at the
+                 file's last id, and the file's unlinked ids are never given again.
   applications   created, or replaced by the file's version if they exist (their secret stays
                  the file's hash); applications the file does not name are kept
   consents       written; consents the file does not name are kept
@@ -75,6 +85,21 @@ type exportDoc struct {
 	Applications     []*store.Application `json:"applications"`
 	Consents         []exportConsent      `json:"consents"`
 	OIDCKeySetSealed string               `json:"oidc_keyset_sealed"`
+	// Identities is absent from a version 1 document.
+	Identities *exportIdentities `json:"identities,omitempty"`
+}
+
+// exportIdentities are the identities of a backup: what store.RestoreIdentities takes.
+type exportIdentities struct {
+	LastID     int64            `json:"last_id"`
+	RetiredIDs []int64          `json:"retired_ids"`
+	Bindings   []*store.Binding `json:"bindings"`
+}
+
+// newExportDoc is a document holding nothing yet.
+func newExportDoc(now time.Time) *exportDoc {
+	return &exportDoc{Format: exportFormat, Version: exportVersion, ExportedAt: now, Note: exportNote,
+		Applications: []*store.Application{}, Consents: []exportConsent{}, Identities: &exportIdentities{RetiredIDs: []int64{}, Bindings: []*store.Binding{}}}
 }
 
 type exportConsent struct {
@@ -119,8 +144,8 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	if err := writeFileAtomic(*file, b); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "Exported %d application(s), %d consent(s) and %s to %s.\n",
-		len(doc.Applications), len(doc.Consents), keySetWord(doc.OIDCKeySetSealed != ""), *file)
+	fmt.Fprintf(stderr, "Exported %d application(s), %d consent(s), %d identities and %s to %s.\n",
+		len(doc.Applications), len(doc.Consents), len(doc.Identities.Bindings), keySetWord(doc.OIDCKeySetSealed != ""), *file)
 	return nil
 }
 
@@ -145,8 +170,8 @@ func exportStore(ctx context.Context, s store.Store, now time.Time) (*exportDoc,
 		return nil, fmt.Errorf("listing applications: %w", err)
 	}
 	slices.SortFunc(apps, func(a, b *store.Application) int { return cmp.Compare(a.ID, b.ID) })
-	doc := &exportDoc{Format: exportFormat, Version: exportVersion, ExportedAt: now, Note: exportNote,
-		Applications: apps, Consents: []exportConsent{}}
+	doc := newExportDoc(now)
+	doc.Applications = apps
 	for _, app := range apps {
 		byUser, err := s.ListConsents(ctx, app.ID)
 		if err != nil {
@@ -170,7 +195,30 @@ func exportStore(ctx context.Context, s store.Store, now time.Time) (*exportDoc,
 	default:
 		doc.OIDCKeySetSealed = base64.StdEncoding.EncodeToString(ks)
 	}
+	if doc.Identities, err = exportIdentitiesOf(ctx, s); err != nil {
+		return nil, err
+	}
 	return doc, nil
+}
+
+// exportIdentitiesOf reads the store's identities, by provider, then id. The counter is read
+// after the bindings: an id bound in between is then below the counter, and never given again.
+func exportIdentitiesOf(ctx context.Context, s store.Store) (*exportIdentities, error) {
+	bindings, err := s.ListIdentities(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("listing the identities: %w", err)
+	}
+	last, retired, err := s.IdentityCounter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the identities' counter: %w", err)
+	}
+	if bindings == nil {
+		bindings = []*store.Binding{}
+	}
+	if retired == nil {
+		retired = []int64{}
+	}
+	return &exportIdentities{LastID: last, RetiredIDs: retired, Bindings: bindings}, nil
 }
 
 // writeFileAtomic writes through a temporary file and a rename, so that an interrupted export
@@ -231,6 +279,9 @@ func runImport(args []string, stdout, stderr io.Writer) error {
 	}
 	defer s.Close()
 	rep, err := importStore(ctx, s, doc, keySet, *replaceKeys)
+	if _, ok := errors.AsType[*store.ImportError](err); ok {
+		return fmt.Errorf("%s: %w", from, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w (importing the same file again is safe and completes the import)", err)
 	}
@@ -240,14 +291,15 @@ func runImport(args []string, stdout, stderr io.Writer) error {
 
 // importReport counts what an import did; an import repeated finds everything unchanged.
 type importReport struct {
+	idsRestored, idsUnchanged               int
 	appsCreated, appsUpdated, appsUnchanged int
 	consentsWritten, consentsUnchanged      int
 	keys                                    string
 }
 
 func (r importReport) String() string {
-	return fmt.Sprintf("Applications: %d created, %d updated, %d unchanged.\nConsents: %d written, %d unchanged.\nSigning keys: %s.\n",
-		r.appsCreated, r.appsUpdated, r.appsUnchanged, r.consentsWritten, r.consentsUnchanged, r.keys)
+	return fmt.Sprintf("Identities: %d restored, %d unchanged.\nApplications: %d created, %d updated, %d unchanged.\nConsents: %d written, %d unchanged.\nSigning keys: %s.\n",
+		r.idsRestored, r.idsUnchanged, r.appsCreated, r.appsUpdated, r.appsUnchanged, r.consentsWritten, r.consentsUnchanged, r.keys)
 }
 
 // readExport decodes and checks a whole document before the store is touched, and returns every
@@ -274,10 +326,23 @@ func readExport(r io.Reader) (*exportDoc, []byte, error) {
 	if doc.Format != exportFormat {
 		return nil, nil, fmt.Errorf("format is %q, not %q: not an ssobridge export", doc.Format, exportFormat)
 	}
-	if doc.Version != exportVersion {
-		return nil, nil, fmt.Errorf("version %d; this ssobridge reads version %d", doc.Version, exportVersion)
+	if doc.Version != exportVersion && doc.Version != exportVersionNoIdentities {
+		return nil, nil, fmt.Errorf("version %d; this ssobridge reads versions %d and %d", doc.Version, exportVersionNoIdentities, exportVersion)
 	}
 	var errs []error
+	if ids := doc.Identities; ids != nil {
+		for _, p := range store.CheckRestore(ids.Bindings, func(i int) string { return fmt.Sprintf("identities.bindings[%d]", i) }) {
+			errs = append(errs, errors.New(p))
+		}
+		if ids.LastID < 0 {
+			errs = append(errs, fmt.Errorf("identities.last_id: %d is negative", ids.LastID))
+		}
+		for i, id := range ids.RetiredIDs {
+			if id <= 0 {
+				errs = append(errs, fmt.Errorf("identities.retired_ids[%d]: %d is not a positive id", i, id))
+			}
+		}
+	}
 	ids := map[string]bool{}
 	for i, app := range doc.Applications {
 		if app == nil {
@@ -357,6 +422,23 @@ func validateImportedApp(app *store.Application) error {
 
 func importStore(ctx context.Context, s store.Store, doc *exportDoc, keySet []byte, replaceKeys bool) (importReport, error) {
 	var rep importReport
+	// Identities first: they are all or nothing, and a conflict then leaves the store untouched.
+	if ids := doc.Identities; ids != nil {
+		held, err := heldByID(ctx, s)
+		if err != nil {
+			return rep, err
+		}
+		for _, b := range ids.Bindings {
+			if store.AlreadyHeld(b, held[b.ID]) {
+				rep.idsUnchanged++
+			} else {
+				rep.idsRestored++
+			}
+		}
+		if err := s.RestoreIdentities(ctx, ids.Bindings, ids.LastID, ids.RetiredIDs); err != nil {
+			return rep, fmt.Errorf("restoring the identities: %w", err)
+		}
+	}
 	for _, app := range doc.Applications {
 		cur, err := s.GetApp(ctx, app.ID)
 		switch {
@@ -428,4 +510,17 @@ func sameJSON(a, b any) bool {
 	ja, errA := json.Marshal(a)
 	jb, errB := json.Marshal(b)
 	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}
+
+// heldByID is what the store holds of identities, by id.
+func heldByID(ctx context.Context, s store.Store) (map[int64]*store.Binding, error) {
+	list, err := s.ListIdentities(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("listing the identities: %w", err)
+	}
+	held := make(map[int64]*store.Binding, len(list))
+	for _, b := range list {
+		held[b.ID] = b
+	}
+	return held, nil
 }

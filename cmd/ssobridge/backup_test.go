@@ -46,7 +46,8 @@ func newTestSealer(t *testing.T) *oauth.Sealer {
 }
 
 // populated is a store with what a bridge in use holds: a confidential application and a public
-// one, consents to both, and a key set.
+// one, consents to both, a key set, and identities: a reservation, a binding by subject, one
+// made at a sign-in and one unlinked since.
 type populated struct {
 	*backupStore
 	secret          string
@@ -87,6 +88,18 @@ func newPopulatedStore(t *testing.T) *populated {
 		p.consentsWritten++
 	}
 	if _, err := oauth.RotateKeys(t.Context(), p.st, p.sealer, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := p.st.ImportIdentities(ctx, "oidc", []store.IdentityImport{{Email: "ada@example.com", ID: 42, Line: "l1"}, {Subject: "kc-bob", ID: 43, Line: "l2"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"cy", "dan"} {
+		if _, err := p.st.BindIdentity(ctx, "oidc", sub, sub+"@example.com", true, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.st.UnlinkIdentity(ctx, 1001); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -167,10 +180,13 @@ func TestExportThenImportIntoAnEmptyStoreRoundTripsAndRepeatsAsUnchanged(t *test
 	if strings.Contains(first, "gloas-") || strings.Contains(first, src.secret[len("gloas-"):]) {
 		t.Fatalf("the export holds a client secret:\n%s", first)
 	}
-	if doc.Format != "ssobridge-export" || doc.Version != 1 || doc.ExportedAt.IsZero() {
+	if doc.Format != "ssobridge-export" || doc.Version != 2 || doc.ExportedAt.IsZero() {
 		t.Errorf("header: format %q version %d exported_at %v", doc.Format, doc.Version, doc.ExportedAt)
 	}
-	wantSays(t, "the export's note", doc.Note, "No id mappings", "GitLab's own user ids", "Sessions, codes and tokens are not exported")
+	wantSays(t, "the export's note", doc.Note, "Identities", "GitLab's own ids are handed out unchanged", "Sessions, codes and tokens are not exported")
+	if ids := doc.Identities; ids == nil || len(ids.Bindings) != 3 || ids.LastID != 1001 || len(ids.RetiredIDs) != 1 || ids.RetiredIDs[0] != 1001 {
+		t.Errorf("the export's identities: %+v", ids)
+	}
 	if len(doc.Applications) != 2 || len(doc.Consents) != src.consentsWritten || doc.OIDCKeySetSealed == "" {
 		t.Fatalf("export holds %d applications, %d consents, key set %q", len(doc.Applications), len(doc.Consents), doc.OIDCKeySetSealed)
 	}
@@ -189,7 +205,7 @@ func TestExportThenImportIntoAnEmptyStoreRoundTripsAndRepeatsAsUnchanged(t *test
 	if code != 0 {
 		t.Fatalf("import: exit %d: %s", code, stderr)
 	}
-	wantSays(t, "the first import", out, "2 created, 0 updated, 0 unchanged", "Consents: 3 written, 0 unchanged", "imported (the store had none)")
+	wantSays(t, "the first import", out, "Identities: 3 restored, 0 unchanged", "2 created, 0 updated, 0 unchanged", "Consents: 3 written, 0 unchanged", "imported (the store had none)")
 
 	second, _ := export(t, dst.url)
 	if a, b := withoutExportedAt(t, first), withoutExportedAt(t, second); a != b {
@@ -207,13 +223,22 @@ func TestExportThenImportIntoAnEmptyStoreRoundTripsAndRepeatsAsUnchanged(t *test
 	if scopes, err := dst.st.GetConsent(t.Context(), src.public.ID, 42); err != nil || strings.Join(scopes, " ") != "openid profile" {
 		t.Errorf("restored consent: %q %v", scopes, err)
 	}
+	// The restored counter gives neither an id it gave nor the unlinked one.
+	if b, err := dst.st.BindIdentity(t.Context(), "oidc", "eve", "", false, 1000); err != nil || b.ID != 1002 {
+		t.Errorf("a new person after the restore: %+v %v, want the id 1002", b, err)
+	}
+	if b, err := dst.st.BindIdentity(t.Context(), "oidc", "ada-sub", "ADA@example.com", true, 1000); err != nil || b.ID != 42 {
+		t.Errorf("the restored reservation: %+v %v, want the id 42", b, err)
+	}
+	// What changed since is kept by the second import: a reservation bound since is its own.
+	second, _ = export(t, dst.url)
 
 	file := writeTemp(t, first)
 	code, out, stderr = runCmd(t, "import", "--redis-url", dst.url, "--file", file)
 	if code != 0 {
 		t.Fatalf("second import: exit %d: %s", code, stderr)
 	}
-	wantSays(t, "the second import", out, "0 created, 0 updated, 2 unchanged", "Consents: 0 written, 3 unchanged", "Signing keys: unchanged")
+	wantSays(t, "the second import", out, "Identities: 0 restored, 3 unchanged", "0 created, 0 updated, 2 unchanged", "Consents: 0 written, 3 unchanged", "Signing keys: unchanged")
 	third, _ := export(t, dst.url)
 	if a, b := withoutExportedAt(t, second), withoutExportedAt(t, third); a != b {
 		t.Errorf("a second import changed the store:\nbefore:\n%s\nafter:\n%s", a, b)
@@ -313,7 +338,13 @@ func TestImportRefusesABadFileWholeNamingTheEntry(t *testing.T) {
 		{"a key set that is not base64", func(d *exportDoc) { d.OIDCKeySetSealed = "not base64!" },
 			[]string{"oidc_keyset_sealed"}},
 		{"another format", func(d *exportDoc) { d.Format = "gitlab-export" }, []string{`"gitlab-export"`}},
-		{"a later version", func(d *exportDoc) { d.Version = 2 }, []string{"version 2"}},
+		{"a later version", func(d *exportDoc) { d.Version = 3 }, []string{"version 3"}},
+		{"an identity of a bad provider", func(d *exportDoc) { d.Identities.Bindings[1].Provider = "Keycloak" },
+			[]string{"identities.bindings[1]", `"Keycloak" is not a provider name`}},
+		{"an id twice", func(d *exportDoc) { d.Identities.Bindings[2].ID = 42 },
+			[]string{"identities.bindings[2]", "the id 42 is also given at identities.bindings[0]"}},
+		{"a retired id that is not positive", func(d *exportDoc) { d.Identities.RetiredIDs = []int64{0} },
+			[]string{"identities.retired_ids[0]"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -367,6 +398,50 @@ func wantEmpty(t *testing.T, st store.Store, d exportDoc) {
 	if _, err := st.GetKeySet(t.Context()); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a refused import wrote a key set (%v)", err)
 	}
+	if ids, err := st.ListIdentities(t.Context(), ""); err != nil || len(ids) != 0 {
+		t.Errorf("a refused import wrote %d identities (%v)", len(ids), err)
+	}
+}
+
+// Identities that conflict with the store's refuse the whole import, every conflict named.
+func TestImportRefusesIdentitiesThatConflictWithTheStores(t *testing.T) {
+	clearEnv(t)
+	src := newPopulatedStore(t)
+	backup, _ := export(t, src.url)
+	dst := newBackupStore(t)
+	if err := dst.st.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{{Subject: "kc-bob", ID: 77, Line: "l1"}, {Subject: "zed", ID: 1000, Line: "l2"}}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCmd(t, "import", "--redis-url", dst.url, "--file", writeTemp(t, backup))
+	if code != 1 || out != "" {
+		t.Errorf("exit %d, stdout %q; want 1 and nothing", code, out)
+	}
+	wantSays(t, "the refusal", stderr, "2 entries conflict", `bindings[1]: the subject "kc-bob" already has the id 77`,
+		`bindings[2]: the id 1000 is already bound to the subject "zed"`, "nothing was imported")
+	if apps, _ := dst.st.ListApps(t.Context()); len(apps) != 0 {
+		t.Errorf("a refused import wrote %d applications", len(apps))
+	}
+	if ids, _ := dst.st.ListIdentities(t.Context(), ""); len(ids) != 2 {
+		t.Errorf("the store holds %d identities after a refused import, want its own 2", len(ids))
+	}
+}
+
+// A backup made before identities were exported (version 1) still imports.
+func TestImportReadsAVersion1Backup(t *testing.T) {
+	clearEnv(t)
+	src := newPopulatedStore(t)
+	_, doc := export(t, src.url)
+	doc.Version, doc.Identities = 1, nil
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := newBackupStore(t)
+	code, out, stderr := runCmd(t, "import", "--redis-url", dst.url, "--file", writeTemp(t, string(b)))
+	if code != 0 {
+		t.Fatalf("import of a version 1 backup: exit %d: %s", code, stderr)
+	}
+	wantSays(t, "the import", out, "Identities: 0 restored, 0 unchanged", "2 created")
 }
 
 func TestExportAndImportHelpSayWhatIsAndIsNotInABackup(t *testing.T) {
@@ -376,7 +451,7 @@ func TestExportAndImportHelpSayWhatIsAndIsNotInABackup(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	wantSays(t, "export --help", stderr, "--redis-url, SSOBRIDGE_REDIS_URL", "--file", "hash", "consents",
-		"sealed with SSOBRIDGE_ENCRYPTION_KEY", "id mappings", "GitLab's own user ids unchanged", "sessions, codes, access and refresh tokens")
+		"sealed with SSOBRIDGE_ENCRYPTION_KEY", "identities", "GitLab's own ids are handed out unchanged", "sessions, codes, access and refresh tokens")
 	code, _, stderr = runCmd(t, "import", "--help")
 	if code != 0 {
 		t.Fatalf("exit %d", code)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +30,7 @@ import (
 	"github.com/ssobridge/ssobridge/mattermost"
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/signin"
+	"github.com/ssobridge/ssobridge/oauth/upstream/openid"
 )
 
 const doctorUsage = `Usage: ssobridge doctor --bridge-url URL [flags]
@@ -50,6 +54,12 @@ Checks, in this order (one that needs an earlier check which failed is skipped, 
   Mattermost config         GitLabSettings of config.json: Mattermost's own rules, endpoints at
                             the bridge, Id and Site URL as given here
   upstream GitLab           GET GITLAB/.well-known/openid-configuration answers
+  upstream "NAME" (TYPE)    instead, with --oidc-issuer or --providers-file, each of the bridge's
+                            providers checked as the bridge sees it: GitLab answers; an OpenID
+                            provider's discovery document names its issuer exactly, its signing
+                            keys can be read, and it accepts the bridge's client ID with the
+                            redirect URI BRIDGE/oauth/callback (an authorize request, read
+                            without signing in)
   bridge's application at GitLab
                             GITLAB/oauth/authorize with the bridge's client ID and callback:
                             GitLab checks both only for a signed-in person, so this needs GitLab
@@ -63,6 +73,12 @@ form with them. An account with two-factor authentication cannot be used, nor on
 asks to solve a CAPTCHA or to accept terms first. Flags show in the process list: use a test
 account made for this, and leave --app-secret out when --mattermost-config is given (the ID and
 secret are then read from config.json).
+
+--oidc-issuer, --oidc-client-id, --oidc-scopes, --oidc-ca-file and --providers-file default to
+the bridge's SSOBRIDGE_* variables of the same names, so that the doctor run in the bridge's
+environment checks its providers. No client secret is needed: a providers file's
+client_secret_file is not read. --gitlab-url goes with --providers-file only for the check of
+the bridge's application at GitLab.
 
 Flags:
 `
@@ -105,10 +121,16 @@ type doctorConfig struct {
 	configPath     string
 	gitlabURL      string
 	gitlabClientID string
-	login          bool
-	testUser       string
-	testPassword   string
-	timeout        time.Duration
+	// The bridge's OpenID provider, or its providers file; see upstreamSpecs.
+	oidcIssuer    string
+	oidcClientID  string
+	oidcScopes    string
+	oidcCAFile    string
+	providersFile string
+	login         bool
+	testUser      string
+	testPassword  string
+	timeout       time.Duration
 	// roots replaces the system's certificate authorities, for tests.
 	roots *x509.CertPool
 	// now is the clock certificates are judged by; nil is time.Now.
@@ -148,6 +170,11 @@ func runDoctor(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.configPath, "mattermost-config", "", "path to Mattermost's config.json")
 	fs.StringVar(&cfg.gitlabURL, "gitlab-url", "", "the upstream GitLab's URL (SSOBRIDGE_GITLAB_URL of the bridge)")
 	fs.StringVar(&cfg.gitlabClientID, "gitlab-client-id", "", "the bridge's application ID at GitLab (SSOBRIDGE_GITLAB_CLIENT_ID of the bridge)")
+	fs.StringVar(&cfg.oidcIssuer, "oidc-issuer", os.Getenv("SSOBRIDGE_OIDC_ISSUER"), "the bridge's OpenID provider's issuer, to check it instead of GitLab (SSOBRIDGE_OIDC_ISSUER of the bridge)")
+	fs.StringVar(&cfg.oidcClientID, "oidc-client-id", os.Getenv("SSOBRIDGE_OIDC_CLIENT_ID"), "the bridge's client id at the OpenID provider (SSOBRIDGE_OIDC_CLIENT_ID)")
+	fs.StringVar(&cfg.oidcScopes, "oidc-scopes", cmp.Or(os.Getenv("SSOBRIDGE_OIDC_SCOPES"), strings.Join(openid.DefaultScopes, " ")), "the scopes the bridge asks of the OpenID provider, space-separated (SSOBRIDGE_OIDC_SCOPES)")
+	fs.StringVar(&cfg.oidcCAFile, "oidc-ca-file", os.Getenv("SSOBRIDGE_OIDC_CA_FILE"), "PEM file of certificate authorities trusted, beside the system's, for the OpenID provider (SSOBRIDGE_OIDC_CA_FILE)")
+	fs.StringVar(&cfg.providersFile, "providers-file", os.Getenv("SSOBRIDGE_PROVIDERS_FILE"), "the bridge's providers file, to check every provider in it (SSOBRIDGE_PROVIDERS_FILE)")
 	fs.BoolVar(&cfg.login, "login", false, "sign in through the bridge, end to end, as Mattermost does")
 	fs.StringVar(&cfg.testUser, "test-user", "", "a GitLab username or email to sign in with, for --login and the GitLab application check")
 	fs.StringVar(&cfg.testPassword, "test-password", "", "its password (the account must not use two-factor authentication)")
@@ -215,6 +242,11 @@ type doctor struct {
 	bridgeAnswers bool
 	issuer        string
 	results       map[string]string
+
+	// upstreams are the providers given by --oidc-issuer or --providers-file, checked instead of
+	// --gitlab-url's; upstreamChecks name their checks, in the same order.
+	upstreams      []upstreamSpec
+	upstreamChecks []string
 }
 
 func newDoctor(cfg doctorConfig) (*doctor, error) {
@@ -265,6 +297,17 @@ func newDoctor(cfg doctorConfig) (*doctor, error) {
 	if cfg.login && d.site == "" {
 		return nil, errors.New("--login needs --mattermost-url (or a --mattermost-config with ServiceSettings.SiteURL): the bridge sends people back only to a registered redirect URI under Mattermost's Site URL")
 	}
+	if d.upstreams, err = upstreamSpecs(cfg, d.bridge); err != nil {
+		return nil, err
+	}
+	for _, spec := range d.upstreams {
+		p, err := spec.prober(oauth.CallbackURLFor(d.bridge), cfg.timeout)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-issuer: %v", err) // a providers file's are checked as it is read
+		}
+		desc := p.Describe()
+		d.upstreamChecks = append(d.upstreamChecks, fmt.Sprintf("upstream %q (%s)", desc.DisplayName, desc.Type))
+	}
 
 	d.transport = http.DefaultTransport.(*http.Transport).Clone()
 	d.transport.TLSClientConfig = &tls.Config{RootCAs: cfg.roots}
@@ -272,6 +315,35 @@ func newDoctor(cfg doctorConfig) (*doctor, error) {
 	d.client = &http.Client{Transport: d.transport, Timeout: cfg.timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return d, nil
+}
+
+// upstreamSpecs are the providers the provider flags name: every one of --providers-file, or
+// --oidc-issuer's; none without those flags, when --gitlab-url names the upstream.
+func upstreamSpecs(cfg doctorConfig, bridge string) ([]upstreamSpec, error) {
+	switch {
+	case cfg.providersFile != "" && cfg.oidcIssuer != "":
+		return nil, errors.New("--providers-file and --oidc-issuer (or SSOBRIDGE_PROVIDERS_FILE and SSOBRIDGE_OIDC_ISSUER) are both set: the providers file lists every provider of the bridge; give one of them")
+	case cfg.providersFile != "":
+		specs, _, err := readProvidersFile(cfg.providersFile, bridge, true)
+		if err != nil {
+			return nil, fmt.Errorf("--providers-file: %v", err)
+		}
+		return specs, nil
+	case cfg.oidcIssuer == "":
+		return nil, nil
+	case cfg.gitlabURL != "":
+		return nil, errors.New("--oidc-issuer and --gitlab-url are both set: a bridge signs people in at its OpenID provider or at GitLab; give both in --providers-file for a bridge with several")
+	case cfg.oidcClientID == "":
+		return nil, errors.New("--oidc-issuer needs --oidc-client-id, the bridge's client id at the provider (SSOBRIDGE_OIDC_CLIENT_ID)")
+	}
+	spec := upstreamSpec{oidc: &openid.Config{Issuer: cfg.oidcIssuer, ClientID: cfg.oidcClientID, Scopes: strings.Fields(cfg.oidcScopes)}}
+	if cfg.oidcCAFile != "" {
+		var err error
+		if spec.cas, err = loadCAPath(cfg.oidcCAFile); err != nil {
+			return nil, fmt.Errorf("--oidc-ca-file: %v", err)
+		}
+	}
+	return []upstreamSpec{spec}, nil
 }
 
 func baseURLFlag(name, raw string) (string, error) {
@@ -286,19 +358,24 @@ func baseURLFlag(name, raw string) (string, error) {
 }
 
 func (d *doctor) run(ctx context.Context) *doctorReport {
-	steps := []struct {
+	type step struct {
 		name string
 		run  func(context.Context) checkResult
-	}{
+	}
+	steps := []step{
 		{checkBridge, d.checkBridge},
 		{checkCredentials, d.checkCredentials},
 		{checkRedirects, d.checkRedirects},
 		{checkMattermost, d.checkMattermost},
 		{checkConfig, d.checkConfig},
-		{checkGitLab, d.checkGitLab},
-		{checkGitLabApp, d.checkGitLabApp},
-		{checkLogin, d.checkLogin},
 	}
+	if d.upstreams == nil {
+		steps = append(steps, step{checkGitLab, d.checkGitLab})
+	}
+	for i, spec := range d.upstreams {
+		steps = append(steps, step{d.upstreamChecks[i], func(ctx context.Context) checkResult { return d.probe(ctx, spec) }})
+	}
+	steps = append(steps, step{checkGitLabApp, d.checkGitLabApp}, step{checkLogin, d.checkLogin})
 	report := &doctorReport{}
 	for _, s := range steps {
 		r := s.run(ctx)
@@ -563,16 +640,20 @@ func (d *doctor) readiness(ctx context.Context, f *findings) {
 	}
 	switch a.status {
 	case http.StatusOK:
-		f.note("ready: its store and GitLab answer it")
+		f.note("ready: its store and its providers answer it")
 	case http.StatusServiceUnavailable:
 		var problems, fixes []string
 		if s := body.Checks["store"]; s != "" && s != "ok" {
 			problems = append(problems, "store: "+s)
 			fixes = append(fixes, "Check that Redis runs and that SSOBRIDGE_REDIS_URL points at it (address, password, TLS).")
 		}
-		if s := body.Checks["gitlab"]; s != "" && s != "ok" {
-			problems = append(problems, "GitLab: "+s)
-			fixes = append(fixes, "Check SSOBRIDGE_GITLAB_URL and that the bridge's host reaches GitLab (DNS, firewall, proxy, certificate).")
+		// Every other check is a provider's, by its name.
+		names := slices.Sorted(maps.Keys(body.Checks))
+		for _, name := range names {
+			if s := body.Checks[name]; name != "store" && s != "ok" {
+				problems = append(problems, "provider "+name+": "+s)
+				fixes = append(fixes, "Check the provider "+name+"'s URL (SSOBRIDGE_GITLAB_URL, SSOBRIDGE_OIDC_ISSUER or the providers file) and that the bridge's host reaches it (DNS, firewall, proxy, certificate).")
+			}
 		}
 		if len(problems) == 0 {
 			problems = append(problems, string(a.body))
@@ -921,34 +1002,32 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-// checkGitLab reads GitLab's discovery document, which it serves to anyone.
+// checkGitLab probes the GitLab of --gitlab-url through the seam, as the bridge sees it.
 func (d *doctor) checkGitLab(ctx context.Context) checkResult {
 	if d.gitlab == "" {
 		return skipCheck("give --gitlab-url (the bridge's SSOBRIDGE_GITLAB_URL) to check the upstream GitLab")
 	}
-	const service = "GitLab"
-	target := d.gitlab + "/.well-known/openid-configuration"
-	a, err := d.do(ctx, d.client, http.MethodGet, target, nil, "Accept", "application/json")
+	return d.probe(ctx, upstreamSpec{gitlab: &gitlabapi.Config{URL: d.gitlab, ClientID: d.cfg.gitlabClientID}})
+}
+
+// probe checks one of the bridge's providers with its own Probe (upstream.Prober), for the
+// bridge's callback: each finding is a line of the check, which fails when one does.
+func (d *doctor) probe(ctx context.Context, spec upstreamSpec) checkResult {
+	if spec.cas == nil {
+		spec.cas = d.cfg.roots
+	}
+	p, err := spec.prober(oauth.CallbackURLFor(d.publicURL()), d.cfg.timeout)
 	if err != nil {
-		return failCheck(d.unreachable(err, target, service, "Check --gitlab-url (and the bridge's SSOBRIDGE_GITLAB_URL): it is GitLab's external_url."))
-	}
-	if a.status != http.StatusOK {
-		detail, fix := statusProblem(a, target, service)
-		return failCheck(detail, fix)
-	}
-	var doc struct {
-		Issuer string `json:"issuer"`
-	}
-	if err := json.Unmarshal(a.body, &doc); err != nil || doc.Issuer == "" {
-		return failCheck(fmt.Sprintf("%s answers, but not with GitLab's discovery document (%s%s)", target, a.header.Get("Content-Type"), bodyExcerpt(a.body)),
-			"Check that --gitlab-url is GitLab's address (its external_url), with the path prefix if GitLab has one.")
+		return failCheck(err.Error(), "")
 	}
 	var f findings
-	f.note("GitLab answers at %s", d.gitlab)
-	if !sameURL(strings.TrimRight(doc.Issuer, "/"), d.gitlab) {
-		f.note("it calls itself %s (its external_url)", doc.Issuer)
+	for _, found := range p.Probe(ctx) {
+		if found.OK {
+			f.note("%s: %s", found.Check, found.Detail)
+		} else {
+			f.fail(found.Check+": "+found.Detail, found.Fix)
+		}
 	}
-	d.certExpiry(&f, a, target, service)
 	return f.result()
 }
 
@@ -957,6 +1036,10 @@ func (d *doctor) checkGitLab(ctx context.Context) checkResult {
 // signed-in browser learns whether the client ID and the callback are right.
 func (d *doctor) checkGitLabApp(ctx context.Context) checkResult {
 	switch {
+	case d.gitlab == "" && d.cfg.oidcIssuer != "":
+		return skipCheck("the bridge signs people in at its OpenID provider, not at GitLab; the provider's check above checks its client and redirect URI")
+	case d.gitlab == "" && d.upstreams != nil:
+		return skipCheck("the providers' checks above check each OpenID provider's client and redirect URI; for a GitLab among them, give its --gitlab-url and --gitlab-client-id (GitLab checks them only for a signed-in person)")
 	case d.gitlab == "":
 		return skipCheck("give --gitlab-url and --gitlab-client-id to check the bridge's application at GitLab")
 	case d.cfg.gitlabClientID == "":
@@ -1071,8 +1154,8 @@ func (d *doctor) checkLogin(ctx context.Context) checkResult {
 		return skipCheck("give --login to sign in through the bridge end to end")
 	case !d.bridgeAnswers:
 		return skipAfter(checkBridge)
-	case d.failed(checkCredentials, checkRedirects, checkGitLab, checkGitLabApp) != "":
-		return skipAfter(d.failed(checkCredentials, checkRedirects, checkGitLab, checkGitLabApp))
+	case d.failed(d.loginNeeds()...) != "":
+		return skipAfter(d.failed(d.loginNeeds()...))
 	case d.appID == "" || d.secret == "":
 		return skipCheck("give --app-id and --app-secret (or --mattermost-config) to sign in")
 	}
@@ -1109,6 +1192,11 @@ func (d *doctor) checkLogin(ctx context.Context) checkResult {
 		f.warn("Mattermost would refuse to create this account if it did not have one yet: "+res.SignupError.Error(), fix)
 	}
 	return f.result()
+}
+
+// loginNeeds are the checks a sign-in needs to have passed.
+func (d *doctor) loginNeeds() []string {
+	return slices.Concat([]string{checkCredentials, checkRedirects, checkGitLab, checkGitLabApp}, d.upstreamChecks)
 }
 
 // fixer is an error of package mattermost that says what to change.

@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,8 @@ import (
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
+	"github.com/ssobridge/ssobridge/oauth/upstream/openid"
 )
 
 // doctorStack is what `ssobridge doctor` is run against: a bridge in front of a GitLab emulator,
@@ -81,9 +84,9 @@ func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	// The bridge's address must be known before its callback is registered at GitLab.
 	bridge := httptest.NewUnstartedServer(nil)
 	public := "http://" + bridge.Listener.Addr().String()
-	upstream := gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
+	upstreamApp := gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
 		Scopes: []string{"read_user"}, Confidential: true, Trusted: true})
-	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gitlab.URL, ClientID: upstream.UID, ClientSecret: upstream.Secret,
+	up, err := gitlabapi.NewClient(gitlabapi.Config{URL: gitlab.URL, ClientID: upstreamApp.UID, ClientSecret: upstreamApp.Secret,
 		Scopes: []string{"read_user"}, RedirectURL: oauth.CallbackURLFor(public)})
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +117,7 @@ func newDoctorStack(t *testing.T, opts stackOptions) *doctorStack {
 	if err := st.CreateApp(t.Context(), app); err != nil {
 		t.Fatal(err)
 	}
-	return &doctorStack{gl: gl, gitlabURL: gitlab.URL, upstream: upstream, bridgeURL: public, siteURL: site.URL, app: app, secret: secret,
+	return &doctorStack{gl: gl, gitlabURL: gitlab.URL, upstream: upstreamApp, bridgeURL: public, siteURL: site.URL, app: app, secret: secret,
 		srv: srv, store: st}
 }
 
@@ -476,6 +479,12 @@ func TestDoctorRefusesBadFlags(t *testing.T) {
 		{"with a bridge URL without scheme", []string{"--bridge-url", "sso.example.com"}, "--bridge-url"},
 		{"with a test user but no password", []string{"--bridge-url", "https://sso.example.com", "--test-user", "ada"}, "go together"},
 		{"with --login but no Site URL", []string{"--bridge-url", "https://sso.example.com", "--login"}, "--login needs --mattermost-url"},
+		{"with an OpenID issuer but no client id", []string{"--bridge-url", "https://sso.example.com", "--oidc-issuer", "https://id.example.com"}, "--oidc-issuer needs --oidc-client-id"},
+		{"with an OpenID issuer and GitLab", []string{"--bridge-url", "https://sso.example.com", "--oidc-issuer", "https://id.example.com", "--oidc-client-id", "c",
+			"--gitlab-url", "https://gitlab.example.com"}, "--oidc-issuer and --gitlab-url are both set"},
+		{"with an OpenID issuer and a providers file", []string{"--bridge-url", "https://sso.example.com", "--oidc-issuer", "https://id.example.com", "--oidc-client-id", "c",
+			"--providers-file", "providers.yaml"}, "--providers-file and --oidc-issuer"},
+		{"with an OpenID issuer that is not a URL", []string{"--bridge-url", "https://sso.example.com", "--oidc-issuer", "id.example.com", "--oidc-client-id", "c"}, "not an https URL"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -515,4 +524,179 @@ func shortLivedCert(t *testing.T, life time.Duration) (tls.Certificate, *x509.Ce
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// The emulator is an OpenID provider too (issuer: its URL); an application registered there
+// with the openid scopes stands for the bridge's client at an OpenID provider.
+
+// oidcClient registers the bridge's client at the stack's emulator as an OpenID provider, with
+// these redirect URIs, and returns its client id.
+func (s *doctorStack) oidcClient(redirectURIs ...string) string {
+	return s.gl.AddApplication(emulator.Application{Name: "ssobridge-oidc", RedirectURIs: redirectURIs,
+		Scopes: []string{"openid", "email", "profile"}, Confidential: true, Trusted: true}).UID
+}
+
+// oidcArgs are the flags of a doctor run that checks the bridge and an OpenID provider.
+func (s *doctorStack) oidcArgs(issuer, clientID string) []string {
+	return []string{"--bridge-url", s.bridgeURL, "--app-id", s.app.ID, "--app-secret", s.secret, "--mattermost-url", s.siteURL,
+		"--oidc-issuer", issuer, "--oidc-client-id", clientID}
+}
+
+// oidcCheck is the name of the emulator's check as an OpenID provider: its host, as the
+// provider has no display name.
+func (s *doctorStack) oidcCheck() string {
+	return fmt.Sprintf("upstream %q (oidc)", strings.TrimPrefix(s.gitlabURL, "http://"))
+}
+
+func TestDoctorOpenIDProviderWithItsIssuerKeysAndRedirectURIPassesEveryCheck(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	callback := oauth.CallbackURLFor(s.bridgeURL)
+	client := s.oidcClient(callback)
+	checks, list, err := doctorRun(t, s.oidcArgs(s.gitlabURL, client)...)
+	if err != nil {
+		t.Errorf("doctor failed: %v", err)
+	}
+	for _, c := range list {
+		if c.Status == statusFail || c.Status == statusWarn {
+			t.Errorf("%s: %s: %s (fix: %s)", c.Name, c.Status, c.Detail, c.Fix)
+		}
+	}
+	c := wantStatus(t, checks, s.oidcCheck(), statusPass,
+		"discovery: the discovery document at "+s.gitlabURL+"/.well-known/openid-configuration names the issuer "+s.gitlabURL,
+		"signing keys: 1 key at "+s.gitlabURL+"/oauth/discovery/keys",
+		"redirect URI: ", "accepts the client "+client+" with the redirect URI "+callback)
+	if c.Fix != "" {
+		t.Errorf("a passed check has a fix: %s", c.Fix)
+	}
+	// The OpenID provider replaces GitLab's check, and GitLab's application check says why it
+	// does not run.
+	if _, ok := checks[checkGitLab]; ok {
+		t.Errorf("the %q check runs beside the OpenID provider's", checkGitLab)
+	}
+	wantStatus(t, checks, checkGitLabApp, statusSkip, "signs people in at its OpenID provider, not at GitLab")
+	if got := list[5].Name; got != s.oidcCheck() {
+		t.Errorf("check 6 is %q, want the provider's where GitLab's was", got)
+	}
+}
+
+func TestDoctorOpenIDIssuerWithATrailingSlashFailsNamingTheIssuerToSet(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	client := s.oidcClient(oauth.CallbackURLFor(s.bridgeURL))
+	checks, _, err := doctorRun(t, s.oidcArgs(s.gitlabURL+"/", client)...)
+	if err == nil {
+		t.Error("a failed check must make the doctor fail")
+	}
+	c := wantStatus(t, checks, s.oidcCheck(), statusFail, fmt.Sprintf("names the issuer %q, not %q", s.gitlabURL, s.gitlabURL+"/"))
+	if want := "Set SSOBRIDGE_OIDC_ISSUER to exactly " + s.gitlabURL + ","; !strings.Contains(c.Fix, want) {
+		t.Errorf("the fix does not say %q: %s", want, c.Fix)
+	}
+}
+
+func TestDoctorOpenIDRedirectURINotRegisteredFailsWithTheURIToRegister(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	callback := oauth.CallbackURLFor(s.bridgeURL)
+	client := s.oidcClient("https://elsewhere.example.com/oauth/callback")
+	checks, _, err := doctorRun(t, s.oidcArgs(s.gitlabURL, client)...)
+	if err == nil {
+		t.Error("a failed check must make the doctor fail")
+	}
+	c := wantStatus(t, checks, s.oidcCheck(), statusFail, "discovery: ", "signing keys: ", "redirect URI: ", "invalid_redirect_uri")
+	if want := "Register " + callback + " as a redirect URI of the bridge's client"; !strings.Contains(c.Fix, want) {
+		t.Errorf("the fix does not say %q: %s", want, c.Fix)
+	}
+}
+
+func TestDoctorUnreachableOpenIDIssuerFailsWithAFix(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	checks, _, err := doctorRun(t, s.oidcArgs(closed, "ssobridge")...)
+	if err == nil {
+		t.Error("a failed check must make the doctor fail")
+	}
+	c := wantStatus(t, checks, fmt.Sprintf("upstream %q (oidc)", ln.Addr().String()), statusFail, "discovery: ", closed+"/.well-known/openid-configuration", "connection refused")
+	if !strings.Contains(c.Fix, "SSOBRIDGE_OIDC_ISSUER") {
+		t.Errorf("the fix does not name the setting to check: %q", c.Fix)
+	}
+}
+
+func TestDoctorProvidersFileChecksEveryProviderWithoutTheirSecrets(t *testing.T) {
+	s := newDoctorStack(t, stackOptions{})
+	callback := oauth.CallbackURLFor(s.bridgeURL)
+	good := s.oidcClient(callback)
+	wrong := s.oidcClient("https://elsewhere.example.com/oauth/callback")
+	// The secrets' files are the bridge's, which the doctor cannot read and does not need.
+	file := filepath.Join(t.TempDir(), "providers.yaml")
+	yaml := fmt.Sprintf(`providers:
+  - name: gitlab
+    type: gitlab
+    display_name: GitLab
+    url: %[1]s
+    client_id: %[2]s
+    client_secret_file: /nonexistent/gitlab
+  - name: staff
+    type: oidc
+    display_name: Staff account
+    issuer: %[1]s
+    client_id: %[3]s
+    client_secret_file: /nonexistent/staff
+  - name: partners
+    type: oidc
+    display_name: Partner account
+    issuer: %[1]s
+    client_id: %[4]s
+    client_secret_file: /nonexistent/partners
+`, s.gitlabURL, s.upstream.UID, good, wrong)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checks, list, err := doctorRun(t, "--bridge-url", s.bridgeURL, "--providers-file", file)
+	if err == nil || !strings.Contains(err.Error(), "1 of 10 checks failed") {
+		t.Errorf("err = %v, want 1 of 10 checks failed: the partners' provider", err)
+	}
+	var names []string
+	for _, c := range list[5:8] {
+		names = append(names, c.Name)
+	}
+	if want := []string{`upstream "GitLab" (gitlab)`, `upstream "Staff account" (oidc)`, `upstream "Partner account" (oidc)`}; !slices.Equal(names, want) {
+		t.Errorf("provider checks %q, want %q", names, want)
+	}
+	wantStatus(t, checks, `upstream "GitLab" (gitlab)`, statusPass, "answers: GitLab answers at "+s.gitlabURL)
+	wantStatus(t, checks, `upstream "Staff account" (oidc)`, statusPass, "accepts the client "+good+" with the redirect URI "+callback)
+	wantStatus(t, checks, checkGitLabApp, statusSkip, "for a GitLab among them, give its --gitlab-url and --gitlab-client-id")
+	c := wantStatus(t, checks, `upstream "Partner account" (oidc)`, statusFail, "Partner account refuses the bridge's authorize request")
+	if !strings.Contains(c.Fix, "Register "+callback) || !strings.Contains(c.Fix, file+":") {
+		t.Errorf("the fix does not name the URI to register and the file's client_id line: %s", c.Fix)
+	}
+}
+
+func TestDoctorProvidersFileWithAFaultIsRefusedNamingItsLine(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "providers.yaml")
+	if err := os.WriteFile(file, []byte("providers:\n  - name: staff\n    type: oidc\n    issuer: https://id.example.com\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	err := runDoctor([]string{"--bridge-url", "https://sso.example.com", "--providers-file", file}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "--providers-file") || !strings.Contains(err.Error(), file+":2: provider staff: the bridge's client id at the provider is empty") {
+		t.Errorf("err = %v, want the file's line 2 and the missing client id", err)
+	}
+}
+
+// The seam hides all but Probe from a provider made without a secret.
+func TestDoctorProbeOnlyProvidersCannotSignPeopleIn(t *testing.T) {
+	spec := upstreamSpec{oidc: &openid.Config{Issuer: "https://id.example.com", ClientID: "c", RedirectURL: "https://sso.example.com/oauth/callback"}}
+	p, err := spec.prober("https://sso.example.com/oauth/callback", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.(upstream.CallbackProvider); ok {
+		t.Error("a provider made for probing, without a secret, is a CallbackProvider")
+	}
+	if _, err := spec.build(nil); err == nil || !strings.Contains(err.Error(), "client secret") {
+		t.Errorf("build without a secret: %v, want it refused", err)
+	}
 }

@@ -17,14 +17,17 @@ Usage:
   ssobridge dev [--json]      run the bridge with a built-in GitLab emulator and an in-memory
                               store, and print everything needed to try a full sign-in
   ssobridge apps COMMAND      register and manage applications (Mattermost) in the bridge's store
+  ssobridge identities COMMAND
+                              the ids of people of OpenID providers: import Mattermost's GitLab
+                              users' ids, list, show, unlink
   ssobridge doctor [flags]    check a deployment (bridge, application, Mattermost, GitLab) and
                               say what to fix; --login drives a whole sign-in
   ssobridge bench [flags]     load a bridge with concurrent whole sign-ins; print throughput, latency
                               per step, errors, Redis commands per sign-in, peak memory
   ssobridge genkey            print a new encryption key (SSOBRIDGE_ENCRYPTION_KEY)
   ssobridge keys rotate       make a new OpenID Connect signing key for every instance
-  ssobridge export [--file F] back up applications (secrets only hashed), consents and the sealed
-                              signing keys as JSON; no sessions or tokens (see export --help)
+  ssobridge export [--file F] back up applications (secrets only hashed), consents, identities and
+                              the sealed signing keys as JSON; no sessions or tokens (see export --help)
   ssobridge import [--file F] restore an export; refuses a bad file whole, safe to repeat
   ssobridge healthcheck       exit 0 if the bridge's /healthz answers 200 (container health checks)
   ssobridge gitlab-emulator   run the GitLab emulator for the e2e test stack (a test double,
@@ -49,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runDev(args[1:], stdout, stderr)
 	case "apps":
 		err = runApps(args[1:], stdout, stderr)
+	case "identities":
+		err = runIdentities(args[1:], stdout, stderr)
 	case "genkey":
 		err = runGenkey(args[1:], stdout, stderr)
 	case "keys":

@@ -80,6 +80,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	scopes := st.add("gitlab-scopes", "read_user", "scopes the bridge asks of GitLab, space-separated")
 	gitlabCA := st.add("gitlab-ca-file", "", "PEM file of certificate authorities trusted, beside the system's, for the bridge's calls to GitLab (a GitLab whose certificate a private CA signed). Those calls also follow HTTPS_PROXY, HTTP_PROXY and NO_PROXY")
 	oidcs := addOIDCSettings(st)
+	st.epilog = providersFileHelp
 	firstID := st.add("oidc-first-id", strconv.Itoa(oauth.DefaultFirstID), "the first id the bridge gives a person of an OpenID provider (Mattermost sees it as their GitLab user id): above every GitLab user id a Mattermost already holds; set it before anyone signs in, and never lower it")
 	providersFile := st.add("providers-file", "", "a YAML file of several providers (GitLab and OpenID providers together): people choose where they sign in. Replaces SSOBRIDGE_GITLAB_* and SSOBRIDGE_OIDC_*; see --help")
 	redisURL := addRedisSetting(st)
@@ -138,7 +139,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		}
 		switch {
 		case providersFile.value != "":
-			specs, fileFirst, err := readProvidersFile(providersFile.value, cfg.publicURL)
+			specs, fileFirst, err := readProvidersFile(providersFile.value, cfg.publicURL, false)
 			if err != nil {
 				return nil, providersFile.errorf("%v", err)
 			}
@@ -527,8 +528,13 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 	for i, n := range cfg.trustedProxies {
 		proxies[i] = n.String()
 	}
+	var providers []string
+	for _, up := range ups {
+		d := up.Describe()
+		providers = append(providers, d.Name+" ("+d.Type+") "+d.URL)
+	}
 	log.Info("bridge listening", "addr", bridgeAddr, "tls", cfg.tls != nil, "public_url", cfg.publicURL,
-		"gitlab_url", up.BaseURL(), "callback_url", srv.CallbackURL(), "trusted_proxies", proxies)
+		"providers", providers, "callback_url", srv.CallbackURL(), "trusted_proxies", proxies)
 	errc := make(chan error, len(servers))
 	for _, sv := range servers {
 		go func() { errc <- serveUntilDone(ctx, sv.ln, sv.h, log) }()

@@ -29,6 +29,8 @@ type settings struct {
 	fs   *flag.FlagSet
 	list []*setting
 	by   map[string]*setting
+	// epilog is printed after the flags in the help.
+	epilog string
 }
 
 func newSettings(name, summary string, out io.Writer) *settings {
@@ -52,6 +54,9 @@ func newSettings(name, summary string, out io.Writer) *settings {
 		})
 		sort.Strings(others)
 		fmt.Fprint(out, strings.Join(others, ""))
+		if st.epilog != "" {
+			fmt.Fprintf(out, "\n%s\n", st.epilog)
+		}
 	}
 	return st
 }
@@ -72,6 +77,30 @@ func (st *settings) parse(args []string) error {
 	if st.fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q; settings are given as --flags", st.fs.Arg(0))
 	}
+	st.fromEnv()
+	return nil
+}
+
+// parseArgs is parse for a command that takes arguments besides its flags, before, between or
+// after them; it returns the arguments in order.
+func (st *settings) parseArgs(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := st.fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if st.fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, st.fs.Arg(0))
+		args = st.fs.Args()[1:]
+	}
+	st.fromEnv()
+	return pos, nil
+}
+
+// fromEnv fills every setting not given as a flag from its variable.
+func (st *settings) fromEnv() {
 	given := map[string]bool{}
 	st.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	for _, s := range st.list {
@@ -82,7 +111,6 @@ func (st *settings) parse(args []string) error {
 			s.value = v
 		}
 	}
-	return nil
 }
 
 // configError names a setting and what is wrong with it.

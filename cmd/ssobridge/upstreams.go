@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v4"
 
@@ -26,13 +27,18 @@ type upstreamSpec struct {
 	cas *x509.CertPool
 }
 
-// build makes the provider, its calls going through wrap (the metrics' transport).
-func (u upstreamSpec) build(wrap func(http.RoundTripper) http.RoundTripper) (upstream.CallbackProvider, error) {
+// httpClient is the client of the provider's calls: the system's authorities and u.cas.
+func (u upstreamSpec) httpClient() *http.Client {
 	var opts []upstream.HTTPOption
 	if u.cas != nil {
 		opts = append(opts, upstream.WithRootCAs(u.cas))
 	}
-	hc := upstream.NewHTTPClient(opts...)
+	return upstream.NewHTTPClient(opts...)
+}
+
+// build makes the provider, its calls going through wrap (the metrics' transport).
+func (u upstreamSpec) build(wrap func(http.RoundTripper) http.RoundTripper) (upstream.CallbackProvider, error) {
+	hc := u.httpClient()
 	if wrap != nil {
 		hc.Transport = wrap(hc.Transport)
 	}
@@ -44,6 +50,23 @@ func (u upstreamSpec) build(wrap func(http.RoundTripper) http.RoundTripper) (ups
 	c := *u.oidc
 	c.HTTPClient = hc
 	return openid.New(c)
+}
+
+// prober makes the provider for `ssobridge doctor`, which has no client secret: it only probes,
+// for the bridge's callback redirectURL, waiting timeout for each answer (0: the bridge's own).
+func (u upstreamSpec) prober(redirectURL string, timeout time.Duration) (upstream.Prober, error) {
+	hc := u.httpClient()
+	if timeout > 0 {
+		hc.Timeout = timeout
+	}
+	if u.gitlab != nil {
+		c := *u.gitlab
+		c.HTTPClient, c.RedirectURL = hc, redirectURL
+		return gitlabapi.NewProbe(c)
+	}
+	c := *u.oidc
+	c.HTTPClient, c.RedirectURL = hc, redirectURL
+	return openid.NewProbe(c)
 }
 
 // oidcSettings are the settings of one OpenID provider given by SSOBRIDGE_OIDC_* variables.
@@ -131,8 +154,9 @@ var providerKeys = map[string][]string{
 }
 
 // readProvidersFile reads and checks the providers file, naming the line of every fault, all at
-// once.
-func readProvidersFile(path, publicURL string) ([]upstreamSpec, int64, error) {
+// once. For the doctor (probe), which has no secrets and needs none, the client secrets are
+// neither read nor required.
+func readProvidersFile(path, publicURL string, probe bool) ([]upstreamSpec, int64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, 0, err
@@ -216,7 +240,7 @@ func readProvidersFile(path, publicURL string) ([]upstreamSpec, int64, error) {
 		}
 		names[name] = entry.Line
 		secret := values["client_secret"]
-		if f := values["client_secret_file"]; f != "" {
+		if f := values["client_secret_file"]; f != "" && !probe {
 			sb, err := os.ReadFile(f)
 			if err != nil {
 				fault(lines["client_secret_file"], "client_secret_file: %v", err)
@@ -234,9 +258,6 @@ func readProvidersFile(path, publicURL string) ([]upstreamSpec, int64, error) {
 			}
 			spec.gitlab = &gitlabapi.Config{Name: name, DisplayName: values["display_name"], URL: values["url"], ClientID: values["client_id"],
 				ClientSecret: secret, Scopes: scopes, RedirectURL: oauth.CallbackURLFor(publicURL), Settings: settings}
-			if _, err := gitlabapi.NewClient(*spec.gitlab); err != nil {
-				fault(entry, "provider %s: %v", name, err)
-			}
 		} else {
 			allow := false
 			if v := values["allow_unverified_email"]; v != "" {
@@ -247,9 +268,9 @@ func readProvidersFile(path, publicURL string) ([]upstreamSpec, int64, error) {
 			spec.oidc = &openid.Config{Name: name, DisplayName: values["display_name"], Issuer: values["issuer"], ClientID: values["client_id"],
 				ClientSecret: secret, Scopes: scopes, RedirectURL: oauth.CallbackURLFor(publicURL), UsernameClaim: values["username_claim"],
 				NameClaim: values["name_claim"], GroupsClaim: values["groups_claim"], EmailClaim: values["email_claim"], AllowUnverifiedEmail: allow, Settings: settings}
-			if _, err := openid.New(*spec.oidc); err != nil {
-				fault(entry, "provider %s: %v", name, err)
-			}
+		}
+		if err := spec.check(publicURL, probe); err != nil {
+			fault(entry, "provider %s: %v", name, err)
 		}
 		if f := values["ca_file"]; f != "" {
 			if spec.cas, err = loadCAPath(f); err != nil {
@@ -262,6 +283,18 @@ func readProvidersFile(path, publicURL string) ([]upstreamSpec, int64, error) {
 		return nil, 0, fmt.Errorf("the providers file has %d faults:\n  %s", len(faults), strings.Join(faults, "\n  "))
 	}
 	return specs, firstID, nil
+}
+
+// check makes the provider once, for what is wrong with its configuration; for the doctor
+// (probe) without its client secret.
+func (u upstreamSpec) check(publicURL string, probe bool) error {
+	var err error
+	if probe {
+		_, err = u.prober(oauth.CallbackURLFor(publicURL), 0)
+	} else {
+		_, err = u.build(nil)
+	}
+	return err
 }
 
 func lineOf(lines map[string]*yaml.Node, key string, entry *yaml.Node) int {

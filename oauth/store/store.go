@@ -56,9 +56,10 @@ var ErrRevoked = errors.New("the sign-in was revoked")
 // while it was being redeemed: no token is kept, and the sign-in is revoked (see SignIns).
 var ErrReplayed = errors.New("presented again while it was being redeemed: the sign-in is revoked")
 
-// ErrLost is returned by a finish that finds the sign-in live but not the take it finishes: the
-// store no longer holds a write it acknowledged (Redis failed over to a replica that had not
-// received it, or restarted without persistence). Nothing is stored.
+// ErrLost is returned by a finish that finds the sign-in live but not the take it finishes, or
+// finds the sign-in gone altogether (a revoked one keeps its marks far longer than any request
+// lasts): the store no longer holds a write it acknowledged (Redis failed over to a replica that
+// had not received it, or restarted without persistence). Nothing is stored.
 var ErrLost = errors.New("the store no longer holds the take it acknowledged: it lost data")
 
 // ErrNotReplicated is returned when a write was made on the primary but not acknowledged by as

@@ -101,6 +101,22 @@ func TestMermaidAliasesAnotherClient(t *testing.T) {
 	}
 }
 
+func TestMermaidNamesTheProviderThePersonSignedInAt(t *testing.T) {
+	tr := loginTrace()
+	tr.Upstream = "Corp SSO"
+	if !strings.Contains(Mermaid(tr, t0, time.Minute), "\n    participant GitLab as Corp SSO\n") {
+		t.Errorf("the provider's lifeline is not named after it:\n%s", Mermaid(tr, t0, time.Minute))
+	}
+	tr.Upstream = "GitLab"
+	if strings.Contains(Mermaid(tr, t0, time.Minute), " as ") {
+		t.Errorf("GitLab aliased to itself:\n%s", Mermaid(tr, t0, time.Minute))
+	}
+	tr.Upstream = "x\nGitLab->>User: injected"
+	if out := Mermaid(tr, t0, time.Minute); strings.Contains(out, "\nGitLab->>User: injected") {
+		t.Errorf("a provider's name broke out of its line:\n%s", out)
+	}
+}
+
 func TestMermaidHostileTextStaysOnItsLine(t *testing.T) {
 	hostile := []string{
 		"x\nGitLab->>User: injected",

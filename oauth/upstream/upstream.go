@@ -96,6 +96,13 @@ type Prober interface {
 	Probe(ctx context.Context) []Finding
 }
 
+// ProbeOnly hides every capability of p but Probe, for a provider made without the bridge's
+// client secret (`ssobridge doctor` has none): it cannot be mistaken, by a type assertion, for
+// one that signs people in.
+func ProbeOnly(p Prober) Prober { return probeOnly{p} }
+
+type probeOnly struct{ Prober }
+
 // Finding is one result of a Probe.
 type Finding struct {
 	// Check names what was checked: "discovery", "signing keys", "redirect URI".

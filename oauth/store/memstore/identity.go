@@ -3,6 +3,7 @@ package memstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -57,6 +58,18 @@ func (ids *identities) drop(b *store.Binding) {
 }
 
 func (s *Store) BindIdentity(_ context.Context, provider, subject, email string, emailVerified bool, first int64) (*store.Binding, error) {
+	if subject == "" {
+		return nil, errors.New("memstore: bind identity: the subject is empty")
+	}
+	b, err := s.bindIdentity(provider, subject, email, emailVerified, first)
+	if err != nil {
+		return nil, err
+	}
+	// Saved before the id is handed out, so that a restart never gives it to someone else.
+	return b, s.saveIdentities()
+}
+
+func (s *Store) bindIdentity(provider, subject, email string, emailVerified bool, first int64) (*store.Binding, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := s.ids()
@@ -74,7 +87,10 @@ func (s *Store) BindIdentity(_ context.Context, provider, subject, email string,
 		c.Made = true
 		return &c, nil
 	}
-	n := max(ids.last+1, first)
+	n := max(ids.last+1, first, 1)
+	if ids.last == math.MaxInt64 {
+		return nil, store.ErrIDSpaceExhausted
+	}
 	for ids.used[n] {
 		if n == math.MaxInt64 {
 			return nil, store.ErrIDSpaceExhausted
@@ -91,61 +107,99 @@ func (s *Store) BindIdentity(_ context.Context, provider, subject, email string,
 }
 
 func (s *Store) ImportIdentities(_ context.Context, provider string, entries []store.IdentityImport) error {
-	if problems := store.CheckImport(entries); len(problems) > 0 {
-		return &store.ImportError{Conflicts: problems}
+	bindings, lines, err := store.PrepareImport(provider, entries, time.Now().UTC())
+	if err != nil {
+		return err
 	}
+	return s.restore(bindings, lines, 0, nil)
+}
+
+func (s *Store) RestoreIdentities(_ context.Context, bindings []*store.Binding, last int64, retired []int64) error {
+	lines, err := store.PrepareRestore(bindings)
+	if err != nil {
+		return err
+	}
+	return s.restore(bindings, lines, last, retired)
+}
+
+// restore writes bindings (lines say where each came from), all or none, and raises the counter
+// to last and retires the ids retired.
+func (s *Store) restore(bindings []*store.Binding, lines []string, last int64, retired []int64) error {
+	if err := s.restoreLocked(bindings, lines, last, retired); err != nil {
+		return err
+	}
+	return s.saveIdentities()
+}
+
+func (s *Store) restoreLocked(bindings []*store.Binding, lines []string, last int64, retired []int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := s.ids()
 	var conflicts []string
 	var todo []*store.Binding
-	now := time.Now().UTC()
-	for _, e := range entries {
+	for i, e := range bindings {
 		held := ids.byID[e.ID]
+		if store.AlreadyHeld(e, held) {
+			continue
+		}
+		conflict := func(c store.Conflict, with *store.Binding) {
+			conflicts = append(conflicts, store.DescribeConflict(lines[i], e, with, c))
+		}
 		if e.Subject != "" {
-			b := ids.bySubject[provider][e.Subject]
-			switch {
-			case b != nil && b.ID == e.ID:
-				continue
-			case b != nil:
-				conflicts = append(conflicts, fmt.Sprintf("%s: the subject %q already has the id %d", e.Line, e.Subject, b.ID))
-				continue
-			case held != nil:
-				conflicts = append(conflicts, fmt.Sprintf("%s: the id %d is already %s", e.Line, e.ID, describe(held)))
-				continue
+			if b := ids.bySubject[e.Provider][e.Subject]; b != nil {
+				conflict(store.SubjectBound, b)
+			} else if held != nil {
+				conflict(store.IDHeld, held)
+			} else {
+				todo = append(todo, e)
 			}
-			todo = append(todo, &store.Binding{Provider: provider, Subject: e.Subject, ID: e.ID, How: store.BoundBySubject, At: now})
 			continue
 		}
 		k := store.NormalizeEmail(e.Email)
-		r := ids.byEmail[provider][k]
-		switch {
-		case r != nil && r.ID == e.ID:
-			continue
-		case r != nil:
-			conflicts = append(conflicts, fmt.Sprintf("%s: the email %s is already reserved for the id %d", e.Line, e.Email, r.ID))
-			continue
-		case held != nil:
-			conflicts = append(conflicts, fmt.Sprintf("%s: the id %d is already %s", e.Line, e.ID, describe(held)))
-			continue
+		if r := ids.byEmail[e.Provider][k]; r != nil {
+			conflict(store.EmailReserved, r)
+		} else if held != nil {
+			conflict(store.IDHeld, held)
+		} else if b := boundEmail(ids.bySubject[e.Provider], k); b != nil {
+			conflict(store.EmailBound, b)
+		} else {
+			todo = append(todo, e)
 		}
-		if b := boundEmail(ids.bySubject[provider], k); b != nil {
-			conflicts = append(conflicts, fmt.Sprintf("%s: %s has already signed in through %s and has the id %d (subject %q): unlink it first (`ssobridge identities unlink %d`) to give them %d at their next sign-in",
-				e.Line, e.Email, provider, b.ID, b.Subject, b.ID, e.ID))
-			continue
-		}
-		todo = append(todo, &store.Binding{Provider: provider, Email: e.Email, ID: e.ID, How: store.Reserved, At: now})
 	}
 	if len(conflicts) > 0 {
 		return &store.ImportError{Conflicts: conflicts}
 	}
+	changed := len(todo) > 0 || last > ids.last
 	for _, b := range todo {
-		ids.put(b)
+		c := *b
+		c.Made = false
+		ids.put(&c)
 	}
-	if len(todo) > 0 {
+	ids.last = max(ids.last, last)
+	for _, id := range retired {
+		if id > 0 && !ids.used[id] {
+			ids.used[id] = true
+			changed = true
+		}
+	}
+	if changed {
 		s.identitiesChanged()
 	}
 	return nil
+}
+
+func (s *Store) IdentityCounter(context.Context) (int64, []int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := s.ids()
+	retired := []int64{}
+	for id := range ids.used {
+		if ids.byID[id] == nil {
+			retired = append(retired, id)
+		}
+	}
+	slices.Sort(retired)
+	return ids.last, retired, nil
 }
 
 // boundEmail finds the binding made with email (normalised), if any.
@@ -156,14 +210,6 @@ func boundEmail(bySubject map[string]*store.Binding, email string) *store.Bindin
 		}
 	}
 	return nil
-}
-
-// describe says what holds an id, for a conflict.
-func describe(b *store.Binding) string {
-	if b.Subject == "" {
-		return fmt.Sprintf("reserved for %s at %s", b.Email, b.Provider)
-	}
-	return fmt.Sprintf("bound to the subject %q at %s", b.Subject, b.Provider)
 }
 
 func (s *Store) ListIdentities(_ context.Context, provider string) ([]*store.Binding, error) {
@@ -183,6 +229,13 @@ func (s *Store) ListIdentities(_ context.Context, provider string) ([]*store.Bin
 }
 
 func (s *Store) UnlinkIdentity(_ context.Context, id int64) error {
+	if err := s.unlinkIdentity(id); err != nil {
+		return err
+	}
+	return s.saveIdentities()
+}
+
+func (s *Store) unlinkIdentity(id int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := s.ids()
@@ -195,10 +248,38 @@ func (s *Store) UnlinkIdentity(_ context.Context, id int64) error {
 	return nil
 }
 
-// identitiesChanged is called, under s.mu, after every change of the identities; a store that
-// persists (see Store.OnIdentitiesChange) saves them.
-func (s *Store) identitiesChanged() {
-	if s.onIdentities != nil {
-		s.onIdentities()
+// identitiesChanged is called, under s.mu, after every change of the identities.
+func (s *Store) identitiesChanged() { s.idsVersion++ }
+
+// OnIdentitiesChange makes the store persist its identities: after every change, before the call
+// that made it returns (and so before a new id is handed out), save is called, outside the
+// store's lock, and reads the identities through the store as it likes (ListIdentities,
+// IdentityCounter). A call whose save fails returns its error; the change stays in memory, and
+// the next call, even one that changes nothing, saves again. Calls that change the identities
+// at once may share one save. nil stops saving.
+func (s *Store) OnIdentitiesChange(save func() error) {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onIdentities = save
+	s.savedVersion = s.idsVersion
+}
+
+// saveIdentities calls the save OnIdentitiesChange gave when the identities changed since the
+// last save that worked.
+func (s *Store) saveIdentities() error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.mu.Lock()
+	save, v := s.onIdentities, s.idsVersion
+	s.mu.Unlock()
+	if save == nil || v == s.savedVersion {
+		return nil
 	}
+	if err := save(); err != nil {
+		return fmt.Errorf("memstore: saving the identities: %w", err)
+	}
+	s.savedVersion = v
+	return nil
 }

@@ -59,9 +59,14 @@ type Store struct {
 	// locks holds each lock taken: its holder's token, and when it lapses.
 	locks   map[string]heldLock
 	lockSeq uint64
-	// identities are made on first use (see ids); onIdentities is called after each change.
-	identities   *identities
-	onIdentities func()
+	// identities are made on first use (see ids); idsVersion counts their changes.
+	identities *identities
+	idsVersion uint64
+	// onIdentities saves the identities (see OnIdentitiesChange), under saveMu, which also
+	// guards savedVersion, the idsVersion it last saved.
+	saveMu       sync.Mutex
+	onIdentities func() error
+	savedVersion uint64
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -642,7 +647,9 @@ func (s *Store) finish(ref store.Ref, attempt string, sess *store.Session, p *st
 	if err != nil {
 		s.mu.Unlock()
 		if errors.Is(err, store.ErrNotFound) {
-			err = store.ErrRevoked
+			// The take found the sign-in moments ago, and a revoked one keeps its marks far
+			// longer than any request lasts: it is gone because the store lost it.
+			err = store.ErrLost
 		}
 		return nil, err
 	}

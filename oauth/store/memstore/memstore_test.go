@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +142,50 @@ func TestFinishWithoutItsTakeIsErrLost(t *testing.T) {
 	s.mu.Unlock()
 	if _, err := s.FinishCode(ctx, ref, attempt, &store.TokenPair{ClientID: "c1", SessionID: sess.ID, AccessKey: store.NewID(32)}); !errors.Is(err, store.ErrLost) {
 		t.Fatalf("finish without its take: %v, want store.ErrLost", err)
+	}
+}
+
+// A store that persists its identities has saved a change before the call that made it returns,
+// so that an id handed out is never forgotten by a restart; a save that fails fails the call, and
+// the next call saves again.
+func TestIdentitiesAreSavedBeforeTheCallReturns(t *testing.T) {
+	s := New()
+	defer s.Close()
+	ctx := t.Context()
+	var saved []string
+	fail := false
+	s.OnIdentitiesChange(func() error {
+		if fail {
+			return errors.New("disk full")
+		}
+		list, err := s.ListIdentities(ctx, "")
+		if err != nil {
+			return err
+		}
+		last, _, err := s.IdentityCounter(ctx)
+		saved = append(saved, fmt.Sprintf("%d bindings, last %d", len(list), last))
+		return err
+	})
+	b, err := s.BindIdentity(ctx, "oidc", "ada", "", false, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.BindIdentity(ctx, "oidc", "ada", "", false, 100); err != nil { // no change, no save
+		t.Fatal(err)
+	}
+	fail = true
+	if _, err := s.BindIdentity(ctx, "oidc", "bob", "", false, 100); err == nil {
+		t.Fatal("a bind whose save failed succeeded")
+	}
+	fail = false
+	if got, err := s.BindIdentity(ctx, "oidc", "bob", "", false, 100); err != nil || got.ID != 101 || got.Made {
+		t.Fatalf("bob again after the failed save: %+v, %v", got, err)
+	}
+	if err := s.UnlinkIdentity(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	want := "1 bindings, last 100|2 bindings, last 101|1 bindings, last 101"
+	if got := strings.Join(saved, "|"); got != want {
+		t.Errorf("saves: %s, want %s", got, want)
 	}
 }

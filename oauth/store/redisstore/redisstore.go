@@ -47,10 +47,12 @@
 //	                trace:<id> and trace:<id>:steps it deletes
 //	traces:unattributed
 //	                the same for unattributed traces (see store.TraceAppend), within their share
+//	ids:{ids}:...   the identities: the counter, the ids ever used, and the bindings by id, by
+//	                subject and by email (see identity.go), no expiry
 //
-// Every script touches one key (a sign-in, a parked authorization, a lock, a trace index), so
-// that it runs on one Cluster slot. Where several keys change together they are sent in one
-// pipeline, which costs one round trip.
+// Every script touches one key (a sign-in, a parked authorization, a lock, a trace index), or
+// keys of one hash tag (the identities), so that it runs on one Cluster slot. Where several keys
+// change together they are sent in one pipeline, which costs one round trip.
 package redisstore
 
 import (

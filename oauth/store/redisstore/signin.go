@@ -149,7 +149,8 @@ return {2, header(h), got[2], revoked}
 // token, if not empty) in the sign-in KEYS[1], for the value whose mark ARGV[1] attempt ARGV[2]
 // took, and with ARGV[7] > 0 gives the sign-in a new expiry. It returns {1, session}, and the
 // same again for the same finish sent twice; {0} when the sign-in was revoked; {3} when it lives
-// without the mark (the store lost the take); {2} when the value was presented again since the
+// without the mark, or is gone altogether (the store lost the take: a revoked sign-in keeps its
+// marks far longer than any request lasts); {2} when the value was presented again since the
 // take, which revokes the sign-in (ARGV[8]: how long the marks are kept). A refresh (ARGV[6] not
 // empty) keeps the ARGV[9] newest marks of rotated refresh tokens, its own always among them,
 // and deletes the others.
@@ -157,7 +158,7 @@ var finish = redis.NewScript(luaMarks + `
 local fam = KEYS[1]
 local m = redis.call('HGET', fam, ARGV[1])
 if not m then
-	if redis.call('HEXISTS', fam, 's') == 1 then return {3} end
+	if redis.call('HEXISTS', fam, 's') == 1 or redis.call('EXISTS', fam) == 0 then return {3} end
 	return {0}
 end
 local h = split(m)

@@ -142,6 +142,13 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		})
 	}
 
+	for _, tc := range identityCases {
+		t.Run("identities: "+tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.test(t, open(t))
+		})
+	}
+
 	t.Run("expiry", func(t *testing.T) {
 		t.Parallel()
 		runExpiry(t, open(t), []expiryCase{

@@ -113,15 +113,35 @@ var (
 
 // New checks cfg and returns the provider; it does not call it (see Provider).
 func New(cfg Config) (*Provider, error) {
+	p, err := newProvider(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ClientSecret == "" {
+		return nil, errors.New("the bridge's client secret at the provider is empty")
+	}
+	return p, nil
+}
+
+// NewProbe checks cfg as New does, but for the client secret, which a probe never sends, and
+// returns the provider as a Prober alone: `ssobridge doctor` checks a provider with the bridge's
+// issuer, client id, scopes and callback, and without its secret.
+func NewProbe(cfg Config) (upstream.Prober, error) {
+	p, err := newProvider(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return upstream.ProbeOnly(p), nil
+}
+
+// newProvider checks cfg, but for its client secret, and returns the provider.
+func newProvider(cfg Config) (*Provider, error) {
 	iss, err := url.Parse(cfg.Issuer)
 	if err != nil || (iss.Scheme != "https" && iss.Scheme != "http") || iss.Host == "" || iss.RawQuery != "" || iss.Fragment != "" {
 		return nil, fmt.Errorf("the issuer %q is not an https URL without query or fragment", cfg.Issuer)
 	}
 	if cfg.ClientID == "" {
 		return nil, errors.New("the bridge's client id at the provider is empty")
-	}
-	if cfg.ClientSecret == "" {
-		return nil, errors.New("the bridge's client secret at the provider is empty")
 	}
 	if cb, err := url.Parse(cfg.RedirectURL); err != nil || cb.Scheme == "" || cb.Host == "" {
 		return nil, fmt.Errorf("the bridge's callback URL %q is not an absolute URL", cfg.RedirectURL)
@@ -203,8 +223,8 @@ func (p *Provider) readDiscovery(ctx context.Context) (*discovered, error) {
 	}
 	switch {
 	case pc.IssuerURL != p.cfg.Issuer:
-		return nil, p.fail(&upstream.Error{Call: upstream.CallDiscovery, URL: ep, Kind: upstream.KindBadResponse, Status: http.StatusOK,
-			Message: fmt.Sprintf("the discovery document names the issuer %q, not %q: set %s to exactly %q", pc.IssuerURL, p.cfg.Issuer, p.desc.Settings.URL, pc.IssuerURL)})
+		return nil, &wrongIssuer{named: pc.IssuerURL, err: p.fail(&upstream.Error{Call: upstream.CallDiscovery, URL: ep, Kind: upstream.KindBadResponse, Status: http.StatusOK,
+			Message: fmt.Sprintf("the discovery document names the issuer %q, not %q: set %s to exactly %q", pc.IssuerURL, p.cfg.Issuer, p.desc.Settings.URL, pc.IssuerURL)})}
 	case pc.AuthURL == "" || pc.TokenURL == "" || pc.JWKSURL == "":
 		return nil, p.fail(&upstream.Error{Call: upstream.CallDiscovery, URL: ep, Kind: upstream.KindBadResponse, Status: http.StatusOK,
 			Message: "the discovery document lacks authorization_endpoint, token_endpoint or jwks_uri"})
@@ -220,6 +240,16 @@ func (p *Provider) readDiscovery(ctx context.Context) (*discovered, error) {
 		jwks:     pc.JWKSURL,
 	}, nil
 }
+
+// wrongIssuer is a discovery document that names another issuer than the configured one, which
+// ID tokens would then fail to match: the fix is that issuer, exactly.
+type wrongIssuer struct {
+	named string
+	err   *upstream.Error
+}
+
+func (e *wrongIssuer) Error() string { return e.err.Error() }
+func (e *wrongIssuer) Unwrap() error { return e.err }
 
 // get reads a JSON document the provider publishes.
 func (p *Provider) get(ctx context.Context, call upstream.Call, ep string) ([]byte, error) {
@@ -422,7 +452,7 @@ func (p *Provider) identity(claims map[string]any) (*upstream.Identity, error) {
 			Fix: "Administrators: the provider's answers lack the sub claim that every OpenID provider must send; check that " + p.desc.Settings.URL + " is an OpenID provider."}
 	}
 	email := strings.TrimSpace(stringClaim(claims, p.cfg.EmailClaim))
-	if email == "" || !strings.Contains(email, "@") {
+	if local, domain, ok := strings.Cut(email, "@"); !ok || local == "" || domain == "" {
 		return nil, &upstream.IdentityError{Reason: upstream.ReasonEmailMissing,
 			Detail: fmt.Sprintf("%s gave no email address for you (claim %s), and Mattermost needs one", p.desc.DisplayName, p.cfg.EmailClaim),
 			Fix: fmt.Sprintf("Administrators: give the person an email at %s, ask it for the email scope (%s), or name the claim that holds the email (SSOBRIDGE_OIDC_EMAIL_CLAIM, e.g. upn at Entra ID).",
@@ -435,7 +465,7 @@ func (p *Provider) identity(claims map[string]any) (*upstream.Identity, error) {
 			Fix: fmt.Sprintf("Verify the email address at %s, then sign in again. Administrators: only if nobody can set an email they do not own at %s, allow unverified emails (SSOBRIDGE_OIDC_ALLOW_UNVERIFIED_EMAIL=true): an email binds a person to an account Mattermost already has.",
 				p.desc.DisplayName, p.desc.DisplayName)}
 	}
-	username := stringClaim(claims, p.cfg.UsernameClaim)
+	username := strings.TrimSpace(stringClaim(claims, p.cfg.UsernameClaim))
 	if username == "" {
 		username, _, _ = strings.Cut(email, "@")
 	}
@@ -509,13 +539,21 @@ func (p *Provider) Probe(ctx context.Context) []upstream.Finding {
 	case json.Unmarshal(body, &keys) != nil || len(keys.Keys) == 0:
 		found = append(found, upstream.Finding{Check: "signing keys", Detail: d.jwks + " holds no keys", Fix: "The provider publishes no signing keys: ID tokens cannot be verified. Check the provider's realm or tenant."})
 	default:
-		found = append(found, upstream.Finding{Check: "signing keys", OK: true, Detail: fmt.Sprintf("%d keys at %s", len(keys.Keys), d.jwks)})
+		n := fmt.Sprintf("%d keys", len(keys.Keys))
+		if len(keys.Keys) == 1 {
+			n = "1 key"
+		}
+		found = append(found, upstream.Finding{Check: "signing keys", OK: true, Detail: n + " at " + d.jwks})
 	}
 	authURL := d.oauth.AuthCodeURL("ssobridge-doctor-probe", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oidc.Nonce("ssobridge-doctor-probe"))
 	return append(found, upstream.ProbeAuthorize(ctx, p.http, authURL, p.cfg.RedirectURL, p.desc))
 }
 
 func fixOf(err error) string {
+	if wi, ok := errors.AsType[*wrongIssuer](err); ok {
+		return fmt.Sprintf("Set %s to exactly %s, the issuer the provider names (its ID tokens carry it, and the bridge checks them against %s).",
+			wi.err.Settings.URL, wi.named, wi.err.Settings.URL)
+	}
 	if ue, ok := errors.AsType[*upstream.Error](err); ok {
 		return ue.Fix()
 	}
