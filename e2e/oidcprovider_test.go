@@ -265,6 +265,13 @@ type htmlForm struct {
 	action, method string
 	values         url.Values
 	clicked        bool // the first submit button is in values
+	// buttons are the form's submit buttons that have a name, in order.
+	buttons []htmlButton
+}
+
+// htmlButton is a submit button: what it sends, and what it says.
+type htmlButton struct {
+	name, value, label string
 }
 
 // htmlForms returns a page's forms, in order.
@@ -296,6 +303,13 @@ func htmlForms(page []byte) []*htmlForm {
 				case typ == "submit":
 					if !f.clicked && name != "" {
 						f.values.Add(name, attr("value"))
+					}
+					if name != "" {
+						label := attr("value")
+						if n.Data == "button" {
+							label = nodeText(n)
+						}
+						f.buttons = append(f.buttons, htmlButton{name, attr("value"), label})
 					}
 					f.clicked = true
 				case name == "":
@@ -331,6 +345,15 @@ func pageText(page []byte) string {
 	if err != nil {
 		return string(page)
 	}
+	s := nodeText(doc)
+	if len(s) > 500 {
+		s = s[:500] + "…"
+	}
+	return s
+}
+
+// nodeText is the text within n, its words separated by single spaces.
+func nodeText(n *html.Node) string {
 	var b strings.Builder
 	var walk func(*html.Node)
 	walk = func(n *html.Node) {
@@ -346,12 +369,8 @@ func pageText(page []byte) string {
 			walk(c)
 		}
 	}
-	walk(doc)
-	s := b.String()
-	if len(s) > 500 {
-		s = s[:500] + "…"
-	}
-	return s
+	walk(n)
+	return b.String()
 }
 
 // oidcPeerClaims are the claims the peer gives, in ID tokens and from userinfo.
