@@ -208,7 +208,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	}
 	info.UpstreamLabel = "GitLab emulator"
 	if upstreamKind.value == "oidc" {
-		info.UpstreamLabel = "OpenID provider (emulator)"
+		info.UpstreamLabel = "OpenID provider"
 	}
 	if redisURL.value != "" {
 		info.Store = "redis"
@@ -288,7 +288,7 @@ func printDevInfo(w io.Writer, info devInfo, secret string) {
     authorize              %s
     token                  %s
     user                   %s
-    callback at GitLab     %s
+    callback at provider   %s
   %-24s %s
   Mattermost stand-in:     %s
   Sign-in traces:          %s

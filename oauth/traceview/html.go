@@ -181,6 +181,15 @@ func oneLine(s string) string {
 	return string(out)
 }
 
+// lifelineName is the name a step's end shows in the table: the provider's display name for the
+// provider's lifeline, as the diagram shows it.
+func lifelineName(t *store.Trace, name string) string {
+	if participant(name) == store.PartGitLab && t.Upstream != "" {
+		return t.Upstream
+	}
+	return name
+}
+
 // stepRow is one line of the table of steps.
 type stepRow struct {
 	store.TraceStep
@@ -222,7 +231,13 @@ func HTML(t *store.Trace, now time.Time, stall time.Duration) ([]byte, error) {
 	if o.step != nil {
 		v.FailedAt = timestamp(o.step.At)
 	}
+	if o.step != nil {
+		failed := *o.step
+		failed.From, failed.To = lifelineName(t, failed.From), lifelineName(t, failed.To)
+		v.FailedStep = &failed
+	}
 	for _, s := range timeline(t) {
+		s.From, s.To = lifelineName(t, s.From), lifelineName(t, s.To)
 		r := stepRow{TraceStep: s, Time: timestamp(s.At), Duration: durationText(s.Duration)}
 		if !s.At.IsZero() {
 			r.Clock = s.At.UTC().Format("15:04:05.000")
