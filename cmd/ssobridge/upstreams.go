@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -166,8 +167,10 @@ func readProvidersFile(path, publicURL string, probe bool) ([]upstreamSpec, int6
 		return nil, 0, fmt.Errorf("%s: %v", path, err)
 	}
 	var faults []string
+	var lines []int
 	fault := func(n *yaml.Node, format string, args ...any) {
 		faults = append(faults, fmt.Sprintf("%s:%d: %s", path, n.Line, fmt.Sprintf(format, args...)))
+		lines = append(lines, n.Line)
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, 0, fmt.Errorf("%s: not a YAML mapping with a providers list", path)
@@ -280,7 +283,17 @@ func readProvidersFile(path, publicURL string, probe bool) ([]upstreamSpec, int6
 		specs = append(specs, spec)
 	}
 	if len(faults) > 0 {
-		return nil, 0, fmt.Errorf("the providers file has %d faults:\n  %s", len(faults), strings.Join(faults, "\n  "))
+		// In the file's order, as an editor shows it.
+		order := make([]int, len(faults))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool { return lines[order[a]] < lines[order[b]] })
+		sorted := make([]string, len(faults))
+		for i, j := range order {
+			sorted[i] = faults[j]
+		}
+		return nil, 0, fmt.Errorf("the providers file has %d faults:\n  %s", len(faults), strings.Join(sorted, "\n  "))
 	}
 	return specs, firstID, nil
 }

@@ -74,7 +74,10 @@ type Error struct {
 	Code string
 	// Message is the provider's own description or message.
 	Message string
-	Err     error
+	// Advice, when set, is the fix: the caller knows better than the kind of failure what to
+	// change (the issuer the discovery document names, say).
+	Advice string
+	Err    error
 }
 
 func (e *Error) name() string { return cmp.Or(e.Provider, "GitLab") }
@@ -113,6 +116,9 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Fix says what an administrator should check.
 func (e *Error) Fix() string {
+	if e.Advice != "" {
+		return e.Advice
+	}
 	p, set := e.name(), e.settings()
 	switch e.Kind {
 	case KindUnreachable:

@@ -136,6 +136,9 @@ func NewProbe(cfg Config) (upstream.Prober, error) {
 
 // newProvider checks cfg, but for its client secret, and returns the provider.
 func newProvider(cfg Config) (*Provider, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("the issuer is missing")
+	}
 	iss, err := url.Parse(cfg.Issuer)
 	if err != nil || (iss.Scheme != "https" && iss.Scheme != "http") || iss.Host == "" || iss.RawQuery != "" || iss.Fragment != "" {
 		return nil, fmt.Errorf("the issuer %q is not an https URL without query or fragment", cfg.Issuer)
@@ -230,8 +233,10 @@ func (p *Provider) readDiscovery(ctx context.Context) (*discovered, error) {
 	}
 	switch {
 	case pc.IssuerURL != p.cfg.Issuer:
-		return nil, &wrongIssuer{named: pc.IssuerURL, err: p.fail(&upstream.Error{Call: upstream.CallDiscovery, URL: ep, Kind: upstream.KindBadResponse, Status: http.StatusOK,
-			Message: fmt.Sprintf("the discovery document names the issuer %q, not %q: set %s to exactly %q", pc.IssuerURL, p.cfg.Issuer, p.desc.Settings.URL, pc.IssuerURL)})}
+		return nil, p.fail(&upstream.Error{Call: upstream.CallDiscovery, URL: ep, Kind: upstream.KindBadResponse, Status: http.StatusOK,
+			Message: fmt.Sprintf("the discovery document names the issuer %q, not %q", pc.IssuerURL, p.cfg.Issuer),
+			Advice: fmt.Sprintf("Set %s to exactly %s, the issuer the provider names (its ID tokens carry it, and the bridge checks them against %s).",
+				p.desc.Settings.URL, pc.IssuerURL, p.desc.Settings.URL)})
 	case pc.AuthURL == "" || pc.TokenURL == "" || pc.JWKSURL == "":
 		return nil, p.fail(&upstream.Error{Call: upstream.CallDiscovery, URL: ep, Kind: upstream.KindBadResponse, Status: http.StatusOK,
 			Message: "the discovery document lacks authorization_endpoint, token_endpoint or jwks_uri"})
@@ -247,16 +252,6 @@ func (p *Provider) readDiscovery(ctx context.Context) (*discovered, error) {
 		jwks:     pc.JWKSURL,
 	}, nil
 }
-
-// wrongIssuer is a discovery document that names another issuer than the configured one, which
-// ID tokens would then fail to match: the fix is that issuer, exactly.
-type wrongIssuer struct {
-	named string
-	err   *upstream.Error
-}
-
-func (e *wrongIssuer) Error() string { return e.err.Error() }
-func (e *wrongIssuer) Unwrap() error { return e.err }
 
 // get reads a JSON document the provider publishes.
 func (p *Provider) get(ctx context.Context, call upstream.Call, ep string) ([]byte, error) {
@@ -557,10 +552,6 @@ func (p *Provider) Probe(ctx context.Context) []upstream.Finding {
 }
 
 func fixOf(err error) string {
-	if wi, ok := errors.AsType[*wrongIssuer](err); ok {
-		return fmt.Sprintf("Set %s to exactly %s, the issuer the provider names (its ID tokens carry it, and the bridge checks them against %s).",
-			wi.err.Settings.URL, wi.named, wi.err.Settings.URL)
-	}
 	if ue, ok := errors.AsType[*upstream.Error](err); ok {
 		return ue.Fix()
 	}

@@ -337,7 +337,7 @@ func TestDiscoveryNamingAnotherIssuerSaysWhichToSet(t *testing.T) {
 	prov := p.provider(t, func(c *openid.Config) { c.Issuer = p.srv.URL + "/" })
 	_, err := prov.AuthCodeURL(context.Background(), "s", upstream.Auth{Verifier: oauth2.GenerateVerifier()})
 	ue, ok := errors.AsType[*upstream.Error](err)
-	if !ok || ue.Call != upstream.CallDiscovery || !strings.Contains(ue.Message, "set SSOBRIDGE_OIDC_ISSUER to exactly \""+p.srv.URL+"\"") {
+	if !ok || ue.Call != upstream.CallDiscovery || !strings.Contains(ue.Fix(), "Set SSOBRIDGE_OIDC_ISSUER to exactly "+p.srv.URL+",") {
 		t.Fatalf("got %v", err)
 	}
 }
