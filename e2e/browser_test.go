@@ -425,3 +425,25 @@ func TestBrowserSignsInThroughTheDevBridge(t *testing.T) {
 		}
 	})
 }
+
+// TestBrowserChoosesAProvider walks through `ssobridge dev --upstream gitlab,oidc` in Chromium:
+// the chooser's answer is a form whose redirect to the chosen provider the browser must be
+// allowed to follow (Content-Security-Policy form-action holds redirects too).
+func TestBrowserChoosesAProvider(t *testing.T) {
+	execPath := browserPath(t)
+	info, stop := startDev(t, "SSOBRIDGE_UPSTREAM=gitlab,oidc")
+	defer stop()
+	b := startBrowser(t, execPath)
+	for _, tt := range []struct{ provider, authData string }{{"oidc", "1000000000"}, {"gitlab", "42"}} {
+		t.Run(tt.provider, func(t *testing.T) {
+			tab := b.tab(t)
+			b.do(t, tab, "", chromedp.Navigate(info.WalkthroughURL), chromedp.WaitVisible(chromedp.ID("gitlab")))
+			choice := chromedp.CSS(`button[name="upstream"][value="` + tt.provider + `"]`)
+			b.do(t, tab, "chooser.png", chromedp.Click(chromedp.ID("gitlab")), chromedp.WaitVisible(choice))
+			b.do(t, tab, "chosen-"+tt.provider+".png", chromedp.Click(choice), chromedp.WaitVisible(chromedp.ID("auth-data")))
+			if got := text(t, tab, chromedp.ID("auth-data")); got != tt.authData {
+				t.Errorf("signed in through %s with the id %q, want %s", tt.provider, got, tt.authData)
+			}
+		})
+	}
+}

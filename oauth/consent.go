@@ -227,7 +227,7 @@ func (s *Server) appGone(err error) error {
 
 func originOf(rawURL string) string {
 	u, err := url.Parse(rawURL)
-	if err != nil {
+	if err != nil || u.Scheme == "" || u.Host == "" {
 		return ""
 	}
 	return u.Scheme + "://" + u.Host

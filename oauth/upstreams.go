@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -114,7 +116,13 @@ func (s *Server) askChooser(c echo.Context, app *store.Application, pending *sto
 	}
 	s.subStep(c, signin.StepChooser, store.PartBridge, store.PartUser, "chooser page: sign in with which provider?",
 		time.Now(), http.StatusOK, nil, nil)
-	noStore(c.Response().Header())
+	h := c.Response().Header()
+	noStore(h)
+	// The answer redirects to the chosen provider and, when the person is signed in there
+	// already, on through the callback to the client: browsers hold every redirect of a form's
+	// answer to form-action.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self' "+
+		strings.Join(append(s.authorizeOrigins(c.Request().Context()), originOf(pending.RedirectURI)), " "))
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())
 }
 
@@ -169,6 +177,23 @@ func (s *Server) choose(c echo.Context) error {
 	}
 	s.stepOK(c, http.StatusFound, map[string]string{"provider": name})
 	return s.sendUpstream(c, p, pending)
+}
+
+// authorizeOrigins are the origins of the providers' authorization endpoints, where the chooser's
+// answer sends the browser: GitLab's own, an OpenID provider's from its discovery document (its
+// issuer's when that cannot be read yet).
+func (s *Server) authorizeOrigins(ctx context.Context) []string {
+	var origins []string
+	for _, p := range s.upstreams {
+		target, err := p.AuthCodeURL(ctx, "", upstream.Auth{})
+		if err != nil {
+			target = p.Describe().URL
+		}
+		if o := originOf(target); o != "" && !slices.Contains(origins, o) {
+			origins = append(origins, o)
+		}
+	}
+	return origins
 }
 
 type chooserOption struct {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -73,7 +74,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	// real bridge's Redis.
 	redisURL := st.add("dev-redis-url", "", "a Redis to keep dev's state in, for trying the Redis store; never a real bridge's, since dev registers test applications in it; empty: in memory")
 	keys := addKeySettings(st)
-	upstreamKind := st.add("upstream", "gitlab", "gitlab: people sign in at the GitLab emulator as GitLab; oidc: the same emulator serves as a generic OpenID Connect provider (discovery, ID token, userinfo), and the bridge presents its people to Mattermost as GitLab users with ids it allocates")
+	upstreamKind := st.add("upstream", "gitlab", "gitlab: people sign in at the GitLab emulator as GitLab; oidc: the same emulator serves as a generic OpenID Connect provider (discovery, ID token, userinfo), and the bridge presents its people to Mattermost as GitLab users with ids it allocates; gitlab,oidc: both, and the bridge shows its chooser")
 	signInMode := st.add("dev-gitlab-sign-in", "auto", "auto: the GitLab emulator signs ada in by itself; form: nobody is signed in, and the browser meets the emulator's sign-in form (username or email, and the password dev prints)")
 	accessTTL := st.add("access-token-ttl", "2h", "lifetime of the access tokens the bridge issues (shorten it to see token_expired in a trace)")
 	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never came back is called stalled in its trace")
@@ -84,8 +85,9 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err := st.parse(args); err != nil {
 		return err
 	}
-	if upstreamKind.value != "gitlab" && upstreamKind.value != "oidc" {
-		return upstreamKind.errorf("%q is neither gitlab nor oidc", upstreamKind.value)
+	kinds := strings.Split(upstreamKind.value, ",")
+	if !slices.Equal(kinds, []string{"gitlab"}) && !slices.Equal(kinds, []string{"oidc"}) && !slices.Equal(kinds, []string{"gitlab", "oidc"}) {
+		return upstreamKind.errorf("%q is none of gitlab, oidc, gitlab,oidc", upstreamKind.value)
 	}
 	if signInMode.value != "auto" && signInMode.value != "form" {
 		return signInMode.errorf("%q is neither auto nor form", signInMode.value)
@@ -138,15 +140,19 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	up, err := devUpstream(gl, upstreamApp, bridgeURL, upstreamKind.value)
-	if err != nil {
-		return err
+	var ups []upstream.CallbackProvider
+	for _, kind := range kinds {
+		up, err := devUpstream(gl, upstreamApp, bridgeURL, kind)
+		if err != nil {
+			return err
+		}
+		ups = append(ups, up)
 	}
 	sealer, err := keys.sealer(redisURL.value == "", log)
 	if err != nil {
 		return err
 	}
-	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstreams: []upstream.CallbackProvider{up}, Sealer: sealer, Logger: log,
+	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstreams: ups, Sealer: sealer, Logger: log,
 		AccessTokenTTL: accessTTLValue, StallAfter: stallValue})
 	if err != nil {
 		return err
