@@ -366,7 +366,7 @@ func readIdentityFile(path string) ([]store.IdentityImport, int, error) {
 	}
 	faults = append(faults, store.CheckImport(entries)...)
 	if len(faults) > 0 {
-		return nil, 0, fmt.Errorf("%d faults in %s, and nothing was imported:\n  %s", len(faults), name, strings.Join(faults, "\n  "))
+		return nil, 0, fmt.Errorf("%s in %s, and nothing was imported:\n  %s", plural(len(faults), "fault"), name, strings.Join(faults, "\n  "))
 	}
 	return entries, skipped, nil
 }

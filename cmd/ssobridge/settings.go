@@ -202,3 +202,11 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// plural is "1 fault", "2 faults".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -293,7 +293,7 @@ func readProvidersFile(path, publicURL string, probe bool) ([]upstreamSpec, int6
 		for i, j := range order {
 			sorted[i] = faults[j]
 		}
-		return nil, 0, fmt.Errorf("the providers file has %d faults:\n  %s", len(faults), strings.Join(sorted, "\n  "))
+		return nil, 0, fmt.Errorf("the providers file has %s:\n  %s", plural(len(faults), "fault"), strings.Join(sorted, "\n  "))
 	}
 	return specs, firstID, nil
 }
