@@ -26,6 +26,23 @@ type User struct {
 	Email    string `json:"email"`
 }
 
+// UserBody is the /api/v4/user body the bridge writes for a person of a provider that is not
+// GitLab: what Mattermost reads (a non-zero integer id, username, email, name), with the fields
+// GitLab always sends, so that a client of GitLab's API reads it as GitLab's.
+type UserBody struct {
+	ID          int64  `json:"id"`
+	Username    string `json:"username"`
+	Name        string `json:"name"`
+	State       string `json:"state"`
+	Locked      bool   `json:"locked"`
+	AvatarURL   string `json:"avatar_url"`
+	WebURL      string `json:"web_url"`
+	Email       string `json:"email"`
+	PublicEmail string `json:"public_email"`
+	External    bool   `json:"external"`
+	Bot         bool   `json:"bot"`
+}
+
 // UserIDError is a user body, JSON as GitLab writes it, whose id Mattermost would refuse: none,
 // not an integer, or 0. It is the Err of the UpstreamError of the user call.
 type UserIDError struct{ Problem string }

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/oauth2"
 
+	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/upstream"
@@ -276,22 +277,10 @@ func bindingWord(k store.BindingKind) string {
 	return "first given as a new id"
 }
 
-// gitlabUserBody writes id as GitLab's /api/v4/user would describe them: what Mattermost reads
-// (a non-zero integer id, username, email, name), with the fields GitLab always sends.
+// gitlabUserBody writes id as GitLab's /api/v4/user would describe them, with uid as their id.
 func gitlabUserBody(uid int64, id *upstream.Identity) []byte {
-	body, _ := json.Marshal(struct {
-		ID          int64  `json:"id"`
-		Username    string `json:"username"`
-		Name        string `json:"name"`
-		State       string `json:"state"`
-		Locked      bool   `json:"locked"`
-		AvatarURL   string `json:"avatar_url"`
-		WebURL      string `json:"web_url"`
-		Email       string `json:"email"`
-		PublicEmail string `json:"public_email"`
-		External    bool   `json:"external"`
-		Bot         bool   `json:"bot"`
-	}{ID: uid, Username: id.Username, Name: id.Name, State: "active", AvatarURL: id.AvatarURL, WebURL: id.WebURL, Email: id.Email})
+	body, _ := json.Marshal(gitlabapi.UserBody{ID: uid, Username: id.Username, Name: id.Name, State: gitlabapi.StateActive,
+		AvatarURL: id.AvatarURL, WebURL: id.WebURL, Email: id.Email})
 	return body
 }
 
