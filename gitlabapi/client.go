@@ -197,6 +197,8 @@ func (c *Client) Identify(ctx context.Context, tok *oauth2.Token, _ upstream.Aut
 	if c.HasScope("openid") {
 		if groups, err := c.Groups(ctx, tok); err == nil {
 			id.Groups = groups
+		} else {
+			id.GroupsProblem = err.Error()
 		}
 	}
 	return id, nil

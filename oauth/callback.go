@@ -137,6 +137,10 @@ func (s *Server) callback(c echo.Context) error {
 	}
 	if id != nil {
 		traceMeta(c, store.TraceMeta{Username: id.Username})
+		if id.GroupsProblem != "" {
+			s.logger(ctx).Warn("reading the person's groups at the provider failed; the groups claim will be empty and --allow-group rules cannot admit them",
+				"provider", d.Name, "cause", id.GroupsProblem)
+		}
 	}
 	s.beginStep(c, currentTrace(c), signin.StepRedirectToClient, store.PartBridge, store.PartClient, "302 to redirect_uri?code&state")
 	if refused {

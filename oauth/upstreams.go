@@ -30,12 +30,10 @@ const DefaultFirstID = 1_000_000_000
 const choosePath = "/oauth/choose"
 
 // upstreamNamed returns the provider called name. A record made before providers had names
-// ("") belongs to the GitLab of SSOBRIDGE_GITLAB_URL, which is called gitlab.
+// ("") belongs to the GitLab of SSOBRIDGE_GITLAB_URL, which is called gitlab: never to another
+// provider, which would be sent a GitLab token.
 func (s *Server) upstreamNamed(name string) (upstream.CallbackProvider, bool) {
 	if name == "" {
-		if len(s.upstreams) == 1 {
-			return s.upstreams[0], true
-		}
 		name = "gitlab"
 	}
 	for _, p := range s.upstreams {

@@ -13,6 +13,8 @@ import (
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
+	"github.com/ssobridge/ssobridge/oauth/upstream/openid"
 )
 
 // newOIDCFixture is a bridge whose one provider is an OpenID provider (the emulator's OpenID
@@ -279,5 +281,41 @@ func TestAGitLabIDInTheAllocatedRangeIsRefused(t *testing.T) {
 	resp := f.get(location(t, f.get(up.String())).String())
 	if body := readBody(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "SSOBRIDGE_OIDC_FIRST_ID") {
 		t.Errorf("GitLab id 42 with allocated ids from 40: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestASignInMadeBeforeProvidersHadNamesIsNeverSentToAnotherProvider(t *testing.T) {
+	fixtureConfig = liveUser
+	defer func() { fixtureConfig = nil }()
+	f := newOIDCFixture(t, false)
+	token, _ := f.signInTraced("s")
+	sessions, err := f.store.ListSessions(t.Context(), f.app.ID)
+	if err != nil || len(sessions) != 1 {
+		t.Fatalf("sessions %v, %v", sessions, err)
+	}
+	// As a session of format 1 reads: no provider, its token GitLab's.
+	sessions[0].Provider = ""
+	if err := f.store.UpdateSession(t.Context(), sessions[0]); err != nil {
+		t.Fatal(err)
+	}
+	f.gl.ClearRequests()
+	resp, body := f.getUser("Authorization", "Bearer "+token)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("got %d %s, want 401: the GitLab this sign-in was made at is gone", resp.StatusCode, body)
+	}
+	if n := len(f.gl.Requests()); n != 0 {
+		t.Errorf("the OpenID provider got %d requests with a token that was GitLab's", n)
+	}
+}
+
+func TestAnOpenIDProviderCannotBeCalledGitLab(t *testing.T) {
+	up, err := openid.New(openid.Config{Name: "gitlab", Issuer: "https://sso.example.com", ClientID: "c", ClientSecret: "s", RedirectURL: "https://b.example.com/oauth/callback"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, _ := oauth.NewSealer(make([]byte, 32))
+	_, err = oauth.New(oauth.Config{PublicURL: "https://b.example.com", Store: memstore.New(), Upstreams: []upstream.CallbackProvider{up}, Sealer: sealer})
+	if err == nil || !strings.Contains(err.Error(), "the provider called gitlab must be a GitLab") {
+		t.Errorf("got %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package traceview
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -126,8 +127,8 @@ func derive(t *store.Trace, now time.Time, stall time.Duration) derived {
 	if upstream >= 0 && callback < 0 && waited(upstream) {
 		s := &steps[upstream]
 		return stalled(FailureNeverBackFromGitLab, s, stepCallback, store.PartGitLab, "302 to /oauth/callback?code&state",
-			fmt.Sprintf("The bridge sent the browser to GitLab at %s and it did not come back to the bridge's callback in the %s since.",
-				clock(s.At), since(now, s.At)), stall)
+			fmt.Sprintf("The bridge sent the browser to %s at %s and it did not come back to the bridge's callback in the %s since.",
+				cmp.Or(t.Upstream, "GitLab"), clock(s.At), since(now, s.At)), stall)
 	}
 	if token > redirect && mattermost && waited(token) {
 		s := &steps[token]

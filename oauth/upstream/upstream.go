@@ -132,8 +132,10 @@ type Identity struct {
 	AvatarURL     string
 	WebURL        string
 	// Groups are the person's groups (GitLab: full paths); nil when the provider did not say,
-	// which is not the same as belonging to none.
-	Groups []string
+	// which is not the same as belonging to none. GroupsProblem says why they could not be
+	// read, when the provider was asked and failed: the sign-in goes on without them.
+	Groups        []string
+	GroupsProblem string
 	// External is GitLab's "external" flag (contractors, customers).
 	External bool
 	// State is GitLab's account state; "" or "active" may sign in.
