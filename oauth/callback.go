@@ -103,7 +103,7 @@ func (s *Server) callback(c echo.Context) error {
 		name := prov.Describe().DisplayName
 		return &Error{Failure: f, Title: name + " refused the sign-in",
 			Description: fmt.Sprintf("%s answered the bridge's authorization request with %q: %s", name, truncate(upErr, 60), desc),
-			Fix:         "Go back to Mattermost and sign in again. Administrators: " + f.Fix()}
+			Fix:         "Go back to Mattermost and sign in again. Administrators: " + upstreamAuthorizeFix(upErr, prov.Describe())}
 	}
 	code := q.Get("code")
 	if code == "" {
@@ -280,6 +280,30 @@ func (s *Server) lostState(c echo.Context, state string) error {
 	}
 	return &Error{Failure: signin.StateLost, Title: "Sign-in lost by the bridge", Description: fmt.Sprintf("This sign-in started %s ago and had %s left, but the bridge's store no longer holds it.",
 		time.Since(started).Round(time.Second), (s.cfg.AuthorizationTTL - time.Since(started)).Round(time.Second)), Fix: "Go back to Mattermost and sign in again. Administrators: the store lost data it had acknowledged: Redis restarted without persistence, was emptied, or failed over to a replica that had not received the write (see deploy/REDIS.md)."}
+}
+
+// upstreamAuthorizeFix says what to change for an error code a provider sent back from its
+// authorization endpoint, in the terms of that provider's settings.
+func upstreamAuthorizeFix(code string, d upstream.Description) string {
+	if d.Type == "gitlab" && d.Settings == upstream.GitLabSettings {
+		return signin.UpstreamAuthorize(code).Fix() // the catalogue's words are GitLab's own
+	}
+	p, set := d.DisplayName, d.Settings
+	switch code {
+	case signin.InvalidRequest:
+		return fmt.Sprintf("the bridge's callback URL (SSOBRIDGE_PUBLIC_URL + %s) must be registered at %s exactly, for the client of %s.", CallbackPath, p, set.ClientID)
+	case signin.InvalidClient, signin.UnauthorizedClient:
+		return fmt.Sprintf("check %s against the bridge's client at %s (%s).", set.ClientID, p, set.Console)
+	case signin.UnsupportedResponseType:
+		return fmt.Sprintf("%s refuses the authorization code flow for the bridge's client: allow it there (%s).", p, set.Console)
+	case signin.InvalidScope:
+		return fmt.Sprintf("give the bridge's client at %s the scopes of %s, or change %s.", p, set.Scopes, set.Scopes)
+	case signin.ServerError:
+		return fmt.Sprintf("%s failed: check its logs for this request.", p)
+	case signin.TemporarilyUnavailable:
+		return fmt.Sprintf("%s is overloaded or in maintenance: sign in again later.", p)
+	}
+	return fmt.Sprintf("check %s's log for this request.", p)
 }
 
 // upstreamPage explains a failed upstream call to the person and the administrator.

@@ -319,3 +319,16 @@ func TestAnOpenIDProviderCannotBeCalledGitLab(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+func TestAnOpenIDProvidersRefusalIsFixedInItsOwnSettings(t *testing.T) {
+	f := newOIDCFixture(t, false)
+	up := location(t, f.authorize(f.authorizeQuery("st")))
+	cb := f.bridge.URL + "/oauth/callback?" + url.Values{"state": {up.Query().Get("state")},
+		"error": {"invalid_scope"}, "error_description": {"Invalid scopes: groups"}}.Encode()
+	resp := f.get(cb)
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "Corp SSO refused the sign-in") ||
+		!strings.Contains(body, "SSOBRIDGE_OIDC_SCOPES") || strings.Contains(body, "read_user") {
+		t.Errorf("got %d: %s", resp.StatusCode, body)
+	}
+}
