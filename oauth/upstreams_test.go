@@ -156,7 +156,7 @@ func TestTheLiveReadOfAnOpenIDPersonComesFromUserinfo(t *testing.T) {
 
 func TestAnImportedEmailGivesThePersonTheirOldGitLabID(t *testing.T) {
 	f := newOIDCFixture(t, false)
-	if err := f.store.ImportIdentities(t.Context(), "corp", []store.IdentityImport{{Email: "ADA@example.com", ID: 42, Line: "users.json: user 1"}}); err != nil {
+	if err := f.store.ImportIdentities(t.Context(), "corp", []store.IdentityImport{{Email: "ADA@example.com", ID: 42, Line: "users.json: user 1"}}, false); err != nil {
 		t.Fatal(err)
 	}
 	token, trace := f.signInTraced("s")

@@ -91,7 +91,7 @@ func newPopulatedStore(t *testing.T) *populated {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	if err := p.st.ImportIdentities(ctx, "oidc", []store.IdentityImport{{Email: "ada@example.com", ID: 42, Line: "l1"}, {Subject: "kc-bob", ID: 43, Line: "l2"}}); err != nil {
+	if err := p.st.ImportIdentities(ctx, "oidc", []store.IdentityImport{{Email: "ada@example.com", ID: 42, Line: "l1"}, {Subject: "kc-bob", ID: 43, Line: "l2"}}, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, sub := range []string{"cy", "dan"} {
@@ -409,7 +409,7 @@ func TestImportRefusesIdentitiesThatConflictWithTheStores(t *testing.T) {
 	src := newPopulatedStore(t)
 	backup, _ := export(t, src.url)
 	dst := newBackupStore(t)
-	if err := dst.st.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{{Subject: "kc-bob", ID: 77, Line: "l1"}, {Subject: "zed", ID: 1000, Line: "l2"}}); err != nil {
+	if err := dst.st.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{{Subject: "kc-bob", ID: 77, Line: "l1"}, {Subject: "zed", ID: 1000, Line: "l2"}}, false); err != nil {
 		t.Fatal(err)
 	}
 	code, out, stderr := runCmd(t, "import", "--redis-url", dst.url, "--file", writeTemp(t, backup))

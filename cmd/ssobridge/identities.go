@@ -17,6 +17,7 @@ import (
 
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+	"github.com/ssobridge/ssobridge/oauth/store/redisstore"
 )
 
 const identitiesUsage = `Usage: ssobridge identities COMMAND [flags]
@@ -64,7 +65,7 @@ what the store holds; every fault is named with its place. Importing the same fi
 nothing.`,
 	"list":   "Lists the bindings (people who signed in, or whom an import bound by subject) and the reservations (ids waiting for a sign-in with their email): ID, PROVIDER, HOW, SUBJECT, EMAIL, AT.",
 	"show":   "Shows one binding or reservation: by ID, or by --subject S or --email E at --provider.",
-	"unlink": "Removes the binding or reservation that holds ID. The id is never given to anyone else; the person gets a new one at their next sign-in (a new Mattermost account), unless an import reserves one again.",
+	"unlink": "Removes the binding or reservation that holds ID. The id is never given again by the bridge, and by an import only with --reuse-unlinked; the person gets a new one at their next sign-in (a new Mattermost account), unless an import reserves one again.",
 }
 
 func runIdentities(args []string, stdout, stderr io.Writer) error {
@@ -84,11 +85,14 @@ func runIdentities(args []string, stdout, stderr io.Writer) error {
 		providerHelp = "list only this provider's (without it, every provider's)"
 	}
 	provider := st.fs.String("provider", defProvider, providerHelp)
-	var asJSON, dryRun = new(bool), new(bool)
+	var asJSON, dryRun, reuse = new(bool), new(bool), new(bool)
+	waitReplicas := st.add("redis-wait-replicas", "0", "with Redis replicas, how many must acknowledge each change of the identities before the command reports it done (as the bridge's own setting): a failover must not lose an id given out")
+	waitTimeout := st.add("redis-wait-timeout", "500ms", "how long a change waits for SSOBRIDGE_REDIS_WAIT_REPLICAS replicas")
 	var subject, email = new(string), new(string)
 	switch cmd {
 	case "import":
 		dryRun = st.fs.Bool("dry-run", false, "check the file against the store, say what the import would do, and write nothing")
+		reuse = st.fs.Bool("reuse-unlinked", false, "give ids that were bound before and unlinked since: each is a Mattermost account that was someone's, so only for a person getting their own account back")
 	case "show":
 		subject = st.fs.String("subject", "", "show the binding of this subject (the person's id at the provider, the sub claim)")
 		email = st.fs.String("email", "", "show the binding or reservation of this email")
@@ -141,7 +145,18 @@ func runIdentities(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	c := &identitiesCmd{store: s, out: stdout, provider: *provider, json: *asJSON}
+	if rs, ok := s.(*redisstore.Store); ok {
+		n, err := strconv.Atoi(waitReplicas.value)
+		if err != nil || n < 0 {
+			return waitReplicas.errorf("%q is not a number of replicas", waitReplicas.value)
+		}
+		d, err := waitTimeout.duration()
+		if err != nil {
+			return err
+		}
+		rs.WaitForReplicas(n, d)
+	}
+	c := &identitiesCmd{store: s, out: stdout, provider: *provider, json: *asJSON, reuseUnlinked: *reuse}
 	st.fs.Visit(func(f *flag.Flag) { c.providerGiven = c.providerGiven || f.Name == "provider" })
 	switch cmd {
 	case "import":
@@ -161,6 +176,7 @@ type identitiesCmd struct {
 	provider      string
 	providerGiven bool
 	json          bool
+	reuseUnlinked bool
 }
 
 // importEntries tries the import on a copy of the store's identities first, which names every
@@ -183,7 +199,7 @@ func (c *identitiesCmd) importEntries(ctx context.Context, entries []store.Ident
 	if err := trial.RestoreIdentities(ctx, current, last, retired); err != nil {
 		return fmt.Errorf("copying the store's identities for a trial: %w", err)
 	}
-	if err := trial.ImportIdentities(ctx, c.provider, entries); err != nil {
+	if err := trial.ImportIdentities(ctx, c.provider, entries, c.reuseUnlinked); err != nil {
 		return importFailed(err)
 	}
 	var reserved, bound, present int
@@ -198,12 +214,15 @@ func (c *identitiesCmd) importEntries(ctx context.Context, entries []store.Ident
 			bound++
 		}
 	}
-	summary := fmt.Sprintf("%d reserved by email, %d bound by subject, %d already present, %d skipped (not GitLab users)", reserved, bound, present, skipped)
+	summary := fmt.Sprintf("%d reserved by email, %d bound by subject, %d already present", reserved, bound, present)
+	if skipped > 0 {
+		summary += fmt.Sprintf(", %d skipped (not GitLab users)", skipped)
+	}
 	if dryRun {
 		fmt.Fprintf(c.out, "Dry run, nothing was written. The import into %s would make: %s.\n", c.provider, summary)
 		return nil
 	}
-	if err := c.store.ImportIdentities(ctx, c.provider, entries); err != nil {
+	if err := c.store.ImportIdentities(ctx, c.provider, entries, c.reuseUnlinked); err != nil {
 		return importFailed(err)
 	}
 	fmt.Fprintf(c.out, "Imported into %s: %s.\n", c.provider, summary)
@@ -325,7 +344,7 @@ func (c *identitiesCmd) unlink(ctx context.Context, id int64) error {
 	} else {
 		fmt.Fprintf(c.out, "Removed the binding of the id %d to the subject %q at %s (email %s).\n", b.ID, b.Subject, b.Provider, orDash(b.Email))
 	}
-	fmt.Fprintf(c.out, "The id %d is never given to anyone else. The person gets a new id at their next sign-in (a new Mattermost account), unless an import reserves one again (ssobridge identities import).\n", b.ID)
+	fmt.Fprintf(c.out, "The id %d is never given again by the bridge, and by an import only with --reuse-unlinked. The person gets a new id at their next sign-in (a new Mattermost account), unless an import reserves one again (ssobridge identities import).\n", b.ID)
 	return nil
 }
 

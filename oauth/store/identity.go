@@ -34,7 +34,10 @@ type Identities interface {
 	// its subject or email bound to another id) nothing is written and the error is an
 	// *ImportError naming every conflict. Entries the store already holds as given are no-ops,
 	// and so is a reservation that a sign-in with its email has since bound to the same id.
-	ImportIdentities(ctx context.Context, provider string, entries []IdentityImport) error
+	// An entry whose id was bound or reserved once and unlinked since conflicts too (IDUnlinked)
+	// unless reuseUnlinked: that id is a Mattermost account that was someone's, and giving it
+	// again is the administrator's explicit act (a person getting their own account back).
+	ImportIdentities(ctx context.Context, provider string, entries []IdentityImport, reuseUnlinked bool) error
 	// RestoreIdentities writes bindings and reservations as a backup holds them (How, Email and
 	// At kept), all or none, with the conflicts of ImportIdentities; it raises the counter to
 	// last when it is lower and retires the ids retired, so that the counter never gives them.
@@ -171,12 +174,16 @@ const (
 	// EmailBound: a person who signed in with the entry's email has another id; held is their
 	// binding.
 	EmailBound
+	// IDUnlinked: the entry's id was bound or reserved once and unlinked since; held is nil.
+	IDUnlinked
 )
 
 // DescribeConflict says, for an ImportError, how entry (from line) conflicts with held: both
 // backends word their conflicts with it.
 func DescribeConflict(line string, entry, held *Binding, c Conflict) string {
 	switch c {
+	case IDUnlinked:
+		return fmt.Sprintf("%s: the id %d was given before and unlinked since: it is a Mattermost account that was someone's; if it is this person's own, import again with --reuse-unlinked", line, entry.ID)
 	case SubjectBound:
 		return fmt.Sprintf("%s: the subject %q already has the id %d", line, entry.Subject, held.ID)
 	case EmailReserved:

@@ -106,12 +106,12 @@ func (s *Store) bindIdentity(provider, subject, email string, emailVerified bool
 	return &c, nil
 }
 
-func (s *Store) ImportIdentities(_ context.Context, provider string, entries []store.IdentityImport) error {
+func (s *Store) ImportIdentities(_ context.Context, provider string, entries []store.IdentityImport, reuseUnlinked bool) error {
 	bindings, lines, err := store.PrepareImport(provider, entries, time.Now().UTC())
 	if err != nil {
 		return err
 	}
-	return s.restore(bindings, lines, 0, nil)
+	return s.restore(bindings, lines, 0, nil, !reuseUnlinked)
 }
 
 func (s *Store) RestoreIdentities(_ context.Context, bindings []*store.Binding, last int64, retired []int64) error {
@@ -119,19 +119,19 @@ func (s *Store) RestoreIdentities(_ context.Context, bindings []*store.Binding, 
 	if err != nil {
 		return err
 	}
-	return s.restore(bindings, lines, last, retired)
+	return s.restore(bindings, lines, last, retired, false)
 }
 
 // restore writes bindings (lines say where each came from), all or none, and raises the counter
 // to last and retires the ids retired.
-func (s *Store) restore(bindings []*store.Binding, lines []string, last int64, retired []int64) error {
-	if err := s.restoreLocked(bindings, lines, last, retired); err != nil {
+func (s *Store) restore(bindings []*store.Binding, lines []string, last int64, retired []int64, keepUnlinked bool) error {
+	if err := s.restoreLocked(bindings, lines, last, retired, keepUnlinked); err != nil {
 		return err
 	}
 	return s.saveIdentities()
 }
 
-func (s *Store) restoreLocked(bindings []*store.Binding, lines []string, last int64, retired []int64) error {
+func (s *Store) restoreLocked(bindings []*store.Binding, lines []string, last int64, retired []int64, keepUnlinked bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := s.ids()
@@ -150,6 +150,8 @@ func (s *Store) restoreLocked(bindings []*store.Binding, lines []string, last in
 				conflict(store.SubjectBound, b)
 			} else if held != nil {
 				conflict(store.IDHeld, held)
+			} else if keepUnlinked && ids.used[e.ID] {
+				conflict(store.IDUnlinked, nil)
 			} else {
 				todo = append(todo, e)
 			}
@@ -162,6 +164,8 @@ func (s *Store) restoreLocked(bindings []*store.Binding, lines []string, last in
 			conflict(store.IDHeld, held)
 		} else if b := boundEmail(ids.bySubject[e.Provider], k); b != nil {
 			conflict(store.EmailBound, b)
+		} else if keepUnlinked && ids.used[e.ID] {
+			conflict(store.IDUnlinked, nil)
 		} else {
 			todo = append(todo, e)
 		}

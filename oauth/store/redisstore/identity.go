@@ -91,13 +91,15 @@ return {1, rec}
 
 // restoreIdentities writes bindings and reservations, all or none. KEYS[1..3] are the counter,
 // the hash by id and the used set, then come the two hashes of each provider (KEYS[2+2p] and
-// KEYS[3+2p] for the p-th). ARGV[1] is the last id the counter must have passed, ARGV[2] the
-// count of retired ids that follow; then each entry is five: p, subject (” for a reservation),
+// KEYS[3+2p] for the p-th). ARGV[1] is the last id the counter must have passed, ARGV[2] is "1"
+// when an id once used and unlinked since is a conflict, ARGV[3] the count of retired ids that
+// follow; then each entry is five: p, subject (” for a reservation),
 // the reservation's normalised email, id and record. An entry the store holds already is skipped
 // (the rule of store.AlreadyHeld). It returns {n} when it wrote n entries, or, writing nothing,
 // {-1, then for each conflict: entry number, store.Conflict, the record it conflicts with}.
 var restoreIdentities = redis.NewScript(luaIDs + `
-local nret = tonumber(ARGV[2])
+local keep_unlinked = ARGV[2] == '1'
+local nret = tonumber(ARGV[3])
 local conflicts = {-1}
 local todo = {}
 local bound = {}
@@ -114,7 +116,7 @@ local function bound_email(p, key)
 	return bound[p][key]
 end
 local n = 0
-for i = 3 + nret, #ARGV, 5 do
+for i = 4 + nret, #ARGV, 5 do
 	n = n + 1
 	local p, sub, key, id, rec = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
 	local sk, ek = KEYS[2 + 2 * p], KEYS[3 + 2 * p]
@@ -135,12 +137,14 @@ for i = 3 + nret, #ARGV, 5 do
 		local c, with = nil, nil
 		if sub ~= '' then
 			local b = redis.call('HGET', sk, sub)
-			if b then c, with = 1, b elseif held then c, with = 2, held end
+			if b then c, with = 1, b elseif held then c, with = 2, held
+			elseif keep_unlinked and redis.call('SISMEMBER', KEYS[3], id) == 1 then c, with = 5, '' end
 		else
 			local r = redis.call('HGET', ek, key)
 			if r then c, with = 3, r elseif held then c, with = 2, held else
 				local b = bound_email(p, key)
-				if b then c, with = 4, b end
+				if b then c, with = 4, b
+				elseif keep_unlinked and redis.call('SISMEMBER', KEYS[3], id) == 1 then c, with = 5, '' end
 			end
 		end
 		if c then
@@ -160,7 +164,7 @@ for _, t in ipairs(todo) do
 end
 local last = redis.call('GET', KEYS[1]) or '0'
 if dgt(ARGV[1], last) then redis.call('SET', KEYS[1], ARGV[1]) end
-for i = 3, 2 + nret do redis.call('SADD', KEYS[3], ARGV[i]) end
+for i = 4, 3 + nret do redis.call('SADD', KEYS[3], ARGV[i]) end
 return {#todo}
 `)
 
@@ -231,12 +235,12 @@ func (s *Store) BindIdentity(ctx context.Context, provider, subject, email strin
 	return b, nil
 }
 
-func (s *Store) ImportIdentities(ctx context.Context, provider string, entries []store.IdentityImport) error {
+func (s *Store) ImportIdentities(ctx context.Context, provider string, entries []store.IdentityImport, reuseUnlinked bool) error {
 	bindings, lines, err := store.PrepareImport(provider, entries, time.Now().UTC())
 	if err != nil {
 		return err
 	}
-	return s.restore(ctx, "import identities", bindings, lines, 0, nil)
+	return s.restore(ctx, "import identities", bindings, lines, 0, nil, !reuseUnlinked)
 }
 
 func (s *Store) RestoreIdentities(ctx context.Context, bindings []*store.Binding, last int64, retired []int64) error {
@@ -244,14 +248,18 @@ func (s *Store) RestoreIdentities(ctx context.Context, bindings []*store.Binding
 	if err != nil {
 		return err
 	}
-	return s.restore(ctx, "restore identities", bindings, lines, last, retired)
+	return s.restore(ctx, "restore identities", bindings, lines, last, retired, false)
 }
 
 // restore runs restoreIdentities on bindings (lines say where each came from): one round trip.
-func (s *Store) restore(ctx context.Context, op string, bindings []*store.Binding, lines []string, last int64, retired []int64) error {
+func (s *Store) restore(ctx context.Context, op string, bindings []*store.Binding, lines []string, last int64, retired []int64, keepUnlinked bool) error {
 	keys := []string{s.idsKey("last"), s.idsKey("byid"), s.idsKey("used")}
 	pair := map[string]int{}
-	args := []any{strconv.FormatInt(max(last, 0), 10), len(retired)}
+	keep := "0"
+	if keepUnlinked {
+		keep = "1"
+	}
+	args := []any{strconv.FormatInt(max(last, 0), 10), keep, len(retired)}
 	for _, id := range retired {
 		if id <= 0 {
 			return wrap(op, fmt.Errorf("the retired id %d is not positive", id))
@@ -288,6 +296,10 @@ func (s *Store) restore(ctx context.Context, op string, bindings []*store.Bindin
 		n, _ := r[i].(int64)
 		c, _ := r[i+1].(int64)
 		v, _ := r[i+2].(string)
+		if store.Conflict(c) == store.IDUnlinked {
+			conflicts = append(conflicts, store.DescribeConflict(lines[n-1], bindings[n-1], nil, store.IDUnlinked))
+			continue
+		}
 		held, err := decodeWith(store.DecodeBinding, op, []byte(v))
 		if err != nil {
 			return err

@@ -95,6 +95,15 @@ func TestBindWaitsForReplicas(t *testing.T) {
 	if _, err := alone.BindIdentity(t.Context(), "oidc", "ada", "", false, 1); !errors.Is(err, store.ErrNotReplicated) {
 		t.Errorf("bind on a primary without replicas, waiting for one: %v, want store.ErrNotReplicated", err)
 	}
+	if err := alone.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{{Subject: "bob", ID: 9, Line: "l1"}}, false); !errors.Is(err, store.ErrNotReplicated) {
+		t.Errorf("import on a primary without replicas, waiting for one: %v, want store.ErrNotReplicated", err)
+	}
+	if err := alone.RestoreIdentities(t.Context(), []*store.Binding{{Provider: "oidc", Subject: "cy", ID: 10, How: store.BoundNew}}, 10, nil); !errors.Is(err, store.ErrNotReplicated) {
+		t.Errorf("restore on a primary without replicas, waiting for one: %v, want store.ErrNotReplicated", err)
+	}
+	if err := alone.UnlinkIdentity(t.Context(), 9); !errors.Is(err, store.ErrNotReplicated) {
+		t.Errorf("unlink on a primary without replicas, waiting for one: %v, want store.ErrNotReplicated", err)
+	}
 	rep := storetest.StartReplicated(t, 1)
 	replicated := New(newClient(t, rep.Master.URL()), "").WaitForReplicas(1, 5*time.Second)
 	defer replicated.Close()
@@ -105,7 +114,7 @@ func TestBindWaitsForReplicas(t *testing.T) {
 	if err := replicated.UnlinkIdentity(t.Context(), b.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := replicated.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{{Email: "a@example.com", ID: 7, Line: "l1"}}); err != nil {
+	if err := replicated.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{{Email: "a@example.com", ID: 7, Line: "l1"}}, false); err != nil {
 		t.Fatal(err)
 	}
 	got, err := rep.Replicas[0].Command("HGET", "ssobridge:ids:{ids}:byid", "7")

@@ -53,7 +53,7 @@ func bind(t *testing.T, s store.Store, provider, subject, email string, verified
 
 func importIDs(t *testing.T, s store.Store, provider string, entries ...store.IdentityImport) {
 	t.Helper()
-	must(t, "import", s.ImportIdentities(t.Context(), provider, entries))
+	must(t, "import", s.ImportIdentities(t.Context(), provider, entries, false))
 }
 
 func byEmail(line, email string, id int64) store.IdentityImport {
@@ -163,7 +163,7 @@ func testImportAllOrNothing(t *testing.T, s store.Store) {
 		byEmail("f:7", "gil@example.com", 43),   // the id is bound to bob
 		bySubject("f:8", "hal", first+1000),     // fine on its own
 		byEmail("f:9", "ida@example.com", 1234), // fine on its own
-	})
+	}, false)
 	ie, ok := errors.AsType[*store.ImportError](err)
 	if !ok {
 		t.Fatalf("import with conflicts: %v, want an *ImportError", err)
@@ -186,7 +186,7 @@ func testImportAllOrNothing(t *testing.T, s store.Store) {
 	}
 
 	// An import that fails its own checks is refused whole too.
-	err = s.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{bySubject("g:1", "x", 0), byEmail("g:2", "y@example.com", 77), byEmail("g:3", "Y@example.com", 78)})
+	err = s.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{bySubject("g:1", "x", 0), byEmail("g:2", "y@example.com", 77), byEmail("g:3", "Y@example.com", 78)}, false)
 	if ie, ok := errors.AsType[*store.ImportError](err); !ok || len(ie.Conflicts) != 2 {
 		t.Fatalf("an import with a bad id and an email twice: %v, want 2 problems", err)
 	}
@@ -227,8 +227,17 @@ func testUnlink(t *testing.T, s store.Store) {
 	if last != first+3 || !slices.Equal(retired, []int64{first, first + 1}) {
 		t.Fatalf("counter %d, retired %v; want %d, [%d %d]", last, retired, first+3, first, first+1)
 	}
-	// An import may give an unlinked id again, which is how a person gets theirs back.
-	importIDs(t, s, "oidc", bySubject("l2", "z", a.ID))
+	// An unlinked id is someone's Mattermost account: an import gives it again only when told
+	// to, which is how a person gets theirs back.
+	err = s.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{bySubject("l2", "z", a.ID)}, false)
+	if ie, ok := errors.AsType[*store.ImportError](err); !ok || len(ie.Conflicts) != 1 || !strings.Contains(ie.Conflicts[0], "--reuse-unlinked") {
+		t.Fatalf("an import of the unlinked id %d: %v, want the conflict that names --reuse-unlinked", a.ID, err)
+	}
+	err = s.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{byEmail("l3", "zed@example.com", first+1)}, false)
+	if ie, ok := errors.AsType[*store.ImportError](err); !ok || len(ie.Conflicts) != 1 {
+		t.Fatalf("a reservation of the unlinked id %d: %v, want a conflict", first+1, err)
+	}
+	must(t, "import the unlinked id, told to", s.ImportIdentities(t.Context(), "oidc", []store.IdentityImport{bySubject("l2", "z", a.ID)}, true))
 	mustNotFound(t, "unlink again", s.UnlinkIdentity(t.Context(), first+1))
 }
 
