@@ -99,7 +99,7 @@ func TestIdentitiesImportReservesTheIdsOfMattermostsGitLabUsers(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("unlink: exit %d", code)
 	}
-	wantSays(t, "unlink", out, `the id 1000000000 to the subject "kc-new"`, "never given to anyone else", "new id at their next sign-in")
+	wantSays(t, "unlink", out, `the id 1000000000 to the subject "kc-new"`, "never given again by the bridge, and by an import only with --reuse-unlinked", "new id at their next sign-in")
 	s, _, err = loadAppsFile(t.Context(), &setting{name: "apps-file", value: filepath.Join(dir, "apps.json")})
 	if err != nil {
 		t.Fatal(err)
