@@ -201,10 +201,13 @@ func exportStore(ctx context.Context, s store.Store, now time.Time) (*exportDoc,
 	return doc, nil
 }
 
-// exportIdentitiesOf reads the store's identities, by provider, then id. The counter is read
-// after the bindings: an id bound in between is then below the counter, and never given again.
+// exportIdentitiesOf reads the store's identities, by provider, then id, from a bridge that may
+// be giving ids meanwhile. The bindings are listed before and after the counter is read: every id
+// held or retired when the counter was read is then in the backup, either bound (the second list,
+// which also holds what was bound since) or retired (an id of the first list unlinked since), so
+// that a store it is restored to never gives one of them again.
 func exportIdentitiesOf(ctx context.Context, s store.Store) (*exportIdentities, error) {
-	bindings, err := s.ListIdentities(ctx, "")
+	before, err := s.ListIdentities(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("listing the identities: %w", err)
 	}
@@ -212,6 +215,20 @@ func exportIdentitiesOf(ctx context.Context, s store.Store) (*exportIdentities, 
 	if err != nil {
 		return nil, fmt.Errorf("reading the identities' counter: %w", err)
 	}
+	bindings, err := s.ListIdentities(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("listing the identities: %w", err)
+	}
+	held := map[int64]bool{}
+	for _, b := range bindings {
+		held[b.ID] = true
+	}
+	for _, b := range before {
+		if !held[b.ID] && !slices.Contains(retired, b.ID) {
+			retired = append(retired, b.ID)
+		}
+	}
+	slices.Sort(retired)
 	if bindings == nil {
 		bindings = []*store.Binding{}
 	}
