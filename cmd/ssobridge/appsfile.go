@@ -79,14 +79,29 @@ func readAppsFile(ctx context.Context, s store.Store, path *setting) (int, error
 	return len(doc.Applications), nil
 }
 
-// saveAppsFile writes the store's applications, consents and identities to the apps file, in place of what
-// it held, through a rename so that a running bridge never reads half a file.
+// saveAppsFile writes the store's applications and consents to the apps file, in place of what
+// it held, through a rename so that a running bridge never reads half a file. The identities are
+// kept as the file holds them now: an apps command does not change them, and a running bridge
+// may have bound someone since the command read the file, which writing the command's older
+// copy would undo (and the id would be given again).
 func saveAppsFile(ctx context.Context, s store.Store, path *setting) error {
 	doc, err := exportStore(ctx, s, time.Now().UTC())
 	if err != nil {
 		return err
 	}
 	doc.OIDCKeySetSealed = ""
+	if f, err := os.Open(path.value); err == nil {
+		current, _, err := readExport(f)
+		f.Close()
+		if err != nil {
+			return path.errorf("%s: %v", path.value, err)
+		}
+		if current.Identities != nil {
+			doc.Identities = current.Identities
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return path.errorf("%v", err)
+	}
 	b, err := marshalExport(doc)
 	if err != nil {
 		return err

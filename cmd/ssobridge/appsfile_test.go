@@ -112,3 +112,43 @@ func TestAppsCreatePrintsNoSecretWhenTheAppsFileCannotBeSaved(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q; want a failure naming the file's setting and no output", code, out, stderr)
 	}
 }
+
+func TestAnAppsCommandKeepsTheIdentitiesARunningBridgeSavedMeanwhile(t *testing.T) {
+	path := &setting{name: "apps-file", value: filepath.Join(t.TempDir(), "apps.json")}
+	ctx := t.Context()
+	// The apps command reads the file ...
+	cmd, _, err := loadAppsFile(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Close()
+	// ... a running bridge, which read it too, gives someone an id and saves it ...
+	bridge, _, err := loadAppsFile(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bridge.Close()
+	carol, err := bridge.BindIdentity(ctx, "oidc", "carol", "carol@example.com", true, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ... and the command saves its change of the applications.
+	if err := saveAppsFile(ctx, cmd, path); err != nil {
+		t.Fatal(err)
+	}
+	after, _, err := loadAppsFile(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	list, err := after.ListIdentities(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].ID != carol.ID || list[0].Subject != "carol" {
+		t.Fatalf("the file holds %+v after the apps command saved, want carol's binding %d kept", list, carol.ID)
+	}
+	if next, _ := after.BindIdentity(ctx, "oidc", "dan", "", false, 1000); next.ID == carol.ID {
+		t.Errorf("dan got carol's id %d", carol.ID)
+	}
+}
