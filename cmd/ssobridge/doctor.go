@@ -1021,10 +1021,21 @@ func (d *doctor) probe(ctx context.Context, spec upstreamSpec) checkResult {
 		return failCheck(err.Error(), "")
 	}
 	var f findings
+	// Its certificate, as the other checks warn of theirs: the probe reads no certificate.
+	desc := p.Describe()
+	if target := strings.TrimSuffix(desc.URL, "/") + "/.well-known/openid-configuration"; strings.HasPrefix(desc.URL, "https://") {
+		hc := spec.httpClient()
+		if a, err := d.do(ctx, hc, http.MethodGet, target, nil); err == nil {
+			d.certExpiry(&f, a, target, desc.DisplayName)
+		}
+	}
 	for _, found := range p.Probe(ctx) {
-		if found.OK {
+		switch {
+		case found.OK:
 			f.note("%s: %s", found.Check, found.Detail)
-		} else {
+		case found.Unsure:
+			f.warn(found.Check+": "+found.Detail, found.Fix)
+		default:
 			f.fail(found.Check+": "+found.Detail, found.Fix)
 		}
 	}

@@ -469,6 +469,30 @@ func TestDoctorCertificateExpiringWithinFourteenDaysIsAWarning(t *testing.T) {
 	}
 }
 
+func TestDoctorWarnsOfAProvidersCertificateExpiringSoon(t *testing.T) {
+	cert, pool := shortLivedCert(t, 5*24*time.Hour)
+	srv := httptest.NewUnstartedServer(nil)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer":%q}`, srv.URL)
+	})
+	srv.StartTLS()
+	defer srv.Close()
+	d, err := newDoctor(doctorConfig{bridgeURL: "http://127.0.0.1:1", gitlabURL: srv.URL, timeout: 5 * time.Second, roots: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range d.run(t.Context()).Checks {
+		if strings.HasPrefix(c.Name, "upstream") {
+			if c.Status != statusWarn || !strings.Contains(c.Detail, "expires on") || !strings.Contains(c.Fix, "Renew") {
+				t.Errorf("%+v", c)
+			}
+			return
+		}
+	}
+	t.Fatal("no upstream check")
+}
+
 func TestDoctorRefusesBadFlags(t *testing.T) {
 	for _, tt := range []struct {
 		name string

@@ -107,8 +107,10 @@ type probeOnly struct{ Prober }
 type Finding struct {
 	// Check names what was checked: "discovery", "signing keys", "redirect URI".
 	Check string
-	// OK is true when the check passed; Detail says what was found, Fix what to change.
+	// OK is true when the check passed; Unsure, when the answer could not tell (a warning, with
+	// what to try by hand). Detail says what was found, Fix what to change.
 	OK     bool
+	Unsure bool
 	Detail string
 	Fix    string
 }

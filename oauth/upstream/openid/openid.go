@@ -223,6 +223,11 @@ func (p *Provider) discoveryURL() string {
 func (p *Provider) readDiscovery(ctx context.Context) (*discovered, error) {
 	ep := p.discoveryURL()
 	body, err := p.get(ctx, upstream.CallDiscovery, ep)
+	if ue, ok := errors.AsType[*upstream.Error](err); ok && ue.Kind == upstream.KindRejected && ue.Status >= 400 && ue.Status < 500 {
+		// The most common mistake: a URL that is the provider's, but not its issuer.
+		ue.Advice = fmt.Sprintf("There is no discovery document at %s: %s must be the issuer itself, as the provider names it (Keycloak: https://HOST/realms/REALM; Entra ID: https://login.microsoftonline.com/TENANT/v2.0; authentik: https://HOST/application/o/SLUG/; Google: https://accounts.google.com).",
+			ep, p.desc.Settings.URL)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -404,3 +404,13 @@ func TestNewRefusesAConfigurationThatCannotWork(t *testing.T) {
 		})
 	}
 }
+
+func TestAnIssuerWithoutADiscoveryDocumentSaysWhatAnIssuerIs(t *testing.T) {
+	p := newTestProvider(t)
+	prov := p.provider(t, func(c *openid.Config) { c.Issuer = p.srv.URL + "/realms" })
+	_, err := prov.AuthCodeURL(context.Background(), "s", upstream.Auth{})
+	ue, ok := errors.AsType[*upstream.Error](err)
+	if !ok || ue.Status != http.StatusNotFound || !strings.Contains(ue.Fix(), "must be the issuer itself") || !strings.Contains(ue.Fix(), "SSOBRIDGE_OIDC_ISSUER") {
+		t.Fatalf("got %v; fix %q", err, ue.Fix())
+	}
+}
