@@ -183,6 +183,21 @@ type signInResult struct {
 // cookie jar: the provider knows nobody). It fails the test where Mattermost would fail a
 // sign-in the bridge sent back to it, and where the bridge or the provider answered what no
 // step of a sign-in answers; a page of the bridge it returns as stopped.
+//
+// signedIn is signIn for a sign-in that must complete: a page it stops at fails the test with
+// what the page says.
+func (s *oidcStack) signedIn(t *testing.T, as signInAs) *signInResult {
+	t.Helper()
+	res := s.signIn(t, as)
+	if res.stopped != nil || res.user == nil {
+		if res.stopped != nil {
+			t.Fatalf("%s's sign-in stopped at %s (%d): %s", as.login, res.stopped.URL, res.stopped.Status, pageText(res.stopped.Body))
+		}
+		t.Fatalf("%s's sign-in ended without a user", as.login)
+	}
+	return res
+}
+
 func (s *oidcStack) signIn(t *testing.T, as signInAs) *signInResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -385,11 +400,11 @@ func TestOIDCStackKeepsEachPersonsIDAcrossSignInsAndARestart(t *testing.T) {
 	var ada, bob int64
 	t.Run("first process", func(t *testing.T) {
 		s.start(t)
-		ada = s.signIn(t, signInAs{login: "ada"}).user.ID
-		if again := s.signIn(t, signInAs{login: "ada"}).user.ID; again != ada {
+		ada = s.signedIn(t, signInAs{login: "ada"}).user.ID
+		if again := s.signedIn(t, signInAs{login: "ada"}).user.ID; again != ada {
 			t.Errorf("ada's id was %d, and %d at her next sign-in", ada, again)
 		}
-		bob = s.signIn(t, signInAs{login: "bob"}).user.ID
+		bob = s.signedIn(t, signInAs{login: "bob"}).user.ID
 		if bob == ada || bob < oidcStackFirstID {
 			t.Errorf("bob got the id %d, ada %d: want an id of his own, at or above %d", bob, ada, oidcStackFirstID)
 		}
@@ -399,10 +414,10 @@ func TestOIDCStackKeepsEachPersonsIDAcrossSignInsAndARestart(t *testing.T) {
 	}
 	t.Run("a new process on the same Redis", func(t *testing.T) {
 		s.start(t)
-		if again := s.signIn(t, signInAs{login: "ada"}).user.ID; again != ada {
+		if again := s.signedIn(t, signInAs{login: "ada"}).user.ID; again != ada {
 			t.Errorf("ada's id was %d, and %d once the bridge was started again", ada, again)
 		}
-		if again := s.signIn(t, signInAs{login: "bob"}).user.ID; again != bob {
+		if again := s.signedIn(t, signInAs{login: "bob"}).user.ID; again != bob {
 			t.Errorf("bob's id was %d, and %d once the bridge was started again", bob, again)
 		}
 	})
@@ -462,7 +477,7 @@ func TestOIDCStackGivesAnImportedMattermostUserTheirGitLabID(t *testing.T) {
 	s.ssobridge(t, "identities", "import", "--provider", "oidc", file)
 	s.start(t)
 
-	res := s.signIn(t, signInAs{login: "ada"})
+	res := s.signedIn(t, signInAs{login: "ada"})
 	if res.user.ID != 42 || res.user.AuthData != "42" || res.user.Email != "ada@example.com" {
 		t.Errorf("ada signed in as %+v, want the id 42 she had at GitLab", *res.user)
 	}

@@ -303,7 +303,8 @@ func newDoctor(cfg doctorConfig) (*doctor, error) {
 	for _, spec := range d.upstreams {
 		p, err := spec.prober(oauth.CallbackURLFor(d.bridge), cfg.timeout)
 		if err != nil {
-			return nil, fmt.Errorf("--oidc-issuer: %v", err) // a providers file's are checked as it is read
+			// A providers file's are checked as it is read: this is --oidc-issuer's provider.
+			return nil, fmt.Errorf("the OpenID provider of --oidc-issuer, --oidc-client-id and --oidc-scopes (or SSOBRIDGE_OIDC_*): %v", err)
 		}
 		desc := p.Describe()
 		d.upstreamChecks = append(d.upstreamChecks, fmt.Sprintf("upstream %q (%s)", desc.DisplayName, desc.Type))
@@ -332,7 +333,7 @@ func upstreamSpecs(cfg doctorConfig, bridge string) ([]upstreamSpec, error) {
 	case cfg.oidcIssuer == "":
 		return nil, nil
 	case cfg.gitlabURL != "":
-		return nil, errors.New("--oidc-issuer and --gitlab-url are both set: a bridge signs people in at its OpenID provider or at GitLab; give both in --providers-file for a bridge with several")
+		return nil, errors.New("--oidc-issuer (or SSOBRIDGE_OIDC_ISSUER, which it defaults to) and --gitlab-url are both set: a bridge signs people in at its OpenID provider or at GitLab; give both in --providers-file for a bridge with several")
 	case cfg.oidcClientID == "":
 		return nil, errors.New("--oidc-issuer needs --oidc-client-id, the bridge's client id at the provider (SSOBRIDGE_OIDC_CLIENT_ID)")
 	}

@@ -505,7 +505,7 @@ func TestDoctorRefusesBadFlags(t *testing.T) {
 		{"with --login but no Site URL", []string{"--bridge-url", "https://sso.example.com", "--login"}, "--login needs --mattermost-url"},
 		{"with an OpenID issuer but no client id", []string{"--bridge-url", "https://sso.example.com", "--oidc-issuer", "https://id.example.com"}, "--oidc-issuer needs --oidc-client-id"},
 		{"with an OpenID issuer and GitLab", []string{"--bridge-url", "https://sso.example.com", "--oidc-issuer", "https://id.example.com", "--oidc-client-id", "c",
-			"--gitlab-url", "https://gitlab.example.com"}, "--oidc-issuer and --gitlab-url are both set"},
+			"--gitlab-url", "https://gitlab.example.com"}, "--oidc-issuer (or SSOBRIDGE_OIDC_ISSUER, which it defaults to) and --gitlab-url are both set"},
 		{"with an OpenID issuer and a providers file", []string{"--bridge-url", "https://sso.example.com", "--oidc-issuer", "https://id.example.com", "--oidc-client-id", "c",
 			"--providers-file", "providers.yaml"}, "--providers-file and --oidc-issuer"},
 		{"with an OpenID issuer that is not a URL", []string{"--bridge-url", "https://sso.example.com", "--oidc-issuer", "id.example.com", "--oidc-client-id", "c"}, "not an https URL"},
