@@ -137,6 +137,9 @@ func New(cfg Config) (*Server, error) {
 		if names[d.Name] {
 			return nil, fmt.Errorf("two providers are called %q", d.Name)
 		}
+		if d.Name == "store" || d.Name == "upstream" {
+			return nil, fmt.Errorf("a provider cannot be called %s, the name of a readiness check (/readyz?exclude=%s)", d.Name, d.Name)
+		}
 		if d.Name == "gitlab" && !d.GitLabIDs {
 			// Sign-ins made before providers had names belong to the provider called gitlab.
 			return nil, fmt.Errorf("the provider called gitlab must be a GitLab: sign-ins made before providers had names belong to it; call the %s provider %s something else", d.Type, d.URL)

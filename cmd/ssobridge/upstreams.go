@@ -242,6 +242,9 @@ func readProvidersFile(path, publicURL string, probe bool) ([]upstreamSpec, int6
 			fault(entry, "a second provider called %q (the first is at line %d)", name, prev)
 		}
 		names[name] = entry.Line
+		if name == "store" || name == "upstream" {
+			fault(entry, "name %q is the name of a readiness check (/readyz?exclude=%s): call the provider something else", name, name)
+		}
 		if name == "gitlab" && typ != "gitlab" {
 			fault(entry, "the name gitlab is the GitLab's: sign-ins made before providers had names belong to it; call this %s provider something else", typ)
 		}

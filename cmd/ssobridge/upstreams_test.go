@@ -65,6 +65,11 @@ func TestProvidersFileNamesTheLineOfEveryFault(t *testing.T) {
     colour: blue
   - name: gitlab
     type: saml
+  - name: store
+    type: oidc
+    issuer: https://sso.example.com/realms/staff
+    client_id: c
+    client_secret: s
 `
 	_, _, err := readProvidersFile(writeProviders(t, body), "https://bridge.example.com", false)
 	if err == nil {
@@ -75,6 +80,7 @@ func TestProvidersFileNamesTheLineOfEveryFault(t *testing.T) {
 		`:7: name "Key Cloak": use 1 to 32 lower-case letters`,
 		`:12: unknown key "colour" for a provider of type oidc`,
 		`:13: type "saml": use gitlab or oidc`,
+		`:15: name "store" is the name of a readiness check`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error does not say %q:\n%v", want, err)
