@@ -101,7 +101,7 @@ func newFixtureFor(t testing.TB, st store.Store, upstreamScopes, kinds []string,
 	f.bridge = httptest.NewUnstartedServer(nil)
 	public := "http://" + f.bridge.Listener.Addr().String()
 	appScopes := upstreamScopes
-	if slices.Contains(kinds, "oidc") {
+	if slices.Contains(kinds, "oidc") || slices.Contains(kinds, "oidc-callback-only") {
 		appScopes = append(slices.Clone(upstreamScopes), "openid", "email", "profile")
 	}
 	f.upstream = f.gl.AddApplication(emulator.Application{Name: "ssobridge", RedirectURIs: []string{oauth.CallbackURLFor(public)},
@@ -115,9 +115,12 @@ func newFixtureFor(t testing.TB, st store.Store, upstreamScopes, kinds []string,
 		case "gitlab":
 			up, err = gitlabapi.NewClient(gitlabapi.Config{URL: f.gl.URL(), ClientID: f.upstream.UID, ClientSecret: f.upstream.Secret,
 				Scopes: upstreamScopes, RedirectURL: oauth.CallbackURLFor(public), HTTPClient: &http.Client{Transport: f.upstreamTokens}})
-		case "oidc":
+		case "oidc", "oidc-callback-only":
 			up, err = openid.New(openid.Config{Name: "corp", DisplayName: "Corp SSO", Issuer: f.gl.URL(), ClientID: f.upstream.UID,
 				ClientSecret: f.upstream.Secret, RedirectURL: oauth.CallbackURLFor(public), HTTPClient: &http.Client{Transport: f.upstreamTokens}})
+			if kind == "oidc-callback-only" {
+				up = callbackOnly{up}
+			}
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -151,6 +154,10 @@ func newFixtureFor(t testing.TB, st store.Store, upstreamScopes, kinds []string,
 	f.http = &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return f
 }
+
+// callbackOnly is a provider that signs people in and can be asked nothing more: no live read,
+// no refresh.
+type callbackOnly struct{ upstream.CallbackProvider }
 
 func (f *fixture) register(spec oauth.AppSpec) (*store.Application, string) {
 	f.t.Helper()

@@ -418,7 +418,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	}
 	// The person must still be welcome at GitLab, and still admitted to the application: a
 	// refresh must not outlive a block there or a change of the application's rules.
-	body, err := s.upstreamUser(ctx, sess)
+	body, err := s.upstreamUser(ctx, sess, true)
 	if err == nil {
 		if reason, fix := checkPolicy(app, s.policyUser(app, sess, body)); reason != "" {
 			s.revokeSession(ctx, sess.ID, "the person is no longer admitted")
@@ -430,16 +430,21 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 		if !ok {
 			return err
 		}
+		provider := "GitLab"
+		if p, ok := s.upstreamNamed(sess.Provider); ok {
+			provider = p.Describe().DisplayName
+		}
 		switch {
 		case ue.Failure == signin.UpstreamTokenRejected || ue.Failure == signin.UpstreamUserRefused || ue.Failure == signin.UserNotActive:
-			// GitLab answered, and no longer accepts the person: the sign-in ends.
-			s.revokeSession(ctx, sess.ID, "GitLab no longer accepts the person")
-			return fail(ue.Failure, "GitLab no longer accepts this person (%s); sign in again", ue.apiMessage()).withFix(ue.fix()).withCause(err)
+			// The provider answered, and no longer accepts the person, or cannot be asked: the
+			// sign-in ends.
+			s.revokeSession(ctx, sess.ID, provider+" no longer accepts the person")
+			return fail(ue.Failure, "%s does not confirm this person (%s); sign in again", provider, ue.apiMessage()).withFix(ue.fix()).withCause(err)
 		case ue.Failure.Where() == signin.AtGitLab:
-			// The failure's code (temporarily_unavailable, for GitLab's own trouble) tells the
-			// client to try again.
-			e := fail(ue.Failure, "the bridge could not ask GitLab whether this person may still sign in (%s); try again shortly, the refresh token stays valid",
-				ue.apiMessage()).withFix(ue.fix()).withCause(err)
+			// The failure's code (temporarily_unavailable, for the provider's own trouble) tells
+			// the client to try again.
+			e := fail(ue.Failure, "the bridge could not ask %s whether this person may still sign in (%s); try again shortly, the refresh token stays valid",
+				provider, ue.apiMessage()).withFix(ue.fix()).withCause(err)
 			e.RetryAfter = ue.RetryAfter
 			return e
 		}

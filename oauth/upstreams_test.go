@@ -2,6 +2,7 @@ package oauth_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -330,5 +331,26 @@ func TestAnOpenIDProvidersRefusalIsFixedInItsOwnSettings(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "Corp SSO refused the sign-in") ||
 		!strings.Contains(body, "SSOBRIDGE_OIDC_SCOPES") || strings.Contains(body, "read_user") {
 		t.Errorf("got %d: %s", resp.StatusCode, body)
+	}
+}
+
+func TestAProviderThatCannotBeAskedAgainAnswersTheUserFromTheSignInButRenewsNoToken(t *testing.T) {
+	fixtureConfig = liveUser
+	defer func() { fixtureConfig = nil }()
+	f := newFixtureFor(t, memstore.New(), []string{"read_user"}, []string{"oidc-callback-only"})
+	resp := f.authorize(f.authorizeQuery("s"))
+	back := location(t, f.get(location(t, resp).String()))
+	code := location(t, f.get(back.String())).Query().Get("code")
+	r, body := f.postToken(f.tokenForm(code))
+	if r.StatusCode != http.StatusOK || body["refresh_token"] == nil {
+		t.Fatalf("token: %d %v", r.StatusCode, body)
+	}
+	if u := f.gitlabUser(body["access_token"].(string)); u["email"] != "ada@example.com" {
+		t.Errorf("/api/v4/user %v, want the person of the sign-in", u)
+	}
+	r, refreshed := f.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {body["refresh_token"].(string)},
+		"client_id": {f.app.ID}, "client_secret": {f.secret}})
+	if r.StatusCode != http.StatusBadRequest || refreshed["error"] != "invalid_grant" || !strings.Contains(fmt.Sprint(refreshed["error_description"]), "cannot check this person") {
+		t.Errorf("a refresh the provider cannot confirm: %d %v, want invalid_grant saying why", r.StatusCode, refreshed)
 	}
 }

@@ -126,7 +126,18 @@ const saveRefreshedTokenTimeout = 5 * time.Second
 // body clients get. A provider that cannot be asked again (no way to read the person, or an
 // expired token and no refresh token) leaves the snapshot of the sign-in standing. Failures come
 // back as the Error the client should see.
-func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte, error) {
+//
+// confirm says the caller must hear from the provider itself, not from the snapshot: a refresh of
+// the bridge's tokens, which would otherwise outlive the person's account at the provider.
+func (s *Server) upstreamUser(ctx context.Context, sess *store.Session, confirm ...bool) ([]byte, error) {
+	snapshot := func(why string) ([]byte, error) {
+		if len(confirm) == 0 || !confirm[0] {
+			return sess.User, nil
+		}
+		return nil, &Error{Failure: signin.UpstreamTokenRejected, Status: http.StatusUnauthorized,
+			Description: "the bridge cannot check this person at their provider again (" + why + "); sign in again",
+			Fix:         "The provider gave the bridge no way to read the person again, so the bridge's tokens are not renewed past its access token: people sign in again. To renew them, ask the provider for a refresh token (add offline_access to the provider's scopes, where it grants one) and a userinfo endpoint."}
+	}
 	prov, ok := s.upstreamNamed(sess.Provider)
 	if !ok {
 		e := upstreamGone(sess.Provider)
@@ -136,7 +147,7 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 	d := prov.Describe()
 	reader, canRead := prov.(upstream.UserReader)
 	if !canRead {
-		return sess.User, nil
+		return snapshot("it cannot be asked again")
 	}
 	tok, err := s.openToken(sess)
 	if err != nil {
@@ -145,7 +156,7 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 	if !tok.Valid() {
 		refresher, canRefresh := prov.(upstream.Refresher)
 		if !canRefresh || tok.RefreshToken == "" {
-			return sess.User, nil
+			return snapshot("its token has expired, and it gave no refresh token")
 		}
 		var release func()
 		if tok, release, err = s.refreshUpstream(ctx, sess, refresher); err != nil {
@@ -157,7 +168,7 @@ func (s *Server) upstreamUser(ctx context.Context, sess *store.Session) ([]byte,
 	}
 	id, err := reader.ReadUser(ctx, tok)
 	if errors.Is(err, upstream.ErrCannotRead) {
-		return sess.User, nil
+		return snapshot("it has no userinfo endpoint")
 	}
 	if ie, ok := errors.AsType[*upstream.IdentityError](err); ok {
 		e := identityFailure(d, ie)
