@@ -108,6 +108,8 @@ func runIdentities(args []string, stdout, stderr io.Writer) error {
 	switch {
 	case cmd == "list" && len(pos) > 0, len(pos) > 1:
 		return fmt.Errorf("unexpected argument %q; see ssobridge identities %s --help", pos[len(pos)-1], cmd)
+	case cmd == "show" && len(pos) == 1 && (*subject != "" || *email != ""):
+		return errors.New("ssobridge identities show takes an ID, or --subject, or --email: one of them")
 	case len(pos) == 1:
 		arg = pos[0]
 	case cmd == "import":
@@ -375,6 +377,9 @@ func readIdentityFile(path string) ([]store.IdentityImport, int, error) {
 	var entries []store.IdentityImport
 	var faults []string
 	skipped := 0
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, 0, fmt.Errorf("%s is empty: give Mattermost's users as `mmctl user list --all --json` prints them, or a CSV whose header is email,id or subject,id", name)
+	}
 	if t := bytes.TrimSpace(b); len(t) > 0 && (t[0] == '[' || t[0] == '{') {
 		entries, skipped, faults = readMattermostUsers(name, t)
 	} else {
