@@ -296,14 +296,16 @@ func TestBrowserSignsInThroughTheDevBridge(t *testing.T) {
 	start := time.Now()
 	// Nobody signed in at the emulated GitLab: the browser meets its sign-in form, as a person
 	// meets GitLab's.
-	info, stop := startDev(t, "SSOBRIDGE_DEV_GITLAB_SIGN_IN=form")
+	// The relying party's port counts for the confidential client it signs in as: dev registers
+	// its callback.
+	rp := newRelyingParty(t)
+	info, stop := startDev(t, "SSOBRIDGE_DEV_GITLAB_SIGN_IN=form", "--dev-redirect-uri="+rp.URL+"/callback")
 	defer stop()
 	ada := info.Users[0]
 	if ada.SignedIn || ada.Password == "" {
 		t.Fatalf("dev with SSOBRIDGE_DEV_GITLAB_SIGN_IN=form printed %+v; want ada signed out, with a password", ada)
 	}
 	b := startBrowser(t, execPath)
-	rp := newRelyingParty(t)
 	t.Cleanup(func() {
 		t.Logf("the dev bridge and the browser, built, started and driven, took %s", time.Since(start).Round(time.Millisecond))
 	})

@@ -102,11 +102,20 @@ type devInfo struct {
 
 // startDev runs `ssobridge dev --json` and returns what it printed, and a function that stops it
 // with SIGTERM and reports how it ended.
-func startDev(t *testing.T, env ...string) (devInfo, func() error) {
+func startDev(t *testing.T, settings ...string) (devInfo, func() error) {
 	t.Helper()
 	bin := buildBinary(t)
-	cmd := exec.Command(bin, "dev", "--json", "--dev-listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), env...)
+	args := []string{"dev", "--json", "--dev-listen", "127.0.0.1:0"}
+	env := os.Environ()
+	for _, s := range settings {
+		if strings.HasPrefix(s, "--") {
+			args = append(args, s)
+		} else {
+			env = append(env, s)
+		}
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -75,7 +75,7 @@ func TestOpenIDConnectRelyingPartySignsInToTheDevBridgeThroughConsent(t *testing
 	if err != nil {
 		t.Fatalf("discovery at %s: %v", info.Issuer, err)
 	}
-	// A relying party listening on some loopback port: the registered loopback URI matches any.
+	// A relying party listening on the registered loopback port (a confidential client's port counts).
 	const callback = "http://127.0.0.1:49152/callback"
 	cfg := &oauth2.Config{ClientID: info.UntrustedApp.ID, ClientSecret: info.UntrustedApp.Secret, RedirectURL: callback,
 		Endpoint: provider.Endpoint(), Scopes: []string{oidc.ScopeOpenID, "profile", "email"}}
@@ -114,7 +114,7 @@ func TestTrustedAndPublicClientsSignInToTheDevBridgeWithoutConsent(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const callback = "http://[::1]:50000/callback"
+	const callback = "http://[::1]:49152/callback"
 	for name, app := range map[string]devApp{"trusted": info.OIDCApp, "public": info.PublicApp} {
 		t.Run(name, func(t *testing.T) {
 			cfg := &oauth2.Config{ClientID: app.ID, ClientSecret: app.Secret, RedirectURL: callback,

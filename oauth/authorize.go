@@ -98,9 +98,9 @@ func (s *Server) authorize(c echo.Context) error {
 		return fail(signin.RedirectURIMissing, "The request from %s does not say where to return (redirect_uri is missing).", app.Name).
 			page("Sign-in request without redirect_uri", 0).withFix("Start the sign-in again from the application.")
 	}
-	if !matchAny(app.RedirectURIs, req.RedirectURI) {
+	if !appRedirectURI(app, req.RedirectURI) {
 		e := fail(signin.RedirectURINotRegistered, "The redirect_uri %q is not registered for the application %s: %s.",
-			truncate(req.RedirectURI, 300), app.Name, explainRedirectURI(app.RedirectURIs, req.RedirectURI)).
+			truncate(req.RedirectURI, 300), app.Name, explainRedirectURI(app, req.RedirectURI)).
 			page("Redirect URI not registered", 0).withFix(redirectFix(app))
 		e.TraceDetail = "Registered: " + strings.Join(app.RedirectURIs, ", ") + "."
 		return e

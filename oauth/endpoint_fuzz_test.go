@@ -49,7 +49,7 @@ func (f *fixture) registered(loc string) bool {
 	}
 	u.RawQuery = q.Encode()
 	for _, r := range f.app.RedirectURIs {
-		if oauth.MatchRedirectURI(r, u.String()) {
+		if oauth.MatchRedirectURI(r, u.String(), !f.app.Confidential) {
 			return true
 		}
 	}

@@ -41,7 +41,7 @@ func (m mint) manager(app *store.Application, l *ledger) *manage.Manager {
 	mg.MapTokenStorage(l)
 	mg.MapAuthorizeGenerate(randomCodes{})
 	mg.MapAccessGenerate(randomAccess{})
-	mg.SetValidateURIHandler(validateURI)
+	mg.SetValidateURIHandler(func(_, requested string) error { return validateURI(app, requested) })
 	mg.SetAuthorizeCodeExp(m.codeTTL)
 	mg.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: m.accessTTL, RefreshTokenExp: m.refreshTTL, IsGenerateRefresh: true})
 	return mg
@@ -171,8 +171,8 @@ func isClientError(err error) bool {
 
 // validateURI replaces go-oauth2's DefaultValidateURI, which accepts any host that ends with the
 // registered one and any path.
-func validateURI(registered, requested string) error {
-	if matchAny(strings.Split(registered, "\n"), requested) {
+func validateURI(app *store.Application, requested string) error {
+	if appRedirectURI(app, requested) {
 		return nil
 	}
 	return oerrors.ErrInvalidRedirectURI
@@ -227,7 +227,8 @@ type clientInfo struct{ app *store.Application }
 func (c clientInfo) GetID() string     { return c.app.ID }
 func (c clientInfo) GetSecret() string { return "" }
 
-// GetDomain returns the registered redirect URIs, one per line, for validateURI.
+// GetDomain returns the registered redirect URIs, one per line (validateURI reads the
+// application itself).
 func (c clientInfo) GetDomain() string { return strings.Join(c.app.RedirectURIs, "\n") }
 func (c clientInfo) IsPublic() bool    { return !c.app.Confidential }
 func (c clientInfo) GetUserID() string { return "" }

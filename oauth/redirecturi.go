@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
 // maxRedirectURI bounds the length of a redirect URI, registered or requested.
@@ -57,42 +59,48 @@ func badHostRune(r rune) bool {
 }
 
 // MatchRedirectURI reports whether requested is registered. The rules are Doorkeeper's (GitLab's)
-// made strict: scheme and host compare without regard to case, a default port equals no port,
-// and the port of a loopback IP literal (127.0.0.1, ::1) is ignored (RFC 8252 §7.3); the path
-// compares exactly as sent, trailing slash and percent-encoding included; a registered query must
-// be matched as a set of parameters and a request may not add one. Nothing is looser than that:
-// no prefix, suffix, sub-domain or wildcard matching.
-func MatchRedirectURI(registered, requested string) bool {
-	return redirectURIDifference(registered, requested) == ""
+// made strict: scheme and host compare without regard to case, a default port equals no port;
+// the path compares exactly as sent, trailing slash and percent-encoding included; a registered
+// query must be matched as a set of parameters and a request may not add one. Nothing is looser
+// than that: no prefix, suffix, sub-domain or wildcard matching.
+//
+// anyLoopbackPort ignores the port of a loopback IP literal (127.0.0.1, ::1), as RFC 8252 §7.3
+// asks for native applications, which listen on whatever port is free when they start. It is for
+// public clients alone (see appRedirectURI): for a confidential web application another port on
+// its host is another program, which must not receive its codes (RFC 9700 §2.1 asks exact
+// matching of everyone else).
+func MatchRedirectURI(registered, requested string, anyLoopbackPort bool) bool {
+	return len(redirectURIDifferences(registered, requested, anyLoopbackPort)) == 0
+}
+
+// appRedirectURI reports whether requested is one of app's redirect URIs; the port of a
+// loopback IP literal counts unless the application is public (see MatchRedirectURI).
+func appRedirectURI(app *store.Application, requested string) bool {
+	return matchAny(app.RedirectURIs, requested, !app.Confidential)
 }
 
 // matchAny returns whether requested matches one of registered.
-func matchAny(registered []string, requested string) bool {
-	return slices.ContainsFunc(registered, func(r string) bool { return MatchRedirectURI(r, requested) })
+func matchAny(registered []string, requested string, anyLoopbackPort bool) bool {
+	return slices.ContainsFunc(registered, func(r string) bool { return MatchRedirectURI(r, requested, anyLoopbackPort) })
 }
 
 // explainRedirectURI says why requested matches none of registered: every part (scheme, host,
 // port, path, query) in which it differs from the closest registered URI, the one with the fewest
 // differing parts, so that an administrator sees the whole fix at once (an http Site URL on
 // another port differs in two).
-func explainRedirectURI(registered []string, requested string) string {
+func explainRedirectURI(app *store.Application, requested string) string {
 	var best []string
-	for _, r := range registered {
-		if d := redirectURIDifferences(r, requested); best == nil || len(d) < len(best) {
+	for _, r := range app.RedirectURIs {
+		if d := redirectURIDifferences(r, requested, !app.Confidential); best == nil || len(d) < len(best) {
 			best = d
 		}
 	}
 	return strings.Join(best, "; ")
 }
 
-// redirectURIDifference returns "" when requested matches registered, or which parts differ.
-func redirectURIDifference(registered, requested string) string {
-	return strings.Join(redirectURIDifferences(registered, requested), "; ")
-}
-
 // redirectURIDifferences returns nothing when requested matches registered, or each part that
 // differs; a requested URI that could never match is one difference, saying why.
-func redirectURIDifferences(registered, requested string) []string {
+func redirectURIDifferences(registered, requested string, anyLoopbackPort bool) []string {
 	if len(requested) > maxRedirectURI {
 		return []string{"it is longer than 2048 bytes"}
 	}
@@ -120,8 +128,13 @@ func redirectURIDifferences(registered, requested string) []string {
 	}
 	// Two schemes' default ports differ by themselves: that is said by the scheme already.
 	defaultPorts := schemeDiffers && req.Port() == "" && reg.Port() == ""
-	if !isLoopbackIP(reg.Hostname()) && !defaultPorts && effectivePort(req) != effectivePort(reg) {
-		diff = append(diff, fmt.Sprintf("port: it uses port %s where the registered URI uses %s", effectivePort(req), effectivePort(reg)))
+	loopbackPort := anyLoopbackPort && isLoopbackIP(reg.Hostname())
+	if !loopbackPort && !defaultPorts && effectivePort(req) != effectivePort(reg) {
+		d := fmt.Sprintf("port: it uses port %s where the registered URI uses %s", effectivePort(req), effectivePort(reg))
+		if isLoopbackIP(reg.Hostname()) {
+			d += " (only a public application may use any port on a loopback address; this one is confidential)"
+		}
+		diff = append(diff, d)
 	}
 	if p, rp := pathOf(req), pathOf(reg); p != rp {
 		diff = append(diff, fmt.Sprintf("path: it has path %q where the registered URI has %q", p, rp))

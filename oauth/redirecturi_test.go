@@ -3,6 +3,8 @@ package oauth
 import (
 	"strings"
 	"testing"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
 func TestMatchRedirectURI(t *testing.T) {
@@ -12,58 +14,64 @@ func TestMatchRedirectURI(t *testing.T) {
 		registered string
 		requested  string
 		want       bool
+		// confidential compares as for a confidential application (a loopback port counts)
+		confidential bool
 	}{
-		{"the registered URI itself matches", mm, mm, true},
-		{"scheme and host compare without case", mm, "HTTPS://MM.Example.COM/signup/gitlab/complete", true},
-		{"an explicit default port equals no port", mm, "https://mm.example.com:443/signup/gitlab/complete", true},
-		{"an explicit default http port equals no port", "http://mm.example.com/cb", "http://mm.example.com:80/cb", true},
-		{"an empty path equals /", "https://mm.example.com", "https://mm.example.com/", true},
-		{"a loopback IPv4 literal matches on any port", "http://127.0.0.1/cb", "http://127.0.0.1:51234/cb", true},
-		{"a loopback IPv6 literal matches on any port", "http://[::1]:8080/cb", "http://[::1]:9999/cb", true},
-		{"a registered query matches in any order", "https://a.example/cb?x=1&y=2", "https://a.example/cb?y=2&x=1", true},
+		{"the registered URI itself matches", mm, mm, true, false},
+		{"scheme and host compare without case", mm, "HTTPS://MM.Example.COM/signup/gitlab/complete", true, false},
+		{"an explicit default port equals no port", mm, "https://mm.example.com:443/signup/gitlab/complete", true, false},
+		{"an explicit default http port equals no port", "http://mm.example.com/cb", "http://mm.example.com:80/cb", true, false},
+		{"an empty path equals /", "https://mm.example.com", "https://mm.example.com/", true, false},
+		{"a public client's loopback IPv4 literal matches on any port", "http://127.0.0.1/cb", "http://127.0.0.1:51234/cb", true, false},
+		{"a public client's loopback IPv6 literal matches on any port", "http://[::1]:8080/cb", "http://[::1]:9999/cb", true, false},
+		{"a confidential client's loopback IPv4 port counts", "http://127.0.0.1:8080/cb", "http://127.0.0.1:51234/cb", false, true},
+		{"a confidential client's loopback IPv6 port counts", "http://[::1]:8080/cb", "http://[::1]:9999/cb", false, true},
+		{"a confidential client's loopback URI without port is port 80", "http://127.0.0.1/cb", "http://127.0.0.1:80/cb", true, true},
+		{"a confidential client's registered loopback port matches", "http://127.0.0.1:8080/cb", "http://127.0.0.1:8080/cb", true, true},
+		{"a registered query matches in any order", "https://a.example/cb?x=1&y=2", "https://a.example/cb?y=2&x=1", true, false},
 
-		{"an extra path segment is refused", mm, mm + "/evil", false},
-		{"a shorter path is refused", mm, "https://mm.example.com/signup/gitlab", false},
-		{"a trailing slash is refused", mm, mm + "/", false},
-		{"path case differs and is refused", mm, "https://mm.example.com/Signup/gitlab/complete", false},
-		{"an encoded slash in the path is refused", mm, "https://mm.example.com/signup%2Fgitlab/complete", false},
-		{"an encoded letter in the path is refused", mm, "https://mm.example.com/signup/gitl%61b/complete", false},
-		{"dot segments are refused", mm, "https://mm.example.com/signup/gitlab/../gitlab/complete", false},
-		{"another port is refused", mm, "https://mm.example.com:8443/signup/gitlab/complete", false},
-		{"http instead of https is refused", mm, "http://mm.example.com/signup/gitlab/complete", false},
-		{"a suffix host is refused", mm, "https://evil-mm.example.com/signup/gitlab/complete", false},
-		{"a sub-domain is refused", mm, "https://x.mm.example.com/signup/gitlab/complete", false},
-		{"a host with the registered host as prefix is refused", mm, "https://mm.example.com.evil.com/signup/gitlab/complete", false},
-		{"a trailing dot on the host is refused", mm, "https://mm.example.com./signup/gitlab/complete", false},
-		{"user information before the host is refused", mm, "https://mm.example.com@evil.com/signup/gitlab/complete", false},
-		{"user information equal to nothing is refused", mm, "https://user@mm.example.com/signup/gitlab/complete", false},
-		{"a fragment is refused", mm, mm + "#x", false},
-		{"a query the registration lacks is refused", mm, mm + "?next=https://evil.com", false},
-		{"a backslash is refused", mm, "https://mm.example.com\\@evil.com/signup/gitlab/complete", false},
-		{"javascript: is refused", mm, "javascript:alert(1)//mm.example.com/signup/gitlab/complete", false},
-		{"data: is refused", mm, "data:text/html,<script>alert(1)</script>", false},
-		{"a relative URI is refused", mm, "/signup/gitlab/complete", false},
-		{"a scheme-relative URI is refused", mm, "//mm.example.com/signup/gitlab/complete", false},
-		{"an empty URI is refused", mm, "", false},
-		{"a registered query must be present", "https://a.example/cb?x=1", "https://a.example/cb", false},
-		{"a registered query must have the same values", "https://a.example/cb?x=1", "https://a.example/cb?x=2", false},
-		{"a registered query must not gain parameters", "https://a.example/cb?x=1", "https://a.example/cb?x=1&y=2", false},
-		{"a loopback name is not an IP literal: its port counts", "http://localhost:8080/cb", "http://localhost:9090/cb", false},
-		{"a non-loopback IP keeps its port", "http://10.0.0.1:8080/cb", "http://10.0.0.1:9090/cb", false},
-		{"an overlong URI is refused", mm, mm + "?" + strings.Repeat("a", 3000), false},
+		{"an extra path segment is refused", mm, mm + "/evil", false, false},
+		{"a shorter path is refused", mm, "https://mm.example.com/signup/gitlab", false, false},
+		{"a trailing slash is refused", mm, mm + "/", false, false},
+		{"path case differs and is refused", mm, "https://mm.example.com/Signup/gitlab/complete", false, false},
+		{"an encoded slash in the path is refused", mm, "https://mm.example.com/signup%2Fgitlab/complete", false, false},
+		{"an encoded letter in the path is refused", mm, "https://mm.example.com/signup/gitl%61b/complete", false, false},
+		{"dot segments are refused", mm, "https://mm.example.com/signup/gitlab/../gitlab/complete", false, false},
+		{"another port is refused", mm, "https://mm.example.com:8443/signup/gitlab/complete", false, false},
+		{"http instead of https is refused", mm, "http://mm.example.com/signup/gitlab/complete", false, false},
+		{"a suffix host is refused", mm, "https://evil-mm.example.com/signup/gitlab/complete", false, false},
+		{"a sub-domain is refused", mm, "https://x.mm.example.com/signup/gitlab/complete", false, false},
+		{"a host with the registered host as prefix is refused", mm, "https://mm.example.com.evil.com/signup/gitlab/complete", false, false},
+		{"a trailing dot on the host is refused", mm, "https://mm.example.com./signup/gitlab/complete", false, false},
+		{"user information before the host is refused", mm, "https://mm.example.com@evil.com/signup/gitlab/complete", false, false},
+		{"user information equal to nothing is refused", mm, "https://user@mm.example.com/signup/gitlab/complete", false, false},
+		{"a fragment is refused", mm, mm + "#x", false, false},
+		{"a query the registration lacks is refused", mm, mm + "?next=https://evil.com", false, false},
+		{"a backslash is refused", mm, "https://mm.example.com\\@evil.com/signup/gitlab/complete", false, false},
+		{"javascript: is refused", mm, "javascript:alert(1)//mm.example.com/signup/gitlab/complete", false, false},
+		{"data: is refused", mm, "data:text/html,<script>alert(1)</script>", false, false},
+		{"a relative URI is refused", mm, "/signup/gitlab/complete", false, false},
+		{"a scheme-relative URI is refused", mm, "//mm.example.com/signup/gitlab/complete", false, false},
+		{"an empty URI is refused", mm, "", false, false},
+		{"a registered query must be present", "https://a.example/cb?x=1", "https://a.example/cb", false, false},
+		{"a registered query must have the same values", "https://a.example/cb?x=1", "https://a.example/cb?x=2", false, false},
+		{"a registered query must not gain parameters", "https://a.example/cb?x=1", "https://a.example/cb?x=1&y=2", false, false},
+		{"a loopback name is not an IP literal: its port counts", "http://localhost:8080/cb", "http://localhost:9090/cb", false, false},
+		{"a non-loopback IP keeps its port", "http://10.0.0.1:8080/cb", "http://10.0.0.1:9090/cb", false, false},
+		{"an overlong URI is refused", mm, mm + "?" + strings.Repeat("a", 3000), false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := MatchRedirectURI(tt.registered, tt.requested); got != tt.want {
-				t.Errorf("MatchRedirectURI(%q, %q) = %v, want %v (difference: %q)", tt.registered, tt.requested, got, tt.want,
-					redirectURIDifference(tt.registered, tt.requested))
+			if got := MatchRedirectURI(tt.registered, tt.requested, !tt.confidential); got != tt.want {
+				t.Errorf("MatchRedirectURI(%q, %q, public %v) = %v, want %v (difference: %q)", tt.registered, tt.requested, !tt.confidential, got, tt.want,
+					redirectURIDifferences(tt.registered, tt.requested, !tt.confidential))
 			}
 		})
 	}
 }
 
 func TestExplainRedirectURINamesThePartThatDiffers(t *testing.T) {
-	reg := []string{"https://mm.example.com/signup/gitlab/complete", "https://mm.example.com/login/gitlab/complete"}
+	reg := &store.Application{Confidential: true, RedirectURIs: []string{"https://mm.example.com/signup/gitlab/complete", "https://mm.example.com/login/gitlab/complete"}}
 	tests := []struct{ requested, want string }{
 		{"http://mm.example.com/signup/gitlab/complete", "scheme"},
 		{"https://mm.example.com:8065/signup/gitlab/complete", "port"},
@@ -121,7 +129,7 @@ func FuzzMatchRedirectURI(f *testing.F) {
 		if ValidateRedirectURI(registered) != nil {
 			return
 		}
-		if !MatchRedirectURI(registered, requested) {
+		if !MatchRedirectURI(registered, requested, true) {
 			return
 		}
 		// Whatever matched must send the browser to the registered host and nowhere else.

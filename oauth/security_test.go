@@ -321,3 +321,33 @@ func credentialEndpointForms(f *fixture) map[string]url.Values {
 func basicHeader(id, secret string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
 }
+
+// A confidential application registered on a loopback address (a web application on the same
+// machine, say) gets its codes on its own port alone: any other port there is another program.
+// Only a public (native) application, which takes whatever port is free when it starts, may use
+// any (RFC 8252 §7.3).
+func TestLoopbackRedirectURIOnAnyPortIsForPublicApplicationsAlone(t *testing.T) {
+	f := newFixture(t)
+	const registered = "http://127.0.0.1:8065/signup/gitlab/complete"
+	const otherPort = "http://127.0.0.1:9999/signup/gitlab/complete"
+	confidential, _ := f.register(f.appSpecFor("Local web app", registered))
+	q := url.Values{"response_type": {"code"}, "client_id": {confidential.ID}, "redirect_uri": {otherPort}, "state": {"s"}}
+	resp := f.authorize(q)
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+		t.Fatalf("a confidential application's loopback URI on another port: status %d, Location %q; want a 400 page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	q.Set("redirect_uri", registered)
+	if loc := location(t, f.authorize(q)); loc.Host == "127.0.0.1:8065" || loc.Query().Get("error") != "" {
+		t.Fatalf("the registered port itself was refused: %s", loc)
+	}
+
+	spec := f.appSpecFor("Native app", "http://127.0.0.1/callback")
+	spec.Confidential = false
+	public, _ := f.register(spec)
+	sum := sha256.Sum256([]byte(strings.Repeat("v", 43)))
+	q = url.Values{"response_type": {"code"}, "client_id": {public.ID}, "redirect_uri": {"http://127.0.0.1:53682/callback"}, "state": {"s"},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+	if got := f.toClient(q); got.Host != "127.0.0.1:53682" || got.Query().Get("code") == "" {
+		t.Fatalf("a public application on another loopback port came back to %s", got)
+	}
+}

@@ -24,6 +24,10 @@ import (
 )
 
 // devInfo is what the dev mode prints: everything a person or a script needs to sign in.
+// devRelyingPartyPort is the loopback port of the dev clients' redirect URIs: the first of the
+// dynamic ports, where a relying party being tried out can listen.
+const devRelyingPartyPort = "49152"
+
 type devInfo struct {
 	BridgeURL string `json:"bridge_url"`
 	GitLabURL string `json:"gitlab_url"`
@@ -35,9 +39,9 @@ type devInfo struct {
 	App               appView           `json:"app"`
 	RedirectURI       string            `json:"redirect_uri"`
 	// OIDCApp, UntrustedApp and PublicApp are clients for OpenID Connect relying parties and
-	// probes, with loopback redirect URIs that match on any port: OIDCApp is trusted and
-	// confidential, UntrustedApp goes through the consent page, PublicApp has no secret and must
-	// use PKCE.
+	// probes, with loopback redirect URIs on port devRelyingPartyPort (any port for PublicApp):
+	// OIDCApp is trusted and confidential, UntrustedApp goes through the consent page, PublicApp
+	// has no secret and must use PKCE.
 	OIDCApp      appView `json:"oidc_app"`
 	UntrustedApp appView `json:"untrusted_app"`
 	PublicApp    appView `json:"public_app"`
@@ -165,7 +169,9 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err := s.CreateApp(ctx, app); err != nil {
 		return fmt.Errorf("registering the Mattermost application: %w", err)
 	}
-	oidcURIs := append([]string{"http://127.0.0.1/callback", "http://[::1]/callback"}, devRedirects...)
+	// The public client may use any port on loopback (RFC 8252 §7.3); the confidential ones only
+	// the port registered, as a web application would, so their relying party listens on it.
+	oidcURIs := append([]string{"http://127.0.0.1:" + devRelyingPartyPort + "/callback", "http://[::1]:" + devRelyingPartyPort + "/callback"}, devRedirects...)
 	oidcScopes := []string{"openid", "profile", "email", "read_user"}
 	register := func(spec oauth.AppSpec) (appView, error) {
 		a, sec, err := oauth.NewApplication(spec)
@@ -304,10 +310,10 @@ func printDevInfo(w io.Writer, info devInfo, secret string) {
     Secret                 %s
     Redirect URIs          %s
 
-  OpenID Connect issuer %s; three more clients, redirect URIs %s (any port on loopback):
+  OpenID Connect issuer %s; three more clients, redirect URIs %s:
     %-22s %s  secret %s  (trusted)
     %-22s %s  secret %s  (asks consent)
-    %-22s %s  (public: no secret, PKCE S256 required)
+    %-22s %s  (public: no secret, PKCE S256 required, any port on loopback)
 
 `, info.WalkthroughURL, walkthroughHint(info.Users[0]), info.BridgeURL, info.Store, info.Endpoints["authorize"], info.Endpoints["token"],
 		info.Endpoints["user"], info.Endpoints["callback"], info.UpstreamLabel+":", info.GitLabURL, info.MattermostSiteURL, info.TracesURL,
