@@ -53,7 +53,8 @@ func (s *Server) callback(c echo.Context) error {
 			Fix:         "Start the sign-in again from Mattermost. Do not bookmark or reload this page.",
 		}
 	}
-	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(state), store.NewAttempt())
+	key := store.TokenKey(state)
+	pending, err := s.store.TakeAuthorization(ctx, key, store.NewAttempt())
 	if taken, ok := errors.AsType[*store.TakenError](err); ok {
 		return s.replayedState(taken)
 	}
@@ -115,9 +116,14 @@ func (s *Server) callback(c echo.Context) error {
 		}
 	}
 
+	auth, err := s.openUpstreamAuth(pending, key)
+	if err != nil {
+		return &Error{Failure: signin.StateUnknown, Title: "Invalid return from " + prov.Describe().DisplayName, Cause: err,
+			Description: "The bridge cannot read what it kept of this sign-in: it was kept with another SSOBRIDGE_ENCRYPTION_KEY.",
+			Fix:         "Go back to Mattermost and sign in again. Administrators: every instance of the bridge needs the same SSOBRIDGE_ENCRYPTION_KEY (and the old one in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS after a change)."}
+	}
 	s.stepOK(c, http.StatusOK, nil)
 	d := prov.Describe()
-	auth := upstream.Auth{Verifier: pending.UpstreamVerifier, Nonce: pending.UpstreamNonce}
 	start := time.Now()
 	tok, err := prov.Exchange(ctx, code, auth)
 	s.upstreamStep(c, signin.StepUpstreamToken, "POST token endpoint (code, PKCE verifier)", start, err)

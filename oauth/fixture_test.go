@@ -309,6 +309,8 @@ type tokenRecorder struct {
 	next   http.RoundTripper
 	mu     sync.Mutex
 	tokens []string
+	// verifiers are the PKCE code verifiers the bridge sent to GitLab's token endpoint.
+	verifiers []string
 	// down makes GitLab unreachable, as a network failure would.
 	down atomic.Bool
 	// userBody, when set, rewrites GitLab's /api/v4/user answers, as a GitLab (or a proxy in
@@ -324,6 +326,16 @@ func (r *tokenRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if on := r.onUser.Load(); on != nil && req.URL.Path == "/api/v4/user" {
 		(*on)()
+	}
+	if req.URL.Path == "/oauth/token" && req.Body != nil {
+		body, _ := io.ReadAll(req.Body)
+		req.Body.Close()
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		if form, err := url.ParseQuery(string(body)); err == nil && form.Get("code_verifier") != "" {
+			r.mu.Lock()
+			r.verifiers = append(r.verifiers, form.Get("code_verifier"))
+			r.mu.Unlock()
+		}
 	}
 	resp, err := r.next.RoundTrip(req)
 	if rewrite := r.userBody.Load(); err == nil && rewrite != nil && req.URL.Path == "/api/v4/user" {

@@ -1,12 +1,18 @@
 package oauth_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/store/memstore"
 )
 
 // TestSecurityRegressions holds, in one place, every attack the bridge must refuse. Each case is
@@ -349,5 +355,53 @@ func TestLoopbackRedirectURIOnAnyPortIsForPublicApplicationsAlone(t *testing.T) 
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
 	if got := f.toClient(q); got.Host != "127.0.0.1:53682" || got.Query().Get("code") == "" {
 		t.Fatalf("a public application on another loopback port came back to %s", got)
+	}
+}
+
+// putRecorder is a store that keeps, encoded, every authorization parked in it.
+type putRecorder struct {
+	store.Store
+	mu     sync.Mutex
+	parked [][]byte
+}
+
+func (r *putRecorder) PutAuthorization(ctx context.Context, key string, a *store.Authorization, ttl time.Duration) error {
+	b, _ := store.EncodeAuthorization(a)
+	r.mu.Lock()
+	r.parked = append(r.parked, b)
+	r.mu.Unlock()
+	return r.Store.PutAuthorization(ctx, key, a, ttl)
+}
+
+// The bridge's own PKCE verifier and nonce at the provider finish its request there: whoever
+// reads the store (a backup, a replica, a Redis MONITOR) must not find them, or a code the
+// provider sends could be redeemed without the bridge. They are kept sealed, like the tokens.
+func TestTheParkedAuthorizationKeepsTheUpstreamVerifierAndNonceSealed(t *testing.T) {
+	rec := &putRecorder{Store: memstore.New()}
+	f := newFixtureFor(t, rec, []string{"read_user"}, []string{"oidc"})
+	toUpstream := location(t, f.authorize(f.authorizeQuery("st")))
+	nonce := toUpstream.Query().Get("nonce")
+	if nonce == "" {
+		t.Fatalf("no nonce sent to the OpenID provider: %s", toUpstream)
+	}
+	back := location(t, f.get(location(t, f.get(toUpstream.String())).String()))
+	if back.Query().Get("code") == "" {
+		t.Fatalf("the sign-in did not complete: %s", back)
+	}
+	verifiers := f.upstreamTokens.verifiers
+	if len(verifiers) != 1 {
+		t.Fatalf("the bridge sent %d code verifiers to the provider, want 1", len(verifiers))
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.parked) == 0 {
+		t.Fatal("nothing was parked")
+	}
+	for _, b := range rec.parked {
+		for what, secret := range map[string]string{"PKCE verifier": verifiers[0], "nonce": nonce} {
+			if strings.Contains(string(b), secret) {
+				t.Errorf("a parked authorization holds the upstream %s in clear: %s", what, b)
+			}
+		}
 	}
 }

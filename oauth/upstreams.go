@@ -55,17 +55,18 @@ func upstreamGone(name string) *Error {
 func (s *Server) sendUpstream(c echo.Context, p upstream.CallbackProvider, pending *store.Authorization) error {
 	d := p.Describe()
 	pending.Upstream = d.Name
-	pending.UpstreamVerifier = oauth2.GenerateVerifier()
-	pending.UpstreamNonce = randomToken()
+	auth := upstream.Auth{Verifier: oauth2.GenerateVerifier(), Nonce: randomToken()}
 	upstreamState := s.newUpstreamState(currentTrace(c), time.Now())
+	key := store.TokenKey(upstreamState)
+	s.sealUpstreamAuth(pending, key, auth)
 	start := time.Now()
-	target, err := p.AuthCodeURL(c.Request().Context(), upstreamState, upstream.Auth{Verifier: pending.UpstreamVerifier, Nonce: pending.UpstreamNonce})
+	target, err := p.AuthCodeURL(c.Request().Context(), upstreamState, auth)
 	if err != nil {
 		// Only an OpenID provider's discovery document can fail here: the diagram shows the call.
 		s.upstreamStep(c, signin.StepUpstreamAuthorize, "GET "+d.URL+"/.well-known/openid-configuration", start, err)
 		return upstreamPage(err)
 	}
-	if err := s.store.PutAuthorization(c.Request().Context(), store.TokenKey(upstreamState), pending, s.cfg.AuthorizationTTL); err != nil {
+	if err := s.store.PutAuthorization(c.Request().Context(), key, pending, s.cfg.AuthorizationTTL); err != nil {
 		return storeFailure("save authorization", err)
 	}
 	traceMeta(c, store.TraceMeta{Upstream: d.DisplayName})
@@ -73,6 +74,34 @@ func (s *Server) sendUpstream(c echo.Context, p upstream.CallbackProvider, pendi
 		fmt.Sprintf("302 to %s's authorization endpoint (the bridge's client_id, state, PKCE S256)", d.DisplayName),
 		time.Now(), http.StatusFound, nil, map[string]string{"provider": d.Name, "url": d.URL})
 	return c.Redirect(http.StatusFound, target)
+}
+
+// upstreamAuthContext binds the sealed upstream secrets of an authorization to the key it is
+// parked under, so that they cannot be moved to another record.
+const upstreamAuthContext = "upstream-auth:"
+
+// sealUpstreamAuth keeps auth in pending, sealed, for the record parked under key.
+func (s *Server) sealUpstreamAuth(pending *store.Authorization, key string, auth upstream.Auth) {
+	plain, _ := json.Marshal([2]string{auth.Verifier, auth.Nonce})
+	pending.UpstreamSealed = s.cfg.Sealer.Seal(plain, upstreamAuthContext+key)
+	pending.UpstreamVerifier, pending.UpstreamNonce = "", ""
+}
+
+// openUpstreamAuth returns the upstream secrets of pending, parked under key: sealed, or in
+// clear in a record written before they were sealed.
+func (s *Server) openUpstreamAuth(pending *store.Authorization, key string) (upstream.Auth, error) {
+	if pending.UpstreamSealed == nil {
+		return upstream.Auth{Verifier: pending.UpstreamVerifier, Nonce: pending.UpstreamNonce}, nil
+	}
+	plain, err := s.cfg.Sealer.Open(pending.UpstreamSealed, upstreamAuthContext+key)
+	if err != nil {
+		return upstream.Auth{}, err
+	}
+	var v [2]string
+	if err := json.Unmarshal(plain, &v); err != nil {
+		return upstream.Auth{}, fmt.Errorf("sealed upstream secrets are not JSON: %w", err)
+	}
+	return upstream.Auth{Verifier: v[0], Nonce: v[1]}, nil
 }
 
 // pickUpstream says where app's sign-ins go: the only provider, the application's own, or

@@ -116,13 +116,18 @@ type Authorization struct {
 	CodeChallengeMethod string `json:"code_challenge_method,omitempty"`
 	// Nonce is the OpenID Connect nonce, returned in the ID token.
 	Nonce string `json:"nonce,omitempty"`
-	// UpstreamVerifier is the PKCE code verifier of the bridge's own request to the provider.
-	UpstreamVerifier string `json:"upstream_verifier"`
+	// UpstreamSealed holds, sealed by the bridge (oauth.Sealer) and bound to the record's key,
+	// what finishes the bridge's own request to the provider: its PKCE code verifier and OpenID
+	// nonce. Whoever reads the store cannot redeem a code the provider sent for it.
+	UpstreamSealed []byte `json:"upstream_sealed,omitempty"`
+	// UpstreamVerifier and UpstreamNonce are the same in clear, as records written before they
+	// were sealed have them; nothing writes them any more.
+	UpstreamVerifier string `json:"upstream_verifier,omitempty"`
+	UpstreamNonce    string `json:"upstream_nonce,omitempty"`
 	// Upstream names the provider the person was sent to ("": the only one, or, while the person
-	// chooses, none yet); UpstreamNonce is the OpenID nonce the bridge sent it.
-	Upstream      string    `json:"upstream,omitempty"`
-	UpstreamNonce string    `json:"upstream_nonce,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
+	// chooses, none yet).
+	Upstream  string    `json:"upstream,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 	// SessionID is set while the request waits on the consent page: the session of the person
 	// who signed in at GitLab.
 	SessionID string `json:"session_id,omitempty"`

@@ -216,7 +216,7 @@ func newAuthz() *store.Authorization {
 		CodeChallenge:       "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
 		CodeChallengeMethod: "S256",
 		Nonce:               "n-0S6_WzA2Mj",
-		UpstreamVerifier:    store.NewID(32),
+		UpstreamSealed:      []byte(store.NewID(32)),
 		CreatedAt:           time.Now(),
 		SessionID:           store.NewID(16),
 		Browser:             store.TokenKey(store.NewID(32)),
