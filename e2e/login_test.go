@@ -169,15 +169,18 @@ func TestMattermostSignInOfABlockedAccountFails(t *testing.T) {
 	}
 }
 
-// A Mattermost sign-in costs at most eight round trips to Redis, trace included: authorize parks
-// the request (1); the callback takes it (1) and saves the session with the code (1); the token
-// request takes the code, leaving its mark (1), then stores the tokens, marks them issued and reads
-// the session in one script (1); /api/v4/user reads the token and its session (1). The application is read once and then cached.
+// A Mattermost sign-in costs at most ten round trips to Redis, trace included: authorize spends
+// one of its address's rate limit (1) and parks the request, counted among the sign-ins in
+// progress (1); the callback spends one of its rate limit (1), takes the request (1) and saves the
+// session with the code (1); the token request takes the code, leaving its mark (1), then stores
+// the tokens, marks them issued and reads the session in one script (1) (its client's
+// authentication succeeds, so no failure allowance is read); /api/v4/user reads the token and its
+// session (1). The application is read once and then cached.
 // The trace is written in the background, in batches: here, a sign-in alone, whose person takes
 // longer at GitLab than the batches' delay, writes two (before GitLab and after); under load
 // sign-ins share them. The delay is longer than the default, so that a slow test machine still
 // makes the callback, token and user requests within one.
-func TestMattermostSignInCostsAtMostEightRedisRoundTrips(t *testing.T) {
+func TestMattermostSignInCostsAtMostTenRedisRoundTrips(t *testing.T) {
 	const batchDelay = 500 * time.Millisecond
 	s := newInProcessStackWith(t, func(c *oauth.Config) { c.TraceBatchDelay = batchDelay })
 	// The application stays cached through the pauses at GitLab, as under steady use: a sign-in
@@ -210,8 +213,8 @@ func TestMattermostSignInCostsAtMostEightRedisRoundTrips(t *testing.T) {
 	after := s.store.Exchanges()
 	perLogin := float64(after.RoundTrips-before.RoundTrips) / logins
 	t.Logf("%.1f round trips and %.1f commands per sign-in, trace included", perLogin, float64(after.Commands-before.Commands)/logins)
-	if perLogin > 8 {
-		t.Errorf("a sign-in made %.1f round trips to Redis, want at most 8", perLogin)
+	if perLogin > 10 {
+		t.Errorf("a sign-in made %.1f round trips to Redis, want at most 10", perLogin)
 	}
 }
 

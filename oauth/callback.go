@@ -55,6 +55,12 @@ func (s *Server) callback(c echo.Context) error {
 	}
 	key := store.TokenKey(state)
 	pending, err := s.store.TakeAuthorization(ctx, key, store.NewAttempt())
+	if errors.Is(err, store.ErrEvicted) {
+		if traceID, _, ok := s.readUpstreamState(state); ok && traceID != "" {
+			s.useTrace(c, traceID)
+		}
+		return superseded()
+	}
 	if taken, ok := errors.AsType[*store.TakenError](err); ok {
 		return s.replayedState(taken)
 	}

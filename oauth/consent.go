@@ -50,7 +50,9 @@ func (s *Server) askConsent(c echo.Context, app *store.Application, pending *sto
 	// so that consent pages open in two tabs can both be answered.
 	key := randomToken()
 	pending.SessionID = sess.ID
-	if err := s.store.PutAuthorization(c.Request().Context(), store.TokenKey(key), pending, s.cfg.AuthorizationTTL); err != nil {
+	// Not counted against the caps on sign-ins in progress: this one was counted when it left
+	// for the provider, and the person has signed in there since.
+	if _, err := s.store.PutAuthorization(c.Request().Context(), store.TokenKey(key), pending, s.cfg.AuthorizationTTL, store.PendingCaps{}); err != nil {
 		return storeFailure("save authorization", err)
 	}
 	var scopes []string

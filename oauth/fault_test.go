@@ -751,7 +751,10 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fixtureConfig = func(c *oauth.Config) { c.RequestTimeout = 3 * time.Second }
+			fixtureConfig = func(c *oauth.Config) {
+				c.RequestTimeout = 3 * time.Second
+				c.Limits = unlimited // the load comes from one address
+			}
 			rs := redisstore.New(redis.NewUniversalClient(opts), "").CacheApps(time.Minute).WaitForReplicas(tc.replicas, 500*time.Millisecond)
 			f := newFixtureOn(t, rs, []string{"read_user"})
 			fixtureConfig = nil

@@ -36,6 +36,9 @@ type Metrics struct {
 	loginsFailed    *prometheus.CounterVec
 	storeErrors     prometheus.Counter
 	shed            *prometheus.CounterVec
+	rateLimited     *prometheus.CounterVec
+	pendingRefused  *prometheus.CounterVec
+	pendingEvicted  prometheus.Counter
 	traceDropped    prometheus.Counter
 	traceFailed     prometheus.Counter
 }
@@ -59,11 +62,17 @@ func NewMetrics() *Metrics {
 		Help: "Requests that failed because the store (Redis) did not answer."})
 	m.shed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_requests_shed_total",
 		Help: "Requests answered 503 at once because SSOBRIDGE_MAX_IN_FLIGHT requests were already in flight, by endpoint."}, []string{"endpoint"})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_rate_limited_total",
+		Help: "Requests answered 429 because their client address used up a rate limit, by endpoint and limit (sign_in: SSOBRIDGE_RATE_LIMIT_SIGN_IN; client_auth_failures: SSOBRIDGE_RATE_LIMIT_CLIENT_AUTH_FAILURES)."}, []string{"endpoint", "limit"})
+	m.pendingRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_pending_refused_total",
+		Help: "Sign-ins refused because as many were in progress as allowed, by cap (source: SSOBRIDGE_MAX_PENDING_PER_ADDRESS; total: SSOBRIDGE_MAX_PENDING)."}, []string{"cap"})
+	m.pendingEvicted = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_pending_evicted_total",
+		Help: "Sign-ins in progress dropped because their browser started more than SSOBRIDGE_MAX_PENDING_PER_BROWSER newer ones."})
 	m.traceDropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_trace_steps_dropped_total",
 		Help: "Trace steps dropped because too many were waiting for the store."})
 	m.traceFailed = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_trace_steps_failed_total",
 		Help: "Trace steps lost because the store refused or did not answer their batch."})
-	m.reg.MustRegister(m.requests, m.upstream, m.loginsStarted, m.loginsCompleted, m.loginsFailed, m.storeErrors, m.shed, m.traceDropped, m.traceFailed,
+	m.reg.MustRegister(m.requests, m.upstream, m.loginsStarted, m.loginsCompleted, m.loginsFailed, m.storeErrors, m.shed, m.rateLimited, m.pendingRefused, m.pendingEvicted, m.traceDropped, m.traceFailed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -365,12 +365,12 @@ type putRecorder struct {
 	parked [][]byte
 }
 
-func (r *putRecorder) PutAuthorization(ctx context.Context, key string, a *store.Authorization, ttl time.Duration) error {
+func (r *putRecorder) PutAuthorization(ctx context.Context, key string, a *store.Authorization, ttl time.Duration, caps store.PendingCaps) (int, error) {
 	b, _ := store.EncodeAuthorization(a)
 	r.mu.Lock()
 	r.parked = append(r.parked, b)
 	r.mu.Unlock()
-	return r.Store.PutAuthorization(ctx, key, a, ttl)
+	return r.Store.PutAuthorization(ctx, key, a, ttl, caps)
 }
 
 // The bridge's own PKCE verifier and nonce at the provider finish its request there: whoever

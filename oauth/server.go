@@ -81,6 +81,9 @@ type Config struct {
 	// trusts none. Nothing else is taken from forwarded headers: the bridge's own URLs always come
 	// from PublicURL, never from X-Forwarded-Host, X-Forwarded-Proto or Host.
 	TrustedProxies []*net.IPNet
+	// Limits bound what one address, one browser and everybody may ask; zero values take the
+	// defaults (see Limits).
+	Limits Limits
 }
 
 // Server is the bridge's provider.
@@ -107,6 +110,9 @@ type Server struct {
 	inFlight inFlight
 	// refreshLocks serialise refreshes of one session's GitLab token (see upstreamUser).
 	refreshLocks stripedLocks
+	// proxyWarned: see warnUntrustedProxy; failedLately: see clientAuthLimited.
+	proxyWarned  proxyWarnings
+	failedLately recentFailures
 }
 
 // CallbackPath is the bridge's redirect URI at GitLab, under PublicURL.
@@ -189,6 +195,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	s := &Server{cfg: cfg, public: public, store: cfg.Store, upstreams: cfg.Upstreams, mixed: len(kinds) == 2, log: cfg.Logger, metrics: cfg.Metrics}
 	if ec, ok := cfg.Store.(store.ExchangeCounter); ok {
 		cfg.Metrics.countExchanges(ec)
@@ -229,12 +236,12 @@ func (s *Server) routes() *echo.Echo {
 			s.logger(c.Request().Context()).Error("the request panicked", "cause", err.Error(), "stack", string(stack))
 			return fmt.Errorf("panic: %w", err)
 		}}), securityHeaders(s.public.Scheme == "https"), s.withDeadline())
-	e.GET("/oauth/authorize", s.authorize)
-	e.GET(CallbackPath, s.callback)
+	e.GET("/oauth/authorize", s.authorize, s.limitSignIn(signin.StepAuthorize))
+	e.GET(CallbackPath, s.callback, s.limitSignIn(signin.StepCallback))
 	e.POST("/oauth/token", s.token)
 	e.GET("/api/v4/user", s.user)
-	e.POST(consentPath, s.consent)
-	e.POST(choosePath, s.choose)
+	e.POST(consentPath, s.consent, s.limitSignIn(signin.StepConsentAnswer))
+	e.POST(choosePath, s.choose, s.limitSignIn(signin.StepChooserAnswer))
 	e.POST("/oauth/revoke", s.revoke)
 	e.POST("/oauth/introspect", s.introspect)
 	e.GET("/oauth/token/info", s.tokenInfo)

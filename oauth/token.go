@@ -583,30 +583,50 @@ func invalidClient(f *signin.Failure, fix string) *Error {
 		withFix(fix)
 }
 
+// authenticateClient checks the client's credentials at the token, revocation and introspection
+// endpoints. Its failures are counted, per client and address, against
+// Limits.ClientAuthFailures, whose allowance spent refuses the next attempts before their secret
+// is looked at; successes are not counted.
 func (s *Server) authenticateClient(c echo.Context, tr *TokenRequest) (*store.Application, error) {
 	if tr.ClientID == "" {
 		return nil, fail(signin.ClientAuthMissing, "no client authentication: send client_id and client_secret in the body, or HTTP Basic credentials")
 	}
-	if len(tr.ClientID) > maxClientID {
-		return nil, invalidClient(signin.UnknownClient, "The client_id is longer than any application ID: copy the ID from `ssobridge apps list` into the client.")
+	var app *store.Application
+	if len(tr.ClientID) <= maxClientID {
+		var err error
+		app, err = s.store.GetApp(c.Request().Context(), tr.ClientID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, storeFailure("get application", err)
+		}
 	}
-	app, err := s.store.GetApp(c.Request().Context(), tr.ClientID)
-	if errors.Is(err, store.ErrNotFound) {
+	if limited := s.clientAuthLimited(c, app); limited != nil {
+		return nil, limited
+	}
+	if err := checkClient(tr, app); err != nil {
+		s.countClientAuthFailure(c, app)
+		return nil, err
+	}
+	return app, nil
+}
+
+// checkClient checks the credentials tr sends for app (nil: no application has its client_id).
+func checkClient(tr *TokenRequest, app *store.Application) *Error {
+	if len(tr.ClientID) > maxClientID {
+		return invalidClient(signin.UnknownClient, "The client_id is longer than any application ID: copy the ID from `ssobridge apps list` into the client.")
+	}
+	if app == nil {
 		// Spend the time a hash comparison would, so that timing does not tell either.
 		store.VerifySecret(store.HashSecret("unknown client"), tr.ClientSecret)
-		return nil, invalidClient(signin.UnknownClient, fmt.Sprintf("No application has the client_id %q: copy the ID from `ssobridge apps list` into the client (Mattermost: GitLab Application ID).", truncate(tr.ClientID, 80)))
-	}
-	if err != nil {
-		return nil, storeFailure("get application", err)
+		return invalidClient(signin.UnknownClient, fmt.Sprintf("No application has the client_id %q: copy the ID from `ssobridge apps list` into the client (Mattermost: GitLab Application ID).", truncate(tr.ClientID, 80)))
 	}
 	if app.Confidential {
 		if !store.VerifySecret(app.SecretHash, tr.ClientSecret) {
-			return nil, invalidClient(signin.WrongClientSecret, fmt.Sprintf("The secret sent for %s is not its secret: copy it again into the client (Mattermost: GitLab Application Secret), or make a new one with `ssobridge apps rotate-secret %s`.", app.Name, app.ID))
+			return invalidClient(signin.WrongClientSecret, fmt.Sprintf("The secret sent for %s is not its secret: copy it again into the client (Mattermost: GitLab Application Secret), or make a new one with `ssobridge apps rotate-secret %s`.", app.Name, app.ID))
 		}
-		return app, nil
+		return nil
 	}
 	if tr.ClientSecret != "" {
-		return nil, invalidClient(signin.PublicClientWithSecret, fmt.Sprintf("%s is a public application, which has no secret: remove the secret from the client, or make the application confidential with `ssobridge apps update %s --confidential`.", app.Name, app.ID))
+		return invalidClient(signin.PublicClientWithSecret, fmt.Sprintf("%s is a public application, which has no secret: remove the secret from the client, or make the application confidential with `ssobridge apps update %s --confidential`.", app.Name, app.ID))
 	}
-	return app, nil
+	return nil
 }

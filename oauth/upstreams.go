@@ -66,8 +66,8 @@ func (s *Server) sendUpstream(c echo.Context, p upstream.CallbackProvider, pendi
 		s.upstreamStep(c, signin.StepUpstreamAuthorize, "GET "+d.URL+"/.well-known/openid-configuration", start, err)
 		return upstreamPage(err)
 	}
-	if err := s.store.PutAuthorization(c.Request().Context(), key, pending, s.cfg.AuthorizationTTL); err != nil {
-		return storeFailure("save authorization", err)
+	if err := s.parkPending(c, key, pending); err != nil {
+		return err
 	}
 	traceMeta(c, store.TraceMeta{Upstream: d.DisplayName})
 	s.subStep(c, signin.StepUpstreamAuthorize, store.PartBridge, store.PartGitLab,
@@ -125,8 +125,8 @@ func (s *Server) pickUpstream(app *store.Application) (upstream.CallbackProvider
 // askChooser parks the request and shows the chooser: one button per provider.
 func (s *Server) askChooser(c echo.Context, app *store.Application, pending *store.Authorization) error {
 	key := randomToken()
-	if err := s.store.PutAuthorization(c.Request().Context(), store.TokenKey(key), pending, s.cfg.AuthorizationTTL); err != nil {
-		return storeFailure("save authorization", err)
+	if err := s.parkPending(c, store.TokenKey(key), pending); err != nil {
+		return err
 	}
 	data := chooserData{App: app.Name, Action: choosePath, Key: key}
 	for _, p := range s.upstreams {
@@ -182,6 +182,9 @@ func (s *Server) choose(c echo.Context) error {
 			Description: fmt.Sprintf("The bridge has no provider called %q.", truncate(name, 40)), Fix: "Go back to the application, sign in again, and choose one of the providers shown."}
 	}
 	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(key), store.NewAttempt())
+	if errors.Is(err, store.ErrEvicted) {
+		return superseded()
+	}
 	if taken, ok := errors.AsType[*store.TakenError](err); ok {
 		s.useTrace(c, taken.TraceID)
 		return &Error{Failure: signin.ChooserReplayed, Title: "Choice already made",

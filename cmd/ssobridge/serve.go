@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -52,6 +53,8 @@ type serveConfig struct {
 	// requestTimeout and maxInFlight bound the work of each request and the requests at once.
 	requestTimeout time.Duration
 	maxInFlight    int
+	// limits bound what one address, one browser and everybody may ask (see oauth.Limits).
+	limits oauth.Limits
 	// waitReplicas and waitTimeout: see redisstore.Store.WaitForReplicas.
 	waitReplicas int
 	waitTimeout  time.Duration
@@ -96,6 +99,11 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never redeemed its code (or never read the user) is called stalled")
 	requestTimeout := st.add("request-timeout", oauth.DefaultRequestTimeout.String(), "how long a request may take, every call it makes to Redis and GitLab included; past it the bridge answers 503 and says why. Keep it well under Mattermost's own 30 s, so that Mattermost hears the bridge's answer")
 	maxInFlight := st.add("max-in-flight", strconv.Itoa(oauth.DefaultMaxInFlight), "how many requests the bridge answers at once; more are answered 503 with Retry-After at once (ssobridge_requests_shed_total), so that a stalled Redis or GitLab cannot pile requests up in memory. The health probes are not counted")
+	signInLimit := st.add("rate-limit-sign-in", "600/1m", "how many requests one client address may make to each sign-in endpoint a browser visits (authorize, callback, consent, chooser), as COUNT/PERIOD (COUNT at once, then COUNT per PERIOD), shared by every instance on one Redis; more are answered 429 with Retry-After (ssobridge_rate_limited_total). Everyone behind one NAT address, or behind a proxy missing from --trusted-proxies, shares it. off: no limit")
+	clientAuthLimit := st.add("rate-limit-client-auth-failures", "10/1m", "how many failed client authentications (a wrong or unknown client_id or secret) one client may have from one address at the token, revocation and introspection endpoints, as COUNT/PERIOD; beyond it that address is answered 429 until the allowance comes back, even with the right secret. Successes are not counted. off: no limit")
+	pendingBrowser := st.add("max-pending-per-browser", strconv.Itoa(oauth.DefaultPendingCaps.PerBrowser), "how many sign-ins one browser may have in progress (started within the last 10 minutes); a newer one drops its oldest, whose return says so. 0: no cap")
+	pendingSource := st.add("max-pending-per-address", strconv.Itoa(oauth.DefaultPendingCaps.PerSource), "how many sign-ins one client address (an IPv6 /64) may have started within the last 10 minutes; more are refused with a page that says why (429). 0: no cap")
+	pendingTotal := st.add("max-pending", strconv.Itoa(oauth.DefaultPendingCaps.Total), "how many sign-ins may be in progress (started within the last 10 minutes) from everybody together, which bounds the store's memory a flood can take (about 2.3 KB each); more are refused (503). 0: no cap")
 	waitReplicas := st.add("redis-wait-replicas", "0", "with Redis replicas (Sentinel), how many must acknowledge each write that completes or ends a sign-in before the bridge answers (Redis's WAIT), so that a failover Sentinel manages does not lose a sign-in the bridge reported done; set it to the number of replicas. 0: none; see deploy/REDIS.md")
 	waitTimeout := st.add("redis-wait-timeout", "500ms", "how long a write waits for SSOBRIDGE_REDIS_WAIT_REPLICAS replicas; past it the request fails with 503 (store_not_replicated). Keep it under Redis's read_timeout (5 s unless the URL says otherwise)")
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
@@ -198,6 +206,22 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		if cfg.maxInFlight, err = strconv.Atoi(maxInFlight.value); err != nil || cfg.maxInFlight < 1 {
 			return nil, maxInFlight.errorf("%q is not a positive number", maxInFlight.value)
 		}
+		if cfg.limits.SignIn, err = parseLimit(signInLimit); err != nil {
+			return nil, err
+		}
+		if cfg.limits.ClientAuthFailures, err = parseLimit(clientAuthLimit); err != nil {
+			return nil, err
+		}
+		for _, c := range []struct {
+			s *setting
+			v *int
+		}{{pendingBrowser, &cfg.limits.Pending.PerBrowser}, {pendingSource, &cfg.limits.Pending.PerSource}, {pendingTotal, &cfg.limits.Pending.Total}} {
+			n, err := strconv.Atoi(strings.TrimSpace(c.s.value))
+			if err != nil || n < 0 {
+				return nil, c.s.errorf("%q is not a number, 0 (no cap) or more", c.s.value)
+			}
+			*c.v = cmp.Or(n, -1) // oauth.Limits: 0 takes the default, a negative value is no cap
+		}
 		if cfg.waitReplicas, err = strconv.Atoi(waitReplicas.value); err != nil || cfg.waitReplicas < 0 {
 			return nil, waitReplicas.errorf("%q is not a number of replicas, 0 or more", waitReplicas.value)
 		}
@@ -264,6 +288,32 @@ func readTimeout(opts *redis.UniversalOptions) time.Duration {
 		return opts.ReadTimeout
 	}
 	return 5 * time.Second
+}
+
+// parseLimit reads a rate limit given as COUNT/PERIOD ("600/1m", "10/1m", "5/s"): COUNT at once,
+// then COUNT in every PERIOD, a Go duration or s, m or h alone; "off" (or 0) is none.
+func parseLimit(s *setting) (store.Limit, error) {
+	v := strings.TrimSpace(s.value)
+	if v == "off" || v == "0" {
+		return store.Limit{Rate: -1}, nil
+	}
+	count, period, ok := strings.Cut(v, "/")
+	n, err := strconv.Atoi(strings.TrimSpace(count))
+	if !ok || err != nil || n < 1 {
+		return store.Limit{}, s.errorf("%q is not COUNT/PERIOD, such as 600/1m (600 at once, then 600 a minute), or off", s.value)
+	}
+	period = strings.TrimSpace(period)
+	if period == "s" || period == "m" || period == "h" {
+		period = "1" + period
+	}
+	d, err := time.ParseDuration(period)
+	if err != nil || d <= 0 {
+		return store.Limit{}, s.errorf("%q: the period %q is not a duration such as 1s, 1m or 1h", s.value, period)
+	}
+	if d/time.Duration(n) <= 0 {
+		return store.Limit{}, s.errorf("%q allows more than one event a nanosecond; use a longer period", s.value)
+	}
+	return store.Limit{Rate: n, Period: d, Burst: n}, nil
 }
 
 // parseTrustedProxies reads comma-separated IP addresses and CIDR ranges; an address is a range
@@ -482,7 +532,7 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstreams: ups, FirstID: cfg.firstID, Sealer: sealer, Logger: log,
 		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL, UserSnapshotMaxAge: cfg.userMaxAge,
 		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall, TrustedProxies: cfg.trustedProxies,
-		RequestTimeout: cfg.requestTimeout, MaxInFlight: cfg.maxInFlight})
+		RequestTimeout: cfg.requestTimeout, MaxInFlight: cfg.maxInFlight, Limits: cfg.limits})
 	if err != nil {
 		return err
 	}

@@ -31,9 +31,12 @@ client_id=bench-bridge client_secret=$("$work/ssobridge" genkey)
 pids+=($!)
 wait_http "$gitlab/.well-known/openid-configuration"
 
+# Every sign-in of the load comes from one address: the limits stay on, so that their cost is
+# measured, with bounds the load never reaches.
+limits=(--rate-limit-sign-in 1000000000/1m --max-pending-per-address 1000000000 --max-pending 1000000000)
 "$work/ssobridge" serve --public-url "$bridge" --listen "127.0.0.1:$bridge_port" --admin-listen "127.0.0.1:$admin_port" \
   --gitlab-url "$gitlab" --gitlab-client-id "$client_id" --gitlab-client-secret "$client_secret" \
-  --encryption-key "$("$work/ssobridge" genkey)" --log-level warn >"$work/bridge.log" 2>&1 &
+  --encryption-key "$("$work/ssobridge" genkey)" --log-level warn "${limits[@]}" >"$work/bridge.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$admin_port/readyz"
 

@@ -263,6 +263,24 @@ var (
 		"`SSOBRIDGE_ENCRYPTION_KEY` is not the key the person's GitLab token was sealed with",
 		"Put the old key in SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS; otherwise the person must sign in again.")
 
+	// ---- abuse limits: one address, or one browser, asking more than anyone signing in does ----
+
+	RateLimited = define(AtBridge, "rate_limited", TemporarilyUnavailable, http.StatusTooManyRequests,
+		"more requests to one sign-in endpoint (authorize, callback, consent, chooser) from one client address than `SSOBRIDGE_RATE_LIMIT_SIGN_IN` allows",
+		"If many people share the address (an office behind one NAT address, or a reverse proxy missing from SSOBRIDGE_TRUSTED_PROXIES, which makes every request come from the proxy), raise SSOBRIDGE_RATE_LIMIT_SIGN_IN or list the proxy; otherwise one address is flooding the bridge, which the limit is for.")
+	ClientAuthRateLimited = define(AtBridge, "client_auth_rate_limited", TemporarilyUnavailable, http.StatusTooManyRequests,
+		"more failed client authentications for one client from one address than `SSOBRIDGE_RATE_LIMIT_CLIENT_AUTH_FAILURES` allows; until the allowance comes back even the right secret is refused, from that address alone",
+		"Correct the client's ID and secret (the log's earlier invalid_client refusals say which was wrong); the allowance comes back by itself. If nobody there is configuring a client, someone is guessing its secret.")
+	TooManyPendingFromAddress = define(AtBridge, "too_many_pending_from_address", TemporarilyUnavailable, http.StatusTooManyRequests,
+		"more sign-ins started from one client address within 10 minutes (the time a sign-in may take) than `SSOBRIDGE_MAX_PENDING_PER_ADDRESS`",
+		"If many people share the address, raise SSOBRIDGE_MAX_PENDING_PER_ADDRESS (or list a reverse proxy in SSOBRIDGE_TRUSTED_PROXIES); otherwise one address is flooding the bridge's authorize endpoint.")
+	TooManyPending = define(AtBridge, "too_many_pending", TemporarilyUnavailable, http.StatusServiceUnavailable,
+		"more sign-ins started within 10 minutes, from every address together, than `SSOBRIDGE_MAX_PENDING`",
+		"A flood from many addresses, or more people signing in at once than the bound was set for: raise SSOBRIDGE_MAX_PENDING within what Redis's maxmemory holds (about 2.3 KB each; see deploy/REDIS.md), and see deploy/nginx for limits in front of the bridge.")
+	SignInSuperseded = define(AtCallback, "sign_in_superseded", InvalidRequest, http.StatusBadRequest,
+		"a return to a sign-in that was dropped because the same browser started more than `SSOBRIDGE_MAX_PENDING_PER_BROWSER` newer ones after it",
+		"Sign in again, once. The browser started many sign-ins at once (many tabs, or a page that reloads the sign-in in a loop).")
+
 	// ---- the bridge itself ----
 
 	StoreUnavailable = define(AtBridge, "store_unavailable", TemporarilyUnavailable, http.StatusServiceUnavailable,

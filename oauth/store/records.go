@@ -202,7 +202,7 @@ func DecodeMark(b []byte) (Mark, []byte, error) {
 		return Mark{}, nil, fmt.Errorf("mark: format version %d", h.Version)
 	case h.Kind != KindCode && h.Kind != KindRefresh && h.Kind != KindAuthorization:
 		return Mark{}, nil, fmt.Errorf("mark: unknown kind %.20q", h.Kind)
-	case h.State != MarkTaken && h.State != MarkIssued && h.State != MarkRefused && h.State != MarkRevoked:
+	case h.State != MarkTaken && h.State != MarkIssued && h.State != MarkRefused && h.State != MarkRevoked && h.State != MarkEvicted:
 		return Mark{}, nil, fmt.Errorf("mark: unknown state %.20q", h.State)
 	}
 	m := Mark{Version: h.Version, Kind: h.Kind, State: h.State, Attempt: h.Attempt, At: time.UnixMilli(h.At).UTC(),

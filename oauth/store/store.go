@@ -137,6 +137,9 @@ type Authorization struct {
 	// the return from GitLab must come with it, so that a link to the bridge's callback made by
 	// someone else (a login CSRF) leads nowhere. Empty for a request parked before it existed.
 	Browser string `json:"browser,omitempty"`
+	// Source is a digest of the client address the request came from (an IPv6 address's /64),
+	// under which PendingCaps.PerSource counts it; the address itself is not kept.
+	Source string `json:"source,omitempty"`
 }
 
 // UpstreamToken is the token the upstream GitLab gave the bridge for one person.
@@ -156,14 +159,20 @@ type Store interface {
 	UpdateApp(ctx context.Context, app *Application) error // ErrNotFound if absent
 	DeleteApp(ctx context.Context, id string) error        // ErrNotFound if absent
 
-	// PutAuthorization parks a request under key for ttl.
-	PutAuthorization(ctx context.Context, key string, a *Authorization, ttl time.Duration) error
+	// PutAuthorization parks a request under key for ttl, within caps: beyond caps.PerSource or
+	// caps.Total it parks nothing and returns a *PendingCapError; beyond caps.PerBrowser the
+	// browser's oldest authorizations that are not taken yet are dropped, each leaving a
+	// MarkEvicted, and their number is returned. A put sent twice (a retry) counts once.
+	PutAuthorization(ctx context.Context, key string, a *Authorization, ttl time.Duration, caps PendingCaps) (evicted int, err error)
 	// TakeAuthorization takes the request parked under key, for attempt: of any number of
 	// concurrent takes by different attempts exactly one gets it; the same attempt taking it
 	// again (its take sent twice) gets it again. A request taken by another attempt is a
-	// *TakenError, which says by whom and when; an unknown or expired one is ErrNotFound. The
-	// record taken stays, as taken, until its TTL ends.
+	// *TakenError, which says by whom and when; an unknown or expired one is ErrNotFound; one
+	// dropped for its browser's newer ones is ErrEvicted. The record taken stays, as taken, until
+	// its TTL ends.
 	TakeAuthorization(ctx context.Context, key, attempt string) (*Authorization, error)
+
+	Limiter
 
 	SignIns
 

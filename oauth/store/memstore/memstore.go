@@ -46,6 +46,9 @@ type Store struct {
 	mu    sync.Mutex
 	apps  map[string][]byte
 	authz map[string]entry
+	// pending counts the authorizations parked, for store.PendingCaps (see limits.go).
+	pending pendingIndex
+	limits  limiters
 	// families holds the sign-ins by session id (see family).
 	families map[string]*family
 	// consents holds each application's consents by GitLab user id.
@@ -78,6 +81,7 @@ func New() *Store {
 	s := &Store{
 		apps:     make(map[string][]byte),
 		authz:    make(map[string]entry),
+		pending:  newPendingIndex(),
 		families: make(map[string]*family),
 		consents: make(map[string]map[int64][]byte),
 		traces:   make(map[string]*trace),
@@ -104,8 +108,10 @@ func (s *Store) sweepEvery(interval time.Duration) {
 }
 
 func (s *Store) sweep(now time.Time) {
+	s.sweepLimits(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.pending.expire(now)
 	for k, e := range s.authz {
 		if !e.live(now) {
 			delete(s.authz, k)
@@ -211,20 +217,6 @@ func (s *Store) DeleteApp(_ context.Context, id string) error {
 
 // ---- authorizations ----
 
-func (s *Store) PutAuthorization(_ context.Context, key string, a *store.Authorization, ttl time.Duration) error {
-	if ttl <= 0 {
-		return fmt.Errorf("memstore: put authorization: ttl %v is not positive", ttl)
-	}
-	b, err := store.EncodeAuthorization(a)
-	if err != nil {
-		return fmt.Errorf("memstore: put authorization: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.authz[key] = entry{value: b, expires: time.Now().Add(ttl)}
-	return nil
-}
-
 // TakeAuthorization replaces the record with its mark, which keeps it until its TTL ends, as
 // redisstore does.
 func (s *Store) TakeAuthorization(_ context.Context, key, attempt string) (*store.Authorization, error) {
@@ -246,6 +238,9 @@ func (s *Store) TakeAuthorization(_ context.Context, key, attempt string) (*stor
 	m, held, err := store.DecodeMark(rec)
 	if err != nil {
 		return nil, fmt.Errorf("memstore: take authorization: %w", err)
+	}
+	if m.State == store.MarkEvicted {
+		return nil, store.ErrEvicted
 	}
 	if m.Attempt == attempt {
 		return decodeAuthorization(held)

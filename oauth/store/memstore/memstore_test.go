@@ -26,7 +26,7 @@ func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
 	if err := s.PutSession(ctx, &store.Session{ID: "long"}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutAuthorization(ctx, "a", &store.Authorization{}, time.Minute); err != nil {
+	if _, err := s.PutAuthorization(ctx, "a", &store.Authorization{}, time.Minute, store.PendingCaps{}); err != nil {
 		t.Fatal(err)
 	}
 	for id, retention := range map[string]time.Duration{"short": time.Minute, "long": time.Hour} {

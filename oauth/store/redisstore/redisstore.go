@@ -14,7 +14,14 @@
 //	apps            SET of application ids
 //	authz:<key>     a parked authorization (store.EncodeAuthorization), with the TTL given to
 //	                PutAuthorization; once taken, its mark holding the record (store.EncodeMark),
-//	                with the TTL left
+//	                with the TTL left; once dropped for its browser's newer ones, an evicted mark
+//	pending:{pending}:all, pending:{pending}:b:<browser>, pending:{pending}:s:<source>
+//	                ZSETs of the keys of the authorizations parked within their TTL, scored by
+//	                when (unix milliseconds), for store.PendingCaps (see limits.go), expiring
+//	                with their newest member
+//	rate:<prefix>limit:<key>
+//	                a rate limit's allowance (github.com/go-redis/redis_rate: "rate:" comes
+//	                first), expiring once the allowance is whole again
 //	signin:{<id>}   HASH of one sign-in (the session with id <id>, and its family), expiring
 //	                with the sign-in:
 //	                  s          the session (store.EncodeSession); absent once revoked
@@ -410,17 +417,6 @@ func (s *Store) DeleteApp(ctx context.Context, id string) error {
 
 // ---- authorizations ----
 
-func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Authorization, ttl time.Duration) error {
-	if ttl <= 0 {
-		return fmt.Errorf("redisstore: put authorization: ttl %v is not positive", ttl)
-	}
-	b, err := store.EncodeAuthorization(a)
-	if err != nil {
-		return wrap("put authorization", err)
-	}
-	return s.check("put authorization", s.c.Set(ctx, s.authzKey(key), b, roundTTL(ttl)).Err())
-}
-
 // takeAuthorization replaces a parked request (KEYS[1]) with its mark, which holds the record
 // until the key's TTL ends, and returns {1, record}; a mark already there is returned as {2, mark},
 // for the caller to tell its own attempt's take (sent twice) from another's. ARGV[1] is the
@@ -453,6 +449,9 @@ func (s *Store) TakeAuthorization(ctx context.Context, key, attempt string) (*st
 	m, held, err := store.DecodeMark([]byte(v))
 	if err != nil {
 		return nil, wrap("take authorization", err)
+	}
+	if m.State == store.MarkEvicted {
+		return nil, store.ErrEvicted
 	}
 	if m.Attempt == attempt {
 		return decodeWith(store.DecodeAuthorization, "take authorization", held)

@@ -230,7 +230,7 @@ func TestKeyLayout(t *testing.T) {
 	if ok, err := s.SwapKeySet(ctx, nil, []byte("keys")); !ok || err != nil {
 		t.Fatalf("swap key set: %v, %v", ok, err)
 	}
-	if err := s.PutAuthorization(ctx, "k1", &store.Authorization{ClientID: "c1"}, time.Minute); err != nil {
+	if _, err := s.PutAuthorization(ctx, "k1", &store.Authorization{ClientID: "c1"}, time.Minute, store.PendingCaps{}); err != nil {
 		t.Fatal(err)
 	}
 	started := time.Now().Add(-time.Second)
@@ -601,13 +601,16 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 	pair := &store.TokenPair{AccessKey: "k"}
 
 	ops := map[string]func() error{
-		"Ping":              func() error { return s.Ping(ctx) },
-		"CreateApp":         func() error { return s.CreateApp(ctx, app) },
-		"GetApp":            func() error { _, err := s.GetApp(ctx, "a1"); return err },
-		"ListApps":          func() error { _, err := s.ListApps(ctx); return err },
-		"UpdateApp":         func() error { return s.UpdateApp(ctx, app) },
-		"DeleteApp":         func() error { return s.DeleteApp(ctx, "a1") },
-		"PutAuthorization":  func() error { return s.PutAuthorization(ctx, "k", &store.Authorization{}, time.Minute) },
+		"Ping":      func() error { return s.Ping(ctx) },
+		"CreateApp": func() error { return s.CreateApp(ctx, app) },
+		"GetApp":    func() error { _, err := s.GetApp(ctx, "a1"); return err },
+		"ListApps":  func() error { _, err := s.ListApps(ctx); return err },
+		"UpdateApp": func() error { return s.UpdateApp(ctx, app) },
+		"DeleteApp": func() error { return s.DeleteApp(ctx, "a1") },
+		"PutAuthorization": func() error {
+			_, err := s.PutAuthorization(ctx, "k", &store.Authorization{}, time.Minute, store.PendingCaps{})
+			return err
+		},
 		"TakeAuthorization": func() error { _, err := s.TakeAuthorization(ctx, "k", "a"); return err },
 		"PutSession":        func() error { return s.PutSession(ctx, sess, time.Hour) },
 		"GetSession":        func() error { _, err := s.GetSession(ctx, "s1"); return err },

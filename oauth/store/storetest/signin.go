@@ -567,7 +567,7 @@ func testNoRawValues(t *testing.T, s store.Store) {
 	refresh2, _ := value(sess)
 	must(t, "finish refresh", s.FinishRefresh(t.Context(), refreshRef, attempt, sess, newPair(sess, access2, refresh2), time.Hour))
 	stateKey := store.NewID(32)
-	must(t, "put authorization", s.PutAuthorization(t.Context(), stateKey, newAuthz(), time.Minute))
+	must(t, "put authorization", park(s, t.Context(), stateKey, newAuthz(), time.Minute))
 	must(t, "put consent", s.PutConsent(t.Context(), app.ID, 42, []string{"openid"}))
 	keySet := []byte("sealed key set " + store.NewID(16))
 	must(t, "swap key set", swapped(s.SwapKeySet(t.Context(), nil, keySet)))

@@ -134,6 +134,18 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"a lock lapses after its TTL, and its first holder cannot release the next one's", testLockLapses},
 		{"concurrent holders of a lock never overlap", testLockConcurrent},
 
+		{"beyond the cap per browser, the browser's oldest authorizations are dropped, and their take says so", testPendingPerBrowserDropsTheOldest},
+		{"a taken authorization is not dropped for its browser's newer ones", testPendingPerBrowserKeepsTaken},
+		{"beyond the cap per source, an authorization is refused and not parked", testPendingPerSourceRefuses},
+		{"beyond the total cap, an authorization is refused", testPendingTotalRefuses},
+		{"an authorization put twice (a retry) counts once", testPendingPutTwiceCountsOnce},
+		{"an authorization counts until its TTL ends, then frees its room", testPendingExpiryFreesRoom},
+
+		{"a rate limit allows its burst, then refuses with how long to wait", testLimitBurstThenRefuse},
+		{"a look at a rate limit spends nothing", testLimitLookSpendsNothing},
+		{"a refused event is allowed after the RetryAfter given", testLimitComesBack},
+		{"a rate limit that is off allows everything", testLimitOff},
+
 		{"ping answers", testPing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -422,7 +434,7 @@ func testAppCopies(t *testing.T, s store.Store) {
 
 func testAuthzTakeOnce(t *testing.T, s store.Store) {
 	key, a := store.NewID(32), newAuthz()
-	must(t, "put", s.PutAuthorization(t.Context(), key, a, time.Minute))
+	must(t, "put", park(s, t.Context(), key, a, time.Minute))
 	first := store.NewAttempt()
 	got, err := s.TakeAuthorization(t.Context(), key, first)
 	must(t, "first take", err)
@@ -453,7 +465,7 @@ func testAuthzUnknown(t *testing.T, s store.Store) {
 func testAuthzConcurrentTake(t *testing.T, s store.Store) {
 	for range rounds {
 		key := store.NewID(32)
-		must(t, "put", s.PutAuthorization(t.Context(), key, newAuthz(), time.Minute))
+		must(t, "put", park(s, t.Context(), key, newAuthz(), time.Minute))
 		wins := race(t, func() (bool, error) {
 			a, err := s.TakeAuthorization(t.Context(), key, store.NewAttempt())
 			if _, ok := errors.AsType[*store.TakenError](err); ok {
@@ -500,10 +512,10 @@ func race(t *testing.T, try func() (bool, error)) int {
 
 func startAuthzExpiry(t *testing.T, s store.Store) func(*testing.T) {
 	key := store.NewID(32)
-	must(t, "put authorization", s.PutAuthorization(t.Context(), key, newAuthz(), shortTTL))
+	must(t, "put authorization", park(s, t.Context(), key, newAuthz(), shortTTL))
 	// A longer-lived authorization shows that the first did not vanish for another reason.
 	other := store.NewID(32)
-	must(t, "put authorization", s.PutAuthorization(t.Context(), other, newAuthz(), time.Minute))
+	must(t, "put authorization", park(s, t.Context(), other, newAuthz(), time.Minute))
 	return func(t *testing.T) {
 		_, err := s.TakeAuthorization(t.Context(), key, store.NewAttempt())
 		mustNotFound(t, "take expired", err)
@@ -515,7 +527,7 @@ func startAuthzExpiry(t *testing.T, s store.Store) func(*testing.T) {
 func testNonPositiveTTL(t *testing.T, s store.Store) {
 	for _, ttl := range []time.Duration{0, -time.Second} {
 		key := store.NewID(32)
-		if err := s.PutAuthorization(t.Context(), key, newAuthz(), ttl); err == nil {
+		if err := park(s, t.Context(), key, newAuthz(), ttl); err == nil {
 			t.Errorf("PutAuthorization with ttl %v succeeded, want an error", ttl)
 		}
 		_, err := s.TakeAuthorization(t.Context(), key, store.NewAttempt())
@@ -1171,4 +1183,10 @@ func testLockConcurrent(t *testing.T, s store.Store) {
 	if overlaps.Load() != 0 || done.Load() != 40 {
 		t.Errorf("%d of %d holds overlapped another", overlaps.Load(), done.Load())
 	}
+}
+
+// park is PutAuthorization without caps, for the tests that are not about them.
+func park(s store.Store, ctx context.Context, key string, a *store.Authorization, ttl time.Duration) error {
+	_, err := s.PutAuthorization(ctx, key, a, ttl, store.PendingCaps{})
+	return err
 }

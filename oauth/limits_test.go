@@ -1,0 +1,281 @@
+package oauth_test
+
+import (
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+	"github.com/ssobridge/ssobridge/oauth/store/redisstore"
+	"github.com/ssobridge/ssobridge/oauth/store/storetest"
+)
+
+// limitedFixture is a fixture whose bridge has limits, believes X-Forwarded-For from loopback
+// (so that a test can come from any address), and runs on st.
+func limitedFixture(t *testing.T, st store.Store, limits oauth.Limits) *fixture {
+	t.Helper()
+	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
+	fixtureConfig = func(cfg *oauth.Config) {
+		cfg.Limits = limits
+		cfg.TrustedProxies = []*net.IPNet{loopback}
+	}
+	t.Cleanup(func() { fixtureConfig = nil })
+	return newFixtureOn(t, st, []string{"read_user"})
+}
+
+// stores are the two stores the limits are shared on: memory, and a real redis-server.
+func stores(t *testing.T) map[string]func() store.Store {
+	return map[string]func() store.Store{
+		"memory": func() store.Store { return memstore.New() },
+		"redis": func() store.Store {
+			opts, err := redisstore.ParseURL(storetest.RedisURL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return redisstore.New(redis.NewUniversalClient(opts), "limits-"+store.NewID(4)+":")
+		},
+	}
+}
+
+// unlimited turns every limit off, for tests whose load comes from one address.
+var unlimited = oauth.Limits{SignIn: store.Limit{Rate: -1}, ClientAuthFailures: store.Limit{Rate: -1},
+	Pending: store.PendingCaps{PerBrowser: -1, PerSource: -1, Total: -1}}
+
+// from is the header that makes a request come from addr (see limitedFixture).
+func from(addr string) []string { return []string{"X-Forwarded-For", addr} }
+
+// browser is another browser: a cookie jar of its own.
+func (f *fixture) browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// metric reads one line of the bridge's metrics.
+func (f *fixture) metric(t *testing.T, line string) bool {
+	t.Helper()
+	admin := httptest.NewServer(f.srv.AdminHandler(""))
+	defer admin.Close()
+	return strings.Contains(readBody(t, f.get(admin.URL+"/metrics")), line)
+}
+
+func TestAFloodOfAuthorizeRequestsFromOneAddressGets429WhileOthersSignIn(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := limitedFixture(t, open(), oauth.Limits{SignIn: store.Limit{Rate: 5, Period: time.Minute, Burst: 5}})
+			const flooder = "198.51.100.66"
+			for i := range 5 {
+				if resp := f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), from(flooder)...); resp.StatusCode != http.StatusFound {
+					t.Fatalf("authorize %d of 5 allowed: status %d", i+1, resp.StatusCode)
+				}
+			}
+			resp := f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), from(flooder)...)
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("the sixth authorize from one address: status %d, want 429", resp.StatusCode)
+			}
+			if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 12 {
+				t.Errorf("Retry-After %q; want the seconds until one request is allowed again (12 at 5 a minute)", resp.Header.Get("Retry-After"))
+			}
+			if !strings.Contains(body, "Too many sign-in requests") || resp.Header.Get(oauth.HeaderTraceID) == "" {
+				t.Errorf("the refusal page does not say why, or names no trace:\n%s", body)
+			}
+			// Someone at another address signs in all the way meanwhile.
+			q := f.authorizeQuery("other")
+			toUpstream := location(t, f.get(f.bridge.URL+"/oauth/authorize?"+q.Encode(), from("203.0.113.9")...))
+			back := location(t, f.get(location(t, f.get(toUpstream.String())).String(), from("203.0.113.9")...))
+			if back.Query().Get("code") == "" {
+				t.Fatalf("a sign-in from another address during the flood ended at %s", back)
+			}
+			if got := f.failures()["rate_limited"]; got != 1 {
+				t.Errorf("%d traces name rate_limited, want 1", got)
+			}
+			if !f.metric(t, `ssobridge_rate_limited_total{endpoint="/oauth/authorize",limit="sign_in"} 1`) {
+				t.Error("the refusal is not counted in ssobridge_rate_limited_total")
+			}
+		})
+	}
+}
+
+func TestFailedClientAuthenticationsAreLimitedPerClientAndAddressAndSuccessesAreNot(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := limitedFixture(t, open(), oauth.Limits{ClientAuthFailures: store.Limit{Rate: 3, Period: time.Minute, Burst: 3}})
+			const mattermost, guesser = "192.0.2.10", "198.51.100.66"
+			// Successes are not counted: many sign-ins redeem their codes from Mattermost's one
+			// address.
+			for i := range 6 {
+				resp, body := f.postForm("/oauth/token", f.tokenForm(f.code()), from(mattermost)...)
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("token request %d from Mattermost: %d %v", i+1, resp.StatusCode, body)
+				}
+			}
+			wrong := func() url.Values {
+				v := f.tokenForm("not-a-code")
+				v.Set("client_secret", "guess")
+				return v
+			}
+			for i := range 3 {
+				if resp, _ := f.postForm("/oauth/token", wrong(), from(guesser)...); resp.StatusCode != http.StatusUnauthorized {
+					t.Fatalf("wrong secret %d of 3: status %d, want 401", i+1, resp.StatusCode)
+				}
+			}
+			resp, body := f.postForm("/oauth/token", wrong(), from(guesser)...)
+			if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || body["error"] != "temporarily_unavailable" {
+				t.Fatalf("a fourth wrong secret: %d %v (Retry-After %q), want 429 temporarily_unavailable with Retry-After", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+			}
+			// From the guesser's address even the right secret waits: guessing goes no faster
+			// than the allowance, whatever is guessed.
+			if resp, _ := f.postForm("/oauth/token", f.tokenForm(f.code()), from(guesser)...); resp.StatusCode != http.StatusTooManyRequests {
+				t.Errorf("the right secret from the limited address: %d, want 429", resp.StatusCode)
+			}
+			for _, path := range []string{"/oauth/revoke", "/oauth/introspect"} {
+				if resp, _ := f.postForm(path, url.Values{"client_id": {f.app.ID}, "client_secret": {"guess"}, "token": {"x"}}, from(guesser)...); resp.StatusCode != http.StatusTooManyRequests {
+					t.Errorf("%s from the limited address: %d, want 429", path, resp.StatusCode)
+				}
+			}
+			// Mattermost's own address is not limited by the guesser's failures.
+			if resp, body := f.postForm("/oauth/token", f.tokenForm(f.code()), from(mattermost)...); resp.StatusCode != http.StatusOK {
+				t.Errorf("Mattermost during the guessing: %d %v", resp.StatusCode, body)
+			}
+			// Naming a new client_id each time shares one allowance per address.
+			other := wrong()
+			other.Set("client_id", "made-up-1")
+			if resp, _ := f.postForm("/oauth/token", other, from("198.51.100.77")...); resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("an unknown client: %d", resp.StatusCode)
+			}
+			for i := 2; i <= 4; i++ {
+				other.Set("client_id", "made-up-"+strconv.Itoa(i))
+				resp, _ = f.postForm("/oauth/token", other, from("198.51.100.77")...)
+			}
+			if resp.StatusCode != http.StatusTooManyRequests {
+				t.Errorf("a fourth unknown client_id from one address: %d, want 429", resp.StatusCode)
+			}
+			if got := f.failures()["client_auth_rate_limited"]; got < 1 {
+				t.Error("no trace names client_auth_rate_limited")
+			}
+			if !f.metric(t, `ssobridge_rate_limited_total{endpoint="/oauth/token",limit="client_auth_failures"}`) {
+				t.Error("the refusals are not counted in ssobridge_rate_limited_total")
+			}
+		})
+	}
+}
+
+func TestSignInsInProgressAreBoundedPerAddressAndInAll(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := limitedFixture(t, open(), oauth.Limits{Pending: store.PendingCaps{PerSource: 3, Total: 5, PerBrowser: 100}})
+			start := func(addr string) *http.Response {
+				return f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), from(addr)...)
+			}
+			for i := range 3 {
+				if resp := start("198.51.100.66"); resp.StatusCode != http.StatusFound {
+					t.Fatalf("sign-in %d of 3 from one address: %d", i+1, resp.StatusCode)
+				}
+			}
+			resp := start("198.51.100.66")
+			if body := readBody(t, resp); resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "Too many sign-ins were started from your network address") {
+				t.Fatalf("a fourth sign-in from one address: %d\n%s", resp.StatusCode, body)
+			}
+			for i := range 2 {
+				if resp := start("203.0.113." + strconv.Itoa(i+1)); resp.StatusCode != http.StatusFound {
+					t.Fatalf("a sign-in from another address: %d", resp.StatusCode)
+				}
+			}
+			resp = start("203.0.113.50")
+			if body := readBody(t, resp); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "as many sign-ins in progress as it may hold") {
+				t.Fatalf("a sixth sign-in in all (cap 5): %d\n%s", resp.StatusCode, body)
+			}
+			got := f.failures()
+			if got["too_many_pending_from_address"] != 1 || got["too_many_pending"] != 1 {
+				t.Errorf("traced failures %v; want one of each cap", got)
+			}
+			if !f.metric(t, `ssobridge_pending_refused_total{cap="source"} 1`) || !f.metric(t, `ssobridge_pending_refused_total{cap="total"} 1`) {
+				t.Error("the refusals are not counted in ssobridge_pending_refused_total")
+			}
+		})
+	}
+}
+
+func TestABrowserThatStartsTooManySignInsLosesItsOldest(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := limitedFixture(t, open(), oauth.Limits{Pending: store.PendingCaps{PerBrowser: 2}})
+			var toUpstream []*url.URL
+			for range 3 {
+				toUpstream = append(toUpstream, location(t, f.authorize(f.authorizeQuery("s"))))
+			}
+			// The oldest's return from GitLab finds it dropped, and says why.
+			resp := f.get(location(t, f.get(toUpstream[0].String())).String())
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "This browser started many sign-ins after this one") {
+				t.Fatalf("the oldest sign-in's return: %d\n%s", resp.StatusCode, body)
+			}
+			for _, u := range toUpstream[1:] {
+				if back := location(t, f.get(location(t, f.get(u.String())).String())); back.Query().Get("code") == "" {
+					t.Errorf("a newer sign-in of the browser ended at %s", back)
+				}
+			}
+			// Another browser is not touched by this one's.
+			other := f.browser()
+			r, err := other.Get(f.bridge.URL + "/oauth/authorize?" + f.authorizeQuery("s").Encode())
+			if err != nil || r.StatusCode != http.StatusFound {
+				t.Fatalf("another browser: %v %v", r, err)
+			}
+			r.Body.Close()
+			if f.failures()["sign_in_superseded"] != 1 || !f.metric(t, "ssobridge_pending_evicted_total 1") {
+				t.Error("the dropped sign-in is not traced as sign_in_superseded, or not counted")
+			}
+		})
+	}
+}
+
+// A reverse proxy nobody listed in SSOBRIDGE_TRUSTED_PROXIES makes everyone behind it one
+// address, which the limits soon refuse: the bridge says so, once.
+func TestARequestThroughAnUntrustedProxyIsWarnedOfOnce(t *testing.T) {
+	f := newFixture(t) // trusts no proxy
+	for range 3 {
+		f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), "X-Forwarded-For", "203.0.113.9")
+	}
+	if n := strings.Count(f.logs.String(), "SSOBRIDGE_TRUSTED_PROXIES"); n != 1 {
+		t.Errorf("the log names SSOBRIDGE_TRUSTED_PROXIES %d times, want once:\n%s", n, f.logs.String())
+	}
+}
+
+// Instances on one Redis share the allowance: failures counted at one instance limit the
+// guesser at another, after at most one attempt there.
+func TestTheClientAuthenticationLimitIsSharedByInstancesOnOneRedis(t *testing.T) {
+	opts, err := redisstore.ParseURL(storetest.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "shared-" + store.NewID(4) + ":"
+	limits := oauth.Limits{ClientAuthFailures: store.Limit{Rate: 3, Period: time.Minute, Burst: 3}}
+	a := limitedFixture(t, redisstore.New(redis.NewUniversalClient(opts), prefix), limits)
+	b := limitedFixture(t, redisstore.New(redis.NewUniversalClient(opts), prefix), limits)
+	wrong := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "redirect_uri": {mmRedirect},
+		"client_id": {a.app.ID}, "client_secret": {"guess"}}
+	const guesser = "198.51.100.66"
+	for i := range 3 {
+		if resp, _ := a.postForm("/oauth/token", wrong, from(guesser)...); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong secret %d at instance A: %d", i+1, resp.StatusCode)
+		}
+	}
+	codes := []int{}
+	for range 2 {
+		resp, _ := b.postForm("/oauth/token", wrong, from(guesser)...)
+		codes = append(codes, resp.StatusCode)
+	}
+	if codes[1] != http.StatusTooManyRequests {
+		t.Errorf("at instance B, after A counted the allowance out: %v; want 429 by the second attempt", codes)
+	}
+}

@@ -1,0 +1,174 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ssobridge/ssobridge/oauth/store"
+)
+
+// The authorizations parked are counted for store.PendingCaps in three sorted sets of one hash
+// tag, so that one script on one Cluster slot checks and updates them together: all of them, a
+// browser's, and a source's, each member an authorization's key scored by when it was parked
+// (unix milliseconds). Members older than the TTL are dropped as the sets are used, and each set
+// expires with its newest member.
+func (s *Store) pendingKey(kind, id string) string {
+	return s.prefix + "pending:{pending}:" + kind + id
+}
+
+// indexPending adds the authorization ARGV[1], parked at ARGV[2] for ARGV[3] ms, to the sets of
+// all (KEYS[1]), of its browser (KEYS[2]) and of its source (KEYS[3]), within the caps on the
+// browser (ARGV[4]), the source (ARGV[5]) and all (ARGV[6]) (0: none). It returns {0, 'source'}
+// or {0, 'total'} when a cap refuses it, else {1, evicted...}: the browser's oldest members
+// dropped to make room, whose records the caller drops. A member already in the sets (the same
+// put sent twice) is answered {1} and counted once.
+var indexPending = redis.NewScript(`
+local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - ttl) end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {1} end
+local capBrowser, capSource, capTotal = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if capTotal > 0 and redis.call('ZCARD', KEYS[1]) >= capTotal then return {0, 'total'} end
+if capSource > 0 and redis.call('ZCARD', KEYS[3]) >= capSource then return {0, 'source'} end
+local out = {1}
+if capBrowser > 0 then
+	local over = redis.call('ZCARD', KEYS[2]) - capBrowser + 1
+	if over > 0 then
+		local old = redis.call('ZRANGE', KEYS[2], 0, over - 1)
+		for _, m in ipairs(old) do
+			for i = 1, 3 do redis.call('ZREM', KEYS[i], m) end
+			table.insert(out, m)
+		end
+	end
+end
+-- A browser's members must keep the order they were parked in, which scores of one millisecond
+-- would not: each scores at least one more than the newest before it.
+local score = now
+local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if newest[2] and tonumber(newest[2]) >= score then score = tonumber(newest[2]) + 1 end
+for i = 1, 3 do
+	redis.call('ZADD', KEYS[i], score, ARGV[1])
+	redis.call('PEXPIRE', KEYS[i], ttl)
+end
+return out
+`)
+
+// evictAuthorization replaces the parked authorization KEYS[1], unless it is taken already, with
+// an evicted mark (at ARGV[1]) for the rest of its TTL, and returns 1 if it did.
+var evictAuthorization = redis.NewScript(luaMarks + `
+local v = redis.call('GET', KEYS[1])
+if not v or is_mark(v) then return 0 end
+redis.call('SET', KEYS[1], header({kind = 'authorization', state = 'evicted', attempt = '', at = tonumber(ARGV[1])}), 'KEEPTTL')
+return 1
+`)
+
+// PutAuthorization parks a within caps (see store.Store): the index script and the record go
+// in one round trip; a refusal then deletes the record (a second round trip, on the refused
+// path alone), and evictions mark the records they drop.
+func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Authorization, ttl time.Duration, caps store.PendingCaps) (int, error) {
+	if ttl <= 0 {
+		return 0, fmt.Errorf("redisstore: put authorization: ttl %v is not positive", ttl)
+	}
+	b, err := store.EncodeAuthorization(a)
+	if err != nil {
+		return 0, wrap("put authorization", err)
+	}
+	k := s.authzKey(key)
+	if caps == (store.PendingCaps{}) {
+		return 0, s.check("put authorization", s.c.Set(ctx, k, b, roundTTL(ttl)).Err())
+	}
+	now := time.Now().UnixMilli()
+	keys := []string{s.pendingKey("all", ""), s.pendingKey("b:", a.Browser), s.pendingKey("s:", a.Source)}
+	args := []any{key, now, roundTTL(ttl).Milliseconds(), caps.PerBrowser, caps.PerSource, caps.Total}
+	run := func(sha bool) (*redis.Cmd, error) {
+		var index *redis.Cmd
+		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			if sha {
+				index = indexPending.EvalSha(ctx, p, keys, args...)
+			} else {
+				index = indexPending.Eval(ctx, p, keys, args...)
+			}
+			p.Set(ctx, k, b, roundTTL(ttl))
+			return nil
+		})
+		return index, err
+	}
+	index, err := run(true)
+	if isNoScript(index.Err()) {
+		index, err = run(false)
+	}
+	if err != nil {
+		return 0, wrap("put authorization", err)
+	}
+	reply, err := index.Slice()
+	if err != nil || len(reply) == 0 {
+		return 0, wrap("put authorization", fmt.Errorf("index reply %v: %v", reply, err))
+	}
+	if ok, _ := reply[0].(int64); ok == 0 {
+		which := "total"
+		if len(reply) > 1 {
+			which, _ = reply[1].(string)
+		}
+		capped := caps.Total
+		if which == "source" {
+			capped = caps.PerSource
+		}
+		if err := s.c.Del(ctx, k).Err(); err != nil {
+			return 0, wrap("put authorization: delete the refused record", err)
+		}
+		return 0, &store.PendingCapError{Which: which, Cap: capped}
+	}
+	if len(reply) == 1 {
+		return 0, nil
+	}
+	cmds := make([]*redis.Cmd, 0, len(reply)-1)
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, m := range reply[1:] {
+			old, _ := m.(string)
+			cmds = append(cmds, evictAuthorization.Eval(ctx, p, []string{s.authzKey(old)}, now))
+		}
+		return nil
+	})
+	if err != nil && !isNil(err) {
+		// The new record is parked and counted; the old ones were uncounted but stay until their
+		// TTL ends, which is all that is lost.
+		return 0, wrap("put authorization: drop the browser's oldest", err)
+	}
+	evicted := 0
+	for _, c := range cmds {
+		if n, _ := c.Int64(); n == 1 {
+			evicted++
+		}
+	}
+	return evicted, nil
+}
+
+// Limit spends cost events of key's allowance under l (see store.Limiter), with
+// github.com/go-redis/redis_rate (GCRA, one script on one key, "rate:" before the store's
+// prefix), which every instance on this Redis shares.
+func (s *Store) Limit(ctx context.Context, key string, l store.Limit, cost int) (store.LimitResult, error) {
+	if l.Off() {
+		return store.LimitResult{Allowed: true}, nil
+	}
+	limit := redis_rate.Limit{Rate: l.Rate, Burst: l.Burst, Period: l.Period}
+	res, err := redis_rate.NewLimiter(s.c).AllowN(ctx, s.prefix+"limit:"+key, limit, max(cost, 0))
+	if err != nil {
+		return store.LimitResult{}, wrap("rate limit", err)
+	}
+	if cost <= 0 {
+		// A look spends nothing and the script says only whether the allowance is not below
+		// zero: one more event needs one whole event's allowance, which comes back within an
+		// interval at most.
+		if res.Remaining >= 1 {
+			return store.LimitResult{Allowed: true}, nil
+		}
+		return store.LimitResult{RetryAfter: l.Interval()}, nil
+	}
+	if res.Allowed >= cost {
+		return store.LimitResult{Allowed: true}, nil
+	}
+	return store.LimitResult{RetryAfter: max(res.RetryAfter, 0)}, nil
+}
