@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -44,7 +46,7 @@ const (
 var e2eSettings = []string{
 	"SSOBRIDGE_E2E_BRIDGE_URL", "SSOBRIDGE_E2E_GITLAB_URL", "SSOBRIDGE_E2E_MATTERMOST_URL", "SSOBRIDGE_E2E_REDIS_URL",
 	"SSOBRIDGE_E2E_MATTERMOST_APP_ID", "SSOBRIDGE_E2E_MATTERMOST_APP_SECRET", "SSOBRIDGE_E2E_GITLAB_USER",
-	"SSOBRIDGE_E2E_BRIDGE_ADMIN_URL",
+	"SSOBRIDGE_E2E_BRIDGE_ADMIN_URL", "SSOBRIDGE_E2E_BRIDGE_ADMIN_TOKEN",
 }
 
 // e2eServices are those of the e2e profile; a real deployment runs the others.
@@ -417,6 +419,12 @@ func TestComposeAddressesAgree(t *testing.T) {
 	if hc.Path != "/healthz" && hc.Path != "/readyz" {
 		t.Errorf("bridge: health check asks %s; want /healthz or /readyz", hc.Path)
 	}
+	// Off loopback, the operators' listener has a token (the bridge would not start without one),
+	// and the runner that reads its traces has the same.
+	if !onLoopback(adminHost) && (bridge["SSOBRIDGE_ADMIN_TOKEN"] == "" || runner["SSOBRIDGE_E2E_BRIDGE_ADMIN_TOKEN"] != bridge["SSOBRIDGE_ADMIN_TOKEN"]) {
+		t.Errorf("bridge: the operators' listener %s is not on loopback, but SSOBRIDGE_ADMIN_TOKEN is %q and the runner's %q",
+			bridge["SSOBRIDGE_ADMIN_LISTEN"], bridge["SSOBRIDGE_ADMIN_TOKEN"], runner["SSOBRIDGE_E2E_BRIDGE_ADMIN_TOKEN"])
+	}
 	if hc := healthURL(t, gitlabSvc); urlPort(hc) != gitlabPort {
 		t.Errorf("gitlab: health check asks %s, but the emulator listens on %s", hc, gitlab["SSOBRIDGE_EMULATOR_LISTEN"])
 	}
@@ -598,16 +606,22 @@ func TestDeployExamplesSetOnlyTheBridgesSettings(t *testing.T) {
 			settings[k] = fmt.Sprint(v)
 		}
 	}
-	for _, k := range []string{"SSOBRIDGE_GITLAB_CLIENT_SECRET", "SSOBRIDGE_ENCRYPTION_KEY", "SSOBRIDGE_REDIS_URL"} {
+	// The admin token too: the operators' listener is on the pod's IP here, and the bridge refuses
+	// to start without it.
+	for _, k := range []string{"SSOBRIDGE_GITLAB_CLIENT_SECRET", "SSOBRIDGE_ENCRYPTION_KEY", "SSOBRIDGE_REDIS_URL", "SSOBRIDGE_ADMIN_TOKEN"} {
 		if _, ok := docs["Secret"]["stringData"].(map[string]any)[k]; !ok {
 			t.Errorf("deploy/kubernetes: %s is not in the Secret", k)
 		}
+	}
+	if recipe, _ := os.ReadFile("../deploy/kubernetes/secret.yaml"); !bytes.Contains(recipe, []byte(`SSOBRIDGE_ADMIN_TOKEN="$(openssl rand -hex 32)"`)) {
+		t.Error("deploy/kubernetes/secret.yaml does not show how to generate SSOBRIDGE_ADMIN_TOKEN (openssl rand -hex 32)")
 	}
 	adminHost, adminPort := hostPort(t, "deploy/kubernetes SSOBRIDGE_ADMIN_LISTEN", settings["SSOBRIDGE_ADMIN_LISTEN"])
 	_, listenPort := hostPort(t, "deploy/kubernetes SSOBRIDGE_LISTEN", settings["SSOBRIDGE_LISTEN"])
 	if adminHost != "0.0.0.0" && adminHost != "" {
 		t.Errorf("deploy/kubernetes: SSOBRIDGE_ADMIN_LISTEN %q: the kubelet probes the pod's IP, not its loopback", settings["SSOBRIDGE_ADMIN_LISTEN"])
 	}
+	checkRefusedWithoutAdminToken(t, settings)
 	container := dig(t, docs["Deployment"], "spec", "template", "spec", "containers").([]any)[0].(map[string]any)
 	ports := map[string]string{} // name: containerPort
 	for _, p := range container["ports"].([]any) {
@@ -641,6 +655,42 @@ func TestDeployExamplesSetOnlyTheBridgesSettings(t *testing.T) {
 		if target != "http" && target != listenPort {
 			t.Errorf("deploy/kubernetes: the Service sends traffic to %s; want the bridge's port (http, %s), never the admin port", target, listenPort)
 		}
+	}
+}
+
+// onLoopback reports whether a listener on host is reachable from its own host alone.
+func onLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// checkRefusedWithoutAdminToken runs ssobridge serve with the manifests' settings, every secret
+// filled in but the admin token: it must refuse to start, naming the token and how to make one,
+// rather than open /metrics and /debug/traces on the pod's IP.
+func checkRefusedWithoutAdminToken(t *testing.T, settings map[string]string) {
+	t.Helper()
+	env := []string{"SSOBRIDGE_ADMIN_TOKEN="}
+	for k, v := range settings {
+		switch k {
+		case "SSOBRIDGE_ADMIN_TOKEN":
+		case "SSOBRIDGE_REDIS_URL":
+			env = append(env, k+"=redis://127.0.0.1:1/0")
+		case "SSOBRIDGE_ENCRYPTION_KEY":
+			env = append(env, k+"="+strings.Repeat("ab", 32))
+		default:
+			if v == "" {
+				v = "filled-in"
+			}
+			env = append(env, k+"="+v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, buildBinary(t), "serve")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "SSOBRIDGE_ADMIN_TOKEN") || !strings.Contains(string(out), "openssl rand -hex 32") {
+		t.Errorf("deploy/kubernetes's settings without SSOBRIDGE_ADMIN_TOKEN: serve %v; want a refusal to start naming the token and how to make one:\n%s", err, out)
 	}
 }
 

@@ -84,7 +84,9 @@ func TestStackRefusesAnUnregisteredRedirectURIWithATrace(t *testing.T) {
 	if s.AdminURL == "" {
 		t.Skip("compose mode without SSOBRIDGE_E2E_BRIDGE_ADMIN_URL: the operators' listener (/debug/traces) is not reachable from the runner (deploy/e2e.env opens it as BRIDGE_ADMIN_LISTEN=:9090)")
 	}
-	resp, err = http.Get(s.AdminURL + "/debug/traces/" + url.PathEscape(id))
+	req, _ := http.NewRequest(http.MethodGet, s.AdminURL+"/debug/traces/"+url.PathEscape(id), nil)
+	req.Header.Set("Authorization", "Bearer "+s.AdminToken)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,8 +41,10 @@ type stack struct {
 	BridgeURL string
 	// AdminURL is the bridge's operators' listener (the e2e profile opens it to the compose
 	// network for the runner; empty when a stack does not say where it is).
-	AdminURL  string
-	GitLabURL string
+	AdminURL string
+	// AdminToken is what the operators' listener asks for its traces and metrics.
+	AdminToken string
+	GitLabURL  string
 	// RedisURL is the bridge's Redis, password included.
 	RedisURL string
 	// MattermostURL is Mattermost's Site URL.
@@ -90,6 +92,7 @@ func runnerStack(t *testing.T, v map[string]string) *stack {
 			v["SSOBRIDGE_E2E_MATTERMOST_APP_ID"], v["SSOBRIDGE_E2E_MATTERMOST_APP_SECRET"]),
 		GitLabUser: v["SSOBRIDGE_E2E_GITLAB_USER"],
 		AdminURL:   v["SSOBRIDGE_E2E_BRIDGE_ADMIN_URL"],
+		AdminToken: v["SSOBRIDGE_E2E_BRIDGE_ADMIN_TOKEN"],
 	}
 }
 
@@ -260,6 +263,7 @@ func localStack(t *testing.T) *stack {
 
 	s := runnerStack(t, runnerEnv)
 	s.AdminURL = "http://" + bridgeEnv["SSOBRIDGE_ADMIN_LISTEN"]
+	s.AdminToken = bridgeEnv["SSOBRIDGE_ADMIN_TOKEN"]
 	// Mattermost is played by the tests: it gets what the compose file gives the real one.
 	var gitlabSettings []string
 	for k, v := range mmEnv {

@@ -208,7 +208,7 @@ func (s *Server) issueCode(c echo.Context, app *store.Application, pending *stor
 		return storeFailure("issue code", err)
 	}
 	s.stepOK(c, http.StatusFound, map[string]string{"redirect_uri": pending.RedirectURI, "code_sha256": hashPrefix(value)})
-	return c.Redirect(http.StatusFound, redirectWith(pending.RedirectURI, url.Values{
+	return c.Redirect(http.StatusFound, s.clientRedirect(pending.RedirectURI, url.Values{
 		"code": {value}, "state": {pending.State},
 	}))
 }

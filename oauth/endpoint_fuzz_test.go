@@ -1,6 +1,7 @@
 package oauth_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,13 +12,15 @@ import (
 )
 
 // FuzzAuthorizeEndpoint: whatever the query, the bridge answers with a page (4xx), a redirect
-// to the upstream GitLab, or a redirect to a URI registered for the client; never a 5xx.
+// to the upstream GitLab, or a redirect to a URI registered for the client, with an
+// error_description in the characters RFC 6749 allows; never a 5xx.
 func FuzzAuthorizeEndpoint(f *testing.F) {
 	fx := newFixture(f)
 	f.Add(fx.authorizeQuery("s").Encode())
 	f.Add("response_type=code&client_id=" + fx.app.ID + "&redirect_uri=https%3A%2F%2Fmm.example.com%2Fsignup%2Fgitlab%2Fcomplete%2F..&state=x")
 	f.Add("client_id=" + fx.app.ID + "&redirect_uri=https://mm.example.com@evil.com/&response_type=token")
 	f.Add("client_id=%zz&&&=")
+	f.Add("response_type=%22%5C%C3%A9%E2%80%A6&client_id=" + fx.app.ID + "&redirect_uri=https%3A%2F%2Fmm.example.com%2Fsignup%2Fgitlab%2Fcomplete&state=x")
 	f.Fuzz(func(t *testing.T, query string) {
 		resp := fx.fuzzGet(t, "/oauth/authorize", query)
 		switch {
@@ -30,6 +33,9 @@ func FuzzAuthorizeEndpoint(f *testing.F) {
 			}
 			if !fx.registered(loc) {
 				t.Fatalf("redirected to %q, which is neither GitLab nor registered", loc)
+			}
+			if u, _ := url.Parse(loc); !describable(u.Query().Get("error_description")) {
+				t.Fatalf("error_description %q has a character RFC 6749 does not allow", u.Query().Get("error_description"))
 			}
 		case resp.StatusCode != http.StatusBadRequest:
 			t.Fatalf("status %d", resp.StatusCode)
@@ -44,7 +50,7 @@ func (f *fixture) registered(loc string) bool {
 		return false
 	}
 	q := u.Query()
-	for _, k := range []string{"error", "error_description", "state", "code"} {
+	for _, k := range []string{"error", "error_description", "state", "code", "iss"} {
 		q.Del(k)
 	}
 	u.RawQuery = q.Encode()
@@ -72,12 +78,14 @@ func FuzzCallbackEndpoint(f *testing.F) {
 }
 
 // FuzzTokenEndpoint: any body and Authorization header get a JSON OAuth error with a
-// description, 400 or 401, never a 5xx or a token.
+// description in the characters RFC 6749 allows, 400 or 401, never a 5xx or a token.
 func FuzzTokenEndpoint(f *testing.F) {
 	fx := newFixture(f)
 	f.Add(fx.tokenForm("nope").Encode(), "")
 	f.Add("grant_type=authorization_code&code=x&redirect_uri=x", "Basic "+strings.Repeat("A", 8))
 	f.Add("grant_type=refresh_token&refresh_token=x", "Basic Og==")
+	f.Add("grant_type=%22%5C%C3%A9%E2%80%A6", "")
+	f.Add("grant_type=authorization_code&code=x&client_id=%22%5C%C3%A9%E2%80%A6&client_secret=y", "")
 	f.Fuzz(func(t *testing.T, body, authorization string) {
 		req, _ := http.NewRequest(http.MethodPost, fx.bridge.URL+"/oauth/token", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -94,6 +102,16 @@ func FuzzTokenEndpoint(f *testing.F) {
 		}
 		if resp.Header.Get("Cache-Control") != "no-store" {
 			t.Fatal("no Cache-Control: no-store")
+		}
+		var answer struct {
+			Error            string `json:"error"`
+			ErrorDescription string `json:"error_description"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || answer.Error == "" {
+			t.Fatalf("not an OAuth error: %v", err)
+		}
+		if !describable(answer.ErrorDescription) {
+			t.Fatalf("error_description %q has a character RFC 6749 does not allow", answer.ErrorDescription)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ type Error struct {
 	RedirectURI, State string
 	// Status is the status of a page or an /api answer, when not the failure's.
 	Status int
+	// Scope is the scope a bearer request lacked: a 403 names it in WWW-Authenticate (RFC 6750
+	// §3.1).
+	Scope string
 	// RetryAfter, in seconds, goes with a 503 the requester may try again after.
 	RetryAfter int
 	// Cause is logged, never sent.
@@ -186,9 +190,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 // tokenEndpoints answer with OAuth's JSON errors (RFC 6749 §5.2).
 var tokenEndpoints = []string{"/oauth/token", "/oauth/revoke", "/oauth/introspect"}
 
+// bearerEndpoints are the OAuth endpoints a client calls with an access token (RFC 6750): they
+// answer with OAuth's JSON errors, as Doorkeeper does. /api answers GitLab's message JSON.
+var bearerEndpoints = []string{"/oauth/userinfo", "/oauth/token/info"}
+
 // render answers e in the shape its requester reads: a redirect to the client when it has a
-// redirect URI, OAuth JSON at the token, revocation and introspection endpoints, GitLab's
-// message JSON under /api, and a page anywhere a browser goes.
+// redirect URI, OAuth JSON at the token, revocation, introspection and bearer endpoints, GitLab's
+// message JSON under /api, and a page anywhere a browser goes. What goes to a client as an
+// error_description is cut down to the characters RFC 6749 allows there (oauthDescription); pages,
+// the log and the trace keep the full text.
 func (s *Server) render(c echo.Context, e *Error) {
 	h := c.Response().Header()
 	noStore(h)
@@ -199,8 +209,8 @@ func (s *Server) render(c echo.Context, e *Error) {
 	switch {
 	case e.RedirectURI != "":
 		s.logFailure(c, http.StatusFound, e)
-		_ = c.Redirect(http.StatusFound, redirectWith(e.RedirectURI, url.Values{
-			"error": {e.Failure.Code()}, "error_description": {e.Description}, "state": {e.State},
+		_ = c.Redirect(http.StatusFound, s.clientRedirect(e.RedirectURI, url.Values{
+			"error": {e.Failure.Code()}, "error_description": {oauthDescription(e.Description)}, "state": {e.State},
 		}))
 	case slices.Contains(tokenEndpoints, path):
 		status := signin.CodeStatus(e.Failure.Code())
@@ -212,10 +222,16 @@ func (s *Server) render(c echo.Context, e *Error) {
 			// RFC 6749 §5.2: a 401 names the scheme the client may authenticate with.
 			h.Set("WWW-Authenticate", `Basic realm="ssobridge", error="invalid_client"`)
 		}
-		_ = c.JSON(status, map[string]string{"error": e.Failure.Code(), "error_description": e.Description})
+		_ = c.JSON(status, map[string]string{"error": e.Failure.Code(), "error_description": oauthDescription(e.Description)})
+	case slices.Contains(bearerEndpoints, path):
+		status := e.status()
+		s.logFailure(c, status, e)
+		code, desc := bearerChallenge(h, e, status)
+		_ = c.JSON(status, map[string]string{"error": code, "error_description": desc})
 	case strings.HasPrefix(path, "/api/"):
 		status := e.status()
 		s.logFailure(c, status, e)
+		bearerChallenge(h, e, status)
 		detail := e.Description
 		if status == http.StatusUnauthorized {
 			detail = "" // GitLab's API answers every authentication failure with the bare status message
@@ -225,6 +241,76 @@ func (s *Server) render(c echo.Context, e *Error) {
 		s.logFailure(c, e.status(), e)
 		s.renderPage(c, e)
 	}
+}
+
+// bearerDescriptions tell a client why its access token was refused, in the few words GitLab's
+// error_description gives; the trace and the log keep the details (when it expired, and why).
+var bearerDescriptions = map[*signin.Failure]string{
+	signin.TokenMissing:       "The request has no access token; send it as Authorization: Bearer TOKEN",
+	signin.TokenUnknown:       "The access token is invalid or was revoked",
+	signin.TokenExpired:       "The access token expired; refresh it or sign in again",
+	signin.SessionRevoked:     "The access token was revoked",
+	signin.ApplicationDeleted: "The access token's application was deleted",
+}
+
+// bearerChallenge sets RFC 6750 §3's WWW-Authenticate on a request to a bearer endpoint that
+// was refused for its token, and returns the OAuth error and description of the refusal: a 401
+// is invalid_token, with no error in the challenge when the request sent no token (§3.1); a 403
+// for the token's scope is insufficient_scope, naming the scope needed. Any other failure is
+// not the token's: no challenge, and the failure's own code.
+func bearerChallenge(h http.Header, e *Error, status int) (code, description string) {
+	challenge := `Bearer realm="ssobridge"`
+	switch {
+	case status == http.StatusUnauthorized:
+		code = "invalid_token"
+		description = cmp.Or(bearerDescriptions[e.Failure], oauthDescription(e.Description), "The access token is invalid, expired or revoked")
+		if e.Failure != signin.TokenMissing {
+			challenge += `, error="invalid_token", error_description="` + description + `"`
+		}
+	case e.Failure == signin.TokenScopeInsufficient:
+		code, description = "insufficient_scope", oauthDescription(e.Description)
+		challenge += `, error="insufficient_scope", error_description="` + description + `", scope="` + e.Scope + `"`
+	default:
+		return e.Failure.Code(), oauthDescription(e.Description)
+	}
+	h.Set("WWW-Authenticate", challenge)
+	return code, description
+}
+
+// clientRedirect is the URI that takes an authorization response, params, to the client's
+// registered redirect URI, with the bridge's issuer as iss (RFC 9207): a client that signs in at
+// more than one authorization server learns which one answered, and cannot be sent a code or an
+// error by another in a mix-up (RFC 9700 §4.4.2). The issuer is the one of the discovery
+// document, byte for byte, as the client compares them.
+func (s *Server) clientRedirect(redirectURI string, params url.Values) string {
+	params.Set("iss", s.issuer())
+	return redirectWith(redirectURI, params)
+}
+
+// descriptionReplacer spells the punctuation the bridge's messages use in ASCII.
+var descriptionReplacer = strings.NewReplacer("…", "...", "‘", "'", "’", "'", "“", "'", "”", "'", "–", "-", "—", "-",
+	`"`, "'", `\`, "/")
+
+// oauthDescription is d in the characters RFC 6749 allows in error_description (§4.1.2.1, §5.2:
+// %x20-21 / %x23-5B / %x5D-7E): double quotes become single ones, backslashes slashes, and
+// any other character outside printable ASCII (a quoted request value may hold any) a question
+// mark, or a space for a line break or tab. Clients that check the rule, and the quoted-string
+// of WWW-Authenticate, read it then; pages and the trace keep d itself.
+func oauthDescription(d string) string {
+	d = descriptionReplacer.Replace(d)
+	var b strings.Builder
+	b.Grow(len(d))
+	for _, r := range d {
+		switch {
+		case r >= 0x20 && r <= 0x7e:
+			b.WriteRune(r)
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		default:
+			b.WriteByte('?')
+		}
+	}
+	return b.String()
 }
 
 func noStore(h http.Header) {

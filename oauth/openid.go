@@ -198,16 +198,11 @@ func (s *Server) jwks(c echo.Context) error {
 func (s *Server) userinfo(c echo.Context) error {
 	ctx := c.Request().Context()
 	ti, sess, err := s.bearerSession(c)
-	if unauthorized(err) {
-		return invalidToken(c)
-	}
 	if err != nil {
 		return err
 	}
 	if !hasScope(ti.Scope, "openid") {
-		// RFC 6750 §3.1: a token that lacks the scope is a 403 saying which.
-		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="ssobridge", error="insufficient_scope", scope="openid"`)
-		return &Error{Failure: signin.TokenScopeInsufficient, Description: "the token's scope does not include openid"}
+		return &Error{Failure: signin.TokenScopeInsufficient, Scope: "openid", Description: "the token's scope does not include openid"}
 	}
 	body, err := s.upstreamUser(ctx, sess)
 	if err != nil {

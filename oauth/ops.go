@@ -265,11 +265,13 @@ func (s *Server) excludedCheck(excluded []string, name string) bool {
 	return isProvider && name != "" && slices.Contains(excluded, "upstream")
 }
 
-// readyz says whether the bridge can serve: its store answers and every provider answers. A check
-// named in ?exclude= (repeatable, as Kubernetes' own /readyz takes it) is still run and shown, but
-// does not make the answer 503: a Kubernetes readiness probe with ?exclude=upstream keeps the
-// replicas in their Service while a provider is down, so that people get the bridge's page saying
-// it does not answer, with its trace id, instead of a proxy's "no endpoints".
+// readyz says whether the bridge can serve: its store answers and every provider answers. On the
+// public listener it names each check and whether it passed; on the operators' listener it says
+// why one failed (withoutDetails). A check named in ?exclude= (repeatable, as Kubernetes' own
+// /readyz takes it) is still run and shown, but does not make the answer 503: a Kubernetes
+// readiness probe with ?exclude=upstream keeps the replicas in their Service while a provider is
+// down, so that people get the bridge's page saying it does not answer, with its trace id,
+// instead of a proxy's "no endpoints".
 func (s *Server) readyz(c echo.Context) error {
 	noStore(c.Response().Header())
 	excluded := c.QueryParams()["exclude"]
@@ -286,11 +288,33 @@ func (s *Server) readyz(c echo.Context) error {
 			status, word = http.StatusServiceUnavailable, "unready"
 		}
 	}
+	if !fromOperators(c.Request().Context()) {
+		checks = withoutDetails(checks)
+	}
 	body := map[string]any{"status": word, "checks": checks}
 	if len(excluded) > 0 {
 		body["excluded"] = excluded
 	}
 	return c.JSON(status, body)
+}
+
+// operatorsKey marks, in its context, a request that came through the operators' listener.
+type operatorsKey struct{}
+
+func fromOperators(ctx context.Context) bool { return ctx.Value(operatorsKey{}) != nil }
+
+// withoutDetails is what anyone may learn of the checks: each one's name and whether it passed.
+// Why one failed (an error naming Redis's address, a provider's DNS or TLS trouble) tells an
+// attacker about the bridge's insides, and is for operators: their listener's /readyz says it.
+func withoutDetails(checks map[string]string) map[string]string {
+	public := make(map[string]string, len(checks))
+	for name, result := range checks {
+		public[name] = "ok"
+		if result != "ok" {
+			public[name] = "failing"
+		}
+	}
+	return public
 }
 
 // readinessChecks runs the checks, or returns those of less than readinessCache ago.
@@ -337,6 +361,8 @@ func (s *Server) AdminHandler(token string) http.Handler {
 	mux.Handle("GET /debug/traces", protect(http.HandlerFunc(s.traceList)))
 	mux.Handle("GET /debug/traces/{id}", protect(http.HandlerFunc(s.traceShow)))
 	mux.Handle("GET /healthz", s.echo)
-	mux.Handle("GET /readyz", s.echo)
+	mux.Handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.echo.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorsKey{}, true)))
+	}))
 	return mux
 }

@@ -2,12 +2,17 @@ package oauth_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
 func TestHealthAndReadiness(t *testing.T) {
@@ -21,15 +26,17 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 	down := newFixture(t)
 	down.upstreamTokens.down.Store(true)
-	resp = down.get(down.bridge.URL + "/readyz")
+	admin := httptest.NewServer(down.srv.AdminHandler(""))
+	defer admin.Close()
+	resp = down.get(admin.URL + "/readyz")
 	if body := readBody(t, resp); resp.StatusCode != 503 || !strings.Contains(body, "gitlab") || !strings.Contains(body, "unreachable") {
 		t.Errorf("readyz with GitLab down: %d %s", resp.StatusCode, body)
 	}
-	resp = down.get(down.bridge.URL + "/readyz?exclude=gitlab")
+	resp = down.get(admin.URL + "/readyz?exclude=gitlab")
 	if body := readBody(t, resp); resp.StatusCode != 200 || !strings.Contains(body, `"status":"ready"`) || !strings.Contains(body, "unreachable") {
 		t.Errorf("readyz?exclude=gitlab with GitLab down: %d %s; want 200, the GitLab check still shown", resp.StatusCode, body)
 	}
-	resp = down.get(down.bridge.URL + "/readyz?exclude=upstream")
+	resp = down.get(admin.URL + "/readyz?exclude=upstream")
 	if body := readBody(t, resp); resp.StatusCode != 200 || !strings.Contains(body, "unreachable") {
 		t.Errorf("readyz?exclude=upstream with GitLab down: %d %s; want 200, every provider's check shown but none counted", resp.StatusCode, body)
 	}
@@ -40,6 +47,49 @@ func TestHealthAndReadiness(t *testing.T) {
 	resp = f.get(f.bridge.URL + "/readyz?exclude=redis")
 	if body := readBody(t, resp); resp.StatusCode != 400 || !strings.Contains(body, "the checks are store, upstream, gitlab") {
 		t.Errorf("readyz?exclude=redis: %d %s; want 400 naming the checks", resp.StatusCode, body)
+	}
+}
+
+// pingFails is a store whose health check fails as a Redis that is not running does.
+type pingFails struct{ store.Store }
+
+func (pingFails) Ping(context.Context) error {
+	return errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+}
+
+// The public listener's /readyz says which checks fail and nothing of why: the errors name
+// addresses and the bridge's insides, for the operators' listener alone.
+func TestPublicReadinessNamesFailingChecksButNotTheirErrors(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.Store = pingFails{c.Store} }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	f.upstreamTokens.down.Store(true)
+	admin := httptest.NewServer(f.srv.AdminHandler(""))
+	defer admin.Close()
+	var public, operators struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	resp := f.get(f.bridge.URL + "/readyz")
+	body := readBody(t, resp)
+	if err := json.Unmarshal([]byte(body), &public); err != nil || resp.StatusCode != 503 || public.Status != "unready" {
+		t.Fatalf("public readyz: %d %s", resp.StatusCode, body)
+	}
+	if public.Checks["store"] != "failing" || public.Checks["gitlab"] != "failing" || len(public.Checks) != 2 {
+		t.Errorf("public readyz checks %v; want store and gitlab failing", public.Checks)
+	}
+	for _, internal := range []string{"127.0.0.1", "6379", "dial", "refused", "unreachable", "Redis", "SSOBRIDGE_"} {
+		if strings.Contains(body, internal) {
+			t.Errorf("public readyz tells %q: %s", internal, body)
+		}
+	}
+	resp = f.get(admin.URL + "/readyz")
+	body = readBody(t, resp)
+	if err := json.Unmarshal([]byte(body), &operators); err != nil || resp.StatusCode != 503 {
+		t.Fatalf("operators' readyz: %d %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(operators.Checks["store"], "dial tcp 127.0.0.1:6379: connect: connection refused") || !strings.Contains(operators.Checks["gitlab"], "unreachable") {
+		t.Errorf("operators' readyz checks %v; want why each failed", operators.Checks)
 	}
 }
 

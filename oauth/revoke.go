@@ -203,30 +203,11 @@ func (s *Server) introspect(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-// unauthorized reports whether err is bearerSession's refusal of the token (not a store failure).
-func unauthorized(err error) bool {
-	e, ok := errors.AsType[*Error](err)
-	return ok && e.status() == http.StatusUnauthorized
-}
-
-// invalidToken answers a refused bearer token as Doorkeeper does at its OAuth endpoints (token
-// info, userinfo), and as RFC 6750 §3 asks: 401 naming the scheme and invalid_token.
-func invalidToken(c echo.Context) error {
-	h := c.Response().Header()
-	noStore(h)
-	h.Set("WWW-Authenticate", `Bearer realm="ssobridge", error="invalid_token", error_description="The access token is invalid, expired or revoked"`)
-	return c.JSON(http.StatusUnauthorized, map[string]string{"error": "invalid_token",
-		"error_description": "The access token is invalid, expired or revoked."})
-}
-
 // tokenInfo is GitLab's (Doorkeeper's) GET /oauth/token/info for the bearer token.
 func (s *Server) tokenInfo(c echo.Context) error {
 	p, sess, err := s.bearerSession(c)
-	if unauthorized(err) {
-		return invalidToken(c)
-	}
 	if err != nil {
-		return err // the store did not answer: a 503, not a token to throw away
+		return err // a refused token is a 401 with a Bearer challenge; a store that did not answer a 503
 	}
 	left := time.Until(p.AccessExpiresAt)
 	noStore(c.Response().Header())

@@ -48,6 +48,7 @@ func (s *Server) user(c echo.Context) error {
 	if !hasScope(ti.Scope, "read_user", "api") {
 		return &Error{
 			Failure:     signin.TokenScopeInsufficient,
+			Scope:       "read_user",
 			Description: "the token's scope does not include read_user",
 			Fix:         "The client's token lacks read_user: give the application the scope (`ssobridge apps update ID --scopes read_user`) and have the person sign in again.",
 		}

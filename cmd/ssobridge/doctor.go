@@ -659,6 +659,8 @@ func (d *doctor) readiness(ctx context.Context, f *findings) {
 		if len(problems) == 0 {
 			problems = append(problems, string(a.body))
 		}
+		// The public /readyz says which checks fail; why is for the operators' listener.
+		fixes = append(fixes, "GET /readyz on the bridge's operators' listener (SSOBRIDGE_ADMIN_LISTEN) says why each check fails.")
 		f.fail("the bridge says it is not ready: "+strings.Join(problems, "; "), strings.Join(fixes, " "))
 	}
 }

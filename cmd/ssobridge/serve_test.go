@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 )
@@ -75,5 +76,40 @@ func TestTuneGCSetsTheBridgesTargetUnlessGOGCIsSet(t *testing.T) {
 	tuneGC()
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("with GOGC=100: %d, want it left at 100", got)
+	}
+}
+
+// The operators' listener serves traces that name people: reachable from other hosts, it must ask
+// for a token, and the bridge does not start without one.
+func TestServeRefusesAnOperatorsListenerOtherHostsReachWithoutAToken(t *testing.T) {
+	for _, tt := range []struct {
+		listen, token string
+		refused       bool
+	}{
+		{"0.0.0.0:9090", "", true},
+		{":9090", "", true},
+		{"[::]:9090", "", true},
+		{"10.1.2.3:9090", "", true},
+		{"admin.internal:9090", "", true},
+		{"0.0.0.0:9090", "   ", true},
+		{"0.0.0.0:9090", "a5f0c9e1d3b7a5f0c9e1d3b7a5f0c9e1", false},
+		{"127.0.0.1:9090", "", false},
+		{"127.0.0.2:9090", "", false},
+		{"[::1]:9090", "", false},
+		{"localhost:9090", "", false},
+		{"", "", false},
+	} {
+		setServeEnv(t, map[string]string{"SSOBRIDGE_ADMIN_LISTEN": tt.listen, "SSOBRIDGE_ADMIN_TOKEN": tt.token})
+		_, err := loadServeConfig(t)
+		if !tt.refused {
+			if err != nil {
+				t.Errorf("admin listener %q, token %q: %v", tt.listen, tt.token, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "SSOBRIDGE_ADMIN_TOKEN") || !strings.Contains(err.Error(), "openssl rand -hex 32") ||
+			!strings.Contains(err.Error(), tt.listen) {
+			t.Errorf("admin listener %q, token %q: %v; want a refusal naming SSOBRIDGE_ADMIN_TOKEN, the listener and how to make a token", tt.listen, tt.token, err)
+		}
 	}
 }

@@ -353,7 +353,7 @@ func writeHTML(w http.ResponseWriter, status int, title, message string) {
 
 func writeHTMLCode(w http.ResponseWriter, status int, title, message, code string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = pageTemplate.Execute(w, struct{ Title, Message, Code string }{title, message, code})
 }

@@ -51,7 +51,10 @@
 //     without a password; with nobody chosen (SignIn("")) it redirects to /users/sign_in, a form
 //     shaped like GitLab's (user[login], user[password], authenticity_token) where a user with a
 //     Password signs in by username or email, for that browser only (a session cookie), and
-//     is sent back to the authorize request. No second factor, lockout or captcha. A user who
+//     is sent back to the authorize request. No second factor, lockout or captcha; failed
+//     passwords are limited per client address, like GitLab's Rack::Attack (10 at once, then
+//     one every 6 s; 429 with Retry-After and a page saying why). Every page refuses to be
+//     framed (X-Frame-Options, CSP frame-ancestors), as the bridge's do. A user who
 //     is not active cannot be signed in: authorize shows a 403 page saying the account is
 //     blocked. (GitLab would reactivate a deactivated user at
 //     sign-in; the emulator keeps states as the test set them.)

@@ -48,6 +48,8 @@ type Server struct {
 	signedIn string // username; "" when nobody is signed in
 	// sessions are the browsers signed in at the sign-in form: session cookie to username.
 	sessions map[string]string
+	// signIns limits the sign-in form's failed attempts per client address.
+	signIns *signInLimiter
 	// signInChosen records that SignIn was called, so AddUser stops picking the first user.
 	signInChosen bool
 	denyNext     bool
@@ -127,6 +129,7 @@ func New(opts ...Option) *Server {
 		access:         make(map[string]*token),
 		refresh:        make(map[string]*token),
 		sessions:       make(map[string]string),
+		signIns:        newSignInLimiter(signInEvery, signInBurst, maxSignInLimiters),
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -227,6 +230,7 @@ func (s *Server) routes() http.Handler {
 	// Rails answers an unknown route or a known route with the wrong method alike: 404.
 	mux.HandleFunc("/", s.handleNotFound)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protect(w.Header())
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		parseErr := r.ParseForm()
 		// Record before answering, so that a test reading Requests right after its call
@@ -386,4 +390,17 @@ func cloneValues(v url.Values) url.Values {
 		out[k] = append([]string(nil), vs...)
 	}
 	return out
+}
+
+// protect sets on every answer the headers the bridge's own pages carry: no page of the emulator
+// (its sign-in form above all) can be framed by another site to trick a person into typing a
+// password or clicking through (clickjacking), or sniffed into another type, and no page's URL,
+// which holds codes and states, leaks in a Referer. The policy has no form-action: the sign-in
+// form's answer goes on, through authorize, to the client's redirect URI on another origin, which
+// browsers check form-action against.
+func protect(h http.Header) {
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
 }

@@ -68,11 +68,21 @@ func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
 			"The sign-in form was not the one this browser was given: reload the sign-in page and try again.")
 		return
 	}
+	wait, refund := s.signIns.attempt(clientKey(r), s.now())
+	if wait > 0 {
+		after := retryAfter(wait)
+		w.Header().Set("Retry-After", itoa(int64(after)))
+		w.Header().Set("Cache-Control", "no-store")
+		writeHTML(w, http.StatusTooManyRequests, "Too many sign-in attempts",
+			"There were too many failed sign-ins from your address, so the password was not checked: wait "+itoa(int64(after))+" seconds, then sign in again.")
+		return
+	}
 	username := s.checkPassword(r.PostForm.Get("user[login]"), r.PostForm.Get("user[password]"))
 	if username == "" {
 		s.writeSignInForm(w, r, http.StatusOK, "Invalid login or password.")
 		return
 	}
+	refund() // only failed attempts count
 	session := rand.Text()
 	s.mu.Lock()
 	s.sessions[session] = username

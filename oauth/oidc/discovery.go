@@ -41,6 +41,8 @@ type providerMetadata struct {
 	RevocationEndpoint                string   `json:"revocation_endpoint"`
 	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
+	// RFC 9207 §3: every authorization response, success or error, carries iss.
+	AuthorizationResponseISSParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
 }
 
 // Discovery returns the document served at /.well-known/openid-configuration for a bridge
@@ -53,21 +55,22 @@ type providerMetadata struct {
 func Discovery(issuer string) []byte {
 	base := strings.TrimSuffix(issuer, "/")
 	b, err := json.Marshal(providerMetadata{
-		Issuer:                            issuer,
-		AuthorizationEndpoint:             base + AuthorizePath,
-		TokenEndpoint:                     base + TokenPath,
-		UserinfoEndpoint:                  base + UserInfoPath,
-		JWKSURI:                           base + JWKSPath,
-		ScopesSupported:                   []string{"openid", "profile", "email", "read_user"},
-		ResponseTypesSupported:            []string{"code"},
-		GrantTypesSupported:               []string{"authorization_code", "refresh_token"},
-		SubjectTypesSupported:             []string{"public"},
-		IDTokenSigningAlgValuesSupported:  []string{"RS256"},
-		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
-		ClaimsSupported:                   claimsSupported,
-		RevocationEndpoint:                base + RevokePath,
-		IntrospectionEndpoint:             base + IntrospectPath,
-		CodeChallengeMethodsSupported:     []string{"S256"},
+		Issuer:                                     issuer,
+		AuthorizationEndpoint:                      base + AuthorizePath,
+		TokenEndpoint:                              base + TokenPath,
+		UserinfoEndpoint:                           base + UserInfoPath,
+		JWKSURI:                                    base + JWKSPath,
+		ScopesSupported:                            []string{"openid", "profile", "email", "read_user"},
+		ResponseTypesSupported:                     []string{"code"},
+		GrantTypesSupported:                        []string{"authorization_code", "refresh_token"},
+		SubjectTypesSupported:                      []string{"public"},
+		IDTokenSigningAlgValuesSupported:           []string{"RS256"},
+		TokenEndpointAuthMethodsSupported:          []string{"client_secret_basic", "client_secret_post", "none"},
+		ClaimsSupported:                            claimsSupported,
+		RevocationEndpoint:                         base + RevokePath,
+		IntrospectionEndpoint:                      base + IntrospectPath,
+		CodeChallengeMethodsSupported:              []string{"S256"},
+		AuthorizationResponseISSParameterSupported: true,
 	})
 	if err != nil {
 		panic("oidc: marshalling the discovery document: " + err.Error()) // strings only; cannot happen
