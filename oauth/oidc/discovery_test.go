@@ -37,6 +37,7 @@ func TestDiscovery(t *testing.T) {
 				"id_token_signing_alg_values_supported": []any{"RS256"},
 				"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post", "none"},
 				"code_challenge_methods_supported":      []any{"S256"},
+				"prompt_values_supported":               []any{"none", "login", "consent", "select_account"},
 				"claims_supported": []any{
 					"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce",
 					"name", "nickname", "preferred_username", "picture", "profile", "website",

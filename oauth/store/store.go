@@ -116,6 +116,12 @@ type Authorization struct {
 	CodeChallengeMethod string `json:"code_challenge_method,omitempty"`
 	// Nonce is the OpenID Connect nonce, returned in the ID token.
 	Nonce string `json:"nonce,omitempty"`
+	// Prompt is the client's OpenID Connect prompt, checked, its values space-separated; MaxAge
+	// its max_age in seconds (nil: none). Both are kept for the return from the provider: whether
+	// to show consent, whether the person signed in recently enough (since CreatedAt - MaxAge,
+	// or since CreatedAt for prompt=login).
+	Prompt string `json:"prompt,omitempty"`
+	MaxAge *int64 `json:"max_age,omitempty"`
 	// UpstreamVerifier is the PKCE code verifier of the bridge's own request to the provider.
 	UpstreamVerifier string `json:"upstream_verifier"`
 	// Upstream names the provider the person was sent to ("": the only one, or, while the person
