@@ -257,3 +257,18 @@ func TestASignInOlderThanMaxAgeIsLoginRequired(t *testing.T) {
 		t.Errorf("error_description %q does not say which max_age", desc)
 	}
 }
+
+func TestTheProviderIsAskedOnlyWhatItHonours(t *testing.T) {
+	f := newOIDCFixture(t, false) // the emulator's discovery lists no prompt_values_supported
+	cfg := f.oidcClient(oauth2.AuthStyleInHeader)
+	for _, tt := range []struct{ asked, sent string }{
+		{"select_account", "login"}, // signing in again, the person may take any account
+		{"consent", ""},             // the bridge's own page; the provider's would be consent to the bridge
+		{"login consent select_account", "login"},
+	} {
+		up := location(t, f.authorize(rpQuery(cfg, "prompt", tt.asked)))
+		if !strings.HasPrefix(up.String(), f.gl.URL()) || up.Query().Get("prompt") != tt.sent {
+			t.Errorf("prompt=%s sent the browser to %s, want prompt=%q at the provider", tt.asked, up, tt.sent)
+		}
+	}
+}
