@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/oauth2"
 
 	"github.com/ssobridge/ssobridge/oauth/upstream"
@@ -59,6 +60,7 @@ var (
 	_ upstream.Refresher        = (*Client)(nil)
 	_ upstream.Pinger           = (*Client)(nil)
 	_ upstream.Prober           = (*Client)(nil)
+	_ upstream.Prompter         = (*Client)(nil)
 )
 
 // ParseBaseURL checks the base URL of a GitLab API: absolute http(s), no user, query or fragment,
@@ -157,9 +159,26 @@ func (c *Client) ClientID() string { return c.oauth.ClientID }
 
 // AuthCodeURL is where the browser goes to sign in at GitLab: the bridge's own client_id, state
 // and a PKCE S256 challenge of the verifier (GitLab's own OpenID nonce is not used: the bridge
-// reads the person from the API, not from an ID token).
+// reads the person from the API, not from an ID token), and the prompt and max_age of a, if any
+// (see Prompts).
 func (c *Client) AuthCodeURL(_ context.Context, state string, a upstream.Auth) (string, error) {
-	return c.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(a.Verifier)), nil
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(a.Verifier)}
+	if a.Prompt != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", a.Prompt))
+	}
+	if a.MaxAge != nil {
+		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(*a.MaxAge, 10)))
+	}
+	return c.oauth.AuthCodeURL(state, opts...), nil
+}
+
+// Prompts says what GitLab honours: its OpenID Connect (doorkeeper-openid_connect) reads prompt
+// and max_age only in a request for the openid scope, and then honours none (login_required,
+// consent_required), login and max_age (it signs the person out and in again), and puts
+// auth_time in its ID token. GitLab configures nothing for select_account.
+func (c *Client) Prompts(context.Context) (upstream.Prompts, error) {
+	oidc := c.HasScope("openid")
+	return upstream.Prompts{None: oidc, Login: oidc, MaxAge: oidc}, nil
 }
 
 func (c *Client) withHTTP(ctx context.Context) context.Context {
@@ -200,8 +219,30 @@ func (c *Client) Identify(ctx context.Context, tok *oauth2.Token, _ upstream.Aut
 		} else {
 			id.GroupsProblem = err.Error()
 		}
+		id.AuthTime = c.authTime(tok)
 	}
 	return id, nil
+}
+
+// authTime reads when the person signed in at GitLab from the auth_time of the ID token GitLab
+// returned with tok (its Devise current_sign_in_at), or zero if it has none or is not for the
+// bridge's client. The token came straight from GitLab's token endpoint over the bridge's own
+// connection, which OpenID Connect Core §3.1.3.7 lets stand in for checking its signature; the
+// person is read from /api/v4/user, never from it.
+func (c *Client) authTime(tok *oauth2.Token) time.Time {
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return time.Time{}
+	}
+	var claims struct {
+		jwt.RegisteredClaims
+		AuthTime *jwt.NumericDate `json:"auth_time"`
+	}
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &claims); err != nil || claims.AuthTime == nil ||
+		!slices.Contains(claims.Audience, c.oauth.ClientID) {
+		return time.Time{}
+	}
+	return claims.AuthTime.UTC()
 }
 
 // ReadUser reads the person's /api/v4/user with tok. A user Mattermost would refuse (no id, an id

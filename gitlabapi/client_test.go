@@ -3,6 +3,7 @@ package gitlabapi
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"io"
 	"log"
@@ -363,5 +364,43 @@ func TestNewHTTPClientTakesTheProxyFromTheProcessEnvironment(t *testing.T) {
 				t.Errorf("the proxy saw %q, want nothing", seen)
 			}
 		})
+	}
+}
+
+func TestGitLabHonoursPromptAndMaxAgeOnlyWhenAskedForOpenID(t *testing.T) {
+	for _, tt := range []struct {
+		scopes []string
+		want   upstream.Prompts
+	}{
+		{[]string{"read_user"}, upstream.Prompts{}},
+		{[]string{"read_user", "openid"}, upstream.Prompts{None: true, Login: true, MaxAge: true}},
+	} {
+		c, err := NewClient(Config{URL: "https://gitlab.example.com", ClientID: "bridge", ClientSecret: "s", Scopes: tt.scopes,
+			RedirectURL: "https://sso.example.com/oauth/callback"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := c.Prompts(context.Background()); got != tt.want {
+			t.Errorf("with scopes %v: %+v, want %+v", tt.scopes, got, tt.want)
+		}
+	}
+}
+
+func TestAuthTimeIsReadFromGitLabsIDTokenForTheBridge(t *testing.T) {
+	c := newTestClient(t, "https://gitlab.example.com", nil)
+	idToken := func(claims string) *oauth2.Token {
+		enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+		return (&oauth2.Token{AccessToken: "a"}).WithExtra(map[string]any{"id_token": enc(`{"alg":"RS256"}`) + "." + enc(claims) + ".c2ln"})
+	}
+	if got := c.authTime(idToken(`{"aud":"bridge","auth_time":1700000000}`)); !got.Equal(time.Unix(1700000000, 0)) {
+		t.Errorf("auth time %v, want GitLab's", got)
+	}
+	for _, claims := range []string{`{"aud":"another","auth_time":1700000000}`, `{"aud":"bridge"}`, `{"aud":"bridge","auth_time":"soon"}`} {
+		if got := c.authTime(idToken(claims)); !got.IsZero() {
+			t.Errorf("auth time %v from %s, want none", got, claims)
+		}
+	}
+	if got := c.authTime(&oauth2.Token{AccessToken: "a"}); !got.IsZero() {
+		t.Errorf("auth time %v without an ID token", got)
 	}
 }

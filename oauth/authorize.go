@@ -37,12 +37,15 @@ type AuthorizeRequest struct {
 	CodeChallenge       string
 	CodeChallengeMethod string
 	Nonce               string
+	// Prompt and MaxAge are OpenID Connect's, as sent: ParsePrompt and ParseMaxAge read them.
+	Prompt string
+	MaxAge string
 }
 
 // ParseAuthorizeRequest reads the authorize parameters. A parameter given twice is refused
 // (RFC 6749 §3.1), since two parsers could disagree about which one counts.
 func ParseAuthorizeRequest(q url.Values) (*AuthorizeRequest, string) {
-	for _, k := range []string{"client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge", "code_challenge_method", "nonce"} {
+	for _, k := range []string{"client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge", "code_challenge_method", "nonce", "prompt", "max_age"} {
 		if len(q[k]) > 1 {
 			return nil, fmt.Sprintf("the parameter %s is given %d times; give it once", k, len(q[k]))
 		}
@@ -56,6 +59,8 @@ func ParseAuthorizeRequest(q url.Values) (*AuthorizeRequest, string) {
 		CodeChallenge:       q.Get("code_challenge"),
 		CodeChallengeMethod: q.Get("code_challenge_method"),
 		Nonce:               q.Get("nonce"),
+		Prompt:              q.Get("prompt"),
+		MaxAge:              q.Get("max_age"),
 	}
 	return r, ""
 }
@@ -135,10 +140,23 @@ func (s *Server) authorize(c echo.Context) error {
 	if msg := checkChallenge(req, app); msg != "" {
 		return refuse(signin.PKCEChallengeInvalid, "%s", msg)
 	}
+	prompt, msg := ParsePrompt(req.Prompt)
+	if msg != "" {
+		return refuse(signin.PromptInvalid, "%s", msg)
+	}
+	maxAge, msg := ParseMaxAge(req.MaxAge)
+	if msg != "" {
+		return refuse(signin.MaxAgeInvalid, "%s", msg)
+	}
 
 	prov, err := s.pickUpstream(app)
 	if err != nil {
 		return err
+	}
+	if prov == nil && slices.Contains(prompt, PromptNone) {
+		// The bridge keeps no sign-in of its own: without a provider to ask, it would have to show
+		// its chooser, which prompt=none forbids (OpenID Connect Core §3.1.2.1).
+		return refuse(signin.PromptNoneNeedsChooser, "the person must choose where to sign in to %s, which prompt=none does not allow", app.Name)
 	}
 	if c.Request().Header.Get(HeaderProbe) == ProbeDryRun {
 		// A check of the request, not a sign-in (ssobridge doctor): answered as one would be, but
@@ -161,6 +179,8 @@ func (s *Server) authorize(c echo.Context) error {
 		CodeChallenge:       req.CodeChallenge,
 		CodeChallengeMethod: req.CodeChallengeMethod,
 		Nonce:               req.Nonce,
+		Prompt:              strings.Join(prompt, " "),
+		MaxAge:              maxAge,
 		CreatedAt:           time.Now().UTC(),
 		TraceID:             currentTrace(c),
 		Browser:             store.TokenKey(s.browserCookie(c)),
@@ -171,8 +191,12 @@ func (s *Server) authorize(c echo.Context) error {
 		s.stepOK(c, http.StatusOK, map[string]string{"redirect_uri": req.RedirectURI, "scope": pending.Scope, "state_sha256": hashPrefix(req.State)})
 		return s.askChooser(c, app, pending)
 	}
+	auth, err := s.promptFor(ctx, prov, pending)
+	if err != nil {
+		return err
+	}
 	s.stepOK(c, http.StatusFound, map[string]string{"redirect_uri": req.RedirectURI, "scope": pending.Scope, "state_sha256": hashPrefix(req.State)})
-	return s.sendUpstream(c, prov, pending)
+	return s.sendUpstream(c, prov, pending, auth)
 }
 
 // HeaderProbe with the value ProbeDryRun makes an authorize request a dry run: checked as any,

@@ -104,6 +104,14 @@ func (s *Server) callback(c echo.Context) error {
 			}
 		}
 		desc := truncate(q.Get("error_description"), 300)
+		if f := signin.UpstreamInteraction(upErr); f != nil && asksInteraction(pending) {
+			// The provider was asked for what the client asked (prompt=none, max_age): it cannot
+			// sign the person in without them. The person did not fail; the client hears it in
+			// OpenID Connect's words (Core §3.1.2.6) and may ask again with interaction.
+			return &Error{Failure: f, RedirectURI: pending.RedirectURI, State: pending.State,
+				Description: fmt.Sprintf("%s answered %s to the sign-in the client asked for with %s", prov.Describe().DisplayName, upErr, interactionAsked(pending)),
+				TraceDetail: "The provider's description: " + desc}
+		}
 		// The code came through the browser and could be anything: it names a failure only when
 		// RFC 6749 defines it, and then the failure says what to change.
 		f := signin.UpstreamAuthorize(upErr)
@@ -166,13 +174,17 @@ func (s *Server) callback(c echo.Context) error {
 			Fix:         "Ask a " + d.DisplayName + " administrator to activate your account.",
 		}
 	}
+	now := time.Now().UTC()
+	authAt, err := authTime(pending, id, d, now)
+	if err != nil {
+		return err
+	}
 	uid, body, err := s.identify(c, prov, id)
 	if err != nil {
 		return err
 	}
 	traceMeta(c, store.TraceMeta{GitLabUserID: uid})
 
-	now := time.Now().UTC()
 	session := &store.Session{
 		ID:            store.NewID(16),
 		GitLabUserID:  uid,
@@ -182,7 +194,7 @@ func (s *Server) callback(c echo.Context) error {
 		ClientID:      pending.ClientID,
 		Scope:         pending.Scope,
 		Nonce:         pending.Nonce,
-		AuthTime:      now,
+		AuthTime:      authAt,
 		User:          body,
 		UserFetchedAt: now,
 		CreatedAt:     now,
@@ -198,9 +210,14 @@ func (s *Server) callback(c echo.Context) error {
 		return err
 	}
 	s.logger(ctx).Info("sign-in completed at the provider", "provider", d.Name, "client_id", pending.ClientID, "gitlab_user_id", uid, "username", id.Username)
-	ask, err := s.needsConsent(c, app, session)
+	ask, err := s.needsConsent(c, app, pending, session)
 	if err != nil {
 		return err
+	}
+	if ask && hasPrompt(pending, PromptNone) {
+		// Nothing was saved: the session waits only behind a consent page, which is not shown.
+		return fail(signin.ConsentNeeded, "%s has not been allowed to use %s for %s, and prompt=none does not allow the bridge to ask", app.Name, session.Scope, id.Username).
+			toClient(pending.RedirectURI, pending.State)
 	}
 	// The session is the family of every token of this sign-in, and lives as long as they may.
 	// It is saved with the code, in one exchange with the store; while the person is asked for

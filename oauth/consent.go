@@ -18,8 +18,15 @@ import (
 const consentPath = "/oauth/consent"
 
 // needsConsent reports whether the person must be asked: an application that is not trusted,
-// unless the person already allowed this confidential application these scopes.
-func (s *Server) needsConsent(c echo.Context, app *store.Application, sess *store.Session) (bool, error) {
+// unless the person already allowed this confidential application these scopes; and any
+// application whose client asked for prompt=consent. OpenID Connect Core §3.1.2.1 says the
+// provider SHOULD then ask, and GitLab (doorkeeper-openid_connect) shows its authorize page for
+// it even to a trusted application: so does the bridge, since a client that asks wants the
+// person's answer, not the administrator's.
+func (s *Server) needsConsent(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session) (bool, error) {
+	if hasPrompt(pending, PromptConsent) {
+		return true, nil
+	}
 	if app.Trusted {
 		return false, nil
 	}

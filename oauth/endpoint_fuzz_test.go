@@ -21,6 +21,9 @@ func FuzzAuthorizeEndpoint(f *testing.F) {
 	f.Add("client_id=" + fx.app.ID + "&redirect_uri=https://mm.example.com@evil.com/&response_type=token")
 	f.Add("client_id=%zz&&&=")
 	f.Add("response_type=%22%5C%C3%A9%E2%80%A6&client_id=" + fx.app.ID + "&redirect_uri=https%3A%2F%2Fmm.example.com%2Fsignup%2Fgitlab%2Fcomplete&state=x")
+	for _, extra := range []string{"&prompt=none", "&prompt=login+consent&max_age=0", "&prompt=none+login", "&max_age=-1", "&prompt=select_account"} {
+		f.Add(fx.authorizeQuery("s").Encode() + extra)
+	}
 	f.Fuzz(func(t *testing.T, query string) {
 		resp := fx.fuzzGet(t, "/oauth/authorize", query)
 		switch {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -147,6 +148,11 @@ func FuzzParseAuthorizeRequest(f *testing.F) {
 	f.Add("response_type=code&client_id=a&redirect_uri=https%3A%2F%2Fx&state=s")
 	f.Add("client_id=a&client_id=b")
 	f.Add("%zz=1;x")
+	f.Add("prompt=none&max_age=0")
+	f.Add("prompt=login+consent++select_account&max_age=00300")
+	f.Add("prompt=none+login&max_age=-1")
+	f.Add("prompt=create&max_age=99999999999999999999")
+	f.Add("prompt=a&prompt=b&max_age=1&max_age=2")
 	f.Fuzz(func(t *testing.T, query string) {
 		q, _ := url.ParseQuery(query)
 		r, problem := ParseAuthorizeRequest(q)
@@ -156,7 +162,62 @@ func FuzzParseAuthorizeRequest(f *testing.F) {
 		if problem != "" && r != nil {
 			t.Fatal("a request and a problem")
 		}
+		if r == nil {
+			return
+		}
+		checkPrompt(t, r.Prompt)
+		checkMaxAge(t, r.MaxAge)
 	})
+}
+
+// checkPrompt holds ParsePrompt to OpenID Connect Core §3.1.2.1: what it takes is made of the
+// values the bridge knows, none alone, each once, and it takes every such prompt.
+func checkPrompt(t *testing.T, raw string) {
+	values, problem := ParsePrompt(raw)
+	known, none, valid := map[string]bool{}, false, len(raw) <= maxPrompt
+	for v := range strings.SplitSeq(raw, " ") {
+		switch v {
+		case "":
+		case PromptNone, PromptLogin, PromptConsent, PromptSelectAccount:
+			known[v], none = true, none || v == PromptNone
+		default:
+			valid = false
+		}
+	}
+	if none && len(known) > 1 {
+		valid = false
+	}
+	if valid != (problem == "") {
+		t.Fatalf("ParsePrompt(%q) = %q, %q; valid %v", raw, values, problem, valid)
+	}
+	if valid && len(values) != len(known) {
+		t.Fatalf("ParsePrompt(%q) = %q, want each of %v once", raw, values, known)
+	}
+	for _, v := range values {
+		if !known[v] {
+			t.Fatalf("ParsePrompt(%q) gave %q", raw, v)
+		}
+	}
+}
+
+// checkMaxAge holds ParseMaxAge to a whole number of seconds from 0 on: what it takes is raw's
+// digits, and it takes every such number an int64 holds.
+func checkMaxAge(t *testing.T, raw string) {
+	n, problem := ParseMaxAge(raw)
+	if raw == "" {
+		if n != nil || problem != "" {
+			t.Fatalf("ParseMaxAge(%q) = %v, %q; want none", raw, n, problem)
+		}
+		return
+	}
+	parsed, err := strconv.ParseInt(raw, 10, 64)
+	valid := err == nil && parsed >= 0 && strings.Trim(raw, "0123456789") == "" && len(raw) <= maxMaxAge
+	if valid != (problem == "") || valid != (n != nil) {
+		t.Fatalf("ParseMaxAge(%q) = %v, %q; valid %v", raw, n, problem, valid)
+	}
+	if valid && *n != parsed {
+		t.Fatalf("ParseMaxAge(%q) = %d", raw, *n)
+	}
 }
 
 func FuzzBearerToken(f *testing.F) {

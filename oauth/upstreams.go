@@ -51,11 +51,12 @@ func upstreamGone(name string) *Error {
 		Fix:         "Sign in again. Administrators: the provider was removed from the bridge's configuration while the person signed in."}
 }
 
-// sendUpstream parks pending under a new upstream state and sends the browser to p.
-func (s *Server) sendUpstream(c echo.Context, p upstream.CallbackProvider, pending *store.Authorization) error {
+// sendUpstream parks pending under a new upstream state and sends the browser to p, asking it
+// for the prompt and max_age of auth (see promptFor).
+func (s *Server) sendUpstream(c echo.Context, p upstream.CallbackProvider, pending *store.Authorization, auth upstream.Auth) error {
 	d := p.Describe()
 	pending.Upstream = d.Name
-	auth := upstream.Auth{Verifier: oauth2.GenerateVerifier(), Nonce: randomToken()}
+	auth.Verifier, auth.Nonce = oauth2.GenerateVerifier(), randomToken()
 	upstreamState := s.newUpstreamState(currentTrace(c), time.Now())
 	key := store.TokenKey(upstreamState)
 	s.sealUpstreamAuth(pending, key, auth)
@@ -206,8 +207,12 @@ func (s *Server) choose(c echo.Context) error {
 			Description: "This answer did not come from the page the bridge showed in this browser (cookies off, or a page on another site submitted it).",
 			Fix:         "Go back to the application and sign in again, and choose on the bridge's own page."}
 	}
+	auth, err := s.promptFor(ctx, p, pending)
+	if err != nil {
+		return err
+	}
 	s.stepOK(c, http.StatusFound, map[string]string{"provider": name})
-	return s.sendUpstream(c, p, pending)
+	return s.sendUpstream(c, p, pending, auth)
 }
 
 // authorizeOrigins are the origins of the providers' authorization endpoints, where the chooser's

@@ -3,12 +3,15 @@ package emulator
 import (
 	"cmp"
 	"html/template"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
 )
@@ -53,6 +56,7 @@ type authorizeOutcome struct {
 	title    string // for a page
 	message  string
 	code     string // the OAuth error a page shows, if any
+	returnTo string // where sign-in goes back to, when not the request itself
 }
 
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
@@ -60,7 +64,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if out.location == s.base(r)+"/users/sign_in" {
 		// GitLab keeps where the browser was going in its session (user_return_to) and goes
 		// there once the person has signed in.
-		http.SetCookie(w, &http.Cookie{Name: returnToCookie, Value: r.URL.RequestURI(), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		http.SetCookie(w, &http.Cookie{Name: returnToCookie, Value: cmp.Or(out.returnTo, r.URL.RequestURI()), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	}
 	if out.location != "" {
 		w.Header().Set("Cache-Control", "no-store")
@@ -77,17 +81,20 @@ func (s *Server) authorize(q url.Values, base, sessionUser string) authorizeOutc
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
+	// Nobody signed in is sent to sign in first (a before_action): only a valid OpenID request
+	// with prompt=none is answered instead, which takes the request's checks to tell.
+	signIn := authorizeOutcome{status: http.StatusFound, location: base + "/users/sign_in"}
 	user := s.userByName(cmp.Or(sessionUser, s.signedIn))
-	if user == nil {
-		return authorizeOutcome{status: http.StatusFound, location: base + "/users/sign_in"}
-	}
-	if user.State != gitlabapi.StateActive {
+	if user != nil && user.State != gitlabapi.StateActive {
 		return authorizeOutcome{status: http.StatusForbidden, title: "Sign in refused", message: signInRefusal(user.State)}
 	}
 
 	// GitLab renders its error page, with status 200, for every request Doorkeeper finds wrong:
 	// its AuthorizationsController#new never redirects an error. Only the Deny button does.
 	errorPage := func(name, description string) authorizeOutcome {
+		if user == nil {
+			return signIn
+		}
 		return authorizeOutcome{status: http.StatusOK, title: "An error has occurred", message: description, code: name}
 	}
 	clientID := q.Get("client_id")
@@ -105,6 +112,9 @@ func (s *Server) authorize(q url.Values, base, sessionUser string) authorizeOutc
 
 	state := q.Get("state")
 	redirectError := func(name, description string) authorizeOutcome {
+		if user == nil && name != "login_required" {
+			return signIn
+		}
 		params := url.Values{"error": {name}, "error_description": {description}}
 		if state != "" {
 			params.Set("state", state)
@@ -136,6 +146,15 @@ func (s *Server) authorize(q url.Values, base, sessionUser string) authorizeOutc
 	}
 	if challenge == "" {
 		method = ""
+	}
+
+	if slices.Contains(scopes, "openid") {
+		if out, done := s.oidcPrompt(q, app, user, base, redirectError); done {
+			return out
+		}
+	}
+	if user == nil {
+		return signIn
 	}
 
 	// Consent. Trusted applications skip it, as in GitLab; for the others the emulated user
@@ -181,6 +200,84 @@ func (s *Server) authorize(q url.Values, base, sessionUser string) authorizeOutc
 		params.Set("state", state)
 	}
 	return authorizeOutcome{status: http.StatusFound, location: appendQuery(redirectURI, params)}
+}
+
+// oidcPrompt follows doorkeeper-openid_connect's handling of an OpenID request's max_age and
+// prompt (GitLab's configuration: no account chooser, and a fresh sign-in signs the person out
+// and sends them to sign in, coming back here without prompt=login). done says that out is the
+// answer; otherwise the request goes on.
+func (s *Server) oidcPrompt(q url.Values, app *Application, user *userRecord, base string, redirectError func(name, description string) authorizeOutcome) (out authorizeOutcome, done bool) {
+	reauthenticate := func() (authorizeOutcome, bool) {
+		s.signOut(user)
+		back := url.Values{}
+		for k, v := range q {
+			back[k] = slices.Clone(v)
+		}
+		prompts := slices.DeleteFunc(strings.Fields(back.Get("prompt")), func(p string) bool { return p == "login" })
+		if back.Del("prompt"); len(prompts) > 0 {
+			back.Set("prompt", strings.Join(prompts, " "))
+		}
+		return authorizeOutcome{status: http.StatusFound, location: base + "/users/sign_in", returnTo: "/oauth/authorize?" + back.Encode()}, true
+	}
+	if raw := q.Get("max_age"); raw != "" && user != nil {
+		// Doorkeeper reads max_age with to_i, and allows a second for clocks.
+		if n, err := strconv.Atoi(raw); err == nil && n >= 0 &&
+			user.signedIn && s.clock().Sub(user.currentSignInAt) > time.Duration(max(n, 1))*time.Second {
+			return reauthenticate()
+		}
+	}
+	prompts := strings.Fields(q.Get("prompt"))
+	priority := []string{"none", "consent", "login", "select_account"}
+	slices.SortStableFunc(prompts, func(a, b string) int {
+		return cmp.Compare(max(slices.Index(priority, a), 0), max(slices.Index(priority, b), 0))
+	})
+	prompts = slices.Compact(prompts)
+	for _, p := range prompts {
+		switch p {
+		case "none":
+			switch {
+			case len(prompts) > 1:
+				return redirectError("invalid_request", errorDescriptions["invalid_request"]), true
+			case user == nil:
+				return redirectError("login_required", "The authorization server requires end-user authentication."), true
+			case !app.Trusted && !s.hasToken(app.UID, user.ID):
+				return redirectError("consent_required", "The authorization server requires end-user consent."), true
+			}
+		case "login":
+			if user != nil {
+				return reauthenticate()
+			}
+		case "consent", "create":
+			// The emulated user allows; create is not supported, and not refused.
+		case "select_account":
+			// GitLab configures no account chooser: doorkeeper-openid_connect refuses.
+			return redirectError("account_selection_required", "The authorization server requires end-user account selection."), true
+		default:
+			return redirectError("invalid_request", errorDescriptions["invalid_request"]), true
+		}
+	}
+	return authorizeOutcome{}, false
+}
+
+// hasToken reports whether user holds a live token of the application, which makes GitLab skip
+// its authorize page (Doorkeeper's matching token) and so answer prompt=none without consent_required.
+func (s *Server) hasToken(clientUID string, userID int64) bool {
+	now := s.clock()
+	for _, t := range s.access {
+		if t.clientID == clientUID && t.userID == userID && !t.revoked && !t.expired(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// signOut ends user's sessions, as GitLab's sign_out: the next authorize sends them to sign in.
+func (s *Server) signOut(user *userRecord) {
+	user.signedIn = false
+	if s.signedIn == user.Username {
+		s.signedIn = ""
+	}
+	maps.DeleteFunc(s.sessions, func(_, name string) bool { return name == user.Username })
 }
 
 // requestedScopes parses an authorize request's scope against what the application may have.

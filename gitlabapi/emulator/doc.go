@@ -43,6 +43,13 @@
 //     and groups_direct; /oauth/userinfo with sub, sub_legacy, name, nickname,
 //     preferred_username, email, email_verified, website, profile, picture and groups;
 //     /.well-known/openid-configuration and /oauth/discovery/keys.
+//   - prompt and max_age in an authorize request for openid, as doorkeeper-openid_connect with
+//     GitLab's configuration reads them: max_age older than the user's sign-in, and prompt=login,
+//     sign the user out and send them to /users/sign_in, back to the request without
+//     prompt=login; prompt=none answers login_required with nobody signed in and consent_required
+//     for an untrusted application the user holds no live token of, and with another value
+//     invalid_request; select_account (GitLab configures no chooser) answers
+//     account_selection_required. Without openid they are ignored, as GitLab ignores them.
 //   - POST /oauth/revoke (RFC 7009) and GET /oauth/token/info.
 //
 // # Where it differs from GitLab

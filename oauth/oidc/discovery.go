@@ -43,7 +43,14 @@ type providerMetadata struct {
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
 	// RFC 9207 §3: every authorization response, success or error, carries iss.
 	AuthorizationResponseISSParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+	// PromptValuesSupported is OpenID Connect Prompt Create §4.1's, which lists the prompt
+	// values the provider takes.
+	PromptValuesSupported []string `json:"prompt_values_supported"`
 }
+
+// PromptValuesSupported are the prompt values the bridge takes (OpenID Connect Core §3.1.2.1):
+// all of Core's, not Prompt Create's create.
+var PromptValuesSupported = []string{"none", "login", "consent", "select_account"}
 
 // Discovery returns the document served at /.well-known/openid-configuration for a bridge
 // whose issuer is issuer. issuer goes into the document as given, since relying parties
@@ -71,6 +78,7 @@ func Discovery(issuer string) []byte {
 		IntrospectionEndpoint:                      base + IntrospectPath,
 		CodeChallengeMethodsSupported:              []string{"S256"},
 		AuthorizationResponseISSParameterSupported: true,
+		PromptValuesSupported:                      PromptValuesSupported,
 	})
 	if err != nil {
 		panic("oidc: marshalling the discovery document: " + err.Error()) // strings only; cannot happen

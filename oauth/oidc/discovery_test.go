@@ -38,6 +38,7 @@ func TestDiscovery(t *testing.T) {
 				"token_endpoint_auth_methods_supported":          []any{"client_secret_basic", "client_secret_post", "none"},
 				"code_challenge_methods_supported":               []any{"S256"},
 				"authorization_response_iss_parameter_supported": true,
+				"prompt_values_supported":                        []any{"none", "login", "consent", "select_account"},
 				"claims_supported": []any{
 					"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce",
 					"name", "nickname", "preferred_username", "picture", "profile", "website",

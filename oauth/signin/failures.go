@@ -40,6 +40,21 @@ var (
 	PKCEChallengeInvalid = define(AtAuthorize, "pkce_challenge_invalid", InvalidRequest, http.StatusFound,
 		"a code_challenge or method the application does not take, or one missing where PKCE is required",
 		"Send code_challenge with code_challenge_method=S256 (RFC 7636).")
+	PromptInvalid = define(AtAuthorize, "prompt_invalid", InvalidRequest, http.StatusFound,
+		"a prompt with a value the bridge does not take (one OpenID Connect Core does not define, or create), or none with another value",
+		"Send prompt as none alone, or as login, consent and select_account separated by spaces (OpenID Connect Core §3.1.2.1).")
+	MaxAgeInvalid = define(AtAuthorize, "max_age_invalid", InvalidRequest, http.StatusFound,
+		"a max_age that is not a whole number of seconds from 0 on",
+		"Send max_age as a whole number of seconds, 0 or more.")
+	PromptNoneNeedsChooser = define(AtAuthorize, "prompt_none_needs_chooser", LoginRequired, http.StatusFound,
+		"prompt=none for an application whose people choose their provider on the bridge's chooser, which prompt=none forbids showing",
+		"Expected: the client signs the person in with interaction. To let it sign people in silently, give the application a provider of its own (`ssobridge apps update ID --upstream NAME`).")
+	UpstreamCannotPrompt = define(AtAuthorize, "upstream_cannot_prompt", LoginRequired, http.StatusFound,
+		"prompt=none, prompt=login or max_age at a provider that cannot be asked for it (GitLab without the openid scope)",
+		"Give the bridge's client the openid scope at GitLab and in SSOBRIDGE_GITLAB_SCOPES: GitLab then honours prompt and max_age; or have the client not send them.")
+	UpstreamCannotSelectAccount = define(AtAuthorize, "upstream_cannot_select_account", AccountSelectionRequired, http.StatusFound,
+		"prompt=select_account at a provider that can neither show an account choice nor sign the person in again",
+		"Give the bridge's client the openid scope at GitLab and in SSOBRIDGE_GITLAB_SCOPES, or have the client not send prompt=select_account.")
 
 	// ---- GET /oauth/callback ----
 
@@ -80,6 +95,24 @@ var (
 	UpstreamAuthorizeError = define(AtCallback, "upstream_authorize_error", InvalidRequest, http.StatusBadGateway,
 		"any other code GitLab sent back",
 		"Sign in again; check GitLab's log for this request.")
+	UpstreamLoginRequired = define(AtCallback, "upstream_login_required", LoginRequired, http.StatusFound,
+		"the provider, asked for no interaction (prompt=none), needs the person to sign in: the client hears login_required",
+		"Expected when the person is not signed in at the provider: the client signs them in with interaction.")
+	UpstreamConsentRequired = define(AtCallback, "upstream_consent_required", ConsentRequired, http.StatusFound,
+		"the provider, asked for no interaction, needs the person's consent to the bridge: the client hears consent_required",
+		"Expected until the person has allowed the bridge at the provider once: the client signs them in with interaction.")
+	UpstreamInteractionRequired = define(AtCallback, "upstream_interaction_required", InteractionRequired, http.StatusFound,
+		"the provider, asked for no interaction, needs some: the client hears interaction_required",
+		"Expected: the client signs the person in with interaction.")
+	UpstreamAccountSelectionRequired = define(AtCallback, "upstream_account_selection_required", AccountSelectionRequired, http.StatusFound,
+		"the provider needs the person to choose an account, and was asked not to show its pages: the client hears account_selection_required",
+		"Expected: the client signs the person in with interaction.")
+	AuthenticationTooOld = define(AtCallback, "authentication_too_old", LoginRequired, http.StatusFound,
+		"the provider says the person signed in longer ago than the client's max_age allows, or before a prompt=login asked them to sign in again",
+		"The provider did not sign the person in again when asked (prompt=login, max_age): check that it honours them, and that its clock and the bridge's agree.")
+	AuthenticationTimeUnknown = define(AtCallback, "authentication_time_unknown", LoginRequired, http.StatusFound,
+		"the client sent max_age, and the provider's ID token does not say when the person signed in (auth_time)",
+		"The provider must put auth_time in its ID token when asked for max_age (OpenID Connect Core §2): check its configuration, or have the client not send max_age.")
 	UpstreamCodeMissing = define(AtCallback, "upstream_code_missing", InvalidRequest, http.StatusBadRequest, "",
 		"GitLab sent the browser back without a code or an error: sign in again.")
 	UserNotActive = define(AtCallback, "user_not_active", InvalidGrant, http.StatusForbidden,
@@ -180,6 +213,9 @@ var (
 	ConsentNotFromThisBrowser = define(AtConsent, "consent_not_from_this_browser", InvalidRequest, http.StatusForbidden,
 		"an answer that did not come from the page the bridge showed in that browser",
 		"Sign in again, and answer on the bridge's own page.")
+	ConsentNeeded = define(AtConsent, "consent_needed", ConsentRequired, http.StatusFound,
+		"prompt=none, and the person has not allowed the application the scopes it asks for: the consent page is not shown",
+		"Expected: the client signs the person in with interaction, and they answer the consent page once; or make the application trusted (`ssobridge apps update ID --trusted`).")
 	ConsentDenied = define(AtConsent, "consent_denied", AccessDenied, http.StatusFound, "",
 		"The person pressed Deny on the consent page; nothing to change unless that was not meant.")
 
@@ -350,6 +386,19 @@ func UpstreamAuthorize(code string) *Failure {
 	}
 	return UpstreamAuthorizeError
 }
+
+// upstreamInteraction are the OpenID Connect errors (Core §3.1.2.6) a provider answers a request
+// for no interaction with: the bridge passes them on to the client, as the client asked for none.
+var upstreamInteraction = map[string]*Failure{
+	LoginRequired:            UpstreamLoginRequired,
+	ConsentRequired:          UpstreamConsentRequired,
+	InteractionRequired:      UpstreamInteractionRequired,
+	AccountSelectionRequired: UpstreamAccountSelectionRequired,
+}
+
+// UpstreamInteraction names the failure of an OpenID Connect error that a provider's authorize
+// endpoint sent back because it needs the person to interact, or nil for any other code.
+func UpstreamInteraction(code string) *Failure { return upstreamInteraction[code] }
 
 // upstreamToken are the errors of GitLab's token endpoint (RFC 6749 §5.2) that have a failure of
 // their own; invalid_client is UpstreamRejectedBridgeClient.

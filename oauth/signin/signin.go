@@ -66,6 +66,14 @@ const (
 	TemporarilyUnavailable  = "temporarily_unavailable"
 )
 
+// OpenID Connect's error codes of the authorization endpoint (Core §3.1.2.6).
+const (
+	LoginRequired            = "login_required"
+	ConsentRequired          = "consent_required"
+	InteractionRequired      = "interaction_required"
+	AccountSelectionRequired = "account_selection_required"
+)
+
 // Where groups failures by the place in a sign-in they happen at.
 type Where int
 

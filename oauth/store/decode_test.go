@@ -23,7 +23,8 @@ func records(t testing.TB) [][]byte {
 			User: json.RawMessage(`{"id":1,"name":"J\u00e9 \"D\"","identities":[],"x":null}`), UserFetchedAt: time.Now(), CreatedAt: time.Now()},
 		store.Application{ID: "id", Name: "Mattermost <chat>", RedirectURIs: []string{"https://a/b?c=d&e"}, Scopes: []string{"read_user"},
 			Trusted: true, Confidential: true, AllowedGroups: []string{"g"}, SecretHash: store.HashSecret("s"), CreatedAt: time.Now()},
-		store.Authorization{ClientID: "c", RedirectURI: "https://a/b", State: "\x00\"\\state", Scope: "read_user", UpstreamVerifier: "v", CreatedAt: time.Now()},
+		store.Authorization{ClientID: "c", RedirectURI: "https://a/b", State: "\x00\"\\state", Scope: "read_user", UpstreamVerifier: "v", CreatedAt: time.Now(),
+			Prompt: "login consent", MaxAge: new(int64(0))},
 		store.TraceStep{Step: "token", From: "A", To: "B", Label: "POST", At: time.Now(), Duration: 1.25, OK: true, Status: 200, Detail: map[string]string{"k": "v"}},
 	}
 	out := make([][]byte, len(values))

@@ -116,6 +116,12 @@ type Authorization struct {
 	CodeChallengeMethod string `json:"code_challenge_method,omitempty"`
 	// Nonce is the OpenID Connect nonce, returned in the ID token.
 	Nonce string `json:"nonce,omitempty"`
+	// Prompt is the client's OpenID Connect prompt, checked, its values space-separated; MaxAge
+	// its max_age in seconds (nil: none). Both are kept for the return from the provider: whether
+	// to show consent, whether the person signed in recently enough (since CreatedAt - MaxAge,
+	// or since CreatedAt for prompt=login).
+	Prompt string `json:"prompt,omitempty"`
+	MaxAge *int64 `json:"max_age,omitempty"`
 	// UpstreamSealed holds, sealed by the bridge (oauth.Sealer) and bound to the record's key,
 	// what finishes the bridge's own request to the provider: its PKCE code verifier and OpenID
 	// nonce. Whoever reads the store cannot redeem a code the provider sent for it.

@@ -15,6 +15,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -52,6 +53,37 @@ type Auth struct {
 	Verifier string
 	// Nonce is the OpenID Connect nonce, which the ID token must repeat.
 	Nonce string
+	// Prompt is the OpenID Connect prompt (Core §3.1.2.1) AuthCodeURL sends, space-separated:
+	// only values the provider said it honours (see Prompter); "" sends none.
+	Prompt string
+	// MaxAge, when not nil, is the max_age in seconds AuthCodeURL sends: the provider must sign
+	// the person in again if they signed in longer ago. Only for a provider that honours it.
+	MaxAge *int64
+}
+
+// Prompts are what a Prompter honours when AuthCodeURL forwards them.
+type Prompts struct {
+	// None: asked for prompt=none, the provider shows no page, and answers login_required,
+	// consent_required or interaction_required (OpenID Connect Core §3.1.2.6) instead.
+	None bool
+	// Login: asked for prompt=login, it signs the person in again.
+	Login bool
+	// SelectAccount: asked for prompt=select_account, it lets the person choose an account.
+	SelectAccount bool
+	// MaxAge: asked for max_age, it signs the person in again when they signed in longer ago,
+	// and its ID token says when they signed in (Identity.AuthTime).
+	MaxAge bool
+}
+
+// Prompter is a provider that honours some of OpenID Connect's prompt values and max_age at its
+// authorization endpoint. A provider that is not one is never sent them: the bridge refuses a
+// request it cannot pass on rather than show a page the client asked it not to, or issue a token
+// whose auth_time it cannot vouch for.
+type Prompter interface {
+	CallbackProvider
+	// Prompts says what the provider honours; it fails only when the provider must be asked
+	// first (an OpenID provider's discovery document).
+	Prompts(ctx context.Context) (Prompts, error)
 }
 
 // CallbackProvider signs a person in by sending the browser to the provider and trading the code
@@ -142,6 +174,9 @@ type Identity struct {
 	External bool
 	// State is GitLab's account state; "" or "active" may sign in.
 	State string
+	// AuthTime is when the person last signed in at the provider (an ID token's auth_time);
+	// zero when the provider did not say.
+	AuthTime time.Time
 	// Body is the provider's own /api/v4/user body, for a GitLab provider: the bridge hands it
 	// to clients unchanged. Nil for others, whose body the bridge writes.
 	Body []byte

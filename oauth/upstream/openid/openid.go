@@ -23,11 +23,13 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/oauth2"
 
 	"github.com/ssobridge/ssobridge/oauth/upstream"
@@ -100,6 +102,8 @@ type discovered struct {
 	oauth    oauth2.Config
 	userinfo string
 	jwks     string
+	// selectAccount: the document lists select_account in prompt_values_supported.
+	selectAccount bool
 }
 
 // The capabilities of an OpenID provider.
@@ -109,6 +113,7 @@ var (
 	_ upstream.Refresher        = (*Provider)(nil)
 	_ upstream.Pinger           = (*Provider)(nil)
 	_ upstream.Prober           = (*Provider)(nil)
+	_ upstream.Prompter         = (*Provider)(nil)
 )
 
 // New checks cfg and returns the provider; it does not call it (see Provider).
@@ -246,11 +251,18 @@ func (p *Provider) readDiscovery(ctx context.Context) (*discovered, error) {
 		return nil, p.fail(&upstream.Error{Call: upstream.CallDiscovery, URL: ep, Kind: upstream.KindBadResponse, Status: http.StatusOK,
 			Message: "the discovery document lacks authorization_endpoint, token_endpoint or jwks_uri"})
 	}
+	// prompt_values_supported (OpenID Connect Prompt Create §4.1) is optional: a provider that does
+	// not publish it is not sent select_account, which OpenID Connect Core leaves optional.
+	var prompts struct {
+		Values []string `json:"prompt_values_supported"`
+	}
+	_ = json.Unmarshal(body, &prompts) // a field of another type is as good as none
 	// The keys are fetched with the bridge's client, outliving any request.
 	prov := pc.NewProvider(oidc.ClientContext(context.Background(), p.http))
 	return &discovered{
-		provider: prov,
-		verifier: prov.Verifier(&oidc.Config{ClientID: p.cfg.ClientID}),
+		selectAccount: slices.Contains(prompts.Values, "select_account"),
+		provider:      prov,
+		verifier:      prov.Verifier(&oidc.Config{ClientID: p.cfg.ClientID}),
 		oauth: oauth2.Config{ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret, Scopes: p.cfg.Scopes,
 			RedirectURL: p.cfg.RedirectURL, Endpoint: prov.Endpoint()},
 		userinfo: pc.UserInfoURL,
@@ -299,13 +311,31 @@ func errorMessage(body []byte) string {
 }
 
 // AuthCodeURL is where the browser goes to sign in at the provider: the bridge's client_id,
-// state, nonce and a PKCE S256 challenge.
+// state, nonce and a PKCE S256 challenge, and the prompt and max_age of a, if any.
 func (p *Provider) AuthCodeURL(ctx context.Context, state string, a upstream.Auth) (string, error) {
 	d, err := p.discover(ctx)
 	if err != nil {
 		return "", err
 	}
-	return d.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(a.Verifier), oidc.Nonce(a.Nonce)), nil
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(a.Verifier), oidc.Nonce(a.Nonce)}
+	if a.Prompt != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", a.Prompt))
+	}
+	if a.MaxAge != nil {
+		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(*a.MaxAge, 10)))
+	}
+	return d.oauth.AuthCodeURL(state, opts...), nil
+}
+
+// Prompts says what the provider honours: every OpenID provider honours none, login and max_age
+// (OpenID Connect Core §3.1.2.1 defines them, and auth_time with max_age), select_account only
+// one that lists it in its discovery document.
+func (p *Provider) Prompts(ctx context.Context) (upstream.Prompts, error) {
+	d, err := p.discover(ctx)
+	if err != nil {
+		return upstream.Prompts{}, err
+	}
+	return upstream.Prompts{None: true, Login: true, MaxAge: true, SelectAccount: d.selectAccount}, nil
 }
 
 func (p *Provider) withHTTP(ctx context.Context) context.Context {
@@ -390,7 +420,18 @@ func (p *Provider) Identify(ctx context.Context, tok *oauth2.Token, a upstream.A
 		}
 	}
 	claims["sub"] = idt.Subject
-	return p.identity(claims)
+	id, err := p.identity(claims)
+	if err != nil {
+		return nil, err
+	}
+	// auth_time is the ID token's own, signed; userinfo's has no say.
+	var at struct {
+		AuthTime *jwt.NumericDate `json:"auth_time"`
+	}
+	if idt.Claims(&at) == nil && at.AuthTime != nil {
+		id.AuthTime = at.AuthTime.UTC()
+	}
+	return id, nil
 }
 
 // ReadUser reads the person again from userinfo with tok.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -33,10 +34,12 @@ type testProvider struct {
 	// nonce, when set, replaces the nonce the authorize request sent; signer, when set, signs
 	// instead of key; issuer and aud replace the true ones.
 	nonce, issuer, aud string
-	signer             *rsa.PrivateKey
-	expired            bool
-	lastNonce          string
-	refreshes          int
+	// prompts, when set, is the discovery document's prompt_values_supported.
+	prompts   []string
+	signer    *rsa.PrivateKey
+	expired   bool
+	lastNonce string
+	refreshes int
 }
 
 func newTestProvider(t *testing.T) *testProvider {
@@ -55,6 +58,9 @@ func newTestProvider(t *testing.T) *testProvider {
 			"jwks_uri": p.srv.URL + "/keys", "id_token_signing_alg_values_supported": []string{"RS256"}}
 		if p.info != nil {
 			doc["userinfo_endpoint"] = p.srv.URL + "/userinfo"
+		}
+		if p.prompts != nil {
+			doc["prompt_values_supported"] = p.prompts
 		}
 		_ = json.NewEncoder(w).Encode(doc)
 	})
@@ -412,5 +418,56 @@ func TestAnIssuerWithoutADiscoveryDocumentSaysWhatAnIssuerIs(t *testing.T) {
 	ue, ok := errors.AsType[*upstream.Error](err)
 	if !ok || ue.Status != http.StatusNotFound || !strings.Contains(ue.Fix(), "must be the issuer itself") || !strings.Contains(ue.Fix(), "SSOBRIDGE_OIDC_ISSUER") {
 		t.Fatalf("got %v; fix %q", err, ue.Fix())
+	}
+}
+
+func TestAuthCodeURLSendsThePromptAndMaxAgeAsked(t *testing.T) {
+	p := newTestProvider(t)
+	maxAge := int64(0)
+	target, err := p.provider(t).AuthCodeURL(context.Background(), "state", upstream.Auth{Verifier: "v", Nonce: "n", Prompt: "login", MaxAge: &maxAge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := url.Parse(target)
+	if got := q.Query(); got.Get("prompt") != "login" || !got.Has("max_age") || got.Get("max_age") != "0" {
+		t.Errorf("authorize URL %s lacks prompt=login and max_age=0", target)
+	}
+	target, _ = p.provider(t).AuthCodeURL(context.Background(), "state", upstream.Auth{Verifier: "v", Nonce: "n"})
+	if q, _ := url.Parse(target); q.Query().Has("prompt") || q.Query().Has("max_age") {
+		t.Errorf("authorize URL %s sends what was not asked", target)
+	}
+}
+
+func TestPromptsOffersSelectAccountOnlyWhereDiscoveryListsIt(t *testing.T) {
+	for _, tt := range []struct {
+		listed []string
+		want   bool
+	}{{nil, false}, {[]string{"none", "login", "consent"}, false}, {[]string{"none", "login", "consent", "select_account"}, true}} {
+		p := newTestProvider(t)
+		p.set(func(p *testProvider) { p.prompts = tt.listed })
+		got, err := p.provider(t).Prompts(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.None || !got.Login || !got.MaxAge || got.SelectAccount != tt.want {
+			t.Errorf("with prompt_values_supported %v: %+v", tt.listed, got)
+		}
+	}
+}
+
+func TestIdentifyReadsAuthTimeFromTheIDToken(t *testing.T) {
+	p := newTestProvider(t)
+	at := time.Now().Add(-time.Hour).Truncate(time.Second)
+	p.set(func(p *testProvider) { p.claims["auth_time"] = at.Unix() })
+	id, err := signIn(t, p.provider(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !id.AuthTime.Equal(at) {
+		t.Errorf("auth time %v, want %v", id.AuthTime, at)
+	}
+	p.set(func(p *testProvider) { delete(p.claims, "auth_time") })
+	if id, err := signIn(t, p.provider(t)); err != nil || !id.AuthTime.IsZero() {
+		t.Errorf("without auth_time: %v, %v; want zero", id.AuthTime, err)
 	}
 }
