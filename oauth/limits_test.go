@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,5 +278,40 @@ func TestTheClientAuthenticationLimitIsSharedByInstancesOnOneRedis(t *testing.T)
 	}
 	if codes[1] != http.StatusTooManyRequests {
 		t.Errorf("at instance B, after A counted the allowance out: %v; want 429 by the second attempt", codes)
+	}
+}
+
+// Wrong secrets sent all at once get no more answers than the allowance: a guesser's
+// concurrency buys it nothing.
+func TestConcurrentWrongSecretsGetNoMoreAnswersThanTheAllowance(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := limitedFixture(t, open(), oauth.Limits{ClientAuthFailures: store.Limit{Rate: 3, Period: time.Minute, Burst: 3}})
+			wrong := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "redirect_uri": {mmRedirect},
+				"client_id": {f.app.ID}, "client_secret": {"guess"}}
+			var mu sync.Mutex
+			got := map[int]int{}
+			var wg sync.WaitGroup
+			for range 40 {
+				wg.Go(func() {
+					req, _ := http.NewRequest(http.MethodPost, f.bridge.URL+"/oauth/token", strings.NewReader(wrong.Encode()))
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					req.Header.Set("X-Forwarded-For", "198.51.100.66")
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					resp.Body.Close()
+					mu.Lock()
+					got[resp.StatusCode]++
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			if got[http.StatusUnauthorized] != 3 || got[http.StatusTooManyRequests] != 37 {
+				t.Errorf("40 wrong secrets at once, with an allowance of 3: %v; want 3 answered 401 and 37 refused 429", got)
+			}
+		})
 	}
 }

@@ -110,9 +110,11 @@ type Server struct {
 	inFlight inFlight
 	// refreshLocks serialise refreshes of one session's GitLab token (see upstreamUser).
 	refreshLocks stripedLocks
-	// proxyWarned: see warnUntrustedProxy; failedLately: see clientAuthLimited.
-	proxyWarned  proxyWarnings
-	failedLately recentFailures
+	// proxyWarned: see warnUntrustedProxy; failedLately and clientAuthLocks: see
+	// clientAuthLimited and authenticateClient.
+	proxyWarned     proxyWarnings
+	failedLately    recentFailures
+	clientAuthLocks stripedLocks
 }
 
 // CallbackPath is the bridge's redirect URI at GitLab, under PublicURL.

@@ -599,6 +599,12 @@ func (s *Server) authenticateClient(c echo.Context, tr *TokenRequest) (*store.Ap
 			return nil, storeFailure("get application", err)
 		}
 	}
+	// Look, check and count one request at a time per client and address on this instance, so
+	// that requests in flight together cannot all pass a look that only one allowance remains
+	// for. Uncontended (a Mattermost whose secret is right), the lock is held for a hash compare.
+	mu := s.clientAuthLocks.of(clientAuthKey(c, app))
+	mu.Lock()
+	defer mu.Unlock()
 	if limited := s.clientAuthLimited(c, app); limited != nil {
 		return nil, limited
 	}
