@@ -81,6 +81,9 @@ type Config struct {
 	// trusts none. Nothing else is taken from forwarded headers: the bridge's own URLs always come
 	// from PublicURL, never from X-Forwarded-Host, X-Forwarded-Proto or Host.
 	TrustedProxies []*net.IPNet
+	// SupportContact is whom a person refused by an application's sign-in rules is told to ask
+	// (free text: "the IT help desk, it@example.com"); empty says the application's administrator.
+	SupportContact string
 }
 
 // Server is the bridge's provider.

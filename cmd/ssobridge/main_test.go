@@ -75,6 +75,8 @@ func TestServeRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"a Redis that does not answer", "SSOBRIDGE_REDIS_URL", "redis://127.0.0.1:1/0", "does not answer"},
 		{"a bad token lifetime", "SSOBRIDGE_ACCESS_TOKEN_TTL", "forever", "SSOBRIDGE_ACCESS_TOKEN_TTL (--access-token-ttl)"},
 		{"an unknown log level", "SSOBRIDGE_LOG_LEVEL", "loud", "SSOBRIDGE_LOG_LEVEL (--log-level)"},
+		{"a support contact of several lines", "SSOBRIDGE_SUPPORT_CONTACT", "the help desk\n<script>", "SSOBRIDGE_SUPPORT_CONTACT (--support-contact): \"the help desk\\n<script>\" holds a line break"},
+		{"a support contact longer than a line", "SSOBRIDGE_SUPPORT_CONTACT", strings.Repeat("x", 201), "SSOBRIDGE_SUPPORT_CONTACT (--support-contact): is longer than 200 characters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -63,6 +65,8 @@ type serveConfig struct {
 	redirectListen string
 	publicHost     string
 	trustedProxies []*net.IPNet
+	// supportContact is whom refused people are told to ask (oauth.Config.SupportContact).
+	supportContact string
 }
 
 func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
@@ -75,6 +79,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	tlsKey := st.add("tls-key", "", "PEM file of the certificate's private key (may be the certificate's file); read again with it on SIGHUP")
 	redirectListen := st.add("http-redirect-listen", "", "address of a plain-HTTP listener, e.g. :80, that answers every request with a redirect (308) to the same path on the public URL's host over HTTPS; needs --tls-cert; empty: none")
 	trustedProxies := st.add("trusted-proxies", "", "reverse proxies whose X-Forwarded-For names the client in the logs: IP addresses or CIDR ranges, comma-separated, e.g. 10.0.0.0/8,192.0.2.7; empty: none, the peer's address is the client's. The bridge's own URLs always come from --public-url, never from X-Forwarded-Host")
+	supportContact := st.add("support-contact", "", "whom a person an application's sign-in rules refuse is told to ask for access, as plain text, e.g. \"the IT help desk, it@example.com, extension 4242\"; empty: the application's administrator. The page never shows the rules themselves")
 	gitlabURL := st.add("gitlab-url", "", "the upstream GitLab's base URL, e.g. https://gitlab.example.com")
 	clientID := st.add("gitlab-client-id", "", "the bridge's application ID at GitLab (its redirect URI there is PUBLIC_URL/oauth/callback)")
 	clientSecret := st.add("gitlab-client-secret", "", "the bridge's application secret at GitLab")
@@ -228,6 +233,9 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 				return nil, waitTimeout.errorf("%s is not shorter than Redis's read timeout (%s, read_timeout in %s): the client would give up on WAIT first", cfg.waitTimeout, read, redisURL.env())
 			}
 		}
+		if cfg.supportContact, err = parseSupportContact(supportContact); err != nil {
+			return nil, err
+		}
 		if cfg.trustedProxies, err = parseTrustedProxies(trustedProxies); err != nil {
 			return nil, err
 		}
@@ -345,6 +353,22 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// maxSupportContact bounds the support contact: a line of a page, not a document.
+const maxSupportContact = 200
+
+// parseSupportContact checks the support contact: one line of text, which pages show as it is
+// (escaped, never as a link or markup).
+func parseSupportContact(s *setting) (string, error) {
+	v := strings.TrimSpace(s.value)
+	switch {
+	case utf8.RuneCountInString(v) > maxSupportContact:
+		return "", s.errorf("is longer than %d characters: give a name and an address or a number, e.g. \"the IT help desk, it@example.com\"", maxSupportContact)
+	case !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl):
+		return "", s.errorf("%q holds a line break or a control character: give one line of text", v)
+	}
+	return v, nil
 }
 
 // mattermostHTTPTimeout is how long Mattermost's HTTP client waits for the bridge's token and
@@ -482,7 +506,7 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstreams: ups, FirstID: cfg.firstID, Sealer: sealer, Logger: log,
 		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL, UserSnapshotMaxAge: cfg.userMaxAge,
 		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall, TrustedProxies: cfg.trustedProxies,
-		RequestTimeout: cfg.requestTimeout, MaxInFlight: cfg.maxInFlight})
+		RequestTimeout: cfg.requestTimeout, MaxInFlight: cfg.maxInFlight, SupportContact: cfg.supportContact})
 	if err != nil {
 		return err
 	}
