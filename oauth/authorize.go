@@ -172,6 +172,8 @@ func (s *Server) authorize(c echo.Context) error {
 		TraceID:             currentTrace(c),
 		Browser:             store.TokenKey(s.browserCookie(c)),
 	}
+	// Every check passed: the sign-in is the application's, and so is its trace.
+	vouch(c)
 	s.metrics.loginsStarted.WithLabelValues(app.ID).Inc()
 	s.logger(ctx).Info("sign-in started", "client_id", app.ID, "app", app.Name)
 	if prov == nil {
