@@ -149,6 +149,10 @@ func TestAppSpecRefusesMalformedRulesNamingTheField(t *testing.T) {
 		{"a group with a trailing slash", nil, []string{"eng/"}, "empty segment"},
 		{"a group given as a URL", nil, []string{"https://gitlab.example.com/eng"}, "full path"},
 		{"a group path over 255 characters", nil, []string{strings.Repeat("a", 256)}, "255"},
+		{"a provider that is not a provider's name", []string{"Corp:ada"}, nil, "names a provider"},
+		{"an empty provider", nil, []string{":eng"}, "names a provider"},
+		{"a qualified username that is no username", []string{"corp:@ada"}, nil, "without @"},
+		{"a qualified group with an empty segment", nil, []string{"corp:eng//x"}, "empty segment"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,7 +165,7 @@ func TestAppSpecRefusesMalformedRulesNamingTheField(t *testing.T) {
 		})
 	}
 	spec := base
-	spec.AllowedUsers, spec.AllowedGroups = []string{"ada", "grace.hopper", "bot_1"}, []string{"eng", "eng/platform", "my-org/sub.group"}
+	spec.AllowedUsers, spec.AllowedGroups = []string{"ada", "grace.hopper", "bot_1", "corp:ada", "gitlab:grace"}, []string{"eng", "eng/platform", "my-org/sub.group", "corp:staff/ops"}
 	if err := spec.Validate(); err != nil {
 		t.Fatalf("sane rules refused: %v", err)
 	}
@@ -177,5 +181,45 @@ func TestRefreshOfAPersonNoLongerAllowedIsRefused(t *testing.T) {
 	resp, body := f.postToken(f.refreshForm(refresh))
 	if resp.StatusCode != 400 || body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), "ada") {
 		t.Fatalf("got %d %v", resp.StatusCode, body)
+	}
+}
+
+// With GitLab and an OpenID provider where anyone may choose their username, a list written for
+// GitLab's people must not admit whoever took the same name at the other provider.
+func TestWithSeveralProvidersAnEntryAdmitsThePeopleOfItsProviderAlone(t *testing.T) {
+	tests := []struct {
+		name     string
+		users    []string
+		provider string
+		admitted bool
+	}{
+		{"an unqualified entry admits GitLab's ada", []string{"ada"}, "gitlab", true},
+		{"an unqualified entry does not admit the other provider's ada", []string{"ada"}, "corp", false},
+		{"a qualified entry admits its provider's ada", []string{"corp:ada"}, "corp", true},
+		{"a qualified entry does not admit GitLab's ada", []string{"corp:ada"}, "gitlab", false},
+		{"gitlab:ada admits GitLab's ada", []string{"gitlab:ada"}, "gitlab", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newOIDCFixture(t, true)
+			q := f.registerRuled(oauth.AppSpec{AllowedUsers: tt.users})
+			key, _ := chooser(t, f.authorize(q))
+			up := location(t, f.choose(key, tt.provider))
+			back := location(t, f.get(up.String()))
+			resp := f.get(back.String())
+			if !tt.admitted {
+				if resp.StatusCode != http.StatusForbidden {
+					t.Fatalf("status %d, want 403", resp.StatusCode)
+				}
+				_, reason, fix := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
+				if !strings.Contains(fix, "an entry without a provider admits people of gitlab only") || !strings.Contains(fix, "--allow-user "+strings.Join(tt.users, ",")+","+tt.provider+":ada") {
+					t.Errorf("trace fix %q (reason %q)", fix, reason)
+				}
+				return
+			}
+			if got := location(t, resp).Query(); got.Get("code") == "" {
+				t.Fatalf("not admitted: %v", got)
+			}
+		})
 	}
 }

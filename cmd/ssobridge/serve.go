@@ -429,6 +429,29 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	return serveBridge(ctx, cfg, log)
 }
 
+// warnRuleProblems says, at start, which entries of the applications' lists of who may sign in
+// do not do what they seem to with the bridge's providers (see oauth.RuleProblems): lists written
+// for a bridge with one provider, before a second was added, chief among them. The bridge serves
+// anyway, applying the rules as they are: a warning cannot admit anybody by mistake.
+func warnRuleProblems(ctx context.Context, s store.Store, ups []upstream.CallbackProvider, log *slog.Logger) {
+	var providers []string
+	for _, up := range ups {
+		providers = append(providers, up.Describe().Name)
+	}
+	apps, err := s.ListApps(ctx)
+	if err != nil {
+		log.Warn("the applications' sign-in rules could not be checked against the providers", "cause", err.Error())
+		return
+	}
+	for _, app := range apps {
+		if problems := oauth.RuleProblems(app.AllowedUsers, app.AllowedGroups, providers); len(problems) > 0 {
+			log.Warn("an application's rules of who may sign in name providers the bridge does not have, or none while it has several",
+				"client_id", app.ID, "app", app.Name, "problems", problems,
+				"fix", fmt.Sprintf("ssobridge apps update %s --allow-user PROVIDER:USER --allow-group PROVIDER:GROUP", app.ID))
+		}
+	}
+}
+
 // bridgeGCPercent is the garbage collector's target for a bridge whose environment sets no GOGC.
 // A sign-in's garbage is short-lived: at 200 the collector runs half as often as Go's default
 // (100), which cut the CPU per sign-in by about 9 % under load, for some 10 MiB more memory.
@@ -510,6 +533,7 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	warnRuleProblems(ctx, s, ups, log)
 	// Runs after every listener has finished its requests in flight, before the store closes.
 	defer func() {
 		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
