@@ -56,16 +56,53 @@ func (spec AppSpec) Validate() error {
 		}
 	}
 	for _, u := range spec.AllowedUsers {
-		if err := validateUsername(u); err != nil {
+		if err := validateRule(u, validateUsername); err != nil {
 			return fmt.Errorf("allowed users: %w", err)
 		}
 	}
 	for _, g := range spec.AllowedGroups {
-		if err := validateGroupPath(g); err != nil {
+		if err := validateRule(g, validateGroupPath); err != nil {
 			return fmt.Errorf("allowed groups: %w", err)
 		}
 	}
 	return nil
+}
+
+// validateRule checks an entry of a list, "NAME" or "PROVIDER:NAME" (see SplitRule), whose name
+// validate checks.
+func validateRule(entry string, validate func(string) error) error {
+	if strings.Contains(entry, "://") {
+		return validate(entry) // a URL, not a provider: validate says what to give instead
+	}
+	provider, name := SplitRule(entry)
+	if strings.Contains(entry, ":") && !store.ValidProviderName(provider) {
+		return fmt.Errorf("%q: the part before the colon names a provider (lower-case letters, digits and dashes: a name of the providers file, SSOBRIDGE_OIDC_NAME, or gitlab), as in corp:ada", entry)
+	}
+	return validate(name)
+}
+
+// RuleProblems says what is wrong with the entries of the lists (AllowedUsers, AllowedGroups) on
+// a bridge whose providers are named providers: an entry naming a provider the bridge does not
+// have, which admits nobody, and, with several providers, an entry that names none, which admits
+// people of UnqualifiedProvider alone (or nobody, without it). `ssobridge apps` refuses such
+// entries when it knows the providers; `ssobridge serve` warns about those already stored.
+func RuleProblems(users, groups, providers []string) []string {
+	var problems []string
+	for _, entry := range slices.Concat(users, groups) {
+		provider, name := SplitRule(entry)
+		switch {
+		case provider != "" && !slices.Contains(providers, provider):
+			problems = append(problems, fmt.Sprintf("%s names the provider %q, which the bridge does not have (it has %s): it admits nobody",
+				entry, provider, strings.Join(providers, ", ")))
+		case provider == "" && len(providers) > 1 && slices.Contains(providers, UnqualifiedProvider):
+			problems = append(problems, fmt.Sprintf("%s names no provider: with several providers it admits the people of %s alone; write %s:%s to say so, or NAME:%s for the provider NAME (one of %s)",
+				entry, UnqualifiedProvider, UnqualifiedProvider, name, name, strings.Join(providers, ", ")))
+		case provider == "" && len(providers) > 1:
+			problems = append(problems, fmt.Sprintf("%s names no provider: with several providers it admits only people of a provider called %s, which the bridge does not have, so it admits nobody; write NAME:%s for the provider NAME (one of %s)",
+				entry, UnqualifiedProvider, name, strings.Join(providers, ", ")))
+		}
+	}
+	return problems
 }
 
 // validateUsername catches what cannot be a GitLab username, so that a typo in a rule is refused

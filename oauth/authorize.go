@@ -105,10 +105,14 @@ func (s *Server) authorize(c echo.Context) error {
 			page("Sign-in request without redirect_uri", 0).withFix("Start the sign-in again from the application.")
 	}
 	if !appRedirectURI(app, req.RedirectURI) {
+		// Whoever knows a client_id can send any redirect_uri: the page says which part of it
+		// differs, never what is registered, or a near miss would spell the registration out.
+		why, detail := explainRedirectURI(app, req.RedirectURI)
 		e := fail(signin.RedirectURINotRegistered, "The redirect_uri %q is not registered for the application %s: %s.",
-			truncate(req.RedirectURI, 300), app.Name, explainRedirectURI(app, req.RedirectURI)).
+			truncate(req.RedirectURI, 300), app.Name, why).
 			page("Redirect URI not registered", 0).withFix(redirectFix(app))
-		e.TraceDetail = "Registered: " + strings.Join(app.RedirectURIs, ", ") + "."
+		e.PageFix = "The application sent a redirect URI its registration at this bridge does not list, so the bridge does not send you back to it. Tell the administrator of " + app.Name + ", and give them the trace ID below."
+		e.TraceDetail = "(" + detail + ") Registered: " + strings.Join(app.RedirectURIs, ", ") + "."
 		return e
 	}
 	// From here on the redirect URI is the client's own: errors go back to it.
@@ -133,9 +137,13 @@ func (s *Server) authorize(c echo.Context) error {
 			withFix("Clear Mattermost's GitLab Scope (System Console > Authentication > GitLab, MM_GITLABSETTINGS_SCOPE, gitlab.rb gitlab_scope): with openid in it Mattermost also switches to its OpenID provider.")
 	}
 	if len(missing) > 0 {
-		return refuse(signin.ScopeNotAllowed, "the application %s is not allowed the scope %s (it has %s); leave Mattermost's GitLab Scope empty or set it to read_user",
-			app.Name, strings.Join(missing, " "), strings.Join(app.Scopes, " ")).
+		// The answer goes to the client's own redirect URI, but anyone who knows it and the
+		// client_id can read it: the scopes the application has are for the trace.
+		e := refuse(signin.ScopeNotAllowed, "the application %s is not allowed the scope %s; leave Mattermost's GitLab Scope empty or set it to read_user",
+			app.Name, strings.Join(missing, " ")).
 			withFix(fmt.Sprintf("Ask only for %s, or give the application the scope with `ssobridge apps update %s --scopes ...`.", strings.Join(app.Scopes, " "), app.ID))
+		e.TraceDetail = "(it has " + strings.Join(app.Scopes, " ") + ")"
+		return e
 	}
 	if msg := checkChallenge(req, app); msg != "" {
 		return refuse(signin.PKCEChallengeInvalid, "%s", msg)

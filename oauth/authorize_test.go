@@ -1,6 +1,7 @@
 package oauth_test
 
 import (
+	"html"
 	"net/http"
 	"net/url"
 	"strings"
@@ -194,6 +195,37 @@ func TestUnregisteredRedirectURIsTraceListsTheRegisteredOnesAndThePageDoesNot(t 
 	}
 }
 
+// A near miss must not spell the registration out to whoever knows a client_id: the page says
+// which parts differ, the trace what is registered in each.
+func TestANearMissRedirectURIsPageNamesThePartsThatDifferAndNotTheRegisteredValues(t *testing.T) {
+	f := newFixture(t)
+	registered := "https://chat.internal.example/mm/signup/gitlab/complete?tenant=blue"
+	app, _ := f.register(oauth.AppSpec{Name: "Hidden", RedirectURIs: []string{registered}, Scopes: []string{"read_user"}, Confidential: true})
+	q := url.Values{"response_type": {"code"}, "client_id": {app.ID}, "state": {"s"},
+		"redirect_uri": {"https://chat.example.org/signup/gitlab/complete?tenant=red"}}
+	resp := f.authorize(q)
+	page := html.UnescapeString(readBody(t, resp))
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "its host, path and query differ from those of the registered redirect URI") {
+		t.Errorf("%d, page:\n%s", resp.StatusCode, page)
+	}
+	for _, secret := range []string{"chat.internal.example", "/mm/", "blue", "ssobridge apps", "--redirect-uri", "--mattermost-url"} {
+		if strings.Contains(page, secret) {
+			t.Errorf("the page tells whoever knows the client_id %q:\n%s", secret, page)
+		}
+	}
+	_, reason, fix := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID)))
+	for _, want := range []string{`host: it names host "chat.example.org" where the registered URI names "chat.internal.example"`,
+		`path: it has path "/signup/gitlab/complete" where the registered URI has "/mm/signup/gitlab/complete"`,
+		`query: it has query "tenant=red" where the registered URI has "tenant=blue"`, "Registered: " + registered} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("trace reason %q lacks %q", reason, want)
+		}
+	}
+	if !strings.Contains(fix, "ssobridge apps update "+app.ID+" --redirect-uri") {
+		t.Errorf("trace fix %q", fix)
+	}
+}
+
 // A dry run is checked and answered as the request would be, and leaves nothing: no parked
 // sign-in (its return from GitLab is unknown), no trace, no count.
 func TestADryRunAuthorizeLeavesNoSignIn(t *testing.T) {
@@ -227,4 +259,20 @@ func (f *fixture) traceCount() int {
 		f.t.Fatal(err)
 	}
 	return len(all)
+}
+
+// The scope error goes to the client's redirect URI, which anyone who knows it and the client_id
+// can read: it names the scope refused, and the trace alone the scopes the application has.
+func TestAScopeRefusalNamesTheApplicationsScopesInTheTraceOnly(t *testing.T) {
+	f := newFixture(t)
+	app, _ := f.register(oauth.AppSpec{Name: "Scoped", RedirectURIs: []string{"https://a.example/cb"}, Scopes: []string{"read_user", "profile"}, Confidential: true})
+	q := url.Values{"response_type": {"code"}, "client_id": {app.ID}, "redirect_uri": {"https://a.example/cb"}, "state": {"s"}, "scope": {"api"}}
+	resp := f.authorize(q)
+	got := location(t, resp).Query()
+	if got.Get("error") != "invalid_scope" || !strings.Contains(got.Get("error_description"), "not allowed the scope api") || strings.Contains(got.Get("error_description"), "profile") {
+		t.Errorf("error %q: %q", got.Get("error"), got.Get("error_description"))
+	}
+	if _, reason, _ := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID))); !strings.Contains(reason, "it has read_user profile") {
+		t.Errorf("trace reason %q", reason)
+	}
 }

@@ -33,6 +33,10 @@ type Error struct {
 	// Fix says what to change; empty takes the failure's. A page shows it as "What to do"; in an
 	// OAuth or /api answer it goes to the trace only.
 	Fix string
+	// PageFix, when set, is what a page shows as "What to do" instead of Fix, which then goes to
+	// the trace only: for a refusal whose fix names what the requester must not learn (an
+	// application's rules, its registration, the commands that change them).
+	PageFix string
 	// TraceDetail follows Description in the trace only: what the administrator needs and the
 	// requester should not see (an application's registered redirect URIs, a store's error).
 	TraceDetail string

@@ -254,6 +254,8 @@ func (s *Server) parkPending(c echo.Context, key string, pending *store.Authoriz
 	if evicted > 0 {
 		s.metrics.pendingEvicted.Add(float64(evicted))
 	}
+	// Every check passed and the sign-in is parked: it is the application's, and so is its trace.
+	vouch(c)
 	return nil
 }
 

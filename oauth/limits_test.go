@@ -315,3 +315,35 @@ func TestConcurrentWrongSecretsGetNoMoreAnswersThanTheAllowance(t *testing.T) {
 		})
 	}
 }
+
+// Sign-ins a cap refused were never parked: their traces are in the share no application vouches
+// for, and a flood of them cannot evict a real sign-in's trace.
+func TestSignInsRefusedByACapCannotEvictARealSignInsTrace(t *testing.T) {
+	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
+	fixtureConfig = func(cfg *oauth.Config) {
+		cfg.MaxTraces = 20
+		cfg.Limits = oauth.Limits{Pending: store.PendingCaps{PerSource: 1}}
+		cfg.TrustedProxies = []*net.IPNet{loopback}
+	}
+	t.Cleanup(func() { fixtureConfig = nil })
+	f := newFixture(t)
+	resp := f.authorize(f.authorizeQuery("real"))
+	real := resp.Header.Get(oauth.HeaderTraceID)
+	if back := location(t, f.get(location(t, f.get(location(t, resp).String())).String())); back.Query().Get("code") == "" {
+		t.Fatalf("the real sign-in ended at %s", back)
+	}
+	refused := 0
+	for range 100 {
+		resp := f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("flood").Encode(), from("198.51.100.66")...)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused != 99 {
+		t.Fatalf("%d of 100 sign-ins from one address refused, want 99 (cap 1)", refused)
+	}
+	f.srv.FlushTraces(t.Context())
+	if _, err := f.store.GetTrace(t.Context(), real); err != nil {
+		t.Errorf("the real sign-in's trace is gone after the flood: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"bytes"
+	"cmp"
 	"html/template"
 	"net/http"
 
@@ -45,7 +46,7 @@ func (s *Server) renderPage(c echo.Context, e *Error) {
 	var buf bytes.Buffer
 	err := pageTemplate.Execute(&buf, pageData{
 		Status: status, StatusText: http.StatusText(status),
-		Title: title, Message: e.Description, Fix: e.Fix, TraceID: currentTrace(c),
+		Title: title, Message: e.Description, Fix: cmp.Or(e.PageFix, e.Fix), TraceID: currentTrace(c),
 	})
 	if err != nil {
 		s.logger(c.Request().Context()).Error("rendering error page", "cause", err.Error())

@@ -33,6 +33,16 @@ func TestCheckPolicy(t *testing.T) {
 		{"unknown groups are refused when groups decide", store.Application{AllowedGroups: []string{"eng"}}, unknownGroups, "cannot tell"},
 		{"an external user is refused when external users are", store.Application{DenyExternal: true, AllowedUsers: []string{"ada"}}, external, "external user"},
 		{"an internal user is admitted when external users are refused", store.Application{DenyExternal: true}, ada, ""},
+		{"with one provider, an unqualified username admits its people", store.Application{AllowedUsers: []string{"ada"}}, PolicyUser{Username: "ada", ProviderName: "corp"}, ""},
+		{"with one provider, a username qualified with it admits its people", store.Application{AllowedUsers: []string{"corp:ada"}}, PolicyUser{Username: "ada", ProviderName: "corp"}, ""},
+		{"a username qualified with another provider does not admit", store.Application{AllowedUsers: []string{"corp:ada"}}, ada, "not among"},
+		{"with several providers, an unqualified username admits GitLab's people", store.Application{AllowedUsers: []string{"ada"}}, PolicyUser{Username: "ada", ProviderName: "gitlab", Several: true}, ""},
+		{"with several providers, a record without provider is GitLab's", store.Application{AllowedUsers: []string{"ada"}}, PolicyUser{Username: "ada", Several: true}, ""},
+		{"with several providers, an unqualified username does not admit another provider's", store.Application{AllowedUsers: []string{"ada"}}, PolicyUser{Username: "ada", ProviderName: "corp", Several: true}, "not among"},
+		{"with several providers, a qualified username admits its provider's people", store.Application{AllowedUsers: []string{"corp:ada"}}, PolicyUser{Username: "ada", ProviderName: "corp", Several: true}, ""},
+		{"with several providers, an unqualified group does not admit another provider's", store.Application{AllowedGroups: []string{"eng"}}, PolicyUser{Username: "ada", ProviderName: "corp", Several: true, Groups: []string{"eng"}}, "not among"},
+		{"with several providers, a qualified group admits its provider's members", store.Application{AllowedGroups: []string{"corp:eng"}}, PolicyUser{Username: "ada", ProviderName: "corp", Several: true, Groups: []string{"eng/db"}}, ""},
+		{"a group qualified with another provider does not admit", store.Application{AllowedGroups: []string{"corp:eng"}}, ada, "not among"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,5 +89,34 @@ func TestIsExternalReadsGitLabsFlag(t *testing.T) {
 		if got := isExternal([]byte(body)); got != want {
 			t.Errorf("%s: %t, want %t", body, got, want)
 		}
+	}
+}
+
+func TestRuleProblemsNameEntriesThatDoNotDoWhatTheySeem(t *testing.T) {
+	tests := []struct {
+		name          string
+		users, groups []string
+		providers     []string
+		says          []string // one per problem; none: no problem
+	}{
+		{"with one provider, unqualified entries are fine", []string{"ada"}, []string{"eng"}, []string{"gitlab"}, nil},
+		{"qualified entries of configured providers are fine", []string{"gitlab:ada", "corp:ada"}, []string{"corp:eng"}, []string{"gitlab", "corp"}, nil},
+		{"an unknown provider admits nobody", []string{"nope:ada"}, nil, []string{"gitlab"}, []string{`nope:ada names the provider "nope", which the bridge does not have (it has gitlab): it admits nobody`}},
+		{"with several providers, an unqualified entry admits GitLab's people alone", []string{"ada"}, []string{"eng"}, []string{"gitlab", "corp"},
+			[]string{"ada names no provider: with several providers it admits the people of gitlab alone; write gitlab:ada", "eng names no provider"}},
+		{"with several providers and no gitlab, an unqualified entry admits nobody", []string{"ada"}, nil, []string{"corp", "staff"}, []string{"so it admits nobody; write NAME:ada"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := RuleProblems(tt.users, tt.groups, tt.providers)
+			if len(got) != len(tt.says) {
+				t.Fatalf("problems %q, want %d", got, len(tt.says))
+			}
+			for i, want := range tt.says {
+				if !strings.Contains(got[i], want) {
+					t.Errorf("problem %q, want it to say %q", got[i], want)
+				}
+			}
+		})
 	}
 }

@@ -84,63 +84,111 @@ func matchAny(registered []string, requested string, anyLoopbackPort bool) bool 
 	return slices.ContainsFunc(registered, func(r string) bool { return MatchRedirectURI(r, requested, anyLoopbackPort) })
 }
 
-// explainRedirectURI says why requested matches none of registered: every part (scheme, host,
-// port, path, query) in which it differs from the closest registered URI, the one with the fewest
-// differing parts, so that an administrator sees the whole fix at once (an http Site URL on
-// another port differs in two).
-func explainRedirectURI(app *store.Application, requested string) string {
-	var best []string
+// explainRedirectURI says why requested matches none of registered, from the closest registered
+// URI, the one with the fewest differing parts, so that an administrator sees the whole fix at
+// once (an http Site URL on another port differs in two). public says what differs (scheme, host,
+// port, path, query), or what is wrong with requested itself, and reveals nothing of what is
+// registered: it is for whoever sent the request. detail quotes both sides of each difference,
+// for the administrator alone.
+func explainRedirectURI(app *store.Application, requested string) (public, detail string) {
+	var best []uriDifference
 	for _, r := range app.RedirectURIs {
 		if d := redirectURIDifferences(r, requested, !app.Confidential); best == nil || len(d) < len(best) {
 			best = d
 		}
 	}
-	return strings.Join(best, "; ")
+	names, details := make([]string, len(best)), make([]string, len(best))
+	for i, d := range best {
+		names[i], details[i] = d.part, d.String()
+	}
+	detail = strings.Join(details, "; ")
+	switch {
+	case len(best) > 0 && best[0].whole:
+		return best[0].detail, detail
+	case len(best) == 1:
+		return "its " + names[0] + " differs from that of the registered redirect URI", detail
+	}
+	return "its " + andList(names) + " differ from those of the registered redirect URI", detail
+}
+
+// andList joins words as a sentence does: "a", "a and b", "a, b and c".
+func andList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
+}
+
+// redirectURIDifference returns "" when requested matches registered, or which parts differ.
+func redirectURIDifference(registered, requested string, anyLoopbackPort bool) string {
+	var s []string
+	for _, d := range redirectURIDifferences(registered, requested, anyLoopbackPort) {
+		s = append(s, d.String())
+	}
+	return strings.Join(s, "; ")
+}
+
+// uriDifference is a part in which a requested redirect URI differs from a registered one; whole
+// marks a requested URI that could never match, detail then saying why (of it alone).
+type uriDifference struct {
+	part, detail string
+	whole        bool
+}
+
+func (d uriDifference) String() string {
+	if d.whole {
+		return d.detail
+	}
+	return d.part + ": " + d.detail
 }
 
 // redirectURIDifferences returns nothing when requested matches registered, or each part that
 // differs; a requested URI that could never match is one difference, saying why.
-func redirectURIDifferences(registered, requested string, anyLoopbackPort bool) []string {
+func redirectURIDifferences(registered, requested string, anyLoopbackPort bool) []uriDifference {
+	never := func(why string) []uriDifference { return []uriDifference{{detail: why, whole: true}} }
 	if len(requested) > maxRedirectURI {
-		return []string{"it is longer than 2048 bytes"}
+		return never("it is longer than 2048 bytes")
 	}
 	if strings.ContainsAny(requested, "#\\ \t\r\n") {
-		return []string{"it contains a fragment, a backslash or white space"}
+		return never("it contains a fragment, a backslash or white space")
 	}
 	req, err := url.Parse(requested)
 	if err != nil || req.Opaque != "" || req.Host == "" {
-		return []string{"it is not an absolute http(s) URI"}
+		return never("it is not an absolute http(s) URI")
 	}
 	reg, err := url.Parse(registered)
 	if err != nil {
-		return []string{"the registered URI is not a URI"}
+		return never("the registered URI is not a URI")
 	}
 	if req.User != nil {
-		return []string{"it contains user information (user@host)"}
+		return never("it contains user information (user@host)")
 	}
-	var diff []string
+	var diff []uriDifference
+	add := func(part, format string, args ...any) {
+		diff = append(diff, uriDifference{part: part, detail: fmt.Sprintf(format, args...)})
+	}
 	schemeDiffers := !strings.EqualFold(req.Scheme, reg.Scheme)
 	if schemeDiffers {
-		diff = append(diff, fmt.Sprintf("scheme: it uses %q where the registered URI uses %q", req.Scheme, reg.Scheme))
+		add("scheme", "it uses %q where the registered URI uses %q", req.Scheme, reg.Scheme)
 	}
 	if !strings.EqualFold(req.Hostname(), reg.Hostname()) {
-		diff = append(diff, fmt.Sprintf("host: it names host %q where the registered URI names %q", req.Hostname(), reg.Hostname()))
+		add("host", "it names host %q where the registered URI names %q", req.Hostname(), reg.Hostname())
 	}
 	// Two schemes' default ports differ by themselves: that is said by the scheme already.
 	defaultPorts := schemeDiffers && req.Port() == "" && reg.Port() == ""
 	loopbackPort := anyLoopbackPort && isLoopbackIP(reg.Hostname())
 	if !loopbackPort && !defaultPorts && effectivePort(req) != effectivePort(reg) {
-		d := fmt.Sprintf("port: it uses port %s where the registered URI uses %s", effectivePort(req), effectivePort(reg))
+		format := "it uses port %s where the registered URI uses %s"
 		if isLoopbackIP(reg.Hostname()) {
-			d += " (only a public application may use any port on a loopback address; this one is confidential)"
+			format += " (only a public application may use any port on a loopback address; this one is confidential)"
 		}
-		diff = append(diff, d)
+		add("port", format, effectivePort(req), effectivePort(reg))
 	}
 	if p, rp := pathOf(req), pathOf(reg); p != rp {
-		diff = append(diff, fmt.Sprintf("path: it has path %q where the registered URI has %q", p, rp))
+		add("path", "it has path %q where the registered URI has %q", p, rp)
 	}
 	if !queryMatches(req.RawQuery, reg.RawQuery) {
-		diff = append(diff, fmt.Sprintf("query: it has query %q where the registered URI has %q", req.RawQuery, reg.RawQuery))
+		add("query", "it has query %q where the registered URI has %q", req.RawQuery, reg.RawQuery)
 	}
 	return diff
 }

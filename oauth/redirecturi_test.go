@@ -79,13 +79,19 @@ func TestExplainRedirectURINamesThePartThatDiffers(t *testing.T) {
 		{"https://mm.example.com/mattermost/signup/gitlab/complete", "path"},
 	}
 	for _, tt := range tests {
-		got := explainRedirectURI(reg, tt.requested)
+		public, got := explainRedirectURI(reg, tt.requested)
 		if !strings.HasPrefix(got, tt.want+":") || strings.Contains(got, ";") {
 			t.Errorf("explainRedirectURI(%q) = %q, want it to name the %s alone", tt.requested, got, tt.want)
 		}
+		if want := "its " + tt.want + " differs from that of the registered redirect URI"; public != want {
+			t.Errorf("explainRedirectURI(%q) says %q to the requester, want %q", tt.requested, public, want)
+		}
 	}
 	// A Site URL wrong in several parts gets them all, from the closest registered URI.
-	got := explainRedirectURI(reg, "http://chat.example.com:8065/login/gitlab/complete")
+	public, got := explainRedirectURI(reg, "http://chat.example.com:8065/login/gitlab/complete")
+	if want := "its scheme, host and port differ from those of the registered redirect URI"; public != want {
+		t.Errorf("explainRedirectURI says %q to the requester, want %q", public, want)
+	}
 	for _, want := range []string{`scheme: it uses "http"`, `host: it names host "chat.example.com"`, "port: it uses port 8065 where the registered URI uses 443"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("explainRedirectURI = %q; want it to say %s", got, want)

@@ -84,6 +84,9 @@ type Config struct {
 	// Limits bound what one address, one browser and everybody may ask; zero values take the
 	// defaults (see Limits).
 	Limits Limits
+	// SupportContact is whom a person refused by an application's sign-in rules is told to ask
+	// (free text: "the IT help desk, it@example.com"); empty says the application's administrator.
+	SupportContact string
 }
 
 // Server is the bridge's provider.

@@ -420,9 +420,11 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	// refresh must not outlive a block there or a change of the application's rules.
 	body, err := s.upstreamUser(ctx, sess, true)
 	if err == nil {
-		if reason, fix := checkPolicy(app, s.policyUser(app, sess, body)); reason != "" {
+		if detail, fix := checkPolicy(app, s.policyUser(app, sess, body)); detail != "" {
 			s.revokeSession(ctx, sess.ID, "the person is no longer admitted")
-			return fail(signin.UserNotAllowed, "%s; sign in again", reason).withFix(fix)
+			e := s.notAdmitted(app, sess.Username, detail, fix)
+			e.Description = strings.TrimSuffix(e.Description, ".") + "; sign in again"
+			return e
 		}
 	}
 	if err != nil {

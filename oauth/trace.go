@@ -34,8 +34,10 @@ type traceRef struct {
 	meta  store.TraceMeta
 	step  store.TraceStep
 	start time.Time
-	// found is set once the request has moved to the trace of a sign-in it found (useTrace).
-	found bool
+	// vouched is set once a registered application vouches for the request: it moved to the
+	// trace of a sign-in it found (useTrace), or authorize accepted and parked it (vouch). Until
+	// then its steps are unattributed (see record).
+	vouched bool
 	// failure is the failure recorded, which the request is counted under.
 	failure *signin.Failure
 	// done is set once the step is recorded, so that it is not recorded twice.
@@ -56,7 +58,7 @@ func (s *Server) beginStep(c echo.Context, id string, step signin.Step, from, to
 	ref := &traceRef{id: id, start: time.Now(), step: store.TraceStep{Step: string(step), From: from, To: to, Label: label}}
 	if old, ok := c.Get(traceKey).(*traceRef); ok {
 		ref.meta, ref.batch = old.meta, old.batch
-		ref.found = old.found && old.id == id
+		ref.vouched = old.vouched && old.id == id
 	}
 	c.Set(traceKey, ref)
 	if id != "" {
@@ -145,9 +147,24 @@ func (s *Server) upstreamStep(c echo.Context, step signin.Step, label string, st
 // code or token).
 func (s *Server) useTrace(c echo.Context, id string) {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok && id != "" {
-		ref.id, ref.found = id, true
+		ref.id, ref.vouched = id, true
 		c.Response().Header().Set(HeaderTraceID, id)
 		logTrace(c, id)
+	}
+}
+
+// vouch marks the request's trace as a sign-in's: authorize accepted it for a registered
+// application and parked it, and its steps are attributed from now on, those the request recorded
+// before too (they wait in its batch until it is answered). A request refused before it is
+// parked (a cap on sign-ins in progress, say) is never vouched for: anyone can send it.
+func vouch(c echo.Context) {
+	if ref, ok := c.Get(traceKey).(*traceRef); ok {
+		ref.vouched = true
+		for i := range ref.batch {
+			if ref.batch[i].ID == ref.id {
+				ref.batch[i].Unattributed = false
+			}
+		}
 	}
 }
 
@@ -170,11 +187,13 @@ func hashPrefix(v string) string {
 // record adds a step to the request's batch, which the observe middleware hands to the trace
 // writer once the request is answered (see traceWriter).
 //
-// A step of a trace this request started, before it learnt which application the sign-in is for
-// (an unknown or missing client_id, a return from GitLab or a consent answer whose sign-in is
-// unknown), is unattributed: anyone can send such requests, so the store keeps their traces in a
-// share of the cap of their own, where they cannot evict real sign-ins (store.TraceCaps). They
-// are still traced, each as the one step that refused it.
+// A step of a trace that no registered application vouches for (see traceRef.vouched) is
+// unattributed: an unknown or missing client_id, a return from GitLab or a consent answer whose
+// sign-in is unknown, and an authorize request that names a real client_id but is refused before
+// it is parked (a redirect URI not registered, a bad response_type, scope or PKCE challenge).
+// Anyone can send such requests, as many as they like, so the store keeps their traces in a share
+// of the cap of their own, where they cannot evict real sign-ins (store.TraceCaps). They are still
+// traced, each as the one step that refused it, with the application they named in their meta.
 func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) {
 	if ref.id == "" {
 		return
@@ -185,7 +204,7 @@ func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) 
 	}
 	st.RequestID = requestIDFrom(ctx)
 	ref.batch = append(ref.batch, store.TraceAppend{ID: ref.id, Meta: ref.meta, Step: st,
-		Unattributed: !ref.found && ref.meta.ClientID == ""})
+		Unattributed: !ref.vouched})
 }
 
 // sendTrace hands the request's trace steps to the writer.

@@ -396,3 +396,51 @@ func TestTraceOfASignInThatNeverCameBackFromGitLabIsStalled(t *testing.T) {
 	}
 	wantStallExplained(t, tr, "GitLab--x Bridge: 302 to /oauth/callback?code&state (never came)")
 }
+
+// Naming a real client_id proves nothing: anyone can, as often as they like. A request refused
+// before its sign-in is parked is traced in the share of unattributed traces, with the
+// application it named, and a flood of them never evicts the trace of a sign-in.
+func TestRefusedAuthorizeRequestsNamingARealClientCannotEvictASignInsTrace(t *testing.T) {
+	fixtureConfig = func(c *oauth.Config) { c.MaxTraces = 20 }
+	defer func() { fixtureConfig = nil }()
+	eachStore(t, func(t *testing.T, f *fixture) {
+		_, signIn := f.signInTraced("kept")
+		refused := []func(q url.Values){
+			func(q url.Values) { q.Set("redirect_uri", "https://mm.example.com:8443/signup/gitlab/complete") },
+			func(q url.Values) { q.Del("redirect_uri") },
+			func(q url.Values) { q.Set("response_type", "token") },
+			func(q url.Values) { q.Set("scope", "api") },
+			func(q url.Values) { q.Set("code_challenge_method", "S256") },
+		}
+		for i := range 200 {
+			q := f.authorizeQuery("flood")
+			refused[i%len(refused)](q)
+			resp := f.authorize(q)
+			if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusFound || resp.Header.Get(oauth.HeaderTraceID) == "" {
+				t.Fatalf("flood request %d: %d, trace %q", i, resp.StatusCode, resp.Header.Get(oauth.HeaderTraceID))
+			}
+			if loc := resp.Header.Get("Location"); resp.StatusCode == http.StatusFound && !strings.Contains(loc, "error=") {
+				t.Fatalf("flood request %d was accepted: %s", i, loc)
+			}
+		}
+		f.srv.FlushTraces(t.Context())
+		if _, err := f.store.GetTrace(t.Context(), signIn); err != nil {
+			t.Fatalf("the sign-in's trace is gone after the flood: %v", err)
+		}
+		// The refused requests are still traced (the newest of them, within their share), with the
+		// application they named.
+		all, err := f.store.ListTraces(t.Context(), time.Time{}, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := 0
+		for _, tr := range all {
+			if tr.ID != signIn && tr.ClientID == f.app.ID && tr.App == f.app.Name {
+				kept++
+			}
+		}
+		if kept == 0 {
+			t.Errorf("no refused request's trace names the application it named: %d traces", len(all))
+		}
+	})
+}

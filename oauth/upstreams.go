@@ -116,9 +116,12 @@ func (s *Server) pickUpstream(app *store.Application) (upstream.CallbackProvider
 	}
 	p, ok := s.upstreamNamed(app.Upstream)
 	if !ok {
+		// Anyone who knows the client_id sees the page: the provider's name is for the trace.
 		return nil, &Error{Failure: signin.UpstreamUnknown, Title: "Sign-in provider not configured",
-			Description: fmt.Sprintf("%s signs people in through the provider %q, which this bridge does not have.", app.Name, app.Upstream),
-			Fix:         fmt.Sprintf("Administrators: add the provider to the providers file, or run `ssobridge apps update %s --upstream NAME` with one of its providers.", app.ID)}
+			Description: fmt.Sprintf("The bridge is not configured to sign people in to %s.", app.Name),
+			TraceDetail: fmt.Sprintf("(%s signs people in through the provider %q, which this bridge does not have.)", app.Name, app.Upstream),
+			Fix:         fmt.Sprintf("Administrators: add the provider to the providers file, or run `ssobridge apps update %s --upstream NAME` with one of its providers.", app.ID),
+			PageFix:     "Tell the administrator of " + app.Name + ", and give them the trace ID below."}
 	}
 	return p, nil
 }

@@ -354,3 +354,20 @@ func TestAProviderThatCannotBeAskedAgainAnswersTheUserFromTheSignInButRenewsNoTo
 		t.Errorf("a refresh the provider cannot confirm: %d %v, want invalid_grant saying why", r.StatusCode, refreshed)
 	}
 }
+
+// An application bound to a provider the bridge lacks is the administrator's mistake: the page
+// says the application cannot be signed in to, the trace which provider it names.
+func TestAnApplicationOfAMissingProviderNamesItInTheTraceOnly(t *testing.T) {
+	f := newFixtureFor(t, memstore.New(), []string{"read_user"}, []string{"gitlab", "oidc"})
+	app, _ := f.register(oauth.AppSpec{Name: "Bound", RedirectURIs: []string{mmRedirect}, Scopes: []string{"read_user"}, Confidential: true, Upstream: "secret-idp"})
+	q := f.authorizeQuery("s")
+	q.Set("client_id", app.ID)
+	resp := f.authorize(q)
+	page := readBody(t, resp)
+	if !strings.Contains(page, "The bridge is not configured to sign people in to Bound.") || strings.Contains(page, "secret-idp") || strings.Contains(page, "ssobridge apps") {
+		t.Errorf("%d:\n%s", resp.StatusCode, page)
+	}
+	if _, reason, fix := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID))); !strings.Contains(reason, `"secret-idp"`) || !strings.Contains(fix, "--upstream") {
+		t.Errorf("trace reason %q, fix %q", reason, fix)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -100,13 +101,16 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 	asJSON := st.fs.Bool("json", false, "print JSON")
 	var spec appFlags
 	var userID *int64
+	var providersFile *setting
 	needsID := true
 	switch cmd {
 	case "create":
 		needsID = false
 		spec.register(st.fs, true)
+		providersFile = addRuleProvidersSetting(st)
 	case "update":
 		spec.register(st.fs, false)
+		providersFile = addRuleProvidersSetting(st)
 	case "list":
 		needsID = false
 	case "revoke-grants":
@@ -141,6 +145,15 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 	if spec.mattermostURL != "" {
 		if err := mattermost.CheckSiteURL(spec.mattermostURL); err != nil {
 			return fmt.Errorf("--mattermost-url: %w", err)
+		}
+	}
+	var providers []string
+	if providersFile != nil && providersFile.value != "" {
+		if providers, err = providerNames(providersFile, publicURL.value); err != nil {
+			return err
+		}
+		if problems := oauth.RuleProblems(spec.allowUsers, spec.allowGroups, providers); len(problems) > 0 {
+			return fmt.Errorf("--allow-user, --allow-group: %s (the providers are those of %s)", strings.Join(problems, "; "), providersFile.env())
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -226,8 +239,8 @@ func (f *appFlags) register(fs *flag.FlagSet, create bool) {
 	fs.Var(&f.confidential, "confidential", "confidential applications authenticate with a secret (default true)")
 	fs.Var(&f.requirePKCE, "require-pkce", "require PKCE of this application although it is confidential (public ones always must)")
 	fs.Var(&f.allowPlain, "allow-plain-pkce", "accept PKCE's plain method besides S256, for old clients")
-	fs.Var(&f.allowUsers, "allow-user", "only these usernames (GitLab's, or the OpenID provider's username claim; and members of --allow-group) may sign in; repeat or separate with commas"+onUpdateReplaces(create))
-	fs.Var(&f.allowGroups, "allow-group", "only members of these groups (GitLab's full paths, subgroups included, which need openid in SSOBRIDGE_GITLAB_SCOPES; or the OpenID provider's groups claim) and --allow-user may sign in"+onUpdateReplaces(create))
+	fs.Var(&f.allowUsers, "allow-user", "only these usernames (GitLab's, or the OpenID provider's username claim; and members of --allow-group) may sign in; PROVIDER:USER (corp:ada) admits USER of that provider alone, and with several providers an entry without one admits gitlab's people alone; repeat or separate with commas"+onUpdateReplaces(create))
+	fs.Var(&f.allowGroups, "allow-group", "only members of these groups (GitLab's full paths, subgroups included, which need openid in SSOBRIDGE_GITLAB_SCOPES; or the OpenID provider's groups claim) and --allow-user may sign in; PROVIDER:GROUP as for --allow-user"+onUpdateReplaces(create))
 	fs.Var(&f.denyExternal, "deny-external", "refuse GitLab's external users")
 	fs.StringVar(&f.upstream, "upstream", "", "with several providers (SSOBRIDGE_PROVIDERS_FILE), the one this application's sign-ins go to, without the chooser; none: the person chooses")
 	fs.StringVar(&f.upstreamHint, "upstream-hint", "", "with several providers, the one the chooser offers first to this application's people; none: the file's order")
@@ -236,6 +249,32 @@ func (f *appFlags) register(fs *flag.FlagSet, create bool) {
 	} else {
 		fs.BoolVar(&f.allowEverybody, "allow-everybody", false, "empty the --allow-user and --allow-group lists, so that everybody may sign in (--deny-external still applies)")
 	}
+}
+
+// addRuleProvidersSetting is the bridge's providers file, for the commands that write the lists
+// of who may sign in: when it is given (or SSOBRIDGE_PROVIDERS_FILE is set, as where the bridge
+// runs), each entry's provider is checked against the file's. Without it, entries are checked for
+// their form only: the commands may run where the providers are not configured.
+func addRuleProvidersSetting(st *settings) *setting {
+	return st.add("providers-file", "", "the bridge's providers file: the providers named in --allow-user and --allow-group (corp:ada) must be among its providers, and, as it has several, every entry must name one; without it, only the entries' form is checked")
+}
+
+// providerNames are the names of the providers of the providers file, which is read as the
+// doctor reads it: without the client secrets, which the names do not need.
+func providerNames(file *setting, publicURL string) ([]string, error) {
+	specs, _, err := readProvidersFile(file.value, cmp.Or(publicURL, "https://bridge.invalid"), true)
+	if err != nil {
+		return nil, file.errorf("%v", err)
+	}
+	names := make([]string, len(specs))
+	for i, spec := range specs {
+		if spec.gitlab != nil {
+			names[i] = spec.gitlab.Name
+		} else {
+			names[i] = spec.oidc.Name
+		}
+	}
+	return names, nil
 }
 
 // noneIsEmpty reads a provider flag: "none" names no provider.

@@ -254,7 +254,7 @@ func TestDoctorUnknownApplicationIDFailsBothBridgeChecksAndTheRedirectCheckSaysW
 	wantStatus(t, checks, checkRedirects, statusFail, "the bridge has no application with the ID no-such-app", "ssobridge apps list")
 }
 
-func TestDoctorSiteURLWhoseRedirectURIIsNotRegisteredFailsAndQuotesTheDifference(t *testing.T) {
+func TestDoctorSiteURLWhoseRedirectURIIsNotRegisteredFailsAndNamesThePartThatDiffers(t *testing.T) {
 	s := newDoctorStack(t, stackOptions{})
 	otherSite := strings.Replace(s.siteURL, "127.0.0.1", "localhost", 1)
 	args := s.args()
@@ -265,7 +265,7 @@ func TestDoctorSiteURLWhoseRedirectURIIsNotRegisteredFailsAndQuotesTheDifference
 	}
 	wantStatus(t, checks, checkRedirects, statusFail,
 		otherSite+"/signup/gitlab/complete",
-		`host: it names host "localhost" where the registered URI names "127.0.0.1"`,
+		"its host differs from that of the registered redirect URI",
 		"ssobridge apps update "+s.app.ID+" --mattermost-url "+otherSite)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -75,6 +76,8 @@ func TestServeRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"a Redis that does not answer", "SSOBRIDGE_REDIS_URL", "redis://127.0.0.1:1/0", "does not answer"},
 		{"a bad token lifetime", "SSOBRIDGE_ACCESS_TOKEN_TTL", "forever", "SSOBRIDGE_ACCESS_TOKEN_TTL (--access-token-ttl)"},
 		{"an unknown log level", "SSOBRIDGE_LOG_LEVEL", "loud", "SSOBRIDGE_LOG_LEVEL (--log-level)"},
+		{"a support contact of several lines", "SSOBRIDGE_SUPPORT_CONTACT", "the help desk\n<script>", "SSOBRIDGE_SUPPORT_CONTACT (--support-contact): \"the help desk\\n<script>\" holds a line break"},
+		{"a support contact longer than a line", "SSOBRIDGE_SUPPORT_CONTACT", strings.Repeat("x", 201), "SSOBRIDGE_SUPPORT_CONTACT (--support-contact): is longer than 200 characters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -395,5 +398,56 @@ func TestDevRefusesBadLifetimesNamingTheSetting(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr, "("+args[0]+"): ") || !strings.Contains(stderr, "is not a positive duration") {
 			t.Errorf("dev %v: exit %d, %s", args, code, stderr)
 		}
+	}
+}
+
+// Where the bridge's providers file is known, an entry of the lists of who may sign in must name
+// one of its providers, and, as there are several, every entry must name one; elsewhere only the
+// entries' form is checked.
+func TestAppsSignInRulesNameTheProvidersOfTheProvidersFile(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SSOBRIDGE_REDIS_URL", storetest.RedisURL(t))
+	file := filepath.Join(t.TempDir(), "providers.yaml")
+	writeFile(t, file, []byte(`providers:
+  - name: gitlab
+    type: gitlab
+    url: https://gitlab.example.com
+    client_id: id
+    client_secret_file: /nonexistent
+  - name: corp
+    type: oidc
+    issuer: https://sso.example.com
+    client_id: id
+    client_secret_file: /nonexistent
+`))
+	create := func(args ...string) (int, string) {
+		t.Helper()
+		code, _, stderr := runCmd(t, append([]string{"apps", "create", "--name", "Chat", "--mattermost-url", "https://mm.example.com"}, args...)...)
+		return code, stderr
+	}
+	refused := map[string][]string{
+		`nope:ada names the provider "nope", which the bridge does not have (it has gitlab, corp)`:             {"--providers-file", file, "--allow-user", "nope:ada"},
+		"ada names no provider: with several providers it admits the people of gitlab alone; write gitlab:ada": {"--providers-file", file, "--allow-user", "corp:grace,ada"},
+		"eng names no provider":    {"--providers-file", file, "--allow-group", "eng"},
+		"names a provider":         {"--allow-user", "Corp:ada"},
+		"SSOBRIDGE_PROVIDERS_FILE": {"--providers-file", filepath.Join(t.TempDir(), "missing.yaml"), "--allow-user", "gitlab:ada"},
+	}
+	for says, args := range refused {
+		if code, stderr := create(args...); code != 1 || !strings.Contains(stderr, says) {
+			t.Errorf("create %q: %d %s; want it to say %q", args, code, stderr, says)
+		}
+	}
+	if code, stderr := create("--providers-file", file, "--allow-user", "gitlab:ada,corp:grace", "--allow-group", "corp:staff"); code != 0 {
+		t.Errorf("qualified entries of the file's providers: %d %s", code, stderr)
+	}
+	// SSOBRIDGE_PROVIDERS_FILE is the flag's default, as where the bridge runs.
+	t.Setenv("SSOBRIDGE_PROVIDERS_FILE", file)
+	if code, stderr := create("--allow-user", "ada"); code != 1 || !strings.Contains(stderr, "ada names no provider") {
+		t.Errorf("an unqualified entry with SSOBRIDGE_PROVIDERS_FILE set: %d %s", code, stderr)
+	}
+	t.Setenv("SSOBRIDGE_PROVIDERS_FILE", "")
+	// Without the providers, the commands cannot know them: the form alone is checked.
+	if code, stderr := create("--allow-user", "ada,elsewhere:grace"); code != 0 {
+		t.Errorf("without the providers file: %d %s", code, stderr)
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -66,6 +68,8 @@ type serveConfig struct {
 	redirectListen string
 	publicHost     string
 	trustedProxies []*net.IPNet
+	// supportContact is whom refused people are told to ask (oauth.Config.SupportContact).
+	supportContact string
 }
 
 // checkAdminToken refuses an operators' listener that other hosts can reach without a token: its
@@ -96,6 +100,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	tlsKey := st.add("tls-key", "", "PEM file of the certificate's private key (may be the certificate's file); read again with it on SIGHUP")
 	redirectListen := st.add("http-redirect-listen", "", "address of a plain-HTTP listener, e.g. :80, that answers every request with a redirect (308) to the same path on the public URL's host over HTTPS; needs --tls-cert; empty: none")
 	trustedProxies := st.add("trusted-proxies", "", "reverse proxies whose X-Forwarded-For names the client in the logs: IP addresses or CIDR ranges, comma-separated, e.g. 10.0.0.0/8,192.0.2.7; empty: none, the peer's address is the client's. The bridge's own URLs always come from --public-url, never from X-Forwarded-Host")
+	supportContact := st.add("support-contact", "", "whom a person an application's sign-in rules refuse is told to ask for access, as plain text, e.g. \"the IT help desk, it@example.com, extension 4242\"; empty: the application's administrator. The page never shows the rules themselves")
 	gitlabURL := st.add("gitlab-url", "", "the upstream GitLab's base URL, e.g. https://gitlab.example.com")
 	clientID := st.add("gitlab-client-id", "", "the bridge's application ID at GitLab (its redirect URI there is PUBLIC_URL/oauth/callback)")
 	clientSecret := st.add("gitlab-client-secret", "", "the bridge's application secret at GitLab")
@@ -113,7 +118,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	userMaxAge := st.add("user-snapshot-max-age", "1m", "how old the user GitLab returned at sign-in may be for /api/v4/user to answer with it instead of asking GitLab again (Mattermost reads the user right after its token request); 0: always ask GitLab")
 	appCacheTTL := st.add("app-cache-ttl", "1s", "how long each instance keeps an application it read from Redis before reading it again; a change made with `ssobridge apps` reaches running instances within it; 0: read Redis on every request")
 	traceTTL := st.add("trace-retention", "24h", "how long sign-in traces are kept (/debug/traces on the operators' listener)")
-	maxTraces := st.add("trace-max", "10000", "how many sign-in traces are kept at most, the newest (a tenth of them for requests that named no registered application)")
+	maxTraces := st.add("trace-max", "10000", "how many sign-in traces are kept at most, the newest (a tenth of them for requests no registered application vouches for: an unknown client_id, or a request refused before the sign-in is accepted)")
 	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never redeemed its code (or never read the user) is called stalled")
 	requestTimeout := st.add("request-timeout", oauth.DefaultRequestTimeout.String(), "how long a request may take, every call it makes to Redis and GitLab included; past it the bridge answers 503 and says why. Keep it well under Mattermost's own 30 s, so that Mattermost hears the bridge's answer")
 	maxInFlight := st.add("max-in-flight", strconv.Itoa(oauth.DefaultMaxInFlight), "how many requests the bridge answers at once; more are answered 503 with Retry-After at once (ssobridge_requests_shed_total), so that a stalled Redis or GitLab cannot pile requests up in memory. The health probes are not counted")
@@ -273,6 +278,9 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 				return nil, waitTimeout.errorf("%s is not shorter than Redis's read timeout (%s, read_timeout in %s): the client would give up on WAIT first", cfg.waitTimeout, read, redisURL.env())
 			}
 		}
+		if cfg.supportContact, err = parseSupportContact(supportContact); err != nil {
+			return nil, err
+		}
 		if cfg.trustedProxies, err = parseTrustedProxies(trustedProxies); err != nil {
 			return nil, err
 		}
@@ -418,6 +426,22 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// maxSupportContact bounds the support contact: a line of a page, not a document.
+const maxSupportContact = 200
+
+// parseSupportContact checks the support contact: one line of text, which pages show as it is
+// (escaped, never as a link or markup).
+func parseSupportContact(s *setting) (string, error) {
+	v := strings.TrimSpace(s.value)
+	switch {
+	case utf8.RuneCountInString(v) > maxSupportContact:
+		return "", s.errorf("is longer than %d characters: give a name and an address or a number, e.g. \"the IT help desk, it@example.com\"", maxSupportContact)
+	case !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl):
+		return "", s.errorf("%q holds a line break or a control character: give one line of text", v)
+	}
+	return v, nil
+}
+
 // mattermostHTTPTimeout is how long Mattermost's HTTP client waits for the bridge's token and
 // user answers.
 const mattermostHTTPTimeout = 30 * time.Second
@@ -474,6 +498,29 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return serveBridge(ctx, cfg, log)
+}
+
+// warnRuleProblems says, at start, which entries of the applications' lists of who may sign in
+// do not do what they seem to with the bridge's providers (see oauth.RuleProblems): lists written
+// for a bridge with one provider, before a second was added, chief among them. The bridge serves
+// anyway, applying the rules as they are: a warning cannot admit anybody by mistake.
+func warnRuleProblems(ctx context.Context, s store.Store, ups []upstream.CallbackProvider, log *slog.Logger) {
+	var providers []string
+	for _, up := range ups {
+		providers = append(providers, up.Describe().Name)
+	}
+	apps, err := s.ListApps(ctx)
+	if err != nil {
+		log.Warn("the applications' sign-in rules could not be checked against the providers", "cause", err.Error())
+		return
+	}
+	for _, app := range apps {
+		if problems := oauth.RuleProblems(app.AllowedUsers, app.AllowedGroups, providers); len(problems) > 0 {
+			log.Warn("an application's rules of who may sign in name providers the bridge does not have, or none while it has several",
+				"client_id", app.ID, "app", app.Name, "problems", problems,
+				"fix", fmt.Sprintf("ssobridge apps update %s --allow-user PROVIDER:USER --allow-group PROVIDER:GROUP", app.ID))
+		}
+	}
 }
 
 // bridgeGCPercent is the garbage collector's target for a bridge whose environment sets no GOGC.
@@ -553,10 +600,12 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstreams: ups, FirstID: cfg.firstID, Sealer: sealer, Logger: log,
 		Metrics: metrics, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: cfg.refreshTTL, UserSnapshotMaxAge: cfg.userMaxAge,
 		TraceRetention: cfg.traceTTL, MaxTraces: cfg.maxTraces, StallAfter: cfg.stall, TrustedProxies: cfg.trustedProxies,
-		RequestTimeout: cfg.requestTimeout, MaxInFlight: cfg.maxInFlight, Limits: cfg.limits})
+		RequestTimeout: cfg.requestTimeout, MaxInFlight: cfg.maxInFlight, Limits: cfg.limits,
+		SupportContact: cfg.supportContact})
 	if err != nil {
 		return err
 	}
+	warnRuleProblems(ctx, s, ups, log)
 	// Runs after every listener has finished its requests in flight, before the store closes.
 	defer func() {
 		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -11,6 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ssobridge/ssobridge/gitlabapi"
+	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 func TestShutdownFinishesRequestsInFlight(t *testing.T) {
@@ -111,5 +117,46 @@ func TestServeRefusesAnOperatorsListenerOtherHostsReachWithoutAToken(t *testing.
 			!strings.Contains(err.Error(), tt.listen) {
 			t.Errorf("admin listener %q, token %q: %v; want a refusal naming SSOBRIDGE_ADMIN_TOKEN, the listener and how to make a token", tt.listen, tt.token, err)
 		}
+	}
+}
+
+// Lists written for a bridge with one provider change meaning when a second is added: the bridge
+// says so at start, naming the application and each entry.
+func TestServeWarnsOfSignInRulesThatDoNotNameTheProviders(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	for _, spec := range []oauth.AppSpec{
+		{Name: "Old", AllowedUsers: []string{"ada"}, AllowedGroups: []string{"nope:eng"}},
+		{Name: "New", AllowedUsers: []string{"gitlab:ada", "corp:grace"}},
+	} {
+		spec.RedirectURIs, spec.Scopes = []string{"https://mm.example.com/signup/gitlab/complete"}, []string{"read_user"}
+		app, _, err := oauth.NewApplication(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateApp(t.Context(), app); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ups []upstream.CallbackProvider
+	for _, name := range []string{"gitlab", "corp"} {
+		up, err := gitlabapi.NewClient(gitlabapi.Config{Name: name, URL: "https://" + name + ".example.com", ClientID: "id", ClientSecret: "s",
+			Scopes: []string{"read_user"}, RedirectURL: "https://sso.example.com/oauth/callback"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ups = append(ups, up)
+	}
+	var logs bytes.Buffer
+	warnRuleProblems(t.Context(), st, ups, newLogger(&logs, "json", slog.LevelInfo))
+	out := logs.String()
+	for _, want := range []string{`"app":"Old"`, "ada names no provider: with several providers it admits the people of gitlab alone",
+		`nope:eng names the provider \"nope\", which the bridge does not have (it has gitlab, corp)`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `"app":"New"`) || strings.Count(out, "\n") != 1 {
+		t.Errorf("want one warning, for Old alone:\n%s", out)
 	}
 }

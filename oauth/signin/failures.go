@@ -22,7 +22,7 @@ var (
 	RedirectURIMissing = define(AtAuthorize, "redirect_uri_missing", InvalidRequest, http.StatusBadRequest, "",
 		"The client sends no redirect_uri: it must send the one it registered (Mattermost always does; check that nothing rewrites its requests).")
 	RedirectURINotRegistered = define(AtAuthorize, "redirect_uri_not_registered", InvalidGrant, http.StatusBadRequest,
-		"says whether the scheme, host, port, path or query differs from the closest registered one",
+		"the page says whether the scheme, host, port, path or query differs from the closest registered one; the trace alone says what is registered",
 		"Register the client's redirect URI exactly as it sends it (`ssobridge apps update`), or correct the client's configuration.")
 	ResponseTypeMissing = define(AtAuthorize, "response_type_missing", InvalidRequest, http.StatusFound, "",
 		"The client must send response_type=code.")
@@ -143,7 +143,7 @@ var (
 		"a GitLab user id at or above SSOBRIDGE_OIDC_FIRST_ID, where the bridge gives ids to people of other providers: two people could share it",
 		"Raise SSOBRIDGE_OIDC_FIRST_ID above every GitLab user id (before any id was allocated), or leave GitLab and OpenID providers apart.")
 	UserNotAllowed = define(AtCallback, "user_not_allowed", InvalidGrant, http.StatusForbidden,
-		"the application's rules of who may sign in; also at a refresh",
+		"the application's rules of who may sign in; also at a refresh. The page names no rule; the trace names them all",
 		"Add the person or one of their groups to the application's rules (`ssobridge apps update`), if they are meant to sign in.")
 	ClientRemovedDuringSignIn = define(AtCallback, "client_removed_during_sign_in", InvalidClient, http.StatusBadRequest, "",
 		"The application, or its redirect URI, was removed while the person signed in: check it with `ssobridge apps show`.")

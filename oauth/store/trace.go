@@ -75,9 +75,9 @@ type TraceAppend struct {
 	ID   string
 	Meta TraceMeta
 	Step TraceStep
-	// Unattributed marks a step of a request that named no registered application (an unknown
-	// or missing client_id, a return from GitLab with an unknown state): anyone can send those,
-	// so their traces are kept apart, in a small share of the cap (see TraceCaps), where a flood
+	// Unattributed marks a step of a request no registered application vouches for (an unknown
+	// or missing client_id, an authorize request refused before its sign-in was parked, a return
+	// from GitLab with an unknown state): anyone can send those, so their traces are kept apart, in a small share of the cap (see TraceCaps), where a flood
 	// of them evicts only their like and never the sign-ins of real applications. The trace's
 	// first step decides which share it is in; the bridge never mixes the two in one trace.
 	Unattributed bool
