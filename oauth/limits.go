@@ -242,14 +242,12 @@ func retrySeconds(d time.Duration) int {
 // the browser's oldest sign-ins are dropped (and counted).
 func (s *Server) parkPending(c echo.Context, key string, pending *store.Authorization) error {
 	pending.Source = sourceOf(c)
-	start := time.Now()
 	evicted, err := s.store.PutAuthorization(c.Request().Context(), key, pending, s.cfg.AuthorizationTTL, s.cfg.Limits.Pending)
 	if err != nil {
-		// The request's step was recorded as done when the request checked out; what refused it
-		// now is the bridge's own step.
-		e := s.parkFailure(c, err)
-		s.subStep(c, signin.StepRequest, store.PartBridge, store.PartBridge, "park the sign-in", start, e.status(), e, nil)
-		return e
+		// The request's step was recorded as done when the request checked out; it failed after
+		// all, and handleError records it so.
+		undoStepOK(c)
+		return s.parkFailure(c, err)
 	}
 	if evicted > 0 {
 		s.metrics.pendingEvicted.Add(float64(evicted))

@@ -200,6 +200,16 @@ func TestSignInsInProgressAreBoundedPerAddressAndInAll(t *testing.T) {
 			if got["too_many_pending_from_address"] != 1 || got["too_many_pending"] != 1 {
 				t.Errorf("traced failures %v; want one of each cap", got)
 			}
+			// The trace says the authorize request failed, not that it went on to the provider.
+			all, err := f.store.ListTraces(t.Context(), time.Time{}, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tr := range all {
+				if st := tr.Steps; st[len(st)-1].Failure == "too_many_pending" && (len(st) != 1 || st[0].Step != "authorize" || st[0].Status != 503) {
+					t.Errorf("a sign-in refused by the total cap is traced as %+v; want its authorize step alone, failed 503", st)
+				}
+			}
 			if !f.metric(t, `ssobridge_pending_refused_total{cap="source"} 1`) || !f.metric(t, `ssobridge_pending_refused_total{cap="total"} 1`) {
 				t.Error("the refusals are not counted in ssobridge_pending_refused_total")
 			}

@@ -96,6 +96,20 @@ func (s *Server) stepOK(c echo.Context, status int, detail map[string]string) {
 	s.record(c.Request().Context(), ref, st)
 }
 
+// undoStepOK takes back the step this request recorded as done, when what follows in the same
+// request refuses it after all (a sign-in the store would not park): handleError then records it
+// as the failure it is, with its label and its start.
+func undoStepOK(c echo.Context) {
+	ref, ok := c.Get(traceKey).(*traceRef)
+	if !ok || !ref.done || len(ref.batch) == 0 {
+		return
+	}
+	if last := ref.batch[len(ref.batch)-1]; last.ID == ref.id && last.Step.OK && last.Step.Step == ref.step.Step {
+		ref.batch = ref.batch[:len(ref.batch)-1]
+		ref.done = false
+	}
+}
+
 // stepFailed records the current step as failed, as e says; handleError calls it for every error.
 func (s *Server) stepFailed(c echo.Context, status int, e *Error) {
 	ref, ok := c.Get(traceKey).(*traceRef)

@@ -312,7 +312,7 @@ var (
 		"If many people share the address, raise SSOBRIDGE_MAX_PENDING_PER_ADDRESS (or list a reverse proxy in SSOBRIDGE_TRUSTED_PROXIES); otherwise one address is flooding the bridge's authorize endpoint.")
 	TooManyPending = define(AtBridge, "too_many_pending", TemporarilyUnavailable, http.StatusServiceUnavailable,
 		"more sign-ins started within 10 minutes, from every address together, than `SSOBRIDGE_MAX_PENDING`",
-		"A flood from many addresses, or more people signing in at once than the bound was set for: raise SSOBRIDGE_MAX_PENDING within what Redis's maxmemory holds (about 2.3 KB each; see deploy/REDIS.md), and see deploy/nginx for limits in front of the bridge.")
+		"A flood from many addresses, or more people signing in at once than the bound was set for: raise SSOBRIDGE_MAX_PENDING within what Redis's maxmemory holds (about 1.5 KB each; see deploy/REDIS.md), and see deploy/nginx for limits in front of the bridge.")
 	SignInSuperseded = define(AtCallback, "sign_in_superseded", InvalidRequest, http.StatusBadRequest,
 		"a return to a sign-in that was dropped because the same browser started more than `SSOBRIDGE_MAX_PENDING_PER_BROWSER` newer ones after it",
 		"Sign in again, once. The browser started many sign-ins at once (many tabs, or a page that reloads the sign-in in a loop).")
