@@ -119,15 +119,6 @@ func andList(words []string) string {
 	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
 }
 
-// redirectURIDifference returns "" when requested matches registered, or which parts differ.
-func redirectURIDifference(registered, requested string, anyLoopbackPort bool) string {
-	var s []string
-	for _, d := range redirectURIDifferences(registered, requested, anyLoopbackPort) {
-		s = append(s, d.String())
-	}
-	return strings.Join(s, "; ")
-}
-
 // uriDifference is a part in which a requested redirect URI differs from a registered one; whole
 // marks a requested URI that could never match, detail then saying why (of it alone).
 type uriDifference struct {
