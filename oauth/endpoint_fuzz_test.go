@@ -14,8 +14,17 @@ import (
 // FuzzAuthorizeEndpoint: whatever the query, the bridge answers with a page (4xx), a redirect
 // to the upstream GitLab, or a redirect to a URI registered for the client, with an
 // error_description in the characters RFC 6749 allows; never a 5xx.
+// fuzzFixture is a fixture for a fuzz target, whose inputs all come from one address, thousands a
+// second: its limits are off, or they would soon answer every input 429 (limits_test.go tests
+// them).
+func fuzzFixture(f *testing.F, kinds ...string) *fixture {
+	fixtureConfig = func(cfg *oauth.Config) { cfg.Limits = unlimited }
+	defer func() { fixtureConfig = nil }()
+	return newFixtureFor(f, memstore.New(), []string{"read_user"}, kinds)
+}
+
 func FuzzAuthorizeEndpoint(f *testing.F) {
-	fx := newFixture(f)
+	fx := fuzzFixture(f, "gitlab")
 	f.Add(fx.authorizeQuery("s").Encode())
 	f.Add("response_type=code&client_id=" + fx.app.ID + "&redirect_uri=https%3A%2F%2Fmm.example.com%2Fsignup%2Fgitlab%2Fcomplete%2F..&state=x")
 	f.Add("client_id=" + fx.app.ID + "&redirect_uri=https://mm.example.com@evil.com/&response_type=token")
@@ -67,7 +76,7 @@ func (f *fixture) registered(loc string) bool {
 
 // FuzzCallbackEndpoint: no query at the callback yields a 5xx or a redirect to anywhere.
 func FuzzCallbackEndpoint(f *testing.F) {
-	fx := newFixture(f)
+	fx := fuzzFixture(f, "gitlab")
 	f.Add("state=x&code=y")
 	f.Add("state=&error=access_denied")
 	f.Add("state=a&state=b")
@@ -83,7 +92,7 @@ func FuzzCallbackEndpoint(f *testing.F) {
 // FuzzTokenEndpoint: any body and Authorization header get a JSON OAuth error with a
 // description in the characters RFC 6749 allows, 400 or 401, never a 5xx or a token.
 func FuzzTokenEndpoint(f *testing.F) {
-	fx := newFixture(f)
+	fx := fuzzFixture(f, "gitlab")
 	f.Add(fx.tokenForm("nope").Encode(), "")
 	f.Add("grant_type=authorization_code&code=x&redirect_uri=x", "Basic "+strings.Repeat("A", 8))
 	f.Add("grant_type=refresh_token&refresh_token=x", "Basic Og==")
@@ -138,7 +147,7 @@ func (f *fixture) fuzzGet(t *testing.T, path, query string) *http.Response {
 // FuzzConsentEndpoint: without a consent key the bridge issued, no form and no cookie redirects
 // anywhere or yields a 5xx.
 func FuzzConsentEndpoint(f *testing.F) {
-	fuzzFormEndpoint(f, newFixture(f), "/oauth/consent", "consent=x&decision=allow", "decision=deny", "consent=%zz")
+	fuzzFormEndpoint(f, fuzzFixture(f, "gitlab"), "/oauth/consent", "consent=x&decision=allow", "decision=deny", "consent=%zz")
 }
 
 // fuzzFormEndpoint posts any form, with any browser cookie, to a page's answer (the consent
@@ -165,6 +174,6 @@ func fuzzFormEndpoint(f *testing.F, fx *fixture, path string, seeds ...string) {
 
 // FuzzChooseEndpoint posts the chooser's answer as anyone could.
 func FuzzChooseEndpoint(f *testing.F) {
-	fx := newFixtureFor(f, memstore.New(), []string{"read_user"}, []string{"gitlab", "oidc"})
+	fx := fuzzFixture(f, "gitlab", "oidc")
 	fuzzFormEndpoint(f, fx, "/oauth/choose", "choice=x&upstream=corp", "upstream=gitlab", "choice=%zz&upstream=corp&upstream=gitlab")
 }
