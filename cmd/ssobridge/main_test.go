@@ -78,6 +78,11 @@ func TestServeRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"an unknown log level", "SSOBRIDGE_LOG_LEVEL", "loud", "SSOBRIDGE_LOG_LEVEL (--log-level)"},
 		{"a support contact of several lines", "SSOBRIDGE_SUPPORT_CONTACT", "the help desk\n<script>", "SSOBRIDGE_SUPPORT_CONTACT (--support-contact): \"the help desk\\n<script>\" holds a line break"},
 		{"a support contact longer than a line", "SSOBRIDGE_SUPPORT_CONTACT", strings.Repeat("x", 201), "SSOBRIDGE_SUPPORT_CONTACT (--support-contact): is longer than 200 characters"},
+		{"a rate limit without a period", "SSOBRIDGE_RATE_LIMIT_SIGN_IN", "600", "SSOBRIDGE_RATE_LIMIT_SIGN_IN (--rate-limit-sign-in): \"600\" is not COUNT/PERIOD, such as 600/1m"},
+		{"a rate limit with a period that is no duration", "SSOBRIDGE_RATE_LIMIT_CLIENT_AUTH_FAILURES", "10/minute", "SSOBRIDGE_RATE_LIMIT_CLIENT_AUTH_FAILURES (--rate-limit-client-auth-failures): \"10/minute\": the period \"minute\" is not a duration such as 1s, 1m or 1h"},
+		{"a rate limit of no events", "SSOBRIDGE_RATE_LIMIT_SIGN_IN", "-5/1m", "is not COUNT/PERIOD"},
+		{"a negative cap", "SSOBRIDGE_MAX_PENDING", "-1", "SSOBRIDGE_MAX_PENDING (--max-pending): \"-1\" is not a number, 0 (no cap) or more"},
+		{"a cap that is no number", "SSOBRIDGE_MAX_PENDING_PER_ADDRESS", "lots", "SSOBRIDGE_MAX_PENDING_PER_ADDRESS (--max-pending-per-address)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
 	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
@@ -158,5 +159,27 @@ func TestServeWarnsOfSignInRulesThatDoNotNameTheProviders(t *testing.T) {
 	}
 	if strings.Contains(out, `"app":"New"`) || strings.Count(out, "\n") != 1 {
 		t.Errorf("want one warning, for Old alone:\n%s", out)
+	}
+}
+
+func TestRateLimitsAreReadAsCountPerPeriod(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		want  store.Limit
+	}{
+		{"600/1m", store.Limit{Rate: 600, Period: time.Minute, Burst: 600}},
+		{"5/s", store.Limit{Rate: 5, Period: time.Second, Burst: 5}},
+		{" 10 / 1h ", store.Limit{Rate: 10, Period: time.Hour, Burst: 10}},
+		{"100/30s", store.Limit{Rate: 100, Period: 30 * time.Second, Burst: 100}},
+	} {
+		got, err := parseLimit(&setting{name: "rate-limit-sign-in", value: tt.value})
+		if err != nil || got != tt.want {
+			t.Errorf("%q read as %+v, %v; want %+v", tt.value, got, err, tt.want)
+		}
+	}
+	for _, off := range []string{"off", "0"} {
+		if got, err := parseLimit(&setting{name: "rate-limit-sign-in", value: off}); err != nil || !got.Off() {
+			t.Errorf("%q read as %+v, %v; want no limit", off, got, err)
+		}
 	}
 }
