@@ -53,6 +53,9 @@ type oidcStack struct {
 	mm  *mattermost.Client
 	// gitlabURL is the GitLab emulator's, when the bridge has it too (withGitLab).
 	gitlabURL string
+	// ports holds the bridge's ports until start, so that no process started before it (the
+	// GitLab emulator, another test's) is given one of them.
+	ports *loopbackAddrs
 }
 
 // newOIDCStack starts the peer, with the bridge registered at it as a client, and a fresh Redis
@@ -60,9 +63,9 @@ type oidcStack struct {
 func newOIDCStack(t *testing.T) *oidcStack {
 	t.Helper()
 	l := newLoopbackAddrs(nil)
+	t.Cleanup(l.release)
 	listen, admin := l.addr(t, "bridge", "8080"), l.addr(t, "bridge", "9090")
-	l.release()
-	s := &oidcStack{bridgeURL: "http://" + listen, adminURL: "http://" + admin}
+	s := &oidcStack{bridgeURL: "http://" + listen, adminURL: "http://" + admin, ports: l}
 	s.peer = startOIDCProvider(t, oidcClient{ID: oidcStackClientID, Secret: oidcStackClientSecret,
 		RedirectURIs: []string{oauth.CallbackURLFor(s.bridgeURL)}})
 	s.redisURL = storetest.RedisURL(t)
@@ -91,9 +94,8 @@ func newOIDCStack(t *testing.T) *oidcStack {
 // then the peer (oidc, "Company account"), in place of SSOBRIDGE_OIDC_*.
 func (s *oidcStack) withGitLab(t *testing.T, gitlabUser string) {
 	t.Helper()
-	l := newLoopbackAddrs(nil)
-	listen := l.addr(t, "gitlab", "8081")
-	l.release()
+	listen := s.ports.addr(t, "gitlab", "8081")
+	s.ports.releaseService("gitlab")
 	s.gitlabURL = "http://" + listen
 	const id, secret = "e2e0000000000000000000000000000000000000000000000000000000000004", "gloas-e2e-oidc-gitlab-secret-not-for-production"
 	login := strings.Split(gitlabUser, ":")[1]
@@ -137,6 +139,7 @@ func (s *oidcStack) withGitLab(t *testing.T, gitlabUser string) {
 // provider answer it.
 func (s *oidcStack) start(t *testing.T) {
 	t.Helper()
+	s.ports.release()
 	startProcess(t, "bridge", buildBinary(t), []string{"serve"}, s.env, s.adminURL+"/readyz")
 }
 

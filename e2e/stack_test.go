@@ -176,6 +176,27 @@ func (l *loopbackAddrs) addr(t *testing.T, service, port string) string {
 	return l.addrs[key]
 }
 
+// releaseService frees the ports of service alone, for its process to listen on now, while the
+// others stay held for the processes started after it (a test running in parallel could
+// otherwise be given one in between).
+func (l *loopbackAddrs) releaseService(service string) {
+	mine := map[string]bool{}
+	for key, addr := range l.addrs {
+		if svc, _, _ := net.SplitHostPort(key); svc == service {
+			mine[addr] = true
+		}
+	}
+	kept := l.held[:0]
+	for _, ln := range l.held {
+		if mine[ln.Addr().String()] {
+			ln.Close()
+		} else {
+			kept = append(kept, ln)
+		}
+	}
+	l.held = kept
+}
+
 // release frees the ports for the processes to listen on.
 func (l *loopbackAddrs) release() {
 	for _, ln := range l.held {
@@ -254,12 +275,16 @@ func localStack(t *testing.T) *stack {
 	bridgeHealth := l.rewrite(t, "bridge", healthURL(t, bridgeSvc).String())
 	gitlabHealth := l.rewrite(t, "gitlab", healthURL(t, gitlabSvc).String())
 	_, redisPort, _ := net.SplitHostPort(l.addr(t, "redis", "6379"))
-	l.release()
+	t.Cleanup(l.release)
 
-	startRedis(t, redisSvc.Command, redisPort, runnerEnv["SSOBRIDGE_E2E_REDIS_URL"])
 	bin := buildBinary(t)
+	l.releaseService("redis")
+	startRedis(t, redisSvc.Command, redisPort, runnerEnv["SSOBRIDGE_E2E_REDIS_URL"])
+	l.releaseService("gitlab")
 	startProcess(t, "gitlab", bin, gitlabSvc.Command, gitlabEnv, gitlabHealth)
+	l.releaseService("bridge")
 	startProcess(t, "bridge", bin, bridgeSvc.Command, bridgeEnv, bridgeHealth)
+	l.release()
 
 	s := runnerStack(t, runnerEnv)
 	s.AdminURL = "http://" + bridgeEnv["SSOBRIDGE_ADMIN_LISTEN"]
