@@ -18,13 +18,16 @@ import (
 	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
+// callbackLabel is the callback's arrow in a trace.
+const callbackLabel = "302 to /oauth/callback?code&state"
+
 // callback is where GitLab sends the browser back. It takes the parked request by the bridge's
 // own state (once: a replayed or forged state finds nothing), trades GitLab's code for a token,
 // reads who signed in, and issues the bridge's own code to the client with the client's state
 // exactly as it came.
 func (s *Server) callback(c echo.Context) error {
 	ctx := c.Request().Context()
-	s.beginStep(c, newTrace(), signin.StepCallback, store.PartGitLab, store.PartBridge, "302 to /oauth/callback?code&state")
+	s.beginStep(c, newTrace(), signin.StepCallback, store.PartGitLab, store.PartBridge, callbackLabel)
 	q, err := strictQuery(c)
 	if err != nil {
 		return &Error{

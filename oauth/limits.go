@@ -168,7 +168,20 @@ func (s *Server) limitSignIn(step signin.Step) echo.MiddlewareFunc {
 				return next(c)
 			}
 			s.metrics.rateLimited.WithLabelValues(c.Path(), "sign_in").Inc()
-			s.beginStep(c, newTrace(), step, store.PartClient, store.PartBridge, c.Request().Method+" "+c.Request().URL.Path)
+			from, label, id, found := store.PartClient, c.Request().Method+" "+c.Request().URL.Path, newTrace(), false
+			if step == signin.StepCallback {
+				from, label = store.PartGitLab, callbackLabel
+				// A return from the provider with the bridge's own state (its tag checks out)
+				// belongs to that sign-in: its trace says why it stopped, rather than that the
+				// person never came back.
+				if traceID, _, ok := s.readUpstreamState(c.QueryParam("state")); ok && traceID != "" {
+					id, found = traceID, true
+				}
+			}
+			s.beginStep(c, id, step, from, store.PartBridge, label)
+			if found {
+				s.useTrace(c, id)
+			}
 			return &Error{Failure: signin.RateLimited, Status: http.StatusTooManyRequests, RetryAfter: retrySeconds(res.RetryAfter),
 				Title:       "Too many sign-in requests",
 				Description: "Too many sign-in requests came from your network address in a short time; wait a minute and sign in again.",
@@ -240,9 +253,17 @@ func retrySeconds(d time.Duration) int {
 // parkPending parks pending under key within the caps on sign-ins parked at once: beyond the cap
 // of its address or the total cap it is refused with a page that says why; beyond its browser's,
 // the browser's oldest sign-ins are dropped (and counted).
+//
+// A sign-in the request found already (the chooser's answer, which parks it again for the
+// provider) was counted when it was first parked: it is not counted again.
 func (s *Server) parkPending(c echo.Context, key string, pending *store.Authorization) error {
 	pending.Source = sourceOf(c)
-	evicted, err := s.store.PutAuthorization(c.Request().Context(), key, pending, s.cfg.AuthorizationTTL, s.cfg.Limits.Pending)
+	var caps store.PendingCaps
+	if !vouchedFor(c) {
+		l := s.cfg.Limits.Pending // a negative cap is none
+		caps = store.PendingCaps{PerBrowser: max(l.PerBrowser, 0), PerSource: max(l.PerSource, 0), Total: max(l.Total, 0)}
+	}
+	evicted, err := s.store.PutAuthorization(c.Request().Context(), key, pending, s.cfg.AuthorizationTTL, caps)
 	if err != nil {
 		// The request's step was recorded as done when the request checked out; it failed after
 		// all, and handleError records it so.

@@ -357,3 +357,45 @@ func TestSignInsRefusedByACapCannotEvictARealSignInsTrace(t *testing.T) {
 		t.Errorf("the real sign-in's trace is gone after the flood: %v", err)
 	}
 }
+
+// A sign-in through the chooser is counted once, when it starts: parked again for the provider
+// the person chose, it is the same sign-in.
+func TestASignInThroughTheChooserCountsOnceAgainstTheCaps(t *testing.T) {
+	fixtureConfig = func(cfg *oauth.Config) {
+		cfg.Limits = oauth.Limits{Pending: store.PendingCaps{PerSource: 1, PerBrowser: 1}}
+	}
+	t.Cleanup(func() { fixtureConfig = nil })
+	f := newOIDCFixture(t, true)
+	key, _ := chooser(t, f.authorize(f.authorizeQuery("st")))
+	resp := f.choose(key, "gitlab")
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("choosing GitLab, with a cap of 1 per address and per browser: %d %s", resp.StatusCode, readBody(t, resp))
+	}
+	back := location(t, f.get(location(t, f.get(location(t, resp).String())).String()))
+	if back.Query().Get("code") == "" {
+		t.Fatalf("the sign-in ended at %s", back)
+	}
+}
+
+// A return from the provider that its address's limit refuses is the sign-in's own failure: its
+// trace says so, rather than that the person never came back.
+func TestARateLimitedReturnFromTheProviderIsTracedInItsSignIn(t *testing.T) {
+	f := limitedFixture(t, memstore.New(), oauth.Limits{SignIn: store.Limit{Rate: 1, Period: time.Minute, Burst: 1}})
+	resp := f.authorize(f.authorizeQuery("st"))
+	traceID := resp.Header.Get(oauth.HeaderTraceID)
+	toCallback := location(t, f.get(location(t, resp).String()))
+	// Someone at the same address spends the callback's allowance first.
+	f.get(f.bridge.URL + "/oauth/callback?state=made-up&code=x")
+	if resp := f.get(toCallback.String()); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("the callback beyond the allowance: %d, want 429", resp.StatusCode)
+	}
+	f.srv.FlushTraces(t.Context())
+	tr, err := f.store.GetTrace(t.Context(), traceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := tr.Steps[len(tr.Steps)-1]
+	if last.Step != "callback" || last.Failure != "rate_limited" || last.Status != http.StatusTooManyRequests {
+		t.Errorf("the sign-in's trace ends with %+v; want its callback refused as rate_limited", last)
+	}
+}
