@@ -48,7 +48,7 @@ type Error struct {
 	// Scope is the scope a bearer request lacked: a 403 names it in WWW-Authenticate (RFC 6750
 	// §3.1).
 	Scope string
-	// RetryAfter, in seconds, goes with a 503 the requester may try again after.
+	// RetryAfter, in seconds, goes with a 503 or 429 the requester may try again after.
 	RetryAfter int
 	// Cause is logged, never sent.
 	Cause error
