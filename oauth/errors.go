@@ -191,6 +191,22 @@ func (s *Server) handleError(err error, c echo.Context) {
 	s.countFailure(c, e.Failure)
 }
 
+// HeaderFailure names, on every error answer, the failure of the catalogue (package signin) the
+// answer is, such as redirect_uri_not_registered: a probe (`ssobridge doctor`, a monitor) learns
+// what went wrong without reading the page, and looks the name up for what to change.
+const HeaderFailure = "X-Ssobridge-Failure"
+
+// PageJSON is the answer, instead of a page, to a request whose Accept header puts
+// application/json first: what a page shows, for a probe to read without parsing HTML.
+type PageJSON struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+	Failure     string `json:"failure"`
+	Title       string `json:"title"`
+	Fix         string `json:"fix,omitempty"`
+	TraceID     string `json:"trace_id,omitempty"`
+}
+
 // tokenEndpoints answer with OAuth's JSON errors (RFC 6749 §5.2).
 var tokenEndpoints = []string{"/oauth/token", "/oauth/revoke", "/oauth/introspect"}
 
@@ -200,12 +216,15 @@ var bearerEndpoints = []string{"/oauth/userinfo", "/oauth/token/info"}
 
 // render answers e in the shape its requester reads: a redirect to the client when it has a
 // redirect URI, OAuth JSON at the token, revocation, introspection and bearer endpoints, GitLab's
-// message JSON under /api, and a page anywhere a browser goes. What goes to a client as an
+// message JSON under /api, and a page anywhere a browser goes, or the page's content as JSON
+// (PageJSON) to a request that asks for JSON first. Every answer names its failure in
+// HeaderFailure. What goes to a client as an
 // error_description is cut down to the characters RFC 6749 allows there (oauthDescription); pages,
 // the log and the trace keep the full text.
 func (s *Server) render(c echo.Context, e *Error) {
 	h := c.Response().Header()
 	noStore(h)
+	h.Set(HeaderFailure, e.Failure.Name())
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
@@ -241,10 +260,23 @@ func (s *Server) render(c echo.Context, e *Error) {
 			detail = "" // GitLab's API answers every authentication failure with the bare status message
 		}
 		_ = c.JSON(status, gitlabapi.StatusMessage(status, detail))
+	case prefersJSON(c.Request()):
+		status := e.status()
+		s.logFailure(c, status, e)
+		_ = c.JSON(status, PageJSON{Error: e.Failure.Code(), Description: e.Description, Failure: e.Failure.Name(),
+			Title: cmp.Or(e.Title, http.StatusText(status)), Fix: cmp.Or(e.PageFix, e.Fix), TraceID: currentTrace(c)})
 	default:
 		s.logFailure(c, e.status(), e)
 		s.renderPage(c, e)
 	}
+}
+
+// prefersJSON tells a request whose Accept header lists application/json first: a program's, as
+// a browser lists text/html first.
+func prefersJSON(r *http.Request) bool {
+	first, _, _ := strings.Cut(r.Header.Get("Accept"), ",")
+	first, _, _ = strings.Cut(first, ";")
+	return strings.EqualFold(strings.TrimSpace(first), "application/json")
 }
 
 // bearerDescriptions tell a client why its access token was refused, in the few words GitLab's
