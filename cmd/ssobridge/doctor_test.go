@@ -2,17 +2,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssobridge/ssobridge/cmd/ssobridge/doctor"
 	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/mattermost"
@@ -146,22 +138,22 @@ func (s *doctorStack) configFile(t *testing.T, settings mattermost.Settings, sit
 }
 
 // doctorRun runs the doctor with --json and returns its checks by name, in order, and its error.
-func doctorRun(t *testing.T, args ...string) (map[string]checkResult, []checkResult, error) {
+func doctorRun(t *testing.T, args ...string) (map[string]doctor.Check, []doctor.Check, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := runDoctor(append(args, "--json", "--timeout", "5s"), &out, &errb)
-	var report doctorReport
+	var report doctor.Report
 	if jerr := json.Unmarshal(out.Bytes(), &report); jerr != nil {
 		t.Fatalf("the report is not JSON: %v\nstdout: %s\nstderr: %s\nerr: %v", jerr, out.String(), errb.String(), err)
 	}
-	byName := map[string]checkResult{}
+	byName := map[string]doctor.Check{}
 	for _, c := range report.Checks {
 		byName[c.Name] = c
 	}
 	return byName, report.Checks, err
 }
 
-func wantStatus(t *testing.T, checks map[string]checkResult, name, status string, says ...string) checkResult {
+func wantStatus(t *testing.T, checks map[string]doctor.Check, name, status string, says ...string) doctor.Check {
 	t.Helper()
 	c, ok := checks[name]
 	if !ok {
@@ -189,19 +181,19 @@ func TestDoctorHealthySetUpPassesEveryCheckIncludingTheLogin(t *testing.T) {
 		t.Errorf("%d checks, want 8", len(list))
 	}
 	for _, c := range list {
-		if c.Status != statusPass {
+		if c.Status != doctor.StatusPass {
 			t.Errorf("%s: %s: %s (fix: %s)", c.Name, c.Status, c.Detail, c.Fix)
 		}
 	}
-	wantStatus(t, checks, checkLogin, statusPass, "GitLab user 42", `"ada"`, `"ada@example.com"`, `"Ada"`, `"Lovelace"`)
-	wantStatus(t, checks, checkRedirects, statusPass, s.siteURL+"/signup/gitlab/complete is registered", "/login/gitlab/complete is registered too")
+	wantStatus(t, checks, doctor.CheckLogin, doctor.StatusPass, "GitLab user 42", `"ada"`, `"ada@example.com"`, `"Ada"`, `"Lovelace"`)
+	wantStatus(t, checks, doctor.CheckRedirects, doctor.StatusPass, s.siteURL+"/signup/gitlab/complete is registered", "/login/gitlab/complete is registered too")
 	// The redirect URI probes were dry runs: the bridge kept the --login sign-in alone.
 	s.srv.FlushTraces(t.Context())
 	if traces, err := s.store.ListTraces(t.Context(), time.Time{}, 100); err != nil || len(traces) != 1 {
 		t.Errorf("the bridge holds %d traces (%v) after the doctor's run; want the --login sign-in's alone", len(traces), err)
 	}
-	wantStatus(t, checks, checkMattermost, statusPass, "version 10.11.0")
-	wantStatus(t, checks, checkGitLabApp, statusPass, "GitLab accepts the client ID "+s.upstream.UID)
+	wantStatus(t, checks, doctor.CheckMattermost, doctor.StatusPass, "version 10.11.0")
+	wantStatus(t, checks, doctor.CheckGitLabApp, doctor.StatusPass, "GitLab accepts the client ID "+s.upstream.UID)
 }
 
 func TestDoctorPrintsAnAlignedReportWithFixesUnderTheirCheck(t *testing.T) {
@@ -212,12 +204,12 @@ func TestDoctorPrintsAnAlignedReportWithFixesUnderTheirCheck(t *testing.T) {
 		t.Errorf("err = %v, want 1 of 8 checks failed", err)
 	}
 	text := out.String()
-	width := len(checkGitLabApp)
+	width := len(doctor.CheckGitLabApp)
 	for _, want := range []string{
-		fmt.Sprintf("PASS  %-*s  %s answers as the bridge", width, checkBridge, s.bridgeURL),
-		fmt.Sprintf("FAIL  %-*s  the bridge refused the ID\n", width, checkCredentials),
+		fmt.Sprintf("PASS  %-*s  %s answers as the bridge", width, doctor.CheckBridge, s.bridgeURL),
+		fmt.Sprintf("FAIL  %-*s  the bridge refused the ID\n", width, doctor.CheckCredentials),
 		fmt.Sprintf("\n%s  fix: Compare the ID with `ssobridge apps show", strings.Repeat(" ", 4+2+width)),
-		fmt.Sprintf("SKIP  %-*s  give --login", width, checkLogin),
+		fmt.Sprintf("SKIP  %-*s  give --login", width, doctor.CheckLogin),
 		"3 passed, 1 failed, 0 warnings, 4 skipped.",
 	} {
 		if !strings.Contains(text, want) {
@@ -239,10 +231,10 @@ func TestDoctorWrongSecretFailsTheCredentialsCheckWithTheFix(t *testing.T) {
 	if err == nil {
 		t.Error("a failed check must make the doctor fail")
 	}
-	wantStatus(t, checks, checkCredentials, statusFail, "invalid_client", "ssobridge apps show "+s.app.ID, "ssobridge apps rotate-secret "+s.app.ID)
+	wantStatus(t, checks, doctor.CheckCredentials, doctor.StatusFail, "invalid_client", "ssobridge apps show "+s.app.ID, "ssobridge apps rotate-secret "+s.app.ID)
 	// The ID is right, which the redirect check shows: the secret is at fault.
-	wantStatus(t, checks, checkRedirects, statusPass)
-	wantStatus(t, checks, checkLogin, statusSkip, checkCredentials)
+	wantStatus(t, checks, doctor.CheckRedirects, doctor.StatusPass)
+	wantStatus(t, checks, doctor.CheckLogin, doctor.StatusSkip, doctor.CheckCredentials)
 }
 
 func TestDoctorUnknownApplicationIDFailsBothBridgeChecksAndTheRedirectCheckSaysWhich(t *testing.T) {
@@ -250,8 +242,8 @@ func TestDoctorUnknownApplicationIDFailsBothBridgeChecksAndTheRedirectCheckSaysW
 	args := s.args()
 	args[3] = "no-such-app"
 	checks, _, _ := doctorRun(t, args...)
-	wantStatus(t, checks, checkCredentials, statusFail, "invalid_client")
-	wantStatus(t, checks, checkRedirects, statusFail, "the bridge has no application with the ID no-such-app", "ssobridge apps list")
+	wantStatus(t, checks, doctor.CheckCredentials, doctor.StatusFail, "invalid_client")
+	wantStatus(t, checks, doctor.CheckRedirects, doctor.StatusFail, "the bridge has no application with the ID no-such-app", "ssobridge apps list")
 }
 
 func TestDoctorSiteURLWhoseRedirectURIIsNotRegisteredFailsAndNamesThePartThatDiffers(t *testing.T) {
@@ -263,7 +255,7 @@ func TestDoctorSiteURLWhoseRedirectURIIsNotRegisteredFailsAndNamesThePartThatDif
 	if err == nil {
 		t.Error("a failed check must make the doctor fail")
 	}
-	wantStatus(t, checks, checkRedirects, statusFail,
+	wantStatus(t, checks, doctor.CheckRedirects, doctor.StatusFail,
 		otherSite+"/signup/gitlab/complete",
 		"its host differs from that of the registered redirect URI",
 		"ssobridge apps update "+s.app.ID+" --mattermost-url "+otherSite)
@@ -275,7 +267,7 @@ func TestDoctorMissingLoginRedirectURIIsAWarning(t *testing.T) {
 	if err != nil {
 		t.Errorf("a warning must not fail the doctor: %v", err)
 	}
-	wantStatus(t, checks, checkRedirects, statusWarn, s.siteURL+"/login/gitlab/complete is not registered",
+	wantStatus(t, checks, doctor.CheckRedirects, doctor.StatusWarn, s.siteURL+"/login/gitlab/complete is not registered",
 		"ssobridge apps update "+s.app.ID+" --mattermost-url "+s.siteURL)
 }
 
@@ -290,23 +282,23 @@ func TestDoctorUnreachableBridgeFailsTheFirstCheckAndSkipsTheRest(t *testing.T) 
 	if err == nil {
 		t.Error("a failed check must make the doctor fail")
 	}
-	wantStatus(t, checks, checkBridge, statusFail, "connection refused", "ssobridge serve")
+	wantStatus(t, checks, doctor.CheckBridge, doctor.StatusFail, "connection refused", "ssobridge serve")
 	for _, c := range list[1:] {
-		if c.Status != statusSkip {
+		if c.Status != doctor.StatusSkip {
 			t.Errorf("%s: %s, want SKIP (%s)", c.Name, c.Status, c.Detail)
 		}
 	}
-	wantStatus(t, checks, checkCredentials, statusSkip, checkBridge)
-	wantStatus(t, checks, checkRedirects, statusSkip, checkBridge)
+	wantStatus(t, checks, doctor.CheckCredentials, doctor.StatusSkip, doctor.CheckBridge)
+	wantStatus(t, checks, doctor.CheckRedirects, doctor.StatusSkip, doctor.CheckBridge)
 }
 
 func TestDoctorBridgeReachedUnderAnotherNameThanItsPublicURLFails(t *testing.T) {
 	s := newDoctorStack(t, stackOptions{})
 	other := strings.Replace(s.bridgeURL, "127.0.0.1", "localhost", 1)
 	checks, _, _ := doctorRun(t, "--bridge-url", other, "--app-id", s.app.ID, "--app-secret", s.secret)
-	wantStatus(t, checks, checkBridge, statusFail, "calls itself "+s.bridgeURL, "SSOBRIDGE_PUBLIC_URL="+other, "--bridge-url "+s.bridgeURL)
+	wantStatus(t, checks, doctor.CheckBridge, doctor.StatusFail, "calls itself "+s.bridgeURL, "SSOBRIDGE_PUBLIC_URL="+other, "--bridge-url "+s.bridgeURL)
 	// The bridge answers all the same, so the checks that need it still run.
-	wantStatus(t, checks, checkCredentials, statusPass)
+	wantStatus(t, checks, doctor.CheckCredentials, doctor.StatusPass)
 }
 
 func TestDoctorConfigWithOpenIDScopeFailsTheConfigCheck(t *testing.T) {
@@ -319,10 +311,10 @@ func TestDoctorConfigWithOpenIDScopeFailsTheConfigCheck(t *testing.T) {
 	if err == nil {
 		t.Error("a failed check must make the doctor fail")
 	}
-	wantStatus(t, checks, checkConfig, statusFail, "GitLabSettings.Scope", "OpenID Connect provider", "Leave Scope empty")
-	wantStatus(t, checks, checkCredentials, statusPass, "the application ID, the secret, the Site URL from "+config)
-	wantStatus(t, checks, checkRedirects, statusPass)
-	wantStatus(t, checks, checkMattermost, statusPass)
+	wantStatus(t, checks, doctor.CheckConfig, doctor.StatusFail, "GitLabSettings.Scope", "OpenID Connect provider", "Leave Scope empty")
+	wantStatus(t, checks, doctor.CheckCredentials, doctor.StatusPass, "the application ID, the secret, the Site URL from "+config)
+	wantStatus(t, checks, doctor.CheckRedirects, doctor.StatusPass)
+	wantStatus(t, checks, doctor.CheckMattermost, doctor.StatusPass)
 }
 
 func TestDoctorConfigPointingAtAnotherHostOrIDFails(t *testing.T) {
@@ -331,7 +323,7 @@ func TestDoctorConfigPointingAtAnotherHostOrIDFails(t *testing.T) {
 	settings.Enable = false
 	config := s.configFile(t, settings, s.siteURL)
 	checks, _, _ := doctorRun(t, s.args("--mattermost-config", config)...)
-	wantStatus(t, checks, checkConfig, statusFail,
+	wantStatus(t, checks, doctor.CheckConfig, doctor.StatusFail,
 		"GitLabSettings.Enable",
 		"GitLabSettings.AuthEndpoint is "+s.gitlabURL+"/oauth/authorize, not the bridge's "+s.bridgeURL+"/oauth/authorize",
 		"that is GitLab itself",
@@ -347,8 +339,8 @@ func TestDoctorUnknownBridgeClientIDAtGitLabFailsTheGitLabApplicationCheck(t *te
 	if err == nil {
 		t.Error("a failed check must make the doctor fail")
 	}
-	wantStatus(t, checks, checkGitLab, statusPass)
-	wantStatus(t, checks, checkGitLabApp, statusFail, `it answers "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method."`, "SSOBRIDGE_GITLAB_CLIENT_ID")
+	wantStatus(t, checks, doctor.CheckGitLab, doctor.StatusPass)
+	wantStatus(t, checks, doctor.CheckGitLabApp, doctor.StatusFail, `it answers "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method."`, "SSOBRIDGE_GITLAB_CLIENT_ID")
 }
 
 func TestDoctorJSONOutputParsesAndTheExitCodeIsOneOnFailure(t *testing.T) {
@@ -388,36 +380,36 @@ func TestDoctorFillsGitLabsSignInFormWithTheTestUser(t *testing.T) {
 
 	checks, _, _ := doctorRun(t, s.args()...)
 	// Without a session GitLab shows its sign-in before it looks at the application.
-	wantStatus(t, checks, checkGitLabApp, statusSkip, "--test-user")
+	wantStatus(t, checks, doctor.CheckGitLabApp, doctor.StatusSkip, "--test-user")
 
 	checks, _, err := doctorRun(t, s.args("--login", "--test-user", "ada", "--test-password", "correct horse")...)
 	if err != nil {
 		t.Errorf("doctor failed: %v", err)
 	}
-	wantStatus(t, checks, checkGitLabApp, statusPass, "GitLab accepts the client ID")
-	wantStatus(t, checks, checkLogin, statusPass, `"ada@example.com"`)
+	wantStatus(t, checks, doctor.CheckGitLabApp, doctor.StatusPass, "GitLab accepts the client ID")
+	wantStatus(t, checks, doctor.CheckLogin, doctor.StatusPass, `"ada@example.com"`)
 }
 
 func TestDoctorLoginWithoutTestUserStopsAtGitLabsSignInAndSaysWhatToGive(t *testing.T) {
 	s := newDoctorStack(t, stackOptions{password: "correct horse"})
 	checks, _, _ := doctorRun(t, s.args("--login")...)
-	wantStatus(t, checks, checkLogin, statusFail, "GitLab asks for a sign-in", "--test-user and --test-password")
+	wantStatus(t, checks, doctor.CheckLogin, doctor.StatusFail, "GitLab asks for a sign-in", "--test-user and --test-password")
 }
 
 func TestDoctorWrongTestPasswordFailsTheLoginQuotingGitLab(t *testing.T) {
 	s := newDoctorStack(t, stackOptions{password: "correct horse"})
 	checks, _, _ := doctorRun(t, "--bridge-url", s.bridgeURL, "--app-id", s.app.ID, "--app-secret", s.secret,
 		"--mattermost-url", s.siteURL, "--login", "--test-user", "ada", "--test-password", "battery staple")
-	wantStatus(t, checks, checkLogin, statusFail, `GitLab refused the sign-in of ada: "Invalid login or password."`)
+	wantStatus(t, checks, doctor.CheckLogin, doctor.StatusFail, `GitLab refused the sign-in of ada: "Invalid login or password."`)
 
 	checks, _, _ = doctorRun(t, s.args("--test-user", "ada", "--test-password", "battery staple")...)
-	wantStatus(t, checks, checkGitLabApp, statusFail, "Invalid login or password.")
+	wantStatus(t, checks, doctor.CheckGitLabApp, doctor.StatusFail, "Invalid login or password.")
 }
 
 func TestDoctorUntrustedApplicationFailsTheLoginAtTheConsentPage(t *testing.T) {
 	s := newDoctorStack(t, stackOptions{untrusted: true})
 	checks, _, _ := doctorRun(t, s.args("--login")...)
-	wantStatus(t, checks, checkLogin, statusFail, "consent page", "ssobridge apps update "+s.app.ID+" --trusted")
+	wantStatus(t, checks, doctor.CheckLogin, doctor.StatusFail, "consent page", "ssobridge apps update "+s.app.ID+" --trusted")
 }
 
 func TestDoctorBridgeWithAWrongGitLabSecretFailsTheLoginWithTheBridgesPageAndTrace(t *testing.T) {
@@ -428,69 +420,11 @@ func TestDoctorBridgeWithAWrongGitLabSecretFailsTheLoginWithTheBridgesPageAndTra
 	s.gl.AddApplication(renewed)
 	checks, _, _ := doctorRun(t, s.args("--login")...)
 	// Only a whole sign-in reaches the bridge's token request to GitLab.
-	wantStatus(t, checks, checkGitLabApp, statusPass)
-	c := wantStatus(t, checks, checkLogin, statusFail, "the bridge stopped the sign-in at "+s.bridgeURL+"/oauth/callback", "(trace ")
+	wantStatus(t, checks, doctor.CheckGitLabApp, doctor.StatusPass)
+	c := wantStatus(t, checks, doctor.CheckLogin, doctor.StatusFail, "the bridge stopped the sign-in at "+s.bridgeURL+"/oauth/callback", "(trace ")
 	if c.Fix == "" {
 		t.Error("the bridge's own fix is not passed on")
 	}
-}
-
-func TestDoctorUntrustedCertificateFailsTheFirstCheck(t *testing.T) {
-	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is the point
-	srv.StartTLS()
-	defer srv.Close()
-	checks, _, _ := doctorRun(t, "--bridge-url", srv.URL)
-	wantStatus(t, checks, checkBridge, statusFail, "not signed by an authority this machine trusts")
-}
-
-func TestDoctorCertificateExpiringWithinFourteenDaysIsAWarning(t *testing.T) {
-	cert, pool := shortLivedCert(t, 5*24*time.Hour)
-	srv := httptest.NewUnstartedServer(nil)
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/.well-known/openid-configuration" {
-			http.NotFound(w, r)
-			return
-		}
-		fmt.Fprintf(w, `{"issuer":%q}`, srv.URL)
-	})
-	srv.StartTLS()
-	defer srv.Close()
-
-	d, err := newDoctor(doctorConfig{bridgeURL: srv.URL, timeout: 5 * time.Second, roots: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	report := d.run(t.Context())
-	c := report.Checks[0]
-	if c.Status != statusWarn || !strings.Contains(c.Detail, "expires on") || !strings.Contains(c.Detail, "in 5 days") || !strings.Contains(c.Fix, "Renew") {
-		t.Errorf("%+v", c)
-	}
-}
-
-func TestDoctorWarnsOfAProvidersCertificateExpiringSoon(t *testing.T) {
-	cert, pool := shortLivedCert(t, 5*24*time.Hour)
-	srv := httptest.NewUnstartedServer(nil)
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `{"issuer":%q}`, srv.URL)
-	})
-	srv.StartTLS()
-	defer srv.Close()
-	d, err := newDoctor(doctorConfig{bridgeURL: "http://127.0.0.1:1", gitlabURL: srv.URL, timeout: 5 * time.Second, roots: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range d.run(t.Context()).Checks {
-		if strings.HasPrefix(c.Name, "upstream") {
-			if c.Status != statusWarn || !strings.Contains(c.Detail, "expires on") || !strings.Contains(c.Fix, "Renew") {
-				t.Errorf("%+v", c)
-			}
-			return
-		}
-	}
-	t.Fatal("no upstream check")
 }
 
 func TestDoctorRefusesBadFlags(t *testing.T) {
@@ -518,36 +452,6 @@ func TestDoctorRefusesBadFlags(t *testing.T) {
 			}
 		})
 	}
-}
-
-func shortLivedCert(t *testing.T, life time.Duration) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(life),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
 // The emulator is an OpenID provider too (issuer: its URL); an application registered there
@@ -581,11 +485,11 @@ func TestDoctorOpenIDProviderWithItsIssuerKeysAndRedirectURIPassesEveryCheck(t *
 		t.Errorf("doctor failed: %v", err)
 	}
 	for _, c := range list {
-		if c.Status == statusFail || c.Status == statusWarn {
+		if c.Status == doctor.StatusFail || c.Status == doctor.StatusWarn {
 			t.Errorf("%s: %s: %s (fix: %s)", c.Name, c.Status, c.Detail, c.Fix)
 		}
 	}
-	c := wantStatus(t, checks, s.oidcCheck(), statusPass,
+	c := wantStatus(t, checks, s.oidcCheck(), doctor.StatusPass,
 		"discovery: the discovery document at "+s.gitlabURL+"/.well-known/openid-configuration names the issuer "+s.gitlabURL,
 		"signing keys: 1 key at "+s.gitlabURL+"/oauth/discovery/keys",
 		"redirect URI: ", "accepts the client "+client+" with the redirect URI "+callback)
@@ -594,10 +498,10 @@ func TestDoctorOpenIDProviderWithItsIssuerKeysAndRedirectURIPassesEveryCheck(t *
 	}
 	// The OpenID provider replaces GitLab's check, and GitLab's application check says why it
 	// does not run.
-	if _, ok := checks[checkGitLab]; ok {
-		t.Errorf("the %q check runs beside the OpenID provider's", checkGitLab)
+	if _, ok := checks[doctor.CheckGitLab]; ok {
+		t.Errorf("the %q check runs beside the OpenID provider's", doctor.CheckGitLab)
 	}
-	wantStatus(t, checks, checkGitLabApp, statusSkip, "signs people in at its OpenID provider, not at GitLab")
+	wantStatus(t, checks, doctor.CheckGitLabApp, doctor.StatusSkip, "signs people in at its OpenID provider, not at GitLab")
 	if got := list[5].Name; got != s.oidcCheck() {
 		t.Errorf("check 6 is %q, want the provider's where GitLab's was", got)
 	}
@@ -610,7 +514,7 @@ func TestDoctorOpenIDIssuerWithATrailingSlashFailsNamingTheIssuerToSet(t *testin
 	if err == nil {
 		t.Error("a failed check must make the doctor fail")
 	}
-	c := wantStatus(t, checks, s.oidcCheck(), statusFail, fmt.Sprintf("names the issuer %q, not %q", s.gitlabURL, s.gitlabURL+"/"))
+	c := wantStatus(t, checks, s.oidcCheck(), doctor.StatusFail, fmt.Sprintf("names the issuer %q, not %q", s.gitlabURL, s.gitlabURL+"/"))
 	if want := "Set SSOBRIDGE_OIDC_ISSUER to exactly " + s.gitlabURL + ","; !strings.Contains(c.Fix, want) {
 		t.Errorf("the fix does not say %q: %s", want, c.Fix)
 	}
@@ -624,7 +528,7 @@ func TestDoctorOpenIDRedirectURINotRegisteredFailsWithTheURIToRegister(t *testin
 	if err == nil {
 		t.Error("a failed check must make the doctor fail")
 	}
-	c := wantStatus(t, checks, s.oidcCheck(), statusFail, "discovery: ", "signing keys: ", "redirect URI: ", "invalid_redirect_uri")
+	c := wantStatus(t, checks, s.oidcCheck(), doctor.StatusFail, "discovery: ", "signing keys: ", "redirect URI: ", "invalid_redirect_uri")
 	if want := "Register " + callback + " as a redirect URI of the bridge's client"; !strings.Contains(c.Fix, want) {
 		t.Errorf("the fix does not say %q: %s", want, c.Fix)
 	}
@@ -642,7 +546,7 @@ func TestDoctorUnreachableOpenIDIssuerFailsWithAFix(t *testing.T) {
 	if err == nil {
 		t.Error("a failed check must make the doctor fail")
 	}
-	c := wantStatus(t, checks, fmt.Sprintf("upstream %q (oidc)", ln.Addr().String()), statusFail, "discovery: ", closed+"/.well-known/openid-configuration", "connection refused")
+	c := wantStatus(t, checks, fmt.Sprintf("upstream %q (oidc)", ln.Addr().String()), doctor.StatusFail, "discovery: ", closed+"/.well-known/openid-configuration", "connection refused")
 	if !strings.Contains(c.Fix, "SSOBRIDGE_OIDC_ISSUER") {
 		t.Errorf("the fix does not name the setting to check: %q", c.Fix)
 	}
@@ -689,10 +593,10 @@ func TestDoctorProvidersFileChecksEveryProviderWithoutTheirSecrets(t *testing.T)
 	if want := []string{`upstream "GitLab" (gitlab)`, `upstream "Staff account" (oidc)`, `upstream "Partner account" (oidc)`}; !slices.Equal(names, want) {
 		t.Errorf("provider checks %q, want %q", names, want)
 	}
-	wantStatus(t, checks, `upstream "GitLab" (gitlab)`, statusPass, "answers: GitLab answers at "+s.gitlabURL)
-	wantStatus(t, checks, `upstream "Staff account" (oidc)`, statusPass, "accepts the client "+good+" with the redirect URI "+callback)
-	wantStatus(t, checks, checkGitLabApp, statusSkip, "for a GitLab among them, give its --gitlab-url and --gitlab-client-id")
-	c := wantStatus(t, checks, `upstream "Partner account" (oidc)`, statusFail, "Partner account refuses the bridge's authorize request")
+	wantStatus(t, checks, `upstream "GitLab" (gitlab)`, doctor.StatusPass, "answers: GitLab answers at "+s.gitlabURL)
+	wantStatus(t, checks, `upstream "Staff account" (oidc)`, doctor.StatusPass, "accepts the client "+good+" with the redirect URI "+callback)
+	wantStatus(t, checks, doctor.CheckGitLabApp, doctor.StatusSkip, "for a GitLab among them, give its --gitlab-url and --gitlab-client-id")
+	c := wantStatus(t, checks, `upstream "Partner account" (oidc)`, doctor.StatusFail, "Partner account refuses the bridge's authorize request")
 	if !strings.Contains(c.Fix, "Register "+callback) || !strings.Contains(c.Fix, file+":") {
 		t.Errorf("the fix does not name the URI to register and the file's client_id line: %s", c.Fix)
 	}
