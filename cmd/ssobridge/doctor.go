@@ -68,16 +68,20 @@ environment checks its providers. No client secret is needed: a providers file's
 client_secret_file is not read. --gitlab-url goes with --providers-file only for the check of
 the bridge's application at GitLab.
 
+Certificates are verified with this machine's certificate authorities. For a bridge, Mattermost
+or GitLab whose certificate a private CA signed, give that CA's PEM file with --ca-file (or
+SSOBRIDGE_DOCTOR_CA_FILE): it is trusted beside the system's, for all of them and for the
+providers (which also trust their own --oidc-ca-file or ca_file).
+
 Flags:
 `
-
 
 // doctorFlags are the doctor's flags that main reads itself: the bridge's providers and the
 // authorities, turned into the doctor's Config.
 type doctorFlags struct {
 	oidcIssuer, oidcClientID, oidcScopes, oidcCAFile, providersFile string
-	gitlabURL                                                      string
-	caFile                                                         string
+	gitlabURL                                                       string
+	caFile                                                          string
 }
 
 func runDoctor(args []string, stdout, stderr io.Writer) error {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -626,5 +629,55 @@ func TestDoctorProbeOnlyProvidersCannotSignPeopleIn(t *testing.T) {
 	}
 	if _, err := spec.build(nil); err == nil || !strings.Contains(err.Error(), "client secret") {
 		t.Errorf("build without a secret: %v, want it refused", err)
+	}
+}
+
+// A bridge whose certificate a private CA signed is checked with --ca-file, or
+// SSOBRIDGE_DOCTOR_CA_FILE, and without it the failure says to give it.
+func TestDoctorTrustsThePrivateCAOfCAFile(t *testing.T) {
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "key.pem")
+	writeCertPair(t, certPath, keyPath, 1)
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the run without the CA is refused
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/openid-configuration" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintf(w, `{"issuer":%q}`, srv.URL)
+	})
+	srv.StartTLS()
+	defer srv.Close()
+
+	checks, _, err := doctorRun(t, "--bridge-url", srv.URL)
+	if err == nil {
+		t.Error("an untrusted certificate must fail the doctor")
+	}
+	wantStatus(t, checks, doctor.CheckBridge, doctor.StatusFail, "not signed by an authority this machine trusts", "--ca-file")
+
+	// Its certificate expires within the hour: a warning, not a failure.
+	checks, _, err = doctorRun(t, "--bridge-url", srv.URL, "--ca-file", certPath)
+	if err != nil {
+		t.Errorf("doctor --ca-file: %v", err)
+	}
+	wantStatus(t, checks, doctor.CheckBridge, doctor.StatusWarn, srv.URL+" answers as the bridge")
+
+	t.Setenv("SSOBRIDGE_DOCTOR_CA_FILE", certPath)
+	checks, _, _ = doctorRun(t, "--bridge-url", srv.URL)
+	wantStatus(t, checks, doctor.CheckBridge, doctor.StatusWarn, srv.URL+" answers as the bridge")
+
+	var out, errb bytes.Buffer
+	if err := runDoctor([]string{"--bridge-url", srv.URL, "--ca-file", filepath.Join(dir, "missing.pem")}, &out, &errb); err == nil || !strings.Contains(err.Error(), "--ca-file") {
+		t.Errorf("a missing --ca-file: %v", err)
+	}
+	_, stdout, stderr := runCmd(t, "doctor", "--help")
+	if help := stdout + stderr; !strings.Contains(help, "--ca-file") || !strings.Contains(help, "private CA") {
+		t.Errorf("doctor --help does not explain --ca-file:\n%s", help)
 	}
 }
