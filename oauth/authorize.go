@@ -70,7 +70,7 @@ func ParseAuthorizeRequest(q url.Values) (*AuthorizeRequest, string) {
 // page: nothing redirects to an unchecked URI.
 func (s *Server) authorize(c echo.Context) error {
 	ctx := c.Request().Context()
-	s.beginStep(c, newTrace(), signin.StepAuthorize, store.PartClient, store.PartBridge, "302 to /oauth/authorize (response_type, client_id, redirect_uri, state)")
+	s.beginStep(c, requestTrace(c), signin.StepAuthorize, store.PartClient, store.PartBridge, "302 to /oauth/authorize (response_type, client_id, redirect_uri, state)")
 	query, err := strictQuery(c)
 	if err != nil {
 		return fail(signin.MalformedQuery, "The sign-in request's query is not well formed (%s), so its parameters cannot be read as sent.", err).

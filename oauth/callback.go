@@ -27,7 +27,7 @@ const callbackLabel = "302 to /oauth/callback?code&state"
 // exactly as it came.
 func (s *Server) callback(c echo.Context) error {
 	ctx := c.Request().Context()
-	s.beginStep(c, newTrace(), signin.StepCallback, store.PartGitLab, store.PartBridge, callbackLabel)
+	s.beginStep(c, requestTrace(c), signin.StepCallback, store.PartGitLab, store.PartBridge, callbackLabel)
 	q, err := strictQuery(c)
 	if err != nil {
 		return &Error{

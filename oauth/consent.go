@@ -87,7 +87,7 @@ func (s *Server) askConsent(c echo.Context, app *store.Application, pending *sto
 // consent takes the person's answer.
 func (s *Server) consent(c echo.Context) error {
 	ctx := c.Request().Context()
-	s.beginStep(c, newTrace(), signin.StepConsentAnswer, store.PartUser, store.PartBridge, "POST /oauth/consent")
+	s.beginStep(c, requestTrace(c), signin.StepConsentAnswer, store.PartUser, store.PartBridge, "POST /oauth/consent")
 	req := c.Request()
 	req.Body = http.MaxBytesReader(c.Response(), req.Body, maxFormBody)
 	if err := req.ParseForm(); err != nil {

@@ -127,7 +127,9 @@ func (e *Error) reason() string {
 
 // storeFailure is the answer when the store did not do what was asked (kind says what): the
 // bridge cannot serve, and says so, whatever the endpoint. A write the replicas did not
-// acknowledge is store_not_replicated; anything else, the outcome unknown, store_unavailable.
+// acknowledge is store_not_replicated; a write refused for memory, store_full (an administrator
+// raises maxmemory, rather than looks for a Redis that does not answer); anything else, the
+// outcome unknown, store_unavailable.
 func storeFailure(kind string, err error) *Error {
 	e := &Error{Failure: signin.StoreUnavailable, RetryAfter: retryAfterStore, Cause: err,
 		Description: "The bridge's store is not answering; wait a moment and sign in again. Administrators: check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log.",
@@ -137,6 +139,12 @@ func storeFailure(kind string, err error) *Error {
 		e.Description = "The bridge's store lost what it had recorded earlier in this request (Redis failed over or restarted), so the bridge does not report it done; wait a moment and sign in again. Administrators: see deploy/REDIS.md on SSOBRIDGE_REDIS_WAIT_REPLICAS and persistence."
 		e.TraceDetail = "(" + kind + ": " + err.Error() + ")"
 	}
+	if errors.Is(err, store.ErrFull) {
+		e.Failure = signin.StoreFull
+		e.RetryAfter = retryAfterFull
+		e.Description = "The bridge's store is full (store_full): it refuses to record anything more, so this request cannot go on; try again later. Administrators: Redis reached its maxmemory; raise maxmemory or free memory (see deploy/REDIS.md on sizing)."
+		e.TraceDetail = "(" + kind + ": " + err.Error() + ")"
+	}
 	if errors.Is(err, store.ErrNotReplicated) {
 		e.Failure = signin.StoreNotReplicated
 		e.Description = "The bridge's store did not confirm the write on its replicas in time, so the bridge does not report it done; wait a moment and sign in again. Administrators: check the Redis replicas (SSOBRIDGE_REDIS_WAIT_REPLICAS) and the bridge's log."
@@ -144,6 +152,10 @@ func storeFailure(kind string, err error) *Error {
 	}
 	return e
 }
+
+// storeFailures are the failures of the store itself, which ssobridge_store_errors_total counts
+// by name, whatever the endpoint.
+var storeFailures = []*signin.Failure{signin.StoreUnavailable, signin.StoreFull, signin.StoreNotReplicated, signin.StoreLostWrite}
 
 // storeCause says why a store call failed: the request's deadline, or the store's own failure.
 func storeCause(err error) string {
@@ -189,6 +201,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	s.render(c, e)
 	s.stepFailed(c, c.Response().Status, e)
 	s.countFailure(c, e.Failure)
+	if slices.Contains(storeFailures, e.Failure) {
+		s.metrics.storeErrors.WithLabelValues(e.Failure.Name()).Inc()
+	}
 }
 
 // HeaderFailure names, on every error answer, the failure of the catalogue (package signin) the

@@ -38,6 +38,8 @@ const (
 const (
 	retryAfterShed  = 1
 	retryAfterStore = 5
+	// retryAfterFull: a full store has room again only once an administrator makes it.
+	retryAfterFull = 60
 )
 
 // withDeadline gives every request a deadline (Config.RequestTimeout), under which every call
@@ -82,7 +84,7 @@ func (s *Server) shed(next echo.HandlerFunc) echo.HandlerFunc {
 		default:
 		}
 		s.metrics.shed.WithLabelValues(endpointLabel(c)).Inc()
-		s.beginStep(c, newTrace(), signin.StepRequest, store.PartClient, store.PartBridge, c.Request().Method+" "+c.Request().URL.Path)
+		s.beginStep(c, requestTrace(c), signin.StepRequest, store.PartClient, store.PartBridge, c.Request().Method+" "+c.Request().URL.Path)
 		return &Error{Failure: signin.Overloaded, RetryAfter: retryAfterShed,
 			Description: "The bridge is answering as many requests as it may at once; try again in a second. Administrators: see ssobridge_requests_shed_total, and SSOBRIDGE_MAX_IN_FLIGHT.",
 			TraceDetail: "(" + strconv.Itoa(cap(s.inFlight)) + " requests were already in flight)"}
@@ -168,7 +170,7 @@ func (s *Server) limitSignIn(step signin.Step) echo.MiddlewareFunc {
 				return next(c)
 			}
 			s.metrics.rateLimited.WithLabelValues(c.Path(), "sign_in").Inc()
-			from, label, id, found := store.PartClient, c.Request().Method+" "+c.Request().URL.Path, newTrace(), false
+			from, label, id, found := store.PartClient, c.Request().Method+" "+c.Request().URL.Path, requestTrace(c), false
 			if step == signin.StepCallback {
 				from, label = store.PartGitLab, callbackLabel
 				// A return from the provider with the bridge's own state (its tag checks out)
@@ -222,7 +224,7 @@ func (s *Server) clientAuthLimited(c echo.Context, app *store.Application) *Erro
 	s.metrics.rateLimited.WithLabelValues(endpointLabel(c), "client_auth_failures").Inc()
 	// The request had no trace yet (a token request finds its sign-in's through its code): the
 	// refusal gets one of its own, in the share no application vouches for.
-	s.beginStep(c, newTrace(), signin.StepToken, store.PartClient, store.PartBridge, c.Request().Method+" "+c.Request().URL.Path)
+	s.beginStep(c, requestTrace(c), signin.StepToken, store.PartClient, store.PartBridge, c.Request().Method+" "+c.Request().URL.Path)
 	client := "an unknown client_id"
 	if app != nil {
 		client = app.Name + " (" + app.ID + ")"

@@ -34,7 +34,7 @@ type Metrics struct {
 	loginsStarted   *prometheus.CounterVec
 	loginsCompleted *prometheus.CounterVec
 	loginsFailed    *prometheus.CounterVec
-	storeErrors     prometheus.Counter
+	storeErrors     *prometheus.CounterVec
 	shed            *prometheus.CounterVec
 	rateLimited     *prometheus.CounterVec
 	pendingRefused  *prometheus.CounterVec
@@ -58,8 +58,12 @@ func NewMetrics() *Metrics {
 		Help: "Sign-ins whose code the client redeemed, by client."}, []string{"client_id"})
 	m.loginsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_logins_failed_total",
 		Help: "Sign-ins that failed, by endpoint and reason."}, []string{"endpoint", "reason"})
-	m.storeErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_store_errors_total",
-		Help: "Requests that failed because the store (Redis) did not answer."})
+	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_store_errors_total",
+		Help: "Requests that failed because of the store (Redis), by failure: store_full (Redis at maxmemory refuses writes), store_unavailable (it did not answer), store_not_replicated, store_lost_write."},
+		[]string{"failure"})
+	for _, f := range storeFailures {
+		m.storeErrors.WithLabelValues(f.Name()) // every series exists from the start, so that an alert on its rate sees the first one
+	}
 	m.shed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_requests_shed_total",
 		Help: "Requests answered 503 at once because SSOBRIDGE_MAX_IN_FLIGHT requests were already in flight, by endpoint."}, []string{"endpoint"})
 	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ssobridge_rate_limited_total",
@@ -203,7 +207,16 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			id = s.requestIDs.next()
 		}
 		c.Response().Header().Set(echo.HeaderXRequestID, id)
-		l := &requestLog{base: s.log, attrs: []any{"request_id", id}}
+		// Every answer names a trace, whatever answers it (a handler, a middleware that refuses,
+		// the router's 404 and 405, a recovered panic): the request's own, which a request that
+		// starts a trace takes and a request of a sign-in replaces with the sign-in's. A request
+		// that belongs to no trace (a probe, a client authentication refused before its sign-in is
+		// known) finds its id on its log lines.
+		traceID := newTrace()
+		c.Set(requestTraceKey, traceID)
+		c.Set(loggedTraceKey, traceID)
+		c.Response().Header().Set(HeaderTraceID, traceID)
+		l := &requestLog{base: s.log, attrs: []any{"request_id", id, "trace_id", traceID}}
 		ctx := context.WithValue(context.WithValue(req.Context(), loggerKey{}, l), requestIDKey{}, id)
 		c.SetRequest(req.WithContext(ctx))
 		if err := next(c); err != nil {
@@ -364,5 +377,34 @@ func (s *Server) AdminHandler(token string) http.Handler {
 	mux.Handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.echo.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorsKey{}, true)))
 	}))
-	return mux
+	return s.traceAnswers(mux)
 }
+
+// traceAnswers gives every answer of h an X-Trace-Id, as the bridge's own handler gives its own
+// (which replaces it for what h hands on to it: the probes), and logs h's refusals under it, so
+// that the id an operator is shown leads to a log line.
+func (s *Server) traceAnswers(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := newTrace()
+		w.Header().Set(HeaderTraceID, id)
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		if rec.status >= http.StatusBadRequest && rec.Header().Get(HeaderTraceID) == id {
+			s.log.Info("request refused", "trace_id", id, "method", r.Method, "path", r.URL.Path, "status", rec.status)
+		}
+	})
+}
+
+// statusRecorder keeps the status an http.Handler answered.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the writer's flushing and deadlines.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

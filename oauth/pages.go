@@ -22,7 +22,7 @@ code{background:#f2f2f2;padding:0 .25rem;border-radius:3px;word-break:break-all}
 <h1>{{.Title}}</h1>
 <p>{{.Message}}</p>
 {{if .Fix}}<div class="fix"><strong>What to do:</strong> {{.Fix}}</div>{{end}}
-{{if .TraceID}}<p class="status" id="trace">Trace <code>{{.TraceID}}</code>: give it to your administrator, who can replay this sign-in step by step.</p>{{end}}
+{{if .TraceID}}{{if .TraceLost}}<p class="status" id="trace">This sign-in's trace may not be kept ({{.TraceLost}}): the bridge's log has its steps under trace id <code>{{.TraceID}}</code>; give it to your administrator.</p>{{else}}<p class="status" id="trace">Trace <code>{{.TraceID}}</code>: give it to your administrator, who can replay this sign-in step by step.</p>{{end}}{{end}}
 </body></html>
 `))
 
@@ -33,6 +33,8 @@ type pageData struct {
 	Message    string
 	Fix        string
 	TraceID    string
+	// TraceLost, when set, says why the trace may not be kept (see traceLost).
+	TraceLost string
 }
 
 // renderPage shows e to the person in the browser: a page that says what went wrong and what to
@@ -46,7 +48,7 @@ func (s *Server) renderPage(c echo.Context, e *Error) {
 	var buf bytes.Buffer
 	err := pageTemplate.Execute(&buf, pageData{
 		Status: status, StatusText: http.StatusText(status),
-		Title: title, Message: e.Description, Fix: cmp.Or(e.PageFix, e.Fix), TraceID: currentTrace(c),
+		Title: title, Message: e.Description, Fix: cmp.Or(e.PageFix, e.Fix), TraceID: currentTrace(c), TraceLost: s.traceLost(e),
 	})
 	if err != nil {
 		s.logger(c.Request().Context()).Error("rendering error page", "cause", err.Error())

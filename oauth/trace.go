@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -48,8 +49,24 @@ type traceRef struct {
 
 const traceKey = "ssobridge.trace"
 
-// newTrace is the id of a new sign-in's trace.
+// newTrace is the id of a new trace.
 func newTrace() string { return store.NewID(8) }
+
+const (
+	requestTraceKey = "ssobridge.request_trace"
+	loggedTraceKey  = "ssobridge.logged_trace"
+)
+
+// requestTrace is the id the request's answer names from its start (see observe): the trace a
+// request that starts one records in, so that its header and log lines name one trace throughout.
+func requestTrace(c echo.Context) string {
+	if id, ok := c.Get(requestTraceKey).(string); ok {
+		return id
+	}
+	id := newTrace()
+	c.Set(requestTraceKey, id)
+	return id
+}
 
 // beginStep says which arrow of the diagram this request is, in trace id. An empty id means the
 // trace is not known yet (a token request, until its code leads to one): such a step is
@@ -70,9 +87,9 @@ func (s *Server) beginStep(c echo.Context, id string, step signin.Step, from, to
 // logTrace puts the trace id on the request's log lines from now on.
 func logTrace(c echo.Context, id string) {
 	if l, ok := c.Request().Context().Value(loggerKey{}).(*requestLog); ok {
-		if c.Get("ssobridge.logged_trace") != id {
+		if c.Get(loggedTraceKey) != id {
 			l.with("trace_id", id)
-			c.Set("ssobridge.logged_trace", id)
+			c.Set(loggedTraceKey, id)
 		}
 	}
 }
@@ -123,8 +140,9 @@ func (s *Server) stepFailed(c echo.Context, status int, e *Error) {
 		// The bridge failed before it learnt which sign-in the request belongs to (the store did
 		// not answer the lookup that would have told): the failure is the bridge's, and gets a
 		// trace of its own, so that the administrator sees it and the client gets its id.
-		ref.id = newTrace()
+		ref.id = requestTrace(c)
 		c.Response().Header().Set(HeaderTraceID, ref.id)
+		logTrace(c, ref.id)
 	}
 	s.record(c.Request().Context(), ref, st)
 }
@@ -232,7 +250,9 @@ func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) 
 func dropTrace(c echo.Context) {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok {
 		ref.id, ref.batch, ref.done = "", nil, true
-		c.Response().Header().Del(HeaderTraceID)
+		// The answer still names the request's own id, which only its log lines carry.
+		c.Response().Header().Set(HeaderTraceID, requestTrace(c))
+		logTrace(c, requestTrace(c))
 	}
 }
 
@@ -262,6 +282,10 @@ type traceWriter struct {
 	log       *slog.Logger
 	dropped   prometheus.Counter
 	failed    prometheus.Counter
+
+	// lastFailure is the error of the last batch the store refused, nil once a batch is written
+	// again: a page rendered meanwhile says its trace may not be kept (see traceLost).
+	lastFailure atomic.Pointer[error]
 
 	mu      sync.Mutex
 	pending []store.TraceAppend
@@ -332,10 +356,67 @@ func (w *traceWriter) Flush(ctx context.Context) {
 func (w *traceWriter) store1(ctx context.Context, batch []store.TraceAppend) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), traceWriteTimeout)
 	defer cancel()
-	if err := w.store.AddTraceSteps(ctx, batch, w.retention, w.maxTraces); err != nil {
-		w.failed.Add(float64(len(batch)))
-		w.log.Warn("recording sign-in traces failed", "steps", len(batch), "cause", err.Error())
+	err := w.store.AddTraceSteps(ctx, batch, w.retention, w.maxTraces)
+	if err == nil {
+		w.lastFailure.Store(nil)
+		return
 	}
+	w.lastFailure.Store(&err)
+	w.failed.Add(float64(len(batch)))
+	w.log.Warn("recording sign-in traces failed: their steps follow in this log, by trace_id", "steps", len(batch), "cause", err.Error())
+	w.logSteps(batch)
+}
+
+// maxLoggedSteps bounds the steps one failed batch writes to the log: a store down under a flood
+// must not turn every refused request into a burst of lines.
+const maxLoggedSteps = 1000
+
+// logSteps writes the steps of a batch the store refused to the log, each under its trace_id, so
+// that the trace id a page or an X-Trace-Id gave still leads to what happened. Steps carry no
+// secret (codes and tokens appear in them as hash prefixes only).
+func (w *traceWriter) logSteps(batch []store.TraceAppend) {
+	for i, st := range batch {
+		if i == maxLoggedSteps {
+			w.log.Warn("more sign-in trace steps were not kept than are logged", "not_logged", len(batch)-i)
+			return
+		}
+		attrs := []any{"trace_id", st.ID, "step", st.Step.Step, "label", st.Step.Label, "at", st.Step.At,
+			"status", st.Step.Status, "ok", st.Step.OK}
+		if st.Step.RequestID != "" {
+			attrs = append(attrs, "request_id", st.Step.RequestID)
+		}
+		if st.Step.Failure != "" {
+			attrs = append(attrs, "failure", st.Step.Failure, "reason", st.Step.Reason, "fix", st.Step.Fix)
+		}
+		if st.Meta.ClientID != "" {
+			attrs = append(attrs, "client_id", st.Meta.ClientID)
+		}
+		if st.Meta.Username != "" {
+			attrs = append(attrs, "username", st.Meta.Username)
+		}
+		w.log.Warn("sign-in trace step not kept", attrs...)
+	}
+}
+
+// traceLost says why a page's trace may not be kept, "" when nothing says so: the request failed
+// because the store is full or does not answer, which the trace's own write meets after the
+// answer too, or the store refused the last batch of traces. Traces are written after the answer
+// (a sign-in never waits for its trace), so the page cannot know the outcome of its own; it says
+// the trace may be lost, and the steps of a batch the store refuses are logged (logSteps).
+func (s *Server) traceLost(e *Error) string {
+	switch e.Failure {
+	case signin.StoreFull:
+		return "the store is full"
+	case signin.StoreUnavailable:
+		return "the store is not answering"
+	}
+	if err := s.traces.lastFailure.Load(); err != nil {
+		if errors.Is(*err, store.ErrFull) {
+			return "the store is full"
+		}
+		return "the store refused the last traces written"
+	}
+	return ""
 }
 
 const traceWriteTimeout = 5 * time.Second

@@ -161,7 +161,7 @@ func (s *Server) askChooser(c echo.Context, app *store.Application, pending *sto
 // choose takes the person's choice and sends them to that provider.
 func (s *Server) choose(c echo.Context) error {
 	ctx := c.Request().Context()
-	s.beginStep(c, newTrace(), signin.StepChooserAnswer, store.PartUser, store.PartBridge, "POST "+choosePath)
+	s.beginStep(c, requestTrace(c), signin.StepChooserAnswer, store.PartUser, store.PartBridge, "POST "+choosePath)
 	req := c.Request()
 	req.Body = http.MaxBytesReader(c.Response(), req.Body, maxFormBody)
 	invalid := func(desc string) error {

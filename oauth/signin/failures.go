@@ -322,6 +322,9 @@ var (
 	StoreUnavailable = define(AtBridge, "store_unavailable", TemporarilyUnavailable, http.StatusServiceUnavailable,
 		"Redis did not answer within the request's deadline, or refused: the outcome is unknown, and nothing is reported done",
 		"Check Redis (SSOBRIDGE_REDIS_URL) and the bridge's log for this request.")
+	StoreFull = define(AtBridge, "store_full", TemporarilyUnavailable, http.StatusServiceUnavailable,
+		"Redis reached its `maxmemory` and, under the noeviction policy, refuses writes (\"OOM command not allowed\"); the in-memory store at its size cap does the same: nothing is written, and every sign-in fails until there is room",
+		"Redis reached maxmemory: raise maxmemory (CONFIG SET maxmemory, and in redis.conf) or free memory (INFO memory says what takes it); see deploy/REDIS.md for sizing. Sign-ins succeed again at once, without a restart; clients are told to retry after Retry-After.")
 	StoreNotReplicated = define(AtBridge, "store_not_replicated", TemporarilyUnavailable, http.StatusServiceUnavailable,
 		"a write was made but not acknowledged by `SSOBRIDGE_REDIS_WAIT_REPLICAS` replicas in time",
 		"Check the Redis replicas' health and lag (INFO replication), and that SSOBRIDGE_REDIS_WAIT_REPLICAS is the number of replicas there are; see deploy/REDIS.md.")

@@ -67,6 +67,12 @@ var ErrLost = errors.New("the store no longer holds the take it acknowledged: it
 // caller must not report it as done, since a failover could lose it.
 var ErrNotReplicated = errors.New("the write was not acknowledged by the replicas in time")
 
+// ErrFull is returned when the store refused a write because it holds all it may: Redis at its
+// maxmemory under the noeviction policy ("OOM command not allowed"), or an in-memory store at its
+// size cap. Nothing of the refused write is kept; the store answers again once memory is freed
+// or the bound raised, so the caller says the store is full, not that it does not answer.
+var ErrFull = errors.New("the store is full")
+
 // Application is an OAuth client registered with the bridge.
 type Application struct {
 	// ID is the client_id (GitLab calls it the application's uid).

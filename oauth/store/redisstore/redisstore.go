@@ -111,6 +111,7 @@ func New(client redis.UniversalClient, prefix string) *Store {
 	}
 	s := &Store{c: client, prefix: prefix, slack: indexSlack, count: &exchangeCounter{}}
 	client.AddHook(s.count)
+	client.AddHook(fullHook{})
 	return s
 }
 
@@ -148,6 +149,74 @@ func (h *exchangeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 		return next(ctx, cmds)
 	}
 }
+
+// fullHook makes Redis's refusal of a write at its maxmemory, under the noeviction policy, a
+// store.ErrFull, whichever command, script or pipeline met it: the bridge then says the store is
+// full, which an administrator fixes differently from a store that does not answer.
+type fullHook struct{}
+
+func (fullHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (fullHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		markFull(cmd)
+		return asFull(err)
+	}
+}
+
+func (fullHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		full := false
+		for _, cmd := range cmds {
+			full = markFull(cmd) || full
+		}
+		if full && !errors.Is(err, store.ErrFull) {
+			// A transaction refused for a command Redis would not queue fails as a whole
+			// (EXECABORT), whose error does not say why.
+			return fullError{err}
+		}
+		return err
+	}
+}
+
+// markFull turns cmd's error into a store.ErrFull when it is Redis's refusal for memory, and
+// reports whether it is.
+func markFull(cmd redis.Cmder) bool {
+	err := cmd.Err()
+	if err == nil {
+		return false
+	}
+	if full := asFull(err); full != err {
+		cmd.SetErr(full)
+	}
+	return errors.Is(cmd.Err(), store.ErrFull)
+}
+
+// asFull is err as a store.ErrFull when it is Redis's refusal for memory ("OOM command not
+// allowed when used memory > 'maxmemory'", alone or within a script's error), else err.
+func asFull(err error) error {
+	if err == nil || errors.Is(err, store.ErrFull) {
+		return err
+	}
+	if _, ok := errors.AsType[redis.Error](err); ok && strings.Contains(err.Error(), "OOM command not allowed") {
+		return fullError{err}
+	}
+	return err
+}
+
+// fullError is Redis's refusal for memory, which is a store.ErrFull and keeps Redis's words.
+type fullError struct{ err error }
+
+func (e fullError) Error() string {
+	if e.err == nil {
+		return store.ErrFull.Error()
+	}
+	return store.ErrFull.Error() + " (Redis reached its maxmemory): " + e.err.Error()
+}
+
+func (e fullError) Unwrap() []error { return []error{store.ErrFull, e.err} }
 
 // connectionSetup reports the commands go-redis sends on a new connection (which pass through
 // the hooks too), and which the store never sends itself.

@@ -734,3 +734,52 @@ func TestPingSaysWhenThePrimaryHasFewerReplicasThanTheWritesWaitFor(t *testing.T
 		t.Errorf("Ping of a primary with its replica online: %v", err)
 	}
 }
+
+// A Redis at its maxmemory under noeviction refuses writes ("OOM command not allowed"): every
+// kind of exchange the store makes (a command, a pipeline, a script, a transaction) says
+// store.ErrFull, keeping Redis's words; once memory is freed, the same writes succeed.
+func TestWritesToAFullRedisAreErrFull(t *testing.T) {
+	r := storetest.StartRedis(t)
+	s := New(newClient(t, r.URL()), "")
+	ctx := t.Context()
+	now := time.Now()
+	writes := []struct {
+		name string
+		do   func(i int) error
+	}{
+		{"a command (a consent)", func(i int) error { return s.PutConsent(ctx, "app", int64(i+1), []string{"read_user"}) }},
+		{"a pipeline (an application)", func(i int) error {
+			return s.CreateApp(ctx, &store.Application{ID: "app" + strconv.Itoa(i), Name: "App", RedirectURIs: []string{"https://mm.example.com/cb"}, CreatedAt: now, UpdatedAt: now})
+		}},
+		{"a script (a lock)", func(i int) error {
+			unlock, err := s.Lock(ctx, "lock"+strconv.Itoa(i), time.Minute)
+			if err == nil {
+				unlock()
+			}
+			return err
+		}},
+		{"a script and a pipeline (a sign-in parked)", func(i int) error {
+			_, err := s.PutAuthorization(ctx, "authz"+strconv.Itoa(i), &store.Authorization{ClientID: "app", CreatedAt: now}, time.Minute, store.PendingCaps{})
+			return err
+		}},
+		{"a sign-in's trace", func(i int) error {
+			return s.AddTraceSteps(ctx, []store.TraceAppend{{ID: "trace" + strconv.Itoa(i), Step: store.TraceStep{Step: "authorize", At: now}}}, time.Hour, 100)
+		}},
+		{"a session", func(i int) error {
+			return s.PutSession(ctx, &store.Session{ID: store.NewID(store.SessionIDBytes), ClientID: "app", CreatedAt: now}, time.Hour)
+		}},
+	}
+	r.Fill()
+	for i, w := range writes {
+		err := w.do(i)
+		if !errors.Is(err, store.ErrFull) || !strings.Contains(err.Error(), "OOM command not allowed") {
+			t.Errorf("%s on a full Redis: %v; want store.ErrFull with Redis's words", w.name, err)
+		}
+	}
+	r.Unfill()
+	for i, w := range writes {
+		if err := w.do(i); err != nil {
+			t.Errorf("%s once Redis has room again: %v", w.name, err)
+		}
+	}
+}

@@ -113,12 +113,15 @@ var takeOnce = redis.NewScript(luaMarks + `
 local fam = KEYS[1]
 local rec = redis.call('HGET', fam, ARGV[1])
 if rec then
+	-- The mark is written before anything is deleted: Redis at its maxmemory refuses a script's
+	-- first write that may grow memory, and lets every later one through, so a full Redis
+	-- refuses the take whole (the value stays) rather than after the delete.
+	redis.call('HSET', fam, ARGV[2], header({kind = ARGV[5], state = 'taken', attempt = ARGV[3], at = tonumber(ARGV[4])}) .. '\n' .. rec)
 	redis.call('HDEL', fam, ARGV[1])
 	if ARGV[5] == 'refresh' then
 		local ok, p = pcall(cjson.decode, rec)
 		if ok and type(p) == 'table' and type(p.access_key) == 'string' then redis.call('HDEL', fam, 'a:' .. p.access_key) end
 	end
-	redis.call('HSET', fam, ARGV[2], header({kind = ARGV[5], state = 'taken', attempt = ARGV[3], at = tonumber(ARGV[4])}) .. '\n' .. rec)
 	local got = redis.call('HMGET', fam, 's', 't')
 	return {1, rec, got[1], got[2]}
 end

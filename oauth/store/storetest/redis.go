@@ -156,6 +156,68 @@ func (r *Redis) Restart() {
 // Command sends the server one command, outside any client under test, and returns its reply.
 func (r *Redis) Command(args ...string) (string, error) { return command(r.Addr(), args...) }
 
+// Fill makes the server full as a production Redis becomes full: maxmemory a little above what
+// it holds, the noeviction policy, then writes of its own until the server refuses one for
+// memory ("OOM command not allowed"). Every write after that is refused the same way, until
+// Unfill.
+func (r *Redis) Fill() {
+	r.t.Helper()
+	used, err := r.usedMemory()
+	if err != nil {
+		r.t.Fatalf("filling Redis: %v", err)
+	}
+	for _, set := range [][]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", strconv.FormatInt(used+512<<10, 10)}} {
+		if _, err := r.Command("CONFIG", "SET", set[0], set[1]); err != nil {
+			r.t.Fatalf("filling Redis: CONFIG SET %s: %v", set[0], err)
+		}
+	}
+	// Ever smaller writes until even a small one is refused; then the bound goes a little below
+	// what the server holds, so that memory a closed connection frees makes no room.
+	size := 32 << 10
+	for i := 0; i < 10000; i++ {
+		_, err := r.Command("SET", "storetest:filler:"+strconv.Itoa(i), strings.Repeat("x", size))
+		switch {
+		case err == nil:
+			continue
+		case !strings.Contains(err.Error(), "OOM command not allowed"):
+			r.t.Fatalf("filling Redis: %v", err)
+		case size > 16:
+			size /= 4
+			continue
+		}
+		used, err := r.usedMemory()
+		if err == nil {
+			_, err = r.Command("CONFIG", "SET", "maxmemory", strconv.FormatInt(used-64<<10, 10))
+		}
+		if err != nil {
+			r.t.Fatalf("filling Redis: %v", err)
+		}
+		return
+	}
+	r.t.Fatal("filling Redis: it never refused a write for memory")
+}
+
+// Unfill lifts the bound Fill set: the server takes writes again.
+func (r *Redis) Unfill() {
+	r.t.Helper()
+	if _, err := r.Command("CONFIG", "SET", "maxmemory", "0"); err != nil {
+		r.t.Fatalf("unfilling Redis: %v", err)
+	}
+}
+
+func (r *Redis) usedMemory() (int64, error) {
+	info, err := r.Command("INFO", "memory")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, errors.New("INFO memory has no used_memory")
+}
+
 // redisServer returns the path of redis-server, skipping the test without one, except under CI
 // (the CI environment variable set to anything but "false"), where it fails it.
 func redisServer(t testing.TB) string {
