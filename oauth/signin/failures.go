@@ -23,7 +23,7 @@ var (
 		"The client sends no redirect_uri: it must send the one it registered (Mattermost always does; check that nothing rewrites its requests).")
 	RedirectURINotRegistered = define(AtAuthorize, "redirect_uri_not_registered", InvalidGrant, http.StatusBadRequest,
 		"the page says whether the scheme, host, port, path or query differs from the closest registered one; the trace alone says what is registered",
-		"Register the client's redirect URI exactly as it sends it (`ssobridge apps update`), or correct the client's configuration.")
+		"Register the client's redirect URI exactly as it sends it, keeping the others (`ssobridge apps update ID --add-redirect-uri URI`; for Mattermost, `--add-mattermost-url SITE_URL`), or correct the client's configuration.")
 	ResponseTypeMissing = define(AtAuthorize, "response_type_missing", InvalidRequest, http.StatusFound, "",
 		"The client must send response_type=code.")
 	ResponseTypeUnsupported = define(AtAuthorize, "response_type_unsupported", UnsupportedResponseType, http.StatusFound, "",
