@@ -41,6 +41,9 @@ func TestEveryCommandAndSubcommandAnswersHelpOnStandardOutput(t *testing.T) {
 		if !strings.Contains(out, "Usage: ssobridge "+name) {
 			t.Errorf("ssobridge %s --help printed no Usage line naming it:\n%s", name, out)
 		}
+		if strings.Contains(out, "environment variable shown") && !strings.Contains(out, ", SSOBRIDGE_") {
+			t.Errorf("ssobridge %s --help promises environment variables and shows none:\n%s", name, out)
+		}
 		if code, short, _ := runCmd(t, append(slices.Clone(path), "-h")...); code != 0 || short != out {
 			t.Errorf("ssobridge %s -h: exit %d, and its help differs from --help's", name, code)
 		}
