@@ -326,7 +326,7 @@ func onUpdateReplaces(create bool) string {
 func (f *appFlags) checkGiven() error {
 	for _, name := range []string{"name", "redirect-uri", "mattermost-url", "scopes", "add-redirect-uri", "remove-redirect-uri", "add-mattermost-url", "remove-mattermost-url"} {
 		if f.given[name] && f.values(name) == 0 {
-			return fmt.Errorf("--%s is empty; leave it out to keep what the application has", name)
+			return fmt.Errorf("--%s is given empty: give it a value, or leave it out", name)
 		}
 	}
 	if (f.given["redirect-uri"] || f.given["mattermost-url"]) && f.edits.given() {

@@ -212,7 +212,7 @@ func TestAppsUpdateRefusesToRemoveTheLastRedirectURIOrOneNotRegistered(t *testin
 		{[]string{"--remove-mattermost-url", "https://chat.example.com"}, "cannot remove Mattermost's at https://chat.example.com"},
 		{[]string{"--add-mattermost-url", "https://chat.example.com/login/gitlab/complete?x=1"}, "must not have a query"},
 		{[]string{"--redirect-uri", "https://a.example.com/cb", "--add-redirect-uri", "https://b.example.com/cb"}, "give one kind or the other"},
-		{[]string{"--add-redirect-uri", ""}, "--add-redirect-uri is empty"},
+		{[]string{"--add-redirect-uri", ""}, "--add-redirect-uri is given empty"},
 	} {
 		if got, msg := redirectURIs(t, file, id, c.args...); got != nil || !strings.Contains(msg, c.says) {
 			t.Errorf("apps update %v: %v %q; want refused, saying %q", c.args, got, msg, c.says)
