@@ -299,7 +299,7 @@ func TestBrowserSignsInThroughTheDevBridge(t *testing.T) {
 	// The relying party's port counts for the confidential client it signs in as: dev registers
 	// its callback.
 	rp := newRelyingParty(t)
-	info, stop := startDev(t, "SSOBRIDGE_DEV_GITLAB_SIGN_IN=form", "--dev-redirect-uri="+rp.URL+"/callback")
+	info, stop := startDev(t, "SSOBRIDGE_DEV_GITLAB_SIGN_IN=form", "--redirect-uri="+rp.URL+"/callback")
 	defer stop()
 	ada := info.Users[0]
 	if ada.SignedIn || ada.Password == "" {
@@ -433,7 +433,7 @@ func TestBrowserSignsInThroughTheDevBridge(t *testing.T) {
 // allowed to follow (Content-Security-Policy form-action holds redirects too).
 func TestBrowserChoosesAProvider(t *testing.T) {
 	execPath := browserPath(t)
-	info, stop := startDev(t, "SSOBRIDGE_UPSTREAM=gitlab,oidc")
+	info, stop := startDev(t, "SSOBRIDGE_DEV_UPSTREAM=gitlab,oidc")
 	defer stop()
 	b := startBrowser(t, execPath)
 	for _, tt := range []struct{ provider, authData string }{{"oidc", "1000000000"}, {"gitlab", "42"}} {

@@ -105,7 +105,7 @@ type devInfo struct {
 func startDev(t *testing.T, settings ...string) (devInfo, func() error) {
 	t.Helper()
 	bin := buildBinary(t)
-	args := []string{"dev", "--json", "--dev-listen", "127.0.0.1:0"}
+	args := []string{"dev", "--json", "--listen", "127.0.0.1:0"}
 	env := os.Environ()
 	for _, s := range settings {
 		if strings.HasPrefix(s, "--") {
@@ -196,7 +196,7 @@ func TestDevCommandPrintsASetUpThatMattermostSignsInWith(t *testing.T) {
 }
 
 func TestDevWithTheUpstreamOIDCSignsInThroughAnOpenIDProviderWithAnAllocatedID(t *testing.T) {
-	info, stop := startDev(t, "SSOBRIDGE_UPSTREAM=oidc")
+	info, stop := startDev(t, "SSOBRIDGE_DEV_UPSTREAM=oidc")
 	settings, err := mattermost.ParseConfigJSON(info.Mattermost.ConfigJSON)
 	if err != nil {
 		t.Fatal(err)

@@ -306,8 +306,8 @@ func truncate(s string, n int) string {
 func redirectFix(app *store.Application) string {
 	for _, u := range app.RedirectURIs {
 		if strings.HasSuffix(u, "/gitlab/complete") {
-			return "Administrators: the redirect URI is Mattermost's Site URL followed by /signup/gitlab/complete. Check Mattermost's Site URL (scheme, host and port), or add the URI with `ssobridge apps update " + app.ID + " --mattermost-url SITE_URL`."
+			return "Administrators: the redirect URI is Mattermost's Site URL followed by /signup/gitlab/complete. Check Mattermost's Site URL (scheme, host and port), or add that site's URIs, keeping the others, with `ssobridge apps update " + app.ID + " --add-mattermost-url SITE_URL`."
 		}
 	}
-	return "Administrators: register the client's redirect URI exactly as it sends it, with `ssobridge apps update " + app.ID + " --redirect-uri URI` (list every URI the application uses), or correct the client's configuration."
+	return "Administrators: register the client's redirect URI exactly as it sends it, keeping the others, with `ssobridge apps update " + app.ID + " --add-redirect-uri URI`, or correct the client's configuration."
 }

@@ -223,7 +223,7 @@ func TestANearMissRedirectURIsPageNamesThePartsThatDifferAndNotTheRegisteredValu
 			t.Errorf("trace reason %q lacks %q", reason, want)
 		}
 	}
-	if !strings.Contains(fix, "ssobridge apps update "+app.ID+" --redirect-uri") {
+	if !strings.Contains(fix, "ssobridge apps update "+app.ID+" --add-redirect-uri URI") {
 		t.Errorf("trace fix %q", fix)
 	}
 }

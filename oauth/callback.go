@@ -65,7 +65,7 @@ func (s *Server) callback(c echo.Context) error {
 		return superseded()
 	}
 	if taken, ok := errors.AsType[*store.TakenError](err); ok {
-		return s.replayedState(taken)
+		return s.replayedState(c, key, state, taken)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return s.lostState(c, state)
@@ -230,7 +230,7 @@ func (s *Server) callback(c echo.Context) error {
 		if err := s.store.PutSession(ctx, session, s.cfg.AuthorizationTTL); err != nil {
 			return storeFailure("save session", err)
 		}
-		return s.askConsent(c, app, pending, session)
+		return s.askConsent(c, app, pending, session, state)
 	}
 	return s.issueCode(c, app, pending, session)
 }
@@ -271,12 +271,26 @@ func (s *Server) fromSameBrowser(c echo.Context, want string) bool {
 	return subtle.ConstantTimeCompare([]byte(store.TokenKey(ck.Value)), []byte(want)) == 1
 }
 
-// replayedState explains a return from GitLab whose parked request another request took: this
-// very return made a first time (a reload, the back button, a link sent again). The sign-in's
-// own trace keeps its outcome, and this one, a trace of its own, records the replay and names it.
-func (s *Server) replayedState(taken *store.TakenError) error {
-	return &Error{Failure: signin.StateReplayed, Title: "Sign-in already used", Description: fmt.Sprintf("This return from GitLab was already used at %s by the sign-in %s (see its trace): a reload (of an error page too), the back button or a link sent again made it twice.",
-		taken.At.UTC().Format("15:04:05 UTC"), taken.TraceID), Fix: "Go back to Mattermost. If the first use did not sign you in (its trace says why), sign in again: that is safe."}
+// replayedState explains a return from the provider whose parked request (under key) another
+// request took: this very return made a first time (a reload, the back button, a link sent
+// again). When that return led to a consent page, the consent page is what was reloaded, and
+// consentAgain answers. Otherwise the sign-in's own trace keeps its outcome, and this one, a trace
+// of its own, records the replay and names it. The page names the application and the provider
+// the first return was for.
+func (s *Server) replayedState(c echo.Context, key, state string, taken *store.TakenError) error {
+	ctx := c.Request().Context()
+	client, provider := "the application", "the provider"
+	if first, _, err := s.store.PeekAuthorization(ctx, key); err == nil {
+		client = s.clientName(ctx, first.ClientID)
+		if p, ok := s.upstreamNamed(first.Upstream); ok {
+			provider = p.Describe().DisplayName
+		}
+		if ok, err := s.consentAgain(c, state, client); ok {
+			return err
+		}
+	}
+	return &Error{Failure: signin.StateReplayed, Title: "Sign-in already used", Description: fmt.Sprintf("This return from %s was already used at %s by the sign-in %s (see its trace): a reload (of an error page too), the back button or a link sent again made it twice.",
+		provider, taken.At.UTC().Format("15:04:05 UTC"), taken.TraceID), Fix: "Go back to " + client + ". If the first use did not sign you in (its trace says why), sign in again: that is safe."}
 }
 
 // lostState explains a return from GitLab whose parked request the store does not hold. The

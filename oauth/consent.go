@@ -2,12 +2,14 @@ package oauth
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -49,19 +51,35 @@ func (s *Server) needsConsent(c echo.Context, app *store.Application, pending *s
 	return false, nil
 }
 
+// consentKeyContext keeps a consent key from serving as any other tag of the same key.
+const consentKeyContext = "consent key:"
+
+// consentKey is the key under which the sign-in whose return from the provider came with state
+// waits at its consent page. It is derived from the state with the bridge's key, so that a reload
+// of the page (whose address is that return's) finds the sign-in again, and it is unknown to
+// whoever has only the state, which travels in addresses and logs.
+func (s *Server) consentKey(state string) string {
+	return s.cfg.Sealer.Tag(consentKeyContext + state)
+}
+
 // askConsent parks the request and shows the consent page.
-func (s *Server) askConsent(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session) error {
+func (s *Server) askConsent(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session, state string) error {
 	// The form carries the key of the parked request; the answer must also come with the
 	// browser's cookie (see BrowserCookie), which a page on another site can make the browser
 	// post without (SameSite=Lax) and cannot know. One cookie serves every sign-in of a browser,
 	// so that consent pages open in two tabs can both be answered.
-	key := randomToken()
+	key := s.consentKey(state)
 	pending.SessionID = sess.ID
 	// Not counted against the caps on sign-ins in progress: this one was counted when it left
 	// for the provider, and the person has signed in there since.
 	if _, err := s.store.PutAuthorization(c.Request().Context(), store.TokenKey(key), pending, s.cfg.AuthorizationTTL, store.PendingCaps{}); err != nil {
 		return storeFailure("save authorization", err)
 	}
+	return s.showConsent(c, app, pending, sess, key, "consent page: allow "+app.Name+"?")
+}
+
+// showConsent shows the consent page of the request parked under key.
+func (s *Server) showConsent(c echo.Context, app *store.Application, pending *store.Authorization, sess *store.Session, key, label string) error {
 	var scopes []string
 	for _, sc := range ParseScope(sess.Scope) {
 		scopes = append(scopes, knownScopes[sc])
@@ -75,7 +93,7 @@ func (s *Server) askConsent(c echo.Context, app *store.Application, pending *sto
 		Action: consentPath, Key: key, Redirect: originOf(pending.RedirectURI)}); err != nil {
 		return err
 	}
-	s.beginStep(c, currentTrace(c), signin.StepConsent, store.PartBridge, store.PartUser, "consent page: allow "+app.Name+"?")
+	s.beginStep(c, currentTrace(c), signin.StepConsent, store.PartBridge, store.PartUser, label)
 	s.stepOK(c, http.StatusOK, map[string]string{"scope": sess.Scope})
 	h := c.Response().Header()
 	noStore(h)
@@ -121,11 +139,15 @@ func (s *Server) consent(c echo.Context) error {
 	pending, err := s.store.TakeAuthorization(ctx, store.TokenKey(key), store.NewAttempt())
 	if taken, ok := errors.AsType[*store.TakenError](err); ok {
 		s.useTrace(c, taken.TraceID)
+		client := "the application"
+		if first, _, err := s.store.PeekAuthorization(ctx, store.TokenKey(key)); err == nil {
+			client = s.clientName(ctx, first.ClientID)
+		}
 		return &Error{
 			Failure:     signin.ConsentReplayed,
 			Title:       "Consent already answered",
-			Description: fmt.Sprintf("This consent page was answered already, at %s: the form was sent twice (a double click, a reload of this page or of an error page, the back button).", taken.At.UTC().Format("15:04:05 UTC")),
-			Fix:         "Go back to the application. If the first answer did not sign you in (its trace says why), sign in again: that is safe.",
+			Description: fmt.Sprintf("This consent page for %s was answered already, at %s: the form was sent twice (a double click, a reload of this page or of an error page, the back button).", client, taken.At.UTC().Format("15:04:05 UTC")),
+			Fix:         "Go back to " + client + ". If the first answer did not sign you in (its trace says why), sign in again: that is safe.",
 		}
 	}
 	if errors.Is(err, store.ErrNotFound) {
@@ -187,6 +209,48 @@ func (s *Server) consent(c echo.Context) error {
 	s.stepOK(c, http.StatusFound, map[string]string{"decision": decision})
 	// The session waited under the consent page's lifetime; it is saved for good with the code.
 	return s.issueCode(c, app, pending, sess)
+}
+
+// consentAgain answers a return from the provider used a second time when it had led to a consent
+// page, which is that return's address: a reload of the page while the sign-in waits there shows
+// it again, with the same form; once it was answered, the page says so. ok is false when the
+// return led to no consent page this browser was shown, and err is then nil.
+func (s *Server) consentAgain(c echo.Context, state, client string) (ok bool, err error) {
+	ctx := c.Request().Context()
+	key := s.consentKey(state)
+	pending, answeredAt, err := s.store.PeekAuthorization(ctx, store.TokenKey(key))
+	if err != nil || pending.Browser == "" || !s.fromSameBrowser(c, pending.Browser) {
+		return false, nil
+	}
+	s.useTrace(c, pending.TraceID)
+	if !answeredAt.IsZero() {
+		return true, &Error{
+			Failure:     signin.StateReplayed,
+			Title:       "Consent already answered",
+			Description: fmt.Sprintf("This page is a reload of the consent page for %s, which was answered at %s.", client, answeredAt.UTC().Format("15:04:05 UTC")),
+			Fix:         "Go back to " + client + ". If your answer did not sign you in (its trace says why), sign in again: that is safe.",
+		}
+	}
+	app, err := s.store.GetApp(ctx, pending.ClientID)
+	if err != nil {
+		return true, s.appGone(err)
+	}
+	sess, err := s.store.GetSession(ctx, pending.SessionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return true, storeFailure("get session", err)
+	}
+	return true, s.showConsent(c, app, pending, sess, key, "consent page shown again (a reload): allow "+app.Name+"?")
+}
+
+// clientName is the name of the application clientID, as pages name it to people.
+func (s *Server) clientName(ctx context.Context, clientID string) string {
+	if app, err := s.store.GetApp(ctx, clientID); err == nil && strings.TrimSpace(app.Name) != "" {
+		return app.Name
+	}
+	return "the application"
 }
 
 // issueCode gives the client its code for a completed sign-in, saving the session with it.

@@ -1,6 +1,7 @@
 package oauth_test
 
 import (
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -36,16 +37,20 @@ func (f *fixture) consentPage(q url.Values) (body string, cookie *http.Cookie) {
 	if resp.StatusCode != http.StatusOK || !consentKey.MatchString(body) {
 		f.t.Fatalf("no consent page: %d %s", resp.StatusCode, body)
 	}
+	return body, f.browserCookie()
+}
+
+// browserCookie is the browser's cookie, which a consent answer must come with.
+func (f *fixture) browserCookie() *http.Cookie {
+	f.t.Helper()
 	bridge, _ := url.Parse(f.bridge.URL + "/oauth/consent")
 	for _, c := range f.http.Jar.Cookies(bridge) {
 		if c.Name == "ssobridge_browser" {
-			cookie = c
+			return c
 		}
 	}
-	if cookie == nil {
-		f.t.Fatal("the browser has no ssobridge_browser cookie for /oauth/consent")
-	}
-	return body, cookie
+	f.t.Fatal("the browser has no ssobridge_browser cookie for /oauth/consent")
+	return nil
 }
 
 // answer posts the consent form with exactly the cookie given (none when nil), not the
@@ -179,5 +184,73 @@ func TestConsentAnswerWithTwoDecisionsIsRefused(t *testing.T) {
 	}
 	if loc := location(t, f.answer(body, cookie, "deny")); loc.Query().Get("error") != "access_denied" {
 		t.Errorf("the page answered once properly after the refusal: %s, want access_denied", loc)
+	}
+}
+
+// A reload of the consent page (its address is the return from the provider) while the sign-in
+// waits there shows the same page again, answerable; once answered, a reload says so. Another
+// browser with the same address gets no consent page.
+func TestReloadingTheConsentPageShowsItAgainWhileTheSignInWaits(t *testing.T) {
+	f := newFixture(t)
+	q, _, _ := f.untrusted(true)
+	callback := f.toCallback(q).String()
+	first := readBody(t, f.get(callback))
+	resp := f.get(callback)
+	again := readBody(t, resp)
+	if resp.StatusCode != http.StatusOK || !consentKey.MatchString(again) || !strings.Contains(again, "Allow <strong>Wiki</strong>") {
+		t.Fatalf("the reloaded consent page: %d\n%s", resp.StatusCode, again)
+	}
+	if consentKey.FindStringSubmatch(again)[1] != consentKey.FindStringSubmatch(first)[1] {
+		t.Errorf("the reloaded page answers another request than the first")
+	}
+	other := *f.http
+	other.Jar = nil
+	elsewhere, err := other.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(t, elsewhere); elsewhere.StatusCode == http.StatusOK || consentKey.MatchString(body) {
+		t.Errorf("another browser with the page's address got the consent page: %d", elsewhere.StatusCode)
+	}
+	loc := location(t, f.answer(again, f.browserCookie(), "allow"))
+	if loc.Query().Get("code") == "" || loc.Query().Get("state") != "keep" {
+		t.Fatalf("the answer of the reloaded page ended at %s", loc)
+	}
+	resp = f.get(callback)
+	page := html.UnescapeString(readBody(t, resp))
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "Consent already answered") || !strings.Contains(page, "reload of the consent page for Wiki, which was answered at") {
+		t.Errorf("a reload after the answer: %d\n%s", resp.StatusCode, page)
+	}
+}
+
+// The pages of a sign-in through the consent page name its application, whichever it is: none
+// says Mattermost to a person signing in to another application.
+func TestConsentPagesNameTheApplicationNotMattermost(t *testing.T) {
+	f := newFixture(t)
+	q, _, _ := f.untrusted(true)
+	callback := f.toCallback(q).String()
+	body := readBody(t, f.get(callback))
+	f.answer(body, f.browserCookie(), "deny")
+	pages := map[string]*http.Response{"a reload after the answer": f.get(callback)}
+	form := url.Values{"consent": {consentKey.FindStringSubmatch(body)[1]}, "decision": {"allow"}}
+	resp, err := f.http.PostForm(f.bridge.URL+"/oauth/consent", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages["the form sent again"] = resp
+	// A trusted application's return from the provider, used twice.
+	app, _ := f.register(oauth.AppSpec{Name: "Grafana", RedirectURIs: []string{"https://grafana.example.com/cb"}, Scopes: []string{"read_user"}, Confidential: true, Trusted: true})
+	back := f.toCallback(url.Values{"response_type": {"code"}, "client_id": {app.ID}, "redirect_uri": {"https://grafana.example.com/cb"}, "state": {"g"}}).String()
+	f.get(back)
+	pages["a return from the provider used twice"] = f.get(back)
+	for what, resp := range pages {
+		page := html.UnescapeString(readBody(t, resp))
+		name := "Wiki"
+		if strings.Contains(what, "provider") {
+			name = "Grafana"
+		}
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "Go back to "+name) || strings.Contains(page, "Mattermost") {
+			t.Errorf("%s: %d, want a page that names %s and not Mattermost:\n%s", what, resp.StatusCode, name, page)
+		}
 	}
 }

@@ -148,3 +148,15 @@ func FuzzMatchRedirectURI(f *testing.F) {
 		}
 	})
 }
+
+// The advice for an unregistered redirect URI adds it: `apps update --redirect-uri` and
+// `--mattermost-url` replace every registered URI, and would drop the ones in use.
+func TestRedirectFixAddsTheURIKeepingTheOthers(t *testing.T) {
+	mm := &store.Application{ID: "mm", RedirectURIs: []string{"https://chat.example.com/signup/gitlab/complete", "https://chat.example.com/login/gitlab/complete"}}
+	wiki := &store.Application{ID: "wiki", RedirectURIs: []string{"https://wiki.example.com/cb"}}
+	for app, want := range map[*store.Application]string{mm: "ssobridge apps update mm --add-mattermost-url SITE_URL", wiki: "ssobridge apps update wiki --add-redirect-uri URI"} {
+		if fix := redirectFix(app); !strings.Contains(fix, want) || strings.Contains(fix, " --redirect-uri") || strings.Contains(fix, " --mattermost-url") {
+			t.Errorf("redirectFix(%s) = %q, want it to advise %s", app.ID, fix, want)
+		}
+	}
+}

@@ -27,7 +27,8 @@ Commands:
   create         register an application; prints its secret (once) and the Mattermost settings
   list           list applications
   show ID        show one application
-  update ID      change name, redirect URIs, scopes, trusted, confidential, or who may sign in
+  update ID      change name, redirect URIs (--add-redirect-uri, --remove-redirect-uri), scopes,
+                 trusted, confidential, or who may sign in
   rotate-secret ID
                  give an application a new secret; the old one stops working at once
   revoke-grants ID [--user GITLAB_USER_ID]
@@ -74,11 +75,12 @@ func (b *boolFlag) Set(v string) error {
 // or asked for help, it prints the group's usage and returns done (and errUsage for none); an
 // unknown command prints it too, and fails. It returns the command, its summary and its args.
 func pickCommand(group, usage string, summaries map[string]string, args []string, stdout, stderr io.Writer) (cmd, summary string, rest []string, done bool, err error) {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return "", "", nil, true, errUsage
+	}
+	if wantsHelp(args[:1]) || args[0] == "help" {
 		fmt.Fprint(stdout, usage)
-		if len(args) == 0 {
-			return "", "", nil, true, errUsage
-		}
 		return "", "", nil, true, nil
 	}
 	summary, known := summaries[args[0]]
@@ -94,12 +96,16 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 	if done {
 		return err
 	}
-	st := newSettings("apps "+cmd, summary, stderr)
+	synopsis := "apps " + cmd
+	if cmd != "create" && cmd != "list" {
+		synopsis += " ID"
+	}
+	st := newSettings(synopsis, summary, stderr)
 	redisURL := addRedisSetting(st)
 	appsFile := addAppsFileSetting(st)
 	publicURL := st.add("public-url", "", "the bridge's public URL, used in the Mattermost settings printed")
 	asJSON := st.fs.Bool("json", false, "print JSON")
-	var spec appFlags
+	spec := appFlags{given: map[string]bool{}}
 	var userID *int64
 	var providersFile *setting
 	needsID := true
@@ -116,16 +122,21 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 	case "revoke-grants":
 		userID = st.fs.Int64("user", 0, "only this person's sign-ins and consents (a GitLab user id)")
 	}
-	id := ""
-	if needsID {
-		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
-			return fmt.Errorf("ssobridge apps %s needs the application ID first: ssobridge apps %s ID [flags]", cmd, cmd)
-		}
-		id, rest = rest[0], rest[1:]
-	}
-	if err := st.parse(rest); err != nil {
+	// The ID may come before the flags or after them; --help needs none.
+	pos, err := st.parseArgs(rest)
+	if err != nil {
 		return err
 	}
+	id := ""
+	switch {
+	case needsID && len(pos) == 0:
+		return fmt.Errorf("ssobridge apps %s needs the application ID: ssobridge apps %s ID [flags] (`ssobridge apps list` shows the IDs)", cmd, cmd)
+	case needsID && len(pos) == 1:
+		id = pos[0]
+	case len(pos) > 0:
+		return fmt.Errorf("unexpected argument %q; see ssobridge apps %s --help (a flag such as --trusted takes its value as --trusted=false)", pos[len(pos)-1], cmd)
+	}
+	st.fs.Visit(func(f *flag.Flag) { spec.given[f.Name] = true })
 	if err := checkStoreChoice(redisURL, appsFile); err != nil {
 		return err
 	}
@@ -146,6 +157,9 @@ func runApps(args []string, stdout, stderr io.Writer) error {
 		if err := mattermost.CheckSiteURL(spec.mattermostURL); err != nil {
 			return fmt.Errorf("--mattermost-url: %w", err)
 		}
+	}
+	if err := spec.checkGiven(); err != nil {
+		return err
 	}
 	var providers []string
 	if providersFile != nil && providersFile.value != "" {
@@ -228,15 +242,30 @@ type appFlags struct {
 	denyExternal   boolFlag
 	// upstream and upstreamHint name a provider; "none" clears them on update.
 	upstream, upstreamHint string
+	// edits add and remove redirect URIs on update.
+	edits redirectEdits
+	// given are the flags given: update changes those alone.
+	given map[string]bool
 }
 
+// register defines the flags of create, or of update, whose help names no default: what update
+// is not given, it keeps.
 func (f *appFlags) register(fs *flag.FlagSet, create bool) {
 	fs.StringVar(&f.name, "name", "", "the application's name, shown to people at sign-in")
-	fs.Var(&f.redirectURIs, "redirect-uri", "a redirect URI; repeat the flag or separate with commas")
-	fs.StringVar(&f.mattermostURL, "mattermost-url", "", "Mattermost's Site URL: registers SITE_URL/signup/gitlab/complete and SITE_URL/login/gitlab/complete")
-	fs.Var(&f.scopes, "scopes", "scopes the application may ask for (default read_user)")
-	fs.Var(&f.trusted, "trusted", "trusted applications skip the consent page (GitLab's guide sets it for Mattermost)")
-	fs.Var(&f.confidential, "confidential", "confidential applications authenticate with a secret (default true)")
+	if create {
+		fs.Var(&f.redirectURIs, "redirect-uri", "a redirect URI; repeat the flag or separate with commas")
+		fs.StringVar(&f.mattermostURL, "mattermost-url", "", "Mattermost's Site URL: registers SITE_URL/signup/gitlab/complete and SITE_URL/login/gitlab/complete")
+		fs.Var(&f.scopes, "scopes", "scopes the application may ask for (default read_user)")
+		fs.Var(&f.trusted, "trusted", "trusted applications skip the consent page (GitLab's guide sets it for Mattermost)")
+		fs.Var(&f.confidential, "confidential", "confidential applications authenticate with a secret; --confidential=false for a public one (default true)")
+	} else {
+		fs.Var(&f.redirectURIs, "redirect-uri", "replaces every registered redirect URI with these; repeat the flag or separate with commas. To add or remove one, use --add-redirect-uri or --remove-redirect-uri")
+		fs.StringVar(&f.mattermostURL, "mattermost-url", "", "replaces every registered redirect URI with Mattermost's two for this Site URL (with --redirect-uri: and those); to keep the others, use --add-mattermost-url")
+		f.edits.register(fs)
+		fs.Var(&f.scopes, "scopes", "scopes the application may ask for; replaces the list")
+		fs.Var(&f.trusted, "trusted", "trusted applications skip the consent page; --trusted=false to ask again")
+		fs.Var(&f.confidential, "confidential", "confidential applications authenticate with a secret (made and printed when it becomes one); --confidential=false makes it public")
+	}
 	fs.Var(&f.requirePKCE, "require-pkce", "require PKCE of this application although it is confidential (public ones always must)")
 	fs.Var(&f.allowPlain, "allow-plain-pkce", "accept PKCE's plain method besides S256, for old clients")
 	fs.Var(&f.allowUsers, "allow-user", "only these usernames (GitLab's, or the OpenID provider's username claim; and members of --allow-group) may sign in; PROVIDER:USER (corp:ada) admits USER of that provider alone, and with several providers an entry without one admits gitlab's people alone; repeat or separate with commas"+onUpdateReplaces(create))
@@ -290,6 +319,42 @@ func onUpdateReplaces(create bool) string {
 		return ""
 	}
 	return "; replaces the list"
+}
+
+// checkGiven refuses a flag given empty, which would otherwise read as not given, and a
+// replacement of the redirect URIs given together with an edit of them.
+func (f *appFlags) checkGiven() error {
+	for _, name := range []string{"name", "redirect-uri", "mattermost-url", "scopes", "add-redirect-uri", "remove-redirect-uri", "add-mattermost-url", "remove-mattermost-url"} {
+		if f.given[name] && f.values(name) == 0 {
+			return fmt.Errorf("--%s is given empty: give it a value, or leave it out", name)
+		}
+	}
+	if (f.given["redirect-uri"] || f.given["mattermost-url"]) && f.edits.given() {
+		return errors.New("--redirect-uri and --mattermost-url replace every registered redirect URI, and --add-* and --remove-* change the list: give one kind or the other")
+	}
+	return f.edits.check()
+}
+
+// values is how many values the flag name holds (a string's length).
+func (f *appFlags) values(name string) int {
+	switch name {
+	case "name":
+		return len(strings.TrimSpace(f.name))
+	case "redirect-uri":
+		return len(f.redirectURIs)
+	case "mattermost-url":
+		return len(f.mattermostURL)
+	case "scopes":
+		return len(f.scopes)
+	case "add-redirect-uri":
+		return len(f.edits.add)
+	case "remove-redirect-uri":
+		return len(f.edits.remove)
+	case "add-mattermost-url":
+		return len(f.edits.addSite)
+	default:
+		return len(f.edits.removeSite)
+	}
 }
 
 func (f *appFlags) uris() []string {
@@ -449,6 +514,11 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	}
 	if uris := f.uris(); len(uris) > 0 {
 		spec.RedirectURIs = uris
+	}
+	if f.edits.given() {
+		if spec.RedirectURIs, err = f.edits.apply(app.RedirectURIs); err != nil {
+			return err
+		}
 	}
 	if len(f.scopes) > 0 {
 		spec.Scopes = f.scopes

@@ -446,17 +446,17 @@ func TestImportReadsAVersion1Backup(t *testing.T) {
 
 func TestExportAndImportHelpSayWhatIsAndIsNotInABackup(t *testing.T) {
 	clearEnv(t)
-	code, _, stderr := runCmd(t, "export", "--help")
+	code, help, _ := runCmd(t, "export", "--help")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	wantSays(t, "export --help", stderr, "--redis-url, SSOBRIDGE_REDIS_URL", "--file", "hash", "consents",
+	wantSays(t, "export --help", help, "--redis-url, SSOBRIDGE_REDIS_URL", "--file", "hash", "consents",
 		"sealed with SSOBRIDGE_ENCRYPTION_KEY", "identities", "GitLab's own ids are handed out unchanged", "sessions, codes, access and refresh tokens")
-	code, _, stderr = runCmd(t, "import", "--help")
+	code, help, _ = runCmd(t, "import", "--help")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	wantSays(t, "import --help", stderr, "--redis-url, SSOBRIDGE_REDIS_URL", "--replace-keys", "nothing is written", "again changes nothing")
+	wantSays(t, "import --help", help, "--redis-url, SSOBRIDGE_REDIS_URL", "--replace-keys", "nothing is written", "again changes nothing")
 	for _, cmd := range []string{"export", "import"} {
 		code, _, stderr := runCmd(t, cmd)
 		if code != 1 || !strings.Contains(stderr, "SSOBRIDGE_REDIS_URL (--redis-url): is required") {

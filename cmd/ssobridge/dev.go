@@ -69,23 +69,28 @@ type devUser struct {
 
 func runDev(args []string, stdout, stderr io.Writer) error {
 	st := newSettings("dev", "Runs the bridge with a built-in GitLab emulator and a stand-in for Mattermost's login page, all on loopback, and prints what is needed to sign in. Nothing to install: no GitLab, no Redis.", stderr)
-	listen := st.add("dev-listen", "127.0.0.1:8080", "the bridge's address")
-	gitlabListen := st.add("dev-gitlab-listen", "127.0.0.1:0", "the GitLab emulator's address (port 0: any free port)")
-	mmListen := st.add("dev-mattermost-listen", "127.0.0.1:0", "the Mattermost stand-in's address (port 0: any free port)")
-	adminListen := st.add("dev-admin-listen", "127.0.0.1:0", "the operators' listener (traces, metrics) (port 0: any free port)")
-	// A setting of its own, not SSOBRIDGE_REDIS_URL: an environment set up for a real bridge must
-	// not make dev register its test applications (a trusted public client among them) in the
-	// real bridge's Redis.
-	redisURL := st.add("dev-redis-url", "", "a Redis to keep dev's state in, for trying the Redis store; never a real bridge's, since dev registers test applications in it; empty: in memory")
+	listen := st.addScoped("listen", "127.0.0.1:8080", "the bridge's address")
+	gitlabListen := st.addScoped("gitlab-listen", "127.0.0.1:0", "the GitLab emulator's address (port 0: any free port)")
+	mmListen := st.addScoped("mattermost-listen", "127.0.0.1:0", "the Mattermost stand-in's address (port 0: any free port)")
+	adminListen := st.addScoped("admin-listen", "127.0.0.1:0", "the operators' listener (traces, metrics) (port 0: any free port)")
+	// Read from a variable of its own, SSOBRIDGE_DEV_REDIS_URL, not SSOBRIDGE_REDIS_URL: an
+	// environment set up for a real bridge must not make dev register its test applications (a
+	// trusted public client among them) in the real bridge's Redis.
+	redisURL := st.addScoped("redis-url", "", "a Redis to keep dev's state in, for trying the Redis store; never a real bridge's, since dev registers test applications in it; empty: in memory")
 	keys := addKeySettings(st)
-	upstreamKind := st.add("upstream", "gitlab", "gitlab: people sign in at the GitLab emulator as GitLab; oidc: the same emulator serves as a generic OpenID Connect provider (discovery, ID token, userinfo), and the bridge presents its people to Mattermost as GitLab users with ids it allocates; gitlab,oidc: both, and the bridge shows its chooser")
-	signInMode := st.add("dev-gitlab-sign-in", "auto", "auto: the GitLab emulator signs ada in by itself; form: nobody is signed in, and the browser meets the emulator's sign-in form (username or email, and the password dev prints)")
+	upstreamKind := st.addScoped("upstream", "gitlab", "gitlab: people sign in at the GitLab emulator as GitLab; oidc: the same emulator serves as a generic OpenID Connect provider (discovery, ID token, userinfo), and the bridge presents its people to Mattermost as GitLab users with ids it allocates; gitlab,oidc: both, and the bridge shows its chooser").oldVariable("SSOBRIDGE_UPSTREAM")
+	signInMode := st.addScoped("gitlab-sign-in", "auto", "auto: the GitLab emulator signs ada in by itself; form: nobody is signed in, and the browser meets the emulator's sign-in form (username or email, and the password dev prints)")
 	accessTTL := st.add("access-token-ttl", "2h", "lifetime of the access tokens the bridge issues (shorten it to see token_expired in a trace)")
 	stall := st.add("trace-stall-after", "5m", "after how long a sign-in whose client never came back is called stalled in its trace")
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	asJSON := st.fs.Bool("json", false, "print the set-up as one JSON object on one line")
 	var devRedirects listFlag
-	st.fs.Var(&devRedirects, "dev-redirect-uri", "another redirect URI for the OpenID Connect clients (repeatable)")
+	st.fs.Var(&devRedirects, "redirect-uri", "another redirect URI for the OpenID Connect clients (repeatable)")
+	// The flags once had dev- in front, where serve's have none: one setting, one name.
+	for _, name := range []string{"listen", "gitlab-listen", "mattermost-listen", "admin-listen", "redis-url", "gitlab-sign-in", "redirect-uri"} {
+		st.oldFlag(name, "dev-"+name)
+	}
+	st.epilog = "dev's own settings (the addresses, the Redis, the upstream, the sign-in mode) are read from SSOBRIDGE_DEV_* variables, never from the SSOBRIDGE_LISTEN, SSOBRIDGE_REDIS_URL ... a real bridge reads: dev must not listen where a real bridge would, nor register its test applications in a real bridge's Redis."
 	if err := st.parse(args); err != nil {
 		return err
 	}
@@ -114,7 +119,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 
 	bridgeLn, err := net.Listen("tcp", listen.value)
 	if err != nil {
-		return listen.errorf("cannot listen: %v (another bridge running? pick another port with --dev-listen 127.0.0.1:0)", err)
+		return listen.errorf("cannot listen: %v (another bridge running? pick another port with --listen 127.0.0.1:0)", err)
 	}
 	defer bridgeLn.Close()
 	mmLn, err := net.Listen("tcp", mmListen.value)
@@ -176,7 +181,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	register := func(spec oauth.AppSpec) (appView, error) {
 		a, sec, err := oauth.NewApplication(spec)
 		if err != nil {
-			return appView{}, fmt.Errorf("--dev-redirect-uri: %w", err)
+			return appView{}, fmt.Errorf("--redirect-uri: %w", err)
 		}
 		if err := s.CreateApp(ctx, a); err != nil {
 			return appView{}, fmt.Errorf("registering %s: %w", spec.Name, err)

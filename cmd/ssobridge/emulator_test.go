@@ -16,16 +16,16 @@ import (
 
 func TestGitLabEmulatorHelpSaysItIsATestDoubleAndNamesItsVariables(t *testing.T) {
 	clearEnv(t)
-	code, _, stderr := runCmd(t, "gitlab-emulator", "--help")
+	code, help, _ := runCmd(t, "gitlab-emulator", "--help")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if !strings.Contains(stderr, "NEVER FOR PRODUCTION") {
-		t.Errorf("help does not say the emulator is never for production:\n%s", stderr)
+	if !strings.Contains(help, "NEVER FOR PRODUCTION") {
+		t.Errorf("help does not say the emulator is never for production:\n%s", help)
 	}
 	for _, env := range []string{"SSOBRIDGE_EMULATOR_LISTEN", "SSOBRIDGE_EMULATOR_PUBLIC_URL", "SSOBRIDGE_EMULATOR_CLIENT_ID",
 		"SSOBRIDGE_EMULATOR_CLIENT_SECRET", "SSOBRIDGE_EMULATOR_REDIRECT_URI", "SSOBRIDGE_EMULATOR_USERS", "SSOBRIDGE_EMULATOR_SIGN_IN"} {
-		if !strings.Contains(stderr, env) {
+		if !strings.Contains(help, env) {
 			t.Errorf("help lacks %s", env)
 		}
 	}

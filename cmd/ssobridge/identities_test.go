@@ -193,19 +193,19 @@ func identitiesText(list []*store.Binding) string {
 func TestIdentitiesHelpAndArguments(t *testing.T) {
 	clearEnv(t)
 	for _, cmd := range []string{"import", "list", "show", "unlink"} {
-		code, _, stderr := runCmd(t, "identities", cmd, "--help")
-		if code != 0 || !strings.Contains(stderr, "Usage: ssobridge identities "+cmd) || !strings.Contains(stderr, "--provider") {
-			t.Errorf("identities %s --help: exit %d\n%s", cmd, code, stderr)
+		code, help, _ := runCmd(t, "identities", cmd, "--help")
+		if code != 0 || !strings.Contains(help, "Usage: ssobridge identities "+cmd) || !strings.Contains(help, "--provider") {
+			t.Errorf("identities %s --help: exit %d\n%s", cmd, code, help)
 		}
 	}
 	if code, out, _ := runCmd(t, "identities", "--help"); code != 0 || !strings.Contains(out, "unlink ID") {
 		t.Errorf("identities --help: exit %d\n%s", code, out)
 	}
-	code, _, stderr := runCmd(t, "identities", "import", "--help")
+	code, help, _ := runCmd(t, "identities", "import", "--help")
 	if code != 0 {
 		t.Fatal(code)
 	}
-	wantSays(t, "import --help", stderr, "mmctl user list --all --json", "email,id or subject,id", "--dry-run")
+	wantSays(t, "import --help", help, "mmctl user list --all --json", "email,id or subject,id", "--dry-run")
 	for args, says := range map[string]string{
 		"identities import":              "needs the FILE",
 		"identities unlink":              "needs the ID",

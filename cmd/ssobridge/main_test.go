@@ -39,17 +39,17 @@ func clearEnv(t *testing.T) {
 
 func TestServeHelpNamesEverySettingWithItsVariable(t *testing.T) {
 	clearEnv(t)
-	code, _, stderr := runCmd(t, "serve", "--help")
+	code, help, _ := runCmd(t, "serve", "--help")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	for _, s := range []string{"public-url", "listen", "gitlab-url", "gitlab-client-id", "gitlab-client-secret", "gitlab-scopes", "redis-url", "access-token-ttl", "log-level", "log-format"} {
 		env := "SSOBRIDGE_" + strings.ToUpper(strings.ReplaceAll(s, "-", "_"))
-		if !strings.Contains(stderr, "--"+s+", "+env) {
-			t.Errorf("help lacks --%s, %s:\n%s", s, env, stderr)
+		if !strings.Contains(help, "--"+s+", "+env) {
+			t.Errorf("help lacks --%s, %s:\n%s", s, env, help)
 		}
 	}
-	if !strings.Contains(stderr, `(default "read_user")`) {
+	if !strings.Contains(help, `(default "read_user")`) {
 		t.Error("help does not show the default upstream scope")
 	}
 }
@@ -399,7 +399,7 @@ func TestMisspeltVariablesAreFoundWithTheSettingMeant(t *testing.T) {
 func TestDevRefusesBadLifetimesNamingTheSetting(t *testing.T) {
 	clearEnv(t)
 	for _, args := range [][]string{{"--access-token-ttl", "forever"}, {"--trace-stall-after", "-1m"}} {
-		code, _, stderr := runCmd(t, append([]string{"dev", "--dev-listen", "127.0.0.1:0"}, args...)...)
+		code, _, stderr := runCmd(t, append([]string{"dev", "--listen", "127.0.0.1:0"}, args...)...)
 		if code != 1 || !strings.Contains(stderr, "("+args[0]+"): ") || !strings.Contains(stderr, "is not a positive duration") {
 			t.Errorf("dev %v: exit %d, %s", args, code, stderr)
 		}

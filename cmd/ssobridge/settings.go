@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,14 +15,34 @@ import (
 // setting is one configuration value: a flag, and an SSOBRIDGE_* variable used when the flag is
 // not given.
 type setting struct {
-	name  string // flag name; the variable is SSOBRIDGE_ + upper-cased name with - as _
+	name  string // flag name; the variable is SSOBRIDGE_ + scope + upper-cased name with - as _
 	def   string
 	usage string
 	value string
+	// scope is "" or the command's envScopes entry, for a setting that command must never take
+	// from the variable another command (a real bridge) reads.
+	scope string
+	// oldNames are earlier flag names, still accepted with a warning; oldEnv, earlier
+	// variables.
+	oldNames, oldEnv []string
 }
 
 func (s *setting) env() string {
-	return "SSOBRIDGE_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
+	return "SSOBRIDGE_" + s.scope + envName(s.name)
+}
+
+// envName is a flag's name as a variable's: --foo-bar is FOO_BAR.
+func envName(flagName string) string {
+	return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// envScopes are the commands whose own settings are read from variables of their own,
+// SSOBRIDGE_ + scope + name, rather than the ones a running bridge reads: dev must not listen on
+// the address, or register its test applications in the Redis, that a real bridge's environment
+// names, and a key rotation's grace is not a setting of the bridge.
+var envScopes = map[string]string{
+	"dev":         "DEV_",
+	"keys rotate": "KEY_ROTATION_",
 }
 
 // settings is an ordered set of settings bound to a flag set.
@@ -29,6 +50,11 @@ type settings struct {
 	fs   *flag.FlagSet
 	list []*setting
 	by   map[string]*setting
+	// hidden are the flags the help leaves out: the old names of settings.
+	hidden map[string]bool
+	// out receives the help and the warnings about old names.
+	out   io.Writer
+	scope string
 	// epilog is printed after the flags in the help.
 	epilog string
 }
@@ -36,24 +62,32 @@ type settings struct {
 func newSettings(name, summary string, out io.Writer) *settings {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
-	st := &settings{fs: fs, by: map[string]*setting{}}
+	st := &settings{fs: fs, by: map[string]*setting{}, hidden: map[string]bool{}, out: out, scope: envScopes[name]}
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: ssobridge %s [flags]\n\n%s\n\nFlags (each may also be set by the environment variable shown):\n", name, summary)
+		fmt.Fprintf(out, "Usage: ssobridge %s [flags]\n\n%s\n", name, summary)
+		if len(st.list) > 0 {
+			fmt.Fprint(out, "\nSettings (each a flag, or the environment variable shown):\n")
+		}
 		for _, s := range st.list {
 			def := ""
 			if s.def != "" {
 				def = fmt.Sprintf(" (default %q)", s.def)
 			}
-			fmt.Fprintf(out, "  --%s, %s%s\n      %s\n", s.name, s.env(), def, s.usage)
+			fmt.Fprintf(out, "  --%s, %s%s\n      %s%s\n", s.name, s.env(), def, s.usage, s.oldNamesNote())
 		}
 		var others []string
 		fs.VisitAll(func(f *flag.Flag) {
-			if _, ok := st.by[f.Name]; !ok {
+			if _, ok := st.by[f.Name]; !ok && !st.hidden[f.Name] {
 				others = append(others, fmt.Sprintf("  --%s\n      %s\n", f.Name, f.Usage))
 			}
 		})
 		sort.Strings(others)
-		fmt.Fprint(out, strings.Join(others, ""))
+		if len(others) > 0 {
+			fmt.Fprint(out, "\nFlags:\n"+strings.Join(others, ""))
+		}
+		if len(st.list) == 0 && len(others) == 0 {
+			fmt.Fprint(out, "\nIt takes no flags.\n")
+		}
 		if st.epilog != "" {
 			fmt.Fprintf(out, "\n%s\n", st.epilog)
 		}
@@ -67,6 +101,41 @@ func (st *settings) add(name, def, usage string) *setting {
 	st.list = append(st.list, s)
 	st.by[name] = s
 	return s
+}
+
+// addScoped is add for a setting read from the command's own variable (see envScopes).
+func (st *settings) addScoped(name, def, usage string) *setting {
+	s := st.add(name, def, usage)
+	s.scope = st.scope
+	return s
+}
+
+// oldFlag keeps name, an earlier name of the flag s, working: it sets s, with a warning that
+// names the new flag; the help mentions it under s alone.
+func (st *settings) oldFlag(flagName, oldName string) {
+	st.hidden[oldName] = true
+	if s, ok := st.by[flagName]; ok {
+		s.oldNames = append(s.oldNames, "--"+oldName)
+	}
+	st.fs.Func(oldName, "old name of --"+flagName, func(v string) error {
+		fmt.Fprintf(st.out, "ssobridge: --%s is an old name of --%s, which it sets; use --%s\n", oldName, flagName, flagName)
+		return st.fs.Set(flagName, v)
+	})
+}
+
+// oldVariable keeps name, an earlier variable of s, working when s's own is not set, with a
+// warning.
+func (s *setting) oldVariable(name string) *setting {
+	s.oldEnv = append(s.oldEnv, name)
+	return s
+}
+
+func (s *setting) oldNamesNote() string {
+	old := append(append([]string(nil), s.oldNames...), s.oldEnv...)
+	if len(old) == 0 {
+		return ""
+	}
+	return " (old name " + strings.Join(old, ", ") + " still accepted)"
 }
 
 // parse reads flags, then fills every setting not given as a flag from its variable.
@@ -109,6 +178,14 @@ func (st *settings) fromEnv() {
 		}
 		if v, ok := os.LookupEnv(s.env()); ok {
 			s.value = v
+			continue
+		}
+		for _, old := range s.oldEnv {
+			if v, ok := os.LookupEnv(old); ok {
+				fmt.Fprintf(st.out, "ssobridge: %s is an old name of %s (--%s), which it sets; rename it\n", old, s.env(), s.name)
+				s.value = v
+				break
+			}
 		}
 	}
 }
@@ -167,7 +244,7 @@ func (st *settings) misspelt(environ []string) [][2]string {
 		}
 		best, bestDist := "", 3
 		for _, s := range st.list {
-			if s.env() == name {
+			if s.env() == name || slices.Contains(s.oldEnv, name) {
 				best = ""
 				break
 			}

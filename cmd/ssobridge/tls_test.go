@@ -545,18 +545,18 @@ func TestGitLabCAFileIsTrustedForCallsToGitLab(t *testing.T) {
 
 func TestServeHelpListsTheTLSAndProxySettings(t *testing.T) {
 	clearEnv(t)
-	code, _, stderr := runCmd(t, "serve", "--help")
+	code, help, _ := runCmd(t, "serve", "--help")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	for _, s := range []string{"tls-cert", "tls-key", "http-redirect-listen", "trusted-proxies", "gitlab-ca-file"} {
 		env := "SSOBRIDGE_" + strings.ToUpper(strings.ReplaceAll(s, "-", "_"))
-		if !strings.Contains(stderr, "--"+s+", "+env) {
+		if !strings.Contains(help, "--"+s+", "+env) {
 			t.Errorf("help lacks --%s, %s", s, env)
 		}
 	}
 	for _, says := range []string{"SIGHUP", "HTTPS_PROXY", "NO_PROXY", "never from X-Forwarded-Host"} {
-		if !strings.Contains(stderr, says) {
+		if !strings.Contains(help, says) {
 			t.Errorf("help does not mention %s", says)
 		}
 	}

@@ -23,7 +23,7 @@ var (
 		"The client sends no redirect_uri: it must send the one it registered (Mattermost always does; check that nothing rewrites its requests).")
 	RedirectURINotRegistered = define(AtAuthorize, "redirect_uri_not_registered", InvalidGrant, http.StatusBadRequest,
 		"the page says whether the scheme, host, port, path or query differs from the closest registered one; the trace alone says what is registered",
-		"Register the client's redirect URI exactly as it sends it (`ssobridge apps update`), or correct the client's configuration.")
+		"Register the client's redirect URI exactly as it sends it, keeping the others (`ssobridge apps update ID --add-redirect-uri URI`; for Mattermost, `--add-mattermost-url SITE_URL`), or correct the client's configuration.")
 	ResponseTypeMissing = define(AtAuthorize, "response_type_missing", InvalidRequest, http.StatusFound, "",
 		"The client must send response_type=code.")
 	ResponseTypeUnsupported = define(AtAuthorize, "response_type_unsupported", UnsupportedResponseType, http.StatusFound, "",
@@ -64,8 +64,8 @@ var (
 		"the return from GitLab came after the 10 minutes a sign-in waits for it; recorded in that sign-in's own trace",
 		"Sign in again, without pausing at GitLab's sign-in.")
 	StateReplayed = define(AtCallback, "state_replayed", InvalidRequest, http.StatusBadRequest,
-		"a return from GitLab used a second time, by a reload (of an error page too) or a link sent again; its trace names the sign-in it belongs to",
-		"Go back to Mattermost. If the first use did not sign the person in (its trace says why), signing in again is safe.")
+		"a return from GitLab used a second time, by a reload (of an error page too) or a link sent again; its trace names the sign-in it belongs to. A reload of a consent page (whose address is that return) shows the page again while the sign-in waits there, and says when it was answered after",
+		"Go back to the application. If the first use did not sign the person in (its trace says why), signing in again is safe.")
 	StateUnknown = define(AtCallback, "state_unknown", InvalidRequest, http.StatusBadRequest,
 		"a state the bridge did not make: altered, or from a bridge with another `SSOBRIDGE_ENCRYPTION_KEY`",
 		"Sign in again. If it happens every time, every instance of the bridge needs the same SSOBRIDGE_ENCRYPTION_KEY.")

@@ -253,3 +253,23 @@ func DecodeBinding(b []byte) (*Binding, error) {
 	}
 	return &Binding{Provider: r.Provider, Subject: r.Subject, Email: r.Email, ID: r.ID, How: r.How, At: r.At}, nil
 }
+
+// PeekedAuthorization reads a stored authorization as PeekAuthorization returns it: the record
+// and, once taken, when (see Store.PeekAuthorization).
+func PeekedAuthorization(b []byte) (*Authorization, time.Time, error) {
+	if !IsMark(b) {
+		a, err := DecodeAuthorization(b)
+		return a, time.Time{}, err
+	}
+	m, held, err := DecodeMark(b)
+	switch {
+	case err != nil:
+		return nil, time.Time{}, err
+	case m.State == MarkEvicted:
+		return nil, time.Time{}, ErrEvicted
+	case m.Kind != KindAuthorization || held == nil:
+		return nil, time.Time{}, fmt.Errorf("mark: a %s mark where an authorization was", m.Kind)
+	}
+	a, err := DecodeAuthorization(held)
+	return a, m.At, err
+}

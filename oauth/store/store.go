@@ -183,6 +183,11 @@ type Store interface {
 	// dropped for its browser's newer ones is ErrEvicted. The record taken stays, as taken, until
 	// its TTL ends.
 	TakeAuthorization(ctx context.Context, key, attempt string) (*Authorization, error)
+	// PeekAuthorization reads the request parked under key without taking it: takenAt is zero
+	// while it waits, and when it was taken once taken (the record is then the one that was
+	// taken). An unknown or expired one is ErrNotFound; one dropped for its browser's newer
+	// ones, ErrEvicted. It lets a page that was reloaded say where its sign-in stands.
+	PeekAuthorization(ctx context.Context, key string) (a *Authorization, takenAt time.Time, err error)
 
 	Limiter
 

@@ -252,6 +252,16 @@ func (s *Store) TakeAuthorization(_ context.Context, key, attempt string) (*stor
 	return nil, taken
 }
 
+func (s *Store) PeekAuthorization(_ context.Context, key string) (*store.Authorization, time.Time, error) {
+	s.mu.Lock()
+	e, ok := s.authz[key]
+	s.mu.Unlock()
+	if !ok || !e.live(time.Now()) {
+		return nil, time.Time{}, store.ErrNotFound
+	}
+	return store.PeekedAuthorization(e.value)
+}
+
 func decodeAuthorization(b []byte) (*store.Authorization, error) {
 	a, err := store.DecodeAuthorization(b)
 	if err != nil {

@@ -532,6 +532,22 @@ func (s *Store) TakeAuthorization(ctx context.Context, key, attempt string) (*st
 	return nil, taken
 }
 
+// PeekAuthorization reads the record as it is, mark and all, in one GET.
+func (s *Store) PeekAuthorization(ctx context.Context, key string) (*store.Authorization, time.Time, error) {
+	v, err := s.c.Get(ctx, s.authzKey(key)).Bytes()
+	if isNil(err) {
+		return nil, time.Time{}, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, time.Time{}, wrap("peek authorization", err)
+	}
+	a, at, err := store.PeekedAuthorization(v)
+	if err != nil && !errors.Is(err, store.ErrEvicted) {
+		return nil, time.Time{}, wrap("peek authorization", err)
+	}
+	return a, at, err
+}
+
 // ---- consents ----
 
 // consentField is a user's field in the consents hash. User id 0 is refused because

@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 
 		{"an authorization is taken once: again by its own attempt, never by another", testAuthzTakeOnce},
 		{"taking an unknown authorization is ErrNotFound", testAuthzUnknown},
+		{"peeking at an authorization reads it, and when it was taken, without taking it", testAuthzPeek},
 		{"concurrent takes of one authorization, round after round: exactly one wins", testAuthzConcurrentTake},
 		{"a record with a TTL that is not positive is refused", testNonPositiveTTL},
 
@@ -455,6 +456,30 @@ func testAuthzTakeOnce(t *testing.T, s store.Store) {
 	if taken.At.After(before) || before.Sub(taken.At) > time.Minute {
 		t.Errorf("TakenError says it was taken at %v, want about %v", taken.At, before)
 	}
+}
+
+func testAuthzPeek(t *testing.T, s store.Store) {
+	key, a := store.NewID(32), newAuthz()
+	must(t, "put", park(s, t.Context(), key, a, time.Minute))
+	for range 2 {
+		got, takenAt, err := s.PeekAuthorization(t.Context(), key)
+		must(t, "peek", err)
+		sameJSON(t, "authorization peeked at", got, a)
+		if !takenAt.IsZero() {
+			t.Fatalf("a waiting authorization peeked at says it was taken at %v", takenAt)
+		}
+	}
+	before := time.Now().Add(-time.Second)
+	_, err := s.TakeAuthorization(t.Context(), key, store.NewAttempt())
+	must(t, "take after peeks", err)
+	got, takenAt, err := s.PeekAuthorization(t.Context(), key)
+	must(t, "peek after the take", err)
+	sameJSON(t, "authorization peeked at once taken", got, a)
+	if takenAt.Before(before) || takenAt.After(time.Now().Add(time.Second)) {
+		t.Errorf("peek says it was taken at %v, want about %v", takenAt, before)
+	}
+	_, _, err = s.PeekAuthorization(t.Context(), store.NewID(32))
+	mustNotFound(t, "peek unknown", err)
 }
 
 func testAuthzUnknown(t *testing.T, s store.Store) {
