@@ -556,6 +556,27 @@ func warnRuleProblems(ctx context.Context, s store.Store, ups []upstream.Callbac
 	}
 }
 
+// warnUpstreamAtStart asks the provider whether it answers as it should (for GitLab: its
+// discovery document, as GitLab writes it; see gitlabapi.ProbeBaseURL) and, when it does not,
+// logs why and what to change: a wrong URL, port or path prefix is in the log at start rather
+// than met by the first person to sign in. The bridge starts anyway: the provider may only be
+// starting too, and /readyz keeps saying so until it answers.
+func warnUpstreamAtStart(ctx context.Context, pg upstream.Pinger, log *slog.Logger) {
+	d := pg.Describe()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := pg.Ping(pctx)
+	if err == nil {
+		return
+	}
+	fix := ""
+	if ue, ok := errors.AsType[*upstream.Error](err); ok {
+		fix = ue.Fix()
+	}
+	log.Warn(fmt.Sprintf("%s does not answer as %s at %s: nobody can sign in there until it does, and /readyz says so", d.DisplayName, d.DisplayName, d.URL),
+		"provider", d.Name, "url", d.URL, "setting", d.Settings.URL, "cause", err.Error(), "fix", fix)
+}
+
 // checkStore checks the store's key check and marks it (oauth.Server.CheckStore), and says in the
 // log what it found: a store sealed with another key stops the bridge, naming both keys.
 func checkStore(ctx context.Context, srv *oauth.Server, redisURL *setting, log *slog.Logger) error {
@@ -652,6 +673,8 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 				log.Warn("the OpenID provider's discovery document cannot be read: nobody can sign in there until it can", "provider", o.Describe().Name, "cause", err.Error(), "fix", fix)
 			}
 			cancel()
+		} else if pg, ok := up.(upstream.Pinger); ok {
+			warnUpstreamAtStart(ctx, pg, log)
 		}
 	}
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstreams: ups, FirstID: cfg.firstID, Sealer: sealer, Logger: log,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -287,5 +288,49 @@ func TestServeRefusesAnEncryptionKeyThatCannotOpenTheStoresData(t *testing.T) {
 	}
 	if strings.Contains(stderr, "bridge listening") {
 		t.Errorf("serve listened with a key that cannot open the store's data:\n%s", stderr)
+	}
+}
+
+// A GitLab URL that is not GitLab's is in the log at start, loudly, with what answered and what
+// to change, rather than met by the first person to sign in.
+func TestServeWarnsAtStartWhenGitLabURLIsNotGitLab(t *testing.T) {
+	notGitLab := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte("<html><head><title>Mattermost</title></head></html>"))
+	}))
+	defer notGitLab.Close()
+	clearEnv(t)
+	for k, v := range map[string]string{"SSOBRIDGE_PUBLIC_URL": "https://sso.example.com", "SSOBRIDGE_GITLAB_URL": notGitLab.URL,
+		"SSOBRIDGE_GITLAB_CLIENT_ID": "id", "SSOBRIDGE_GITLAB_CLIENT_SECRET": "secret", "SSOBRIDGE_LISTEN": "127.0.0.1:0",
+		"SSOBRIDGE_ADMIN_LISTEN": ""} {
+		t.Setenv(k, v)
+	}
+	st, load := serveSettings(io.Discard)
+	if err := st.parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- serveBridge(ctx, cfg, newLogger(&logs, "json", slog.LevelInfo)) }()
+	for !strings.Contains(logs.String(), "bridge listening") {
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended: %v\n%s", err, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+	out := logs.String()
+	for _, want := range []string{`"level":"WARN","msg":"GitLab does not answer as GitLab at ` + notGitLab.URL,
+		`"setting":"SSOBRIDGE_GITLAB_URL"`, `a page titled \"Mattermost\"`, "Set SSOBRIDGE_GITLAB_URL (" + notGitLab.URL + ") to GitLab's own URL"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
 	}
 }
