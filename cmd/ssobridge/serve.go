@@ -592,7 +592,7 @@ func checkStore(ctx context.Context, srv *oauth.Server, redisURL *setting, log *
 	case found.Resealed != "":
 		log.Info("the store's key check was sealed with a previous encryption key, and is now sealed with the current one",
 			"previous_fingerprint", found.Resealed, "fingerprint", found.Fingerprint)
-	case found.Marked && found.HadApps:
+	case found.Marked && found.HadApps && redisURL.value != "":
 		log.Info("marked the store, whose records an earlier version wrote, with its marker and key check", "fingerprint", found.Fingerprint)
 	case found.Marked && redisURL.value != "":
 		log.Warn("the store held no marker and no application: the bridge's first start on this Redis, or a Redis that lost its data. If it held data, restore it with `ssobridge import` (from the latest `ssobridge export`); from now on, losing it again makes /readyz fail",
