@@ -420,8 +420,11 @@ func ProbeBaseURL(ctx context.Context, hc *http.Client, base, setting string) er
 		AuthorizationEndpoint string `json:"authorization_endpoint"`
 		TokenEndpoint         string `json:"token_endpoint"`
 	}
+	// GitLab's document names its issuer and its endpoints under /oauth; another provider's names
+	// its own (Keycloak's /protocol/openid-connect/auth), and a web server's page is no JSON.
+	gitlabs := func(endpoint, path string) bool { return endpoint == "" || strings.HasSuffix(endpoint, path) }
 	if json.Unmarshal(body, &doc) != nil || doc.Issuer == "" ||
-		!strings.HasSuffix(doc.AuthorizationEndpoint, "/oauth/authorize") || !strings.HasSuffix(doc.TokenEndpoint, "/oauth/token") {
+		!gitlabs(doc.AuthorizationEndpoint, "/oauth/authorize") || !gitlabs(doc.TokenEndpoint, "/oauth/token") {
 		return fail(upstream.KindBadResponse, resp.StatusCode, fmt.Sprintf("What answers at %s is not GitLab: it answered %s, where GitLab answers its discovery document naming its /oauth/authorize and /oauth/token. Set %s (%s) to GitLab's own URL (its external_url), not another server's, a proxy's or a sign-in page's.",
 			ep, answered, setting, base))
 	}
