@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -356,24 +359,104 @@ func (c *Client) Groups(ctx context.Context, tok *oauth2.Token) ([]string, error
 	return claims.Groups, nil
 }
 
-// Ping checks that GitLab answers, at its public OpenID Connect discovery document.
+// Ping checks that GitLab answers at its base URL as GitLab does: its OpenID Connect discovery
+// document, whose endpoints are GitLab's (/oauth/authorize, /oauth/token). A port where nothing
+// listens, a server that is not GitLab, and a wrong path prefix (a 404) each get an error that
+// says what answered and what to change in SSOBRIDGE_GITLAB_URL (see ProbeBaseURL). The bridge
+// checks it at start, for readiness, and the doctor through Probe.
 func (c *Client) Ping(ctx context.Context) error {
-	ep := c.base.String() + "/.well-known/openid-configuration"
+	if err := ProbeBaseURL(ctx, c.http, c.base.String(), c.desc.Settings.URL); err != nil {
+		if ue, ok := errors.AsType[*upstream.Error](err); ok {
+			c.fail(ue)
+		}
+		return err
+	}
+	return nil
+}
+
+// maxDiscoveryBody bounds the discovery document read: GitLab's is about 2 KiB.
+const maxDiscoveryBody = 256 << 10
+
+// ProbeBaseURL checks that base is a GitLab's base URL: its /.well-known/openid-configuration
+// answers 200 with GitLab's discovery document. Its error is an *upstream.Error whose Fix says
+// what to change in setting, where base is configured (SSOBRIDGE_GITLAB_URL when empty).
+func ProbeBaseURL(ctx context.Context, hc *http.Client, base, setting string) error {
+	base = strings.TrimSuffix(base, "/")
+	setting = cmp.Or(setting, upstream.GitLabSettings.URL)
+	ep := base + "/.well-known/openid-configuration"
+	var what string
+	fail := func(kind upstream.Kind, status int, advice string) error {
+		return &upstream.Error{Call: upstream.CallPing, URL: ep, Kind: kind, Status: status, Message: what, Advice: advice}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
 	if err != nil {
-		return c.classify(upstream.CallPing, ep, err)
+		ue := upstream.Classify(upstream.CallPing, ep, err, ParseMessage)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			ue.Advice = fmt.Sprintf("Nothing listens at %s: %s (%s) names a host or port where GitLab is not. Set it to GitLab's own URL (its external_url, where its sign-in page is), and check that GitLab runs.", req.URL.Host, setting, base)
+		}
+		return ue
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxUserBody))
-	if resp.StatusCode != http.StatusOK {
-		return c.fail(&upstream.Error{Call: upstream.CallPing, URL: ep, Kind: upstream.KindRejected, Status: resp.StatusCode})
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxDiscoveryBody))
+	what = describeBody(resp, body)
+	answered := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	if what != "" {
+		answered += ", " + what
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return fail(upstream.KindRejected, resp.StatusCode, fmt.Sprintf("%s answers 404 at %s (%s): %s (%s) is not GitLab's base URL, most likely a wrong path prefix, or a server that is not GitLab. Set it to GitLab's own URL (its external_url, with its relative URL if GitLab has one, e.g. https://example.com/gitlab), the address of its sign-in page without /users/sign_in.",
+			req.URL.Host, ep, answered, setting, base))
+	case resp.StatusCode != http.StatusOK:
+		return fail(upstream.KindRejected, resp.StatusCode, "")
+	}
+	var doc struct {
+		Issuer                string `json:"issuer"`
+		AuthorizationEndpoint string `json:"authorization_endpoint"`
+		TokenEndpoint         string `json:"token_endpoint"`
+	}
+	// GitLab's document names its issuer and its endpoints under /oauth; another provider's names
+	// its own (Keycloak's /protocol/openid-connect/auth), and a web server's page is no JSON.
+	gitlabs := func(endpoint, path string) bool { return endpoint == "" || strings.HasSuffix(endpoint, path) }
+	if json.Unmarshal(body, &doc) != nil || doc.Issuer == "" ||
+		!gitlabs(doc.AuthorizationEndpoint, "/oauth/authorize") || !gitlabs(doc.TokenEndpoint, "/oauth/token") {
+		return fail(upstream.KindBadResponse, resp.StatusCode, fmt.Sprintf("What answers at %s is not GitLab: it answered %s, where GitLab answers its discovery document naming its /oauth/authorize and /oauth/token. Set %s (%s) to GitLab's own URL (its external_url), not another server's, a proxy's or a sign-in page's.",
+			ep, answered, setting, base))
 	}
 	return nil
 }
+
+// describeBody says what answered, for an error: its type, its server, and a page's title or the
+// start of its text.
+func describeBody(resp *http.Response, body []byte) string {
+	var parts []string
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		parts = append(parts, ct)
+	}
+	if srv := resp.Header.Get("Server"); srv != "" {
+		parts = append(parts, "Server: "+srv)
+	}
+	what := strings.Join(parts, ", ")
+	text := strings.Join(strings.Fields(string(body)), " ")
+	if m := titlePattern.FindStringSubmatch(text); m != nil {
+		text = "a page titled " + strconv.Quote(strings.TrimSpace(html.UnescapeString(m[1])))
+	} else if r := []rune(text); len(r) > 120 {
+		text = strconv.Quote(string(r[:120]) + "…")
+	} else if text != "" {
+		text = strconv.Quote(text)
+	}
+	if text != "" {
+		what = strings.TrimPrefix(what+": "+text, ": ")
+	}
+	return what
+}
+
+var titlePattern = regexp.MustCompile(`(?i)<title[^>]*>([^<]{0,200})</title>`)
 
 // Probe checks that GitLab answers. GitLab checks the bridge's client and redirect URI only for a
 // signed-in person, so that part is the doctor's --login check, which signs in.

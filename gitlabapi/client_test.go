@@ -179,7 +179,8 @@ var discoveryOK = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) 
 		http.NotFound(w, r)
 		return
 	}
-	_, _ = w.Write([]byte(`{}`))
+	base := "http://" + r.Host
+	_, _ = w.Write([]byte(`{"issuer":"` + base + `","authorization_endpoint":"` + base + `/oauth/authorize","token_endpoint":"` + base + `/oauth/token"}`))
 })
 
 func TestAGitLabSignedByAPrivateCAIsTrustedOnlyWithThatCA(t *testing.T) {

@@ -93,6 +93,11 @@ func (s *Server) authorize(c echo.Context) error {
 	}
 	app, err := s.store.GetApp(ctx, req.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
+		if lost, _ := s.storeLost(ctx); lost {
+			// Every application is unknown then: the ID in Mattermost is not what is wrong.
+			return fail(signin.UnknownClient, "No application with client_id %q is registered at this bridge, because the bridge's store lost its data: every application registered is gone.", req.ClientID).
+				page("Unknown application", 0).withFix("Administrators: " + StoreLostData + ". Mattermost's Application ID is not what is wrong.")
+		}
 		return fail(signin.UnknownClient, "No application with client_id %q is registered at this bridge.", req.ClientID).page("Unknown application", 0).
 			withFix("Administrators: run `ssobridge apps list` and copy the application's ID into Mattermost's GitLab settings (Application ID, MM_GITLABSETTINGS_ID), or register one with `ssobridge apps create`.")
 	}

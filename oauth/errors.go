@@ -198,6 +198,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	e := explain(err, c)
+	if e.Failure != nil && strings.HasPrefix(e.Failure.Name(), "store_") {
+		s.forgetStoreCheck()
+	}
 	s.render(c, e)
 	s.stepFailed(c, c.Response().Status, e)
 	s.countFailure(c, e.Failure)

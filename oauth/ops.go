@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
 // Metrics are the bridge's Prometheus metrics, on a registry of their own so that two bridges in
@@ -41,6 +43,7 @@ type Metrics struct {
 	pendingEvicted  prometheus.Counter
 	traceDropped    prometheus.Counter
 	traceFailed     prometheus.Counter
+	storeLost       prometheus.Gauge
 }
 
 // NewMetrics returns the bridge's metrics, with the Go runtime's and the process's.
@@ -76,7 +79,9 @@ func NewMetrics() *Metrics {
 		Help: "Trace steps dropped because too many were waiting for the store."})
 	m.traceFailed = prometheus.NewCounter(prometheus.CounterOpts{Name: "ssobridge_trace_steps_failed_total",
 		Help: "Trace steps lost because the store refused or did not answer their batch."})
-	m.reg.MustRegister(m.requests, m.upstream, m.loginsStarted, m.loginsCompleted, m.loginsFailed, m.storeErrors, m.shed, m.rateLimited, m.pendingRefused, m.pendingEvicted, m.traceDropped, m.traceFailed,
+	m.storeLost = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ssobridge_store_data_lost",
+		Help: "1 while the store no longer holds the marker the bridge saw at start: Redis lost its data (flushed, restarted without persistence, replaced); restore it with ssobridge import."})
+	m.reg.MustRegister(m.storeLost, m.requests, m.upstream, m.loginsStarted, m.loginsCompleted, m.loginsFailed, m.storeErrors, m.shed, m.rateLimited, m.pendingRefused, m.pendingEvicted, m.traceDropped, m.traceFailed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -250,14 +255,26 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readiness caches the last readiness checks briefly, so that probes cannot load Redis or GitLab.
+// readiness holds each readiness check's last result, so that probes cannot load Redis or a
+// provider: a result is reused for readinessCache at most, and a store failure met by a sign-in
+// forgets the store's at once (see forgetStoreCheck). Each check runs alone, in the background:
+// a probe waits only for the checks it counts (not those in ?exclude=), so that a provider that
+// takes its full timeout to fail does not make a probe with ?exclude=upstream time out.
 type readiness struct {
 	mu     sync.Mutex
-	at     time.Time
-	checks map[string]string
+	checks map[string]*readinessCheck
 }
 
-const readinessCache = 5 * time.Second
+// readinessCheck is one check's last result, and the run in progress, if any.
+type readinessCheck struct {
+	result  string // "ok", or why it failed
+	latency time.Duration
+	at      time.Time // zero: never finished, or forgotten
+	running chan struct{}
+}
+
+// readinessCache is how stale a readiness answer may be: the README promises it.
+const readinessCache = time.Second
 
 // readinessNames are the names readyz accepts in ?exclude=: its checks (the store, and each
 // provider by name), and "upstream" for every provider at once.
@@ -278,13 +295,14 @@ func (s *Server) excludedCheck(excluded []string, name string) bool {
 	return isProvider && name != "" && slices.Contains(excluded, "upstream")
 }
 
-// readyz says whether the bridge can serve: its store answers and every provider answers. On the
-// public listener it names each check and whether it passed; on the operators' listener it says
-// why one failed (withoutDetails). A check named in ?exclude= (repeatable, as Kubernetes' own
-// /readyz takes it) is still run and shown, but does not make the answer 503: a Kubernetes
-// readiness probe with ?exclude=upstream keeps the replicas in their Service while a provider is
-// down, so that people get the bridge's page saying it does not answer, with its trace id,
-// instead of a proxy's "no endpoints".
+// readyz says whether the bridge can serve: its store answers (and still holds its data) and
+// every provider answers as it should. On the public listener it names each check and whether it
+// passed; on the operators' listener it says why one failed, and how long each took
+// (latency_ms). A check named in ?exclude= (repeatable, as Kubernetes' own /readyz takes it) is
+// still run and shown, but does not make the answer 503, and the answer does not wait for it (its
+// last result is shown): a Kubernetes readiness probe with ?exclude=upstream keeps the replicas
+// in their Service while a provider is down, so that people get the bridge's page saying it does
+// not answer, with its trace id, instead of a proxy's "no endpoints".
 func (s *Server) readyz(c echo.Context) error {
 	noStore(c.Response().Header())
 	excluded := c.QueryParams()["exclude"]
@@ -294,17 +312,19 @@ func (s *Server) readyz(c echo.Context) error {
 				"error": fmt.Sprintf("exclude=%q names no check; the checks are %s", name, strings.Join(names, ", "))})
 		}
 	}
-	checks := s.readinessChecks(c.Request().Context())
+	checks, latency := s.readinessChecks(c.Request().Context(), func(name string) bool { return !s.excludedCheck(excluded, name) })
 	status, word := http.StatusOK, "ready"
 	for name, result := range checks {
 		if result != "ok" && !s.excludedCheck(excluded, name) {
 			status, word = http.StatusServiceUnavailable, "unready"
 		}
 	}
-	if !fromOperators(c.Request().Context()) {
-		checks = withoutDetails(checks)
-	}
 	body := map[string]any{"status": word, "checks": checks}
+	if fromOperators(c.Request().Context()) {
+		body["latency_ms"] = latency
+	} else {
+		body["checks"] = withoutDetails(checks)
+	}
 	if len(excluded) > 0 {
 		body["excluded"] = excluded
 	}
@@ -330,24 +350,116 @@ func withoutDetails(checks map[string]string) map[string]string {
 	return public
 }
 
-// readinessChecks runs the checks, or returns those of less than readinessCache ago.
-func (s *Server) readinessChecks(ctx context.Context) map[string]string {
+// readinessChecks returns each check's result and latency in milliseconds: its result of less
+// than readinessCache ago, or a new one. It waits for the checks counted says it counts; for the
+// others it gives their last result, or says none has finished yet.
+func (s *Server) readinessChecks(ctx context.Context, counted func(string) bool) (map[string]string, map[string]float64) {
+	runs := s.readinessRuns()
+	names := slices.Sorted(maps.Keys(runs))
+	var waits []chan struct{}
+	s.ready.mu.Lock()
+	if s.ready.checks == nil {
+		s.ready.checks = map[string]*readinessCheck{}
+	}
+	for _, name := range names {
+		ch := s.ready.checks[name]
+		if ch == nil {
+			ch = &readinessCheck{}
+			s.ready.checks[name] = ch
+		}
+		if !ch.at.IsZero() && time.Since(ch.at) <= readinessCache {
+			continue
+		}
+		if ch.running == nil {
+			ch.running = make(chan struct{})
+			go s.runReadinessCheck(name, ch, runs[name])
+		}
+		if counted(name) {
+			waits = append(waits, ch.running)
+		}
+	}
+	s.ready.mu.Unlock()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+		}
+	}
+	checks, latency := map[string]string{}, map[string]float64{}
 	s.ready.mu.Lock()
 	defer s.ready.mu.Unlock()
-	if time.Since(s.ready.at) <= readinessCache {
-		return s.ready.checks
+	for _, name := range names {
+		ch := s.ready.checks[name]
+		switch {
+		case ch.result != "":
+			checks[name], latency[name] = ch.result, float64(ch.latency.Microseconds())/1000
+		case ctx.Err() != nil:
+			checks[name] = "no answer before the probe gave up waiting"
+		default:
+			checks[name] = "still checking: no result yet"
+		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	return checks, latency
+}
+
+// runReadinessCheck runs one check, bounded by the request timeout, which bounds the same calls
+// on the sign-in path: a store or a provider that answers in time for a sign-in is ready.
+func (s *Server) runReadinessCheck(name string, ch *readinessCheck, run func(context.Context) string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	checks := map[string]string{"store": "ok"}
-	if err := s.store.Ping(ctx); errors.Is(err, store.ErrNotReplicated) {
-		checks["store"] = "the store (Redis) cannot confirm writes on as many replicas as SSOBRIDGE_REDIS_WAIT_REPLICAS asks, so every sign-in would fail: " + err.Error()
-	} else if err != nil {
-		checks["store"] = "the store (Redis) does not answer: " + err.Error()
+	start := time.Now()
+	result := run(ctx)
+	s.ready.mu.Lock()
+	defer s.ready.mu.Unlock()
+	ch.result, ch.latency, ch.at = result, time.Since(start), time.Now()
+	close(ch.running)
+	ch.running = nil
+}
+
+// readinessRuns are the checks by name: the store, and each provider that can be asked.
+func (s *Server) readinessRuns() map[string]func(context.Context) string {
+	runs := map[string]func(context.Context) string{"store": s.checkStore}
+	for _, p := range s.upstreams {
+		if pg, ok := p.(upstream.Pinger); ok {
+			runs[p.Describe().Name] = func(ctx context.Context) string {
+				if err := pg.Ping(ctx); err != nil {
+					return err.Error()
+				}
+				return "ok"
+			}
+		}
 	}
-	s.pingUpstreams(ctx, checks)
-	s.ready.at, s.ready.checks = time.Now(), checks
-	return checks
+	return runs
+}
+
+// checkStore is the store's readiness: it answers, confirms writes on its replicas, and still
+// holds the marker the bridge saw at start.
+func (s *Server) checkStore(ctx context.Context) string {
+	err := s.store.Ping(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotReplicated):
+		return "the store (Redis) cannot confirm writes on as many replicas as SSOBRIDGE_REDIS_WAIT_REPLICAS asks, so every sign-in would fail: " + err.Error()
+	case err != nil:
+		return "the store (Redis) does not answer: " + err.Error()
+	}
+	lost, err := s.storeLost(ctx)
+	switch {
+	case err != nil:
+		return "the store (Redis) does not answer: " + err.Error()
+	case lost:
+		return StoreLostData
+	}
+	return "ok"
+}
+
+// forgetStoreCheck drops the store's readiness result, after a request met a store failure: the
+// next probe checks again rather than repeat a result the request just proved wrong.
+func (s *Server) forgetStoreCheck() {
+	s.ready.mu.Lock()
+	defer s.ready.mu.Unlock()
+	if ch := s.ready.checks["store"]; ch != nil {
+		ch.at = time.Time{}
+	}
 }
 
 // AdminHandler serves what is for operators only: metrics and sign-in traces, with the health

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ssobridge/ssobridge/oauth"
@@ -175,5 +176,71 @@ func TestMetricsCountSignInsAndAreOnlyOnTheAdminHandler(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("metrics: %d", resp.StatusCode)
+	}
+}
+
+// The operators' /readyz says how long each check took, beside its result; the public one keeps
+// to names and ok/failing.
+func TestReadinessDetailsCarryEachChecksLatency(t *testing.T) {
+	f := newFixture(t)
+	admin := httptest.NewServer(f.srv.AdminHandler(""))
+	defer admin.Close()
+	var operators struct {
+		Checks  map[string]string  `json:"checks"`
+		Latency map[string]float64 `json:"latency_ms"`
+	}
+	resp := f.get(admin.URL + "/readyz")
+	body := readBody(t, resp)
+	if err := json.Unmarshal([]byte(body), &operators); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("operators' readyz: %d %s", resp.StatusCode, body)
+	}
+	for _, name := range []string{"store", "gitlab"} {
+		if l, ok := operators.Latency[name]; !ok || l < 0 || operators.Checks[name] != "ok" {
+			t.Errorf("operators' readyz: %s; want %s ok with its latency", body, name)
+		}
+	}
+	if body := readBody(t, f.get(f.bridge.URL+"/readyz")); strings.Contains(body, "latency") {
+		t.Errorf("public readyz tells latencies: %s", body)
+	}
+}
+
+// failingStore fails every call while fail is set, as a Redis that stopped answering does.
+type failingStore struct {
+	store.Store
+	fail *atomic.Bool
+}
+
+var errStoreDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+
+func (s failingStore) Ping(ctx context.Context) error {
+	if s.fail.Load() {
+		return errStoreDown
+	}
+	return s.Store.Ping(ctx)
+}
+
+func (s failingStore) GetApp(ctx context.Context, id string) (*store.Application, error) {
+	if s.fail.Load() {
+		return nil, errStoreDown
+	}
+	return s.Store.GetApp(ctx, id)
+}
+
+// A store failure a sign-in meets drops readiness's cached result at once: the next probe says
+// unready, rather than repeat for up to the cache's life a result the sign-in just proved wrong.
+func TestReadinessIsNoStalerThanDocumented(t *testing.T) {
+	var fail atomic.Bool
+	fixtureConfig = func(c *oauth.Config) { c.Store = failingStore{c.Store, &fail} }
+	defer func() { fixtureConfig = nil }()
+	f := newFixture(t)
+	if resp := f.get(f.bridge.URL + "/readyz"); resp.StatusCode != 200 {
+		t.Fatalf("readyz with the store up: %d %s", resp.StatusCode, readBody(t, resp))
+	}
+	fail.Store(true)
+	if resp := f.authorize(f.authorizeQuery("s")); resp.StatusCode != 503 {
+		t.Fatalf("sign-in with the store down: %d %s; want 503", resp.StatusCode, readBody(t, resp))
+	}
+	if resp := f.get(f.bridge.URL + "/readyz"); resp.StatusCode != 503 {
+		t.Errorf("readyz right after a sign-in met the store down: %d %s; want 503", resp.StatusCode, readBody(t, resp))
 	}
 }

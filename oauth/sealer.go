@@ -147,3 +147,23 @@ func (k sealKey) tag(msg string) []byte {
 	m.Write([]byte(msg))
 	return m.Sum(nil)[:tagLen]
 }
+
+// Fingerprints names the Sealer's keys, the current one first: the hex of the first bytes of
+// each key's SHA-256, the same bytes every sealed value starts with after its version. A
+// fingerprint tells keys apart in a log or an error message and reveals nothing usable of a key.
+func (s *Sealer) Fingerprints() []string {
+	out := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		out[i] = hex.EncodeToString(k.id[:])
+	}
+	return out
+}
+
+// sealedWith is the fingerprint of the key that sealed a value (whether or not the Sealer has
+// it), and whether it is the Sealer's current key; "" for what Seal did not make.
+func (s *Sealer) sealedWith(sealed []byte) (fingerprint string, current bool) {
+	if len(sealed) < 5 || sealed[0] != sealVersion {
+		return "", false
+	}
+	return hex.EncodeToString(sealed[1:5]), [4]byte(sealed[1:5]) == s.keys[0].id
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -118,6 +119,9 @@ type Server struct {
 	proxyWarned     proxyWarnings
 	failedLately    recentFailures
 	clientAuthLocks stripedLocks
+	// marked: CheckStore saw or wrote the store's marker; lost: readiness last found it gone
+	// (see storeLost).
+	marked, lost atomic.Bool
 }
 
 // CallbackPath is the bridge's redirect URI at GitLab, under PublicURL.

@@ -339,18 +339,3 @@ func identityFailure(d upstream.Description, ie *upstream.IdentityError) *Error 
 	}
 	return &Error{Failure: f, Title: title, Description: ie.Detail + ".", Fix: ie.Fix}
 }
-
-// pingUpstreams checks every provider that can be asked, by name; "ok" for those that answer.
-func (s *Server) pingUpstreams(ctx context.Context, checks map[string]string) {
-	for _, p := range s.upstreams {
-		pg, ok := p.(upstream.Pinger)
-		if !ok {
-			continue
-		}
-		name := p.Describe().Name
-		checks[name] = "ok"
-		if err := pg.Ping(ctx); err != nil {
-			checks[name] = err.Error()
-		}
-	}
-}

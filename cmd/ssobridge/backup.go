@@ -302,7 +302,16 @@ func runImport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w (importing the same file again is safe and completes the import)", err)
 	}
+	// A bridge running on a store that lost its data says so until the store holds a marker
+	// again: the import restores one, and the bridge is ready again.
+	marked, err := oauth.MarkImported(ctx, s)
+	if err != nil {
+		return fmt.Errorf("%w (the data is imported; importing the same file again writes the marker)", err)
+	}
 	fmt.Fprint(stdout, rep)
+	if marked {
+		fmt.Fprintln(stdout, "Store marker: written (the store had none); the next bridge to start seals its key check with its encryption key.")
+	}
 	return nil
 }
 

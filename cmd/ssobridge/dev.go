@@ -166,6 +166,9 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkStore(ctx, srv, redisURL, log); err != nil {
+		return err
+	}
 	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: "Mattermost", RedirectURIs: mattermost.RedirectURIs(siteURL),
 		Scopes: []string{"read_user"}, Trusted: true, Confidential: true})
 	if err != nil {

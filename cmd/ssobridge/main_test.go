@@ -61,6 +61,7 @@ func TestServeRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		"SSOBRIDGE_GITLAB_CLIENT_ID":     "id",
 		"SSOBRIDGE_GITLAB_CLIENT_SECRET": "secret",
 		"SSOBRIDGE_LISTEN":               "127.0.0.1:0",
+		"SSOBRIDGE_ENCRYPTION_KEY":       strings.Repeat("ab", 32),
 	}
 	tests := []struct {
 		name, env, value, says string

@@ -132,51 +132,57 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
 	logFormat := st.add("log-format", "json", "json or text")
 	return st, func() (*serveConfig, error) {
+		// Every setting is checked, and every fault named at once, so that a bridge is set up in
+		// one pass rather than one error per start.
+		faults := &configErrors{}
+		fault := faults.add
 		if err := public.required(); err != nil {
-			return nil, err
+			fault(err)
 		}
 		gitlabSet := gitlabURL.value != "" || clientID.value != "" || clientSecret.value != ""
 		switch {
 		case providersFile.value != "" && (gitlabSet || oidcs.issuer.value != ""):
-			return nil, providersFile.errorf("replaces SSOBRIDGE_GITLAB_* and SSOBRIDGE_OIDC_*: list every provider in the file, and unset those")
+			fault(providersFile.errorf("replaces SSOBRIDGE_GITLAB_* and SSOBRIDGE_OIDC_*: list every provider in the file, and unset those"))
 		case oidcs.issuer.value != "" && gitlabSet:
-			return nil, oidcs.issuer.errorf("and SSOBRIDGE_GITLAB_URL are both set: for GitLab and an OpenID provider together, list both in a providers file (%s); for the OpenID provider alone, unset SSOBRIDGE_GITLAB_*", providersFile.env())
+			fault(oidcs.issuer.errorf("and SSOBRIDGE_GITLAB_URL are both set: for GitLab and an OpenID provider together, list both in a providers file (%s); for the OpenID provider alone, unset SSOBRIDGE_GITLAB_*", providersFile.env()))
 		case providersFile.value == "" && oidcs.issuer.value == "":
 			for _, s := range []*setting{gitlabURL, clientID, clientSecret} {
 				if err := s.required(); err != nil {
-					return nil, err
+					fault(err)
 				}
 			}
 		}
 		cfg := &serveConfig{listen: listen.value, adminListen: adminListen.value, adminToken: adminToken.value,
 			redisURL: redisURL, appsFile: appsFile, keys: keys, logFormat: logFormat.value}
 		if err := checkStoreChoice(redisURL, appsFile); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if adminListen.value != "" {
 			if _, port, err := net.SplitHostPort(adminListen.value); err != nil || port == "" {
-				return nil, adminListen.errorf("%q is not host:port (for example 127.0.0.1:9090), or empty for none", adminListen.value)
+				fault(adminListen.errorf("%q is not host:port (for example 127.0.0.1:9090), or empty for none", adminListen.value))
 			}
 			if err := checkAdminToken(adminListen, adminToken); err != nil {
-				return nil, err
+				fault(err)
 			}
 		}
 		pu, err := oauth.ParsePublicURL(public.value)
-		if err != nil {
-			return nil, public.errorf("%v", err)
+		if err != nil && strings.TrimSpace(public.value) != "" {
+			fault(public.errorf("%v", err))
 		}
-		cfg.publicURL = pu.String()
+		if pu != nil {
+			cfg.publicURL = pu.String()
+		}
 		if _, port, err := net.SplitHostPort(listen.value); err != nil || port == "" {
-			return nil, listen.errorf("%q is not host:port (for example :8080 or 127.0.0.1:8080)", listen.value)
+			fault(listen.errorf("%q is not host:port (for example :8080 or 127.0.0.1:8080)", listen.value))
 		}
 		if cfg.firstID, err = strconv.ParseInt(firstID.value, 10, 64); err != nil || cfg.firstID <= 0 {
-			return nil, firstID.errorf("%q is not a positive integer", firstID.value)
+			fault(firstID.errorf("%q is not a positive integer", firstID.value))
 		}
 		switch {
 		case providersFile.value != "":
 			specs, fileFirst, err := readProvidersFile(providersFile.value, cfg.publicURL, false)
 			if err != nil {
-				return nil, providersFile.errorf("%v", err)
+				fault(providersFile.errorf("%v", err))
 			}
 			cfg.upstreams = specs
 			if fileFirst > 0 {
@@ -185,58 +191,58 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		case oidcs.issuer.value != "":
 			spec, err := oidcs.spec(cfg.publicURL)
 			if err != nil {
-				return nil, err
+				fault(err)
 			}
 			cfg.upstreams = []upstreamSpec{spec}
 		default:
-			if _, err := gitlabapi.ParseBaseURL(gitlabURL.value); err != nil {
-				return nil, gitlabURL.errorf("%v", err)
+			if _, err := gitlabapi.ParseBaseURL(gitlabURL.value); err != nil && gitlabURL.value != "" {
+				fault(gitlabURL.errorf("%v", err))
 			}
 			sc := strings.Fields(scopes.value)
 			if !slices.ContainsFunc(sc, func(s string) bool { return s == "read_user" || s == "read_api" || s == "api" }) {
-				return nil, scopes.errorf("%q lacks read_user: the bridge reads who signed in from GitLab's /api/v4/user, which needs read_user (or read_api or api); add read_user", scopes.value)
+				fault(scopes.errorf("%q lacks read_user: the bridge reads who signed in from GitLab's /api/v4/user, which needs read_user (or read_api or api); add read_user", scopes.value))
 			}
 			spec := upstreamSpec{gitlab: &gitlabapi.Config{URL: gitlabURL.value, ClientID: clientID.value, ClientSecret: clientSecret.value,
 				Scopes: sc, RedirectURL: oauth.CallbackURLFor(cfg.publicURL)}}
 			if strings.TrimSpace(gitlabCA.value) != "" {
 				if spec.cas, err = loadCAFile(gitlabCA); err != nil {
-					return nil, err
+					fault(err)
 				}
 			}
 			cfg.upstreams = []upstreamSpec{spec}
 		}
 		if cfg.accessTTL, err = accessTTL.duration(); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if cfg.refreshTTL, err = refreshTTL.duration(); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if cfg.traceTTL, err = traceTTL.duration(); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if cfg.userMaxAge, err = userMaxAge.durationOrZero(); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if cfg.userMaxAge == 0 {
 			cfg.userMaxAge = -1 // oauth.Config's "always ask GitLab"
 		}
 		if cfg.appCacheTTL, err = appCacheTTL.durationOrZero(); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if cfg.stall, err = stall.duration(); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if cfg.requestTimeout, err = requestTimeout.duration(); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if cfg.maxInFlight, err = strconv.Atoi(maxInFlight.value); err != nil || cfg.maxInFlight < 1 {
-			return nil, maxInFlight.errorf("%q is not a positive number", maxInFlight.value)
+			fault(maxInFlight.errorf("%q is not a positive number", maxInFlight.value))
 		}
 		if cfg.limits.SignIn, err = parseLimit(signInLimit); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if cfg.limits.ClientAuthFailures, err = parseLimit(clientAuthLimit); err != nil {
-			return nil, err
+			fault(err)
 		}
 		for _, c := range []struct {
 			s *setting
@@ -244,68 +250,73 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 		}{{pendingBrowser, &cfg.limits.Pending.PerBrowser}, {pendingSource, &cfg.limits.Pending.PerSource}, {pendingTotal, &cfg.limits.Pending.Total}} {
 			n, err := strconv.Atoi(strings.TrimSpace(c.s.value))
 			if err != nil || n < 0 {
-				return nil, c.s.errorf("%q is not a number, 0 (no cap) or more", c.s.value)
+				fault(c.s.errorf("%q is not a number, 0 (no cap) or more", c.s.value))
 			}
 			*c.v = cmp.Or(n, -1) // oauth.Limits: 0 takes the default, a negative value is no cap
 		}
 		if cfg.waitReplicas, err = strconv.Atoi(waitReplicas.value); err != nil || cfg.waitReplicas < 0 {
-			return nil, waitReplicas.errorf("%q is not a number of replicas, 0 or more", waitReplicas.value)
+			fault(waitReplicas.errorf("%q is not a number of replicas, 0 or more", waitReplicas.value))
 		}
 		if cfg.waitTimeout, err = waitTimeout.duration(); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if cfg.waitReplicas > 0 && redisURL.value == "" {
-			return nil, waitReplicas.errorf("is %d, but there is no Redis (%s): the in-memory store has no replicas; set it to 0", cfg.waitReplicas, redisURL.env())
+			fault(waitReplicas.errorf("is %d, but there is no Redis (%s): the in-memory store has no replicas; set it to 0", cfg.waitReplicas, redisURL.env()))
 		}
-		if cfg.waitTimeout >= cfg.requestTimeout {
-			return nil, waitTimeout.errorf("%s is not shorter than %s (%s): a request would run out of time before its write did", cfg.waitTimeout, requestTimeout.env(), cfg.requestTimeout)
+		if cfg.waitTimeout > 0 && cfg.requestTimeout > 0 && cfg.waitTimeout >= cfg.requestTimeout {
+			fault(waitTimeout.errorf("%s is not shorter than %s (%s): a request would run out of time before its write did", cfg.waitTimeout, requestTimeout.env(), cfg.requestTimeout))
 		}
 		if cfg.maxTraces, err = strconv.Atoi(maxTraces.value); err != nil || cfg.maxTraces < 1 {
-			return nil, maxTraces.errorf("%q is not a positive number", maxTraces.value)
+			fault(maxTraces.errorf("%q is not a positive number", maxTraces.value))
 		}
 		if err := cfg.logLevel.UnmarshalText([]byte(logLevel.value)); err != nil {
-			return nil, logLevel.errorf("%q is not one of debug, info, warn, error", logLevel.value)
+			fault(logLevel.errorf("%q is not one of debug, info, warn, error", logLevel.value))
 		}
 		if logFormat.value != "json" && logFormat.value != "text" {
-			return nil, logFormat.errorf("%q is not json or text", logFormat.value)
+			fault(logFormat.errorf("%q is not json or text", logFormat.value))
 		}
 		if redisURL.value != "" {
 			opts, err := redisstore.ParseURL(redisURL.value)
 			if err != nil {
-				return nil, redisURL.errorf("%v", err)
-			}
-			if read := readTimeout(opts); cfg.waitReplicas > 0 && cfg.waitTimeout >= read {
-				return nil, waitTimeout.errorf("%s is not shorter than Redis's read timeout (%s, read_timeout in %s): the client would give up on WAIT first", cfg.waitTimeout, read, redisURL.env())
+				fault(redisURL.errorf("%v", err))
+			} else if read := readTimeout(opts); cfg.waitReplicas > 0 && cfg.waitTimeout >= read {
+				fault(waitTimeout.errorf("%s is not shorter than Redis's read timeout (%s, read_timeout in %s): the client would give up on WAIT first", cfg.waitTimeout, read, redisURL.env()))
 			}
 		}
 		if cfg.supportContact, err = parseSupportContact(supportContact); err != nil {
-			return nil, err
+			fault(err)
 		}
 		if cfg.trustedProxies, err = parseTrustedProxies(trustedProxies); err != nil {
-			return nil, err
+			fault(err)
 		}
 		hasCert, hasKey := strings.TrimSpace(tlsCert.value) != "", strings.TrimSpace(tlsKey.value) != ""
 		switch {
 		case hasCert && !hasKey:
-			return nil, tlsKey.errorf("is missing: with %s set the bridge serves HTTPS and needs the certificate's private key too; set both, or neither for plain HTTP", tlsCert.env())
+			fault(tlsKey.errorf("is missing: with %s set the bridge serves HTTPS and needs the certificate's private key too; set both, or neither for plain HTTP", tlsCert.env()))
 		case hasKey && !hasCert:
-			return nil, tlsCert.errorf("is missing: with %s set the bridge serves HTTPS and needs the certificate too; set both, or neither for plain HTTP", tlsKey.env())
+			fault(tlsCert.errorf("is missing: with %s set the bridge serves HTTPS and needs the certificate too; set both, or neither for plain HTTP", tlsKey.env()))
 		case hasCert && hasKey:
 			if cfg.tls, err = newCertReloader(tlsCert, tlsKey); err != nil {
-				return nil, err
+				fault(err)
 			}
 		}
 		if redirectListen.value != "" {
 			if _, port, err := net.SplitHostPort(redirectListen.value); err != nil || port == "" {
-				return nil, redirectListen.errorf("%q is not host:port (for example :80), or empty for none", redirectListen.value)
+				fault(redirectListen.errorf("%q is not host:port (for example :80), or empty for none", redirectListen.value))
 			}
 			if cfg.tls == nil {
-				return nil, redirectListen.errorf("redirects to HTTPS, which the bridge serves only with %s and %s; set them, or leave this empty when a proxy in front ends TLS (and redirects)", tlsCert.env(), tlsKey.env())
+				fault(redirectListen.errorf("redirects to HTTPS, which the bridge serves only with %s and %s; set them, or leave this empty when a proxy in front ends TLS (and redirects)", tlsCert.env(), tlsKey.env()))
 			}
-			if pu.Scheme != "https" {
-				return nil, redirectListen.errorf("redirects to the public URL's host over HTTPS, but %s is %s; make it https://", public.env(), cfg.publicURL)
+			if pu != nil && pu.Scheme != "https" {
+				fault(redirectListen.errorf("redirects to the public URL's host over HTTPS, but %s is %s; make it https://", public.env(), cfg.publicURL))
 			}
-			cfg.redirectListen, cfg.publicHost = redirectListen.value, pu.Host
+			if pu != nil {
+				cfg.redirectListen, cfg.publicHost = redirectListen.value, pu.Host
+			}
+		}
+		fault(keys.check(redisURL.value == ""))
+		if err := faults.err(); err != nil {
+			return nil, err
 		}
 		return cfg, nil
 	}
@@ -388,6 +399,28 @@ func addKeySettings(st *settings) *keySettings {
 		current:  st.add("encryption-key", "", "32 random bytes (64 hex digits or base64; `ssobridge genkey` makes one) that encrypt the GitLab tokens and signing keys the bridge keeps in Redis; required with Redis, the same on every instance"),
 		previous: st.add("encryption-keys-previous", "", "earlier encryption keys, comma-separated, still read after a key change; keep one until every sign-in older than the change has ended (SSOBRIDGE_REFRESH_TOKEN_TTL) and `ssobridge keys rotate` has re-sealed the signing keys"),
 	}
+}
+
+// check reads the keys, for the settings' check at start: a key missing with Redis, or one that
+// is not a key, is named with the other settings' faults.
+func (k *keySettings) check(inMemory bool) error {
+	faults := &configErrors{}
+	if strings.TrimSpace(k.current.value) == "" {
+		if !inMemory {
+			faults.add(k.current.errorf("is required with Redis: without it a copy of Redis would hold usable GitLab tokens. Make one with `ssobridge genkey`, once, keep it in a file (or a secret store), and give every instance the same"))
+		}
+	} else if _, err := oauth.ParseKey(k.current.value); err != nil {
+		faults.add(k.current.errorf("%v", err))
+	}
+	for _, p := range strings.Split(k.previous.value, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if _, err := oauth.ParseKey(p); err != nil {
+			faults.add(k.previous.errorf("%v", err))
+		}
+	}
+	return faults.err()
 }
 
 // sealer returns the configured Sealer. Without Redis a missing key is made up, since nothing
@@ -523,6 +556,51 @@ func warnRuleProblems(ctx context.Context, s store.Store, ups []upstream.Callbac
 	}
 }
 
+// warnUpstreamAtStart asks the provider whether it answers as it should (for GitLab: its
+// discovery document, as GitLab writes it; see gitlabapi.ProbeBaseURL) and, when it does not,
+// logs why and what to change: a wrong URL, port or path prefix is in the log at start rather
+// than met by the first person to sign in. The bridge starts anyway: the provider may only be
+// starting too, and /readyz keeps saying so until it answers.
+func warnUpstreamAtStart(ctx context.Context, pg upstream.Pinger, log *slog.Logger) {
+	d := pg.Describe()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := pg.Ping(pctx)
+	if err == nil {
+		return
+	}
+	fix := ""
+	if ue, ok := errors.AsType[*upstream.Error](err); ok {
+		fix = ue.Fix()
+	}
+	log.Warn(fmt.Sprintf("%s does not answer as %s at %s: nobody can sign in there until it does, and /readyz says so", d.DisplayName, d.DisplayName, d.URL),
+		"provider", d.Name, "url", d.URL, "setting", d.Settings.URL, "cause", err.Error(), "fix", fix)
+}
+
+// checkStore checks the store's key check and marks it (oauth.Server.CheckStore), and says in the
+// log what it found: a store sealed with another key stops the bridge, naming both keys.
+func checkStore(ctx context.Context, srv *oauth.Server, redisURL *setting, log *slog.Logger) error {
+	found, err := srv.CheckStore(ctx)
+	if km, ok := errors.AsType[*oauth.KeyMismatchError](err); ok {
+		return fmt.Errorf("configuration: SSOBRIDGE_ENCRYPTION_KEY (--encryption-key): %w", km)
+	}
+	if err != nil {
+		return fmt.Errorf("checking the store (%s): %w", redisURL.env(), err)
+	}
+	log.Info("encryption key", "fingerprint", found.Fingerprint)
+	switch {
+	case found.Resealed != "":
+		log.Info("the store's key check was sealed with a previous encryption key, and is now sealed with the current one",
+			"previous_fingerprint", found.Resealed, "fingerprint", found.Fingerprint)
+	case found.Marked && found.HadApps && redisURL.value != "":
+		log.Info("marked the store, whose records an earlier version wrote, with its marker and key check", "fingerprint", found.Fingerprint)
+	case found.Marked && redisURL.value != "":
+		log.Warn("the store held no marker and no application: the bridge's first start on this Redis, or a Redis that lost its data. If it held data, restore it with `ssobridge import` (from the latest `ssobridge export`); from now on, losing it again makes /readyz fail",
+			"setting", redisURL.env(), "fingerprint", found.Fingerprint)
+	}
+	return nil
+}
+
 // bridgeGCPercent is the garbage collector's target for a bridge whose environment sets no GOGC.
 // A sign-in's garbage is short-lived: at 200 the collector runs half as often as Go's default
 // (100), which cut the CPU per sign-in by about 9 % under load, for some 10 MiB more memory.
@@ -595,6 +673,8 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 				log.Warn("the OpenID provider's discovery document cannot be read: nobody can sign in there until it can", "provider", o.Describe().Name, "cause", err.Error(), "fix", fix)
 			}
 			cancel()
+		} else if pg, ok := up.(upstream.Pinger); ok {
+			warnUpstreamAtStart(ctx, pg, log)
 		}
 	}
 	srv, err := oauth.New(oauth.Config{PublicURL: cfg.publicURL, Store: s, Upstreams: ups, FirstID: cfg.firstID, Sealer: sealer, Logger: log,
@@ -603,6 +683,9 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 		RequestTimeout: cfg.requestTimeout, MaxInFlight: cfg.maxInFlight, Limits: cfg.limits,
 		SupportContact: cfg.supportContact})
 	if err != nil {
+		return err
+	}
+	if err := checkStore(ctx, srv, cfg.redisURL, log); err != nil {
 		return err
 	}
 	warnRuleProblems(ctx, s, ups, log)

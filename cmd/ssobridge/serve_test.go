@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/memstore"
+	"github.com/ssobridge/ssobridge/oauth/store/storetest"
 	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
@@ -180,6 +182,155 @@ func TestRateLimitsAreReadAsCountPerPeriod(t *testing.T) {
 	for _, off := range []string{"off", "0"} {
 		if got, err := parseLimit(&setting{name: "rate-limit-sign-in", value: off}); err != nil || !got.Off() {
 			t.Errorf("%q read as %+v, %v; want no limit", off, got, err)
+		}
+	}
+}
+
+// A bridge set up from scratch learns everything it lacks at its first start, each with its
+// variable, its flag and what to put there, rather than one error per start.
+func TestServeNamesEveryMissingSettingAtOnce(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SSOBRIDGE_REDIS_URL", "redis://127.0.0.1:1/0")
+	t.Setenv("SSOBRIDGE_ACCESS_TOKEN_TTL", "forever")
+	t.Setenv("SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS", "not-a-key")
+	code, _, stderr := runCmd(t, "serve")
+	if code != 1 {
+		t.Fatalf("exit %d, stderr %q; want 1", code, stderr)
+	}
+	for _, want := range []string{
+		"configuration: 7 settings to correct",
+		"SSOBRIDGE_PUBLIC_URL (--public-url): is required; the bridge's URL as browsers and Mattermost reach it",
+		"SSOBRIDGE_GITLAB_URL (--gitlab-url): is required; the upstream GitLab's base URL",
+		"SSOBRIDGE_GITLAB_CLIENT_ID (--gitlab-client-id): is required",
+		"SSOBRIDGE_GITLAB_CLIENT_SECRET (--gitlab-client-secret): is required",
+		"SSOBRIDGE_ACCESS_TOKEN_TTL (--access-token-ttl): \"forever\" is not a positive duration",
+		"SSOBRIDGE_ENCRYPTION_KEY (--encryption-key): is required with Redis",
+		"SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS (--encryption-keys-previous): a key must be 32 random bytes",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "does not answer") {
+		t.Errorf("serve went on to connect to Redis with its settings wrong:\n%s", stderr)
+	}
+}
+
+// An OpenID provider set up by variables names each of its missing settings too.
+func TestServeNamesEveryMissingOpenIDSettingAtOnce(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SSOBRIDGE_PUBLIC_URL", "https://sso.example.com")
+	t.Setenv("SSOBRIDGE_OIDC_ISSUER", "https://idp.example.com")
+	code, _, stderr := runCmd(t, "serve")
+	for _, want := range []string{"SSOBRIDGE_OIDC_CLIENT_ID (--oidc-client-id): is required", "SSOBRIDGE_OIDC_CLIENT_SECRET (--oidc-client-secret): is required"} {
+		if code != 1 || !strings.Contains(stderr, want) {
+			t.Errorf("exit %d, stderr lacks %q:\n%s", code, want, stderr)
+		}
+	}
+}
+
+// A key made anew (`ssobridge genkey` run again in a new shell) cannot open what the store holds:
+// serve stops at once, naming the fingerprint of the key the data was sealed with and that of
+// the key it was given, and how to set things right, rather than serve 500s and 401s.
+func TestServeRefusesAnEncryptionKeyThatCannotOpenTheStoresData(t *testing.T) {
+	clearEnv(t)
+	redisURL := storetest.RedisURL(t)
+	genkey := func() string {
+		code, out, stderr := runCmd(t, "genkey")
+		if code != 0 {
+			t.Fatalf("genkey: exit %d: %s", code, stderr)
+		}
+		return strings.TrimSpace(out)
+	}
+	first, second := genkey(), genkey()
+	sealerOf := func(keys ...string) *oauth.Sealer {
+		var raw [][]byte
+		for _, k := range keys {
+			b, err := oauth.ParseKey(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw = append(raw, b)
+		}
+		s, err := oauth.NewSealer(raw...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// The bridge's first start on this Redis, with the first key.
+	s, err := openStore(t.Context(), &setting{name: "redis-url", value: redisURL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oauth.CheckStore(t.Context(), s, sealerOf(first)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	for k, v := range map[string]string{"SSOBRIDGE_PUBLIC_URL": "https://sso.example.com", "SSOBRIDGE_GITLAB_URL": "http://127.0.0.1:1",
+		"SSOBRIDGE_GITLAB_CLIENT_ID": "id", "SSOBRIDGE_GITLAB_CLIENT_SECRET": "secret", "SSOBRIDGE_LISTEN": "127.0.0.1:0",
+		"SSOBRIDGE_ADMIN_LISTEN": "127.0.0.1:0", "SSOBRIDGE_REDIS_URL": redisURL, "SSOBRIDGE_ENCRYPTION_KEY": second} {
+		t.Setenv(k, v)
+	}
+	code, _, stderr := runCmd(t, "serve")
+	sealedWith, given := sealerOf(first).Fingerprints()[0], sealerOf(second).Fingerprints()[0]
+	for _, want := range []string{
+		"SSOBRIDGE_ENCRYPTION_KEY (--encryption-key)",
+		"was sealed with the encryption key whose fingerprint is " + sealedWith,
+		"SSOBRIDGE_ENCRYPTION_KEY has fingerprint " + given,
+		"Set SSOBRIDGE_ENCRYPTION_KEY back to the key with fingerprint " + sealedWith,
+		"SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS (--encryption-keys-previous)",
+	} {
+		if code != 1 || !strings.Contains(stderr, want) {
+			t.Errorf("exit %d, stderr lacks %q:\n%s", code, want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "bridge listening") {
+		t.Errorf("serve listened with a key that cannot open the store's data:\n%s", stderr)
+	}
+}
+
+// A GitLab URL that is not GitLab's is in the log at start, loudly, with what answered and what
+// to change, rather than met by the first person to sign in.
+func TestServeWarnsAtStartWhenGitLabURLIsNotGitLab(t *testing.T) {
+	notGitLab := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte("<html><head><title>Mattermost</title></head></html>"))
+	}))
+	defer notGitLab.Close()
+	clearEnv(t)
+	for k, v := range map[string]string{"SSOBRIDGE_PUBLIC_URL": "https://sso.example.com", "SSOBRIDGE_GITLAB_URL": notGitLab.URL,
+		"SSOBRIDGE_GITLAB_CLIENT_ID": "id", "SSOBRIDGE_GITLAB_CLIENT_SECRET": "secret", "SSOBRIDGE_LISTEN": "127.0.0.1:0",
+		"SSOBRIDGE_ADMIN_LISTEN": ""} {
+		t.Setenv(k, v)
+	}
+	st, load := serveSettings(io.Discard)
+	if err := st.parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- serveBridge(ctx, cfg, newLogger(&logs, "json", slog.LevelInfo)) }()
+	for !strings.Contains(logs.String(), "bridge listening") {
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended: %v\n%s", err, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+	out := logs.String()
+	for _, want := range []string{`"level":"WARN","msg":"GitLab does not answer as GitLab at ` + notGitLab.URL,
+		`"setting":"SSOBRIDGE_GITLAB_URL"`, `a page titled \"Mattermost\"`, "Set SSOBRIDGE_GITLAB_URL (" + notGitLab.URL + ") to GitLab's own URL"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -200,6 +200,38 @@ func (e *configError) Error() string {
 	return fmt.Sprintf("configuration: %s (--%s): %s", e.s.env(), e.s.name, e.msg)
 }
 
+// configErrors are every fault of a command's settings, named at once.
+type configErrors []error
+
+// add adds err (nothing when nil; each fault of another configErrors).
+func (f *configErrors) add(err error) {
+	if more, ok := err.(*configErrors); ok {
+		*f = append(*f, *more...)
+	} else if err != nil {
+		*f = append(*f, err)
+	}
+}
+
+// err is nil without a fault, the fault itself when there is one, and f when there are more.
+func (f *configErrors) err() error {
+	switch len(*f) {
+	case 0:
+		return nil
+	case 1:
+		return (*f)[0]
+	}
+	return f
+}
+
+func (f *configErrors) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "configuration: %s to correct, each named by its environment variable (and flag):", plural(len(*f), "setting"))
+	for _, err := range *f {
+		b.WriteString("\n  - " + strings.TrimPrefix(err.Error(), "configuration: "))
+	}
+	return b.String()
+}
+
 func (s *setting) errorf(format string, args ...any) error {
 	return &configError{s: s, msg: fmt.Sprintf(format, args...)}
 }

@@ -508,7 +508,7 @@ func TestTrustedProxiesTakeAddressesAndRanges(t *testing.T) {
 
 func TestGitLabCAFileIsTrustedForCallsToGitLab(t *testing.T) {
 	gitlab := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte(`{}`))
+		_, _ = w.Write([]byte(`{"issuer":"https://` + r.Host + `"}`))
 	}))
 	gitlab.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
 	gitlab.StartTLS()

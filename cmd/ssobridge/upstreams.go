@@ -95,10 +95,12 @@ func addOIDCSettings(st *settings) *oidcSettings {
 
 // spec checks the variables' provider.
 func (o *oidcSettings) spec(publicURL string) (upstreamSpec, error) {
+	missing := &configErrors{}
 	for _, s := range []*setting{o.issuer, o.clientID, o.clientSecret} {
-		if err := s.required(); err != nil {
-			return upstreamSpec{}, err
-		}
+		missing.add(s.required())
+	}
+	if err := missing.err(); err != nil {
+		return upstreamSpec{}, err
 	}
 	if !store.ValidProviderName(o.name.value) {
 		return upstreamSpec{}, o.name.errorf("%q: use 1 to 32 lower-case letters, digits and dashes, starting with a letter", o.name.value)

@@ -216,6 +216,13 @@ type Store interface {
 	GetKeySet(ctx context.Context) ([]byte, error) // ErrNotFound when none
 	SwapKeySet(ctx context.Context, old, new []byte) (bool, error)
 
+	// The store's marker: a small value the bridge writes on its first start on the store and
+	// never deletes (see oauth.CheckStore), so that a store that comes back empty (Redis
+	// flushed, restarted without persistence, or replaced) is told from one that never held
+	// anything. It is kept as the key set is, and swapped the same way.
+	GetMarker(ctx context.Context) ([]byte, error) // ErrNotFound when none
+	SwapMarker(ctx context.Context, old, new []byte) (bool, error)
+
 	TraceStore
 	Identities
 

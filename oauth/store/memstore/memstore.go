@@ -55,6 +55,8 @@ type Store struct {
 	consents map[string]map[int64][]byte
 	// keySet is nil while none is stored; SwapKeySet never stores an empty one.
 	keySet []byte
+	// marker is nil while none is stored, like keySet.
+	marker []byte
 	traces map[string]*trace
 	// traceCount counts the traces of each share, attributed (0) and unattributed (1), dead ones
 	// included until they are dropped.
@@ -839,19 +841,38 @@ func (s *Store) GetKeySet(context.Context) ([]byte, error) {
 
 // SwapKeySet treats an empty old like nil: no stored key set is ever empty.
 func (s *Store) SwapKeySet(_ context.Context, old, next []byte) (bool, error) {
+	return s.swapValue("key set", &s.keySet, old, next)
+}
+
+func (s *Store) GetMarker(context.Context) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.marker == nil {
+		return nil, store.ErrNotFound
+	}
+	return bytes.Clone(s.marker), nil
+}
+
+// SwapMarker treats an empty old like nil: no stored marker is ever empty.
+func (s *Store) SwapMarker(_ context.Context, old, next []byte) (bool, error) {
+	return s.swapValue("marker", &s.marker, old, next)
+}
+
+// swapValue sets *v to next only if it is still old (nil or empty: while none is stored).
+func (s *Store) swapValue(what string, v *[]byte, old, next []byte) (bool, error) {
 	if len(next) == 0 {
-		return false, errors.New("memstore: swap key set: the new key set is empty")
+		return false, fmt.Errorf("memstore: swap %s: the new %s is empty", what, what)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(old) == 0 {
-		if s.keySet != nil {
+		if *v != nil {
 			return false, nil
 		}
-	} else if !bytes.Equal(s.keySet, old) {
+	} else if !bytes.Equal(*v, old) {
 		return false, nil
 	}
-	s.keySet = bytes.Clone(next)
+	*v = bytes.Clone(next)
 	return true, nil
 }
 
@@ -893,6 +914,11 @@ func (s *Store) DumpRaw(context.Context) ([]byte, error) {
 	if s.keySet != nil {
 		buf.WriteString("oidc:keyset\n")
 		buf.Write(s.keySet)
+		buf.WriteByte('\n')
+	}
+	if s.marker != nil {
+		buf.WriteString("marker\n")
+		buf.Write(s.marker)
 		buf.WriteByte('\n')
 	}
 	for id, tr := range s.traces {

@@ -289,6 +289,7 @@ func (s *Store) appKey(id string) string    { return s.prefix + "app:" + id }
 func (s *Store) appsKey() string            { return s.prefix + "apps" }
 func (s *Store) authzKey(key string) string { return s.prefix + "authz:" + key }
 func (s *Store) keySetKey() string          { return s.prefix + "oidc:keyset" }
+func (s *Store) markerKey() string          { return s.prefix + "marker" }
 func (s *Store) traceKey(id string) string  { return s.prefix + "trace:" + id }
 func (s *Store) tracesKey() string          { return s.prefix + "traces" }
 
@@ -625,20 +626,40 @@ func (s *Store) DeleteConsents(ctx context.Context, clientID string, userID int6
 // ---- OpenID Connect keys ----
 
 func (s *Store) GetKeySet(ctx context.Context) ([]byte, error) {
-	b, err := s.c.Get(ctx, s.keySetKey()).Bytes()
+	return s.getValue(ctx, "key set", s.keySetKey())
+}
+
+// SwapKeySet treats an empty old like nil: no stored key set is ever empty.
+func (s *Store) SwapKeySet(ctx context.Context, old, next []byte) (bool, error) {
+	return s.swapValue(ctx, "key set", s.keySetKey(), old, next)
+}
+
+// ---- the store's marker ----
+
+func (s *Store) GetMarker(ctx context.Context) ([]byte, error) {
+	return s.getValue(ctx, "marker", s.markerKey())
+}
+
+// SwapMarker treats an empty old like nil: no stored marker is ever empty.
+func (s *Store) SwapMarker(ctx context.Context, old, next []byte) (bool, error) {
+	return s.swapValue(ctx, "marker", s.markerKey(), old, next)
+}
+
+func (s *Store) getValue(ctx context.Context, what, key string) ([]byte, error) {
+	b, err := s.c.Get(ctx, key).Bytes()
 	if isNil(err) {
 		return nil, store.ErrNotFound
 	}
 	if err != nil {
-		return nil, wrap("get key set", err)
+		return nil, wrap("get "+what, err)
 	}
 	return b, nil
 }
 
-// swapKeySet is the compare-and-set Redis lacks: KEYS[1] is set to ARGV[2] only if its value is
+// swapScript is the compare-and-set Redis lacks: KEYS[1] is set to ARGV[2] only if its value is
 // ARGV[1], or if it does not exist and ARGV[1] is empty. A script rather than WATCH/MULTI, which
 // would need a connection of its own and a retry loop.
-var swapKeySet = redis.NewScript(`
+var swapScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '' then
 	if cur then return 0 end
@@ -649,17 +670,16 @@ redis.call('SET', KEYS[1], ARGV[2])
 return 1
 `)
 
-// SwapKeySet treats an empty old like nil: no stored key set is ever empty.
-func (s *Store) SwapKeySet(ctx context.Context, old, next []byte) (bool, error) {
+func (s *Store) swapValue(ctx context.Context, what, key string, old, next []byte) (bool, error) {
 	if len(next) == 0 {
-		return false, errors.New("redisstore: swap key set: the new key set is empty")
+		return false, fmt.Errorf("redisstore: swap %s: the new %s is empty", what, what)
 	}
 	if old == nil {
 		old = []byte{}
 	}
-	n, err := swapKeySet.Run(ctx, s.c, []string{s.keySetKey()}, old, next).Int64()
+	n, err := swapScript.Run(ctx, s.c, []string{key}, old, next).Int64()
 	if err != nil {
-		return false, wrap("swap key set", err)
+		return false, wrap("swap "+what, err)
 	}
 	return n == 1, nil
 }

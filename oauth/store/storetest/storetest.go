@@ -110,10 +110,15 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListConsents follows PutConsent and DeleteConsents", testConsentListFollowsChanges},
 		{"listed consents are copies: changing one does not change the store", testConsentListCopies},
 
-		{"without a key set, GetKeySet is ErrNotFound", testKeySetNone},
-		{"SwapKeySet replaces the key set only if it is still the old one", testKeySetSwap},
-		{"concurrent swaps from the same old key set: exactly one wins", testKeySetConcurrentSwap},
-		{"key sets are copies: changing one passed in or read back does not change the store", testKeySetCopies},
+		{"without a key set, GetKeySet is ErrNotFound", keySetValue.testNone},
+		{"SwapKeySet replaces the key set only if it is still the old one", keySetValue.testSwap},
+		{"concurrent swaps from the same old key set: exactly one wins", keySetValue.testConcurrentSwap},
+		{"key sets are copies: changing one passed in or read back does not change the store", keySetValue.testCopies},
+		{"without a marker, GetMarker is ErrNotFound", markerValue.testNone},
+		{"SwapMarker replaces the marker only if it is still the old one", markerValue.testSwap},
+		{"concurrent swaps from the same old marker: exactly one wins", markerValue.testConcurrentSwap},
+		{"markers are copies: changing one passed in or read back does not change the store", markerValue.testCopies},
+		{"the key set and the marker are kept apart", testKeySetAndMarkerApart},
 
 		{"a trace keeps its meta and every field of its steps", testTraceRoundTrip},
 		{"a batch of trace steps is as its steps added one by one", testTraceBatch},
@@ -1048,55 +1053,76 @@ func testConsentListCopies(t *testing.T, s store.Store) {
 	wantConsents(t, s, app, map[int64][]string{1: {"openid", "read_user"}})
 }
 
-// ---- OpenID Connect keys ----
+// ---- values swapped whole: the OpenID Connect key set, the store's marker ----
 
-func testKeySetNone(t *testing.T, s store.Store) {
-	_, err := s.GetKeySet(t.Context())
-	mustNotFound(t, "get key set", err)
+// swappedValue is one of the values a store keeps whole and replaces only by a compare-and-set
+// (the key set, the marker): both follow the same rules.
+type swappedValue struct {
+	name string
+	get  func(context.Context, store.Store) ([]byte, error)
+	swap func(ctx context.Context, s store.Store, old, next []byte) (bool, error)
 }
 
-func wantKeySet(t *testing.T, s store.Store, want []byte) {
+var (
+	keySetValue = swappedValue{"key set",
+		func(ctx context.Context, s store.Store) ([]byte, error) { return s.GetKeySet(ctx) },
+		func(ctx context.Context, s store.Store, old, next []byte) (bool, error) {
+			return s.SwapKeySet(ctx, old, next)
+		}}
+	markerValue = swappedValue{"marker",
+		func(ctx context.Context, s store.Store) ([]byte, error) { return s.GetMarker(ctx) },
+		func(ctx context.Context, s store.Store, old, next []byte) (bool, error) {
+			return s.SwapMarker(ctx, old, next)
+		}}
+)
+
+func (v swappedValue) testNone(t *testing.T, s store.Store) {
+	_, err := v.get(t.Context(), s)
+	mustNotFound(t, "get "+v.name, err)
+}
+
+func (v swappedValue) want(t *testing.T, s store.Store, want []byte) {
 	t.Helper()
-	got, err := s.GetKeySet(t.Context())
-	must(t, "get key set", err)
+	got, err := v.get(t.Context(), s)
+	must(t, "get "+v.name, err)
 	if !bytes.Equal(got, want) {
-		t.Errorf("key set = %x, want %x", got, want)
+		t.Errorf("%s = %x, want %x", v.name, got, want)
 	}
 }
 
-func swap(t *testing.T, s store.Store, old, next []byte, want bool) {
+func (v swappedValue) swapWant(t *testing.T, s store.Store, old, next []byte, want bool) {
 	t.Helper()
-	swapped, err := s.SwapKeySet(t.Context(), old, next)
-	must(t, "swap key set", err)
+	swapped, err := v.swap(t.Context(), s, old, next)
+	must(t, "swap "+v.name, err)
 	if swapped != want {
-		t.Errorf("SwapKeySet(%.8x…, %.8x…) = %v, want %v", old, next, swapped, want)
+		t.Errorf("swapping the %s (%.8x…, %.8x…) = %v, want %v", v.name, old, next, swapped, want)
 	}
 }
 
-func testKeySetSwap(t *testing.T, s store.Store) {
+func (v swappedValue) testSwap(t *testing.T, s store.Store) {
 	first, second, third := sealed(), sealed(), sealed()
-	swap(t, s, nil, first, true)
-	wantKeySet(t, s, first)
-	swap(t, s, nil, second, false) // there is one already
-	swap(t, s, second, third, false)
-	swap(t, s, first[:len(first)-1], third, false) // a prefix of the stored value is not it
-	wantKeySet(t, s, first)
-	swap(t, s, first, second, true)
-	wantKeySet(t, s, second)
-	swap(t, s, first, third, false) // first is no longer stored
-	wantKeySet(t, s, second)
+	v.swapWant(t, s, nil, first, true)
+	v.want(t, s, first)
+	v.swapWant(t, s, nil, second, false) // there is one already
+	v.swapWant(t, s, second, third, false)
+	v.swapWant(t, s, first[:len(first)-1], third, false) // a prefix of the stored value is not it
+	v.want(t, s, first)
+	v.swapWant(t, s, first, second, true)
+	v.want(t, s, second)
+	v.swapWant(t, s, first, third, false) // first is no longer stored
+	v.want(t, s, second)
 
 	for _, empty := range [][]byte{nil, {}} {
-		if _, err := s.SwapKeySet(t.Context(), second, empty); err == nil {
-			t.Errorf("SwapKeySet to %#v succeeded, want an error", empty)
+		if _, err := v.swap(t.Context(), s, second, empty); err == nil {
+			t.Errorf("swapping the %s to %#v succeeded, want an error", v.name, empty)
 		}
 	}
-	wantKeySet(t, s, second)
+	v.want(t, s, second)
 }
 
-// testKeySetConcurrentSwap races the first swap (from nothing), then a rotation (from the stored
-// value): each time one instance must win and its key set be the one stored.
-func testKeySetConcurrentSwap(t *testing.T, s store.Store) {
+// testConcurrentSwap races the first swap (from nothing), then a replacement (from the stored
+// value): each time one instance must win and its value be the one stored.
+func (v swappedValue) testConcurrentSwap(t *testing.T, s store.Store) {
 	var old []byte
 	for range 2 {
 		var (
@@ -1105,7 +1131,7 @@ func testKeySetConcurrentSwap(t *testing.T, s store.Store) {
 		)
 		wins := race(t, func() (bool, error) {
 			next := sealed()
-			swapped, err := s.SwapKeySet(t.Context(), old, next)
+			swapped, err := v.swap(t.Context(), s, old, next)
 			if swapped {
 				mu.Lock()
 				winner = next
@@ -1114,22 +1140,34 @@ func testKeySetConcurrentSwap(t *testing.T, s store.Store) {
 			return swapped, err
 		})
 		if wins != 1 {
-			t.Fatalf("%d concurrent swaps from %.8x… won, want exactly 1", wins, old)
+			t.Fatalf("%d concurrent swaps of the %s from %.8x… won, want exactly 1", wins, v.name, old)
 		}
-		wantKeySet(t, s, winner)
+		v.want(t, s, winner)
 		old = winner
 	}
 }
 
-func testKeySetCopies(t *testing.T, s store.Store) {
-	keys := sealed()
-	want := bytes.Clone(keys)
-	swap(t, s, nil, keys, true)
-	keys[0] ^= 0xff
-	got, err := s.GetKeySet(t.Context())
+func (v swappedValue) testCopies(t *testing.T, s store.Store) {
+	val := sealed()
+	want := bytes.Clone(val)
+	v.swapWant(t, s, nil, val, true)
+	val[0] ^= 0xff
+	got, err := v.get(t.Context(), s)
 	must(t, "get", err)
 	got[1] ^= 0xff
-	wantKeySet(t, s, want)
+	v.want(t, s, want)
+}
+
+// testKeySetAndMarkerApart checks that the two values are kept apart: setting one leaves the
+// other unset.
+func testKeySetAndMarkerApart(t *testing.T, s store.Store) {
+	keys := sealed()
+	keySetValue.swapWant(t, s, nil, keys, true)
+	markerValue.testNone(t, s)
+	marker := sealed()
+	markerValue.swapWant(t, s, nil, marker, true)
+	keySetValue.want(t, s, keys)
+	markerValue.want(t, s, marker)
 }
 
 // swapped turns a swap that did not happen into an error, for setting up a test.
