@@ -25,7 +25,8 @@ Usage:
   ssobridge bench [flags]     load a bridge with concurrent whole sign-ins; print throughput, latency
                               per step, errors, Redis commands per sign-in, peak memory
   ssobridge genkey            print a new encryption key (SSOBRIDGE_ENCRYPTION_KEY)
-  ssobridge keys rotate       make a new OpenID Connect signing key for every instance
+  ssobridge keys rotate|list  make a new OpenID Connect signing key, published before it signs;
+                              show the keys and what each does
   ssobridge export [--file F] back up applications (secrets only hashed), consents, identities and
                               the sealed signing keys as JSON; no sessions or tokens (see export --help)
   ssobridge import [--file F] restore an export; refuses a bad file whole, safe to repeat

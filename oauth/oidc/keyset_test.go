@@ -29,14 +29,14 @@ const grace = 24 * time.Hour
 
 func TestRotationKeepsTokensInFlightVerifyingUntilPruned(t *testing.T) {
 	ks := oidc.NewPoolKeySet(t, t0)
-	oldKid, _ := ks.Signer()
+	oldKid, _ := ks.Signer(t0)
 	old := issue(t, ks, t0)
 
 	rotatedAt := t0.Add(time.Second)
-	if err := ks.Rotate(rotatedAt); err != nil {
+	if err := ks.Rotate(rotatedAt, rotatedAt, grace); err != nil {
 		t.Fatal(err)
 	}
-	newKid, _ := ks.Signer()
+	newKid, _ := ks.Signer(rotatedAt)
 	if newKid == oldKid {
 		t.Fatal("Rotate kept the signing key")
 	}
@@ -58,7 +58,7 @@ func TestRotationKeepsTokensInFlightVerifyingUntilPruned(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			if !st.pruneAt.IsZero() {
-				ks.Prune(st.pruneAt, grace)
+				ks.Prune(st.pruneAt)
 			}
 			if got := jwksKids(t, ks.JWKS()); !slices.Equal(got, st.wantKids) {
 				t.Errorf("JWKS kids %v, want %v", got, st.wantKids)
@@ -96,11 +96,11 @@ func TestPrune(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ks := oidc.NewPoolKeySet(t, t0)
 			for _, d := range tt.rotateAt {
-				if err := ks.Rotate(t0.Add(d)); err != nil {
+				if err := ks.Rotate(t0.Add(d), t0.Add(d), grace); err != nil {
 					t.Fatal(err)
 				}
 			}
-			ks.Prune(t0.Add(tt.pruneAt), grace)
+			ks.Prune(t0.Add(tt.pruneAt))
 			var want []string
 			for _, i := range tt.wantKeys {
 				want = append(want, kidOf(oidc.PoolKey(t, i)))
@@ -115,12 +115,12 @@ func TestPrune(t *testing.T) {
 func TestKeysTellWhenEachKeyWasMadeAndRetired(t *testing.T) {
 	ks := oidc.NewPoolKeySet(t, t0)
 	t1 := t0.Add(time.Hour)
-	if err := ks.Rotate(t1); err != nil {
+	if err := ks.Rotate(t1, t1, grace); err != nil {
 		t.Fatal(err)
 	}
 	want := []oidc.KeyInfo{
-		{KID: kidOf(oidc.PoolKey(t, 0)), Created: t0, RetiredAt: t1},
-		{KID: kidOf(oidc.PoolKey(t, 1)), Created: t1},
+		{KID: kidOf(oidc.PoolKey(t, 0)), Created: t0, SignsFrom: t0, RetiredAt: t1, PublishedUntil: t1.Add(grace)},
+		{KID: kidOf(oidc.PoolKey(t, 1)), Created: t1, SignsFrom: t1},
 	}
 	if got := ks.Keys(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Keys() = %+v, want %+v", got, want)
@@ -129,7 +129,7 @@ func TestKeysTellWhenEachKeyWasMadeAndRetired(t *testing.T) {
 
 func TestMarshalRoundTripKeepsKidsTimesAndSigner(t *testing.T) {
 	ks := oidc.NewPoolKeySet(t, t0)
-	if err := ks.Rotate(t0.Add(time.Hour)); err != nil {
+	if err := ks.Rotate(t0.Add(time.Hour), t0.Add(time.Hour), grace); err != nil {
 		t.Fatal(err)
 	}
 	data, err := ks.MarshalBinary()
@@ -144,8 +144,8 @@ func TestMarshalRoundTripKeepsKidsTimesAndSigner(t *testing.T) {
 	if got, want := loaded.Keys(), ks.Keys(); !reflect.DeepEqual(got, want) {
 		t.Errorf("keys after the round trip %+v, want %+v", got, want)
 	}
-	gotKid, gotKey := loaded.Signer()
-	wantKid, wantKey := ks.Signer()
+	gotKid, gotKey := loaded.Signer(t0.Add(time.Hour))
+	wantKid, wantKey := ks.Signer(t0.Add(time.Hour))
 	if gotKid != wantKid || !gotKey.Equal(wantKey) {
 		t.Errorf("signer after the round trip %s, want %s", gotKid, wantKid)
 	}
@@ -190,7 +190,7 @@ func TestMarshalledKeysArePKCS8PEM(t *testing.T) {
 
 func TestUnmarshalRefuses(t *testing.T) {
 	ks := oidc.NewPoolKeySet(t, t0)
-	if err := ks.Rotate(t0.Add(time.Hour)); err != nil {
+	if err := ks.Rotate(t0.Add(time.Hour), t0.Add(time.Hour), grace); err != nil {
 		t.Fatal(err)
 	}
 	good, err := ks.MarshalBinary()
@@ -284,7 +284,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 
 func TestJWKSPublishesPublicPartsOnly(t *testing.T) {
 	ks := oidc.NewPoolKeySet(t, t0)
-	if err := ks.Rotate(t0.Add(time.Hour)); err != nil {
+	if err := ks.Rotate(t0.Add(time.Hour), t0.Add(time.Hour), grace); err != nil {
 		t.Fatal(err)
 	}
 	jwks := ks.JWKS()
@@ -335,7 +335,7 @@ func TestJWKSPublishesPublicPartsOnly(t *testing.T) {
 			t.Errorf("kid %s is not the RFC 7638 thumbprint of its key", k.KeyID)
 		}
 	}
-	kid, key := ks.Signer()
+	kid, key := ks.Signer(t0.Add(time.Hour))
 	if found := set.Key(kid); len(found) != 1 || !key.PublicKey.Equal(found[0].Key) {
 		t.Errorf("the signing key %s is not published as itself", kid)
 	}
@@ -398,10 +398,10 @@ func TestKeySetIsSafeForConcurrentUse(t *testing.T) {
 	wg.Go(func() {
 		for i := range 3 {
 			at := t0.Add(time.Duration(i+1) * time.Hour)
-			if err := ks.Rotate(at); err != nil {
+			if err := ks.Rotate(at, at, time.Hour); err != nil {
 				t.Error(err)
 			}
-			ks.Prune(at, time.Hour)
+			ks.Prune(at)
 			if _, err := ks.MarshalBinary(); err != nil {
 				t.Error(err)
 			}
