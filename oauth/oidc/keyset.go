@@ -121,6 +121,11 @@ func (ks *KeySet) Rotate(now, signsFrom time.Time, grace time.Duration) error {
 	if signsFrom.Before(now) {
 		signsFrom = now
 	}
+	// ID tokens carry their iat in whole seconds, and it picks the key that signs them: a key
+	// takes over at a whole second, so that the token of that second is signed by it.
+	if frac := signsFrom.Sub(signsFrom.Truncate(time.Second)); frac > 0 {
+		signsFrom = signsFrom.Add(time.Second - frac)
+	}
 	// Generation takes tens of milliseconds: do it before taking the lock, so that signing
 	// and verifying on other goroutines do not wait for it.
 	gen := ks.generate
