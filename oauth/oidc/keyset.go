@@ -122,9 +122,13 @@ func (ks *KeySet) Rotate(now, signsFrom time.Time, grace time.Duration) error {
 		signsFrom = now
 	}
 	// ID tokens carry their iat in whole seconds, and it picks the key that signs them: a key
-	// takes over at a whole second, so that the token of that second is signed by it.
-	if frac := signsFrom.Sub(signsFrom.Truncate(time.Second)); frac > 0 {
-		signsFrom = signsFrom.Add(time.Second - frac)
+	// takes over at the start of a second, so that every token of that second is signed by it.
+	// A later key's time is rounded up, never shortening how long it is published first; an
+	// immediate one's down, so that it signs at once.
+	if t := signsFrom.Truncate(time.Second); t.Before(signsFrom) && signsFrom.After(now) {
+		signsFrom = t.Add(time.Second)
+	} else {
+		signsFrom = t
 	}
 	// Generation takes tens of milliseconds: do it before taking the lock, so that signing
 	// and verifying on other goroutines do not wait for it.

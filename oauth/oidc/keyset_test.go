@@ -552,3 +552,26 @@ func TestAKeySetSavedWithoutSigningTimesSignsWithItsActiveKeyAtOnce(t *testing.T
 		t.Errorf("the old retired key is published until %v after a rotation, want its retirement plus the grace", got)
 	}
 }
+
+// An ID token's iat, which picks its key, is in whole seconds: a key taking over within a
+// second would leave that second's tokens to the key it replaces.
+func TestAKeyTakesOverAtAWholeSecond(t *testing.T) {
+	ks := oidc.NewPoolKeySet(t, t0)
+	now := t0.Add(time.Hour + 500*time.Millisecond)
+	if err := ks.Rotate(now, now.Add(lead), grace); err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Rotate(now, now, grace); err != nil {
+		t.Fatal(err)
+	}
+	keys := ks.Keys()
+	if got, want := keys[1].SignsFrom, t0.Add(time.Hour+lead+time.Second); !got.Equal(want) {
+		t.Errorf("a scheduled key signs from %v, want %v: rounded up, never published for less than asked", got, want)
+	}
+	if got, want := keys[2].SignsFrom, t0.Add(time.Hour); !got.Equal(want) {
+		t.Errorf("an immediate key signs from %v, want %v: rounded down, signing at once", got, want)
+	}
+	if kid := segment(t, issue(t, ks, now), 0)["kid"]; kid != keys[2].KID {
+		t.Errorf("right after an immediate rotation a token is signed by %v, want the new key", kid)
+	}
+}
