@@ -24,20 +24,46 @@ const keySetContext = "oidc-keyset"
 // `ssobridge keys rotate` (or another instance) reaches every instance within a minute.
 const keyReload = time.Minute
 
+// JWKSCachePeriod is how long relying parties may keep the JWKS: the max-age it is served
+// with. NextKeyLead depends on it, so the two cannot disagree.
+const JWKSCachePeriod = 5 * time.Minute
+
+// NextKeyLead is how long a rotation publishes the new key before it signs, so that no
+// relying party meets a token signed by a key it does not know. An instance learns of the
+// rotation within keyReload and until then serves the JWKS without the new key; a relying
+// party that fetched that JWKS keeps it for JWKSCachePeriod; a minute more covers instances
+// whose clocks disagree by seconds and relying parties that take a while to refetch.
+const NextKeyLead = keyReload + JWKSCachePeriod + time.Minute
+
+// jwksCacheControl says how long the JWKS may be kept (RFC 9111 §5.2.2.1).
+var jwksCacheControl = fmt.Sprintf("public, max-age=%d", int(JWKSCachePeriod/time.Second))
+
 // keyCache holds the signing keys every instance shares through the store.
 type keyCache struct {
 	mu     sync.Mutex
 	set    *oidc.KeySet
 	raw    []byte
 	loaded time.Time
+	// now is the clock that picks the signing key, dates ID tokens and times reloads; nil is
+	// time.Now. Tests move it to a rotation's switch-over without waiting for it.
+	now func() time.Time
+}
+
+func (c *keyCache) clock() time.Time {
+	if c.now != nil {
+		return c.now()
+	}
+	return time.Now()
 }
 
 // keySet returns the current key set, loading it from the store when stale, and creating it
-// when no instance has yet.
+// when no instance has yet. Keys whose publication has ended are left out of it, though the
+// store keeps them until the next rotation.
 func (s *Server) keySet(ctx context.Context) (*oidc.KeySet, error) {
 	s.keys.mu.Lock()
 	defer s.keys.mu.Unlock()
-	if s.keys.set != nil && time.Since(s.keys.loaded) < keyReload {
+	now := s.keys.clock()
+	if s.keys.set != nil && now.Sub(s.keys.loaded) < keyReload {
 		return s.keys.set, nil
 	}
 	ks, raw, err := LoadKeySet(ctx, s.store, s.cfg.Sealer)
@@ -52,7 +78,8 @@ func (s *Server) keySet(ctx context.Context) (*oidc.KeySet, error) {
 		}
 		return nil, err
 	}
-	s.keys.set, s.keys.raw, s.keys.loaded = ks, raw, time.Now()
+	ks.Prune(now)
+	s.keys.set, s.keys.raw, s.keys.loaded = ks, raw, now
 	return ks, nil
 }
 
@@ -98,22 +125,39 @@ func LoadKeySet(ctx context.Context, st store.Store, sealer *Sealer) (*oidc.KeyS
 	return ks, sealed, nil
 }
 
-// RotateKeys makes a new signing key, keeps the previous ones published for grace so that ID
-// tokens they signed still verify, drops older ones, and saves the set for every instance.
-func RotateKeys(ctx context.Context, st store.Store, sealer *Sealer, grace time.Duration) (*oidc.KeySet, error) {
+// KeyRotation says how RotateKeys replaces the signing key.
+type KeyRotation struct {
+	// Grace is how long a replaced key stays published after it stops signing, so that ID
+	// tokens it signed still verify: longer than any ID token lives.
+	Grace time.Duration
+	// Immediate makes the new key sign at once instead of NextKeyLead after it is published:
+	// for a key that must stop signing now (compromised), at the cost of relying parties that
+	// cached the JWKS refusing new ID tokens for up to JWKSCachePeriod.
+	Immediate bool
+}
+
+// RotateKeys makes a new signing key at now and saves the set for every instance. The new key
+// is published at once and signs from NextKeyLead later (at once with r.Immediate, or when
+// the store has no key yet); the key it replaces signs until then and stays published for
+// r.Grace after; keys whose publication has ended are dropped.
+func RotateKeys(ctx context.Context, st store.Store, sealer *Sealer, now time.Time, r KeyRotation) (*oidc.KeySet, error) {
 	for range 5 {
+		signsFrom := now.Add(NextKeyLead)
+		if r.Immediate {
+			signsFrom = now
+		}
 		ks, old, err := LoadKeySet(ctx, st, sealer)
 		if errors.Is(err, store.ErrNotFound) {
-			ks, old, err = &oidc.KeySet{}, nil, nil
+			// No key signs yet, so no relying party can know one: the first signs at once.
+			ks, old, err, signsFrom = &oidc.KeySet{}, nil, nil, now
 		}
 		if err != nil {
 			return nil, err
 		}
-		now := time.Now()
-		if err := ks.Rotate(now); err != nil {
+		if err := ks.Rotate(now, signsFrom, r.Grace); err != nil {
 			return nil, err
 		}
-		ks.Prune(now, grace)
+		ks.Prune(now)
 		plain, err := ks.MarshalBinary()
 		if err != nil {
 			return nil, err
@@ -152,7 +196,8 @@ func (s *Server) idToken(ctx context.Context, sess *store.Session, p *store.Toke
 	if err != nil {
 		return "", err
 	}
-	claims := oidc.IDTokenFor(s.issuer(), clientID, ParseScope(scope), userInfo(sess), time.Now())
+	// The token's iat picks the key that signs it (see oidc.KeySet.Signer).
+	claims := oidc.IDTokenFor(s.issuer(), clientID, ParseScope(scope), userInfo(sess), s.keys.clock())
 	if withNonce {
 		claims.Nonce = sess.Nonce
 	}
@@ -189,7 +234,7 @@ func (s *Server) jwks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("Cache-Control", "public, max-age=300")
+	c.Response().Header().Set("Cache-Control", jwksCacheControl)
 	return c.JSONBlob(http.StatusOK, ks.JWKS())
 }
 

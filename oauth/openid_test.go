@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -98,7 +99,7 @@ func TestIDTokensSignedBeforeAKeyRotationStillVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := oauth.RotateKeys(ctx, f.store, f.sealer, 24*3600e9); err != nil {
+	if _, err := oauth.RotateKeys(ctx, f.store, f.sealer, time.Now(), oauth.KeyRotation{Grace: 24 * time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	f.srv.ReloadKeys()

@@ -87,7 +87,7 @@ func newPopulatedStore(t *testing.T) *populated {
 		}
 		p.consentsWritten++
 	}
-	if _, err := oauth.RotateKeys(t.Context(), p.st, p.sealer, time.Hour); err != nil {
+	if _, err := oauth.RotateKeys(t.Context(), p.st, p.sealer, time.Now(), oauth.KeyRotation{Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
@@ -282,7 +282,7 @@ func TestImportReplacesChangedApplicationsAndKeepsTheStoresOwnKeysUnlessTold(t *
 	if err := dst.st.CreateApp(t.Context(), &changed); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := oauth.RotateKeys(t.Context(), dst.st, newTestSealer(t), time.Hour); err != nil {
+	if _, err := oauth.RotateKeys(t.Context(), dst.st, newTestSealer(t), time.Now(), oauth.KeyRotation{Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	own, _ := dst.st.GetKeySet(t.Context())

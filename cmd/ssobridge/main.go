@@ -30,7 +30,7 @@ var commands = []command{
 	{"doctor", "doctor [flags]", "check a deployment (bridge, application, Mattermost, GitLab) and\nsay what to fix; --login drives a whole sign-in", runDoctor, nil},
 	{"bench", "bench [flags]", "load a bridge with concurrent whole sign-ins; print throughput, latency\nper step, errors, Redis commands per sign-in, peak memory", runBench, nil},
 	{"genkey", "genkey", "print a new encryption key (SSOBRIDGE_ENCRYPTION_KEY)", runGenkey, nil},
-	{"keys", "keys rotate", "make a new OpenID Connect signing key for every instance", runKeys, func() []string { return slices.Sorted(maps.Keys(keysSummaries)) }},
+	{"keys", "keys rotate|list", "make a new OpenID Connect signing key, published before it signs;\nshow the keys and what each does", runKeys, func() []string { return slices.Sorted(maps.Keys(keysSummaries)) }},
 	{"export", "export [--file F]", "back up applications (secrets only hashed), consents, identities and\nthe sealed signing keys as JSON; no sessions or tokens (see export --help)", runExport, nil},
 	{"import", "import [--file F]", "restore an export; refuses a bad file whole, safe to repeat", runImport, nil},
 	{"healthcheck", "healthcheck", "exit 0 if the bridge's /healthz answers 200 (container health checks)", runHealthcheck, nil},

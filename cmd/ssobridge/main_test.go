@@ -257,23 +257,41 @@ func TestServeWithRedisRequiresAnEncryptionKey(t *testing.T) {
 	}
 }
 
-func TestKeysRotateKeepsThePreviousKeyPublished(t *testing.T) {
+func TestKeysRotatePublishesTheNewKeyBeforeItSignsAndListShowsEachKeysState(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("SSOBRIDGE_REDIS_URL", storetest.RedisURL(t))
 	_, key, _ := runCmd(t, "genkey")
 	t.Setenv("SSOBRIDGE_ENCRYPTION_KEY", strings.TrimSpace(key))
-	if code, out, stderr := runCmd(t, "keys", "rotate"); code != 0 || strings.Count(out, "signs") != 1 {
+	states := func(out string) (next, current, retiring int) {
+		return strings.Count(out, "  next  "), strings.Count(out, "  current  "), strings.Count(out, "  retiring  ")
+	}
+	if code, out, stderr := runCmd(t, "keys", "list"); code != 0 || !strings.Contains(out, "No signing keys yet") {
+		t.Fatalf("list on an empty store: %d %s %s", code, out, stderr)
+	}
+	// The first key has nothing to replace: it signs at once.
+	code, out, stderr := runCmd(t, "keys", "rotate")
+	if n, c, r := states(out); code != 0 || n != 0 || c != 1 || r != 0 || !strings.Contains(out, "signs now") {
 		t.Fatalf("first rotate: %d %s %s", code, out, stderr)
 	}
-	code, out, stderr := runCmd(t, "keys", "rotate")
-	if code != 0 || strings.Count(out, "signs") != 1 || strings.Count(out, "retired") != 1 {
-		t.Fatalf("second rotate: %d %s %s", code, out, stderr)
+	code, out, stderr = runCmd(t, "keys", "rotate")
+	if n, c, r := states(out); code != 0 || n != 1 || c != 1 || r != 0 || !strings.Contains(out, "signs from") || !strings.Contains(out, "is published now") {
+		t.Fatalf("second rotate: want the new key next and the old one still signing: %d %s %s", code, out, stderr)
+	}
+	code, list, stderr := runCmd(t, "keys", "list")
+	if n, c, r := states(list); code != 0 || n != 1 || c != 1 || r != 0 {
+		t.Fatalf("list after the second rotate: %d %s %s", code, list, stderr)
+	}
+	code, out, stderr = runCmd(t, "keys", "rotate", "--now")
+	if n, c, r := states(out); code != 0 || n != 0 || c != 1 || r != 2 || !strings.Contains(out, "may refuse") {
+		t.Fatalf("rotate --now: want the new key signing, the two before it retiring, and a warning: %d %s %s", code, out, stderr)
 	}
 	// With another encryption key the stored keys cannot be read, and the command says so.
 	_, other, _ := runCmd(t, "genkey")
 	t.Setenv("SSOBRIDGE_ENCRYPTION_KEY", strings.TrimSpace(other))
-	if code, _, stderr := runCmd(t, "keys", "rotate"); code != 1 || !strings.Contains(stderr, "SSOBRIDGE_ENCRYPTION_KEY") {
-		t.Fatalf("rotate with a wrong key: %d %s", code, stderr)
+	for _, cmd := range []string{"rotate", "list"} {
+		if code, _, stderr := runCmd(t, "keys", cmd); code != 1 || !strings.Contains(stderr, "SSOBRIDGE_ENCRYPTION_KEY") {
+			t.Fatalf("%s with a wrong key: %d %s", cmd, code, stderr)
+		}
 	}
 }
 

@@ -33,7 +33,7 @@ func BenchmarkVerify(b *testing.B) {
 
 func BenchmarkJWKS(b *testing.B) {
 	ks := oidc.NewPoolKeySet(b, t0)
-	if err := ks.Rotate(t0); err != nil {
+	if err := ks.Rotate(t0, t0, grace); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

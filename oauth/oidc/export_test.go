@@ -60,7 +60,7 @@ func NewPoolKeySet(t testing.TB, now time.Time) *KeySet {
 		}
 		return keys[i], nil
 	}}
-	if err := ks.Rotate(now); err != nil {
+	if err := ks.Rotate(now, now, 0); err != nil {
 		t.Fatal(err)
 	}
 	return ks

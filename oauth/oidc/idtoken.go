@@ -90,9 +90,9 @@ func (c IDTokenClaims) MarshalJSON() ([]byte, error) {
 	}{plain(c), aud})
 }
 
-// SignIDToken signs the claims with the set's signing key, RS256, its kid in the header. It
-// refuses claims without iss, sub, aud, exp or iat, which no relying party should accept and
-// the bridge should never issue.
+// SignIDToken signs the claims with the key that signs at their iat, RS256, its kid in the
+// header. It refuses claims without iss, sub, aud, exp or iat, which no relying party should
+// accept and the bridge should never issue.
 func (ks *KeySet) SignIDToken(c IDTokenClaims) (string, error) {
 	switch {
 	case c.Issuer == "":
@@ -106,7 +106,7 @@ func (ks *KeySet) SignIDToken(c IDTokenClaims) (string, error) {
 	case c.IssuedAt == nil:
 		return "", errors.New("oidc: ID token without iat")
 	}
-	kid, key := ks.Signer()
+	kid, key := ks.Signer(c.IssuedAt.Time)
 	if key == nil {
 		return "", ErrNoSigningKey
 	}

@@ -36,7 +36,7 @@ func TestSignedIDTokenVerifiesWithItsClaims(t *testing.T) {
 	}
 
 	header := segment(t, tok, 0)
-	if kid, _ := ks.Signer(); header["kid"] != kid || header["alg"] != "RS256" {
+	if kid, _ := ks.Signer(t0); header["kid"] != kid || header["alg"] != "RS256" {
 		t.Errorf("header %v, want alg RS256 and kid %s", header, kid)
 	}
 	if aud := segment(t, tok, 1)["aud"]; aud != clientID {
@@ -222,7 +222,7 @@ func TestEmptyKeySetSignsNothing(t *testing.T) {
 	if _, err := ks.MarshalBinary(); !errors.Is(err, oidc.ErrNoSigningKey) {
 		t.Errorf("MarshalBinary: %v, want ErrNoSigningKey", err)
 	}
-	if kid, key := ks.Signer(); kid != "" || key != nil {
+	if kid, key := ks.Signer(t0); kid != "" || key != nil {
 		t.Errorf("Signer: %q, %v", kid, key != nil)
 	}
 	if got := string(ks.JWKS()); got != `{"keys":[]}` {

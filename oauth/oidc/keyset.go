@@ -27,7 +27,7 @@ var ErrNoSigningKey = errors.New("oidc: the key set has no signing key")
 // zero value is an empty set, which Rotate or UnmarshalBinary fill.
 type KeySet struct {
 	mu   sync.RWMutex
-	keys []*setKey // in the order they were made; the signer is the newest active one
+	keys []*setKey // in the order they were made; see signerLocked for which one signs
 
 	// generate makes a new key. Nil means rsa.GenerateKey with KeyBits; tests swap in keys
 	// made once, because generating them dominates the run time under -race.
@@ -38,30 +38,98 @@ type setKey struct {
 	kid     string
 	key     *rsa.PrivateKey
 	created time.Time
-	retired time.Time // zero while the key may sign
+	// signsFrom is when the key starts signing; zero (a set saved before keys were published
+	// ahead of signing) means it may sign from the start.
+	signsFrom time.Time
+	// retired is when the key stops signing, past or future; zero while no later key is due.
+	retired time.Time
+	// until is when the key leaves the set, and so the JWKS; zero while it is not retired, or
+	// for a key retired by a set saved before this was kept (the next Rotate sets it).
+	until time.Time
+}
+
+// start is when the key signs from, for ordering keys by how recently they took over.
+func (k *setKey) start() time.Time {
+	if k.signsFrom.IsZero() {
+		return k.created
+	}
+	return k.signsFrom
+}
+
+// signsAt tells whether the key is the one meant to sign at t.
+func (k *setKey) signsAt(t time.Time) bool {
+	return (k.signsFrom.IsZero() || !t.Before(k.signsFrom)) && (k.retired.IsZero() || t.Before(k.retired))
 }
 
 // KeyInfo describes one key of a set, without its material: what an administrator or a
 // rotation schedule needs to see.
 type KeyInfo struct {
-	KID       string
-	Created   time.Time
-	RetiredAt time.Time // zero for the key that signs
+	KID     string
+	Created time.Time
+	// SignsFrom is when the key starts signing; zero for a key that signed from the start.
+	SignsFrom time.Time
+	// RetiredAt is when the key stops signing (it may be ahead); zero while no later key is due.
+	RetiredAt time.Time
+	// PublishedUntil is when the key leaves the JWKS; zero while it is not retired, or when a
+	// set saved by an older bridge did not say (the next rotation sets it).
+	PublishedUntil time.Time
 }
 
-// NewKeySet returns a set holding one new signing key.
+// State is what the key does at now, as `ssobridge keys list` names it.
+func (k KeyInfo) State(now time.Time) KeyState {
+	switch {
+	case !k.RetiredAt.IsZero() && !now.Before(k.RetiredAt):
+		return KeyRetiring
+	case !k.SignsFrom.IsZero() && now.Before(k.SignsFrom):
+		if !k.RetiredAt.IsZero() && !k.RetiredAt.After(k.SignsFrom) {
+			// Replaced before its time (an immediate rotation after a scheduled one): it never
+			// signs, and stays published until PublishedUntil like any replaced key.
+			return KeyRetiring
+		}
+		return KeyNext
+	}
+	return KeyCurrent
+}
+
+// KeyState is what a key of the set does at a given time.
+type KeyState string
+
+const (
+	// KeyNext is published but does not sign yet: relying parties learn it before it signs.
+	KeyNext KeyState = "next"
+	// KeyCurrent signs.
+	KeyCurrent KeyState = "current"
+	// KeyRetiring no longer signs but is still published, so that what it signed verifies.
+	KeyRetiring KeyState = "retiring"
+)
+
+// NewKeySet returns a set holding one new key, which signs at once.
 func NewKeySet() (*KeySet, error) {
 	ks := &KeySet{}
-	if err := ks.Rotate(time.Now()); err != nil {
+	now := time.Now()
+	if err := ks.Rotate(now, now, 0); err != nil {
 		return nil, err
 	}
 	return ks, nil
 }
 
-// Rotate makes a new signing key and retires every key that signed until now. The retired
-// keys stay in the JWKS, so that ID tokens they signed keep verifying, until Prune drops
-// them.
-func (ks *KeySet) Rotate(now time.Time) error {
+// Rotate makes a new key that signs from signsFrom, which is now for an immediate rotation
+// or later for one relying parties must learn of first: the JWKS publishes the new key at
+// once. Every key that would still sign at signsFrom stops signing then, and stays published
+// for grace after that, so that ID tokens it signed keep verifying, until Prune drops it.
+func (ks *KeySet) Rotate(now, signsFrom time.Time, grace time.Duration) error {
+	if signsFrom.Before(now) {
+		signsFrom = now
+	}
+	// ID tokens carry their iat in whole seconds, and it picks the key that signs them: a key
+	// takes over at the start of a second, so that every token of that second is signed by it.
+	// A later key's time is rounded up, never shortening how long it is published first; an
+	// immediate one's down, so that it signs at once.
+	if t := signsFrom.Truncate(time.Second); t.Before(signsFrom) && signsFrom.After(now) {
+		signsFrom = t.Add(time.Second)
+	} else {
+		signsFrom = t
+	}
 	// Generation takes tens of milliseconds: do it before taking the lock, so that signing
 	// and verifying on other goroutines do not wait for it.
 	gen := ks.generate
@@ -82,26 +150,35 @@ func (ks *KeySet) Rotate(now time.Time) error {
 		}
 	}
 	for _, k := range ks.keys {
-		if k.retired.IsZero() {
-			k.retired = now
+		// A key due to sign later than the new one (a scheduled key an immediate rotation
+		// replaces) never signs: the new key's time is the end for both.
+		if k.retired.IsZero() || k.retired.After(signsFrom) {
+			k.retired = signsFrom
+			k.until = signsFrom.Add(grace)
+		}
+		if k.until.IsZero() {
+			// Retired by a set saved before it kept how long: as then, the grace of this
+			// rotation counts from the retirement.
+			k.until = k.retired.Add(grace)
 		}
 	}
-	ks.keys = append(ks.keys, &setKey{kid: kid, key: key, created: now})
+	ks.keys = append(ks.keys, &setKey{kid: kid, key: key, created: now, signsFrom: signsFrom})
 	return nil
 }
 
-// Prune drops the keys retired at least grace before now. The key that signs is never
-// dropped.
+// Prune drops the keys whose publication has ended at now. A key that signs, or will, is
+// never dropped.
 //
-// grace must outlast every ID token a retired key may have signed: the longest ID token
-// lifetime, plus the time other bridge instances may go on signing with the old key before
-// they reload the set, plus the clock skew Verify allows. A day is a comfortable margin.
-func (ks *KeySet) Prune(now time.Time, grace time.Duration) {
+// The grace given to Rotate must outlast every ID token a retired key may have signed: the
+// longest ID token lifetime, plus the time other bridge instances may go on signing with the
+// old key before they reload the set, plus the clock skew Verify allows. A day is a
+// comfortable margin.
+func (ks *KeySet) Prune(now time.Time) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	kept := ks.keys[:0]
 	for _, k := range ks.keys {
-		if k.retired.IsZero() || now.Before(k.retired.Add(grace)) {
+		if k.until.IsZero() || now.Before(k.until) {
 			kept = append(kept, k)
 		}
 	}
@@ -109,28 +186,48 @@ func (ks *KeySet) Prune(now time.Time, grace time.Duration) {
 	ks.keys = kept
 }
 
-// Signer returns the key that signs and its kid, or "" and nil for an empty set. The key
-// is shared with the set and must not be modified.
-func (ks *KeySet) Signer() (kid string, key *rsa.PrivateKey) {
+// Signer returns the key that signs at now and its kid, or "" and nil for an empty set. The
+// key is shared with the set and must not be modified.
+//
+// The choice depends on the time alone, so that every instance holding the same set switches
+// to a scheduled key when its time comes, without telling one another.
+func (ks *KeySet) Signer(now time.Time) (kid string, key *rsa.PrivateKey) {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
-	if k := ks.signerLocked(); k != nil {
+	if k := ks.signerLocked(now); k != nil {
 		return k.kid, k.key
 	}
 	return "", nil
 }
 
-// signerLocked picks the newest active key. There is one active key unless the store held
-// several (two instances rotated from the same old set, say); then the newest wins, and the
-// others still verify what they signed.
-func (ks *KeySet) signerLocked() *setKey {
+// signerLocked picks the key meant to sign at now. Rotate leaves one such key at any time;
+// of several (a set saved before rotations were scheduled, which two instances rotated from
+// the same old set, say), the one that took over last wins, and the others still verify
+// what they signed. When none is meant to (a clock behind the one that made the set), the
+// last key is taken rather than none.
+func (ks *KeySet) signerLocked(now time.Time) *setKey {
 	var best *setKey
 	for _, k := range ks.keys {
-		if k.retired.IsZero() && (best == nil || !k.created.Before(best.created)) {
+		if k.signsAt(now) && (best == nil || !k.start().Before(best.start())) {
 			best = k
 		}
 	}
+	if best == nil {
+		return ks.lastLocked()
+	}
 	return best
+}
+
+// lastLocked is the key that signs once every scheduled change has happened: the latest
+// unretired one, or nil for a set with none.
+func (ks *KeySet) lastLocked() *setKey {
+	var last *setKey
+	for _, k := range ks.keys {
+		if k.retired.IsZero() && (last == nil || !k.start().Before(last.start())) {
+			last = k
+		}
+	}
+	return last
 }
 
 // publicKey returns the public key with the given kid, retired or not.
@@ -151,7 +248,7 @@ func (ks *KeySet) Keys() []KeyInfo {
 	defer ks.mu.RUnlock()
 	out := make([]KeyInfo, len(ks.keys))
 	for i, k := range ks.keys {
-		out[i] = KeyInfo{KID: k.kid, Created: k.created, RetiredAt: k.retired}
+		out[i] = KeyInfo{KID: k.kid, Created: k.created, SignsFrom: k.signsFrom, RetiredAt: k.retired, PublishedUntil: k.until}
 	}
 	return out
 }
@@ -180,8 +277,8 @@ type jwk struct {
 }
 
 // JWKS returns the JSON Web Key Set served at /oauth/discovery/keys: the public half of
-// every key of the set, the signer first, so that relying parties can verify ID tokens
-// signed by retired keys too.
+// every key of the set, newest first, so that relying parties learn a key before it signs
+// and verify ID tokens signed by retired keys too.
 func (ks *KeySet) JWKS() []byte {
 	ks.mu.RLock()
 	keys := make([]jwk, 0, len(ks.keys))
@@ -219,11 +316,16 @@ type storedSet struct {
 	Keys    []storedKey `json:"keys"`
 }
 
+// storedKey is one key in the store. Fields added since version 1 are optional, so that a
+// set saved by an older bridge still loads (its keys sign from the start and are published
+// until the next rotation prunes them), and an older bridge still loads a newer set.
 type storedKey struct {
-	KID        string    `json:"kid"`
-	Created    time.Time `json:"created"`
-	RetiredAt  time.Time `json:"retired_at,omitzero"`
-	PrivateKey string    `json:"private_key"` // PKCS #8, PEM
+	KID            string    `json:"kid"`
+	Created        time.Time `json:"created"`
+	SignsFrom      time.Time `json:"signs_from,omitzero"`
+	RetiredAt      time.Time `json:"retired_at,omitzero"`
+	PublishedUntil time.Time `json:"published_until,omitzero"`
+	PrivateKey     string    `json:"private_key"` // PKCS #8, PEM
 }
 
 const storedVersion = 1
@@ -233,7 +335,7 @@ const storedVersion = 1
 func (ks *KeySet) MarshalBinary() ([]byte, error) {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
-	if ks.signerLocked() == nil {
+	if ks.lastLocked() == nil {
 		return nil, ErrNoSigningKey
 	}
 	s := storedSet{Version: storedVersion, Keys: make([]storedKey, len(ks.keys))}
@@ -243,10 +345,12 @@ func (ks *KeySet) MarshalBinary() ([]byte, error) {
 			return nil, fmt.Errorf("oidc: encoding key %s: %w", k.kid, err)
 		}
 		s.Keys[i] = storedKey{
-			KID:        k.kid,
-			Created:    k.created,
-			RetiredAt:  k.retired,
-			PrivateKey: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+			KID:            k.kid,
+			Created:        k.created,
+			SignsFrom:      k.signsFrom,
+			RetiredAt:      k.retired,
+			PublishedUntil: k.until,
+			PrivateKey:     string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 		}
 	}
 	return json.Marshal(s)
@@ -284,7 +388,7 @@ func (ks *KeySet) UnmarshalBinary(data []byte) error {
 		}
 		seen[kid] = true
 		active = active || sk.RetiredAt.IsZero()
-		keys = append(keys, &setKey{kid: kid, key: key, created: sk.Created, retired: sk.RetiredAt})
+		keys = append(keys, &setKey{kid: kid, key: key, created: sk.Created, signsFrom: sk.SignsFrom, retired: sk.RetiredAt, until: sk.PublishedUntil})
 	}
 	if !active {
 		return fmt.Errorf("oidc: the key set has no active key to sign with")

@@ -27,16 +27,19 @@ import (
 
 const grace = 24 * time.Hour
 
+// lead stands for the bridge's NextKeyLead: how long a scheduled key is published first.
+const lead = 7 * time.Minute
+
 func TestRotationKeepsTokensInFlightVerifyingUntilPruned(t *testing.T) {
 	ks := oidc.NewPoolKeySet(t, t0)
-	oldKid, _ := ks.Signer()
+	oldKid, _ := ks.Signer(t0)
 	old := issue(t, ks, t0)
 
 	rotatedAt := t0.Add(time.Second)
-	if err := ks.Rotate(rotatedAt); err != nil {
+	if err := ks.Rotate(rotatedAt, rotatedAt, grace); err != nil {
 		t.Fatal(err)
 	}
-	newKid, _ := ks.Signer()
+	newKid, _ := ks.Signer(rotatedAt)
 	if newKid == oldKid {
 		t.Fatal("Rotate kept the signing key")
 	}
@@ -58,7 +61,7 @@ func TestRotationKeepsTokensInFlightVerifyingUntilPruned(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			if !st.pruneAt.IsZero() {
-				ks.Prune(st.pruneAt, grace)
+				ks.Prune(st.pruneAt)
 			}
 			if got := jwksKids(t, ks.JWKS()); !slices.Equal(got, st.wantKids) {
 				t.Errorf("JWKS kids %v, want %v", got, st.wantKids)
@@ -96,11 +99,11 @@ func TestPrune(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ks := oidc.NewPoolKeySet(t, t0)
 			for _, d := range tt.rotateAt {
-				if err := ks.Rotate(t0.Add(d)); err != nil {
+				if err := ks.Rotate(t0.Add(d), t0.Add(d), grace); err != nil {
 					t.Fatal(err)
 				}
 			}
-			ks.Prune(t0.Add(tt.pruneAt), grace)
+			ks.Prune(t0.Add(tt.pruneAt))
 			var want []string
 			for _, i := range tt.wantKeys {
 				want = append(want, kidOf(oidc.PoolKey(t, i)))
@@ -115,27 +118,35 @@ func TestPrune(t *testing.T) {
 func TestKeysTellWhenEachKeyWasMadeAndRetired(t *testing.T) {
 	ks := oidc.NewPoolKeySet(t, t0)
 	t1 := t0.Add(time.Hour)
-	if err := ks.Rotate(t1); err != nil {
+	if err := ks.Rotate(t1, t1, grace); err != nil {
 		t.Fatal(err)
 	}
 	want := []oidc.KeyInfo{
-		{KID: kidOf(oidc.PoolKey(t, 0)), Created: t0, RetiredAt: t1},
-		{KID: kidOf(oidc.PoolKey(t, 1)), Created: t1},
+		{KID: kidOf(oidc.PoolKey(t, 0)), Created: t0, SignsFrom: t0, RetiredAt: t1, PublishedUntil: t1.Add(grace)},
+		{KID: kidOf(oidc.PoolKey(t, 1)), Created: t1, SignsFrom: t1},
 	}
 	if got := ks.Keys(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Keys() = %+v, want %+v", got, want)
 	}
 }
 
-func TestMarshalRoundTripKeepsKidsTimesAndSigner(t *testing.T) {
+// rotatedOnce returns a set whose first key was replaced at t0 + 1h by one that signed at once,
+// and the set's stored form.
+func rotatedOnce(t *testing.T) (*oidc.KeySet, []byte) {
+	t.Helper()
 	ks := oidc.NewPoolKeySet(t, t0)
-	if err := ks.Rotate(t0.Add(time.Hour)); err != nil {
+	if err := ks.Rotate(t0.Add(time.Hour), t0.Add(time.Hour), grace); err != nil {
 		t.Fatal(err)
 	}
 	data, err := ks.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ks, data
+}
+
+func TestMarshalRoundTripKeepsKidsTimesAndSigner(t *testing.T) {
+	ks, data := rotatedOnce(t)
 
 	var loaded oidc.KeySet // the zero value is what the bridge loads into
 	if err := loaded.UnmarshalBinary(data); err != nil {
@@ -144,8 +155,8 @@ func TestMarshalRoundTripKeepsKidsTimesAndSigner(t *testing.T) {
 	if got, want := loaded.Keys(), ks.Keys(); !reflect.DeepEqual(got, want) {
 		t.Errorf("keys after the round trip %+v, want %+v", got, want)
 	}
-	gotKid, gotKey := loaded.Signer()
-	wantKid, wantKey := ks.Signer()
+	gotKid, gotKey := loaded.Signer(t0.Add(time.Hour))
+	wantKid, wantKey := ks.Signer(t0.Add(time.Hour))
 	if gotKid != wantKid || !gotKey.Equal(wantKey) {
 		t.Errorf("signer after the round trip %s, want %s", gotKid, wantKid)
 	}
@@ -189,14 +200,7 @@ func TestMarshalledKeysArePKCS8PEM(t *testing.T) {
 }
 
 func TestUnmarshalRefuses(t *testing.T) {
-	ks := oidc.NewPoolKeySet(t, t0)
-	if err := ks.Rotate(t0.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	good, err := ks.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, good := rotatedOnce(t)
 	small, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +288,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 
 func TestJWKSPublishesPublicPartsOnly(t *testing.T) {
 	ks := oidc.NewPoolKeySet(t, t0)
-	if err := ks.Rotate(t0.Add(time.Hour)); err != nil {
+	if err := ks.Rotate(t0.Add(time.Hour), t0.Add(time.Hour), grace); err != nil {
 		t.Fatal(err)
 	}
 	jwks := ks.JWKS()
@@ -335,7 +339,7 @@ func TestJWKSPublishesPublicPartsOnly(t *testing.T) {
 			t.Errorf("kid %s is not the RFC 7638 thumbprint of its key", k.KeyID)
 		}
 	}
-	kid, key := ks.Signer()
+	kid, key := ks.Signer(t0.Add(time.Hour))
 	if found := set.Key(kid); len(found) != 1 || !key.PublicKey.Equal(found[0].Key) {
 		t.Errorf("the signing key %s is not published as itself", kid)
 	}
@@ -398,14 +402,176 @@ func TestKeySetIsSafeForConcurrentUse(t *testing.T) {
 	wg.Go(func() {
 		for i := range 3 {
 			at := t0.Add(time.Duration(i+1) * time.Hour)
-			if err := ks.Rotate(at); err != nil {
+			if err := ks.Rotate(at, at, time.Hour); err != nil {
 				t.Error(err)
 			}
-			ks.Prune(at, time.Hour)
+			ks.Prune(at)
 			if _, err := ks.MarshalBinary(); err != nil {
 				t.Error(err)
 			}
 		}
 	})
 	wg.Wait()
+}
+
+func TestAScheduledKeyIsPublishedAtOnceAndSignsFromItsTime(t *testing.T) {
+	ks := oidc.NewPoolKeySet(t, t0)
+	oldKid, newKid := kidOf(oidc.PoolKey(t, 0)), kidOf(oidc.PoolKey(t, 1))
+	rotatedAt := t0.Add(time.Hour)
+	signsFrom := rotatedAt.Add(lead)
+	if err := ks.Rotate(rotatedAt, signsFrom, grace); err != nil {
+		t.Fatal(err)
+	}
+	if got := jwksKids(t, ks.JWKS()); !slices.Equal(got, []string{newKid, oldKid}) {
+		t.Errorf("JWKS right after the rotation %v, want the new key and the old one", got)
+	}
+	for _, tt := range []struct {
+		at   time.Time
+		want string
+	}{
+		{rotatedAt, oldKid},
+		{signsFrom.Add(-time.Second), oldKid},
+		{signsFrom, newKid},
+		{signsFrom.Add(grace), newKid},
+	} {
+		if kid := segment(t, issue(t, ks, tt.at), 0)["kid"]; kid != tt.want {
+			t.Errorf("a token issued at %v is signed by %v, want %s", tt.at.Sub(rotatedAt), kid, tt.want)
+		}
+	}
+	ks.Prune(signsFrom.Add(grace - time.Second))
+	if got := kidsOf(ks.Keys()); !slices.Equal(got, []string{oldKid, newKid}) {
+		t.Errorf("within the grace after the switch the keys are %v, want both", got)
+	}
+	ks.Prune(signsFrom.Add(grace))
+	if got := kidsOf(ks.Keys()); !slices.Equal(got, []string{newKid}) {
+		t.Errorf("the grace after the switch the keys are %v, want the new one alone", got)
+	}
+}
+
+func TestAnImmediateRotationStopsTheKeyThatSignsAndTheOneScheduled(t *testing.T) {
+	ks := oidc.NewPoolKeySet(t, t0)
+	k0, k1, k2 := kidOf(oidc.PoolKey(t, 0)), kidOf(oidc.PoolKey(t, 1)), kidOf(oidc.PoolKey(t, 2))
+	scheduledAt := t0.Add(time.Hour)
+	if err := ks.Rotate(scheduledAt, scheduledAt.Add(lead), grace); err != nil {
+		t.Fatal(err)
+	}
+	now := scheduledAt.Add(time.Minute)
+	if err := ks.Rotate(now, now, grace); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []time.Time{now, scheduledAt.Add(lead), now.Add(grace - time.Second)} {
+		if kid := segment(t, issue(t, ks, at), 0)["kid"]; kid != k2 {
+			t.Errorf("a token issued %v after the immediate rotation is signed by %v, want the new key %s", at.Sub(now), kid, k2)
+		}
+	}
+	want := map[string]oidc.KeyState{k0: oidc.KeyRetiring, k1: oidc.KeyRetiring, k2: oidc.KeyCurrent}
+	for _, k := range ks.Keys() {
+		if got := k.State(now); got != want[k.KID] {
+			t.Errorf("key %s is %s, want %s", k.KID, got, want[k.KID])
+		}
+		if k.KID != k2 && !k.PublishedUntil.Equal(now.Add(grace)) {
+			t.Errorf("replaced key %s published until %v, want the grace after the immediate rotation", k.KID, k.PublishedUntil)
+		}
+	}
+}
+
+func TestKeyStatesFollowTheSchedule(t *testing.T) {
+	ks := oidc.NewPoolKeySet(t, t0)
+	rotatedAt := t0.Add(time.Hour)
+	signsFrom := rotatedAt.Add(lead)
+	if err := ks.Rotate(rotatedAt, signsFrom, grace); err != nil {
+		t.Fatal(err)
+	}
+	// A second scheduled rotation before the first took effect: the key it scheduled still
+	// signs, from its time until the newer key's.
+	again := rotatedAt.Add(time.Minute)
+	if err := ks.Rotate(again, again.Add(lead), grace); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		at   time.Time
+		want []oidc.KeyState // oldest key first
+	}{
+		{again, []oidc.KeyState{oidc.KeyCurrent, oidc.KeyNext, oidc.KeyNext}},
+		{signsFrom, []oidc.KeyState{oidc.KeyRetiring, oidc.KeyCurrent, oidc.KeyNext}},
+		{again.Add(lead), []oidc.KeyState{oidc.KeyRetiring, oidc.KeyRetiring, oidc.KeyCurrent}},
+	}
+	for _, tt := range tests {
+		var got []oidc.KeyState
+		for _, k := range ks.Keys() {
+			got = append(got, k.State(tt.at))
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%v after the first rotation: states %v, want %v", tt.at.Sub(rotatedAt), got, tt.want)
+		}
+	}
+}
+
+func TestAKeySetSavedWithoutSigningTimesSignsWithItsActiveKeyAtOnce(t *testing.T) {
+	// The form sets took before keys were published ahead of signing: no signs_from and no
+	// published_until.
+	_, data := rotatedOnce(t)
+	var s map[string]any
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range s["keys"].([]any) {
+		delete(k.(map[string]any), "signs_from")
+		delete(k.(map[string]any), "published_until")
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old oidc.KeySet
+	if err := old.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	retired, active := kidOf(oidc.PoolKey(t, 0)), kidOf(oidc.PoolKey(t, 1))
+	// Whatever the time, even one before it was made: without a time to sign from, the active
+	// key signs from the moment the set is loaded, as it did in the bridge that saved it.
+	for _, at := range []time.Time{t0.Add(2 * time.Hour), t0} {
+		if kid := segment(t, issue(t, &old, at), 0)["kid"]; kid != active {
+			t.Errorf("at %v the old set signs with %v, want its active key %s", at, kid, active)
+		}
+	}
+	if got := old.Keys()[0]; got.State(t0.Add(2*time.Hour)) != oidc.KeyRetiring || !got.PublishedUntil.IsZero() {
+		t.Errorf("the retired key of the old set: %+v, want retiring with no end known", got)
+	}
+	// Its retired key stays published until a rotation gives it an end: the grace from its
+	// retirement, as the bridge that saved it meant.
+	old.Prune(t0.Add(1000 * grace))
+	if got := kidsOf(old.Keys()); !slices.Equal(got, []string{retired, active}) {
+		t.Errorf("Prune dropped a key whose end was not known: %v", got)
+	}
+	now := t0.Add(2 * time.Hour)
+	if err := old.Rotate(now, now.Add(lead), grace); err != nil {
+		t.Fatal(err)
+	}
+	if got := old.Keys()[0].PublishedUntil; !got.Equal(t0.Add(time.Hour + grace)) {
+		t.Errorf("the old retired key is published until %v after a rotation, want its retirement plus the grace", got)
+	}
+}
+
+// An ID token's iat, which picks its key, is in whole seconds: a key taking over within a
+// second would leave that second's tokens to the key it replaces.
+func TestAKeyTakesOverAtAWholeSecond(t *testing.T) {
+	ks := oidc.NewPoolKeySet(t, t0)
+	now := t0.Add(time.Hour + 500*time.Millisecond)
+	if err := ks.Rotate(now, now.Add(lead), grace); err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Rotate(now, now, grace); err != nil {
+		t.Fatal(err)
+	}
+	keys := ks.Keys()
+	if got, want := keys[1].SignsFrom, t0.Add(time.Hour+lead+time.Second); !got.Equal(want) {
+		t.Errorf("a scheduled key signs from %v, want %v: rounded up, never published for less than asked", got, want)
+	}
+	if got, want := keys[2].SignsFrom, t0.Add(time.Hour); !got.Equal(want) {
+		t.Errorf("an immediate key signs from %v, want %v: rounded down, signing at once", got, want)
+	}
+	if kid := segment(t, issue(t, ks, now), 0)["kid"]; kid != keys[2].KID {
+		t.Errorf("right after an immediate rotation a token is signed by %v, want the new key", kid)
+	}
 }

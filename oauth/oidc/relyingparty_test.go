@@ -121,7 +121,7 @@ func TestRelyingPartyFollowsRotation(t *testing.T) {
 	old := b.issue(t, t0, "n")
 
 	rotatedAt := t0.Add(time.Second)
-	if err := ks.Rotate(rotatedAt); err != nil {
+	if err := ks.Rotate(rotatedAt, rotatedAt, grace); err != nil {
 		t.Fatal(err)
 	}
 	fresh := b.issue(t, rotatedAt, "n")
@@ -149,7 +149,7 @@ func TestRelyingPartyFollowsRotation(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			if !st.pruneAt.IsZero() {
-				ks.Prune(st.pruneAt, grace)
+				ks.Prune(st.pruneAt)
 			}
 			rp := st.rp()
 			_, err := rp.verify(st.token)
