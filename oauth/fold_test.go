@@ -2,6 +2,7 @@ package oauth_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -83,6 +84,21 @@ func TestAnOutagesRepeatedFailuresFoldIntoOneTraceAndARealFailureStays(t *testin
 			if names := stepNames(tr); len(names) < 2 || names[0] != "authorize" {
 				t.Errorf("the first trace of the outage's failure is not whole: steps %q", names)
 			}
+		}
+		// The list says as much: its counts add up to every sign-in of the outage.
+		admin := httptest.NewServer(f.srv.AdminHandler(""))
+		defer admin.Close()
+		listed := 0
+		for _, row := range decodeJSON(t, readBody(t, f.get(admin.URL+"/debug/traces")))["traces"].([]any) {
+			if row := row.(map[string]any); row["failure"] == "upstream_unreachable" {
+				listed++
+				if folded, ok := row["folded"].(map[string]any); ok {
+					listed += int(folded["count"].(float64))
+				}
+			}
+		}
+		if listed != outage {
+			t.Errorf("the list of traces counts %d sign-ins of the outage, want %d", listed, outage)
 		}
 		if got := f.failedCounts()["/oauth/callback upstream_unreachable"] - before; got != outage {
 			t.Errorf("ssobridge_logins_failed_total counted %v of the outage's %d failures", got, outage)
