@@ -59,7 +59,9 @@
 //	                store.TraceAppend.Fold): trace id -> "count first last" of the traces folded
 //	                into it (unix milliseconds); an id leaves it when it leaves the index
 //	{<prefix>traces}:fold:<key>, {<prefix>traces:unattributed}:fold:<key>
-//	                the id of the first trace of fold <key>, expiring with its window
+//	                HASH of fold <key>: " first" -> the id of its first trace, and a digest
+//	                of each id folded into it -> "" (so that one sent again counts once),
+//	                expiring with its window
 //	ids:{ids}:...   the identities: the counter, the ids ever used, and the bindings by id, by
 //	                subject and by email (see identity.go), no expiry
 //

@@ -64,9 +64,9 @@ const (
 // lost with it; otherwise a trace evicted while its sign-in goes on starts over with its next
 // step, as a new trace, as in memstore.
 //
-// A pipeline that go-redis sends again (its answer was lost, after it ran) writes a folded trace
-// again and folds it again: its count then says one more than there were. The count is never
-// less than the failures, and a count exact under retries would need to keep every folded id.
+// A pipeline that go-redis sends again (its answer was lost after it ran, or a stalled Redis ran
+// every attempt once it woke) writes a folded trace again and folds it again, but counts it once:
+// each fold keeps a digest of the ids folded into it for its window, a few dozen bytes each.
 func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, retention time.Duration, maxTraces int) error {
 	if len(steps) == 0 {
 		return nil
@@ -213,11 +213,13 @@ return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 
 // foldAndTrimTraceIndex folds and caps the trace index KEYS[1]. KEYS[2] holds, for each trace
 // that is the first of a fold, the traces folded into it ("count first last", the times in unix
-// milliseconds); KEYS[3], KEYS[4], ... are the folds (each the id of its first trace, expiring
-// when the window ends) of the traces ARGV[4], ARGV[6], ..., which failed at ARGV[5], ARGV[7],
-// ... A trace that is the first of a fold is never folded; one whose fold has a first still
-// indexed is taken out of the index and counted; any other becomes the first of its fold, for
-// ARGV[3] milliseconds. Then the oldest ids beyond ARGV[1] are evicted, and ARGV[2] more once
+// milliseconds); KEYS[3], KEYS[4], ... are the folds of the traces ARGV[4], ARGV[6], ..., which
+// failed at ARGV[5], ARGV[7], ...: each a hash of the id of its first trace (field " first",
+// which no digest is) and a digest of each id folded into it, expiring when its window ends. A
+// trace that is the first of a fold is never folded; one whose fold has a first still indexed is
+// taken out of the index and counted, unless the fold already holds its digest (a pipeline sent
+// again); any
+// other becomes the first of its fold, for ARGV[3] milliseconds. Then the oldest ids beyond ARGV[1] are evicted, and ARGV[2] more once
 // it is past it. It returns the ids evicted and the ids folded, so that their traces can be
 // deleted; it touches the index and keys of its hash tag alone, as the traces' keys are in other
 // Cluster slots.
@@ -227,17 +229,21 @@ local gone = {}
 for i = 3, #KEYS do
   local id, at = ARGV[2 * i - 2], tonumber(ARGV[2 * i - 1])
   if redis.call('ZSCORE', index, id) and redis.call('HEXISTS', folded, id) == 0 then
-    local first = redis.call('GET', KEYS[i])
+    local first = redis.call('HGET', KEYS[i], ' first')
     local count = first and first ~= id and redis.call('ZSCORE', index, first) and redis.call('HGET', folded, first)
     if count then
-      local n, lo, hi = string.match(count, '^(%d+) (%d+) (%d+)$')
-      n, lo, hi = tonumber(n), tonumber(lo), tonumber(hi)
-      if n == 0 then lo, hi = at, at end
-      redis.call('HSET', folded, first, string.format('%d %d %d', n + 1, math.min(lo, at), math.max(hi, at)))
+      if redis.call('HSETNX', KEYS[i], string.sub(redis.sha1hex(id), 1, 12), '') == 1 then
+        local n, lo, hi = string.match(count, '^(%d+) (%d+) (%d+)$')
+        n, lo, hi = tonumber(n), tonumber(lo), tonumber(hi)
+        if n == 0 then lo, hi = at, at end
+        redis.call('HSET', folded, first, string.format('%d %d %d', n + 1, math.min(lo, at), math.max(hi, at)))
+      end
       redis.call('ZREM', index, id)
       gone[#gone + 1] = id
     else
-      redis.call('SET', KEYS[i], id, 'PX', ARGV[3])
+      redis.call('DEL', KEYS[i])
+      redis.call('HSET', KEYS[i], ' first', id)
+      redis.call('PEXPIRE', KEYS[i], ARGV[3])
       redis.call('HSET', folded, id, '0 0 0')
     end
   end
