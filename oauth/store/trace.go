@@ -112,8 +112,9 @@ type TraceAppend struct {
 	// upstream fails, every sign-in fails the same way, and their traces would evict, within
 	// seconds, the one trace of a different failure that the administrator needs. So the first
 	// trace of a failure is kept whole, and a later trace of the same share whose step has the
-	// same Fold within TraceFoldWindow of that first one is not kept: it is deleted whole, its
-	// earlier steps too, and counted on the first (Trace.Folded). A trace that is itself the
+	// same Fold, within TraceFoldWindow of that first one (and in the same window, as the key
+	// holds its number), is not kept: it is deleted whole, its earlier steps too, and counted on
+	// the first (Trace.Folded). A trace that is itself the
 	// first of a fold is never folded into another, so that its count is never lost; nor is one
 	// whose first is gone (evicted or expired): it becomes the first in its place. Only the
 	// first step with a Fold of a trace in one batch counts.
