@@ -24,7 +24,9 @@ type traceSummary struct {
 	Outcome      string    `json:"outcome"`
 	Failure      string    `json:"failure,omitempty"`
 	Steps        int       `json:"steps"`
-	URL          string    `json:"url"`
+	// Folded counts the later sign-ins that failed alike, folded into this trace.
+	Folded *store.TraceFold `json:"folded,omitempty"`
+	URL    string           `json:"url"`
 }
 
 // traceDetail is one trace with what the bridge makes of it.
@@ -106,7 +108,7 @@ func (s *Server) traceList(w http.ResponseWriter, r *http.Request) {
 		}
 		kept = append(kept, t)
 		out = append(out, traceSummary{ID: t.ID, StartedAt: t.StartedAt, ClientID: t.ClientID, App: t.App, GitLabUserID: t.GitLabUserID,
-			Username: t.Username, Outcome: o, Failure: f, Steps: len(t.Steps), URL: "/debug/traces/" + url.PathEscape(t.ID)})
+			Username: t.Username, Outcome: o, Failure: f, Steps: len(t.Steps), Folded: t.Folded, URL: "/debug/traces/" + url.PathEscape(t.ID)})
 		if len(out) == limit {
 			break
 		}
@@ -131,7 +133,8 @@ func (s *Server) traceShow(w http.ResponseWriter, r *http.Request) {
 	t, err := s.store.GetTrace(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		writeAdminJSON(w, http.StatusNotFound, map[string]string{"error": "no trace " + strconv.Quote(truncate(id, 40)) +
-			" (traces are kept " + s.cfg.TraceRetention.String() + "; the id is in the X-Trace-Id header and on the bridge's error pages)"})
+			" (traces are kept " + s.cfg.TraceRetention.String() + "; the id is in the X-Trace-Id header and on the bridge's error pages;" +
+			" a sign-in that failed as an earlier one did, within a minute of it, is counted on the earlier one's trace instead: look in the list for it)"})
 		return
 	}
 	if err != nil {

@@ -144,7 +144,8 @@ func scriptCalls(t *testing.T, r *storetest.Redis) int {
 	return n
 }
 
-// failures lists the failures named in every trace the store holds.
+// failures counts the failures named in every trace the store holds, with the sign-ins folded
+// into a trace counted under its first failure, which they shared.
 func (f *fixture) failures() map[string]int {
 	f.t.Helper()
 	f.srv.FlushTraces(f.t.Context())
@@ -154,9 +155,14 @@ func (f *fixture) failures() map[string]int {
 	}
 	out := map[string]int{}
 	for _, tr := range traces {
+		folded := 0
+		if tr.Folded != nil {
+			folded = tr.Folded.Count
+		}
 		for _, s := range tr.Steps {
 			if s.Failure != "" {
-				out[s.Failure]++
+				out[s.Failure] += 1 + folded
+				folded = 0
 			}
 		}
 	}

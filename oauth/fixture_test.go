@@ -313,6 +313,9 @@ type tokenRecorder struct {
 	verifiers []string
 	// down makes GitLab unreachable, as a network failure would.
 	down atomic.Bool
+	// tokenStatus, when set, is the status of GitLab's token endpoint's every answer, as a proxy
+	// in front of a failing GitLab would give it.
+	tokenStatus atomic.Int32
 	// userBody, when set, rewrites GitLab's /api/v4/user answers, as a GitLab (or a proxy in
 	// front of it) that answers oddly would.
 	userBody atomic.Pointer[func([]byte) []byte]
@@ -323,6 +326,10 @@ type tokenRecorder struct {
 func (r *tokenRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	if r.down.Load() {
 		return nil, errors.New("dial tcp: connection refused")
+	}
+	if status := int(r.tokenStatus.Load()); status != 0 && req.URL.Path == "/oauth/token" {
+		return &http.Response{StatusCode: status, Status: http.StatusText(status), Header: http.Header{"Content-Type": {"text/html"}},
+			Body: io.NopCloser(strings.NewReader("<html><body>" + http.StatusText(status) + "</body></html>")), Request: req}, nil
 	}
 	if on := r.onUser.Load(); on != nil && req.URL.Path == "/api/v4/user" {
 		(*on)()

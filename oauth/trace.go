@@ -241,8 +241,25 @@ func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) 
 		st.Duration = float64(time.Since(ref.start).Microseconds()) / 1000
 	}
 	st.RequestID = requestIDFrom(ctx)
-	ref.batch = append(ref.batch, store.TraceAppend{ID: ref.id, Meta: ref.meta, Step: st,
-		Unattributed: !ref.vouched})
+	a := store.TraceAppend{ID: ref.id, Meta: ref.meta, Step: st, Unattributed: !ref.vouched}
+	if !st.OK && st.Failure != "" && ref.foldable() {
+		a.Fold = store.TraceFoldKey(ref.meta, st)
+	}
+	ref.batch = append(ref.batch, a)
+}
+
+// afterCode are the requests a client makes once its sign-in has its code, on the sign-in's
+// trace.
+var afterCode = map[string]bool{string(signin.StepToken): true, string(signin.StepRefresh): true, string(signin.StepUser): true}
+
+// foldable reports whether a failure of the request may fold its trace into the first trace of
+// a failure alike (see store.TraceAppend.Fold). During an outage every new sign-in fails the same
+// way, each in a trace of its own, and those traces would evict every other: they fold. But a
+// request of the client on a sign-in that reached it (its token, refresh and user requests, on
+// the trace they found) fails in the trace of a sign-in that went far, whose story a fold would
+// delete; and it adds a step to that trace, not a trace, so it evicts nothing.
+func (ref *traceRef) foldable() bool {
+	return !ref.vouched || !afterCode[ref.step.Step]
 }
 
 // sendTrace hands the request's trace steps to the writer.

@@ -3,6 +3,10 @@ package store
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -15,6 +19,29 @@ type Trace struct {
 	StartedAt time.Time `json:"started_at"`
 	TraceMeta
 	Steps []TraceStep `json:"steps"`
+	// Folded is, for the first trace of a failure that then repeated (see TraceAppend.Fold), the
+	// later traces folded into it: nil when none was.
+	Folded *TraceFold `json:"folded,omitempty"`
+}
+
+// TraceFold counts the traces folded into one (see TraceAppend.Fold): how many, and when the
+// first and the last of them failed.
+type TraceFold struct {
+	Count int       `json:"count"`
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+}
+
+// Fold counts one more trace folded into f, which failed at at; both backends keep the count
+// with it, so that they agree on First and Last.
+func (f *TraceFold) Fold(at time.Time) {
+	if f.Count == 0 || at.Before(f.First) {
+		f.First = at
+	}
+	if f.Count == 0 || at.After(f.Last) {
+		f.Last = at
+	}
+	f.Count++
 }
 
 // TraceMeta is what the bridge learns about a sign-in as it goes; AddTraceStep sets the fields
@@ -81,6 +108,39 @@ type TraceAppend struct {
 	// of them evicts only their like and never the sign-ins of real applications. The trace's
 	// first step decides which share it is in; the bridge never mixes the two in one trace.
 	Unattributed bool
+	// Fold is set on a failed step, and says which failures are alike (TraceFoldKey): when an
+	// upstream fails, every sign-in fails the same way, and their traces would evict, within
+	// seconds, the one trace of a different failure that the administrator needs. So the first
+	// trace of a failure is kept whole, and a later trace of the same share whose step has the
+	// same Fold, within TraceFoldWindow of that first one (and in the same window, as the key
+	// holds its number), is not kept: it is deleted whole, its earlier steps too, and counted on
+	// the first (Trace.Folded). A trace that is itself the
+	// first of a fold is never folded into another, so that its count is never lost; nor is one
+	// whose first is gone (evicted or expired): it becomes the first in its place. Only the
+	// first step with a Fold of a trace in one batch counts.
+	Fold string
+}
+
+// TraceFoldWindow is how long after the first trace of a failure the later ones alike are folded
+// into it. TraceFoldKey puts the window's number in the key, so that an outage that lasts longer
+// keeps one whole trace a minute, each with its count.
+const TraceFoldWindow = time.Minute
+
+// TraceFoldKey is the Fold of a failed step (see TraceAppend.Fold): two failures fold together
+// only if everything the administrator would need to tell them apart is the same: the failure,
+// the step, its status, its arrow and what it says went wrong (the reason, which names the
+// address that did not answer, the rule that refused, ...), the application and the provider,
+// and the person, when the trace knows them, so that the refusals of two people, each their own
+// problem, never fold into one; and the TraceFoldWindow the step failed in.
+func TraceFoldKey(meta TraceMeta, st TraceStep) string {
+	h := sha256.New()
+	for _, part := range []string{st.Failure, st.Step, strconv.Itoa(st.Status), st.From, st.To, st.Reason,
+		meta.ClientID, meta.Upstream, strconv.FormatInt(meta.GitLabUserID, 10), meta.Username,
+		strconv.FormatInt(st.At.UnixMilli()/TraceFoldWindow.Milliseconds(), 10)} {
+		// Each part with its length, so that no two different lists of parts make one key.
+		fmt.Fprintf(h, "%d:%s;", len(part), part)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // TraceCaps splits the cap on traces, maxTraces, into the share of attributed traces and that

@@ -210,6 +210,22 @@ type pageView struct {
 	SVG         svgData
 	Mermaid     string
 	Rows        []stepRow
+	// Folded says how many later sign-ins failed as this one and were folded into its trace.
+	Folded *foldView
+}
+
+// foldView is a trace's count of the traces folded into it (see store.TraceAppend.Fold), for a
+// page: how many, and between when.
+type foldView struct {
+	Count       int
+	First, Last string
+}
+
+func foldOf(t *store.Trace) *foldView {
+	if t.Folded == nil || t.Folded.Count == 0 {
+		return nil
+	}
+	return &foldView{Count: t.Folded.Count, First: timestamp(t.Folded.First), Last: timestamp(t.Folded.Last)}
 }
 
 // HTML renders t as a page of its own: a header with the outcome and, when the sign-in failed or
@@ -227,6 +243,7 @@ func HTML(t *store.Trace, now time.Time, stall time.Duration) ([]byte, error) {
 		FailedStep: o.step,
 		SVG:        layout(t, arrows(t, now, stall)),
 		Mermaid:    Mermaid(t, now, stall),
+		Folded:     foldOf(t),
 	}
 	if o.step != nil {
 		v.FailedAt = timestamp(o.step.At)
@@ -261,6 +278,7 @@ type listRow struct {
 	Link, ID, Started, App, ClientID, User string
 	Outcome, Failure                       string
 	Steps                                  int
+	Folded                                 *foldView
 }
 
 // ListHTML renders traces, in the order given, as a table linking each to link(its id).
@@ -273,7 +291,7 @@ func ListHTML(traces []*store.Trace, now time.Time, stall time.Duration, link fu
 		o := derive(t, now, stall)
 		r := listRow{
 			ID: t.ID, Started: timestamp(t.StartedAt), App: t.App, ClientID: t.ClientID, User: user(t),
-			Outcome: o.outcome, Failure: o.failure, Steps: len(t.Steps),
+			Outcome: o.outcome, Failure: o.failure, Steps: len(t.Steps), Folded: foldOf(t),
 		}
 		if link != nil {
 			r.Link = link(t.ID)
@@ -324,6 +342,7 @@ dl.meta dt{color:#737278} dl.meta dd{margin:0}
 .failure.stalled{border-color:#9a6700;background:#fff8e5}
 .failure h2{margin:0 0 .4rem;font-size:1.15rem} .failure p{margin:.3rem 0}
 .fix{background:#f0f4ff;border-left:4px solid #1f75cb;padding:.5rem .75rem}
+.folded{color:#9a6700}
 .diagram{overflow-x:auto;border:1px solid #dcdcde;border-radius:4px;background:#fff}
 table{border-collapse:collapse;width:100%;font-size:.85rem} th,td{border-bottom:1px solid #dcdcde;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f6f6} .nowrap{white-space:nowrap} tr.bad td{background:#fff1f0} td.num{text-align:right;white-space:nowrap}
@@ -348,6 +367,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(funcs).Parse(`<!doct
 {{with .FailedStep}}<p class="dim">at step <code>{{.Step}}</code>, {{.From}} → {{.To}}, {{$.FailedAt}}{{with .Status}}, HTTP {{.}}{{end}}{{with .RequestID}}, request <code>{{.}}</code>{{end}}</p>{{end}}
 {{with .Reason}}<p><strong>Why:</strong> {{.}}</p>{{end}}
 {{with .Fix}}<p class="fix"><strong>Fix:</strong> {{.}}</p>{{end}}
+{{with .Folded}}<p class="folded"><strong>And {{.Count}} more like it</strong> between {{.First}} and {{.Last}}: later sign-ins that failed the same way, at the same step, for the same reason (during an outage, every one does). Their traces were folded into this one, so that they do not evict the traces of other failures; the metrics count each of them.</p>{{end}}
 </section>{{end}}
 <h2>Sequence</h2>
 <div class="diagram">{{with .SVG}}<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="sequence diagram of the sign-in" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" font-family="ui-monospace,SFMono-Regular,Menlo,Consolas,monospace" font-size="12">
@@ -391,7 +411,7 @@ var listTemplate = template.Must(template.New("list").Parse(`<!doctype html>
 <tbody>{{range .Rows}}
 <tr><td class="mono">{{if .Link}}<a href="{{.Link}}" title="trace {{.ID}}">{{or .Started .ID}}</a>{{else}}{{or .Started .ID}}{{end}}</td>
 <td>{{.App}}{{with .ClientID}} <span class="dim">{{.}}</span>{{end}}</td><td>{{.User}}</td>
-<td><span class="outcome o-{{.Outcome}}">{{.Outcome}}</span></td><td>{{with .Failure}}<code>{{.}}</code>{{end}}</td><td class="num">{{.Steps}}</td></tr>{{else}}
+<td><span class="outcome o-{{.Outcome}}">{{.Outcome}}</span></td><td>{{with .Failure}}<code>{{.}}</code>{{end}}{{with .Folded}} <span class="folded" title="between {{.First}} and {{.Last}}">and {{.Count}} more like it</span>{{end}}</td><td class="num">{{.Steps}}</td></tr>{{else}}
 <tr><td colspan="6" class="dim">No sign-in traced in the retention period.</td></tr>{{end}}
 </tbody></table>
 </body></html>

@@ -266,3 +266,52 @@ func TestListHTMLEmpty(t *testing.T) {
 		t.Errorf("ListHTML(nil) = %q, %v", page, err)
 	}
 }
+
+// outageTrace is a sign-in that failed at GitLab, as every one does during an outage.
+func outageTrace() *store.Trace {
+	tr := loginTrace()
+	tr.Steps = tr.Steps[:4]
+	st := &tr.Steps[3]
+	st.OK, st.Status, st.Failure, st.Reason, st.Fix = false, 502, "upstream_unreachable", "GitLab did not answer", "Check that the bridge can reach GitLab."
+	return tr
+}
+
+// The trace other traces were folded into says how many, and between when, on its page and in
+// its row of the list; one without any says nothing of it.
+func TestATracesPageAndListRowShowTheFailuresFoldedIntoIt(t *testing.T) {
+	tr := outageTrace()
+	tr.Folded = &store.TraceFold{Count: 12999, First: at(5000), Last: at(20000)}
+	doc, _ := render(t, tr, at(30000))
+	notes := all(doc, hasClass("folded"))
+	if len(notes) != 1 {
+		t.Fatalf("%d notes of folded traces on the page, want 1", len(notes))
+	}
+	for _, want := range []string{"And 12999 more like it", timestamp(at(5000)), timestamp(at(20000))} {
+		if !strings.Contains(text(notes[0]), want) {
+			t.Errorf("the page's note %q does not say %q", text(notes[0]), want)
+		}
+	}
+
+	page, err := ListHTML([]*store.Trace{tr, outageTrace()}, at(30000), 2*time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := html.Parse(bytes.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := all(list, tag("tr"))[1:] // the header's first
+	if len(rows) != 2 {
+		t.Fatalf("%d rows, want 2", len(rows))
+	}
+	if got := all(rows[0], hasClass("folded")); len(got) != 1 || !strings.Contains(text(got[0]), "and 12999 more like it") {
+		t.Errorf("the list's row of the trace does not count those folded into it: %q", text(rows[0]))
+	}
+	if got := all(rows[1], hasClass("folded")); len(got) != 0 {
+		t.Errorf("the row of a trace with none folded into it says %q", text(got[0]))
+	}
+	tr.Folded = nil
+	if doc, _ := render(t, tr, at(30000)); len(all(doc, hasClass("folded"))) != 0 {
+		t.Error("the page of a trace with none folded into it speaks of folded ones")
+	}
+}

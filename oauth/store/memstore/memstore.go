@@ -13,6 +13,7 @@ package memstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,8 @@ type Store struct {
 	// traceCount counts the traces of each share, attributed (0) and unattributed (1), dead ones
 	// included until they are dropped.
 	traceCount [2]int
+	// folds holds each share's folds by key (see store.TraceAppend.Fold), dropped once past.
+	folds [2]map[string]fold
 	// locks holds each lock taken: its holder's token, and when it lapses.
 	locks   map[string]heldLock
 	lockSeq uint64
@@ -87,6 +90,7 @@ func New() *Store {
 		families: make(map[string]*family),
 		consents: make(map[string]map[int64][]byte),
 		traces:   make(map[string]*trace),
+		folds:    [2]map[string]fold{make(map[string]fold), make(map[string]fold)},
 		locks:    make(map[string]heldLock),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -127,6 +131,13 @@ func (s *Store) sweep(now time.Time) {
 	for id, tr := range s.traces {
 		if !tr.live(now) {
 			s.dropTrace(id)
+		}
+	}
+	for _, folds := range s.folds {
+		for k, f := range folds {
+			if !now.Before(f.until) {
+				delete(folds, k)
+			}
 		}
 	}
 	for k, h := range s.locks {
@@ -954,6 +965,16 @@ type trace struct {
 	expires   time.Time
 	// share is 1 for an unattributed trace (see store.TraceAppend), 0 for the others.
 	share int
+	// folded is set on the first trace of a fold (see store.TraceAppend.Fold), with the traces
+	// folded into it; such a trace is never folded into another.
+	folded *store.TraceFold
+}
+
+// fold is the first trace of failures alike (see store.TraceAppend.Fold), until when later ones
+// fold into it.
+type fold struct {
+	first string
+	until time.Time
 }
 
 func (tr *trace) live(now time.Time) bool { return now.Before(tr.expires) }
@@ -991,8 +1012,18 @@ func (s *Store) AddTraceSteps(_ context.Context, steps []store.TraceAppend, rete
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// folded holds the traces this batch folded: their later steps in it go with them, as
+	// redisstore writes a trace's steps of one batch together.
+	folded := make(map[string]bool)
 	for i, a := range steps {
+		if folded[a.ID] {
+			continue
+		}
 		tr, ok := s.traces[a.ID]
+		if a.Fold != "" && s.foldTrace(a, now, caps) {
+			folded[a.ID] = true
+			continue
+		}
 		if !ok || !tr.live(now) {
 			share := 0
 			if a.Unattributed {
@@ -1017,9 +1048,43 @@ func (s *Store) AddTraceSteps(_ context.Context, steps []store.TraceAppend, rete
 			tr.steps = append(tr.steps, encoded[i])
 		}
 		tr.expires = now.Add(retention)
+		if a.Fold != "" && tr.folded == nil {
+			// The first of its fold: foldTrace found none to fold it into.
+			tr.folded = &store.TraceFold{}
+			s.folds[tr.share][a.Fold] = fold{first: a.ID, until: now.Add(store.TraceFoldWindow)}
+		}
 		s.capTraces(now, tr.share, caps[tr.share])
 	}
 	return nil
+}
+
+// foldTrace folds trace a.ID into the first trace of a.Fold, if there is one to fold it into (see
+// store.TraceAppend.Fold), and reports whether it did; the caller holds s.mu.
+func (s *Store) foldTrace(a store.TraceAppend, now time.Time, caps [2]int) bool {
+	share := 0
+	if tr, ok := s.traces[a.ID]; ok && tr.live(now) {
+		if tr.folded != nil {
+			return false // the first of a fold itself
+		}
+		share = tr.share
+	} else if a.Unattributed {
+		share = 1
+	}
+	if caps[share] == 0 {
+		return false
+	}
+	f, ok := s.folds[share][a.Fold]
+	if !ok || !now.Before(f.until) || f.first == a.ID {
+		return false
+	}
+	first, ok := s.traces[f.first]
+	if !ok || !first.live(now) || first.folded == nil {
+		return false // gone: this trace takes its place
+	}
+	// Milliseconds, as redisstore keeps them, so that both backends answer the same.
+	first.folded.Fold(time.UnixMilli(cmp.Or(a.Step.At, now).UnixMilli()))
+	s.dropTrace(a.ID)
+	return true
 }
 
 // dropTrace deletes a trace; the caller holds s.mu.
@@ -1076,9 +1141,9 @@ func (s *Store) GetTrace(_ context.Context, id string) (*store.Trace, error) {
 		s.mu.Unlock()
 		return nil, store.ErrNotFound
 	}
-	started, meta, steps := tr.startedAt, tr.meta, slices.Clone(tr.steps)
+	started, meta, steps, folded := tr.startedAt, tr.meta, slices.Clone(tr.steps), foldedOf(tr)
 	s.mu.Unlock()
-	return decodeTrace(id, started, meta, steps)
+	return decodeTrace(id, started, meta, steps, folded)
 }
 
 // ListTraces compares StartedAt with since to the millisecond, as redisstore's index does.
@@ -1087,8 +1152,9 @@ func (s *Store) ListTraces(_ context.Context, since time.Time, limit int) ([]*st
 		limit = defaultTraceLimit
 	}
 	type listed struct {
-		id string
-		tr trace
+		id     string
+		tr     trace
+		folded *store.TraceFold
 	}
 	now := time.Now()
 	s.mu.Lock()
@@ -1096,7 +1162,7 @@ func (s *Store) ListTraces(_ context.Context, since time.Time, limit int) ([]*st
 	for id, tr := range s.traces {
 		if tr.live(now) && (since.IsZero() || tr.startedAt.UnixMilli() >= since.UnixMilli()) {
 			// The slice header is copied, and the steps it holds are never changed in place.
-			found = append(found, listed{id, *tr})
+			found = append(found, listed{id, *tr, foldedOf(tr)})
 		}
 	}
 	s.mu.Unlock()
@@ -1105,7 +1171,7 @@ func (s *Store) ListTraces(_ context.Context, since time.Time, limit int) ([]*st
 	found = found[:min(len(found), limit)]
 	traces := make([]*store.Trace, 0, len(found))
 	for _, f := range found {
-		tr, err := decodeTrace(f.id, f.tr.startedAt, f.tr.meta, f.tr.steps)
+		tr, err := decodeTrace(f.id, f.tr.startedAt, f.tr.meta, f.tr.steps, f.folded)
 		if err != nil {
 			return nil, err
 		}
@@ -1114,8 +1180,18 @@ func (s *Store) ListTraces(_ context.Context, since time.Time, limit int) ([]*st
 	return traces, nil
 }
 
-func decodeTrace(id string, started time.Time, meta store.TraceMeta, raw [][]byte) (*store.Trace, error) {
-	tr := &store.Trace{ID: id, StartedAt: started, TraceMeta: meta, Steps: make([]store.TraceStep, len(raw))}
+// foldedOf is a copy of the count of traces folded into tr, nil when none was; the caller holds
+// s.mu.
+func foldedOf(tr *trace) *store.TraceFold {
+	if tr.folded == nil || tr.folded.Count == 0 {
+		return nil
+	}
+	f := *tr.folded
+	return &f
+}
+
+func decodeTrace(id string, started time.Time, meta store.TraceMeta, raw [][]byte, folded *store.TraceFold) (*store.Trace, error) {
+	tr := &store.Trace{ID: id, StartedAt: started, TraceMeta: meta, Steps: make([]store.TraceStep, len(raw)), Folded: folded}
 	for i, b := range raw {
 		if err := store.Decode(b, &tr.Steps[i]); err != nil {
 			return nil, fmt.Errorf("memstore: trace %s: %w", id, err)

@@ -54,11 +54,20 @@
 //	                trace:<id> and trace:<id>:steps it deletes
 //	traces:unattributed
 //	                the same for unattributed traces (see store.TraceAppend), within their share
+//	{<prefix>traces}:folded, {<prefix>traces:unattributed}:folded
+//	                HASH of each index's traces that are the first of a fold (see
+//	                store.TraceAppend.Fold): trace id -> "count first last" of the traces folded
+//	                into it (unix milliseconds); an id leaves it when it leaves the index
+//	{<prefix>traces}:fold:<key>, {<prefix>traces:unattributed}:fold:<key>
+//	                HASH of fold <key>: " first" -> the id of its first trace, and a digest
+//	                of each id folded into it -> "" (so that one sent again counts once),
+//	                expiring with its window
 //	ids:{ids}:...   the identities: the counter, the ids ever used, and the bindings by id, by
 //	                subject and by email (see identity.go), no expiry
 //
-// Every script touches one key (a sign-in, a parked authorization, a lock, a trace index), or
-// keys of one hash tag (the identities), so that it runs on one Cluster slot. Where several keys
+// Every script touches one key (a sign-in, a parked authorization, a lock), or keys of one hash
+// tag (the identities; a trace index and its folds, tagged with the index's name), so that it
+// runs on one Cluster slot. Where several keys
 // change together they are sent in one pipeline, which costs one round trip.
 package redisstore
 
@@ -306,6 +315,16 @@ func (s *Store) formatKey() string { return s.prefix + "format" }
 
 // unattributedTracesKey is the index of unattributed traces (see store.TraceAppend).
 func (s *Store) unattributedTracesKey() string { return s.prefix + "traces:unattributed" }
+
+// foldedKey is the hash of counts of trace index's folds (see AddTraceSteps), and foldKey one
+// fold of it: both in the index's Cluster slot, which a hash tag of the index's own name gives
+// them (the slot of a key without a hash tag is that of its whole name), so that one script sees
+// the index and its folds.
+func (s *Store) foldedKey(index string) string { return s.prefix + "{" + index + "}:folded" }
+
+func (s *Store) foldKey(index, fold string) string {
+	return s.prefix + "{" + index + "}:fold:" + fold
+}
 
 func (s *Store) traceStepsKey(id string) string {
 	return s.prefix + "trace:" + id + ":steps"

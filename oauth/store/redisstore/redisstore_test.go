@@ -783,3 +783,53 @@ func TestWritesToAFullRedisAreErrFull(t *testing.T) {
 		}
 	}
 }
+
+// outageStep is a failed step with the Fold the bridge gives it.
+func outageStep(id string) store.TraceAppend {
+	step := store.TraceStep{Step: "upstream_token", At: time.Now(), Status: 502, Failure: "upstream_unreachable", Reason: "GitLab did not answer"}
+	return store.TraceAppend{ID: id, Step: step, Fold: store.TraceFoldKey(store.TraceMeta{}, store.TraceStep{Failure: step.Failure, Reason: step.Reason})}
+}
+
+// A pipeline go-redis sends again, after a reply lost or a Redis that stalled and then ran every
+// attempt, folds its traces again: each is counted once, and deleted again. A batch that folds
+// costs the round trip of one that evicts, and a failure that does not fold costs nothing more
+// than any step.
+func TestAFoldSentAgainCountsOnceAndCostsTheRoundTripsOfAnEviction(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	write := func(batch ...store.TraceAppend) int64 {
+		t.Helper()
+		before := s.Exchanges().RoundTrips
+		if err := s.AddTraceSteps(ctx, batch, time.Hour, 100); err != nil {
+			t.Fatal(err)
+		}
+		return s.Exchanges().RoundTrips - before
+	}
+	if trips := write(outageStep("first")); trips != 1 {
+		t.Errorf("the first trace of a failure took %d round trips, want 1", trips)
+	}
+	batch := []store.TraceAppend{outageStep("second"), outageStep("third")}
+	if trips := write(batch...); trips != 2 {
+		t.Errorf("a batch that folds took %d round trips, want 2", trips)
+	}
+	for range 2 {
+		write(batch...)
+	}
+	tr, err := s.GetTrace(ctx, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Folded == nil || tr.Folded.Count != 2 {
+		t.Errorf("a batch folding 2 traces, sent 3 times, counts %+v, want 2", tr.Folded)
+	}
+	for _, id := range []string{"second", "third"} {
+		if n := c.Exists(ctx, "ssobridge:trace:"+id, "ssobridge:trace:"+id+":steps").Val(); n != 0 {
+			t.Errorf("trace %s, folded, still has %d keys", id, n)
+		}
+	}
+	if got := c.ZRange(ctx, "ssobridge:traces", 0, -1).Val(); len(got) != 1 || got[0] != "first" {
+		t.Errorf("the index holds %q, want only the first trace", got)
+	}
+}

@@ -49,15 +49,24 @@ const (
 // start is indexed again under its latest step's time; the bridge's sign-ins last minutes, its
 // retention hours.
 //
-// The cap is kept by trimTraceIndex, a script on the index alone, which removes the oldest ids
-// beyond the share's cap and returns them; their hashes and lists are then deleted in a second
-// pipeline. One pipeline cannot do both: a script may touch only keys of its own Cluster slot,
-// and the traces' keys are spread over every slot, while a pipeline cannot use what an earlier
-// command in it returns. The second round trip is made only by a batch that takes an index past
-// its cap, and the script cuts one hundredth more than needed (as memstore does), so that under
-// a steady stream of sign-ins one batch in a hundred new traces pays it. A step written to a trace
-// in the moment between the two round trips is lost with it; otherwise a trace evicted while its
-// sign-in goes on starts over with its next step, as a new trace, as in memstore.
+// Folding (see store.TraceAppend.Fold) and the cap are kept by foldAndTrimTraceIndex, a script on
+// the index and the keys of its hash tag alone (the folds and the counts), which runs after the
+// traces are written: it takes out of the index each trace that folds, counts it on the first of
+// its fold, then removes the oldest ids beyond the share's cap, and returns the ids it took out;
+// their hashes and lists are then deleted in a second pipeline. One pipeline cannot do both: a
+// script may touch only keys of its own Cluster slot, and the traces' keys are spread over every
+// slot, while a pipeline cannot use what an earlier command in it returns. The second round trip
+// is made only by a batch that folds a trace or takes an index past its cap, and the script cuts
+// one hundredth more than needed (as memstore does), so that under a steady stream of sign-ins
+// one batch in a hundred new traces pays it. During an outage, a batch that folds pays it instead
+// of the one that would have evicted: a folded trace leaves the index before the cap is checked,
+// so it evicts nothing. A step written to a trace in the moment between the two round trips is
+// lost with it; otherwise a trace evicted while its sign-in goes on starts over with its next
+// step, as a new trace, as in memstore.
+//
+// A pipeline that go-redis sends again (its answer was lost after it ran, or a stalled Redis ran
+// every attempt once it woke) writes a folded trace again and folds it again, but counts it once:
+// each fold keeps a digest of the ids folded into it for its window, a few dozen bytes each.
 func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, retention time.Duration, maxTraces int) error {
 	if len(steps) == 0 {
 		return nil
@@ -68,6 +77,9 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 		meta    store.TraceMeta
 		steps   []any
 		index   string
+		// fold and foldAt are those of the trace's first step with a Fold in the batch.
+		fold   string
+		foldAt time.Time
 	}
 	attributedCap, unattributedCap := store.TraceCaps(maxTraces)
 	caps := map[string]int{s.tracesKey(): attributedCap, s.unattributedTracesKey(): unattributedCap}
@@ -91,6 +103,9 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 			byID[a.ID] = g
 			groups = append(groups, g)
 		}
+		if g.fold == "" && a.Fold != "" {
+			g.fold, g.foldAt = a.Fold, cmp.Or(a.Step.At, now)
+		}
 		g.meta.Merge(a.Meta)
 		g.steps = append(g.steps, b)
 	}
@@ -107,7 +122,7 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 	trims := make([]*redis.Cmd, len(indexes))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, index := range indexes {
-			p.ZRemRangeByScore(ctx, index, "-inf", "("+strconv.FormatInt(now.Add(-retention).UnixMilli(), 10))
+			pruneTraceIndex.Eval(ctx, p, []string{index, s.foldedKey(index)}, "("+strconv.FormatInt(now.Add(-retention).UnixMilli(), 10))
 		}
 		for _, g := range groups {
 			if caps[g.index] == 0 {
@@ -125,21 +140,27 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 			p.ZAddNX(ctx, g.index, redis.Z{Score: float64(g.started.UnixMilli()), Member: g.id})
 		}
 		for i, index := range indexes {
-			trims[i] = trimTraceIndex.Eval(ctx, p, []string{index}, caps[index], caps[index]/100)
+			keys := []string{index, s.foldedKey(index)}
+			args := []any{caps[index], caps[index] / 100, store.TraceFoldWindow.Milliseconds()}
+			for _, g := range groups {
+				if g.index == index && g.fold != "" {
+					keys = append(keys, s.foldKey(index, g.fold))
+					args = append(args, g.id, g.foldAt.UnixMilli())
+				}
+			}
+			trims[i] = foldAndTrimTraceIndex.Eval(ctx, p, keys, args...)
 		}
 		return nil
 	})
-	// The ids a trim removed are gone from the index whatever else in the pipeline failed: their
-	// traces must go too, or nothing would ever list or delete them.
-	var evicted []string
+	// The ids a script took out are gone from the index whatever else in the pipeline failed:
+	// their traces must go too, or nothing would ever list or delete them.
+	var gone []string
 	for _, trim := range trims {
-		if ids, terr := trim.StringSlice(); terr == nil {
-			evicted = append(evicted, ids...)
-		}
+		gone = append(gone, takenOut(trim)...)
 	}
-	if len(evicted) > 0 {
+	if len(gone) > 0 {
 		_, derr := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, id := range evicted {
+			for _, id := range gone {
 				// One DEL per key: on Cluster the two keys are in different slots.
 				p.Unlink(ctx, s.traceKey(id))
 				p.Unlink(ctx, s.traceStepsKey(id))
@@ -151,17 +172,107 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 	return s.check("add trace steps", err)
 }
 
-// trimTraceIndex removes from the trace index KEYS[1] its oldest ids beyond ARGV[1], and ARGV[2]
-// more once it is past it, and returns the ids it removed, so that their traces can be deleted.
-// It touches the index alone: the traces' keys are in other Cluster slots.
-var trimTraceIndex = redis.NewScript(`
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
-if excess <= 0 then return {} end
-excess = excess + tonumber(ARGV[2])
-local ids = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
-return ids
+// takenOut is the ids foldAndTrimTraceIndex took out of its index: those it evicted and those
+// it folded.
+func takenOut(cmd *redis.Cmd) []string {
+	lists, err := cmd.Slice()
+	if err != nil {
+		return nil
+	}
+	var ids []string
+	for _, l := range lists {
+		items, _ := l.([]any)
+		for _, item := range items {
+			if id, ok := item.(string); ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// forgetFolded is Lua that defines forget(folded, ids), which deletes the counts of ids (which
+// leave the index) from the hash folded, in chunks, as unpack has a bound.
+const forgetFolded = `
+local function forget(folded, ids)
+  if #ids == 0 or redis.call('EXISTS', folded) == 0 then return end
+  for i = 1, #ids, 1000 do
+    redis.call('HDEL', folded, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+end
+`
+
+// pruneTraceIndex removes from the trace index KEYS[1] the ids scored below ARGV[1] (an
+// exclusive ZRANGEBYSCORE bound), and their counts from KEYS[2], the index's hash of folds.
+var pruneTraceIndex = redis.NewScript(forgetFolded + `
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  forget(KEYS[2], redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]))
+end
+return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 `)
+
+// foldAndTrimTraceIndex folds and caps the trace index KEYS[1]. KEYS[2] holds, for each trace
+// that is the first of a fold, the traces folded into it ("count first last", the times in unix
+// milliseconds); KEYS[3], KEYS[4], ... are the folds of the traces ARGV[4], ARGV[6], ..., which
+// failed at ARGV[5], ARGV[7], ...: each a hash of the id of its first trace (field " first",
+// which no digest is) and a digest of each id folded into it, expiring when its window ends. A
+// trace that is the first of a fold is never folded; one whose fold has a first still indexed is
+// taken out of the index and counted, unless the fold already holds its digest (a pipeline sent
+// again); any
+// other becomes the first of its fold, for ARGV[3] milliseconds. Then the oldest ids beyond ARGV[1] are evicted, and ARGV[2] more once
+// it is past it. It returns the ids evicted and the ids folded, so that their traces can be
+// deleted; it touches the index and keys of its hash tag alone, as the traces' keys are in other
+// Cluster slots.
+var foldAndTrimTraceIndex = redis.NewScript(forgetFolded + `
+local index, folded = KEYS[1], KEYS[2]
+local gone = {}
+for i = 3, #KEYS do
+  local id, at = ARGV[2 * i - 2], tonumber(ARGV[2 * i - 1])
+  if redis.call('ZSCORE', index, id) and redis.call('HEXISTS', folded, id) == 0 then
+    local first = redis.call('HGET', KEYS[i], ' first')
+    local count = first and first ~= id and redis.call('ZSCORE', index, first) and redis.call('HGET', folded, first)
+    if count then
+      if redis.call('HSETNX', KEYS[i], string.sub(redis.sha1hex(id), 1, 12), '') == 1 then
+        local n, lo, hi = string.match(count, '^(%d+) (%d+) (%d+)$')
+        n, lo, hi = tonumber(n), tonumber(lo), tonumber(hi)
+        if n == 0 then lo, hi = at, at end
+        redis.call('HSET', folded, first, string.format('%d %d %d', n + 1, math.min(lo, at), math.max(hi, at)))
+      end
+      redis.call('ZREM', index, id)
+      gone[#gone + 1] = id
+    else
+      redis.call('DEL', KEYS[i])
+      redis.call('HSET', KEYS[i], ' first', id)
+      redis.call('PEXPIRE', KEYS[i], ARGV[3])
+      redis.call('HSET', folded, id, '0 0 0')
+    end
+  end
+end
+local evicted = {}
+local excess = redis.call('ZCARD', index) - tonumber(ARGV[1])
+if excess > 0 then
+  excess = excess + tonumber(ARGV[2])
+  evicted = redis.call('ZRANGE', index, 0, excess - 1)
+  redis.call('ZREMRANGEBYRANK', index, 0, excess - 1)
+  forget(folded, evicted)
+end
+return {evicted, gone}
+`)
+
+// parseFolded reads a count foldAndTrimTraceIndex keeps: nil for a trace with none folded.
+func parseFolded(v string) (*store.TraceFold, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var n, first, last int64
+	if _, err := fmt.Sscanf(v, "%d %d %d", &n, &first, &last); err != nil {
+		return nil, fmt.Errorf("folded %q: %w", v, err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return &store.TraceFold{Count: int(n), First: time.UnixMilli(first), Last: time.UnixMilli(last)}, nil
+}
 
 // metaFields are the HSET arguments for the fields of meta that are set; a step that does not
 // know the user must not erase what an earlier one learnt.
@@ -190,18 +301,25 @@ func (s *Store) GetTrace(ctx context.Context, id string) (*store.Trace, error) {
 		return nil, store.ErrNotFound // AddTraceSteps never stores one
 	}
 	var (
-		hash  *redis.MapStringStringCmd
-		steps *redis.StringSliceCmd
+		hash   *redis.MapStringStringCmd
+		steps  *redis.StringSliceCmd
+		folded [2]*redis.StringCmd
 	)
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		hash = p.HGetAll(ctx, s.traceKey(id))
 		steps = p.LRange(ctx, s.traceStepsKey(id), 0, -1)
+		// The trace is in one index or the other: its count, if any, is in that index's hash.
+		for i, index := range []string{s.tracesKey(), s.unattributedTracesKey()} {
+			folded[i] = p.HGet(ctx, s.foldedKey(index), id)
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, wrap("get trace", err)
+		if err = cmp.Or(hash.Err(), steps.Err(), absentIsNoError(folded[0].Err()), absentIsNoError(folded[1].Err())); err != nil {
+			return nil, wrap("get trace", err)
+		}
 	}
-	tr, err := decodeTrace(id, hash.Val(), steps.Val())
+	tr, err := decodeTrace(id, hash.Val(), steps.Val(), cmp.Or(folded[0].Val(), folded[1].Val()))
 	switch {
 	case err != nil:
 		return nil, wrap("get trace", err)
@@ -260,19 +378,25 @@ func (s *Store) ListTraces(ctx context.Context, since time.Time, limit int) ([]*
 	}
 	hashes := make([]*redis.MapStringStringCmd, len(found))
 	steps := make([]*redis.StringSliceCmd, len(found))
+	folded := make([]*redis.StringCmd, len(found))
 	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, f := range found {
 			hashes[i] = p.HGetAll(ctx, s.traceKey(f.id))
 			steps[i] = p.LRange(ctx, s.traceStepsKey(f.id), 0, -1)
+			folded[i] = p.HGet(ctx, s.foldedKey(f.index), f.id)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, wrap("list traces", err)
+		for i := range found {
+			if err = cmp.Or(hashes[i].Err(), steps[i].Err(), absentIsNoError(folded[i].Err())); err != nil {
+				return nil, wrap("list traces", err)
+			}
+		}
 	}
 	stale := make(map[string][]any)
 	for i, f := range found {
-		tr, err := decodeTrace(f.id, hashes[i].Val(), steps[i].Val())
+		tr, err := decodeTrace(f.id, hashes[i].Val(), steps[i].Val(), folded[i].Val())
 		switch {
 		case err != nil:
 			return nil, wrap("list traces", err)
@@ -284,7 +408,12 @@ func (s *Store) ListTraces(ctx context.Context, since time.Time, limit int) ([]*
 	}
 	for _, index := range indexes {
 		if ids := stale[index]; len(ids) > 0 {
-			if err := s.c.ZRem(ctx, index, ids...).Err(); err != nil {
+			_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.ZRem(ctx, index, ids...)
+				p.HDel(ctx, s.foldedKey(index), stringsOf(ids)...)
+				return nil
+			})
+			if err != nil {
 				return nil, wrap("list traces: removing expired ids", err)
 			}
 		}
@@ -294,15 +423,19 @@ func (s *Store) ListTraces(ctx context.Context, since time.Time, limit int) ([]*
 
 // decodeTrace returns (nil, nil) for a trace whose hash is gone: HGETALL answers an empty hash
 // for a key that does not exist.
-func decodeTrace(id string, hash map[string]string, steps []string) (*store.Trace, error) {
+func decodeTrace(id string, hash map[string]string, steps []string, folded string) (*store.Trace, error) {
 	if len(hash) == 0 {
 		return nil, nil
+	}
+	fold, err := parseFolded(folded)
+	if err != nil {
+		return nil, fmt.Errorf("trace %s: %w", id, err)
 	}
 	// A batch the client sent twice (after a timeout, when the first did run) appended its steps
 	// twice: a step is never legitimately the same, byte for byte, as another (each has its own
 	// time to the nanosecond and its request's id), so a repeated one is dropped.
 	steps = dedupeSteps(steps)
-	tr := &store.Trace{ID: id, Steps: make([]store.TraceStep, len(steps))}
+	tr := &store.Trace{ID: id, Steps: make([]store.TraceStep, len(steps)), Folded: fold}
 	if v, ok := hash[fieldStartedAt]; ok {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
@@ -364,4 +497,20 @@ func dedupeSteps(steps []string) []string {
 		}
 	}
 	return out
+}
+
+func stringsOf(ids []any) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i], _ = id.(string)
+	}
+	return out
+}
+
+// absentIsNoError is err, unless it says that the key or field read is absent.
+func absentIsNoError(err error) error {
+	if isNil(err) {
+		return nil
+	}
+	return err
 }

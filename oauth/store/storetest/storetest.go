@@ -135,6 +135,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListTraces returns at most limit traces, 100 when limit is not positive", testTraceListLimit},
 		{"concurrent steps added to one trace are all kept", testTraceConcurrent},
 		{"AddTraceStep refuses an empty id or one with a colon, and a retention or cap that is not positive", testTraceBadArgs},
+		{"a trace whose failure repeats a kept one's, in its window, is folded into it: counted there and deleted whole", testTraceFold},
+		{"unattributed traces fold among themselves, and a fold whose first trace is gone takes the next as its first", testTraceFoldShares},
+		{"sign-ins failing alike at once leave one trace, counting every other", testTraceFoldConcurrent},
 
 		{"a lock excludes every other taker until it is released", testLockExcludes},
 		{"a lock lapses after its TTL, and its first holder cannot release the next one's", testLockLapses},

@@ -534,3 +534,182 @@ func startTraceExpiry(t *testing.T, s store.Store) func(*testing.T) {
 		}
 	}
 }
+
+// failing is the failed step of a sign-in that fails as every other does during an outage, with
+// the Fold the bridge gives it.
+func failing(id string, at time.Time, unattributed bool) store.TraceAppend {
+	step := newTraceStep("upstream_token", at)
+	step.Failure, step.Reason, step.Status = "upstream_unreachable", "GitLab did not answer", 502
+	meta := store.TraceMeta{ClientID: "mattermost"}
+	return store.TraceAppend{ID: id, Meta: meta, Step: step, Unattributed: unattributed, Fold: foldOf(meta, step)}
+}
+
+// foldOf is the Fold of a failed step as the bridge makes it, but for one window whatever the
+// step's time: the tests' times span seconds, which may straddle the end of a window.
+func foldOf(meta store.TraceMeta, step store.TraceStep) string {
+	step.At = time.Time{}
+	return store.TraceFoldKey(meta, step)
+}
+
+// startSignIn adds the first, successful, step of sign-in id in a batch of its own, as the bridge
+// writes a sign-in's authorize before its callback.
+func startSignIn(t *testing.T, s store.Store, id string, at time.Time, maxTraces int) {
+	t.Helper()
+	ok := newTraceStep("authorize", at)
+	ok.OK, ok.Status, ok.Failure, ok.Reason, ok.Fix = true, 302, "", "", ""
+	must(t, "add trace step", store.AddTraceStep(t.Context(), s, id, store.TraceMeta{ClientID: "mattermost"}, ok, time.Hour, maxTraces))
+}
+
+func addSteps(t *testing.T, s store.Store, maxTraces int, steps ...store.TraceAppend) {
+	t.Helper()
+	must(t, "add trace steps", s.AddTraceSteps(t.Context(), steps, time.Hour, maxTraces))
+}
+
+// wantFolded checks the count of traces folded into trace id, read and listed, and the times of
+// the first and last of them, to the millisecond.
+func wantFolded(t *testing.T, s store.Store, id string, count int, first, last time.Time) {
+	t.Helper()
+	check := func(how string, f *store.TraceFold) {
+		t.Helper()
+		switch {
+		case count == 0 && f != nil:
+			t.Errorf("%s trace %s: %d folded into it, want none", how, id, f.Count)
+		case count == 0:
+		case f == nil:
+			t.Errorf("%s trace %s: none folded into it, want %d", how, id, count)
+		case f.Count != count || f.First.UnixMilli() != first.UnixMilli() || f.Last.UnixMilli() != last.UnixMilli():
+			t.Errorf("%s trace %s: %d folded between %v and %v, want %d between %v and %v", how, id, f.Count, f.First, f.Last, count, first, last)
+		}
+	}
+	check("read", getTrace(t, s, id).Folded)
+	for _, tr := range listTraces(t, s, time.Time{}, 1000) {
+		if tr.ID == id {
+			check("listed", tr.Folded)
+			return
+		}
+	}
+	t.Errorf("trace %s is not listed", id)
+}
+
+// testTraceFold: the later sign-ins that fail as the first did, in its window, are counted on its
+// trace and deleted whole, their earlier steps too, while a different failure keeps its own trace,
+// and the first's own later failure does not fold it away.
+func testTraceFold(t *testing.T, s store.Store) {
+	const maxTraces = 100
+	at := startTimes(8)
+	ids := make([]string, 6)
+	for i := range ids {
+		ids[i] = store.NewID(8)
+		startSignIn(t, s, ids[i], at[i], maxTraces)
+		addSteps(t, s, maxTraces, failing(ids[i], at[i].Add(time.Millisecond), false))
+	}
+	first, folded := ids[0], ids[1:]
+	if got := stepNames(getTrace(t, s, first)); !slices.Equal(got, []string{"authorize", "upstream_token"}) {
+		t.Errorf("the first trace of the failure has steps %q, want both of its own", got)
+	}
+	for _, id := range folded {
+		_, err := s.GetTrace(t.Context(), id)
+		mustNotFound(t, "a folded trace", err)
+	}
+	wantFolded(t, s, first, len(folded), at[1].Add(time.Millisecond), at[5].Add(time.Millisecond))
+	wantTraces(t, listTraces(t, s, time.Time{}, 0), first)
+	wantStoredTraces(t, s, ids, []string{first})
+
+	// A different failure at the same time is a trace of its own, folded into nothing.
+	other := store.NewID(8)
+	startSignIn(t, s, other, at[6], maxTraces)
+	different := failing(other, at[6], false)
+	different.Step.Failure, different.Step.Reason = "upstream_rejected", "GitLab answered 502 Bad Gateway"
+	different.Fold = foldOf(different.Meta, different.Step)
+	addSteps(t, s, maxTraces, different)
+	wantFolded(t, s, other, 0, time.Time{}, time.Time{})
+
+	// The first trace failing again, as the other did, stays: its count would go with it.
+	again := different
+	again.ID = first
+	addSteps(t, s, maxTraces, again)
+	wantFolded(t, s, first, len(folded), at[1].Add(time.Millisecond), at[5].Add(time.Millisecond))
+	if n := len(getTrace(t, s, first).Steps); n != 3 {
+		t.Errorf("the first trace of a fold has %d steps after it failed again, want 3", n)
+	}
+
+	// Steps without a Fold never fold, and a trace is folded whole: its steps in the batch too.
+	lone := store.NewID(8)
+	plain := failing(lone, at[7], false)
+	plain.Fold = ""
+	addSteps(t, s, maxTraces, plain)
+	getTrace(t, s, lone)
+	batch := store.NewID(8)
+	addSteps(t, s, maxTraces, failing(batch, at[7], false), store.TraceAppend{ID: batch, Step: newTraceStep("retry", at[7])})
+	_, err := s.GetTrace(t.Context(), batch)
+	mustNotFound(t, "a trace folded with a later step in its batch", err)
+	wantFolded(t, s, first, len(folded)+1, at[1].Add(time.Millisecond), at[7])
+	wantTraces(t, listTraces(t, s, time.Time{}, 0), lone, other, first)
+}
+
+// testTraceFoldShares: unattributed traces fold among themselves, never into an attributed one;
+// and a fold whose first trace was evicted takes the next one as its first.
+func testTraceFoldShares(t *testing.T, s store.Store) {
+	const maxTraces = 4 // 3 for attributed traces, 1 for unattributed ones
+	at := startTimes(10)
+	first := store.NewID(8)
+	addSteps(t, s, maxTraces, failing(first, at[0], false))
+	probes := []string{store.NewID(8), store.NewID(8), store.NewID(8)}
+	for i, id := range probes {
+		addSteps(t, s, maxTraces, failing(id, at[1+i], true))
+	}
+	wantFolded(t, s, first, 0, time.Time{}, time.Time{})
+	wantFolded(t, s, probes[0], 2, at[2], at[3])
+	wantTraces(t, listTraces(t, s, time.Time{}, 0), probes[0], first)
+
+	// Three newer sign-ins evict the first attributed trace; the next failure alike is kept, and
+	// the one after it folds into it.
+	for i := range 3 {
+		startSignIn(t, s, store.NewID(8), at[4+i], maxTraces)
+	}
+	_, err := s.GetTrace(t.Context(), first)
+	mustNotFound(t, "the first trace of a fold, evicted", err)
+	next, after := store.NewID(8), store.NewID(8)
+	addSteps(t, s, maxTraces, failing(next, at[8], false))
+	addSteps(t, s, maxTraces, failing(after, at[9], false))
+	wantFolded(t, s, next, 1, at[9], at[9])
+	_, err = s.GetTrace(t.Context(), after)
+	mustNotFound(t, "a trace folded into the fold's new first", err)
+}
+
+// testTraceFoldConcurrent has sign-ins fail the same way at once, each from its own goroutine,
+// as an outage makes them: one trace is kept, and its count is every other.
+func testTraceFoldConcurrent(t *testing.T, s store.Store) {
+	const goroutines, each = 16, 10
+	at := time.Now()
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*each*2)
+	for range goroutines {
+		wg.Go(func() {
+			<-start
+			for range each {
+				id := store.NewID(8)
+				ok := newTraceStep("authorize", at)
+				ok.OK = true
+				if err := store.AddTraceStep(t.Context(), s, id, store.TraceMeta{ClientID: "mattermost"}, ok, time.Hour, traceCap); err != nil {
+					errs <- err
+				}
+				if err := s.AddTraceSteps(t.Context(), []store.TraceAppend{failing(id, at, false)}, time.Hour, traceCap); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent AddTraceSteps failed: %v", err)
+	}
+	listed := listTraces(t, s, time.Time{}, 0)
+	if len(listed) != 1 {
+		t.Fatalf("%d sign-ins failing alike left %d traces, want 1", goroutines*each, len(listed))
+	}
+	wantFolded(t, s, listed[0].ID, goroutines*each-1, at, at)
+}
