@@ -60,7 +60,7 @@ func TestAPreviousKeyOpensTheKeyCheckAndItIsResealed(t *testing.T) {
 func TestCheckStoreRefusesAKeyThatCannotOpenTheSigningKeysOfAnUnmarkedStore(t *testing.T) {
 	st := memstore.New()
 	defer st.Close()
-	if _, err := oauth.RotateKeys(t.Context(), st, sealerOf(t, 1), time.Hour); err != nil {
+	if _, err := oauth.RotateKeys(t.Context(), st, sealerOf(t, 1), time.Now(), oauth.KeyRotation{Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := oauth.CheckStore(t.Context(), st, sealerOf(t, 2))
