@@ -131,7 +131,7 @@ func (a *adminAuth) protect(h http.Handler) http.Handler {
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ssobridge admin"`)
 		if r.Method == http.MethodGet && wantsHTML(r) && r.Header.Get("Authorization") == "" {
-			a.signInPage(w, r, http.StatusUnauthorized, r.URL.RequestURI(), "")
+			a.signInPage(w, r, http.StatusUnauthorized, localPath(r.URL.RequestURI()), "")
 			return
 		}
 		http.Error(w, "admin token required (Authorization: Bearer SSOBRIDGE_ADMIN_TOKEN)", http.StatusUnauthorized)
