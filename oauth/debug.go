@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/traceview"
 )
@@ -55,43 +56,36 @@ func writeAdminJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-func writeAdminHTML(w http.ResponseWriter, page []byte) {
+func writeAdminHTML(w http.ResponseWriter, status int, page []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'")
 	h.Set("X-Frame-Options", "DENY")
+	w.WriteHeader(status)
 	_, _ = w.Write(page)
 }
 
-// traceList is GET /debug/traces: the newest sign-ins, filtered by app (name or client id),
-// user (username or GitLab id), outcome and since (RFC 3339 time, or a duration back from now).
+// traceList is GET /debug/traces: the newest sign-ins, filtered (see parseTraceFilter). A filter
+// the bridge cannot read is a 400 that says which values it takes, never an empty list.
 func (s *Server) traceList(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
 	now := time.Now()
-	since := now.Add(-s.cfg.TraceRetention)
-	if v := q.Get("since"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil && d > 0 {
-			since = now.Add(-d)
-		} else if t, err := time.Parse(time.RFC3339, v); err == nil {
-			since = t
-		} else {
-			writeAdminJSON(w, http.StatusBadRequest, map[string]string{"error": "since must be an RFC 3339 time or a duration such as 1h"})
+	html := wantsHTML(r)
+	f, err := parseTraceFilter(r.URL.Query(), now, s.cfg.TraceRetention)
+	if err != nil {
+		if html {
+			s.writeTraceList(w, r, http.StatusBadRequest, nil, f, 0, now, err.Error())
 			return
 		}
-	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeAdminJSON(w, http.StatusBadRequest, map[string]string{"error": "limit must be a number from 1 to 1000"})
-			return
+		body := map[string]any{"error": err.Error()}
+		if fe, ok := err.(*filterError); ok && len(fe.allowed) > 0 {
+			body["allowed"] = fe.allowed
 		}
-		limit = n
+		writeAdminJSON(w, http.StatusBadRequest, body)
+		return
 	}
-	app, user, outcome := q.Get("app"), q.Get("user"), q.Get("outcome")
 	s.FlushTraces(r.Context())
-	traces, err := s.store.ListTraces(r.Context(), since, 1000)
+	traces, err := s.store.ListTraces(r.Context(), f.since, traceListScan)
 	if err != nil {
 		writeAdminJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the store does not answer: " + err.Error()})
 		return
@@ -99,36 +93,50 @@ func (s *Server) traceList(w http.ResponseWriter, r *http.Request) {
 	var kept []*store.Trace
 	out := []traceSummary{}
 	for _, t := range traces {
-		o, f := traceview.Outcome(t, now, s.cfg.StallAfter)
-		switch {
-		case app != "" && app != t.App && app != t.ClientID,
-			user != "" && user != t.Username && user != strconv.FormatInt(t.GitLabUserID, 10),
-			outcome != "" && outcome != o:
+		o, fail := traceview.Outcome(t, now, s.cfg.StallAfter)
+		if !f.matches(t, o, fail) {
 			continue
 		}
 		kept = append(kept, t)
 		out = append(out, traceSummary{ID: t.ID, StartedAt: t.StartedAt, ClientID: t.ClientID, App: t.App, GitLabUserID: t.GitLabUserID,
-			Username: t.Username, Outcome: o, Failure: f, Steps: len(t.Steps), Folded: t.Folded, URL: "/debug/traces/" + url.PathEscape(t.ID)})
-		if len(out) == limit {
+			Username: t.Username, Outcome: o, Failure: fail, Steps: len(t.Steps), Folded: t.Folded, URL: "/debug/traces/" + url.PathEscape(t.ID)})
+		if len(out) == f.limit {
 			break
 		}
 	}
-	if wantsHTML(r) {
-		page, err := traceview.ListHTML(kept, now, s.cfg.StallAfter, func(id string) string { return "/debug/traces/" + url.PathEscape(id) + "?format=html" })
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		writeAdminHTML(w, page)
+	if html {
+		s.writeTraceList(w, r, http.StatusOK, kept, f, len(traces), now, "")
 		return
 	}
-	writeAdminJSON(w, http.StatusOK, map[string]any{"traces": out})
+	writeAdminJSON(w, http.StatusOK, map[string]any{"traces": out, "filter": f.asJSON(), "traced": len(traces)})
+}
+
+// traceListScan is how many of the newest traces a list reads and filters.
+const traceListScan = 1000
+
+func (s *Server) writeTraceList(w http.ResponseWriter, r *http.Request, status int, kept []*store.Trace, f traceFilter, traced int, now time.Time, problem string) {
+	opts := traceview.ListOptions{Filter: f.form, Active: f.active(), Problem: problem, Traced: traced,
+		TracedAll: traced < traceListScan, Since: f.sinceText, Outcomes: traceview.Outcomes(), Failures: signin.Names()}
+	if _, err := r.Cookie(adminCookie); err == nil {
+		opts.SignOut = AdminSignOutPath
+	}
+	page, err := traceview.ListPageHTML(kept, now, s.cfg.StallAfter, func(id string) string { return "/debug/traces/" + url.PathEscape(id) + "?format=html" }, opts)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeAdminHTML(w, status, page)
 }
 
 // traceShow is GET /debug/traces/{id}: JSON, ?format=mermaid for the diagram's source, or
 // ?format=html (or a browser's Accept) for the page with the diagram drawn.
 func (s *Server) traceShow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if f := r.URL.Query().Get("format"); f != "" && f != "html" && f != "json" && f != "mermaid" {
+		writeAdminJSON(w, http.StatusBadRequest, map[string]any{"error": "format=" + quoteParam(f) + " is not a format of a trace; it is html, json or mermaid",
+			"allowed": []string{"html", "json", "mermaid"}})
+		return
+	}
 	s.FlushTraces(r.Context())
 	t, err := s.store.GetTrace(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -152,7 +160,7 @@ func (s *Server) traceShow(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeAdminHTML(w, page)
+		writeAdminHTML(w, http.StatusOK, page)
 	default:
 		// The page's verdict: the failed step's reason and fix, or for a stall those traceview
 		// writes, since no step holds them.

@@ -3,7 +3,6 @@ package oauth
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -464,23 +463,18 @@ func (s *Server) forgetStoreCheck() {
 
 // AdminHandler serves what is for operators only: metrics and sign-in traces, with the health
 // probes.
-// With a token, everything but the probes needs "Authorization: Bearer TOKEN". Serve it on a
+// With a token, everything but the probes needs "Authorization: Bearer TOKEN", or in a browser
+// the session cookie its sign-in form (AdminSignInPath) gives for the token. Serve it on a
 // separate, private listener.
 func (s *Server) AdminHandler(token string) http.Handler {
 	mux := http.NewServeMux()
-	protect := func(h http.Handler) http.Handler {
-		if token == "" {
-			return h
-		}
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="ssobridge admin"`)
-				http.Error(w, "admin token required (Authorization: Bearer SSOBRIDGE_ADMIN_TOKEN)", http.StatusUnauthorized)
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
+	protect := func(h http.Handler) http.Handler { return h }
+	if token != "" {
+		auth := newAdminAuth(token, s.log)
+		protect = auth.protect
+		mux.HandleFunc("GET "+AdminSignInPath, auth.showSignIn)
+		mux.HandleFunc("POST "+AdminSignInPath, auth.signIn)
+		mux.HandleFunc("POST "+AdminSignOutPath, auth.signOut)
 	}
 	mux.Handle("GET /metrics", protect(s.metrics.Handler()))
 	mux.Handle("GET /debug/traces", protect(http.HandlerFunc(s.traceList)))

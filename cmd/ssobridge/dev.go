@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -46,12 +47,14 @@ type devInfo struct {
 	UntrustedApp appView `json:"untrusted_app"`
 	PublicApp    appView `json:"public_app"`
 	// AdminURL is the operators' listener: /debug/traces, /metrics, /healthz, /readyz.
-	AdminURL   string          `json:"admin_url"`
-	TracesURL  string          `json:"traces_url"`
-	Issuer     string          `json:"issuer"`
-	Users      []devUser       `json:"users"`
-	Mattermost *mattermostView `json:"mattermost"`
-	Store      string          `json:"store"`
+	AdminURL  string `json:"admin_url"`
+	TracesURL string `json:"traces_url"`
+	// AdminTokenRequired says that the operators' listener asks for a token (--admin-token).
+	AdminTokenRequired bool            `json:"admin_token_required,omitempty"`
+	Issuer             string          `json:"issuer"`
+	Users              []devUser       `json:"users"`
+	Mattermost         *mattermostView `json:"mattermost"`
+	Store              string          `json:"store"`
 	// Upstream is "gitlab" or "oidc" (see --upstream); UpstreamLabel says what the emulator is.
 	Upstream      string `json:"upstream"`
 	UpstreamLabel string `json:"-"`
@@ -73,6 +76,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	gitlabListen := st.addScoped("gitlab-listen", "127.0.0.1:0", "the GitLab emulator's address (port 0: any free port)")
 	mmListen := st.addScoped("mattermost-listen", "127.0.0.1:0", "the Mattermost stand-in's address (port 0: any free port)")
 	adminListen := st.addScoped("admin-listen", "127.0.0.1:0", "the operators' listener (traces, metrics) (port 0: any free port)")
+	adminToken := st.addScoped("admin-token", "", "the operators' listener asks for this token, as serve's does (a browser signs in with it on a form); empty: none, dev listens on loopback")
 	// Read from a variable of its own, SSOBRIDGE_DEV_REDIS_URL, not SSOBRIDGE_REDIS_URL: an
 	// environment set up for a real bridge must not make dev register its test applications (a
 	// trusted public client among them) in the real bridge's Redis.
@@ -205,19 +209,22 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	}
 	settings := mattermost.SettingsForBridge(bridgeURL, app.ID, secret)
 	mm := site.New(settings)
+	adminURL := "http://" + adminLn.Addr().String()
+	mm.TraceURL = func(id string) string { return adminURL + "/debug/traces/" + url.PathEscape(id) + "?format=html" }
 
 	info := devInfo{
 		BridgeURL: bridgeURL, GitLabURL: gl.URL(), GitLabClientID: upstreamApp.UID, MattermostSiteURL: siteURL, WalkthroughURL: siteURL + "/",
 		Endpoints: map[string]string{"authorize": settings.AuthEndpoint, "token": settings.TokenEndpoint,
 			"user": settings.UserAPIEndpoint, "callback": srv.CallbackURL()},
-		App:          view(app, secret),
-		RedirectURI:  mattermost.RedirectURIs(siteURL)[0],
-		OIDCApp:      oidcApp,
-		UntrustedApp: untrustedApp,
-		PublicApp:    publicApp,
-		AdminURL:     "http://" + adminLn.Addr().String(),
-		TracesURL:    "http://" + adminLn.Addr().String() + "/debug/traces?format=html",
-		Issuer:       bridgeURL,
+		App:                view(app, secret),
+		RedirectURI:        mattermost.RedirectURIs(siteURL)[0],
+		OIDCApp:            oidcApp,
+		UntrustedApp:       untrustedApp,
+		PublicApp:          publicApp,
+		AdminURL:           adminURL,
+		TracesURL:          adminURL + "/debug/traces?format=html",
+		AdminTokenRequired: adminToken.value != "",
+		Issuer:             bridgeURL,
 		Users: []devUser{
 			{ID: ada.ID, Username: ada.Username, Email: ada.Email, State: gitlabapi.StateActive, SignedIn: signInMode.value == "auto", Password: ada.Password},
 			{ID: blocked.ID, Username: blocked.Username, Email: blocked.Email, State: blocked.State},
@@ -243,7 +250,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 
 	errc := make(chan error, 3)
 	go func() { errc <- mm.Serve(mmLn) }()
-	go func() { errc <- serveUntilDone(ctx, adminLn, srv.AdminHandler(""), log) }()
+	go func() { errc <- serveUntilDone(ctx, adminLn, srv.AdminHandler(adminToken.value), log) }()
 	go func() { errc <- serveUntilDone(ctx, bridgeLn, srv.Handler(), log) }()
 	// Wait for a signal or a server's failure, then stop all three and wait for them.
 	var first error
@@ -261,6 +268,14 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return first
+}
+
+// tracesLine is the traces' address, and what it asks for.
+func tracesLine(info devInfo) string {
+	if info.AdminTokenRequired {
+		return info.TracesURL + "   (sign in with SSOBRIDGE_DEV_ADMIN_TOKEN)"
+	}
+	return info.TracesURL
 }
 
 // startDevGitLab starts the upstream GitLab of dev (and of bench, so that it measures the same
@@ -324,7 +339,7 @@ func printDevInfo(w io.Writer, info devInfo, secret string) {
     %-22s %s  (public: no secret, PKCE S256 required, any port on loopback)
 
 `, info.WalkthroughURL, walkthroughHint(info.Users[0]), info.BridgeURL, info.Store, info.Endpoints["authorize"], info.Endpoints["token"],
-		info.Endpoints["user"], info.Endpoints["callback"], info.UpstreamLabel+":", info.GitLabURL, info.MattermostSiteURL, info.TracesURL,
+		info.Endpoints["user"], info.Endpoints["callback"], info.UpstreamLabel+":", info.GitLabURL, info.MattermostSiteURL, tracesLine(info),
 		info.App.Name, info.App.ID, secret, strings.Join(info.App.RedirectURIs, "\n                           "),
 		info.Issuer, strings.Join(info.OIDCApp.RedirectURIs, " "),
 		info.OIDCApp.Name, info.OIDCApp.ID, info.OIDCApp.Secret, info.UntrustedApp.Name, info.UntrustedApp.ID, info.UntrustedApp.Secret,

@@ -95,7 +95,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	public := st.add("public-url", "", "the bridge's URL as browsers and Mattermost reach it, e.g. https://sso.example.com")
 	listen := st.add("listen", ":8080", "address to listen on, host:port")
 	adminListen := st.add("admin-listen", "127.0.0.1:9090", "address of the operators' listener (/debug/traces, /metrics, /healthz, /readyz); keep it private; empty: none")
-	adminToken := st.add("admin-token", "", "the operators' listener asks for Authorization: Bearer TOKEN (the health probes excepted); required unless --admin-listen is on loopback; generate one with `openssl rand -hex 32`")
+	adminToken := st.add("admin-token", "", "the operators' listener asks for Authorization: Bearer TOKEN, or a browser for the token on its sign-in form (the health probes excepted); required unless --admin-listen is on loopback; generate one with `openssl rand -hex 32`")
 	tlsCert := st.add("tls-cert", "", "PEM file of the certificate (with its chain) to serve HTTPS with on --listen, together with --tls-key; read again on SIGHUP, without dropping connections; empty: plain HTTP, for TLS ending at a proxy in front")
 	tlsKey := st.add("tls-key", "", "PEM file of the certificate's private key (may be the certificate's file); read again with it on SIGHUP")
 	redirectListen := st.add("http-redirect-listen", "", "address of a plain-HTTP listener, e.g. :80, that answers every request with a redirect (308) to the same path on the public URL's host over HTTPS; needs --tls-cert; empty: none")

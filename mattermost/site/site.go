@@ -14,6 +14,7 @@ import (
 	"html/template"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -24,9 +25,13 @@ import (
 // cookieName is Mattermost's OAuth cookie (app.CookieOAuth).
 const cookieName = "MMOAUTH"
 
-// Site is the stand-in. Set Settings before serving; SiteURL is its own address.
+// Site is the stand-in. Set Settings (and TraceURL) before serving; SiteURL is its own address.
 type Site struct {
 	Settings mattermost.Settings
+	// TraceURL, when set, makes the address of a sign-in's trace from its id (the X-Trace-Id the
+	// bridge answers the token and user requests with): the page that ends a sign-in links to it.
+	// The dev mode points it at its operators' listener.
+	TraceURL func(id string) string
 
 	mu      sync.Mutex
 	siteURL string
@@ -136,14 +141,16 @@ func (s *Site) complete(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1})
 	c := s.client()
+	trace := &traceRecorder{next: defaultHTTPClient.Transport}
+	c.HTTPClient = &http.Client{Timeout: defaultHTTPClient.Timeout, Transport: trace}
 	tok, err := c.Exchange(r.Context(), code)
 	if err != nil {
-		render(w, http.StatusBadGateway, pageData{Title: "Sign-in failed at the token request", Message: err.Error()})
+		render(w, http.StatusBadGateway, pageData{Title: "Sign-in failed at the token request", Message: err.Error(), TraceLink: s.traceLink(trace)})
 		return
 	}
 	user, raw, err := c.FetchUser(r.Context(), tok.AccessToken)
 	if err != nil {
-		render(w, http.StatusBadGateway, pageData{Title: "Sign-in failed at the user request", Message: err.Error()})
+		render(w, http.StatusBadGateway, pageData{Title: "Sign-in failed at the user request", Message: err.Error(), TraceLink: s.traceLink(trace)})
 		return
 	}
 	var pretty bytes.Buffer
@@ -151,17 +158,54 @@ func (s *Site) complete(w http.ResponseWriter, r *http.Request) {
 		pretty.Write(raw)
 	}
 	render(w, http.StatusOK, pageData{Title: "Signed in", User: user, RawUser: pretty.String(),
-		Token:   tok,
+		Token: tok, TraceLink: s.traceLink(trace),
 		Message: "Mattermost would sign in, or create, this account. Its key is AuthService gitlab with AuthData the GitLab user id."})
+}
+
+// defaultHTTPClient makes the site's token and user requests as Mattermost would.
+var defaultHTTPClient = mattermost.NewHTTPClient(false)
+
+// traceRecorder keeps the trace id the bridge answers with (X-Trace-Id), so that the page can
+// link to the sign-in's trace.
+type traceRecorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	id   string
+}
+
+// traceIDPattern is what the site takes for a trace id before it puts one in a link.
+var traceIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (t *traceRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if resp != nil {
+		if id := resp.Header.Get("X-Trace-Id"); traceIDPattern.MatchString(id) {
+			t.mu.Lock()
+			t.id = id
+			t.mu.Unlock()
+		}
+	}
+	return resp, err
+}
+
+func (s *Site) traceLink(t *traceRecorder) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s.TraceURL == nil || t.id == "" {
+		return ""
+	}
+	return s.TraceURL(t.id)
 }
 
 type pageData struct {
 	Title   string
 	Message string
-	Home    bool
-	User    *mattermost.User
-	Token   *mattermost.AccessResponse
-	RawUser string
+	// TraceLink is the address of the sign-in's trace, when the site knows it.
+	TraceLink string
+	Home      bool
+	User      *mattermost.User
+	Token     *mattermost.AccessResponse
+	RawUser   string
 }
 
 var page = template.Must(template.New("p").Parse(`<!doctype html>
@@ -173,6 +217,7 @@ pre{background:#f4f4f4;padding:1rem;overflow:auto}</style></head><body>
 <p><small>Mattermost stand-in · ssobridge dev</small></p>
 <h1 id="title">{{.Title}}</h1>
 <p id="message">{{.Message}}</p>
+{{with .TraceLink}}<p><a id="trace" href="{{.}}">See this sign-in's trace</a>: every step, as the bridge saw it, on its operators' listener.</p>{{end}}
 {{if .Home}}<p><a class="button" id="gitlab" href="/oauth/gitlab/login">Sign in with GitLab</a></p>{{end}}
 {{with .User}}<h2>The Mattermost account</h2>
 <table id="user">

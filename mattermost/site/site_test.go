@@ -82,3 +82,36 @@ func TestCompleteRefusesWhatMattermostRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestTheFinalPageLinksToTheSignInsTrace(t *testing.T) {
+	bridge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Trace-Id", "0123abcd")
+		switch r.URL.Path {
+		case "/oauth/token":
+			_, _ = io.WriteString(w, `{"access_token":"at","token_type":"bearer","expires_in":7200,"scope":"read_user"}`)
+		case "/api/v4/user":
+			_, _ = io.WriteString(w, `{"id":42,"username":"ada","email":"ada@example.com","name":"Ada Lovelace","state":"active"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer bridge.Close()
+	s := New(mattermost.SettingsForBridge(bridge.URL, "app-id", "secret"))
+	s.TraceURL = func(id string) string { return "http://127.0.0.1:9090/debug/traces/" + id + "?format=html" }
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	s.SetSiteURL(srv.URL)
+	state, token := mattermost.NewState(mattermost.ActionLogin)
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/signup/gitlab/complete?code=c&state="+url.QueryEscape(state), nil)
+	req.AddCookie(&http.Cookie{Name: cookieName, Value: token})
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `<a id="trace" href="http://127.0.0.1:9090/debug/traces/0123abcd?format=html">See this sign-in's trace</a>`) {
+		t.Errorf("the final page: %d\n%s", resp.StatusCode, body)
+	}
+}

@@ -283,6 +283,11 @@ type listRow struct {
 
 // ListHTML renders traces, in the order given, as a table linking each to link(its id).
 func ListHTML(traces []*store.Trace, now time.Time, stall time.Duration, link func(id string) string) ([]byte, error) {
+	return ListPageHTML(traces, now, stall, link, ListOptions{Outcomes: Outcomes()})
+}
+
+// ListPageHTML is ListHTML with a filter form, the filter in force, and what it found.
+func ListPageHTML(traces []*store.Trace, now time.Time, stall time.Duration, link func(id string) string, opts ListOptions) ([]byte, error) {
 	rows := make([]listRow, 0, len(traces))
 	for _, t := range traces {
 		if t == nil {
@@ -302,7 +307,8 @@ func ListHTML(traces []*store.Trace, now time.Time, stall time.Duration, link fu
 	if err := listTemplate.Execute(&buf, struct {
 		Rows []listRow
 		Now  string
-	}{rows, timestamp(now)}); err != nil {
+		ListOptions
+	}{rows, timestamp(now), opts}); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -349,6 +355,9 @@ th{background:#f6f6f6} .nowrap{white-space:nowrap} tr.bad td{background:#fff1f0}
 .ok{color:#1a7f37} .bad{color:#cf222e} .dim{color:#737278}
 pre{background:#f6f6f6;padding:.75rem;overflow-x:auto;border-radius:4px}
 ul.detail{list-style:none;margin:0;padding:0} td{word-break:break-word}
+form.filter{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:end;margin:0 0 1rem;padding:.75rem;background:#f6f6f6;border-radius:4px}
+form.filter label{display:flex;flex-direction:column;font-size:.8rem;color:#535158} form.filter input,form.filter select,form.filter button,form.signout button{font:inherit;font-size:.9rem;padding:.25rem .4rem}
+form.signout{float:right;margin-top:-2.4rem}
 </style>`
 
 var pageTemplate = template.Must(template.New("page").Funcs(funcs).Parse(`<!doctype html>
@@ -405,6 +414,20 @@ var listTemplate = template.Must(template.New("list").Parse(`<!doctype html>
 <title>Sign-in traces · GitLab sign-in bridge</title>
 ` + style + `</head><body>
 <h1>Sign-in traces</h1>
+{{with .SignOut}}<form class="signout" method="post" action="{{.}}"><button type="submit" id="signout">Sign out</button></form>{{end}}
+<form class="filter" method="get" action="/debug/traces" id="filter">
+<input type="hidden" name="format" value="html">
+<label>Outcome <select name="outcome" id="f-outcome"><option value="">any</option>{{range .Outcomes}}<option{{if eq . $.Filter.Outcome}} selected{{end}}>{{.}}</option>{{end}}</select></label>
+<label>User <input name="user" id="f-user" value="{{.Filter.User}}" placeholder="username or GitLab id" size="18"></label>
+<label>App <input name="app" id="f-app" value="{{.Filter.App}}" placeholder="name or client_id" size="18"></label>
+<label>Failure <input name="failure" id="f-failure" value="{{.Filter.Failure}}" list="failures" placeholder="failure name" size="24"></label>
+<label>Since <input name="since" id="f-since" value="{{.Filter.Since}}" placeholder="1h, or 2006-01-02T15:04:05Z" size="14"></label>
+{{with .Filter.Limit}}<input type="hidden" name="limit" value="{{.}}">{{end}}
+<button type="submit">Filter</button>
+<datalist id="failures">{{range .Failures}}<option value="{{.}}">{{end}}</datalist>
+</form>
+{{with .Problem}}<section class="failure" id="problem"><p><strong>This filter cannot be applied:</strong> {{.}}</p><p><a href="/debug/traces?format=html">Show every sign-in</a></p></section>
+{{else}}{{if or .Active .Since}}<p id="active">Showing sign-ins{{with .Active}} where {{range $i, $t := .}}{{if $i}}, {{end}}<code>{{$t.Name}}={{$t.Value}}</code>{{end}}{{end}}{{with $.Since}} since <code>{{.}}</code>{{end}} · <a href="/debug/traces?format=html" id="clear">Clear filter</a></p>{{end}}
 <p class="dim">Newest first, as of {{.Now}}.</p>
 <table>
 <thead><tr><th>Started (UTC)</th><th>App</th><th>User</th><th>Outcome</th><th>Failure</th><th>Steps</th></tr></thead>
@@ -412,7 +435,7 @@ var listTemplate = template.Must(template.New("list").Parse(`<!doctype html>
 <tr><td class="mono">{{if .Link}}<a href="{{.Link}}" title="trace {{.ID}}">{{or .Started .ID}}</a>{{else}}{{or .Started .ID}}{{end}}</td>
 <td>{{.App}}{{with .ClientID}} <span class="dim">{{.}}</span>{{end}}</td><td>{{.User}}</td>
 <td><span class="outcome o-{{.Outcome}}">{{.Outcome}}</span></td><td>{{with .Failure}}<code>{{.}}</code>{{end}}{{with .Folded}} <span class="folded" title="between {{.First}} and {{.Last}}">and {{.Count}} more like it</span>{{end}}</td><td class="num">{{.Steps}}</td></tr>{{else}}
-<tr><td colspan="6" class="dim">No sign-in traced in the retention period.</td></tr>{{end}}
-</tbody></table>
+<tr><td colspan="6" class="dim" id="empty">{{if .Active}}No sign-in matches {{range $i, $t := .Active}}{{if $i}}, {{end}}{{$t.Name}}={{$t.Value}}{{end}} {{if .Since}}since {{.Since}}{{else}}in the retention period{{end}} ({{.Traced}}{{if not .TracedAll}} newest{{end}} traced).{{else}}No sign-in traced {{if .Since}}since {{.Since}}{{else}}in the retention period{{end}}.{{end}}</td></tr>{{end}}
+</tbody></table>{{end}}
 </body></html>
 `))
