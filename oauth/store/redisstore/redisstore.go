@@ -734,10 +734,15 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (func()
 	k, token := s.prefix+"lock:"+key, store.NewID(16)
 	err := store.WaitLock(ctx, func() (bool, error) {
 		n, err := lockScript.Run(ctx, s.c, []string{k}, token, roundTTL(ttl).Milliseconds()).Int64()
-		if err != nil && !errors.Is(err, ctx.Err()) {
+		if err != nil && ctx.Err() != nil {
+			// The wait ended with ctx: go-redis may say so as the socket's i/o timeout, which
+			// it derives from ctx's deadline, rather than as ctx's own error.
+			return false, ctx.Err()
+		}
+		if err != nil {
 			return false, wrap("lock", err)
 		}
-		return n == 1, err
+		return n == 1, nil
 	})
 	if err != nil {
 		return nil, err
