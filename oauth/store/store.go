@@ -67,6 +67,11 @@ var ErrLost = errors.New("the store no longer holds the take it acknowledged: it
 // caller must not report it as done, since a failover could lose it.
 var ErrNotReplicated = errors.New("the write was not acknowledged by the replicas in time")
 
+// ErrFull is returned when the store refuses a write because it is full: Redis at its maxmemory
+// (with maxmemory-policy noeviction), or the in-memory store at its cap. Nothing is written; what
+// is stored already stays readable.
+var ErrFull = errors.New("store full")
+
 // Application is an OAuth client registered with the bridge.
 type Application struct {
 	// ID is the client_id (GitLab calls it the application's uid).
@@ -95,6 +100,11 @@ type Application struct {
 	// nobody is asked to choose. UpstreamHint names the one the chooser puts first instead.
 	Upstream     string `json:"upstream,omitempty"`
 	UpstreamHint string `json:"upstream_hint,omitempty"`
+	// NoRefreshTokens gives the application access tokens alone (and ID tokens): its sign-ins end
+	// with their access token, and the store forgets them then (see SignIns). Mattermost, which
+	// never refreshes, needs nothing more. False, as in every record written before it existed,
+	// gives refresh tokens.
+	NoRefreshTokens bool `json:"no_refresh_tokens,omitempty"`
 	// SecretHash is HashSecret of the client secret; the secret itself is never stored.
 	SecretHash string    `json:"secret_hash"`
 	CreatedAt  time.Time `json:"created_at"`
