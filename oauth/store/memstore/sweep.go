@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"container/heap"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/ssobridge/ssobridge/oauth/store"
@@ -165,4 +166,19 @@ func (s *Store) rearmFull() {
 	if s.fullLogged && len(s.families) < s.opts.MaxSignIns-s.opts.MaxSignIns/10 {
 		s.fullLogged = false
 	}
+}
+
+// DefaultMaxSignIns is the cap a bridge gives its in-memory store unless told otherwise: about
+// 300 MB of sign-ins (see deploy/REDIS.md for what one takes).
+const DefaultMaxSignIns = 100_000
+
+// CapSignIns sets Options.MaxSignIns, Setting and Logger of a store already made.
+func (s *Store) CapSignIns(limit int, setting string, log *slog.Logger) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.MaxSignIns, s.opts.Setting = limit, setting
+	if log != nil {
+		s.opts.Logger = log
+	}
+	s.fullLogged = false
 }
