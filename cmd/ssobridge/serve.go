@@ -46,9 +46,6 @@ type serveConfig struct {
 	appsFile    *setting
 	keys        *keySettings
 	accessTTL   time.Duration
-	// memoryMax caps the in-memory store's sign-ins (0: none), as memoryMaxSetting says.
-	memoryMax        int
-	memoryMaxSetting *setting
 	refreshTTL  time.Duration
 	traceTTL    time.Duration
 	maxTraces   int
@@ -60,6 +57,9 @@ type serveConfig struct {
 	maxInFlight    int
 	// limits bound what one address, one browser and everybody may ask (see oauth.Limits).
 	limits oauth.Limits
+	// memoryMax caps the in-memory store's sign-ins (0: none), as memoryMaxSetting says.
+	memoryMax        int
+	memoryMaxSetting *setting
 	// waitReplicas and waitTimeout: see redisstore.Store.WaitForReplicas.
 	waitReplicas int
 	waitTimeout  time.Duration
