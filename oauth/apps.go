@@ -29,6 +29,8 @@ type AppSpec struct {
 	// Upstream and UpstreamHint: see store.Application.
 	Upstream     string
 	UpstreamHint string
+	// NoRefreshTokens: see store.Application.
+	NoRefreshTokens bool
 }
 
 // Validate checks a spec, with messages that name the field at fault.
@@ -158,21 +160,22 @@ func NewApplication(spec AppSpec) (*store.Application, string, error) {
 	}
 	now := time.Now().UTC()
 	app := &store.Application{
-		ID:             store.NewClientID(),
-		Name:           strings.TrimSpace(spec.Name),
-		RedirectURIs:   spec.RedirectURIs,
-		Scopes:         spec.Scopes,
-		Trusted:        spec.Trusted,
-		Confidential:   spec.Confidential,
-		RequirePKCE:    spec.RequirePKCE,
-		AllowPlainPKCE: spec.AllowPlainPKCE,
-		AllowedUsers:   spec.AllowedUsers,
-		AllowedGroups:  spec.AllowedGroups,
-		DenyExternal:   spec.DenyExternal,
-		Upstream:       spec.Upstream,
-		UpstreamHint:   spec.UpstreamHint,
-		CreatedAt:      now,
-		UpdatedAt:      now,
+		ID:              store.NewClientID(),
+		Name:            strings.TrimSpace(spec.Name),
+		RedirectURIs:    spec.RedirectURIs,
+		Scopes:          spec.Scopes,
+		Trusted:         spec.Trusted,
+		Confidential:    spec.Confidential,
+		RequirePKCE:     spec.RequirePKCE,
+		AllowPlainPKCE:  spec.AllowPlainPKCE,
+		AllowedUsers:    spec.AllowedUsers,
+		AllowedGroups:   spec.AllowedGroups,
+		DenyExternal:    spec.DenyExternal,
+		Upstream:        spec.Upstream,
+		UpstreamHint:    spec.UpstreamHint,
+		NoRefreshTokens: spec.NoRefreshTokens,
+		CreatedAt:       now,
+		UpdatedAt:       now,
 	}
 	secret := ""
 	if app.Confidential {

@@ -265,7 +265,7 @@ func (s *Server) issueCode(c echo.Context, app *store.Application, pending *stor
 		return err
 	}
 	// The session is the family of every token of this sign-in, and lives as long as they may.
-	err = s.store.IssueCode(ctx, sess, s.cfg.RefreshTokenTTL, store.RefOf(value).Key, code)
+	err = s.store.IssueCode(ctx, sess, s.mint.signInTTL(app), store.RefOf(value).Key, code)
 	if errors.Is(err, store.ErrRevoked) {
 		return &Error{
 			Failure:     signin.SessionRevoked,

@@ -43,8 +43,18 @@ func (m mint) manager(app *store.Application, l *ledger) *manage.Manager {
 	mg.MapAccessGenerate(randomAccess{})
 	mg.SetValidateURIHandler(func(_, requested string) error { return validateURI(app, requested) })
 	mg.SetAuthorizeCodeExp(m.codeTTL)
-	mg.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: m.accessTTL, RefreshTokenExp: m.refreshTTL, IsGenerateRefresh: true})
+	mg.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: m.accessTTL, RefreshTokenExp: m.refreshTTL, IsGenerateRefresh: !app.NoRefreshTokens})
 	return mg
+}
+
+// signInTTL is how long a sign-in of app is kept once its code is issued: as long as its refresh
+// token may live; without refresh tokens, until its code expires, and the store then keeps it
+// with the access token redeemed from it, no longer (see store.SignIns.FinishCode).
+func (m mint) signInTTL(app *store.Application) time.Duration {
+	if app.NoRefreshTokens {
+		return m.codeTTL
+	}
+	return m.refreshTTL
 }
 
 // issueCode makes the code of a sign-in (session sessionID) for the request pending of app: its
@@ -107,7 +117,9 @@ func (m mint) redeem(ctx context.Context, app *store.Application, value string, 
 }
 
 // refreshPair makes the next pair of a sign-in whose refresh token was taken: the manager's
-// refresh grant is not used (see the file's comment), only its generators and lifetimes.
+// refresh grant is not used (see the file's comment), only its generators and lifetimes. An
+// application registered without refresh tokens since its refresh token was issued gets an access
+// token alone (RFC 6749 §5.1 makes the refresh token optional), which ends the sign-in with it.
 func (m mint) refreshPair(ctx context.Context, app *store.Application, sessionID, scope string) (*issued, error) {
 	now := time.Now()
 	ti := models.NewToken()
@@ -116,9 +128,11 @@ func (m mint) refreshPair(ctx context.Context, app *store.Application, sessionID
 	ti.SetScope(scope)
 	ti.SetAccessCreateAt(now)
 	ti.SetAccessExpiresIn(m.accessTTL)
-	ti.SetRefreshCreateAt(now)
-	ti.SetRefreshExpiresIn(m.refreshTTL)
-	access, refresh, err := randomAccess{}.Token(ctx, &oauth2.GenerateBasic{Client: oneClient{app}.info(), UserID: sessionID, CreateAt: now, TokenInfo: ti}, true)
+	if !app.NoRefreshTokens {
+		ti.SetRefreshCreateAt(now)
+		ti.SetRefreshExpiresIn(m.refreshTTL)
+	}
+	access, refresh, err := randomAccess{}.Token(ctx, &oauth2.GenerateBasic{Client: oneClient{app}.info(), UserID: sessionID, CreateAt: now, TokenInfo: ti}, !app.NoRefreshTokens)
 	if err != nil {
 		return nil, err
 	}

@@ -483,8 +483,9 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if err != nil {
 		return err
 	}
-	// The family lives as long as its newest refresh token; a family revoked while this request
-	// ran stays revoked, and the tokens are not kept.
+	// The family lives as long as its newest refresh token (or, with none, as its access token:
+	// the store sees to it); a family revoked while this request ran stays revoked, and the
+	// tokens are not kept.
 	err = s.store.FinishRefresh(ctx, ref, attempt, taken.Session, tok.pair, s.cfg.RefreshTokenTTL)
 	switch {
 	case errors.Is(err, store.ErrReplayed):

@@ -219,7 +219,7 @@ var appsSummaries = map[string]string{
 	"create":        "Registers an application (an OAuth client such as Mattermost) and prints its ID, its secret (this once: only its hash is kept) and the Mattermost settings that point at the bridge.",
 	"list":          "Lists the registered applications.",
 	"show":          "Shows one application: its redirect URIs, scopes, flags and who may sign in; never its secret.",
-	"update":        "Changes what is named of an application: name, redirect URIs, scopes, trusted, confidential, PKCE, who may sign in. What is not named is kept.",
+	"update":        "Changes what is named of an application: name, redirect URIs, scopes, trusted, confidential, PKCE, refresh tokens, who may sign in. What is not named is kept.",
 	"rotate-secret": "Gives an application a new secret and prints it; the old one stops working at once (update Mattermost's GitLab Secret).",
 	"revoke-grants": "Revokes every sign-in, token and consent of an application, or of one person with --user: GitLab's \"revoke\" of an authorized application.",
 	"delete":        "Removes an application, with its sign-ins, tokens and consents.",
@@ -240,6 +240,9 @@ type appFlags struct {
 	// empty list flag reads the same as one not given.
 	allowEverybody bool
 	denyExternal   boolFlag
+	// refreshTokens, when not given to create, is false with --mattermost-url (Mattermost never
+	// refreshes) and true otherwise.
+	refreshTokens boolFlag
 	// upstream and upstreamHint name a provider; "none" clears them on update.
 	upstream, upstreamHint string
 	// edits add and remove redirect URIs on update.
@@ -271,6 +274,11 @@ func (f *appFlags) register(fs *flag.FlagSet, create bool) {
 	fs.Var(&f.allowUsers, "allow-user", "only these usernames (GitLab's, or the OpenID provider's username claim; and members of --allow-group) may sign in; PROVIDER:USER (corp:ada) admits USER of that provider alone, and with several providers an entry without one admits gitlab's people alone; repeat or separate with commas"+onUpdateReplaces(create))
 	fs.Var(&f.allowGroups, "allow-group", "only members of these groups (GitLab's full paths, subgroups included, which need openid in SSOBRIDGE_GITLAB_SCOPES; or the OpenID provider's groups claim) and --allow-user may sign in; PROVIDER:GROUP as for --allow-user"+onUpdateReplaces(create))
 	fs.Var(&f.denyExternal, "deny-external", "refuse GitLab's external users")
+	refreshUsage := "give the application refresh tokens: its sign-ins then last SSOBRIDGE_REFRESH_TOKEN_TTL after their last use; without them a sign-in ends, and the store forgets it, when its access token expires (SSOBRIDGE_ACCESS_TOKEN_TTL)"
+	if create {
+		refreshUsage += "; default: false with --mattermost-url (Mattermost never refreshes), true otherwise"
+	}
+	fs.Var(&f.refreshTokens, "refresh-tokens", refreshUsage)
 	fs.StringVar(&f.upstream, "upstream", "", "with several providers (SSOBRIDGE_PROVIDERS_FILE), the one this application's sign-ins go to, without the chooser; none: the person chooses")
 	fs.StringVar(&f.upstreamHint, "upstream-hint", "", "with several providers, the one the chooser offers first to this application's people; none: the file's order")
 	if create {
@@ -357,6 +365,16 @@ func (f *appFlags) values(name string) int {
 	}
 }
 
+// refreshTokensOnCreate is whether a new application gets refresh tokens: as --refresh-tokens
+// says, or, without it, unless it is Mattermost (--mattermost-url), which stores only the access
+// token it gets and never refreshes: its sign-ins then keep nothing once that token expires.
+func (f *appFlags) refreshTokensOnCreate() bool {
+	if f.refreshTokens.set {
+		return f.refreshTokens.value
+	}
+	return f.mattermostURL == ""
+}
+
 func (f *appFlags) uris() []string {
 	uris := append([]string(nil), f.redirectURIs...)
 	if f.mattermostURL != "" {
@@ -393,7 +411,7 @@ func (a *appsCmd) create(ctx context.Context, f appFlags) error {
 	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: f.name, RedirectURIs: f.uris(), Scopes: scopes,
 		Trusted: f.trusted.value, Confidential: f.confidential.value, RequirePKCE: f.requirePKCE.value, AllowPlainPKCE: f.allowPlain.value,
 		AllowedUsers: f.allowUsers, AllowedGroups: f.allowGroups, DenyExternal: f.denyExternal.value,
-		Upstream: noneIsEmpty(f.upstream), UpstreamHint: noneIsEmpty(f.upstreamHint)})
+		Upstream: noneIsEmpty(f.upstream), UpstreamHint: noneIsEmpty(f.upstreamHint), NoRefreshTokens: !f.refreshTokensOnCreate()})
 	if err != nil {
 		return err
 	}
@@ -428,9 +446,9 @@ func (a *appsCmd) bridgeURL() string {
 }
 
 func (a *appsCmd) printApp(app *store.Application) {
-	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nPKCE:          %s\nWho may sign in: %s\n",
+	fmt.Fprintf(a.out, "Application ID: %s\nName:          %s\nRedirect URIs: %s\nScopes:        %s\nTrusted:       %t\nConfidential:  %t\nPKCE:          %s\nRefresh tokens: %s\nWho may sign in: %s\n",
 		app.ID, app.Name, strings.Join(app.RedirectURIs, "\n               "), strings.Join(app.Scopes, " "),
-		app.Trusted, app.Confidential, pkceMode(app), oauth.WhoMaySignIn(app))
+		app.Trusted, app.Confidential, pkceMode(app), refreshMode(app), oauth.WhoMaySignIn(app))
 	switch {
 	case app.Upstream != "":
 		fmt.Fprintf(a.out, "Provider:      %s (no chooser)\n", app.Upstream)
@@ -466,10 +484,10 @@ func (a *appsCmd) list(ctx context.Context) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tTRUSTED\tCONFIDENTIAL\tREDIRECT URIS")
+	fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tTRUSTED\tCONFIDENTIAL\tREFRESH TOKENS\tREDIRECT URIS")
 	for _, app := range apps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%t\t%s\n", app.ID, app.Name, strings.Join(app.Scopes, " "),
-			app.Trusted, app.Confidential, strings.Join(app.RedirectURIs, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%t\t%t\t%s\n", app.ID, app.Name, strings.Join(app.Scopes, " "),
+			app.Trusted, app.Confidential, !app.NoRefreshTokens, strings.Join(app.RedirectURIs, " "))
 	}
 	return tw.Flush()
 }
@@ -502,7 +520,10 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	spec := oauth.AppSpec{Name: app.Name, RedirectURIs: app.RedirectURIs, Scopes: app.Scopes, Trusted: app.Trusted,
 		Confidential: app.Confidential, RequirePKCE: app.RequirePKCE, AllowPlainPKCE: app.AllowPlainPKCE,
 		AllowedUsers: app.AllowedUsers, AllowedGroups: app.AllowedGroups, DenyExternal: app.DenyExternal,
-		Upstream: app.Upstream, UpstreamHint: app.UpstreamHint}
+		Upstream: app.Upstream, UpstreamHint: app.UpstreamHint, NoRefreshTokens: app.NoRefreshTokens}
+	if f.refreshTokens.set {
+		spec.NoRefreshTokens = !f.refreshTokens.value
+	}
 	if f.upstream != "" {
 		spec.Upstream = noneIsEmpty(f.upstream)
 	}
@@ -564,6 +585,7 @@ func (a *appsCmd) update(ctx context.Context, id string, f appFlags) error {
 	app.RequirePKCE, app.AllowPlainPKCE = spec.RequirePKCE, spec.AllowPlainPKCE
 	app.AllowedUsers, app.AllowedGroups, app.DenyExternal = spec.AllowedUsers, spec.AllowedGroups, spec.DenyExternal
 	app.Upstream, app.UpstreamHint = spec.Upstream, spec.UpstreamHint
+	app.NoRefreshTokens = spec.NoRefreshTokens
 	app.UpdatedAt = time.Now().UTC()
 	if err := a.store.UpdateApp(ctx, app); err != nil {
 		return fmt.Errorf("saving the application: %w", err)
@@ -673,4 +695,12 @@ func pkceMode(app *store.Application) string {
 		return mode + ", S256 or plain"
 	}
 	return mode + ", S256"
+}
+
+// refreshMode says what an application's sign-ins get, and so how long they are kept.
+func refreshMode(app *store.Application) string {
+	if app.NoRefreshTokens {
+		return "no (a sign-in ends with its access token)"
+	}
+	return "yes (a sign-in lasts SSOBRIDGE_REFRESH_TOKEN_TTL after its last refresh)"
 }

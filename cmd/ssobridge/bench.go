@@ -130,6 +130,11 @@ type benchConfig struct {
 	adminURL    string
 	adminToken  string
 	profile     io.Writer // the measured window's CPU profile; nil: none
+	// accessTTL and refreshTokens are the in-process bridge's access token lifetime and its
+	// Mattermost application's refresh tokens, which say how long each sign-in is kept.
+	accessTTL     time.Duration
+	authzTTL      time.Duration
+	refreshTokens bool
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
@@ -151,6 +156,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.siteURL, "site-url", "", "with --bridge-url: Mattermost's SiteURL, whose redirect URIs the application has")
 	fs.StringVar(&cfg.adminURL, "admin-url", "", "with --bridge-url: the bridge's operators' listener, e.g. http://127.0.0.1:9090, whose /metrics gives its Redis round trips and its memory")
 	fs.StringVar(&cfg.adminToken, "admin-token", "", "with --admin-url: the operators' listener's token, if it has one")
+	fs.DurationVar(&cfg.accessTTL, "access-token-ttl", oauth.DefaultAccessTokenTTL, "the in-process bridge's access token lifetime: how long a sign-in without refresh tokens is kept")
+	fs.DurationVar(&cfg.authzTTL, "authorization-ttl", oauth.DefaultAuthorizationTTL, "the in-process bridge's lifetime of a sign-in in progress, kept until then once completed (serve's is 10m): shorten it with --access-token-ttl to see a long run's memory level off sooner")
+	fs.BoolVar(&cfg.refreshTokens, "refresh-tokens", false, "register the in-process bridge's Mattermost with refresh tokens (its sign-ins are then kept SSOBRIDGE_REFRESH_TOKEN_TTL); without, as `apps create --mattermost-url` registers it")
 	if err := st.parse(args); err != nil {
 		return err
 	}
@@ -342,13 +350,13 @@ func startBenchTarget(ctx context.Context, cfg benchConfig, stderr io.Writer) (*
 		return fail(err)
 	}
 	srv, err := oauth.New(oauth.Config{PublicURL: bridgeURL, Store: s, Upstreams: []upstream.CallbackProvider{up}, Sealer: sealer, Logger: log,
-		Limits: benchLimits})
+		Limits: benchLimits, AccessTokenTTL: cfg.accessTTL, AuthorizationTTL: cfg.authzTTL})
 	if err != nil {
 		return fail(err)
 	}
 	t.flush = srv.FlushTraces
 	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: "Mattermost", RedirectURIs: mattermost.RedirectURIs(siteURL),
-		Scopes: []string{"read_user"}, Trusted: true, Confidential: true})
+		Scopes: []string{"read_user"}, Trusted: true, Confidential: true, NoRefreshTokens: !cfg.refreshTokens})
 	if err != nil {
 		return fail(err)
 	}

@@ -173,8 +173,9 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err := checkStore(ctx, srv, redisURL, log); err != nil {
 		return err
 	}
+	// Registered as `apps create --mattermost-url` registers Mattermost: without refresh tokens.
 	app, secret, err := oauth.NewApplication(oauth.AppSpec{Name: "Mattermost", RedirectURIs: mattermost.RedirectURIs(siteURL),
-		Scopes: []string{"read_user"}, Trusted: true, Confidential: true})
+		Scopes: []string{"read_user"}, Trusted: true, Confidential: true, NoRefreshTokens: true})
 	if err != nil {
 		return err
 	}

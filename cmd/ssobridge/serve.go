@@ -57,6 +57,9 @@ type serveConfig struct {
 	maxInFlight    int
 	// limits bound what one address, one browser and everybody may ask (see oauth.Limits).
 	limits oauth.Limits
+	// memoryMax caps the in-memory store's sign-ins (0: none), as memoryMaxSetting says.
+	memoryMax        int
+	memoryMaxSetting *setting
 	// waitReplicas and waitTimeout: see redisstore.Store.WaitForReplicas.
 	waitReplicas int
 	waitTimeout  time.Duration
@@ -127,6 +130,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	pendingBrowser := st.add("max-pending-per-browser", strconv.Itoa(oauth.DefaultPendingCaps.PerBrowser), "how many sign-ins one browser may have in progress (started within the last 10 minutes); a newer one drops its oldest, whose return says so. 0: no cap")
 	pendingSource := st.add("max-pending-per-address", strconv.Itoa(oauth.DefaultPendingCaps.PerSource), "how many sign-ins one client address (an IPv6 /64) may have started within the last 10 minutes; more are refused with a page that says why (429). 0: no cap")
 	pendingTotal := st.add("max-pending", strconv.Itoa(oauth.DefaultPendingCaps.Total), "how many sign-ins may be in progress (started within the last 10 minutes) from everybody together, which bounds the store's memory a flood can take (about 1.5 KB each); more are refused (503). 0: no cap")
+	memoryMax := st.add("memory-store-max-sign-ins", strconv.Itoa(memstore.DefaultMaxSignIns), "without Redis, how many sign-ins the in-memory store keeps at most (each a few kilobytes, until its access token expires, or for SSOBRIDGE_REFRESH_TOKEN_TTL after its last use for an application with refresh tokens); beyond it new sign-ins fail (store_full) and an error is logged once. 0: no cap. Redis is the store for more")
 	waitReplicas := st.add("redis-wait-replicas", "0", "with Redis replicas (Sentinel), how many must acknowledge each write that completes or ends a sign-in before the bridge answers (Redis's WAIT), so that a failover Sentinel manages does not lose a sign-in the bridge reported done; set it to the number of replicas. 0: none; see deploy/REDIS.md")
 	waitTimeout := st.add("redis-wait-timeout", "500ms", "how long a write waits for SSOBRIDGE_REDIS_WAIT_REPLICAS replicas; past it the request fails with 503 (store_not_replicated). Keep it under Redis's read_timeout (5 s unless the URL says otherwise)")
 	logLevel := st.add("log-level", "info", "debug, info, warn or error")
@@ -254,6 +258,10 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 			}
 			*c.v = cmp.Or(n, -1) // oauth.Limits: 0 takes the default, a negative value is no cap
 		}
+		if cfg.memoryMax, err = strconv.Atoi(strings.TrimSpace(memoryMax.value)); err != nil || cfg.memoryMax < 0 {
+			return nil, memoryMax.errorf("%q is not a number, 0 (no cap) or more", memoryMax.value)
+		}
+		cfg.memoryMaxSetting = memoryMax
 		if cfg.waitReplicas, err = strconv.Atoi(waitReplicas.value); err != nil || cfg.waitReplicas < 0 {
 			fault(waitReplicas.errorf("%q is not a number of replicas, 0 or more", waitReplicas.value))
 		}
@@ -635,6 +643,9 @@ func serveBridge(ctx context.Context, cfg *serveConfig, log *slog.Logger) error 
 			log.Warn("the in-memory store has no application, so nobody can sign in: register them in a file (ssobridge apps create --apps-file FILE) and give it as SSOBRIDGE_APPS_FILE, or use Redis",
 				"setting", cfg.appsFile.env())
 		}
+	}
+	if ms, ok := s.(*memstore.Store); ok {
+		ms.CapSignIns(cfg.memoryMax, fmt.Sprintf("%s, --%s", cfg.memoryMaxSetting.env(), cfg.memoryMaxSetting.name), log)
 	}
 	defer s.Close()
 	if cfg.requestTimeout >= mattermostHTTPTimeout {

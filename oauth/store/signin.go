@@ -154,6 +154,17 @@ type Found struct {
 // codes and refresh tokens presented again soon after are answered as what they are.
 const RevokedKept = time.Hour
 
+// SignInExpiry is how long from now a sign-in is kept once pair p is stored in it: ttl, or, for a
+// pair without refresh token (its last credential), until its access token expires. Both
+// backends use it, so that they cannot disagree on it.
+func SignInExpiry(p *TokenPair, ttl time.Duration, now time.Time) time.Duration {
+	if p.RefreshKey != "" {
+		return ttl
+	}
+	// A millisecond at least: an access token issued already expired still ends its sign-in.
+	return max(p.AccessExpiresAt.Sub(now), time.Millisecond)
+}
+
 // RefreshMarksKept is how many marks of rotated refresh tokens a sign-in keeps, the newest: a
 // replay of one of them revokes the sign-in, while an older one, forgotten, is answered as an
 // unknown refresh token and revokes nothing. Without a bound, a client that refreshes every
@@ -193,7 +204,11 @@ type SignIns interface {
 	// its sign-in was revoked before it was taken; a *UsedError when another attempt took it (the
 	// replay rule applied).
 	TakeCode(ctx context.Context, ref Ref, attempt string) (*Taken, error)
-	// FinishCode stores the tokens issued from a code attempt took, and returns the session.
+	// FinishCode stores the tokens issued from a code attempt took, and returns the session. A
+	// pair without refresh token is the last credential its sign-in will have: the sign-in then
+	// expires with the access token (p.AccessExpiresAt), and nothing of it is kept after (its
+	// trace aside), so that an application that never refreshes (Mattermost) leaves no state
+	// behind. A pair with one leaves the sign-in's expiry as IssueCode set it.
 	// ErrRevoked when the sign-in was revoked meanwhile; ErrLost when it lives but its take is
 	// gone (the store lost data); ErrReplayed when another presentation of
 	// the code came since the take: the tokens are then not kept, and the sign-in is revoked. The
@@ -215,7 +230,8 @@ type SignIns interface {
 	// access token issued with it.
 	TakeRefresh(ctx context.Context, ref Ref, attempt string) (*Taken, error)
 	// FinishRefresh stores the pair issued for the refresh token attempt took, giving the
-	// sign-in of s ttl from now; ErrRevoked, ErrLost and ErrReplayed as FinishCode. The stored
+	// sign-in of s ttl from now (a pair without refresh token: its access token's expiry, as
+	// FinishCode); ErrRevoked, ErrLost and ErrReplayed as FinishCode. The stored
 	// session is left as it is: an UpdateSession made since the take (a GitLab token renewed by
 	// another request) stands. The sign-in keeps the marks of its RefreshMarksKept newest
 	// rotated refresh tokens, this one's always among them.

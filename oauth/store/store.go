@@ -101,6 +101,11 @@ type Application struct {
 	// nobody is asked to choose. UpstreamHint names the one the chooser puts first instead.
 	Upstream     string `json:"upstream,omitempty"`
 	UpstreamHint string `json:"upstream_hint,omitempty"`
+	// NoRefreshTokens gives the application access tokens alone (and ID tokens): its sign-ins end
+	// with their access token, and the store forgets them then (see SignIns). Mattermost, which
+	// never refreshes, needs nothing more. False, as in every record written before it existed,
+	// gives refresh tokens.
+	NoRefreshTokens bool `json:"no_refresh_tokens,omitempty"`
 	// SecretHash is HashSecret of the client secret; the secret itself is never stored.
 	SecretHash string    `json:"secret_hash"`
 	CreatedAt  time.Time `json:"created_at"`

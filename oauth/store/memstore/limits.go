@@ -127,6 +127,7 @@ func (s *Store) PutAuthorization(_ context.Context, key string, a *store.Authori
 		p.sources[a.Source]++
 	}
 	s.authz[key] = entry{value: b, expires: now.Add(ttl)}
+	s.schedule(queuedAuthz, key, now.Add(ttl))
 	return evicted, nil
 }
 

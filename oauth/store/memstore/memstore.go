@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -28,9 +29,23 @@ import (
 
 var _ store.Store = (*Store)(nil)
 
-// sweepInterval bounds how long an expired record can stay in memory. Reads check expiry
+// DefaultSweepEvery bounds how long an expired record can stay in memory. Reads check expiry
 // themselves, so sweeping only matters for memory, not for correctness.
-const sweepInterval = time.Minute
+const DefaultSweepEvery = 10 * time.Second
+
+// Options configure a store made by NewWith.
+type Options struct {
+	// MaxSignIns caps the sign-ins kept, live or revoked (a revoked one keeps its marks a while):
+	// a write that would make one more fails with store.ErrFull, and nothing is written. 0: no
+	// cap. Each takes a few kilobytes (its session holds the user the provider returned).
+	MaxSignIns int
+	// Setting names what sets MaxSignIns, for the log line that says the cap was reached.
+	Setting string
+	// Logger logs that line (nil: slog.Default()).
+	Logger *slog.Logger
+	// SweepEvery is how often expired records are forgotten (0: DefaultSweepEvery).
+	SweepEvery time.Duration
+}
 
 // entry is one encoded record and when it stops existing; a zero expires never does.
 type entry struct {
@@ -76,14 +91,32 @@ type Store struct {
 	onIdentities func() error
 	savedVersion uint64
 
+	// queue holds the expiries of sign-ins, authorizations and traces (see sweep.go).
+	queue expiryQueue
+	opts  Options
+	// fullLogged is set once the cap's log line is written, and cleared when the sign-ins are
+	// well below the cap again, so that the line comes once each time the store fills.
+	fullLogged bool
+
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
 }
 
-// New returns an empty store and starts the goroutine that drops expired records; Close stops it.
-func New() *Store {
+// New returns an empty store without cap and starts the goroutine that drops expired records;
+// Close stops it.
+func New() *Store { return NewWith(Options{}) }
+
+// NewWith is New with options.
+func NewWith(opts Options) *Store {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.SweepEvery <= 0 {
+		opts.SweepEvery = DefaultSweepEvery
+	}
 	s := &Store{
+		opts:     opts,
 		apps:     make(map[string][]byte),
 		authz:    make(map[string]entry),
 		pending:  newPendingIndex(),
@@ -95,7 +128,7 @@ func New() *Store {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	go s.sweepEvery(sweepInterval)
+	go s.sweepEvery(opts.SweepEvery)
 	return s
 }
 
@@ -109,40 +142,6 @@ func (s *Store) sweepEvery(interval time.Duration) {
 			return
 		case now := <-t.C:
 			s.sweep(now)
-		}
-	}
-}
-
-func (s *Store) sweep(now time.Time) {
-	s.sweepLimits(now)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pending.expire(now)
-	for k, e := range s.authz {
-		if !e.live(now) {
-			delete(s.authz, k)
-		}
-	}
-	for id, f := range s.families {
-		if !f.live(now) {
-			delete(s.families, id)
-		}
-	}
-	for id, tr := range s.traces {
-		if !tr.live(now) {
-			s.dropTrace(id)
-		}
-	}
-	for _, folds := range s.folds {
-		for k, f := range folds {
-			if !now.Before(f.until) {
-				delete(folds, k)
-			}
-		}
-	}
-	for k, h := range s.locks {
-		if !now.Before(h.expires) {
-			delete(s.locks, k)
 		}
 	}
 }
@@ -299,17 +298,14 @@ type family struct {
 
 func (f *family) live(now time.Time) bool { return now.Before(f.expires) }
 
-// revoke deletes the session and every code and token, keeping the marks (and the trace id)
-// store.RevokedKept at most.
-func (f *family) revoke(now time.Time) {
+// revoke deletes the session and every code and token, keeping the marks (and the trace id);
+// Store.revoke, its one caller, has them expire within store.RevokedKept.
+func (f *family) revoke() {
 	f.session = nil
 	for k := range f.fields {
 		if !strings.HasPrefix(k, "u:") {
 			delete(f.fields, k)
 		}
-	}
-	if keep := now.Add(store.RevokedKept); f.expires.After(keep) {
-		f.expires = keep
 	}
 }
 
@@ -352,12 +348,19 @@ func (s *Store) putSession(sess *store.Session, b []byte, ttl time.Duration, now
 	f := s.familyOf(sess.ID, now)
 	switch {
 	case f == nil:
+		if _, expired := s.families[sess.ID]; !expired {
+			if err := s.room(now); err != nil {
+				return nil, err
+			}
+		}
 		f = &family{fields: make(map[string][]byte)}
 		s.families[sess.ID] = f
+		s.schedule(queuedFamily, sess.ID, now.Add(ttl))
 	case f.session == nil:
 		return nil, store.ErrRevoked
 	}
-	f.session, f.clientID, f.traceID, f.expires = b, sess.ClientID, sess.TraceID, now.Add(ttl)
+	f.session, f.clientID, f.traceID = b, sess.ClientID, sess.TraceID
+	s.expireAt(f, sess.ID, now.Add(ttl))
 	return f, nil
 }
 
@@ -420,7 +423,7 @@ func (s *Store) RevokeSession(_ context.Context, id string) error {
 	if f == nil || f.session == nil {
 		return store.ErrNotFound
 	}
-	f.revoke(now)
+	s.revoke(f, id, now)
 	return nil
 }
 
@@ -620,7 +623,7 @@ func (s *Store) take(ref store.Ref, attempt, kind string) (*store.Taken, error) 
 		used.Mark = m
 	case store.MarkIssued:
 		used.Revoked = f.session != nil
-		f.revoke(now)
+		s.revoke(f, ref.SessionID, now)
 	}
 	s.mu.Unlock()
 	return nil, used
@@ -690,7 +693,7 @@ func (s *Store) finish(ref store.Ref, attempt string, sess *store.Session, p *st
 	case m.Replayed:
 		m.State = store.MarkRevoked
 		f.fields["u:"+ref.Key] = store.EncodeMark(m, nil)
-		f.revoke(now)
+		s.revoke(f, ref.SessionID, now)
 		s.mu.Unlock()
 		return nil, store.ErrReplayed
 	default:
@@ -700,8 +703,10 @@ func (s *Store) finish(ref store.Ref, attempt string, sess *store.Session, p *st
 		}
 		m.State = store.MarkIssued
 		f.fields["u:"+ref.Key] = store.EncodeMark(m, nil)
+		if sess != nil || p.RefreshKey == "" {
+			s.expireAt(f, ref.SessionID, now.Add(store.SignInExpiry(p, ttl, now)))
+		}
 		if sess != nil {
-			f.expires = now.Add(ttl)
 			f.pruneRefreshMarks("u:"+ref.Key, store.RefreshMarksKept)
 		}
 	}
@@ -731,7 +736,7 @@ func (s *Store) RefuseCode(_ context.Context, ref store.Ref, attempt, refusal, t
 	}
 	m.State, m.Refusal, m.RefusalTrace = store.MarkRefused, refusal, traceID
 	f.fields["u:"+ref.Key] = store.EncodeMark(m, nil)
-	f.revoke(now)
+	s.revoke(f, ref.SessionID, now)
 	return nil
 }
 
@@ -1042,6 +1047,7 @@ func (s *Store) AddTraceSteps(_ context.Context, steps []store.TraceAppend, rete
 			tr = &trace{startedAt: started, share: share}
 			s.traces[a.ID] = tr
 			s.traceCount[share]++
+			s.schedule(queuedTrace, a.ID, now.Add(retention))
 		}
 		tr.meta.Merge(a.Meta)
 		if len(tr.steps) < maxTraceSteps {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -187,5 +188,106 @@ func TestIdentitiesAreSavedBeforeTheCallReturns(t *testing.T) {
 	want := "1 bindings, last 100|2 bindings, last 101|1 bindings, last 101"
 	if got := strings.Join(saved, "|"); got != want {
 		t.Errorf("saves: %s, want %s", got, want)
+	}
+}
+
+func TestTheMemoryStoreSweepsExpiredRecords(t *testing.T) {
+	s := New()
+	defer s.Close()
+	ctx := t.Context()
+	// More expired sign-ins than one batch takes, so that a pass takes several.
+	const expired = 2*sweepBatch + 7
+	for i := range expired {
+		if err := s.PutSession(ctx, &store.Session{ID: fmt.Sprintf("gone-%d", i)}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A sign-in whose expiry moved later (a refresh) is kept past its first expiry; one revoked
+	// is forgotten once its marks' time is up, though it was put for long.
+	if err := s.PutSession(ctx, &store.Session{ID: "extended"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSession(ctx, &store.Session{ID: "extended"}, 3*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSession(ctx, &store.Session{ID: "revoked"}, 30*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeSession(ctx, "revoked"); err != nil {
+		t.Fatal(err)
+	}
+
+	// One batch forgets one batch, no more: a pass holds the lock a batch at a time.
+	s.mu.Lock()
+	more := s.sweepDue(time.Now().Add(2*time.Minute), sweepBatch)
+	n := len(s.families)
+	s.mu.Unlock()
+	if !more || n != expired+2-sweepBatch {
+		t.Errorf("after one batch: %d sign-ins kept (more due: %t), want %d and more due", n, more, expired+2-sweepBatch)
+	}
+
+	s.sweep(time.Now().Add(2 * time.Minute))
+	s.mu.Lock()
+	if len(s.families) != 2 {
+		t.Errorf("after a pass: %d sign-ins kept, want the extended and the revoked one", len(s.families))
+	}
+	s.mu.Unlock()
+
+	s.sweep(time.Now().Add(store.RevokedKept + time.Minute))
+	s.mu.Lock()
+	_, extended := s.families["extended"]
+	_, revoked := s.families["revoked"]
+	queued := len(s.queue)
+	s.mu.Unlock()
+	if !extended || revoked {
+		t.Errorf("after the revoked one's marks expired: extended kept %t (want true), revoked kept %t (want false)", extended, revoked)
+	}
+	// The live sign-in's entry, and the revoked one's first, which goes at its own time.
+	if queued > 2 {
+		t.Errorf("the queue of expiries holds %d entries, want 2 at most: one per record, and one per revocation", queued)
+	}
+}
+
+func TestTheMemoryStoreRefusesWritesBeyondItsCapAndLogsOnce(t *testing.T) {
+	var logs strings.Builder
+	const setting = "SSOBRIDGE_MEMORY_STORE_MAX_SIGN_INS, --memory-store-max-sign-ins"
+	s := NewWith(Options{MaxSignIns: 3, Setting: setting, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	defer s.Close()
+	ctx := t.Context()
+	for i := range 2 {
+		if err := s.PutSession(ctx, &store.Session{ID: fmt.Sprintf("s%d", i)}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutSession(ctx, &store.Session{ID: "short"}, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // "short" has expired: its room is taken back when needed
+	if err := s.PutSession(ctx, &store.Session{ID: "s2"}, time.Hour); err != nil {
+		t.Fatalf("a sign-in in the room of an expired one: %v", err)
+	}
+	for i := range 10 {
+		if err := s.PutSession(ctx, &store.Session{ID: fmt.Sprintf("more-%d", i)}, time.Hour); !errors.Is(err, store.ErrFull) {
+			t.Fatalf("sign-in beyond the cap: %v, want store.ErrFull", err)
+		}
+		if err := s.IssueCode(ctx, &store.Session{ID: fmt.Sprintf("code-%d", i)}, time.Hour, "k", &store.Code{}); !errors.Is(err, store.ErrFull) {
+			t.Fatalf("code of a sign-in beyond the cap: %v, want store.ErrFull", err)
+		}
+	}
+	// What is stored stays usable.
+	if err := s.PutSession(ctx, &store.Session{ID: "s0", Username: "ada"}, time.Hour); err != nil {
+		t.Errorf("a sign-in already kept, saved again: %v", err)
+	}
+	if _, err := s.GetSession(ctx, "s1"); err != nil {
+		t.Errorf("a sign-in already kept: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("%d log lines, want one: %s", len(lines), logs.String())
+	}
+	for _, want := range []string{`"level":"ERROR"`, "3 sign-ins", setting, "SSOBRIDGE_REDIS_URL"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("the log line does not say %q: %s", want, lines[0])
+		}
 	}
 }

@@ -833,3 +833,31 @@ func TestAFoldSentAgainCountsOnceAndCostsTheRoundTripsOfAnEviction(t *testing.T)
 		t.Errorf("the index holds %q, want only the first trace", got)
 	}
 }
+
+// A client none of whose sign-ins lives keeps no index: the index expires after its latest id.
+func TestAClientsSessionIndexExpiresWithItsLastSignIn(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	s.slack = 0
+	ctx := t.Context()
+	if err := s.PutSession(ctx, &store.Session{ID: "long", ClientID: "c1"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSession(ctx, &store.Session{ID: "short", ClientID: "c1"}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := c.PTTL(ctx, "ssobridge:sessions:c1").Val(); ttl < 30*time.Minute {
+		t.Errorf("the index expires in %s, before its longest sign-in", ttl)
+	}
+	if err := s.PutSession(ctx, &store.Session{ID: "other", ClientID: "c2"}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for c.Exists(ctx, "ssobridge:sessions:c2").Val() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the index of a client whose one sign-in expired is still there")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -240,13 +240,24 @@ func (s *Store) putFamily(op string, ctx context.Context, sess *store.Session, t
 	return nil
 }
 
-// index queues the ZADD of a session's id to its client's index, and the removal of the ids that
-// expired more than the slack ago. The pruning rides on every addition because nothing else is
-// sure to touch the index of a client that signs people in all day and is never listed.
+// indexSession adds the id ARGV[2] to the client's index KEYS[1] with the score ARGV[1] (its
+// expiry, Unix milliseconds), removes the ids below ARGV[3] (the index's floor), and has the index
+// expire ARGV[4] milliseconds (the slack) after its latest id: a client none of whose sign-ins
+// lives leaves no index behind. Redis 6 has no PEXPIRE ... GT, hence the script.
+var indexSession = redis.NewScript(`
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then redis.call('PEXPIREAT', KEYS[1], tonumber(top[2]) + tonumber(ARGV[4])) end
+return 1
+`)
+
+// index queues indexSession for a session's id. The pruning rides on every addition because
+// nothing else is sure to touch the index of a client that signs people in all day and is never
+// listed. The script's source is sent each time (EVAL, not EVALSHA), as a pipeline cannot load
+// it again for a command that found it missing.
 func (s *Store) index(ctx context.Context, p redis.Pipeliner, clientID, id string, expiry, now time.Time) {
-	key := s.clientSessionsKey(clientID)
-	p.ZAdd(ctx, key, redis.Z{Score: float64(expiry.UnixMilli()), Member: id})
-	p.ZRemRangeByScore(ctx, key, "-inf", "("+s.indexFloor(now))
+	indexSession.Eval(ctx, p, []string{s.clientSessionsKey(clientID)}, expiry.UnixMilli(), id, s.indexFloor(now), s.slack.Milliseconds())
 }
 
 // indexFloor is the lowest score ListSessions reads, and what the pruning removes below.
@@ -574,20 +585,24 @@ func (s *Store) finish(op string, ctx context.Context, ref store.Ref, attempt st
 	if err != nil {
 		return nil, wrap(op, err)
 	}
-	refreshed := ""
-	var extra func(redis.Pipeliner)
-	if sess != nil {
-		refreshed = "1"
-		ttl = roundTTL(ttl)
-		now := time.Now()
-		extra = func(pl redis.Pipeliner) { s.index(ctx, pl, sess.ClientID, sess.ID, now.Add(ttl), now) }
-	}
 	ref, err = s.resolve(ctx, ref)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, store.ErrRevoked
 	}
 	if err != nil {
 		return nil, err
+	}
+	refreshed := ""
+	if sess != nil {
+		refreshed = "1"
+	}
+	// A refresh, or a pair without refresh token (which ends the sign-in with its access token),
+	// gives the sign-in a new expiry, and its client's index the same.
+	var extra func(redis.Pipeliner)
+	if sess != nil || p.RefreshKey == "" {
+		now := time.Now()
+		ttl = roundTTL(store.SignInExpiry(p, ttl, now))
+		extra = func(pl redis.Pipeliner) { s.index(ctx, pl, p.ClientID, ref.SessionID, now.Add(ttl), now) }
 	}
 	refresh := ""
 	if p.RefreshKey != "" {
