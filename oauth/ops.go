@@ -436,6 +436,8 @@ func (s *Server) readinessRuns() map[string]func(context.Context) string {
 func (s *Server) checkStore(ctx context.Context) string {
 	err := s.store.Ping(ctx)
 	switch {
+	case errors.Is(err, store.ErrFull):
+		return "the store is full (store_full): it refuses writes, so every sign-in fails; Redis reached its maxmemory: raise maxmemory or free memory (deploy/REDIS.md sizes it): " + err.Error()
 	case errors.Is(err, store.ErrNotReplicated):
 		return "the store (Redis) cannot confirm writes on as many replicas as SSOBRIDGE_REDIS_WAIT_REPLICAS asks, so every sign-in would fail: " + err.Error()
 	case err != nil:

@@ -231,7 +231,7 @@ type Store interface {
 	TraceStore
 	Identities
 
-	// Ping reports whether the backend answers.
+	// Ping reports whether the backend answers and takes writes: ErrFull when it refuses them.
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -155,7 +155,13 @@ func (s *Store) Close() error {
 }
 
 // Ping always succeeds: memory does not go away.
-func (s *Store) Ping(context.Context) error { return nil }
+// Ping is store.ErrFull while the store is at its cap of sign-ins (after forgetting what is due),
+// so that readiness says so; nothing else keeps it from answering.
+func (s *Store) Ping(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.room(time.Now())
+}
 
 // ---- applications ----
 

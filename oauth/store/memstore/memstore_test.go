@@ -274,6 +274,9 @@ func TestTheMemoryStoreRefusesWritesBeyondItsCapAndLogsOnce(t *testing.T) {
 			t.Fatalf("code of a sign-in beyond the cap: %v, want store.ErrFull", err)
 		}
 	}
+	if err := s.Ping(ctx); !errors.Is(err, store.ErrFull) {
+		t.Errorf("Ping at the cap: %v, want store.ErrFull, for readiness to say so", err)
+	}
 	// What is stored stays usable.
 	if err := s.PutSession(ctx, &store.Session{ID: "s0", Username: "ada"}, time.Hour); err != nil {
 		t.Errorf("a sign-in already kept, saved again: %v", err)

@@ -350,11 +350,17 @@ func (s *Store) check(op string, err error) error {
 	return nil
 }
 
-// Ping sends PING to Redis and, when the store waits for replicas (WaitForReplicas), checks that
+// Ping sends PING to Redis, then a write that expires at once (refused with store.ErrFull at
+// maxmemory, where PING still answers), and, when the store waits for replicas (WaitForReplicas), checks that
 // each primary has as many replicas online: with fewer, every write that completes a sign-in
 // would fail, and Ping says so with store.ErrNotReplicated.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.c.Ping(ctx).Err(); err != nil {
+		return s.check("ping", err)
+	}
+	// PING answers at maxmemory too: a small write that expires at once is what tells a Redis
+	// that refuses writes (store.ErrFull). On a Cluster it asks the primary of its key's slot.
+	if err := s.c.Set(ctx, s.prefix+"ping", "1", time.Second).Err(); err != nil {
 		return s.check("ping", err)
 	}
 	if s.replicas == 0 {

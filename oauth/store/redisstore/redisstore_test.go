@@ -737,7 +737,8 @@ func TestPingSaysWhenThePrimaryHasFewerReplicasThanTheWritesWaitFor(t *testing.T
 
 // A Redis at its maxmemory under noeviction refuses writes ("OOM command not allowed"): every
 // kind of exchange the store makes (a command, a pipeline, a script, a transaction) says
-// store.ErrFull, keeping Redis's words; once memory is freed, the same writes succeed.
+// store.ErrFull, keeping Redis's words, and so does Ping, though PING itself still answers; once
+// memory is freed, the same writes succeed.
 func TestWritesToAFullRedisAreErrFull(t *testing.T) {
 	r := storetest.StartRedis(t)
 	s := New(newClient(t, r.URL()), "")
@@ -770,6 +771,9 @@ func TestWritesToAFullRedisAreErrFull(t *testing.T) {
 		}},
 	}
 	r.Fill()
+	if err := s.Ping(ctx); !errors.Is(err, store.ErrFull) {
+		t.Errorf("Ping on a full Redis: %v; want store.ErrFull, for readiness to say so", err)
+	}
 	for i, w := range writes {
 		err := w.do(i)
 		if !errors.Is(err, store.ErrFull) || !strings.Contains(err.Error(), "OOM command not allowed") {
@@ -777,6 +781,9 @@ func TestWritesToAFullRedisAreErrFull(t *testing.T) {
 		}
 	}
 	r.Unfill()
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping once Redis has room again: %v", err)
+	}
 	for i, w := range writes {
 		if err := w.do(i); err != nil {
 			t.Errorf("%s once Redis has room again: %v", w.name, err)
