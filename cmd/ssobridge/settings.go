@@ -78,7 +78,7 @@ func newSettings(name, summary string, out io.Writer) *settings {
 		var others []string
 		fs.VisitAll(func(f *flag.Flag) {
 			if _, ok := st.by[f.Name]; !ok && !st.hidden[f.Name] {
-				others = append(others, fmt.Sprintf("  --%s\n      %s\n", f.Name, f.Usage))
+				others = append(others, fmt.Sprintf("  --%s\n      %s%s\n", f.Name, f.Usage, flagDefault(f)))
 			}
 		})
 		sort.Strings(others)
@@ -93,6 +93,16 @@ func newSettings(name, summary string, out io.Writer) *settings {
 		}
 	}
 	return st
+}
+
+// flagDefault is how the help names a plain flag's default, as the flag package would: nothing
+// for a zero value (and for the flags an update leaves alone, whose value is empty until given).
+func flagDefault(f *flag.Flag) string {
+	switch f.DefValue {
+	case "", "0", "false", "0s", "[]":
+		return ""
+	}
+	return fmt.Sprintf(" (default %s)", f.DefValue)
 }
 
 func (st *settings) add(name, def, usage string) *setting {
