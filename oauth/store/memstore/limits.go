@@ -13,9 +13,11 @@ import (
 
 // ---- authorizations parked, counted for store.PendingCaps ----
 
-// pendingIndex counts the authorizations parked within their TTL, by browser and by source, as
-// redisstore's sorted sets do. Authorizations expire in the order they were parked (the bridge
-// parks them all with one TTL), so a queue in that order finds the expired ones at its front.
+// pendingIndex counts the authorizations parked within their TTL and not taken yet, by browser
+// and by source, as redisstore's sorted sets do. Authorizations expire in the order they were
+// parked (the bridge parks them all with one TTL), so a queue in that order finds the expired
+// ones at its front; a take forgets its key at once, and leaves it in the queue and the
+// browser's list (which skip keys no longer counted) until it reaches their front.
 type pendingIndex struct {
 	entries  map[string]pendingEntry // by authorization key
 	queue    []string                // keys, in the order they were parked

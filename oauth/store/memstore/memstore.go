@@ -236,7 +236,7 @@ func (s *Store) DeleteApp(_ context.Context, id string) error {
 // ---- authorizations ----
 
 // TakeAuthorization replaces the record with its mark, which keeps it until its TTL ends, as
-// redisstore does.
+// redisstore does, and stops counting it against store.PendingCaps.
 func (s *Store) TakeAuthorization(_ context.Context, key, attempt string) (*store.Authorization, error) {
 	now := time.Now()
 	s.mu.Lock()
@@ -249,6 +249,7 @@ func (s *Store) TakeAuthorization(_ context.Context, key, attempt string) (*stor
 	if !store.IsMark(rec) {
 		e.value = store.EncodeMark(store.Mark{Kind: store.KindAuthorization, State: store.MarkTaken, Attempt: attempt, At: now}, rec)
 		s.authz[key] = e
+		s.pending.forget(key)
 		s.mu.Unlock()
 		return decodeAuthorization(rec)
 	}

@@ -11,11 +11,15 @@ import (
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
-// The authorizations parked are counted for store.PendingCaps in three sorted sets of one hash
-// tag, so that one script on one Cluster slot checks and updates them together: all of them, a
-// browser's, and a source's, each member an authorization's key scored by when it was parked
-// (unix milliseconds). Members older than the TTL are dropped as the sets are used, and each set
-// expires with its newest member.
+// The authorizations parked and not taken yet are counted for store.PendingCaps in three sorted
+// sets of one hash tag, so that one script on one Cluster slot checks and updates them together:
+// all of them, a browser's, and a source's, each member an authorization's key scored by when it
+// was parked (unix milliseconds). Members older than the TTL are dropped as the sets are used,
+// and each set expires with its newest member. A take removes its key from the set of all in the
+// same round trip as the take (it knows the key, not yet the browser or source, and the record
+// lives on another Cluster slot than the sets, out of the take script's reach); a browser's or
+// a source's set is rid of its members that are no longer in the set of all when it reaches its
+// cap, so that the work of that is done only by the put that finds the set full.
 func (s *Store) pendingKey(kind, id string) string {
 	return s.prefix + "pending:{pending}:" + kind + id
 }
@@ -23,19 +27,32 @@ func (s *Store) pendingKey(kind, id string) string {
 // indexPending adds the authorization ARGV[1], parked at ARGV[2] for ARGV[3] ms, to the sets of
 // all (KEYS[1]), of its browser (KEYS[2]) and of its source (KEYS[3]), within the caps on the
 // browser (ARGV[4]), the source (ARGV[5]) and all (ARGV[6]) (0: none). It returns {0, 'source'}
-// or {0, 'total'} when a cap refuses it, else {1, evicted...}: the browser's oldest members
-// dropped to make room, whose records the caller drops. A member already in the sets (the same
-// put sent twice) is answered {1} and counted once.
+// or {0, 'total'} when a cap refuses it, else {1, evicted...}: the browser's oldest members not
+// taken yet, dropped to make room, whose records the caller drops. A member already in the sets
+// (the same put sent twice) is answered {1} and counted once.
 var indexPending = redis.NewScript(`
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - ttl) end
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {1} end
+-- count returns how many members of the set k are not taken yet, once it has dropped those taken
+-- (no longer in the set of all) if it finds as many members as cap.
+local function count(k, cap)
+	local n = redis.call('ZCARD', k)
+	if n < cap then return n end
+	for _, m in ipairs(redis.call('ZRANGE', k, 0, -1)) do
+		if not redis.call('ZSCORE', KEYS[1], m) then
+			redis.call('ZREM', k, m)
+			n = n - 1
+		end
+	end
+	return n
+end
 local capBrowser, capSource, capTotal = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 if capTotal > 0 and redis.call('ZCARD', KEYS[1]) >= capTotal then return {0, 'total'} end
-if capSource > 0 and redis.call('ZCARD', KEYS[3]) >= capSource then return {0, 'source'} end
+if capSource > 0 and count(KEYS[3], capSource) >= capSource then return {0, 'source'} end
 local out = {1}
 if capBrowser > 0 then
-	local over = redis.call('ZCARD', KEYS[2]) - capBrowser + 1
+	local over = count(KEYS[2], capBrowser) - capBrowser + 1
 	if over > 0 then
 		local old = redis.call('ZRANGE', KEYS[2], 0, over - 1)
 		for _, m in ipairs(old) do

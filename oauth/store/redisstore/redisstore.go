@@ -524,10 +524,15 @@ redis.call('SET', KEYS[1], header({kind = 'authorization', state = 'taken', atte
 return {1, v}
 `)
 
-// TakeAuthorization runs takeAuthorization: one round trip, and safe to send twice.
+// TakeAuthorization runs takeAuthorization and, in the same round trip, stops counting the
+// authorization against store.PendingCaps (ZREM from the set of all, see pendingKey): one round
+// trip, and safe to send twice. The ZREM goes whatever the take finds: a key not parked, dropped
+// or taken already is in no set, or is one whose sign-in came back all the same.
 func (s *Store) TakeAuthorization(ctx context.Context, key, attempt string) (*store.Authorization, error) {
 	k := s.authzKey(key)
-	reply, err := s.write(ctx, k, takeAuthorization, []string{k}, attempt, time.Now().UnixMilli())
+	uncount := func(p redis.Pipeliner) { p.ZRem(ctx, s.pendingKey("all", ""), key) }
+	reply, err := s.execIndexing(ctx, k, takeAuthorization, []string{k}, []any{attempt, time.Now().UnixMilli()}, uncount,
+		"redisstore: a taken authorization could not be uncounted; it counts against SSOBRIDGE_MAX_PENDING until its TTL ends")
 	if isNil(err) {
 		return nil, store.ErrNotFound
 	}

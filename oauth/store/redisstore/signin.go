@@ -663,6 +663,15 @@ func (s *Store) WaitForReplicas(n int, timeout time.Duration) *Store {
 // has run, their failure is logged, not returned, since the script's writes stand and a caller
 // told otherwise would be told wrong.
 func (s *Store) exec(ctx context.Context, key string, sc *redis.Script, keys []string, args []any, extra func(redis.Pipeliner)) (any, error) {
+	return s.execIndexing(ctx, key, sc, keys, args, extra, signInIndexLost)
+}
+
+// signInIndexLost is what a failed update of a client's sign-in index costs, as logged.
+const signInIndexLost = "redisstore: updating a client's sign-in index failed; `ssobridge apps revoke-grants` may miss this sign-in until its next refresh"
+
+// execIndexing is exec with lost, the warning logged when the extra commands fail: what they
+// kept, and what their failure costs.
+func (s *Store) execIndexing(ctx context.Context, key string, sc *redis.Script, keys []string, args []any, extra func(redis.Pipeliner), lost string) (any, error) {
 	cc, cluster := s.c.(*redis.ClusterClient)
 	split := cluster && s.replicas > 0 && extra != nil
 	run := func(sha bool) (*redis.Cmd, *redis.Cmd, []redis.Cmder, error) {
@@ -707,12 +716,12 @@ func (s *Store) exec(ctx context.Context, key string, sc *redis.Script, keys []s
 	}
 	for _, c := range cmds {
 		if c != script && c != wait && c.Err() != nil && !isNil(c.Err()) {
-			warn(ctx, "redisstore: updating a client's sign-in index failed; `ssobridge apps revoke-grants` may miss this sign-in until its next refresh", "key", key, "cause", c.Err().Error())
+			warn(ctx, lost, "key", key, "cause", c.Err().Error())
 		}
 	}
 	if split {
 		if _, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error { extra(p); return nil }); err != nil && !isNil(err) {
-			warn(ctx, "redisstore: updating a client's sign-in index failed; `ssobridge apps revoke-grants` may miss this sign-in until its next refresh", "key", key, "cause", err.Error())
+			warn(ctx, lost, "key", key, "cause", err.Error())
 		}
 	}
 	if err := s.replicated(wait); err != nil {

@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -121,6 +123,125 @@ func testPendingExpiryFreesRoom(t *testing.T, s store.Store) {
 	if _, err := parkFrom(t, s, store.NewID(32), "browser", "source", shortTTL, caps); err != nil {
 		t.Errorf("once the first expired, another was refused: %v", err)
 	}
+}
+
+// parkAndTake parks n authorizations from browser and source (a fresh one for each when empty),
+// within caps, and takes each: n sign-ins that came back from the provider.
+func parkAndTake(t *testing.T, s store.Store, n int, browser, source string, caps store.PendingCaps) {
+	t.Helper()
+	for i := range n {
+		key := store.NewID(32)
+		if _, err := parkFrom(t, s, key, cmp.Or(browser, store.NewID(8)), cmp.Or(source, store.NewID(8)), time.Minute, caps); err != nil {
+			t.Fatalf("put of sign-in %d, each taken before the next: %v", i+1, err)
+		}
+		_, err := s.TakeAuthorization(t.Context(), key, store.NewAttempt())
+		must(t, "take", err)
+	}
+}
+
+// refusedBy asserts err is a PendingCapError of the cap which.
+func refusedBy(t *testing.T, err error, which string, what string) {
+	t.Helper()
+	var capErr *store.PendingCapError
+	if !errors.As(err, &capErr) || capErr.Which != which {
+		t.Errorf("%s: %v, want a PendingCapError of the %s cap", what, err, which)
+	}
+}
+
+func testPendingTakenUncountedPerSource(t *testing.T, s store.Store) {
+	caps := store.PendingCaps{PerSource: 3}
+	// Twice the cap, so that a set found full of taken members is emptied of them more than once.
+	parkAndTake(t, s, 2*caps.PerSource, "", "office", caps)
+	for i := range caps.PerSource {
+		if _, err := parkFrom(t, s, store.NewID(32), store.NewID(8), "office", time.Minute, caps); err != nil {
+			t.Fatalf("sign-in %d in progress from a source whose %d earlier ones came back (cap %d): %v", i+1, 2*caps.PerSource, caps.PerSource, err)
+		}
+	}
+	_, err := parkFrom(t, s, store.NewID(32), store.NewID(8), "office", time.Minute, caps)
+	refusedBy(t, err, "source", "a fourth sign-in in progress from one source (cap 3)")
+}
+
+func testPendingTakenUncountedTotal(t *testing.T, s store.Store) {
+	caps := store.PendingCaps{Total: 3}
+	parkAndTake(t, s, 2*caps.Total, "", "", caps)
+	for i := range caps.Total {
+		if _, err := parkFrom(t, s, store.NewID(32), store.NewID(8), store.NewID(8), time.Minute, caps); err != nil {
+			t.Fatalf("sign-in %d in progress after %d that came back (total cap %d): %v", i+1, 2*caps.Total, caps.Total, err)
+		}
+	}
+	_, err := parkFrom(t, s, store.NewID(32), store.NewID(8), store.NewID(8), time.Minute, caps)
+	refusedBy(t, err, "total", "a fourth sign-in in progress (total cap 3)")
+}
+
+func testPendingTakenUncountedPerBrowser(t *testing.T, s store.Store) {
+	caps := store.PendingCaps{PerBrowser: 3}
+	park := func(key, what string) {
+		t.Helper()
+		n, err := parkFrom(t, s, key, "browser", "source", time.Minute, caps)
+		must(t, "put", err)
+		if n != 0 {
+			t.Errorf("%s dropped %d of the browser's sign-ins (cap 3)", what, n)
+		}
+	}
+	// The oldest waits at the provider while the browser's next ones come back, and more start.
+	waiting := []string{store.NewID(32)}
+	park(waiting[0], "the browser's first sign-in")
+	taken := make([]string, caps.PerBrowser)
+	attempts := make([]string, len(taken))
+	for i := range taken {
+		taken[i], attempts[i] = store.NewID(32), store.NewAttempt()
+		park(taken[i], fmt.Sprintf("a sign-in with 1 in progress and %d come back", i))
+		_, err := s.TakeAuthorization(t.Context(), taken[i], attempts[i])
+		must(t, "take", err)
+	}
+	for len(waiting) < caps.PerBrowser {
+		waiting = append(waiting, store.NewID(32))
+		park(waiting[len(waiting)-1], fmt.Sprintf("sign-in %d in progress, with %d come back", len(waiting), len(taken)))
+	}
+	for i, k := range taken {
+		if _, err := s.TakeAuthorization(t.Context(), k, attempts[i]); err != nil {
+			t.Errorf("taken sign-in %d, taken again by its own attempt: %v, want it kept as taken", i+1, err)
+		}
+	}
+	// One more drops the oldest in progress, not a taken one.
+	n, err := parkFrom(t, s, store.NewID(32), "browser", "source", time.Minute, caps)
+	must(t, "put", err)
+	if n != 1 {
+		t.Errorf("a fourth sign-in in progress of one browser (cap 3) dropped %d, want 1", n)
+	}
+	if _, err := s.TakeAuthorization(t.Context(), waiting[0], store.NewAttempt()); !errors.Is(err, store.ErrEvicted) {
+		t.Errorf("the browser's oldest sign-in in progress: take says %v, want ErrEvicted", err)
+	}
+	for i, k := range waiting[1:] {
+		if _, err := s.TakeAuthorization(t.Context(), k, store.NewAttempt()); err != nil {
+			t.Errorf("the browser's sign-in in progress %d of 3: take says %v, want it parked", i+2, err)
+		}
+	}
+}
+
+func testPendingTakeTwiceCountsRight(t *testing.T, s store.Store) {
+	caps := store.PendingCaps{PerSource: 2, Total: 2}
+	first, second, attempt := store.NewID(32), store.NewID(32), store.NewAttempt()
+	for _, k := range []string{first, second} {
+		_, err := parkFrom(t, s, k, store.NewID(8), "source", time.Minute, caps)
+		must(t, "put", err)
+	}
+	for range 2 {
+		_, err := s.TakeAuthorization(t.Context(), first, attempt)
+		must(t, "take, sent twice", err)
+	}
+	var taken *store.TakenError
+	if _, err := s.TakeAuthorization(t.Context(), first, store.NewAttempt()); !errors.As(err, &taken) {
+		t.Fatalf("a take by another attempt: %v, want a TakenError", err)
+	}
+	if _, err := s.TakeAuthorization(t.Context(), store.NewID(32), store.NewAttempt()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a take of a key never parked: %v, want ErrNotFound", err)
+	}
+	if _, err := parkFrom(t, s, store.NewID(32), store.NewID(8), "source", time.Minute, caps); err != nil {
+		t.Fatalf("a second sign-in in progress (caps 2): %v", err)
+	}
+	_, err := parkFrom(t, s, store.NewID(32), store.NewID(8), "source", time.Minute, caps)
+	refusedBy(t, err, "total", "a third sign-in in progress (caps 2)")
 }
 
 // ---- rate limits ----

@@ -149,6 +149,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"beyond the total cap, an authorization is refused", testPendingTotalRefuses},
 		{"an authorization put twice (a retry) counts once", testPendingPutTwiceCountsOnce},
 		{"an authorization counts until its TTL ends, then frees its room", testPendingExpiryFreesRoom},
+		{"a taken authorization no longer counts against the cap per source; an untaken one still does", testPendingTakenUncountedPerSource},
+		{"a taken authorization no longer counts against the total cap; an untaken one still does", testPendingTakenUncountedTotal},
+		{"a taken authorization no longer counts against its browser's cap, nor is dropped for it", testPendingTakenUncountedPerBrowser},
+		{"a take sent twice, or by another attempt, leaves the counts right", testPendingTakeTwiceCountsRight},
 
 		{"a rate limit allows its burst, then refuses with how long to wait", testLimitBurstThenRefuse},
 		{"a look at a rate limit spends nothing", testLimitLookSpendsNothing},
