@@ -287,13 +287,13 @@ func (s *Server) parkFailure(c echo.Context, err error) *Error {
 		if capErr.Which == "source" {
 			return &Error{Failure: signin.TooManyPendingFromAddress, Status: http.StatusTooManyRequests, RetryAfter: 60,
 				Title:       "Too many sign-ins in progress",
-				Description: "Too many sign-ins were started from your network address in the last few minutes; wait a few minutes and sign in again.",
-				TraceDetail: fmt.Sprintf("(%d started within %s from %s: SSOBRIDGE_MAX_PENDING_PER_ADDRESS)", capErr.Cap, s.cfg.AuthorizationTTL, c.RealIP())}
+				Description: "Too many sign-ins from your network address were started in the last few minutes and are not completed yet; wait a few minutes and sign in again.",
+				TraceDetail: fmt.Sprintf("(%d in progress from %s: started within %s and not back from the provider yet; SSOBRIDGE_MAX_PENDING_PER_ADDRESS)", capErr.Cap, c.RealIP(), s.cfg.AuthorizationTTL)}
 		}
 		return &Error{Failure: signin.TooManyPending, RetryAfter: 60,
 			Title:       "Too many sign-ins in progress",
 			Description: "The bridge has as many sign-ins in progress as it may hold; wait a few minutes and sign in again.",
-			TraceDetail: fmt.Sprintf("(%d started within %s: SSOBRIDGE_MAX_PENDING)", capErr.Cap, s.cfg.AuthorizationTTL)}
+			TraceDetail: fmt.Sprintf("(%d in progress: started within %s and not back from the provider yet; SSOBRIDGE_MAX_PENDING)", capErr.Cap, s.cfg.AuthorizationTTL)}
 	}
 	return storeFailure("save authorization", err)
 }

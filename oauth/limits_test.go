@@ -184,7 +184,7 @@ func TestSignInsInProgressAreBoundedPerAddressAndInAll(t *testing.T) {
 				}
 			}
 			resp := start("198.51.100.66")
-			if body := readBody(t, resp); resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "Too many sign-ins were started from your network address") {
+			if body := readBody(t, resp); resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "Too many sign-ins from your network address were started in the last few minutes and are not completed yet") {
 				t.Fatalf("a fourth sign-in from one address: %d\n%s", resp.StatusCode, body)
 			}
 			for i := range 2 {
@@ -212,6 +212,44 @@ func TestSignInsInProgressAreBoundedPerAddressAndInAll(t *testing.T) {
 			}
 			if !f.metric(t, `ssobridge_pending_refused_total{cap="source"} 1`) || !f.metric(t, `ssobridge_pending_refused_total{cap="total"} 1`) {
 				t.Error("the refusals are not counted in ssobridge_pending_refused_total")
+			}
+		})
+	}
+}
+
+// The caps bound sign-ins waiting for the provider's return: one that came back counts no more,
+// so that an office behind one address may sign in any number of people within 10 minutes.
+func TestCompletedSignInsDoNotCountAgainstTheCapsOnSignInsInProgress(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := limitedFixture(t, open(), oauth.Limits{Pending: store.PendingCaps{PerSource: 3, Total: 4, PerBrowser: 100}})
+			const office = "198.51.100.7"
+			start := func(addr string) *http.Response {
+				return f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), from(addr)...)
+			}
+			for i := range 5 {
+				resp := start(office)
+				if resp.StatusCode != http.StatusFound {
+					t.Fatalf("sign-in %d of 5 from one address (cap 3), each completed before the next: %d\n%s", i+1, resp.StatusCode, readBody(t, resp))
+				}
+				back := location(t, f.get(location(t, f.get(location(t, resp).String())).String(), from(office)...))
+				if back.Query().Get("code") == "" {
+					t.Fatalf("sign-in %d of 5 from one address ended at %s", i+1, back)
+				}
+			}
+			for i := range 3 {
+				if resp := start(office); resp.StatusCode != http.StatusFound {
+					t.Fatalf("sign-in in progress %d of 3 from the address: %d", i+1, resp.StatusCode)
+				}
+			}
+			if resp := start(office); resp.StatusCode != http.StatusTooManyRequests {
+				t.Errorf("a fourth sign-in in progress from one address (cap 3): %d, want 429", resp.StatusCode)
+			}
+			if resp := start("203.0.113.1"); resp.StatusCode != http.StatusFound {
+				t.Fatalf("a fourth sign-in in progress in all (cap 4), after five completed: %d", resp.StatusCode)
+			}
+			if resp := start("203.0.113.2"); resp.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("a fifth sign-in in progress in all (cap 4): %d, want 503", resp.StatusCode)
 			}
 		})
 	}

@@ -308,10 +308,10 @@ var (
 		"more failed client authentications for one client from one address than `SSOBRIDGE_RATE_LIMIT_CLIENT_AUTH_FAILURES` allows; until the allowance comes back even the right secret is refused, from that address alone",
 		"Correct the client's ID and secret (the log's earlier invalid_client refusals say which was wrong); the allowance comes back by itself. If nobody there is configuring a client, someone is guessing its secret.")
 	TooManyPendingFromAddress = define(AtBridge, "too_many_pending_from_address", TemporarilyUnavailable, http.StatusTooManyRequests,
-		"more sign-ins started from one client address within 10 minutes (the time a sign-in may take) than `SSOBRIDGE_MAX_PENDING_PER_ADDRESS`",
-		"If many people share the address, raise SSOBRIDGE_MAX_PENDING_PER_ADDRESS (or list a reverse proxy in SSOBRIDGE_TRUSTED_PROXIES); otherwise one address is flooding the bridge's authorize endpoint.")
+		"more sign-ins in progress from one client address (started within 10 minutes, the time a sign-in may take, and not back from the provider yet) than `SSOBRIDGE_MAX_PENDING_PER_ADDRESS`",
+		"If many people share the address and sign in at once, raise SSOBRIDGE_MAX_PENDING_PER_ADDRESS (or list a reverse proxy in SSOBRIDGE_TRUSTED_PROXIES); otherwise one address is flooding the bridge's authorize endpoint with sign-ins it never completes.")
 	TooManyPending = define(AtBridge, "too_many_pending", TemporarilyUnavailable, http.StatusServiceUnavailable,
-		"more sign-ins started within 10 minutes, from every address together, than `SSOBRIDGE_MAX_PENDING`",
+		"more sign-ins in progress (started within 10 minutes and not back from the provider yet), from every address together, than `SSOBRIDGE_MAX_PENDING`",
 		"A flood from many addresses, or more people signing in at once than the bound was set for: raise SSOBRIDGE_MAX_PENDING within what Redis's maxmemory holds (about 1.5 KB each; see deploy/REDIS.md), and see deploy/nginx for limits in front of the bridge.")
 	SignInSuperseded = define(AtCallback, "sign_in_superseded", InvalidRequest, http.StatusBadRequest,
 		"a return to a sign-in that was dropped because the same browser started more than `SSOBRIDGE_MAX_PENDING_PER_BROWSER` newer ones after it",
