@@ -70,8 +70,8 @@ func (s *Server) askConsent(c echo.Context, app *store.Application, pending *sto
 	// so that consent pages open in two tabs can both be answered.
 	key := s.consentKey(state)
 	pending.SessionID = sess.ID
-	// Not counted against the caps on sign-ins in progress: this one was counted when it left
-	// for the provider, and the person has signed in there since.
+	// Not counted against the caps on sign-ins in progress, which bound the sign-ins anyone can
+	// start: this one came back from the provider with a person signed in there.
 	if _, err := s.store.PutAuthorization(c.Request().Context(), store.TokenKey(key), pending, s.cfg.AuthorizationTTL, store.PendingCaps{}); err != nil {
 		return storeFailure("save authorization", err)
 	}

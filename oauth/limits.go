@@ -257,14 +257,11 @@ func retrySeconds(d time.Duration) int {
 // the browser's oldest sign-ins are dropped (and counted).
 //
 // A sign-in the request found already (the chooser's answer, which parks it again for the
-// provider) was counted when it was first parked: it is not counted again.
+// provider) is counted again: its take uncounted it, and it is in progress until it comes back.
 func (s *Server) parkPending(c echo.Context, key string, pending *store.Authorization) error {
 	pending.Source = sourceOf(c)
-	var caps store.PendingCaps
-	if !vouchedFor(c) {
-		l := s.cfg.Limits.Pending // a negative cap is none
-		caps = store.PendingCaps{PerBrowser: max(l.PerBrowser, 0), PerSource: max(l.PerSource, 0), Total: max(l.Total, 0)}
-	}
+	l := s.cfg.Limits.Pending // a negative cap is none
+	caps := store.PendingCaps{PerBrowser: max(l.PerBrowser, 0), PerSource: max(l.PerSource, 0), Total: max(l.Total, 0)}
 	evicted, err := s.store.PutAuthorization(c.Request().Context(), key, pending, s.cfg.AuthorizationTTL, caps)
 	if err != nil {
 		// The request's step was recorded as done when the request checked out; it failed after

@@ -415,6 +415,25 @@ func TestASignInThroughTheChooserCountsOnceAgainstTheCaps(t *testing.T) {
 	}
 }
 
+// The chooser's answer takes the sign-in the chooser parked, which counts no more, and parks it
+// again for the provider: it is counted there, until its return from the provider.
+func TestASignInStillCountsWhileAtTheProviderTheChooserSentItTo(t *testing.T) {
+	fixtureConfig = func(cfg *oauth.Config) {
+		cfg.Limits = oauth.Limits{Pending: store.PendingCaps{PerSource: 1}}
+	}
+	t.Cleanup(func() { fixtureConfig = nil })
+	f := newOIDCFixture(t, true)
+	key, _ := chooser(t, f.authorize(f.authorizeQuery("st")))
+	toUpstream := location(t, f.choose(key, "gitlab"))
+	if resp := f.authorize(f.authorizeQuery("st")); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a second sign-in from the address while the first is at the provider (cap 1): %d, want 429", resp.StatusCode)
+	}
+	if back := location(t, f.get(location(t, f.get(toUpstream.String())).String())); back.Query().Get("code") == "" {
+		t.Fatalf("the sign-in ended at %s", back)
+	}
+	chooser(t, f.authorize(f.authorizeQuery("st")))
+}
+
 // A return from the provider that its address's limit refuses is the sign-in's own failure: its
 // trace says so, rather than that the person never came back.
 func TestARateLimitedReturnFromTheProviderIsTracedInItsSignIn(t *testing.T) {

@@ -200,12 +200,6 @@ func vouch(c echo.Context) {
 	}
 }
 
-// vouchedFor reports whether a registered application vouches for the request (see vouch).
-func vouchedFor(c echo.Context) bool {
-	ref, ok := c.Get(traceKey).(*traceRef)
-	return ok && ref.vouched
-}
-
 // currentTrace returns the current trace id.
 func currentTrace(c echo.Context) string {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok {
