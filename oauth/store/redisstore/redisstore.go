@@ -532,7 +532,7 @@ func (s *Store) TakeAuthorization(ctx context.Context, key, attempt string) (*st
 	k := s.authzKey(key)
 	uncount := func(p redis.Pipeliner) { p.ZRem(ctx, s.pendingKey("all", ""), key) }
 	reply, err := s.execIndexing(ctx, k, takeAuthorization, []string{k}, []any{attempt, time.Now().UnixMilli()}, uncount,
-		"redisstore: a taken authorization could not be uncounted; it counts against SSOBRIDGE_MAX_PENDING until its TTL ends")
+		"redisstore: a taken authorization could not be uncounted; it counts against the caps on sign-ins in progress (SSOBRIDGE_MAX_PENDING*) until its TTL ends")
 	if isNil(err) {
 		return nil, store.ErrNotFound
 	}
