@@ -101,6 +101,11 @@ func (s *Store) PutAuthorization(_ context.Context, key string, a *store.Authori
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, again := s.authz[key]; !again {
+		if err := s.roomForAuthorization(now); err != nil {
+			return 0, err
+		}
+	}
 	p := &s.pending
 	p.expire(now)
 	evicted := 0

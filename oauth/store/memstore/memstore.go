@@ -37,7 +37,9 @@ const DefaultSweepEvery = 10 * time.Second
 type Options struct {
 	// MaxSignIns caps the sign-ins kept, live or revoked (a revoked one keeps its marks a while):
 	// a write that would make one more fails with store.ErrFull, and nothing is written. 0: no
-	// cap. Each takes a few kilobytes (its session holds the user the provider returned).
+	// cap. Each takes a few kilobytes (its session holds the user the provider returned). The
+	// authorizations parked (sign-ins started in the last minutes, completed or not) are capped
+	// at the same number, the same way.
 	MaxSignIns int
 	// Setting names what sets MaxSignIns, for the log line that says the cap was reached.
 	Setting string
@@ -97,6 +99,8 @@ type Store struct {
 	// fullLogged is set once the cap's log line is written, and cleared when the sign-ins are
 	// well below the cap again, so that the line comes once each time the store fills.
 	fullLogged bool
+	// authzFullLogged is fullLogged for the authorizations, which the same cap bounds.
+	authzFullLogged bool
 
 	stop      chan struct{}
 	done      chan struct{}

@@ -294,3 +294,35 @@ func TestTheMemoryStoreRefusesWritesBeyondItsCapAndLogsOnce(t *testing.T) {
 		}
 	}
 }
+
+// Authorizations taken no longer count against the caps on sign-ins in progress, but stay their
+// TTL: the store's own cap bounds them, so that returns to the callback from many addresses
+// cannot grow memory without bound. What is parked stays usable, and the log says it once.
+func TestTheMemoryStoreCapsTheAuthorizationsItKeepsAndLogsOnce(t *testing.T) {
+	var logs strings.Builder
+	s := NewWith(Options{MaxSignIns: 3, Setting: "SSOBRIDGE_MEMORY_STORE_MAX_SIGN_INS", Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	defer s.Close()
+	ctx := t.Context()
+	caps := store.PendingCaps{Total: 100, PerSource: 100, PerBrowser: 100}
+	for i := range 3 {
+		key := fmt.Sprintf("a%d", i)
+		if _, err := s.PutAuthorization(ctx, key, &store.Authorization{ClientID: "c", Browser: "b", Source: "s"}, time.Hour, caps); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.TakeAuthorization(ctx, key, "attempt"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		if _, err := s.PutAuthorization(ctx, "more", &store.Authorization{ClientID: "c", Browser: "b", Source: "s"}, time.Hour, caps); !errors.Is(err, store.ErrFull) {
+			t.Fatalf("an authorization beyond the cap, the others taken: %v, want store.ErrFull", err)
+		}
+	}
+	if _, err := s.PutAuthorization(ctx, "a1", &store.Authorization{ClientID: "c", Browser: "b", Source: "s"}, time.Hour, caps); err != nil {
+		t.Errorf("an authorization already kept, put again: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "authorizations") || !strings.Contains(lines[0], "SSOBRIDGE_MEMORY_STORE_MAX_SIGN_INS") {
+		t.Errorf("want one log line naming the authorizations and the setting, got %q", logs.String())
+	}
+}

@@ -150,29 +150,52 @@ func (s *Store) sweep(now time.Time) {
 // room makes room for one more sign-in under the cap, forgetting what has expired if it must;
 // store.ErrFull when there is none. The caller holds s.mu.
 func (s *Store) room(now time.Time) error {
+	return s.roomUnderCap(now, func() int { return len(s.families) }, &s.fullLogged,
+		"the in-memory store holds %d sign-ins, its cap (%s): every new sign-in fails (store_full) until older ones expire. "+
+			"Raise the cap if this host has the memory for it (a few kilobytes each), shorten the sign-ins' lives (SSOBRIDGE_REFRESH_TOKEN_TTL; "+
+			"applications registered without refresh tokens end with their access token), or keep the state in Redis (SSOBRIDGE_REDIS_URL), which holds more and survives restarts",
+		"max_sign_ins")
+}
+
+// roomForAuthorization makes room for one more parked authorization under the same cap as the
+// sign-ins: the caps on sign-ins in progress count only those not taken yet, and a taken one
+// stays its ten minutes, so without this, requests that come back to the callback (with any
+// code) from many addresses would grow memory without bound. The caller holds s.mu.
+func (s *Store) roomForAuthorization(now time.Time) error {
+	return s.roomUnderCap(now, func() int { return len(s.authz) }, &s.authzFullLogged,
+		"the in-memory store holds %d authorizations (sign-ins started in the last minutes, completed or not), its cap (%s): every new sign-in fails (store_full) until older ones expire. "+
+			"Raise the cap if this host has the memory for it (about a kilobyte each), or keep the state in Redis (SSOBRIDGE_REDIS_URL)",
+		"max_authorizations")
+}
+
+// roomUnderCap is room for what count counts: nil under the cap, else, once what is due is
+// forgotten, store.ErrFull, and the line format (of the cap and the setting) logged once until
+// rearmFull. The caller holds s.mu.
+func (s *Store) roomUnderCap(now time.Time, count func() int, logged *bool, format, attr string) error {
 	limit := s.opts.MaxSignIns
-	if limit <= 0 || len(s.families) < limit {
+	if limit <= 0 || count() < limit {
 		return nil
 	}
 	s.sweepDue(now, sweepBatch)
-	if len(s.families) < limit {
+	if count() < limit {
 		return nil
 	}
-	if !s.fullLogged {
-		s.fullLogged = true
-		s.opts.Logger.Error(fmt.Sprintf("the in-memory store holds %d sign-ins, its cap (%s): every new sign-in fails (store_full) until older ones expire. "+
-			"Raise the cap if this host has the memory for it (a few kilobytes each), shorten the sign-ins' lives (SSOBRIDGE_REFRESH_TOKEN_TTL; "+
-			"applications registered without refresh tokens end with their access token), or keep the state in Redis (SSOBRIDGE_REDIS_URL), which holds more and survives restarts",
-			limit, cmp.Or(s.opts.Setting, "memstore.Options.MaxSignIns")), "max_sign_ins", limit)
+	if !*logged {
+		*logged = true
+		s.opts.Logger.Error(fmt.Sprintf(format, limit, cmp.Or(s.opts.Setting, "memstore.Options.MaxSignIns")), attr, limit)
 	}
 	return store.ErrFull
 }
 
-// rearmFull lets the cap's log line be written again once the sign-ins are a tenth below the
+// rearmFull lets the caps' log lines be written again once what they count is a tenth below the
 // cap; the caller holds s.mu.
 func (s *Store) rearmFull() {
-	if s.fullLogged && len(s.families) < s.opts.MaxSignIns-s.opts.MaxSignIns/10 {
+	below := s.opts.MaxSignIns - s.opts.MaxSignIns/10
+	if s.fullLogged && len(s.families) < below {
 		s.fullLogged = false
+	}
+	if s.authzFullLogged && len(s.authz) < below {
+		s.authzFullLogged = false
 	}
 }
 
@@ -188,5 +211,5 @@ func (s *Store) CapSignIns(limit int, setting string, log *slog.Logger) {
 	if log != nil {
 		s.opts.Logger = log
 	}
-	s.fullLogged = false
+	s.fullLogged, s.authzFullLogged = false, false
 }
