@@ -76,7 +76,8 @@ func (e *KeyMismatchError) Error() string {
 // marks it: a store without a marker gets one, with a key check sealed with the current key; a
 // store with one must open its key check with one of the keys, or CheckStore returns a
 // *KeyMismatchError; a key check a previous key opened is sealed again with the current key.
-// A store without a marker but with signing keys (an earlier version's) is checked by them.
+// The signing keys, if any, must open with one of the keys too (a store without a marker, an
+// earlier version's, is checked by them alone).
 func CheckStore(ctx context.Context, st store.Store, sealer *Sealer) (StoreCheck, error) {
 	found := StoreCheck{Fingerprint: sealer.Fingerprints()[0]}
 	for range 5 {
@@ -111,6 +112,12 @@ func CheckStore(ctx context.Context, st store.Store, sealer *Sealer) (StoreCheck
 				fp, _ := sealer.sealedWith(m.KeyCheck)
 				return found, &KeyMismatchError{Sealed: fp, Given: sealer.Fingerprints(), What: "the key check"}
 			}
+			// The key check opening is not enough: after a key change whose key check was sealed
+			// again, the signing keys stay sealed with the old key until `keys rotate`, and a
+			// bridge given the new key alone would answer the JWKS with a 500.
+			if err := checkKeySetKey(ctx, st, sealer); err != nil {
+				return found, err
+			}
 			fp, current := sealer.sealedWith(m.KeyCheck)
 			if current {
 				return found, nil
@@ -133,8 +140,8 @@ func CheckStore(ctx context.Context, st store.Store, sealer *Sealer) (StoreCheck
 	return found, errors.New("the store's marker kept changing while the bridge checked it: another program is writing it")
 }
 
-// checkKeySetKey checks, for a store without a marker, that the signing keys it may hold
-// (written by an earlier version) were sealed with one of sealer's keys.
+// checkKeySetKey checks that the signing keys the store may hold were sealed with one of
+// sealer's keys.
 func checkKeySetKey(ctx context.Context, st store.Store, sealer *Sealer) error {
 	sealed, err := st.GetKeySet(ctx)
 	if errors.Is(err, store.ErrNotFound) {

@@ -76,6 +76,35 @@ func TestCheckStoreRefusesAKeyThatCannotOpenTheSigningKeysOfAnUnmarkedStore(t *t
 	}
 }
 
+// After a key change the key check is sealed again at once, but the signing keys stay sealed
+// with the old key until `keys rotate`: a bridge then given the new key alone is stopped at
+// start, naming the signing keys and the old key, rather than answer the JWKS with a 500.
+func TestCheckStoreRefusesANewKeyAloneWhileTheSigningKeysAreSealedWithTheOld(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	old := sealerOf(t, 1)
+	if _, err := oauth.CheckStore(t.Context(), st, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oauth.RotateKeys(t.Context(), st, old, time.Now(), oauth.KeyRotation{Grace: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := oauth.CheckStore(t.Context(), st, sealerOf(t, 2, 1)); err != nil || found.Resealed == "" {
+		t.Fatalf("start with the new key and the old one as previous: %+v, %v; want the key check resealed", found, err)
+	}
+	_, err := oauth.CheckStore(t.Context(), st, sealerOf(t, 2))
+	km, ok := errors.AsType[*oauth.KeyMismatchError](err)
+	if !ok || km.Sealed != old.Fingerprints()[0] || !strings.Contains(err.Error(), "signing keys") || !strings.Contains(err.Error(), "keys rotate") {
+		t.Fatalf("start with the new key alone, the signing keys sealed with the old: %v; want a key mismatch over the signing keys naming %s and keys rotate", err, old.Fingerprints()[0])
+	}
+	if _, err := oauth.RotateKeys(t.Context(), st, sealerOf(t, 2, 1), time.Now(), oauth.KeyRotation{Grace: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oauth.CheckStore(t.Context(), st, sealerOf(t, 2)); err != nil {
+		t.Errorf("start with the new key alone once keys rotate sealed the signing keys with it: %v", err)
+	}
+}
+
 // storeLostFixture is a bridge on a real Redis, started (its store checked and marked) as serve
 // starts it, with its operators' listener.
 func storeLostFixture(t *testing.T, r *storetest.Redis) (*fixture, *httptest.Server) {
