@@ -259,7 +259,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 			*c.v = cmp.Or(n, -1) // oauth.Limits: 0 takes the default, a negative value is no cap
 		}
 		if cfg.memoryMax, err = strconv.Atoi(strings.TrimSpace(memoryMax.value)); err != nil || cfg.memoryMax < 0 {
-			return nil, memoryMax.errorf("%q is not a number, 0 (no cap) or more", memoryMax.value)
+			fault(memoryMax.errorf("%q is not a number, 0 (no cap) or more", memoryMax.value))
 		}
 		cfg.memoryMaxSetting = memoryMax
 		if cfg.waitReplicas, err = strconv.Atoi(waitReplicas.value); err != nil || cfg.waitReplicas < 0 {

@@ -193,12 +193,14 @@ func TestServeNamesEveryMissingSettingAtOnce(t *testing.T) {
 	t.Setenv("SSOBRIDGE_REDIS_URL", "redis://127.0.0.1:1/0")
 	t.Setenv("SSOBRIDGE_ACCESS_TOKEN_TTL", "forever")
 	t.Setenv("SSOBRIDGE_ENCRYPTION_KEYS_PREVIOUS", "not-a-key")
+	t.Setenv("SSOBRIDGE_MEMORY_STORE_MAX_SIGN_INS", "many")
 	code, _, stderr := runCmd(t, "serve")
 	if code != 1 {
 		t.Fatalf("exit %d, stderr %q; want 1", code, stderr)
 	}
 	for _, want := range []string{
-		"configuration: 7 settings to correct",
+		"configuration: 8 settings to correct",
+		"SSOBRIDGE_MEMORY_STORE_MAX_SIGN_INS (--memory-store-max-sign-ins): \"many\" is not a number",
 		"SSOBRIDGE_PUBLIC_URL (--public-url): is required; the bridge's URL as browsers and Mattermost reach it",
 		"SSOBRIDGE_GITLAB_URL (--gitlab-url): is required; the upstream GitLab's base URL",
 		"SSOBRIDGE_GITLAB_CLIENT_ID (--gitlab-client-id): is required",

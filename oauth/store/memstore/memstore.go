@@ -159,12 +159,14 @@ func (s *Store) Close() error {
 }
 
 // Ping always succeeds: memory does not go away.
-// Ping is store.ErrFull while the store is at its cap of sign-ins (after forgetting what is due),
+// Ping is store.ErrFull while the store is at its cap of sign-ins or of authorizations (after
+// forgetting what is due),
 // so that readiness says so; nothing else keeps it from answering.
 func (s *Store) Ping(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.room(time.Now())
+	now := time.Now()
+	return cmp.Or(s.room(now), s.roomForAuthorization(now))
 }
 
 // ---- applications ----

@@ -318,6 +318,9 @@ func TestTheMemoryStoreCapsTheAuthorizationsItKeepsAndLogsOnce(t *testing.T) {
 			t.Fatalf("an authorization beyond the cap, the others taken: %v, want store.ErrFull", err)
 		}
 	}
+	if err := s.Ping(ctx); !errors.Is(err, store.ErrFull) {
+		t.Errorf("Ping with the authorizations at the cap: %v, want store.ErrFull, for readiness to say so", err)
+	}
 	if _, err := s.PutAuthorization(ctx, "a1", &store.Authorization{ClientID: "c", Browser: "b", Source: "s"}, time.Hour, caps); err != nil {
 		t.Errorf("an authorization already kept, put again: %v", err)
 	}
