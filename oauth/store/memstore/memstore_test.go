@@ -57,6 +57,31 @@ func TestSweepDropsOnlyExpiredRecords(t *testing.T) {
 	}
 }
 
+// Traces the cap on traces drops stay queued for their expiry, a day away: the sweep drops
+// their entries once they are most of the queue, so that it holds about what the store keeps,
+// not every trace of the day.
+func TestTheQueueOfExpiriesHoldsAboutWhatTheStoreKeeps(t *testing.T) {
+	s := New()
+	defer s.Close()
+	ctx := t.Context()
+	for i := range 20_000 {
+		if err := store.AddTraceStep(ctx, s, fmt.Sprintf("t%d", i), store.TraceMeta{}, store.TraceStep{Step: "authorize"}, 24*time.Hour, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.sweep(time.Now())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if kept, queued := len(s.traces), len(s.queue); kept > 100 || queued > 2*kept+1024 {
+		t.Errorf("%d traces kept, %d entries queued; want at most 100 kept and about as many queued", kept, queued)
+	}
+	for _, e := range s.queue {
+		if _, ok := s.traces[e.key]; !ok {
+			t.Fatalf("the queue still holds trace %s, which the cap dropped", e.key)
+		}
+	}
+}
+
 func TestCloseStopsTheSweeperAndCanBeRepeated(t *testing.T) {
 	s := New()
 	if err := s.Close(); err != nil {

@@ -128,6 +128,7 @@ func (s *Store) sweep(now time.Time) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.compactQueue()
 	s.pending.expire(now)
 	// Folds are one per failure alike a minute: few.
 	for _, folds := range s.folds {
@@ -145,6 +146,36 @@ func (s *Store) sweep(now time.Time) {
 		}
 	}
 	s.rearmFull()
+}
+
+// compactQueue drops the entries of records already gone once they are most of the queue: a
+// trace dropped by the cap on traces or folded, or a sign-in deleted with its application, leaves
+// its entry until its expiry (a trace's is a day away), which would make the queue grow with the
+// day's sign-ins rather than with what is kept. It walks the queue under the lock, at most once
+// per doubling; the caller holds s.mu.
+func (s *Store) compactQueue() {
+	kept := len(s.families) + len(s.authz) + len(s.traces)
+	if len(s.queue) <= 2*kept+1024 {
+		return
+	}
+	q := s.queue[:0]
+	for _, e := range s.queue {
+		var ok bool
+		switch e.kind {
+		case queuedFamily:
+			_, ok = s.families[e.key]
+		case queuedAuthz:
+			_, ok = s.authz[e.key]
+		case queuedTrace:
+			_, ok = s.traces[e.key]
+		}
+		if ok {
+			q = append(q, e)
+		}
+	}
+	clear(s.queue[len(q):])
+	s.queue = q
+	heap.Init(&s.queue)
 }
 
 // room makes room for one more sign-in under the cap, forgetting what has expired if it must;
