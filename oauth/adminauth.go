@@ -10,8 +10,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/ssobridge/ssobridge/oauth/traceview"
 )
@@ -54,7 +55,7 @@ func newAdminAuth(token string, log *slog.Logger) *adminAuth {
 	mac := hmac.New(sha256.New, []byte(token))
 	mac.Write([]byte("ssobridge operators' session cookie v1"))
 	return &adminAuth{token: token, key: mac.Sum(nil), log: log, now: time.Now,
-		fail: &failureBudget{burst: adminSignInBurst, refill: adminSignInRefill}}
+		fail: newFailureBudget(adminSignInBurst, adminSignInRefill)}
 }
 
 // rightToken compares in constant time, so that the answer's timing tells nothing of the token.
@@ -161,8 +162,9 @@ func (a *adminAuth) showSignIn(w http.ResponseWriter, r *http.Request) {
 // which another site does not have. Wrong tokens are limited per bridge, so that the form is no
 // faster an oracle than the token's length allows, and logged without their value.
 func (a *adminAuth) signIn(w http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
-		http.Error(w, "cross-origin sign-in refused: sign in from the operators' listener's own page", http.StatusForbidden)
+	if ok, origin := sameOrigin(r); !ok {
+		http.Error(w, "sign-in refused: the form was posted from "+origin+", not from this listener's host "+r.Host+
+			": open the trace list at the operators' listener's own address, or have the proxy in front keep the Host header", http.StatusForbidden)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxAdminFormBytes)
@@ -171,15 +173,18 @@ func (a *adminAuth) signIn(w http.ResponseWriter, r *http.Request) {
 		a.signInPage(w, r, http.StatusBadRequest, defaultAdminPage, err.Error())
 		return
 	}
-	if wait := a.fail.wait(a.now()); wait > 0 {
+	// The right token is let in whatever others tried: wrong tries must not lock the operator
+	// out. They are slowed (and their log lines bounded); what keeps the token from being
+	// guessed is its length (openssl rand -hex 32).
+	right := a.rightToken(token)
+	if wait := a.fail.wait(a.now()); wait > 0 && !right {
 		secs := strconv.Itoa(int(wait.Seconds()) + 1)
 		w.Header().Set("Retry-After", secs)
-		a.log.Warn("operators' sign-in refused: too many wrong tokens", "remote", r.RemoteAddr)
 		a.signInPage(w, r, http.StatusTooManyRequests, next,
 			"Too many wrong tokens were tried on this bridge. Wait "+secs+" s, then try again with SSOBRIDGE_ADMIN_TOKEN.")
 		return
 	}
-	if !a.rightToken(token) {
+	if !right {
 		a.fail.spend(a.now())
 		a.log.Warn("operators' sign-in refused: wrong token", "remote", r.RemoteAddr)
 		a.signInPage(w, r, http.StatusUnauthorized, next,
@@ -197,8 +202,8 @@ func (a *adminAuth) signIn(w http.ResponseWriter, r *http.Request) {
 // signOut is POST /-/signout: the cookie is dropped. A session cookie cannot be revoked alone
 // (the bridge keeps none); a new SSOBRIDGE_ADMIN_TOKEN ends every session at once.
 func (a *adminAuth) signOut(w http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
-		http.Error(w, "cross-origin sign-out refused", http.StatusForbidden)
+	if ok, origin := sameOrigin(r); !ok {
+		http.Error(w, "sign-out refused: the form was posted from "+origin+", not from this listener's host "+r.Host, http.StatusForbidden)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: "", Path: "/", MaxAge: -1,
@@ -208,17 +213,16 @@ func (a *adminAuth) signOut(w http.ResponseWriter, r *http.Request) {
 }
 
 // sameOrigin refuses a form posted from another origin (the Origin header a browser sends with
-// every POST); a client that sends none, such as curl, is no browser to be tricked.
-func sameOrigin(r *http.Request) bool {
+// every POST); a client that sends none, such as curl, is no browser to be tricked. Only the
+// host (and port) are compared: the listener is plain HTTP, and a TLS proxy in front of it
+// makes the browser's origin https. It returns the origin seen, for the refusal.
+func sameOrigin(r *http.Request) (bool, string) {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
-		return true
+		return true, ""
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return origin == scheme+"://"+r.Host
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host), origin
 }
 
 // parseSignInForm reads the sign-in form: token, and next, the page to return to (any value not
@@ -263,40 +267,24 @@ func localPath(next string) string {
 	return next
 }
 
-// failureBudget is a token bucket of wrong tries for the whole bridge: burst at once, then one
-// per refill. It is per bridge, not per address: the operators' listener is private, and an
-// address cannot be trusted to tell one guesser from another.
+// failureBudget is a token bucket of wrong tries for the whole bridge (golang.org/x/time/rate):
+// burst at once, then one per refill. It is per bridge, not per address: the operators'
+// listener is private, and an address cannot be trusted to tell one guesser from another.
 type failureBudget struct {
-	burst  int
+	lim    *rate.Limiter
 	refill time.Duration
-
-	mu    sync.Mutex
-	spent float64
-	at    time.Time
 }
 
-func (b *failureBudget) level(now time.Time) float64 {
-	if !b.at.IsZero() {
-		b.spent = max(0, b.spent-float64(now.Sub(b.at))/float64(b.refill))
-	}
-	b.at = now
-	return b.spent
+func newFailureBudget(burst int, refill time.Duration) *failureBudget {
+	return &failureBudget{lim: rate.NewLimiter(rate.Every(refill), burst), refill: refill}
 }
 
 // wait is how long until another wrong try is allowed; 0 when one is.
 func (b *failureBudget) wait(now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	over := b.level(now) - float64(b.burst) + 1
-	if over <= 0 {
-		return 0
+	if t := b.lim.TokensAt(now); t < 1 {
+		return time.Duration((1 - t) * float64(b.refill))
 	}
-	return time.Duration(over * float64(b.refill))
+	return 0
 }
 
-func (b *failureBudget) spend(now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.level(now)
-	b.spent++
-}
+func (b *failureBudget) spend(now time.Time) { b.lim.AllowN(now, 1) }

@@ -222,8 +222,8 @@ func (s *Server) consentAgain(c echo.Context, state, client string) (ok bool, er
 	if err != nil || pending.Browser == "" || !s.fromSameBrowser(c, pending.Browser) {
 		return false, nil
 	}
-	s.useTrace(c, pending.TraceID)
 	if !answeredAt.IsZero() {
+		s.useTrace(c, pending.TraceID)
 		return true, &Error{
 			Failure:     signin.StateReplayed,
 			Title:       "Consent already answered",
@@ -233,12 +233,15 @@ func (s *Server) consentAgain(c echo.Context, state, client string) (ok bool, er
 	}
 	app, err := s.store.GetApp(ctx, pending.ClientID)
 	if err != nil {
+		s.useTrace(c, pending.TraceID)
 		return true, s.appGone(err)
 	}
 	sess, err := s.store.GetSession(ctx, pending.SessionID)
 	if errors.Is(err, store.ErrNotFound) {
+		// Not this sign-in's page any more: the replay is traced on its own, as any other.
 		return false, nil
 	}
+	s.useTrace(c, pending.TraceID)
 	if err != nil {
 		return true, storeFailure("get session", err)
 	}

@@ -112,3 +112,14 @@ func TestTraceWriterFlushWritesEveryStepHandedOverInOrder(t *testing.T) {
 		}
 	}
 }
+
+// A trace of nobody (a sign-in refused before the person was known) has GitLab id 0: ?user=0
+// must not match every such trace.
+func TestAUserFilterOfZeroMatchesNoTraceOfNobody(t *testing.T) {
+	if (traceFilter{user: "0"}).matches(&store.Trace{}, "failed", "unknown_client") {
+		t.Error("user=0 matched a trace without a user")
+	}
+	if !(traceFilter{user: "42"}).matches(&store.Trace{TraceMeta: store.TraceMeta{GitLabUserID: 42}}, "completed", "") {
+		t.Error("user=42 did not match the trace of GitLab user 42")
+	}
+}

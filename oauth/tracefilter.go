@@ -142,7 +142,7 @@ func (f traceFilter) matches(t *store.Trace, outcome, failure string) bool {
 	case f.outcome != "" && f.outcome != outcome,
 		f.failure != "" && f.failure != failure,
 		f.app != "" && !strings.EqualFold(f.app, t.App) && !strings.EqualFold(f.app, t.ClientID),
-		f.user != "" && !strings.EqualFold(f.user, t.Username) && f.user != strconv.FormatInt(t.GitLabUserID, 10):
+		f.user != "" && !strings.EqualFold(f.user, t.Username) && (t.GitLabUserID == 0 || f.user != strconv.FormatInt(t.GitLabUserID, 10)):
 		return false
 	}
 	return true
