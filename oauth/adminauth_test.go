@@ -381,3 +381,22 @@ func TestAnEmptyFilteredListNamesTheFilter(t *testing.T) {
 		t.Errorf("JSON of an empty filtered list: %v", v)
 	}
 }
+
+// Go's profiles are the operators': behind the admin token, on the operators' listener alone.
+func TestProfilesAreServedToOperatorsWithTheTokenAlone(t *testing.T) {
+	f := newFixture(t)
+	admin := httptest.NewServer(f.srv.AdminHandler("tok"))
+	defer admin.Close()
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
+		if resp := f.get(admin.URL + path); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s without the admin token: %d, want 401", path, resp.StatusCode)
+		}
+		if resp := f.get(f.bridge.URL + path); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s on the public listener: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	resp := f.get(admin.URL+"/debug/pprof/heap?debug=1", "Authorization", "Bearer tok")
+	if body := readBody(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "heap profile") {
+		t.Errorf("the heap profile with the token: %d %.200s", resp.StatusCode, body)
+	}
+}

@@ -151,8 +151,10 @@ func sourceOf(c echo.Context) string {
 
 // limitSignIn spends one of the client address's allowance at a sign-in endpoint; beyond it the
 // request is answered 429 with Retry-After before anything else is done, traced (as a request no
-// application vouches for) and counted. A store that does not answer lets the request through:
-// the handler meets the same store and says so precisely.
+// application vouches for) and counted. The store, which every instance shares, is asked only
+// for an address this instance has seen use a quarter of its burst lately (see localUse). A
+// store that does not answer lets the request through: the handler meets the same store and says
+// so precisely.
 func (s *Server) limitSignIn(step signin.Step) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -161,7 +163,18 @@ func (s *Server) limitSignIn(step signin.Step) echo.MiddlewareFunc {
 			if l.Off() {
 				return next(c)
 			}
-			res, err := s.store.Limit(c.Request().Context(), "signin:"+c.Path()+":"+sourceOf(c), l, 1)
+			key := "signin:" + c.Path() + ":" + sourceOf(c)
+			cost := s.signInUse.spend(key, l, time.Now())
+			if cost == 0 {
+				return next(c) // the instance alone lets it through (see localUse)
+			}
+			res, err := s.store.Limit(c.Request().Context(), key, l, cost)
+			if err == nil && !res.Allowed && cost > 1 {
+				// The allowance has room for this event but not for the events the instance let
+				// through before it asked: they are counted as far as they fit, and this one is
+				// judged alone.
+				res, err = s.store.Limit(c.Request().Context(), key, l, 1)
+			}
 			if err != nil {
 				s.logger(c.Request().Context()).Warn("the sign-in rate limit could not be checked; the request goes on", "cause", err.Error())
 				return next(c)

@@ -1,11 +1,13 @@
 package oauth_test
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -454,5 +456,74 @@ func TestARateLimitedReturnFromTheProviderIsTracedInItsSignIn(t *testing.T) {
 	last := tr.Steps[len(tr.Steps)-1]
 	if last.Step != "callback" || last.Failure != "rate_limited" || last.Status != http.StatusTooManyRequests {
 		t.Errorf("the sign-in's trace ends with %+v; want its callback refused as rate_limited", last)
+	}
+}
+
+// limitCalls is a store that counts the rate-limit checks it is asked, and their cost.
+type limitCalls struct {
+	store.Store
+	mu    sync.Mutex
+	costs []int
+}
+
+func (l *limitCalls) Limit(ctx context.Context, key string, lim store.Limit, cost int) (store.LimitResult, error) {
+	l.mu.Lock()
+	if strings.HasPrefix(key, "signin:") {
+		l.costs = append(l.costs, cost)
+	}
+	l.mu.Unlock()
+	return l.Store.Limit(ctx, key, lim, cost)
+}
+
+func TestAnAddressWellWithinItsSignInAllowanceCostsTheStoreNoCheckAndTheRestIsCounted(t *testing.T) {
+	st := &limitCalls{Store: memstore.New()}
+	f := limitedFixture(t, st, oauth.Limits{SignIn: store.Limit{Rate: 8, Period: time.Hour, Burst: 8}})
+	const office = "198.51.100.7"
+	for i := range 2 {
+		if resp := f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), from(office)...); resp.StatusCode != http.StatusFound {
+			t.Fatalf("authorize %d: status %d", i+1, resp.StatusCode)
+		}
+	}
+	if len(st.costs) != 0 {
+		t.Fatalf("two sign-ins of an allowance of 8 asked the store %v; want nothing asked below a quarter of the burst", st.costs)
+	}
+	// The third is past the quarter: it asks, and spends the two let through unasked with its own.
+	for i := 2; i < 8; i++ {
+		if resp := f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), from(office)...); resp.StatusCode != http.StatusFound {
+			t.Fatalf("authorize %d of 8: status %d", i+1, resp.StatusCode)
+		}
+	}
+	if resp := f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), from(office)...); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("the ninth authorize of an allowance of 8: status %d, want 429", resp.StatusCode)
+	}
+	if want := []int{3, 1, 1, 1, 1, 1, 1}; !slices.Equal(st.costs, want) {
+		t.Errorf("the store was asked to spend %v; want %v (the first check carries the two let through unasked)", st.costs, want)
+	}
+}
+
+// Instances on one Redis share an address's sign-in allowance: each lets through unasked at most
+// a quarter of the burst, and spends it in the store once it asks.
+func TestTheSignInLimitIsSharedByInstancesOnOneRedis(t *testing.T) {
+	opts, err := redisstore.ParseURL(storetest.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "shared-" + store.NewID(4) + ":"
+	limits := oauth.Limits{SignIn: store.Limit{Rate: 40, Period: time.Hour, Burst: 40}}
+	a := limitedFixture(t, redisstore.New(redis.NewUniversalClient(opts), prefix), limits)
+	b := limitedFixture(t, redisstore.New(redis.NewUniversalClient(opts), prefix), limits)
+	const flooder = "198.51.100.66"
+	allowed := 0
+	for i := range 100 {
+		f := a
+		if i%2 == 1 {
+			f = b
+		}
+		if resp := f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), from(flooder)...); resp.StatusCode == http.StatusFound {
+			allowed++
+		}
+	}
+	if allowed != 40 {
+		t.Errorf("two instances on one Redis let %d authorize requests from one address through an allowance of 40; want 40", allowed)
 	}
 }

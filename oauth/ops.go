@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/http/pprof"
 	"regexp"
 	"slices"
 	"strings"
@@ -463,8 +464,8 @@ func (s *Server) forgetStoreCheck() {
 	}
 }
 
-// AdminHandler serves what is for operators only: metrics and sign-in traces, with the health
-// probes.
+// AdminHandler serves what is for operators only: metrics, sign-in traces and Go's profiles
+// (/debug/pprof/, which `go tool pprof` reads), with the health probes.
 // With a token, everything but the probes needs "Authorization: Bearer TOKEN", or in a browser
 // the session cookie its sign-in form (AdminSignInPath) gives for the token. Serve it on a
 // separate, private listener.
@@ -481,6 +482,12 @@ func (s *Server) AdminHandler(token string) http.Handler {
 	mux.Handle("GET /metrics", protect(s.metrics.Handler()))
 	mux.Handle("GET /debug/traces", protect(http.HandlerFunc(s.traceList)))
 	mux.Handle("GET /debug/traces/{id}", protect(http.HandlerFunc(s.traceShow)))
+	// Profiles cost nothing until asked for; a CPU profile runs for its ?seconds= only.
+	mux.Handle("GET /debug/pprof/", protect(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/cmdline", protect(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("GET /debug/pprof/profile", protect(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/symbol", protect(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("GET /debug/pprof/trace", protect(http.HandlerFunc(pprof.Trace)))
 	mux.Handle("GET /healthz", s.echo)
 	mux.Handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.echo.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorsKey{}, true)))

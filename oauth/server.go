@@ -116,8 +116,10 @@ type Server struct {
 	refreshLocks stripedLocks
 	// proxyWarned: see warnUntrustedProxy; failedLately and clientAuthLocks: see
 	// clientAuthLimited and authenticateClient.
-	proxyWarned     proxyWarnings
-	failedLately    recentFailures
+	proxyWarned  proxyWarnings
+	failedLately recentFailures
+	// signInUse: see limitSignIn.
+	signInUse       localUse
 	clientAuthLocks stripedLocks
 	// marked: CheckStore saw or wrote the store's marker; lost: readiness last found it gone
 	// (see storeLost).
