@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -30,15 +31,26 @@ func (s *Store) pendingKey(kind, id string) string {
 // or {0, 'total'} when a cap refuses it, else {1, evicted...}: the browser's oldest members not
 // taken yet, dropped to make room, whose records the caller drops. A member already in the sets
 // (the same put sent twice) is answered {1} and counted once.
+//
+// The members parked longer than the TTL ago are dropped from a set when its count reaches its
+// cap, which is when they matter, and from all three when ARGV[7] is 1, which the caller asks
+// for one put in pruneEvery, so that a set with no cap, or never at it, holds no more than the
+// TTL's sign-ins and a few: a put below the caps pays no pruning.
 var indexPending = redis.NewScript(`
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - ttl) end
+local floor = now - ttl
+if ARGV[7] == '1' then
+	for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', floor) end
+end
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {1} end
--- count returns how many members of the set k are not taken yet, once it has dropped those taken
--- (no longer in the set of all) if it finds as many members as cap.
+-- count returns how many members of the set k are parked within the TTL and not taken yet; it
+-- drops the others (those taken are no longer in the set of all) only if it finds as many
+-- members as cap.
 local function count(k, cap)
 	local n = redis.call('ZCARD', k)
 	if n < cap then return n end
+	n = n - redis.call('ZREMRANGEBYSCORE', k, '-inf', floor)
+	if n < cap or k == KEYS[1] then return n end
 	for _, m in ipairs(redis.call('ZRANGE', k, 0, -1)) do
 		if not redis.call('ZSCORE', KEYS[1], m) then
 			redis.call('ZREM', k, m)
@@ -48,7 +60,7 @@ local function count(k, cap)
 	return n
 end
 local capBrowser, capSource, capTotal = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if capTotal > 0 and redis.call('ZCARD', KEYS[1]) >= capTotal then return {0, 'total'} end
+if capTotal > 0 and count(KEYS[1], capTotal) >= capTotal then return {0, 'total'} end
 if capSource > 0 and count(KEYS[3], capSource) >= capSource then return {0, 'source'} end
 local out = {1}
 if capBrowser > 0 then
@@ -82,6 +94,10 @@ redis.call('SET', KEYS[1], header({kind = 'authorization', state = 'evicted', at
 return 1
 `)
 
+// pruneEvery is how many puts, on average, one prunes every set of pending authorizations (see
+// indexPending).
+const pruneEvery = 32
+
 // PutAuthorization parks a within caps (see store.Store): the index script and the record go
 // in one round trip; a refusal then deletes the record (a second round trip, on the refused
 // path alone), and evictions mark the records they drop.
@@ -99,7 +115,11 @@ func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Autho
 	}
 	now := time.Now().UnixMilli()
 	keys := []string{s.pendingKey("all", ""), s.pendingKey("b:", a.Browser), s.pendingKey("s:", a.Source)}
-	args := []any{key, now, roundTTL(ttl).Milliseconds(), caps.PerBrowser, caps.PerSource, caps.Total}
+	prune := "0"
+	if rand.IntN(pruneEvery) == 0 {
+		prune = "1"
+	}
+	args := []any{key, now, roundTTL(ttl).Milliseconds(), caps.PerBrowser, caps.PerSource, caps.Total, prune}
 	run := func(sha bool) (*redis.Cmd, error) {
 		var index *redis.Cmd
 		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
