@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -241,23 +242,28 @@ func (s *Store) putFamily(op string, ctx context.Context, sess *store.Session, t
 }
 
 // indexSession adds the id ARGV[2] to the client's index KEYS[1] with the score ARGV[1] (its
-// expiry, Unix milliseconds), removes the ids below ARGV[3] (the index's floor), and has the index
-// expire ARGV[4] milliseconds (the slack) after its latest id: a client none of whose sign-ins
-// lives leaves no index behind. Redis 6 has no PEXPIRE ... GT, hence the script.
+// expiry, Unix milliseconds), removes the ids below ARGV[3] (the index's floor) when ARGV[5] is
+// 1, and has the index expire ARGV[4] milliseconds (the slack) after its latest id: a client none
+// of whose sign-ins lives leaves no index behind. Redis 6 has no PEXPIRE ... GT, hence the script.
 var indexSession = redis.NewScript(`
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+if ARGV[5] == '1' then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3]) end
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if top[2] then redis.call('PEXPIREAT', KEYS[1], tonumber(top[2]) + tonumber(ARGV[4])) end
 return 1
 `)
 
-// index queues indexSession for a session's id. The pruning rides on every addition because
-// nothing else is sure to touch the index of a client that signs people in all day and is never
-// listed. The script's source is sent each time (EVAL, not EVALSHA), as a pipeline cannot load
-// it again for a command that found it missing.
+// index queues indexSession for a session's id. The pruning rides on one addition in pruneEvery,
+// because nothing else is sure to touch the index of a client that signs people in all day and
+// is never listed; ListSessions reads above the floor alone, so that what is not pruned yet is
+// never listed. The script's source is sent each time (EVAL, not EVALSHA), as a pipeline cannot
+// load it again for a command that found it missing.
 func (s *Store) index(ctx context.Context, p redis.Pipeliner, clientID, id string, expiry, now time.Time) {
-	indexSession.Eval(ctx, p, []string{s.clientSessionsKey(clientID)}, expiry.UnixMilli(), id, s.indexFloor(now), s.slack.Milliseconds())
+	prune := "0"
+	if rand.IntN(pruneEvery) == 0 {
+		prune = "1"
+	}
+	indexSession.Eval(ctx, p, []string{s.clientSessionsKey(clientID)}, expiry.UnixMilli(), id, s.indexFloor(now), s.slack.Milliseconds(), prune)
 }
 
 // indexFloor is the lowest score ListSessions reads, and what the pruning removes below.
