@@ -116,11 +116,12 @@ type Server struct {
 	refreshLocks stripedLocks
 	// proxyWarned: see warnUntrustedProxy; failedLately and clientAuthLocks: see
 	// clientAuthLimited and authenticateClient.
-	proxyWarned  proxyWarnings
-	failedLately recentFailures
-	// signInUse: see limitSignIn.
-	signInUse       localUse
+	proxyWarned     proxyWarnings
+	failedLately    recentFailures
 	clientAuthLocks stripedLocks
+	// signInUse: see limitSignIn; readsTraced: see traceFirstRead.
+	signInUse   localUse
+	readsTraced recentFailures
 	// marked: CheckStore saw or wrote the store's marker; lost: readiness last found it gone
 	// (see storeLost).
 	marked, lost atomic.Bool

@@ -256,7 +256,6 @@ func (ref *traceRef) foldable() bool {
 	return !ref.vouched || !afterCode[ref.step.Step]
 }
 
-// sendTrace hands the request's trace steps to the writer.
 // dropTrace forgets what the request recorded and will record: it was not part of a sign-in.
 func dropTrace(c echo.Context) {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok {
@@ -267,6 +266,14 @@ func dropTrace(c echo.Context) {
 	}
 }
 
+// dropSteps forgets the steps the request recorded; its answer still names its sign-in's trace.
+func dropSteps(c echo.Context) {
+	if ref, ok := c.Get(traceKey).(*traceRef); ok {
+		ref.batch = nil
+	}
+}
+
+// sendTrace hands the request's trace steps to the writer.
 func (s *Server) sendTrace(c echo.Context) {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok && len(ref.batch) > 0 {
 		s.stalls.observe(ref.batch)

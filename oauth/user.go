@@ -21,6 +21,19 @@ import (
 	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
+// traceFirstRead keeps in the sign-in's trace only the first read of the user with an access
+// token that this instance answers from the snapshot: the read that ends a sign-in (Mattermost's
+// one read) is traced, while a client that reads the user again and again with one token costs
+// the store nothing more than the read. Such reads are counted in ssobridge_requests_total, and
+// a failed one, or one that asks GitLab, is always traced.
+func (s *Server) traceFirstRead(c echo.Context, p *store.TokenPair) {
+	if s.readsTraced.has(p.AccessKey) {
+		dropSteps(c)
+		return
+	}
+	s.readsTraced.add(p.AccessKey, time.Until(p.AccessExpiresAt))
+}
+
 // bearerToken returns the access token of an API request: the Authorization header, else the
 // access_token query parameter that GitLab also accepts.
 func bearerToken(r *http.Request) string {
@@ -55,6 +68,7 @@ func (s *Server) user(c echo.Context) error {
 	}
 	if age := time.Since(sess.UserFetchedAt); len(sess.User) > 0 && age >= 0 && age < s.cfg.UserSnapshotMaxAge {
 		s.stepOK(c, http.StatusOK, map[string]string{"user": "snapshot from GitLab " + age.Round(time.Millisecond).String() + " ago"})
+		s.traceFirstRead(c, ti)
 		noStore(c.Response().Header())
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, sess.User)
 	}

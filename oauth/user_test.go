@@ -13,6 +13,7 @@ import (
 
 	"github.com/ssobridge/ssobridge/gitlabapi/emulator"
 	"github.com/ssobridge/ssobridge/oauth"
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
 
@@ -317,5 +318,53 @@ func TestAPersonNoLongerActiveAtGitLabIsRefusedWhenReadLive(t *testing.T) {
 	}
 	if failure, _, _ := failureOf(t, f.traceOf(resp.Header.Get(oauth.HeaderTraceID))); failure != "user_not_active" {
 		t.Errorf("trace failure %s, want user_not_active", failure)
+	}
+}
+
+// userSteps counts the steps of a trace that read the user.
+func userSteps(t *testing.T, tr map[string]any) (ok, failed int) {
+	t.Helper()
+	for _, st := range tr["steps"].([]any) {
+		step := st.(map[string]any)
+		if step["step"] != string(signin.StepUser) {
+			continue
+		}
+		if step["ok"] == true {
+			ok++
+		} else {
+			failed++
+		}
+	}
+	return ok, failed
+}
+
+// A sign-in's trace shows the read of the user that ends it; a client that reads the user again
+// and again with the same token adds nothing to the trace (nor costs the store a write), while a
+// read that fails is traced whatever came before.
+func TestOnlyTheFirstReadOfTheUserWithATokenIsTracedAndEveryFailureIs(t *testing.T) {
+	f := newFixture(t)
+	access := f.tokens()["access_token"].(string)
+	var id string
+	for range 3 {
+		resp, _ := f.getUser("Authorization", "Bearer "+access)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("read the user: %d", resp.StatusCode)
+		}
+		id = resp.Header.Get(oauth.HeaderTraceID)
+	}
+	f.srv.FlushTraces(context.Background())
+	if ok, _ := userSteps(t, f.traceOf(id)); ok != 1 {
+		t.Errorf("three reads of the user with one token left %d steps in the sign-in's trace, want 1", ok)
+	}
+	if err := f.store.RevokeSession(context.Background(), store.RefOf(access).SessionID); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := f.getUser("Authorization", "Bearer "+access)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("read the user after the revocation: %d", resp.StatusCode)
+	}
+	f.srv.FlushTraces(context.Background())
+	if ok, failed := userSteps(t, f.traceOf(id)); ok != 1 || failed != 1 {
+		t.Errorf("the trace has %d reads of the user and %d failed; want the first read and the failed one", ok, failed)
 	}
 }
