@@ -208,9 +208,15 @@ EOF
   fi
 }
 
+# children_cpu is the CPU time, in seconds, of the children this shell has waited for (bash's
+# times, which must run in this shell, not in a subshell): around a k6 run, k6's own, its setup
+# included, and the few short commands of sample.
+children_cpu() { times >"$work/times"; sed -n 2p "$work/times" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }; print t }'; }
+
 echo "k6.sh: scenario $scenario, $vus VUs, $duration, $rounds round(s), against $bridge_url ($target)" >&2
 for round in $(seq "$rounds"); do
   log="$work/k6-$round.log"
+  children_cpu >"$work/cpu0"
   K6_NO_USAGE_REPORT=true BRIDGE_URL="$bridge_url" CLIENT_ID="$client_id" CLIENT_SECRET="$client_secret" REDIRECT_URI="$redirect_uri" \
     SCENARIO="$scenario" VUS="$vus" DURATION="$duration" READY_PAUSE=1 \
     "$k6" run --quiet --no-color --no-usage-report --summary-export "$work/summary-$round.json" \
@@ -224,6 +230,9 @@ for round in $(seq "$rounds"); do
   # The bridge writes traces in batches every 25 ms: let the last one land.
   sleep 0.2
   sample "$work/after-$round"
+  children_cpu >"$work/cpu1"
+  echo "k6_cpu_s $(cat "$work/cpu0")" >>"$work/before-$round"
+  echo "k6_cpu_s $(cat "$work/cpu1")" >>"$work/after-$round"
   if [ "$rc" != 0 ]; then
     echo "k6.sh: round $round: k6 exited $rc (99: a check failed); its output:" >&2
     cat "$work/k6-$round.out" "$log" >&2
@@ -275,6 +284,7 @@ for r in range(1, rounds + 1):
         "redis_total_commands_processed": delta("redis_total_commands", less=1),
         "round_trips": delta("round_trips"),
         "bridge_commands": delta("bridge_commands"),
+        "k6_cpu_ms": delta("k6_cpu_s", 1000),
         "rss_mib": (a.get("bridge_vmrss_bytes") or a.get("metrics_rss_bytes") or 0) / 2**20 or None,
         "redis_used_memory_mib": a["redis_used_memory"] / 2**20 if "redis_used_memory" in a else None,
         "steps": {k[len("signin_"):]: {"p50_ms": v["med"], "p99_ms": v["p(99)"]} for k, v in s.items() if k.startswith("signin_")},
@@ -289,17 +299,21 @@ def med(k):
 def fmt(v, f):
     return "-" if v is None else format(v, f)
 
-cols = [("per_second", f"{per}s/s", ",.0f"), ("p50_ms", "p50 ms", ".1f"), ("p99_ms", "p99 ms", ".1f"),
+cols = [("per_second", f"{per}s/s" if scenario != "refresh" else "refreshes/s", ",.0f"), ("p50_ms", "p50 ms", ".1f"), ("p99_ms", "p99 ms", ".1f"),
         ("bridge_cpu_ms", "bridge CPU ms", ".3f"), ("redis_cpu_ms", "Redis CPU ms", ".3f"),
         ("redis_commands", "Redis cmds", ".1f"), ("bridge_commands", "bridge sent", ".1f"),
-        ("round_trips", "round trips", ".1f"), ("rss_mib", "bridge RSS MiB", ".1f")]
+        ("round_trips", "round trips", ".1f"), ("rss_mib", "RSS MiB", ".1f"),
+        ("k6_cpu_ms", "k6 CPU ms", ".3f")]
 print(f"\nk6 {scenario}: {vus} VUs, {duration} a round, {rounds} round(s), {bridge} ({target}{', store ' + store if target == 'local' else ''})")
 print(f"machine: {os.cpu_count()} CPUs, {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-print("  " + " ".join(f"{h:>14}" for _, h, _ in [("", "round", "")] + cols))
+widths = [max(len(h), 7) for _, h, _ in cols]
+def row(first, cells):
+    print(f"  {first:<7}" + "".join(f"  {c:>{w}}" for c, w in zip(cells, widths)))
+row("round", [h for _, h, _ in cols])
 for i, r in enumerate(results, 1):
-    print("  " + " ".join([f"{i:>14}"] + [f"{fmt(r[k], f):>14}" for k, _, f in cols]))
+    row(str(i), [fmt(r[k], f) for k, _, f in cols])
 if rounds > 1:
-    print("  " + " ".join([f"{'median':>14}"] + [f"{fmt(med(k), f):>14}" for k, _, f in cols]))
+    row("median", [fmt(med(k), f) for k, _, f in cols])
 last = results[-1]
 if last["steps"] and scenario == "signin":
     print("\n  steps (last round): " + ", ".join(f"{k} p50 {v['p50_ms']:.1f} / p99 {v['p99_ms']:.1f} ms" for k, v in last["steps"].items()))
@@ -308,7 +322,9 @@ print(f"""
   Redis CPU from INFO cpu (used_cpu_sys + used_cpu_user) and Redis cmds from INFO commandstats
   (every command Redis ran, those inside scripts included), both for every client in the window;
   bridge sent and round trips are the bridge's own ssobridge_redis_commands_total (a script one
-  command, a pipeline's each) and ssobridge_redis_round_trips_total.""")
+  command, a pipeline's each) and ssobridge_redis_round_trips_total. k6 CPU is the load
+  generator's own (its setup's warm-up included): on a machine shared with the bridge, it is CPU
+  the bridge does not get.""")
 if json_out:
     json.dump({"scenario": scenario, "vus": int(vus), "duration": duration, "target": bridge, "store": store,
                "rounds": results, "median": {k: med(k) for k, _, _ in cols}}, open(json_out, "w"), indent=1)
