@@ -171,6 +171,24 @@ if [ -z "$bridge_url" ]; then
   wait_http "$admin_url/readyz" "$work/bridge.log"
 fi
 
+# What is to be read must answer now, rather than show as "-" after the run.
+if [ "$target" = own ]; then
+  if [ -n "$admin_url" ]; then
+    auth=()
+    [ -z "$admin_token" ] || auth=(-H "Authorization: Bearer $admin_token")
+    status=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "${admin_url%/}/metrics") || true
+    case "$status" in
+      200) ;;
+      000|"") die "ADMIN_URL: nothing answers at ${admin_url%/}/metrics (the bridge's operators' listener, SSOBRIDGE_ADMIN_LISTEN)" ;;
+      *) die "ADMIN_URL: ${admin_url%/}/metrics answered HTTP $status (give ADMIN_TOKEN, the bridge's SSOBRIDGE_ADMIN_TOKEN, if it has one)" ;;
+    esac
+  fi
+  if [ -n "$redis_url" ]; then
+    command -v redis-cli >/dev/null || die "REDIS_URL needs redis-cli on PATH"
+    redis-cli -u "$redis_url" --no-auth-warning ping 2>&1 | grep -q PONG || die "REDIS_URL: Redis does not answer PING: $(redis-cli -u "$redis_url" --no-auth-warning ping 2>&1 | head -1)"
+  fi
+fi
+
 # sample writes the counters, one "name value" a line.
 sample() {
   local out=$1
@@ -234,7 +252,7 @@ for round in $(seq "$rounds"); do
   echo "k6_cpu_s $(cat "$work/cpu0")" >>"$work/before-$round"
   echo "k6_cpu_s $(cat "$work/cpu1")" >>"$work/after-$round"
   if [ "$rc" != 0 ]; then
-    echo "k6.sh: round $round: k6 exited $rc (99: a check failed); its output:" >&2
+    echo "k6.sh: round $round: k6 exited $rc (99: a check failed; 107: the script stopped, as setup() does when a warm-up sign-in fails); its output:" >&2
     cat "$work/k6-$round.out" "$log" >&2
     [ "$target" = own ] || { echo "--- bridge log" >&2; tail -20 "$work/bridge.log" >&2; }
     exit 1
