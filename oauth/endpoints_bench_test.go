@@ -231,19 +231,19 @@ func make1[T any](n int, mk func() T) []T {
 	return vs
 }
 
-// BenchmarkAuthorize is Mattermost's authorize request from a new browser, up to the redirect to
+// BenchmarkEndpointAuthorize is Mattermost's authorize request from a new browser, up to the redirect to
 // GitLab: the address's sign-in allowance spent, the request parked.
-func BenchmarkAuthorize(b *testing.B) {
+func BenchmarkEndpointAuthorize(b *testing.B) {
 	benchEndpoint(b, func(b *testing.B, bb *benchBridge) {
 		target := bb.mattermost().authorizeTarget()
 		bb.measure(b, func(int) { bb.serve(b, http.StatusFound, bb.request(http.MethodGet, target, "")) })
 	})
 }
 
-// BenchmarkCallback is the browser's return from GitLab: the parked request taken, GitLab's code
+// BenchmarkEndpointCallback is the browser's return from GitLab: the parked request taken, GitLab's code
 // exchanged and its user read (from the emulator, over loopback HTTP), the session saved with
 // Mattermost's code, the browser sent on to Mattermost.
-func BenchmarkCallback(b *testing.B) {
+func BenchmarkEndpointCallback(b *testing.B) {
 	benchEndpoint(b, func(b *testing.B, bb *benchBridge) {
 		c := bb.mattermost()
 		back := prepared(b.N, func() *http.Request { return bb.callback(bb.park(b, c)) })
@@ -251,8 +251,8 @@ func BenchmarkCallback(b *testing.B) {
 	})
 }
 
-// BenchmarkTokenCode is Mattermost's token request for a code.
-func BenchmarkTokenCode(b *testing.B) {
+// BenchmarkEndpointTokenCode is Mattermost's token request for a code.
+func BenchmarkEndpointTokenCode(b *testing.B) {
 	benchEndpoint(b, func(b *testing.B, bb *benchBridge) {
 		c := bb.mattermost()
 		form := prepared(b.N, func() string { return c.codeForm(bb.code(b, c)) })
@@ -265,10 +265,10 @@ func BenchmarkTokenCode(b *testing.B) {
 // sign-in for ever would measure an ever larger record, unlike any client.
 const refreshesPerSignIn = 10
 
-// BenchmarkTokenRefresh is a client's refresh: the person checked at GitLab (the emulator, over
+// BenchmarkEndpointTokenRefresh is a client's refresh: the person checked at GitLab (the emulator, over
 // loopback HTTP), the refresh token taken and the pair rotated. Each request presents the refresh
 // token the one before it got, refreshesPerSignIn times per sign-in.
-func BenchmarkTokenRefresh(b *testing.B) {
+func BenchmarkEndpointTokenRefresh(b *testing.B) {
 	benchEndpoint(b, func(b *testing.B, bb *benchBridge) {
 		c := bb.mattermost()
 		signIns := make1(1+(b.N+refreshesPerSignIn-1)/refreshesPerSignIn, func() string { return bb.signedIn(b, c).Refresh })
@@ -287,8 +287,8 @@ func BenchmarkTokenRefresh(b *testing.B) {
 	})
 }
 
-// BenchmarkAPIUser is Mattermost's /api/v4/user, answered from the user snapshot of the sign-in.
-func BenchmarkAPIUser(b *testing.B) {
+// BenchmarkEndpointAPIUser is Mattermost's /api/v4/user, answered from the user snapshot of the sign-in.
+func BenchmarkEndpointAPIUser(b *testing.B) {
 	benchEndpoint(b, func(b *testing.B, bb *benchBridge) {
 		bearer := "Bearer " + bb.signedIn(b, bb.mattermost()).Access
 		bb.measure(b, func(int) {
@@ -297,9 +297,9 @@ func BenchmarkAPIUser(b *testing.B) {
 	})
 }
 
-// BenchmarkUserinfo is a relying party's /oauth/userinfo, which reads the user live from GitLab
+// BenchmarkEndpointUserinfo is a relying party's /oauth/userinfo, which reads the user live from GitLab
 // (the emulator, over loopback HTTP).
-func BenchmarkUserinfo(b *testing.B) {
+func BenchmarkEndpointUserinfo(b *testing.B) {
 	benchEndpoint(b, func(b *testing.B, bb *benchBridge) {
 		bearer := "Bearer " + bb.signedIn(b, bb.rp).Access
 		bb.measure(b, func(int) {
@@ -308,8 +308,8 @@ func BenchmarkUserinfo(b *testing.B) {
 	})
 }
 
-// BenchmarkIntrospect is a client's introspection of a live access token of its own.
-func BenchmarkIntrospect(b *testing.B) {
+// BenchmarkEndpointIntrospect is a client's introspection of a live access token of its own.
+func BenchmarkEndpointIntrospect(b *testing.B) {
 	benchEndpoint(b, func(b *testing.B, bb *benchBridge) {
 		c := bb.mattermost()
 		form := c.tokenForm(bb.signedIn(b, c).Access)
@@ -322,9 +322,9 @@ func BenchmarkIntrospect(b *testing.B) {
 	})
 }
 
-// BenchmarkRevoke is a client's revocation of a live access token of its own, each request
+// BenchmarkEndpointRevoke is a client's revocation of a live access token of its own, each request
 // another sign-in's.
-func BenchmarkRevoke(b *testing.B) {
+func BenchmarkEndpointRevoke(b *testing.B) {
 	benchEndpoint(b, func(b *testing.B, bb *benchBridge) {
 		c := bb.mattermost()
 		form := prepared(b.N, func() string { return c.tokenForm(bb.signedIn(b, c).Access) })
@@ -332,8 +332,8 @@ func BenchmarkRevoke(b *testing.B) {
 	})
 }
 
-// BenchmarkDiscovery is /.well-known/openid-configuration.
-func BenchmarkDiscovery(b *testing.B) {
+// BenchmarkEndpointDiscovery is /.well-known/openid-configuration.
+func BenchmarkEndpointDiscovery(b *testing.B) {
 	benchEndpoint(b, func(b *testing.B, bb *benchBridge) {
 		bb.measure(b, func(int) {
 			bb.serve(b, http.StatusOK, bb.request(http.MethodGet, "/.well-known/openid-configuration", ""))
@@ -341,8 +341,8 @@ func BenchmarkDiscovery(b *testing.B) {
 	})
 }
 
-// BenchmarkJWKS is /oauth/discovery/keys, the keys ID tokens are signed with.
-func BenchmarkJWKS(b *testing.B) {
+// BenchmarkEndpointKeys is /oauth/discovery/keys, the keys ID tokens are signed with.
+func BenchmarkEndpointKeys(b *testing.B) {
 	benchEndpoint(b, func(b *testing.B, bb *benchBridge) {
 		bb.measure(b, func(int) { bb.serve(b, http.StatusOK, bb.request(http.MethodGet, "/oauth/discovery/keys", "")) })
 	})
