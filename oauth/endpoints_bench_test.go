@@ -27,7 +27,11 @@ import (
 // people sign in from many), under the default limits. What a request consumes (a parked
 // authorization, a code, a token) is made before the timer starts, by sign-ins as a browser and
 // a client would make them. The trace steps the requests handed to the trace writer are written
-// before the timer stops: they are part of the work.
+// before the timer stops: they are part of the work (shared, as under load, by the requests
+// of a batch: a lone request's trace costs more, see e2e's Redis cost test).
+//
+// Run them at a fixed count (-benchtime 2000x, as the README does): what is made beforehand, and
+// so the size of the store, would otherwise depend on how fast the machine is.
 //
 // Besides ns/op and allocs/op (which include building the request, about 15 allocations, and,
 // where the endpoint calls the provider, the GitLab emulator's side of that call, which runs in
