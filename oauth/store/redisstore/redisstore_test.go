@@ -300,31 +300,26 @@ func TestKeyLayout(t *testing.T) {
 	}
 	wantHash := map[string]string{
 		"started_at": started.Format(time.RFC3339Nano), "client_id": "c1", "app": "Mattermost",
-		"gitlab_user_id": "42", "username": "jdoe",
+		"gitlab_user_id": "42", "username": "jdoe", "n": strconv.Itoa(len(steps)),
 	}
-	if got := c.HGetAll(ctx, "ssobridge:trace:t1").Val(); len(got) != len(wantHash) {
-		t.Errorf("trace:t1 = %q, want %q", got, wantHash)
-	} else {
-		for f, v := range wantHash {
-			if got[f] != v {
-				t.Errorf("trace:t1 %s = %q, want %q", f, got[f], v)
-			}
+	got := c.HGetAll(ctx, "ssobridge:trace:t1").Val()
+	if len(got) != len(wantHash)+len(steps) {
+		t.Errorf("trace:t1 = %q, want %q and a field #N for each step", got, wantHash)
+	}
+	for f, v := range wantHash {
+		if got[f] != v {
+			t.Errorf("trace:t1 %s = %q, want %q", f, got[f], v)
 		}
 	}
-	if got := c.LRange(ctx, "ssobridge:trace:t1:steps", 0, -1).Val(); len(got) != len(steps) {
-		t.Errorf("trace:t1:steps has %d items, want %d", len(got), len(steps))
-	} else {
-		for i, item := range got {
-			var st store.TraceStep
-			if err := json.Unmarshal([]byte(item), &st); err != nil || st.Step != steps[i].Step {
-				t.Errorf("trace:t1:steps[%d] = %s, want the JSON of step %q", i, item, steps[i].Step)
-			}
+	for i, want := range steps {
+		var st store.TraceStep
+		item := got["#"+strconv.Itoa(i+1)]
+		if err := json.Unmarshal([]byte(item), &st); err != nil || st.Step != want.Step {
+			t.Errorf("trace:t1 #%d = %s, want the JSON of step %q", i+1, item, want.Step)
 		}
 	}
-	for _, key := range []string{"ssobridge:trace:t1", "ssobridge:trace:t1:steps"} {
-		if ttl := c.PTTL(ctx, key).Val(); ttl <= 9*time.Minute || ttl > 10*time.Minute {
-			t.Errorf("%s expires in %v, want the retention, 10m", key, ttl)
-		}
+	if ttl := c.PTTL(ctx, "ssobridge:trace:t1").Val(); ttl <= 9*time.Minute || ttl > 10*time.Minute {
+		t.Errorf("trace:t1 expires in %v, want the retention, 10m", ttl)
 	}
 	if got := c.ZRangeWithScores(ctx, "ssobridge:traces", 0, -1).Val(); len(got) != 1 || got[0].Member != "t1" {
 		t.Errorf("traces = %v, want t1 alone", got)
@@ -465,7 +460,7 @@ func TestTraceIndexIsBounded(t *testing.T) {
 	slices.Sort(keys)
 	var want []string
 	for _, id := range append([]string{"old"}, ids[3:]...) {
-		want = append(want, "ssobridge:trace:"+id, "ssobridge:trace:"+id+":steps")
+		want = append(want, "ssobridge:trace:"+id)
 	}
 	slices.Sort(want)
 	if !slices.Equal(keys, want) {
@@ -491,6 +486,7 @@ func TestTraceCapCutsAHundredthAtOnce(t *testing.T) {
 		}
 		return s.Exchanges().RoundTrips - before
 	}
+	warmTraceScripts(t, s)
 	trips := 0
 	for i := range limit + 1 + limit/100 {
 		if add(i) > 1 {
@@ -503,8 +499,8 @@ func TestTraceCapCutsAHundredthAtOnce(t *testing.T) {
 	if n := c.ZCard(ctx, "ssobridge:traces").Val(); n != int64(limit) {
 		t.Errorf("%d traces indexed, want %d", n, limit)
 	}
-	if n := len(c.Keys(ctx, "ssobridge:trace:*").Val()); n != 2*limit {
-		t.Errorf("%d trace keys, want %d", n, 2*limit)
+	if n := len(c.Keys(ctx, "ssobridge:trace:*").Val()); n != limit {
+		t.Errorf("%d trace keys, want %d", n, limit)
 	}
 }
 
@@ -814,6 +810,7 @@ func TestAFoldSentAgainCountsOnceAndCostsTheRoundTripsOfAnEviction(t *testing.T)
 		}
 		return s.Exchanges().RoundTrips - before
 	}
+	warmTraceScripts(t, s)
 	if trips := write(outageStep("first")); trips != 1 {
 		t.Errorf("the first trace of a failure took %d round trips, want 1", trips)
 	}
@@ -867,4 +864,59 @@ func TestAClientsSessionIndexExpiresWithItsLastSignIn(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// warmTraceScripts has Redis hold the trace writes' scripts, as it does once a bridge wrote its
+// first batch: a test that counts round trips counts those of steady use, not the one-time
+// fallback of a Redis that did not hold them yet (which TestTracesAreWrittenByARedisThatLostItsScripts
+// checks). The trace it writes is deleted.
+func warmTraceScripts(t *testing.T, s *Store) {
+	t.Helper()
+	ctx := t.Context()
+	if err := store.AddTraceStep(ctx, s, "warm", store.TraceMeta{}, store.TraceStep{Step: "authorize", At: time.Now()}, time.Hour, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.Del(ctx, s.traceKey("warm")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.ZRem(ctx, s.tracesKey(), "warm").Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A Redis that lost the scripts (restarted, or SCRIPT FLUSH) refuses their digests: the batch is
+// written all the same, its scripts sent again with their source, and nothing of it twice.
+func TestTracesAreWrittenByARedisThatLostItsScripts(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	for i, step := range []string{"authorize", "callback"} {
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		before := s.Exchanges().RoundTrips
+		meta := store.TraceMeta{ClientID: "c1", Username: "jdoe"}
+		if err := store.AddTraceStep(ctx, s, "lost", meta, store.TraceStep{Step: step, At: time.Now()}, time.Hour, 100); err != nil {
+			t.Fatal(err)
+		}
+		if trips := s.Exchanges().RoundTrips - before; trips != 2 {
+			t.Errorf("batch %d on a Redis without the scripts took %d round trips, want 2: the batch, and its scripts again", i+1, trips)
+		}
+	}
+	tr, err := s.GetTrace(ctx, "lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stepNamesOf(tr); !slices.Equal(got, []string{"authorize", "callback"}) || tr.Username != "jdoe" {
+		t.Errorf("the trace written without the scripts holds %q for %q; want authorize, callback for jdoe", got, tr.Username)
+	}
+}
+
+func stepNamesOf(tr *store.Trace) []string {
+	var names []string
+	for _, st := range tr.Steps {
+		names = append(names, st.Step)
+	}
+	return names
 }

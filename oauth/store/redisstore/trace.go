@@ -37,10 +37,11 @@ const (
 )
 
 // AddTraceSteps sends a whole batch in one pipeline, with the steps of each trace together: one
-// HSET, one RPUSH of all its steps and one ZADD per trace, and each index the batch touches
-// pruned once. The pipeline is not a transaction (its keys are in different Cluster slots), so two
-// first steps racing may each set part of the start: HSETNX and ZADD NX each keep whichever ran
-// first, and the two differ by no more than the race.
+// call of appendTrace (the trace's meta, its start if it is new, and every step of it in the
+// batch, in one HSET) and one ZADD NX to its index per trace, and each index the batch touches
+// pruned once. The pipeline is not a transaction (its keys are in different Cluster slots), so
+// two first steps racing may each set part of the start; ZADD NX keeps whichever ran first, and
+// the two differ by no more than the race.
 //
 // The hash is written before the index, so that on one server a ListTraces that sees the id finds
 // the hash. The pruning by age runs before ZADD NX: an id whose trace expired and is now started
@@ -53,20 +54,25 @@ const (
 // the index and the keys of its hash tag alone (the folds and the counts), which runs after the
 // traces are written: it takes out of the index each trace that folds, counts it on the first of
 // its fold, then removes the oldest ids beyond the share's cap, and returns the ids it took out;
-// their hashes and lists are then deleted in a second pipeline. One pipeline cannot do both: a
-// script may touch only keys of its own Cluster slot, and the traces' keys are spread over every
-// slot, while a pipeline cannot use what an earlier command in it returns. The second round trip
-// is made only by a batch that folds a trace or takes an index past its cap, and the script cuts
-// one hundredth more than needed (as memstore does), so that under a steady stream of sign-ins
-// one batch in a hundred new traces pays it. During an outage, a batch that folds pays it instead
-// of the one that would have evicted: a folded trace leaves the index before the cap is checked,
-// so it evicts nothing. A step written to a trace in the moment between the two round trips is
-// lost with it; otherwise a trace evicted while its sign-in goes on starts over with its next
-// step, as a new trace, as in memstore.
+// their hashes are then deleted in a second pipeline. One pipeline cannot do both: a script may
+// touch only keys of its own Cluster slot, and the traces' keys are spread over every slot, while
+// a pipeline cannot use what an earlier command in it returns. The second round trip is made only
+// by a batch that folds a trace or takes an index past its cap, and the script cuts one hundredth
+// more than needed (as memstore does), so that under a steady stream of sign-ins one batch in a
+// hundred new traces pays it. During an outage, a batch that folds pays it instead of the one
+// that would have evicted: a folded trace leaves the index before the cap is checked, so it
+// evicts nothing. A step written to a trace in the moment between the two round trips is lost
+// with it; otherwise a trace evicted while its sign-in goes on starts over with its next step, as
+// a new trace, as in memstore.
+//
+// The scripts are called by their digest (EVALSHA); a Redis that does not hold them (restarted,
+// or its scripts flushed) refuses each one, and those alone are sent again with their source,
+// in their order, while the other commands of the pipeline stand.
 //
 // A pipeline that go-redis sends again (its answer was lost after it ran, or a stalled Redis ran
-// every attempt once it woke) writes a folded trace again and folds it again, but counts it once:
-// each fold keeps a digest of the ids folded into it for its window, a few dozen bytes each.
+// every attempt once it woke) appends its steps again, which GetTrace drops as the repeats they
+// are, and folds a trace again but counts it once: each fold keeps a digest of the ids folded
+// into it for its window, a few dozen bytes each.
 func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, retention time.Duration, maxTraces int) error {
 	if len(steps) == 0 {
 		return nil
@@ -119,24 +125,32 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 		}
 	}
 	retention = roundTTL(retention)
-	trims := make([]*redis.Cmd, len(indexes))
+	// The batch's script calls, in their order: each runs by its digest first (see above).
+	type call struct {
+		sc   *redis.Script
+		keys []string
+		args []any
+		cmd  *redis.Cmd
+	}
+	var calls []*call
+	trims := make([]*call, len(indexes))
+	queue := func(p redis.Pipeliner, c *call) *call {
+		c.cmd = c.sc.EvalSha(ctx, p, c.keys, c.args...)
+		calls = append(calls, c)
+		return c
+	}
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, index := range indexes {
-			pruneTraceIndex.Eval(ctx, p, []string{index, s.foldedKey(index)}, "("+strconv.FormatInt(now.Add(-retention).UnixMilli(), 10))
+			queue(p, &call{sc: pruneTraceIndex, keys: []string{index, s.foldedKey(index)},
+				args: []any{"(" + strconv.FormatInt(now.Add(-retention).UnixMilli(), 10)}})
 		}
 		for _, g := range groups {
 			if caps[g.index] == 0 {
 				continue // unattributed traces, with a cap that leaves them no share
 			}
-			key, list := s.traceKey(g.id), s.traceStepsKey(g.id)
-			p.HSetNX(ctx, key, fieldStartedAt, g.started.Format(time.RFC3339Nano))
-			if fields := metaFields(g.meta); len(fields) > 0 {
-				p.HSet(ctx, key, fields...)
-			}
-			p.RPush(ctx, list, g.steps...)
-			p.LTrim(ctx, list, 0, maxTraceSteps-1)
-			p.PExpire(ctx, key, retention)
-			p.PExpire(ctx, list, retention)
+			fields := metaFields(g.meta)
+			args := append([]any{retention.Milliseconds(), maxTraceSteps, g.started.Format(time.RFC3339Nano), len(fields) / 2}, fields...)
+			queue(p, &call{sc: appendTrace, keys: []string{s.traceKey(g.id)}, args: append(args, g.steps...)})
 			p.ZAddNX(ctx, g.index, redis.Z{Score: float64(g.started.UnixMilli()), Member: g.id})
 		}
 		for i, index := range indexes {
@@ -148,20 +162,35 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 					args = append(args, g.id, g.foldAt.UnixMilli())
 				}
 			}
-			trims[i] = foldAndTrimTraceIndex.Eval(ctx, p, keys, args...)
+			trims[i] = queue(p, &call{sc: foldAndTrimTraceIndex, keys: keys, args: args})
 		}
 		return nil
 	})
+	var missing []*call
+	for _, c := range calls {
+		if isNoScript(c.cmd.Err()) {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range missing {
+				c.cmd = c.sc.Eval(ctx, p, c.keys, c.args...)
+			}
+			return nil
+		})
+	}
 	// The ids a script took out are gone from the index whatever else in the pipeline failed:
 	// their traces must go too, or nothing would ever list or delete them.
 	var gone []string
 	for _, trim := range trims {
-		gone = append(gone, takenOut(trim)...)
+		gone = append(gone, takenOut(trim.cmd)...)
 	}
 	if len(gone) > 0 {
 		_, derr := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, id := range gone {
-				// One DEL per key: on Cluster the two keys are in different slots.
+				// One DEL per key: on Cluster the two keys are in different slots (the list of
+				// steps is what a bridge before appendTrace wrote).
 				p.Unlink(ctx, s.traceKey(id))
 				p.Unlink(ctx, s.traceStepsKey(id))
 			}
@@ -171,6 +200,38 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 	}
 	return s.check("add trace steps", err)
 }
+
+// appendTrace adds to the trace hash KEYS[1] the steps ARGV[5+2*ARGV[4]]... (each one's JSON) as
+// the fields "#1", "#2", ... in the order they come, up to ARGV[2] of them (those past it are
+// dropped, not the first: how a sign-in began is what explains it), and the ARGV[4] pairs of meta
+// fields and values that follow ARGV[4]; it sets started_at to ARGV[3] when it writes the trace's
+// first steps, and has the hash expire ARGV[1] milliseconds from now. The field "n" counts the
+// steps given to the trace, the dropped ones too. One command on one key, so that a trace costs
+// one call however many steps a batch gives it.
+var appendTrace = redis.NewScript(`
+local key, bound, nmeta = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local first = 5 + 2 * nmeta
+local nsteps = #ARGV - first + 1
+local fields = {}
+for i = 5, first - 1 do fields[#fields + 1] = ARGV[i] end
+if nsteps > 0 then
+  local n = redis.call('HINCRBY', key, 'n', nsteps)
+  if n == nsteps then
+    fields[#fields + 1] = 'started_at'
+    fields[#fields + 1] = ARGV[3]
+  end
+  for i = 0, nsteps - 1 do
+    local at = n - nsteps + 1 + i
+    if at <= bound then
+      fields[#fields + 1] = '#' .. at
+      fields[#fields + 1] = ARGV[first + i]
+    end
+  end
+end
+if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
+redis.call('PEXPIRE', key, ARGV[1])
+return 1
+`)
 
 // takenOut is the ids foldAndTrimTraceIndex took out of its index: those it evicted and those
 // it folded.
@@ -434,7 +495,7 @@ func decodeTrace(id string, hash map[string]string, steps []string, folded strin
 	// A batch the client sent twice (after a timeout, when the first did run) appended its steps
 	// twice: a step is never legitimately the same, byte for byte, as another (each has its own
 	// time to the nanosecond and its request's id), so a repeated one is dropped.
-	steps = dedupeSteps(steps)
+	steps = dedupeSteps(append(steps, hashSteps(hash)...))
 	tr := &store.Trace{ID: id, Steps: make([]store.TraceStep, len(steps)), Folded: fold}
 	if v, ok := hash[fieldStartedAt]; ok {
 		t, err := time.Parse(time.RFC3339Nano, v)
@@ -481,6 +542,28 @@ func checkTraceID(id string) error {
 		return fmt.Errorf("the trace id %q has a colon", id)
 	}
 	return nil
+}
+
+// hashSteps are the steps appendTrace wrote in a trace's hash, in their order.
+func hashSteps(hash map[string]string) []string {
+	type numbered struct {
+		n    int
+		step string
+	}
+	var found []numbered
+	for f, v := range hash {
+		if rest, ok := strings.CutPrefix(f, "#"); ok {
+			if n, err := strconv.Atoi(rest); err == nil {
+				found = append(found, numbered{n, v})
+			}
+		}
+	}
+	slices.SortFunc(found, func(a, b numbered) int { return cmp.Compare(a.n, b.n) })
+	steps := make([]string, len(found))
+	for i, f := range found {
+		steps[i] = f.step
+	}
+	return steps
 }
 
 // dedupeSteps drops every step that repeats an earlier one byte for byte.
