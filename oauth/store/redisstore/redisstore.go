@@ -42,16 +42,18 @@
 //	                (store.EncodeConsent) (no expiry)
 //	oidc:keyset     the sealed OpenID Connect key set (no expiry)
 //	lock:<name>     a lock (see Lock): its holder's random token, expiring with the lock's TTL
-//	trace:<id>      HASH of a sign-in's trace: started_at (RFC 3339) and what is known of the
-//	                sign-in (client_id, app, gitlab_user_id, username), expiring the retention
-//	                given to AddTraceStep after its latest step
+//	trace:<id>      HASH of a sign-in's trace: started_at (RFC 3339), what is known of the
+//	                sign-in (client_id, app, gitlab_user_id, upstream, username), n (how many
+//	                steps were given it) and the steps as JSON, in order, in the fields #1, #2,
+//	                ... (at most maxTraceSteps of them), expiring the retention given to
+//	                AddTraceStep after its latest step (see appendTrace)
 //	trace:<id>:steps
-//	                LIST of the trace's steps as JSON, in order, at most maxTraceSteps, expiring
-//	                with the hash
+//	                LIST of the trace's steps as JSON, as bridges before the steps' fields wrote
+//	                them; read with the hash, and deleted with it
 //	traces          ZSET of trace ids scored by started_at (unix milliseconds); no expiry of its
 //	                own, but every AddTraceSteps removes the ids started longer than the retention
 //	                ago, and the oldest beyond the attributed traces' share of the cap, whose
-//	                trace:<id> and trace:<id>:steps it deletes
+//	                trace:<id> (and trace:<id>:steps) it deletes
 //	traces:unattributed
 //	                the same for unattributed traces (see store.TraceAppend), within their share
 //	{<prefix>traces}:folded, {<prefix>traces:unattributed}:folded
