@@ -26,17 +26,17 @@ import (
 // and the bounds come down as the cost does.
 const (
 	// maxSignInRoundTrips: exchanges with Redis (a command alone, a pipeline, a script), as the
-	// store counts them. Measured: 8 (authorize 1, callback 2, token 2, user 1, and the trace's
+	// store counts them. Measured: 7 (authorize 1, callback 2, token 1, user 1, and the trace's
 	// two batches, one before GitLab and one after).
-	maxSignInRoundTrips = 8
-	// maxSignInCommandsSent: the commands the bridge sent (a script is one). Measured: 27, of
-	// which 18 are the trace's.
-	maxSignInCommandsSent = 27
+	maxSignInRoundTrips = 7
+	// maxSignInCommandsSent: the commands the bridge sent (a script is one). Measured: 16, of
+	// which 8 are the trace's.
+	maxSignInCommandsSent = 16
 	// maxSignInCommandsRun: the commands Redis ran, as Redis counts them: a script call and every
-	// command the script ran. Measured: 63, of which 24 are the trace's; one sign-in in about
-	// 32 also prunes the sets of sign-ins in progress (3 more) and each of its two writes of the
+	// command the script ran. Measured: 53, of which 20 are the trace's; one sign-in in about
+	// 32 also prunes the sets of sign-ins in progress (3 more) and each of its writes of the
 	// client's sign-in index one in 32 (1 more each).
-	maxSignInCommandsRun = 63 + 3 + 2
+	maxSignInCommandsRun = 53 + 3 + 2
 )
 
 // A Mattermost sign-in costs Redis no more round trips and commands than it did when the bounds

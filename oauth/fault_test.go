@@ -630,6 +630,12 @@ func (l *losingStore) TakeRefresh(ctx context.Context, ref store.Ref, attempt st
 	return l.Store.TakeRefresh(ctx, ref, attempt)
 }
 
+// RedeemCode leaves every code to the take and the finish, between which this store loses what
+// it acknowledged: a redemption in one step has no such moment.
+func (l *losingStore) RedeemCode(context.Context, store.Ref, string, store.CodeRedemption, *store.TokenPair) (*store.Redeemed, error) {
+	return nil, store.ErrSlowPath
+}
+
 func (l *losingStore) FinishRefresh(ctx context.Context, ref store.Ref, attempt string, sess *store.Session, next *store.TokenPair, ttl time.Duration) error {
 	l.lose(ctx)
 	return l.Store.FinishRefresh(ctx, ref, attempt, sess, next, ttl)

@@ -116,11 +116,13 @@ func (m mint) redeem(ctx context.Context, app *store.Application, value string, 
 	return pairOf(ti), nil
 }
 
-// refreshPair makes the next pair of a sign-in whose refresh token was taken: the manager's
+// newPair makes a pair of a sign-in: the next one of a sign-in whose refresh token was taken,
+// and the first one of a code the store redeems in one step (its scope left to the store to
+// set from the code, see store.SignIns.RedeemCode). The manager's
 // refresh grant is not used (see the file's comment), only its generators and lifetimes. An
 // application registered without refresh tokens since its refresh token was issued gets an access
 // token alone (RFC 6749 §5.1 makes the refresh token optional), which ends the sign-in with it.
-func (m mint) refreshPair(ctx context.Context, app *store.Application, sessionID, scope string) (*issued, error) {
+func (m mint) newPair(ctx context.Context, app *store.Application, sessionID, scope string) (*issued, error) {
 	now := time.Now()
 	ti := models.NewToken()
 	ti.SetClientID(app.ID)

@@ -198,6 +198,9 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 		}
 	}
 	attempt := store.NewAttempt()
+	if done, err := s.redeemInOneStep(c, app, tr, ref, attempt); done {
+		return err
+	}
 	taken, err := s.store.TakeCode(ctx, ref, attempt)
 	if used, ok := errors.AsType[*store.UsedError](err); ok {
 		return s.replayedCode(c, used)
@@ -253,11 +256,45 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 		// tries again, the code is found taken by this request.
 		return storeFailure("save tokens", err)
 	}
+	return s.codeRedeemed(c, app, tr, sess, tok, idt)
+}
+
+// codeRedeemed answers a token request whose code was redeemed, tokens stored.
+func (s *Server) codeRedeemed(c echo.Context, app *store.Application, tr *TokenRequest, sess *store.Session, tok *issued, idt string) error {
 	traceMeta(c, store.TraceMeta{ClientID: sess.ClientID, GitLabUserID: sess.GitLabUserID, Username: sess.Username})
 	s.stepOK(c, http.StatusOK, map[string]string{"scope": tok.pair.Scope, "access_token_sha256": hashPrefix(tok.access), "redirect_uri": tr.RedirectURI})
 	s.metrics.loginsCompleted.WithLabelValues(app.ID).Inc()
-	s.logger(ctx).Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)
+	s.logger(c.Request().Context()).Info("token issued", "client_id", app.ID, "grant_type", tr.GrantType, "gitlab_user_id", sess.GitLabUserID)
 	return s.writeToken(c, tok, idt)
+}
+
+// redeemInOneStep redeems the code in one step of the store, a round trip fewer than a take and
+// a finish (see store.SignIns.RedeemCode), when the request asks nothing of the code that the
+// store cannot check: a PKCE verifier, a public client (which must send one), or a redirect URI
+// the application no longer has, goes through checkCode and the manager's checks below. done is false when the store left the code to those
+// steps, having taken nothing: a code of another client, for another redirect URI, expired,
+// with a PKCE challenge or for an ID token, already taken, unknown or revoked is answered there
+// as it always is.
+func (s *Server) redeemInOneStep(c echo.Context, app *store.Application, tr *TokenRequest, ref store.Ref, attempt string) (done bool, err error) {
+	if tr.CodeVerifier != "" || !app.Confidential || validateURI(app, tr.RedirectURI) != nil {
+		return false, nil
+	}
+	ctx := c.Request().Context()
+	tok, err := s.mint.newPair(ctx, app, ref.SessionID, "")
+	if err != nil {
+		return false, nil
+	}
+	red, err := s.store.RedeemCode(ctx, ref, attempt, store.CodeRedemption{ClientID: app.ID, RedirectURI: tr.RedirectURI, Now: time.Now()}, tok.pair)
+	switch {
+	case errors.Is(err, store.ErrSlowPath):
+		return false, nil
+	case err != nil:
+		// The outcome is unknown: the tokens may be stored, and are not given. A client that
+		// tries again finds the code redeemed, as after a take whose answer was lost.
+		return true, storeFailure("redeem code", err)
+	}
+	s.useTrace(c, red.TraceID)
+	return true, s.codeRedeemed(c, app, tr, red.Session, tok, "")
 }
 
 // missingRedirectURI is the answer to a code redemption without redirect_uri, which GitLab gives
@@ -475,7 +512,7 @@ func (s *Server) refresh(c echo.Context, tr *TokenRequest) error {
 	if tr.Scope != "" {
 		scope = strings.Join(ParseScope(tr.Scope), " ")
 	}
-	tok, err := s.mint.refreshPair(ctx, app, taken.Session.ID, scope)
+	tok, err := s.mint.newPair(ctx, app, taken.Session.ID, scope)
 	if err != nil {
 		return err
 	}

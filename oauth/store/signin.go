@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -214,6 +217,16 @@ type SignIns interface {
 	// the code came since the take: the tokens are then not kept, and the sign-in is revoked. The
 	// same attempt finishing twice (its finish sent twice) gets the same answer.
 	FinishCode(ctx context.Context, ref Ref, attempt string, p *TokenPair) (*Session, error)
+	// RedeemCode takes a code for attempt and stores the pair p issued from it, as TakeCode and
+	// FinishCode do, in one step, when the code is one the redemption r may redeem without
+	// looking at it first: the code of r.ClientID, issued for r.RedirectURI, not expired at
+	// r.Now, without a PKCE challenge, and whose scope has no openid (an ID token is signed from
+	// the session before anything is stored). p's Scope is set to the code's. It returns the
+	// sign-in's session and trace. ErrSlowPath when the code is not such a code, is not there, is
+	// taken, or its sign-in is not live: nothing was taken or stored, and the caller redeems the
+	// code with TakeCode and FinishCode, which answer each of those cases. A backend may answer
+	// as TakeCode and FinishCode would instead.
+	RedeemCode(ctx context.Context, ref Ref, attempt string, r CodeRedemption, p *TokenPair) (*Redeemed, error)
 	// RefuseCode records that the request that took a code (attempt) was refused, naming the
 	// failure (refusal) and the trace it was recorded in, and revokes the sign-in, which will
 	// never have tokens.
@@ -236,4 +249,26 @@ type SignIns interface {
 	// another request) stands. The sign-in keeps the marks of its RefreshMarksKept newest
 	// rotated refresh tokens, this one's always among them.
 	FinishRefresh(ctx context.Context, ref Ref, attempt string, s *Session, next *TokenPair, ttl time.Duration) error
+}
+
+// ErrSlowPath is RedeemCode's answer for a code it does not redeem in one step: nothing was taken.
+var ErrSlowPath = errors.New("the code is redeemed in steps")
+
+// CodeRedemption is what a token request asks of a code it redeems (see SignIns.RedeemCode).
+type CodeRedemption struct {
+	ClientID, RedirectURI string
+	Now                   time.Time
+}
+
+// Redeems reports whether the redemption r may redeem code c in one step (see
+// SignIns.RedeemCode): backends share it, so that they cannot disagree on it.
+func (r CodeRedemption) Redeems(c *Code) bool {
+	return c.ClientID == r.ClientID && (c.RedirectURI == "" || c.RedirectURI == r.RedirectURI) &&
+		r.Now.Before(c.ExpiresAt) && c.CodeChallenge == "" && !slices.Contains(strings.Fields(c.Scope), "openid")
+}
+
+// Redeemed is what RedeemCode returns: the sign-in's session and trace.
+type Redeemed struct {
+	Session *Session
+	TraceID string
 }
