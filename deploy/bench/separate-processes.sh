@@ -41,8 +41,8 @@ pids+=($!)
 wait_http "http://127.0.0.1:$admin_port/readyz"
 
 site=http://127.0.0.1:1
-app=$("$work/ssobridge" apps create --name Mattermost --redirect-uri "$site/signup/gitlab/complete" \
-  --redirect-uri "$site/login/gitlab/complete" --trusted --public-url "$bridge" --json)
+# Registered as an administrator registers Mattermost (no refresh tokens), as k6.sh does.
+app=$("$work/ssobridge" apps create --name Mattermost --mattermost-url "$site" --trusted --public-url "$bridge" --json)
 app_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$app")
 app_secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])' <<<"$app")
 
