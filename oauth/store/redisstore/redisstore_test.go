@@ -920,3 +920,52 @@ func stepNamesOf(tr *store.Trace) []string {
 	}
 	return names
 }
+
+// A trace a bridge before appendTrace wrote (a hash of its meta, a list of its steps) is read as
+// it was, a step written to it now comes after its own, and the cap deletes both its keys.
+func TestATraceWrittenAsAListBeforeIsStillRead(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	started := time.Now().Add(-time.Minute).UTC()
+	old := []store.TraceStep{{Step: "authorize", At: started}, {Step: "callback", At: started.Add(time.Second)}}
+	var items []any
+	for _, st := range old {
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, b)
+	}
+	if err := c.HSet(ctx, "ssobridge:trace:old1", "started_at", started.Format(time.RFC3339Nano), "client_id", "c1", "app", "Mattermost").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RPush(ctx, "ssobridge:trace:old1:steps", items...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ZAdd(ctx, "ssobridge:traces", redis.Z{Score: float64(started.UnixMilli()), Member: "old1"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.AddTraceStep(ctx, s, "old1", store.TraceMeta{Username: "jdoe"}, store.TraceStep{Step: "token", At: time.Now()}, time.Hour, 100); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := s.GetTrace(ctx, "old1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stepNamesOf(tr); !slices.Equal(got, []string{"authorize", "callback", "token"}) || tr.App != "Mattermost" || tr.Username != "jdoe" || !tr.StartedAt.Equal(started) {
+		t.Errorf("the trace read: steps %q, app %q, user %q, started %v; want authorize, callback, token of jdoe at Mattermost from %v", got, tr.App, tr.Username, tr.StartedAt, started)
+	}
+	listed, err := s.ListTraces(ctx, time.Time{}, 10)
+	if err != nil || len(listed) != 1 || len(listed[0].Steps) != 3 {
+		t.Fatalf("ListTraces: %v, %v; want the trace with its three steps", listed, err)
+	}
+	// One more trace past a cap of one: the old one is evicted, both its keys with it.
+	if err := store.AddTraceStep(ctx, s, "new1", store.TraceMeta{}, store.TraceStep{Step: "authorize", At: time.Now()}, time.Hour, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Exists(ctx, "ssobridge:trace:old1", "ssobridge:trace:old1:steps").Val(); n != 0 {
+		t.Errorf("%d keys of the evicted trace are left", n)
+	}
+}

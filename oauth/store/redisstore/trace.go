@@ -205,9 +205,9 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 // the fields "#1", "#2", ... in the order they come, up to ARGV[2] of them (those past it are
 // dropped, not the first: how a sign-in began is what explains it), and the ARGV[4] pairs of meta
 // fields and values that follow ARGV[4]; it sets started_at to ARGV[3] when it writes the trace's
-// first steps, and has the hash expire ARGV[1] milliseconds from now. The field "n" counts the
-// steps given to the trace, the dropped ones too. One command on one key, so that a trace costs
-// one call however many steps a batch gives it.
+// first steps and none is set, and has the hash expire ARGV[1] milliseconds from now. The field
+// "n" counts the steps given to the trace, the dropped ones too. One command on one key, so that
+// a trace costs one call however many steps a batch gives it.
 var appendTrace = redis.NewScript(`
 local key, bound, nmeta = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 local first = 5 + 2 * nmeta
@@ -216,10 +216,9 @@ local fields = {}
 for i = 5, first - 1 do fields[#fields + 1] = ARGV[i] end
 if nsteps > 0 then
   local n = redis.call('HINCRBY', key, 'n', nsteps)
-  if n == nsteps then
-    fields[#fields + 1] = 'started_at'
-    fields[#fields + 1] = ARGV[3]
-  end
+  -- A trace's first steps start it, unless a bridge before this script started it (its steps
+  -- in the list, no count).
+  if n == nsteps then redis.call('HSETNX', key, 'started_at', ARGV[3]) end
   for i = 0, nsteps - 1 do
     local at = n - nsteps + 1 + i
     if at <= bound then
