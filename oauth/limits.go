@@ -357,8 +357,8 @@ func (s *Server) warnUntrustedProxy(c echo.Context) {
 // authentications until their allowance could be whole again (see clientAuthLimited), and the
 // access tokens whose read of the user was traced until they expire (see traceFirstRead). It
 // holds at most maxRecentFailures of them: when full, the ones that lapsed are dropped, and if
-// none has, all are (each then costs its guesser one more attempt before the store is asked
-// again, or its token one more traced read).
+// that leaves nine tenths or more, all are (each then costs its guesser one more attempt before
+// the store is asked again, or its token one more traced read).
 type recentFailures struct {
 	mu    sync.Mutex
 	until map[string]time.Time
@@ -379,7 +379,9 @@ func (r *recentFailures) add(key string, d time.Duration) {
 				delete(r.until, k)
 			}
 		}
-		if len(r.until) >= maxRecentFailures {
+		// Nine tenths or more left: all go, so that the walk is paid once per tenth of the
+		// bound at most, not by every new key.
+		if len(r.until) >= maxRecentFailures*9/10 {
 			clear(r.until)
 		}
 	}

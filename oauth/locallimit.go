@@ -32,8 +32,10 @@ type use struct {
 }
 
 // maxLocalUse bounds the addresses remembered: when full, those whose use has decayed to nothing
-// are forgotten, and if none has, all are (each then gets up to a quarter of the burst unasked
-// once more, and its debt, which is at most that, is not spent).
+// are forgotten, and if that leaves it nine tenths full or more, all are (each then gets up to a
+// quarter of the burst unasked once more, and its debt, which is at most that, is not spent), so
+// that the walk over them is paid once per tenth of the bound at most, not by every new address
+// of a flood from many.
 const maxLocalUse = 100000
 
 // spend records one event of key under l at now, and says how many events to spend in the store
@@ -72,14 +74,14 @@ func (e *use) decay(l store.Limit, now time.Time) {
 	}
 }
 
-// forget drops the addresses whose use has decayed to nothing, or all of them if none has.
+// forget drops the addresses whose use has decayed to nothing, or all of them if too few have.
 func (u *localUse) forget(l store.Limit, now time.Time) {
 	for k, e := range u.m {
 		if e.decay(l, now); e.n == 0 {
 			delete(u.m, k)
 		}
 	}
-	if len(u.m) >= maxLocalUse {
+	if len(u.m) >= maxLocalUse*9/10 {
 		clear(u.m)
 	}
 }

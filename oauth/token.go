@@ -271,10 +271,10 @@ func (s *Server) codeRedeemed(c echo.Context, app *store.Application, tr *TokenR
 // redeemInOneStep redeems the code in one step of the store, a round trip fewer than a take and
 // a finish (see store.SignIns.RedeemCode), when the request asks nothing of the code that the
 // store cannot check: a PKCE verifier, a public client (which must send one), or a redirect URI
-// the application no longer has, goes through checkCode and the manager's checks below. done is false when the store left the code to those
-// steps, having taken nothing: a code of another client, for another redirect URI, expired,
-// with a PKCE challenge or for an ID token, already taken, unknown or revoked is answered there
-// as it always is.
+// the application no longer has, goes through checkCode and the manager's checks below. done is
+// false when the store left the code to those steps, having taken nothing: a code of another
+// client, for another redirect URI, expired, with a PKCE challenge or for an ID token, already
+// taken, unknown or revoked is answered there as it always is.
 func (s *Server) redeemInOneStep(c echo.Context, app *store.Application, tr *TokenRequest, ref store.Ref, attempt string) (done bool, err error) {
 	if tr.CodeVerifier != "" || !app.Confidential || validateURI(app, tr.RedirectURI) != nil {
 		return false, nil

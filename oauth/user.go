@@ -24,8 +24,9 @@ import (
 // traceFirstRead keeps in the sign-in's trace only the first read of the user with an access
 // token that this instance answers from the snapshot: the read that ends a sign-in (Mattermost's
 // one read) is traced, while a client that reads the user again and again with one token costs
-// the store nothing more than the read. Such reads are counted in ssobridge_requests_total, and
-// a failed one, or one that asks GitLab, is always traced.
+// the store nothing more than the read. Such reads are still counted, with their latency, in
+// ssobridge_http_request_duration_seconds, and a failed one, or one that asks GitLab, is always
+// traced.
 func (s *Server) traceFirstRead(c echo.Context, p *store.TokenPair) {
 	if s.readsTraced.has(p.AccessKey) {
 		dropSteps(c)
