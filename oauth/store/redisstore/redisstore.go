@@ -75,6 +75,7 @@ package redisstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -747,10 +748,10 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (func()
 	k, token := s.prefix+"lock:"+key, store.NewID(16)
 	err := store.WaitLock(ctx, func() (bool, error) {
 		n, err := lockScript.Run(ctx, s.c, []string{k}, token, roundTTL(ttl).Milliseconds()).Int64()
-		if err != nil && ctx.Err() != nil {
+		if err != nil && ended(ctx) {
 			// The wait ended with ctx: go-redis may say so as the socket's i/o timeout, which
 			// it derives from ctx's deadline, rather than as ctx's own error.
-			return false, ctx.Err()
+			return false, cmp.Or(ctx.Err(), context.DeadlineExceeded)
 		}
 		if err != nil {
 			return false, wrap("lock", err)
@@ -766,6 +767,16 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (func()
 		defer cancel()
 		_ = unlockScript.Run(uctx, s.c, []string{k}, token).Err()
 	}, nil
+}
+
+// ended reports whether ctx has ended, or has reached its deadline: the socket's deadline, which
+// go-redis sets from ctx's, can pass a moment before ctx's own timer says so.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // ---- inspection ----

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -967,5 +968,28 @@ func TestATraceWrittenAsAListBeforeIsStillRead(t *testing.T) {
 	}
 	if n := c.Exists(ctx, "ssobridge:trace:old1", "ssobridge:trace:old1:steps").Val(); n != 0 {
 		t.Errorf("%d keys of the evicted trace are left", n)
+	}
+}
+
+// deadlineUnsaid is a context whose deadline has passed while its timer has not yet said so (Err
+// is still nil), as a loaded machine shows for a moment: go-redis's socket deadline, derived from
+// it, has passed.
+type deadlineUnsaid struct{ context.Context }
+
+func (deadlineUnsaid) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+func (deadlineUnsaid) Err() error                  { return nil }
+
+// A lock whose wait reaches its deadline says so with the context's error, whichever of the
+// socket's deadline and the context's timer comes first.
+func TestLockWaitEndedByTheDeadlineIsTheContextsError(t *testing.T) {
+	s := New(newClient(t, storetest.RedisURL(t)), "")
+	defer s.Close()
+	unlock, err := s.Lock(t.Context(), "k", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := s.Lock(deadlineUnsaid{t.Context()}, "k", time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a wait past its deadline: %v, want context.DeadlineExceeded", err)
 	}
 }
