@@ -139,7 +139,7 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 		calls = append(calls, c)
 		return c
 	}
-	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, index := range indexes {
 			queue(p, &call{sc: pruneTraceIndex, keys: []string{index, s.foldedKey(index)},
 				args: []any{"(" + strconv.FormatInt(now.Add(-retention).UnixMilli(), 10)}})
@@ -173,12 +173,22 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 		}
 	}
 	if len(missing) > 0 {
-		_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// The batch's error is then the first of its commands that did not fail for want of a
+		// script, else the scripts' own when sent again.
+		err = nil
+		for _, cmd := range cmds {
+			if e := cmd.Err(); e != nil && !isNoScript(e) && !isNil(e) {
+				err = e
+				break
+			}
+		}
+		_, again := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, c := range missing {
 				c.cmd = c.sc.Eval(ctx, p, c.keys, c.args...)
 			}
 			return nil
 		})
+		err = cmp.Or(err, again)
 	}
 	// The ids a script took out are gone from the index whatever else in the pipeline failed:
 	// their traces must go too, or nothing would ever list or delete them.
