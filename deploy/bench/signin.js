@@ -141,6 +141,34 @@ function stepOf(u) {
   return 'upstream';
 }
 
+// LOAD_FIXES names what to change on the bridge under test when it refuses the load itself
+// rather than a sign-in: its X-Ssobridge-Failure, and the setting.
+const LOAD_FIXES = {
+  rate_limited: 'the sign-in rate limit refused the load, which comes from one address: raise SSOBRIDGE_RATE_LIMIT_SIGN_IN on the bridge under test (e.g. 1000000000/1m), as README "Measuring with k6" says',
+  too_many_pending_from_address: 'the cap on sign-ins in progress per address refused the load: raise SSOBRIDGE_MAX_PENDING_PER_ADDRESS on the bridge under test',
+  too_many_pending: 'the cap on sign-ins in progress refused the load: raise SSOBRIDGE_MAX_PENDING on the bridge under test',
+  overloaded: 'the bridge shed requests beyond SSOBRIDGE_MAX_IN_FLIGHT: lower --vus, or raise the setting',
+  client_auth_rate_limited: 'failed client authentications are limited: check CLIENT_ID and CLIENT_SECRET',
+};
+
+// told counts the failures this VU has logged, by kind: each kind is logged once, not at every
+// iteration (the checks count them all).
+const told = {};
+
+// tellFailure logs, once per VU and kind, what a request answered instead: the bridge's failure
+// name (X-Ssobridge-Failure) and trace id, and what to change when the load itself was refused,
+// else the start of the body.
+function tellFailure(what, r) {
+  const failure = r.headers['X-Ssobridge-Failure'] || '';
+  const key = what + ' ' + r.status + ' ' + failure;
+  told[key] = (told[key] || 0) + 1;
+  if (told[key] > 1) return;
+  let line = what + ' answered ' + r.status + (failure ? ' ' + failure : '');
+  if (r.headers['X-Trace-Id']) line += ' (trace ' + r.headers['X-Trace-Id'] + ')';
+  line += ': ' + (LOAD_FIXES[failure] || String(r.body).slice(0, 300));
+  console.error(line + ' [logged once per VU]');
+}
+
 // browse is the browser's part: authorize, the provider, the callback, up to the redirect to
 // REDIRECT_URI, which it does not follow (Mattermost's completeOAuth would take over). It returns
 // the code, or null after failing a check.
@@ -158,7 +186,7 @@ function browse() {
     total += d;
     const loc = r.headers.Location;
     if (!check(r, { [step + ' redirects (302/303 with a Location)']: (x) => (x.status === 302 || x.status === 303) && !!loc })) {
-      console.error(step + ' answered ' + r.status + ' instead of a redirect: ' + String(r.body).slice(0, 300));
+      tellFailure(step + ', instead of a redirect,', r);
       return null;
     }
     url = resolve(url, loc);
@@ -199,7 +227,7 @@ function tokenRequest(params, trend) {
     [trend + ': expires_in an int32']: () => !!body && Number.isInteger(body.expires_in) && body.expires_in <= 2147483647,
   });
   if (!ok) {
-    console.error('POST /oauth/token answered ' + r.status + ': ' + String(r.body).slice(0, 300));
+    tellFailure('POST /oauth/token', r);
     return null;
   }
   return { body: body, took: took(r) };
@@ -226,7 +254,7 @@ function fetchUser(accessToken) {
     'user: a GitLab user with id and username': () => !!u && Number.isInteger(u.id) && u.id > 0 && typeof u.username === 'string' && u.username !== '',
   });
   if (!ok) {
-    console.error('GET /api/v4/user answered ' + r.status + ': ' + String(r.body).slice(0, 300));
+    tellFailure('GET /api/v4/user', r);
     return null;
   }
   return took(r);
