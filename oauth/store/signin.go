@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 )
 
@@ -258,13 +256,6 @@ var ErrSlowPath = errors.New("the code is redeemed in steps")
 type CodeRedemption struct {
 	ClientID, RedirectURI string
 	Now                   time.Time
-}
-
-// Redeems reports whether the redemption r may redeem code c in one step (see
-// SignIns.RedeemCode): backends share it, so that they cannot disagree on it.
-func (r CodeRedemption) Redeems(c *Code) bool {
-	return c.ClientID == r.ClientID && (c.RedirectURI == "" || c.RedirectURI == r.RedirectURI) &&
-		r.Now.Before(c.ExpiresAt) && c.CodeChallenge == "" && !slices.Contains(strings.Fields(c.Scope), "openid")
 }
 
 // Redeemed is what RedeemCode returns: the sign-in's session and trace.

@@ -14,7 +14,7 @@ import (
 
 // redeemOnce takes the code field ARGV[1] of the sign-in KEYS[1] for attempt ARGV[3] at ARGV[4]
 // (unix milliseconds) and stores the pair issued from it, in one step, when the code is one
-// store.CodeRedemption.Redeems: the client ARGV[5]'s, for the redirect URI ARGV[6], not expired,
+// store.SignIns.RedeemCode may redeem: the client ARGV[5]'s, for the redirect URI ARGV[6], not expired,
 // without PKCE challenge, without openid in its scope, and its sign-in live. The pair is ARGV[7],
 // the code's scope as JSON, then ARGV[8]; it goes under ARGV[9] (its access token) and ARGV[10]
 // (its refresh token, if not empty), and with ARGV[11] > 0 the sign-in expires in ARGV[11] ms.
