@@ -29,14 +29,15 @@ const (
 	// store counts them. Measured: 7 (authorize 1, callback 2, token 1, user 1, and the trace's
 	// two batches, one before GitLab and one after).
 	maxSignInRoundTrips = 7
-	// maxSignInCommandsSent: the commands the bridge sent (a script is one). Measured: 16, of
-	// which 8 are the trace's.
-	maxSignInCommandsSent = 16
+	// maxSignInCommandsSent: the commands the bridge sent (a script is one). Measured: 13, of
+	// which 5 are the trace's: the batch that starts it writes, prunes, indexes and caps (4), and
+	// the batch that continues it writes (1).
+	maxSignInCommandsSent = 13
 	// maxSignInCommandsRun: the commands Redis ran, as Redis counts them: a script call and every
-	// command the script ran. Measured: 54, of which 21 are the trace's; one sign-in in about
+	// command the script ran. Measured: 50, of which 17 are the trace's; one sign-in in about
 	// 32 also prunes the sets of sign-ins in progress (3 more) and each of its writes of the
 	// client's sign-in index one in 32 (1 more each).
-	maxSignInCommandsRun = 54 + 3 + 2
+	maxSignInCommandsRun = 50 + 3 + 2
 )
 
 // A Mattermost sign-in costs Redis no more round trips and commands than it did when the bounds

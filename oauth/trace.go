@@ -45,6 +45,8 @@ type traceRef struct {
 	done bool
 	// batch holds the request's recorded steps until it is answered.
 	batch []store.TraceAppend
+	// fresh is set while id is the request's own (requestTrace): a trace the request starts.
+	fresh bool
 }
 
 const traceKey = "ssobridge.trace"
@@ -77,6 +79,7 @@ func (s *Server) beginStep(c echo.Context, id string, step signin.Step, from, to
 		ref.meta, ref.batch = old.meta, old.batch
 		ref.vouched = old.vouched && old.id == id
 	}
+	ref.fresh = id != "" && c.Get(requestTraceKey) == id
 	c.Set(traceKey, ref)
 	if id != "" {
 		c.Response().Header().Set(HeaderTraceID, id)
@@ -140,7 +143,7 @@ func (s *Server) stepFailed(c echo.Context, status int, e *Error) {
 		// The bridge failed before it learnt which sign-in the request belongs to (the store did
 		// not answer the lookup that would have told): the failure is the bridge's, and gets a
 		// trace of its own, so that the administrator sees it and the client gets its id.
-		ref.id = requestTrace(c)
+		ref.id, ref.fresh = requestTrace(c), true
 		c.Response().Header().Set(HeaderTraceID, ref.id)
 		logTrace(c, ref.id)
 	}
@@ -180,6 +183,7 @@ func (s *Server) upstreamStep(c echo.Context, step signin.Step, label string, st
 func (s *Server) useTrace(c echo.Context, id string) {
 	if ref, ok := c.Get(traceKey).(*traceRef); ok && id != "" {
 		ref.id, ref.vouched = id, true
+		ref.fresh = c.Get(requestTraceKey) == id
 		c.Response().Header().Set(HeaderTraceID, id)
 		logTrace(c, id)
 	}
@@ -235,7 +239,7 @@ func (s *Server) record(ctx context.Context, ref *traceRef, st store.TraceStep) 
 		st.Duration = float64(time.Since(ref.start).Microseconds()) / 1000
 	}
 	st.RequestID = requestIDFrom(ctx)
-	a := store.TraceAppend{ID: ref.id, Meta: ref.meta, Step: st, Unattributed: !ref.vouched}
+	a := store.TraceAppend{ID: ref.id, Meta: ref.meta, Step: st, Unattributed: !ref.vouched, Starts: ref.fresh}
 	if !st.OK && st.Failure != "" && ref.foldable() {
 		a.Fold = store.TraceFoldKey(ref.meta, st)
 	}

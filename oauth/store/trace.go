@@ -119,6 +119,10 @@ type TraceAppend struct {
 	// whose first is gone (evicted or expired): it becomes the first in its place. Only the
 	// first step with a Fold of a trace in one batch counts.
 	Fold string
+	// Starts says that the trace is new: its id was made for the request that recorded the step.
+	// A store may then index the trace in the same round trip as it writes it; one that is not
+	// told finds out, at the cost of a round trip.
+	Starts bool
 }
 
 // TraceFoldWindow is how long after the first trace of a failure the later ones alike are folded

@@ -44,14 +44,16 @@
 //	lock:<name>     a lock (see Lock): its holder's random token, expiring with the lock's TTL
 //	trace:<id>      HASH of a sign-in's trace: started_at (RFC 3339), what is known of the
 //	                sign-in (client_id, app, gitlab_user_id, upstream, username), n (how many
-//	                steps were given it) and the steps as JSON, in order, in the fields #1, #2,
+//	                steps were given it), ix (when it was last indexed, unix milliseconds)
+//	                and the steps as JSON, in order, in the fields #1, #2,
 //	                ... (at most maxTraceSteps of them), expiring the retention given to
 //	                AddTraceStep after its latest step (see appendTrace)
 //	trace:<id>:steps
 //	                LIST of the trace's steps as JSON, as bridges before the steps' fields wrote
 //	                them; read with the hash, and deleted with it
-//	traces          ZSET of trace ids scored by started_at (unix milliseconds); no expiry of its
-//	                own, but every AddTraceSteps removes the ids started longer than the retention
+//	traces          ZSET of trace ids scored by started_at (unix milliseconds; for a trace that
+//	                goes on past half the retention, its latest indexing); no expiry of its
+//	                own, but every AddTraceSteps that indexes removes the ids scored longer than the retention
 //	                ago, and the oldest beyond the attributed traces' share of the cap, whose
 //	                trace:<id> (and trace:<id>:steps) it deletes
 //	traces:unattributed

@@ -302,6 +302,7 @@ func TestKeyLayout(t *testing.T) {
 	wantHash := map[string]string{
 		"started_at": started.Format(time.RFC3339Nano), "client_id": "c1", "app": "Mattermost",
 		"gitlab_user_id": "42", "username": "jdoe", "n": strconv.Itoa(len(steps)),
+		"ix": strconv.FormatInt(started.UnixMilli(), 10),
 	}
 	got := c.HGetAll(ctx, "ssobridge:trace:t1").Val()
 	if len(got) != len(wantHash)+len(steps) {
@@ -482,7 +483,8 @@ func TestTraceCapCutsAHundredthAtOnce(t *testing.T) {
 	add := func(i int) int64 {
 		before := s.Exchanges().RoundTrips
 		step := store.TraceStep{Step: "authorize", At: base.Add(time.Duration(i) * time.Millisecond)}
-		if err := store.AddTraceStep(ctx, s, fmt.Sprintf("t%05d", i), store.TraceMeta{}, step, time.Hour, maxTraces); err != nil {
+		a := store.TraceAppend{ID: fmt.Sprintf("t%05d", i), Step: step, Starts: true}
+		if err := s.AddTraceSteps(ctx, []store.TraceAppend{a}, time.Hour, maxTraces); err != nil {
 			t.Fatal(err)
 		}
 		return s.Exchanges().RoundTrips - before
@@ -791,7 +793,7 @@ func TestWritesToAFullRedisAreErrFull(t *testing.T) {
 // outageStep is a failed step with the Fold the bridge gives it.
 func outageStep(id string) store.TraceAppend {
 	step := store.TraceStep{Step: "upstream_token", At: time.Now(), Status: 502, Failure: "upstream_unreachable", Reason: "GitLab did not answer"}
-	return store.TraceAppend{ID: id, Step: step, Fold: store.TraceFoldKey(store.TraceMeta{}, store.TraceStep{Failure: step.Failure, Reason: step.Reason})}
+	return store.TraceAppend{ID: id, Step: step, Fold: store.TraceFoldKey(store.TraceMeta{}, store.TraceStep{Failure: step.Failure, Reason: step.Reason}), Starts: true}
 }
 
 // A pipeline go-redis sends again, after a reply lost or a Redis that stalled and then ran every
@@ -836,6 +838,100 @@ func TestAFoldSentAgainCountsOnceAndCostsTheRoundTripsOfAnEviction(t *testing.T)
 	}
 	if got := c.ZRange(ctx, "ssobridge:traces", 0, -1).Val(); len(got) != 1 || got[0] != "first" {
 		t.Errorf("the index holds %q, want only the first trace", got)
+	}
+}
+
+// A trace costs its index once: the batch that starts it writes and indexes it in one round trip,
+// and a batch that continues it sends one command, the trace's own.
+func TestATraceContinuedCostsOneCommandAndItsStartOneRoundTrip(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	warmTraceScripts(t, s)
+	write := func(a store.TraceAppend) store.Exchanges {
+		t.Helper()
+		before := s.Exchanges()
+		if err := s.AddTraceSteps(ctx, []store.TraceAppend{a}, time.Hour, 100); err != nil {
+			t.Fatal(err)
+		}
+		after := s.Exchanges()
+		return store.Exchanges{RoundTrips: after.RoundTrips - before.RoundTrips, Commands: after.Commands - before.Commands}
+	}
+	started := time.Now()
+	if got := write(store.TraceAppend{ID: "t1", Step: store.TraceStep{Step: "authorize", At: started}, Starts: true}); got.RoundTrips != 1 {
+		t.Errorf("the batch that starts a trace took %d round trips, want 1", got.RoundTrips)
+	}
+	for _, step := range []string{"callback", "token", "user"} {
+		if got := write(store.TraceAppend{ID: "t1", Step: store.TraceStep{Step: step, At: time.Now()}}); got.RoundTrips != 1 || got.Commands != 1 {
+			t.Errorf("a batch that continues the trace (%s) took %d round trips and %d commands, want 1 and 1", step, got.RoundTrips, got.Commands)
+		}
+	}
+	if got := c.ZRangeWithScores(ctx, "ssobridge:traces", 0, -1).Val(); len(got) != 1 || got[0].Member != "t1" || got[0].Score != float64(started.UnixMilli()) {
+		t.Errorf("the index holds %v, want t1 under its start, %d", got, started.UnixMilli())
+	}
+}
+
+// A trace whose first step does not say it starts (it expired or was evicted while its sign-in
+// went on, and starts over) is indexed all the same, at the cost of a second round trip, and so is
+// a trace last indexed longer than half the retention ago, under its latest batch's time: a trace
+// that goes on (a session's refreshes) is never pruned from the index while its hash lives.
+func TestATraceNotSaidToStartOrIndexedLongAgoIsIndexed(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	warmTraceScripts(t, s)
+	const retention = time.Hour
+	write := func(a store.TraceAppend) int64 {
+		t.Helper()
+		before := s.Exchanges().RoundTrips
+		if err := s.AddTraceSteps(ctx, []store.TraceAppend{a}, retention, 100); err != nil {
+			t.Fatal(err)
+		}
+		return s.Exchanges().RoundTrips - before
+	}
+	indexed := func(id string) (float64, bool) {
+		score, err := c.ZScore(ctx, "ssobridge:traces", id).Result()
+		return score, err == nil
+	}
+	at := time.Now()
+	if trips := write(store.TraceAppend{ID: "restarted", Step: store.TraceStep{Step: "token", At: at}}); trips != 2 {
+		t.Errorf("a new trace not said to start took %d round trips, want 2", trips)
+	}
+	if score, ok := indexed("restarted"); !ok || score != float64(at.UnixMilli()) {
+		t.Errorf("a new trace not said to start is indexed: %v, under %.0f; want under %d", ok, score, at.UnixMilli())
+	}
+	if _, err := s.ListTraces(ctx, time.Time{}, 10); err != nil {
+		t.Fatal(err)
+	}
+
+	// A trace indexed 40 minutes ago, and pruned from the index since (as a batch of other
+	// traces does to what started longer than the retention ago).
+	old := at.Add(-40 * time.Minute)
+	write(store.TraceAppend{ID: "long", Step: store.TraceStep{Step: "authorize", At: old}, Starts: true})
+	if err := c.HSet(ctx, "ssobridge:trace:long", "ix", old.UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ZRem(ctx, "ssobridge:traces", "long").Err(); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now()
+	if trips := write(store.TraceAppend{ID: "long", Step: store.TraceStep{Step: "refresh", At: later}}); trips != 2 {
+		t.Errorf("a trace indexed 40 minutes ago, with a retention of an hour, took %d round trips, want 2", trips)
+	}
+	if score, ok := indexed("long"); !ok || score != float64(later.UnixMilli()) {
+		t.Errorf("a trace indexed 40 minutes ago is indexed again: %v, under %.0f; want under its latest batch's time, %d", ok, score, later.UnixMilli())
+	}
+	if trips := write(store.TraceAppend{ID: "long", Step: store.TraceStep{Step: "refresh", At: time.Now()}}); trips != 1 {
+		t.Errorf("once indexed again, the trace's next batch took %d round trips, want 1", trips)
+	}
+	tr, err := s.GetTrace(ctx, "long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stepNamesOf(tr); !slices.Equal(got, []string{"authorize", "refresh", "refresh"}) {
+		t.Errorf("the trace indexed again holds %q, want authorize, refresh, refresh", got)
 	}
 }
 
@@ -898,7 +994,8 @@ func TestTracesAreWrittenByARedisThatLostItsScripts(t *testing.T) {
 		}
 		before := s.Exchanges().RoundTrips
 		meta := store.TraceMeta{ClientID: "c1", Username: "jdoe"}
-		if err := store.AddTraceStep(ctx, s, "lost", meta, store.TraceStep{Step: step, At: time.Now()}, time.Hour, 100); err != nil {
+		a := store.TraceAppend{ID: "lost", Meta: meta, Step: store.TraceStep{Step: step, At: time.Now()}, Starts: i == 0}
+		if err := s.AddTraceSteps(ctx, []store.TraceAppend{a}, time.Hour, 100); err != nil {
 			t.Fatal(err)
 		}
 		if trips := s.Exchanges().RoundTrips - before; trips != 2 {

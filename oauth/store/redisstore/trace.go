@@ -36,34 +36,40 @@ const (
 	fieldUsername     = "username"
 )
 
-// AddTraceSteps sends a whole batch in one pipeline, with the steps of each trace together: one
-// call of appendTrace (the trace's meta, its start if it is new, and every step of it in the
-// batch, in one HSET) and one ZADD NX to its index per trace, and each index the batch touches
-// pruned once. The pipeline is not a transaction (its keys are in different Cluster slots), so
-// two first steps racing may each set part of the start; ZADD NX keeps whichever ran first, and
-// the two differ by no more than the race.
+// AddTraceSteps sends a whole batch in one pipeline: one call of appendTrace per trace (the
+// trace's meta, its start if it is new, and every step of it in the batch, in one HSET), and, for
+// each trace the batch starts (store.TraceAppend.Starts), a ZADD NX to its index, with the index
+// pruned by age before and folded and capped after (foldAndTrimTraceIndex). A trace the batch
+// continues costs its one call: it is in its index already. The pipeline is not a transaction
+// (its keys are in different Cluster slots), so two first steps racing may each set part of the
+// start; ZADD NX keeps whichever ran first, and the two differ by no more than the race.
+//
+// appendTrace says which traces need their index after all, and a second pipeline indexes them
+// (pruned, added, folded and capped as above): a trace that was new though no step said it
+// starts (it expired, or was evicted, while its sign-in went on; it starts over as a new trace,
+// as in memstore), and a trace last indexed more than half the retention ago, which is indexed
+// again under its batch's time, so that a trace that goes on (a session's refreshes reuse its
+// trace id) is never pruned from the index while its hash lives. Under load one batch carries
+// the steps of many sign-ins, and the index's commands are paid once for all of them.
 //
 // The hash is written before the index, so that on one server a ListTraces that sees the id finds
 // the hash. The pruning by age runs before ZADD NX: an id whose trace expired and is now started
-// again (a session outlives its trace, and its refreshes reuse the trace id) must be indexed with
-// its new start, not removed with its old score. A trace that goes on past the retention from its
-// start is indexed again under its latest step's time; the bridge's sign-ins last minutes, its
-// retention hours.
+// again must be indexed with its new start, not removed with its old score.
 //
 // Folding (see store.TraceAppend.Fold) and the cap are kept by foldAndTrimTraceIndex, a script on
 // the index and the keys of its hash tag alone (the folds and the counts), which runs after the
-// traces are written: it takes out of the index each trace that folds, counts it on the first of
-// its fold, then removes the oldest ids beyond the share's cap, and returns the ids it took out;
-// their hashes are then deleted in a second pipeline. One pipeline cannot do both: a script may
-// touch only keys of its own Cluster slot, and the traces' keys are spread over every slot, while
-// a pipeline cannot use what an earlier command in it returns. The second round trip is made only
-// by a batch that folds a trace or takes an index past its cap, and the script cuts one hundredth
-// more than needed (as memstore does), so that under a steady stream of sign-ins one batch in a
-// hundred new traces pays it. During an outage, a batch that folds pays it instead of the one
-// that would have evicted: a folded trace leaves the index before the cap is checked, so it
-// evicts nothing. A step written to a trace in the moment between the two round trips is lost
-// with it; otherwise a trace evicted while its sign-in goes on starts over with its next step, as
-// a new trace, as in memstore.
+// traces are indexed, in a batch that indexes a trace or has a step with a Fold: it takes out of
+// the index each trace that folds, counts it on the first of its fold, then removes the oldest ids
+// beyond the share's cap, and returns the ids it took out; their hashes are then deleted in a last
+// pipeline. One pipeline cannot do both: a script may touch only keys of its own Cluster slot, and
+// the traces' keys are spread over every slot, while a pipeline cannot use what an earlier
+// command in it returns. The deletion is made only by a batch that folds a trace or takes an index
+// past its cap, and the script cuts one hundredth more than needed (as memstore does), so that
+// under a steady stream of sign-ins one batch in a hundred new traces pays it. During an outage, a
+// batch that folds pays it instead of the one that would have evicted: a folded trace leaves the
+// index before the cap is checked, so it evicts nothing. A step written to a trace in the moment
+// between the round trips is lost with it; otherwise a trace evicted while its sign-in goes on
+// starts over with its next step, as a new trace.
 //
 // The scripts are called by their digest (EVALSHA); a Redis that does not hold them (restarted,
 // or its scripts flushed) refuses each one, and those alone are sent again with their source,
@@ -77,21 +83,11 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 	if len(steps) == 0 {
 		return nil
 	}
-	type group struct {
-		id      string
-		started time.Time
-		meta    store.TraceMeta
-		steps   []any
-		index   string
-		// fold and foldAt are those of the trace's first step with a Fold in the batch.
-		fold   string
-		foldAt time.Time
-	}
 	attributedCap, unattributedCap := store.TraceCaps(maxTraces)
 	caps := map[string]int{s.tracesKey(): attributedCap, s.unattributedTracesKey(): unattributedCap}
 	now := time.Now()
-	var groups []*group
-	byID := make(map[string]*group, len(steps))
+	var groups []*traceGroup
+	byID := make(map[string]*traceGroup, len(steps))
 	for _, a := range steps {
 		if err := checkTraceArgs(a.ID, retention, maxTraces); err != nil {
 			return wrap("add trace steps", err)
@@ -102,103 +98,116 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 		}
 		g := byID[a.ID]
 		if g == nil {
-			g = &group{id: a.ID, started: cmp.Or(a.Step.At, now), index: s.tracesKey()}
+			g = &traceGroup{id: a.ID, started: cmp.Or(a.Step.At, now), index: s.tracesKey()}
 			if a.Unattributed {
 				g.index = s.unattributedTracesKey()
 			}
 			byID[a.ID] = g
-			groups = append(groups, g)
+			if caps[g.index] > 0 { // else unattributed traces, with a cap that leaves them no share
+				groups = append(groups, g)
+			}
 		}
+		g.starts = g.starts || a.Starts
 		if g.fold == "" && a.Fold != "" {
 			g.fold, g.foldAt = a.Fold, cmp.Or(a.Step.At, now)
 		}
 		g.meta.Merge(a.Meta)
 		g.steps = append(g.steps, b)
 	}
-	var indexes []string // those the batch touches, in a fixed order
-	for _, index := range []string{s.tracesKey(), s.unattributedTracesKey()} {
-		for _, g := range groups {
-			if g.index == index && caps[index] > 0 {
-				indexes = append(indexes, index)
-				break
-			}
-		}
-	}
 	retention = roundTTL(retention)
-	// The batch's script calls, in their order: each runs by its digest first (see above).
-	type call struct {
-		sc   *redis.Script
-		keys []string
-		args []any
-		cmd  *redis.Cmd
-	}
-	var calls []*call
-	trims := make([]*call, len(indexes))
-	queue := func(p redis.Pipeliner, c *call) *call {
-		c.cmd = c.sc.EvalSha(ctx, p, c.keys, c.args...)
-		calls = append(calls, c)
-		return c
-	}
-	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, index := range indexes {
-			queue(p, &call{sc: pruneTraceIndex, keys: []string{index, s.foldedKey(index)},
-				args: []any{"(" + strconv.FormatInt(now.Add(-retention).UnixMilli(), 10)}})
-		}
-		for _, g := range groups {
-			if caps[g.index] == 0 {
-				continue // unattributed traces, with a cap that leaves them no share
-			}
-			fields := metaFields(g.meta)
-			args := append([]any{retention.Milliseconds(), maxTraceSteps, g.started.Format(time.RFC3339Nano), len(fields) / 2}, fields...)
-			queue(p, &call{sc: appendTrace, keys: []string{s.traceKey(g.id)}, args: append(args, g.steps...)})
-			p.ZAddNX(ctx, g.index, redis.Z{Score: float64(g.started.UnixMilli()), Member: g.id})
-		}
-		for i, index := range indexes {
-			keys := []string{index, s.foldedKey(index)}
-			args := []any{caps[index], caps[index] / 100, store.TraceFoldWindow.Milliseconds()}
-			for _, g := range groups {
-				if g.index == index && g.fold != "" {
-					keys = append(keys, s.foldKey(index, g.fold))
-					args = append(args, g.id, g.foldAt.UnixMilli())
+	reindexBefore := now.Add(-retention / 2).UnixMilli()
+	pruneBelow := "(" + strconv.FormatInt(now.Add(-retention).UnixMilli(), 10)
+
+	// index queues, for the groups given, the pruning of their indexes, their ZADDs (NX for a
+	// trace that is new, else under its batch's time) and the folding and capping of their
+	// indexes, and returns the capping calls.
+	index := func(b *scriptBatch, p redis.Pipeliner, gs []*traceGroup, indexed func(*traceGroup) bool, folds func(*traceGroup) bool) []*scriptCall {
+		var trims []*scriptCall
+		for _, ix := range []string{s.tracesKey(), s.unattributedTracesKey()} {
+			var adds, folded []*traceGroup
+			for _, g := range gs {
+				if g.index != ix {
+					continue
+				}
+				if indexed(g) {
+					adds = append(adds, g)
+				}
+				if g.fold != "" && folds(g) {
+					folded = append(folded, g)
 				}
 			}
-			trims[i] = queue(p, &call{sc: foldAndTrimTraceIndex, keys: keys, args: args})
+			if len(adds) == 0 && len(folded) == 0 {
+				continue
+			}
+			keys := []string{ix, s.foldedKey(ix)}
+			if len(adds) > 0 {
+				b.queue(ctx, p, &scriptCall{sc: pruneTraceIndex, keys: keys, args: []any{pruneBelow}})
+			}
+			for _, g := range adds {
+				z := redis.Z{Score: float64(g.started.UnixMilli()), Member: g.id}
+				if g.reindex {
+					p.ZAdd(ctx, ix, z)
+				} else {
+					p.ZAddNX(ctx, ix, z)
+				}
+			}
+			args := []any{caps[ix], caps[ix] / 100, store.TraceFoldWindow.Milliseconds()}
+			for _, g := range folded {
+				keys = append(keys, s.foldKey(ix, g.fold))
+				args = append(args, g.id, g.foldAt.UnixMilli())
+			}
+			trims = append(trims, b.queue(ctx, p, &scriptCall{sc: foldAndTrimTraceIndex, keys: keys, args: args}))
 		}
-		return nil
+		return trims
+	}
+
+	first := &scriptBatch{}
+	var trims []*scriptCall
+	err := first.run(ctx, s.c, func(p redis.Pipeliner) {
+		for _, g := range groups {
+			fields := metaFields(g.meta)
+			args := append([]any{retention.Milliseconds(), maxTraceSteps, g.started.Format(time.RFC3339Nano),
+				g.started.UnixMilli(), reindexBefore, len(fields) / 2}, fields...)
+			g.append = first.queue(ctx, p, &scriptCall{sc: appendTrace, keys: []string{s.traceKey(g.id)}, args: append(args, g.steps...)})
+		}
+		trims = index(first, p, groups, func(g *traceGroup) bool { return g.starts }, func(*traceGroup) bool { return true })
 	})
-	var missing []*call
-	for _, c := range calls {
-		if isNoScript(c.cmd.Err()) {
-			missing = append(missing, c)
-		}
-	}
-	if len(missing) > 0 {
-		// The batch's error is then the first of its commands that did not fail for want of a
-		// script, else the scripts' own when sent again.
-		err = nil
-		for _, cmd := range cmds {
-			if e := cmd.Err(); e != nil && !isNoScript(e) && !isNil(e) {
-				err = e
-				break
-			}
-		}
-		_, again := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, c := range missing {
-				c.cmd = c.sc.Eval(ctx, p, c.keys, c.args...)
-			}
-			return nil
-		})
-		err = cmp.Or(err, again)
-	}
 	// The ids a script took out are gone from the index whatever else in the pipeline failed:
 	// their traces must go too, or nothing would ever list or delete them.
-	var gone []string
+	gone := make(map[string]bool)
 	for _, trim := range trims {
-		gone = append(gone, takenOut(trim.cmd)...)
+		for _, id := range takenOut(trim.cmd) {
+			gone[id] = true
+		}
+	}
+	// The traces appendTrace says need their index (see above), unless the batch indexed them
+	// already or took them out.
+	var late []*traceGroup
+	for _, g := range groups {
+		switch n, _ := g.append.cmd.Int(); {
+		case gone[g.id]:
+		case n == appendedNew && !g.starts, n == appendedStale:
+			g.reindex = n == appendedStale
+			late = append(late, g)
+		}
+	}
+	if len(late) > 0 {
+		second := &scriptBatch{}
+		var lateTrims []*scriptCall
+		err = cmp.Or(err, second.run(ctx, s.c, func(p redis.Pipeliner) {
+			// A fold the first pipeline could not count (its trace was not in the index yet) is
+			// counted now; one it did is not counted again (see foldAndTrimTraceIndex).
+			lateTrims = index(second, p, late, func(*traceGroup) bool { return true }, func(*traceGroup) bool { return true })
+		}))
+		for _, trim := range lateTrims {
+			for _, id := range takenOut(trim.cmd) {
+				gone[id] = true
+			}
+		}
 	}
 	if len(gone) > 0 {
 		_, derr := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, id := range gone {
+			for id := range gone {
 				// One DEL per key: on Cluster the two keys are in different slots (the list of
 				// steps is what a bridge before appendTrace wrote).
 				p.Unlink(ctx, s.traceKey(id))
@@ -211,24 +220,113 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 	return s.check("add trace steps", err)
 }
 
-// appendTrace adds to the trace hash KEYS[1] the steps ARGV[5+2*ARGV[4]]... (each one's JSON) as
+// traceGroup is a trace's share of a batch of steps.
+type traceGroup struct {
+	id      string
+	started time.Time // its first step's time in the batch
+	meta    store.TraceMeta
+	steps   []any
+	index   string
+	// starts is set when a step says the batch starts the trace (store.TraceAppend.Starts).
+	starts bool
+	// fold and foldAt are those of the trace's first step with a Fold in the batch.
+	fold   string
+	foldAt time.Time
+	// append is the trace's appendTrace call, and reindex set when it said the trace is to be
+	// indexed again under its batch's time.
+	append  *scriptCall
+	reindex bool
+}
+
+// What appendTrace answers.
+const (
+	appendedIndexed = 0 // a trace indexed recently enough
+	appendedNew     = 1 // a new trace: its first steps
+	appendedStale   = 2 // a trace last indexed longer than half the retention ago
+)
+
+// scriptCall is a script call of a pipeline, which runs by its digest first (see scriptBatch).
+type scriptCall struct {
+	sc   *redis.Script
+	keys []string
+	args []any
+	cmd  *redis.Cmd
+}
+
+// scriptBatch runs a pipeline whose script calls go by their digest (EVALSHA), and sends again,
+// with their source and in their order, those that Redis refused for want of the script, while the
+// other commands of the pipeline stand.
+type scriptBatch struct{ calls []*scriptCall }
+
+// queue adds c to the pipeline p, by its digest.
+func (b *scriptBatch) queue(ctx context.Context, p redis.Pipeliner, c *scriptCall) *scriptCall {
+	c.cmd = c.sc.EvalSha(ctx, p, c.keys, c.args...)
+	b.calls = append(b.calls, c)
+	return c
+}
+
+// run sends the pipeline fill queues, then the script calls Redis did not hold. Its error is the
+// pipeline's, or, when scripts were missing, the first of its commands that did not fail for
+// want of a script, else the scripts' own when sent again.
+func (b *scriptBatch) run(ctx context.Context, c redis.UniversalClient, fill func(redis.Pipeliner)) error {
+	cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error { fill(p); return nil })
+	var missing []*scriptCall
+	for _, call := range b.calls {
+		if isNoScript(call.cmd.Err()) {
+			missing = append(missing, call)
+		}
+	}
+	if len(missing) == 0 {
+		return err
+	}
+	err = nil
+	for _, cmd := range cmds {
+		if e := cmd.Err(); e != nil && !isNoScript(e) && !isNil(e) {
+			err = e
+			break
+		}
+	}
+	_, again := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, call := range missing {
+			call.cmd = call.sc.Eval(ctx, p, call.keys, call.args...)
+		}
+		return nil
+	})
+	return cmp.Or(err, again)
+}
+
+// appendTrace adds to the trace hash KEYS[1] the steps ARGV[7+2*ARGV[6]]... (each one's JSON) as
 // the fields "#1", "#2", ... in the order they come, up to ARGV[2] of them (those past it are
-// dropped, not the first: how a sign-in began is what explains it), and the ARGV[4] pairs of meta
-// fields and values that follow ARGV[4]; it sets started_at to ARGV[3] when it writes the trace's
+// dropped, not the first: how a sign-in began is what explains it), and the ARGV[6] pairs of meta
+// fields and values that follow ARGV[6]; it sets started_at to ARGV[3] when it writes the trace's
 // first steps and none is set, and has the hash expire ARGV[1] milliseconds from now. The field
-// "n" counts the steps given to the trace, the dropped ones too. One command on one key, so that
-// a trace costs one call however many steps a batch gives it.
+// "n" counts the steps given to the trace, the dropped ones too, and "ix" holds when the trace
+// was last indexed (Unix milliseconds). It answers appendedNew for a trace's first steps and
+// appendedStale for a trace last indexed before ARGV[5] (or never by this script), setting "ix"
+// to ARGV[4] in both cases (the caller indexes it), and appendedIndexed otherwise. One command on
+// one key, so that a trace costs one call however many steps a batch gives it.
 var appendTrace = redis.NewScript(`
-local key, bound, nmeta = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[4])
-local first = 5 + 2 * nmeta
+local key, bound, nmeta = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[6])
+local first = 7 + 2 * nmeta
 local nsteps = #ARGV - first + 1
 local fields = {}
-for i = 5, first - 1 do fields[#fields + 1] = ARGV[i] end
+local answer = 0
+for i = 7, first - 1 do fields[#fields + 1] = ARGV[i] end
 if nsteps > 0 then
   local n = redis.call('HINCRBY', key, 'n', nsteps)
-  -- A trace's first steps start it, unless a bridge before this script started it (its steps
-  -- in the list, no count).
-  if n == nsteps then redis.call('HSETNX', key, 'started_at', ARGV[3]) end
+  local ix = redis.call('HGET', key, 'ix')
+  if n == nsteps then
+    -- A trace's first steps start it, unless a bridge before this script started it (its steps
+    -- in the list, no count).
+    redis.call('HSETNX', key, 'started_at', ARGV[3])
+    answer = 1
+  elseif not ix or tonumber(ix) < tonumber(ARGV[5]) then
+    answer = 2
+  end
+  if answer > 0 then
+    fields[#fields + 1] = 'ix'
+    fields[#fields + 1] = ARGV[4]
+  end
   for i = 0, nsteps - 1 do
     local at = n - nsteps + 1 + i
     if at <= bound then
@@ -239,7 +337,7 @@ if nsteps > 0 then
 end
 if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
 redis.call('PEXPIRE', key, ARGV[1])
-return 1
+return answer
 `)
 
 // takenOut is the ids foldAndTrimTraceIndex took out of its index: those it evicted and those
