@@ -29,10 +29,10 @@ const (
 	// store counts them. Measured: 7 (authorize 1, callback 2, token 1, user 1, and the trace's
 	// two batches, one before GitLab and one after).
 	maxSignInRoundTrips = 7
-	// maxSignInCommandsSent: the commands the bridge sent (a script is one). Measured: 13, of
+	// maxSignInCommandsSent: the commands the bridge sent (a script is one). Measured: 11, of
 	// which 5 are the trace's: the batch that starts it writes, prunes, indexes and caps (4), and
 	// the batch that continues it writes (1).
-	maxSignInCommandsSent = 13
+	maxSignInCommandsSent = 11
 	// maxSignInCommandsRun: the commands Redis ran, as Redis counts them: a script call and every
 	// command the script ran. Measured: 50, of which 17 are the trace's; one sign-in in about
 	// 32 also prunes the sets of sign-ins in progress (3 more) and each of its writes of the

@@ -16,33 +16,39 @@ import (
 // sets of one hash tag, so that one script on one Cluster slot checks and updates them together:
 // all of them, a browser's, and a source's, each member an authorization's key scored by when it
 // was parked (unix milliseconds). Members older than the TTL are dropped as the sets are used,
-// and each set expires with its newest member. A take removes its key from the set of all in the
-// same round trip as the take (it knows the key, not yet the browser or source, and the record
-// lives on another Cluster slot than the sets, out of the take script's reach); a browser's or
-// a source's set is rid of its members that are no longer in the set of all when it reaches its
-// cap, so that the work of that is done only by the put that finds the set full.
+// and each set expires with its newest member. The records are kept under the same hash tag
+// (authzKey), so that parking one is one script, which checks the caps, counts it, stores it and
+// marks the records its browser's newer ones drop, and taking one is one script too, which
+// removes its key from the set of all (it knows the key, not yet the browser or source); a
+// browser's or a source's set is rid of its members that are no longer in the set of all when it
+// reaches its cap, so that the work of that is done only by the put that finds the set full. On
+// Cluster, the sign-ins in progress are thus on one slot, a few hundred bytes each for the
+// minutes they last, as their counts already were.
 func (s *Store) pendingKey(kind, id string) string {
 	return s.prefix + "pending:{pending}:" + kind + id
 }
 
-// indexPending adds the authorization ARGV[1], parked at ARGV[2] for ARGV[3] ms, to the sets of
-// all (KEYS[1]), of its browser (KEYS[2]) and of its source (KEYS[3]), within the caps on the
-// browser (ARGV[4]), the source (ARGV[5]) and all (ARGV[6]) (0: none). It returns {0, 'source'}
-// or {0, 'total'} when a cap refuses it, else {1, evicted...}: the browser's oldest members not
-// taken yet, dropped to make room, whose records the caller drops. A member already in the sets
-// (the same put sent twice) is answered {1} and counted once.
+// indexPending parks the authorization ARGV[1] (its record ARGV[8], stored at KEYS[4]), at ARGV[2]
+// for ARGV[3] ms: it adds it to the sets of all (KEYS[1]), of its browser (KEYS[2]) and of its
+// source (KEYS[3]), within the caps on the browser (ARGV[4]), the source (ARGV[5]) and all
+// (ARGV[6]) (0: none), and stores the record. It returns {0, 'source'} or {0, 'total'} when a cap
+// refuses it, having stored nothing, else {1, dropped, missing...}: the browser's oldest members
+// not taken yet are dropped to make room, and their records (ARGV[9] followed by the member) are
+// replaced by an evicted mark; dropped counts those, and missing are the members whose record is
+// not there, which a bridge before this script may have parked elsewhere (see legacyAuthzKey). A
+// member already in the sets (the same put sent twice) is answered {1, 0} and counted once.
 //
 // The members parked longer than the TTL ago are dropped from a set when its count reaches its
 // cap, which is when they matter, and from all three when ARGV[7] is 1, which the caller asks
 // for one put in pruneEvery, so that a set with no cap, or never at it, holds no more than the
 // TTL's sign-ins and a few: a put below the caps pays no pruning.
-var indexPending = redis.NewScript(`
+var indexPending = redis.NewScript(luaMarks + `
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local floor = now - ttl
 if ARGV[7] == '1' then
 	for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', floor) end
 end
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {1} end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {1, 0} end
 -- count returns how many members of the set k are parked within the TTL and not taken yet; it
 -- drops the others (those taken are no longer in the set of all) only if it finds as many
 -- members as cap.
@@ -62,14 +68,21 @@ end
 local capBrowser, capSource, capTotal = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 if capTotal > 0 and count(KEYS[1], capTotal) >= capTotal then return {0, 'total'} end
 if capSource > 0 and count(KEYS[3], capSource) >= capSource then return {0, 'source'} end
-local out = {1}
+local out = {1, 0}
 if capBrowser > 0 then
 	local over = count(KEYS[2], capBrowser) - capBrowser + 1
 	if over > 0 then
 		local old = redis.call('ZRANGE', KEYS[2], 0, over - 1)
 		for _, m in ipairs(old) do
 			for i = 1, 3 do redis.call('ZREM', KEYS[i], m) end
-			table.insert(out, m)
+			local rk = ARGV[9] .. m
+			local v = redis.call('GET', rk)
+			if not v then
+				table.insert(out, m)
+			elseif not is_mark(v) then
+				redis.call('SET', rk, header({kind = 'authorization', state = 'evicted', attempt = '', at = now}), 'KEEPTTL')
+				out[2] = out[2] + 1
+			end
 		end
 	end
 end
@@ -82,11 +95,13 @@ for i = 1, 3 do
 	redis.call('ZADD', KEYS[i], score, ARGV[1])
 	redis.call('PEXPIRE', KEYS[i], ttl)
 end
+redis.call('SET', KEYS[4], ARGV[8], 'PX', ttl)
 return out
 `)
 
-// evictAuthorization replaces the parked authorization KEYS[1], unless it is taken already, with
-// an evicted mark (at ARGV[1]) for the rest of its TTL, and returns 1 if it did.
+// evictAuthorization replaces the parked authorization KEYS[1] (where a bridge before indexPending
+// parked it: see legacyAuthzKey), unless it is taken already, with an evicted mark (at ARGV[1]) for
+// the rest of its TTL, and returns 1 if it did.
 var evictAuthorization = redis.NewScript(luaMarks + `
 local v = redis.call('GET', KEYS[1])
 if not v or is_mark(v) then return 0 end
@@ -98,9 +113,9 @@ return 1
 // indexPending).
 const pruneEvery = 32
 
-// PutAuthorization parks a within caps (see store.Store): the index script and the record go
-// in one round trip; a refusal then deletes the record (a second round trip, on the refused
-// path alone), and evictions mark the records they drop.
+// PutAuthorization parks a within caps (see store.Store) with indexPending: one command, which
+// stores nothing when a cap refuses. A browser's oldest records it drops are marked by the same
+// script; one parked by a bridge before it (see legacyAuthzKey) is marked in a second round trip.
 func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Authorization, ttl time.Duration, caps store.PendingCaps) (int, error) {
 	if ttl <= 0 {
 		return 0, fmt.Errorf("redisstore: put authorization: ttl %v is not positive", ttl)
@@ -114,58 +129,37 @@ func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Autho
 		return 0, s.check("put authorization", s.c.Set(ctx, k, b, roundTTL(ttl)).Err())
 	}
 	now := time.Now().UnixMilli()
-	keys := []string{s.pendingKey("all", ""), s.pendingKey("b:", a.Browser), s.pendingKey("s:", a.Source)}
+	keys := []string{s.pendingKey("all", ""), s.pendingKey("b:", a.Browser), s.pendingKey("s:", a.Source), k}
 	prune := "0"
 	if rand.IntN(pruneEvery) == 0 {
 		prune = "1"
 	}
-	args := []any{key, now, roundTTL(ttl).Milliseconds(), caps.PerBrowser, caps.PerSource, caps.Total, prune}
-	run := func(sha bool) (*redis.Cmd, error) {
-		var index *redis.Cmd
-		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			if sha {
-				index = indexPending.EvalSha(ctx, p, keys, args...)
-			} else {
-				index = indexPending.Eval(ctx, p, keys, args...)
-			}
-			p.Set(ctx, k, b, roundTTL(ttl))
-			return nil
-		})
-		return index, err
-	}
-	index, err := run(true)
-	if isNoScript(index.Err()) {
-		index, err = run(false)
-	}
+	args := []any{key, now, roundTTL(ttl).Milliseconds(), caps.PerBrowser, caps.PerSource, caps.Total, prune, b, s.authzKey("")}
+	reply, err := indexPending.Run(ctx, s.c, keys, args...).Slice()
 	if err != nil {
 		return 0, wrap("put authorization", err)
 	}
-	reply, err := index.Slice()
-	if err != nil || len(reply) == 0 {
-		return 0, wrap("put authorization", fmt.Errorf("index reply %v: %v", reply, err))
+	if len(reply) < 2 {
+		return 0, wrap("put authorization", fmt.Errorf("index reply %v", reply))
 	}
 	if ok, _ := reply[0].(int64); ok == 0 {
-		which := "total"
-		if len(reply) > 1 {
-			which, _ = reply[1].(string)
-		}
+		which, _ := reply[1].(string)
 		capped := caps.Total
 		if which == "source" {
 			capped = caps.PerSource
 		}
-		if err := s.c.Del(ctx, k).Err(); err != nil {
-			return 0, wrap("put authorization: delete the refused record", err)
-		}
 		return 0, &store.PendingCapError{Which: which, Cap: capped}
 	}
-	if len(reply) == 1 {
-		return 0, nil
+	evicted, _ := reply[1].(int64)
+	missing := reply[2:]
+	if len(missing) == 0 {
+		return int(evicted), nil
 	}
-	cmds := make([]*redis.Cmd, 0, len(reply)-1)
+	cmds := make([]*redis.Cmd, 0, len(missing))
 	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, m := range reply[1:] {
+		for _, m := range missing {
 			old, _ := m.(string)
-			cmds = append(cmds, evictAuthorization.Eval(ctx, p, []string{s.authzKey(old)}, now))
+			cmds = append(cmds, evictAuthorization.Eval(ctx, p, []string{s.legacyAuthzKey(old)}, now))
 		}
 		return nil
 	})
@@ -174,13 +168,12 @@ func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Autho
 		// TTL ends, which is all that is lost.
 		return 0, wrap("put authorization: drop the browser's oldest", err)
 	}
-	evicted := 0
 	for _, c := range cmds {
 		if n, _ := c.Int64(); n == 1 {
 			evicted++
 		}
 	}
-	return evicted, nil
+	return int(evicted), nil
 }
 
 // Limit spends cost events of key's allowance under l (see store.Limiter), with

@@ -12,9 +12,12 @@
 //
 //	app:<id>        application JSON (no expiry)
 //	apps            SET of application ids
-//	authz:<key>     a parked authorization (store.EncodeAuthorization), with the TTL given to
+//	pending:{pending}:authz:<key>
+//	                a parked authorization (store.EncodeAuthorization), with the TTL given to
 //	                PutAuthorization; once taken, its mark holding the record (store.EncodeMark),
 //	                with the TTL left; once dropped for its browser's newer ones, an evicted mark
+//	                (under the sets' hash tag, see limits.go; bridges before kept it at
+//	                authz:<key>, which is still read, see legacyAuthzKey)
 //	pending:{pending}:all, pending:{pending}:b:<browser>, pending:{pending}:s:<source>
 //	                ZSETs of the keys of the authorizations parked within their TTL, scored by
 //	                when (unix milliseconds), for store.PendingCaps (see limits.go), expiring
@@ -301,11 +304,16 @@ func (c *appCache) forget(id string) {
 
 func (s *Store) appKey(id string) string    { return s.prefix + "app:" + id }
 func (s *Store) appsKey() string            { return s.prefix + "apps" }
-func (s *Store) authzKey(key string) string { return s.prefix + "authz:" + key }
-func (s *Store) keySetKey() string          { return s.prefix + "oidc:keyset" }
-func (s *Store) markerKey() string          { return s.prefix + "marker" }
-func (s *Store) traceKey(id string) string  { return s.prefix + "trace:" + id }
-func (s *Store) tracesKey() string          { return s.prefix + "traces" }
+func (s *Store) authzKey(key string) string { return s.pendingKey("authz:", key) }
+
+// legacyAuthzKey is where a bridge before authzKey parked authorizations: read, taken and dropped
+// there when authzKey holds nothing, so that the sign-ins in progress when the bridge is upgraded
+// (for as long as an authorization lives) are not lost.
+func (s *Store) legacyAuthzKey(key string) string { return s.prefix + "authz:" + key }
+func (s *Store) keySetKey() string                { return s.prefix + "oidc:keyset" }
+func (s *Store) markerKey() string                { return s.prefix + "marker" }
+func (s *Store) traceKey(id string) string        { return s.prefix + "trace:" + id }
+func (s *Store) tracesKey() string                { return s.prefix + "traces" }
 
 // familyKey is a sign-in's hash: one key, so that one script on one Cluster slot sees the whole
 // family.
@@ -517,7 +525,8 @@ func (s *Store) DeleteApp(ctx context.Context, id string) error {
 
 // ---- authorizations ----
 
-// takeAuthorization replaces a parked request (KEYS[1]) with its mark, which holds the record
+// takeAuthorization replaces a parked request (KEYS[1], where a bridge before takeParkedAuthorization
+// parked it: see legacyAuthzKey) with its mark, which holds the record
 // until the key's TTL ends, and returns {1, record}; a mark already there is returned as {2, mark},
 // for the caller to tell its own attempt's take (sent twice) from another's. ARGV[1] is the
 // attempt, ARGV[2] the time in Unix milliseconds.
@@ -529,15 +538,29 @@ redis.call('SET', KEYS[1], header({kind = 'authorization', state = 'taken', atte
 return {1, v}
 `)
 
-// TakeAuthorization runs takeAuthorization and, in the same round trip, stops counting the
-// authorization against store.PendingCaps (ZREM from the set of all, see pendingKey): one round
-// trip, and safe to send twice. The ZREM goes whatever the take finds: a key not parked, dropped
-// or taken already is in no set, or is one whose sign-in came back all the same.
+// takeParkedAuthorization is takeAuthorization on the record KEYS[1], which also stops counting
+// it against store.PendingCaps: it removes ARGV[3] from the set of all (KEYS[2]), whatever the
+// take finds (a key not parked, dropped or taken already is in no set, or is one whose sign-in
+// came back all the same).
+var takeParkedAuthorization = redis.NewScript(luaMarks + `
+redis.call('ZREM', KEYS[2], ARGV[3])
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if is_mark(v) then return {2, v} end
+redis.call('SET', KEYS[1], header({kind = 'authorization', state = 'taken', attempt = ARGV[1], at = tonumber(ARGV[2])}) .. '\n' .. v, 'KEEPTTL')
+return {1, v}
+`)
+
+// TakeAuthorization runs takeParkedAuthorization: one command, and safe to send twice. A key it
+// does not find is looked for where a bridge before parked it (legacyAuthzKey), with
+// takeAuthorization, on the path of an unknown state alone.
 func (s *Store) TakeAuthorization(ctx context.Context, key, attempt string) (*store.Authorization, error) {
-	k := s.authzKey(key)
-	uncount := func(p redis.Pipeliner) { p.ZRem(ctx, s.pendingKey("all", ""), key) }
-	reply, err := s.execIndexing(ctx, k, takeAuthorization, []string{k}, []any{attempt, time.Now().UnixMilli()}, uncount,
-		"redisstore: a taken authorization could not be uncounted; it counts against the caps on sign-ins in progress (SSOBRIDGE_MAX_PENDING*) until its TTL ends")
+	k, now := s.authzKey(key), time.Now().UnixMilli()
+	reply, err := s.exec(ctx, k, takeParkedAuthorization, []string{k, s.pendingKey("all", "")}, []any{attempt, now, key}, nil)
+	if isNil(err) {
+		legacy := s.legacyAuthzKey(key)
+		reply, err = s.exec(ctx, legacy, takeAuthorization, []string{legacy}, []any{attempt, now}, nil)
+	}
 	if isNil(err) {
 		return nil, store.ErrNotFound
 	}
@@ -568,9 +591,13 @@ func (s *Store) TakeAuthorization(ctx context.Context, key, attempt string) (*st
 	return nil, taken
 }
 
-// PeekAuthorization reads the record as it is, mark and all, in one GET.
+// PeekAuthorization reads the record as it is, mark and all, in one GET (two for a key not
+// parked: the second where a bridge before parked it).
 func (s *Store) PeekAuthorization(ctx context.Context, key string) (*store.Authorization, time.Time, error) {
 	v, err := s.c.Get(ctx, s.authzKey(key)).Bytes()
+	if isNil(err) {
+		v, err = s.c.Get(ctx, s.legacyAuthzKey(key)).Bytes()
+	}
 	if isNil(err) {
 		return nil, time.Time{}, store.ErrNotFound
 	}

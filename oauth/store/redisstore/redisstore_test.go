@@ -280,18 +280,18 @@ func TestKeyLayout(t *testing.T) {
 			t.Errorf("%s has no field %s", fam, f)
 		}
 	}
-	if got := c.Get(ctx, "ssobridge:authz:k1").Val(); !strings.HasPrefix(got, `{"v":2,"client_id":"c1"`) {
-		t.Errorf("authz:k1 = %q, want the authorization's JSON", got)
+	if got := c.Get(ctx, "ssobridge:pending:{pending}:authz:k1").Val(); !strings.HasPrefix(got, `{"v":2,"client_id":"c1"`) {
+		t.Errorf("pending:{pending}:authz:k1 = %q, want the authorization's JSON", got)
 	}
 	if _, err := s.TakeAuthorization(ctx, "k1", "a1"); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Get(ctx, "ssobridge:authz:k1").Val(); !strings.HasPrefix(got, `{"kind":"authorization","v":2,"state":"taken","attempt":"a1"`) ||
+	if got := c.Get(ctx, "ssobridge:pending:{pending}:authz:k1").Val(); !strings.HasPrefix(got, `{"kind":"authorization","v":2,"state":"taken","attempt":"a1"`) ||
 		!strings.Contains(got, "\n"+`{"v":2,"client_id":"c1"`) {
-		t.Errorf("authz:k1 once taken = %q, want its mark, then the record", got)
+		t.Errorf("pending:{pending}:authz:k1 once taken = %q, want its mark, then the record", got)
 	}
-	if ttl := c.PTTL(ctx, "ssobridge:authz:k1").Val(); ttl <= 0 || ttl > time.Minute {
-		t.Errorf("authz:k1 once taken expires in %v, want what was left of its minute", ttl)
+	if ttl := c.PTTL(ctx, "ssobridge:pending:{pending}:authz:k1").Val(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("pending:{pending}:authz:k1 once taken expires in %v, want what was left of its minute", ttl)
 	}
 	if got := c.HGetAll(ctx, "ssobridge:consents:c1").Val(); len(got) != 1 || got["42"] != `{"v":2,"scopes":["openid","read_user"]}` {
 		t.Errorf("consents:c1 = %q, want 42 -> {\"v\":2,\"scopes\":[\"openid\",\"read_user\"]}", got)
@@ -932,6 +932,119 @@ func TestATraceNotSaidToStartOrIndexedLongAgoIsIndexed(t *testing.T) {
 	}
 	if got := stepNamesOf(tr); !slices.Equal(got, []string{"authorize", "refresh", "refresh"}) {
 		t.Errorf("the trace indexed again holds %q, want authorize, refresh, refresh", got)
+	}
+}
+
+// Parking an authorization within the caps is one command, which counts it, stores it and drops
+// its browser's oldest; taking it is one command, which uncounts it. A cap that refuses it leaves
+// nothing stored.
+func TestAnAuthorizationIsParkedAndTakenInOneCommandEach(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	caps := store.PendingCaps{PerBrowser: 1, PerSource: 2, Total: 100}
+	cost := func(do func()) store.Exchanges {
+		t.Helper()
+		before := s.Exchanges()
+		do()
+		after := s.Exchanges()
+		return store.Exchanges{RoundTrips: after.RoundTrips - before.RoundTrips, Commands: after.Commands - before.Commands}
+	}
+	park := func(key string) (int, error) {
+		return s.PutAuthorization(ctx, key, &store.Authorization{ClientID: "c1", Browser: "b1", Source: "203.0.113.7"}, time.Minute, caps)
+	}
+	if _, err := park("warm"); err != nil { // loads the script, as a running bridge has it
+		t.Fatal(err)
+	}
+	var dropped int
+	if got := cost(func() {
+		var err error
+		if dropped, err = park("k1"); err != nil {
+			t.Fatal(err)
+		}
+	}); got.RoundTrips != 1 || got.Commands != 1 || dropped != 1 {
+		t.Errorf("parking an authorization that drops its browser's oldest took %d round trips and %d commands, and dropped %d; want 1, 1 and 1", got.RoundTrips, got.Commands, dropped)
+	}
+	if _, err := s.TakeAuthorization(ctx, "warm", "a0"); !errors.Is(err, store.ErrEvicted) {
+		t.Errorf("taking the browser's dropped authorization: %v, want ErrEvicted", err)
+	}
+	if got := cost(func() {
+		if _, err := s.TakeAuthorization(ctx, "k1", "a1"); err != nil {
+			t.Fatal(err)
+		}
+	}); got.RoundTrips != 1 || got.Commands != 1 {
+		t.Errorf("taking an authorization took %d round trips and %d commands, want 1 and 1", got.RoundTrips, got.Commands)
+	}
+	if n := c.ZCard(ctx, "ssobridge:pending:{pending}:all").Val(); n != 0 {
+		t.Errorf("the set of all authorizations in progress holds %d once both are dropped or taken, want 0", n)
+	}
+	// The source's cap of 2 refuses the third; the refused one is not stored.
+	for _, key := range []string{"k2", "k3"} {
+		if _, err := s.PutAuthorization(ctx, key, &store.Authorization{ClientID: "c1", Browser: key, Source: "198.51.100.9"}, time.Minute, caps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := s.PutAuthorization(ctx, "k4", &store.Authorization{ClientID: "c1", Browser: "k4", Source: "198.51.100.9"}, time.Minute, caps)
+	var capErr *store.PendingCapError
+	if !errors.As(err, &capErr) || capErr.Which != "source" {
+		t.Fatalf("a third authorization from a source capped at 2: %v, want the source's cap", err)
+	}
+	if n := c.Exists(ctx, "ssobridge:pending:{pending}:authz:k4", "ssobridge:authz:k4").Val(); n != 0 {
+		t.Errorf("the refused authorization left %d keys, want none", n)
+	}
+}
+
+// An authorization a bridge before parked at authz:<key> (the sign-ins in progress when the
+// bridge is upgraded) is still peeked, taken once, and dropped for its browser's newer ones.
+func TestAnAuthorizationParkedByABridgeBeforeIsStillTaken(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	ctx := t.Context()
+	legacy := func(key, browser string) {
+		t.Helper()
+		b, err := store.EncodeAuthorization(&store.Authorization{ClientID: "c1", Browser: browser, TraceID: "tr-" + key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As the bridge before parked it: the record at authz:<key>, counted in the sets.
+		if err := c.Set(ctx, "ssobridge:authz:"+key, b, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, set := range []string{"all", "b:" + browser, "s:"} {
+			if err := c.ZAdd(ctx, "ssobridge:pending:{pending}:"+set, redis.Z{Score: float64(time.Now().UnixMilli()), Member: key}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	legacy("old1", "b1")
+	if a, _, err := s.PeekAuthorization(ctx, "old1"); err != nil || a.TraceID != "tr-old1" {
+		t.Fatalf("peeking an authorization parked before: %+v, %v", a, err)
+	}
+	if a, err := s.TakeAuthorization(ctx, "old1", "a1"); err != nil || a.TraceID != "tr-old1" {
+		t.Fatalf("taking an authorization parked before: %+v, %v", a, err)
+	}
+	if a, err := s.TakeAuthorization(ctx, "old1", "a1"); err != nil || a.TraceID != "tr-old1" {
+		t.Errorf("the same take sent again: %+v, %v; want the record again", a, err)
+	}
+	var taken *store.TakenError
+	if _, err := s.TakeAuthorization(ctx, "old1", "a2"); !errors.As(err, &taken) || taken.TraceID != "tr-old1" {
+		t.Errorf("another take of an authorization parked before and taken: %v, want TakenError naming its trace", err)
+	}
+	if n := c.ZScore(ctx, "ssobridge:pending:{pending}:all", "old1").Err(); !isNil(n) {
+		t.Errorf("the taken authorization is still counted among those in progress (%v)", n)
+	}
+
+	legacy("old2", "b2")
+	if dropped, err := s.PutAuthorization(ctx, "new2", &store.Authorization{ClientID: "c1", Browser: "b2"}, time.Minute, store.PendingCaps{PerBrowser: 1}); err != nil || dropped != 1 {
+		t.Fatalf("parking beside an authorization of the same browser parked before: dropped %d, %v; want 1", dropped, err)
+	}
+	if _, err := s.TakeAuthorization(ctx, "old2", "a3"); !errors.Is(err, store.ErrEvicted) {
+		t.Errorf("taking the dropped authorization parked before: %v, want ErrEvicted", err)
+	}
+	if _, err := s.TakeAuthorization(ctx, "nowhere", "a4"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("taking an authorization parked nowhere: %v, want ErrNotFound", err)
 	}
 }
 
