@@ -336,9 +336,13 @@ func (w *traceWriter) add(steps []store.TraceAppend) {
 // DefaultTraceBatchDelay is how long the trace writer waits, once steps arrive, before it writes
 // them: the requests that follow a callback (the client's token and user requests) come within
 // it, so that most sign-ins write their trace in two batches (before and after GitLab), and under
-// load one batch carries the steps of many sign-ins. Reading traces flushes first, so the wait is
-// never seen.
-const DefaultTraceBatchDelay = 25 * time.Millisecond
+// load one batch carries the steps of many sign-ins. Each batch costs each trace it carries one
+// command, so the longer the wait, the fewer batches a sign-in's steps are spread over: at 64
+// sign-ins in flight, a wait of 25 ms spread them over about three, and this one over about two.
+// Reading traces flushes first, so the wait is never seen on the instance that answers; another
+// instance's steps reach the store within it, and a bridge killed without its shutdown loses the
+// steps of its last wait.
+const DefaultTraceBatchDelay = 100 * time.Millisecond
 
 // drain writes a batch every w.delay until none is pending.
 func (w *traceWriter) drain() {
