@@ -263,14 +263,8 @@ func (c *Client) ReadUser(ctx context.Context, tok *oauth2.Token) (*upstream.Ide
 		return nil, &upstream.IdentityError{Reason: upstream.ReasonIncomplete, Detail: p,
 			Fix: "Administrators: give the bridge's application at GitLab the read_user scope (and keep " + c.desc.Settings.Scopes + " at read_user)."}
 	}
-	var extra struct {
-		External  bool   `json:"external"`
-		AvatarURL string `json:"avatar_url"`
-		WebURL    string `json:"web_url"`
-	}
-	_ = json.Unmarshal(body, &extra)
 	return &upstream.Identity{Subject: strconv.FormatInt(u.ID, 10), GitLabID: u.ID, Username: u.Username, Name: u.Name,
-		Email: u.Email, EmailVerified: true, AvatarURL: extra.AvatarURL, WebURL: extra.WebURL, External: extra.External,
+		Email: u.Email, EmailVerified: true, AvatarURL: u.AvatarURL, WebURL: u.WebURL, External: u.External,
 		State: u.State, Body: body}, nil
 }
 

@@ -24,6 +24,11 @@ type User struct {
 	Name     string `json:"name"`
 	State    string `json:"state"`
 	Email    string `json:"email"`
+	// External, AvatarURL and WebURL are read as GitLab sends them; one of another type is left
+	// empty rather than refuse the person.
+	External  bool   `json:"external"`
+	AvatarURL string `json:"avatar_url"`
+	WebURL    string `json:"web_url"`
 }
 
 // UserBody is the /api/v4/user body the bridge writes for a person of a provider that is not
@@ -59,11 +64,14 @@ func DecodeUser(body []byte) (*User, error) {
 		return nil, fmt.Errorf("the user body is not a JSON object")
 	}
 	var raw struct {
-		ID       json.RawMessage `json:"id"`
-		Username string          `json:"username"`
-		Name     string          `json:"name"`
-		State    string          `json:"state"`
-		Email    string          `json:"email"`
+		ID        json.RawMessage `json:"id"`
+		Username  string          `json:"username"`
+		Name      string          `json:"name"`
+		State     string          `json:"state"`
+		Email     string          `json:"email"`
+		External  json.RawMessage `json:"external"`
+		AvatarURL json.RawMessage `json:"avatar_url"`
+		WebURL    json.RawMessage `json:"web_url"`
 	}
 	if err := json.Unmarshal(trimmed, &raw); err != nil {
 		return nil, fmt.Errorf("the user body is not valid GitLab user JSON: %v", err)
@@ -78,7 +86,11 @@ func DecodeUser(body []byte) (*User, error) {
 	if id == 0 {
 		return nil, &UserIDError{Problem: "the user id is 0 (Mattermost refuses it)"}
 	}
-	return &User{ID: id, Username: raw.Username, Name: raw.Name, State: raw.State, Email: raw.Email}, nil
+	u := &User{ID: id, Username: raw.Username, Name: raw.Name, State: raw.State, Email: raw.Email}
+	_ = json.Unmarshal(raw.External, &u.External)
+	_ = json.Unmarshal(raw.AvatarURL, &u.AvatarURL)
+	_ = json.Unmarshal(raw.WebURL, &u.WebURL)
+	return u, nil
 }
 
 // Problem returns why Mattermost would refuse this user, or "" if it would not.

@@ -15,6 +15,10 @@ func TestDecodeUser(t *testing.T) {
 		{"an id beyond int32 is kept exactly", `{"id":9007199254740993,"username":"u","email":"e@x"}`,
 			User{ID: 9007199254740993, Username: "u", Email: "e@x"}},
 		{"leading white space is allowed", " \n{\"id\":1}", User{ID: 1}},
+		{"external, the avatar and the profile are read", `{"id":7,"external":true,"avatar_url":"https://g/a.png","web_url":"https://g/ada"}`,
+			User{ID: 7, External: true, AvatarURL: "https://g/a.png", WebURL: "https://g/ada"}},
+		{"an external, avatar or profile of another type is left empty, not refused", `{"id":7,"external":"yes","avatar_url":1,"web_url":"https://g/ada"}`,
+			User{ID: 7, WebURL: "https://g/ada"}},
 	}
 	for _, tt := range ok {
 		t.Run(tt.name, func(t *testing.T) {

@@ -83,7 +83,7 @@ const upstreamAuthContext = "upstream-auth:"
 
 // sealUpstreamAuth keeps auth in pending, sealed, for the record parked under key.
 func (s *Server) sealUpstreamAuth(pending *store.Authorization, key string, auth upstream.Auth) {
-	plain, _ := json.Marshal([2]string{auth.Verifier, auth.Nonce})
+	plain, _ := store.Encode([2]string{auth.Verifier, auth.Nonce})
 	pending.UpstreamSealed = s.cfg.Sealer.Seal(plain, upstreamAuthContext+key)
 	pending.UpstreamVerifier, pending.UpstreamNonce = "", ""
 }

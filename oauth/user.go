@@ -294,7 +294,7 @@ func (s *Server) refreshUpstream(ctx context.Context, sess *store.Session, refre
 
 // sealToken stores tok in sess, encrypted and bound to the session's id.
 func (s *Server) sealToken(sess *store.Session, tok *oauth2.Token) {
-	plain, _ := json.Marshal(store.UpstreamToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken,
+	plain, _ := store.Encode(store.UpstreamToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken,
 		TokenType: tok.TokenType, Expiry: tok.Expiry})
 	sess.SealedToken = s.cfg.Sealer.Seal(plain, sess.ID)
 }

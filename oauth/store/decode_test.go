@@ -11,8 +11,22 @@ import (
 
 // records are one of each kind a backend stores, as encoding/json writes them.
 func records(t testing.TB) [][]byte {
+	values := recordValues()
+	out := make([][]byte, len(values))
+	for i, v := range values {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+// recordValues are one record of each kind a backend stores.
+func recordValues() []any {
 	now := time.Now()
-	values := []any{
+	return []any{
 		store.Code{Version: store.FormatVersion, ClientID: store.NewClientID(), SessionID: store.NewID(16), Scope: "read_user openid",
 			RedirectURI: "https://mm.example.com/signup/gitlab/complete", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
 			CodeChallengeMethod: "S256", IssuedAt: now, ExpiresAt: now.Add(time.Minute)},
@@ -27,15 +41,6 @@ func records(t testing.TB) [][]byte {
 			Prompt: "login consent", MaxAge: new(int64(0))},
 		store.TraceStep{Step: "token", From: "A", To: "B", Label: "POST", At: time.Now(), Duration: 1.25, OK: true, Status: 200, Detail: map[string]string{"k": "v"}},
 	}
-	out := make([][]byte, len(values))
-	for i, v := range values {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[i] = b
-	}
-	return out
 }
 
 // decodeBoth decodes b into every record type with encoding/json and with Decode, and reports
@@ -86,4 +91,49 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(`{"user":{"a":[1,2,{"b":"\ud800"}]},"sealed_token":"!!"}`))
 	f.Fuzz(decodeBoth)
+}
+
+// encodeBoth encodes v with encoding/json and with Encode, and fails if the bytes differ: the
+// backends keep and compare what encoding/json writes.
+func encodeBoth(t *testing.T, v any) {
+	t.Helper()
+	want, wantErr := json.Marshal(v)
+	got, err := store.Encode(v)
+	if !bytes.Equal(got, want) || (err == nil) != (wantErr == nil) {
+		t.Fatalf("%T:\n encoding/json %s (%v)\n Encode        %s (%v)", v, want, wantErr, got, err)
+	}
+}
+
+func TestEncodeWritesWhatEncodingJSONWrites(t *testing.T) {
+	for _, v := range recordValues() {
+		encodeBoth(t, v)
+		encodeBoth(t, &v)
+	}
+	// What encoding/json changes as it writes: invalid UTF-8 (replaced), HTML characters and
+	// U+2028 (escaped), raw JSON with spaces (compacted), floats past 1e21 (exponent), an
+	// offset time, a map's keys (sorted).
+	encodeBoth(t, &store.Session{ID: "bad\xff\xfeutf<b>&", Username: "jos\u00e9\u2028", User: json.RawMessage("{ \"a\" : 1,\n \"b\": [1, 2] }")})
+	encodeBoth(t, &store.Authorization{State: "st\xffate<>&\u2029\x00", RedirectURI: "https://a/b?c=d&e=<f>"})
+	encodeBoth(t, &store.TraceStep{Label: "a\x00b\x1f", At: time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600)), Duration: 1.0 / 3,
+		Detail: map[string]string{"z": "1", "a": "2", "\xff": "3"}})
+	encodeBoth(t, &store.TraceStep{Duration: 1e21})
+	encodeBoth(t, &store.UpstreamToken{AccessToken: "a", RefreshToken: "r", TokenType: "Bearer", Expiry: time.Now()})
+	encodeBoth(t, [2]string{"verifier", "\u00e9"})
+}
+
+// FuzzEncode holds Encode to encoding/json's bytes for whatever the client, the provider or the
+// person may put in a record: a state, a redirect URI, a username, a user's JSON.
+func FuzzEncode(f *testing.F) {
+	f.Add("state", "https://a/b?c", "jdoe", `{"id":1,"name":"J"}`, 1.25)
+	f.Add("\xff<&>\u2028", "", "é", "{ \"a\" : [ 1 , 2 ] }", 1e21)
+	f.Fuzz(func(t *testing.T, state, uri, name, user string, d float64) {
+		sess := &store.Session{ID: state, Username: name, Scope: uri, SealedToken: []byte(user)}
+		if json.Valid([]byte(user)) {
+			sess.User = json.RawMessage(user)
+		}
+		encodeBoth(t, sess)
+		encodeBoth(t, &store.Authorization{State: state, RedirectURI: uri, Nonce: name})
+		encodeBoth(t, &store.TraceStep{Label: state, Reason: name, Duration: d, Detail: map[string]string{uri: user}})
+		encodeBoth(t, [2]string{state, name})
+	})
 }

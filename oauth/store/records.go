@@ -10,7 +10,7 @@ import (
 )
 
 // The stored forms of records, shared by both backends so that they store the same bytes.
-// Records are written by encoding/json with the version set to FormatVersion; a record of a later
+// Records are written as encoding/json writes them (see Encode) with the version set to FormatVersion; a record of a later
 // version is refused on reading (a bridge was downgraded over data a newer one wrote), one of an
 // earlier version is read as it was written.
 
@@ -26,7 +26,7 @@ func checkVersion(kind string, v int) error {
 func EncodeSession(s *Session) ([]byte, error) {
 	c := *s
 	c.Version = FormatVersion
-	return json.Marshal(&c)
+	return Encode(&c)
 }
 
 // DecodeSession reads a session EncodeSession (or a bridge of format version 1) wrote.
@@ -42,7 +42,7 @@ func DecodeSession(b []byte) (*Session, error) {
 func EncodeAuthorization(a *Authorization) ([]byte, error) {
 	c := *a
 	c.Version = FormatVersion
-	return json.Marshal(&c)
+	return Encode(&c)
 }
 
 // DecodeAuthorization reads a parked request.
@@ -58,7 +58,7 @@ func DecodeAuthorization(b []byte) (*Authorization, error) {
 func EncodeCode(c *Code) ([]byte, error) {
 	v := *c
 	v.Version = FormatVersion
-	return json.Marshal(&v)
+	return Encode(&v)
 }
 
 // DecodeCode reads a code.
@@ -74,7 +74,7 @@ func DecodeCode(b []byte) (*Code, error) {
 func EncodePair(p *TokenPair) ([]byte, error) {
 	v := *p
 	v.Version = FormatVersion
-	return json.Marshal(&v)
+	return Encode(&v)
 }
 
 // DecodePair reads a token pair.

@@ -1025,7 +1025,7 @@ func (s *Store) AddTraceSteps(_ context.Context, steps []store.TraceAppend, rete
 		if err := checkTraceArgs(a.ID, retention, maxTraces); err != nil {
 			return fmt.Errorf("memstore: add trace steps: %w", err)
 		}
-		b, err := json.Marshal(a.Step)
+		b, err := store.Encode(a.Step)
 		if err != nil {
 			return fmt.Errorf("memstore: add trace steps: %w", err)
 		}

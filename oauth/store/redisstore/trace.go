@@ -3,7 +3,6 @@ package redisstore
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -92,7 +91,7 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 		if err := checkTraceArgs(a.ID, retention, maxTraces); err != nil {
 			return wrap("add trace steps", err)
 		}
-		b, err := json.Marshal(a.Step)
+		b, err := store.Encode(a.Step)
 		if err != nil {
 			return wrap("add trace steps", err)
 		}
