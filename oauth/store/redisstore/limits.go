@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -135,8 +136,12 @@ func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Autho
 		prune = "1"
 	}
 	args := []any{key, now, roundTTL(ttl).Milliseconds(), caps.PerBrowser, caps.PerSource, caps.Total, prune, b, s.authzKey("")}
-	reply, err := indexPending.Run(ctx, s.c, keys, args...).Slice()
-	if err != nil {
+	// A pipeline of one, which the store sends with those of other requests (see coalescer).
+	park := &scriptCall{sc: indexPending, keys: keys, args: args}
+	batch := &scriptBatch{}
+	err = batch.run(ctx, s.c, func(p redis.Pipeliner) { batch.queue(ctx, p, park) })
+	reply, rerr := park.cmd.Slice()
+	if err = cmp.Or(err, rerr); err != nil {
 		return 0, wrap("put authorization", err)
 	}
 	if len(reply) < 2 {

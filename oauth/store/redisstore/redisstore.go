@@ -127,8 +127,11 @@ func New(client redis.UniversalClient, prefix string) *Store {
 		prefix = DefaultPrefix
 	}
 	s := &Store{c: client, prefix: prefix, slack: indexSlack, count: &exchangeCounter{}}
-	client.AddHook(s.count)
+	// The first hook added is the outermost: fullHook sees each caller's own commands, and the
+	// counter, under the coalescer, counts the exchanges made.
 	client.AddHook(fullHook{})
+	client.AddHook(coalescer{maxInFlight: coalesceInFlight})
+	client.AddHook(s.count)
 	return s
 }
 
@@ -139,8 +142,9 @@ func (s *Store) Exchanges() store.Exchanges {
 }
 
 // exchangeCounter is a go-redis hook that counts round trips: a command sent alone is one, and
-// so is a pipeline, whatever it carries. A pipeline on Cluster that spans several nodes is
-// counted once, though it makes one round trip to each.
+// so is a pipeline, whatever it carries; the pipelines of several requests that the coalescer
+// sends together are one. A pipeline on Cluster that spans several nodes is counted once, though
+// it makes one round trip to each.
 type exchangeCounter struct {
 	roundTrips, commands atomic.Int64
 }

@@ -426,12 +426,19 @@ func (s *Store) resolve(ctx context.Context, ref store.Ref) (store.Ref, error) {
 }
 
 // lookup reads, in one HMGET, the session, the trace id and the fields asked for of a sign-in.
-// ErrNotFound when the sign-in is not there at all (its trace id field is always written).
+// ErrNotFound when the sign-in is not there at all (its trace id field is always written). The
+// HMGET goes as a pipeline of one, which the store sends with those of other requests (see
+// coalescer).
 func (s *Store) lookup(ctx context.Context, op string, ref store.Ref, fields ...string) (sess *store.Session, traceID string, vals []any, err error) {
 	if ref, err = s.resolve(ctx, ref); err != nil {
 		return nil, "", nil, err
 	}
-	got, err := s.c.HMGet(ctx, s.familyKey(ref.SessionID), append([]string{fieldSession, fieldTrace}, fields...)...).Result()
+	var read *redis.SliceCmd
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		read = p.HMGet(ctx, s.familyKey(ref.SessionID), append([]string{fieldSession, fieldTrace}, fields...)...)
+		return nil
+	})
+	got := read.Val()
 	if err != nil {
 		return nil, "", nil, wrap(op, err)
 	}

@@ -1,0 +1,189 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ssobridge/ssobridge/oauth/store/storetest"
+)
+
+// busy is a script that keeps Redis busy for ARGV[1] milliseconds: it holds the exchange that
+// sends it, as a slow Redis would.
+var busy = redis.NewScript(`
+local t = redis.call('TIME')
+local until_ = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+repeat
+  t = redis.call('TIME')
+until tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= until_
+return 1
+`)
+
+// occupy sends coalesceInFlight pipelines that keep Redis busy for d, so that the pipelines sent
+// meanwhile wait in the queue; it returns when they are on the wire, and the returned function
+// waits for their end.
+func occupy(t *testing.T, s *Store, d time.Duration) (wait func()) {
+	t.Helper()
+	ctx := t.Context()
+	if err := busy.Load(ctx, s.c).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Exchanges().RoundTrips
+	var wg sync.WaitGroup
+	for range coalesceInFlight {
+		wg.Go(func() {
+			if _, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				busy.EvalSha(ctx, p, nil, d.Milliseconds())
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for s.Exchanges().RoundTrips-before < coalesceInFlight {
+		time.Sleep(time.Millisecond)
+	}
+	return wg.Wait
+}
+
+// Pipelines sent while others are in flight wait, and go together in one exchange; each gets its
+// own answers, and a command's error (here a script Redis does not hold) stays its own.
+func TestPipelinesOfConcurrentRequestsShareAnExchangeAndKeepTheirAnswers(t *testing.T) {
+	s := New(newClient(t, storetest.RedisURL(t)), "coalesce:")
+	defer s.Close()
+	ctx := t.Context()
+	done := occupy(t, s, 300*time.Millisecond)
+	start := s.Exchanges().RoundTrips
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			key := "coalesce:k" + strconv.Itoa(i)
+			var incr *redis.IntCmd
+			var get *redis.StringCmd
+			var missing *redis.Cmd
+			_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				incr = p.IncrBy(ctx, key, int64(i+1))
+				get = p.Get(ctx, key)
+				if i == 7 {
+					missing = p.EvalSha(ctx, "0123456789012345678901234567890123456789", nil)
+				}
+				return nil
+			})
+			switch {
+			case i == 7 && !isNoScript(err):
+				errs[i] = fmt.Errorf("the pipeline with a script Redis does not hold: %v, want NOSCRIPT", err)
+			case i == 7 && !isNoScript(missing.Err()):
+				errs[i] = fmt.Errorf("the missing script's command: %v, want NOSCRIPT", missing.Err())
+			case i != 7 && err != nil:
+				errs[i] = fmt.Errorf("pipeline %d: %v", i, err)
+			case incr.Val() != int64(i+1) || get.Val() != strconv.Itoa(i+1):
+				errs[i] = fmt.Errorf("pipeline %d got INCRBY %d and GET %q, want %d", i, incr.Val(), get.Val(), i+1)
+			}
+		})
+	}
+	wg.Wait()
+	done()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if trips := s.Exchanges().RoundTrips - start; trips > coalesceInFlight {
+		t.Errorf("%d pipelines sent while %d were in flight took %d exchanges, want at most %d", n, coalesceInFlight, trips, coalesceInFlight)
+	}
+}
+
+// A pipeline whose request gives up while it waits leaves at once and is never sent: nothing of it
+// runs later, behind the caller's back.
+func TestAPipelineThatGaveUpWhileWaitingIsNeverSent(t *testing.T) {
+	s := New(newClient(t, storetest.RedisURL(t)), "coalesce:")
+	defer s.Close()
+	done := occupy(t, s, 400*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "coalesce:gave-up", "1", 0)
+		return nil
+	})
+	waited := time.Since(began)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a pipeline whose deadline passed while it waited: %v, want the context's deadline", err)
+	}
+	done()
+	if waited >= 400*time.Millisecond {
+		t.Errorf("the pipeline returned after %v, once the exchanges it waited for ended; want at its own deadline", waited)
+	}
+	if n := s.c.Exists(t.Context(), "coalesce:gave-up").Val(); n != 0 {
+		t.Error("the pipeline that gave up was sent after all")
+	}
+	// The queue goes on.
+	if err := s.c.Set(t.Context(), "coalesce:after", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.c.Pipelined(t.Context(), func(p redis.Pipeliner) error { p.Get(t.Context(), "coalesce:after"); return nil }); err != nil {
+		t.Errorf("a pipeline after the one that gave up: %v", err)
+	}
+}
+
+// A Redis that stops answering fails the pipelines sent together at the earliest of their
+// deadlines, none later than its own, and those waiting behind them at theirs; once it answers
+// again, so does the store.
+func TestPipelinesSentTogetherToAStalledRedisFailByTheirDeadlines(t *testing.T) {
+	r := storetest.StartRedis(t)
+	s := New(newClient(t, r.URL()), "coalesce:")
+	defer s.Close()
+	if err := s.c.Ping(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			r.Resume()
+		}
+	}()
+	const n = 12
+	var wg sync.WaitGroup
+	late := make([]time.Duration, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			timeout := time.Duration(100+20*i) * time.Millisecond
+			ctx, cancel := context.WithTimeout(t.Context(), timeout)
+			defer cancel()
+			began := time.Now()
+			_, errs[i] = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.Incr(ctx, "coalesce:stalled")
+				return nil
+			})
+			late[i] = time.Since(began) - timeout
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("pipeline %d succeeded on a stalled Redis", i)
+		}
+		// A pipeline returns by its deadline, give or take the scheduling of a busy machine:
+		// well before the stall ends.
+		if late[i] > time.Second {
+			t.Errorf("pipeline %d returned %v after its deadline", i, late[i])
+		}
+	}
+	r.Resume()
+	resumed = true
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error { p.Incr(ctx, "coalesce:stalled"); return nil }); err != nil {
+		t.Errorf("once Redis answers again: %v", err)
+	}
+}
