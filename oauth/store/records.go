@@ -137,6 +137,7 @@ func IsMark(b []byte) bool { return bytes.HasPrefix(b, []byte(markPrefix)) }
 // EncodeMark is the stored form of a mark, with the record taken (nil once the mark is final).
 func EncodeMark(m Mark, rec []byte) []byte {
 	var b bytes.Buffer
+	b.Grow(markLen + len(m.Kind) + len(m.Attempt) + len(m.Refusal) + len(m.RefusalTrace) + len(rec))
 	b.WriteString(markPrefix)
 	writeJSONString(&b, m.Kind)
 	b.WriteString(`,"v":`)
@@ -163,8 +164,14 @@ func EncodeMark(m Mark, rec []byte) []byte {
 		b.WriteByte('\n')
 		b.Write(rec)
 	}
-	return b.Bytes()
+	// A copy of its own size: the memory store keeps the mark as it is, for minutes, and the
+	// buffer may be larger (a taken authorization's mark, with its record, up to twice).
+	return bytes.Clone(b.Bytes())
 }
+
+// markLen is about what a mark's JSON adds to its strings: its names, quotes, time and
+// punctuation.
+const markLen = 128
 
 func writeJSONString(b *bytes.Buffer, s string) {
 	q, _ := json.Marshal(s) // a string always marshals

@@ -118,3 +118,16 @@ func FuzzRefOf(f *testing.F) {
 		}
 	})
 }
+
+// A mark is kept as EncodeMark returns it (the memory store holds it for minutes): its buffer
+// holds what it says and what the allocator's size classes round it to (an eighth at most), not
+// the doubling of a buffer left to grow.
+func TestAMarkKeepsNoMoreMemoryThanItHolds(t *testing.T) {
+	for _, size := range []int{0, 90, 300, 1000, 5000} {
+		rec := bytes.Repeat([]byte("x"), size)
+		b := store.EncodeMark(store.Mark{Kind: "authorization", State: store.MarkTaken, Attempt: store.NewAttempt(), At: time.Now()}, rec)
+		if waste := cap(b) - len(b); waste > 64+len(b)/8 {
+			t.Errorf("a mark of %d bytes (a record of %d) keeps %d bytes more than it holds", len(b), size, waste)
+		}
+	}
+}
