@@ -72,6 +72,9 @@ type Config struct {
 	// TraceBatchDelay is how long trace steps are gathered before they are written (see
 	// DefaultTraceBatchDelay, which zero takes).
 	TraceBatchDelay time.Duration
+	// TraceHold is the longest a trace's steps wait for the next step of their sign-in before
+	// they are written (see DefaultTraceHold, which zero takes).
+	TraceHold time.Duration
 	// RequestTimeout bounds each request, every call it makes to the store and to GitLab
 	// included; MaxInFlight bounds the requests answered at once. Zero takes
 	// DefaultRequestTimeout and DefaultMaxInFlight.
@@ -183,6 +186,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RefreshTokenTTL <= 0 {
 		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
 	}
+	if cfg.TraceHold <= 0 {
+		cfg.TraceHold = DefaultTraceHold
+	}
 	if cfg.TraceBatchDelay <= 0 {
 		cfg.TraceBatchDelay = DefaultTraceBatchDelay
 	}
@@ -214,7 +220,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.requestIDs = newRequestIDs()
 	s.inFlight = make(inFlight, cfg.MaxInFlight)
-	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, delay: cfg.TraceBatchDelay, log: cfg.Logger,
+	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, delay: cfg.TraceBatchDelay, hold: cfg.TraceHold, log: cfg.Logger,
 		dropped: cfg.Metrics.traceDropped, failed: cfg.Metrics.traceFailed}
 	s.stalls = newStallWatch(cfg, s.traces.Flush, func(endpoint string, failure *signin.Failure) {
 		cfg.Metrics.loginsFailed.WithLabelValues(endpoint, failure.Name()).Inc()

@@ -55,9 +55,9 @@ var stallEndpoint = map[string]string{
 func newStallWatch(cfg Config, flush func(context.Context), count func(endpoint string, failure *signin.Failure)) *stallWatch {
 	return &stallWatch{
 		after: cfg.StallAfter,
-		// A step is written within the trace writer's delay after its request; four of them
-		// leave room for the write itself.
-		grace:  4 * cfg.TraceBatchDelay,
+		// A step is written within the trace writer's hold and delay after its request; four
+		// delays leave room for the write itself.
+		grace:  cfg.TraceHold + 4*cfg.TraceBatchDelay,
 		tick:   min(time.Second, max(cfg.StallAfter/10, 5*time.Millisecond)),
 		traces: cfg.Store, flush: flush, count: count, log: cfg.Logger,
 		waiting: make(map[string]stallWait),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
+	"github.com/ssobridge/ssobridge/oauth/traceview"
 	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
@@ -293,14 +294,21 @@ const maxPendingSteps = 50000
 
 // traceWriter writes trace steps to the store in the background, in batches: a request hands its
 // steps over when it is answered and does not wait for the store, and one batch (one pipeline on
-// Redis) carries the steps of every request answered while the previous batch was being written.
-// At most one goroutine writes, started when steps arrive and ended when none are left, so the
-// writer needs no shutdown of its own; Flush writes what is pending and waits for it.
+// Redis) carries the steps of many requests. Each batch costs each trace it carries a command,
+// so a trace's steps wait for the next step of its sign-in while the bridge expects it soon
+// (traceview.Awaits: after the redirect to GitLab, after the redirect back to the client with a
+// code, and after Mattermost's token request, until its user request), for at most hold: a
+// Mattermost sign-in whose person is quick at GitLab is written in one batch, and one who takes
+// longer in two (before GitLab and after), however loaded the bridge. Every delay, the traces
+// that wait for nothing more, or have waited hold, are written. At most one goroutine writes,
+// started when steps arrive and ended when none are left, so the writer needs no shutdown of its
+// own; Flush writes everything held and waits for it.
 type traceWriter struct {
 	store     store.TraceStore
 	retention time.Duration
 	maxTraces int
 	delay     time.Duration // see DefaultTraceBatchDelay
+	hold      time.Duration // see DefaultTraceHold
 	log       *slog.Logger
 	dropped   prometheus.Counter
 	failed    prometheus.Counter
@@ -310,21 +318,44 @@ type traceWriter struct {
 	lastFailure atomic.Pointer[error]
 
 	mu      sync.Mutex
-	pending []store.TraceAppend
+	held    map[string]*heldTrace // by trace id
+	steps   int                   // held, in all
 	running bool
 	// write serialises batches, so that steps reach the store in the order they were recorded
 	// and Flush returns only after the batch in flight is written.
 	write sync.Mutex
 }
 
+// heldTrace is a trace's steps not written yet.
+type heldTrace struct {
+	steps []store.TraceAppend
+	since time.Time // when the first of them was handed over
+	// awaits is set while the latest of them is one after which the bridge expects the
+	// sign-in's next step soon.
+	awaits bool
+}
+
 func (w *traceWriter) add(steps []store.TraceAppend) {
+	now := time.Now()
 	w.mu.Lock()
-	if len(w.pending)+len(steps) > maxPendingSteps {
+	if w.steps+len(steps) > maxPendingSteps {
 		w.mu.Unlock()
 		w.dropped.Add(float64(len(steps)))
 		return
 	}
-	w.pending = append(w.pending, steps...)
+	if w.held == nil {
+		w.held = make(map[string]*heldTrace)
+	}
+	for _, a := range steps {
+		h := w.held[a.ID]
+		if h == nil {
+			h = &heldTrace{since: now}
+			w.held[a.ID] = h
+		}
+		h.steps = append(h.steps, a)
+		h.awaits = traceview.Awaits(a.Step) != ""
+	}
+	w.steps += len(steps)
 	start := !w.running
 	w.running = true
 	w.mu.Unlock()
@@ -333,33 +364,50 @@ func (w *traceWriter) add(steps []store.TraceAppend) {
 	}
 }
 
-// DefaultTraceBatchDelay is how long the trace writer waits, once steps arrive, before it writes
-// them: the requests that follow a callback (the client's token and user requests) come within
-// it, so that most sign-ins write their trace in two batches (before and after GitLab), and under
-// load one batch carries the steps of many sign-ins. Each batch costs each trace it carries one
-// command, so the longer the wait, the fewer batches a sign-in's steps are spread over: at 64
-// sign-ins in flight, a wait of 25 ms spread them over about three, and this one over about two.
-// Reading traces flushes first, so the wait is never seen on the instance that answers; another
-// instance's steps reach the store within it, and a bridge killed without its shutdown loses the
-// steps of its last wait.
+// DefaultTraceBatchDelay is how often the trace writer writes the traces ready (see
+// traceWriter): under load one batch carries the steps of many sign-ins. Reading traces flushes
+// first, so the wait is never seen on the instance that answers; another instance's steps reach
+// the store within it (or DefaultTraceHold, for a sign-in that goes on), and a bridge killed
+// without its shutdown loses the steps it held.
 const DefaultTraceBatchDelay = 100 * time.Millisecond
 
-// drain writes a batch every w.delay until none is pending.
+// DefaultTraceHold is the longest a trace's steps wait for the next step of its sign-in before
+// they are written (see traceWriter).
+const DefaultTraceHold = time.Second
+
+// take removes from the writer and returns the steps to write: all of them, or those of the
+// traces ready at now.
+func (w *traceWriter) take(all bool, now time.Time) []store.TraceAppend {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var batch []store.TraceAppend
+	for id, h := range w.held {
+		if all || !h.awaits || now.Sub(h.since) >= w.hold {
+			batch = append(batch, h.steps...)
+			delete(w.held, id)
+		}
+	}
+	w.steps -= len(batch)
+	return batch
+}
+
+// drain writes the traces ready every w.delay until none is held.
 func (w *traceWriter) drain() {
 	for {
 		time.Sleep(w.delay)
 		w.write.Lock()
+		batch := w.take(false, time.Now())
+		if len(batch) > 0 {
+			w.store1(context.Background(), batch)
+		}
 		w.mu.Lock()
-		batch := w.pending
-		w.pending = nil
-		if len(batch) == 0 {
+		if len(w.held) == 0 {
 			w.running = false
 			w.mu.Unlock()
 			w.write.Unlock()
 			return
 		}
 		w.mu.Unlock()
-		w.store1(context.Background(), batch)
 		w.write.Unlock()
 	}
 }
@@ -368,11 +416,7 @@ func (w *traceWriter) drain() {
 func (w *traceWriter) Flush(ctx context.Context) {
 	w.write.Lock()
 	defer w.write.Unlock()
-	w.mu.Lock()
-	batch := w.pending
-	w.pending = nil
-	w.mu.Unlock()
-	if len(batch) > 0 {
+	if batch := w.take(true, time.Now()); len(batch) > 0 {
 		w.store1(ctx, batch)
 	}
 }

@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
@@ -64,7 +66,91 @@ func (b *blockingTraces) AddTraceSteps(ctx context.Context, steps []store.TraceA
 
 func newTestWriter(ts store.TraceStore) *traceWriter {
 	m := NewMetrics()
-	return &traceWriter{store: ts, retention: time.Hour, maxTraces: 10, delay: DefaultTraceBatchDelay, log: slog.New(slog.DiscardHandler), dropped: m.traceDropped, failed: m.traceFailed}
+	return &traceWriter{store: ts, retention: time.Hour, maxTraces: 10, delay: DefaultTraceBatchDelay, hold: DefaultTraceHold,
+		log: slog.New(slog.DiscardHandler), dropped: m.traceDropped, failed: m.traceFailed}
+}
+
+// countingTraces is a trace store that keeps the batches written to it.
+type countingTraces struct {
+	store.TraceStore
+	mu      sync.Mutex
+	batches [][]store.TraceAppend
+}
+
+func (c *countingTraces) AddTraceSteps(_ context.Context, steps []store.TraceAppend, _ time.Duration, _ int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.batches = append(c.batches, steps)
+	return nil
+}
+
+func (c *countingTraces) written() [][]store.TraceAppend {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.batches)
+}
+
+// waitWritten waits until c holds n batches, and fails the test if it does not within seconds.
+func (c *countingTraces) waitWritten(t *testing.T, n int) [][]store.TraceAppend {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got := c.written(); len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d batches written, want %d", len(c.written()), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A Mattermost sign-in's steps wait, trace by trace, while the bridge expects its next step, and
+// are written in one batch once it reads the user; a failed step is written at the next batch.
+func TestTraceWriterWritesASignInOnceItsNextStepIsNoLongerAwaited(t *testing.T) {
+	ts := &countingTraces{}
+	w := newTestWriter(ts)
+	w.delay, w.hold = time.Millisecond, time.Hour
+	ok := func(step string, detail map[string]string) []store.TraceAppend {
+		return []store.TraceAppend{{ID: "mm", Step: store.TraceStep{Step: step, OK: true, Detail: detail}}}
+	}
+	mattermost := map[string]string{"redirect_uri": "https://chat.example.com/signup/gitlab/complete"}
+	for _, steps := range [][]store.TraceAppend{
+		append(ok(string(signin.StepAuthorize), nil), ok(string(signin.StepUpstreamAuthorize), nil)...),
+		append(ok(string(signin.StepCallback), nil), ok(string(signin.StepRedirectToClient), nil)...),
+		ok(string(signin.StepToken), mattermost),
+	} {
+		w.add(steps)
+		time.Sleep(20 * time.Millisecond) // twenty batches' time
+		if got := ts.written(); len(got) != 0 {
+			t.Fatalf("after %s, %d batches were written; want the sign-in's steps held, as its next step is awaited", steps[len(steps)-1].Step.Step, len(got))
+		}
+	}
+	w.add(ok(string(signin.StepUser), nil))
+	if got := ts.waitWritten(t, 1); len(got) != 1 || len(got[0]) != 6 {
+		t.Errorf("the sign-in was written in %d batches (the first of %d steps), want one of all 6", len(got), len(got[0]))
+	}
+	w.add([]store.TraceAppend{{ID: "failed", Step: store.TraceStep{Step: string(signin.StepCallback), Failure: "state_unknown"}}})
+	if got := ts.waitWritten(t, 2); len(got[1]) != 1 || got[1][0].ID != "failed" {
+		t.Errorf("the failed step was written as %+v, want a batch of its own", got[1])
+	}
+}
+
+// A trace waits for its sign-in's next step no longer than the writer's hold: a person who takes
+// their time at GitLab does not keep the start of their sign-in out of the store.
+func TestTraceWriterWritesAStepAwaitingTheNextOnceItsHoldIsOver(t *testing.T) {
+	ts := &countingTraces{}
+	w := newTestWriter(ts)
+	w.delay, w.hold = time.Millisecond, 30*time.Millisecond
+	handed := time.Now()
+	w.add([]store.TraceAppend{{ID: "slow", Step: store.TraceStep{Step: string(signin.StepUpstreamAuthorize), OK: true}}})
+	got := ts.waitWritten(t, 1)
+	if waited := time.Since(handed); waited < w.hold {
+		t.Errorf("the step was written after %v, before its hold of %v", waited, w.hold)
+	}
+	if len(got[0]) != 1 || got[0][0].ID != "slow" {
+		t.Errorf("wrote %+v, want the held step", got[0])
+	}
 }
 
 func TestTraceWriterDropsAndCountsStepsBeyondItsBoundWhileTheStoreIsStuck(t *testing.T) {
