@@ -21,9 +21,10 @@ import (
 //
 // A pipeline not sent yet when its context ends leaves the queue and is never sent, so that a
 // request that gave up leaves nothing behind it. A pipeline sent with others is sent with the
-// earliest of their deadlines, so that none waits past its own: a Redis that stalls fails all of
-// them at that deadline, as each would have failed at its own, and each then knows, as when it
-// is sent alone, only that its commands may have run. Each gets its own commands' answers and
+// earliest of their deadlines (but at least coalesceGrace from then, so that one at the end of
+// its time does not fail the others), so that none waits past its own by more than that: a Redis
+// that stalls fails all of them at that deadline, as each would have failed at its own, and each
+// then knows, as when it is sent alone, only that its commands may have run. Each gets its own commands' answers and
 // errors; a command's error (a script missing, a key of the wrong type) is its own, and an
 // exchange that fails fails every command it carried.
 //
@@ -40,7 +41,17 @@ const (
 	coalesceInFlight = 2
 	// maxCoalesced is the most commands a pipeline may have to be sent with others.
 	maxCoalesced = 8
+	// coalesceGrace is the least time an exchange of several pipelines is given, whatever their
+	// deadlines (see exchange).
+	coalesceGrace = 10 * time.Millisecond
 )
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
 
 func (coalescer) DialHook(next redis.DialHook) redis.DialHook          { return next }
 func (coalescer) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
@@ -176,6 +187,9 @@ func (q *pipelineQueue) exchange(batch []*queued) {
 	}
 	ctx := context.WithoutCancel(batch[0].ctx)
 	if !deadline.IsZero() {
+		// A pipeline whose deadline is a moment away must not fail the others with it: the
+		// exchange gets at least coalesceGrace, which its request may overrun by as much.
+		deadline = later(deadline, time.Now().Add(coalesceGrace))
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
