@@ -342,7 +342,7 @@ h1{font-size:1.35rem;margin:0 0 .75rem} h2{font-size:1.1rem;margin:2rem 0 .5rem}
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85rem}
 dl.meta{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem;margin:0}
 dl.meta dt{color:#737278} dl.meta dd{margin:0}
-.outcome{font-weight:600;padding:.05rem .5rem;border-radius:1rem;color:#fff}
+.outcome{font-weight:600;padding:.05rem .5rem;border-radius:1rem;color:#fff;white-space:nowrap}
 .o-failed{background:#cf222e} .o-stalled{background:#9a6700} .o-completed{background:#1a7f37} .o-in_progress{background:#0969da}
 .failure{border-left:5px solid #cf222e;background:#fff1f0;padding:.75rem 1rem;margin:1.25rem 0}
 .failure.stalled{border-color:#9a6700;background:#fff8e5}
