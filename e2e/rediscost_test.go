@@ -129,6 +129,16 @@ func newRedisMeter(t *testing.T) *redisMeter {
 	t.Helper()
 	// Trace steps are written when the test says, so that each write is measured on its own.
 	s := newInProcessStackWith(t, func(c *oauth.Config) { c.TraceBatchDelay = time.Hour })
+	// Mattermost as administrators register it (`apps create --mattermost-url`): without refresh
+	// tokens, so that its sign-in lives until its access token expires.
+	app, err := s.store.GetApp(t.Context(), s.mm.Settings.Id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.NoRefreshTokens = true
+	if err := s.store.UpdateApp(t.Context(), app); err != nil {
+		t.Fatal(err)
+	}
 	s.store.CacheApps(time.Minute)
 	s.gl.AddUser(emulator.User{ID: 42, Username: "ada", Name: "Ada Lovelace", Email: "ada@example.com"})
 	s.gl.SignIn("ada")

@@ -82,6 +82,7 @@ func (m mint) issueCode(ctx context.Context, app *store.Application, pending *st
 		CodeChallengeMethod: string(ti.GetCodeChallengeMethod()),
 		IssuedAt:            created,
 		ExpiresAt:           created.Add(ti.GetCodeExpiresIn()),
+		IndexUntil:          created.Add(ti.GetCodeExpiresIn() + m.accessTTL),
 	}, nil
 }
 

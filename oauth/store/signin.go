@@ -60,6 +60,11 @@ type Code struct {
 	// ExpiresAt is when the code stops being redeemable. The record is kept longer (with its
 	// sign-in), so that a code redeemed late is told apart from an unknown one.
 	ExpiresAt time.Time `json:"expires_at"`
+	// IndexUntil is the latest its sign-in may live if the code is redeemed (its expiry and an
+	// access token's lifetime): a backend that indexes sign-ins by client indexes the sign-in
+	// until then when it issues the code, so that the redemption need not index it again. Zero
+	// for a code of a bridge before it, whose redemption indexes the sign-in.
+	IndexUntil time.Time `json:"index_until,omitzero"`
 }
 
 // TokenPair is an access token the bridge issued, with the refresh token issued with it if any.

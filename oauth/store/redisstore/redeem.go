@@ -19,7 +19,8 @@ import (
 // the code's scope as JSON, then ARGV[8]; it goes under ARGV[9] (its access token) and ARGV[10]
 // (its refresh token, if not empty), and with ARGV[11] > 0 the sign-in expires in ARGV[11] ms.
 // The code's mark ARGV[2] says it issued, as finish leaves it. It returns {1, session, trace
-// id, scope}, and the same again to the same attempt sent twice; {5} for anything else, having
+// id, scope, the code's index_until}, and the same again, without index_until, to the same
+// attempt sent twice; {5} for anything else, having
 // written nothing: the caller takes the slow path (takeOnce, finish), which answers every other
 // case as it always has.
 var redeemOnce = redis.NewScript(luaMarks + `
@@ -72,7 +73,9 @@ redis.call('HSET', fam, ARGV[2], header({kind = 'code', state = 'issued', attemp
 if ARGV[10] ~= '' then redis.call('HSET', fam, ARGV[10], pair) end
 redis.call('HDEL', fam, ARGV[1])
 if tonumber(ARGV[11]) > 0 then redis.call('PEXPIRE', fam, ARGV[11]) end
-return {1, got[1], got[2], c.scope}
+local index_until = ''
+if type(c.index_until) == 'string' then index_until = c.index_until end
+return {1, got[1], got[2], c.scope, index_until}
 `)
 
 // scopeSentinel stands for the code's scope in the pair RedeemCode sends, which the script
@@ -99,10 +102,8 @@ func (s *Store) RedeemCode(ctx context.Context, ref store.Ref, attempt string, r
 	}
 	now := r.Now
 	var ttl time.Duration
-	var extra func(redis.Pipeliner)
 	if p.RefreshKey == "" {
 		ttl = roundTTL(store.SignInExpiry(p, 0, now))
-		extra = func(pl redis.Pipeliner) { s.index(ctx, pl, p.ClientID, ref.SessionID, now.Add(ttl), now) }
 	}
 	refresh := ""
 	if p.RefreshKey != "" {
@@ -110,13 +111,31 @@ func (s *Store) RedeemCode(ctx context.Context, ref store.Ref, attempt string, r
 	}
 	fam := s.familyKey(ref.SessionID)
 	reply, err := s.exec(ctx, fam, redeemOnce, []string{fam}, []any{prefixCode + ref.Key, prefixMark + ref.Key, attempt, now.UnixMilli(),
-		r.ClientID, r.RedirectURI, pb[:at], pb[at+len(quoted):], prefixAccess + p.AccessKey, refresh, ttl.Milliseconds()}, extra)
+		r.ClientID, r.RedirectURI, pb[:at], pb[at+len(quoted):], prefixAccess + p.AccessKey, refresh, ttl.Milliseconds()}, nil)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
 	res, _ := reply.([]any)
 	if n, _ := firstInt(res); n != 1 || len(res) < 4 {
 		return nil, store.ErrSlowPath
+	}
+	if ttl > 0 {
+		// The sign-in now lives until its access token expires. IssueCode indexed it until the
+		// code's index_until, which covers that; a code without one (issued by a bridge before
+		// it), or a redemption sent again, whose answer does not say, indexes it now.
+		var until time.Time
+		if len(res) > 4 {
+			v, _ := res[4].(string)
+			until, _ = time.Parse(time.RFC3339Nano, v)
+		}
+		if until.Before(now.Add(ttl)) {
+			if _, err := s.c.Pipelined(ctx, func(pl redis.Pipeliner) error {
+				s.index(ctx, pl, p.ClientID, ref.SessionID, now.Add(ttl), now)
+				return nil
+			}); err != nil {
+				warn(ctx, signInIndexLost, "key", fam, "cause", err.Error())
+			}
+		}
 	}
 	v, _ := res[1].(string)
 	sess, err := decodeWith(store.DecodeSession, op, []byte(v))

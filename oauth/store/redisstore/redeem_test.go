@@ -19,7 +19,8 @@ func issuedCode(t *testing.T, s *Store, change func(*store.Code)) (store.Ref, st
 	sess := &store.Session{ID: sid, ClientID: "c1", TraceID: "t1", Username: "jdoe", User: []byte(`{"id":42}`)}
 	ref := store.RefOf(store.ValueFor(store.NewID(32), sid))
 	now := time.Now().UTC()
-	c := &store.Code{ClientID: "c1", SessionID: sid, RedirectURI: redeemRedirect, Scope: "read_user", IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
+	c := &store.Code{ClientID: "c1", SessionID: sid, RedirectURI: redeemRedirect, Scope: "read_user", IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute),
+		IndexUntil: now.Add(10*time.Minute + 2*time.Hour)}
 	if change != nil {
 		change(c)
 	}
@@ -60,6 +61,9 @@ func TestRedeemCodeTakesAPlainCodeAndStoresItsTokensInOneRoundTrip(t *testing.T)
 	if trips := s.Exchanges().RoundTrips - before; trips != 1 {
 		t.Errorf("the redemption took %d round trips, want 1", trips)
 	}
+	if score := s.c.ZScore(ctx, s.clientSessionsKey("c1"), ref.SessionID).Val(); score < float64(p.AccessExpiresAt.UnixMilli()) {
+		t.Errorf("the sign-in is indexed until %d, before its access token expires (%d): a revocation of the client's grants would miss it", int64(score), p.AccessExpiresAt.UnixMilli())
+	}
 	if red.Session.Username != sess.Username || red.TraceID != "t1" || p.Scope != `read_user "odd\/scope"` {
 		t.Errorf("redeemed: session of %q, trace %q, scope %q; want jdoe's, t1, the code's", red.Session.Username, red.TraceID, p.Scope)
 	}
@@ -93,6 +97,46 @@ func TestRedeemCodeTakesAPlainCodeAndStoresItsTokensInOneRoundTrip(t *testing.T)
 }
 
 func pairCopy(p *store.TokenPair) *store.TokenPair { q := *p; return &q }
+
+// The callback indexes a sign-in until its code's index_until, so that the redemption that makes
+// it live until its access token expires need not index it again: it is one command. A code
+// issued by a bridge before index_until is redeemed as well, and its sign-in indexed until its
+// access token expires, in a second round trip.
+func TestARedemptionIndexesItsSignInOnlyWhenItsCodeDidNot(t *testing.T) {
+	s := New(newClient(t, storetest.RedisURL(t)), "")
+	defer s.Close()
+	ctx := t.Context()
+	warm, wr, _ := issuedCode(t, s, nil)
+	wp, _ := pairFor(warm)
+	if _, err := s.RedeemCode(ctx, warm, store.NewAttempt(), wr, wp); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		indexUntil bool
+		sent       int64
+	}{{"with index_until", true, 1}, {"from a bridge before index_until", false, 2}} {
+		ref, r, _ := issuedCode(t, s, func(c *store.Code) {
+			if !tc.indexUntil {
+				c.IndexUntil = time.Time{}
+			}
+		})
+		if score := s.c.ZScore(ctx, s.clientSessionsKey("c1"), ref.SessionID).Val(); tc.indexUntil && score < float64(time.Now().Add(2*time.Hour).UnixMilli()) {
+			t.Errorf("%s: the code's sign-in is indexed until %d, before its index_until", tc.name, int64(score))
+		}
+		p, _ := pairFor(ref)
+		before := s.Exchanges()
+		if _, err := s.RedeemCode(ctx, ref, store.NewAttempt(), r, p); err != nil {
+			t.Fatal(err)
+		}
+		if sent := s.Exchanges().Commands - before.Commands; sent != tc.sent {
+			t.Errorf("%s: the redemption sent %d commands, want %d", tc.name, sent, tc.sent)
+		}
+		if score := s.c.ZScore(ctx, s.clientSessionsKey("c1"), ref.SessionID).Val(); score < float64(p.AccessExpiresAt.UnixMilli()) {
+			t.Errorf("%s: the redeemed sign-in is indexed until %d, before its access token expires (%d)", tc.name, int64(score), p.AccessExpiresAt.UnixMilli())
+		}
+	}
+}
 
 // Every code the one step must not judge is left whole to the take and finish, which answer it as
 // they always have: nothing is taken or stored.

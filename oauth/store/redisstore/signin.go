@@ -207,7 +207,7 @@ var keptMillis = store.RevokedKept.Milliseconds()
 
 // PutSession runs putFamily with the client's index entry, in one round trip.
 func (s *Store) PutSession(ctx context.Context, sess *store.Session, ttl time.Duration) error {
-	return s.putFamily("put session", ctx, sess, ttl, "", nil)
+	return s.putFamily("put session", ctx, sess, ttl, time.Time{}, "", nil)
 }
 
 // IssueCode is PutSession with the code's field, in the same script.
@@ -216,10 +216,12 @@ func (s *Store) IssueCode(ctx context.Context, sess *store.Session, ttl time.Dur
 	if err != nil {
 		return wrap("issue code", err)
 	}
-	return s.putFamily("issue code", ctx, sess, ttl, prefixCode+key, b)
+	return s.putFamily("issue code", ctx, sess, ttl, c.IndexUntil, prefixCode+key, b)
 }
 
-func (s *Store) putFamily(op string, ctx context.Context, sess *store.Session, ttl time.Duration, field string, value []byte) error {
+// putFamily writes the session and field, for ttl, and indexes the sign-in in its client's index
+// until ttl from now or indexUntil, whichever is later.
+func (s *Store) putFamily(op string, ctx context.Context, sess *store.Session, ttl time.Duration, indexUntil time.Time, field string, value []byte) error {
 	if ttl <= 0 {
 		return fmt.Errorf("redisstore: %s: ttl %v is not positive", op, ttl)
 	}
@@ -231,7 +233,7 @@ func (s *Store) putFamily(op string, ctx context.Context, sess *store.Session, t
 	now := time.Now()
 	fam := s.familyKey(sess.ID)
 	reply, err := s.exec(ctx, fam, putFamily, []string{fam}, []any{b, sess.TraceID, ttl.Milliseconds(), field, value},
-		func(p redis.Pipeliner) { s.index(ctx, p, sess.ClientID, sess.ID, now.Add(ttl), now) })
+		func(p redis.Pipeliner) { s.index(ctx, p, sess.ClientID, sess.ID, later(now.Add(ttl), indexUntil), now) })
 	if err != nil {
 		return wrap(op, err)
 	}
