@@ -30,6 +30,20 @@ func issuedCode(t *testing.T, s *Store, change func(*store.Code)) (store.Ref, st
 	return ref, store.CodeRedemption{ClientID: "c1", RedirectURI: redeemRedirect, Now: time.Now()}, sess
 }
 
+// redeemingStore is a store whose Redis holds the redemption's script, as in steady use: one code
+// is redeemed first.
+func redeemingStore(t *testing.T) *Store {
+	t.Helper()
+	s := New(newClient(t, storetest.RedisURL(t)), "")
+	t.Cleanup(func() { s.Close() })
+	warm, wr, _ := issuedCode(t, s, nil)
+	wp, _ := pairFor(warm)
+	if _, err := s.RedeemCode(t.Context(), warm, store.NewAttempt(), wr, wp); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // pairFor is an access token's pair of the sign-in of ref, without refresh token (Mattermost's).
 func pairFor(ref store.Ref) (*store.TokenPair, string) {
 	access := store.ValueFor(store.NewID(32), ref.SessionID)
@@ -41,15 +55,8 @@ func pairFor(ref store.Ref) (*store.TokenPair, string) {
 // round trip: the pair, with the code's scope, works, the code's mark says it issued, and the
 // sign-in ends with the access token.
 func TestRedeemCodeTakesAPlainCodeAndStoresItsTokensInOneRoundTrip(t *testing.T) {
-	s := New(newClient(t, storetest.RedisURL(t)), "")
-	defer s.Close()
+	s := redeemingStore(t)
 	ctx := t.Context()
-	// A first redemption has Redis hold the script, as steady use does.
-	warm, wr, _ := issuedCode(t, s, nil)
-	wp, _ := pairFor(warm)
-	if _, err := s.RedeemCode(ctx, warm, store.NewAttempt(), wr, wp); err != nil {
-		t.Fatal(err)
-	}
 	ref, r, sess := issuedCode(t, s, func(c *store.Code) { c.Scope = `read_user "odd\/scope"` })
 	p, access := pairFor(ref)
 	attempt := store.NewAttempt()
@@ -103,14 +110,8 @@ func pairCopy(p *store.TokenPair) *store.TokenPair { q := *p; return &q }
 // issued by a bridge before index_until is redeemed as well, and its sign-in indexed until its
 // access token expires, in a second round trip.
 func TestARedemptionIndexesItsSignInOnlyWhenItsCodeDidNot(t *testing.T) {
-	s := New(newClient(t, storetest.RedisURL(t)), "")
-	defer s.Close()
+	s := redeemingStore(t)
 	ctx := t.Context()
-	warm, wr, _ := issuedCode(t, s, nil)
-	wp, _ := pairFor(warm)
-	if _, err := s.RedeemCode(ctx, warm, store.NewAttempt(), wr, wp); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name       string
 		indexUntil bool
