@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -142,6 +143,20 @@ func (q *pipelineQueue) send(lead *queued) {
 	}
 	q.waiting = leaders
 	q.mu.Unlock()
+	// Whatever happens to the exchange, even a panic in a hook under this one (which then goes on
+	// up the leader's goroutine), the sending is handed on and every pipeline of the batch is
+	// answered: a queue left with a place in flight that nobody holds would hold every later
+	// pipeline forever.
+	exchanged := false
+	defer func() {
+		if !exchanged {
+			for _, p := range live {
+				p.err = errExchangeAborted
+				setErr(p.cmds, p.err)
+			}
+		}
+		q.release(batch, lead)
+	}()
 	for _, p := range batch {
 		if p.dropped {
 			// Never sent: its request gave up.
@@ -152,7 +167,15 @@ func (q *pipelineQueue) send(lead *queued) {
 	if len(live) > 0 {
 		q.exchange(live)
 	}
+	exchanged = true
+}
 
+// errExchangeAborted is the error of the pipelines of an exchange that ended in a panic.
+var errExchangeAborted = errors.New("redisstore: the exchange with Redis that carried this request's commands was aborted")
+
+// release hands the sending on to the first pipeline waiting that leads no batch yet, or gives
+// the place in flight back, then wakes the pipelines of batch but lead.
+func (q *pipelineQueue) release(batch []*queued, lead *queued) {
 	q.mu.Lock()
 	if i := slices.IndexFunc(q.waiting, func(w *queued) bool { return !w.leads }); i >= 0 {
 		next := q.waiting[i]

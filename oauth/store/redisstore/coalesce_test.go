@@ -187,3 +187,64 @@ func TestPipelinesSentTogetherToAStalledRedisFailByTheirDeadlines(t *testing.T) 
 		t.Errorf("once Redis answers again: %v", err)
 	}
 }
+
+// A hook under the coalescer that panics during an exchange (none of the store's does) fails the
+// pipelines sent with it, and leaves the queue working: the panic goes on up the goroutine that
+// sent the batch, and the next pipeline is sent.
+func TestAnExchangeThatPanicsLeavesTheQueueWorking(t *testing.T) {
+	release := make(chan struct{})
+	calls := 0
+	var mu sync.Mutex
+	q := &pipelineQueue{maxInFlight: 1, next: func(ctx context.Context, cmds []redis.Cmder) error {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n == 1 {
+			<-release // the first exchange holds the place in flight while others queue
+			panic("a hook failed")
+		}
+		return nil
+	}}
+	ctx := t.Context()
+	first := make(chan any, 1)
+	go func() {
+		defer func() { first <- recover() }()
+		_ = q.process(ctx, []redis.Cmder{redis.NewStatusCmd(ctx, "ping")})
+	}()
+	for {
+		q.mu.Lock()
+		held := q.inFlight == 1
+		q.mu.Unlock()
+		if held {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Two pipelines queue behind it; the first of them will lead the next batch, with the other.
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- q.process(ctx, []redis.Cmder{redis.NewStatusCmd(ctx, "ping")}) }()
+	}
+	for {
+		q.mu.Lock()
+		n := len(q.waiting)
+		q.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if r := <-first; r == nil {
+		t.Error("the panic of the exchange did not reach the goroutine that sent it")
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("a pipeline queued behind the exchange that panicked: %v, want it sent by the next", err)
+		}
+	}
+	if err := q.process(ctx, []redis.Cmder{redis.NewStatusCmd(ctx, "ping")}); err != nil {
+		t.Errorf("a pipeline after the panic: %v", err)
+	}
+}
