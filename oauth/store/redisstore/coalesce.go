@@ -30,7 +30,8 @@ import (
 // exchange that fails fails every command it carried.
 //
 // Transactions, the commands a connection sets itself up with, blocking commands such as WAIT,
-// and pipelines of more than maxCoalesced commands (trace batches, listings) go alone, as before.
+// pipelines of more than maxCoalesced commands (listings), and trace batches (see aloneKey) go
+// alone, as before.
 type coalescer struct {
 	maxInFlight int
 }
@@ -88,7 +89,7 @@ type queued struct {
 }
 
 func (q *pipelineQueue) process(ctx context.Context, cmds []redis.Cmder) error {
-	if !coalescable(cmds) {
+	if !coalescable(cmds) || ctx.Value(aloneKey{}) != nil {
 		return q.next(ctx, cmds)
 	}
 	p := &queued{ctx: ctx, cmds: cmds, done: make(chan bool, 1)}
@@ -226,6 +227,13 @@ func (q *pipelineQueue) exchange(batch []*queued) {
 		}
 	}
 }
+
+// aloneKey marks a context whose pipelines go alone: the trace writer's, whose deadline is its
+// own (shorter than a request's) and which must not shorten the requests' it would go with.
+type aloneKey struct{}
+
+// alone is ctx, whose pipelines go alone (see aloneKey).
+func alone(ctx context.Context) context.Context { return context.WithValue(ctx, aloneKey{}, true) }
 
 // coalescable reports whether a pipeline may be sent with others.
 func coalescable(cmds []redis.Cmder) bool {

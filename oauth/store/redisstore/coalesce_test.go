@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ssobridge/ssobridge/oauth/store"
 	"github.com/ssobridge/ssobridge/oauth/store/storetest"
 )
 
@@ -246,5 +247,105 @@ func TestAnExchangeThatPanicsLeavesTheQueueWorking(t *testing.T) {
 	}
 	if err := q.process(ctx, []redis.Cmder{redis.NewStatusCmd(ctx, "ping")}); err != nil {
 		t.Errorf("a pipeline after the panic: %v", err)
+	}
+}
+
+// A trace batch, whose deadline is the trace writer's (shorter than a request's), goes alone:
+// were it sent with a request's pipeline, the earlier of their deadlines would fail the request on
+// a Redis slower than the writer's deadline but not than the request's. The store marks every
+// pipeline of a batch so, and no request's.
+func TestATraceBatchGoesAloneAndARequestsPipelineDoesNot(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "coalesce:")
+	defer s.Close()
+	rec := &aloneRecorder{}
+	c.AddHook(rec)
+	ctx := t.Context()
+	if err := store.AddTraceStep(ctx, s, "alone", store.TraceMeta{}, store.TraceStep{Step: "authorize", At: time.Now()}, time.Hour, 100); err != nil {
+		t.Fatal(err)
+	}
+	if alone, shared := rec.take(); alone == 0 || shared != 0 {
+		t.Errorf("a trace batch sent %d pipelines alone and %d to be shared, want all alone", alone, shared)
+	}
+	if _, err := s.GetAccess(ctx, store.RefOf(store.ValueFor(store.NewID(32), store.NewID(store.SessionIDBytes)))); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if alone, shared := rec.take(); alone != 0 || shared == 0 {
+		t.Errorf("a request's read sent %d pipelines alone and %d to be shared, want all shared", alone, shared)
+	}
+}
+
+// aloneRecorder is a go-redis hook, under the store's, that counts the pipelines marked to go
+// alone and the others.
+type aloneRecorder struct {
+	mu            sync.Mutex
+	alone, shared int
+}
+
+func (r *aloneRecorder) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (r *aloneRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (r *aloneRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.mu.Lock()
+		if ctx.Value(aloneKey{}) != nil {
+			r.alone++
+		} else if !connectionSetup(cmds[0]) {
+			r.shared++
+		}
+		r.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+func (r *aloneRecorder) take() (alone, shared int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	alone, shared, r.alone, r.shared = r.alone, r.shared, 0, 0
+	return alone, shared
+}
+
+// A pipeline marked to go alone is sent at once, even while the exchanges in flight leave the
+// others waiting: it neither waits for them nor joins them.
+func TestAPipelineMarkedAloneIsSentAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var deadlines []time.Time
+	q := &pipelineQueue{maxInFlight: 1, next: func(ctx context.Context, cmds []redis.Cmder) error {
+		d, _ := ctx.Deadline()
+		mu.Lock()
+		deadlines = append(deadlines, d)
+		first := len(deadlines) == 1
+		mu.Unlock()
+		if first {
+			<-release // holds the one place in flight
+		}
+		return nil
+	}}
+	ctx := t.Context()
+	held := make(chan error, 1)
+	go func() { held <- q.process(ctx, []redis.Cmder{redis.NewStatusCmd(ctx, "ping")}) }()
+	for {
+		q.mu.Lock()
+		n := q.inFlight
+		q.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	short, cancel := context.WithTimeout(alone(ctx), 5*time.Second)
+	defer cancel()
+	if err := q.process(short, []redis.Cmder{redis.NewStatusCmd(short, "ping")}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	sent := len(deadlines)
+	mu.Unlock()
+	if sent != 2 {
+		t.Errorf("%d exchanges made while the place in flight was held, want the pipeline marked alone sent at once", sent)
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -70,6 +70,8 @@ const (
 // between the round trips is lost with it; otherwise a trace evicted while its sign-in goes on
 // starts over with its next step, as a new trace.
 //
+// Its pipelines go alone, never with those of requests (see coalescer).
+//
 // The scripts are called by their digest (EVALSHA); a Redis that does not hold them (restarted,
 // or its scripts flushed) refuses each one, and those alone are sent again with their source,
 // in their order, while the other commands of the pipeline stand.
@@ -82,6 +84,9 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 	if len(steps) == 0 {
 		return nil
 	}
+	// A batch goes alone (see coalescer): its deadline is the trace writer's, shorter than a
+	// request's, and one batch carries the steps of many sign-ins already.
+	ctx = alone(ctx)
 	attributedCap, unattributedCap := store.TraceCaps(maxTraces)
 	caps := map[string]int{s.tracesKey(): attributedCap, s.unattributedTracesKey(): unattributedCap}
 	now := time.Now()
