@@ -302,17 +302,24 @@ func TestARequestThroughAnUntrustedProxyIsWarnedOfOnce(t *testing.T) {
 	}
 }
 
-// Instances on one Redis share the allowance: failures counted at one instance limit the
-// guesser at another, after at most one attempt there.
-func TestTheClientAuthenticationLimitIsSharedByInstancesOnOneRedis(t *testing.T) {
+// twoInstances are two bridges under limits, each with a client of its own, on one Redis and one
+// key prefix: two instances of one deployment.
+func twoInstances(t *testing.T, limits oauth.Limits) (a, b *fixture) {
+	t.Helper()
 	opts, err := redisstore.ParseURL(storetest.RedisURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	prefix := "shared-" + store.NewID(4) + ":"
-	limits := oauth.Limits{ClientAuthFailures: store.Limit{Rate: 3, Period: time.Minute, Burst: 3}}
-	a := limitedFixture(t, redisstore.New(redis.NewUniversalClient(opts), prefix), limits)
-	b := limitedFixture(t, redisstore.New(redis.NewUniversalClient(opts), prefix), limits)
+	a = limitedFixture(t, redisstore.New(redis.NewUniversalClient(opts), prefix), limits)
+	b = limitedFixture(t, redisstore.New(redis.NewUniversalClient(opts), prefix), limits)
+	return a, b
+}
+
+// Instances on one Redis share the allowance: failures counted at one instance limit the
+// guesser at another, after at most one attempt there.
+func TestTheClientAuthenticationLimitIsSharedByInstancesOnOneRedis(t *testing.T) {
+	a, b := twoInstances(t, oauth.Limits{ClientAuthFailures: store.Limit{Rate: 3, Period: time.Minute, Burst: 3}})
 	wrong := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "redirect_uri": {mmRedirect},
 		"client_id": {a.app.ID}, "client_secret": {"guess"}}
 	const guesser = "198.51.100.66"
@@ -504,14 +511,7 @@ func TestAnAddressWellWithinItsSignInAllowanceCostsTheStoreNoCheckAndTheRestIsCo
 // Instances on one Redis share an address's sign-in allowance: each lets through unasked at most
 // a quarter of the burst, and spends it in the store once it asks.
 func TestTheSignInLimitIsSharedByInstancesOnOneRedis(t *testing.T) {
-	opts, err := redisstore.ParseURL(storetest.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := "shared-" + store.NewID(4) + ":"
-	limits := oauth.Limits{SignIn: store.Limit{Rate: 40, Period: time.Hour, Burst: 40}}
-	a := limitedFixture(t, redisstore.New(redis.NewUniversalClient(opts), prefix), limits)
-	b := limitedFixture(t, redisstore.New(redis.NewUniversalClient(opts), prefix), limits)
+	a, b := twoInstances(t, oauth.Limits{SignIn: store.Limit{Rate: 40, Period: time.Hour, Burst: 40}})
 	const flooder = "198.51.100.66"
 	allowed := 0
 	for i := range 100 {

@@ -119,6 +119,10 @@ func TestEncodeWritesWhatEncodingJSONWrites(t *testing.T) {
 	encodeBoth(t, &store.TraceStep{Duration: 1e21})
 	encodeBoth(t, &store.UpstreamToken{AccessToken: "a", RefreshToken: "r", TokenType: "Bearer", Expiry: time.Now()})
 	encodeBoth(t, [2]string{"verifier", "\u00e9"})
+	// A user body that is not JSON is refused by both: it is never stored.
+	for _, raw := range []string{`{"a":`, "nope", "", `{"a":1} x`} {
+		encodeBoth(t, &store.Session{User: json.RawMessage(raw)})
+	}
 }
 
 // FuzzEncode holds Encode to encoding/json's bytes for whatever the client, the provider or the
