@@ -610,7 +610,16 @@ func TestRedisDownIsAnErrorNotNotFound(t *testing.T) {
 			_, err := s.PutAuthorization(ctx, "k", &store.Authorization{}, time.Minute, store.PendingCaps{})
 			return err
 		},
+		"PutAuthorization within caps": func() error {
+			_, err := s.PutAuthorization(ctx, "k", &store.Authorization{}, time.Minute, store.PendingCaps{PerBrowser: 3})
+			return err
+		},
 		"TakeAuthorization": func() error { _, err := s.TakeAuthorization(ctx, "k", "a"); return err },
+		"PeekAuthorization": func() error { _, _, err := s.PeekAuthorization(ctx, "k"); return err },
+		"RedeemCode": func() error {
+			_, err := s.RedeemCode(ctx, ref, "a", store.CodeRedemption{ClientID: "a1", Now: time.Now()}, pair)
+			return err
+		},
 		"PutSession":        func() error { return s.PutSession(ctx, sess, time.Hour) },
 		"GetSession":        func() error { _, err := s.GetSession(ctx, "s1"); return err },
 		"UpdateSession":     func() error { return s.UpdateSession(ctx, sess) },
@@ -758,8 +767,13 @@ func TestWritesToAFullRedisAreErrFull(t *testing.T) {
 			}
 			return err
 		}},
-		{"a script and a pipeline (a sign-in parked)", func(i int) error {
+		{"a command (a sign-in parked without caps)", func(i int) error {
 			_, err := s.PutAuthorization(ctx, "authz"+strconv.Itoa(i), &store.Authorization{ClientID: "app", CreatedAt: now}, time.Minute, store.PendingCaps{})
+			return err
+		}},
+		{"a script (a sign-in parked within the caps)", func(i int) error {
+			a := &store.Authorization{ClientID: "app", Browser: "b" + strconv.Itoa(i), Source: "203.0.113.9", CreatedAt: now}
+			_, err := s.PutAuthorization(ctx, "capped"+strconv.Itoa(i), a, time.Minute, store.PendingCaps{PerBrowser: 3, PerSource: 100, Total: 1000})
 			return err
 		}},
 		{"a sign-in's trace", func(i int) error {
