@@ -34,6 +34,7 @@ func TestK6ScriptRefusesBadFlagsBeforeStartingAnything(t *testing.T) {
 	for _, args := range [][]string{
 		{"--vus", "0"}, {"--duration", "ten"}, {"--scenario", "login"}, {"--store", "disk"}, {"--rounds", "-1"},
 		{"--client-id", "x"}, {"--bridge-url", "http://127.0.0.1:1"}, {"--nope", "1"},
+		{"--floor", "--store", "memory"}, {"--floor", "--bridge-url", "http://127.0.0.1:1"},
 	} {
 		out, err := exec.Command(k6Script, args...).CombinedOutput()
 		var ee *exec.ExitError
@@ -88,6 +89,31 @@ func k6Binary(t *testing.T) string {
 	return ""
 }
 
+// runK6Script runs k6.sh with args for one round of 1 s at 2 VUs, and returns its report's store,
+// its round and the script's output.
+func runK6Script(t *testing.T, env []string, args ...string) (string, map[string]any, []byte) {
+	t.Helper()
+	report := filepath.Join(t.TempDir(), "report.json")
+	cmd := exec.Command(k6Script, append(args, "--vus", "2", "--duration", "1s", "--json", report)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("k6.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	var r struct {
+		Store  string           `json:"store"`
+		Rounds []map[string]any `json:"rounds"`
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil || len(r.Rounds) != 1 {
+		t.Fatalf("report %s: %v", b, err)
+	}
+	return r.Store, r.Rounds[0], out
+}
+
 func TestK6ScenariosPassEveryCheckAgainstTheBridgeOnRedis(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server is not on PATH: install it (apt-get install -y redis-server)")
@@ -97,24 +123,7 @@ func TestK6ScenariosPassEveryCheckAgainstTheBridgeOnRedis(t *testing.T) {
 	for _, scenario := range []string{"signin", "user", "refresh"} {
 		t.Run(scenario, func(t *testing.T) {
 			t.Parallel()
-			report := filepath.Join(t.TempDir(), "report.json")
-			cmd := exec.Command(k6Script, "--scenario", scenario, "--vus", "2", "--duration", "1s", "--json", report)
-			cmd.Env = append(os.Environ(), "K6="+k6, "SSOBRIDGE_BIN="+bin)
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("k6.sh --scenario %s: %v\n%s", scenario, err, out)
-			}
-			var r struct {
-				Rounds []map[string]any `json:"rounds"`
-			}
-			b, err := os.ReadFile(report)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &r); err != nil || len(r.Rounds) != 1 {
-				t.Fatalf("report %s: %v", b, err)
-			}
-			round := r.Rounds[0]
+			_, round, out := runK6Script(t, []string{"K6=" + k6, "SSOBRIDGE_BIN=" + bin}, "--scenario", scenario)
 			if ops, _ := round["ops"].(float64); ops < 1 {
 				t.Errorf("no operation completed:\n%s", out)
 			}
@@ -124,5 +133,23 @@ func TestK6ScenariosPassEveryCheckAgainstTheBridgeOnRedis(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The floor (deploy/bench/floor in the bridge's and the provider's places) passes every check of
+// a sign-in, and is measured as a bridge is, without Redis.
+func TestK6FloorPassesEveryCheckOfASignIn(t *testing.T) {
+	store, round, out := runK6Script(t, []string{"K6=" + k6Binary(t)}, "--floor")
+	if ops, _ := round["ops"].(float64); ops < 1 {
+		t.Errorf("no sign-in completed:\n%s", out)
+	}
+	if v, ok := round["bridge_cpu_ms"].(float64); !ok || v <= 0 {
+		t.Errorf("the floor bridge's CPU not measured (%v):\n%s", round["bridge_cpu_ms"], out)
+	}
+	if store != "none" || round["redis_commands"] != nil {
+		t.Errorf("the floor has no store, yet the report says store %q and Redis commands %v", store, round["redis_commands"])
+	}
+	if !strings.Contains(string(out), "the floor: deploy/bench/floor") {
+		t.Errorf("the table does not say it measured the floor:\n%s", out)
 	}
 }

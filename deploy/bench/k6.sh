@@ -5,7 +5,7 @@
 # and round trips per operation, and the bridge's memory.
 #
 #   deploy/bench/k6.sh [--vus 64] [--duration 10s] [--rounds 1] [--scenario signin|user|refresh]
-#                      [--store redis|memory] [--json FILE]
+#                      [--store redis|memory] [--floor] [--json FILE]
 #
 # Without a target it builds ssobridge (or takes $SSOBRIDGE_BIN) and starts, each in a process of
 # its own on free loopback ports: redis-server (--store redis, the default), the GitLab emulator
@@ -13,6 +13,12 @@
 # serve`, registers Mattermost (`apps create --mattermost-url`, without refresh tokens, as an
 # administrator registers it) and an application with refresh tokens for --scenario refresh, and
 # stops everything afterwards.
+#
+# --floor puts deploy/bench/floor in the bridge's and the emulator's places: a bridge and a
+# provider that do nothing but answer the same requests and make the same two calls to the
+# provider over HTTP, storing and checking nothing. Its figures are the floor that k6 and HTTP set
+# on this machine: what no bridge measured here goes below, beside which a bridge's own figures
+# are read (see README "The targets, and what bounds them").
 #
 # Against a bridge of one's own (whose upstream must sign the person in without a form, such as
 # `ssobridge gitlab-emulator`; see README "Measuring with k6"):
@@ -39,13 +45,14 @@ k6_version=v1.8.1
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "k6.sh: $*" >&2; exit 2; }
 
-vus=64 duration=10s rounds=1 scenario=signin store=redis json_out=""
+vus=64 duration=10s rounds=1 scenario=signin store=redis store_given="" floor="" json_out=""
 bridge_url=${BRIDGE_URL:-} client_id=${CLIENT_ID:-} client_secret=${CLIENT_SECRET:-} redirect_uri=${REDIRECT_URI:-}
 admin_url=${ADMIN_URL:-} admin_token=${ADMIN_TOKEN:-} redis_url=${REDIS_URL:-} bridge_pid=${BRIDGE_PID:-}
 while [ $# -gt 0 ]; do
   flag=$1
   case "$flag" in
     -h|--help) usage; exit 0 ;;
+    --floor) floor=1; shift; continue ;;
     --*=*) set -- "${flag%%=*}" "${flag#*=}" "${@:2}"; continue ;;
   esac
   [ $# -ge 2 ] || die "$flag needs a value (see --help)"
@@ -54,7 +61,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2 ;;
     --rounds) rounds=$2 ;;
     --scenario) scenario=$2 ;;
-    --store) store=$2 ;;
+    --store) store=$2 store_given=1 ;;
     --json) json_out=$2 ;;
     --bridge-url) bridge_url=$2 ;;
     --client-id) client_id=$2 ;;
@@ -73,6 +80,10 @@ done
 [[ $duration =~ ^([0-9]+(ms|s|m|h))+$ ]] || die "--duration $duration: want a duration such as 10s, 500ms or 1m30s"
 case "$scenario" in signin|user|refresh) ;; *) die "--scenario $scenario: want signin, user or refresh" ;; esac
 case "$store" in redis|memory) ;; *) die "--store $store: want redis or memory" ;; esac
+if [ -n "$floor" ]; then
+  [ -z "$store_given" ] || die "--floor stores nothing: leave out --store"
+  [ -z "$bridge_url" ] || die "--floor starts its own floor bridge: leave out the bridge URL"
+fi
 if [ -n "$bridge_url" ]; then
   for v in client_id client_secret redirect_uri; do
     [ -n "${!v}" ] || die "with a bridge URL, give ${v^^} (or --${v//_/-}) too"
@@ -113,10 +124,27 @@ fi
 echo "k6.sh: $("$k6" version | head -1) ($k6)" >&2
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_listening() { for _ in $(seq 150); do curl -s -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "k6.sh: nothing listens at $1; its log:" >&2; cat "$2" >&2; exit 1; }
 wait_http() { for _ in $(seq 150); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "k6.sh: no answer at $1; its log:" >&2; cat "$2" >&2; exit 1; }
 
 target=own
-if [ -z "$bridge_url" ]; then
+if [ -n "$floor" ]; then
+  target=floor
+  echo "k6.sh: building the floor bridge (deploy/bench/floor)" >&2
+  (cd "$root" && go build -o "$work/floor" ./deploy/bench/floor)
+  bridge_port=$(free_port) provider_port=$(free_port)
+  bridge_url="http://127.0.0.1:$bridge_port"
+  "$work/floor" -role provider -listen "127.0.0.1:$provider_port" >"$work/provider.log" 2>&1 &
+  pids+=($!)
+  "$work/floor" -role bridge -listen "127.0.0.1:$bridge_port" -provider "http://127.0.0.1:$provider_port" >"$work/bridge.log" 2>&1 &
+  bridge_pid=$!
+  pids+=($bridge_pid)
+  # It checks no client: these only make the script's requests whole.
+  client_id=floor client_secret=floor redirect_uri=http://127.0.0.1:1/signup/gitlab/complete
+  wait_listening "http://127.0.0.1:$provider_port/" "$work/provider.log"
+  wait_listening "$bridge_url/" "$work/bridge.log"
+  store=none
+elif [ -z "$bridge_url" ]; then
   target=local
   bin=${SSOBRIDGE_BIN:-}
   if [ -z "$bin" ]; then
@@ -245,8 +273,9 @@ for round in $(seq "$rounds"); do
   sample "$work/before-$round"
   rc=0
   wait "$k6pid" || rc=$?
-  # The bridge writes traces in batches every 25 ms: let the last one land.
-  sleep 0.2
+  # The bridge writes a trace once its sign-in's next step is no longer awaited, in batches every
+  # 100 ms: the last sign-ins' land within this.
+  sleep 0.3
   sample "$work/after-$round"
   children_cpu >"$work/cpu1"
   echo "k6_cpu_s $(cat "$work/cpu0")" >>"$work/before-$round"
@@ -322,7 +351,8 @@ cols = [("per_second", f"{per}s/s" if scenario != "refresh" else "refreshes/s", 
         ("redis_commands", "Redis cmds", ".1f"), ("bridge_commands", "bridge sent", ".1f"),
         ("round_trips", "round trips", ".1f"), ("rss_mib", "RSS MiB", ".1f"),
         ("k6_cpu_ms", "k6 CPU ms", ".3f")]
-print(f"\nk6 {scenario}: {vus} VUs, {duration} a round, {rounds} round(s), {bridge} ({target}{', store ' + store if target == 'local' else ''})")
+where = {"local": "local, store " + store, "own": "own", "floor": "the floor: deploy/bench/floor, HTTP alone"}[target]
+print(f"\nk6 {scenario}: {vus} VUs, {duration} a round, {rounds} round(s), {bridge} ({where})")
 print(f"machine: {os.cpu_count()} CPUs, {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
 widths = [max(len(h), 7) for _, h, _ in cols]
 def row(first, cells):
