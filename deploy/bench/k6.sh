@@ -18,7 +18,7 @@
 # provider that do nothing but answer the same requests and make the same two calls to the
 # provider over HTTP, storing and checking nothing. Its figures are the floor that k6 and HTTP set
 # on this machine: what no bridge measured here goes below, beside which a bridge's own figures
-# are read (see README "The targets, and what bounds them").
+# are read (see README "Measuring with k6").
 #
 # Against a bridge of one's own (whose upstream must sign the person in without a form, such as
 # `ssobridge gitlab-emulator`; see README "Measuring with k6"):
