@@ -151,8 +151,9 @@ func sourceOf(c echo.Context) string {
 
 // limitSignIn spends one of the client address's allowance at a sign-in endpoint; beyond it the
 // request is answered 429 with Retry-After before anything else is done, traced (as a request no
-// application vouches for) and counted. The store, which every instance shares, is asked only
-// for an address this instance has seen use a quarter of its burst lately (see localUse). A
+// application vouches for) and counted. The store, which every instance shares, is asked once
+// per quarter of the burst this instance let an address through unasked, and at every request of
+// an address it refused lately (see localUse). A
 // store that does not answer lets the request through: the handler meets the same store and says
 // so precisely.
 func (s *Server) limitSignIn(step signin.Step) echo.MiddlewareFunc {
@@ -164,17 +165,9 @@ func (s *Server) limitSignIn(step signin.Step) echo.MiddlewareFunc {
 				return next(c)
 			}
 			key := "signin:" + c.Path() + ":" + sourceOf(c)
-			cost := s.signInUse.spend(key, l, time.Now())
-			if cost == 0 {
-				return next(c) // the instance alone lets it through (see localUse)
-			}
-			res, err := s.store.Limit(c.Request().Context(), key, l, cost)
-			if err == nil && !res.Allowed && cost > 1 {
-				// The allowance has room for this event but not for the events the instance let
-				// through before it asked: they are counted as far as they fit, and this one is
-				// judged alone.
-				res, err = s.store.Limit(c.Request().Context(), key, l, 1)
-			}
+			res, err := s.signInUse.allow(key, l, time.Now(), func(cost int) (store.LimitResult, error) {
+				return s.store.Limit(c.Request().Context(), key, l, cost)
+			})
 			if err != nil {
 				s.logger(c.Request().Context()).Warn("the sign-in rate limit could not be checked; the request goes on", "cause", err.Error())
 				return next(c)

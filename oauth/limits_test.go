@@ -494,7 +494,9 @@ func TestAnAddressWellWithinItsSignInAllowanceCostsTheStoreNoCheckAndTheRestIsCo
 	if len(st.costs) != 0 {
 		t.Fatalf("two sign-ins of an allowance of 8 asked the store %v; want nothing asked below a quarter of the burst", st.costs)
 	}
-	// The third is past the quarter: it asks, and spends the two let through unasked with its own.
+	// The third reaches the quarter: it asks, and spends the two let through unasked with its own.
+	// The store then has 5 to spare, more than a quarter: the next two go unasked and the sixth
+	// spends them; with 2 to spare, no more than a quarter, every request asks.
 	for i := 2; i < 8; i++ {
 		if resp := f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), from(office)...); resp.StatusCode != http.StatusFound {
 			t.Fatalf("authorize %d of 8: status %d", i+1, resp.StatusCode)
@@ -503,13 +505,14 @@ func TestAnAddressWellWithinItsSignInAllowanceCostsTheStoreNoCheckAndTheRestIsCo
 	if resp := f.get(f.bridge.URL+"/oauth/authorize?"+f.authorizeQuery("s").Encode(), from(office)...); resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("the ninth authorize of an allowance of 8: status %d, want 429", resp.StatusCode)
 	}
-	if want := []int{3, 1, 1, 1, 1, 1, 1}; !slices.Equal(st.costs, want) {
-		t.Errorf("the store was asked to spend %v; want %v (the first check carries the two let through unasked)", st.costs, want)
+	if want := []int{3, 3, 1, 1, 1}; !slices.Equal(st.costs, want) {
+		t.Errorf("the store was asked to spend %v; want %v (each check at a quarter carries the two let through unasked)", st.costs, want)
 	}
 }
 
 // Instances on one Redis share an address's sign-in allowance: each lets through unasked at most
-// a quarter of the burst, and spends it in the store once it asks.
+// a quarter of the burst, and spends it in the store once it asks, so that two instances let
+// through the allowance and at most two quarters of it more, not twice the allowance.
 func TestTheSignInLimitIsSharedByInstancesOnOneRedis(t *testing.T) {
 	a, b := twoInstances(t, oauth.Limits{SignIn: store.Limit{Rate: 40, Period: time.Hour, Burst: 40}})
 	const flooder = "198.51.100.66"
@@ -523,7 +526,7 @@ func TestTheSignInLimitIsSharedByInstancesOnOneRedis(t *testing.T) {
 			allowed++
 		}
 	}
-	if allowed != 40 {
-		t.Errorf("two instances on one Redis let %d authorize requests from one address through an allowance of 40; want 40", allowed)
+	if allowed < 40 || allowed > 40+2*40/4 {
+		t.Errorf("two instances on one Redis let %d authorize requests from one address through an allowance of 40; want 40 to 60", allowed)
 	}
 }

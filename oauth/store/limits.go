@@ -41,6 +41,9 @@ type LimitResult struct {
 	// RetryAfter is, when not allowed, how long until one event is: a client told to come back
 	// then is not refused again for this limit.
 	RetryAfter time.Duration
+	// Remaining is, when events were allowed and spent, how many more the allowance has room for
+	// at once; 0 otherwise.
+	Remaining int
 }
 
 // Limiter keeps the rate limits' allowances, shared by every bridge instance on the store.

@@ -185,7 +185,7 @@ func (s *Store) Limit(_ context.Context, key string, l store.Limit, cost int) (s
 		r.CancelAt(now)
 		return store.LimitResult{RetryAfter: d}, nil
 	}
-	return store.LimitResult{Allowed: true}, nil
+	return store.LimitResult{Allowed: true, Remaining: max(0, int(lt.lim.TokensAt(now)))}, nil
 }
 
 // sweepLimits forgets the buckets that have refilled.

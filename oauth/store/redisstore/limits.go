@@ -203,7 +203,7 @@ func (s *Store) Limit(ctx context.Context, key string, l store.Limit, cost int) 
 		return store.LimitResult{RetryAfter: l.Interval()}, nil
 	}
 	if res.Allowed >= cost {
-		return store.LimitResult{Allowed: true}, nil
+		return store.LimitResult{Allowed: true, Remaining: max(res.Remaining, 0)}, nil
 	}
 	return store.LimitResult{RetryAfter: max(res.RetryAfter, 0)}, nil
 }

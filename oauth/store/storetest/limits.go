@@ -254,6 +254,9 @@ func testLimitBurstThenRefuse(t *testing.T, s store.Store) {
 		if !r.Allowed {
 			t.Fatalf("event %d of a burst of 3 refused", i+1)
 		}
+		if r.Remaining != 2-i {
+			t.Errorf("after event %d of a burst of 3, Remaining %d, want %d", i+1, r.Remaining, 2-i)
+		}
 	}
 	r, err := s.Limit(t.Context(), "k", l, 1)
 	must(t, "limit", err)
