@@ -18,8 +18,8 @@ import (
 // all of them, a browser's, and a source's, each member an authorization's key scored by when it
 // was parked (unix milliseconds). Members older than the TTL are dropped as the sets are used,
 // and each set expires with its newest member. The records are kept under the same hash tag
-// (authzKey), so that parking one is one script, which checks the caps, counts it, stores it and
-// marks the records its browser's newer ones drop, and taking one is one script too, which
+// (authzKey), so that parking one is one script, which checks the caps, counts it and stores it,
+// and taking one is one script too, which
 // removes its key from the set of all (it knows the key, not yet the browser or source); a
 // browser's or a source's set is rid of its members that are no longer in the set of all when it
 // reaches its cap, so that the work of that is done only by the put that finds the set full. On
@@ -33,23 +33,29 @@ func (s *Store) pendingKey(kind, id string) string {
 // for ARGV[3] ms: it adds it to the sets of all (KEYS[1]), of its browser (KEYS[2]) and of its
 // source (KEYS[3]), within the caps on the browser (ARGV[4]), the source (ARGV[5]) and all
 // (ARGV[6]) (0: none), and stores the record. It returns {0, 'source'} or {0, 'total'} when a cap
-// refuses it, having stored nothing, else {1, dropped, missing...}: the browser's oldest members
-// not taken yet are dropped to make room, and their records (ARGV[9] followed by the member) are
-// replaced by an evicted mark; dropped counts those, and missing are the members whose record is
-// not there, which a bridge before this script may have parked elsewhere (see legacyAuthzKey). A
-// member already in the sets (the same put sent twice) is answered {1, 0} and counted once.
+// refuses it, having stored nothing, else {1, dropped...}: the browser's oldest members not taken
+// yet, dropped from the sets to make room, whose records the caller marks evicted (their keys are
+// not the script's to touch: on Cluster a script may use only the keys it is given). A member
+// already in the sets (the same put sent twice) is answered {1} and counted once (the members
+// its first run dropped, whose answer was lost, are then left unmarked: uncounted, and takeable
+// until their TTL ends).
+//
+// The record is stored first: Redis at its maxmemory refuses a script's first write, and lets
+// every later one through, even after a write that frees memory (a ZREM), so a full Redis
+// refuses the put whole. A put a cap refuses deletes the record again.
 //
 // The members parked longer than the TTL ago are dropped from a set when its count reaches its
 // cap, which is when they matter, and from all three when ARGV[7] is 1, which the caller asks
 // for one put in pruneEvery, so that a set with no cap, or never at it, holds no more than the
 // TTL's sign-ins and a few: a put below the caps pays no pruning.
-var indexPending = redis.NewScript(luaMarks + `
+var indexPending = redis.NewScript(`
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local floor = now - ttl
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {1} end
+redis.call('SET', KEYS[4], ARGV[8], 'PX', ttl)
 if ARGV[7] == '1' then
 	for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', floor) end
 end
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {1, 0} end
 -- count returns how many members of the set k are parked within the TTL and not taken yet; it
 -- drops the others (those taken are no longer in the set of all) only if it finds as many
 -- members as cap.
@@ -67,23 +73,21 @@ local function count(k, cap)
 	return n
 end
 local capBrowser, capSource, capTotal = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if capTotal > 0 and count(KEYS[1], capTotal) >= capTotal then return {0, 'total'} end
-if capSource > 0 and count(KEYS[3], capSource) >= capSource then return {0, 'source'} end
-local out = {1, 0}
+if capTotal > 0 and count(KEYS[1], capTotal) >= capTotal then
+	redis.call('DEL', KEYS[4])
+	return {0, 'total'}
+end
+if capSource > 0 and count(KEYS[3], capSource) >= capSource then
+	redis.call('DEL', KEYS[4])
+	return {0, 'source'}
+end
+local out = {1}
 if capBrowser > 0 then
 	local over = count(KEYS[2], capBrowser) - capBrowser + 1
 	if over > 0 then
-		local old = redis.call('ZRANGE', KEYS[2], 0, over - 1)
-		for _, m in ipairs(old) do
+		for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
 			for i = 1, 3 do redis.call('ZREM', KEYS[i], m) end
-			local rk = ARGV[9] .. m
-			local v = redis.call('GET', rk)
-			if not v then
-				table.insert(out, m)
-			elseif not is_mark(v) then
-				redis.call('SET', rk, header({kind = 'authorization', state = 'evicted', attempt = '', at = now}), 'KEEPTTL')
-				out[2] = out[2] + 1
-			end
+			table.insert(out, m)
 		end
 	end
 end
@@ -96,13 +100,11 @@ for i = 1, 3 do
 	redis.call('ZADD', KEYS[i], score, ARGV[1])
 	redis.call('PEXPIRE', KEYS[i], ttl)
 end
-redis.call('SET', KEYS[4], ARGV[8], 'PX', ttl)
 return out
 `)
 
-// evictAuthorization replaces the parked authorization KEYS[1] (where a bridge before indexPending
-// parked it: see legacyAuthzKey), unless it is taken already, with an evicted mark (at ARGV[1]) for
-// the rest of its TTL, and returns 1 if it did.
+// evictAuthorization replaces the parked authorization KEYS[1], unless it is taken already, with an
+// evicted mark (at ARGV[1]) for the rest of its TTL, and returns 1 if it did.
 var evictAuthorization = redis.NewScript(luaMarks + `
 local v = redis.call('GET', KEYS[1])
 if not v or is_mark(v) then return 0 end
@@ -115,8 +117,9 @@ return 1
 const pruneEvery = 32
 
 // PutAuthorization parks a within caps (see store.Store) with indexPending: one command, which
-// stores nothing when a cap refuses. A browser's oldest records it drops are marked by the same
-// script; one parked by a bridge before it (see legacyAuthzKey) is marked in a second round trip.
+// stores nothing when a cap refuses. The browser's oldest records it drops are marked evicted in
+// a second round trip, which only a browser at its cap pays: each where it is parked, or where a
+// bridge before indexPending parked it (see legacyAuthzKey).
 func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Authorization, ttl time.Duration, caps store.PendingCaps) (int, error) {
 	if ttl <= 0 {
 		return 0, fmt.Errorf("redisstore: put authorization: ttl %v is not positive", ttl)
@@ -135,7 +138,7 @@ func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Autho
 	if rand.IntN(pruneEvery) == 0 {
 		prune = "1"
 	}
-	args := []any{key, now, roundTTL(ttl).Milliseconds(), caps.PerBrowser, caps.PerSource, caps.Total, prune, b, s.authzKey("")}
+	args := []any{key, now, roundTTL(ttl).Milliseconds(), caps.PerBrowser, caps.PerSource, caps.Total, prune, b}
 	// A pipeline of one, which the store sends with those of other requests (see coalescer).
 	park := &scriptCall{sc: indexPending, keys: keys, args: args}
 	batch := &scriptBatch{}
@@ -144,41 +147,46 @@ func (s *Store) PutAuthorization(ctx context.Context, key string, a *store.Autho
 	if err = cmp.Or(err, rerr); err != nil {
 		return 0, wrap("put authorization", err)
 	}
-	if len(reply) < 2 {
+	if len(reply) < 1 {
 		return 0, wrap("put authorization", fmt.Errorf("index reply %v", reply))
 	}
 	if ok, _ := reply[0].(int64); ok == 0 {
-		which, _ := reply[1].(string)
+		which := ""
+		if len(reply) > 1 {
+			which, _ = reply[1].(string)
+		}
 		capped := caps.Total
 		if which == "source" {
 			capped = caps.PerSource
 		}
 		return 0, &store.PendingCapError{Which: which, Cap: capped}
 	}
-	evicted, _ := reply[1].(int64)
-	missing := reply[2:]
-	if len(missing) == 0 {
-		return int(evicted), nil
+	dropped := reply[1:]
+	if len(dropped) == 0 {
+		return 0, nil
 	}
-	cmds := make([]*redis.Cmd, 0, len(missing))
+	cmds := make([]*redis.Cmd, 0, 2*len(dropped))
 	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, m := range missing {
+		for _, m := range dropped {
 			old, _ := m.(string)
-			cmds = append(cmds, evictAuthorization.Eval(ctx, p, []string{s.legacyAuthzKey(old)}, now))
+			for _, k := range []string{s.authzKey(old), s.legacyAuthzKey(old)} {
+				cmds = append(cmds, evictAuthorization.Eval(ctx, p, []string{k}, now))
+			}
 		}
 		return nil
 	})
 	if err != nil && !isNil(err) {
-		// The new record is parked and counted; the old ones were uncounted but stay until their
-		// TTL ends, which is all that is lost.
+		// The new record is parked and counted; the old ones were uncounted but stay takeable
+		// until their TTL ends, which is all that is lost.
 		return 0, wrap("put authorization: drop the browser's oldest", err)
 	}
+	evicted := 0
 	for _, c := range cmds {
 		if n, _ := c.Int64(); n == 1 {
 			evicted++
 		}
 	}
-	return int(evicted), nil
+	return evicted, nil
 }
 
 // Limit spends cost events of key's allowance under l (see store.Limiter), with

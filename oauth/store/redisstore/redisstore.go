@@ -545,13 +545,17 @@ return {1, v}
 // takeParkedAuthorization is takeAuthorization on the record KEYS[1], which also stops counting
 // it against store.PendingCaps: it removes ARGV[3] from the set of all (KEYS[2]), whatever the
 // take finds (a key not parked, dropped or taken already is in no set, or is one whose sign-in
-// came back all the same).
+// came back all the same). The mark is written before the ZREM: Redis at its maxmemory refuses a
+// script's first write and lets every later one through, even after one that frees memory, so a
+// full Redis refuses the take whole and the sign-in can come back once it has room.
 var takeParkedAuthorization = redis.NewScript(luaMarks + `
-redis.call('ZREM', KEYS[2], ARGV[3])
 local v = redis.call('GET', KEYS[1])
+if v and not is_mark(v) then
+	redis.call('SET', KEYS[1], header({kind = 'authorization', state = 'taken', attempt = ARGV[1], at = tonumber(ARGV[2])}) .. '\n' .. v, 'KEEPTTL')
+end
+redis.call('ZREM', KEYS[2], ARGV[3])
 if not v then return false end
 if is_mark(v) then return {2, v} end
-redis.call('SET', KEYS[1], header({kind = 'authorization', state = 'taken', attempt = ARGV[1], at = tonumber(ARGV[2])}) .. '\n' .. v, 'KEEPTTL')
 return {1, v}
 `)
 
