@@ -249,8 +249,7 @@ func (s *Server) redeemCode(c echo.Context, tr *TokenRequest) error {
 			"revoked": "the code was presented again while it was being redeemed (see the step that refused it): these tokens were revoked as they were issued"})
 		return s.writeToken(c, tok, idt)
 	case errors.Is(err, store.ErrRevoked):
-		return fail(signin.SessionRevoked, "the sign-in this code belongs to was revoked; sign in again").
-			withFix("An administrator revoked the application's grants while this sign-in's code was being redeemed.")
+		return codeSignInRevoked()
 	case err != nil:
 		// The tokens may or may not be stored: the client is not given them either way, and if it
 		// tries again, the code is found taken by this request.
@@ -288,6 +287,8 @@ func (s *Server) redeemInOneStep(c echo.Context, app *store.Application, tr *Tok
 	switch {
 	case errors.Is(err, store.ErrSlowPath):
 		return false, nil
+	case errors.Is(err, store.ErrRevoked):
+		return true, codeSignInRevoked()
 	case err != nil:
 		// The outcome is unknown: the tokens may be stored, and are not given. A client that
 		// tries again finds the code redeemed, as after a take whose answer was lost.
@@ -295,6 +296,12 @@ func (s *Server) redeemInOneStep(c echo.Context, app *store.Application, tr *Tok
 	}
 	s.useTrace(c, red.TraceID)
 	return true, s.codeRedeemed(c, app, tr, red.Session, tok, "")
+}
+
+// codeSignInRevoked is the answer to a code whose sign-in was revoked while it was redeemed.
+func codeSignInRevoked() *Error {
+	return fail(signin.SessionRevoked, "the sign-in this code belongs to was revoked; sign in again").
+		withFix("An administrator revoked the application's grants while this sign-in's code was being redeemed.")
 }
 
 // missingRedirectURI is the answer to a code redemption without redirect_uri, which GitLab gives

@@ -228,7 +228,9 @@ type SignIns interface {
 	// sign-in's session and trace. ErrSlowPath when the code is not such a code, is not there, is
 	// taken, or its sign-in is not live: nothing was taken or stored, and the caller redeems the
 	// code with TakeCode and FinishCode, which answer each of those cases. A backend may answer
-	// as TakeCode and FinishCode would instead.
+	// as TakeCode and FinishCode would instead. The same attempt sent twice gets the same answer,
+	// or ErrRevoked if the sign-in was revoked in between, never ErrSlowPath: the slow path would
+	// find the code redeemed and take the attempt for a replay of it.
 	RedeemCode(ctx context.Context, ref Ref, attempt string, r CodeRedemption, p *TokenPair) (*Redeemed, error)
 	// RefuseCode records that the request that took a code (attempt) was refused, naming the
 	// failure (refusal) and the trace it was recorded in, and revokes the sign-in, which will

@@ -20,7 +20,8 @@ import (
 // (its refresh token, if not empty), and with ARGV[11] > 0 the sign-in expires in ARGV[11] ms.
 // The code's mark ARGV[2] says it issued, as finish leaves it. It returns {1, session, trace
 // id, scope, the code's index_until}, and the same again, without index_until, to the same
-// attempt sent twice; {5} for anything else, having
+// attempt sent twice, or {3} when the sign-in was revoked (or its tokens deleted) between the
+// two; {5} for anything else, having
 // written nothing: the caller takes the slow path (takeOnce, finish), which answers every other
 // case as it always has.
 var redeemOnce = redis.NewScript(luaMarks + `
@@ -48,10 +49,12 @@ if not rec then
 	if not m then return {5} end
 	local ok, h = pcall(split, m)
 	if not ok or type(h) ~= 'table' or h.attempt ~= ARGV[3] or h.state ~= 'issued' then return {5} end
+	-- This attempt redeemed the code (its request sent again): never the slow path, whose take
+	-- would find the mark issued and answer the attempt as a replay of its own code.
 	local got = redis.call('HMGET', fam, 's', 't', ARGV[9])
-	if not got[1] or not got[3] then return {5} end
+	if not got[1] or not got[3] then return {3} end
 	local pok, p = pcall(cjson.decode, got[3])
-	if not pok or type(p) ~= 'table' or type(p.scope) ~= 'string' then return {5} end
+	if not pok or type(p) ~= 'table' or type(p.scope) ~= 'string' then return {3} end
 	return {1, got[1], got[2], p.scope}
 end
 local ok, c = pcall(cjson.decode, rec)
@@ -116,7 +119,11 @@ func (s *Store) RedeemCode(ctx context.Context, ref store.Ref, attempt string, r
 		return nil, wrap(op, err)
 	}
 	res, _ := reply.([]any)
-	if n, _ := firstInt(res); n != 1 || len(res) < 4 {
+	n, _ := firstInt(res)
+	if n == 3 {
+		return nil, store.ErrRevoked
+	}
+	if n != 1 || len(res) < 4 {
 		return nil, store.ErrSlowPath
 	}
 	if ttl > 0 {

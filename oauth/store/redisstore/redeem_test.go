@@ -105,6 +105,38 @@ func TestRedeemCodeTakesAPlainCodeAndStoresItsTokensInOneRoundTrip(t *testing.T)
 
 func pairCopy(p *store.TokenPair) *store.TokenPair { q := *p; return &q }
 
+// A redemption sent again (go-redis after a lost reply) that finds its own redemption's sign-in
+// revoked, or its access token deleted, in between says the sign-in was revoked; it is never left
+// to the slow path, whose take would answer the attempt as a replay of its own code.
+func TestARedemptionSentAgainAfterItsSignInWasRevokedSaysSo(t *testing.T) {
+	s := redeemingStore(t)
+	ctx := t.Context()
+	for _, c := range []struct {
+		name string
+		undo func(ref store.Ref, p *store.TokenPair) error
+	}{
+		{"the sign-in revoked", func(ref store.Ref, _ *store.TokenPair) error {
+			return s.RevokeSession(ctx, ref.SessionID)
+		}},
+		{"its access token deleted", func(ref store.Ref, p *store.TokenPair) error {
+			return s.c.HDel(ctx, s.familyKey(ref.SessionID), prefixAccess+p.AccessKey).Err()
+		}},
+	} {
+		ref, r, _ := issuedCode(t, s, nil)
+		p, _ := pairFor(ref)
+		attempt := store.NewAttempt()
+		if _, err := s.RedeemCode(ctx, ref, attempt, r, p); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.undo(ref, p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RedeemCode(ctx, ref, attempt, r, pairCopy(p)); !errors.Is(err, store.ErrRevoked) {
+			t.Errorf("%s, the same redemption again: %v; want ErrRevoked", c.name, err)
+		}
+	}
+}
+
 // The callback indexes a sign-in until its code's index_until, so that the redemption that makes
 // it live until its access token expires need not index it again: it is one command. A code
 // issued by a bridge before index_until is redeemed as well, and its sign-in indexed until its
