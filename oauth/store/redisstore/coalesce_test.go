@@ -349,3 +349,23 @@ func TestAPipelineMarkedAloneIsSentAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A store on Redis Cluster sends each pipeline as it comes: sent together, they would all wait
+// for the slowest node. On one Redis, and on Sentinel's master, they are sent together.
+func TestPipelinesAreSentTogetherExceptOnCluster(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		client redis.UniversalClient
+		want   bool
+	}{
+		{"one Redis", redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), true},
+		{"Sentinel", redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:1"}}), true},
+		{"Cluster", redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}}), false},
+	} {
+		s := New(c.client, "")
+		if s.coalesced != c.want {
+			t.Errorf("%s: pipelines sent together %v, want %v", c.name, s.coalesced, c.want)
+		}
+		s.Close()
+	}
+}

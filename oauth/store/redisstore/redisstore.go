@@ -115,6 +115,8 @@ type Store struct {
 	slack  time.Duration // indexSlack, which tests lower so as not to wait for it
 	count  *exchangeCounter
 	apps   *appCache // nil: every GetApp reads Redis
+	// coalesced: the client sends concurrent requests' pipelines together (see coalescer).
+	coalesced bool
 	// replicas and replicaWait: see WaitForReplicas.
 	replicas    int
 	replicaWait time.Duration
@@ -128,9 +130,15 @@ func New(client redis.UniversalClient, prefix string) *Store {
 	}
 	s := &Store{c: client, prefix: prefix, slack: indexSlack, count: &exchangeCounter{}}
 	// The first hook added is the outermost: fullHook sees each caller's own commands, and the
-	// counter, under the coalescer, counts the exchanges made.
+	// counter, under the coalescer, counts the exchanges made. On Cluster a pipeline waits for
+	// every node its keys are on: pipelines sent together would all wait for the slowest node,
+	// and one failing over would hold up the requests whose keys are elsewhere, so each goes as
+	// it comes.
 	client.AddHook(fullHook{})
-	client.AddHook(coalescer{maxInFlight: coalesceInFlight})
+	if _, cluster := client.(*redis.ClusterClient); !cluster {
+		client.AddHook(coalescer{maxInFlight: coalesceInFlight})
+		s.coalesced = true
+	}
 	client.AddHook(s.count)
 	return s
 }
