@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -954,6 +955,57 @@ func TestATraceNotSaidToStartOrIndexedLongAgoIsIndexed(t *testing.T) {
 	}
 	if got := stepNamesOf(tr); !slices.Equal(got, []string{"authorize", "refresh", "refresh"}) {
 		t.Errorf("the trace indexed again holds %q, want authorize, refresh, refresh", got)
+	}
+}
+
+// failIndexing is a go-redis hook that fails, without sending it, the next pipeline that writes
+// to the trace index, once armed.
+type failIndexing struct{ armed atomic.Bool }
+
+func (f *failIndexing) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (f *failIndexing) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (f *failIndexing) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if c.Name() == "zadd" && len(c.Args()) > 1 && c.Args()[1] == "ssobridge:traces" && f.armed.CompareAndSwap(true, false) {
+				err := errors.New("the indexing exchange failed")
+				for _, c := range cmds {
+					c.SetErr(err)
+				}
+				return err
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A trace whose indexing failed after its steps were written (the second pipeline of a trace not
+// said to start) is not taken for indexed: its next batch indexes it.
+func TestATraceWhoseIndexingFailedIsIndexedByItsNextBatch(t *testing.T) {
+	c := newClient(t, storetest.RedisURL(t))
+	s := New(c, "")
+	defer s.Close()
+	hook := &failIndexing{}
+	c.AddHook(hook)
+	ctx := t.Context()
+	warmTraceScripts(t, s)
+	hook.armed.Store(true)
+	step := store.TraceAppend{ID: "unindexed", Step: store.TraceStep{Step: "token", At: time.Now()}}
+	if err := s.AddTraceSteps(ctx, []store.TraceAppend{step}, time.Hour, 100); err == nil {
+		t.Fatal("the batch whose indexing failed says nothing of it")
+	}
+	if hook.armed.Load() {
+		t.Fatal("the batch did not try to index the trace")
+	}
+	if err := c.ZScore(ctx, "ssobridge:traces", "unindexed").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("the trace is in the index though its indexing failed: %v", err)
+	}
+	step.Step.Step, step.Step.At = "user", time.Now()
+	if err := s.AddTraceSteps(ctx, []store.TraceAppend{step}, time.Hour, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ZScore(ctx, "ssobridge:traces", "unindexed").Err(); err != nil {
+		t.Errorf("the trace's next batch did not index it: %v", err)
 	}
 }
 

@@ -170,8 +170,14 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 	err := first.run(ctx, s.c, func(p redis.Pipeliner) {
 		for _, g := range groups {
 			fields := metaFields(g.meta)
+			// A trace this pipeline indexes says so in its hash in the same exchange; one the
+			// second pipeline may index says so there (see below).
+			var indexedAt any = ""
+			if g.starts {
+				indexedAt = g.started.UnixMilli()
+			}
 			args := append([]any{retention.Milliseconds(), maxTraceSteps, g.started.Format(time.RFC3339Nano),
-				g.started.UnixMilli(), reindexBefore, len(fields) / 2}, fields...)
+				indexedAt, reindexBefore, len(fields) / 2}, fields...)
 			g.append = first.queue(ctx, p, &scriptCall{sc: appendTrace, keys: []string{s.traceKey(g.id)}, args: append(args, g.steps...)})
 		}
 		trims = index(first, p, groups, func(g *traceGroup) bool { return g.starts }, func(*traceGroup) bool { return true })
@@ -202,6 +208,12 @@ func (s *Store) AddTraceSteps(ctx context.Context, steps []store.TraceAppend, re
 			// A fold the first pipeline could not count (its trace was not in the index yet) is
 			// counted now; one it did is not counted again (see foldAndTrimTraceIndex).
 			lateTrims = index(second, p, late, func(*traceGroup) bool { return true }, func(*traceGroup) bool { return true })
+			// Last, so that a trace says it is indexed only once it is: a trace whose second
+			// pipeline failed, or whose first was sent again by go-redis (its second run answers
+			// from ix), is indexed by its next batch.
+			for _, g := range late {
+				p.HSet(ctx, s.traceKey(g.id), "ix", g.started.UnixMilli())
+			}
 		}))
 		for _, trim := range lateTrims {
 			for _, id := range takenOut(trim.cmd) {
@@ -306,9 +318,10 @@ func (b *scriptBatch) run(ctx context.Context, c redis.UniversalClient, fill fun
 // first steps and none is set, and has the hash expire ARGV[1] milliseconds from now. The field
 // "n" counts the steps given to the trace, the dropped ones too, and "ix" holds when the trace
 // was last indexed (Unix milliseconds). It answers appendedNew for a trace's first steps and
-// appendedStale for a trace last indexed before ARGV[5] (or never by this script), setting "ix"
-// to ARGV[4] in both cases (the caller indexes it), and appendedIndexed otherwise. One command on
-// one key, so that a trace costs one call however many steps a batch gives it.
+// appendedStale for a trace last indexed before ARGV[5] (or never), setting "ix" to ARGV[4] in
+// both cases when ARGV[4] is not empty (the caller indexes the trace in the same pipeline; else
+// the caller sets "ix" where it indexes it), and appendedIndexed otherwise. One command on one
+// key, so that a trace costs one call however many steps a batch gives it.
 var appendTrace = redis.NewScript(`
 local key, bound, nmeta = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[6])
 local first = 7 + 2 * nmeta
@@ -327,7 +340,7 @@ if nsteps > 0 then
   elseif not ix or tonumber(ix) < tonumber(ARGV[5]) then
     answer = 2
   end
-  if answer > 0 then
+  if answer > 0 and ARGV[4] ~= '' then
     fields[#fields + 1] = 'ix'
     fields[#fields + 1] = ARGV[4]
   end
