@@ -222,7 +222,7 @@ func New(cfg Config) (*Server, error) {
 	s.inFlight = make(inFlight, cfg.MaxInFlight)
 	s.traces = &traceWriter{store: cfg.Store, retention: cfg.TraceRetention, maxTraces: cfg.MaxTraces, delay: cfg.TraceBatchDelay, hold: cfg.TraceHold, log: cfg.Logger,
 		dropped: cfg.Metrics.traceDropped, failed: cfg.Metrics.traceFailed}
-	s.stalls = newStallWatch(cfg, s.traces.Flush, func(endpoint string, failure *signin.Failure) {
+	s.stalls = newStallWatch(cfg, s.traces.FlushTraces, func(endpoint string, failure *signin.Failure) {
 		cfg.Metrics.loginsFailed.WithLabelValues(endpoint, failure.Name()).Inc()
 	})
 	s.mint = mint{codeTTL: cfg.CodeTTL, accessTTL: cfg.AccessTokenTTL, refreshTTL: cfg.RefreshTokenTTL}

@@ -26,7 +26,7 @@ import (
 type stallWatch struct {
 	after, grace, tick time.Duration
 	traces             store.TraceStore
-	flush              func(context.Context) // writes this instance's pending steps
+	flush              func(context.Context, []string) // writes this instance's held steps of the traces given
 	count              func(endpoint string, failure *signin.Failure)
 	log                *slog.Logger
 
@@ -52,7 +52,7 @@ var stallEndpoint = map[string]string{
 	traceview.FailureClientNeverFetchedUser:  "/api/v4/user",
 }
 
-func newStallWatch(cfg Config, flush func(context.Context), count func(endpoint string, failure *signin.Failure)) *stallWatch {
+func newStallWatch(cfg Config, flush func(context.Context, []string), count func(endpoint string, failure *signin.Failure)) *stallWatch {
 	return &stallWatch{
 		after: cfg.StallAfter,
 		// A step is written within the trace writer's hold and delay after its request; four
@@ -117,7 +117,12 @@ func (w *stallWatch) run() {
 // check reads the traces of sign-ins whose wait is over, and counts those stalled where they
 // were left.
 func (w *stallWatch) check(due map[string]string) {
-	w.flush(context.Background()) // the writer bounds its own wait
+	ids := make([]string, 0, len(due))
+	for id := range due {
+		ids = append(ids, id)
+	}
+	// Those traces alone: the others the writer holds wait for their sign-ins' next steps.
+	w.flush(context.Background(), ids) // the writer bounds its own wait
 	for id, failure := range due {
 		ctx, cancel := context.WithTimeout(context.Background(), traceWriteTimeout)
 		tr, err := w.traces.GetTrace(ctx, id)

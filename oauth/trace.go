@@ -321,8 +321,8 @@ type traceWriter struct {
 	held    map[string]*heldTrace // by trace id
 	steps   int                   // held, in all
 	running bool
-	// write serialises batches, so that steps reach the store in the order they were recorded
-	// and Flush returns only after the batch in flight is written.
+	// write serialises batches, so that a trace's steps reach the store in the order they were
+	// recorded and Flush returns only after the batch in flight is written.
 	write sync.Mutex
 }
 
@@ -375,14 +375,15 @@ const DefaultTraceBatchDelay = 100 * time.Millisecond
 // they are written (see traceWriter).
 const DefaultTraceHold = time.Second
 
-// take removes from the writer and returns the steps to write: all of them, or those of the
-// traces ready at now.
-func (w *traceWriter) take(all bool, now time.Time) []store.TraceAppend {
+// take removes from the writer and returns the steps of the traces pick chooses (all of them,
+// when pick is nil). A trace's steps stay in the order they were recorded; the traces come in no
+// order.
+func (w *traceWriter) take(pick func(id string, h *heldTrace) bool) []store.TraceAppend {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var batch []store.TraceAppend
 	for id, h := range w.held {
-		if all || !h.awaits || now.Sub(h.since) >= w.hold {
+		if pick == nil || pick(id, h) {
 			batch = append(batch, h.steps...)
 			delete(w.held, id)
 		}
@@ -391,12 +392,18 @@ func (w *traceWriter) take(all bool, now time.Time) []store.TraceAppend {
 	return batch
 }
 
+// ready says whether a held trace is to be written at now: it waits for nothing more, or has
+// waited hold.
+func (w *traceWriter) ready(now time.Time) func(string, *heldTrace) bool {
+	return func(_ string, h *heldTrace) bool { return !h.awaits || now.Sub(h.since) >= w.hold }
+}
+
 // drain writes the traces ready every w.delay until none is held.
 func (w *traceWriter) drain() {
 	for {
 		time.Sleep(w.delay)
 		w.write.Lock()
-		batch := w.take(false, time.Now())
+		batch := w.take(w.ready(time.Now()))
 		if len(batch) > 0 {
 			w.store1(context.Background(), batch)
 		}
@@ -413,10 +420,22 @@ func (w *traceWriter) drain() {
 }
 
 // Flush writes every step handed over before it was called.
-func (w *traceWriter) Flush(ctx context.Context) {
+func (w *traceWriter) Flush(ctx context.Context) { w.flush(ctx, nil) }
+
+// FlushTraces writes the steps of the traces ids handed over before it was called, and leaves
+// the others held.
+func (w *traceWriter) FlushTraces(ctx context.Context, ids []string) {
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	w.flush(ctx, func(id string, _ *heldTrace) bool { return set[id] })
+}
+
+func (w *traceWriter) flush(ctx context.Context, pick func(string, *heldTrace) bool) {
 	w.write.Lock()
 	defer w.write.Unlock()
-	if batch := w.take(true, time.Now()); len(batch) > 0 {
+	if batch := w.take(pick); len(batch) > 0 {
 		w.store1(ctx, batch)
 	}
 }

@@ -153,6 +153,32 @@ func TestTraceWriterWritesAStepAwaitingTheNextOnceItsHoldIsOver(t *testing.T) {
 	}
 }
 
+// The stall watch's flush writes the traces it is about to read, and leaves the other sign-ins'
+// steps held for their next steps.
+func TestFlushingSomeTracesLeavesTheOthersHeld(t *testing.T) {
+	ts := &countingTraces{}
+	w := newTestWriter(ts)
+	w.delay, w.hold = time.Hour, time.Hour
+	for _, id := range []string{"due", "waiting", "also waiting"} {
+		w.add([]store.TraceAppend{{ID: id, Step: store.TraceStep{Step: string(signin.StepUpstreamAuthorize), OK: true}}})
+	}
+	w.FlushTraces(t.Context(), []string{"due"})
+	got := ts.written()
+	if len(got) != 1 || len(got[0]) != 1 || got[0][0].ID != "due" {
+		t.Fatalf("flushing one trace wrote %+v, want its step alone", got)
+	}
+	w.mu.Lock()
+	held := len(w.held)
+	w.mu.Unlock()
+	if held != 2 {
+		t.Errorf("%d traces still held after flushing another, want 2", held)
+	}
+	w.Flush(t.Context())
+	if got := ts.written(); len(got) != 2 || len(got[1]) != 2 {
+		t.Errorf("Flush wrote %+v after, want the two traces held", got)
+	}
+}
+
 func TestTraceWriterDropsAndCountsStepsBeyondItsBoundWhileTheStoreIsStuck(t *testing.T) {
 	ts := &blockingTraces{release: make(chan struct{}), entered: make(chan struct{}, 1)}
 	w := newTestWriter(ts)
