@@ -399,4 +399,13 @@ func TestProfilesAreServedToOperatorsWithTheTokenAlone(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "heap profile") {
 		t.Errorf("the heap profile with the token: %d %.200s", resp.StatusCode, body)
 	}
+	// The command line, whose flags may carry secrets, is not served, even where no token is
+	// asked (a listener on loopback).
+	open := httptest.NewServer(f.srv.AdminHandler(""))
+	defer open.Close()
+	for _, base := range []string{admin.URL, open.URL} {
+		if resp := f.get(base+"/debug/pprof/cmdline", "Authorization", "Bearer tok"); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("/debug/pprof/cmdline: %d, want 404", resp.StatusCode)
+		}
+	}
 }

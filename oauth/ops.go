@@ -482,9 +482,11 @@ func (s *Server) AdminHandler(token string) http.Handler {
 	mux.Handle("GET /metrics", protect(s.metrics.Handler()))
 	mux.Handle("GET /debug/traces", protect(http.HandlerFunc(s.traceList)))
 	mux.Handle("GET /debug/traces/{id}", protect(http.HandlerFunc(s.traceShow)))
-	// Profiles cost nothing until asked for; a CPU profile runs for its ?seconds= only.
+	// Profiles cost nothing until asked for; a CPU profile runs for its ?seconds= only. The
+	// command line is not served (it answers 404): its flags may carry secrets, and a listener
+	// on loopback needs no token.
+	mux.Handle("GET /debug/pprof/cmdline", http.NotFoundHandler())
 	mux.Handle("GET /debug/pprof/", protect(http.HandlerFunc(pprof.Index)))
-	mux.Handle("GET /debug/pprof/cmdline", protect(http.HandlerFunc(pprof.Cmdline)))
 	mux.Handle("GET /debug/pprof/profile", protect(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("GET /debug/pprof/symbol", protect(http.HandlerFunc(pprof.Symbol)))
 	mux.Handle("GET /debug/pprof/trace", protect(http.HandlerFunc(pprof.Trace)))

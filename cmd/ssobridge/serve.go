@@ -76,7 +76,8 @@ type serveConfig struct {
 }
 
 // checkAdminToken refuses an operators' listener that other hosts can reach without a token: its
-// /metrics and /debug/traces (which name people, applications and their failures) would be open
+// /metrics, /debug/traces (which name people, applications and their failures) and Go's
+// profiles (/debug/pprof/, which show what the process does) would be open
 // to anyone who reaches the port, a firewall or NetworkPolicy being all that stands in the way.
 // There is no way to opt out: a listener on loopback needs no token, one that is not costs only
 // a random value. The probes, /healthz and /readyz, never ask for it (a kubelet has no token).
@@ -88,7 +89,7 @@ func checkAdminToken(listen, token *setting) error {
 	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return token.errorf("is required: the operators' listener (%s=%s) is reachable from other hosts, and would serve /metrics and /debug/traces, which name people and applications, to anyone who reaches it. "+
+	return token.errorf("is required: the operators' listener (%s=%s) is reachable from other hosts, and would serve /metrics, /debug/traces, which name people and applications, and Go's profiles (/debug/pprof/) to anyone who reaches it. "+
 		"Generate a token with `openssl rand -hex 32`, set it in %s, and give it to Prometheus as its bearer token (the probes /healthz and /readyz need none); or put the listener on loopback (127.0.0.1:9090)",
 		listen.env(), listen.value, token.env())
 }
@@ -97,7 +98,7 @@ func serveSettings(out io.Writer) (*settings, func() (*serveConfig, error)) {
 	st := newSettings("serve", "Runs the bridge: Mattermost's GitLab endpoints point at it, and it signs people in at GitLab.", out)
 	public := st.add("public-url", "", "the bridge's URL as browsers and Mattermost reach it, e.g. https://sso.example.com")
 	listen := st.add("listen", ":8080", "address to listen on, host:port")
-	adminListen := st.add("admin-listen", "127.0.0.1:9090", "address of the operators' listener (/debug/traces, /metrics, /healthz, /readyz); keep it private; empty: none")
+	adminListen := st.add("admin-listen", "127.0.0.1:9090", "address of the operators' listener (/debug/traces, /metrics, /debug/pprof/, /healthz, /readyz); keep it private; empty: none")
 	adminToken := st.add("admin-token", "", "the operators' listener asks for Authorization: Bearer TOKEN, or a browser for the token on its sign-in form (the health probes excepted); required unless --admin-listen is on loopback; generate one with `openssl rand -hex 32`")
 	tlsCert := st.add("tls-cert", "", "PEM file of the certificate (with its chain) to serve HTTPS with on --listen, together with --tls-key; read again on SIGHUP, without dropping connections; empty: plain HTTP, for TLS ending at a proxy in front")
 	tlsKey := st.add("tls-key", "", "PEM file of the certificate's private key (may be the certificate's file); read again with it on SIGHUP")
