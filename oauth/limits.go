@@ -348,10 +348,10 @@ func (s *Server) warnUntrustedProxy(c echo.Context) {
 
 // recentFailures remembers, per instance, keys until a time of their own: those of failed client
 // authentications until their allowance could be whole again (see clientAuthLimited), and the
-// access tokens whose read of the user was traced until they expire (see traceFirstRead). It
-// holds at most maxRecentFailures of them: when full, the ones that lapsed are dropped, and if
-// that leaves nine tenths or more, all are (each then costs its guesser one more attempt before
-// the store is asked again, or its token one more traced read).
+// access tokens whose read of the user was traced, while their snapshot answers (see
+// traceFirstRead). It holds at most maxRecentFailures of them: when full, the ones that lapsed
+// are dropped, and if that leaves nine tenths or more, all are (each then costs its guesser one
+// more attempt before the store is asked again, or its token one more traced read).
 type recentFailures struct {
 	mu    sync.Mutex
 	until map[string]time.Time

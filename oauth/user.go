@@ -26,13 +26,14 @@ import (
 // one read) is traced, while a client that reads the user again and again with one token costs
 // the store nothing more than the read. Such reads are still counted, with their latency, in
 // ssobridge_http_request_duration_seconds, and a failed one, or one that asks GitLab, is always
-// traced.
-func (s *Server) traceFirstRead(c echo.Context, p *store.TokenPair) {
+// traced. The token is remembered for as long as the snapshot may still answer (snapshotLeft),
+// after which its reads ask GitLab and are traced anyway.
+func (s *Server) traceFirstRead(c echo.Context, p *store.TokenPair, snapshotLeft time.Duration) {
 	if s.readsTraced.has(p.AccessKey) {
 		dropSteps(c)
 		return
 	}
-	s.readsTraced.add(p.AccessKey, time.Until(p.AccessExpiresAt))
+	s.readsTraced.add(p.AccessKey, min(snapshotLeft, time.Until(p.AccessExpiresAt)))
 }
 
 // bearerToken returns the access token of an API request: the Authorization header, else the
@@ -69,7 +70,7 @@ func (s *Server) user(c echo.Context) error {
 	}
 	if age := time.Since(sess.UserFetchedAt); len(sess.User) > 0 && age >= 0 && age < s.cfg.UserSnapshotMaxAge {
 		s.stepOK(c, http.StatusOK, map[string]string{"user": "snapshot from GitLab " + age.Round(time.Millisecond).String() + " ago"})
-		s.traceFirstRead(c, ti)
+		s.traceFirstRead(c, ti, s.cfg.UserSnapshotMaxAge-age)
 		noStore(c.Response().Header())
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, sess.User)
 	}

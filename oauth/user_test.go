@@ -339,7 +339,7 @@ func userSteps(t *testing.T, tr map[string]any) (ok, failed int) {
 }
 
 // A sign-in's trace shows the read of the user that ends it; a client that reads the user again
-// and again with the same token adds nothing to the trace (nor costs the store a write), while a
+// and again with the same token adds no step to the trace (so nothing for the store to write), while a
 // read that fails is traced whatever came before.
 func TestOnlyTheFirstReadOfTheUserWithATokenIsTracedAndEveryFailureIs(t *testing.T) {
 	f := newFixture(t)
