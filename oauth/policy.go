@@ -2,11 +2,11 @@ package oauth
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/ssobridge/ssobridge/gitlabapi"
 	"github.com/ssobridge/ssobridge/oauth/signin"
 	"github.com/ssobridge/ssobridge/oauth/store"
 )
@@ -133,15 +133,12 @@ func WhoMaySignIn(app *store.Application) string {
 	return who
 }
 
-// isExternal reads GitLab's "external" flag from a /api/v4/user body, which gitlabapi.User
-// leaves out because nothing but the sign-in rules needs it. A body without it reads as
-// internal: GitLab always sends it, and an emulator or proxy that drops it has no external users.
+// isExternal reads GitLab's "external" flag from a /api/v4/user body, as gitlabapi.DecodeUser
+// reads it. A body without it reads as internal: GitLab always sends it, and an emulator or
+// proxy that drops it has no external users.
 func isExternal(body []byte) bool {
-	var u struct {
-		External bool `json:"external"`
-	}
-	_ = json.Unmarshal(body, &u)
-	return u.External
+	u, err := gitlabapi.DecodeUser(body)
+	return err == nil && u.External
 }
 
 // policyUser is the person of session, whose /api/v4/user body is body, for the rules.
