@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -24,7 +26,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs := st.fs
 	var cfg bench.Config
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "sign-ins in flight at once")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to measure (ignored with --count)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to measure (ignored with --count); with --mode token, how long to make codes, which are then redeemed as fast as they go")
 	fs.IntVar(&cfg.Count, "count", 0, "measure this many operations instead of a duration")
 	fs.StringVar(&cfg.Mode, "mode", bench.ModeLogin, "login (whole sign-ins), token (only code redemptions, codes made first) or user (only GET /api/v4/user, tokens obtained first)")
 	warmup := fs.String("warmup", "", "whole sign-ins before measuring: a duration (1s) or a count (100); 0 for none (default 1s, or 100 with --count)")
@@ -57,6 +59,17 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return errors.New("--bridge-url needs --app-id, --app-secret and --site-url")
 	case cfg.BridgeURL == "" && (cfg.AppID != "" || cfg.AppSecret != "" || cfg.SiteURL != "" || cfg.AdminURL != ""):
 		return errors.New("--app-id, --app-secret, --site-url and --admin-url go with --bridge-url")
+	}
+	if cfg.BridgeURL != "" {
+		var inProcess []string
+		fs.Visit(func(f *flag.Flag) {
+			if slices.Contains([]string{"access-token-ttl", "authorization-ttl", "refresh-tokens"}, f.Name) {
+				inProcess = append(inProcess, "--"+f.Name)
+			}
+		})
+		if len(inProcess) > 0 {
+			return fmt.Errorf("%s set the in-process bridge, and --bridge-url loads a running one: set them on that bridge (serve's SSOBRIDGE_ACCESS_TOKEN_TTL, SSOBRIDGE_AUTHORIZATION_TTL, and `apps update ID --refresh-tokens`)", strings.Join(inProcess, ", "))
+		}
 	}
 	if err := parseWarmup(*warmup, &cfg); err != nil {
 		return err
@@ -112,22 +125,36 @@ func benchUpstream(bridgeURL string) (upstream.CallbackProvider, func(), error) 
 	return up, func() { gl.Close() }, nil
 }
 
-// redactSecrets hides the values of the flags that carry a secret, for the printed command line.
+// redactSecrets hides the values of the flags that carry a secret, for the printed command line:
+// the secrets whole, and the password of a Redis URL.
 func redactSecrets(args []string) []string {
 	out := slices.Clone(args)
 	for i, a := range out {
-		for _, flagName := range []string{"app-secret", "admin-token"} {
+		for flagName, hide := range map[string]func(string) string{
+			"app-secret":  func(string) string { return "REDACTED" },
+			"admin-token": func(string) string { return "REDACTED" },
+			"redis-url":   redactURL,
+		} {
 			for _, prefix := range []string{"-" + flagName, "--" + flagName} {
 				switch {
 				case a == prefix && i+1 < len(out):
-					out[i+1] = "REDACTED"
+					out[i+1] = hide(out[i+1])
 				case strings.HasPrefix(a, prefix+"="):
-					out[i] = prefix + "=REDACTED"
+					out[i] = prefix + "=" + hide(strings.TrimPrefix(a, prefix+"="))
 				}
 			}
 		}
 	}
 	return out
+}
+
+// redactURL is u with its password replaced by xxxxx; a value that is not a URL is hidden whole.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "REDACTED"
+	}
+	return p.Redacted()
 }
 
 func parseWarmup(v string, cfg *bench.Config) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,16 +45,21 @@ func TestBenchTextOutput(t *testing.T) {
 }
 
 func TestBenchBadFlags(t *testing.T) {
-	for _, args := range [][]string{
-		{"--mode", "nope"},
-		{"--concurrency", "0"},
-		{"--bridge-url", "http://127.0.0.1:1"},
-		{"--app-id", "x"},
-		{"--warmup", "soon"},
+	remote := []string{"--bridge-url", "http://127.0.0.1:1", "--app-id", "a", "--app-secret", "s", "--site-url", "http://127.0.0.1:2"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--mode", "nope"}, `--mode "nope": want login, token or user`},
+		{[]string{"--concurrency", "0"}, "--concurrency must be at least 1"},
+		{[]string{"--bridge-url", "http://127.0.0.1:1"}, "--bridge-url needs --app-id, --app-secret and --site-url"},
+		{[]string{"--app-id", "x"}, "go with --bridge-url"},
+		{[]string{"--warmup", "soon"}, `--warmup "soon": want a duration`},
+		{append(slices.Clone(remote), "--access-token-ttl", "1m", "--refresh-tokens"), "--access-token-ttl, --refresh-tokens set the in-process bridge"},
 	} {
 		var out, errb bytes.Buffer
-		if code := run(append([]string{"bench"}, args...), &out, &errb); code == 0 {
-			t.Errorf("bench %v succeeded", args)
+		if code := run(append([]string{"bench"}, c.args...), &out, &errb); code == 0 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("bench %v: exit %d, %q; want a failure saying %q", c.args, code, errb.String(), c.want)
 		}
 	}
 }
@@ -92,8 +98,10 @@ func TestBenchWithFailuresExitsOneAndHidesTheSecret(t *testing.T) {
 }
 
 func TestRedactSecretsHidesEveryFormOfTheSecretFlags(t *testing.T) {
-	got := strings.Join(redactSecrets([]string{"--app-secret", "a", "-admin-token=b", "--app-id", "c", "--admin-token", "d"}), " ")
-	if want := "--app-secret REDACTED -admin-token=REDACTED --app-id c --admin-token REDACTED"; got != want {
+	got := strings.Join(redactSecrets([]string{"--app-secret", "a", "-admin-token=b", "--app-id", "c", "--admin-token", "d",
+		"--redis-url", "redis://:hunter2@127.0.0.1:6379/2", "-redis-url=redis://u:pw@h:1", "--redis-url", "redis://127.0.0.1:6379"}), " ")
+	if want := "--app-secret REDACTED -admin-token=REDACTED --app-id c --admin-token REDACTED" +
+		" --redis-url redis://:xxxxx@127.0.0.1:6379/2 -redis-url=redis://u:xxxxx@h:1 --redis-url redis://127.0.0.1:6379"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }

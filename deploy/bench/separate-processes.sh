@@ -7,6 +7,8 @@
 #   deploy/bench/separate-processes.sh [bench flags...]   e.g. --count 100000, or --duration 10s
 #
 # Needs redis-server on PATH; it starts one of its own on a free port, and stops everything after.
+# It prints the bridge's operators' listener (loopback, no token) when the bridge is up, so that
+# its profiles (/debug/pprof/) can be taken while bench loads it; ADMIN_PORT chooses its port.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=$(mktemp -d)
@@ -18,7 +20,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_http() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "no answer at $1" >&2; exit 1; }
 
 go build -o "$work/ssobridge" ./cmd/ssobridge
-redis_port=$(free_port) bridge_port=$(free_port) admin_port=$(free_port) gitlab_port=$(free_port)
+redis_port=$(free_port) bridge_port=$(free_port) admin_port=${ADMIN_PORT:-$(free_port)} gitlab_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
 pids+=($!)
 export SSOBRIDGE_REDIS_URL="redis://127.0.0.1:$redis_port/0"
@@ -39,6 +41,7 @@ limits=(--rate-limit-sign-in 1000000000/1m --max-pending-per-address 1000000000 
   --encryption-key "$("$work/ssobridge" genkey)" --log-level warn "${limits[@]}" >"$work/bridge.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$admin_port/readyz"
+echo "separate-processes.sh: the bridge's operators' listener is http://127.0.0.1:$admin_port (e.g. curl 'http://127.0.0.1:$admin_port/debug/pprof/profile?seconds=8' -o cpu.pprof)" >&2
 
 site=http://127.0.0.1:1
 # Registered as an administrator registers Mattermost (no refresh tokens), as k6.sh does.

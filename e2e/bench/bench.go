@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ssobridge/ssobridge/mattermost"
+	"github.com/ssobridge/ssobridge/oauth"
 	"github.com/ssobridge/ssobridge/oauth/upstream"
 )
 
@@ -260,6 +261,17 @@ func Run(parent context.Context, cfg Config, stderr io.Writer) (*Result, error) 
 		res.Notes = append(res.Notes, "user mode checks each answer's status and that it is a JSON user object; login mode parses it as Mattermost does")
 	}
 
+	// settle lets the trace steps of what came before land in the store, so that each window
+	// holds the Redis commands of its own operations: an in-process bridge writes them at once;
+	// a running bridge holds a sign-in's steps while it awaits the next, for its hold and a batch.
+	settle := func() {
+		if t.flush != nil {
+			t.flush(ctx)
+		} else if t.rdb != nil {
+			time.Sleep(oauth.DefaultTraceHold + 2*oauth.DefaultTraceBatchDelay)
+		}
+	}
+	settle()
 	var before int64
 	redisOK := false
 	redisCPUBefore := -1.0
@@ -307,9 +319,7 @@ func Run(parent context.Context, cfg Config, stderr io.Writer) (*Result, error) 
 		pprof.StopCPUProfile()
 	}
 
-	if t.flush != nil {
-		t.flush(ctx)
-	}
+	settle()
 	if admin != nil && cpuBefore >= 0 && p.completed > 0 {
 		if m, err := admin.scrape(ctx); err == nil {
 			if v, ok := m.value("process_cpu_seconds_total"); ok {

@@ -18,7 +18,7 @@ func stats(n int, p50, p90, p99, maxMs float64) LatencyStats {
 // bridge elsewhere where nothing could be measured.
 var printed = map[string]*Result{
 	"login-remote": {Command: "ssobridge bench --bridge-url http://b --app-secret REDACTED", Machine: Machine{CPUs: 2, GOOS: "linux", GOARCH: "amd64", Go: "go1.26.8"},
-		Target: "http://b", Store: "remote", Mode: ModeLogin, Concurrency: 64, Warmup: 812, ElapsedSeconds: 10.0123, Completed: 14620, Errors: 7,
+		Target: "http://b", Store: "the running bridge's own", Mode: ModeLogin, Concurrency: 64, Warmup: 812, ElapsedSeconds: 10.0123, Completed: 14620, Errors: 7,
 		ErrorsByKind: map[string]int64{"timeout": 2, "token: refused (HTTP 400)": 5}, PerSecond: 1460.2,
 		Latency: stats(14620, 42.8, 55.1, 68.4, 120.25), Steps: map[string]LatencyStats{"authorize": stats(14620, 5, 6, 7, 8), "gitlab": stats(14620, 1, 2, 3, 4),
 			"callback": stats(14620, 9, 10, 11, 12), "token": stats(14620, 4, 5, 6, 7), "user": stats(14620, 2, 3, 4, 5)},
@@ -37,7 +37,7 @@ var printed = map[string]*Result{
 		Memory: &Memory{PeakHeapInUseBytes: 30 << 20}, MemoryNote: "the whole process: bridge, GitLab emulator and load generator",
 		Notes: []string{"user mode checks each answer's status and that it is a JSON user object; login mode parses it as Mattermost does"}},
 	"remote-unmeasured": {Command: "ssobridge bench --bridge-url http://b", Machine: Machine{CPUs: 2, GOOS: "linux", GOARCH: "amd64", Go: "go1.26.8"},
-		Target: "http://b", Store: "remote", Mode: ModeLogin, Concurrency: 64, ElapsedSeconds: 1, Completed: 0, Errors: 3,
+		Target: "http://b", Store: "the running bridge's own", Mode: ModeLogin, Concurrency: 64, ElapsedSeconds: 1, Completed: 0, Errors: 3,
 		ErrorsByKind: map[string]int64{"browser: request failed": 3},
 		RedisNote:    "not measured: no --redis-url", RoundTripsNote: "not measured: give --admin-url", MemoryNote: "not measured: the bridge runs elsewhere (give --admin-url)"},
 }

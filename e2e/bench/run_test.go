@@ -176,7 +176,7 @@ func TestRunReadsABridgeElsewhereThroughItsMetrics(t *testing.T) {
 	remote := Config{Mode: ModeLogin, Concurrency: 2, Count: 20, Timeout: time.Minute, BridgeURL: tg.bridge.String(),
 		AppID: tg.client.Settings.Id, AppSecret: tg.client.Settings.Secret, SiteURL: tg.site.String(), AdminURL: admin.URL + "/", AdminToken: "ops"}
 	r := run(t, remote)
-	if r.Completed != 20 || r.Errors != 0 || r.Store != "remote" || r.Target != tg.bridge.String() {
+	if r.Completed != 20 || r.Errors != 0 || r.Store != "the running bridge's own" || r.Target != tg.bridge.String() {
 		t.Fatalf("completed %d, errors %v, store %s, target %s", r.Completed, r.ErrorsByKind, r.Store, r.Target)
 	}
 	near := func(p *float64, want float64) bool { return p != nil && *p > want-1e-9 && *p < want+1e-9 }

@@ -68,7 +68,7 @@ func startTarget(ctx context.Context, cfg Config, stderr io.Writer) (*target, er
 		}
 	}
 	if cfg.BridgeURL != "" {
-		t.store = "remote"
+		t.store = "the running bridge's own"
 		bridge, err := url.Parse(strings.TrimRight(cfg.BridgeURL, "/"))
 		if err != nil || bridge.Host == "" {
 			t.close()
