@@ -85,6 +85,7 @@ if [ -n "$floor" ]; then
   [ -z "$bridge_url" ] || die "--floor starts its own floor bridge: leave out the bridge URL"
 fi
 if [ -n "$bridge_url" ]; then
+  [[ $bridge_url =~ ^https?://[^/]+ ]] || die "BRIDGE_URL $bridge_url: want the bridge's public URL with its scheme, such as https://sso.example.com"
   for v in client_id client_secret redirect_uri; do
     [ -n "${!v}" ] || die "with a bridge URL, give ${v^^} (or --${v//_/-}) too"
   done
@@ -96,6 +97,14 @@ else
 fi
 command -v python3 >/dev/null || die "needs python3"
 command -v curl >/dev/null || die "needs curl"
+if [ -n "$bridge_url" ]; then
+  answer=$(curl -s -o /dev/null -w '%{http_code} %{errormsg}' "${bridge_url%/}/healthz" 2>&1) || true
+  case "$answer" in
+    200*) ;;
+    000*) die "BRIDGE_URL: nothing answers at ${bridge_url%/}/healthz (${answer#000 }): check the URL, and http or https" ;;
+    *) die "BRIDGE_URL: ${bridge_url%/}/healthz answered HTTP ${answer%% *}, where the bridge's public listener answers 200: is BRIDGE_URL the bridge's public URL?" ;;
+  esac
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -208,7 +217,12 @@ if [ "$target" = own ]; then
     case "$status" in
       200) ;;
       000|"") die "ADMIN_URL: nothing answers at ${admin_url%/}/metrics (the bridge's operators' listener, SSOBRIDGE_ADMIN_LISTEN)" ;;
-      *) die "ADMIN_URL: ${admin_url%/}/metrics answered HTTP $status (give ADMIN_TOKEN, the bridge's SSOBRIDGE_ADMIN_TOKEN, if it has one)" ;;
+      401) if [ -n "$admin_token" ]; then
+             die "ADMIN_URL: ${admin_url%/}/metrics refused ADMIN_TOKEN (HTTP 401): give the bridge's SSOBRIDGE_ADMIN_TOKEN"
+           fi
+           die "ADMIN_URL: ${admin_url%/}/metrics asks for a token (HTTP 401): give ADMIN_TOKEN, the bridge's SSOBRIDGE_ADMIN_TOKEN" ;;
+      404) die "ADMIN_URL: ${admin_url%/}/metrics answered HTTP 404: this is not the bridge's operators' listener (SSOBRIDGE_ADMIN_LISTEN, 127.0.0.1:9090 by default), perhaps its public one" ;;
+      *) die "ADMIN_URL: ${admin_url%/}/metrics answered HTTP $status" ;;
     esac
   fi
   if [ -n "$redis_url" ]; then
@@ -282,7 +296,9 @@ for round in $(seq "$rounds"); do
   echo "k6_cpu_s $(cat "$work/cpu1")" >>"$work/after-$round"
   if [ "$rc" != 0 ]; then
     echo "k6.sh: round $round: k6 exited $rc (99: a check failed; 107: the script stopped, as setup() does when a warm-up sign-in fails); its output:" >&2
-    cat "$work/k6-$round.out" "$log" >&2
+    # k6's log without its timestamps, each line once: the script logs a failure once per VU.
+    cat "$work/k6-$round.out" >&2
+    sed 's/^time="[^"]*" //' "$log" | awk '!seen[$0]++' >&2
     [ "$target" = own ] || { echo "--- bridge log" >&2; tail -20 "$work/bridge.log" >&2; }
     exit 1
   fi

@@ -165,8 +165,23 @@ function tellFailure(what, r) {
   if (told[key] > 1) return;
   let line = what + ' answered ' + r.status + (failure ? ' ' + failure : '');
   if (r.headers['X-Trace-Id']) line += ' (trace ' + r.headers['X-Trace-Id'] + ')';
-  line += ': ' + (LOAD_FIXES[failure] || String(r.body).slice(0, 300));
+  line += ': ' + (LOAD_FIXES[failure] || detailOf(r));
   console.error(line + ' [logged once per VU]');
+}
+
+// detailOf says what a failed request met: no answer at all (the bridge's URL), the bridge's
+// OAuth error whole (its description says what to change), or the start of another body.
+function detailOf(r) {
+  if (r.status === 0) {
+    return (r.error || 'no answer') + ': check BRIDGE_URL (' + BRIDGE + '): does the bridge listen there, and over http or https as the URL says?';
+  }
+  try {
+    const j = JSON.parse(r.body);
+    if (j && typeof j.error === 'string') return j.error + (j.error_description ? ': ' + j.error_description : '');
+  } catch (e) {
+    // not JSON: an HTML page, or a proxy's answer
+  }
+  return String(r.body).slice(0, 300);
 }
 
 // browse is the browser's part: authorize, the provider, the callback, up to the redirect to

@@ -12,7 +12,8 @@
 // (ssobridge keeps them in its store); /oauth/callback makes the two calls ssobridge makes to GitLab
 // (a form POST for the token, a bearer GET of the user, both read to the end over kept-alive
 // connections) and redirects to the redirect_uri with a new code and the state; /oauth/token
-// answers a token response with a new access and refresh token; /api/v4/user answers a user of
+// answers a token response with a new access and refresh token, having read the user at the
+// provider for a refresh, as ssobridge reads it at GitLab; /api/v4/user answers a user of
 // GitLab's size. Measured beside ssobridge on the same machine and load, the difference is what
 // ssobridge's own work costs, and the floor is what no bridge on this machine and load goes below.
 package main
@@ -103,7 +104,16 @@ func bridge(public, upstream string, c *http.Client) http.Handler {
 		back, state, _ := strings.Cut(q.Get("state"), " ")
 		http.Redirect(w, r, back+"?code="+random()+"&state="+url.QueryEscape(state), http.StatusFound)
 	})
-	mux.HandleFunc("POST /oauth/token", tokenResponse)
+	mux.HandleFunc("POST /oauth/token", func(w http.ResponseWriter, r *http.Request) {
+		// A refresh asks the provider whether the person still may, as ssobridge asks GitLab.
+		if r.PostFormValue("grant_type") == "refresh_token" {
+			if err := call(c, http.MethodGet, upstream+"/user", nil); err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+		}
+		tokenResponse(w, r)
+	})
 	mux.HandleFunc("GET /api/v4/user", userResponse)
 	return mux
 }

@@ -91,6 +91,29 @@ func TestASignInGoesThroughAsSigninJSChecksIt(t *testing.T) {
 	}
 }
 
+// A refresh reads the user at the provider, as ssobridge does at GitLab: a provider that refuses
+// fails it.
+func TestARefreshAsksTheProvider(t *testing.T) {
+	users := 0
+	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/user" {
+			users++
+		}
+		http.Error(w, "no", http.StatusUnauthorized)
+	}))
+	defer p.Close()
+	b := httptest.NewServer(bridge("http://bridge", p.URL, p.Client()))
+	defer b.Close()
+	resp, err := http.PostForm(b.URL+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"r"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || users != 1 {
+		t.Errorf("a refresh with the provider refusing: %s after %d reads of the user, want 502 after 1", resp.Status, users)
+	}
+}
+
 func TestTheUserIsOfGitLabsSize(t *testing.T) {
 	var m map[string]any
 	if err := json.Unmarshal([]byte(user), &m); err != nil {
