@@ -243,21 +243,30 @@ func (c *Client) Exchange(ctx context.Context, code string) (*AccessResponse, er
 	return parseTokenResponse(endpoint, resp.StatusCode, io.LimitReader(resp.Body, maxBodyBytes))
 }
 
-// FetchUser reads the person at UserAPIEndpoint as AuthorizeOAuthUser does (GET with
-// "Authorization: Bearer"), then decodes the answer as the gitlab provider does. It returns the
-// user, the body, and a *UserError; the body is returned whenever there is one.
-func (c *Client) FetchUser(ctx context.Context, accessToken string) (*User, []byte, error) {
-	endpoint := c.Settings.UserAPIEndpoint
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+// UserRequest is the request Mattermost makes of the user API endpoint with accessToken, headers
+// and all.
+func (c *Client) UserRequest(ctx context.Context, accessToken string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Settings.UserAPIEndpoint, nil)
 	if err != nil {
-		return nil, nil, &UserError{Reason: ErrUserRequestFailed, URL: endpoint, Err: err}
+		return nil, err
 	}
 	// Mattermost sends a form Content-Type on this GET too.
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+accessToken)
 	req.Header.Set("User-Agent", userAgent)
+	return req, nil
+}
 
+// FetchUser reads the person at UserAPIEndpoint as AuthorizeOAuthUser does (GET with
+// "Authorization: Bearer"), then decodes the answer as the gitlab provider does. It returns the
+// user, the body, and a *UserError; the body is returned whenever there is one.
+func (c *Client) FetchUser(ctx context.Context, accessToken string) (*User, []byte, error) {
+	endpoint := c.Settings.UserAPIEndpoint
+	req, err := c.UserRequest(ctx, accessToken)
+	if err != nil {
+		return nil, nil, &UserError{Reason: ErrUserRequestFailed, URL: endpoint, Err: err}
+	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return nil, nil, &UserError{Reason: ErrUserRequestFailed, URL: endpoint, Err: err}

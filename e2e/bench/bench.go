@@ -256,7 +256,7 @@ func Run(parent context.Context, cfg Config, stderr io.Writer) (*Result, error) 
 		// naming the user), not turned into a Mattermost user: the load generator shares the
 		// machine, and login mode measures that parsing.
 		op = func(ctx context.Context, w int) error {
-			return fetchUser(ctx, server, t.client.Settings.UserAPIEndpoint, tokens[w])
+			return fetchUser(ctx, server, &t.client, tokens[w])
 		}
 		res.Notes = append(res.Notes, "user mode checks each answer's status and that it is a JSON user object; login mode parses it as Mattermost does")
 	}

@@ -291,14 +291,13 @@ func (t *target) mint(ctx context.Context, rt http.RoundTripper) (string, error)
 	return q.Get("code"), nil
 }
 
-// fetchUser makes Mattermost's /api/v4/user request and checks the answer is a user.
-func fetchUser(ctx context.Context, client *http.Client, endpoint, token string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+// fetchUser makes Mattermost's /api/v4/user request (mattermost.Client.UserRequest) and checks
+// the answer is a user.
+func fetchUser(ctx context.Context, client *http.Client, mm *mattermost.Client, token string) error {
+	req, err := mm.UserRequest(ctx, token)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err

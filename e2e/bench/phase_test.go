@@ -106,7 +106,7 @@ func TestRunPhaseChargesEachRequestToItsStep(t *testing.T) {
 			t.Errorf("step %s: %d samples, want 10", stepNames[s], len(p.steps[s]))
 		}
 	}
-	if err := fetchUser(context.Background(), client, s.UserAPIEndpoint, "token"); err != nil {
+	if err := fetchUser(context.Background(), client, &tg.client, "token"); err != nil {
 		t.Errorf("fetchUser of a JSON user: %v", err)
 	}
 }
@@ -140,10 +140,31 @@ func TestFetchUserRefusesWhatIsNotAUser(t *testing.T) {
 			w.WriteHeader(status)
 			_, _ = io.WriteString(w, body)
 		}))
-		err := fetchUser(context.Background(), srv.Client(), srv.URL+"/api/v4/user", "t")
+		mm := &mattermost.Client{Settings: mattermost.SettingsForBridge(srv.URL, "id", "secret")}
+		err := fetchUser(context.Background(), srv.Client(), mm, "t")
 		srv.Close()
 		if err == nil || !strings.HasPrefix(err.Error(), "/api/v4/user: ") {
 			t.Errorf("%d %s: got %v, want an error naming /api/v4/user", status, body, err)
+		}
+	}
+}
+
+// user mode's request is Mattermost's, headers and all, as the mattermost package makes it.
+func TestFetchUserMakesMattermostsRequest(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		_, _ = io.WriteString(w, `{"id":1,"username":"ada"}`)
+	}))
+	defer srv.Close()
+	mm := &mattermost.Client{Settings: mattermost.SettingsForBridge(srv.URL, "id", "secret")}
+	if err := fetchUser(context.Background(), srv.Client(), mm, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := mm.UserRequest(context.Background(), "tok")
+	for _, h := range []string{"Authorization", "Content-Type", "Accept", "User-Agent"} {
+		if got.Get(h) == "" || got.Get(h) != want.Header.Get(h) {
+			t.Errorf("%s: %q, want Mattermost's %q", h, got.Get(h), want.Header.Get(h))
 		}
 	}
 }
