@@ -56,6 +56,7 @@ func TestBenchBadFlags(t *testing.T) {
 		{[]string{"--app-id", "x"}, "go with --bridge-url"},
 		{[]string{"--warmup", "soon"}, `--warmup "soon": want a duration`},
 		{append(slices.Clone(remote), "--access-token-ttl", "1m", "--refresh-tokens"), "--access-token-ttl, --refresh-tokens set the in-process bridge"},
+		{remote, "--bridge-url: nothing answers at http://127.0.0.1:1/healthz"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(append([]string{"bench"}, c.args...), &out, &errb); code == 0 || !strings.Contains(errb.String(), c.want) {

@@ -114,14 +114,16 @@ type Result struct {
 	// Warmup is the number of whole sign-ins made before the measured window.
 	Warmup int `json:"warmup"`
 	// Prepared is the number of codes (token mode) or tokens (user mode) obtained before it.
-	Prepared       int                     `json:"prepared,omitempty"`
-	ElapsedSeconds float64                 `json:"elapsed_seconds"`
-	Completed      int64                   `json:"completed"`
-	Errors         int64                   `json:"errors"`
-	ErrorsByKind   map[string]int64        `json:"errors_by_kind"`
-	PerSecond      float64                 `json:"per_second"`
-	Latency        LatencyStats            `json:"latency"`
-	Steps          map[string]LatencyStats `json:"steps"`
+	Prepared       int              `json:"prepared,omitempty"`
+	ElapsedSeconds float64          `json:"elapsed_seconds"`
+	Completed      int64            `json:"completed"`
+	Errors         int64            `json:"errors"`
+	ErrorsByKind   map[string]int64 `json:"errors_by_kind"`
+	// ErrorExamples is the first error of each kind, whole.
+	ErrorExamples map[string]string       `json:"error_examples,omitempty"`
+	PerSecond     float64                 `json:"per_second"`
+	Latency       LatencyStats            `json:"latency"`
+	Steps         map[string]LatencyStats `json:"steps"`
 	// RedisCommandsPerOp is nil when not measured; RedisNote says why.
 	RedisCommandsPerOp *float64 `json:"redis_commands_per_op"`
 	RedisNote          string   `json:"redis_note,omitempty"`
@@ -392,9 +394,13 @@ var errNoMoreCodes = errors.New("no more codes")
 // fill sets a result's counts, errors and latencies from the measured phase.
 func (p *phaseResult) fill(res *Result) {
 	delete(p.byKind, errNoMoreCodes.Error())
+	delete(p.example, errNoMoreCodes.Error())
 	res.ElapsedSeconds = p.elapsed.Seconds()
 	res.Completed = p.completed
 	res.ErrorsByKind = p.byKind
+	if len(p.example) > 0 {
+		res.ErrorExamples = p.example
+	}
 	for _, n := range p.byKind {
 		res.Errors += n
 	}

@@ -145,8 +145,11 @@ type phaseResult struct {
 	completed int64
 	errors    int64
 	byKind    map[string]int64
-	total     []time.Duration
-	steps     [numSteps][]time.Duration
+	// example is the first error of each kind, whole: what it names (a URL, a page's title, the
+	// bridge's description) says what to change.
+	example map[string]string
+	total   []time.Duration
+	steps   [numSteps][]time.Duration
 }
 
 // runPhase runs op on concurrency goroutines until count operations have been started (count >
@@ -159,7 +162,7 @@ func runPhase(ctx context.Context, concurrency, count int, d time.Duration, keep
 	parts := make([]*phaseResult, concurrency)
 	var wg sync.WaitGroup
 	for w := range concurrency {
-		p := &phaseResult{byKind: map[string]int64{}}
+		p := &phaseResult{byKind: map[string]int64{}, example: map[string]string{}}
 		parts[w] = p
 		wg.Go(func() {
 			for ctx.Err() == nil {
@@ -179,7 +182,10 @@ func runPhase(ctx context.Context, concurrency, count int, d time.Duration, keep
 						return // stopped, not failed
 					}
 					p.errors++
-					p.byKind[errorKind(err)]++
+					kind := errorKind(err)
+					if p.byKind[kind]++; p.byKind[kind] == 1 {
+						p.example[kind] = err.Error()
+					}
 					continue
 				}
 				p.completed++
@@ -195,12 +201,15 @@ func runPhase(ctx context.Context, concurrency, count int, d time.Duration, keep
 		})
 	}
 	wg.Wait()
-	all := &phaseResult{elapsed: time.Since(start), byKind: map[string]int64{}}
+	all := &phaseResult{elapsed: time.Since(start), byKind: map[string]int64{}, example: map[string]string{}}
 	for _, p := range parts {
 		all.completed += p.completed
 		all.errors += p.errors
 		for k, v := range p.byKind {
 			all.byKind[k] += v
+			if _, ok := all.example[k]; !ok {
+				all.example[k] = p.example[k]
+			}
 		}
 		all.total = append(all.total, p.total...)
 		for s := range numSteps {

@@ -45,6 +45,9 @@ func Print(w io.Writer, r *Result) {
 		fmt.Fprintln(w, "  errors")
 		for _, k := range kinds {
 			fmt.Fprintf(w, "    %8d  %s\n", r.ErrorsByKind[k], k)
+			if ex := r.ErrorExamples[k]; ex != "" && ex != k {
+				fmt.Fprintf(w, "              the first: %s\n", ex)
+			}
 		}
 	}
 	per := map[string]string{"login": "sign-in", "token": "redemption", "user": "user request"}[r.Mode]

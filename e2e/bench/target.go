@@ -81,6 +81,11 @@ func startTarget(ctx context.Context, cfg Config, stderr io.Writer) (*target, er
 			t.close()
 			return nil, fmt.Errorf("--site-url %q is not an absolute URL", cfg.SiteURL)
 		}
+		// The bridge must answer before the load starts, rather than fail every sign-in.
+		if err := answersHealth(ctx, bridge.String()+"/healthz"); err != nil {
+			t.close()
+			return nil, fmt.Errorf("--bridge-url: %v: check the URL, and http or https", err)
+		}
 		return t, nil
 	}
 
@@ -161,4 +166,23 @@ func startTarget(ctx context.Context, cfg Config, stderr io.Writer) (*target, er
 var limits = oauth.Limits{
 	SignIn:  store.Limit{Rate: 1 << 30, Period: time.Minute, Burst: 1 << 30},
 	Pending: store.PendingCaps{PerBrowser: oauth.DefaultPendingCaps.PerBrowser, PerSource: 1 << 30, Total: 1 << 30},
+}
+
+// answersHealth says whether u answers 200, and else what it met.
+func answersHealth(ctx context.Context, u string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("nothing answers at %s (%v)", u, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s, where the bridge's public listener answers 200 OK: is it the bridge's public URL?", u, resp.Status)
+	}
+	return nil
 }
