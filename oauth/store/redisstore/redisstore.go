@@ -537,42 +537,33 @@ func (s *Store) DeleteApp(ctx context.Context, id string) error {
 
 // ---- authorizations ----
 
-// takeAuthorization replaces a parked request (KEYS[1], where a bridge before takeParkedAuthorization
-// parked it: see legacyAuthzKey) with its mark, which holds the record
-// until the key's TTL ends, and returns {1, record}; a mark already there is returned as {2, mark},
-// for the caller to tell its own attempt's take (sent twice) from another's. ARGV[1] is the
-// attempt, ARGV[2] the time in Unix milliseconds.
+// takeAuthorization replaces the parked request KEYS[1] with its mark, which holds the record
+// until the key's TTL ends, and returns {1, record}; a mark already there is returned as {2,
+// mark}, for the caller to tell its own attempt's take (sent twice) from another's. ARGV[1] is the
+// attempt, ARGV[2] the time in Unix milliseconds. With KEYS[2], the set of all authorizations in
+// progress, it also stops counting ARGV[3] against store.PendingCaps, whatever the take finds (a
+// key not parked, dropped or taken already is in no set, or is one whose sign-in came back all
+// the same); a record a bridge before indexPending parked (see legacyAuthzKey) is in no set, and
+// is taken with KEYS[1] alone. The mark is written before the ZREM: Redis at its maxmemory
+// refuses a script's first write and lets every later one through, even after one that frees
+// memory, so a full Redis refuses the take whole and the sign-in can come back once it has room.
 var takeAuthorization = redis.NewScript(luaMarks + `
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-if is_mark(v) then return {2, v} end
-redis.call('SET', KEYS[1], header({kind = 'authorization', state = 'taken', attempt = ARGV[1], at = tonumber(ARGV[2])}) .. '\n' .. v, 'KEEPTTL')
-return {1, v}
-`)
-
-// takeParkedAuthorization is takeAuthorization on the record KEYS[1], which also stops counting
-// it against store.PendingCaps: it removes ARGV[3] from the set of all (KEYS[2]), whatever the
-// take finds (a key not parked, dropped or taken already is in no set, or is one whose sign-in
-// came back all the same). The mark is written before the ZREM: Redis at its maxmemory refuses a
-// script's first write and lets every later one through, even after one that frees memory, so a
-// full Redis refuses the take whole and the sign-in can come back once it has room.
-var takeParkedAuthorization = redis.NewScript(luaMarks + `
 local v = redis.call('GET', KEYS[1])
 if v and not is_mark(v) then
 	redis.call('SET', KEYS[1], header({kind = 'authorization', state = 'taken', attempt = ARGV[1], at = tonumber(ARGV[2])}) .. '\n' .. v, 'KEEPTTL')
 end
-redis.call('ZREM', KEYS[2], ARGV[3])
+if #KEYS > 1 then redis.call('ZREM', KEYS[2], ARGV[3]) end
 if not v then return false end
 if is_mark(v) then return {2, v} end
 return {1, v}
 `)
 
-// TakeAuthorization runs takeParkedAuthorization: one command, and safe to send twice. A key it
-// does not find is looked for where a bridge before parked it (legacyAuthzKey), with
-// takeAuthorization, on the path of an unknown state alone.
+// TakeAuthorization runs takeAuthorization, which uncounts it: one command, and safe to send
+// twice. A key it does not find is looked for where a bridge before parked it (legacyAuthzKey), on
+// the path of an unknown state alone.
 func (s *Store) TakeAuthorization(ctx context.Context, key, attempt string) (*store.Authorization, error) {
 	k, now := s.authzKey(key), time.Now().UnixMilli()
-	reply, err := s.exec(ctx, k, takeParkedAuthorization, []string{k, s.pendingKey("all", "")}, []any{attempt, now, key}, nil)
+	reply, err := s.exec(ctx, k, takeAuthorization, []string{k, s.pendingKey("all", "")}, []any{attempt, now, key}, nil)
 	if isNil(err) {
 		legacy := s.legacyAuthzKey(key)
 		reply, err = s.exec(ctx, legacy, takeAuthorization, []string{legacy}, []any{attempt, now}, nil)
