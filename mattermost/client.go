@@ -135,30 +135,11 @@ func urlEncode(s string) string {
 // at Mattermost (which it does not request), checks what came back as completeOAuth and
 // AuthorizeOAuthUser do, then exchanges the code and fetches the user.
 func (c *Client) Login(ctx context.Context) (*Result, error) {
-	state, _ := NewState(ActionLogin)
+	code, state, back, err := c.Authorize(ctx)
 	res := &Result{State: state}
-
-	// getSSOProvider refuses before anything is sent.
-	if e := c.Settings.checkEnabled(); e != nil {
-		return res, e
-	}
-	if e := c.Settings.checkScope(); e != nil {
-		return res, e
-	}
-	site, err := c.parseSiteURL()
-	if err != nil {
-		return res, err
-	}
-
-	back, err := c.browse(ctx, site, c.AuthorizeURL(state))
 	if back != nil {
 		res.RedirectedTo = back.String()
 	}
-	if err != nil {
-		return res, err
-	}
-
-	code, err := checkCallback(back, state)
 	if err != nil {
 		return res, err
 	}
@@ -176,6 +157,31 @@ func (c *Client) Login(ctx context.Context) (*Result, error) {
 	}
 	res.SignupError = user.ValidForSignup()
 	return res, nil
+}
+
+// Authorize is Login's part in the browser: it builds the state and the authorize URL, lets the
+// Browser follow the provider's redirects until one points back at Mattermost, and checks what
+// came back as completeOAuth does. It returns the code, the state it sent, and where the browser
+// came back to (nil when it never did).
+func (c *Client) Authorize(ctx context.Context) (code, state string, back *url.URL, err error) {
+	state, _ = NewState(ActionLogin)
+	// getSSOProvider refuses before anything is sent.
+	if e := c.Settings.checkEnabled(); e != nil {
+		return "", state, nil, e
+	}
+	if e := c.Settings.checkScope(); e != nil {
+		return "", state, nil, e
+	}
+	site, err := c.parseSiteURL()
+	if err != nil {
+		return "", state, nil, err
+	}
+	back, err = c.browse(ctx, site, c.AuthorizeURL(state))
+	if err != nil {
+		return "", state, back, err
+	}
+	code, err = checkCallback(back, state)
+	return code, state, back, err
 }
 
 func (c *Client) parseSiteURL() (*url.URL, error) {

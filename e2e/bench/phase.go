@@ -227,7 +227,6 @@ func errorKind(err error) string {
 		ce *mattermost.CallbackError
 		te *mattermost.TokenError
 		ue *mattermost.UserError
-		me *mintError
 	)
 	withStatus := func(s string, status int) string {
 		if status != 0 {
@@ -250,54 +249,20 @@ func errorKind(err error) string {
 		return withStatus("token: "+te.Reason.Error(), te.Status)
 	case errors.As(err, &ue):
 		return withStatus("user: "+ue.Reason.Error(), ue.Status)
-	case errors.As(err, &me):
-		return me.kind
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	}
 	return err.Error()
 }
 
-// mintError is a failure to get a code in token mode; kind is already a class.
-type mintError struct{ kind string }
-
-func (e *mintError) Error() string { return e.kind }
-
-// mint goes through authorize, GitLab and the callback, as Login does, and returns the code the
-// bridge sends back to Mattermost; Login does not stop there, and token mode needs the code alone.
+// mint goes through authorize, GitLab and the callback, as Login does (mattermost.Client.Authorize),
+// and returns the code the bridge sends back to Mattermost; token mode needs the code alone.
 func (t *target) mint(ctx context.Context, rt http.RoundTripper) (string, error) {
-	state, _ := mattermost.NewState(mattermost.ActionLogin)
 	jar, _ := cookiejar.New(nil)
-	site := strings.ToLower(t.site.Host)
-	browser := &http.Client{Jar: jar, Transport: rt, Timeout: 30 * time.Second,
-		CheckRedirect: func(r *http.Request, via []*http.Request) error {
-			if strings.EqualFold(r.URL.Host, site) || len(via) > 20 {
-				return http.ErrUseLastResponse
-			}
-			return nil
-		}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.client.AuthorizeURL(state), nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := browser.Do(req)
-	if err != nil {
-		return "", &mattermost.BrowserError{Reason: mattermost.ErrBrowserRequest, Err: err}
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	loc, err := resp.Location()
-	if err != nil || !strings.EqualFold(loc.Host, site) {
-		return "", &mattermost.BrowserError{Reason: mattermost.ErrStoppedAtPage, Status: resp.StatusCode}
-	}
-	q := loc.Query()
-	if q.Get("code") == "" {
-		return "", &mintError{kind: "callback: no code: " + q.Get("error")}
-	}
-	if q.Get("state") != state {
-		return "", &mintError{kind: "callback: " + mattermost.ErrStateMismatch.Error()}
-	}
-	return q.Get("code"), nil
+	c := t.client
+	c.Browser = &http.Client{Jar: jar, Transport: rt, Timeout: 30 * time.Second}
+	code, _, _, err := c.Authorize(ctx)
+	return code, err
 }
 
 // fetchUser makes Mattermost's /api/v4/user request (mattermost.Client.UserRequest) and checks

@@ -124,7 +124,6 @@ func TestErrorKindKeepsStepReasonAndStatusOnly(t *testing.T) {
 		{&mattermost.CallbackError{Reason: mattermost.ErrStateMismatch, SentState: "a", ReturnedState: "b"}, "callback: invalid state"},
 		{&mattermost.TokenError{Reason: mattermost.ErrTokenRequestFailed, Status: 400, OAuthError: "invalid_grant", Body: `{"error":"invalid_grant"}`}, "token: token request failed: invalid_grant (HTTP 400)"},
 		{&mattermost.UserError{Reason: mattermost.ErrUserResponse, Status: 401, Body: []byte("no")}, "user: invalid response from the user endpoint (HTTP 401)"},
-		{&mintError{kind: "callback: no code: access_denied"}, "callback: no code: access_denied"},
 		{fmt.Errorf("waiting: %w", context.DeadlineExceeded), "timeout"},
 		{errors.New("something else"), "something else"},
 	} {
