@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -87,8 +89,16 @@ func TestBenchWarmupIsACountOrADuration(t *testing.T) {
 // A run with failures exits 1, so that a script comparing runs cannot take it for a measurement,
 // and the command line it prints never shows the application's secret.
 func TestBenchWithFailuresExitsOneAndHidesTheSecret(t *testing.T) {
+	// A bridge that is up (its /healthz answers) and refuses every sign-in.
+	bridge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		http.Error(w, "no", http.StatusBadRequest)
+	}))
+	defer bridge.Close()
 	var out, errb bytes.Buffer
-	code := run([]string{"bench", "--bridge-url", "http://127.0.0.1:1", "--app-id", "x", "--app-secret", "s3cr3t-value",
+	code := run([]string{"bench", "--bridge-url", bridge.URL, "--app-id", "x", "--app-secret", "s3cr3t-value",
 		"--site-url", "https://mm.example.com", "--count", "3", "--warmup", "0", "--timeout", "20s"}, &out, &errb)
 	if code != 1 || !strings.Contains(errb.String(), "3 operations failed") {
 		t.Errorf("exit %d, stderr %q; want 1 saying the 3 operations failed", code, errb.String())
